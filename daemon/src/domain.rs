@@ -1,0 +1,158 @@
+//! The collections vocabulary shared by store, engine and outputs.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::money::Currency;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low = 1,
+    Medium = 2,
+    High = 3,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Priority> {
+        match s {
+            "low" => Some(Priority::Low),
+            "medium" => Some(Priority::Medium),
+            "high" => Some(Priority::High),
+            _ => None,
+        }
+    }
+
+    pub fn from_i64(v: i64) -> Priority {
+        match v {
+            3 => Priority::High,
+            2 => Priority::Medium,
+            _ => Priority::Low,
+        }
+    }
+}
+
+/// A dunning block: keeps items out of escalation until `until` (inclusive), or forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reason: String,
+    pub until: Option<NaiveDate>,
+}
+
+impl Hold {
+    /// Holds lift by themselves: the day after `until` the item is back in collection.
+    pub fn active_on(&self, as_of: NaiveDate) -> bool {
+        self.until.is_none_or(|u| as_of <= u)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerInfo {
+    pub company: String,
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub language: Option<String>,
+    pub timezone: Option<String>,
+    pub credit_limit: Option<(Decimal, Currency)>,
+}
+
+/// An open (due) item as a source reports it; the natural key is (source, external_id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemInput {
+    pub source: String,
+    pub external_id: String,
+    pub company: String,
+    pub customer: String,
+    pub document_no: String,
+    pub document_date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub original_amount: Decimal,
+    pub open_amount: Decimal,
+    pub currency: Currency,
+    pub hold: Option<Hold>,
+    /// Set when the item replaces another (split, re-posting): the original invoice number.
+    pub original_document: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentInput {
+    pub source: String,
+    pub external_id: String,
+    pub company: String,
+    pub customer: String,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub value_date: NaiveDate,
+    pub reference: String,
+    /// External id (same source) of the item the payment was allocated to, if known.
+    pub item_ref: Option<String>,
+}
+
+/// One ingest unit: written in a single transaction or not at all.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub customers: Vec<CustomerInfo>,
+    pub items: Vec<ItemInput>,
+    pub payments: Vec<PaymentInput>,
+    /// Sources for which `items` is the complete list of open items: any other open
+    /// item of these sources has disappeared and is cleared.
+    pub snapshot_sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiseStatus {
+    Open,
+    Kept,
+    PartiallyKept,
+    Broken,
+}
+
+impl PromiseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromiseStatus::Open => "open",
+            PromiseStatus::Kept => "kept",
+            PromiseStatus::PartiallyKept => "partially_kept",
+            PromiseStatus::Broken => "broken",
+        }
+    }
+
+    pub fn parse(s: &str) -> PromiseStatus {
+        match s {
+            "kept" => PromiseStatus::Kept,
+            "partially_kept" => PromiseStatus::PartiallyKept,
+            "broken" => PromiseStatus::Broken,
+            _ => PromiseStatus::Open,
+        }
+    }
+}
+
+/// Where a case stands with its current activity; drives the Next Activity Due date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Activity {
+    /// No activity assigned yet.
+    None,
+    /// Assigned, not done: due `days_to_complete` after the case was last edited.
+    Open {
+        category: String,
+        subcategory: String,
+        days_to_complete: i64,
+        last_edited_on: NaiveDate,
+    },
+    /// Done on `on`; `ptp` when the customer agreed a promise to pay.
+    Completed { on: NaiveDate, ptp: Option<NaiveDate> },
+}

@@ -1,0 +1,426 @@
+//! Evaluation of one customer against the rule set. Pure: takes the stored input and
+//! an explicit `as_of`, returns what the run should write, plus (on request) a trace
+//! that `arrears explain` prints.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::case::{self, days_between};
+use super::escalation::{self, DunItem, DunState, Outcome};
+use super::facts::Facts;
+use crate::domain::{Priority, PromiseStatus};
+use crate::money::Money;
+use crate::rules::script::{CaseView, CustomerData, CustomerView, ItemData, PaymentData, PromiseData, ScriptError};
+use crate::rules::{Hook, RuleSet};
+use crate::store::RunInput;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CriterionTrace {
+    pub name: String,
+    pub condition: String,
+    pub held: bool,
+    pub points: Decimal,
+    pub exit: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseTrace {
+    pub case_id: Option<i64>,
+    pub document_no: String,
+    pub days_overdue: i64,
+    pub open_amount: String,
+    pub nad: NaiveDate,
+    pub nad_rule: String,
+    pub priority: Priority,
+    pub priority_rule: String,
+}
+
+/// Why the customer got what it got.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Trace {
+    pub strategy_why: String,
+    pub segment_why: String,
+    pub criteria: Vec<CriterionTrace>,
+    pub script_notes: Vec<String>,
+    pub profile_why: String,
+    pub route_why: String,
+    pub cases: Vec<CaseTrace>,
+    pub escalation: Option<Outcome>,
+    pub worklist_why: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaseAction {
+    Open { item_id: i64, nad: NaiveDate, priority: Priority, external_ref: Option<String> },
+    Update { case_id: i64, nad: NaiveDate, priority: Priority },
+    Close { case_id: i64, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Eval {
+    pub facts: Facts,
+    pub strategy: usize,
+    pub profile: String,
+    pub group: usize,
+    pub priority: Priority,
+    pub cases: Vec<CaseAction>,
+    pub open_cases: usize,
+    pub min_nad: Option<NaiveDate>,
+    pub escalation: Outcome,
+    /// Worklist membership and why.
+    pub on_worklist: Option<String>,
+    /// Manual assignment on any open case beats balancing.
+    pub assigned: Option<String>,
+    pub script_errors: Vec<ScriptError>,
+    pub trace: Option<Box<Trace>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("customer {customer}: {source}")]
+    Money { customer: String, source: crate::money::MoneyError },
+}
+
+pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bool) -> Result<Eval, EvalError> {
+    let cust = &input.customer;
+    let to_base = |amount: Decimal, currency| rules.rates.to_base(Money::new(amount, currency)).map_err(|source| EvalError::Money { customer: format!("{}/{}", cust.company, cust.code), source });
+    let mut trace = explain.then(Box::<Trace>::default);
+    let customer_hold = input.holds.iter().find(|h| h.active_on(as_of));
+
+    // Facts.
+    let mut f = Facts { company: cust.company.clone(), country: cust.country.clone(), ..Facts::default() };
+    let mut base_amounts = Vec::with_capacity(input.items.len());
+    let mut by_currency: Vec<(crate::money::Currency, Decimal)> = Vec::new();
+    let mut overdue_days_sum: i64 = 0;
+    for it in &input.items {
+        let amt = if it.open { to_base(it.open_amount, it.currency)? } else { Decimal::ZERO };
+        base_amounts.push(amt);
+        if !it.open || it.open_amount.is_zero() {
+            continue;
+        }
+        let days = days_between(it.due_date, as_of);
+        f.open_items += 1;
+        f.open_amount += amt;
+        match by_currency.iter_mut().find(|x| x.0 == it.currency) {
+            Some(x) => x.1 += amt,
+            None => by_currency.push((it.currency, amt)),
+        }
+        if days > 0 {
+            f.overdue_items += 1;
+            f.overdue_amount += amt;
+            overdue_days_sum += days;
+        }
+        f.max_days_overdue = f.max_days_overdue.max(days);
+        if it.disputed {
+            f.disputed_items += 1;
+        }
+        if customer_hold.is_some() || it.hold.as_ref().is_some_and(|h| h.active_on(as_of)) {
+            f.blocked_items += 1;
+        }
+    }
+    if f.overdue_items > 0 {
+        f.avg_days_overdue = (Decimal::from(overdue_days_sum) / Decimal::from(f.overdue_items)).round_dp(2);
+    }
+    f.currency = by_currency.iter().max_by_key(|x| x.1).map(|x| x.0.to_string()).unwrap_or_default();
+    let mut judged = 0i64;
+    for p in &input.promises {
+        match p.status {
+            PromiseStatus::Kept => f.promises_kept += 1,
+            PromiseStatus::Broken => f.promises_broken += 1,
+            _ => {}
+        }
+        if p.status != PromiseStatus::Open {
+            judged += 1;
+        }
+    }
+    if judged > 0 {
+        f.promise_kept_rate = Some((Decimal::from(f.promises_kept) / Decimal::from(judged)).round_dp(4));
+    }
+    if let Some((limit, cur)) = cust.credit_limit {
+        let limit = to_base(limit, cur)?;
+        if limit > Decimal::ZERO {
+            f.credit_limit_utilisation = Some((f.open_amount / limit).round_dp(4));
+        }
+    }
+    f.days_since_last_payment = input.payments.iter().map(|p| p.value_date).max().map(|d| days_between(d, as_of));
+
+    // Scripts see a lazily built view; built at most once per customer.
+    let mut view: Option<CustomerView> = None;
+    let mut script_errors = Vec::new();
+    let make_view = |f: &Facts| {
+        CustomerView(Arc::new(CustomerData {
+            code: cust.code.clone(),
+            name: cust.name.clone(),
+            as_of: as_of.to_string(),
+            facts: f.clone(),
+            credit_limit: cust.credit_limit.map(|c| c.0),
+            items: input
+                .items
+                .iter()
+                .filter(|i| i.open)
+                .map(|i| ItemData {
+                    document_no: i.document_no.clone(),
+                    due_date: i.due_date.to_string(),
+                    days_overdue: days_between(i.due_date, as_of),
+                    original_amount: i.original_amount,
+                    open_amount: i.open_amount,
+                    currency: i.currency.to_string(),
+                    disputed: i.disputed,
+                    blocked: customer_hold.is_some() || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
+                })
+                .collect(),
+            promises: input
+                .promises
+                .iter()
+                .map(|p| PromiseData { amount: p.amount, currency: p.currency.to_string(), date: p.promised_on.to_string(), status: p.status.as_str().into() })
+                .collect(),
+            payments: input.payments.iter().map(|p| PaymentData { amount: p.amount, currency: p.currency.to_string(), date: p.value_date.to_string() }).collect(),
+        }))
+    };
+    // The first configured script that defines `hook` and whose `when` holds.
+    let slot_for = |hook: Hook, f: &Facts| rules.scripts.iter().find(|s| s.script.hooks.contains(&hook) && s.when.eval(f));
+
+    // Strategy.
+    let si = rules.strategies.iter().position(|s| s.applies_to.eval(&f)).unwrap_or(rules.strategies.len() - 1);
+    let strat = &rules.strategies[si];
+    if let Some(t) = trace.as_deref_mut() {
+        t.strategy_why = format!("`{}`: first strategy whose applies_to holds ({})", strat.name, strat.applies_to);
+    }
+
+    // Segment.
+    let (seg_name, seg_cond) = strat.segments.iter().find(|(_, c)| c.eval(&f)).map(|(n, c)| (n.clone(), c.to_string())).unwrap_or_default();
+    f.segment = seg_name;
+    if let Some(t) = trace.as_deref_mut() {
+        t.segment_why = format!("`{}`: first segment whose condition holds ({seg_cond})", f.segment);
+    }
+    if let Some(slot) = slot_for(Hook::Segment, &f) {
+        let v = view.get_or_insert_with(|| make_view(&f)).clone();
+        match slot.script.segment(&rules.engine, &v) {
+            Ok(Some(s)) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.segment_why = format!("`{s}`: set by script {} (YAML gave `{}`)", slot.script.file, f.segment);
+                }
+                f.segment = s;
+                view = None; // facts changed
+            }
+            Ok(None) => {}
+            Err(e) => script_errors.push(e),
+        }
+    }
+
+    // Score: sum of the points of every criterion that holds, until an exit criterion.
+    let mut score = Decimal::ZERO;
+    for c in &strat.criteria {
+        let held = c.when.eval(&f);
+        let mut pts = Decimal::ZERO;
+        if held {
+            pts = c.points;
+            if let Some(w) = &c.weight {
+                let v = w.field.get(&f).unwrap_or_default();
+                let mut wp = (v / w.per * w.points).round_dp(2);
+                if let Some(m) = w.max {
+                    wp = wp.min(m);
+                }
+                pts += wp.max(Decimal::ZERO);
+            }
+            score += pts;
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            let mut cond = c.when.to_string();
+            if let Some(w) = &c.weight {
+                cond.push_str(&format!("; {} points per {} of {}{}", w.points, w.per, w.field.name(), w.max.map(|m| format!(", at most {m}")).unwrap_or_default()));
+            }
+            t.criteria.push(CriterionTrace { name: c.name.clone(), condition: cond, held, points: pts, exit: c.exit && held });
+        }
+        if held && c.exit {
+            break;
+        }
+    }
+    f.score = score;
+    if let Some(slot) = slot_for(Hook::Score, &f) {
+        let v = view.get_or_insert_with(|| make_view(&f)).clone();
+        match slot.script.score(&rules.engine, &v, score) {
+            Ok(Some(s)) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.script_notes.push(format!("score {score} -> {s} by script {}", slot.script.file));
+                }
+                f.score = s;
+                view = None;
+            }
+            Ok(None) => {}
+            Err(e) => script_errors.push(e),
+        }
+    }
+
+    // Profile and route.
+    let profile = strat.profiles.iter().find(|(_, m)| f.score >= *m).map(|(n, _)| n.clone()).unwrap_or_else(|| "none".into());
+    let (route_cond, gi) = strat.routing.iter().find(|(c, _)| c.eval(&f)).map(|(c, g)| (c.to_string(), *g)).unwrap_or((String::new(), 0));
+    if let Some(t) = trace.as_deref_mut() {
+        t.profile_why = match strat.profiles.iter().find(|(n, _)| *n == profile) {
+            Some((_, m)) => format!("`{profile}`: highest profile whose min_score ({m}) <= score {}", f.score),
+            None => format!("no profile's min_score <= score {}", f.score),
+        };
+        t.route_why = format!("group `{}`: first route whose condition holds ({route_cond})", rules.groups[gi].name);
+    }
+
+    // Cases.
+    let policy = &rules.cases;
+    let mut actions = Vec::new();
+    let mut open_cases = 0usize;
+    let mut max_priority = Priority::Low;
+    let mut min_nad: Option<NaiveDate> = None;
+    let mut assigned: Option<String> = None;
+    let priority_slot = slot_for(Hook::Priority, &f);
+    // Documents replaced in this run (split / re-posting): doc no → case closing now.
+    let replaced: Vec<&str> = input
+        .items
+        .iter()
+        .filter(|i| i.open && !input.cases.contains_key(&i.id))
+        .filter_map(|i| i.original_document.as_deref().or(Some(i.document_no.as_str())))
+        .collect();
+    for (it, base) in input.items.iter().zip(&base_amounts) {
+        let existing = input.cases.get(&it.id);
+        let is_open = it.open && !it.open_amount.is_zero();
+        if !is_open {
+            if let Some(c) = existing {
+                let reason = if replaced.contains(&it.document_no.as_str()) { "split or re-posted" } else { "cleared" };
+                actions.push(CaseAction::Close { case_id: c.id, reason: reason.into() });
+            }
+            continue;
+        }
+        let activity = existing.map(|c| c.activity.clone()).unwrap_or(crate::domain::Activity::None);
+        let (nad, nad_rule) = case::nad(it.document_date, &activity, policy);
+        let days = days_between(it.due_date, as_of);
+        let (mut prio, prule) = case::priority(nad, as_of, *base, days, policy);
+        let mut prule_text = prule.describe(policy);
+        if let Some(slot) = priority_slot {
+            let v = view.get_or_insert_with(|| make_view(&f)).clone();
+            let cv = CaseView {
+                document_no: it.document_no.clone(),
+                nad: nad.to_string(),
+                nad_passed: as_of > nad,
+                days_overdue: days,
+                open_amount: it.open_amount,
+                currency: it.currency.to_string(),
+                proposed: prio.as_str().into(),
+            };
+            match slot.script.priority(&rules.engine, &cv, &v) {
+                Ok(Some(p)) => match Priority::parse(&p) {
+                    Some(p) => {
+                        prule_text = format!("script {} (ByDesign rule gave {})", slot.script.file, prio.as_str());
+                        prio = p;
+                    }
+                    None => script_errors.push(ScriptError {
+                        file: slot.script.file.clone(),
+                        hook: "priority",
+                        message: format!("returned `{p}`; expected \"high\", \"medium\" or \"low\""),
+                        limit_hit: false,
+                    }),
+                },
+                Ok(None) => {}
+                Err(e) => script_errors.push(e),
+            }
+        }
+        open_cases += 1;
+        max_priority = max_priority.max(prio);
+        min_nad = Some(min_nad.map_or(nad, |m| m.min(nad)));
+        match existing {
+            Some(c) => {
+                if assigned.is_none() {
+                    assigned = c.assigned_to.clone();
+                }
+                if c.nad != nad || c.priority != prio {
+                    actions.push(CaseAction::Update { case_id: c.id, nad, priority: prio });
+                }
+            }
+            None => actions.push(CaseAction::Open { item_id: it.id, nad, priority: prio, external_ref: it.original_document.clone() }),
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            t.cases.push(CaseTrace {
+                case_id: existing.map(|c| c.id),
+                document_no: it.document_no.clone(),
+                days_overdue: days,
+                open_amount: format!("{} {}", it.open_amount, it.currency),
+                nad,
+                nad_rule: nad_rule.describe().to_string(),
+                priority: prio,
+                priority_rule: prule_text,
+            });
+        }
+    }
+
+    // Escalation.
+    let ladder = &rules.ladders[strat.ladder];
+    let dun: Vec<DunItem> = input
+        .items
+        .iter()
+        .zip(&base_amounts)
+        .filter(|(i, _)| i.open)
+        .map(|(i, a)| DunItem {
+            item_id: i.id,
+            due_date: i.due_date,
+            amount: *a,
+            excluded: i.disputed || customer_hold.is_some() || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
+        })
+        .collect();
+    let prev = DunState { level: input.state.dunning_level, on: input.state.dunning_on };
+    let esc_slot = slot_for(Hook::Escalation, &f);
+    let mut esc_err = None;
+    let mut esc_note = None;
+    let outcome = escalation::decide(ladder, as_of, &dun, prev, |proposed| {
+        let slot = esc_slot?;
+        let v = view.get_or_insert_with(|| make_view(&f)).clone();
+        match slot.script.escalation(&rules.engine, &v, proposed as i64) {
+            Ok(Some(l)) => {
+                esc_note = Some(format!("escalation level {proposed} -> {l} by script {}", slot.script.file));
+                Some(l.max(0) as usize)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                esc_err = Some(e);
+                None
+            }
+        }
+    });
+    script_errors.extend(esc_err);
+
+    // Worklist: work is due (a NAD reached) or a resubmission date has come; a future
+    // resubmission keeps the customer off until then.
+    let on_worklist = match (input.resubmission, min_nad) {
+        (_, None) => None,
+        (Some(r), _) if r > as_of => None,
+        (Some(r), _) if r == as_of => Some(format!("resubmitted for {r}")),
+        (_, Some(n)) if n <= as_of => Some(format!("next activity due {n}")),
+        _ => None,
+    };
+    if let Some(t) = trace.as_deref_mut() {
+        t.script_notes.extend(esc_note);
+        t.script_notes.extend(script_errors.iter().map(|e| format!("script error (YAML result kept): {e}")));
+        t.escalation = Some(outcome.clone());
+        t.worklist_why = match (&on_worklist, input.resubmission, min_nad) {
+            (Some(w), _, _) => format!("on the worklist: {w}"),
+            (None, _, None) => "off the worklist: no open case".into(),
+            (None, Some(r), _) if r > as_of => format!("off the worklist until the resubmission date {r}"),
+            (None, _, Some(n)) => format!("off the worklist: next activity due {n}"),
+        };
+    }
+
+    Ok(Eval {
+        facts: f,
+        strategy: si,
+        profile,
+        group: gi,
+        priority: max_priority,
+        cases: actions,
+        open_cases,
+        min_nad,
+        escalation: outcome,
+        on_worklist,
+        assigned,
+        script_errors,
+        trace,
+    })
+}

@@ -1,0 +1,261 @@
+//! The portfolio run: evaluate customers, open/close/update cases, decide escalation
+//! steps, build balanced worklists, and write everything in one transaction.
+//!
+//! Full vs incremental: when the last run had the same `as_of` and the same rules hash,
+//! only customers changed since (the `dirty` flag every write sets) can have a different
+//! result, so only they are evaluated; their worklist entries are re-balanced against the
+//! load the unchanged customers already give each collector.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::evaluate::{evaluate, CaseAction, EvalError};
+use super::worklist::{balance, Candidate, Load};
+use crate::domain::Priority;
+use crate::rules::{collectors_by_id, RuleSet};
+use crate::store::{EscalationOut, NewCase, RunOutput, Scope, StateOut, Store, StoreError, WorklistOut};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Incremental when possible (same as-of date and rules as the last run), else full.
+    Auto,
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("incremental run impossible: {0}; run with --mode full")]
+    NotIncremental(String),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorklistSummary {
+    pub entries: u64,
+    pub unassigned: u64,
+    pub by_collector: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub run_id: i64,
+    pub as_of: Option<NaiveDate>,
+    pub mode: String,
+    pub rules_hash: String,
+    pub customers_evaluated: u64,
+    pub open_items: u64,
+    pub cases_opened: u64,
+    pub cases_updated: u64,
+    pub cases_closed: u64,
+    pub open_cases_by_priority: BTreeMap<String, u64>,
+    pub customers_by_segment: BTreeMap<String, u64>,
+    pub customers_by_profile: BTreeMap<String, u64>,
+    pub escalations: u64,
+    pub escalations_by_level: BTreeMap<String, u64>,
+    pub worklist: WorklistSummary,
+    pub script_errors: u64,
+    pub script_limit_hits: u64,
+    /// First few problems (script errors, customers skipped for a missing rate).
+    pub problems: Vec<String>,
+    pub customers_skipped: u64,
+    pub duration_ms: u64,
+}
+
+const MAX_PROBLEMS: usize = 20;
+
+pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let last = store.last_run()?;
+    let same = last.as_ref().is_some_and(|(_, d, h)| *d == as_of && *h == rules.hash);
+    let incremental = match mode {
+        RunMode::Full => false,
+        RunMode::Auto => same,
+        RunMode::Incremental if same => true,
+        RunMode::Incremental => {
+            let why = match &last {
+                None => "no earlier run".to_string(),
+                Some((_, d, _)) if *d != as_of => format!("the last run was for {d}"),
+                Some(_) => "the rules changed since the last run".to_string(),
+            };
+            return Err(RunError::NotIncremental(why));
+        }
+    };
+    let inputs = store.load_run_input(if incremental { Scope::Dirty } else { Scope::All })?;
+    let mut sum = Summary {
+        as_of: Some(as_of),
+        mode: if incremental { "incremental" } else { "full" }.into(),
+        rules_hash: rules.hash.clone(),
+        ..Summary::default()
+    };
+    let mut out = RunOutput::default();
+    let collectors = collectors_by_id(rules);
+    let mut cands: Vec<Vec<(Candidate, WorklistOut)>> = vec![Vec::new(); rules.groups.len()];
+
+    for input in &inputs {
+        out.processed.push(input.customer.id);
+        let ev = match evaluate(rules, as_of, input, false) {
+            Ok(ev) => ev,
+            Err(e @ EvalError::Money { .. }) => {
+                // Without a rate the customer's amounts cannot be judged; its stored
+                // result stays as it was and it is retried by the next run.
+                out.processed.pop();
+                sum.customers_skipped += 1;
+                if sum.problems.len() < MAX_PROBLEMS {
+                    sum.problems.push(e.to_string());
+                }
+                continue;
+            }
+        };
+        sum.customers_evaluated += 1;
+        sum.open_items += ev.open_cases as u64;
+        for e in &ev.script_errors {
+            sum.script_errors += 1;
+            sum.script_limit_hits += u64::from(e.limit_hit);
+            if sum.problems.len() < MAX_PROBLEMS {
+                sum.problems.push(format!("customer {}/{}: {e}", input.customer.company, input.customer.code));
+            }
+        }
+        let strat = &rules.strategies[ev.strategy];
+        let cid = input.customer.id;
+        for a in &ev.cases {
+            match a {
+                CaseAction::Open { item_id, nad, priority, external_ref } => {
+                    sum.cases_opened += 1;
+                    out.new_cases.push(NewCase { item_id: *item_id, customer_id: cid, nad: *nad, priority: *priority, external_ref: external_ref.clone() });
+                }
+                CaseAction::Update { case_id, nad, priority } => {
+                    sum.cases_updated += 1;
+                    out.case_updates.push((*case_id, *nad, *priority));
+                }
+                CaseAction::Close { case_id, reason } => {
+                    sum.cases_closed += 1;
+                    out.closed.push((*case_id, reason.clone()));
+                }
+            }
+        }
+        *sum.customers_by_segment.entry(ev.facts.segment.clone()).or_default() += 1;
+        *sum.customers_by_profile.entry(ev.profile.clone()).or_default() += 1;
+        let ladder = &rules.ladders[strat.ladder];
+        if let Some(d) = &ev.escalation.decision {
+            let level = &ladder.levels[d.level - 1];
+            sum.escalations += 1;
+            *sum.escalations_by_level.entry(level.name.clone()).or_default() += 1;
+            out.escalations.push(EscalationOut {
+                customer_id: cid,
+                ladder: ladder.name.clone(),
+                level: d.level,
+                level_name: level.name.clone(),
+                channel: serde_json::to_value(level.channel).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                template: level.template.clone(),
+                copy_manager: level.copy_manager,
+                amount: d.amount,
+                items: serde_json::to_string(&d.items).unwrap_or_default(),
+                reason: d.reason.clone(),
+                event: level.event.clone(),
+            });
+        }
+        if let Some(reason) = &ev.on_worklist {
+            let nad = ev.min_nad.unwrap_or(as_of);
+            cands[ev.group].push((
+                Candidate {
+                    customer_id: cid,
+                    score: ev.facts.score,
+                    items: ev.open_cases as i64,
+                    amount: ev.facts.open_amount,
+                    sticky: ev.assigned.clone().or_else(|| input.state.collector.clone()),
+                },
+                WorklistOut {
+                    customer_id: cid,
+                    group: rules.groups[ev.group].name.clone(),
+                    collector: None,
+                    score: ev.facts.score,
+                    priority: ev.priority,
+                    nad,
+                    items: ev.open_cases as i64,
+                    amount: ev.facts.open_amount,
+                    reason: reason.clone(),
+                },
+            ));
+        }
+        out.states.push(StateOut {
+            customer_id: cid,
+            strategy: strat.name.clone(),
+            segment: ev.facts.segment,
+            profile: ev.profile,
+            score: ev.facts.score,
+            group: rules.groups[ev.group].name.clone(),
+            collector: None,
+            priority: ev.priority,
+            dunning_level: ev.escalation.state.level,
+            dunning_on: ev.escalation.state.on,
+        });
+    }
+
+    // Balance per group; in incremental runs against the load unchanged customers give.
+    let mut loads: Vec<HashMap<String, Load>> = vec![HashMap::new(); rules.groups.len()];
+    if incremental {
+        for (g, c, items, amount) in store.worklist_loads_outside_dirty()? {
+            if let Some(gi) = rules.groups.iter().position(|x| x.name == g) {
+                let l = loads[gi].entry(c).or_default();
+                l.items += items;
+                l.amount += amount;
+            }
+        }
+    }
+    let mut assigned_to: HashMap<i64, Option<String>> = HashMap::new();
+    for (gi, group_cands) in cands.into_iter().enumerate() {
+        let (cs, mut rows): (Vec<Candidate>, Vec<WorklistOut>) = group_cands.into_iter().unzip();
+        let index: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.customer_id, i)).collect();
+        for (c, who) in balance(&rules.groups[gi], &collectors, as_of, cs, &mut loads[gi]) {
+            let row = &mut rows[index[&c.customer_id]];
+            row.collector = who.clone();
+            assigned_to.insert(c.customer_id, who);
+        }
+        out.worklist.extend(rows);
+    }
+    for s in &mut out.states {
+        s.collector = assigned_to.get(&s.customer_id).cloned().flatten();
+    }
+    for w in &out.worklist {
+        sum.worklist.entries += 1;
+        match &w.collector {
+            Some(c) => *sum.worklist.by_collector.entry(c.clone()).or_default() += 1,
+            None => sum.worklist.unassigned += 1,
+        }
+    }
+    let mut prio: BTreeMap<String, u64> = BTreeMap::new();
+    for p in [Priority::High, Priority::Medium, Priority::Low] {
+        prio.insert(p.as_str().into(), 0);
+    }
+    sum.open_cases_by_priority = prio;
+    count_priorities(&out, &inputs, &mut sum);
+
+    sum.duration_ms = started.elapsed().as_millis() as u64;
+    let json = serde_json::to_string(&sum).unwrap_or_default();
+    sum.run_id = store.write_run(as_of, &rules.hash, &sum.mode, !incremental, &out, &json)?;
+    tracing::info!(run_id = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated, ms = sum.duration_ms, "run finished");
+    Ok(sum)
+}
+
+/// Priorities of the evaluated customers' open cases after this run.
+fn count_priorities(out: &RunOutput, inputs: &[crate::store::RunInput], sum: &mut Summary) {
+    let updated: HashMap<i64, Priority> = out.case_updates.iter().map(|(id, _, p)| (*id, *p)).collect();
+    let closed: std::collections::HashSet<i64> = out.closed.iter().map(|c| c.0).collect();
+    let mut bump = |p: Priority| *sum.open_cases_by_priority.entry(p.as_str().into()).or_default() += 1;
+    for c in &out.new_cases {
+        bump(c.priority);
+    }
+    for input in inputs {
+        for c in input.cases.values() {
+            if !closed.contains(&c.id) {
+                bump(updated.get(&c.id).copied().unwrap_or(c.priority));
+            }
+        }
+    }
+}

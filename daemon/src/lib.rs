@@ -1,0 +1,19 @@
+//! Arrears: a collections-management engine and daemon.
+//!
+//! # Layout
+//! - [`money`]: exact amounts with ISO 4217 currencies and explicit rates.
+//! - [`domain`]: the collections vocabulary (items, payments, holds, activities…).
+//! - [`rules`]: YAML strategies + Rhai scripts compiled into a validated `RuleSet`.
+//! - [`store`]: SQLite persistence — migrations, idempotent ingest, case operations.
+//! - [`engine`]: ByDesign case rules, scoring, escalation, worklists and the run.
+//! - [`import`]: CSV import; [`demo`]: synthetic portfolios.
+//! - [`config`]: the daemon's own settings file.
+
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod engine;
+pub mod import;
+pub mod money;
+pub mod rules;
+pub mod store;

@@ -1,0 +1,653 @@
+//! Rules: YAML strategies plus Rhai scripts, compiled into one validated [`RuleSet`].
+//!
+//! Loading is a compiler pass in the style of `vector validate`: it reads every
+//! `*.yaml` file and every referenced script, collects **all** errors (each with
+//! file, line and column) and only returns a rule set when there are none.
+//! `arrears check` and every run use this same code path.
+
+pub mod condition;
+pub mod raw;
+pub mod script;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+use crate::money::{Currency, Rates};
+pub use condition::Cond;
+pub use script::{Hook, Script};
+
+#[derive(Debug, Clone)]
+pub struct RuleError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the place is known.
+    pub pos: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a rule set, in file order.
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in rules:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+#[derive(Debug, Clone, Copy)]
+pub struct CasePolicy {
+    pub initial_nad_days: i64,
+    pub high_amount: Decimal,
+    pub high_days_overdue: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subcategory {
+    pub name: String,
+    pub days_to_complete: i64,
+    pub instruction: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Category {
+    pub name: String,
+    pub instruction: String,
+    pub subcategories: Vec<Subcategory>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Criterion {
+    pub name: String,
+    pub when: Cond,
+    pub points: Decimal,
+    pub weight: Option<Weight>,
+    pub exit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Weight {
+    pub field: crate::engine::facts::NumField,
+    pub per: Decimal,
+    pub points: Decimal,
+    pub max: Option<Decimal>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Strategy {
+    pub name: String,
+    pub applies_to: Cond,
+    /// First match wins; a segment without `when` matches everybody.
+    pub segments: Vec<(String, Cond)>,
+    pub criteria: Vec<Criterion>,
+    /// Sorted by `min_score` descending: the first one at or below the score wins.
+    pub profiles: Vec<(String, Decimal)>,
+    /// (condition, index into `RuleSet::groups`)
+    pub routing: Vec<(Cond, usize)>,
+    /// index into `RuleSet::ladders`
+    pub ladder: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Absence {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Collector {
+    pub id: String,
+    pub name: String,
+    pub substitute: Option<String>,
+    pub absences: Vec<Absence>,
+}
+
+impl Collector {
+    pub fn absent_on(&self, d: NaiveDate) -> bool {
+        self.absences.iter().any(|a| a.from <= d && d <= a.to)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub manager: Option<String>,
+    pub collectors: Vec<Collector>,
+    pub balance_items: Decimal,
+    pub balance_amount: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LadderMode {
+    /// Move up at most one level per run (and per day).
+    OneLevelPerRun,
+    /// Go straight to the level the age of the oldest item implies.
+    JumpToAge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Letter,
+    Portal,
+    CallTask,
+}
+
+impl Channel {
+    fn parse(s: &str) -> Option<Channel> {
+        serde_yaml::from_str(s).ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Level {
+    pub name: String,
+    pub overdue_days: i64,
+    pub channel: Channel,
+    pub template: String,
+    pub min_amount: Decimal,
+    pub resend_after_days: Option<i64>,
+    pub copy_manager: bool,
+    pub event: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ladder {
+    pub name: String,
+    pub mode: LadderMode,
+    pub tolerance_days: i64,
+    /// Ordered by `overdue_days`; level number = index + 1.
+    pub levels: Vec<Level>,
+}
+
+impl Ladder {
+    /// Days overdue an item needs to reach level index `i` (tolerance applies after due).
+    pub fn threshold(&self, i: usize) -> i64 {
+        let d = self.levels[i].overdue_days;
+        if d > 0 {
+            d + self.tolerance_days
+        } else {
+            d
+        }
+    }
+
+    /// The highest level (1-based, 0 = none) an item `days_overdue` old has reached.
+    pub fn level_for_age(&self, days_overdue: i64) -> usize {
+        (0..self.levels.len()).rev().find(|&i| days_overdue >= self.threshold(i)).map_or(0, |i| i + 1)
+    }
+}
+
+pub struct ScriptSlot {
+    pub script: Script,
+    pub when: Cond,
+}
+
+/// The validated, compiled rules: the only rule type the engine sees.
+pub struct RuleSet {
+    pub dir: PathBuf,
+    /// SHA-256 over every file's name and bytes: identifies exactly what ran.
+    pub hash: String,
+    pub rates: Rates,
+    pub rates_as_of: Option<NaiveDate>,
+    pub cases: CasePolicy,
+    pub categories: Vec<Category>,
+    pub strategies: Vec<Strategy>,
+    pub groups: Vec<Group>,
+    pub ladders: Vec<Ladder>,
+    pub scripts: Vec<ScriptSlot>,
+    pub engine: rhai::Engine,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet").field("dir", &self.dir).field("hash", &self.hash).finish_non_exhaustive()
+    }
+}
+
+impl RuleSet {
+    pub fn subcategory(&self, category: &str, sub: &str) -> Option<&Subcategory> {
+        self.categories.iter().find(|c| c.name == category)?.subcategories.iter().find(|s| s.name == sub)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    pub fn collector_groups(&self, collector: &str) -> Vec<&Group> {
+        self.groups.iter().filter(|g| g.collectors.iter().any(|c| c.id == collector)).collect()
+    }
+
+    pub fn has_hook(&self, hook: Hook) -> bool {
+        self.scripts.iter().any(|s| s.script.hooks.contains(&hook))
+    }
+}
+
+/// Where a section was defined, to name it in semantic errors.
+struct Src {
+    path: PathBuf,
+    text: String,
+}
+
+impl Src {
+    /// Best-effort place of a value: the first line mentioning `needle` as a YAML value.
+    fn find(&self, needle: &str) -> Option<(usize, usize)> {
+        self.text.lines().enumerate().find_map(|(i, l)| {
+            let code = l.split(" #").next().unwrap_or(l);
+            [format!(": {needle}"), format!("- {needle}"), format!("\"{needle}\""), format!("[{needle}"), format!(" {needle},"), format!(" {needle}]")]
+                .iter()
+                .find_map(|p| code.find(p.as_str()).map(|c| (i + 1, c + 1 + p.len() - needle.len() - usize::from(p.ends_with(',') || p.ends_with(']')))))
+        })
+    }
+}
+
+struct Ctx {
+    errors: Vec<RuleError>,
+}
+
+impl Ctx {
+    fn err(&mut self, src: &Src, needle: Option<&str>, msg: impl Into<String>) {
+        self.errors.push(RuleError { file: src.path.clone(), pos: needle.and_then(|n| src.find(n)), message: msg.into() });
+    }
+}
+
+/// Loads and validates every rule file under `dir`.
+pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
+    let mut cx = Ctx { errors: Vec::new() };
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect(),
+        Err(e) => {
+            return Err(RuleErrors(vec![RuleError { file: dir.into(), pos: None, message: format!("cannot read rules folder: {e}") }]))
+        }
+    };
+    paths.sort();
+    if paths.is_empty() {
+        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no *.yaml rule files found".into() });
+    }
+
+    let mut hasher = Sha256::new();
+    let mut files: Vec<(Src, raw::RuleFile)> = Vec::new();
+    for path in paths {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.errors.push(RuleError { file: path, pos: None, message: format!("cannot read: {e}") });
+                continue;
+            }
+        };
+        hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        hasher.update(text.as_bytes());
+        match serde_yaml::from_str::<Option<raw::RuleFile>>(&text) {
+            Ok(f) => files.push((Src { path, text }, f.unwrap_or_default())),
+            Err(e) => {
+                let pos = e.location().map(|l| (l.line(), l.column()));
+                // serde_yaml appends "at line X column Y"; we print the position up front.
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                cx.errors.push(RuleError { file: path, pos, message: msg });
+            }
+        }
+    }
+
+    macro_rules! section {
+        ($field:ident) => {{
+            let mut found: Option<(usize, _)> = None;
+            for (i, (src, f)) in files.iter_mut().enumerate() {
+                if let Some(v) = f.$field.take() {
+                    if found.is_some() {
+                        cx.errors.push(RuleError {
+                            file: src.path.clone(),
+                            pos: src.find_key(stringify!($field)),
+                            message: format!("section `{}` is already defined in another file", stringify!($field)),
+                        });
+                    } else {
+                        found = Some((i, v));
+                    }
+                }
+            }
+            found
+        }};
+    }
+    for (src, f) in &files {
+        if let Some(v) = f.version {
+            if v != 1 {
+                cx.err(src, Some(&v.to_string()), format!("unsupported rules version {v} (this build reads version 1)"));
+            }
+        }
+    }
+
+    let currency = section!(currency);
+    let cases = section!(cases);
+    let categories = section!(categories);
+    let strategies = section!(strategies);
+    let groups = section!(groups);
+    let ladders = section!(ladders);
+    let scripts = section!(scripts);
+    let src_of = |i: usize| &files[i].0;
+
+    // currency
+    let mut rates = Rates { base: Currency::parse("EUR").expect("EUR"), to_base: BTreeMap::new() };
+    let mut rates_as_of = None;
+    if let Some((i, c)) = &currency {
+        match Currency::parse(&c.base) {
+            Ok(b) => rates.base = b,
+            Err(e) => cx.err(src_of(*i), Some(&c.base), e.to_string()),
+        }
+        rates_as_of = c.rates_as_of;
+        for (code, r) in &c.rates {
+            match Currency::parse(code) {
+                Ok(cur) if *r > Decimal::ZERO => {
+                    rates.to_base.insert(cur, *r);
+                }
+                Ok(_) => cx.err(src_of(*i), Some(code), format!("rate for {code} must be positive, got {r}")),
+                Err(e) => cx.err(src_of(*i), Some(code), e.to_string()),
+            }
+        }
+    } else {
+        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no `currency` section (base currency and rates)".into() });
+    }
+
+    // cases
+    let mut policy = CasePolicy { initial_nad_days: 3, high_amount: Decimal::from(10_000), high_days_overdue: 60 };
+    if let Some((i, c)) = &cases {
+        if let Some(d) = c.initial_nad_days {
+            if d < 0 {
+                cx.err(src_of(*i), Some(&d.to_string()), "initial_nad_days must not be negative");
+            }
+            policy.initial_nad_days = d;
+        }
+        if let Some(p) = &c.priority {
+            if let Some(a) = p.high_amount {
+                if a <= Decimal::ZERO {
+                    cx.err(src_of(*i), Some(&a.to_string()), "high_amount must be positive");
+                }
+                policy.high_amount = a;
+            }
+            if let Some(d) = p.high_days_overdue {
+                policy.high_days_overdue = d;
+            }
+        }
+    }
+
+    // categories
+    let mut cats = Vec::new();
+    if let Some((i, cs)) = categories {
+        let src = src_of(i);
+        let mut seen = HashSet::new();
+        for c in cs {
+            if !seen.insert(c.name.clone()) {
+                cx.err(src, Some(&c.name), format!("duplicate category `{}`", c.name));
+            }
+            let mut subs = Vec::new();
+            let mut seen_sub = HashSet::new();
+            for s in c.subcategories {
+                if !seen_sub.insert(s.name.clone()) {
+                    cx.err(src, Some(&s.name), format!("duplicate subcategory `{}` in `{}`", s.name, c.name));
+                }
+                if s.days_to_complete < 0 {
+                    cx.err(src, Some(&s.name), format!("subcategory `{}`: days_to_complete must not be negative", s.name));
+                }
+                subs.push(Subcategory { name: s.name, days_to_complete: s.days_to_complete, instruction: s.instruction });
+            }
+            if subs.is_empty() {
+                cx.err(src, Some(&c.name), format!("category `{}` has no subcategories", c.name));
+            }
+            cats.push(Category { name: c.name, instruction: c.instruction, subcategories: subs });
+        }
+    }
+
+    // groups
+    let mut grps = Vec::new();
+    if let Some((i, gs)) = groups {
+        let src = src_of(i);
+        let mut seen = HashSet::new();
+        let mut all_ids = HashSet::new();
+        for g in &gs {
+            for c in &g.collectors {
+                all_ids.insert(c.id.clone());
+            }
+        }
+        for g in gs {
+            if !seen.insert(g.name.clone()) {
+                cx.err(src, Some(&g.name), format!("duplicate group `{}`", g.name));
+            }
+            let ids: HashSet<_> = g.collectors.iter().map(|c| c.id.clone()).collect();
+            if ids.len() != g.collectors.len() {
+                cx.err(src, Some(&g.name), format!("group `{}` lists a collector twice", g.name));
+            }
+            if let Some(m) = &g.manager {
+                if !all_ids.contains(m) {
+                    cx.err(src, Some(m), format!("manager `{m}` of group `{}` is not a collector of any group", g.name));
+                }
+            }
+            let mut cols = Vec::new();
+            for c in g.collectors {
+                if let Some(s) = &c.substitute {
+                    if *s == c.id {
+                        cx.err(src, Some(s), format!("collector `{}` cannot substitute for themselves", c.id));
+                    } else if !all_ids.contains(s) {
+                        cx.err(src, Some(s), format!("substitute `{s}` of `{}` is not a known collector", c.id));
+                    }
+                }
+                for a in &c.absences {
+                    if a.to < a.from {
+                        cx.err(src, Some(&a.from.to_string()), format!("absence of `{}` ends ({}) before it starts ({})", c.id, a.to, a.from));
+                    }
+                }
+                cols.push(Collector {
+                    name: c.name.unwrap_or_else(|| c.id.clone()),
+                    id: c.id,
+                    substitute: c.substitute,
+                    absences: c.absences.into_iter().map(|a| Absence { from: a.from, to: a.to }).collect(),
+                });
+            }
+            let (bi, ba) = g.balance.map(|b| (b.items, b.amount)).unwrap_or((Decimal::ONE, Decimal::ONE));
+            if bi < Decimal::ZERO || ba < Decimal::ZERO || bi + ba == Decimal::ZERO {
+                cx.err(src, Some(&g.name), format!("group `{}`: balance weights must be non-negative and not both zero", g.name));
+            }
+            grps.push(Group { name: g.name, manager: g.manager, collectors: cols, balance_items: bi, balance_amount: ba });
+        }
+    }
+    if grps.is_empty() {
+        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no collection `groups` defined".into() });
+    }
+
+    // ladders
+    let mut lads = Vec::new();
+    if let Some((i, ls)) = ladders {
+        let src = src_of(i);
+        for l in ls {
+            if lads.iter().any(|x: &Ladder| x.name == l.name) {
+                cx.err(src, Some(&l.name), format!("duplicate ladder `{}`", l.name));
+            }
+            let mode = match l.mode.as_deref() {
+                None | Some("one_level_per_run") => LadderMode::OneLevelPerRun,
+                Some("jump_to_age") => LadderMode::JumpToAge,
+                Some(m) => {
+                    cx.err(src, Some(m), format!("ladder `{}`: unknown mode `{m}` (one_level_per_run or jump_to_age)", l.name));
+                    LadderMode::OneLevelPerRun
+                }
+            };
+            if l.tolerance_days < 0 {
+                cx.err(src, Some(&l.name), "tolerance_days must not be negative");
+            }
+            let mut levels = Vec::new();
+            for lv in l.levels {
+                let channel = Channel::parse(&lv.channel).unwrap_or_else(|| {
+                    cx.err(src, Some(&lv.channel), format!("level `{}`: unknown channel `{}` (email, sms, letter, portal, call_task)", lv.name, lv.channel));
+                    Channel::Email
+                });
+                if let Some(prev) = levels.last() {
+                    let prev: &Level = prev;
+                    if lv.overdue_days <= prev.overdue_days {
+                        cx.err(src, Some(&lv.name), format!("level `{}`: overdue_days ({}) must be greater than the previous level's ({})", lv.name, lv.overdue_days, prev.overdue_days));
+                    }
+                }
+                if lv.resend_after_days.is_some_and(|d| d <= 0) {
+                    cx.err(src, Some(&lv.name), format!("level `{}`: resend_after_days must be positive", lv.name));
+                }
+                if lv.template.trim().is_empty() {
+                    cx.err(src, Some(&lv.name), format!("level `{}`: template must not be empty", lv.name));
+                }
+                let min_amount = lv.min_amount.unwrap_or(Decimal::ZERO);
+                if min_amount < Decimal::ZERO {
+                    cx.err(src, Some(&lv.name), format!("level `{}`: min_amount must not be negative", lv.name));
+                }
+                levels.push(Level {
+                    event: lv.event.unwrap_or_else(|| format!("Reminder: {}", lv.name)),
+                    name: lv.name,
+                    overdue_days: lv.overdue_days,
+                    channel,
+                    template: lv.template,
+                    min_amount,
+                    resend_after_days: lv.resend_after_days,
+                    copy_manager: lv.copy_manager,
+                });
+            }
+            if levels.is_empty() {
+                cx.err(src, Some(&l.name), format!("ladder `{}` has no levels", l.name));
+            }
+            lads.push(Ladder { name: l.name, mode, tolerance_days: l.tolerance_days, levels });
+        }
+    }
+
+    // strategies
+    let mut strats = Vec::new();
+    if let Some((i, ss)) = strategies {
+        let src = src_of(i);
+        for s in ss {
+            let applies_to = compile_opt(&mut cx, src, &s.name, s.applies_to.as_ref());
+            let mut segments = Vec::new();
+            for seg in s.segments {
+                let c = compile_opt(&mut cx, src, &seg.name, seg.when.as_ref());
+                segments.push((seg.name, c));
+            }
+            if segments.is_empty() || !matches!(segments.last(), Some((_, Cond::True))) {
+                cx.err(src, Some(&s.name), format!("strategy `{}`: the last segment must have no `when` so every customer gets one", s.name));
+            }
+            let seg_names: HashSet<String> = segments.iter().map(|(n, _)| n.clone()).collect();
+            let mut criteria = Vec::new();
+            for c in s.criteria {
+                let when = compile_opt(&mut cx, src, &c.name, c.when.as_ref());
+                let weight = c.weight.and_then(|w| match crate::engine::facts::NumField::parse(&w.field) {
+                    Some(f) if w.per > Decimal::ZERO => Some(Weight { field: f, per: w.per, points: w.points, max: w.max }),
+                    Some(_) => {
+                        cx.err(src, Some(&c.name), format!("criterion `{}`: weight.per must be positive", c.name));
+                        None
+                    }
+                    None => {
+                        cx.err(src, Some(&w.field), format!("criterion `{}`: unknown fact `{}`", c.name, w.field));
+                        None
+                    }
+                });
+                if c.points.is_none() && weight.is_none() && !c.exit {
+                    cx.err(src, Some(&c.name), format!("criterion `{}` gives no points (set `points`, `weight` or `exit`)", c.name));
+                }
+                criteria.push(Criterion { name: c.name, when, points: c.points.unwrap_or_default(), weight, exit: c.exit });
+            }
+            let mut profiles: Vec<(String, Decimal)> = s.profiles.into_iter().map(|p| (p.name, p.min_score)).collect();
+            profiles.sort_by(|a, b| b.1.cmp(&a.1));
+            let mut routing = Vec::new();
+            for r in s.routing {
+                let c = compile_opt(&mut cx, src, &r.group, r.when.as_ref());
+                match grps.iter().position(|g| g.name == r.group) {
+                    Some(g) => routing.push((c, g)),
+                    None => cx.err(src, Some(&r.group), format!("strategy `{}` routes to unknown group `{}`", s.name, r.group)),
+                }
+            }
+            if !matches!(routing.last(), Some((Cond::True, _))) {
+                cx.err(src, Some(&s.name), format!("strategy `{}`: the last route must have no `when` so every customer reaches a group", s.name));
+            }
+            // Segment tests must name segments that exist, or a typo silently never matches.
+            let mut named = Vec::new();
+            criteria.iter().for_each(|c| c.when.segments_named(&mut named));
+            routing.iter().for_each(|(c, _)| c.segments_named(&mut named));
+            for n in named {
+                if !seg_names.contains(&n) {
+                    cx.err(src, Some(&n), format!("strategy `{}` tests unknown segment `{n}`", s.name));
+                }
+            }
+            let ladder = lads.iter().position(|l| l.name == s.ladder).unwrap_or_else(|| {
+                cx.err(src, Some(&s.ladder), format!("strategy `{}` uses unknown ladder `{}`", s.name, s.ladder));
+                0
+            });
+            strats.push(Strategy { name: s.name, applies_to, segments, criteria, profiles, routing, ladder });
+        }
+    }
+    if strats.is_empty() {
+        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no `strategies` defined".into() });
+    } else if !matches!(strats.last().map(|s| &s.applies_to), Some(Cond::True)) {
+        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "the last strategy must have no `applies_to` so every customer has one".into() });
+    }
+
+    // scripts
+    let engine = script::build_engine();
+    let mut slots = Vec::new();
+    if let Some((i, ss)) = scripts {
+        for s in ss {
+            let when = compile_opt(&mut cx, src_of(i), &s.file, s.when.as_ref());
+            match script::compile(&engine, dir, &s.file) {
+                Ok(sc) => {
+                    hasher.update(s.file.as_bytes());
+                    hasher.update(std::fs::read(dir.join(&s.file)).unwrap_or_default());
+                    slots.push(ScriptSlot { script: sc, when })
+                }
+                Err((file, pos, message)) => cx.errors.push(RuleError { file, pos, message }),
+            }
+        }
+    }
+
+    if !cx.errors.is_empty() {
+        return Err(RuleErrors(cx.errors));
+    }
+    let hash = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(RuleSet {
+        dir: dir.to_path_buf(),
+        hash,
+        rates,
+        rates_as_of,
+        cases: policy,
+        categories: cats,
+        strategies: strats,
+        groups: grps,
+        ladders: lads,
+        scripts: slots,
+        engine,
+    })
+}
+
+fn compile_opt(cx: &mut Ctx, src: &Src, owner: &str, c: Option<&raw::Condition>) -> Cond {
+    match c.map(condition::compile) {
+        None => Cond::True,
+        Some(Ok(c)) => c,
+        Some(Err(m)) => {
+            cx.err(src, Some(owner), format!("`{owner}`: {m}"));
+            Cond::True
+        }
+    }
+}
+
+impl Src {
+    fn find_key(&self, key: &str) -> Option<(usize, usize)> {
+        let pat = format!("{key}:");
+        self.text.lines().enumerate().find_map(|(i, l)| l.starts_with(&pat).then_some((i + 1, 1)))
+    }
+}
+
+/// Collectors by id across all groups (a collector may serve several groups).
+pub fn collectors_by_id(rules: &RuleSet) -> HashMap<&str, &Collector> {
+    rules.groups.iter().flat_map(|g| g.collectors.iter()).map(|c| (c.id.as_str(), c)).collect()
+}

@@ -1,0 +1,298 @@
+//! Idempotent ingest: the same (source, external id) seen twice updates, never duplicates.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use super::{Result, Store};
+use crate::domain::{Batch, CustomerInfo};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestStats {
+    pub customers_new: u64,
+    pub customers_updated: u64,
+    pub items_new: u64,
+    pub items_updated: u64,
+    pub items_unchanged: u64,
+    /// Items that reached zero open amount or disappeared from a snapshot.
+    pub items_cleared: u64,
+    pub payments_new: u64,
+    pub payments_updated: u64,
+    pub payments_unchanged: u64,
+}
+
+struct Customers {
+    ids: HashMap<(String, String), i64>,
+}
+
+impl Customers {
+    fn id(&mut self, tx: &Transaction, company: &str, code: &str, stats: &mut IngestStats) -> Result<i64> {
+        if let Some(id) = self.ids.get(&(company.to_string(), code.to_string())) {
+            return Ok(*id);
+        }
+        let found: Option<i64> = tx
+            .prepare_cached("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?
+            .query_row((company, code), |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached("INSERT INTO customers(company, code, name) VALUES (?1, ?2, ?2)")?.execute((company, code))?;
+                stats.customers_new += 1;
+                tx.last_insert_rowid()
+            }
+        };
+        self.ids.insert((company.to_string(), code.to_string()), id);
+        Ok(id)
+    }
+
+    fn upsert(&mut self, tx: &Transaction, c: &CustomerInfo, stats: &mut IngestStats) -> Result<()> {
+        let before = stats.customers_new;
+        let id = self.id(tx, &c.company, &c.code, stats)?;
+        let (limit, cur) = match &c.credit_limit {
+            Some((a, cur)) => (Some(a.to_string()), Some(cur.to_string())),
+            None => (None, None),
+        };
+        let n = tx
+            .prepare_cached(
+                "UPDATE customers SET name = ?2, country = ?3, email = ?4, phone = ?5, language = ?6, timezone = ?7,
+                    credit_limit = ?8, credit_currency = ?9, dirty = 1
+                 WHERE id = ?1 AND (name IS NOT ?2 OR country IS NOT ?3 OR email IS NOT ?4 OR phone IS NOT ?5
+                    OR language IS NOT ?6 OR timezone IS NOT ?7 OR credit_limit IS NOT ?8 OR credit_currency IS NOT ?9)",
+            )?
+            .execute(params![id, c.name, c.country, c.email, c.phone, c.language, c.timezone, limit, cur])?;
+        if n > 0 && stats.customers_new == before {
+            stats.customers_updated += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Writes a batch in one transaction. Either everything in it is stored or nothing is.
+    pub fn ingest(&mut self, batch: &Batch) -> Result<IngestStats> {
+        let mut stats = IngestStats::default();
+        let tx = self.conn.transaction()?;
+        let mut customers = Customers { ids: HashMap::new() };
+        let mut dirty: HashSet<i64> = HashSet::new();
+
+        for c in &batch.customers {
+            customers.upsert(&tx, c, &mut stats)?;
+        }
+
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date,
+                    original_amount, open_amount, currency, hold_reason, hold_until, original_document, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT(source, external_id) DO NOTHING",
+            )?;
+            let mut prev = tx.prepare_cached("SELECT customer_id, status FROM items WHERE source = ?1 AND external_id = ?2")?;
+            let mut upd = tx.prepare_cached(
+                "UPDATE items SET customer_id = ?3, document_no = ?4, document_date = ?5, due_date = ?6,
+                    original_amount = ?7, open_amount = ?8, currency = ?9, hold_reason = ?10, hold_until = ?11,
+                    original_document = ?12, status = ?13
+                 WHERE source = ?1 AND external_id = ?2 AND (customer_id IS NOT ?3 OR document_no IS NOT ?4
+                    OR document_date IS NOT ?5 OR due_date IS NOT ?6 OR original_amount IS NOT ?7
+                    OR open_amount IS NOT ?8 OR currency IS NOT ?9 OR hold_reason IS NOT ?10
+                    OR hold_until IS NOT ?11 OR original_document IS NOT ?12 OR status IS NOT ?13)",
+            )?;
+            for it in &batch.items {
+                let cid = customers.id(&tx, &it.company, &it.customer, &mut stats)?;
+                let status = if it.open_amount.is_zero() { "cleared" } else { "open" };
+                let (hr, hu) = match &it.hold {
+                    Some(h) => (Some(h.reason.as_str()), h.until.map(|d| d.to_string())),
+                    None => (None, None),
+                };
+                let p = params![
+                    it.source,
+                    it.external_id,
+                    cid,
+                    it.document_no,
+                    it.document_date.to_string(),
+                    it.due_date.to_string(),
+                    it.original_amount.to_string(),
+                    it.open_amount.to_string(),
+                    it.currency.as_str(),
+                    hr,
+                    hu,
+                    it.original_document,
+                    status
+                ];
+                if ins.execute(p)? == 1 {
+                    stats.items_new += 1;
+                    dirty.insert(cid);
+                    continue;
+                }
+                let (old_cid, old_status): (i64, String) = prev.query_row((&it.source, &it.external_id), |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if upd.execute(p)? == 1 {
+                    stats.items_updated += 1;
+                    if status == "cleared" && old_status == "open" {
+                        stats.items_cleared += 1;
+                    }
+                    dirty.insert(cid);
+                    dirty.insert(old_cid);
+                } else {
+                    stats.items_unchanged += 1;
+                }
+            }
+        }
+
+        if !batch.snapshot_sources.is_empty() {
+            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS seen(source TEXT, external_id TEXT, PRIMARY KEY(source, external_id)); DELETE FROM seen;")?;
+            {
+                let mut st = tx.prepare_cached("INSERT OR IGNORE INTO seen VALUES (?1, ?2)")?;
+                for it in &batch.items {
+                    st.execute((&it.source, &it.external_id))?;
+                }
+            }
+            for src in &batch.snapshot_sources {
+                let gone: Vec<(i64, i64)> = tx
+                    .prepare(
+                        "SELECT id, customer_id FROM items i WHERE source = ?1 AND status = 'open'
+                         AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.source = i.source AND s.external_id = i.external_id)",
+                    )?
+                    .query_map([src], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut clear = tx.prepare_cached("UPDATE items SET status = 'cleared' WHERE id = ?1")?;
+                for (id, cid) in gone {
+                    clear.execute([id])?;
+                    dirty.insert(cid);
+                    stats.items_cleared += 1;
+                }
+            }
+            tx.execute_batch("DELETE FROM seen;")?;
+        }
+
+        {
+            let mut item_id = tx.prepare_cached("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(source, external_id) DO NOTHING",
+            )?;
+            let mut upd = tx.prepare_cached(
+                "UPDATE payments SET customer_id = ?3, item_id = ?4, amount = ?5, currency = ?6, value_date = ?7, reference = ?8
+                 WHERE source = ?1 AND external_id = ?2 AND (customer_id IS NOT ?3 OR item_id IS NOT ?4 OR amount IS NOT ?5
+                    OR currency IS NOT ?6 OR value_date IS NOT ?7 OR reference IS NOT ?8)",
+            )?;
+            for p in &batch.payments {
+                let cid = customers.id(&tx, &p.company, &p.customer, &mut stats)?;
+                let iid: Option<i64> = match &p.item_ref {
+                    Some(r) => item_id.query_row((&p.source, r), |r| r.get(0)).optional()?,
+                    None => None,
+                };
+                let args = params![
+                    p.source,
+                    p.external_id,
+                    cid,
+                    iid,
+                    p.amount.to_string(),
+                    p.currency.as_str(),
+                    p.value_date.to_string(),
+                    p.reference
+                ];
+                if ins.execute(args)? == 1 {
+                    stats.payments_new += 1;
+                    dirty.insert(cid);
+                } else if upd.execute(args)? == 1 {
+                    stats.payments_updated += 1;
+                    dirty.insert(cid);
+                } else {
+                    stats.payments_unchanged += 1;
+                }
+            }
+        }
+
+        {
+            let mut st = tx.prepare_cached("UPDATE customers SET dirty = 1 WHERE id = ?1 AND dirty = 0")?;
+            for id in dirty {
+                st.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ItemInput, PaymentInput};
+    use crate::money::Currency;
+    use rust_decimal_macros::dec;
+
+    pub(crate) fn item(ext: &str, open: rust_decimal::Decimal) -> ItemInput {
+        ItemInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: "ACME".into(),
+            customer: "C1".into(),
+            document_no: format!("INV-{ext}"),
+            document_date: "2026-09-01".parse().unwrap(),
+            due_date: "2026-10-01".parse().unwrap(),
+            original_amount: dec!(100.00),
+            open_amount: open,
+            currency: Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    fn count(s: &Store, sql: &str) -> i64 {
+        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn same_key_twice_updates_never_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let b = Batch { items: vec![item("1", dec!(100)), item("2", dec!(50))], ..Batch::default() };
+        let st = s.ingest(&b).unwrap();
+        assert_eq!((st.items_new, st.customers_new), (2, 1));
+        let st = s.ingest(&b).unwrap();
+        assert_eq!((st.items_new, st.items_updated, st.items_unchanged), (0, 0, 2));
+        let b2 = Batch { items: vec![item("1", dec!(40))], ..Batch::default() };
+        let st = s.ingest(&b2).unwrap();
+        assert_eq!(st.items_updated, 1);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM items"), 2);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM items WHERE open_amount = '40'"), 1);
+    }
+
+    #[test]
+    fn zero_open_amount_or_disappearing_from_a_snapshot_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.ingest(&Batch { items: vec![item("1", dec!(100)), item("2", dec!(50)), item("3", dec!(5))], ..Batch::default() }).unwrap();
+        let st = s
+            .ingest(&Batch { items: vec![item("1", dec!(0)), item("3", dec!(5))], snapshot_sources: vec!["erp".into()], ..Batch::default() })
+            .unwrap();
+        assert_eq!(st.items_cleared, 2, "1 paid to zero, 2 gone from the snapshot");
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM items WHERE status = 'open'"), 1);
+    }
+
+    #[test]
+    fn a_failing_batch_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.ingest(&Batch { items: vec![item("1", dec!(100))], ..Batch::default() }).unwrap();
+        // A trigger standing in for any mid-batch failure (disk full, constraint, crash).
+        s.conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'boom'); END;").unwrap();
+        let pay = PaymentInput {
+            source: "bank".into(),
+            external_id: "p1".into(),
+            company: "ACME".into(),
+            customer: "C2".into(),
+            amount: dec!(1),
+            currency: Currency::parse("EUR").unwrap(),
+            value_date: "2026-10-02".parse().unwrap(),
+            reference: String::new(),
+            item_ref: None,
+        };
+        let b = Batch { items: vec![item("1", dec!(10)), item("9", dec!(10))], payments: vec![pay], ..Batch::default() };
+        assert!(s.ingest(&b).is_err());
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM items"), 1);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM items WHERE open_amount = '100'"), 1);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM customers"), 1);
+    }
+}

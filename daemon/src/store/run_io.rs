@@ -1,0 +1,487 @@
+//! What a portfolio run reads from and writes to the store.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use rusqlite::{params, OptionalExtension};
+use rust_decimal::Decimal;
+
+use super::{date, dec, Result, Store, StoreError};
+use crate::domain::{Activity, Hold, Priority, PromiseStatus};
+use crate::money::Currency;
+
+#[derive(Debug, Clone)]
+pub struct CustomerRow {
+    pub id: i64,
+    pub company: String,
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub credit_limit: Option<(Decimal, Currency)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemRow {
+    pub id: i64,
+    pub document_no: String,
+    pub document_date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub original_amount: Decimal,
+    pub open_amount: Decimal,
+    pub currency: Currency,
+    pub hold: Option<Hold>,
+    pub original_document: Option<String>,
+    /// False once the item is cleared (it is loaded only to close its case).
+    pub open: bool,
+    pub disputed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseRow {
+    pub id: i64,
+    pub item_id: i64,
+    pub nad: NaiveDate,
+    pub priority: Priority,
+    pub assigned_to: Option<String>,
+    pub activity: Activity,
+    pub external_ref: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PromiseRow {
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub promised_on: NaiveDate,
+    pub status: PromiseStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentRow {
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub value_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoredState {
+    pub dunning_level: usize,
+    pub dunning_on: Option<NaiveDate>,
+    pub collector: Option<String>,
+}
+
+/// Everything a run needs about one customer.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    pub customer: CustomerRow,
+    pub items: Vec<ItemRow>,
+    /// Open cases keyed by item id.
+    pub cases: HashMap<i64, CaseRow>,
+    pub promises: Vec<PromiseRow>,
+    pub payments: Vec<PaymentRow>,
+    pub holds: Vec<Hold>,
+    /// Latest resubmission date, if any.
+    pub resubmission: Option<NaiveDate>,
+    pub state: StoredState,
+}
+
+/// Which customers a load covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    All,
+    /// Customers changed since the last run.
+    Dirty,
+    One(i64),
+}
+
+impl Scope {
+    fn filter(self, col: &str) -> String {
+        match self {
+            Scope::All => "1 = 1".into(),
+            Scope::Dirty => format!("{col} IN (SELECT id FROM customers WHERE dirty = 1)"),
+            Scope::One(id) => format!("{col} = {id}"),
+        }
+    }
+}
+
+pub struct NewCase {
+    pub item_id: i64,
+    pub customer_id: i64,
+    pub nad: NaiveDate,
+    pub priority: Priority,
+    pub external_ref: Option<String>,
+}
+
+pub struct StateOut {
+    pub customer_id: i64,
+    pub strategy: String,
+    pub segment: String,
+    pub profile: String,
+    pub score: Decimal,
+    pub group: String,
+    pub collector: Option<String>,
+    pub priority: Priority,
+    pub dunning_level: usize,
+    pub dunning_on: Option<NaiveDate>,
+}
+
+#[derive(Clone)]
+pub struct WorklistOut {
+    pub customer_id: i64,
+    pub group: String,
+    pub collector: Option<String>,
+    pub score: Decimal,
+    pub priority: Priority,
+    pub nad: NaiveDate,
+    pub items: i64,
+    pub amount: Decimal,
+    pub reason: String,
+}
+
+pub struct EscalationOut {
+    pub customer_id: i64,
+    pub ladder: String,
+    pub level: usize,
+    pub level_name: String,
+    pub channel: String,
+    pub template: String,
+    pub copy_manager: bool,
+    pub amount: Decimal,
+    /// JSON list of the items and the level each reached.
+    pub items: String,
+    pub reason: String,
+    pub event: String,
+}
+
+#[derive(Default)]
+pub struct RunOutput {
+    pub processed: Vec<i64>,
+    pub states: Vec<StateOut>,
+    pub new_cases: Vec<NewCase>,
+    /// (case id, nad, priority)
+    pub case_updates: Vec<(i64, NaiveDate, Priority)>,
+    /// (case id, reason)
+    pub closed: Vec<(i64, String)>,
+    pub worklist: Vec<WorklistOut>,
+    pub escalations: Vec<EscalationOut>,
+}
+
+fn cur(column: &'static str, s: &str) -> Result<Currency> {
+    Currency::parse(s).map_err(|_| StoreError::Corrupt { column, value: s.to_string() })
+}
+
+fn opt_date(column: &'static str, s: Option<String>) -> Result<Option<NaiveDate>> {
+    s.map(|s| date(column, &s)).transpose()
+}
+
+impl Store {
+    /// Loads the run input for `scope`, ordered by customer id.
+    pub fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
+        let c = &self.conn;
+        let mut out: Vec<RunInput> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT id, company, code, name, country, credit_limit, credit_currency, s.dunning_level, s.dunning_on, s.collector
+                 FROM customers LEFT JOIN customer_state s ON s.customer_id = customers.id WHERE {} ORDER BY id",
+                scope.filter("id")
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let limit = match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
+                    (Some(a), Some(c)) => Some((dec("credit_limit", &a)?, cur("credit_currency", &c)?)),
+                    _ => None,
+                };
+                index.insert(id, out.len());
+                out.push(RunInput {
+                    customer: CustomerRow { id, company: r.get(1)?, code: r.get(2)?, name: r.get(3)?, country: r.get(4)?, credit_limit: limit },
+                    items: Vec::new(),
+                    cases: HashMap::new(),
+                    promises: Vec::new(),
+                    payments: Vec::new(),
+                    holds: Vec::new(),
+                    resubmission: None,
+                    state: StoredState {
+                        dunning_level: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as usize,
+                        dunning_on: opt_date("dunning_on", r.get(8)?)?,
+                        collector: r.get(9)?,
+                    },
+                });
+            }
+        }
+        let disputed: HashSet<i64> = c
+            .prepare("SELECT di.item_id FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id WHERE d.resolved_on IS NULL")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency,
+                        hold_reason, hold_until, original_document, status
+                 FROM items i WHERE {} AND (status = 'open' OR EXISTS (SELECT 1 FROM cases c WHERE c.item_id = i.id AND c.status = 'open'))",
+                scope.filter("customer_id")
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let Some(&k) = index.get(&r.get::<_, i64>(1)?) else { continue };
+                let hold = match r.get::<_, Option<String>>(8)? {
+                    Some(reason) => Some(Hold { reason, until: opt_date("hold_until", r.get(9)?)? }),
+                    None => None,
+                };
+                out[k].items.push(ItemRow {
+                    id,
+                    document_no: r.get(2)?,
+                    document_date: date("document_date", &r.get::<_, String>(3)?)?,
+                    due_date: date("due_date", &r.get::<_, String>(4)?)?,
+                    original_amount: dec("original_amount", &r.get::<_, String>(5)?)?,
+                    open_amount: dec("open_amount", &r.get::<_, String>(6)?)?,
+                    currency: cur("currency", &r.get::<_, String>(7)?)?,
+                    hold,
+                    original_document: r.get(10)?,
+                    open: r.get::<_, String>(11)? == "open",
+                    disputed: disputed.contains(&id),
+                });
+            }
+        }
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT id, item_id, customer_id, nad, priority, assigned_to, activity, category, subcategory, days_to_complete,
+                        last_edited_on, completed_on, ptp_date, external_ref
+                 FROM cases WHERE status = 'open' AND {}",
+                scope.filter("customer_id")
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let Some(&k) = index.get(&r.get::<_, i64>(2)?) else { continue };
+                let activity = read_activity(r, 6)?;
+                let item_id: i64 = r.get(1)?;
+                out[k].cases.insert(
+                    item_id,
+                    CaseRow {
+                        id: r.get(0)?,
+                        item_id,
+                        nad: date("nad", &r.get::<_, String>(3)?)?,
+                        priority: Priority::from_i64(r.get(4)?),
+                        assigned_to: r.get(5)?,
+                        activity,
+                        external_ref: r.get(13)?,
+                    },
+                );
+            }
+        }
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT customer_id, amount, currency, promised_on, status FROM promises WHERE {} ORDER BY promised_on",
+                scope.filter("customer_id")
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                out[k].promises.push(PromiseRow {
+                    amount: dec("promises.amount", &r.get::<_, String>(1)?)?,
+                    currency: cur("promises.currency", &r.get::<_, String>(2)?)?,
+                    promised_on: date("promised_on", &r.get::<_, String>(3)?)?,
+                    status: PromiseStatus::parse(&r.get::<_, String>(4)?),
+                });
+            }
+        }
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT customer_id, amount, currency, value_date FROM payments WHERE {} ORDER BY value_date",
+                scope.filter("customer_id")
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                out[k].payments.push(PaymentRow {
+                    amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
+                    currency: cur("payments.currency", &r.get::<_, String>(2)?)?,
+                    value_date: date("value_date", &r.get::<_, String>(3)?)?,
+                });
+            }
+        }
+        {
+            let mut st = c.prepare(&format!("SELECT customer_id, reason, until FROM holds WHERE {}", scope.filter("customer_id")))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                out[k].holds.push(Hold { reason: r.get(1)?, until: opt_date("holds.until", r.get(2)?)? });
+            }
+        }
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT customer_id, MAX(on_date) FROM resubmissions WHERE {} GROUP BY customer_id",
+                scope.filter("customer_id")
+            ))?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                out[k].resubmission = opt_date("resubmissions.on_date", r.get(1)?)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads of collectors from worklist rows of customers outside `scope` (incremental runs).
+    pub fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>> {
+        let mut st = self.conn.prepare(
+            "SELECT collection_group, collector, items, amount FROM worklist
+             WHERE collector IS NOT NULL AND customer_id NOT IN (SELECT id FROM customers WHERE dirty = 1)",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (g, c, i, a) = r?;
+            out.push((g, c, i, dec("worklist.amount", &a)?));
+        }
+        Ok(out)
+    }
+
+    pub fn dirty_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM customers WHERE dirty = 1", [], |r| r.get(0))?)
+    }
+
+    /// Writes a run's results in one transaction and returns the run id.
+    pub fn write_run(&mut self, as_of: NaiveDate, rules_hash: &str, mode: &str, full: bool, out: &RunOutput, summary_json: &str) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let d = as_of.to_string();
+        tx.execute(
+            "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![d, chrono::Utc::now().to_rfc3339(), rules_hash, mode, summary_json],
+        )?;
+        let run_id = tx.last_insert_rowid();
+        if full {
+            tx.execute("DELETE FROM worklist", [])?;
+        } else {
+            let mut st = tx.prepare_cached("DELETE FROM worklist WHERE customer_id = ?1")?;
+            for id in &out.processed {
+                st.execute([id])?;
+            }
+        }
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority, external_ref) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6)",
+            )?;
+            let mut ev = tx.prepare_cached("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'opened', 'run', ?3)")?;
+            for c in &out.new_cases {
+                st.execute(params![c.item_id, c.customer_id, d, c.nad.to_string(), c.priority as i64, c.external_ref])?;
+                // Back-fill and plain openings need no event row (the case row records them);
+                // a case replacing a split/re-posted item says where it came from.
+                if let Some(r) = &c.external_ref {
+                    ev.execute(params![tx.last_insert_rowid(), d, format!("replaces {r}")])?;
+                }
+            }
+        }
+        {
+            let mut st = tx.prepare_cached("UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1")?;
+            for (id, nad, p) in &out.case_updates {
+                st.execute(params![id, nad.to_string(), *p as i64])?;
+            }
+        }
+        {
+            let mut st = tx.prepare_cached("UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = ?3 WHERE id = ?1 AND status = 'open'")?;
+            let mut ev = tx.prepare_cached("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'closed', 'run', ?3)")?;
+            for (id, reason) in &out.closed {
+                st.execute(params![id, d, reason])?;
+                ev.execute(params![id, d, reason])?;
+            }
+        }
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group, collector, priority, dunning_level, dunning_on, as_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(customer_id) DO UPDATE SET strategy = ?2, segment = ?3, profile = ?4, score = ?5, collection_group = ?6,
+                    collector = ?7, priority = ?8, dunning_level = ?9, dunning_on = ?10, as_of = ?11",
+            )?;
+            for s in &out.states {
+                st.execute(params![
+                    s.customer_id,
+                    s.strategy,
+                    s.segment,
+                    s.profile,
+                    s.score.to_string(),
+                    s.group,
+                    s.collector,
+                    s.priority as i64,
+                    s.dunning_level as i64,
+                    s.dunning_on.map(|x| x.to_string()),
+                    d
+                ])?;
+            }
+        }
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for w in &out.worklist {
+                st.execute(params![
+                    w.customer_id,
+                    w.group,
+                    w.collector,
+                    w.score.to_string(),
+                    w.priority as i64,
+                    w.nad.to_string(),
+                    w.items,
+                    w.amount.to_string(),
+                    w.reason
+                ])?;
+            }
+        }
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(customer_id, as_of) DO NOTHING",
+            )?;
+            let mut ev = tx.prepare_cached("INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+            for e in &out.escalations {
+                let n = st.execute(params![
+                    e.customer_id,
+                    run_id,
+                    d,
+                    e.ladder,
+                    e.level as i64,
+                    e.level_name,
+                    e.channel,
+                    e.template,
+                    e.copy_manager,
+                    e.amount.to_string(),
+                    e.items,
+                    e.reason
+                ])?;
+                if n == 1 {
+                    ev.execute(params![e.customer_id, d, e.event, format!("level {} `{}` via {}", e.level, e.level_name, e.channel)])?;
+                }
+            }
+        }
+        {
+            let mut st = tx.prepare_cached("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = 1")?;
+            for id in &out.processed {
+                st.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(run_id)
+    }
+
+    pub fn run_summary(&self, run_id: i64) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT summary FROM runs WHERE id = ?1", [run_id], |r| r.get(0)).optional()?)
+    }
+}
+
+pub(crate) fn read_activity(r: &rusqlite::Row, base: usize) -> Result<Activity> {
+    let kind: String = r.get(base)?;
+    Ok(match kind.as_str() {
+        "open" => Activity::Open {
+            category: r.get::<_, Option<String>>(base + 1)?.unwrap_or_default(),
+            subcategory: r.get::<_, Option<String>>(base + 2)?.unwrap_or_default(),
+            days_to_complete: r.get::<_, Option<i64>>(base + 3)?.unwrap_or(0),
+            last_edited_on: date("last_edited_on", &r.get::<_, Option<String>>(base + 4)?.unwrap_or_default())?,
+        },
+        "completed" => Activity::Completed {
+            on: date("completed_on", &r.get::<_, Option<String>>(base + 5)?.unwrap_or_default())?,
+            ptp: opt_date("ptp_date", r.get(base + 6)?)?,
+        },
+        _ => Activity::None,
+    })
+}
