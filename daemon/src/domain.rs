@@ -154,5 +154,8 @@ pub enum Activity {
         last_edited_on: NaiveDate,
     },
     /// Done on `on`; `ptp` when the customer agreed a promise to pay.
-    Completed { on: NaiveDate, ptp: Option<NaiveDate> },
+    Completed {
+        on: NaiveDate,
+        ptp: Option<NaiveDate>,
+    },
 }

@@ -1,1 +1,773 @@
-fn main() {}
+//! `arrears`: the command-line edge. Parses arguments, opens config/store/rules and
+//! calls the library; all logic lives in the `arrears` library crate.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use arrears::config::Config;
+use arrears::engine::evaluate::evaluate;
+use arrears::engine::run::{run, RunMode, Summary};
+use arrears::rules::{self, RuleSet};
+use arrears::store::{Scope, Store};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use rust_decimal::Decimal;
+
+#[derive(Parser)]
+#[command(
+    name = "arrears",
+    version,
+    about = "Collections management: cases, strategies, worklists and escalation"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Settings file (YAML); every key has a default, so it is optional.
+    #[arg(long, global = true, env = "ARREARS_CONFIG")]
+    config: Option<PathBuf>,
+    /// SQLite database [default: <data dir>/arrears/arrears.db]
+    #[arg(long, global = true, env = "ARREARS_DB")]
+    db: Option<PathBuf>,
+    /// Rules folder [default: ./rules, else the rules shipped with the source]
+    #[arg(long, global = true, env = "ARREARS_RULES")]
+    rules: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate every YAML and Rhai file of a rules folder; errors name file:line:column.
+    Check {
+        /// Folder to check [default: --rules]
+        dir: Option<PathBuf>,
+    },
+    /// Write a realistic synthetic portfolio into the database.
+    Demo {
+        #[arg(long, default_value_t = 200)]
+        customers: usize,
+        /// Total number of open items.
+        #[arg(long, default_value_t = 2000)]
+        items: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Date the portfolio is built around [default: today]
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+    },
+    /// Import data from files.
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// The portfolio run: segment, score, open/close cases, NAD/priority, escalation, worklists.
+    Run {
+        /// Business date of the run [default: today]
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value_t = RunMode::Auto)]
+        mode: RunMode,
+        /// Machine-readable summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A collector's worklist: assigned to them plus unassigned work of their groups.
+    Worklist {
+        #[arg(long)]
+        collector: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Collection cases.
+    #[command(subcommand)]
+    Case(CaseCmd),
+    /// Why a customer has its segment, score, priority and escalation step.
+    Explain {
+        /// Customer code, COMPANY/CODE, or numeric id.
+        customer: String,
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a customer back on a worklist on a chosen date (and off it until then).
+    Resubmit {
+        customer: String,
+        #[arg(long)]
+        on: NaiveDate,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, default_value = "cli")]
+        actor: String,
+    },
+    /// Block dunning for a customer, with a reason and an optional end date.
+    Hold {
+        customer: String,
+        #[arg(long)]
+        reason: String,
+        /// Last day of the hold; it lifts by itself afterwards.
+        #[arg(long)]
+        until: Option<NaiveDate>,
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Import open items, payments and customers from a CSV file (columns in README).
+    Csv {
+        file: PathBuf,
+        /// Source name for rows without a `source` column.
+        #[arg(long, default_value = "csv")]
+        source: String,
+        /// Import the valid rows and write the bad ones to FILE.rejected.csv
+        /// (default: a file with any bad row is rejected whole).
+        #[arg(long)]
+        skip_invalid: bool,
+        /// The file lists all open items of its sources: items missing from it are cleared.
+        #[arg(long)]
+        snapshot: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaseCmd {
+    /// Show a case with its item, activity and history.
+    Show {
+        /// Case id, or a document number.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a note to a case.
+    Note {
+        id: String,
+        text: String,
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+    },
+    /// Assign cases to a collector (or release them with --to none).
+    Assign {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+    },
+    /// Assign an activity (category/subcategory from the rules).
+    Activity {
+        id: String,
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        subcategory: String,
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+    },
+    /// Complete the open activity, optionally with a promise to pay.
+    Complete {
+        id: String,
+        #[arg(long, requires = "ptp_amount")]
+        ptp_date: Option<NaiveDate>,
+        #[arg(long, requires = "ptp_date")]
+        ptp_amount: Option<Decimal>,
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+    },
+    /// Open a dispute on the case's item (it leaves dunning until resolved).
+    Dispute {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+    },
+}
+
+fn today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+struct Env {
+    db: PathBuf,
+    rules: PathBuf,
+}
+
+impl Env {
+    fn new(g: &Global) -> Result<Env> {
+        let cfg = match &g.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        let log = std::env::var("RUST_LOG")
+            .ok()
+            .or(cfg.log.clone())
+            .unwrap_or_else(|| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(log))
+            .with_writer(std::io::stderr)
+            .try_init();
+        Ok(Env {
+            db: g.db.clone().or(cfg.db).unwrap_or_else(Config::default_db),
+            rules: g
+                .rules
+                .clone()
+                .or(cfg.rules)
+                .unwrap_or_else(Config::default_rules),
+        })
+    }
+
+    fn store(&self) -> Result<Store> {
+        Store::open(&self.db).with_context(|| format!("opening database {}", self.db.display()))
+    }
+
+    fn rules(&self) -> Result<RuleSet> {
+        Ok(rules::load(&self.rules)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let env = Env::new(&cli.global)?;
+    match cli.cmd {
+        Cmd::Check { dir } => {
+            let dir = dir.unwrap_or(env.rules.clone());
+            match rules::load(&dir) {
+                Ok(r) => {
+                    println!(
+                        "{}: ok (rules {}; {} strategies, {} groups, {} ladders, {} scripts)",
+                        dir.display(),
+                        r.hash,
+                        r.strategies.len(),
+                        r.groups.len(),
+                        r.ladders.len(),
+                        r.scripts.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errs) => {
+                    for e in &errs.0 {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{}: {} error(s)", dir.display(), errs.0.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Demo {
+            customers,
+            items,
+            seed,
+            as_of,
+        } => {
+            let mut store = env.store()?;
+            let pb = indicatif::ProgressBar::new(items as u64);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} items ({per_sec}, eta {eta})",
+                )?
+                .progress_chars("=> "),
+            );
+            pb.set_message("demo");
+            let opts = arrears::demo::DemoOptions {
+                customers,
+                items,
+                seed,
+                as_of: as_of.unwrap_or_else(today),
+            };
+            let stats = arrears::demo::generate(&mut store, &opts, Some(&pb))?;
+            pb.finish_and_clear();
+            println!(
+                "demo portfolio written to {}: {}",
+                env.db.display(),
+                serde_json::to_string(&stats)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Import(ImportCmd::Csv {
+            file,
+            source,
+            skip_invalid,
+            snapshot,
+        }) => import_csv(&env, &file, &source, skip_invalid, snapshot),
+        Cmd::Run { as_of, mode, json } => {
+            let rules = env.rules()?;
+            let mut store = env.store()?;
+            let as_of = as_of.unwrap_or_else(today);
+            let sum = run(&mut store, &rules, as_of, mode)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sum)?);
+            } else {
+                print_summary(&sum);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Worklist {
+            collector,
+            limit,
+            json,
+        } => {
+            let rules = env.rules()?;
+            let store = env.store()?;
+            let groups: Vec<String> = rules
+                .collector_groups(&collector)
+                .iter()
+                .map(|g| g.name.clone())
+                .collect();
+            if groups.is_empty() {
+                bail!(
+                    "collector `{collector}` is not in any collection group of {}",
+                    env.rules.display()
+                );
+            }
+            let list = store.worklist(&collector, &groups, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let base = rules.rates.base;
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "worklist of {collector} (groups: {}) — {} entries",
+                    groups.join(", "),
+                    list.len()
+                )?;
+                writeln!(
+                    out,
+                    "{:<10} {:<7} {:>7} {:<16} {:<28} {:>5} {:>14} {:<10} {:<12} reason",
+                    "nad",
+                    "prio",
+                    "score",
+                    "customer",
+                    "name",
+                    "items",
+                    format!("amount {base}"),
+                    "profile",
+                    "assigned"
+                )?;
+                for e in &list {
+                    writeln!(
+                        out,
+                        "{:<10} {:<7} {:>7} {:<16} {:<28} {:>5} {:>14} {:<10} {:<12} {}",
+                        e.nad,
+                        e.priority.as_str(),
+                        e.score.round_dp(1),
+                        format!("{}/{}", e.company, e.customer),
+                        truncate(&e.customer_name, 28),
+                        e.items,
+                        e.amount.round_dp(2),
+                        e.profile,
+                        e.collector.as_deref().unwrap_or("(unassigned)"),
+                        e.reason
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Case(c) => case_cmd(&env, c),
+        Cmd::Explain {
+            customer,
+            as_of,
+            json,
+        } => explain(&env, &customer, as_of.unwrap_or_else(today), json),
+        Cmd::Resubmit {
+            customer,
+            on,
+            reason,
+            actor,
+        } => {
+            let mut store = env.store()?;
+            let id = store.customer_id(&customer)?;
+            store.resubmit(id, on, &reason, &actor)?;
+            println!("customer {customer} resubmitted for {on}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Hold {
+            customer,
+            reason,
+            until,
+            as_of,
+        } => {
+            let mut store = env.store()?;
+            let id = store.customer_id(&customer)?;
+            store.add_hold(id, &reason, until, as_of.unwrap_or_else(today))?;
+            println!(
+                "customer {customer} on hold ({reason}){}",
+                until.map(|u| format!(" until {u}")).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+fn print_summary(s: &Summary) {
+    let as_of = s.as_of.map(|d| d.to_string()).unwrap_or_default();
+    println!(
+        "run {} ({}) as of {as_of} with rules {} in {} ms",
+        s.run_id, s.mode, s.rules_hash, s.duration_ms
+    );
+    println!(
+        "  customers evaluated  {}{}",
+        s.customers_evaluated,
+        if s.customers_skipped > 0 {
+            format!(" ({} skipped)", s.customers_skipped)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  open cases           {} (high {}, medium {}, low {})",
+        s.open_items,
+        s.open_cases_by_priority.get("high").unwrap_or(&0),
+        s.open_cases_by_priority.get("medium").unwrap_or(&0),
+        s.open_cases_by_priority.get("low").unwrap_or(&0)
+    );
+    println!(
+        "  cases opened/updated/closed  {}/{}/{}",
+        s.cases_opened, s.cases_updated, s.cases_closed
+    );
+    println!(
+        "  segments             {}",
+        fmt_map(&s.customers_by_segment)
+    );
+    println!(
+        "  profiles             {}",
+        fmt_map(&s.customers_by_profile)
+    );
+    println!(
+        "  escalations          {} {}",
+        s.escalations,
+        fmt_map(&s.escalations_by_level)
+    );
+    println!(
+        "  worklist             {} entries, {} unassigned; {}",
+        s.worklist.entries,
+        s.worklist.unassigned,
+        fmt_map(&s.worklist.by_collector)
+    );
+    if s.script_errors > 0 {
+        println!(
+            "  script errors        {} ({} limit hits)",
+            s.script_errors, s.script_limit_hits
+        );
+    }
+    for p in &s.problems {
+        println!("  problem: {p}");
+    }
+}
+
+fn fmt_map(m: &std::collections::BTreeMap<String, u64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn case_id(store: &Store, id: &str) -> Result<i64> {
+    match id.parse::<i64>() {
+        Ok(n) => Ok(n),
+        Err(_) => Ok(store.case_by_document(id)?),
+    }
+}
+
+fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
+    match c {
+        CaseCmd::Show { id, json } => {
+            let store = env.store()?;
+            let d = store.case_detail(case_id(&store, &id)?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "case {} [{}] {} — {}/{} {}",
+                d.id, d.status, d.document_no, d.company, d.customer, d.customer_name
+            );
+            if let Some(r) = &d.external_ref {
+                println!("  external reference  {r}");
+            }
+            println!("  document / due      {} / {}", d.document_date, d.due_date);
+            println!(
+                "  amount open/orig    {} / {} {}",
+                d.open_amount, d.original_amount, d.currency
+            );
+            println!(
+                "  opened              {}{}",
+                d.opened_on,
+                d.closed_on
+                    .map(|c| format!(
+                        ", closed {c} ({})",
+                        d.close_reason.clone().unwrap_or_default()
+                    ))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  next activity due   {}   priority {}",
+                d.nad,
+                d.priority.as_str()
+            );
+            println!(
+                "  assigned to         {}",
+                d.assigned_to.as_deref().unwrap_or("(nobody)")
+            );
+            println!(
+                "  activity            {}",
+                serde_json::to_string(&d.activity)?
+            );
+            for e in &d.history {
+                println!("  {} {:<10} {:<10} {}", e.on, e.kind, e.actor, e.detail);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CaseCmd::Note {
+            id,
+            text,
+            actor,
+            on,
+        } => {
+            let rules = env.rules()?;
+            let mut store = env.store()?;
+            let id = case_id(&store, &id)?;
+            store.add_note(id, on.unwrap_or_else(today), &actor, &text, &rules.cases)?;
+            println!("note added to case {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CaseCmd::Assign { ids, to, actor, on } => {
+            let rules = env.rules()?;
+            let mut store = env.store()?;
+            let to = (to != "none").then_some(to);
+            if let Some(t) = &to {
+                if !rules::collectors_by_id(&rules).contains_key(t.as_str()) {
+                    bail!("`{t}` is not a collector in {}", env.rules.display());
+                }
+            }
+            let ids = ids
+                .iter()
+                .map(|i| case_id(&store, i))
+                .collect::<Result<Vec<_>>>()?;
+            store.assign_cases(
+                &ids,
+                to.as_deref(),
+                on.unwrap_or_else(today),
+                &actor,
+                &rules.cases,
+            )?;
+            println!(
+                "{} case(s) assigned to {}",
+                ids.len(),
+                to.as_deref().unwrap_or("nobody")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CaseCmd::Activity {
+            id,
+            category,
+            subcategory,
+            actor,
+            on,
+        } => {
+            let rules = env.rules()?;
+            let Some(sub) = rules.subcategory(&category, &subcategory) else {
+                bail!(
+                    "no subcategory `{category}/{subcategory}` in {}",
+                    env.rules.display()
+                );
+            };
+            let mut store = env.store()?;
+            let id = case_id(&store, &id)?;
+            let nad = store.set_activity(
+                id,
+                &category,
+                sub,
+                on.unwrap_or_else(today),
+                &actor,
+                &rules.cases,
+            )?;
+            println!(
+                "case {id}: {category}/{subcategory} due {nad}\n  instruction: {}",
+                sub.instruction
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CaseCmd::Complete {
+            id,
+            ptp_date,
+            ptp_amount,
+            actor,
+            on,
+        } => {
+            let rules = env.rules()?;
+            let mut store = env.store()?;
+            let id = case_id(&store, &id)?;
+            let ptp = ptp_date.zip(ptp_amount);
+            let nad =
+                store.complete_activity(id, on.unwrap_or_else(today), &actor, ptp, &rules.cases)?;
+            println!("case {id}: activity completed; next activity due {nad}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CaseCmd::Dispute {
+            id,
+            reason,
+            actor,
+            on,
+        } => {
+            let mut store = env.store()?;
+            let id = case_id(&store, &id)?;
+            let d = store.open_dispute(id, &reason, on.unwrap_or_else(today), &actor)?;
+            println!("dispute {d} opened on case {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<ExitCode> {
+    let rules = env.rules()?;
+    let store = env.store()?;
+    let id = store.customer_id(customer)?;
+    let input = store
+        .load_run_input(Scope::One(id))?
+        .pop()
+        .context("customer vanished")?;
+    let ev = evaluate(&rules, as_of, &input, true)?;
+    let t = ev.trace.as_deref().context("no trace")?;
+    if json {
+        let v = serde_json::json!({
+            "customer": format!("{}/{}", input.customer.company, input.customer.code),
+            "as_of": as_of,
+            "rules_hash": rules.hash,
+            "facts": ev.facts,
+            "strategy": rules.strategies[ev.strategy].name,
+            "profile": ev.profile,
+            "group": rules.groups[ev.group].name,
+            "priority": ev.priority,
+            "trace": t,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let f = &ev.facts;
+    let base = rules.rates.base;
+    println!(
+        "{}/{} {} — as of {as_of}, rules {}",
+        input.customer.company, input.customer.code, input.customer.name, rules.hash
+    );
+    println!("facts: open {} {base} in {} items; overdue {} {base} in {} items; oldest {} days; disputed {}; blocked {}; promises kept {} broken {}",
+        f.open_amount.round_dp(2), f.open_items, f.overdue_amount.round_dp(2), f.overdue_items, f.max_days_overdue, f.disputed_items, f.blocked_items, f.promises_kept, f.promises_broken);
+    println!("strategy  {}", t.strategy_why);
+    println!("segment   {}", t.segment_why);
+    println!(
+        "score     {} = sum of the points of every criterion that holds:",
+        f.score
+    );
+    for c in &t.criteria {
+        println!(
+            "  {} {:<28} {:>7}  {}{}",
+            if c.held { "+" } else { " " },
+            c.name,
+            if c.held {
+                c.points.to_string()
+            } else {
+                "-".into()
+            },
+            c.condition,
+            if c.exit {
+                "  (exit: later criteria not evaluated)"
+            } else {
+                ""
+            }
+        );
+    }
+    for n in &t.script_notes {
+        println!("  script: {n}");
+    }
+    println!("profile   {}", t.profile_why);
+    println!("group     {}", t.route_why);
+    println!(
+        "priority  {} (highest of the open cases)",
+        ev.priority.as_str()
+    );
+    for c in &t.cases {
+        println!(
+            "  case {:<6} {:<22} {:>4} days  {:>16}  NAD {} ({})  {} — {}",
+            c.case_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "new".into()),
+            c.document_no,
+            c.days_overdue,
+            c.open_amount,
+            c.nad,
+            c.nad_rule,
+            c.priority.as_str(),
+            c.priority_rule
+        );
+    }
+    let ladder = &rules.ladders[rules.strategies[ev.strategy].ladder];
+    if let Some(o) = &t.escalation {
+        println!(
+            "escalation ladder `{}` ({:?}): ages imply level {}; previous level {}",
+            ladder.name, ladder.mode, o.reached, input.state.dunning_level
+        );
+        match (&o.decision, &o.why_not) {
+            (Some(d), _) => println!(
+                "  step: level {} `{}` via {:?}, {} {base} on {} item(s) — {}",
+                d.level,
+                ladder.levels[d.level - 1].name,
+                ladder.levels[d.level - 1].channel,
+                d.amount.round_dp(2),
+                d.items.len(),
+                d.reason
+            ),
+            (None, Some(w)) => println!("  no step: {w}"),
+            (None, None) => println!("  no step"),
+        }
+    }
+    println!("worklist  {}", t.worklist_why);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_csv(
+    env: &Env,
+    file: &Path,
+    source: &str,
+    skip_invalid: bool,
+    snapshot: bool,
+) -> Result<ExitCode> {
+    let _ = (env, file, source, skip_invalid, snapshot);
+    bail!("not wired yet")
+}

@@ -59,11 +59,22 @@ pub fn decide(
     let levelled: Vec<(i64, usize, Decimal)> = items
         .iter()
         .filter(|i| !i.excluded && i.amount > Decimal::ZERO)
-        .map(|i| (i.item_id, ladder.level_for_age(days_between(i.due_date, as_of)), i.amount))
+        .map(|i| {
+            (
+                i.item_id,
+                ladder.level_for_age(days_between(i.due_date, as_of)),
+                i.amount,
+            )
+        })
         .filter(|(_, l, _)| *l > 0)
         .collect();
     let reached = levelled.iter().map(|x| x.1).max().unwrap_or(0);
-    let none = |state: DunState, why: String| Outcome { decision: None, state, reached, why_not: Some(why) };
+    let none = |state: DunState, why: String| Outcome {
+        decision: None,
+        state,
+        reached,
+        why_not: Some(why),
+    };
 
     let mut target = if reached <= prev.level {
         reached
@@ -78,7 +89,13 @@ pub fn decide(
     }
     if target == 0 {
         // Nothing dunnable is overdue any more: the ladder starts again from the bottom.
-        return none(DunState { level: 0, on: prev.on }, "no dunnable item has reached a level".into());
+        return none(
+            DunState {
+                level: 0,
+                on: prev.on,
+            },
+            "no dunnable item has reached a level".into(),
+        );
     }
     if prev.on == Some(as_of) {
         return none(prev, format!("already escalated on {as_of}"));
@@ -86,28 +103,86 @@ pub fn decide(
     let level = &ladder.levels[target - 1];
     let amount: Decimal = levelled.iter().map(|x| x.2).sum();
     if amount < level.min_amount {
-        return none(prev, format!("dunnable total {amount} below level `{}` minimum {}", level.name, level.min_amount));
+        return none(
+            prev,
+            format!(
+                "dunnable total {amount} below level `{}` minimum {}",
+                level.name, level.min_amount
+            ),
+        );
     }
     let items = levelled.iter().map(|x| (x.0, x.1)).collect();
     if target > prev.level {
         let reason = match (ladder.mode, target == reached) {
-            (LadderMode::OneLevelPerRun, false) => format!("oldest item implies level {reached}; one level per run from {}", prev.level),
-            _ => format!("oldest dunnable item reached level {target} `{}`", level.name),
+            (LadderMode::OneLevelPerRun, false) => format!(
+                "oldest item implies level {reached}; one level per run from {}",
+                prev.level
+            ),
+            _ => format!(
+                "oldest dunnable item reached level {target} `{}`",
+                level.name
+            ),
         };
-        let state = DunState { level: target, on: Some(as_of) };
-        return Outcome { decision: Some(Decision { level: target, resend: false, amount, items, reason }), state, reached, why_not: None };
+        let state = DunState {
+            level: target,
+            on: Some(as_of),
+        };
+        return Outcome {
+            decision: Some(Decision {
+                level: target,
+                resend: false,
+                amount,
+                items,
+                reason,
+            }),
+            state,
+            reached,
+            why_not: None,
+        };
     }
     if target < prev.level {
-        return none(DunState { level: target, on: prev.on }, format!("items at level {} were paid or excluded; now at {target}", prev.level));
+        return none(
+            DunState {
+                level: target,
+                on: prev.on,
+            },
+            format!(
+                "items at level {} were paid or excluded; now at {target}",
+                prev.level
+            ),
+        );
     }
     match (level.resend_after_days, prev.on) {
         (Some(n), Some(last)) if as_of >= add_days(last, n) => {
             let reason = format!("still unpaid {n} days after the last `{}`", level.name);
-            let state = DunState { level: target, on: Some(as_of) };
-            Outcome { decision: Some(Decision { level: target, resend: true, amount, items, reason }), state, reached, why_not: None }
+            let state = DunState {
+                level: target,
+                on: Some(as_of),
+            };
+            Outcome {
+                decision: Some(Decision {
+                    level: target,
+                    resend: true,
+                    amount,
+                    items,
+                    reason,
+                }),
+                state,
+                reached,
+                why_not: None,
+            }
         }
-        (Some(n), Some(last)) => none(prev, format!("level `{}` sent on {last}; resend after {n} days", level.name)),
-        _ => none(prev, format!("level `{}` already sent; it is not resent", level.name)),
+        (Some(n), Some(last)) => none(
+            prev,
+            format!(
+                "level `{}` sent on {last}; resend after {n} days",
+                level.name
+            ),
+        ),
+        _ => none(
+            prev,
+            format!("level `{}` already sent; it is not resent", level.name),
+        ),
     }
 }
 
@@ -146,7 +221,12 @@ mod tests {
     }
 
     fn item(id: i64, due: &str, amount: Decimal) -> DunItem {
-        DunItem { item_id: id, due_date: d(due), amount, excluded: false }
+        DunItem {
+            item_id: id,
+            due_date: d(due),
+            amount,
+            excluded: false,
+        }
     }
 
     #[test]
@@ -162,11 +242,19 @@ mod tests {
     #[test]
     fn one_reminder_per_customer_at_the_highest_level() {
         let l = ladder(LadderMode::JumpToAge);
-        let items = [item(1, "2026-11-01", dec!(10)), item(2, "2026-09-01", dec!(100)), item(3, "2026-11-26", dec!(5))];
+        let items = [
+            item(1, "2026-11-01", dec!(10)),
+            item(2, "2026-09-01", dec!(100)),
+            item(3, "2026-11-26", dec!(5)),
+        ];
         let o = decide(&l, d("2026-11-23"), &items, DunState::default(), |_| None);
         let dec_ = o.decision.unwrap();
         assert_eq!(dec_.level, 4);
-        assert_eq!(dec_.items, vec![(1, 2), (2, 4), (3, 1)], "all reached items listed, each with its own level");
+        assert_eq!(
+            dec_.items,
+            vec![(1, 2), (2, 4), (3, 1)],
+            "all reached items listed, each with its own level"
+        );
         assert_eq!(dec_.amount, dec!(115));
     }
 
@@ -176,7 +264,14 @@ mod tests {
         let items = [item(1, "2026-09-01", dec!(100))];
         let mut st = DunState::default();
         let mut levels = vec![];
-        for day in ["2026-11-20", "2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"] {
+        for day in [
+            "2026-11-20",
+            "2026-11-20",
+            "2026-11-21",
+            "2026-11-22",
+            "2026-11-23",
+            "2026-11-24",
+        ] {
             let o = decide(&l, d(day), &items, st, |_| None);
             levels.push(o.decision.as_ref().map(|x| x.level));
             st = o.state;
@@ -188,8 +283,16 @@ mod tests {
     fn resend_after_n_days_while_unpaid_and_min_amount() {
         let l = ladder(LadderMode::JumpToAge);
         let items = [item(1, "2026-10-20", dec!(100))]; // 34 days: level 3 `second`
-        let st = DunState { level: 3, on: Some(d("2026-11-10")) };
-        assert!(decide(&l, d("2026-11-23"), &items, st, |_| None).decision.is_none(), "13 days < 14");
+        let st = DunState {
+            level: 3,
+            on: Some(d("2026-11-10")),
+        };
+        assert!(
+            decide(&l, d("2026-11-23"), &items, st, |_| None)
+                .decision
+                .is_none(),
+            "13 days < 14"
+        );
         let o = decide(&l, d("2026-11-24"), &items, st, |_| None);
         assert!(o.decision.as_ref().unwrap().resend);
         let small = [item(1, "2026-10-20", dec!(49.99))];
@@ -202,10 +305,25 @@ mod tests {
         let l = ladder(LadderMode::JumpToAge);
         let mut it = item(1, "2026-09-01", dec!(100));
         it.excluded = true;
-        let o = decide(&l, d("2026-11-23"), &[it], DunState { level: 4, on: Some(d("2026-11-01")) }, |_| None);
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &[it],
+            DunState {
+                level: 4,
+                on: Some(d("2026-11-01")),
+            },
+            |_| None,
+        );
         assert!(o.decision.is_none());
         assert_eq!(o.state.level, 0);
-        let o = decide(&l, d("2026-11-23"), &[item(1, "2026-09-01", dec!(0))], DunState::default(), |_| None);
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &[item(1, "2026-09-01", dec!(0))],
+            DunState::default(),
+            |_| None,
+        );
         assert!(o.decision.is_none());
     }
 
@@ -213,10 +331,16 @@ mod tests {
     fn a_script_may_pick_the_level() {
         let l = ladder(LadderMode::OneLevelPerRun);
         let items = [item(1, "2026-09-01", dec!(100))];
-        let o = decide(&l, d("2026-11-23"), &items, DunState::default(), |proposed| {
-            assert_eq!(proposed, 1);
-            Some(9)
-        });
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &items,
+            DunState::default(),
+            |proposed| {
+                assert_eq!(proposed, 1);
+                Some(9)
+            },
+        );
         assert_eq!(o.decision.unwrap().level, 4, "clamped to the ladder");
     }
 }

@@ -13,7 +13,9 @@ use super::escalation::{self, DunItem, DunState, Outcome};
 use super::facts::Facts;
 use crate::domain::{Priority, PromiseStatus};
 use crate::money::Money;
-use crate::rules::script::{CaseView, CustomerData, CustomerView, ItemData, PaymentData, PromiseData, ScriptError};
+use crate::rules::script::{
+    CaseView, CustomerData, CustomerView, ItemData, PaymentData, PromiseData, ScriptError,
+};
 use crate::rules::{Hook, RuleSet};
 use crate::store::RunInput;
 
@@ -54,9 +56,21 @@ pub struct Trace {
 
 #[derive(Debug, Clone)]
 pub enum CaseAction {
-    Open { item_id: i64, nad: NaiveDate, priority: Priority, external_ref: Option<String> },
-    Update { case_id: i64, nad: NaiveDate, priority: Priority },
-    Close { case_id: i64, reason: String },
+    Open {
+        item_id: i64,
+        nad: NaiveDate,
+        priority: Priority,
+        external_ref: Option<String>,
+    },
+    Update {
+        case_id: i64,
+        nad: NaiveDate,
+        priority: Priority,
+    },
+    Close {
+        case_id: i64,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -81,22 +95,46 @@ pub struct Eval {
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("customer {customer}: {source}")]
-    Money { customer: String, source: crate::money::MoneyError },
+    Money {
+        customer: String,
+        source: crate::money::MoneyError,
+    },
 }
 
-pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bool) -> Result<Eval, EvalError> {
+pub fn evaluate(
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    input: &RunInput,
+    explain: bool,
+) -> Result<Eval, EvalError> {
     let cust = &input.customer;
-    let to_base = |amount: Decimal, currency| rules.rates.to_base(Money::new(amount, currency)).map_err(|source| EvalError::Money { customer: format!("{}/{}", cust.company, cust.code), source });
+    let to_base = |amount: Decimal, currency| {
+        rules
+            .rates
+            .to_base(Money::new(amount, currency))
+            .map_err(|source| EvalError::Money {
+                customer: format!("{}/{}", cust.company, cust.code),
+                source,
+            })
+    };
     let mut trace = explain.then(Box::<Trace>::default);
     let customer_hold = input.holds.iter().find(|h| h.active_on(as_of));
 
     // Facts.
-    let mut f = Facts { company: cust.company.clone(), country: cust.country.clone(), ..Facts::default() };
+    let mut f = Facts {
+        company: cust.company.clone(),
+        country: cust.country.clone(),
+        ..Facts::default()
+    };
     let mut base_amounts = Vec::with_capacity(input.items.len());
     let mut by_currency: Vec<(crate::money::Currency, Decimal)> = Vec::new();
     let mut overdue_days_sum: i64 = 0;
     for it in &input.items {
-        let amt = if it.open { to_base(it.open_amount, it.currency)? } else { Decimal::ZERO };
+        let amt = if it.open {
+            to_base(it.open_amount, it.currency)?
+        } else {
+            Decimal::ZERO
+        };
         base_amounts.push(amt);
         if !it.open || it.open_amount.is_zero() {
             continue;
@@ -122,9 +160,14 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
         }
     }
     if f.overdue_items > 0 {
-        f.avg_days_overdue = (Decimal::from(overdue_days_sum) / Decimal::from(f.overdue_items)).round_dp(2);
+        f.avg_days_overdue =
+            (Decimal::from(overdue_days_sum) / Decimal::from(f.overdue_items)).round_dp(2);
     }
-    f.currency = by_currency.iter().max_by_key(|x| x.1).map(|x| x.0.to_string()).unwrap_or_default();
+    f.currency = by_currency
+        .iter()
+        .max_by_key(|x| x.1)
+        .map(|x| x.0.to_string())
+        .unwrap_or_default();
     let mut judged = 0i64;
     for p in &input.promises {
         match p.status {
@@ -137,7 +180,8 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
         }
     }
     if judged > 0 {
-        f.promise_kept_rate = Some((Decimal::from(f.promises_kept) / Decimal::from(judged)).round_dp(4));
+        f.promise_kept_rate =
+            Some((Decimal::from(f.promises_kept) / Decimal::from(judged)).round_dp(4));
     }
     if let Some((limit, cur)) = cust.credit_limit {
         let limit = to_base(limit, cur)?;
@@ -145,23 +189,34 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
             f.credit_limit_utilisation = Some((f.open_amount / limit).round_dp(4));
         }
     }
-    f.days_since_last_payment = input.payments.iter().map(|p| p.value_date).max().map(|d| days_between(d, as_of));
+    f.days_since_last_payment = input
+        .payments
+        .iter()
+        .map(|p| p.value_date)
+        .max()
+        .map(|d| days_between(d, as_of));
 
     // Scripts see a lazily built view; built at most once per customer.
     let mut view: Option<CustomerView> = None;
     let mut script_errors = Vec::new();
+    let credit_limit_base = match cust.credit_limit {
+        Some((l, c)) => Some(to_base(l, c)?),
+        None => None,
+    };
     let make_view = |f: &Facts| {
         CustomerView(Arc::new(CustomerData {
             code: cust.code.clone(),
             name: cust.name.clone(),
             as_of: as_of.to_string(),
             facts: f.clone(),
-            credit_limit: cust.credit_limit.map(|c| c.0),
+            credit_limit: credit_limit_base,
             items: input
                 .items
                 .iter()
-                .filter(|i| i.open)
-                .map(|i| ItemData {
+                .zip(&base_amounts)
+                .filter(|(i, _)| i.open)
+                .map(|(i, base)| ItemData {
+                    open_amount_base: *base,
                     document_no: i.document_no.clone(),
                     due_date: i.due_date.to_string(),
                     days_overdue: days_between(i.due_date, as_of),
@@ -169,39 +224,76 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
                     open_amount: i.open_amount,
                     currency: i.currency.to_string(),
                     disputed: i.disputed,
-                    blocked: customer_hold.is_some() || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
+                    blocked: customer_hold.is_some()
+                        || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
                 })
                 .collect(),
             promises: input
                 .promises
                 .iter()
-                .map(|p| PromiseData { amount: p.amount, currency: p.currency.to_string(), date: p.promised_on.to_string(), status: p.status.as_str().into() })
+                .map(|p| PromiseData {
+                    amount: p.amount,
+                    currency: p.currency.to_string(),
+                    date: p.promised_on.to_string(),
+                    status: p.status.as_str().into(),
+                })
                 .collect(),
-            payments: input.payments.iter().map(|p| PaymentData { amount: p.amount, currency: p.currency.to_string(), date: p.value_date.to_string() }).collect(),
+            payments: input
+                .payments
+                .iter()
+                .map(|p| PaymentData {
+                    amount: p.amount,
+                    currency: p.currency.to_string(),
+                    date: p.value_date.to_string(),
+                })
+                .collect(),
         }))
     };
     // The first configured script that defines `hook` and whose `when` holds.
-    let slot_for = |hook: Hook, f: &Facts| rules.scripts.iter().find(|s| s.script.hooks.contains(&hook) && s.when.eval(f));
+    let slot_for = |hook: Hook, f: &Facts| {
+        rules
+            .scripts
+            .iter()
+            .find(|s| s.script.hooks.contains(&hook) && s.when.eval(f))
+    };
 
     // Strategy.
-    let si = rules.strategies.iter().position(|s| s.applies_to.eval(&f)).unwrap_or(rules.strategies.len() - 1);
+    let si = rules
+        .strategies
+        .iter()
+        .position(|s| s.applies_to.eval(&f))
+        .unwrap_or(rules.strategies.len() - 1);
     let strat = &rules.strategies[si];
     if let Some(t) = trace.as_deref_mut() {
-        t.strategy_why = format!("`{}`: first strategy whose applies_to holds ({})", strat.name, strat.applies_to);
+        t.strategy_why = format!(
+            "`{}`: first strategy whose applies_to holds ({})",
+            strat.name, strat.applies_to
+        );
     }
 
     // Segment.
-    let (seg_name, seg_cond) = strat.segments.iter().find(|(_, c)| c.eval(&f)).map(|(n, c)| (n.clone(), c.to_string())).unwrap_or_default();
+    let (seg_name, seg_cond) = strat
+        .segments
+        .iter()
+        .find(|(_, c)| c.eval(&f))
+        .map(|(n, c)| (n.clone(), c.to_string()))
+        .unwrap_or_default();
     f.segment = seg_name;
     if let Some(t) = trace.as_deref_mut() {
-        t.segment_why = format!("`{}`: first segment whose condition holds ({seg_cond})", f.segment);
+        t.segment_why = format!(
+            "`{}`: first segment whose condition holds ({seg_cond})",
+            f.segment
+        );
     }
     if let Some(slot) = slot_for(Hook::Segment, &f) {
         let v = view.get_or_insert_with(|| make_view(&f)).clone();
         match slot.script.segment(&rules.engine, &v) {
             Ok(Some(s)) => {
                 if let Some(t) = trace.as_deref_mut() {
-                    t.segment_why = format!("`{s}`: set by script {} (YAML gave `{}`)", slot.script.file, f.segment);
+                    t.segment_why = format!(
+                        "`{s}`: set by script {} (YAML gave `{}`)",
+                        slot.script.file, f.segment
+                    );
                 }
                 f.segment = s;
                 view = None; // facts changed
@@ -231,9 +323,21 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
         if let Some(t) = trace.as_deref_mut() {
             let mut cond = c.when.to_string();
             if let Some(w) = &c.weight {
-                cond.push_str(&format!("; {} points per {} of {}{}", w.points, w.per, w.field.name(), w.max.map(|m| format!(", at most {m}")).unwrap_or_default()));
+                cond.push_str(&format!(
+                    "; {} points per {} of {}{}",
+                    w.points,
+                    w.per,
+                    w.field.name(),
+                    w.max.map(|m| format!(", at most {m}")).unwrap_or_default()
+                ));
             }
-            t.criteria.push(CriterionTrace { name: c.name.clone(), condition: cond, held, points: pts, exit: c.exit && held });
+            t.criteria.push(CriterionTrace {
+                name: c.name.clone(),
+                condition: cond,
+                held,
+                points: pts,
+                exit: c.exit && held,
+            });
         }
         if held && c.exit {
             break;
@@ -245,7 +349,10 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
         match slot.script.score(&rules.engine, &v, score) {
             Ok(Some(s)) => {
                 if let Some(t) = trace.as_deref_mut() {
-                    t.script_notes.push(format!("score {score} -> {s} by script {}", slot.script.file));
+                    t.script_notes.push(format!(
+                        "score {score} -> {s} by script {}",
+                        slot.script.file
+                    ));
                 }
                 f.score = s;
                 view = None;
@@ -256,14 +363,30 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
     }
 
     // Profile and route.
-    let profile = strat.profiles.iter().find(|(_, m)| f.score >= *m).map(|(n, _)| n.clone()).unwrap_or_else(|| "none".into());
-    let (route_cond, gi) = strat.routing.iter().find(|(c, _)| c.eval(&f)).map(|(c, g)| (c.to_string(), *g)).unwrap_or((String::new(), 0));
+    let profile = strat
+        .profiles
+        .iter()
+        .find(|(_, m)| f.score >= *m)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| "none".into());
+    let (route_cond, gi) = strat
+        .routing
+        .iter()
+        .find(|(c, _)| c.eval(&f))
+        .map(|(c, g)| (c.to_string(), *g))
+        .unwrap_or((String::new(), 0));
     if let Some(t) = trace.as_deref_mut() {
         t.profile_why = match strat.profiles.iter().find(|(n, _)| *n == profile) {
-            Some((_, m)) => format!("`{profile}`: highest profile whose min_score ({m}) <= score {}", f.score),
+            Some((_, m)) => format!(
+                "`{profile}`: highest profile whose min_score ({m}) <= score {}",
+                f.score
+            ),
             None => format!("no profile's min_score <= score {}", f.score),
         };
-        t.route_why = format!("group `{}`: first route whose condition holds ({route_cond})", rules.groups[gi].name);
+        t.route_why = format!(
+            "group `{}`: first route whose condition holds ({route_cond})",
+            rules.groups[gi].name
+        );
     }
 
     // Cases.
@@ -279,19 +402,32 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
         .items
         .iter()
         .filter(|i| i.open && !input.cases.contains_key(&i.id))
-        .filter_map(|i| i.original_document.as_deref().or(Some(i.document_no.as_str())))
+        .filter_map(|i| {
+            i.original_document
+                .as_deref()
+                .or(Some(i.document_no.as_str()))
+        })
         .collect();
     for (it, base) in input.items.iter().zip(&base_amounts) {
         let existing = input.cases.get(&it.id);
         let is_open = it.open && !it.open_amount.is_zero();
         if !is_open {
             if let Some(c) = existing {
-                let reason = if replaced.contains(&it.document_no.as_str()) { "split or re-posted" } else { "cleared" };
-                actions.push(CaseAction::Close { case_id: c.id, reason: reason.into() });
+                let reason = if replaced.contains(&it.document_no.as_str()) {
+                    "split or re-posted"
+                } else {
+                    "cleared"
+                };
+                actions.push(CaseAction::Close {
+                    case_id: c.id,
+                    reason: reason.into(),
+                });
             }
             continue;
         }
-        let activity = existing.map(|c| c.activity.clone()).unwrap_or(crate::domain::Activity::None);
+        let activity = existing
+            .map(|c| c.activity.clone())
+            .unwrap_or(crate::domain::Activity::None);
         let (nad, nad_rule) = case::nad(it.document_date, &activity, policy);
         let days = days_between(it.due_date, as_of);
         let (mut prio, prule) = case::priority(nad, as_of, *base, days, policy);
@@ -304,19 +440,26 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
                 nad_passed: as_of > nad,
                 days_overdue: days,
                 open_amount: it.open_amount,
+                open_amount_base: *base,
                 currency: it.currency.to_string(),
                 proposed: prio.as_str().into(),
             };
             match slot.script.priority(&rules.engine, &cv, &v) {
                 Ok(Some(p)) => match Priority::parse(&p) {
                     Some(p) => {
-                        prule_text = format!("script {} (ByDesign rule gave {})", slot.script.file, prio.as_str());
+                        prule_text = format!(
+                            "script {} (ByDesign rule gave {})",
+                            slot.script.file,
+                            prio.as_str()
+                        );
                         prio = p;
                     }
                     None => script_errors.push(ScriptError {
                         file: slot.script.file.clone(),
                         hook: "priority",
-                        message: format!("returned `{p}`; expected \"high\", \"medium\" or \"low\""),
+                        message: format!(
+                            "returned `{p}`; expected \"high\", \"medium\" or \"low\""
+                        ),
                         limit_hit: false,
                     }),
                 },
@@ -333,10 +476,19 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
                     assigned = c.assigned_to.clone();
                 }
                 if c.nad != nad || c.priority != prio {
-                    actions.push(CaseAction::Update { case_id: c.id, nad, priority: prio });
+                    actions.push(CaseAction::Update {
+                        case_id: c.id,
+                        nad,
+                        priority: prio,
+                    });
                 }
             }
-            None => actions.push(CaseAction::Open { item_id: it.id, nad, priority: prio, external_ref: it.original_document.clone() }),
+            None => actions.push(CaseAction::Open {
+                item_id: it.id,
+                nad,
+                priority: prio,
+                external_ref: it.original_document.clone(),
+            }),
         }
         if let Some(t) = trace.as_deref_mut() {
             t.cases.push(CaseTrace {
@@ -363,10 +515,15 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
             item_id: i.id,
             due_date: i.due_date,
             amount: *a,
-            excluded: i.disputed || customer_hold.is_some() || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
+            excluded: i.disputed
+                || customer_hold.is_some()
+                || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
         })
         .collect();
-    let prev = DunState { level: input.state.dunning_level, on: input.state.dunning_on };
+    let prev = DunState {
+        level: input.state.dunning_level,
+        on: input.state.dunning_on,
+    };
     let esc_slot = slot_for(Hook::Escalation, &f);
     let mut esc_err = None;
     let mut esc_note = None;
@@ -375,7 +532,10 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
         let v = view.get_or_insert_with(|| make_view(&f)).clone();
         match slot.script.escalation(&rules.engine, &v, proposed as i64) {
             Ok(Some(l)) => {
-                esc_note = Some(format!("escalation level {proposed} -> {l} by script {}", slot.script.file));
+                esc_note = Some(format!(
+                    "escalation level {proposed} -> {l} by script {}",
+                    slot.script.file
+                ));
                 Some(l.max(0) as usize)
             }
             Ok(None) => None,
@@ -398,12 +558,18 @@ pub fn evaluate(rules: &RuleSet, as_of: NaiveDate, input: &RunInput, explain: bo
     };
     if let Some(t) = trace.as_deref_mut() {
         t.script_notes.extend(esc_note);
-        t.script_notes.extend(script_errors.iter().map(|e| format!("script error (YAML result kept): {e}")));
+        t.script_notes.extend(
+            script_errors
+                .iter()
+                .map(|e| format!("script error (YAML result kept): {e}")),
+        );
         t.escalation = Some(outcome.clone());
         t.worklist_why = match (&on_worklist, input.resubmission, min_nad) {
             (Some(w), _, _) => format!("on the worklist: {w}"),
             (None, _, None) => "off the worklist: no open case".into(),
-            (None, Some(r), _) if r > as_of => format!("off the worklist until the resubmission date {r}"),
+            (None, Some(r), _) if r > as_of => {
+                format!("off the worklist until the resubmission date {r}")
+            }
             (None, _, Some(n)) => format!("off the worklist: next activity due {n}"),
         };
     }

@@ -16,7 +16,9 @@ use super::evaluate::{evaluate, CaseAction, EvalError};
 use super::worklist::{balance, Candidate, Load};
 use crate::domain::Priority;
 use crate::rules::{collectors_by_id, RuleSet};
-use crate::store::{EscalationOut, NewCase, RunOutput, Scope, StateOut, Store, StoreError, WorklistOut};
+use crate::store::{
+    EscalationOut, NewCase, RunOutput, Scope, StateOut, Store, StoreError, WorklistOut,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,10 +71,17 @@ pub struct Summary {
 
 const MAX_PROBLEMS: usize = 20;
 
-pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) -> Result<Summary, RunError> {
+pub fn run(
+    store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    mode: RunMode,
+) -> Result<Summary, RunError> {
     let started = Instant::now();
     let last = store.last_run()?;
-    let same = last.as_ref().is_some_and(|(_, d, h)| *d == as_of && *h == rules.hash);
+    let same = last
+        .as_ref()
+        .is_some_and(|(_, d, h)| *d == as_of && *h == rules.hash);
     let incremental = match mode {
         RunMode::Full => false,
         RunMode::Auto => same,
@@ -86,7 +95,11 @@ pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) 
             return Err(RunError::NotIncremental(why));
         }
     };
-    let inputs = store.load_run_input(if incremental { Scope::Dirty } else { Scope::All })?;
+    let inputs = store.load_run_input(if incremental {
+        Scope::Dirty
+    } else {
+        Scope::All
+    })?;
     let mut sum = Summary {
         as_of: Some(as_of),
         mode: if incremental { "incremental" } else { "full" }.into(),
@@ -118,18 +131,36 @@ pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) 
             sum.script_errors += 1;
             sum.script_limit_hits += u64::from(e.limit_hit);
             if sum.problems.len() < MAX_PROBLEMS {
-                sum.problems.push(format!("customer {}/{}: {e}", input.customer.company, input.customer.code));
+                sum.problems.push(format!(
+                    "customer {}/{}: {e}",
+                    input.customer.company, input.customer.code
+                ));
             }
         }
         let strat = &rules.strategies[ev.strategy];
         let cid = input.customer.id;
         for a in &ev.cases {
             match a {
-                CaseAction::Open { item_id, nad, priority, external_ref } => {
+                CaseAction::Open {
+                    item_id,
+                    nad,
+                    priority,
+                    external_ref,
+                } => {
                     sum.cases_opened += 1;
-                    out.new_cases.push(NewCase { item_id: *item_id, customer_id: cid, nad: *nad, priority: *priority, external_ref: external_ref.clone() });
+                    out.new_cases.push(NewCase {
+                        item_id: *item_id,
+                        customer_id: cid,
+                        nad: *nad,
+                        priority: *priority,
+                        external_ref: external_ref.clone(),
+                    });
                 }
-                CaseAction::Update { case_id, nad, priority } => {
+                CaseAction::Update {
+                    case_id,
+                    nad,
+                    priority,
+                } => {
                     sum.cases_updated += 1;
                     out.case_updates.push((*case_id, *nad, *priority));
                 }
@@ -139,19 +170,28 @@ pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) 
                 }
             }
         }
-        *sum.customers_by_segment.entry(ev.facts.segment.clone()).or_default() += 1;
-        *sum.customers_by_profile.entry(ev.profile.clone()).or_default() += 1;
+        *sum.customers_by_segment
+            .entry(ev.facts.segment.clone())
+            .or_default() += 1;
+        *sum.customers_by_profile
+            .entry(ev.profile.clone())
+            .or_default() += 1;
         let ladder = &rules.ladders[strat.ladder];
         if let Some(d) = &ev.escalation.decision {
             let level = &ladder.levels[d.level - 1];
             sum.escalations += 1;
-            *sum.escalations_by_level.entry(level.name.clone()).or_default() += 1;
+            *sum.escalations_by_level
+                .entry(level.name.clone())
+                .or_default() += 1;
             out.escalations.push(EscalationOut {
                 customer_id: cid,
                 ladder: ladder.name.clone(),
                 level: d.level,
                 level_name: level.name.clone(),
-                channel: serde_json::to_value(level.channel).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                channel: serde_json::to_value(level.channel)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 template: level.template.clone(),
                 copy_manager: level.copy_manager,
                 amount: d.amount,
@@ -168,7 +208,10 @@ pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) 
                     score: ev.facts.score,
                     items: ev.open_cases as i64,
                     amount: ev.facts.open_amount,
-                    sticky: ev.assigned.clone().or_else(|| input.state.collector.clone()),
+                    sticky: ev
+                        .assigned
+                        .clone()
+                        .or_else(|| input.state.collector.clone()),
                 },
                 WorklistOut {
                     customer_id: cid,
@@ -211,7 +254,11 @@ pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) 
     let mut assigned_to: HashMap<i64, Option<String>> = HashMap::new();
     for (gi, group_cands) in cands.into_iter().enumerate() {
         let (cs, mut rows): (Vec<Candidate>, Vec<WorklistOut>) = group_cands.into_iter().unzip();
-        let index: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.customer_id, i)).collect();
+        let index: HashMap<i64, usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.customer_id, i))
+            .collect();
         for (c, who) in balance(&rules.groups[gi], &collectors, as_of, cs, &mut loads[gi]) {
             let row = &mut rows[index[&c.customer_id]];
             row.collector = who.clone();
@@ -245,9 +292,17 @@ pub fn run(store: &mut Store, rules: &RuleSet, as_of: NaiveDate, mode: RunMode) 
 
 /// Priorities of the evaluated customers' open cases after this run.
 fn count_priorities(out: &RunOutput, inputs: &[crate::store::RunInput], sum: &mut Summary) {
-    let updated: HashMap<i64, Priority> = out.case_updates.iter().map(|(id, _, p)| (*id, *p)).collect();
+    let updated: HashMap<i64, Priority> = out
+        .case_updates
+        .iter()
+        .map(|(id, _, p)| (*id, *p))
+        .collect();
     let closed: std::collections::HashSet<i64> = out.closed.iter().map(|c| c.0).collect();
-    let mut bump = |p: Priority| *sum.open_cases_by_priority.entry(p.as_str().into()).or_default() += 1;
+    let mut bump = |p: Priority| {
+        *sum.open_cases_by_priority
+            .entry(p.as_str().into())
+            .or_default() += 1
+    };
     for c in &out.new_cases {
         bump(c.priority);
     }
@@ -257,5 +312,161 @@ fn count_priorities(out: &RunOutput, inputs: &[crate::store::RunInput], sum: &mu
                 bump(updated.get(&c.id).copied().unwrap_or(c.priority));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, Hold, ItemInput};
+    use crate::money::Currency;
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn rules() -> RuleSet {
+        crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            .unwrap()
+    }
+
+    fn item(
+        ext: &str,
+        customer: &str,
+        due: &str,
+        amount: rust_decimal::Decimal,
+        cur: &str,
+    ) -> ItemInput {
+        ItemInput {
+            source: "t".into(),
+            external_id: ext.into(),
+            company: "ACME_DE".into(),
+            customer: customer.into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d("2026-08-01"),
+            due_date: d(due),
+            original_amount: amount,
+            open_amount: amount,
+            currency: Currency::parse(cur).unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    fn store(items: Vec<ItemInput>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.ingest(&Batch {
+            items,
+            ..Batch::default()
+        })
+        .unwrap();
+        (dir, s)
+    }
+
+    fn escalations(s: &Store) -> i64 {
+        s.conn()
+            .query_row("SELECT COUNT(*) FROM escalations", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn holds_keep_items_out_of_dunning_and_lift_by_themselves() {
+        let mut it = item("1", "C1", "2026-09-01", dec!(500), "EUR");
+        it.hold = Some(Hold {
+            reason: "awaiting credit note".into(),
+            until: Some(d("2026-11-20")),
+        });
+        let (_d, mut s) = store(vec![it]);
+        let r = rules();
+        let sum = run(&mut s, &r, d("2026-11-20"), RunMode::Auto).unwrap();
+        assert_eq!(sum.escalations, 0, "held through its last day");
+        let sum = run(&mut s, &r, d("2026-11-21"), RunMode::Auto).unwrap();
+        assert_eq!(sum.escalations, 1, "back in collection the day after");
+    }
+
+    #[test]
+    fn customer_holds_and_disputes_block_dunning() {
+        let (_d, mut s) = store(vec![
+            item("1", "C1", "2026-09-01", dec!(500), "EUR"),
+            item("2", "C2", "2026-09-01", dec!(500), "EUR"),
+        ]);
+        let r = rules();
+        let c1 = s.customer_id("C1").unwrap();
+        s.add_hold(c1, "insolvency check", None, d("2026-11-01"))
+            .unwrap();
+        run(&mut s, &r, d("2026-11-22"), RunMode::Auto).unwrap();
+        let case = s.open_cases_of(s.customer_id("C2").unwrap()).unwrap()[0].0;
+        s.open_dispute(case, "goods damaged", d("2026-11-22"), "test")
+            .unwrap();
+        // C2 got its first step on 11-22; after the dispute nothing more, C1 never.
+        let before = escalations(&s);
+        run(&mut s, &r, d("2026-11-23"), RunMode::Auto).unwrap();
+        run(&mut s, &r, d("2026-12-23"), RunMode::Auto).unwrap();
+        assert_eq!(escalations(&s), before);
+        let who: Vec<i64> = s
+            .conn()
+            .prepare("SELECT DISTINCT customer_id FROM escalations")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(!who.contains(&c1));
+    }
+
+    #[test]
+    fn resubmission_hides_until_its_date() {
+        let (_d, mut s) = store(vec![item("1", "C1", "2026-09-01", dec!(500), "EUR")]);
+        let r = rules();
+        let c1 = s.customer_id("C1").unwrap();
+        s.resubmit(c1, d("2026-11-30"), "customer on holiday", "test")
+            .unwrap();
+        let sum = run(&mut s, &r, d("2026-11-23"), RunMode::Auto).unwrap();
+        assert_eq!(sum.worklist.entries, 0);
+        let sum = run(&mut s, &r, d("2026-11-30"), RunMode::Auto).unwrap();
+        assert_eq!(sum.worklist.entries, 1);
+        let reason: String = s
+            .conn()
+            .query_row("SELECT reason FROM worklist", [], |r| r.get(0))
+            .unwrap();
+        assert!(reason.contains("resubmitted"), "{reason}");
+    }
+
+    #[test]
+    fn a_currency_without_rate_skips_only_that_customer_and_says_why() {
+        let (_d, mut s) = store(vec![
+            item("1", "C1", "2026-09-01", dec!(500), "JPY"),
+            item("2", "C2", "2026-09-01", dec!(500), "EUR"),
+        ]);
+        let sum = run(&mut s, &rules(), d("2026-11-23"), RunMode::Auto).unwrap();
+        assert_eq!((sum.customers_evaluated, sum.customers_skipped), (1, 1));
+        assert!(sum.problems[0].contains("JPY"), "{:?}", sum.problems);
+        let dirty: i64 = s
+            .conn()
+            .query_row("SELECT dirty FROM customers WHERE code = 'C1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(dirty, 1, "retried by the next run");
+    }
+
+    #[test]
+    fn incremental_needs_a_matching_earlier_run() {
+        let (_d, mut s) = store(vec![item("1", "C1", "2026-09-01", dec!(500), "EUR")]);
+        let r = rules();
+        assert!(matches!(
+            run(&mut s, &r, d("2026-11-23"), RunMode::Incremental),
+            Err(RunError::NotIncremental(_))
+        ));
+        run(&mut s, &r, d("2026-11-23"), RunMode::Full).unwrap();
+        s.ingest(&Batch {
+            items: vec![item("2", "C2", "2026-10-01", dec!(50), "EUR")],
+            ..Batch::default()
+        })
+        .unwrap();
+        let sum = run(&mut s, &r, d("2026-11-23"), RunMode::Incremental).unwrap();
+        assert_eq!((sum.customers_evaluated, sum.cases_opened), (1, 1));
     }
 }

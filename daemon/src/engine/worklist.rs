@@ -33,7 +33,11 @@ pub struct Load {
 }
 
 /// Who actually works `id`'s queue on `as_of`: themselves, or the first present substitute.
-pub fn effective<'a>(id: &'a str, all: &HashMap<&'a str, &'a Collector>, as_of: NaiveDate) -> Option<&'a str> {
+pub fn effective<'a>(
+    id: &'a str,
+    all: &HashMap<&'a str, &'a Collector>,
+    as_of: NaiveDate,
+) -> Option<&'a str> {
     let mut cur = id;
     for _ in 0..=all.len() {
         let c = all.get(cur)?;
@@ -54,10 +58,22 @@ pub fn balance(
     mut cands: Vec<Candidate>,
     loads: &mut HashMap<String, Load>,
 ) -> Vec<(Candidate, Option<String>)> {
-    cands.sort_by(|a, b| b.score.cmp(&a.score).then(b.amount.cmp(&a.amount)).then(a.customer_id.cmp(&b.customer_id)));
-    let present: Vec<&str> = group.collectors.iter().filter(|c| !c.absent_on(as_of)).map(|c| c.id.as_str()).collect();
-    let total_items: i64 = cands.iter().map(|c| c.items).sum::<i64>() + loads.values().map(|l| l.items).sum::<i64>();
-    let total_amount: Decimal = cands.iter().map(|c| c.amount).sum::<Decimal>() + loads.values().map(|l| l.amount).sum::<Decimal>();
+    cands.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then(b.amount.cmp(&a.amount))
+            .then(a.customer_id.cmp(&b.customer_id))
+    });
+    let present: Vec<&str> = group
+        .collectors
+        .iter()
+        .filter(|c| !c.absent_on(as_of))
+        .map(|c| c.id.as_str())
+        .collect();
+    let total_items: i64 =
+        cands.iter().map(|c| c.items).sum::<i64>() + loads.values().map(|l| l.items).sum::<i64>();
+    let total_amount: Decimal = cands.iter().map(|c| c.amount).sum::<Decimal>()
+        + loads.values().map(|l| l.amount).sum::<Decimal>();
     let score = |l: &Load| -> Decimal {
         let mut s = Decimal::ZERO;
         if total_items > 0 {
@@ -82,8 +98,14 @@ pub fn balance(
                 .min_by(|a, b| {
                     let la = loads.get(**a).cloned().unwrap_or_default();
                     let lb = loads.get(**b).cloned().unwrap_or_default();
-                    let na = Load { items: la.items + c.items, amount: la.amount + c.amount };
-                    let nb = Load { items: lb.items + c.items, amount: lb.amount + c.amount };
+                    let na = Load {
+                        items: la.items + c.items,
+                        amount: la.amount + c.amount,
+                    };
+                    let nb = Load {
+                        items: lb.items + c.items,
+                        amount: lb.amount + c.amount,
+                    };
                     score(&na).cmp(&score(&nb)).then(a.cmp(b))
                 })
                 .copied();
@@ -113,25 +135,56 @@ mod tests {
             id: id.into(),
             name: id.into(),
             substitute: sub.map(Into::into),
-            absences: if absent { vec![Absence { from: d("2026-11-01"), to: d("2026-11-30") }] } else { vec![] },
+            absences: if absent {
+                vec![Absence {
+                    from: d("2026-11-01"),
+                    to: d("2026-11-30"),
+                }]
+            } else {
+                vec![]
+            },
         }
     }
 
     fn group(cols: Vec<Collector>) -> Group {
-        Group { name: "g".into(), manager: None, collectors: cols, balance_items: dec!(1), balance_amount: dec!(1) }
+        Group {
+            name: "g".into(),
+            manager: None,
+            collectors: cols,
+            balance_items: dec!(1),
+            balance_amount: dec!(1),
+        }
     }
 
     fn cand(id: i64, score: i64, items: i64, amount: Decimal) -> Candidate {
-        Candidate { customer_id: id, score: score.into(), items, amount, sticky: None }
+        Candidate {
+            customer_id: id,
+            score: score.into(),
+            items,
+            amount,
+            sticky: None,
+        }
     }
 
     #[test]
     fn balances_by_items_and_amount() {
-        let g = group(vec![collector("a", None, false), collector("b", None, false)]);
-        let all: HashMap<&str, &Collector> = g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
-        let cands = vec![cand(1, 90, 1, dec!(10000)), cand(2, 80, 5, dec!(100)), cand(3, 70, 5, dec!(100)), cand(4, 60, 1, dec!(100))];
+        let g = group(vec![
+            collector("a", None, false),
+            collector("b", None, false),
+        ]);
+        let all: HashMap<&str, &Collector> =
+            g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
+        let cands = vec![
+            cand(1, 90, 1, dec!(10000)),
+            cand(2, 80, 5, dec!(100)),
+            cand(3, 70, 5, dec!(100)),
+            cand(4, 60, 1, dec!(100)),
+        ];
         let out = balance(&g, &all, d("2026-11-23"), cands, &mut HashMap::new());
-        let by: HashMap<i64, String> = out.into_iter().map(|(c, w)| (c.customer_id, w.unwrap())).collect();
+        let by: HashMap<i64, String> = out
+            .into_iter()
+            .map(|(c, w)| (c.customer_id, w.unwrap()))
+            .collect();
         // The big-amount customer alone balances the many small items on the other side.
         assert_eq!(by[&1], "a");
         assert_eq!(by[&2], "b");
@@ -141,10 +194,19 @@ mod tests {
 
     #[test]
     fn absent_collectors_work_goes_to_the_substitute_chain() {
-        let g = group(vec![collector("a", Some("b"), true), collector("b", Some("c"), true), collector("c", None, false)]);
-        let all: HashMap<&str, &Collector> = g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
+        let g = group(vec![
+            collector("a", Some("b"), true),
+            collector("b", Some("c"), true),
+            collector("c", None, false),
+        ]);
+        let all: HashMap<&str, &Collector> =
+            g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
         assert_eq!(effective("a", &all, d("2026-11-23")), Some("c"));
-        assert_eq!(effective("a", &all, d("2026-12-01")), Some("a"), "back from absence");
+        assert_eq!(
+            effective("a", &all, d("2026-12-01")),
+            Some("a"),
+            "back from absence"
+        );
         let mut c = cand(1, 1, 1, dec!(1));
         c.sticky = Some("a".into());
         let out = balance(&g, &all, d("2026-11-23"), vec![c], &mut HashMap::new());
@@ -153,16 +215,30 @@ mod tests {
 
     #[test]
     fn nobody_present_leaves_work_unassigned() {
-        let g = group(vec![collector("a", Some("b"), true), collector("b", Some("a"), true)]);
-        let all: HashMap<&str, &Collector> = g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
-        let out = balance(&g, &all, d("2026-11-23"), vec![cand(1, 1, 1, dec!(1))], &mut HashMap::new());
+        let g = group(vec![
+            collector("a", Some("b"), true),
+            collector("b", Some("a"), true),
+        ]);
+        let all: HashMap<&str, &Collector> =
+            g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
+        let out = balance(
+            &g,
+            &all,
+            d("2026-11-23"),
+            vec![cand(1, 1, 1, dec!(1))],
+            &mut HashMap::new(),
+        );
         assert_eq!(out[0].1, None);
     }
 
     #[test]
     fn sticky_customers_stay_with_a_present_collector() {
-        let g = group(vec![collector("a", None, false), collector("b", None, false)]);
-        let all: HashMap<&str, &Collector> = g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
+        let g = group(vec![
+            collector("a", None, false),
+            collector("b", None, false),
+        ]);
+        let all: HashMap<&str, &Collector> =
+            g.collectors.iter().map(|c| (c.id.as_str(), c)).collect();
         let mut cands: Vec<_> = (1..=4).map(|i| cand(i, 1, 1, dec!(1))).collect();
         for c in &mut cands {
             c.sticky = Some("a".into());

@@ -150,8 +150,16 @@ pub fn compile(c: &raw::Condition) -> Result<Cond, String> {
     num(&mut parts, NumField::PromisesBroken, &c.promises_broken);
     num(&mut parts, NumField::PromisesKept, &c.promises_kept);
     num(&mut parts, NumField::PromiseKeptRate, &c.promise_kept_rate);
-    num(&mut parts, NumField::CreditLimitUtilisation, &c.credit_limit_utilisation);
-    num(&mut parts, NumField::DaysSinceLastPayment, &c.days_since_last_payment);
+    num(
+        &mut parts,
+        NumField::CreditLimitUtilisation,
+        &c.credit_limit_utilisation,
+    );
+    num(
+        &mut parts,
+        NumField::DaysSinceLastPayment,
+        &c.days_since_last_payment,
+    );
     num(&mut parts, NumField::Score, &c.score);
     text(&mut parts, TextField::Segment, &c.segment);
     text(&mut parts, TextField::Company, &c.company);
@@ -161,13 +169,18 @@ pub fn compile(c: &raw::Condition) -> Result<Cond, String> {
         if any.is_empty() {
             return Err("`any` needs at least one condition".into());
         }
-        parts.push(Cond::Any(any.iter().map(compile).collect::<Result<_, _>>()?));
+        parts.push(Cond::Any(
+            any.iter().map(compile).collect::<Result<_, _>>()?,
+        ));
     }
     if let Some(n) = &c.not {
         parts.push(Cond::Not(Box::new(compile(n)?)));
     }
     match parts.len() {
-        0 => Err("empty condition: name at least one fact test (e.g. `max_days_overdue: { gt: 30 }`)".into()),
+        0 => Err(
+            "empty condition: name at least one fact test (e.g. `max_days_overdue: { gt: 30 }`)"
+                .into(),
+        ),
         1 => Ok(parts.pop().expect("one part")),
         _ => Ok(Cond::All(parts)),
     }
@@ -211,9 +224,13 @@ mod tests {
     #[test]
     fn unknown_facts_fail_tests_and_empty_conditions_are_refused() {
         let c = cond("{ promise_kept_rate: { lt: 0.5 } }");
-        assert!(!c.eval(&Facts::default()), "no judged promise yet: the test must not hold");
+        assert!(
+            !c.eval(&Facts::default()),
+            "no judged promise yet: the test must not hold"
+        );
         assert!(compile(&raw::Condition::default()).is_err());
-        let e = serde_yaml::from_str::<raw::Condition>("{ max_days_overdu: { gt: 1 } }").unwrap_err();
+        let e =
+            serde_yaml::from_str::<raw::Condition>("{ max_days_overdu: { gt: 1 } }").unwrap_err();
         assert!(e.to_string().contains("max_days_overdu"), "{e}");
     }
 }

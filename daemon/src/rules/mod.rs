@@ -184,7 +184,10 @@ impl Ladder {
 
     /// The highest level (1-based, 0 = none) an item `days_overdue` old has reached.
     pub fn level_for_age(&self, days_overdue: i64) -> usize {
-        (0..self.levels.len()).rev().find(|&i| days_overdue >= self.threshold(i)).map_or(0, |i| i + 1)
+        (0..self.levels.len())
+            .rev()
+            .find(|&i| days_overdue >= self.threshold(i))
+            .map_or(0, |i| i + 1)
     }
 }
 
@@ -211,13 +214,21 @@ pub struct RuleSet {
 
 impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RuleSet").field("dir", &self.dir).field("hash", &self.hash).finish_non_exhaustive()
+        f.debug_struct("RuleSet")
+            .field("dir", &self.dir)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
     }
 }
 
 impl RuleSet {
     pub fn subcategory(&self, category: &str, sub: &str) -> Option<&Subcategory> {
-        self.categories.iter().find(|c| c.name == category)?.subcategories.iter().find(|s| s.name == sub)
+        self.categories
+            .iter()
+            .find(|c| c.name == category)?
+            .subcategories
+            .iter()
+            .find(|s| s.name == sub)
     }
 
     pub fn group(&self, name: &str) -> Option<&Group> {
@@ -225,7 +236,10 @@ impl RuleSet {
     }
 
     pub fn collector_groups(&self, collector: &str) -> Vec<&Group> {
-        self.groups.iter().filter(|g| g.collectors.iter().any(|c| c.id == collector)).collect()
+        self.groups
+            .iter()
+            .filter(|g| g.collectors.iter().any(|c| c.id == collector))
+            .collect()
     }
 
     pub fn has_hook(&self, hook: Hook) -> bool {
@@ -244,9 +258,32 @@ impl Src {
     fn find(&self, needle: &str) -> Option<(usize, usize)> {
         self.text.lines().enumerate().find_map(|(i, l)| {
             let code = l.split(" #").next().unwrap_or(l);
-            [format!(": {needle}"), format!("- {needle}"), format!("\"{needle}\""), format!("[{needle}"), format!(" {needle},"), format!(" {needle}]")]
-                .iter()
-                .find_map(|p| code.find(p.as_str()).map(|c| (i + 1, c + 1 + p.len() - needle.len() - usize::from(p.ends_with(',') || p.ends_with(']')))))
+            let trimmed = code.trim_start().trim_start_matches("- ");
+            if trimmed
+                .strip_prefix(needle)
+                .is_some_and(|rest| rest.starts_with(':'))
+            {
+                return Some((i + 1, code.len() - trimmed.len() + 1));
+            }
+            [
+                format!(": {needle}"),
+                format!("- {needle}"),
+                format!("\"{needle}\""),
+                format!("[{needle}"),
+                format!(" {needle},"),
+                format!(" {needle}]"),
+            ]
+            .iter()
+            .find_map(|p| {
+                code.find(p.as_str()).map(|c| {
+                    (
+                        i + 1,
+                        c + 1 + p.len()
+                            - needle.len()
+                            - usize::from(p.ends_with(',') || p.ends_with(']')),
+                    )
+                })
+            })
         })
     }
 }
@@ -257,7 +294,11 @@ struct Ctx {
 
 impl Ctx {
     fn err(&mut self, src: &Src, needle: Option<&str>, msg: impl Into<String>) {
-        self.errors.push(RuleError { file: src.path.clone(), pos: needle.and_then(|n| src.find(n)), message: msg.into() });
+        self.errors.push(RuleError {
+            file: src.path.clone(),
+            pos: needle.and_then(|n| src.find(n)),
+            message: msg.into(),
+        });
     }
 }
 
@@ -270,12 +311,20 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
             .collect(),
         Err(e) => {
-            return Err(RuleErrors(vec![RuleError { file: dir.into(), pos: None, message: format!("cannot read rules folder: {e}") }]))
+            return Err(RuleErrors(vec![RuleError {
+                file: dir.into(),
+                pos: None,
+                message: format!("cannot read rules folder: {e}"),
+            }]))
         }
     };
     paths.sort();
     if paths.is_empty() {
-        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no *.yaml rule files found".into() });
+        cx.errors.push(RuleError {
+            file: dir.into(),
+            pos: None,
+            message: "no *.yaml rule files found".into(),
+        });
     }
 
     let mut hasher = Sha256::new();
@@ -284,11 +333,19 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                cx.errors.push(RuleError { file: path, pos: None, message: format!("cannot read: {e}") });
+                cx.errors.push(RuleError {
+                    file: path,
+                    pos: None,
+                    message: format!("cannot read: {e}"),
+                });
                 continue;
             }
         };
-        hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        hasher.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         hasher.update(text.as_bytes());
         match serde_yaml::from_str::<Option<raw::RuleFile>>(&text) {
             Ok(f) => files.push((Src { path, text }, f.unwrap_or_default())),
@@ -297,21 +354,30 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 // serde_yaml appends "at line X column Y"; we print the position up front.
                 let msg = e.to_string();
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                cx.errors.push(RuleError { file: path, pos, message: msg });
+                cx.errors.push(RuleError {
+                    file: path,
+                    pos,
+                    message: msg,
+                });
             }
         }
     }
 
+    let names: Vec<PathBuf> = files.iter().map(|f| f.0.path.clone()).collect();
     macro_rules! section {
         ($field:ident) => {{
             let mut found: Option<(usize, _)> = None;
             for (i, (src, f)) in files.iter_mut().enumerate() {
                 if let Some(v) = f.$field.take() {
-                    if found.is_some() {
+                    if let Some((first, _)) = &found {
                         cx.errors.push(RuleError {
                             file: src.path.clone(),
                             pos: src.find_key(stringify!($field)),
-                            message: format!("section `{}` is already defined in another file", stringify!($field)),
+                            message: format!(
+                                "section `{}` is already defined in {}",
+                                stringify!($field),
+                                names[*first].display()
+                            ),
                         });
                     } else {
                         found = Some((i, v));
@@ -324,7 +390,11 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     for (src, f) in &files {
         if let Some(v) = f.version {
             if v != 1 {
-                cx.err(src, Some(&v.to_string()), format!("unsupported rules version {v} (this build reads version 1)"));
+                cx.err(
+                    src,
+                    Some(&v.to_string()),
+                    format!("unsupported rules version {v} (this build reads version 1)"),
+                );
             }
         }
     }
@@ -339,7 +409,10 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let src_of = |i: usize| &files[i].0;
 
     // currency
-    let mut rates = Rates { base: Currency::parse("EUR").expect("EUR"), to_base: BTreeMap::new() };
+    let mut rates = Rates {
+        base: Currency::parse("EUR").expect("EUR"),
+        to_base: BTreeMap::new(),
+    };
     let mut rates_as_of = None;
     if let Some((i, c)) = &currency {
         match Currency::parse(&c.base) {
@@ -352,27 +425,47 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 Ok(cur) if *r > Decimal::ZERO => {
                     rates.to_base.insert(cur, *r);
                 }
-                Ok(_) => cx.err(src_of(*i), Some(code), format!("rate for {code} must be positive, got {r}")),
+                Ok(_) => cx.err(
+                    src_of(*i),
+                    Some(code),
+                    format!("rate for {code} must be positive, got {r}"),
+                ),
                 Err(e) => cx.err(src_of(*i), Some(code), e.to_string()),
             }
         }
     } else {
-        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no `currency` section (base currency and rates)".into() });
+        cx.errors.push(RuleError {
+            file: dir.into(),
+            pos: None,
+            message: "no `currency` section (base currency and rates)".into(),
+        });
     }
 
     // cases
-    let mut policy = CasePolicy { initial_nad_days: 3, high_amount: Decimal::from(10_000), high_days_overdue: 60 };
+    let mut policy = CasePolicy {
+        initial_nad_days: 3,
+        high_amount: Decimal::from(10_000),
+        high_days_overdue: 60,
+    };
     if let Some((i, c)) = &cases {
         if let Some(d) = c.initial_nad_days {
             if d < 0 {
-                cx.err(src_of(*i), Some(&d.to_string()), "initial_nad_days must not be negative");
+                cx.err(
+                    src_of(*i),
+                    Some(&d.to_string()),
+                    "initial_nad_days must not be negative",
+                );
             }
             policy.initial_nad_days = d;
         }
         if let Some(p) = &c.priority {
             if let Some(a) = p.high_amount {
                 if a <= Decimal::ZERO {
-                    cx.err(src_of(*i), Some(&a.to_string()), "high_amount must be positive");
+                    cx.err(
+                        src_of(*i),
+                        Some(&a.to_string()),
+                        "high_amount must be positive",
+                    );
                 }
                 policy.high_amount = a;
             }
@@ -389,23 +482,50 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         let mut seen = HashSet::new();
         for c in cs {
             if !seen.insert(c.name.clone()) {
-                cx.err(src, Some(&c.name), format!("duplicate category `{}`", c.name));
+                cx.err(
+                    src,
+                    Some(&c.name),
+                    format!("duplicate category `{}`", c.name),
+                );
             }
             let mut subs = Vec::new();
             let mut seen_sub = HashSet::new();
             for s in c.subcategories {
                 if !seen_sub.insert(s.name.clone()) {
-                    cx.err(src, Some(&s.name), format!("duplicate subcategory `{}` in `{}`", s.name, c.name));
+                    cx.err(
+                        src,
+                        Some(&s.name),
+                        format!("duplicate subcategory `{}` in `{}`", s.name, c.name),
+                    );
                 }
                 if s.days_to_complete < 0 {
-                    cx.err(src, Some(&s.name), format!("subcategory `{}`: days_to_complete must not be negative", s.name));
+                    cx.err(
+                        src,
+                        Some(&s.name),
+                        format!(
+                            "subcategory `{}`: days_to_complete must not be negative",
+                            s.name
+                        ),
+                    );
                 }
-                subs.push(Subcategory { name: s.name, days_to_complete: s.days_to_complete, instruction: s.instruction });
+                subs.push(Subcategory {
+                    name: s.name,
+                    days_to_complete: s.days_to_complete,
+                    instruction: s.instruction,
+                });
             }
             if subs.is_empty() {
-                cx.err(src, Some(&c.name), format!("category `{}` has no subcategories", c.name));
+                cx.err(
+                    src,
+                    Some(&c.name),
+                    format!("category `{}` has no subcategories", c.name),
+                );
             }
-            cats.push(Category { name: c.name, instruction: c.instruction, subcategories: subs });
+            cats.push(Category {
+                name: c.name,
+                instruction: c.instruction,
+                subcategories: subs,
+            });
         }
     }
 
@@ -426,43 +546,96 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             }
             let ids: HashSet<_> = g.collectors.iter().map(|c| c.id.clone()).collect();
             if ids.len() != g.collectors.len() {
-                cx.err(src, Some(&g.name), format!("group `{}` lists a collector twice", g.name));
+                cx.err(
+                    src,
+                    Some(&g.name),
+                    format!("group `{}` lists a collector twice", g.name),
+                );
             }
             if let Some(m) = &g.manager {
                 if !all_ids.contains(m) {
-                    cx.err(src, Some(m), format!("manager `{m}` of group `{}` is not a collector of any group", g.name));
+                    cx.err(
+                        src,
+                        Some(m),
+                        format!(
+                            "manager `{m}` of group `{}` is not a collector of any group",
+                            g.name
+                        ),
+                    );
                 }
             }
             let mut cols = Vec::new();
             for c in g.collectors {
                 if let Some(s) = &c.substitute {
                     if *s == c.id {
-                        cx.err(src, Some(s), format!("collector `{}` cannot substitute for themselves", c.id));
+                        cx.err(
+                            src,
+                            Some(s),
+                            format!("collector `{}` cannot substitute for themselves", c.id),
+                        );
                     } else if !all_ids.contains(s) {
-                        cx.err(src, Some(s), format!("substitute `{s}` of `{}` is not a known collector", c.id));
+                        cx.err(
+                            src,
+                            Some(s),
+                            format!("substitute `{s}` of `{}` is not a known collector", c.id),
+                        );
                     }
                 }
                 for a in &c.absences {
                     if a.to < a.from {
-                        cx.err(src, Some(&a.from.to_string()), format!("absence of `{}` ends ({}) before it starts ({})", c.id, a.to, a.from));
+                        cx.err(
+                            src,
+                            Some(&a.from.to_string()),
+                            format!(
+                                "absence of `{}` ends ({}) before it starts ({})",
+                                c.id, a.to, a.from
+                            ),
+                        );
                     }
                 }
                 cols.push(Collector {
                     name: c.name.unwrap_or_else(|| c.id.clone()),
                     id: c.id,
                     substitute: c.substitute,
-                    absences: c.absences.into_iter().map(|a| Absence { from: a.from, to: a.to }).collect(),
+                    absences: c
+                        .absences
+                        .into_iter()
+                        .map(|a| Absence {
+                            from: a.from,
+                            to: a.to,
+                        })
+                        .collect(),
                 });
             }
-            let (bi, ba) = g.balance.map(|b| (b.items, b.amount)).unwrap_or((Decimal::ONE, Decimal::ONE));
+            let (bi, ba) = g
+                .balance
+                .map(|b| (b.items, b.amount))
+                .unwrap_or((Decimal::ONE, Decimal::ONE));
             if bi < Decimal::ZERO || ba < Decimal::ZERO || bi + ba == Decimal::ZERO {
-                cx.err(src, Some(&g.name), format!("group `{}`: balance weights must be non-negative and not both zero", g.name));
+                cx.err(
+                    src,
+                    Some(&g.name),
+                    format!(
+                        "group `{}`: balance weights must be non-negative and not both zero",
+                        g.name
+                    ),
+                );
             }
-            grps.push(Group { name: g.name, manager: g.manager, collectors: cols, balance_items: bi, balance_amount: ba });
+            grps.push(Group {
+                name: g.name,
+                manager: g.manager,
+                collectors: cols,
+                balance_items: bi,
+                balance_amount: ba,
+            });
         }
     }
     if grps.is_empty() {
-        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no collection `groups` defined".into() });
+        cx.errors.push(RuleError {
+            file: dir.into(),
+            pos: None,
+            message: "no collection `groups` defined".into(),
+        });
     }
 
     // ladders
@@ -477,7 +650,14 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 None | Some("one_level_per_run") => LadderMode::OneLevelPerRun,
                 Some("jump_to_age") => LadderMode::JumpToAge,
                 Some(m) => {
-                    cx.err(src, Some(m), format!("ladder `{}`: unknown mode `{m}` (one_level_per_run or jump_to_age)", l.name));
+                    cx.err(
+                        src,
+                        Some(m),
+                        format!(
+                            "ladder `{}`: unknown mode `{m}` (one_level_per_run or jump_to_age)",
+                            l.name
+                        ),
+                    );
                     LadderMode::OneLevelPerRun
                 }
             };
@@ -497,14 +677,26 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     }
                 }
                 if lv.resend_after_days.is_some_and(|d| d <= 0) {
-                    cx.err(src, Some(&lv.name), format!("level `{}`: resend_after_days must be positive", lv.name));
+                    cx.err(
+                        src,
+                        Some(&lv.name),
+                        format!("level `{}`: resend_after_days must be positive", lv.name),
+                    );
                 }
                 if lv.template.trim().is_empty() {
-                    cx.err(src, Some(&lv.name), format!("level `{}`: template must not be empty", lv.name));
+                    cx.err(
+                        src,
+                        Some(&lv.name),
+                        format!("level `{}`: template must not be empty", lv.name),
+                    );
                 }
                 let min_amount = lv.min_amount.unwrap_or(Decimal::ZERO);
                 if min_amount < Decimal::ZERO {
-                    cx.err(src, Some(&lv.name), format!("level `{}`: min_amount must not be negative", lv.name));
+                    cx.err(
+                        src,
+                        Some(&lv.name),
+                        format!("level `{}`: min_amount must not be negative", lv.name),
+                    );
                 }
                 levels.push(Level {
                     event: lv.event.unwrap_or_else(|| format!("Reminder: {}", lv.name)),
@@ -518,9 +710,18 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 });
             }
             if levels.is_empty() {
-                cx.err(src, Some(&l.name), format!("ladder `{}` has no levels", l.name));
+                cx.err(
+                    src,
+                    Some(&l.name),
+                    format!("ladder `{}` has no levels", l.name),
+                );
             }
-            lads.push(Ladder { name: l.name, mode, tolerance_days: l.tolerance_days, levels });
+            lads.push(Ladder {
+                name: l.name,
+                mode,
+                tolerance_days: l.tolerance_days,
+                levels,
+            });
         }
     }
 
@@ -542,30 +743,69 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             let mut criteria = Vec::new();
             for c in s.criteria {
                 let when = compile_opt(&mut cx, src, &c.name, c.when.as_ref());
-                let weight = c.weight.and_then(|w| match crate::engine::facts::NumField::parse(&w.field) {
-                    Some(f) if w.per > Decimal::ZERO => Some(Weight { field: f, per: w.per, points: w.points, max: w.max }),
-                    Some(_) => {
-                        cx.err(src, Some(&c.name), format!("criterion `{}`: weight.per must be positive", c.name));
-                        None
-                    }
-                    None => {
-                        cx.err(src, Some(&w.field), format!("criterion `{}`: unknown fact `{}`", c.name, w.field));
-                        None
-                    }
-                });
+                let weight =
+                    c.weight
+                        .and_then(|w| match crate::engine::facts::NumField::parse(&w.field) {
+                            Some(f) if w.per > Decimal::ZERO => Some(Weight {
+                                field: f,
+                                per: w.per,
+                                points: w.points,
+                                max: w.max,
+                            }),
+                            Some(_) => {
+                                cx.err(
+                                    src,
+                                    Some(&c.name),
+                                    format!("criterion `{}`: weight.per must be positive", c.name),
+                                );
+                                None
+                            }
+                            None => {
+                                cx.err(
+                                    src,
+                                    Some(&w.field),
+                                    format!("criterion `{}`: unknown fact `{}`", c.name, w.field),
+                                );
+                                None
+                            }
+                        });
                 if c.points.is_none() && weight.is_none() && !c.exit {
-                    cx.err(src, Some(&c.name), format!("criterion `{}` gives no points (set `points`, `weight` or `exit`)", c.name));
+                    cx.err(
+                        src,
+                        Some(&c.name),
+                        format!(
+                            "criterion `{}` gives no points (set `points`, `weight` or `exit`)",
+                            c.name
+                        ),
+                    );
                 }
-                criteria.push(Criterion { name: c.name, when, points: c.points.unwrap_or_default(), weight, exit: c.exit });
+                criteria.push(Criterion {
+                    name: c.name,
+                    when,
+                    points: c.points.unwrap_or_default(),
+                    weight,
+                    exit: c.exit,
+                });
             }
-            let mut profiles: Vec<(String, Decimal)> = s.profiles.into_iter().map(|p| (p.name, p.min_score)).collect();
-            profiles.sort_by(|a, b| b.1.cmp(&a.1));
+            let mut profiles: Vec<(String, Decimal)> = s
+                .profiles
+                .into_iter()
+                .map(|p| (p.name, p.min_score))
+                .collect();
+            profiles.sort_by_key(|p| std::cmp::Reverse(p.1));
             let mut routing = Vec::new();
             for r in s.routing {
                 let c = compile_opt(&mut cx, src, &r.group, r.when.as_ref());
                 match grps.iter().position(|g| g.name == r.group) {
                     Some(g) => routing.push((c, g)),
-                    None => cx.err(src, Some(&r.group), format!("strategy `{}` routes to unknown group `{}`", s.name, r.group)),
+                    None => cx.err(
+                        src,
+                        Some(&r.group),
+                        format!(
+                            "strategy `{}` routes to unknown group `{}`",
+                            s.name, r.group
+                        ),
+                    ),
                 }
             }
             if !matches!(routing.last(), Some((Cond::True, _))) {
@@ -573,39 +813,83 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             }
             // Segment tests must name segments that exist, or a typo silently never matches.
             let mut named = Vec::new();
-            criteria.iter().for_each(|c| c.when.segments_named(&mut named));
-            routing.iter().for_each(|(c, _)| c.segments_named(&mut named));
+            criteria
+                .iter()
+                .for_each(|c| c.when.segments_named(&mut named));
+            routing
+                .iter()
+                .for_each(|(c, _)| c.segments_named(&mut named));
             for n in named {
                 if !seg_names.contains(&n) {
-                    cx.err(src, Some(&n), format!("strategy `{}` tests unknown segment `{n}`", s.name));
+                    cx.err(
+                        src,
+                        Some(&n),
+                        format!("strategy `{}` tests unknown segment `{n}`", s.name),
+                    );
                 }
             }
-            let ladder = lads.iter().position(|l| l.name == s.ladder).unwrap_or_else(|| {
-                cx.err(src, Some(&s.ladder), format!("strategy `{}` uses unknown ladder `{}`", s.name, s.ladder));
-                0
+            let ladder = lads
+                .iter()
+                .position(|l| l.name == s.ladder)
+                .unwrap_or_else(|| {
+                    cx.err(
+                        src,
+                        Some(&s.ladder),
+                        format!("strategy `{}` uses unknown ladder `{}`", s.name, s.ladder),
+                    );
+                    0
+                });
+            strats.push(Strategy {
+                name: s.name,
+                applies_to,
+                segments,
+                criteria,
+                profiles,
+                routing,
+                ladder,
             });
-            strats.push(Strategy { name: s.name, applies_to, segments, criteria, profiles, routing, ladder });
         }
     }
     if strats.is_empty() {
-        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "no `strategies` defined".into() });
+        cx.errors.push(RuleError {
+            file: dir.into(),
+            pos: None,
+            message: "no `strategies` defined".into(),
+        });
     } else if !matches!(strats.last().map(|s| &s.applies_to), Some(Cond::True)) {
-        cx.errors.push(RuleError { file: dir.into(), pos: None, message: "the last strategy must have no `applies_to` so every customer has one".into() });
+        cx.errors.push(RuleError {
+            file: dir.into(),
+            pos: None,
+            message: "the last strategy must have no `applies_to` so every customer has one".into(),
+        });
     }
 
     // scripts
     let engine = script::build_engine();
     let mut slots = Vec::new();
+    let all_segments: HashSet<&str> = strats
+        .iter()
+        .flat_map(|s| s.segments.iter().map(|x| x.0.as_str()))
+        .collect();
     if let Some((i, ss)) = scripts {
         for s in ss {
             let when = compile_opt(&mut cx, src_of(i), &s.file, s.when.as_ref());
+            let mut named = Vec::new();
+            when.segments_named(&mut named);
+            for n in named.iter().filter(|n| !all_segments.contains(n.as_str())) {
+                cx.err(
+                    src_of(i),
+                    Some(n),
+                    format!("script `{}` tests unknown segment `{n}`", s.file),
+                );
+            }
             match script::compile(&engine, dir, &s.file) {
                 Ok(sc) => {
                     hasher.update(s.file.as_bytes());
                     hasher.update(std::fs::read(dir.join(&s.file)).unwrap_or_default());
                     slots.push(ScriptSlot { script: sc, when })
                 }
-                Err((file, pos, message)) => cx.errors.push(RuleError { file, pos, message }),
+                Err(e) => cx.errors.push(e),
             }
         }
     }
@@ -613,7 +897,12 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     if !cx.errors.is_empty() {
         return Err(RuleErrors(cx.errors));
     }
-    let hash = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hash = hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(RuleSet {
         dir: dir.to_path_buf(),
         hash,
@@ -643,11 +932,122 @@ fn compile_opt(cx: &mut Ctx, src: &Src, owner: &str, c: Option<&raw::Condition>)
 impl Src {
     fn find_key(&self, key: &str) -> Option<(usize, usize)> {
         let pat = format!("{key}:");
-        self.text.lines().enumerate().find_map(|(i, l)| l.starts_with(&pat).then_some((i + 1, 1)))
+        self.text
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.starts_with(&pat).then_some((i + 1, 1)))
     }
 }
 
 /// Collectors by id across all groups (a collector may serve several groups).
 pub fn collectors_by_id(rules: &RuleSet) -> HashMap<&str, &Collector> {
-    rules.groups.iter().flat_map(|g| g.collectors.iter()).map(|c| (c.id.as_str(), c)).collect()
+    rules
+        .groups
+        .iter()
+        .flat_map(|g| g.collectors.iter())
+        .map(|c| (c.id.as_str(), c))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")
+    }
+
+    fn copy(dir: &Path) {
+        for e in std::fs::read_dir(shipped()).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+            }
+        }
+        std::fs::create_dir_all(dir.join("scripts")).unwrap();
+        for e in std::fs::read_dir(shipped().join("scripts")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join("scripts").join(e.file_name())).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_shipped_rules_load() {
+        let r = load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.strategies.len() >= 2 && !r.scripts.is_empty() && !r.categories.is_empty());
+        assert_eq!(r.hash.len(), 16);
+    }
+
+    #[test]
+    fn every_error_is_collected_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let p = dir.path().join("escalation.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text
+            .replacen("mode: one_level_per_run", "mode: sometimes", 1)
+            .replacen("channel: email", "channel: pigeon", 1);
+        std::fs::write(&p, &text).unwrap();
+        let s = dir.path().join("strategies.yaml");
+        let st =
+            std::fs::read_to_string(&s)
+                .unwrap()
+                .replacen("group: general", "group: genral", 1);
+        std::fs::write(&s, &st).unwrap();
+        let errs = load(dir.path()).unwrap_err().0;
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let find = |needle: &str| {
+            msgs.iter()
+                .find(|m| m.contains(needle))
+                .unwrap_or_else(|| panic!("no `{needle}` in {msgs:#?}"))
+        };
+        let line_of =
+            |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert!(find("unknown mode `sometimes`")
+            .contains(&format!("escalation.yaml:{}:", line_of(&text, "sometimes"))));
+        assert!(find("unknown channel `pigeon`")
+            .contains(&format!("escalation.yaml:{}:", line_of(&text, "pigeon"))));
+        assert!(find("unknown group `genral`")
+            .contains(&format!("strategies.yaml:{}:", line_of(&st, "genral"))));
+    }
+
+    #[test]
+    fn a_section_defined_twice_or_an_unknown_currency_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        std::fs::write(
+            dir.path().join("extra.yaml"),
+            "cases:\n  initial_nad_days: 5\n",
+        )
+        .unwrap();
+        let p = dir.path().join("policy.yaml");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replacen("USD:", "USX:", 1);
+        std::fs::write(&p, text).unwrap();
+        let msgs: Vec<String> = load(dir.path())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let policy = std::fs::read_to_string(&p).unwrap();
+        let cases_line = policy
+            .lines()
+            .position(|l| l.starts_with("cases:"))
+            .unwrap()
+            + 1;
+        let dup = format!("policy.yaml:{cases_line}:1: section `cases` is already defined in");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&dup) && m.contains("extra.yaml")),
+            "{msgs:#?}"
+        );
+        let line = policy.lines().position(|l| l.contains("USX")).unwrap() + 1;
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&format!("policy.yaml:{line}:")) && m.contains("USX")),
+            "{msgs:#?}"
+        );
+    }
 }

@@ -6,12 +6,13 @@
 //! amounts are `Decimal` (the engine is built with `decimal` + `no_float`, so a
 //! literal such as `1000.50` in a script is an exact decimal too).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
 use rust_decimal::Decimal;
 
+use super::RuleError;
 use crate::engine::facts::Facts;
 
 /// Hard limits for every script call; generous for real policies, fatal for loops.
@@ -39,7 +40,11 @@ impl Hook {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|h| h.0 == self).map(|h| h.1).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|h| h.0 == self)
+            .map(|h| h.1)
+            .unwrap_or("?")
     }
 }
 
@@ -77,36 +82,50 @@ pub struct Script {
 }
 
 /// Compiles one script file; the error carries file, line and column.
-pub fn compile(engine: &Engine, rules_dir: &Path, rel: &str) -> Result<Script, (PathBuf, Option<(usize, usize)>, String)> {
+pub fn compile(engine: &Engine, rules_dir: &Path, rel: &str) -> Result<Script, RuleError> {
     let path = rules_dir.join(rel);
-    let text = std::fs::read_to_string(&path).map_err(|e| (path.clone(), None, format!("cannot read script: {e}")))?;
+    let err = |pos, message: String| RuleError {
+        file: path.clone(),
+        pos,
+        message,
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| err(None, format!("cannot read script: {e}")))?;
     let mut ast = engine.compile(&text).map_err(|e| {
         let p = e.position();
-        (path.clone(), p.line().map(|l| (l, p.position().unwrap_or(1))), e.err_type().to_string())
+        err(
+            p.line().map(|l| (l, p.position().unwrap_or(1))),
+            e.err_type().to_string(),
+        )
     })?;
     ast.set_source(rel);
     let mut hooks = Vec::new();
     for f in ast.iter_functions() {
         if let Some((hook, name, arity)) = Hook::ALL.iter().find(|h| h.1 == f.name) {
             if f.params.len() != *arity {
-                return Err((
-                    path.clone(),
+                return Err(err(
                     locate_fn(&text, name),
-                    format!("hook `{name}` must take {arity} parameter(s), found {}", f.params.len()),
+                    format!(
+                        "hook `{name}` must take {arity} parameter(s), found {}",
+                        f.params.len()
+                    ),
                 ));
             }
             hooks.push(*hook);
         }
     }
     if hooks.is_empty() {
-        return Err((
-            path,
+        return Err(err(
             None,
             "script defines no hook: expected one of fn segment(customer), fn score(customer, score), fn priority(kase, customer) (`case` is reserved in Rhai), fn escalation(customer, level)".into(),
         ));
     }
     hooks.sort();
-    Ok(Script { file: rel.to_string(), ast, hooks })
+    Ok(Script {
+        file: rel.to_string(),
+        ast,
+        hooks,
+    })
 }
 
 fn locate_fn(text: &str, name: &str) -> Option<(usize, usize)> {
@@ -117,7 +136,12 @@ fn locate_fn(text: &str, name: &str) -> Option<(usize, usize)> {
 }
 
 impl Script {
-    fn call(&self, engine: &Engine, hook: Hook, args: impl rhai::FuncArgs) -> Result<Dynamic, ScriptError> {
+    fn call(
+        &self,
+        engine: &Engine,
+        hook: Hook,
+        args: impl rhai::FuncArgs,
+    ) -> Result<Dynamic, ScriptError> {
         let mut scope = Scope::new();
         let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
         engine
@@ -134,27 +158,47 @@ impl Script {
                 | E::ErrorDataTooLarge(..)
                 | E::ErrorTooManyModules(..)
         );
-        ScriptError { file: self.file.clone(), hook: hook.name(), message: e.to_string(), limit_hit }
+        ScriptError {
+            file: self.file.clone(),
+            hook: hook.name(),
+            message: e.to_string(),
+            limit_hit,
+        }
     }
 
     fn bad_return(&self, hook: Hook, want: &str, got: &Dynamic) -> ScriptError {
         ScriptError {
             file: self.file.clone(),
             hook: hook.name(),
-            message: format!("must return {want} or (), returned {} `{got}`", got.type_name()),
+            message: format!(
+                "must return {want} or (), returned {} `{got}`",
+                got.type_name()
+            ),
             limit_hit: false,
         }
     }
 
-    pub fn segment(&self, engine: &Engine, c: &CustomerView) -> Result<Option<String>, ScriptError> {
+    pub fn segment(
+        &self,
+        engine: &Engine,
+        c: &CustomerView,
+    ) -> Result<Option<String>, ScriptError> {
         let r = self.call(engine, Hook::Segment, (c.clone(),))?;
         if r.is_unit() {
             return Ok(None);
         }
-        r.clone().into_string().map(Some).map_err(|_| self.bad_return(Hook::Segment, "a string", &r))
+        r.clone()
+            .into_string()
+            .map(Some)
+            .map_err(|_| self.bad_return(Hook::Segment, "a string", &r))
     }
 
-    pub fn score(&self, engine: &Engine, c: &CustomerView, score: Decimal) -> Result<Option<Decimal>, ScriptError> {
+    pub fn score(
+        &self,
+        engine: &Engine,
+        c: &CustomerView,
+        score: Decimal,
+    ) -> Result<Option<Decimal>, ScriptError> {
         let r = self.call(engine, Hook::Score, (c.clone(), score))?;
         if r.is_unit() {
             return Ok(None);
@@ -162,23 +206,40 @@ impl Script {
         if let Some(d) = r.clone().try_cast::<Decimal>() {
             return Ok(Some(d));
         }
-        r.as_int().map(|i| Some(Decimal::from(i))).map_err(|_| self.bad_return(Hook::Score, "a number", &r))
+        r.as_int()
+            .map(|i| Some(Decimal::from(i)))
+            .map_err(|_| self.bad_return(Hook::Score, "a number", &r))
     }
 
-    pub fn priority(&self, engine: &Engine, case: &CaseView, c: &CustomerView) -> Result<Option<String>, ScriptError> {
+    pub fn priority(
+        &self,
+        engine: &Engine,
+        case: &CaseView,
+        c: &CustomerView,
+    ) -> Result<Option<String>, ScriptError> {
         let r = self.call(engine, Hook::Priority, (case.clone(), c.clone()))?;
         if r.is_unit() {
             return Ok(None);
         }
-        r.clone().into_string().map(Some).map_err(|_| self.bad_return(Hook::Priority, "\"high\", \"medium\" or \"low\"", &r))
+        r.clone()
+            .into_string()
+            .map(Some)
+            .map_err(|_| self.bad_return(Hook::Priority, "\"high\", \"medium\" or \"low\"", &r))
     }
 
-    pub fn escalation(&self, engine: &Engine, c: &CustomerView, level: i64) -> Result<Option<i64>, ScriptError> {
+    pub fn escalation(
+        &self,
+        engine: &Engine,
+        c: &CustomerView,
+        level: i64,
+    ) -> Result<Option<i64>, ScriptError> {
         let r = self.call(engine, Hook::Escalation, (c.clone(), level))?;
         if r.is_unit() {
             return Ok(None);
         }
-        r.as_int().map(Some).map_err(|_| self.bad_return(Hook::Escalation, "a level number", &r))
+        r.as_int()
+            .map(Some)
+            .map_err(|_| self.bad_return(Hook::Escalation, "a level number", &r))
     }
 }
 
@@ -189,6 +250,8 @@ pub struct ItemData {
     pub days_overdue: i64,
     pub original_amount: Decimal,
     pub open_amount: Decimal,
+    /// `open_amount` converted to the base currency with the rule set's rates.
+    pub open_amount_base: Decimal,
     pub currency: String,
     pub disputed: bool,
     pub blocked: bool,
@@ -215,6 +278,7 @@ pub struct CustomerData {
     pub name: String,
     pub as_of: String,
     pub facts: Facts,
+    /// In the base currency.
     pub credit_limit: Option<Decimal>,
     pub items: Vec<ItemData>,
     pub promises: Vec<PromiseData>,
@@ -233,6 +297,7 @@ pub struct CaseView {
     pub nad_passed: bool,
     pub days_overdue: i64,
     pub open_amount: Decimal,
+    pub open_amount_base: Decimal,
     pub currency: String,
     /// Priority the ByDesign rule gave, before the script.
     pub proposed: String,
@@ -249,30 +314,69 @@ fn register_views(e: &mut Engine) {
         .register_get("as_of", |c: &mut CustomerView| c.0.as_of.clone())
         .register_get("segment", |c: &mut CustomerView| c.0.facts.segment.clone())
         .register_get("company", |c: &mut CustomerView| c.0.facts.company.clone())
-        .register_get("currency", |c: &mut CustomerView| c.0.facts.currency.clone())
+        .register_get("currency", |c: &mut CustomerView| {
+            c.0.facts.currency.clone()
+        })
         .register_get("country", |c: &mut CustomerView| c.0.facts.country.clone())
         .register_get("score", |c: &mut CustomerView| c.0.facts.score)
         .register_get("open_amount", |c: &mut CustomerView| c.0.facts.open_amount)
-        .register_get("overdue_amount", |c: &mut CustomerView| c.0.facts.overdue_amount)
-        .register_get("max_days_overdue", |c: &mut CustomerView| c.0.facts.max_days_overdue)
-        .register_get("avg_days_overdue", |c: &mut CustomerView| c.0.facts.avg_days_overdue)
+        .register_get("overdue_amount", |c: &mut CustomerView| {
+            c.0.facts.overdue_amount
+        })
+        .register_get("max_days_overdue", |c: &mut CustomerView| {
+            c.0.facts.max_days_overdue
+        })
+        .register_get("avg_days_overdue", |c: &mut CustomerView| {
+            c.0.facts.avg_days_overdue
+        })
         .register_get("open_items", |c: &mut CustomerView| c.0.facts.open_items)
-        .register_get("overdue_items", |c: &mut CustomerView| c.0.facts.overdue_items)
-        .register_get("disputed_items", |c: &mut CustomerView| c.0.facts.disputed_items)
-        .register_get("promises_kept", |c: &mut CustomerView| c.0.facts.promises_kept)
-        .register_get("promises_broken", |c: &mut CustomerView| c.0.facts.promises_broken)
-        .register_get("promise_kept_rate", |c: &mut CustomerView| opt(&c.0.facts.promise_kept_rate))
-        .register_get("credit_limit", |c: &mut CustomerView| opt(&c.0.credit_limit))
-        .register_get("credit_limit_utilisation", |c: &mut CustomerView| opt(&c.0.facts.credit_limit_utilisation))
-        .register_get("days_since_last_payment", |c: &mut CustomerView| opt(&c.0.facts.days_since_last_payment))
+        .register_get("overdue_items", |c: &mut CustomerView| {
+            c.0.facts.overdue_items
+        })
+        .register_get("disputed_items", |c: &mut CustomerView| {
+            c.0.facts.disputed_items
+        })
+        .register_get("blocked_items", |c: &mut CustomerView| {
+            c.0.facts.blocked_items
+        })
+        .register_get("promises_kept", |c: &mut CustomerView| {
+            c.0.facts.promises_kept
+        })
+        .register_get("promises_broken", |c: &mut CustomerView| {
+            c.0.facts.promises_broken
+        })
+        .register_get("promise_kept_rate", |c: &mut CustomerView| {
+            opt(&c.0.facts.promise_kept_rate)
+        })
+        .register_get("credit_limit", |c: &mut CustomerView| {
+            opt(&c.0.credit_limit)
+        })
+        .register_get("credit_limit_utilisation", |c: &mut CustomerView| {
+            opt(&c.0.facts.credit_limit_utilisation)
+        })
+        .register_get("days_since_last_payment", |c: &mut CustomerView| {
+            opt(&c.0.facts.days_since_last_payment)
+        })
         .register_get("items", |c: &mut CustomerView| {
-            c.0.items.iter().cloned().map(Dynamic::from).collect::<rhai::Array>()
+            c.0.items
+                .iter()
+                .cloned()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
         })
         .register_get("promises", |c: &mut CustomerView| {
-            c.0.promises.iter().cloned().map(Dynamic::from).collect::<rhai::Array>()
+            c.0.promises
+                .iter()
+                .cloned()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
         })
         .register_get("payments", |c: &mut CustomerView| {
-            c.0.payments.iter().cloned().map(Dynamic::from).collect::<rhai::Array>()
+            c.0.payments
+                .iter()
+                .cloned()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
         });
     e.register_type_with_name::<ItemData>("Item")
         .register_get("document_no", |i: &mut ItemData| i.document_no.clone())
@@ -280,6 +384,7 @@ fn register_views(e: &mut Engine) {
         .register_get("days_overdue", |i: &mut ItemData| i.days_overdue)
         .register_get("original_amount", |i: &mut ItemData| i.original_amount)
         .register_get("open_amount", |i: &mut ItemData| i.open_amount)
+        .register_get("open_amount_base", |i: &mut ItemData| i.open_amount_base)
         .register_get("currency", |i: &mut ItemData| i.currency.clone())
         .register_get("disputed", |i: &mut ItemData| i.disputed)
         .register_get("blocked", |i: &mut ItemData| i.blocked);
@@ -298,6 +403,7 @@ fn register_views(e: &mut Engine) {
         .register_get("nad_passed", |c: &mut CaseView| c.nad_passed)
         .register_get("days_overdue", |c: &mut CaseView| c.days_overdue)
         .register_get("open_amount", |c: &mut CaseView| c.open_amount)
+        .register_get("open_amount_base", |c: &mut CaseView| c.open_amount_base)
         .register_get("currency", |c: &mut CaseView| c.currency.clone())
         .register_get("proposed", |c: &mut CaseView| c.proposed.clone());
 }
@@ -311,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s.rhai"), src).unwrap();
         let e = build_engine();
-        let s = compile(&e, dir.path(), "s.rhai").unwrap_or_else(|e| panic!("{e:?}"));
+        let s = compile(&e, dir.path(), "s.rhai").unwrap_or_else(|e| panic!("{e}"));
         (e, s)
     }
 
@@ -320,7 +426,10 @@ mod tests {
             code: "C1".into(),
             name: "Acme".into(),
             as_of: "2026-11-23".into(),
-            facts: Facts { overdue_amount: overdue, ..Facts::default() },
+            facts: Facts {
+                overdue_amount: overdue,
+                ..Facts::default()
+            },
             credit_limit: None,
             items: vec![ItemData {
                 document_no: "INV-1".into(),
@@ -328,6 +437,7 @@ mod tests {
                 days_overdue: 53,
                 original_amount: dec!(100.10),
                 open_amount: dec!(0.10),
+                open_amount_base: dec!(0.10),
                 currency: "EUR".into(),
                 disputed: false,
                 blocked: false,
@@ -341,13 +451,20 @@ mod tests {
     fn decimals_reach_scripts_exactly() {
         let (e, s) = script("fn score(c, s) { s + c.items[0].open_amount + 0.20 }");
         // 0.1 + 0.2 is exactly 0.3 here, unlike with binary floats.
-        assert_eq!(s.score(&e, &customer(dec!(0)), dec!(0)).unwrap(), Some(dec!(0.30)));
+        assert_eq!(
+            s.score(&e, &customer(dec!(0)), dec!(0)).unwrap(),
+            Some(dec!(0.30))
+        );
     }
 
     #[test]
     fn hooks_may_return_unit_to_keep_the_yaml_result() {
-        let (e, s) = script(r#"fn segment(c) { if c.overdue_amount > 1000 { "big" } else { () } }"#);
-        assert_eq!(s.segment(&e, &customer(dec!(5000))).unwrap(), Some("big".into()));
+        let (e, s) =
+            script(r#"fn segment(c) { if c.overdue_amount > 1000 { "big" } else { () } }"#);
+        assert_eq!(
+            s.segment(&e, &customer(dec!(5000))).unwrap(),
+            Some("big".into())
+        );
         assert_eq!(s.segment(&e, &customer(dec!(5))).unwrap(), None);
     }
 
@@ -357,7 +474,11 @@ mod tests {
         let err = s.score(&e, &customer(dec!(1)), dec!(0)).unwrap_err();
         assert!(err.limit_hit, "{err}");
         let (e, s) = script("fn deep(n) { deep(n + 1) } fn score(c, s) { deep(0) }");
-        assert!(s.score(&e, &customer(dec!(1)), dec!(0)).unwrap_err().limit_hit);
+        assert!(
+            s.score(&e, &customer(dec!(1)), dec!(0))
+                .unwrap_err()
+                .limit_hit
+        );
         let (e, s) = script(r#"fn segment(c) { let x = "a"; loop { x += x; } }"#);
         assert!(s.segment(&e, &customer(dec!(1))).unwrap_err().limit_hit);
     }
@@ -371,19 +492,35 @@ mod tests {
             nad_passed: true,
             days_overdue: 3,
             open_amount: dec!(1),
+            open_amount_base: dec!(1),
             currency: "EUR".into(),
             proposed: "low".into(),
         };
-        assert!(s.priority(&e, &case, &customer(dec!(1))).unwrap_err().message.contains("must return"));
+        assert!(s
+            .priority(&e, &case, &customer(dec!(1)))
+            .unwrap_err()
+            .message
+            .contains("must return"));
 
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("bad.rhai"), "fn score(c, s) {\n  let x = ;\n}\n").unwrap();
-        let (_, pos, msg) = compile(&build_engine(), dir.path(), "bad.rhai").err().unwrap();
-        assert_eq!(pos.map(|p| p.0), Some(2), "{msg}");
+        std::fs::write(
+            dir.path().join("bad.rhai"),
+            "fn score(c, s) {\n  let x = ;\n}\n",
+        )
+        .unwrap();
+        let e = compile(&build_engine(), dir.path(), "bad.rhai")
+            .err()
+            .unwrap();
+        assert_eq!(e.pos.map(|p| p.0), Some(2), "{e}");
         std::fs::write(dir.path().join("arity.rhai"), "\n\nfn score(c) { 1 }\n").unwrap();
-        let (_, pos, msg) = compile(&build_engine(), dir.path(), "arity.rhai").err().unwrap();
-        assert_eq!(pos, Some((3, 1)), "{msg}");
+        let e = compile(&build_engine(), dir.path(), "arity.rhai")
+            .err()
+            .unwrap();
+        assert_eq!(e.pos, Some((3, 1)), "{e}");
         std::fs::write(dir.path().join("undefined.rhai"), "fn score(c, s) { y }\n").unwrap();
-        assert!(compile(&build_engine(), dir.path(), "undefined.rhai").is_err(), "strict variables");
+        assert!(
+            compile(&build_engine(), dir.path(), "undefined.rhai").is_err(),
+            "strict variables"
+        );
     }
 }

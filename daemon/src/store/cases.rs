@@ -10,7 +10,7 @@ use super::run_io::read_activity;
 use super::{date, dec, Result, Store, StoreError};
 use crate::domain::{Activity, Priority};
 use crate::engine::case::nad;
-use crate::rules::CasePolicy;
+use crate::rules::{CasePolicy, Subcategory};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseEvent {
@@ -64,16 +64,39 @@ fn open_case(tx: &Transaction, id: i64) -> Result<Open> {
     if row.3 != "open" {
         return Err(StoreError::Invalid(format!("case {id} is closed")));
     }
-    Ok(Open { customer_id: row.0, document_date: date("document_date", &row.1)?, activity: row.2? })
+    Ok(Open {
+        customer_id: row.0,
+        document_date: date("document_date", &row.1)?,
+        activity: row.2?,
+    })
 }
 
 fn save_activity(tx: &Transaction, id: i64, o: &Open, policy: &CasePolicy) -> Result<()> {
     let (kind, cat, sub, days, edited, done, ptp) = match &o.activity {
         Activity::None => ("none", None, None, None, None, None, None),
-        Activity::Open { category, subcategory, days_to_complete, last_edited_on } => {
-            ("open", Some(category.clone()), Some(subcategory.clone()), Some(*days_to_complete), Some(last_edited_on.to_string()), None, None)
-        }
-        Activity::Completed { on, ptp } => ("completed", None, None, None, None, Some(on.to_string()), ptp.map(|p| p.to_string())),
+        Activity::Open {
+            category,
+            subcategory,
+            days_to_complete,
+            last_edited_on,
+        } => (
+            "open",
+            Some(category.clone()),
+            Some(subcategory.clone()),
+            Some(*days_to_complete),
+            Some(last_edited_on.to_string()),
+            None,
+            None,
+        ),
+        Activity::Completed { on, ptp } => (
+            "completed",
+            None,
+            None,
+            None,
+            None,
+            Some(on.to_string()),
+            ptp.map(|p| p.to_string()),
+        ),
     };
     let (n, _) = nad(o.document_date, &o.activity, policy);
     tx.execute(
@@ -81,11 +104,21 @@ fn save_activity(tx: &Transaction, id: i64, o: &Open, policy: &CasePolicy) -> Re
             days_to_complete = COALESCE(?5, days_to_complete), last_edited_on = ?6, completed_on = ?7, ptp_date = ?8, nad = ?9 WHERE id = ?1",
         params![id, kind, cat, sub, days, edited, done, ptp, n.to_string()],
     )?;
-    tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [o.customer_id])?;
+    tx.execute(
+        "UPDATE customers SET dirty = 1 WHERE id = ?1",
+        [o.customer_id],
+    )?;
     Ok(())
 }
 
-fn event(tx: &Transaction, id: i64, on: NaiveDate, kind: &str, actor: &str, detail: &str) -> Result<()> {
+fn event(
+    tx: &Transaction,
+    id: i64,
+    on: NaiveDate,
+    kind: &str,
+    actor: &str,
+    detail: &str,
+) -> Result<()> {
     tx.execute("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)", params![id, on.to_string(), kind, actor, detail])?;
     Ok(())
 }
@@ -139,7 +172,12 @@ impl Store {
             open_amount: dec("open_amount", &s[3])?,
             currency: s[4].clone(),
             opened_on: date("opened_on", &s[5])?,
-            closed_on: d.8 .0.as_deref().map(|x| date("closed_on", x)).transpose()?,
+            closed_on: d
+                .8
+                 .0
+                .as_deref()
+                .map(|x| date("closed_on", x))
+                .transpose()?,
             close_reason: d.8 .1.take(),
             nad: date("nad", &d.8 .2)?,
             priority: Priority::from_i64(d.8 .3),
@@ -147,17 +185,33 @@ impl Store {
             activity: d.9?,
             history: Vec::new(),
         };
-        let mut st = self.conn.prepare_cached("SELECT on_date, kind, actor, detail FROM case_events WHERE case_id = ?1 ORDER BY id")?;
-        let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT on_date, kind, actor, detail FROM case_events WHERE case_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         let mut history = Vec::new();
         for r in rows {
             let (on, kind, actor, detail) = r?;
-            history.push(CaseEvent { on: date("case_events.on_date", &on)?, kind, actor, detail });
+            history.push(CaseEvent {
+                on: date("case_events.on_date", &on)?,
+                kind,
+                actor,
+                detail,
+            });
         }
         Ok(CaseDetail { history, ..detail })
     }
 
-    pub fn add_note(&mut self, id: i64, on: NaiveDate, actor: &str, text: &str, policy: &CasePolicy) -> Result<()> {
+    pub fn add_note(
+        &mut self,
+        id: i64,
+        on: NaiveDate,
+        actor: &str,
+        text: &str,
+        policy: &CasePolicy,
+    ) -> Result<()> {
         if text.trim().is_empty() {
             return Err(StoreError::Invalid("a note needs text".into()));
         }
@@ -171,54 +225,110 @@ impl Store {
     }
 
     /// Assigns (or with `None` releases) cases; all or none are changed.
-    pub fn assign_cases(&mut self, ids: &[i64], collector: Option<&str>, on: NaiveDate, actor: &str, policy: &CasePolicy) -> Result<()> {
+    pub fn assign_cases(
+        &mut self,
+        ids: &[i64],
+        collector: Option<&str>,
+        on: NaiveDate,
+        actor: &str,
+        policy: &CasePolicy,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         for &id in ids {
             let mut o = open_case(&tx, id)?;
             touch(&mut o, on);
             save_activity(&tx, id, &o, policy)?;
-            tx.execute("UPDATE cases SET assigned_to = ?2 WHERE id = ?1", params![id, collector])?;
-            event(&tx, id, on, "assigned", actor, collector.unwrap_or("(unassigned)"))?;
+            tx.execute(
+                "UPDATE cases SET assigned_to = ?2 WHERE id = ?1",
+                params![id, collector],
+            )?;
+            event(
+                &tx,
+                id,
+                on,
+                "assigned",
+                actor,
+                collector.unwrap_or("(unassigned)"),
+            )?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    pub fn set_activity(&mut self, id: i64, category: &str, subcategory: &str, days_to_complete: i64, on: NaiveDate, actor: &str, policy: &CasePolicy) -> Result<NaiveDate> {
+    /// Assigns an activity of `category`/`sub`: due `sub.days_to_complete` days after `on`.
+    pub fn set_activity(
+        &mut self,
+        id: i64,
+        category: &str,
+        sub: &Subcategory,
+        on: NaiveDate,
+        actor: &str,
+        policy: &CasePolicy,
+    ) -> Result<NaiveDate> {
         let tx = self.conn.transaction()?;
         let mut o = open_case(&tx, id)?;
-        o.activity = Activity::Open { category: category.into(), subcategory: subcategory.into(), days_to_complete, last_edited_on: on };
+        o.activity = Activity::Open {
+            category: category.into(),
+            subcategory: sub.name.clone(),
+            days_to_complete: sub.days_to_complete,
+            last_edited_on: on,
+        };
         save_activity(&tx, id, &o, policy)?;
-        event(&tx, id, on, "activity", actor, &format!("{category}/{subcategory}"))?;
+        event(
+            &tx,
+            id,
+            on,
+            "activity",
+            actor,
+            &format!("{category}/{}", sub.name),
+        )?;
         tx.commit()?;
         Ok(nad(o.document_date, &o.activity, policy).0)
     }
 
     /// Completes the open activity; with `ptp` the customer promised to pay that amount by that date.
-    pub fn complete_activity(&mut self, id: i64, on: NaiveDate, actor: &str, ptp: Option<(NaiveDate, Decimal)>, policy: &CasePolicy) -> Result<NaiveDate> {
+    pub fn complete_activity(
+        &mut self,
+        id: i64,
+        on: NaiveDate,
+        actor: &str,
+        ptp: Option<(NaiveDate, Decimal)>,
+        policy: &CasePolicy,
+    ) -> Result<NaiveDate> {
         let tx = self.conn.transaction()?;
         let mut o = open_case(&tx, id)?;
         if !matches!(o.activity, Activity::Open { .. }) {
-            return Err(StoreError::Invalid(format!("case {id} has no open activity to complete")));
+            return Err(StoreError::Invalid(format!(
+                "case {id} has no open activity to complete"
+            )));
         }
         if let Some((p, amount)) = ptp {
             if p < on {
-                return Err(StoreError::Invalid(format!("promise date {p} lies before {on}")));
+                return Err(StoreError::Invalid(format!(
+                    "promise date {p} lies before {on}"
+                )));
             }
             if amount <= Decimal::ZERO {
-                return Err(StoreError::Invalid("a promised amount must be positive".into()));
+                return Err(StoreError::Invalid(
+                    "a promised amount must be positive".into(),
+                ));
             }
             let (cur, open): (String, String) =
                 tx.query_row("SELECT i.currency, i.open_amount FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             if amount > dec("open_amount", &open)? {
-                return Err(StoreError::Invalid(format!("promised {amount} exceeds the open amount {open} {cur}")));
+                return Err(StoreError::Invalid(format!(
+                    "promised {amount} exceeds the open amount {open} {cur}"
+                )));
             }
             tx.execute(
                 "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![o.customer_id, id, amount.to_string(), cur, p.to_string(), on.to_string()],
             )?;
         }
-        o.activity = Activity::Completed { on, ptp: ptp.map(|p| p.0) };
+        o.activity = Activity::Completed {
+            on,
+            ptp: ptp.map(|p| p.0),
+        };
         save_activity(&tx, id, &o, policy)?;
         let detail = match ptp {
             Some((p, a)) => format!("promise to pay {a} by {p}"),
@@ -230,39 +340,83 @@ impl Store {
     }
 
     /// Puts the customer back on a worklist on `on_date` (and off it until then).
-    pub fn resubmit(&mut self, customer_id: i64, on_date: NaiveDate, reason: &str, actor: &str) -> Result<()> {
+    pub fn resubmit(
+        &mut self,
+        customer_id: i64,
+        on_date: NaiveDate,
+        reason: &str,
+        actor: &str,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("INSERT INTO resubmissions(customer_id, on_date, reason, actor) VALUES (?1, ?2, ?3, ?4)", params![customer_id, on_date.to_string(), reason, actor])?;
-        tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [customer_id])?;
+        tx.execute(
+            "UPDATE customers SET dirty = 1 WHERE id = ?1",
+            [customer_id],
+        )?;
         tx.commit()?;
         Ok(())
     }
 
     /// A dunning block on the whole customer; lifts by itself after `until`.
-    pub fn add_hold(&mut self, customer_id: i64, reason: &str, until: Option<NaiveDate>, on: NaiveDate) -> Result<()> {
+    pub fn add_hold(
+        &mut self,
+        customer_id: i64,
+        reason: &str,
+        until: Option<NaiveDate>,
+        on: NaiveDate,
+    ) -> Result<()> {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a hold needs a reason".into()));
         }
         let tx = self.conn.transaction()?;
-        tx.execute("INSERT INTO holds(customer_id, reason, until, created_on) VALUES (?1, ?2, ?3, ?4)", params![customer_id, reason, until.map(|d| d.to_string()), on.to_string()])?;
-        tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [customer_id])?;
+        tx.execute(
+            "INSERT INTO holds(customer_id, reason, until, created_on) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                customer_id,
+                reason,
+                until.map(|d| d.to_string()),
+                on.to_string()
+            ],
+        )?;
+        tx.execute(
+            "UPDATE customers SET dirty = 1 WHERE id = ?1",
+            [customer_id],
+        )?;
         tx.commit()?;
         Ok(())
     }
 
     /// Opens a dispute on the case's item; the item leaves dunning until it is resolved.
-    pub fn open_dispute(&mut self, case_id: i64, reason: &str, on: NaiveDate, actor: &str) -> Result<i64> {
+    pub fn open_dispute(
+        &mut self,
+        case_id: i64,
+        reason: &str,
+        on: NaiveDate,
+        actor: &str,
+    ) -> Result<i64> {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a dispute needs a reason".into()));
         }
         let tx = self.conn.transaction()?;
         let o = open_case(&tx, case_id)?;
-        let item: i64 = tx.query_row("SELECT item_id FROM cases WHERE id = ?1", [case_id], |r| r.get(0))?;
-        tx.execute("INSERT INTO disputes(customer_id, case_id, reason, opened_on) VALUES (?1, ?2, ?3, ?4)", params![o.customer_id, case_id, reason, on.to_string()])?;
+        let item: i64 =
+            tx.query_row("SELECT item_id FROM cases WHERE id = ?1", [case_id], |r| {
+                r.get(0)
+            })?;
+        tx.execute(
+            "INSERT INTO disputes(customer_id, case_id, reason, opened_on) VALUES (?1, ?2, ?3, ?4)",
+            params![o.customer_id, case_id, reason, on.to_string()],
+        )?;
         let id = tx.last_insert_rowid();
-        tx.execute("INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)", [id, item])?;
+        tx.execute(
+            "INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)",
+            [id, item],
+        )?;
         event(&tx, case_id, on, "dispute", actor, reason)?;
-        tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [o.customer_id])?;
+        tx.execute(
+            "UPDATE customers SET dirty = 1 WHERE id = ?1",
+            [o.customer_id],
+        )?;
         tx.commit()?;
         Ok(id)
     }

@@ -27,7 +27,13 @@ struct Customers {
 }
 
 impl Customers {
-    fn id(&mut self, tx: &Transaction, company: &str, code: &str, stats: &mut IngestStats) -> Result<i64> {
+    fn id(
+        &mut self,
+        tx: &Transaction,
+        company: &str,
+        code: &str,
+        stats: &mut IngestStats,
+    ) -> Result<i64> {
         if let Some(id) = self.ids.get(&(company.to_string(), code.to_string())) {
             return Ok(*id);
         }
@@ -38,7 +44,10 @@ impl Customers {
         let id = match found {
             Some(id) => id,
             None => {
-                tx.prepare_cached("INSERT INTO customers(company, code, name) VALUES (?1, ?2, ?2)")?.execute((company, code))?;
+                tx.prepare_cached(
+                    "INSERT INTO customers(company, code, name) VALUES (?1, ?2, ?2)",
+                )?
+                .execute((company, code))?;
                 stats.customers_new += 1;
                 tx.last_insert_rowid()
             }
@@ -47,7 +56,12 @@ impl Customers {
         Ok(id)
     }
 
-    fn upsert(&mut self, tx: &Transaction, c: &CustomerInfo, stats: &mut IngestStats) -> Result<()> {
+    fn upsert(
+        &mut self,
+        tx: &Transaction,
+        c: &CustomerInfo,
+        stats: &mut IngestStats,
+    ) -> Result<()> {
         let before = stats.customers_new;
         let id = self.id(tx, &c.company, &c.code, stats)?;
         let (limit, cur) = match &c.credit_limit {
@@ -74,7 +88,9 @@ impl Store {
     pub fn ingest(&mut self, batch: &Batch) -> Result<IngestStats> {
         let mut stats = IngestStats::default();
         let tx = self.conn.transaction()?;
-        let mut customers = Customers { ids: HashMap::new() };
+        let mut customers = Customers {
+            ids: HashMap::new(),
+        };
         let mut dirty: HashSet<i64> = HashSet::new();
 
         for c in &batch.customers {
@@ -88,7 +104,9 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT(source, external_id) DO NOTHING",
             )?;
-            let mut prev = tx.prepare_cached("SELECT customer_id, status FROM items WHERE source = ?1 AND external_id = ?2")?;
+            let mut prev = tx.prepare_cached(
+                "SELECT customer_id, status FROM items WHERE source = ?1 AND external_id = ?2",
+            )?;
             let mut upd = tx.prepare_cached(
                 "UPDATE items SET customer_id = ?3, document_no = ?4, document_date = ?5, due_date = ?6,
                     original_amount = ?7, open_amount = ?8, currency = ?9, hold_reason = ?10, hold_until = ?11,
@@ -100,7 +118,11 @@ impl Store {
             )?;
             for it in &batch.items {
                 let cid = customers.id(&tx, &it.company, &it.customer, &mut stats)?;
-                let status = if it.open_amount.is_zero() { "cleared" } else { "open" };
+                let status = if it.open_amount.is_zero() {
+                    "cleared"
+                } else {
+                    "open"
+                };
                 let (hr, hu) = match &it.hold {
                     Some(h) => (Some(h.reason.as_str()), h.until.map(|d| d.to_string())),
                     None => (None, None),
@@ -125,7 +147,10 @@ impl Store {
                     dirty.insert(cid);
                     continue;
                 }
-                let (old_cid, old_status): (i64, String) = prev.query_row((&it.source, &it.external_id), |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let (old_cid, old_status): (i64, String) = prev
+                    .query_row((&it.source, &it.external_id), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
                 if upd.execute(p)? == 1 {
                     stats.items_updated += 1;
                     if status == "cleared" && old_status == "open" {
@@ -155,7 +180,8 @@ impl Store {
                     )?
                     .query_map([src], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
-                let mut clear = tx.prepare_cached("UPDATE items SET status = 'cleared' WHERE id = ?1")?;
+                let mut clear =
+                    tx.prepare_cached("UPDATE items SET status = 'cleared' WHERE id = ?1")?;
                 for (id, cid) in gone {
                     clear.execute([id])?;
                     dirty.insert(cid);
@@ -166,7 +192,8 @@ impl Store {
         }
 
         {
-            let mut item_id = tx.prepare_cached("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
+            let mut item_id =
+                tx.prepare_cached("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
             let mut ins = tx.prepare_cached(
                 "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(source, external_id) DO NOTHING",
@@ -205,7 +232,8 @@ impl Store {
         }
 
         {
-            let mut st = tx.prepare_cached("UPDATE customers SET dirty = 1 WHERE id = ?1 AND dirty = 0")?;
+            let mut st =
+                tx.prepare_cached("UPDATE customers SET dirty = 1 WHERE id = ?1 AND dirty = 0")?;
             for id in dirty {
                 st.execute([id])?;
             }
@@ -247,35 +275,69 @@ mod tests {
     fn same_key_twice_updates_never_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
-        let b = Batch { items: vec![item("1", dec!(100)), item("2", dec!(50))], ..Batch::default() };
+        let b = Batch {
+            items: vec![item("1", dec!(100)), item("2", dec!(50))],
+            ..Batch::default()
+        };
         let st = s.ingest(&b).unwrap();
         assert_eq!((st.items_new, st.customers_new), (2, 1));
         let st = s.ingest(&b).unwrap();
-        assert_eq!((st.items_new, st.items_updated, st.items_unchanged), (0, 0, 2));
-        let b2 = Batch { items: vec![item("1", dec!(40))], ..Batch::default() };
+        assert_eq!(
+            (st.items_new, st.items_updated, st.items_unchanged),
+            (0, 0, 2)
+        );
+        let b2 = Batch {
+            items: vec![item("1", dec!(40))],
+            ..Batch::default()
+        };
         let st = s.ingest(&b2).unwrap();
         assert_eq!(st.items_updated, 1);
         assert_eq!(count(&s, "SELECT COUNT(*) FROM items"), 2);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM items WHERE open_amount = '40'"), 1);
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE open_amount = '40'"),
+            1
+        );
     }
 
     #[test]
     fn zero_open_amount_or_disappearing_from_a_snapshot_clears() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.ingest(&Batch { items: vec![item("1", dec!(100)), item("2", dec!(50)), item("3", dec!(5))], ..Batch::default() }).unwrap();
+        s.ingest(&Batch {
+            items: vec![
+                item("1", dec!(100)),
+                item("2", dec!(50)),
+                item("3", dec!(5)),
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
         let st = s
-            .ingest(&Batch { items: vec![item("1", dec!(0)), item("3", dec!(5))], snapshot_sources: vec!["erp".into()], ..Batch::default() })
+            .ingest(&Batch {
+                items: vec![item("1", dec!(0)), item("3", dec!(5))],
+                snapshot_sources: vec!["erp".into()],
+                ..Batch::default()
+            })
             .unwrap();
-        assert_eq!(st.items_cleared, 2, "1 paid to zero, 2 gone from the snapshot");
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM items WHERE status = 'open'"), 1);
+        assert_eq!(
+            st.items_cleared, 2,
+            "1 paid to zero, 2 gone from the snapshot"
+        );
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE status = 'open'"),
+            1
+        );
     }
 
     #[test]
     fn a_failing_batch_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.ingest(&Batch { items: vec![item("1", dec!(100))], ..Batch::default() }).unwrap();
+        s.ingest(&Batch {
+            items: vec![item("1", dec!(100))],
+            ..Batch::default()
+        })
+        .unwrap();
         // A trigger standing in for any mid-batch failure (disk full, constraint, crash).
         s.conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'boom'); END;").unwrap();
         let pay = PaymentInput {
@@ -289,10 +351,17 @@ mod tests {
             reference: String::new(),
             item_ref: None,
         };
-        let b = Batch { items: vec![item("1", dec!(10)), item("9", dec!(10))], payments: vec![pay], ..Batch::default() };
+        let b = Batch {
+            items: vec![item("1", dec!(10)), item("9", dec!(10))],
+            payments: vec![pay],
+            ..Batch::default()
+        };
         assert!(s.ingest(&b).is_err());
         assert_eq!(count(&s, "SELECT COUNT(*) FROM items"), 1);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM items WHERE open_amount = '100'"), 1);
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE open_amount = '100'"),
+            1
+        );
         assert_eq!(count(&s, "SELECT COUNT(*) FROM customers"), 1);
     }
 }

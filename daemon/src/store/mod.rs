@@ -6,6 +6,7 @@
 mod cases;
 mod ingest;
 mod run_io;
+mod worklist;
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use rust_decimal::Decimal;
 pub use cases::{CaseDetail, CaseEvent};
 pub use ingest::IngestStats;
 pub use run_io::*;
+pub use worklist::WorklistEntry;
 
 /// Migrations in order; the database's `user_version` is how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
@@ -25,11 +27,18 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path} has schema version {found}, newer than this build understands ({supported}); upgrade arrears")]
-    NewerSchema { path: String, found: i64, supported: i64 },
+    NewerSchema {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("invalid request: {0}")]
@@ -48,7 +57,10 @@ impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         let conn = Connection::open(path)?;
         // WAL lets readers (API, CLI) proceed during a run; NORMAL sync is durable at checkpoints
@@ -63,9 +75,15 @@ impl Store {
     }
 
     fn migrate(&mut self, path: &str) -> Result<()> {
-        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { path: path.into(), found, supported: SCHEMA_VERSION });
+            return Err(StoreError::NewerSchema {
+                path: path.into(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let tx = self.conn.transaction()?;
@@ -78,7 +96,9 @@ impl Store {
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     pub fn conn(&self) -> &Connection {
@@ -88,38 +108,56 @@ impl Store {
     pub fn customer_id(&self, key: &str) -> Result<i64> {
         // Accept "COMPANY/CODE", a bare code when unique, or the numeric id.
         let found: Vec<i64> = if let Some((company, code)) = key.split_once('/') {
-            let mut st = self.conn.prepare_cached("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;
-            let ids = st.query_map((company, code), |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;
+            let ids = st
+                .query_map((company, code), |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             ids
         } else {
-            let mut st = self.conn.prepare_cached("SELECT id FROM customers WHERE code = ?1 OR CAST(id AS TEXT) = ?1")?;
-            let ids = st.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let mut st = self.conn.prepare_cached(
+                "SELECT id FROM customers WHERE code = ?1 OR CAST(id AS TEXT) = ?1",
+            )?;
+            let ids = st
+                .query_map([key], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             ids
         };
         match found.as_slice() {
             [id] => Ok(*id),
             [] => Err(StoreError::NotFound(format!("customer `{key}`"))),
-            _ => Err(StoreError::Invalid(format!("customer code `{key}` exists in several companies; write COMPANY/{key}"))),
+            _ => Err(StoreError::Invalid(format!(
+                "customer code `{key}` exists in several companies; write COMPANY/{key}"
+            ))),
         }
     }
 
     pub fn last_run(&self) -> Result<Option<(i64, NaiveDate, String)>> {
         Ok(self
             .conn
-            .query_row("SELECT id, as_of, rules_hash FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT id, as_of, rules_hash FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+            )
             .optional()?
             .map(|(id, d, h)| (id, parse_date_or_epoch(&d), h)))
     }
 }
 
 pub(crate) fn dec(column: &'static str, s: &str) -> Result<Decimal> {
-    s.parse().map_err(|_| StoreError::Corrupt { column, value: s.to_string() })
+    s.parse().map_err(|_| StoreError::Corrupt {
+        column,
+        value: s.to_string(),
+    })
 }
 
 pub(crate) fn date(column: &'static str, s: &str) -> Result<NaiveDate> {
-    s.parse().map_err(|_| StoreError::Corrupt { column, value: s.to_string() })
+    s.parse().map_err(|_| StoreError::Corrupt {
+        column,
+        value: s.to_string(),
+    })
 }
 
 fn parse_date_or_epoch(s: &str) -> NaiveDate {
@@ -136,7 +174,8 @@ mod tests {
         let path = dir.path().join("a.db");
         drop(Store::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(c);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("newer than this build"), "{err}");
@@ -149,7 +188,10 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -164,7 +206,10 @@ mod tests {
              INSERT INTO cases(id, item_id, customer_id, opened_on, nad, priority) VALUES (1, 1, 1, '2026-02-01', '2026-01-04', 1);
              INSERT INTO case_events(case_id, on_date, kind, actor) VALUES (1, '2026-02-01', 'opened', 'run');",
         ).unwrap();
-        assert!(s.conn.execute("UPDATE case_events SET kind = 'x'", []).is_err());
+        assert!(s
+            .conn
+            .execute("UPDATE case_events SET kind = 'x'", [])
+            .is_err());
         assert!(s.conn.execute("DELETE FROM case_events", []).is_err());
     }
 }

@@ -166,7 +166,10 @@ pub struct RunOutput {
 }
 
 fn cur(column: &'static str, s: &str) -> Result<Currency> {
-    Currency::parse(s).map_err(|_| StoreError::Corrupt { column, value: s.to_string() })
+    Currency::parse(s).map_err(|_| StoreError::Corrupt {
+        column,
+        value: s.to_string(),
+    })
 }
 
 fn opt_date(column: &'static str, s: Option<String>) -> Result<Option<NaiveDate>> {
@@ -188,13 +191,25 @@ impl Store {
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
-                let limit = match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
-                    (Some(a), Some(c)) => Some((dec("credit_limit", &a)?, cur("credit_currency", &c)?)),
+                let limit = match (
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ) {
+                    (Some(a), Some(c)) => {
+                        Some((dec("credit_limit", &a)?, cur("credit_currency", &c)?))
+                    }
                     _ => None,
                 };
                 index.insert(id, out.len());
                 out.push(RunInput {
-                    customer: CustomerRow { id, company: r.get(1)?, code: r.get(2)?, name: r.get(3)?, country: r.get(4)?, credit_limit: limit },
+                    customer: CustomerRow {
+                        id,
+                        company: r.get(1)?,
+                        code: r.get(2)?,
+                        name: r.get(3)?,
+                        country: r.get(4)?,
+                        credit_limit: limit,
+                    },
                     items: Vec::new(),
                     cases: HashMap::new(),
                     promises: Vec::new(),
@@ -223,9 +238,14 @@ impl Store {
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
-                let Some(&k) = index.get(&r.get::<_, i64>(1)?) else { continue };
+                let Some(&k) = index.get(&r.get::<_, i64>(1)?) else {
+                    continue;
+                };
                 let hold = match r.get::<_, Option<String>>(8)? {
-                    Some(reason) => Some(Hold { reason, until: opt_date("hold_until", r.get(9)?)? }),
+                    Some(reason) => Some(Hold {
+                        reason,
+                        until: opt_date("hold_until", r.get(9)?)?,
+                    }),
                     None => None,
                 };
                 out[k].items.push(ItemRow {
@@ -252,7 +272,9 @@ impl Store {
             ))?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(2)?) else { continue };
+                let Some(&k) = index.get(&r.get::<_, i64>(2)?) else {
+                    continue;
+                };
                 let activity = read_activity(r, 6)?;
                 let item_id: i64 = r.get(1)?;
                 out[k].cases.insert(
@@ -276,7 +298,9 @@ impl Store {
             ))?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
+                    continue;
+                };
                 out[k].promises.push(PromiseRow {
                     amount: dec("promises.amount", &r.get::<_, String>(1)?)?,
                     currency: cur("promises.currency", &r.get::<_, String>(2)?)?,
@@ -292,7 +316,9 @@ impl Store {
             ))?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
+                    continue;
+                };
                 out[k].payments.push(PaymentRow {
                     amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
                     currency: cur("payments.currency", &r.get::<_, String>(2)?)?,
@@ -301,11 +327,19 @@ impl Store {
             }
         }
         {
-            let mut st = c.prepare(&format!("SELECT customer_id, reason, until FROM holds WHERE {}", scope.filter("customer_id")))?;
+            let mut st = c.prepare(&format!(
+                "SELECT customer_id, reason, until FROM holds WHERE {}",
+                scope.filter("customer_id")
+            ))?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
-                out[k].holds.push(Hold { reason: r.get(1)?, until: opt_date("holds.until", r.get(2)?)? });
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
+                    continue;
+                };
+                out[k].holds.push(Hold {
+                    reason: r.get(1)?,
+                    until: opt_date("holds.until", r.get(2)?)?,
+                });
             }
         }
         {
@@ -315,7 +349,9 @@ impl Store {
             ))?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else { continue };
+                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
+                    continue;
+                };
                 out[k].resubmission = opt_date("resubmissions.on_date", r.get(1)?)?;
             }
         }
@@ -328,7 +364,14 @@ impl Store {
             "SELECT collection_group, collector, items, amount FROM worklist
              WHERE collector IS NOT NULL AND customer_id NOT IN (SELECT id FROM customers WHERE dirty = 1)",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
         let mut out = Vec::new();
         for r in rows {
             let (g, c, i, a) = r?;
@@ -338,11 +381,23 @@ impl Store {
     }
 
     pub fn dirty_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM customers WHERE dirty = 1", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM customers WHERE dirty = 1", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// Writes a run's results in one transaction and returns the run id.
-    pub fn write_run(&mut self, as_of: NaiveDate, rules_hash: &str, mode: &str, full: bool, out: &RunOutput, summary_json: &str) -> Result<i64> {
+    pub fn write_run(
+        &mut self,
+        as_of: NaiveDate,
+        rules_hash: &str,
+        mode: &str,
+        full: bool,
+        out: &RunOutput,
+        summary_json: &str,
+    ) -> Result<i64> {
         let tx = self.conn.transaction()?;
         let d = as_of.to_string();
         tx.execute(
@@ -364,7 +419,14 @@ impl Store {
             )?;
             let mut ev = tx.prepare_cached("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'opened', 'run', ?3)")?;
             for c in &out.new_cases {
-                st.execute(params![c.item_id, c.customer_id, d, c.nad.to_string(), c.priority as i64, c.external_ref])?;
+                st.execute(params![
+                    c.item_id,
+                    c.customer_id,
+                    d,
+                    c.nad.to_string(),
+                    c.priority as i64,
+                    c.external_ref
+                ])?;
                 // Back-fill and plain openings need no event row (the case row records them);
                 // a case replacing a split/re-posted item says where it came from.
                 if let Some(r) = &c.external_ref {
@@ -373,7 +435,8 @@ impl Store {
             }
         }
         {
-            let mut st = tx.prepare_cached("UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1")?;
+            let mut st =
+                tx.prepare_cached("UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1")?;
             for (id, nad, p) in &out.case_updates {
                 st.execute(params![id, nad.to_string(), *p as i64])?;
             }
@@ -450,12 +513,18 @@ impl Store {
                     e.reason
                 ])?;
                 if n == 1 {
-                    ev.execute(params![e.customer_id, d, e.event, format!("level {} `{}` via {}", e.level, e.level_name, e.channel)])?;
+                    ev.execute(params![
+                        e.customer_id,
+                        d,
+                        e.event,
+                        format!("level {} `{}` via {}", e.level, e.level_name, e.channel)
+                    ])?;
                 }
             }
         }
         {
-            let mut st = tx.prepare_cached("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = 1")?;
+            let mut st =
+                tx.prepare_cached("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = 1")?;
             for id in &out.processed {
                 st.execute([id])?;
             }
@@ -465,7 +534,12 @@ impl Store {
     }
 
     pub fn run_summary(&self, run_id: i64) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT summary FROM runs WHERE id = ?1", [run_id], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT summary FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 }
 
@@ -476,10 +550,16 @@ pub(crate) fn read_activity(r: &rusqlite::Row, base: usize) -> Result<Activity> 
             category: r.get::<_, Option<String>>(base + 1)?.unwrap_or_default(),
             subcategory: r.get::<_, Option<String>>(base + 2)?.unwrap_or_default(),
             days_to_complete: r.get::<_, Option<i64>>(base + 3)?.unwrap_or(0),
-            last_edited_on: date("last_edited_on", &r.get::<_, Option<String>>(base + 4)?.unwrap_or_default())?,
+            last_edited_on: date(
+                "last_edited_on",
+                &r.get::<_, Option<String>>(base + 4)?.unwrap_or_default(),
+            )?,
         },
         "completed" => Activity::Completed {
-            on: date("completed_on", &r.get::<_, Option<String>>(base + 5)?.unwrap_or_default())?,
+            on: date(
+                "completed_on",
+                &r.get::<_, Option<String>>(base + 5)?.unwrap_or_default(),
+            )?,
             ptp: opt_date("ptp_date", r.get(base + 6)?)?,
         },
         _ => Activity::None,

@@ -1,0 +1,153 @@
+//! Portfolio benchmark (not a test): `cargo bench --bench portfolio`.
+//!
+//! Generates a synthetic portfolio (default 100k customers / 1M open items), then
+//! times: ingest, the first full run (back-fill: every case created), a steady-state
+//! full run on the next day, an ingest of 1% changed items, and the incremental run
+//! that follows. Prints items/s and peak RSS. Sizes: ARREARS_BENCH_CUSTOMERS,
+//! ARREARS_BENCH_ITEMS.
+
+use std::time::Instant;
+
+use arrears::domain::{Batch, ItemInput};
+use arrears::engine::run::{run, RunMode};
+use arrears::money::Currency;
+use arrears::store::Store;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn report(what: &str, items: usize, secs: f64) {
+    println!(
+        "{what:<44} {secs:>8.2} s  {:>12.0} items/s  peak RSS {:>7.0} MiB",
+        items as f64 / secs,
+        peak_rss_mib()
+    );
+}
+
+fn main() {
+    let customers = env_usize("ARREARS_BENCH_CUSTOMERS", 100_000);
+    let items = env_usize("ARREARS_BENCH_ITEMS", 1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("bench.db")).expect("open store");
+    let rules =
+        arrears::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            .expect("shipped rules");
+    let as_of: NaiveDate = "2026-11-23".parse().unwrap();
+    println!(
+        "portfolio benchmark: {customers} customers, {items} items, rules {}",
+        rules.hash
+    );
+
+    let t = Instant::now();
+    let stats = arrears::demo::generate(
+        &mut store,
+        &arrears::demo::DemoOptions {
+            customers,
+            items,
+            seed: 1,
+            as_of,
+        },
+        None,
+    )
+    .expect("demo");
+    report(
+        "ingest (demo generator → store)",
+        items,
+        t.elapsed().as_secs_f64(),
+    );
+    let _ = stats;
+
+    let t = Instant::now();
+    let s = run(&mut store, &rules, as_of, RunMode::Auto).expect("run");
+    report(
+        &format!("first full run (back-fill, {} cases)", s.cases_opened),
+        items,
+        t.elapsed().as_secs_f64(),
+    );
+
+    let next = as_of.succ_opt().unwrap();
+    let t = Instant::now();
+    let s = run(&mut store, &rules, next, RunMode::Auto).expect("run");
+    report(
+        &format!("full run, next day ({} cases updated)", s.cases_updated),
+        items,
+        t.elapsed().as_secs_f64(),
+    );
+
+    // Change 1% of the open items (a partial payment each) through the ingest path.
+    let changed = items / 100;
+    let batch = {
+        let conn = store.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT i.source, i.external_id, c.company, c.code, i.document_no, i.document_date, i.due_date,
+                        i.original_amount, i.open_amount, i.currency
+                 FROM items i JOIN customers c ON c.id = i.customer_id WHERE i.status = 'open' AND i.id % 97 = 0 LIMIT ?1",
+            )
+            .unwrap();
+        let rows = st
+            .query_map([changed as i64], |r| {
+                let open: String = r.get(8)?;
+                let open: Decimal = open.parse().unwrap();
+                Ok(ItemInput {
+                    source: r.get(0)?,
+                    external_id: r.get(1)?,
+                    company: r.get(2)?,
+                    customer: r.get(3)?,
+                    document_no: r.get(4)?,
+                    document_date: r.get::<_, String>(5)?.parse().unwrap(),
+                    due_date: r.get::<_, String>(6)?.parse().unwrap(),
+                    original_amount: r.get::<_, String>(7)?.parse().unwrap(),
+                    open_amount: (open / Decimal::TWO).round_dp(2),
+                    currency: Currency::parse(&r.get::<_, String>(9)?).unwrap(),
+                    hold: None,
+                    original_document: None,
+                })
+            })
+            .unwrap();
+        Batch {
+            items: rows.map(Result::unwrap).collect(),
+            ..Batch::default()
+        }
+    };
+    let n = batch.items.len();
+    let t = Instant::now();
+    store.ingest(&batch).expect("ingest");
+    report(
+        &format!("ingest of {n} changed items"),
+        n,
+        t.elapsed().as_secs_f64(),
+    );
+    let dirty = store.dirty_count().unwrap();
+    let t = Instant::now();
+    let s = run(&mut store, &rules, next, RunMode::Auto).expect("run");
+    assert_eq!(s.mode, "incremental");
+    report(
+        &format!("incremental run ({dirty} dirty customers)"),
+        n,
+        t.elapsed().as_secs_f64(),
+    );
+    let size = std::fs::metadata(dir.path().join("bench.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!("database size {:.0} MiB", size as f64 / 1048576.0);
+}

@@ -1,0 +1,433 @@
+//! End-to-end: the real `arrears` binary on a temporary database and rules copy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &dir.path().join("rules"),
+        );
+        Env { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(args)
+            .env("ARREARS_DB", self.path("arrears.db"))
+            .env("ARREARS_RULES", self.path("rules"))
+            .env_remove("ARREARS_CONFIG")
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "arrears {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    fn sql(&self, q: &str) -> i64 {
+        let c = rusqlite::Connection::open(self.path("arrears.db")).unwrap();
+        c.query_row(q, [], |r| r.get(0)).unwrap()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn check_passes_on_shipped_rules_and_names_file_line_on_broken_copies() {
+    let env = Env::new();
+    let out = env.ok(&["check"]);
+    assert!(out.contains(": ok"), "{out}");
+
+    let esc = env.path("rules/escalation.yaml");
+    let text = std::fs::read_to_string(&esc).unwrap();
+    let line = text.lines().position(|l| l.contains("channel:")).unwrap() + 1;
+    std::fs::write(&esc, text.replacen("channel:", "chanel:", 1)).unwrap();
+    let o = env.run(&["check"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("escalation.yaml:{line}:")) && err.contains("chanel"),
+        "{err}"
+    );
+
+    // A semantic error and a script error are both reported in one pass.
+    std::fs::write(&esc, &text).unwrap();
+    let groups = env.path("rules/groups.yaml");
+    let g = std::fs::read_to_string(&groups).unwrap();
+    std::fs::write(
+        &groups,
+        g.replacen("substitute: ", "substitute: nobody_", 1),
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("rules/scripts/key_accounts.rhai"),
+        "fn score(c, s) {\n  s +\n}\n",
+    )
+    .unwrap();
+    let o = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("groups.yaml:") && err.contains("not a known collector"),
+        "{err}"
+    );
+    assert!(err.contains("key_accounts.rhai:3:"), "{err}");
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn demo_run_worklist_explain_and_incremental_rerun() {
+    let env = Env::new();
+    env.ok(&[
+        "demo",
+        "--customers",
+        "60",
+        "--items",
+        "600",
+        "--seed",
+        "7",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(s["mode"], "full");
+    let open_items = env.sql("SELECT COUNT(*) FROM items WHERE status = 'open'");
+    assert_eq!(
+        s["cases_opened"].as_i64().unwrap(),
+        open_items,
+        "every open item back-filled into a case"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM cases WHERE status = 'open'"),
+        open_items
+    );
+    assert!(s["escalations"].as_i64().unwrap() > 0, "{s}");
+    assert!(s["worklist"]["entries"].as_i64().unwrap() > 0, "{s}");
+
+    // Re-running the same day changes nothing and never escalates twice.
+    let s2 = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(s2["mode"], "incremental");
+    assert_eq!(s2["customers_evaluated"], 0);
+    let s3 = env.json(&["run", "--as-of", "2026-11-23", "--mode", "full", "--json"]);
+    assert_eq!(
+        (s3["cases_opened"].as_i64(), s3["escalations"].as_i64()),
+        (Some(0), Some(0)),
+        "{s3}"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM escalations"),
+        s["escalations"].as_i64().unwrap()
+    );
+
+    // My worklist: mine + unassigned of my groups, ordered by NAD then priority.
+    let collector: String = {
+        let c = rusqlite::Connection::open(env.path("arrears.db")).unwrap();
+        c.query_row("SELECT collector FROM worklist WHERE collector IS NOT NULL GROUP BY collector ORDER BY COUNT(*) DESC LIMIT 1", [], |r| r.get(0)).unwrap()
+    };
+    let wl = env.json(&[
+        "worklist",
+        "--collector",
+        &collector,
+        "--json",
+        "--limit",
+        "1000",
+    ]);
+    let wl = wl.as_array().unwrap();
+    assert!(!wl.is_empty());
+    let keys: Vec<(String, i64)> = wl
+        .iter()
+        .map(|e| {
+            assert!(e["collector"].is_null() || e["collector"] == collector.as_str());
+            let p = match e["priority"].as_str().unwrap() {
+                "high" => 0,
+                "medium" => 1,
+                _ => 2,
+            };
+            (e["nad"].as_str().unwrap().to_string(), p)
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let human = env.ok(&["worklist", "--collector", &collector]);
+    assert!(
+        human.contains(&format!("worklist of {collector}")),
+        "{human}"
+    );
+
+    // Explain names the rules behind the numbers.
+    let code = wl[0]["customer"].as_str().unwrap();
+    let company = wl[0]["company"].as_str().unwrap();
+    let key = format!("{company}/{code}");
+    let ex = env.ok(&["explain", &key, "--as-of", "2026-11-23"]);
+    for needle in [
+        "strategy",
+        "segment",
+        "score",
+        "profile",
+        "group",
+        "NAD",
+        "escalation ladder",
+    ] {
+        assert!(ex.contains(needle), "explain lacks {needle}:\n{ex}");
+    }
+    let exj = env.json(&["explain", &key, "--as-of", "2026-11-23", "--json"]);
+    let pts: rust_decimal::Decimal = exj["trace"]["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["held"] == true)
+        .map(|c| {
+            c["points"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    let score: rust_decimal::Decimal = exj["facts"]["score"].as_str().unwrap().parse().unwrap();
+    let scripted = exj["trace"]["script_notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().starts_with("score "));
+    if !scripted {
+        assert_eq!(pts, score, "score is the sum of the held criteria's points");
+    }
+
+    // The next day is a full run again (dates moved), and NADs reached yesterday stay due.
+    let s4 = env.json(&["run", "--as-of", "2026-11-24", "--json"]);
+    assert_eq!(s4["mode"], "full");
+}
+
+const HEADER: &str = "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,open_amount,currency,item_ref,original_document\n";
+
+#[test]
+fn csv_import_rejects_bad_files_whole_or_skips_bad_rows_on_request() {
+    let env = Env::new();
+    let bad = env.path("bad.csv");
+    std::fs::write(
+        &bad,
+        format!(
+            "{HEADER}item,i1,ACME_DE,C1,Alpha GmbH,INV-1,2026-09-01,2026-10-01,100.00,100.00,EUR,,\n\
+             item,i2,ACME_DE,C1,Alpha GmbH,INV-2,2026-09-01,2026-08-01,50.00,50.00,EUR,,\n\
+             item,i3,ACME_DE,C1,Alpha GmbH,INV-3,2026-09-01,2026-10-01,abc,,EUR,,\n\
+             item,i4,ACME_DE,C1,Alpha GmbH,INV-4,2026-09-01,2026-10-01,10.00,,EUX,,\n"
+        ),
+    )
+    .unwrap();
+    let o = env.run(&["import", "csv", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for line in ["line 3", "line 4", "line 5"] {
+        assert!(err.contains(line), "missing {line}: {err}");
+    }
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM items"),
+        0,
+        "nothing imported from a rejected file"
+    );
+
+    let out = env.ok(&["import", "csv", bad.to_str().unwrap(), "--skip-invalid"]);
+    assert!(
+        out.contains("3 rejected") || out.contains("rejected: 3"),
+        "{out}"
+    );
+    assert_eq!(env.sql("SELECT COUNT(*) FROM items"), 1);
+    let rejects = std::fs::read_to_string(env.path("bad.rejected.csv")).unwrap();
+    assert_eq!(
+        rejects.lines().count(),
+        4,
+        "header + 3 rejected rows kept: {rejects}"
+    );
+}
+
+#[test]
+fn case_lifecycle_backfill_clear_split_and_collector_actions() {
+    let env = Env::new();
+    let f = env.path("items.csv");
+    std::fs::write(
+        &f,
+        format!(
+            "{HEADER}item,i1,ACME_DE,C1,Alpha GmbH,INV-1,2026-09-01,2026-10-01,100.00,100.00,EUR,,\n\
+             item,i2,ACME_DE,C1,Alpha GmbH,INV-2,2026-09-05,2026-10-05,5000.00,5000.00,EUR,,\n\
+             item,i3,ACME_DE,C2,Beta AG,INV-3,2026-11-20,2026-12-20,70.00,70.00,EUR,,\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["import", "csv", f.to_str().unwrap()]);
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(
+        s["cases_opened"], 3,
+        "existing items are back-filled into cases"
+    );
+
+    // ByDesign: NAD = document date + 3; passed NAD + not high + 53 days → medium.
+    let c1 = env.json(&["case", "show", "INV-1", "--json"]);
+    assert_eq!(c1["nad"], "2026-09-04");
+    assert_eq!(c1["priority"], "medium");
+    let c3 = env.json(&["case", "show", "INV-3", "--json"]);
+    assert_eq!(
+        (c3["nad"].as_str(), c3["priority"].as_str()),
+        (Some("2026-11-23"), Some("low"))
+    );
+
+    // Activity: NAD = today + days to complete of the subcategory; completing with a PTP → PTP + 1.
+    let id = c1["id"].to_string();
+    env.ok(&[
+        "case",
+        "activity",
+        &id,
+        "--category",
+        "contact",
+        "--subcategory",
+        "first_call",
+        "--on",
+        "2026-11-23",
+    ]);
+    let c = env.json(&["case", "show", &id, "--json"]);
+    assert_eq!(c["nad"], "2026-11-25");
+    env.ok(&[
+        "case",
+        "note",
+        &id,
+        "customer asked for a copy",
+        "--on",
+        "2026-11-24",
+    ]);
+    assert_eq!(
+        env.json(&["case", "show", &id, "--json"])["nad"],
+        "2026-11-26",
+        "a later edit re-applies the days"
+    );
+    env.ok(&[
+        "case",
+        "complete",
+        &id,
+        "--ptp-date",
+        "2026-11-30",
+        "--ptp-amount",
+        "100.00",
+        "--on",
+        "2026-11-24",
+    ]);
+    let c = env.json(&["case", "show", &id, "--json"]);
+    assert_eq!(c["nad"], "2026-12-01");
+    let kinds: Vec<&str> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["activity", "note", "completed"]);
+    let o = env.run(&["case", "complete", &id, "--on", "2026-11-24"]);
+    assert!(!o.status.success(), "no open activity left to complete");
+
+    // INV-1 paid, INV-2 split into two instalments by the ERP.
+    std::fs::write(
+        &f,
+        format!(
+            "{HEADER}item,i1,ACME_DE,C1,Alpha GmbH,INV-1,2026-09-01,2026-10-01,100.00,0,EUR,,\n\
+             item,i2a,ACME_DE,C1,Alpha GmbH,INV-2-1,2026-09-05,2026-12-05,2500.00,2500.00,EUR,,INV-2\n\
+             item,i2b,ACME_DE,C1,Alpha GmbH,INV-2-2,2026-09-05,2027-01-05,2500.00,2500.00,EUR,,INV-2\n\
+             item,i3,ACME_DE,C2,Beta AG,INV-3,2026-11-20,2026-12-20,70.00,70.00,EUR,,\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["import", "csv", f.to_str().unwrap(), "--snapshot"]);
+    let s = env.json(&["run", "--as-of", "2026-11-25", "--json"]);
+    assert_eq!(
+        (s["cases_closed"].as_i64(), s["cases_opened"].as_i64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+    let old = env.json(&["case", "show", "INV-2", "--json"]);
+    assert_eq!(old["status"], "closed");
+    assert_eq!(old["close_reason"], "split or re-posted");
+    let paid = env.json(&["case", "show", &id, "--json"]);
+    assert_eq!(
+        (paid["status"].as_str(), paid["close_reason"].as_str()),
+        (Some("closed"), Some("cleared"))
+    );
+    let new = env.json(&["case", "show", "INV-2-1", "--json"]);
+    assert_eq!(
+        (new["status"].as_str(), new["external_ref"].as_str()),
+        (Some("open"), Some("INV-2"))
+    );
+}
+
+#[test]
+fn a_runaway_script_is_reported_and_the_run_completes() {
+    let env = Env::new();
+    std::fs::write(
+        env.path("rules/scripts/key_accounts.rhai"),
+        "fn score(c, s) { let x = 0; loop { x += 1; } }\n",
+    )
+    .unwrap();
+    let strat = env.path("rules/strategies.yaml");
+    let text = std::fs::read_to_string(&strat).unwrap();
+    // Let the script run for every customer, not only key accounts.
+    let start = text.find("scripts:").unwrap();
+    std::fs::write(
+        &strat,
+        format!(
+            "{}scripts:\n  - file: scripts/key_accounts.rhai\n",
+            &text[..start]
+        ),
+    )
+    .unwrap();
+    env.ok(&["check"]);
+    env.ok(&[
+        "demo",
+        "--customers",
+        "5",
+        "--items",
+        "30",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(s["customers_evaluated"], 5);
+    assert_eq!(s["script_limit_hits"], 5, "{s}");
+    assert!(
+        s["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("key_accounts.rhai"),
+        "{s}"
+    );
+}
