@@ -83,6 +83,7 @@ fn main() {
         items,
         t.elapsed().as_secs_f64(),
     );
+    println!("  phases (ms): {:?}", s.phases_ms);
 
     let next = as_of.succ_opt().unwrap();
     let t = Instant::now();
@@ -92,6 +93,7 @@ fn main() {
         items,
         t.elapsed().as_secs_f64(),
     );
+    println!("  phases (ms): {:?}", s.phases_ms);
 
     // Change 1% of the open items (a partial payment each) through the ingest path.
     let changed = items / 100;
@@ -146,6 +148,7 @@ fn main() {
         n,
         t.elapsed().as_secs_f64(),
     );
+    println!("  phases (ms): {:?}", s.phases_ms);
     let size = std::fs::metadata(dir.path().join("bench.db"))
         .map(|m| m.len())
         .unwrap_or(0);

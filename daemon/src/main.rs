@@ -127,7 +127,7 @@ enum ImportCmd {
         /// Source name for rows without a `source` column.
         #[arg(long, default_value = "csv")]
         source: String,
-        /// Import the valid rows and write the bad ones to FILE.rejected.csv
+        /// Import the valid rows and write the bad ones beside FILE (items.csv → items.rejected.csv)
         /// (default: a file with any bad row is rejected whole).
         #[arg(long)]
         skip_invalid: bool,
@@ -722,7 +722,14 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         "priority  {} (highest of the open cases)",
         ev.priority.as_str()
     );
-    for c in &t.cases {
+    const SHOWN: usize = 15;
+    if t.cases.len() > SHOWN {
+        println!(
+            "  (the {SHOWN} most urgent of {} open cases; --json lists all)",
+            t.cases.len()
+        );
+    }
+    for c in t.cases.iter().take(SHOWN) {
         println!(
             "  case {:<6} {:<22} {:>4} days  {:>16}  NAD {} ({})  {} — {}",
             c.case_id
@@ -740,8 +747,11 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
     let ladder = &rules.ladders[rules.strategies[ev.strategy].ladder];
     if let Some(o) = &t.escalation {
         println!(
-            "escalation ladder `{}` ({:?}): ages imply level {}; previous level {}",
-            ladder.name, ladder.mode, o.reached, input.state.dunning_level
+            "escalation ladder `{}` ({}): ages imply level {}; previous level {}",
+            ladder.name,
+            ladder.mode.as_str(),
+            o.reached,
+            input.state.dunning_level
         );
         match (&o.decision, &o.why_not) {
             (Some(d), _) => println!(
@@ -768,6 +778,48 @@ fn import_csv(
     skip_invalid: bool,
     snapshot: bool,
 ) -> Result<ExitCode> {
-    let _ = (env, file, source, skip_invalid, snapshot);
-    bail!("not wired yet")
+    let mut parsed = arrears::import::parse_csv(file, source)?;
+    let bad = parsed.rejected.len();
+    if bad > 0 && !skip_invalid {
+        for e in &parsed.errors {
+            eprintln!("{}: {e}", file.display());
+        }
+        bail!(
+            "{}: {bad} of {} rows are invalid; nothing was imported (fix them, or use --skip-invalid to import the {} valid rows)",
+            file.display(),
+            parsed.rows,
+            parsed.rows - bad
+        );
+    }
+    if bad > 0 {
+        let rejects = file.with_extension("rejected.csv");
+        arrears::import::write_rejects(&rejects, &parsed.headers, &parsed.rejected, &parsed.errors)
+            .with_context(|| format!("writing {}", rejects.display()))?;
+        for e in &parsed.errors {
+            eprintln!("{}: skipped {e}", file.display());
+        }
+        eprintln!("{bad} rejected row(s) written to {}", rejects.display());
+    }
+    if snapshot {
+        // Only sources whose every item row was valid: a rejected row must not make its
+        // item look missing from the snapshot and get it cleared.
+        parsed.batch.snapshot_sources = parsed.snapshot_sources(source);
+    }
+    let mut store = env.store()?;
+    let stats = store.ingest(&parsed.batch)?;
+    println!(
+        "{}: {} rows, {} imported, {bad} rejected; items new {} updated {} unchanged {} cleared {}; payments new {} updated {}; customers new {} updated {}",
+        file.display(),
+        parsed.rows,
+        parsed.rows - bad,
+        stats.items_new,
+        stats.items_updated,
+        stats.items_unchanged,
+        stats.items_cleared,
+        stats.payments_new,
+        stats.payments_updated,
+        stats.customers_new,
+        stats.customers_updated
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -76,12 +76,24 @@ pub fn decide(
         why_not: Some(why),
     };
 
+    // Reminders before the due date make no sense once something is past due: climbing
+    // then starts at the first overdue level.
+    let first_overdue = ladder
+        .levels
+        .iter()
+        .position(|l| l.overdue_days > 0)
+        .map_or(1, |i| i + 1);
+    let floor = if reached >= first_overdue {
+        first_overdue
+    } else {
+        1
+    };
     let mut target = if reached <= prev.level {
         reached
     } else {
         match ladder.mode {
             LadderMode::JumpToAge => reached,
-            LadderMode::OneLevelPerRun => prev.level + 1,
+            LadderMode::OneLevelPerRun => (prev.level + 1).max(floor).min(reached),
         }
     };
     if let Some(t) = script(target) {
@@ -276,7 +288,18 @@ mod tests {
             levels.push(o.decision.as_ref().map(|x| x.level));
             st = o.state;
         }
-        assert_eq!(levels, vec![Some(1), None, Some(2), Some(3), Some(4), None]);
+        assert_eq!(
+            levels,
+            vec![Some(2), None, Some(3), Some(4), None, None],
+            "starts at the first overdue level, not pre-due"
+        );
+        let fresh = [item(1, "2026-11-25", dec!(100))];
+        let o = decide(&l, d("2026-11-23"), &fresh, DunState::default(), |_| None);
+        assert_eq!(
+            o.decision.unwrap().level,
+            1,
+            "pre-due reminder while nothing is late"
+        );
     }
 
     #[test]
@@ -337,7 +360,7 @@ mod tests {
             &items,
             DunState::default(),
             |proposed| {
-                assert_eq!(proposed, 1);
+                assert_eq!(proposed, 2);
                 Some(9)
             },
         );

@@ -504,6 +504,15 @@ pub fn evaluate(
         }
     }
 
+    if let Some(t) = trace.as_deref_mut() {
+        // Most urgent first: what a collector would look at.
+        t.cases.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(b.days_overdue.cmp(&a.days_overdue))
+        });
+    }
+
     // Escalation.
     let ladder = &rules.ladders[strat.ladder];
     let dun: Vec<DunItem> = input

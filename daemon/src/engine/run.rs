@@ -67,9 +67,24 @@ pub struct Summary {
     pub problems: Vec<String>,
     pub customers_skipped: u64,
     pub duration_ms: u64,
+    /// Where the time went: load, evaluate, balance, write (ms).
+    pub phases_ms: BTreeMap<String, u64>,
 }
 
 const MAX_PROBLEMS: usize = 20;
+
+struct Laps {
+    last: Instant,
+    phases: BTreeMap<String, u64>,
+}
+
+impl Laps {
+    fn lap(&mut self, name: &str) {
+        self.phases
+            .insert(name.to_string(), self.last.elapsed().as_millis() as u64);
+        self.last = Instant::now();
+    }
+}
 
 pub fn run(
     store: &mut Store,
@@ -95,11 +110,16 @@ pub fn run(
             return Err(RunError::NotIncremental(why));
         }
     };
+    let mut laps = Laps {
+        last: Instant::now(),
+        phases: BTreeMap::new(),
+    };
     let inputs = store.load_run_input(if incremental {
         Scope::Dirty
     } else {
         Scope::All
     })?;
+    laps.lap("load");
     let mut sum = Summary {
         as_of: Some(as_of),
         mode: if incremental { "incremental" } else { "full" }.into(),
@@ -240,6 +260,7 @@ pub fn run(
         });
     }
 
+    laps.lap("evaluate");
     // Balance per group; in incremental runs against the load unchanged customers give.
     let mut loads: Vec<HashMap<String, Load>> = vec![HashMap::new(); rules.groups.len()];
     if incremental {
@@ -283,9 +304,13 @@ pub fn run(
     sum.open_cases_by_priority = prio;
     count_priorities(&out, &inputs, &mut sum);
 
-    sum.duration_ms = started.elapsed().as_millis() as u64;
+    laps.lap("balance");
+    sum.phases_ms = laps.phases.clone();
     let json = serde_json::to_string(&sum).unwrap_or_default();
     sum.run_id = store.write_run(as_of, &rules.hash, &sum.mode, !incremental, &out, &json)?;
+    laps.lap("write");
+    sum.phases_ms = laps.phases;
+    sum.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(run_id = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated, ms = sum.duration_ms, "run finished");
     Ok(sum)
 }

@@ -171,6 +171,15 @@ pub struct Ladder {
     pub levels: Vec<Level>,
 }
 
+impl LadderMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LadderMode::OneLevelPerRun => "one_level_per_run",
+            LadderMode::JumpToAge => "jump_to_age",
+        }
+    }
+}
+
 impl Ladder {
     /// Days overdue an item needs to reach level index `i` (tolerance applies after due).
     pub fn threshold(&self, i: usize) -> i64 {

@@ -70,10 +70,15 @@ impl Customers {
         };
         let n = tx
             .prepare_cached(
-                "UPDATE customers SET name = ?2, country = ?3, email = ?4, phone = ?5, language = ?6, timezone = ?7,
-                    credit_limit = ?8, credit_currency = ?9, dirty = 1
-                 WHERE id = ?1 AND (name IS NOT ?2 OR country IS NOT ?3 OR email IS NOT ?4 OR phone IS NOT ?5
-                    OR language IS NOT ?6 OR timezone IS NOT ?7 OR credit_limit IS NOT ?8 OR credit_currency IS NOT ?9)",
+                // A source that leaves a field empty does not know it: keep what is stored
+                // rather than wiping an e-mail address or credit limit given earlier.
+                "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country), email = COALESCE(?4, email),
+                    phone = COALESCE(?5, phone), language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
+                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency), dirty = 1
+                 WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3) OR (?4 IS NOT NULL AND email IS NOT ?4)
+                    OR (?5 IS NOT NULL AND phone IS NOT ?5) OR (?6 IS NOT NULL AND language IS NOT ?6)
+                    OR (?7 IS NOT NULL AND timezone IS NOT ?7) OR (?8 IS NOT NULL AND credit_limit IS NOT ?8)
+                    OR (?9 IS NOT NULL AND credit_currency IS NOT ?9))",
             )?
             .execute(params![id, c.name, c.country, c.email, c.phone, c.language, c.timezone, limit, cur])?;
         if n > 0 && stats.customers_new == before {
@@ -326,6 +331,70 @@ mod tests {
         assert_eq!(
             count(&s, "SELECT COUNT(*) FROM items WHERE status = 'open'"),
             1
+        );
+    }
+
+    #[test]
+    fn empty_fields_do_not_wipe_stored_customer_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let full = CustomerInfo {
+            company: "ACME".into(),
+            code: "C1".into(),
+            name: "Acme Ltd".into(),
+            country: "GB".into(),
+            email: Some("ap@acme.example".into()),
+            phone: None,
+            language: Some("en".into()),
+            timezone: None,
+            credit_limit: Some((dec!(5000), Currency::parse("GBP").unwrap())),
+        };
+        s.ingest(&Batch {
+            customers: vec![full.clone()],
+            ..Batch::default()
+        })
+        .unwrap();
+        let thin = CustomerInfo {
+            name: "Acme Limited".into(),
+            country: String::new(),
+            email: None,
+            language: None,
+            credit_limit: None,
+            ..full
+        };
+        let st = s
+            .ingest(&Batch {
+                customers: vec![thin.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(st.customers_updated, 1);
+        let row: (String, String, Option<String>, Option<String>) = s
+            .conn
+            .query_row(
+                "SELECT name, country, email, credit_limit FROM customers",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                "Acme Limited".into(),
+                "GB".into(),
+                Some("ap@acme.example".into()),
+                Some("5000".into())
+            )
+        );
+        let st = s
+            .ingest(&Batch {
+                customers: vec![thin],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            st.customers_updated, 0,
+            "nothing new: no update, customer not marked dirty"
         );
     }
 
