@@ -4,7 +4,7 @@
 //! times: ingest, the first full run (back-fill: every case created), a steady-state
 //! full run on the next day, an ingest of 1% changed items, and the incremental run
 //! that follows. Prints items/s and peak RSS. Sizes: ARREARS_BENCH_CUSTOMERS,
-//! ARREARS_BENCH_ITEMS.
+//! ARREARS_BENCH_ITEMS; another rules folder: ARREARS_BENCH_RULES.
 
 use std::time::Instant;
 
@@ -44,13 +44,21 @@ fn report(what: &str, items: usize, secs: f64) {
 }
 
 fn main() {
+    // ARREARS_BENCH_LOG=debug shows per-query load timings.
+    if let Ok(f) = std::env::var("ARREARS_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let customers = env_usize("ARREARS_BENCH_CUSTOMERS", 100_000);
     let items = env_usize("ARREARS_BENCH_ITEMS", 1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("bench.db")).expect("open store");
-    let rules =
-        arrears::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-            .expect("shipped rules");
+    let rules_dir = std::env::var_os("ARREARS_BENCH_RULES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"));
+    let rules = arrears::rules::load(&rules_dir).expect("rules");
     let as_of: NaiveDate = "2026-11-23".parse().unwrap();
     println!(
         "portfolio benchmark: {customers} customers, {items} items, rules {}",
@@ -144,7 +152,10 @@ fn main() {
     let s = run(&mut store, &rules, next, RunMode::Auto).expect("run");
     assert_eq!(s.mode, "incremental");
     report(
-        &format!("incremental run ({dirty} dirty customers)"),
+        &format!(
+            "incremental run ({dirty} dirty customers, {} open items)",
+            s.open_items
+        ),
         n,
         t.elapsed().as_secs_f64(),
     );

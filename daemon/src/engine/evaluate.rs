@@ -401,7 +401,7 @@ pub fn evaluate(
     let replaced: Vec<&str> = input
         .items
         .iter()
-        .filter(|i| i.open && !input.cases.contains_key(&i.id))
+        .filter(|i| i.open && i.case.is_none())
         .filter_map(|i| {
             i.original_document
                 .as_deref()
@@ -409,7 +409,7 @@ pub fn evaluate(
         })
         .collect();
     for (it, base) in input.items.iter().zip(&base_amounts) {
-        let existing = input.cases.get(&it.id);
+        let existing = it.case.as_ref();
         let is_open = it.open && !it.open_amount.is_zero();
         if !is_open {
             if let Some(c) = existing {
@@ -436,13 +436,13 @@ pub fn evaluate(
             let v = view.get_or_insert_with(|| make_view(&f)).clone();
             let cv = CaseView {
                 document_no: it.document_no.clone(),
-                nad: nad.to_string(),
+                nad,
                 nad_passed: as_of > nad,
                 days_overdue: days,
                 open_amount: it.open_amount,
                 open_amount_base: *base,
-                currency: it.currency.to_string(),
-                proposed: prio.as_str().into(),
+                currency: it.currency,
+                proposed: prio,
             };
             match slot.script.priority(&rules.engine, &cv, &v) {
                 Ok(Some(p)) => match Priority::parse(&p) {

@@ -332,7 +332,7 @@ fn count_priorities(out: &RunOutput, inputs: &[crate::store::RunInput], sum: &mu
         bump(c.priority);
     }
     for input in inputs {
-        for c in input.cases.values() {
+        for c in input.items.iter().filter_map(|i| i.case.as_ref()) {
             if !closed.contains(&c.id) {
                 bump(updated.get(&c.id).copied().unwrap_or(c.priority));
             }

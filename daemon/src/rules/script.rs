@@ -293,14 +293,15 @@ pub struct CustomerView(pub Arc<CustomerData>);
 #[derive(Debug, Clone)]
 pub struct CaseView {
     pub document_no: String,
-    pub nad: String,
+    // Kept typed and formatted only when a script reads them: hooks run once per case.
+    pub nad: chrono::NaiveDate,
     pub nad_passed: bool,
     pub days_overdue: i64,
     pub open_amount: Decimal,
     pub open_amount_base: Decimal,
-    pub currency: String,
+    pub currency: crate::money::Currency,
     /// Priority the ByDesign rule gave, before the script.
-    pub proposed: String,
+    pub proposed: crate::domain::Priority,
 }
 
 fn opt<T: Clone + Send + Sync + 'static>(v: &Option<T>) -> Dynamic {
@@ -399,13 +400,15 @@ fn register_views(e: &mut Engine) {
         .register_get("date", |p: &mut PaymentData| p.date.clone());
     e.register_type_with_name::<CaseView>("Case")
         .register_get("document_no", |c: &mut CaseView| c.document_no.clone())
-        .register_get("nad", |c: &mut CaseView| c.nad.clone())
+        .register_get("nad", |c: &mut CaseView| c.nad.to_string())
         .register_get("nad_passed", |c: &mut CaseView| c.nad_passed)
         .register_get("days_overdue", |c: &mut CaseView| c.days_overdue)
         .register_get("open_amount", |c: &mut CaseView| c.open_amount)
         .register_get("open_amount_base", |c: &mut CaseView| c.open_amount_base)
-        .register_get("currency", |c: &mut CaseView| c.currency.clone())
-        .register_get("proposed", |c: &mut CaseView| c.proposed.clone());
+        .register_get("currency", |c: &mut CaseView| c.currency.to_string())
+        .register_get("proposed", |c: &mut CaseView| {
+            c.proposed.as_str().to_string()
+        });
 }
 
 #[cfg(test)]
@@ -488,13 +491,13 @@ mod tests {
         let (e, s) = script("fn priority(kase, c) { 42 }");
         let case = CaseView {
             document_no: "X".into(),
-            nad: "2026-01-01".into(),
+            nad: "2026-01-01".parse().unwrap(),
             nad_passed: true,
             days_overdue: 3,
             open_amount: dec!(1),
             open_amount_base: dec!(1),
-            currency: "EUR".into(),
-            proposed: "low".into(),
+            currency: crate::money::Currency::parse("EUR").unwrap(),
+            proposed: crate::domain::Priority::Low,
         };
         assert!(s
             .priority(&e, &case, &customer(dec!(1)))

@@ -34,12 +34,13 @@ pub struct ItemRow {
     /// False once the item is cleared (it is loaded only to close its case).
     pub open: bool,
     pub disputed: bool,
+    /// The item's open case, if it has one.
+    pub case: Option<CaseRow>,
 }
 
 #[derive(Debug, Clone)]
 pub struct CaseRow {
     pub id: i64,
-    pub item_id: i64,
     pub nad: NaiveDate,
     pub priority: Priority,
     pub assigned_to: Option<String>,
@@ -74,8 +75,6 @@ pub struct StoredState {
 pub struct RunInput {
     pub customer: CustomerRow,
     pub items: Vec<ItemRow>,
-    /// Open cases keyed by item id.
-    pub cases: HashMap<i64, CaseRow>,
     pub promises: Vec<PromiseRow>,
     pub payments: Vec<PaymentRow>,
     pub holds: Vec<Hold>,
@@ -165,6 +164,13 @@ pub struct RunOutput {
     pub escalations: Vec<EscalationOut>,
 }
 
+/// Borrows a TEXT column without allocating: the load loops read millions of them.
+fn txt<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a str> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn cur(column: &'static str, s: &str) -> Result<Currency> {
     Currency::parse(s).map_err(|_| StoreError::Corrupt {
         column,
@@ -180,6 +186,11 @@ impl Store {
     /// Loads the run input for `scope`, ordered by customer id.
     pub fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
         let c = &self.conn;
+        let mut t = std::time::Instant::now();
+        let mut lap = |what: &str| {
+            tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "load");
+            t = std::time::Instant::now();
+        };
         let mut out: Vec<RunInput> = Vec::new();
         let mut index: HashMap<i64, usize> = HashMap::new();
         {
@@ -211,7 +222,6 @@ impl Store {
                         credit_limit: limit,
                     },
                     items: Vec::new(),
-                    cases: HashMap::new(),
                     promises: Vec::new(),
                     payments: Vec::new(),
                     holds: Vec::new(),
@@ -224,16 +234,22 @@ impl Store {
                 });
             }
         }
+        lap("customers");
         let disputed: HashSet<i64> = c
             .prepare("SELECT di.item_id FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id WHERE d.resolved_on IS NULL")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         {
+            // Items with their open case in one pass: an open item, or a cleared one whose
+            // case is still open (the run closes it).
             let mut st = c.prepare(&format!(
-                "SELECT id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency,
-                        hold_reason, hold_until, original_document, status
-                 FROM items i WHERE {} AND (status = 'open' OR EXISTS (SELECT 1 FROM cases c WHERE c.item_id = i.id AND c.status = 'open'))",
-                scope.filter("customer_id")
+                "SELECT i.id, i.customer_id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
+                        i.currency, i.hold_reason, i.hold_until, i.original_document, i.status,
+                        c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
+                        c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref
+                 FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+                 WHERE {} AND (i.status = 'open' OR c.id IS NOT NULL)",
+                scope.filter("i.customer_id")
             ))?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
@@ -248,49 +264,34 @@ impl Store {
                     }),
                     None => None,
                 };
+                let case = match r.get::<_, Option<i64>>(12)? {
+                    Some(case_id) => Some(CaseRow {
+                        id: case_id,
+                        nad: date("nad", txt(r, 13)?)?,
+                        priority: Priority::from_i64(r.get(14)?),
+                        assigned_to: r.get(15)?,
+                        activity: read_activity(r, 16)?,
+                        external_ref: r.get(23)?,
+                    }),
+                    None => None,
+                };
                 out[k].items.push(ItemRow {
                     id,
                     document_no: r.get(2)?,
-                    document_date: date("document_date", &r.get::<_, String>(3)?)?,
-                    due_date: date("due_date", &r.get::<_, String>(4)?)?,
-                    original_amount: dec("original_amount", &r.get::<_, String>(5)?)?,
-                    open_amount: dec("open_amount", &r.get::<_, String>(6)?)?,
-                    currency: cur("currency", &r.get::<_, String>(7)?)?,
+                    document_date: date("document_date", txt(r, 3)?)?,
+                    due_date: date("due_date", txt(r, 4)?)?,
+                    original_amount: dec("original_amount", txt(r, 5)?)?,
+                    open_amount: dec("open_amount", txt(r, 6)?)?,
+                    currency: cur("currency", txt(r, 7)?)?,
                     hold,
                     original_document: r.get(10)?,
-                    open: r.get::<_, String>(11)? == "open",
+                    open: txt(r, 11)? == "open",
                     disputed: disputed.contains(&id),
+                    case,
                 });
             }
         }
-        {
-            let mut st = c.prepare(&format!(
-                "SELECT id, item_id, customer_id, nad, priority, assigned_to, activity, category, subcategory, days_to_complete,
-                        last_edited_on, completed_on, ptp_date, external_ref
-                 FROM cases WHERE status = 'open' AND {}",
-                scope.filter("customer_id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(2)?) else {
-                    continue;
-                };
-                let activity = read_activity(r, 6)?;
-                let item_id: i64 = r.get(1)?;
-                out[k].cases.insert(
-                    item_id,
-                    CaseRow {
-                        id: r.get(0)?,
-                        item_id,
-                        nad: date("nad", &r.get::<_, String>(3)?)?,
-                        priority: Priority::from_i64(r.get(4)?),
-                        assigned_to: r.get(5)?,
-                        activity,
-                        external_ref: r.get(13)?,
-                    },
-                );
-            }
-        }
+        lap("items");
         {
             let mut st = c.prepare(&format!(
                 "SELECT customer_id, amount, currency, promised_on, status FROM promises WHERE {} ORDER BY promised_on",
@@ -302,13 +303,14 @@ impl Store {
                     continue;
                 };
                 out[k].promises.push(PromiseRow {
-                    amount: dec("promises.amount", &r.get::<_, String>(1)?)?,
-                    currency: cur("promises.currency", &r.get::<_, String>(2)?)?,
-                    promised_on: date("promised_on", &r.get::<_, String>(3)?)?,
-                    status: PromiseStatus::parse(&r.get::<_, String>(4)?),
+                    amount: dec("promises.amount", txt(r, 1)?)?,
+                    currency: cur("promises.currency", txt(r, 2)?)?,
+                    promised_on: date("promised_on", txt(r, 3)?)?,
+                    status: PromiseStatus::parse(txt(r, 4)?),
                 });
             }
         }
+        lap("promises");
         {
             let mut st = c.prepare(&format!(
                 "SELECT customer_id, amount, currency, value_date FROM payments WHERE {} ORDER BY value_date",
@@ -320,12 +322,13 @@ impl Store {
                     continue;
                 };
                 out[k].payments.push(PaymentRow {
-                    amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
-                    currency: cur("payments.currency", &r.get::<_, String>(2)?)?,
-                    value_date: date("value_date", &r.get::<_, String>(3)?)?,
+                    amount: dec("payments.amount", txt(r, 1)?)?,
+                    currency: cur("payments.currency", txt(r, 2)?)?,
+                    value_date: date("value_date", txt(r, 3)?)?,
                 });
             }
         }
+        lap("payments");
         {
             let mut st = c.prepare(&format!(
                 "SELECT customer_id, reason, until FROM holds WHERE {}",
@@ -355,6 +358,7 @@ impl Store {
                 out[k].resubmission = opt_date("resubmissions.on_date", r.get(1)?)?;
             }
         }
+        lap("rest");
         Ok(out)
     }
 
@@ -544,8 +548,7 @@ impl Store {
 }
 
 pub(crate) fn read_activity(r: &rusqlite::Row, base: usize) -> Result<Activity> {
-    let kind: String = r.get(base)?;
-    Ok(match kind.as_str() {
+    Ok(match txt(r, base)? {
         "open" => Activity::Open {
             category: r.get::<_, Option<String>>(base + 1)?.unwrap_or_default(),
             subcategory: r.get::<_, Option<String>>(base + 2)?.unwrap_or_default(),
