@@ -74,22 +74,25 @@ impl Store {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut store = Store { conn };
-        store.migrate(&path.display().to_string())?;
+        store.migrate(&path.display().to_string(), MIGRATIONS)?;
         Ok(store)
     }
 
-    fn migrate(&mut self, path: &str) -> Result<()> {
+    fn migrate(&mut self, path: &str, migrations: &[&str]) -> Result<()> {
+        let supported = migrations.len() as i64;
         let found: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found > SCHEMA_VERSION {
+        if found > supported {
             return Err(StoreError::NewerSchema {
                 path: path.into(),
                 found,
-                supported: SCHEMA_VERSION,
+                supported,
             });
         }
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        // Each migration commits together with its version bump, so a failure leaves
+        // the database at the last complete version.
+        for (i, m) in migrations.iter().enumerate().skip(found as usize) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(m)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -183,6 +186,42 @@ mod tests {
         drop(c);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("newer than this build"), "{err}");
+    }
+
+    #[test]
+    fn an_older_database_migrates_forward_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut s = Store::open(&path).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO customers(company, code, name) VALUES ('C', 'X', 'kept')",
+                [],
+            )
+            .unwrap();
+        let v2 = [
+            MIGRATIONS[0],
+            "ALTER TABLE customers ADD COLUMN segment_hint TEXT;",
+        ];
+        s.migrate("a.db", &v2).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let name: String = s
+            .conn
+            .query_row(
+                "SELECT name FROM customers WHERE segment_hint IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(name, "kept");
+        // A failing migration leaves the database at the last good version.
+        let v3 = [
+            MIGRATIONS[0],
+            v2[1],
+            "ALTER TABLE nowhere ADD COLUMN x TEXT;",
+        ];
+        assert!(s.migrate("a.db", &v3).is_err());
+        assert_eq!(s.schema_version().unwrap(), 2);
     }
 
     #[test]
