@@ -164,6 +164,24 @@ pub struct RunOutput {
     pub escalations: Vec<EscalationOut>,
 }
 
+/// Runs `sql` (customer id in column 0) and hands each row of a loaded customer to `f`
+/// with that customer's index in the output.
+fn per_customer(
+    c: &rusqlite::Connection,
+    sql: &str,
+    index: &HashMap<i64, usize>,
+    mut f: impl FnMut(&rusqlite::Row, usize) -> Result<()>,
+) -> Result<()> {
+    let mut st = c.prepare(sql)?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        if let Some(&k) = index.get(&r.get::<_, i64>(0)?) {
+            f(r, k)?;
+        }
+    }
+    Ok(())
+}
+
 /// Borrows a TEXT column without allocating: the load loops read millions of them.
 fn txt<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a str> {
     r.get_ref(i)?.as_str().map_err(|e| {
@@ -239,125 +257,104 @@ impl Store {
             .prepare("SELECT di.item_id FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id WHERE d.resolved_on IS NULL")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        {
-            // Items with their open case in one pass: an open item, or a cleared one whose
-            // case is still open (the run closes it).
-            let mut st = c.prepare(&format!(
-                "SELECT i.id, i.customer_id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
-                        i.currency, i.hold_reason, i.hold_until, i.original_document, i.status,
-                        c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
-                        c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref
-                 FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
-                 WHERE {} AND (i.status = 'open' OR c.id IS NOT NULL)",
-                scope.filter("i.customer_id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let id: i64 = r.get(0)?;
-                let Some(&k) = index.get(&r.get::<_, i64>(1)?) else {
-                    continue;
-                };
-                let hold = match r.get::<_, Option<String>>(8)? {
-                    Some(reason) => Some(Hold {
-                        reason,
-                        until: opt_date("hold_until", r.get(9)?)?,
-                    }),
-                    None => None,
-                };
-                let case = match r.get::<_, Option<i64>>(12)? {
-                    Some(case_id) => Some(CaseRow {
-                        id: case_id,
-                        nad: date("nad", txt(r, 13)?)?,
-                        priority: Priority::from_i64(r.get(14)?),
-                        assigned_to: r.get(15)?,
-                        activity: read_activity(r, 16)?,
-                        external_ref: r.get(23)?,
-                    }),
-                    None => None,
-                };
-                out[k].items.push(ItemRow {
-                    id,
-                    document_no: r.get(2)?,
-                    document_date: date("document_date", txt(r, 3)?)?,
-                    due_date: date("due_date", txt(r, 4)?)?,
-                    original_amount: dec("original_amount", txt(r, 5)?)?,
-                    open_amount: dec("open_amount", txt(r, 6)?)?,
-                    currency: cur("currency", txt(r, 7)?)?,
-                    hold,
-                    original_document: r.get(10)?,
-                    open: txt(r, 11)? == "open",
-                    disputed: disputed.contains(&id),
-                    case,
-                });
-            }
-        }
+        // Items with their open case in one pass: an open item, or a cleared one whose
+        // case is still open (the run closes it).
+        let sql = format!(
+            "SELECT i.customer_id, i.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
+                    i.currency, i.hold_reason, i.hold_until, i.original_document, i.status,
+                    c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
+                    c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref
+             FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+             WHERE {} AND (i.status = 'open' OR c.id IS NOT NULL)",
+            scope.filter("i.customer_id")
+        );
+        per_customer(c, &sql, &index, |r, k| {
+            let id: i64 = r.get(1)?;
+            let hold = match r.get::<_, Option<String>>(8)? {
+                Some(reason) => Some(Hold {
+                    reason,
+                    until: opt_date("hold_until", r.get(9)?)?,
+                }),
+                None => None,
+            };
+            let case = match r.get::<_, Option<i64>>(12)? {
+                Some(case_id) => Some(CaseRow {
+                    id: case_id,
+                    nad: date("nad", txt(r, 13)?)?,
+                    priority: Priority::from_i64(r.get(14)?),
+                    assigned_to: r.get(15)?,
+                    activity: read_activity(r, 16)?,
+                    external_ref: r.get(23)?,
+                }),
+                None => None,
+            };
+            out[k].items.push(ItemRow {
+                id,
+                document_no: r.get(2)?,
+                document_date: date("document_date", txt(r, 3)?)?,
+                due_date: date("due_date", txt(r, 4)?)?,
+                original_amount: dec("original_amount", txt(r, 5)?)?,
+                open_amount: dec("open_amount", txt(r, 6)?)?,
+                currency: cur("currency", txt(r, 7)?)?,
+                hold,
+                original_document: r.get(10)?,
+                open: txt(r, 11)? == "open",
+                disputed: disputed.contains(&id),
+                case,
+            });
+            Ok(())
+        })?;
         lap("items");
-        {
-            let mut st = c.prepare(&format!(
-                "SELECT customer_id, amount, currency, promised_on, status FROM promises WHERE {} ORDER BY promised_on",
-                scope.filter("customer_id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
-                    continue;
-                };
+        let filter = scope.filter("customer_id");
+        per_customer(
+            c,
+            &format!("SELECT customer_id, amount, currency, promised_on, status FROM promises WHERE {filter} ORDER BY promised_on"),
+            &index,
+            |r, k| {
                 out[k].promises.push(PromiseRow {
                     amount: dec("promises.amount", txt(r, 1)?)?,
                     currency: cur("promises.currency", txt(r, 2)?)?,
                     promised_on: date("promised_on", txt(r, 3)?)?,
                     status: PromiseStatus::parse(txt(r, 4)?),
                 });
-            }
-        }
-        lap("promises");
-        {
-            let mut st = c.prepare(&format!(
-                "SELECT customer_id, amount, currency, value_date FROM payments WHERE {} ORDER BY value_date",
-                scope.filter("customer_id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
-                    continue;
-                };
+                Ok(())
+            },
+        )?;
+        per_customer(
+            c,
+            &format!("SELECT customer_id, amount, currency, value_date FROM payments WHERE {filter} ORDER BY value_date"),
+            &index,
+            |r, k| {
                 out[k].payments.push(PaymentRow {
                     amount: dec("payments.amount", txt(r, 1)?)?,
                     currency: cur("payments.currency", txt(r, 2)?)?,
                     value_date: date("value_date", txt(r, 3)?)?,
                 });
-            }
-        }
-        lap("payments");
-        {
-            let mut st = c.prepare(&format!(
-                "SELECT customer_id, reason, until FROM holds WHERE {}",
-                scope.filter("customer_id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
-                    continue;
-                };
+                Ok(())
+            },
+        )?;
+        lap("promises and payments");
+        per_customer(
+            c,
+            &format!("SELECT customer_id, reason, until FROM holds WHERE {filter}"),
+            &index,
+            |r, k| {
                 out[k].holds.push(Hold {
                     reason: r.get(1)?,
                     until: opt_date("holds.until", r.get(2)?)?,
                 });
-            }
-        }
-        {
-            let mut st = c.prepare(&format!(
-                "SELECT customer_id, MAX(on_date) FROM resubmissions WHERE {} GROUP BY customer_id",
-                scope.filter("customer_id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let Some(&k) = index.get(&r.get::<_, i64>(0)?) else {
-                    continue;
-                };
+                Ok(())
+            },
+        )?;
+        per_customer(
+            c,
+            &format!("SELECT customer_id, MAX(on_date) FROM resubmissions WHERE {filter} GROUP BY customer_id"),
+            &index,
+            |r, k| {
                 out[k].resubmission = opt_date("resubmissions.on_date", r.get(1)?)?;
-            }
-        }
+                Ok(())
+            },
+        )?;
         lap("rest");
         Ok(out)
     }
