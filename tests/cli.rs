@@ -437,3 +437,80 @@ fn a_runaway_script_is_reported_and_the_run_completes() {
         "{s}"
     );
 }
+
+#[test]
+fn simulate_reports_what_a_candidate_rule_set_would_change_and_writes_nothing() {
+    let env = Env::new();
+    env.ok(&[
+        "demo",
+        "--customers",
+        "80",
+        "--items",
+        "800",
+        "--seed",
+        "3",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    env.ok(&["run", "--as-of", "2026-11-23"]);
+    let cand = env.path("candidate");
+    copy_dir(&env.path("rules"), &cand);
+
+    // Unchanged rules: nothing changes.
+    let same = env.json(&[
+        "simulate",
+        cand.to_str().unwrap(),
+        "--as-of",
+        "2026-11-23",
+        "--json",
+    ]);
+    assert_eq!(same["changed"], 0, "{same}");
+    assert_eq!(same["customers"], 80);
+
+    // Lower the key-account threshold: customers move segment and group.
+    let strat = cand.join("strategies.yaml");
+    let text = std::fs::read_to_string(&strat).unwrap();
+    assert!(text.contains("gte: 100000"));
+    std::fs::write(&strat, text.replace("gte: 100000", "gte: 20000")).unwrap();
+    let before_state = env.sql("SELECT COUNT(*) FROM customer_state WHERE segment = 'key_account'");
+    let runs = env.sql("SELECT COUNT(*) FROM runs");
+    let rep = env.json(&[
+        "simulate",
+        cand.to_str().unwrap(),
+        "--as-of",
+        "2026-11-23",
+        "--json",
+    ]);
+    let moved = rep["transitions"]["segment"].as_object().unwrap();
+    assert!(moved.keys().any(|k| k.ends_with("-> key_account")), "{rep}");
+    assert!(
+        rep["transitions"]["group"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.ends_with("-> key_accounts")),
+        "{rep}"
+    );
+    assert!(rep["changed"].as_i64().unwrap() > 0);
+    let human = env.ok(&["simulate", cand.to_str().unwrap(), "--as-of", "2026-11-23"]);
+    assert!(
+        human.contains("segment:") && human.contains("customers change"),
+        "{human}"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM customer_state WHERE segment = 'key_account'"),
+        before_state,
+        "nothing written"
+    );
+    assert_eq!(env.sql("SELECT COUNT(*) FROM runs"), runs);
+
+    // A broken candidate is refused with its file and line.
+    std::fs::write(&strat, "strategies: [\n").unwrap();
+    let o = env.run(&["simulate", cand.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("strategies.yaml:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

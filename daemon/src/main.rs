@@ -75,6 +75,19 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Dry-run a candidate rules folder against the stored portfolio: which customers
+    /// would change segment, profile, group, priority or escalation step. Writes nothing.
+    Simulate {
+        /// The candidate rules folder (compared with --rules).
+        candidate: PathBuf,
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// How many changed customers to list (largest open amount first).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// A collector's worklist: assigned to them plus unassigned work of their groups.
     Worklist {
         #[arg(long)]
@@ -330,6 +343,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Simulate {
+            candidate,
+            as_of,
+            limit,
+            json,
+        } => simulate(&env, &candidate, as_of.unwrap_or_else(today), limit, json),
         Cmd::Worklist {
             collector,
             limit,
@@ -768,6 +787,82 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         }
     }
     println!("worklist  {}", t.worklist_why);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn simulate(
+    env: &Env,
+    candidate: &Path,
+    as_of: NaiveDate,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let current = env.rules()?;
+    let cand = match rules::load(candidate) {
+        Ok(r) => r,
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{e}");
+            }
+            bail!(
+                "candidate rules in {} do not compile ({} error(s)); nothing simulated",
+                candidate.display(),
+                errs.0.len()
+            );
+        }
+    };
+    let store = env.store()?;
+    let rep = arrears::engine::simulate::simulate(&store, &current, &cand, as_of, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "simulation as of {as_of}: rules {} -> {} ({}): {} of {} customers change",
+        rep.current_rules,
+        rep.candidate_rules,
+        candidate.display(),
+        rep.changed,
+        rep.customers
+    );
+    for (field, ts) in &rep.transitions {
+        println!("  {field}:");
+        let mut ts: Vec<_> = ts.iter().collect();
+        ts.sort_by(|a, b| b.1.cmp(a.1));
+        for (t, n) in ts {
+            println!("    {n:>7}  {t}");
+        }
+    }
+    if !rep.examples.is_empty() {
+        println!("  largest changed customers:");
+    }
+    for c in &rep.examples {
+        let diffs: Vec<String> = c
+            .changed
+            .iter()
+            .map(|f| {
+                let (b, a) = match *f {
+                    "strategy" => (&c.before.strategy, &c.after.strategy),
+                    "segment" => (&c.before.segment, &c.after.segment),
+                    "profile" => (&c.before.profile, &c.after.profile),
+                    "group" => (&c.before.group, &c.after.group),
+                    "priority" => (&c.before.priority, &c.after.priority),
+                    _ => (&c.before.step, &c.after.step),
+                };
+                format!("{f} {b} -> {a}")
+            })
+            .collect();
+        println!(
+            "    {:<18} score {} -> {}; {}",
+            c.customer,
+            c.before.score,
+            c.after.score,
+            diffs.join("; ")
+        );
+    }
+    for p in &rep.problems {
+        println!("  problem: {p}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

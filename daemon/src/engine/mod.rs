@@ -6,4 +6,5 @@ pub mod escalation;
 pub mod evaluate;
 pub mod facts;
 pub mod run;
+pub mod simulate;
 pub mod worklist;
