@@ -514,3 +514,38 @@ fn simulate_reports_what_a_candidate_rule_set_would_change_and_writes_nothing() 
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn rule_fixtures_pass_on_the_shipped_policy_and_a_wrong_expectation_fails_with_its_line() {
+    let env = Env::new();
+    let out = env.ok(&["test"]);
+    assert!(out.contains(" 0 failed"), "{out}");
+    assert!(out.contains("ok    "), "{out}");
+
+    // Changing the policy under a fixture makes that fixture fail, naming its line.
+    let f = env.path("rules/tests/default_policy.yaml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    assert!(text.contains("score: 59.50"));
+    std::fs::write(&f, text.replace("score: 59.50", "score: 60.50")).unwrap();
+    let o = env.run(&["test"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .position(|l| l.contains("long overdue over the credit limit"))
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains("FAIL  ") && out.contains(&format!("default_policy.yaml:{line}")),
+        "{out}"
+    );
+    assert!(out.contains("score") && out.contains("59.5"), "{out}");
+    assert!(out.contains("1 failed"), "{out}");
+
+    // An unknown key in a fixture is an error, not a silently skipped check.
+    std::fs::write(&f, text.replace("segment: standard", "segmnet: standard")).unwrap();
+    let o = env.run(&["test"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("unknown field `segmnet`"), "{out}");
+}

@@ -48,6 +48,12 @@ enum Cmd {
         /// Folder to check [default: --rules]
         dir: Option<PathBuf>,
     },
+    /// Run the rule fixtures in RULES_DIR/tests/*.yaml (customer snapshot → expected
+    /// segment, score, profile, group, priority, escalation step).
+    Test {
+        /// Rules folder [default: --rules]
+        dir: Option<PathBuf>,
+    },
     /// Write a realistic synthetic portfolio into the database.
     Demo {
         #[arg(long, default_value_t = 200)]
@@ -294,6 +300,32 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Cmd::Test { dir } => {
+            let dir = dir.unwrap_or(env.rules.clone());
+            let rules = rules::load(&dir)?;
+            let outcomes = rules::fixtures::run_all(&rules, &dir.join("tests"))?;
+            let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+            for o in &outcomes {
+                let place = match o.line {
+                    Some(l) => format!("{}:{l}", o.file.display()),
+                    None => o.file.display().to_string(),
+                };
+                if o.failures.is_empty() {
+                    println!("ok    {place}: {}", o.name);
+                } else {
+                    println!("FAIL  {place}: {}", o.name);
+                    for f in &o.failures {
+                        println!("        {f}");
+                    }
+                }
+            }
+            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            Ok(if failed == 0 && !outcomes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Demo {
             customers,

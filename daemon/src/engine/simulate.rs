@@ -128,7 +128,7 @@ pub fn simulate(
             ));
         }
     }
-    changes.sort_by(|x, y| y.0.cmp(&x.0));
+    changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     rep.examples = changes.into_iter().take(limit).map(|c| c.1).collect();
     Ok(rep)
 }

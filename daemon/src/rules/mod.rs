@@ -6,6 +6,7 @@
 //! `arrears check` and every run use this same code path.
 
 pub mod condition;
+pub mod fixtures;
 pub mod raw;
 pub mod script;
 

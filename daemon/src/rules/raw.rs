@@ -277,7 +277,7 @@ pub struct TextTest {
 
 /// YAML numbers arrive as f64/i64; going through their shortest decimal text keeps
 /// `0.1` exactly 0.1. Strings are accepted too so users can quote large amounts.
-fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+pub(crate) fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Num {
@@ -295,7 +295,7 @@ fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     crate::money::parse_amount(&text).map_err(serde::de::Error::custom)
 }
 
-fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+pub(crate) fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
     decimal(d).map(Some)
 }
 
