@@ -13,6 +13,113 @@ pub struct Config {
     pub rules: Option<PathBuf>,
     /// Log filter in `tracing` syntax, e.g. `info,arrears=debug` (overridden by `RUST_LOG`).
     pub log: Option<String>,
+    /// Log format: `human` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `arrears serve` settings.
+    pub serve: ServeConfig,
+    /// Bearer tokens of the API.
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// gRPC address (overridden by `--grpc-listen`).
+    pub grpc_listen: String,
+    /// Prometheus `/metrics` address (overridden by `--metrics-listen`).
+    pub metrics_listen: String,
+    /// Portfolio run schedule, e.g. `15m`, `1h`; `0s` turns the schedule off.
+    #[serde(with = "humantime_serde_compat")]
+    pub run_every: std::time::Duration,
+    /// Fixed business date instead of the local date (demos, tests, back-dated reruns).
+    pub as_of: Option<chrono::NaiveDate>,
+    /// How often the daemon looks for changes other processes wrote to the store
+    /// (imports, connectors); a change triggers an incremental run.
+    #[serde(with = "humantime_serde_compat")]
+    pub store_poll: std::time::Duration,
+    /// Quiet time after the last change in the rules folder before it is reloaded.
+    #[serde(with = "humantime_serde_compat")]
+    pub reload_debounce: std::time::Duration,
+    /// Days after a promise date before a promise without payment counts as broken.
+    pub promise_tolerance_days: i64,
+    /// TLS for the gRPC port (PEM files); plaintext when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            grpc_listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
+            run_every: std::time::Duration::from_secs(15 * 60),
+            as_of: None,
+            store_poll: std::time::Duration::from_secs(1),
+            reload_debounce: std::time::Duration::from_millis(300),
+            promise_tolerance_days: 3,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Collector,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Collector => "collector",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One API token. The secret comes from an environment variable or a file so that
+/// the config itself can be shared; it is never logged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who the token belongs to; for collectors, their collector id in the rules.
+    pub principal: String,
+    pub role: Role,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// Durations in the config are written the human way: `15m`, `1h 30m`, `500ms`.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod import;
+pub mod kpi;
 pub mod money;
 pub mod rules;
+pub mod server;
 pub mod store;

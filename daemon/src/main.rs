@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use arrears::config::Config;
+use arrears::config::{Config, LogFormat};
 use arrears::engine::evaluate::evaluate;
 use arrears::engine::run::{run, RunMode, Summary};
 use arrears::rules::{self, RuleSet};
@@ -43,6 +43,21 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the daemon: gRPC API, scheduled runs, hot-reloaded rules, Prometheus /metrics.
+    Serve {
+        /// gRPC address [default: serve.grpc_listen in the config, else 127.0.0.1:50051]
+        #[arg(long)]
+        grpc_listen: Option<String>,
+        /// Prometheus address [default: serve.metrics_listen, else 127.0.0.1:9464]
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// Fixed business date instead of today (demos, tests)
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Run schedule, e.g. 15m, 1h; 0s turns it off [default: serve.run_every, else 15m]
+        #[arg(long, value_parser = humantime::parse_duration)]
+        run_every: Option<std::time::Duration>,
+    },
     /// Validate every YAML and Rhai file of a rules folder; errors name file:line:column.
     Check {
         /// Folder to check [default: --rules]
@@ -228,6 +243,7 @@ fn today() -> NaiveDate {
 struct Env {
     db: PathBuf,
     rules: PathBuf,
+    cfg: Config,
 }
 
 impl Env {
@@ -240,17 +256,30 @@ impl Env {
             .ok()
             .or(cfg.log.clone())
             .unwrap_or_else(|| "warn".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(log))
-            .with_writer(std::io::stderr)
-            .try_init();
+        let filter = tracing_subscriber::EnvFilter::new(log);
+        let _ = match cfg.log_format {
+            LogFormat::Human => tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init(),
+            LogFormat::Json => tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init(),
+        };
         Ok(Env {
-            db: g.db.clone().or(cfg.db).unwrap_or_else(Config::default_db),
+            db: g
+                .db
+                .clone()
+                .or(cfg.db.clone())
+                .unwrap_or_else(Config::default_db),
             rules: g
                 .rules
                 .clone()
-                .or(cfg.rules)
+                .or(cfg.rules.clone())
                 .unwrap_or_else(Config::default_rules),
+            cfg,
         })
     }
 
@@ -277,6 +306,38 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let env = Env::new(&cli.global)?;
     match cli.cmd {
+        Cmd::Serve {
+            grpc_listen,
+            metrics_listen,
+            as_of,
+            run_every,
+        } => {
+            let mut serve = env.cfg.serve.clone();
+            if let Some(a) = grpc_listen {
+                serve.grpc_listen = a;
+            }
+            if let Some(a) = metrics_listen {
+                serve.metrics_listen = a;
+            }
+            if let Some(d) = as_of {
+                serve.as_of = Some(d);
+            }
+            if let Some(e) = run_every {
+                serve.run_every = e;
+            }
+            let opts = arrears::server::ServeOptions {
+                db: env.db.clone(),
+                rules_dir: env.rules.clone(),
+                cfg: serve,
+                auth: env.cfg.auth.clone(),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(arrears::server::serve(opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { dir } => {
             let dir = dir.unwrap_or(env.rules.clone());
             match rules::load(&dir) {

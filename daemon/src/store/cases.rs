@@ -2,7 +2,7 @@
 //! case history, re-applies the NAD rule at once and marks the customer for the next run.
 
 use chrono::NaiveDate;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -50,7 +50,7 @@ struct Open {
     activity: Activity,
 }
 
-fn open_case(tx: &Transaction, id: i64) -> Result<Open> {
+fn open_case(tx: &Connection, id: i64) -> Result<Open> {
     let row = tx
         .query_row(
             "SELECT c.customer_id, i.document_date, c.activity, c.category, c.subcategory, c.days_to_complete,
@@ -71,7 +71,7 @@ fn open_case(tx: &Transaction, id: i64) -> Result<Open> {
     })
 }
 
-fn save_activity(tx: &Transaction, id: i64, o: &Open, policy: &CasePolicy) -> Result<()> {
+fn save_activity(tx: &Connection, id: i64, o: &Open, policy: &CasePolicy) -> Result<()> {
     let (kind, cat, sub, days, edited, done, ptp) = match &o.activity {
         Activity::None => ("none", None, None, None, None, None, None),
         Activity::Open {
@@ -112,7 +112,7 @@ fn save_activity(tx: &Transaction, id: i64, o: &Open, policy: &CasePolicy) -> Re
 }
 
 fn event(
-    tx: &Transaction,
+    tx: &Connection,
     id: i64,
     on: NaiveDate,
     kind: &str,
@@ -215,7 +215,7 @@ impl Store {
         if text.trim().is_empty() {
             return Err(StoreError::Invalid("a note needs text".into()));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut o = open_case(&tx, id)?;
         touch(&mut o, on);
         save_activity(&tx, id, &o, policy)?;
@@ -233,7 +233,7 @@ impl Store {
         actor: &str,
         policy: &CasePolicy,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         for &id in ids {
             let mut o = open_case(&tx, id)?;
             touch(&mut o, on);
@@ -265,7 +265,7 @@ impl Store {
         actor: &str,
         policy: &CasePolicy,
     ) -> Result<NaiveDate> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut o = open_case(&tx, id)?;
         o.activity = Activity::Open {
             category: category.into(),
@@ -295,7 +295,7 @@ impl Store {
         ptp: Option<(NaiveDate, Decimal)>,
         policy: &CasePolicy,
     ) -> Result<NaiveDate> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut o = open_case(&tx, id)?;
         if !matches!(o.activity, Activity::Open { .. }) {
             return Err(StoreError::Invalid(format!(
@@ -347,7 +347,7 @@ impl Store {
         reason: &str,
         actor: &str,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute("INSERT INTO resubmissions(customer_id, on_date, reason, actor) VALUES (?1, ?2, ?3, ?4)", params![customer_id, on_date.to_string(), reason, actor])?;
         tx.execute(
             "UPDATE customers SET dirty = 1 WHERE id = ?1",
@@ -368,7 +368,7 @@ impl Store {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a hold needs a reason".into()));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO holds(customer_id, reason, until, created_on) VALUES (?1, ?2, ?3, ?4)",
             params![
@@ -397,7 +397,7 @@ impl Store {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a dispute needs a reason".into()));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let o = open_case(&tx, case_id)?;
         let item: i64 =
             tx.query_row("SELECT item_id FROM cases WHERE id = ?1", [case_id], |r| {

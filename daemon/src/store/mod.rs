@@ -3,7 +3,9 @@
 //!
 //! Every public write runs in one transaction: a batch lands whole or not at all.
 
+mod audit;
 mod cases;
+mod customer;
 mod ingest;
 mod run_io;
 mod worklist;
@@ -14,13 +16,18 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
 use rust_decimal::Decimal;
 
+pub use audit::AuditRecord;
 pub use cases::{CaseDetail, CaseEvent};
+pub use customer::{
+    ContactView, CustomerView, DisputeView, ItemView, JudgeStats, PaymentView, PromiseView,
+    DISPUTE_RESOLUTIONS, VIEW_LIMIT,
+};
 pub use ingest::IngestStats;
 pub use run_io::*;
-pub use worklist::WorklistEntry;
+pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope};
 
 /// Migrations in order; the database's `user_version` is how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -192,36 +199,33 @@ mod tests {
     fn an_older_database_migrates_forward_keeping_its_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let mut s = Store::open(&path).unwrap();
-        s.conn
+        // A database as version 1 of arrears left it.
+        let mut old = Store {
+            conn: Connection::open(&path).unwrap(),
+        };
+        old.migrate("a.db", &MIGRATIONS[..1]).unwrap();
+        assert_eq!(old.schema_version().unwrap(), 1);
+        old.conn
             .execute(
                 "INSERT INTO customers(company, code, name) VALUES ('C', 'X', 'kept')",
                 [],
             )
             .unwrap();
-        let v2 = [
-            MIGRATIONS[0],
-            "ALTER TABLE customers ADD COLUMN segment_hint TEXT;",
-        ];
-        s.migrate("a.db", &v2).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        drop(old);
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let name: String = s
             .conn
-            .query_row(
-                "SELECT name FROM customers WHERE segment_hint IS NULL",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT name FROM customers", [], |r| r.get(0))
             .unwrap();
         assert_eq!(name, "kept");
+        s.append_audit("t", "a", "x", &serde_json::json!(1), &serde_json::json!(2))
+            .unwrap();
         // A failing migration leaves the database at the last good version.
-        let v3 = [
-            MIGRATIONS[0],
-            v2[1],
-            "ALTER TABLE nowhere ADD COLUMN x TEXT;",
-        ];
-        assert!(s.migrate("a.db", &v3).is_err());
-        assert_eq!(s.schema_version().unwrap(), 2);
+        let mut bad = MIGRATIONS.to_vec();
+        bad.push("ALTER TABLE nowhere ADD COLUMN x TEXT;");
+        assert!(s.migrate("a.db", &bad).is_err());
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     }
 
     #[test]

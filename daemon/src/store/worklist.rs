@@ -7,8 +7,9 @@ use serde::Serialize;
 use super::{date, dec, Result, Store};
 use crate::domain::Priority;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorklistEntry {
+    pub customer_id: i64,
     pub customer: String,
     pub customer_name: String,
     pub company: String,
@@ -26,6 +27,29 @@ pub struct WorklistEntry {
     pub reason: String,
 }
 
+/// Which worklist, filtered how, which page.
+#[derive(Debug, Clone, Default)]
+pub struct WorklistQuery {
+    pub scope: WorklistScope,
+    pub min_priority: Option<Priority>,
+    pub segment: Option<String>,
+    pub company: Option<String>,
+    /// Customers with an open item in this currency.
+    pub currency: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum WorklistScope {
+    /// Assigned to the collector plus unassigned entries of the groups.
+    Collector { id: String, groups: Vec<String> },
+    /// Every entry of one group.
+    Group(String),
+    #[default]
+    All,
+}
+
 impl Store {
     /// "My worklist": assigned to `collector` plus unassigned entries of `groups`,
     /// ordered by next activity due date, then priority (high first), then score.
@@ -35,15 +59,81 @@ impl Store {
         groups: &[String],
         limit: usize,
     ) -> Result<Vec<WorklistEntry>> {
-        let groups_json = serde_json::to_string(groups).unwrap_or_else(|_| "[]".into());
-        let mut st = self.conn.prepare_cached(
-            "SELECT c.code, c.name, c.company, w.collection_group, w.collector, w.nad, w.priority, w.score,
-                    s.profile, s.segment, w.items, w.amount, w.reason
-             FROM worklist w JOIN customers c ON c.id = w.customer_id JOIN customer_state s ON s.customer_id = w.customer_id
-             WHERE w.collector = ?1 OR (w.collector IS NULL AND w.collection_group IN (SELECT value FROM json_each(?2)))
-             ORDER BY w.nad, w.priority DESC, CAST(w.score AS REAL) DESC, c.id LIMIT ?3",
+        let q = WorklistQuery {
+            scope: WorklistScope::Collector {
+                id: collector.into(),
+                groups: groups.to_vec(),
+            },
+            limit,
+            ..WorklistQuery::default()
+        };
+        Ok(self.worklist_page(&q)?.0)
+    }
+
+    /// One page of a worklist and the number of entries in the whole filtered list.
+    pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
+        let mut cond: Vec<String> = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        use rusqlite::types::Value::{Integer, Text};
+        match &q.scope {
+            WorklistScope::Collector { id, groups } => {
+                let a = arg(Text(id.clone()), &mut args);
+                let g = arg(
+                    Text(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into())),
+                    &mut args,
+                );
+                cond.push(format!(
+                    "(w.collector = {a} OR (w.collector IS NULL AND w.collection_group IN (SELECT value FROM json_each({g}))))"
+                ));
+            }
+            WorklistScope::Group(g) => {
+                let a = arg(Text(g.clone()), &mut args);
+                cond.push(format!("w.collection_group = {a}"));
+            }
+            WorklistScope::All => {}
+        }
+        if let Some(p) = q.min_priority {
+            let a = arg(Integer(p as i64), &mut args);
+            cond.push(format!("w.priority >= {a}"));
+        }
+        if let Some(v) = &q.segment {
+            let a = arg(Text(v.clone()), &mut args);
+            cond.push(format!("s.segment = {a}"));
+        }
+        if let Some(v) = &q.company {
+            let a = arg(Text(v.clone()), &mut args);
+            cond.push(format!("c.company = {a}"));
+        }
+        if let Some(v) = &q.currency {
+            let a = arg(Text(v.clone()), &mut args);
+            cond.push(format!(
+                "EXISTS (SELECT 1 FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open' AND i.currency = {a})"
+            ));
+        }
+        let filter = if cond.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", cond.join(" AND "))
+        };
+        let from = "FROM worklist w JOIN customers c ON c.id = w.customer_id JOIN customer_state s ON s.customer_id = w.customer_id";
+        let total: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) {from} {filter}"),
+            rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
         )?;
-        let rows = st.query_map((collector, groups_json, limit as i64), |r| {
+        let lim = arg(Integer(q.limit as i64), &mut args);
+        let off = arg(Integer(q.offset as i64), &mut args);
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT c.code, c.name, c.company, w.collection_group, w.collector, w.nad, w.priority, w.score,
+                    s.profile, s.segment, w.items, w.amount, w.reason, w.customer_id
+             {from} {filter}
+             ORDER BY w.nad, w.priority DESC, CAST(w.score AS REAL) DESC, c.id LIMIT {lim} OFFSET {off}"
+        ))?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
             Ok((
                 [r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
                 r.get::<_, Option<String>>(4)?,
@@ -54,6 +144,7 @@ impl Store {
                 r.get::<_, i64>(10)?,
                 r.get::<_, String>(11)?,
                 r.get::<_, String>(12)?,
+                r.get::<_, i64>(13)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -68,8 +159,10 @@ impl Store {
                 items,
                 amount,
                 reason,
+                customer_id,
             ) = r?;
             out.push(WorklistEntry {
+                customer_id,
                 customer,
                 customer_name,
                 company,
@@ -85,7 +178,20 @@ impl Store {
                 reason,
             });
         }
-        Ok(out)
+        Ok((out, total as u64))
+    }
+
+    /// Case ids of a customer, open ones first, oldest due first.
+    pub fn cases_of(&self, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id
+             WHERE c.customer_id = ?1 AND (?2 OR c.status = 'open')
+             ORDER BY c.status = 'open' DESC, i.due_date, c.id LIMIT 1000",
+        )?;
+        let ids = st
+            .query_map(rusqlite::params![customer_id, include_closed], |r| r.get(0))?
+            .collect::<Result<Vec<i64>, _>>()?;
+        Ok(ids)
     }
 
     /// Open case ids of a customer, oldest due first (for `case` commands by customer).

@@ -1,0 +1,1281 @@
+//! The gRPC services. Every handler: authenticate (interceptor) → check the role →
+//! validate the request → one store call off the async threads → map the result.
+//! Mutations are written together with their audit record.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use super::auth::{principal, Principal};
+use super::metrics::observed;
+use super::pb;
+use super::watch::{self, entry_to_pb, priority_to_pb, MAX_PAGE};
+use super::{parse_date, status, RunRequest, ServeError, Shared};
+use crate::config::{Role, TlsConfig};
+use crate::domain::Activity;
+use crate::rules::{self, RuleError};
+use crate::store::{CaseDetail, Store};
+
+#[derive(Clone)]
+pub struct Api {
+    shared: Arc<Shared>,
+}
+
+pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, ServeError> {
+    let api = Api {
+        shared: shared.clone(),
+    };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+    let names = [
+        "arrears.v1.Worklists",
+        "arrears.v1.Cases",
+        "arrears.v1.Promises",
+        "arrears.v1.Disputes",
+        "arrears.v1.Strategies",
+        "arrears.v1.Explain",
+        "arrears.v1.Admin",
+    ];
+    tokio::spawn(async move {
+        for n in names {
+            health_reporter
+                .set_service_status(n, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+    });
+    let mut builder = Server::builder();
+    if let Some(t) = tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(&t.cert)?, read(&t.key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let i = shared.auth.interceptor();
+    Ok(builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(pb::worklists_server::WorklistsServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::cases_server::CasesServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::promises_server::PromisesServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::disputes_server::DisputesServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::strategies_server::StrategiesServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::explain_server::ExplainServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::admin_server::AdminServer::with_interceptor(api, i)))
+}
+
+fn money(amount: Decimal, currency: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        amount: amount.to_string(),
+        currency: currency.to_string(),
+    })
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn nonempty<'a>(field: &str, v: &'a str) -> Result<&'a str, Status> {
+    if v.trim().is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(v)
+    }
+}
+
+fn positive_id(field: &str, v: i64) -> Result<i64, Status> {
+    if v <= 0 {
+        Err(Status::invalid_argument(format!(
+            "{field} is required (a positive id)"
+        )))
+    } else {
+        Ok(v)
+    }
+}
+
+fn case_to_pb(d: &CaseDetail, store: &Store) -> Result<pb::Case, Status> {
+    let activity = match &d.activity {
+        Activity::None => pb::Activity {
+            state: "none".into(),
+            ..Default::default()
+        },
+        Activity::Open {
+            category,
+            subcategory,
+            days_to_complete,
+            last_edited_on,
+        } => pb::Activity {
+            state: "open".into(),
+            category: category.clone(),
+            subcategory: subcategory.clone(),
+            days_to_complete: (*days_to_complete).max(0) as u32,
+            last_edited_on: last_edited_on.to_string(),
+            ..Default::default()
+        },
+        Activity::Completed { on, ptp } => pb::Activity {
+            state: "completed".into(),
+            completed_on: on.to_string(),
+            promise_date: opt(ptp),
+            ..Default::default()
+        },
+    };
+    let promises = store
+        .case_promises(d.id)
+        .map_err(status)?
+        .iter()
+        .map(promise_to_pb)
+        .collect();
+    let disputes = store
+        .case_disputes(d.id)
+        .map_err(status)?
+        .iter()
+        .map(dispute_to_pb)
+        .collect();
+    Ok(pb::Case {
+        id: d.id,
+        status: d.status.clone(),
+        customer: format!("{}/{}", d.company, d.customer),
+        customer_name: d.customer_name.clone(),
+        company: d.company.clone(),
+        document_no: d.document_no.clone(),
+        external_ref: opt(&d.external_ref),
+        document_date: d.document_date.to_string(),
+        due_date: d.due_date.to_string(),
+        original_amount: money(d.original_amount, &d.currency),
+        open_amount: money(d.open_amount, &d.currency),
+        opened_on: d.opened_on.to_string(),
+        closed_on: opt(&d.closed_on),
+        close_reason: opt(&d.close_reason),
+        nad: d.nad.to_string(),
+        priority: priority_to_pb(d.priority),
+        assigned_to: opt(&d.assigned_to),
+        activity: Some(activity),
+        history: d
+            .history
+            .iter()
+            .map(|e| pb::CaseEvent {
+                on: e.on.to_string(),
+                kind: e.kind.clone(),
+                actor: e.actor.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+        promises,
+        disputes,
+    })
+}
+
+fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
+    pb::Promise {
+        id: p.id,
+        customer: p.customer.clone(),
+        case_id: p.case_id.unwrap_or(0),
+        amount: money(p.amount, &p.currency),
+        promised_on: p.promised_on.to_string(),
+        created_on: p.created_on.to_string(),
+        status: p.status.as_str().to_string(),
+        judged_on: opt(&p.judged_on),
+    }
+}
+
+fn dispute_to_pb(d: &crate::store::DisputeView) -> pb::Dispute {
+    pb::Dispute {
+        id: d.id,
+        customer: d.customer.clone(),
+        case_id: d.case_id.unwrap_or(0),
+        reason: d.reason.clone(),
+        opened_on: d.opened_on.to_string(),
+        resolved_on: opt(&d.resolved_on),
+        resolution: opt(&d.resolution),
+        documents: d.documents.clone(),
+    }
+}
+
+fn problems(errs: &[RuleError]) -> Vec<pb::RuleProblem> {
+    errs.iter()
+        .map(|e| pb::RuleProblem {
+            file: e.file.display().to_string(),
+            line: e.pos.map_or(0, |p| p.0 as u32),
+            column: e.pos.map_or(0, |p| p.1 as u32),
+            message: e.message.clone(),
+        })
+        .collect()
+}
+
+/// Loads a rule set sent over the wire: the files are written to a private temporary
+/// folder (paths may not climb out of it) and loaded as any rules folder. Problems are
+/// reported with the sender's file names.
+fn load_candidate(
+    files: &[pb::RuleFile],
+) -> Result<Result<rules::RuleSet, Vec<RuleError>>, Status> {
+    const MAX_FILES: usize = 200;
+    const MAX_BYTES: usize = 4 << 20;
+    if files.is_empty() {
+        return Err(Status::invalid_argument(
+            "files: a rule set needs at least one file",
+        ));
+    }
+    if files.len() > MAX_FILES {
+        return Err(Status::invalid_argument(format!(
+            "files: more than {MAX_FILES}"
+        )));
+    }
+    let total: usize = files.iter().map(|f| f.content.len()).sum();
+    if total > MAX_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "files: {total} bytes in all, more than {MAX_BYTES}"
+        )));
+    }
+    let dir =
+        tempfile::tempdir().map_err(|e| Status::internal(format!("temporary folder: {e}")))?;
+    for f in files {
+        let rel = std::path::Path::new(&f.path);
+        let ok = !f.path.is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !ok {
+            return Err(Status::invalid_argument(format!(
+                "files: `{}` is not a relative path inside the rules folder",
+                f.path
+            )));
+        }
+        let p = dir.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Status::internal(e.to_string()))?;
+        }
+        std::fs::write(&p, &f.content).map_err(|e| Status::internal(e.to_string()))?;
+    }
+    Ok(rules::load(dir.path()).map_err(|errs| {
+        errs.0
+            .into_iter()
+            .map(|mut e| {
+                if let Ok(rel) = e.file.strip_prefix(dir.path()) {
+                    e.file = rel.to_path_buf();
+                }
+                e
+            })
+            .collect()
+    }))
+}
+
+impl Api {
+    /// Reads the case's assignee and checks the caller may change it.
+    fn guard_case(store: &Store, who: &Principal, id: i64) -> Result<CaseDetail, Status> {
+        let d = store.case_detail(id).map_err(status)?;
+        who.may_touch(d.assigned_to.as_deref(), &format!("case {id}"))?;
+        Ok(d)
+    }
+
+    /// One audited case mutation: checks rights, applies `f`, records before/after.
+    async fn case_mutation(
+        &self,
+        who: Principal,
+        id: i64,
+        action: &'static str,
+        f: impl FnOnce(&mut Store, &rules::RuleSet) -> Result<(), Status> + Send + 'static,
+    ) -> Result<pb::Case, Status> {
+        let id = positive_id("case_id", id)?;
+        self.shared
+            .write(format!("case {id}: {action}"), move |store, rules| {
+                let mut inner: Option<Status> = None;
+                let res = store.audited(&who.name, action, &format!("case {id}"), |st| {
+                    let before = match Self::guard_case(st, &who, id) {
+                        Ok(b) => b,
+                        Err(s) => {
+                            inner = Some(s);
+                            return Err(crate::store::StoreError::Invalid("refused".into()));
+                        }
+                    };
+                    if let Err(s) = f(st, rules) {
+                        inner = Some(s);
+                        return Err(crate::store::StoreError::Invalid("refused".into()));
+                    }
+                    let after = st.case_detail(id)?;
+                    Ok((after.clone(), json!(before), json!(after)))
+                });
+                match (res, inner) {
+                    (_, Some(s)) => Err(s),
+                    (Err(e), None) => Err(status(e)),
+                    (Ok(d), None) => case_to_pb(&d, store),
+                }
+            })
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::worklists_server::Worklists for Api {
+    async fn get_worklist(
+        &self,
+        req: Request<pb::GetWorklistRequest>,
+    ) -> Result<Response<pb::WorklistPage>, Status> {
+        observed("Worklists/GetWorklist", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let size = match r.page_size {
+                0 => 50,
+                n if n > MAX_PAGE => {
+                    return Err(Status::invalid_argument(format!(
+                        "page_size {n} is above the maximum {MAX_PAGE}"
+                    )))
+                }
+                n => n,
+            } as usize;
+            let offset = if r.page_token.is_empty() {
+                0
+            } else {
+                r.page_token.parse::<usize>().map_err(|_| {
+                    Status::invalid_argument("page_token: not a token this server issued")
+                })?
+            };
+            let page = self
+                .shared
+                .read(move |store, rules| {
+                    let mut q = watch::query(rules, &who, r.scope.as_ref(), r.filter.as_ref())?;
+                    q.offset = offset;
+                    q.limit = size;
+                    let (list, total) = store.worklist_page(&q).map_err(status)?;
+                    let base = rules.rates.base.to_string();
+                    let next = offset + list.len();
+                    Ok(pb::WorklistPage {
+                        entries: list.iter().map(|e| entry_to_pb(e, &base)).collect(),
+                        next_page_token: if (next as u64) < total {
+                            next.to_string()
+                        } else {
+                            String::new()
+                        },
+                        total: total as u32,
+                    })
+                })
+                .await?;
+            Ok(Response::new(page))
+        })
+        .await
+    }
+
+    type WatchWorklistStream = ReceiverStream<Result<pb::WorklistUpdate, Status>>;
+
+    async fn watch_worklist(
+        &self,
+        req: Request<pb::WatchWorklistRequest>,
+    ) -> Result<Response<Self::WatchWorklistStream>, Status> {
+        observed("Worklists/WatchWorklist", async {
+            let who = principal(&req)?;
+            let rx = watch::start(self.shared.clone(), who, req.into_inner()).await?;
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cases_server::Cases for Api {
+    async fn get_case(
+        &self,
+        req: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        observed("Cases/GetCase", async {
+            let who = principal(&req)?;
+            let id = nonempty("id", &req.get_ref().id)?.trim().to_string();
+            let c = self
+                .shared
+                .read(move |store, _| {
+                    let n = match id.parse::<i64>() {
+                        Ok(n) => n,
+                        Err(_) => store.case_by_document(&id).map_err(status)?,
+                    };
+                    let d = store.case_detail(n).map_err(status)?;
+                    if who.role == Role::Collector {
+                        who.may_touch(d.assigned_to.as_deref(), &format!("case {n}"))?;
+                    }
+                    case_to_pb(&d, store)
+                })
+                .await?;
+            Ok(Response::new(c))
+        })
+        .await
+    }
+
+    async fn list_cases(
+        &self,
+        req: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
+        observed("Cases/ListCases", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let key = nonempty("customer", &r.customer)?.to_string();
+            let cases = self
+                .shared
+                .read(move |store, _| {
+                    let id = store.customer_id(&key).map_err(status)?;
+                    let mut out = Vec::new();
+                    for cid in store.cases_of(id, r.all).map_err(status)? {
+                        let d = store.case_detail(cid).map_err(status)?;
+                        if who.role == Role::Collector
+                            && d.assigned_to.as_deref().is_some_and(|a| a != who.name)
+                        {
+                            continue;
+                        }
+                        out.push(case_to_pb(&d, store)?);
+                    }
+                    Ok(out)
+                })
+                .await?;
+            Ok(Response::new(pb::ListCasesResponse { cases }))
+        })
+        .await
+    }
+
+    async fn assign_cases(
+        &self,
+        req: Request<pb::AssignCasesRequest>,
+    ) -> Result<Response<pb::AssignCasesResponse>, Status> {
+        observed("Cases/AssignCases", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            if r.case_ids.is_empty() {
+                return Err(Status::invalid_argument("case_ids: at least one case"));
+            }
+            if r.case_ids.len() > 10_000 {
+                return Err(Status::invalid_argument("case_ids: at most 10000 per call"));
+            }
+            let ids: Vec<i64> = {
+                let mut seen = HashSet::new();
+                r.case_ids
+                    .iter()
+                    .copied()
+                    .filter(|i| seen.insert(*i))
+                    .collect()
+            };
+            for &i in &ids {
+                positive_id("case_ids", i)?;
+            }
+            let to = (!r.collector.is_empty()).then(|| r.collector.clone());
+            // Collectors may take unassigned cases and release their own; moving work
+            // between collectors is a supervisor's call.
+            if who.role == Role::Collector && to.as_deref().is_some_and(|t| t != who.name) {
+                return Err(Status::permission_denied(
+                    "assigning cases to another collector needs the supervisor role",
+                ));
+            }
+            let on = self.shared.as_of(&r.on)?;
+            let n = ids.len();
+            let cause = format!(
+                "{n} case(s) assigned to {}",
+                to.as_deref().unwrap_or("nobody")
+            );
+            self.shared
+                .write(cause, move |store, rules| {
+                    if let Some(t) = &to {
+                        if !rules::collectors_by_id(rules).contains_key(t.as_str()) {
+                            return Err(Status::not_found(format!(
+                                "no collector `{t}` in the rules"
+                            )));
+                        }
+                    }
+                    let mut refused: Option<Status> = None;
+                    let res = store.audited(
+                        &who.name,
+                        "cases.assign",
+                        &format!("{} case(s)", ids.len()),
+                        |st| {
+                            let mut before = Vec::new();
+                            for &id in &ids {
+                                match Self::guard_case(st, &who, id) {
+                                    Ok(d) => before
+                                        .push(json!({"case": id, "assigned_to": d.assigned_to})),
+                                    Err(s) => {
+                                        refused = Some(s);
+                                        return Err(crate::store::StoreError::Invalid(
+                                            "refused".into(),
+                                        ));
+                                    }
+                                }
+                            }
+                            st.assign_cases(&ids, to.as_deref(), on, &who.name, &rules.cases)?;
+                            Ok(((), json!(before), json!({"cases": ids, "assigned_to": to})))
+                        },
+                    );
+                    match (res, refused) {
+                        (_, Some(s)) => Err(s),
+                        (Err(e), None) => Err(status(e)),
+                        (Ok(()), None) => Ok(()),
+                    }
+                })
+                .await?;
+            Ok(Response::new(pb::AssignCasesResponse {
+                assigned: n as u32,
+            }))
+        })
+        .await
+    }
+
+    async fn add_note(
+        &self,
+        req: Request<pb::AddNoteRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        observed("Cases/AddNote", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let text = nonempty("text", &r.text)?.to_string();
+            if text.len() > 64 * 1024 {
+                return Err(Status::invalid_argument("text: more than 64 KiB"));
+            }
+            let on = self.shared.as_of(&r.on)?;
+            let actor = who.name.clone();
+            let c = self
+                .case_mutation(who, r.case_id, "case.note", move |st, rules| {
+                    st.add_note(r.case_id, on, &actor, &text, &rules.cases)
+                        .map_err(status)
+                })
+                .await?;
+            Ok(Response::new(c))
+        })
+        .await
+    }
+
+    async fn set_activity(
+        &self,
+        req: Request<pb::SetActivityRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        observed("Cases/SetActivity", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            nonempty("category", &r.category)?;
+            nonempty("subcategory", &r.subcategory)?;
+            let on = self.shared.as_of(&r.on)?;
+            let actor = who.name.clone();
+            let c = self
+                .case_mutation(who, r.case_id, "case.activity", move |st, rules| {
+                    let sub = rules
+                        .subcategory(&r.category, &r.subcategory)
+                        .ok_or_else(|| {
+                            Status::invalid_argument(format!(
+                                "no subcategory `{}/{}` in the rules",
+                                r.category, r.subcategory
+                            ))
+                        })?;
+                    st.set_activity(r.case_id, &r.category, sub, on, &actor, &rules.cases)
+                        .map(|_| ())
+                        .map_err(status)
+                })
+                .await?;
+            Ok(Response::new(c))
+        })
+        .await
+    }
+
+    async fn complete_activity(
+        &self,
+        req: Request<pb::CompleteActivityRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        observed("Cases/CompleteActivity", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let on = self.shared.as_of(&r.on)?;
+            let ptp = match (r.promise_date.is_empty(), r.promise_amount.is_empty()) {
+                (true, true) => None,
+                (false, false) => {
+                    let d = parse_date("promise_date", &r.promise_date)?;
+                    let a: Decimal = r.promise_amount.parse().map_err(|_| {
+                        Status::invalid_argument(format!(
+                            "promise_amount: `{}` is not a decimal amount",
+                            r.promise_amount
+                        ))
+                    })?;
+                    if a <= Decimal::ZERO {
+                        return Err(Status::invalid_argument(
+                            "promise_amount must be above zero",
+                        ));
+                    }
+                    if d < on {
+                        return Err(Status::invalid_argument(format!(
+                            "promise_date {d} is before {on}"
+                        )));
+                    }
+                    Some((d, a))
+                }
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "promise_date and promise_amount go together",
+                    ))
+                }
+            };
+            let actor = who.name.clone();
+            let c = self
+                .case_mutation(who, r.case_id, "case.complete", move |st, rules| {
+                    st.complete_activity(r.case_id, on, &actor, ptp, &rules.cases)
+                        .map(|_| ())
+                        .map_err(status)
+                })
+                .await?;
+            Ok(Response::new(c))
+        })
+        .await
+    }
+
+    async fn set_resubmission(
+        &self,
+        req: Request<pb::SetResubmissionRequest>,
+    ) -> Result<Response<pb::SetResubmissionResponse>, Status> {
+        observed("Cases/SetResubmission", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let key = nonempty("customer", &r.customer)?.to_string();
+            let on = parse_date("on", &r.on)?;
+            self.shared
+                .write(
+                    format!("customer {key} resubmitted for {on}"),
+                    move |store, _| {
+                        let id = store.customer_id(&key).map_err(status)?;
+                        store
+                            .audited(&who.name, "customer.resubmit", &key, |st| {
+                                st.resubmit(id, on, &r.reason, &who.name)?;
+                                Ok(((), json!(null), json!({"on": on, "reason": r.reason})))
+                            })
+                            .map_err(status)
+                    },
+                )
+                .await?;
+            Ok(Response::new(pb::SetResubmissionResponse {}))
+        })
+        .await
+    }
+
+    async fn get_customer(
+        &self,
+        req: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        observed("Cases/GetCustomer", async {
+            let _who = principal(&req)?;
+            let key = nonempty("customer", &req.get_ref().customer)?.to_string();
+            let as_of = self.shared.as_of("")?;
+            let c = self
+                .shared
+                .read(move |store, _| {
+                    let id = store.customer_id(&key).map_err(status)?;
+                    let v = store.customer_view(id, as_of).map_err(status)?;
+                    Ok(customer_to_pb(&v))
+                })
+                .await?;
+            Ok(Response::new(c))
+        })
+        .await
+    }
+}
+
+fn customer_to_pb(v: &crate::store::CustomerView) -> pb::Customer {
+    pb::Customer {
+        id: v.id,
+        customer: format!("{}/{}", v.company, v.code),
+        name: v.name.clone(),
+        company: v.company.clone(),
+        country: v.country.clone(),
+        email: opt(&v.email),
+        phone: opt(&v.phone),
+        language: opt(&v.language),
+        timezone: opt(&v.timezone),
+        credit_limit: v
+            .credit_limit
+            .zip(v.credit_currency.as_ref())
+            .and_then(|(a, c)| money(a, c)),
+        strategy: opt(&v.strategy),
+        segment: opt(&v.segment),
+        profile: opt(&v.profile),
+        score: opt(&v.score),
+        collection_group: opt(&v.collection_group),
+        collector: opt(&v.collector),
+        dunning_level: v.dunning_level.unwrap_or(0).max(0) as u32,
+        dunning_on: opt(&v.dunning_on),
+        open_items: v
+            .items
+            .iter()
+            .map(|i| pb::Item {
+                id: i.id,
+                document_no: i.document_no.clone(),
+                document_date: i.document_date.to_string(),
+                due_date: i.due_date.to_string(),
+                original_amount: money(i.original_amount, &i.currency),
+                open_amount: money(i.open_amount, &i.currency),
+                status: i.status.clone(),
+                days_overdue: i.days_overdue,
+                disputed: i.disputed,
+                hold_reason: opt(&i.hold_reason),
+                hold_until: opt(&i.hold_until),
+            })
+            .collect(),
+        payments: v
+            .payments
+            .iter()
+            .map(|p| pb::Payment {
+                value_date: p.value_date.to_string(),
+                amount: money(p.amount, &p.currency),
+                reference: p.reference.clone(),
+            })
+            .collect(),
+        promises: v.promises.iter().map(promise_to_pb).collect(),
+        disputes: v.disputes.iter().map(dispute_to_pb).collect(),
+        contacts: v
+            .contacts
+            .iter()
+            .map(|e| pb::CaseEvent {
+                on: e.on.to_string(),
+                kind: e.kind.clone(),
+                actor: e.actor.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+        bureau_score: String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::promises_server::Promises for Api {
+    async fn create_promise(
+        &self,
+        req: Request<pb::CreatePromiseRequest>,
+    ) -> Result<Response<pb::Promise>, Status> {
+        observed("Promises/CreatePromise", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let id = positive_id("case_id", r.case_id)?;
+            let amount: Decimal = r.amount.parse().map_err(|_| {
+                Status::invalid_argument(format!("amount: `{}` is not a decimal amount", r.amount))
+            })?;
+            let date = parse_date("promised_on", &r.promised_on)?;
+            let on = self.shared.as_of(&r.on)?;
+            let p = self
+                .shared
+                .write(format!("promise on case {id}"), move |store, _| {
+                    let mut refused = None;
+                    let res =
+                        store.audited(&who.name, "promise.create", &format!("case {id}"), |st| {
+                            if let Err(s) = Self::guard_case(st, &who, id) {
+                                refused = Some(s);
+                                return Err(crate::store::StoreError::Invalid("refused".into()));
+                            }
+                            let p = st.create_promise(id, amount, date, on, &who.name)?;
+                            let after = json!(p);
+                            Ok((p, json!(null), after))
+                        });
+                    match (res, refused) {
+                        (_, Some(s)) => Err(s),
+                        (Err(e), None) => Err(status(e)),
+                        (Ok(p), None) => Ok(promise_to_pb(&p)),
+                    }
+                })
+                .await?;
+            Ok(Response::new(p))
+        })
+        .await
+    }
+
+    async fn list_promises(
+        &self,
+        req: Request<pb::ListPromisesRequest>,
+    ) -> Result<Response<pb::ListPromisesResponse>, Status> {
+        observed("Promises/ListPromises", async {
+            let _who = principal(&req)?;
+            let key = nonempty("customer", &req.get_ref().customer)?.to_string();
+            let promises = self
+                .shared
+                .read(move |store, _| {
+                    let id = store.customer_id(&key).map_err(status)?;
+                    Ok(store
+                        .list_promises(id)
+                        .map_err(status)?
+                        .iter()
+                        .map(promise_to_pb)
+                        .collect())
+                })
+                .await?;
+            Ok(Response::new(pb::ListPromisesResponse { promises }))
+        })
+        .await
+    }
+
+    async fn judge_promises(
+        &self,
+        req: Request<pb::JudgePromisesRequest>,
+    ) -> Result<Response<pb::JudgePromisesResponse>, Status> {
+        observed("Promises/JudgePromises", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "judging promises")?;
+            let as_of = self.shared.as_of(&req.get_ref().as_of)?;
+            let tol = self.shared.cfg.promise_tolerance_days;
+            let s = self
+                .shared
+                .write("promises judged".into(), move |store, _| {
+                    store
+                        .audited(&who.name, "promises.judge", &as_of.to_string(), |st| {
+                            let s = st.judge_promises(as_of, tol)?;
+                            let after = json!(s);
+                            Ok((s, json!(null), after))
+                        })
+                        .map_err(status)
+                })
+                .await?;
+            Ok(Response::new(pb::JudgePromisesResponse {
+                judged: s.judged as u32,
+                kept: s.kept as u32,
+                partial: s.partial as u32,
+                broken: s.broken as u32,
+            }))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::disputes_server::Disputes for Api {
+    async fn open_dispute(
+        &self,
+        req: Request<pb::OpenDisputeRequest>,
+    ) -> Result<Response<pb::Dispute>, Status> {
+        observed("Disputes/OpenDispute", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let id = positive_id("case_id", r.case_id)?;
+            let reason = nonempty("reason", &r.reason)?.to_string();
+            let on = self.shared.as_of(&r.on)?;
+            let d = self
+                .shared
+                .write(format!("dispute on case {id}"), move |store, _| {
+                    let mut refused = None;
+                    let res =
+                        store.audited(&who.name, "dispute.open", &format!("case {id}"), |st| {
+                            let before = match Self::guard_case(st, &who, id) {
+                                Ok(b) => b,
+                                Err(s) => {
+                                    refused = Some(s);
+                                    return Err(crate::store::StoreError::Invalid(
+                                        "refused".into(),
+                                    ));
+                                }
+                            };
+                            let did = st.open_dispute(id, &reason, on, &who.name)?;
+                            let d = st
+                                .case_disputes(id)?
+                                .into_iter()
+                                .find(|d| d.id == did)
+                                .ok_or_else(|| {
+                                    crate::store::StoreError::NotFound(format!("dispute {did}"))
+                                })?;
+                            let after = json!(d);
+                            Ok((d, json!(before), after))
+                        });
+                    match (res, refused) {
+                        (_, Some(s)) => Err(s),
+                        (Err(e), None) => Err(status(e)),
+                        (Ok(d), None) => Ok(dispute_to_pb(&d)),
+                    }
+                })
+                .await?;
+            Ok(Response::new(d))
+        })
+        .await
+    }
+
+    async fn resolve_dispute(
+        &self,
+        req: Request<pb::ResolveDisputeRequest>,
+    ) -> Result<Response<pb::Dispute>, Status> {
+        observed("Disputes/ResolveDispute", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "resolving a dispute")?;
+            let r = req.into_inner();
+            let id = positive_id("dispute_id", r.dispute_id)?;
+            let resolution = nonempty("resolution", &r.resolution)?.to_string();
+            let on = self.shared.as_of(&r.on)?;
+            let d = self
+                .shared
+                .write(format!("dispute {id} resolved"), move |store, _| {
+                    store
+                        .audited(
+                            &who.name,
+                            "dispute.resolve",
+                            &format!("dispute {id}"),
+                            |st| {
+                                let d = st.resolve_dispute(id, &resolution, on, &who.name)?;
+                                let after = json!(d);
+                                Ok((d, json!(null), after))
+                            },
+                        )
+                        .map(|d| dispute_to_pb(&d))
+                        .map_err(status)
+                })
+                .await?;
+            Ok(Response::new(d))
+        })
+        .await
+    }
+
+    async fn list_disputes(
+        &self,
+        req: Request<pb::ListDisputesRequest>,
+    ) -> Result<Response<pb::ListDisputesResponse>, Status> {
+        observed("Disputes/ListDisputes", async {
+            let _who = principal(&req)?;
+            let r = req.into_inner();
+            let key = nonempty("customer", &r.customer)?.to_string();
+            let disputes = self
+                .shared
+                .read(move |store, _| {
+                    let id = store.customer_id(&key).map_err(status)?;
+                    Ok(store
+                        .list_disputes(id, r.all)
+                        .map_err(status)?
+                        .iter()
+                        .map(dispute_to_pb)
+                        .collect())
+                })
+                .await?;
+            Ok(Response::new(pb::ListDisputesResponse { disputes }))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::strategies_server::Strategies for Api {
+    async fn list_rules(
+        &self,
+        req: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::RuleSetInfo>, Status> {
+        observed("Strategies/ListRules", async {
+            let _who = principal(&req)?;
+            let l = self.shared.rules();
+            let r = &l.set;
+            let reload = self
+                .shared
+                .reload
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            Ok(Response::new(pb::RuleSetInfo {
+                hash: r.hash.clone(),
+                loaded_at: l.loaded_at.to_rfc3339(),
+                dir: self.shared.rules_dir.display().to_string(),
+                strategies: r.strategies.iter().map(|s| s.name.clone()).collect(),
+                groups: r.groups.iter().map(|g| g.name.clone()).collect(),
+                ladders: r.ladders.iter().map(|l| l.name.clone()).collect(),
+                scripts: r.scripts.iter().map(|s| s.script.file.clone()).collect(),
+                last_reload_error: reload
+                    .errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                last_reload_at: opt(&reload.at.map(|a| a.to_rfc3339())),
+            }))
+        })
+        .await
+    }
+
+    async fn validate_rules(
+        &self,
+        req: Request<pb::ValidateRulesRequest>,
+    ) -> Result<Response<pb::ValidateRulesResponse>, Status> {
+        observed("Strategies/ValidateRules", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "validating rules")?;
+            let files = req.into_inner().files;
+            let res = tokio::task::spawn_blocking(move || load_candidate(&files))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+            Ok(Response::new(match res {
+                Ok(set) => pb::ValidateRulesResponse {
+                    valid: true,
+                    hash: set.hash,
+                    problems: vec![],
+                },
+                Err(errs) => pb::ValidateRulesResponse {
+                    valid: false,
+                    hash: String::new(),
+                    problems: problems(&errs),
+                },
+            }))
+        })
+        .await
+    }
+
+    async fn simulate(
+        &self,
+        req: Request<pb::SimulateRequest>,
+    ) -> Result<Response<pb::SimulateResponse>, Status> {
+        observed("Strategies/Simulate", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "simulating rules")?;
+            let r = req.into_inner();
+            let as_of = self.shared.as_of(&r.as_of)?;
+            let limit = if r.limit == 0 { 20 } else { r.limit.min(1000) } as usize;
+            let rep = self
+                .shared
+                .read(move |store, current| {
+                    let cand = match load_candidate(&r.files)? {
+                        Ok(c) => c,
+                        Err(errs) => {
+                            let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+                            return Err(Status::invalid_argument(format!(
+                                "the candidate rule set is invalid:\n{}",
+                                text.join("\n")
+                            )));
+                        }
+                    };
+                    crate::engine::simulate::simulate(store, current, &cand, as_of, limit)
+                        .map_err(status)
+                })
+                .await?;
+            let mut transitions = Vec::new();
+            for (field, m) in &rep.transitions {
+                for (change, n) in m {
+                    let (from, to) = change.split_once(" -> ").unwrap_or((change.as_str(), ""));
+                    transitions.push(pb::Transition {
+                        field: field.clone(),
+                        from: from.into(),
+                        to: to.into(),
+                        customers: *n,
+                    });
+                }
+            }
+            Ok(Response::new(pb::SimulateResponse {
+                current_rules: rep.current_rules.clone(),
+                candidate_rules: rep.candidate_rules.clone(),
+                customers: rep.customers,
+                changed: rep.changed,
+                transitions,
+                examples: rep
+                    .examples
+                    .iter()
+                    .map(|c| pb::CustomerChange {
+                        customer: c.customer.clone(),
+                        changed: c.changed.iter().map(|s| s.to_string()).collect(),
+                        before_json: json!(c.before).to_string(),
+                        after_json: json!(c.after).to_string(),
+                    })
+                    .collect(),
+                problems: rep.problems.clone(),
+            }))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::explain_server::Explain for Api {
+    async fn explain_customer(
+        &self,
+        req: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::Explanation>, Status> {
+        observed("Explain/ExplainCustomer", async {
+            let _who = principal(&req)?;
+            let r = req.into_inner();
+            let key = nonempty("customer", &r.customer)?.to_string();
+            let as_of = self.shared.as_of(&r.as_of)?;
+            let e = self
+                .shared
+                .read(move |store, rules| {
+                    let id = store.customer_id(&key).map_err(status)?;
+                    let input = store
+                        .load_run_input(crate::store::Scope::One(id))
+                        .map_err(status)?
+                        .pop()
+                        .ok_or_else(|| Status::not_found(format!("no customer `{key}`")))?;
+                    let ev = crate::engine::evaluate::evaluate(rules, as_of, &input, true)
+                        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                    let t = ev.trace.as_deref().cloned().unwrap_or_default();
+                    let strat = &rules.strategies[ev.strategy];
+                    let ladder = &rules.ladders[strat.ladder];
+                    let escalation = match &ev.escalation.decision {
+                        Some(d) => format!(
+                            "level {} `{}` by {:?}",
+                            d.level,
+                            ladder.levels[d.level - 1].name,
+                            ladder.levels[d.level - 1].channel
+                        ),
+                        None => "none".into(),
+                    };
+                    Ok(pb::Explanation {
+                        customer: format!("{}/{}", input.customer.company, input.customer.code),
+                        as_of: as_of.to_string(),
+                        rules_hash: rules.hash.clone(),
+                        strategy: strat.name.clone(),
+                        strategy_why: t.strategy_why.clone(),
+                        segment: ev.facts.segment.clone(),
+                        segment_why: t.segment_why.clone(),
+                        score: ev.facts.score.to_string(),
+                        criteria: t
+                            .criteria
+                            .iter()
+                            .map(|c| pb::Criterion {
+                                name: c.name.clone(),
+                                condition: c.condition.clone(),
+                                held: c.held,
+                                points: c.points.to_string(),
+                                exit: c.exit,
+                            })
+                            .collect(),
+                        profile: ev.profile.clone(),
+                        profile_why: t.profile_why.clone(),
+                        collection_group: rules.groups[ev.group].name.clone(),
+                        route_why: t.route_why.clone(),
+                        priority: priority_to_pb(ev.priority),
+                        escalation,
+                        escalation_why: json!(ev.escalation).to_string(),
+                        worklist_why: t.worklist_why.clone(),
+                        trace_json: json!({"facts": ev.facts, "trace": t}).to_string(),
+                    })
+                })
+                .await?;
+            Ok(Response::new(e))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for Api {
+    async fn trigger_run(
+        &self,
+        req: Request<pb::TriggerRunRequest>,
+    ) -> Result<Response<pb::RunSummary>, Status> {
+        observed("Admin/TriggerRun", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "triggering a run")?;
+            let r = req.into_inner();
+            let as_of = if r.as_of.is_empty() {
+                None
+            } else {
+                Some(parse_date("as_of", &r.as_of)?)
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let mut req = if r.full {
+                RunRequest::full(format!("run requested by {}", who.name))
+            } else {
+                RunRequest::auto(format!("run requested by {}", who.name))
+            };
+            req.as_of = as_of;
+            req.reply = Some(tx);
+            self.shared.request_run(req);
+            let sum = rx
+                .await
+                .map_err(|_| Status::unavailable("the daemon is shutting down"))?
+                .map_err(Status::internal)?;
+            Ok(Response::new(pb::RunSummary {
+                run_id: sum.run_id,
+                mode: sum.mode.clone(),
+                as_of: opt(&sum.as_of),
+                customers_evaluated: sum.customers_evaluated,
+                cases_opened: sum.cases_opened,
+                cases_closed: sum.cases_closed,
+                escalations: sum.escalations,
+                duration_ms: sum.duration_ms,
+                summary_json: json!(sum).to_string(),
+            }))
+        })
+        .await
+    }
+
+    async fn reload_rules(
+        &self,
+        req: Request<pb::ReloadRulesRequest>,
+    ) -> Result<Response<pb::ReloadRulesResponse>, Status> {
+        observed("Admin/ReloadRules", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "reloading rules")?;
+            Ok(Response::new(
+                match self.shared.reload_rules(&who.name).await {
+                    Ok(hash) => pb::ReloadRulesResponse {
+                        applied: true,
+                        hash,
+                        problems: vec![],
+                    },
+                    Err(errs) => pb::ReloadRulesResponse {
+                        applied: false,
+                        hash: self.shared.rules().set.hash.clone(),
+                        problems: problems(&errs),
+                    },
+                },
+            ))
+        })
+        .await
+    }
+
+    async fn health(
+        &self,
+        req: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        observed("Admin/Health", async {
+            let _who = principal(&req)?;
+            let last = self.shared.last_run();
+            let reload = self
+                .shared
+                .reload
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let schema = self
+                .shared
+                .read(|store, _| store.schema_version().map_err(status))
+                .await?;
+            Ok(Response::new(pb::HealthResponse {
+                version: env!("CARGO_PKG_VERSION").into(),
+                rules_hash: self.shared.rules().set.hash.clone(),
+                last_run_at: opt(&last.map(|l| l.0.to_rfc3339())),
+                last_run_as_of: opt(&last.map(|l| l.1)),
+                last_reload_error: reload
+                    .errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                watchers: self
+                    .shared
+                    .watchers
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                schema_version: schema.max(0) as u64,
+            }))
+        })
+        .await
+    }
+}

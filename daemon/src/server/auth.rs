@@ -1,0 +1,208 @@
+//! Bearer tokens → principal and role.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use tonic::{metadata::MetadataMap, Request, Status};
+
+use crate::config::{AuthConfig, Role};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn require(&self, role: Role, what: &str) -> Result<(), Status> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{what} needs the {} role; {} is a {}",
+                role.as_str(),
+                self.name,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// Collectors see and change only their own and unassigned cases.
+    pub fn may_touch(&self, assigned_to: Option<&str>, what: &str) -> Result<(), Status> {
+        match (self.role, assigned_to) {
+            (Role::Collector, Some(who)) if who != self.name => Err(Status::permission_denied(
+                format!("{what} is assigned to {who}; a collector may change only their own and unassigned cases"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("auth token of {principal}: {message}")]
+    Token { principal: String, message: String },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who: Vec<&str> = self.by_digest.values().map(|p| p.name.as_str()).collect();
+        f.debug_struct("Auth")
+            .field("principals", &who)
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+/// Tokens are kept as SHA-256 digests: a lookup by digest does not leak the secret
+/// through comparison timing, and a memory dump does not show it.
+#[derive(Clone)]
+pub struct Auth {
+    by_digest: HashMap<[u8; 32], Principal>,
+    /// No tokens configured: every caller is the local admin (loopback only).
+    open: bool,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Auth {
+    pub fn from_config(cfg: &AuthConfig) -> Result<Auth, AuthError> {
+        let mut by_digest = HashMap::new();
+        for t in &cfg.tokens {
+            let err = |message: String| AuthError::Token {
+                principal: t.principal.clone(),
+                message,
+            };
+            let secret = match (&t.token_env, &t.token_file) {
+                (Some(var), None) => std::env::var(var)
+                    .map_err(|_| err(format!("environment variable {var} is not set")))?,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
+                    .trim()
+                    .to_string(),
+                _ => return Err(err("give exactly one of token_env and token_file".into())),
+            };
+            if secret.len() < 16 {
+                return Err(err("the token must have at least 16 characters".into()));
+            }
+            let p = Principal {
+                name: t.principal.clone(),
+                role: t.role,
+            };
+            if by_digest.insert(digest(&secret), p).is_some() {
+                return Err(err("the same token is given to two principals".into()));
+            }
+        }
+        Ok(Auth {
+            open: by_digest.is_empty(),
+            by_digest,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    pub fn check(&self, md: &MetadataMap) -> Result<Principal, Status> {
+        if self.open {
+            return Ok(Principal {
+                name: "local".into(),
+                role: Role::Admin,
+            });
+        }
+        let Some(v) = md.get("authorization") else {
+            return Err(Status::unauthenticated(
+                "missing `authorization: Bearer <token>` metadata",
+            ));
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| Status::unauthenticated("authorization metadata is not text"))?;
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+        self.by_digest
+            .get(&digest(token.trim()))
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unknown token"))
+    }
+
+    /// A tonic interceptor that puts the caller's principal into the request.
+    pub fn interceptor(&self) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+        let auth = self.clone();
+        move |mut req: Request<()>| {
+            let p = auth.check(req.metadata())?;
+            req.extensions_mut().insert(p);
+            Ok(req)
+        }
+    }
+}
+
+pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::internal("request reached a service without authentication"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+
+    #[test]
+    fn tokens_map_to_principals_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "alice-secret-token-0001\n").unwrap();
+        let cfg = AuthConfig {
+            tokens: vec![TokenConfig {
+                principal: "alice".into(),
+                role: Role::Collector,
+                token_env: None,
+                token_file: Some(f),
+            }],
+        };
+        let auth = Auth::from_config(&cfg).unwrap();
+        assert!(!auth.is_open());
+        let mut md = MetadataMap::new();
+        assert_eq!(
+            auth.check(&md).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        md.insert(
+            "authorization",
+            "Bearer wrong-token-wrong-token".parse().unwrap(),
+        );
+        assert_eq!(
+            auth.check(&md).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        md.insert(
+            "authorization",
+            "Bearer alice-secret-token-0001".parse().unwrap(),
+        );
+        let p = auth.check(&md).unwrap();
+        assert_eq!(p.name, "alice");
+        assert!(p.require(Role::Supervisor, "reassigning").is_err());
+        assert!(p.may_touch(Some("bob"), "case 1").is_err());
+        assert!(p.may_touch(None, "case 1").is_ok());
+        assert!(p.may_touch(Some("alice"), "case 1").is_ok());
+
+        let short = AuthConfig {
+            tokens: vec![TokenConfig {
+                principal: "x".into(),
+                role: Role::Admin,
+                token_env: Some("ARREARS_TEST_SURELY_UNSET_VAR".into()),
+                token_file: None,
+            }],
+        };
+        assert!(Auth::from_config(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("not set"));
+    }
+}

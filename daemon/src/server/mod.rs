@@ -1,0 +1,439 @@
+//! `arrears serve`: the long-running daemon. gRPC API with live worklist streams,
+//! scheduled and on-demand portfolio runs, hot-reloaded rules, Prometheus `/metrics`.
+//!
+//! Threads of work:
+//! - the **runner** task owns every portfolio run, one at a time; requests that arrive
+//!   while a run is going are merged into the next one;
+//! - the **scheduler**, the **store poller** (changes other processes wrote) and the
+//!   **rules watcher** only send requests to the runner;
+//! - API reads use a small pool of read connections (WAL lets them proceed during a
+//!   run); API writes share the writer connection with the runner.
+//!
+//! After each run a [`Change`] is broadcast; each `WatchWorklist` stream re-reads its
+//! own worklist and sends the difference.
+
+mod api;
+pub mod auth;
+mod metrics;
+mod runner;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use chrono::{NaiveDate, Utc};
+use tokio::sync::{broadcast, mpsc, watch as tokio_watch};
+use tonic::Status;
+
+use crate::config::ServeConfig;
+use crate::rules::{self, RuleError, RuleSet};
+use crate::store::{Store, StoreError};
+use auth::Auth;
+pub use runner::RunRequest;
+
+pub mod pb {
+    tonic::include_proto!("arrears.v1");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("arrears_descriptor");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("rules {dir}: {count} error(s):\n{text}")]
+    Rules {
+        dir: String,
+        count: usize,
+        text: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("{what} {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("refusing to serve without tokens on {0}: configure `auth.tokens` or listen on a loopback address")]
+    OpenNonLoopback(SocketAddr),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("watching rules folder {dir}: {message}")]
+    Watch { dir: String, message: String },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The rule set in force and when it was loaded.
+pub struct Loaded {
+    pub set: RuleSet,
+    pub loaded_at: chrono::DateTime<Utc>,
+}
+
+/// What the last failed reload said (cleared by a good one).
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub at: Option<chrono::DateTime<Utc>>,
+    pub errors: Vec<RuleError>,
+}
+
+/// A change that may have moved worklists.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub seq: u64,
+    pub cause: String,
+}
+
+pub struct Shared {
+    pub db: PathBuf,
+    pub rules_dir: PathBuf,
+    pub cfg: ServeConfig,
+    pub rules: ArcSwap<Loaded>,
+    pub reload: Mutex<ReloadStatus>,
+    writer: Arc<Mutex<Store>>,
+    readers: Mutex<Vec<Store>>,
+    pub changes: broadcast::Sender<Change>,
+    runs: mpsc::UnboundedSender<RunRequest>,
+    pub auth: Auth,
+    pub watchers: AtomicU32,
+    seq: AtomicU64,
+    pub shutdown: tokio_watch::Receiver<bool>,
+    last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
+}
+
+const MAX_READERS: usize = 8;
+
+pub fn status(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(what) => Status::not_found(format!("no {what}")),
+        StoreError::Invalid(msg) => Status::failed_precondition(msg),
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Status::unavailable("the store is busy; retry")
+        }
+        other => {
+            tracing::error!(error = %other, "store error");
+            Status::internal(other.to_string())
+        }
+    }
+}
+
+impl Shared {
+    /// The business date: the request's, else the configured one, else today.
+    pub fn as_of(&self, s: &str) -> Result<NaiveDate, Status> {
+        if s.is_empty() {
+            return Ok(self
+                .cfg
+                .as_of
+                .unwrap_or_else(|| chrono::Local::now().date_naive()));
+        }
+        parse_date("as_of", s)
+    }
+
+    pub fn rules(&self) -> Arc<Loaded> {
+        self.rules.load_full()
+    }
+
+    fn take_reader(&self) -> Result<Store, StoreError> {
+        if let Some(s) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(s);
+        }
+        Store::open(&self.db)
+    }
+
+    fn put_reader(&self, s: Store) {
+        let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() < MAX_READERS {
+            r.push(s);
+        }
+    }
+
+    /// Runs `f` on a read connection off the async threads.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store, &RuleSet) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = me.take_reader().map_err(status)?;
+            let rules = me.rules();
+            let out = f(&store, &rules.set);
+            me.put_reader(store);
+            out
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+    }
+
+    /// Runs `f` on the writer connection, then asks the runner to bring worklists up
+    /// to date (an incremental run) and tell watchers, naming `cause`.
+    pub async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        cause: String,
+        f: impl FnOnce(&mut Store, &RuleSet) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let me = self.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let rules = me.rules();
+            f(&mut store, &rules.set)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))??;
+        self.request_run(RunRequest::incremental(cause));
+        Ok(out)
+    }
+
+    pub fn request_run(&self, r: RunRequest) {
+        // The runner only stops at shutdown, when requests no longer matter.
+        let _ = self.runs.send(r);
+    }
+
+    fn publish(&self, cause: String) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        // No receivers is fine: nobody is watching.
+        let _ = self.changes.send(Change { seq, cause });
+    }
+
+    pub fn last_run(&self) -> Option<(chrono::DateTime<Utc>, NaiveDate)> {
+        *self.last_run.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the rules folder again; swaps only a valid set. Returns the problems of an
+    /// invalid one (the last good set stays in force).
+    pub async fn reload_rules(self: &Arc<Self>, principal: &str) -> Result<String, Vec<RuleError>> {
+        let dir = self.rules_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || rules::load(&dir))
+            .await
+            .map_err(|e| {
+                vec![RuleError {
+                    file: self.rules_dir.clone(),
+                    pos: None,
+                    message: format!("loader failed: {e}"),
+                }]
+            })?;
+        match loaded {
+            Ok(set) => {
+                ::metrics::counter!("arrears_rule_reloads_total", "result" => "success")
+                    .increment(1);
+                ::metrics::gauge!("arrears_rules_valid").set(1.0);
+                *self.reload.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus::default();
+                let old = self.rules().set.hash.clone();
+                let hash = set.hash.clone();
+                if hash == old {
+                    tracing::debug!(%hash, "rules folder changed but the rule set did not");
+                    return Ok(hash);
+                }
+                self.rules.store(Arc::new(Loaded {
+                    set,
+                    loaded_at: Utc::now(),
+                }));
+                tracing::info!(from = %old, to = %hash, "rules reloaded");
+                let me = self.clone();
+                let (p, h, o) = (principal.to_string(), hash.clone(), old.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    store.append_audit(
+                        &p,
+                        "rules.reload",
+                        &me.rules_dir.display().to_string(),
+                        &serde_json::json!({ "hash": o }),
+                        &serde_json::json!({ "hash": h }),
+                    )
+                })
+                .await;
+                self.request_run(RunRequest::full("rules reloaded".into()));
+                Ok(hash)
+            }
+            Err(errs) => {
+                ::metrics::counter!("arrears_rule_reloads_total", "result" => "failure")
+                    .increment(1);
+                ::metrics::gauge!("arrears_rules_valid").set(0.0);
+                for e in &errs.0 {
+                    tracing::error!(error = %e, "rules reload rejected; keeping the last good set");
+                }
+                *self.reload.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus {
+                    at: Some(Utc::now()),
+                    errors: errs.0.clone(),
+                };
+                Err(errs.0)
+            }
+        }
+    }
+}
+
+pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, Status> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| Status::invalid_argument(format!("{field}: `{s}` is not a date (YYYY-MM-DD)")))
+}
+
+/// Options `arrears serve` takes on top of the config file.
+pub struct ServeOptions {
+    pub db: PathBuf,
+    pub rules_dir: PathBuf,
+    pub cfg: ServeConfig,
+    pub auth: crate::config::AuthConfig,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Runs the daemon until SIGINT/SIGTERM. Prints one line per listening address to
+/// stdout (`grpc listening on ADDR`, `metrics listening on ADDR`) so that scripts and
+/// tests that asked for port 0 learn the port.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let set = rules::load(&opts.rules_dir).map_err(|errs| ServeError::Rules {
+        dir: opts.rules_dir.display().to_string(),
+        count: errs.0.len(),
+        text: errs
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })?;
+    let auth = Auth::from_config(&opts.auth)?;
+    let writer = Store::open(&opts.db)?;
+    let prom = metrics::install();
+
+    let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
+    let grpc_addr = grpc.local_addr().map_err(|source| ServeError::Listen {
+        what: "gRPC listen address",
+        addr: opts.cfg.grpc_listen.clone(),
+        source,
+    })?;
+    if auth.is_open() {
+        if !grpc_addr.ip().is_loopback() {
+            return Err(ServeError::OpenNonLoopback(grpc_addr));
+        }
+        tracing::warn!(
+            "no auth tokens configured: every caller is the local admin (loopback only)"
+        );
+    }
+    let metrics_listener = bind("metrics listen address", &opts.cfg.metrics_listen).await?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen {
+            what: "metrics listen address",
+            addr: opts.cfg.metrics_listen.clone(),
+            source,
+        })?;
+
+    let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
+    let (runs_tx, runs_rx) = mpsc::unbounded_channel();
+    let (changes, _) = broadcast::channel(256);
+    let shared = Arc::new(Shared {
+        db: opts.db.clone(),
+        rules_dir: opts.rules_dir.clone(),
+        cfg: opts.cfg.clone(),
+        rules: ArcSwap::from_pointee(Loaded {
+            set,
+            loaded_at: Utc::now(),
+        }),
+        reload: Mutex::new(ReloadStatus::default()),
+        writer: Arc::new(Mutex::new(writer)),
+        readers: Mutex::new(Vec::new()),
+        changes,
+        runs: runs_tx,
+        auth,
+        watchers: AtomicU32::new(0),
+        seq: AtomicU64::new(0),
+        shutdown: shutdown_rx,
+        last_run: Mutex::new(None),
+    });
+    ::metrics::gauge!("arrears_rules_valid").set(1.0);
+
+    let runner = tokio::spawn(runner::run_loop(shared.clone(), runs_rx));
+    shared.request_run(RunRequest::auto("daemon started".into()));
+    let background = vec![
+        tokio::spawn(runner::schedule(shared.clone())),
+        tokio::spawn(runner::poll_store(shared.clone())),
+        tokio::spawn(metrics::upkeep(shared.clone(), prom.clone())),
+    ];
+    let _watcher = runner::watch_rules(shared.clone())?;
+
+    let metrics_server = {
+        let mut stop = shared.shutdown.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let prom = prom.clone();
+                async move { prom.render() }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    };
+
+    println!("grpc listening on {grpc_addr}");
+    println!("metrics listening on {metrics_addr}");
+    tracing::info!(%grpc_addr, %metrics_addr, db = %opts.db.display(), rules = %opts.rules_dir.display(), "arrears serving");
+
+    let mut stop = shared.shutdown.clone();
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        let _ = shutdown_tx.send(true);
+    };
+    tokio::spawn(signal);
+    let served = api::router(shared.clone(), opts.cfg.tls.as_ref())?
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+        .await;
+    for b in background {
+        b.abort();
+    }
+    // The runner finishes the run in progress (its transaction commits or rolls back
+    // whole) and then stops.
+    drop(shared);
+    let _ = runner.await;
+    let _ = metrics_server.await;
+    served?;
+    println!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The runner owns portfolio runs; the scheduler, the store poller and the rules
+//! watcher feed it requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ServeError, Shared};
+use crate::engine::run::{run, RunMode, Summary};
+
+pub struct RunRequest {
+    pub mode: RunMode,
+    pub as_of: Option<NaiveDate>,
+    pub cause: String,
+    pub reply: Option<oneshot::Sender<Result<Summary, String>>>,
+}
+
+impl RunRequest {
+    pub fn auto(cause: String) -> RunRequest {
+        RunRequest {
+            mode: RunMode::Auto,
+            as_of: None,
+            cause,
+            reply: None,
+        }
+    }
+    /// Only customers changed since the last run (falls back to a full run on a new
+    /// business date or new rules).
+    pub fn incremental(cause: String) -> RunRequest {
+        RunRequest::auto(cause)
+    }
+    pub fn full(cause: String) -> RunRequest {
+        RunRequest {
+            mode: RunMode::Full,
+            ..RunRequest::auto(cause)
+        }
+    }
+}
+
+/// Takes requests one run at a time; everything that queued up during a run is merged
+/// into the next (a full request makes it full), so a burst of changes costs one run.
+pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRequest>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => match r { Some(r) => r, None => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let mut batch = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            batch.push(r);
+        }
+        let full = batch.iter().any(|r| matches!(r.mode, RunMode::Full));
+        let as_of = batch.iter().rev().find_map(|r| r.as_of);
+        let mut causes: Vec<String> = Vec::new();
+        for r in &batch {
+            if !causes.contains(&r.cause) {
+                causes.push(r.cause.clone());
+            }
+        }
+        let cause = causes.join("; ");
+        let result = run_once(&shared, full, as_of).await;
+        match &result {
+            Ok(sum) => {
+                tracing::info!(run = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated,
+                    ms = sum.duration_ms, %cause, "portfolio run");
+                shared.publish(cause);
+            }
+            Err(e) => tracing::error!(error = %e, %cause, "portfolio run failed"),
+        }
+        for r in batch {
+            if let Some(tx) = r.reply {
+                let _ = tx.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn run_once(
+    shared: &Arc<Shared>,
+    full: bool,
+    as_of: Option<NaiveDate>,
+) -> Result<Summary, String> {
+    let as_of = match as_of {
+        Some(d) => d,
+        None => shared.as_of("").map_err(|s| s.message().to_string())?,
+    };
+    let me = shared.clone();
+    let started = Instant::now();
+    let res = tokio::task::spawn_blocking(move || {
+        let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let loaded = me.rules();
+        let tolerance = me.cfg.promise_tolerance_days;
+        store
+            .judge_promises(as_of, tolerance)
+            .map_err(|e| format!("judging promises: {e}"))?;
+        let mode = if full { RunMode::Full } else { RunMode::Auto };
+        let sum = run(&mut store, &loaded.set, as_of, mode).map_err(|e| e.to_string())?;
+        // KPIs come from the same connection right after the run, so they match it.
+        super::metrics::export_kpis(&store, &loaded.set, as_of);
+        Ok::<_, String>(sum)
+    })
+    .await
+    .map_err(|e| format!("run worker failed: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    match &res {
+        Ok(sum) => {
+            let mode = sum.mode.clone();
+            ::metrics::histogram!("arrears_run_duration_seconds", "mode" => mode.clone())
+                .record(secs);
+            ::metrics::counter!("arrears_runs_total", "mode" => mode, "result" => "ok")
+                .increment(1);
+            ::metrics::counter!("arrears_script_errors_total").increment(sum.script_errors);
+            ::metrics::counter!("arrears_script_limit_hits_total").increment(sum.script_limit_hits);
+            ::metrics::gauge!("arrears_last_run_timestamp_seconds")
+                .set(Utc::now().timestamp() as f64);
+            *shared.last_run.lock().unwrap_or_else(|p| p.into_inner()) = Some((Utc::now(), as_of));
+        }
+        Err(_) => {
+            let mode = if full { "full" } else { "incremental" };
+            ::metrics::counter!("arrears_runs_total", "mode" => mode, "result" => "error")
+                .increment(1);
+        }
+    }
+    res
+}
+
+/// The periodic run (`serve.run_every`; `0s` turns it off).
+pub async fn schedule(shared: Arc<Shared>) {
+    let every = shared.cfg.run_every;
+    if every.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.request_run(RunRequest::auto("scheduled run".into()));
+    }
+}
+
+/// Notices what other processes (imports, connectors) committed to the store and
+/// runs for the customers they changed. `PRAGMA data_version` changes on every commit
+/// by another connection, so the check is one cheap query.
+pub async fn poll_store(shared: Arc<Shared>) {
+    let every = shared.cfg.store_poll;
+    if every.is_zero() {
+        return;
+    }
+    let me = shared.clone();
+    let conn = match tokio::task::spawn_blocking(move || crate::store::Store::open(&me.db)).await {
+        Ok(Ok(s)) => Arc::new(std::sync::Mutex::new(s)),
+        _ => {
+            tracing::error!(
+                "store poller could not open the database; external changes need a run request"
+            );
+            return;
+        }
+    };
+    let mut last: Option<i64> = None;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let c = conn.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            let s = c.lock().unwrap_or_else(|p| p.into_inner());
+            let v: i64 = s
+                .conn()
+                .pragma_query_value(None, "data_version", |r| r.get(0))?;
+            let dirty = s.dirty_count().map_err(|e| match e {
+                crate::store::StoreError::Sqlite(e) => e,
+                other => rusqlite::Error::InvalidParameterName(other.to_string()),
+            })?;
+            Ok::<_, rusqlite::Error>((v, dirty))
+        })
+        .await;
+        let Ok(Ok((version, dirty))) = seen else {
+            continue;
+        };
+        if last.is_some_and(|l| l != version) && dirty > 0 {
+            shared.request_run(RunRequest::incremental(format!(
+                "{dirty} customer(s) changed in the store"
+            )));
+        }
+        last = Some(version);
+        if let Ok(meta) = std::fs::metadata(&shared.db) {
+            let wal = std::fs::metadata(shared.db.with_extension("db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            ::metrics::gauge!("arrears_store_size_bytes").set((meta.len() + wal) as f64);
+        }
+    }
+}
+
+/// Watches the rules folder; a change reloads it once the folder has been quiet for
+/// `serve.reload_debounce` (editors write temp files and rename). Only creations,
+/// modifications and removals count: reading the files (as a reload does) must not
+/// trigger another reload. The returned watcher must stay alive for the watch to go on.
+pub fn watch_rules(shared: Arc<Shared>) -> Result<notify::RecommendedWatcher, ServeError> {
+    use notify::{EventKind, Watcher};
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let dir = shared.rules_dir.clone();
+    let err = |e: notify::Error| ServeError::Watch {
+        dir: dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev)
+                if matches!(
+                    ev.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) =>
+            {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rules watcher"),
+        })
+        .map_err(err)?;
+    watcher
+        .watch(&shared.rules_dir, notify::RecursiveMode::Recursive)
+        .map_err(err)?;
+    let quiet = shared.cfg.reload_debounce.max(Duration::from_millis(20));
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            while let Ok(Some(())) = tokio::time::timeout(quiet, rx.recv()).await {}
+            let _ = shared.reload_rules("rules-watcher").await;
+        }
+    });
+    Ok(watcher)
+}

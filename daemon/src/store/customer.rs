@@ -1,0 +1,1446 @@
+//! The customer 360° view, and the life cycle of promises to pay and disputes:
+//! recording a promise on a case, judging promises once their date (plus a tolerance)
+//! has passed, and resolving disputes. Every mutation is one transaction (a savepoint, so
+//! that a caller may wrap it together with its audit record), appends to the case history
+//! when there is a case, and marks the customer for the next run.
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, Params};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::{date, dec, Result, Store, StoreError};
+use crate::domain::{Priority, PromiseStatus};
+use crate::engine::case::add_days;
+
+/// At most this many payments and contacts are shown in a customer view (newest first).
+pub const VIEW_LIMIT: usize = 200;
+
+/// The resolutions `resolve_dispute` accepts, with what each means for collection.
+pub const DISPUTE_RESOLUTIONS: &[(&str, &str)] = &[
+    ("valid", "credit note expected"),
+    ("invalid", "back to collection"),
+    ("write_off", "to be written off"),
+];
+
+/// Everything known about one customer, as of a date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerView {
+    pub id: i64,
+    pub company: String,
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub language: Option<String>,
+    pub timezone: Option<String>,
+    pub credit_limit: Option<Decimal>,
+    pub credit_currency: Option<String>,
+    /// The date days overdue are counted to.
+    pub as_of: NaiveDate,
+    /// As-of date of the last run that evaluated the customer; `None` (and so every
+    /// field up to `dunning_on`) when no run has evaluated it yet.
+    pub last_run_on: Option<NaiveDate>,
+    pub strategy: Option<String>,
+    pub segment: Option<String>,
+    pub profile: Option<String>,
+    pub score: Option<Decimal>,
+    pub collection_group: Option<String>,
+    pub collector: Option<String>,
+    pub priority: Option<Priority>,
+    pub dunning_level: Option<i64>,
+    pub dunning_on: Option<NaiveDate>,
+    /// Open items, oldest due date first.
+    pub items: Vec<ItemView>,
+    /// Newest value date first, at most [`VIEW_LIMIT`].
+    pub payments: Vec<PaymentView>,
+    /// All promises, newest first.
+    pub promises: Vec<PromiseView>,
+    /// All disputes, resolved ones included, newest first.
+    pub disputes: Vec<DisputeView>,
+    /// Case history, customer events and reminders merged, newest first, at most [`VIEW_LIMIT`].
+    pub contacts: Vec<ContactView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemView {
+    pub id: i64,
+    /// The item's open case, if it has one.
+    pub case_id: Option<i64>,
+    pub document_no: String,
+    pub document_date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub original_amount: Decimal,
+    pub open_amount: Decimal,
+    pub currency: String,
+    pub status: String,
+    /// Days past the due date as of the view's date; 0 when not yet due.
+    pub days_overdue: i64,
+    /// In a dispute that is not resolved yet.
+    pub disputed: bool,
+    pub hold_reason: Option<String>,
+    pub hold_until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentView {
+    pub value_date: NaiveDate,
+    pub amount: Decimal,
+    pub currency: String,
+    pub reference: String,
+}
+
+/// One entry of a customer's contact history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContactView {
+    pub on: NaiveDate,
+    pub kind: String,
+    pub actor: String,
+    pub detail: String,
+    /// Set for entries of a case's history.
+    pub case_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromiseView {
+    pub id: i64,
+    /// COMPANY/CODE
+    pub customer: String,
+    pub case_id: Option<i64>,
+    pub amount: Decimal,
+    pub currency: String,
+    pub promised_on: NaiveDate,
+    pub created_on: NaiveDate,
+    pub status: PromiseStatus,
+    pub judged_on: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DisputeView {
+    pub id: i64,
+    /// COMPANY/CODE
+    pub customer: String,
+    pub case_id: Option<i64>,
+    pub reason: String,
+    pub opened_on: NaiveDate,
+    pub resolved_on: Option<NaiveDate>,
+    pub resolution: Option<String>,
+    /// Document numbers of the disputed items.
+    pub documents: Vec<String>,
+}
+
+/// What one `judge_promises` call decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JudgeStats {
+    pub judged: u64,
+    pub kept: u64,
+    pub partial: u64,
+    pub broken: u64,
+}
+
+fn opt_date(column: &'static str, s: Option<String>) -> Result<Option<NaiveDate>> {
+    s.map(|s| date(column, &s)).transpose()
+}
+
+fn opt_dec(column: &'static str, s: Option<String>) -> Result<Option<Decimal>> {
+    s.map(|s| dec(column, &s)).transpose()
+}
+
+fn promise_status(s: &str) -> Result<PromiseStatus> {
+    let st = PromiseStatus::parse(s);
+    if st.as_str() != s {
+        return Err(StoreError::Corrupt {
+            column: "promises.status",
+            value: s.to_string(),
+        });
+    }
+    Ok(st)
+}
+
+fn promises(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<PromiseView>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT p.id, cu.company || '/' || cu.code, p.case_id, p.amount, p.currency, p.promised_on, p.created_on,
+                p.status, p.judged_on
+         FROM promises p JOIN customers cu ON cu.id = p.customer_id
+         WHERE {filter} ORDER BY p.created_on DESC, p.id DESC"
+    ))?;
+    let mut rows = st.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(PromiseView {
+            id: r.get(0)?,
+            customer: r.get(1)?,
+            case_id: r.get(2)?,
+            amount: dec("promises.amount", &r.get::<_, String>(3)?)?,
+            currency: r.get(4)?,
+            promised_on: date("promised_on", &r.get::<_, String>(5)?)?,
+            created_on: date("promises.created_on", &r.get::<_, String>(6)?)?,
+            status: promise_status(&r.get::<_, String>(7)?)?,
+            judged_on: opt_date("judged_on", r.get(8)?)?,
+        });
+    }
+    Ok(out)
+}
+
+fn disputes(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<DisputeView>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT d.id, cu.company || '/' || cu.code, d.case_id, d.reason, d.opened_on, d.resolved_on, d.resolution
+         FROM disputes d JOIN customers cu ON cu.id = d.customer_id
+         WHERE {filter} ORDER BY d.opened_on DESC, d.id DESC"
+    ))?;
+    let mut rows = st.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(DisputeView {
+            id: r.get(0)?,
+            customer: r.get(1)?,
+            case_id: r.get(2)?,
+            reason: r.get(3)?,
+            opened_on: date("disputes.opened_on", &r.get::<_, String>(4)?)?,
+            resolved_on: opt_date("disputes.resolved_on", r.get(5)?)?,
+            resolution: r.get(6)?,
+            documents: Vec::new(),
+        });
+    }
+    let mut docs = c.prepare_cached(
+        "SELECT i.document_no FROM dispute_items di JOIN items i ON i.id = di.item_id
+         WHERE di.dispute_id = ?1 ORDER BY i.document_no, i.id",
+    )?;
+    for d in &mut out {
+        d.documents = docs
+            .query_map([d.id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(out)
+}
+
+fn require(c: &Connection, table: &str, what: &str, id: i64) -> Result<()> {
+    let found = c
+        .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?
+        .query_row([id], |_| Ok(()))
+        .optional()?;
+    found.ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
+}
+
+fn case_event(
+    tx: &Connection,
+    case_id: i64,
+    on: NaiveDate,
+    kind: &str,
+    actor: &str,
+    detail: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![case_id, on.to_string(), kind, actor, detail])?;
+    Ok(())
+}
+
+fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
+    tx.prepare_cached("UPDATE customers SET dirty = 1 WHERE id = ?1")?
+        .execute([customer_id])?;
+    Ok(())
+}
+
+/// Contact history of a customer: its cases' events, its customer events and the
+/// reminders (escalation steps) decided for it, newest first.
+const CONTACTS_SQL: &str = "
+    SELECT on_date, kind, actor, detail, case_id FROM (
+        SELECT e.on_date, e.kind, e.actor, e.detail, e.case_id, 0 AS src, e.id AS rid
+          FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.customer_id = ?1
+        UNION ALL
+        SELECT on_date, kind, 'system', detail, NULL, 1, id FROM customer_events WHERE customer_id = ?1
+        UNION ALL
+        SELECT as_of, 'reminder', 'system', 'level ' || level || ' ' || level_name || ' by ' || channel, NULL, 2, id
+          FROM escalations WHERE customer_id = ?1
+    ) ORDER BY on_date DESC, src, rid DESC LIMIT ?2";
+
+impl Store {
+    /// The 360° view of customer `id`; days overdue are counted to `as_of`.
+    pub fn customer_view(&self, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
+        let c = &self.conn;
+        type Master = (
+            [String; 4],
+            [Option<String>; 6],
+            Option<(String, String, String, String, String)>,
+            Option<(Option<String>, i64, i64, Option<String>, String)>,
+        );
+        let m: Master = c
+            .query_row(
+                "SELECT cu.company, cu.code, cu.name, cu.country, cu.email, cu.phone, cu.language, cu.timezone,
+                        cu.credit_limit, cu.credit_currency,
+                        s.customer_id IS NOT NULL, s.strategy, s.segment, s.profile, s.score, s.collection_group,
+                        s.collector, s.priority, s.dunning_level, s.dunning_on, s.as_of
+                 FROM customers cu LEFT JOIN customer_state s ON s.customer_id = cu.id WHERE cu.id = ?1",
+                [id],
+                |r| {
+                    let run = r.get::<_, bool>(10)?;
+                    Ok((
+                        [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
+                        [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+                        if run {
+                            Some((r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?))
+                        } else {
+                            None
+                        },
+                        if run {
+                            Some((r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?))
+                        } else {
+                            None
+                        },
+                    ))
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
+        let (
+            [company, code, name, country],
+            [email, phone, language, timezone, limit, limit_cur],
+            s1,
+            s2,
+        ) = m;
+        let (strategy, segment, profile, score, collection_group) = match s1 {
+            Some((a, b, p, s, g)) => (
+                Some(a),
+                Some(b),
+                Some(p),
+                Some(dec("customer_state.score", &s)?),
+                Some(g),
+            ),
+            None => (None, None, None, None, None),
+        };
+        let (collector, priority, dunning_level, dunning_on, last_run_on) = match s2 {
+            Some((col, p, l, on, run)) => (
+                col,
+                Some(Priority::from_i64(p)),
+                Some(l),
+                opt_date("dunning_on", on)?,
+                Some(date("customer_state.as_of", &run)?),
+            ),
+            None => (None, None, None, None, None),
+        };
+
+        let mut items = Vec::new();
+        {
+            let mut st = c.prepare_cached(
+                "SELECT i.id, c.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
+                        i.currency, i.status,
+                        EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                                WHERE di.item_id = i.id AND d.resolved_on IS NULL),
+                        i.hold_reason, i.hold_until
+                 FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+                 WHERE i.customer_id = ?1 AND i.status = 'open' ORDER BY i.due_date, i.id",
+            )?;
+            let mut rows = st.query([id])?;
+            while let Some(r) = rows.next()? {
+                let due_date = date("due_date", &r.get::<_, String>(4)?)?;
+                items.push(ItemView {
+                    id: r.get(0)?,
+                    case_id: r.get(1)?,
+                    document_no: r.get(2)?,
+                    document_date: date("document_date", &r.get::<_, String>(3)?)?,
+                    due_date,
+                    original_amount: dec("original_amount", &r.get::<_, String>(5)?)?,
+                    open_amount: dec("open_amount", &r.get::<_, String>(6)?)?,
+                    currency: r.get(7)?,
+                    status: r.get(8)?,
+                    days_overdue: (as_of - due_date).num_days().max(0),
+                    disputed: r.get(9)?,
+                    hold_reason: r.get(10)?,
+                    hold_until: opt_date("hold_until", r.get(11)?)?,
+                });
+            }
+        }
+
+        let mut payments = Vec::new();
+        {
+            let mut st = c.prepare_cached(
+                "SELECT value_date, amount, currency, reference FROM payments WHERE customer_id = ?1
+                 ORDER BY value_date DESC, id DESC LIMIT ?2",
+            )?;
+            let mut rows = st.query(params![id, VIEW_LIMIT as i64])?;
+            while let Some(r) = rows.next()? {
+                payments.push(PaymentView {
+                    value_date: date("value_date", &r.get::<_, String>(0)?)?,
+                    amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
+                    currency: r.get(2)?,
+                    reference: r.get(3)?,
+                });
+            }
+        }
+
+        let mut contacts = Vec::new();
+        {
+            let mut st = c.prepare_cached(CONTACTS_SQL)?;
+            let mut rows = st.query(params![id, VIEW_LIMIT as i64])?;
+            while let Some(r) = rows.next()? {
+                contacts.push(ContactView {
+                    on: date("contact date", &r.get::<_, String>(0)?)?,
+                    kind: r.get(1)?,
+                    actor: r.get(2)?,
+                    detail: r.get(3)?,
+                    case_id: r.get(4)?,
+                });
+            }
+        }
+
+        Ok(CustomerView {
+            id,
+            company,
+            code,
+            name,
+            country,
+            email,
+            phone,
+            language,
+            timezone,
+            credit_limit: opt_dec("credit_limit", limit)?,
+            credit_currency: limit_cur,
+            as_of,
+            last_run_on,
+            strategy,
+            segment,
+            profile,
+            score,
+            collection_group,
+            collector,
+            priority,
+            dunning_level,
+            dunning_on,
+            items,
+            payments,
+            promises: promises(c, "p.customer_id = ?1", [id])?,
+            disputes: disputes(c, "d.customer_id = ?1", [id])?,
+            contacts,
+        })
+    }
+
+    /// All promises of a customer, newest first.
+    pub fn list_promises(&self, customer_id: i64) -> Result<Vec<PromiseView>> {
+        require(&self.conn, "customers", "customer", customer_id)?;
+        promises(&self.conn, "p.customer_id = ?1", [customer_id])
+    }
+
+    /// Disputes of a customer, newest first; resolved ones only with `include_resolved`.
+    pub fn list_disputes(
+        &self,
+        customer_id: i64,
+        include_resolved: bool,
+    ) -> Result<Vec<DisputeView>> {
+        require(&self.conn, "customers", "customer", customer_id)?;
+        disputes(
+            &self.conn,
+            "d.customer_id = ?1 AND (?2 OR d.resolved_on IS NULL)",
+            params![customer_id, include_resolved],
+        )
+    }
+
+    /// Promises recorded on a case, newest first.
+    pub fn case_promises(&self, case_id: i64) -> Result<Vec<PromiseView>> {
+        require(&self.conn, "cases", "case", case_id)?;
+        promises(&self.conn, "p.case_id = ?1", [case_id])
+    }
+
+    /// Disputes opened from a case, resolved ones included, newest first.
+    pub fn case_disputes(&self, case_id: i64) -> Result<Vec<DisputeView>> {
+        require(&self.conn, "cases", "case", case_id)?;
+        disputes(&self.conn, "d.case_id = ?1", [case_id])
+    }
+
+    /// Records a promise to pay `amount` (in the item's currency) by `promised_on`, agreed
+    /// on `on`, on an open case. The case's activity and NAD are left as they are.
+    pub fn create_promise(
+        &mut self,
+        case_id: i64,
+        amount: Decimal,
+        promised_on: NaiveDate,
+        on: NaiveDate,
+        actor: &str,
+    ) -> Result<PromiseView> {
+        let tx = self.conn.savepoint()?;
+        let (customer_id, status, open, currency): (i64, String, String, String) = tx
+            .query_row(
+                "SELECT c.customer_id, c.status, i.open_amount, i.currency
+                 FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
+                [case_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
+        if status != "open" {
+            return Err(StoreError::Invalid(format!(
+                "case {case_id} is closed; a promise needs an open case"
+            )));
+        }
+        if promised_on < on {
+            return Err(StoreError::Invalid(format!(
+                "promised_on {promised_on} lies before the day the promise is made ({on})"
+            )));
+        }
+        if amount <= Decimal::ZERO {
+            return Err(StoreError::Invalid(format!(
+                "amount must be positive, got {amount}"
+            )));
+        }
+        let open = dec("open_amount", &open)?;
+        if amount > open {
+            return Err(StoreError::Invalid(format!(
+                "amount {amount} exceeds the open amount {open} {currency} of case {case_id}"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                customer_id,
+                case_id,
+                amount.to_string(),
+                currency,
+                promised_on.to_string(),
+                on.to_string()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        case_event(
+            &tx,
+            case_id,
+            on,
+            "promise",
+            actor,
+            &format!("promise to pay {amount} {currency} by {promised_on}"),
+        )?;
+        mark_dirty(&tx, customer_id)?;
+        let view = promises(&tx, "p.id = ?1", [id])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))?;
+        tx.commit()?;
+        Ok(view)
+    }
+
+    /// Judges every open promise whose date plus `tolerance_days` lies before `as_of`
+    /// (SAP semantics): the customer's payments in the promise's currency with a value
+    /// date from the day the promise was made through promise date + tolerance count;
+    /// at least the amount → kept, something → partially kept, nothing → broken.
+    /// Judged promises are never judged again.
+    pub fn judge_promises(&mut self, as_of: NaiveDate, tolerance_days: i64) -> Result<JudgeStats> {
+        if tolerance_days < 0 {
+            return Err(StoreError::Invalid(format!(
+                "tolerance_days must not be negative, got {tolerance_days}"
+            )));
+        }
+        // as_of > promised_on + tolerance  ⇔  promised_on < as_of − tolerance
+        let cutoff = add_days(as_of, -tolerance_days);
+        let tx = self.conn.savepoint()?;
+        type Due = (i64, i64, Option<i64>, String, String, String, String);
+        let due: Vec<Due> = tx
+            .prepare(
+                "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
+                 WHERE status = 'open' AND promised_on < ?1 ORDER BY id",
+            )?
+            .query_map([cutoff.to_string()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stats = JudgeStats::default();
+        {
+            let mut pay = tx.prepare_cached(
+                "SELECT amount FROM payments WHERE customer_id = ?1 AND currency = ?2
+                 AND value_date >= ?3 AND value_date <= ?4",
+            )?;
+            let mut upd = tx.prepare_cached(
+                "UPDATE promises SET status = ?2, judged_on = ?3 WHERE id = ?1 AND status = 'open'",
+            )?;
+            for (id, customer_id, case_id, amount, currency, promised_on, created_on) in due {
+                let amount = dec("promises.amount", &amount)?;
+                let promised_on = date("promised_on", &promised_on)?;
+                let created_on = date("promises.created_on", &created_on)?;
+                let deadline = add_days(promised_on, tolerance_days);
+                if as_of <= deadline {
+                    continue;
+                }
+                let mut paid = Decimal::ZERO;
+                let mut rows = pay.query(params![
+                    customer_id,
+                    currency,
+                    created_on.to_string(),
+                    deadline.to_string()
+                ])?;
+                while let Some(r) = rows.next()? {
+                    paid += dec("payments.amount", &r.get::<_, String>(0)?)?;
+                }
+                let status = if paid >= amount {
+                    stats.kept += 1;
+                    PromiseStatus::Kept
+                } else if paid > Decimal::ZERO {
+                    stats.partial += 1;
+                    PromiseStatus::PartiallyKept
+                } else {
+                    stats.broken += 1;
+                    PromiseStatus::Broken
+                };
+                stats.judged += 1;
+                upd.execute(params![id, status.as_str(), as_of.to_string()])?;
+                if let Some(case_id) = case_id {
+                    case_event(
+                        &tx,
+                        case_id,
+                        as_of,
+                        "promise_judged",
+                        "system",
+                        &format!(
+                            "{}: paid {paid} of {amount} {currency} promised by {promised_on} ({created_on} to {deadline})",
+                            status.as_str()
+                        ),
+                    )?;
+                }
+                mark_dirty(&tx, customer_id)?;
+            }
+        }
+        tx.commit()?;
+        Ok(stats)
+    }
+
+    /// Resolves a dispute as `valid` (credit note expected), `invalid` (back to
+    /// collection) or `write_off`; its items count as disputed no longer.
+    pub fn resolve_dispute(
+        &mut self,
+        dispute_id: i64,
+        resolution: &str,
+        on: NaiveDate,
+        actor: &str,
+    ) -> Result<DisputeView> {
+        let meaning = DISPUTE_RESOLUTIONS
+            .iter()
+            .find(|(r, _)| *r == resolution)
+            .map(|(_, m)| *m)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "resolution `{resolution}` is unknown; expected one of: {}",
+                    DISPUTE_RESOLUTIONS
+                        .iter()
+                        .map(|(r, _)| *r)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let tx = self.conn.savepoint()?;
+        let (customer_id, case_id, opened_on, resolved_on, previous): (
+            i64,
+            Option<i64>,
+            String,
+            Option<String>,
+            Option<String>,
+        ) = tx
+            .query_row(
+                "SELECT customer_id, case_id, opened_on, resolved_on, resolution FROM disputes WHERE id = ?1",
+                [dispute_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
+        if let Some(when) = resolved_on {
+            return Err(StoreError::Invalid(format!(
+                "dispute {dispute_id} is already resolved ({} on {when})",
+                previous.unwrap_or_default()
+            )));
+        }
+        let opened_on = date("disputes.opened_on", &opened_on)?;
+        if on < opened_on {
+            return Err(StoreError::Invalid(format!(
+                "resolution date {on} lies before the dispute was opened ({opened_on})"
+            )));
+        }
+        tx.execute(
+            "UPDATE disputes SET resolved_on = ?2, resolution = ?3 WHERE id = ?1 AND resolved_on IS NULL",
+            params![dispute_id, on.to_string(), resolution],
+        )?;
+        if let Some(case_id) = case_id {
+            case_event(
+                &tx,
+                case_id,
+                on,
+                "dispute_resolved",
+                actor,
+                &format!("{resolution}: {meaning}"),
+            )?;
+        }
+        mark_dirty(&tx, customer_id)?;
+        let view = disputes(&tx, "d.id = ?1", [dispute_id])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
+        tx.commit()?;
+        Ok(view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
+    use crate::money::Currency;
+    use crate::store::{EscalationOut, NewCase, RunOutput, Scope, StateOut};
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn item(ext: &str, customer: &str, due: &str, open: Decimal, cur: &str) -> ItemInput {
+        ItemInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: "ACME".into(),
+            customer: customer.into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d("2026-09-01"),
+            due_date: d(due),
+            original_amount: open,
+            open_amount: open,
+            currency: Currency::parse(cur).unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    fn payment(ext: &str, customer: &str, amount: Decimal, cur: &str, on: &str) -> PaymentInput {
+        PaymentInput {
+            source: "bank".into(),
+            external_id: ext.into(),
+            company: "ACME".into(),
+            customer: customer.into(),
+            amount,
+            currency: Currency::parse(cur).unwrap(),
+            value_date: d(on),
+            reference: format!("REF-{ext}"),
+            item_ref: None,
+        }
+    }
+
+    fn store(batch: Batch) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.ingest(&batch).unwrap();
+        (dir, s)
+    }
+
+    fn cust(s: &Store, code: &str) -> i64 {
+        s.customer_id(&format!("ACME/{code}")).unwrap()
+    }
+
+    /// The case a run would open for the item with external id `ext`.
+    fn new_case(s: &Store, ext: &str, on: NaiveDate) -> NewCase {
+        let (item_id, customer_id) = s
+            .conn
+            .query_row(
+                "SELECT id, customer_id FROM items WHERE external_id = ?1",
+                [ext],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        NewCase {
+            item_id,
+            customer_id,
+            nad: on,
+            priority: Priority::Low,
+            external_ref: None,
+        }
+    }
+
+    fn case_of(s: &Store, ext: &str) -> i64 {
+        s.conn
+            .query_row(
+                "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id WHERE i.external_id = ?1 AND c.status = 'open'",
+                [ext],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Opens cases for the items as a run on `on` would; returns their ids in order.
+    fn open_cases(s: &mut Store, exts: &[&str], on: &str) -> Vec<i64> {
+        let out = RunOutput {
+            new_cases: exts.iter().map(|e| new_case(s, e, d(on))).collect(),
+            ..RunOutput::default()
+        };
+        s.write_run(d(on), "test", "test", false, &out, "{}")
+            .unwrap();
+        exts.iter().map(|e| case_of(s, e)).collect()
+    }
+
+    /// A run that evaluated `customers` and changed nothing: clears their dirty flag.
+    fn settle(s: &mut Store, customers: &[i64]) {
+        let out = RunOutput {
+            processed: customers.to_vec(),
+            ..RunOutput::default()
+        };
+        s.write_run(d("2026-01-01"), "test", "test", false, &out, "{}")
+            .unwrap();
+        for &c in customers {
+            assert!(!dirty(s, c));
+        }
+    }
+
+    fn dirty(s: &Store, customer: i64) -> bool {
+        s.conn
+            .query_row(
+                "SELECT dirty FROM customers WHERE id = ?1",
+                [customer],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn count(s: &Store, sql: &str) -> i64 {
+        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn invalid_naming(r: Result<impl std::fmt::Debug>, word: &str) {
+        match r {
+            Err(StoreError::Invalid(m)) => assert!(m.contains(word), "`{m}` should name {word}"),
+            other => panic!("expected Invalid naming {word}, got {other:?}"),
+        }
+    }
+
+    fn item_disputed(s: &Store, customer: i64, doc: &str) -> bool {
+        let input = s.load_run_input(Scope::One(customer)).unwrap();
+        input[0]
+            .items
+            .iter()
+            .find(|i| i.document_no == doc)
+            .unwrap()
+            .disputed
+    }
+
+    #[test]
+    fn customer_view_gathers_master_data_state_items_payments_and_contacts() {
+        let mut held = item("2", "C1", "2026-12-01", dec!(40), "EUR");
+        held.original_amount = dec!(50);
+        held.hold = Some(Hold {
+            reason: "awaiting PO".into(),
+            until: Some(d("2026-11-30")),
+        });
+        let (_dir, mut s) = store(Batch {
+            customers: vec![CustomerInfo {
+                company: "ACME".into(),
+                code: "C1".into(),
+                name: "Müller GmbH".into(),
+                country: "DE".into(),
+                email: Some("ap@mueller.example".into()),
+                phone: Some("+49 30 1234".into()),
+                language: Some("de".into()),
+                timezone: Some("Europe/Berlin".into()),
+                credit_limit: Some((dec!(5000), Currency::parse("EUR").unwrap())),
+            }],
+            items: vec![
+                item("1", "C1", "2026-10-01", dec!(100.00), "EUR"),
+                held,
+                item("3", "C1", "2026-09-15", dec!(0), "EUR"),
+                item("5", "C1", "2026-11-14", dec!(10), "EUR"),
+                item("4", "C2", "2026-10-01", dec!(70), "EUR"),
+            ],
+            payments: vec![
+                payment("p1", "C1", dec!(30), "EUR", "2026-10-20"),
+                payment("p2", "C1", dec!(20.50), "EUR", "2026-11-03"),
+                payment("p3", "C1", dec!(10), "USD", "2026-10-25"),
+                payment("p4", "C2", dec!(5), "EUR", "2026-11-04"),
+            ],
+            ..Batch::default()
+        });
+        let (c1, c2) = (cust(&s, "C1"), cust(&s, "C2"));
+        let out = RunOutput {
+            new_cases: ["1", "2", "4"]
+                .iter()
+                .map(|e| new_case(&s, e, d("2026-11-01")))
+                .collect(),
+            states: vec![StateOut {
+                customer_id: c1,
+                strategy: "standard".into(),
+                segment: "B2B".into(),
+                profile: "slow payer".into(),
+                score: dec!(42.5),
+                group: "DE-1".into(),
+                collector: Some("anna".into()),
+                priority: Priority::High,
+                dunning_level: 1,
+                dunning_on: Some(d("2026-11-01")),
+            }],
+            escalations: vec![EscalationOut {
+                customer_id: c1,
+                ladder: "standard".into(),
+                level: 1,
+                level_name: "first reminder".into(),
+                channel: "email".into(),
+                template: "reminder1".into(),
+                copy_manager: false,
+                amount: dec!(100),
+                items: "[]".into(),
+                reason: "overdue".into(),
+                event: "Claim for non-payment".into(),
+            }],
+            ..RunOutput::default()
+        };
+        s.write_run(d("2026-11-01"), "test", "test", false, &out, "{}")
+            .unwrap();
+        let (case1, case2, case4) = (case_of(&s, "1"), case_of(&s, "2"), case_of(&s, "4"));
+        let dispute = s
+            .open_dispute(case1, "goods damaged", d("2026-11-05"), "anna")
+            .unwrap();
+        s.open_dispute(case4, "price difference", d("2026-11-06"), "carl")
+            .unwrap();
+        let promise = s
+            .create_promise(case2, dec!(30), d("2026-11-20"), d("2026-11-10"), "ben")
+            .unwrap();
+
+        let v = s.customer_view(c1, d("2026-11-15")).unwrap();
+        assert_eq!(
+            (
+                v.id,
+                v.company.as_str(),
+                v.code.as_str(),
+                v.name.as_str(),
+                v.country.as_str()
+            ),
+            (c1, "ACME", "C1", "Müller GmbH", "DE")
+        );
+        assert_eq!(v.email.as_deref(), Some("ap@mueller.example"));
+        assert_eq!(v.phone.as_deref(), Some("+49 30 1234"));
+        assert_eq!(v.language.as_deref(), Some("de"));
+        assert_eq!(v.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(v.credit_limit, Some(dec!(5000)));
+        assert_eq!(v.credit_currency.as_deref(), Some("EUR"));
+        assert_eq!(v.as_of, d("2026-11-15"));
+        assert_eq!(v.last_run_on, Some(d("2026-11-01")));
+        assert_eq!(v.strategy.as_deref(), Some("standard"));
+        assert_eq!(v.segment.as_deref(), Some("B2B"));
+        assert_eq!(v.profile.as_deref(), Some("slow payer"));
+        assert_eq!(v.score, Some(dec!(42.5)));
+        assert_eq!(v.collection_group.as_deref(), Some("DE-1"));
+        assert_eq!(v.collector.as_deref(), Some("anna"));
+        assert_eq!(v.priority, Some(Priority::High));
+        assert_eq!(v.dunning_level, Some(1));
+        assert_eq!(v.dunning_on, Some(d("2026-11-01")));
+
+        // Open items only (INV-3 was cleared at zero), oldest due first; C2's item is not here.
+        let rows: Vec<_> = v
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.document_no.as_str(),
+                    i.case_id,
+                    i.days_overdue,
+                    i.disputed,
+                    i.original_amount,
+                    i.open_amount,
+                    i.status.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                // 2026-10-01 → 2026-11-15: 30 days of October + 15 = 45
+                ("INV-1", Some(case1), 45, true, dec!(100), dec!(100), "open"),
+                ("INV-5", None, 1, false, dec!(10), dec!(10), "open"),
+                ("INV-2", Some(case2), 0, false, dec!(50), dec!(40), "open"),
+            ]
+        );
+        let inv2 = &v.items[2];
+        assert_eq!(inv2.hold_reason.as_deref(), Some("awaiting PO"));
+        assert_eq!(inv2.hold_until, Some(d("2026-11-30")));
+        assert_eq!(inv2.document_date, d("2026-09-01"));
+        assert_eq!(inv2.due_date, d("2026-12-01"));
+        assert_eq!(inv2.currency, "EUR");
+        assert_eq!(v.items[0].hold_reason, None);
+
+        let pv = |on: &str, amount: Decimal, cur: &str, r: &str| PaymentView {
+            value_date: d(on),
+            amount,
+            currency: cur.into(),
+            reference: r.into(),
+        };
+        assert_eq!(
+            v.payments,
+            vec![
+                pv("2026-11-03", dec!(20.50), "EUR", "REF-p2"),
+                pv("2026-10-25", dec!(10), "USD", "REF-p3"),
+                pv("2026-10-20", dec!(30), "EUR", "REF-p1"),
+            ]
+        );
+        assert_eq!(
+            v.promises,
+            vec![PromiseView {
+                id: promise.id,
+                customer: "ACME/C1".into(),
+                case_id: Some(case2),
+                amount: dec!(30),
+                currency: "EUR".into(),
+                promised_on: d("2026-11-20"),
+                created_on: d("2026-11-10"),
+                status: PromiseStatus::Open,
+                judged_on: None,
+            }]
+        );
+        assert_eq!(
+            v.disputes,
+            vec![DisputeView {
+                id: dispute,
+                customer: "ACME/C1".into(),
+                case_id: Some(case1),
+                reason: "goods damaged".into(),
+                opened_on: d("2026-11-05"),
+                resolved_on: None,
+                resolution: None,
+                documents: vec!["INV-1".into()],
+            }]
+        );
+        let cv =
+            |on: &str, kind: &str, actor: &str, detail: &str, case_id: Option<i64>| ContactView {
+                on: d(on),
+                kind: kind.into(),
+                actor: actor.into(),
+                detail: detail.into(),
+                case_id,
+            };
+        assert_eq!(
+            v.contacts,
+            vec![
+                cv(
+                    "2026-11-10",
+                    "promise",
+                    "ben",
+                    "promise to pay 30 EUR by 2026-11-20",
+                    Some(case2)
+                ),
+                cv(
+                    "2026-11-05",
+                    "dispute",
+                    "anna",
+                    "goods damaged",
+                    Some(case1)
+                ),
+                cv(
+                    "2026-11-01",
+                    "Claim for non-payment",
+                    "system",
+                    "level 1 `first reminder` via email",
+                    None
+                ),
+                cv(
+                    "2026-11-01",
+                    "reminder",
+                    "system",
+                    "level 1 first reminder by email",
+                    None
+                ),
+            ]
+        );
+
+        // C2 was never evaluated by a run: no state, and only its own data.
+        let v2 = s.customer_view(c2, d("2026-11-15")).unwrap();
+        assert_eq!(
+            (
+                v2.last_run_on,
+                v2.strategy.as_deref(),
+                v2.score,
+                v2.priority,
+                v2.dunning_level
+            ),
+            (None, None, None, None, None)
+        );
+        assert_eq!(v2.credit_limit, None);
+        assert_eq!(v2.items.len(), 1);
+        assert_eq!(v2.payments.len(), 1);
+        assert!(v2.promises.is_empty());
+        assert_eq!(v2.disputes[0].reason, "price difference");
+        assert_eq!(v2.contacts.len(), 1);
+        assert_eq!(v2.contacts[0].actor, "carl");
+
+        assert!(matches!(
+            s.customer_view(9999, d("2026-11-15")),
+            Err(StoreError::NotFound(_))
+        ));
+        // The view serialises (the API and CLI print it as JSON).
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["promises"][0]["status"], "open");
+        assert_eq!(json["items"][0]["days_overdue"], 45);
+    }
+
+    #[test]
+    fn customer_view_keeps_the_newest_200_payments_and_contacts() {
+        let start = d("2026-01-01");
+        let (_dir, mut s) = store(Batch {
+            items: vec![item("1", "C1", "2025-12-01", dec!(1000), "EUR")],
+            payments: (0..205)
+                .map(|i| {
+                    let on = add_days(start, i).to_string();
+                    payment(&format!("p{i}"), "C1", Decimal::from(i + 1), "EUR", &on)
+                })
+                .collect(),
+            ..Batch::default()
+        });
+        let case = open_cases(&mut s, &["1"], "2026-01-01")[0];
+        for i in 0..201 {
+            let on = add_days(start, i);
+            s.create_promise(case, dec!(1), on, on, "ben").unwrap();
+        }
+        let v = s.customer_view(cust(&s, "C1"), d("2026-12-31")).unwrap();
+        assert_eq!(v.payments.len(), 200);
+        assert_eq!(v.payments[0].value_date, add_days(start, 204));
+        assert_eq!(v.payments[0].amount, dec!(205));
+        assert_eq!(v.payments[199].value_date, add_days(start, 5));
+        assert_eq!(v.contacts.len(), 200);
+        assert_eq!(v.contacts[0].on, add_days(start, 200));
+        assert_eq!(v.contacts[199].on, add_days(start, 1));
+        assert_eq!(v.promises.len(), 201, "promises are not capped");
+        assert_eq!(v.promises[0].created_on, add_days(start, 200));
+    }
+
+    #[test]
+    fn create_promise_refuses_bad_input_and_writes_nothing() {
+        let (_dir, mut s) = store(Batch {
+            items: vec![
+                item("1", "C1", "2026-10-01", dec!(100), "EUR"),
+                item("2", "C1", "2026-10-01", dec!(100), "EUR"),
+            ],
+            ..Batch::default()
+        });
+        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
+        let (case, closed) = (cases[0], cases[1]);
+        let closing = RunOutput {
+            closed: vec![(closed, "cleared".into())],
+            ..RunOutput::default()
+        };
+        s.write_run(d("2026-11-02"), "test", "test", false, &closing, "{}")
+            .unwrap();
+        let before = count(&s, "SELECT COUNT(*) FROM case_events");
+        let on = d("2026-11-10");
+
+        invalid_naming(
+            s.create_promise(case, dec!(50), d("2026-11-09"), on, "ben"),
+            "promised_on",
+        );
+        invalid_naming(
+            s.create_promise(case, dec!(0), d("2026-11-20"), on, "ben"),
+            "amount",
+        );
+        invalid_naming(
+            s.create_promise(case, dec!(-5), d("2026-11-20"), on, "ben"),
+            "amount",
+        );
+        invalid_naming(
+            s.create_promise(case, dec!(100.01), d("2026-11-20"), on, "ben"),
+            "amount",
+        );
+        invalid_naming(
+            s.create_promise(closed, dec!(10), d("2026-11-20"), on, "ben"),
+            "closed",
+        );
+        assert!(matches!(
+            s.create_promise(9999, dec!(10), d("2026-11-20"), on, "ben"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), before);
+    }
+
+    #[test]
+    fn create_promise_records_in_the_item_currency_with_history_and_dirty_flag() {
+        let (_dir, mut s) = store(Batch {
+            items: vec![
+                item("1", "C1", "2026-10-01", dec!(100), "USD"),
+                item("2", "C1", "2026-10-01", dec!(100), "USD"),
+            ],
+            ..Batch::default()
+        });
+        let c1 = cust(&s, "C1");
+        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
+        settle(&mut s, &[c1]);
+        // The whole open amount, promised for the same day, is allowed.
+        let p = s
+            .create_promise(cases[0], dec!(100), d("2026-11-10"), d("2026-11-10"), "ben")
+            .unwrap();
+        assert_eq!(
+            (
+                p.customer.as_str(),
+                p.case_id,
+                p.amount,
+                p.currency.as_str()
+            ),
+            ("ACME/C1", Some(cases[0]), dec!(100), "USD")
+        );
+        assert_eq!(
+            (p.promised_on, p.created_on),
+            (d("2026-11-10"), d("2026-11-10"))
+        );
+        assert_eq!((p.status, p.judged_on), (PromiseStatus::Open, None));
+        assert!(dirty(&s, c1));
+        let h = s.case_detail(cases[0]).unwrap().history;
+        let last = h.last().unwrap();
+        assert_eq!(
+            (
+                last.on,
+                last.kind.as_str(),
+                last.actor.as_str(),
+                last.detail.as_str()
+            ),
+            (
+                d("2026-11-10"),
+                "promise",
+                "ben",
+                "promise to pay 100 USD by 2026-11-10"
+            )
+        );
+        let q = s
+            .create_promise(cases[1], dec!(20), d("2026-11-30"), d("2026-11-12"), "ben")
+            .unwrap();
+        assert_eq!(s.case_promises(cases[0]).unwrap(), vec![p.clone()]);
+        assert_eq!(s.case_promises(cases[1]).unwrap(), vec![q.clone()]);
+        assert_eq!(s.list_promises(c1).unwrap(), vec![q, p]);
+        assert!(matches!(
+            s.list_promises(9999),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.case_promises(9999),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_promise_made_inside_a_callers_transaction_rolls_back_with_it() {
+        let (_dir, mut s) = store(Batch {
+            items: vec![item("1", "C1", "2026-10-01", dec!(100), "EUR")],
+            ..Batch::default()
+        });
+        let case = open_cases(&mut s, &["1"], "2026-11-01")[0];
+        s.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        s.create_promise(case, dec!(10), d("2026-11-20"), d("2026-11-10"), "ben")
+            .unwrap();
+        s.conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), 0);
+    }
+
+    #[test]
+    fn judge_promises_keeps_partially_keeps_and_breaks_once() {
+        let (_dir, mut s) = store(Batch {
+            items: ["1", "2", "3", "4", "5"]
+                .iter()
+                .map(|n| item(n, &format!("C{n}"), "2026-10-01", dec!(500), "EUR"))
+                .collect(),
+            payments: vec![
+                // C1: 60 + 40 (on the last day of the tolerance) = 100 → kept
+                payment("a", "C1", dec!(60), "EUR", "2026-11-05"),
+                payment("b", "C1", dec!(40), "EUR", "2026-11-13"),
+                // C2: only the 50 paid on the day of the promise counts → partially kept
+                payment("c", "C2", dec!(50), "EUR", "2026-11-01"),
+                payment("d", "C2", dec!(500), "EUR", "2026-10-31"),
+                payment("e", "C2", dec!(500), "USD", "2026-11-05"),
+                payment("f", "C2", dec!(500), "EUR", "2026-11-14"),
+                // C3: nothing → broken. C4: paid in full, judged a day later.
+                payment("g", "C4", dec!(70), "EUR", "2026-11-12"),
+            ],
+            ..Batch::default()
+        });
+        let ids: Vec<i64> = (1..=5).map(|n| cust(&s, &format!("C{n}"))).collect();
+        let cases = open_cases(&mut s, &["1", "2", "3", "4"], "2026-11-01");
+        let made = d("2026-11-01");
+        for (case, amount, by) in [
+            (cases[0], dec!(100), "2026-11-10"),
+            (cases[1], dec!(200), "2026-11-10"),
+            (cases[2], dec!(80), "2026-11-10"),
+            (cases[3], dec!(70), "2026-11-11"),
+        ] {
+            s.create_promise(case, amount, d(by), made, "ben").unwrap();
+        }
+        // A promise recorded without a case (as the demo generator and older data have).
+        s.conn
+            .execute(
+                "INSERT INTO promises(customer_id, amount, currency, promised_on, created_on)
+                 VALUES (?1, '50', 'EUR', '2026-11-02', '2026-11-01')",
+                [ids[4]],
+            )
+            .unwrap();
+        settle(&mut s, &ids);
+
+        // Tolerance 3: the 11-10 promises run to 11-13 and are judged on 11-14; the
+        // 11-11 one runs to 11-14 and waits.
+        let st = s.judge_promises(d("2026-11-14"), 3).unwrap();
+        assert_eq!(
+            st,
+            JudgeStats {
+                judged: 4,
+                kept: 1,
+                partial: 1,
+                broken: 2
+            }
+        );
+        let status = |s: &Store, i: usize| {
+            let p = s.list_promises(ids[i]).unwrap().pop().unwrap();
+            (p.status, p.judged_on)
+        };
+        let judged = Some(d("2026-11-14"));
+        assert_eq!(status(&s, 0), (PromiseStatus::Kept, judged));
+        assert_eq!(status(&s, 1), (PromiseStatus::PartiallyKept, judged));
+        assert_eq!(status(&s, 2), (PromiseStatus::Broken, judged));
+        assert_eq!(status(&s, 3), (PromiseStatus::Open, None));
+        assert_eq!(status(&s, 4), (PromiseStatus::Broken, judged));
+        assert_eq!(
+            ids.iter().map(|&c| dirty(&s, c)).collect::<Vec<_>>(),
+            vec![true, true, true, false, true]
+        );
+        let last = |s: &Store, case: i64| s.case_detail(case).unwrap().history.pop().unwrap();
+        let e = last(&s, cases[0]);
+        assert_eq!(
+            (e.on, e.kind.as_str(), e.actor.as_str(), e.detail.as_str()),
+            (
+                d("2026-11-14"),
+                "promise_judged",
+                "system",
+                "kept: paid 100 of 100 EUR promised by 2026-11-10 (2026-11-01 to 2026-11-13)"
+            )
+        );
+        assert!(last(&s, cases[1])
+            .detail
+            .starts_with("partially_kept: paid 50 of 200 EUR"));
+        assert!(last(&s, cases[2])
+            .detail
+            .starts_with("broken: paid 0 of 80 EUR"));
+        assert_eq!(last(&s, cases[3]).kind, "promise");
+        let events = count(&s, "SELECT COUNT(*) FROM case_events");
+
+        // Idempotent: judging again the same day changes nothing.
+        settle(&mut s, &ids);
+        assert_eq!(
+            s.judge_promises(d("2026-11-14"), 3).unwrap(),
+            JudgeStats::default()
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), events);
+        assert!(ids.iter().all(|&c| !dirty(&s, c)));
+
+        let st = s.judge_promises(d("2026-11-15"), 3).unwrap();
+        assert_eq!(
+            st,
+            JudgeStats {
+                judged: 1,
+                kept: 1,
+                partial: 0,
+                broken: 0
+            }
+        );
+        assert_eq!(status(&s, 3), (PromiseStatus::Kept, Some(d("2026-11-15"))));
+        assert_eq!(status(&s, 0), (PromiseStatus::Kept, judged), "judged once");
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), events + 1);
+
+        invalid_naming(s.judge_promises(d("2026-11-15"), -1), "tolerance_days");
+    }
+
+    #[test]
+    fn resolving_a_dispute_returns_its_items_to_collection() {
+        let (_dir, mut s) = store(Batch {
+            items: vec![
+                item("1", "C1", "2026-10-01", dec!(100), "EUR"),
+                item("2", "C1", "2026-10-01", dec!(50), "EUR"),
+            ],
+            ..Batch::default()
+        });
+        let c1 = cust(&s, "C1");
+        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
+        let d1 = s
+            .open_dispute(cases[0], "goods damaged", d("2026-11-05"), "anna")
+            .unwrap();
+        let d2 = s
+            .open_dispute(cases[1], "price difference", d("2026-11-06"), "anna")
+            .unwrap();
+        assert!(item_disputed(&s, c1, "INV-1") && item_disputed(&s, c1, "INV-2"));
+        settle(&mut s, &[c1]);
+
+        invalid_naming(
+            s.resolve_dispute(d1, "credit note", d("2026-11-20"), "anna"),
+            "resolution",
+        );
+        invalid_naming(
+            s.resolve_dispute(d1, "invalid", d("2026-11-04"), "anna"),
+            "2026-11-05",
+        );
+        assert!(matches!(
+            s.resolve_dispute(9999, "valid", d("2026-11-20"), "anna"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(!dirty(&s, c1), "refusals change nothing");
+        assert_eq!(s.list_disputes(c1, false).unwrap().len(), 2);
+
+        let v = s
+            .resolve_dispute(d1, "invalid", d("2026-11-20"), "anna")
+            .unwrap();
+        let resolved = DisputeView {
+            id: d1,
+            customer: "ACME/C1".into(),
+            case_id: Some(cases[0]),
+            reason: "goods damaged".into(),
+            opened_on: d("2026-11-05"),
+            resolved_on: Some(d("2026-11-20")),
+            resolution: Some("invalid".into()),
+            documents: vec!["INV-1".into()],
+        };
+        assert_eq!(v, resolved);
+        assert!(dirty(&s, c1));
+        let e = s.case_detail(cases[0]).unwrap().history.pop().unwrap();
+        assert_eq!(
+            (e.on, e.kind.as_str(), e.actor.as_str(), e.detail.as_str()),
+            (
+                d("2026-11-20"),
+                "dispute_resolved",
+                "anna",
+                "invalid: back to collection"
+            )
+        );
+        // The engine's input and the view agree: INV-1 is back in collection, INV-2 not.
+        assert!(!item_disputed(&s, c1, "INV-1"));
+        assert!(item_disputed(&s, c1, "INV-2"));
+        let view = s.customer_view(c1, d("2026-11-20")).unwrap();
+        assert_eq!(
+            view.items
+                .iter()
+                .map(|i| (i.document_no.as_str(), i.disputed))
+                .collect::<Vec<_>>(),
+            vec![("INV-1", false), ("INV-2", true)]
+        );
+
+        invalid_naming(
+            s.resolve_dispute(d1, "valid", d("2026-11-21"), "anna"),
+            "already resolved",
+        );
+        let open = s.list_disputes(c1, false).unwrap();
+        assert_eq!(open.iter().map(|x| x.id).collect::<Vec<_>>(), vec![d2]);
+        let all = s.list_disputes(c1, true).unwrap();
+        assert_eq!(all.iter().map(|x| x.id).collect::<Vec<_>>(), vec![d2, d1]);
+        assert_eq!(s.case_disputes(cases[0]).unwrap(), vec![resolved]);
+        assert!(matches!(
+            s.list_disputes(9999, true),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.case_disputes(9999),
+            Err(StoreError::NotFound(_))
+        ));
+
+        let w = s
+            .resolve_dispute(d2, "write_off", d("2026-11-21"), "carl")
+            .unwrap();
+        assert_eq!(w.resolution.as_deref(), Some("write_off"));
+        assert!(!item_disputed(&s, c1, "INV-2"));
+        assert!(s.list_disputes(c1, false).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,723 @@
+//! End-to-end: the real `arrears serve` on loopback ports with a temporary database
+//! and rules folder, driven by a tonic client as collector apps would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arrears::server::pb;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub const SUP: &str = "supervisor-token-0123456789";
+pub const CHEN: &str = "chen-collector-token-0123456789";
+pub const DARA: &str = "dara-collector-token-0123456789";
+const AS_OF: &str = "2026-11-23";
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub grpc: String,
+    pub metrics: String,
+    stdout: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+pub fn arrears(dir: &Path, args: &[&str]) -> std::process::Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(args)
+        .env("ARREARS_DB", dir.join("arrears.db"))
+        .env("ARREARS_RULES", dir.join("rules"))
+        .env_remove("ARREARS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "arrears {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+impl Daemon {
+    /// A fresh folder with the shipped rules and a config with three tokens.
+    pub fn prepare() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &dir.path().join("rules"),
+        );
+        std::fs::write(
+            dir.path().join("arrears.yaml"),
+            "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n\
+             auth:\n  tokens:\n\
+             \x20   - { principal: sup, role: supervisor, token_env: T_SUP }\n\
+             \x20   - { principal: chen, role: collector, token_env: T_CHEN }\n\
+             \x20   - { principal: dara, role: collector, token_env: T_DARA }\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    pub fn start(dir: tempfile::TempDir) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args([
+                "--config",
+                dir.path().join("arrears.yaml").to_str().unwrap(),
+                "serve",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--as-of",
+                AS_OF,
+            ])
+            .env("ARREARS_DB", dir.path().join("arrears.db"))
+            .env("ARREARS_RULES", dir.path().join("rules"))
+            .env("T_SUP", SUP)
+            .env("T_CHEN", CHEN)
+            .env("T_DARA", DARA)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for l in BufReader::new(out).lines() {
+                let l = l.unwrap_or_default();
+                let _ = tx.send(l.clone());
+                lines.push(l);
+            }
+            lines
+        });
+        let (mut grpc, mut metrics) = (String::new(), String::new());
+        while grpc.is_empty() || metrics.is_empty() {
+            let l = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("daemon did not report its addresses");
+            if let Some(a) = l.strip_prefix("grpc listening on ") {
+                grpc = format!("http://{a}");
+            }
+            if let Some(a) = l.strip_prefix("metrics listening on ") {
+                metrics = a.to_string();
+            }
+        }
+        Daemon {
+            dir,
+            child: Some(child),
+            grpc,
+            metrics,
+            stdout: Some(stdout),
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status and everything printed on stdout.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let lines = self.stdout.take().unwrap().join().unwrap();
+        (status, lines)
+    }
+
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.metrics).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+type Auth = fn(Request<()>) -> Result<Request<()>, Status>;
+
+fn with_token(
+    token: &'static str,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut r: Request<()>| {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        Ok(r)
+    }
+}
+
+fn no_token(r: Request<()>) -> Result<Request<()>, Status> {
+    Ok(r)
+}
+
+fn group(g: &str) -> Option<pb::WorklistScope> {
+    Some(pb::WorklistScope {
+        scope: Some(pb::worklist_scope::Scope::Group(g.into())),
+    })
+}
+
+fn mine() -> Option<pb::WorklistScope> {
+    Some(pb::WorklistScope {
+        scope: Some(pb::worklist_scope::Scope::Mine(true)),
+    })
+}
+
+async fn wait_for<F: FnMut(&pb::WorklistUpdate) -> bool>(
+    stream: &mut tonic::Streaming<pb::WorklistUpdate>,
+    mut pred: F,
+) -> pb::WorklistUpdate {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("no worklist update within 30 s")
+            .expect("stream failed")
+            .expect("stream ended");
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worklist_paging_auth_and_clear_errors() {
+    let dir = Daemon::prepare();
+    arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "300",
+            "--items",
+            "3000",
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    let d = Daemon::start(dir);
+    let ch = d.channel().await;
+    let mut sup =
+        pb::worklists_client::WorklistsClient::with_interceptor(ch.clone(), with_token(SUP));
+    let mut admin = pb::admin_client::AdminClient::with_interceptor(ch.clone(), with_token(SUP));
+    admin
+        .trigger_run(pb::TriggerRunRequest {
+            full: false,
+            as_of: String::new(),
+        })
+        .await
+        .unwrap();
+
+    // Paging: every page in order, no entry twice, as many as `total` says.
+    let mut seen = std::collections::HashSet::new();
+    let mut token = String::new();
+    let mut last_nad = String::new();
+    let mut total = None;
+    let mut pages = 0;
+    loop {
+        let p = sup
+            .get_worklist(pb::GetWorklistRequest {
+                scope: group("general"),
+                filter: None,
+                page_size: 7,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(p.entries.len() <= 7);
+        for e in &p.entries {
+            assert!(
+                seen.insert(e.customer_id),
+                "customer {} twice",
+                e.customer_id
+            );
+            assert!(e.nad >= last_nad, "not ordered by NAD");
+            last_nad = e.nad.clone();
+            assert_eq!(e.collection_group, "general");
+            assert!(e.amount.as_ref().unwrap().amount.parse::<f64>().is_ok());
+        }
+        total = Some(total.unwrap_or(p.total));
+        assert_eq!(Some(p.total), total);
+        if p.next_page_token.is_empty() {
+            break;
+        }
+        token = p.next_page_token;
+    }
+    let total = total.unwrap() as usize;
+    assert!(
+        total > 14,
+        "the demo gives the general group several pages ({total})"
+    );
+    assert_eq!(seen.len(), total);
+    assert_eq!(pages, total.div_ceil(7));
+
+    // Filters narrow the list.
+    let high = sup
+        .get_worklist(pb::GetWorklistRequest {
+            scope: group("general"),
+            filter: Some(pb::WorklistFilter {
+                min_priority: pb::Priority::High as i32,
+                ..Default::default()
+            }),
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(high
+        .entries
+        .iter()
+        .all(|e| e.priority == pb::Priority::High as i32));
+    assert!((high.total as usize) < total);
+
+    // Bad requests get a clear status.
+    let err = |r: Result<tonic::Response<pb::WorklistPage>, Status>| r.unwrap_err();
+    let e = err(sup
+        .get_worklist(pb::GetWorklistRequest {
+            scope: group("general"),
+            page_size: 100_000,
+            ..Default::default()
+        })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("page_size"));
+    let e = err(sup
+        .get_worklist(pb::GetWorklistRequest {
+            scope: group("general"),
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = err(sup
+        .get_worklist(pb::GetWorklistRequest {
+            scope: group("no_such_group"),
+            ..Default::default()
+        })
+        .await);
+    assert_eq!(e.code(), Code::NotFound);
+
+    // Authentication.
+    let mut anon =
+        pb::worklists_client::WorklistsClient::with_interceptor(ch.clone(), no_token as Auth);
+    let e = anon
+        .get_worklist(pb::GetWorklistRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let mut wrong = pb::worklists_client::WorklistsClient::with_interceptor(
+        ch.clone(),
+        with_token("not-a-real-token-at-all"),
+    );
+    let e = wrong
+        .get_worklist(pb::GetWorklistRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // A collector reads their own worklist, not a colleague's.
+    let mut chen =
+        pb::worklists_client::WorklistsClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let own = chen
+        .get_worklist(pb::GetWorklistRequest {
+            scope: mine(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(own
+        .entries
+        .iter()
+        .all(|e| e.collector.is_empty() || e.collector == "chen"));
+    let e = chen
+        .get_worklist(pb::GetWorklistRequest {
+            scope: Some(pb::WorklistScope {
+                scope: Some(pb::worklist_scope::Scope::Collector("dara".into())),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    // Cases: a supervisor assigns one to dara; chen may then not touch it.
+    let mut cases_sup =
+        pb::cases_client::CasesClient::with_interceptor(ch.clone(), with_token(SUP));
+    let mut cases_chen =
+        pb::cases_client::CasesClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let some = own.entries.first().expect("chen has work").customer.clone();
+    let list = cases_sup
+        .list_cases(pb::ListCasesRequest {
+            customer: some.clone(),
+            all: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let case_id = list.cases.first().expect("an open case").id;
+    let e = cases_chen
+        .assign_cases(pb::AssignCasesRequest {
+            case_ids: vec![case_id],
+            collector: "dara".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    cases_sup
+        .assign_cases(pb::AssignCasesRequest {
+            case_ids: vec![case_id],
+            collector: "dara".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap();
+    let e = cases_chen
+        .add_note(pb::AddNoteRequest {
+            case_id,
+            text: "called, no answer".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let mut cases_dara =
+        pb::cases_client::CasesClient::with_interceptor(ch.clone(), with_token(DARA));
+    let c = cases_dara
+        .add_note(pb::AddNoteRequest {
+            case_id,
+            text: "called, promised to check".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.assigned_to, "dara");
+    assert!(c
+        .history
+        .iter()
+        .any(|h| h.kind == "note" && h.actor == "dara"));
+    let e = cases_dara
+        .add_note(pb::AddNoteRequest {
+            case_id,
+            text: "  ".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = cases_sup
+        .get_case(pb::GetCaseRequest {
+            id: "99999999".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = cases_dara
+        .set_activity(pb::SetActivityRequest {
+            case_id,
+            category: "nope".into(),
+            subcategory: "nope".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // The customer's 360° view and the explanation.
+    let cust = cases_sup
+        .get_customer(pb::GetCustomerRequest {
+            customer: some.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!cust.open_items.is_empty());
+    assert!(!cust.segment.is_empty());
+    let mut ex = pb::explain_client::ExplainClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let why = ex
+        .explain_customer(pb::ExplainRequest {
+            customer: some.clone(),
+            as_of: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(why.segment, cust.segment);
+    assert!(!why.criteria.is_empty());
+    let e = ex
+        .explain_customer(pb::ExplainRequest {
+            customer: "NOPE/NOPE".into(),
+            as_of: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // Rule operations need a supervisor.
+    let mut strat_chen =
+        pb::strategies_client::StrategiesClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let e = strat_chen
+        .validate_rules(pb::ValidateRulesRequest { files: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    // Every mutation is in the audit log with its principal.
+    let db = rusqlite::Connection::open(d.path("arrears.db")).unwrap();
+    let (who, before): (String, String) = db
+        .query_row(
+            "SELECT principal, before FROM audit WHERE action = 'cases.assign'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(who, "sup");
+    assert!(before.contains(&format!("\"case\":{case_id}")), "{before}");
+    let notes: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE action = 'case.note' AND principal = 'dara'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(notes, 1, "the refused note by chen left no record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_stream_follows_imports_assignments_and_rule_reloads() {
+    let dir = Daemon::prepare();
+    let csv = dir.path().join("items.csv");
+    let header = "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,open_amount,currency\n";
+    std::fs::write(
+        &csv,
+        format!(
+            "{header}item,w1,ACME_DE,W1,Watch One GmbH,INV-W1,2026-08-01,2026-09-01,4000.00,4000.00,EUR\n\
+             item,w2,ACME_DE,W2,Watch Two GmbH,INV-W2,2026-08-01,2026-09-15,2500.00,2500.00,EUR\n"
+        ),
+    )
+    .unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = Daemon::start(dir);
+    let ch = d.channel().await;
+    let mut wl =
+        pb::worklists_client::WorklistsClient::with_interceptor(ch.clone(), with_token(SUP));
+    let mut admin = pb::admin_client::AdminClient::with_interceptor(ch.clone(), with_token(SUP));
+    admin
+        .trigger_run(pb::TriggerRunRequest::default())
+        .await
+        .unwrap();
+
+    let mut stream = wl
+        .watch_worklist(pb::WatchWorklistRequest {
+            scope: group("general"),
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = wait_for(&mut stream, |_| true).await;
+    assert_eq!(first.kind, pb::worklist_update::Kind::Snapshot as i32);
+    let w1 = first
+        .upserted
+        .iter()
+        .find(|e| e.customer == "ACME_DE/W1")
+        .expect("W1 on the general worklist")
+        .clone();
+    assert!(first.upserted.iter().any(|e| e.customer == "ACME_DE/W2"));
+
+    // A payment clears W1's invoice in another process: W1 leaves the worklist.
+    std::fs::write(
+        &csv,
+        format!(
+            "{header}item,w1,ACME_DE,W1,Watch One GmbH,INV-W1,2026-08-01,2026-09-01,4000.00,0,EUR\n"
+        ),
+    )
+    .unwrap();
+    arrears(d.dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let m = wait_for(&mut stream, |m| m.removed.contains(&w1.customer_id)).await;
+    assert_eq!(m.kind, pb::worklist_update::Kind::Change as i32);
+    assert!(m.cause.contains("changed in the store"), "{}", m.cause);
+
+    // A reassignment moves W2 to chen.
+    let mut cases = pb::cases_client::CasesClient::with_interceptor(ch.clone(), with_token(SUP));
+    let c = cases
+        .list_cases(pb::ListCasesRequest {
+            customer: "ACME_DE/W2".into(),
+            all: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let case_id = c.cases[0].id;
+    cases
+        .assign_cases(pb::AssignCasesRequest {
+            case_ids: vec![case_id],
+            collector: "chen".into(),
+            on: String::new(),
+        })
+        .await
+        .unwrap();
+    let m = wait_for(&mut stream, |m| {
+        m.upserted
+            .iter()
+            .any(|e| e.customer == "ACME_DE/W2" && e.collector == "chen")
+    })
+    .await;
+    assert!(m.cause.contains("assigned to chen"), "{}", m.cause);
+
+    // A broken rule file is refused; the last good rules stay in force.
+    let mut strat =
+        pb::strategies_client::StrategiesClient::with_interceptor(ch.clone(), with_token(SUP));
+    let before = strat
+        .list_rules(pb::ListRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let rules_file = d.path("rules/strategies.yaml");
+    let good = std::fs::read_to_string(&rules_file).unwrap();
+    std::fs::write(&rules_file, good.replace("strategies:", "strategies: [\n")).unwrap();
+    let mut info = before.clone();
+    for _ in 0..100 {
+        info = strat
+            .list_rules(pb::ListRulesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if !info.last_reload_error.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        info.last_reload_error.contains("strategies.yaml:"),
+        "{info:?}"
+    );
+    assert_eq!(info.hash, before.hash, "the last good set is kept");
+    let metrics = d.scrape();
+    assert!(
+        metrics.contains("arrears_rule_reloads_total{result=\"failure\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("arrears_rules_valid 0"), "{metrics}");
+    // The worklist still answers.
+    wl.get_worklist(pb::GetWorklistRequest {
+        scope: group("general"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // A good change is swapped in, re-evaluates the portfolio and reaches the watcher:
+    // lowering the key-account threshold moves W2 (2500 EUR) out of the general group.
+    assert!(good.contains("gte: 100000"));
+    std::fs::write(&rules_file, good.replace("gte: 100000", "gte: 1000")).unwrap();
+    let m = wait_for(&mut stream, |m| m.cause.contains("rules reloaded")).await;
+    assert!(
+        m.removed.iter().any(|id| first
+            .upserted
+            .iter()
+            .any(|e| e.customer_id == *id && e.customer == "ACME_DE/W2"))
+            || m.upserted.iter().any(|e| e.customer == "ACME_DE/W2"),
+        "{m:?}"
+    );
+    let after = strat
+        .list_rules(pb::ListRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(after.hash, before.hash);
+    assert!(after.last_reload_error.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_streams_and_leaves_a_consistent_store() {
+    let dir = Daemon::prepare();
+    arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "50",
+            "--items",
+            "400",
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    let mut d = Daemon::start(dir);
+    let ch = d.channel().await;
+    let mut wl =
+        pb::worklists_client::WorklistsClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let mut stream = wl
+        .watch_worklist(pb::WatchWorklistRequest {
+            scope: mine(),
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    wait_for(&mut stream, |_| true).await;
+    let (status, lines) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(lines.iter().any(|l| l == "shutdown complete"), "{lines:?}");
+    // Updates already sent may still be read; then the stream ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.message().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end with the daemon");
+    let db = rusqlite::Connection::open(d.path("arrears.db")).unwrap();
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let runs: i64 = db
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(runs >= 1);
+}
