@@ -225,6 +225,14 @@ impl Shared {
                 ::metrics::counter!("arrears_rule_reloads_total", "result" => "success")
                     .increment(1);
                 ::metrics::gauge!("arrears_rules_valid").set(1.0);
+                // Counters appear in /metrics from the start, at zero, so that dashboards and
+                // alerts (`increase(...)`) see the series before the first event.
+                for result in ["success", "failure"] {
+                    ::metrics::counter!("arrears_rule_reloads_total", "result" => result)
+                        .increment(0);
+                }
+                ::metrics::counter!("arrears_script_errors_total").increment(0);
+                ::metrics::counter!("arrears_script_limit_hits_total").increment(0);
                 *self.reload.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus::default();
                 let old = self.rules().set.hash.clone();
                 let hash = set.hash.clone();

@@ -1,0 +1,224 @@
+//! The test harness shared by the daemon tests: a real `arrears serve` on loopback
+//! ports with a temporary database and rules folder.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arrears::server::pb;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+pub const SUP: &str = "supervisor-token-0123456789";
+pub const CHEN: &str = "chen-collector-token-0123456789";
+pub const DARA: &str = "dara-collector-token-0123456789";
+pub const AS_OF: &str = "2026-11-23";
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub grpc: String,
+    pub metrics: String,
+    stdout: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+pub fn arrears(dir: &Path, args: &[&str]) -> std::process::Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(args)
+        .env("ARREARS_DB", dir.join("arrears.db"))
+        .env("ARREARS_RULES", dir.join("rules"))
+        .env_remove("ARREARS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "arrears {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+impl Daemon {
+    /// A fresh folder with the shipped rules and a config with three tokens.
+    pub fn prepare() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &dir.path().join("rules"),
+        );
+        std::fs::write(
+            dir.path().join("arrears.yaml"),
+            "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n\
+             auth:\n  tokens:\n\
+             \x20   - { principal: sup, role: supervisor, token_env: T_SUP }\n\
+             \x20   - { principal: chen, role: collector, token_env: T_CHEN }\n\
+             \x20   - { principal: dara, role: collector, token_env: T_DARA }\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    pub fn start(dir: tempfile::TempDir) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args([
+                "--config",
+                dir.path().join("arrears.yaml").to_str().unwrap(),
+                "serve",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--as-of",
+                AS_OF,
+            ])
+            .env("ARREARS_DB", dir.path().join("arrears.db"))
+            .env("ARREARS_RULES", dir.path().join("rules"))
+            .env("T_SUP", SUP)
+            .env("T_CHEN", CHEN)
+            .env("T_DARA", DARA)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for l in BufReader::new(out).lines() {
+                let l = l.unwrap_or_default();
+                let _ = tx.send(l.clone());
+                lines.push(l);
+            }
+            lines
+        });
+        let (mut grpc, mut metrics) = (String::new(), String::new());
+        while grpc.is_empty() || metrics.is_empty() {
+            let l = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("daemon did not report its addresses");
+            if let Some(a) = l.strip_prefix("grpc listening on ") {
+                grpc = format!("http://{a}");
+            }
+            if let Some(a) = l.strip_prefix("metrics listening on ") {
+                metrics = a.to_string();
+            }
+        }
+        Daemon {
+            dir,
+            child: Some(child),
+            grpc,
+            metrics,
+            stdout: Some(stdout),
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status and everything printed on stdout.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let lines = self.stdout.take().unwrap().join().unwrap();
+        (status, lines)
+    }
+
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.metrics).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        let (head, body) = body.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("chunked"), "{head}");
+        body.to_string()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub type Auth = fn(Request<()>) -> Result<Request<()>, Status>;
+
+pub fn with_token(
+    token: &'static str,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut r: Request<()>| {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        Ok(r)
+    }
+}
+
+pub fn no_token(r: Request<()>) -> Result<Request<()>, Status> {
+    Ok(r)
+}
+
+pub fn group(g: &str) -> Option<pb::WorklistScope> {
+    Some(pb::WorklistScope {
+        scope: Some(pb::worklist_scope::Scope::Group(g.into())),
+    })
+}
+
+pub fn mine() -> Option<pb::WorklistScope> {
+    Some(pb::WorklistScope {
+        scope: Some(pb::worklist_scope::Scope::Mine(true)),
+    })
+}
+
+pub async fn wait_for<F: FnMut(&pb::WorklistUpdate) -> bool>(
+    stream: &mut tonic::Streaming<pb::WorklistUpdate>,
+    mut pred: F,
+) -> pb::WorklistUpdate {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("no worklist update within 30 s")
+            .expect("stream failed")
+            .expect("stream ended");
+        if pred(&m) {
+            return m;
+        }
+    }
+}
