@@ -297,6 +297,33 @@ async fn worklist_paging_auth_and_clear_errors() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
 
+    // The CLI as a client: `arrears --remote URL worklist` with the token from the environment.
+    let cli = |token: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(["--remote", &d.grpc])
+            .args(args)
+            .env("ARREARS_TOKEN", token)
+            .env_remove("ARREARS_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let o = cli(CHEN, &["worklist", "--json", "--limit", "1000"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["total"].as_u64().unwrap() > 0, "{v}");
+    for e in v["entries"].as_array().unwrap() {
+        let c = e["collector"].as_str().unwrap();
+        assert!(c.is_empty() || c == "chen", "{e}");
+    }
+    let o = cli("wrong-token-wrong-token", &["worklist"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Unauthenticated"));
+    let o = cli(
+        DARA,
+        &["case", "note", &case_id.to_string(), "left a voicemail"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
     // Every mutation is in the audit log with its principal.
     let db = rusqlite::Connection::open(d.path("arrears.db")).unwrap();
     let (who, before): (String, String) = db
@@ -315,7 +342,10 @@ async fn worklist_paging_auth_and_clear_errors() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(notes, 1, "the refused note by chen left no record");
+    assert_eq!(
+        notes, 2,
+        "dara's two notes; the refused one by chen left no record"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

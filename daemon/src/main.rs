@@ -13,6 +13,8 @@ use arrears::rules::{self, RuleSet};
 use arrears::store::{Scope, Store};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
+
+mod remote;
 use rust_decimal::Decimal;
 
 #[derive(Parser)]
@@ -39,6 +41,12 @@ struct Global {
     /// Rules folder [default: ./rules, else the rules shipped with the source]
     #[arg(long, global = true, env = "ARREARS_RULES")]
     rules: Option<PathBuf>,
+    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain)
+    #[arg(long, global = true, env = "ARREARS_REMOTE")]
+    remote: Option<String>,
+    /// File holding the API token for --remote [default: the ARREARS_TOKEN environment variable]
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -111,8 +119,9 @@ enum Cmd {
     },
     /// A collector's worklist: assigned to them plus unassigned work of their groups.
     Worklist {
+        /// Whose worklist [with --remote: default the token's own]
         #[arg(long)]
-        collector: String,
+        collector: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[arg(long)]
@@ -305,6 +314,21 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let env = Env::new(&cli.global)?;
+    if let Some(url) = cli.global.remote.clone() {
+        let token = match &cli.global.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading token file {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("ARREARS_TOKEN").ok(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(remote_main(&url, token, cli.cmd));
+    }
     match cli.cmd {
         Cmd::Serve {
             grpc_listen,
@@ -447,6 +471,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             limit,
             json,
         } => {
+            let collector = collector.context("--collector is required")?;
             let rules = env.rules()?;
             let store = env.store()?;
             let groups: Vec<String> = rules
@@ -538,6 +563,121 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn remote_main(url: &str, token: Option<String>, cmd: Cmd) -> Result<ExitCode> {
+    use arrears::server::pb;
+    use remote::describe;
+    let r = remote::Remote::connect(url, token).await?;
+    match cmd {
+        Cmd::Worklist {
+            collector,
+            limit,
+            json,
+        } => {
+            let scope = pb::WorklistScope {
+                scope: Some(match collector {
+                    Some(c) => pb::worklist_scope::Scope::Collector(c),
+                    None => pb::worklist_scope::Scope::Mine(true),
+                }),
+            };
+            let page = r
+                .worklists()
+                .get_worklist(pb::GetWorklistRequest {
+                    scope: Some(scope),
+                    filter: None,
+                    page_size: limit.clamp(1, 1000) as u32,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            remote::print_worklist(&page, json)?;
+        }
+        Cmd::Case(CaseCmd::Show { id, json: _ }) => {
+            let c = r
+                .cases()
+                .get_case(pb::GetCaseRequest { id })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!("{c:#?}");
+        }
+        Cmd::Case(CaseCmd::Note { id, text, on, .. }) => {
+            let c = r
+                .cases()
+                .add_note(pb::AddNoteRequest {
+                    case_id: id
+                        .parse()
+                        .context("with --remote, a case is named by its id")?,
+                    text,
+                    on: on.map(|d| d.to_string()).unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!("note added to case {}", c.id);
+        }
+        Cmd::Case(CaseCmd::Assign { ids, to, on, .. }) => {
+            let case_ids = ids
+                .iter()
+                .map(|i| {
+                    i.parse::<i64>()
+                        .context("with --remote, cases are named by their ids")
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let n = r
+                .cases()
+                .assign_cases(pb::AssignCasesRequest {
+                    case_ids,
+                    collector: if to == "none" {
+                        String::new()
+                    } else {
+                        to.clone()
+                    },
+                    on: on.map(|d| d.to_string()).unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!("{} case(s) assigned to {to}", n.assigned);
+        }
+        Cmd::Run { as_of, mode, json } => {
+            let s = r
+                .admin()
+                .trigger_run(pb::TriggerRunRequest {
+                    full: matches!(mode, RunMode::Full),
+                    as_of: as_of.map(|d| d.to_string()).unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            if json {
+                println!("{}", s.summary_json);
+            } else {
+                println!(
+                    "run {} ({}) as of {}: {} customers, {} cases opened, {} closed, {} escalations, {} ms",
+                    s.run_id, s.mode, s.as_of, s.customers_evaluated, s.cases_opened, s.cases_closed, s.escalations, s.duration_ms
+                );
+            }
+        }
+        Cmd::Explain {
+            customer, as_of, ..
+        } => {
+            let e = r
+                .explain()
+                .explain_customer(pb::ExplainRequest {
+                    customer,
+                    as_of: as_of.map(|d| d.to_string()).unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!("{e:#?}");
+        }
+        _ => anyhow::bail!("this command works on the database directly; drop --remote"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -1,0 +1,118 @@
+//! `--remote URL`: the CLI as a client of a running daemon, so an admin needs no
+//! other tool. The token comes from `ARREARS_TOKEN` or `--token-file`, never a flag
+//! value (it would end up in shell history and process lists).
+
+use anyhow::{Context, Result};
+use arrears::server::pb;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+type Auth = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync>;
+
+pub struct Remote {
+    channel: Channel,
+    token: Option<String>,
+}
+
+impl Remote {
+    pub async fn connect(url: &str, token: Option<String>) -> Result<Remote> {
+        let channel = Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("--remote {url}: not a URL (e.g. http://127.0.0.1:50051)"))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to the daemon at {url}"))?;
+        Ok(Remote { channel, token })
+    }
+
+    fn auth(&self) -> InterceptedService<Channel, Auth> {
+        let header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = self
+            .token
+            .as_ref()
+            .and_then(|t| format!("Bearer {t}").parse().ok());
+        let f: Auth = Box::new(move |mut r: Request<()>| {
+            if let Some(h) = &header {
+                r.metadata_mut().insert("authorization", h.clone());
+            }
+            Ok(r)
+        });
+        InterceptedService::new(self.channel.clone(), f)
+    }
+
+    pub fn worklists(
+        &self,
+    ) -> pb::worklists_client::WorklistsClient<InterceptedService<Channel, Auth>> {
+        pb::worklists_client::WorklistsClient::new(self.auth())
+    }
+    pub fn cases(&self) -> pb::cases_client::CasesClient<InterceptedService<Channel, Auth>> {
+        pb::cases_client::CasesClient::new(self.auth())
+    }
+    pub fn admin(&self) -> pb::admin_client::AdminClient<InterceptedService<Channel, Auth>> {
+        pb::admin_client::AdminClient::new(self.auth())
+    }
+    pub fn explain(&self) -> pb::explain_client::ExplainClient<InterceptedService<Channel, Auth>> {
+        pb::explain_client::ExplainClient::new(self.auth())
+    }
+}
+
+/// A status as the user should read it: code and the server's message.
+pub fn describe(s: Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+pub fn print_worklist(page: &pb::WorklistPage, json: bool) -> Result<()> {
+    if json {
+        let v: Vec<_> = page
+            .entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "customer_id": e.customer_id, "customer": e.customer, "customer_name": e.customer_name,
+                    "group": e.collection_group, "collector": e.collector, "nad": e.nad,
+                    "priority": pb::Priority::try_from(e.priority).map(|p| p.as_str_name()).unwrap_or("?"),
+                    "score": e.score, "segment": e.segment, "profile": e.profile, "items": e.items,
+                    "amount": e.amount.as_ref().map(|m| format!("{} {}", m.amount, m.currency)),
+                    "reason": e.reason,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"total": page.total, "entries": v}))?
+        );
+        return Ok(());
+    }
+    println!("{} of {} entries", page.entries.len(), page.total);
+    for e in &page.entries {
+        let prio = pb::Priority::try_from(e.priority)
+            .map(|p| {
+                p.as_str_name()
+                    .trim_start_matches("PRIORITY_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default();
+        let amount = e
+            .amount
+            .as_ref()
+            .map(|m| format!("{} {}", m.amount, m.currency))
+            .unwrap_or_default();
+        println!(
+            "{:<10} {:<7} {:>7} {:<18} {:<28} {:>5} {:>16} {:<12} {}",
+            e.nad,
+            prio,
+            e.score,
+            e.customer,
+            e.customer_name.chars().take(28).collect::<String>(),
+            e.items,
+            amount,
+            if e.collector.is_empty() {
+                "(unassigned)"
+            } else {
+                &e.collector
+            },
+            e.reason
+        );
+    }
+    Ok(())
+}
