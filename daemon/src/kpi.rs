@@ -6,21 +6,26 @@
 //! Every definition, formula and approximation is written out for finance readers in
 //! `docs/KPIS.md`; the comments here only say how the code gets there.
 //!
-//! Money is summed exactly with `Decimal` in Rust over streamed rows (amounts are TEXT in
-//! the store; SQLite's `SUM` would go through floating point). SQL does the filtering,
-//! the joins and the integer counts, which are exact.
+//! Money is summed exactly in Rust over streamed rows (amounts are TEXT in the store;
+//! SQLite's `SUM` would go through floating point): integer mantissas, turned into
+//! `Decimal` once per total. SQL does the filtering, the joins and the integer counts,
+//! which are exact.
 //!
-//! Cost: one sequential pass over each of customers, items, linked payments dated up to
-//! the CEI start, promises, worklist and the `completed` case events, plus one scan of
-//! cases for the closed ones and one grouped count of the open ones; no sort of items.
-//! That is O(rows) time and O(customers + companies × currencies × months of history +
-//! items with payments before the CEI start) memory.
+//! Cost: one sequential pass over each of items, cases, customers, linked payments dated
+//! up to the CEI start, promises, worklist and the `completed` case events; only the
+//! payments are sorted. O(rows) time; memory O(customers + one byte per item id per
+//! part + linked payments + companies × currencies × months of history). The item and
+//! case scans dominate (SQLite decoding the rows, more than the arithmetic), so from
+//! 100,000 items on they are split by id range over one read-only connection per core
+//! (at most 4) and the partial totals merged; the result is the same as in one pass.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
+
+use rusqlite::{Connection, OpenFlags};
 
 use crate::domain::{Priority, PromiseStatus};
 use crate::store::{date, dec, Store, StoreError};
@@ -82,7 +87,8 @@ pub struct CompanyKpis {
     pub average_days_delinquent: Option<Decimal>,
     /// Ratio 0..1 with 4 decimals (values outside mean the reconstruction lacked data).
     pub cei: Option<Decimal>,
-    /// Open cases of this company's items in this currency: `("high" | "medium" | "low", n)`.
+    /// Open cases of the whole company (all currencies; the same on each of its currency
+    /// rows, so never add them up over rows): `("high" | "medium" | "low", n)`.
     pub open_cases_by_priority: Vec<(String, i64)>,
     pub promises_kept: i64,
     pub promises_partial: i64,
@@ -129,10 +135,10 @@ fn scaled(numerator: Decimal, denominator: Decimal, factor: Decimal) -> Option<D
     numerator.checked_mul(factor)?.checked_div(denominator)
 }
 
-/// Day number of an ISO date: a fast path for `YYYY-MM-DD` (millions of rows), the
-/// store's own parser (and its error) for anything else.
-fn day(column: &'static str, s: &str) -> Result<i64, StoreError> {
-    let b = s.as_bytes();
+/// Day number of the ISO date in column `i`: a fast path for `YYYY-MM-DD` (millions of
+/// rows), the store's own parser (and its error) for anything else.
+fn day(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<i64, StoreError> {
+    let b = bytes(r, i)?;
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
         let num = |r: std::ops::Range<usize>| {
             b[r].iter().try_fold(0u32, |acc, &c| {
@@ -145,7 +151,44 @@ fn day(column: &'static str, s: &str) -> Result<i64, StoreError> {
             }
         }
     }
-    Ok(i64::from(date(column, s)?.num_days_from_ce()))
+    Ok(i64::from(date(column, txt(r, i)?)?.num_days_from_ce()))
+}
+
+/// The exact decimal amount in column `i`: a fast path for plain `[-]digits[.digits]` of
+/// up to 18 digits (what the store writes), the store's own parser for anything else.
+/// Both give the same value and scale.
+fn amount(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<Decimal, StoreError> {
+    let b = bytes(r, i)?;
+    let (negative, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    let mut mantissa: i64 = 0;
+    let mut count = 0u32;
+    let mut scale: Option<u32> = None;
+    let mut plain = !digits.is_empty() && digits.len() <= 19;
+    for (k, &c) in digits.iter().enumerate() {
+        if !plain {
+            break;
+        }
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + i64::from(c - b'0');
+                count += 1;
+                if let Some(s) = scale.as_mut() {
+                    *s += 1;
+                }
+            }
+            b'.' if scale.is_none() && k > 0 && k + 1 < digits.len() => scale = Some(0),
+            _ => plain = false,
+        }
+        plain &= count <= 18;
+    }
+    if plain {
+        let m = if negative { -mantissa } else { mantissa };
+        return Ok(Decimal::new(m, scale.unwrap_or(0)));
+    }
+    dec(column, txt(r, i)?)
 }
 
 fn day_of(d: NaiveDate) -> i64 {
@@ -159,6 +202,13 @@ fn txt<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a str> {
     })
 }
 
+/// Borrows a TEXT column's bytes (no UTF-8 check: the callers compare or parse ASCII).
+fn bytes<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a [u8]> {
+    r.get_ref(i)?.as_bytes().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn priority_index(p: Priority) -> usize {
     match p {
         Priority::High => 0,
@@ -167,19 +217,65 @@ fn priority_index(p: Priority) -> usize {
     }
 }
 
+/// An exact running total for millions of additions: an integer mantissa at one scale,
+/// several times cheaper than `Decimal` addition. Whenever the cheap path does not apply
+/// (a larger scale comes in, or the mantissa would leave `Decimal`'s 96 bits) it adds
+/// with `Decimal` itself, so the result is always what summing `Decimal`s gives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Sum {
+    const MAX_MANTISSA: u128 = (1 << 96) - 1;
+
+    fn add(&mut self, d: Decimal) {
+        let (m, s) = (d.mantissa(), d.scale());
+        let aligned = if s == self.scale {
+            Some(m)
+        } else if s < self.scale {
+            10i128
+                .checked_pow(self.scale - s)
+                .and_then(|p| m.checked_mul(p))
+        } else {
+            None
+        };
+        match aligned
+            .and_then(|x| self.mantissa.checked_add(x))
+            .filter(|x| x.unsigned_abs() <= Self::MAX_MANTISSA)
+        {
+            Some(x) => self.mantissa = x,
+            None => {
+                let total = self.value() + d;
+                self.mantissa = total.mantissa();
+                self.scale = total.scale();
+            }
+        }
+    }
+
+    fn value(self) -> Decimal {
+        Decimal::from_i128_with_scale(self.mantissa, self.scale)
+    }
+
+    fn merge(&mut self, other: Sum) {
+        self.add(other.value());
+    }
+}
+
 /// Running totals of one (company, currency).
 #[derive(Default)]
 struct Acc {
-    receivables: Decimal,
-    overdue: Decimal,
-    aging: [Decimal; 6],
+    receivables: Sum,
+    overdue: Sum,
+    aging: [Sum; 6],
     /// Credit sales per count-back period: index k covers document dates
     /// `(as_of − 30(k+1), as_of − 30k]`.
-    periods: Vec<Decimal>,
-    sales_dso: Decimal,
-    sales_cei: Decimal,
-    beginning: Decimal,
-    due_7d: Decimal,
+    periods: Vec<Sum>,
+    sales_dso: Sum,
+    sales_cei: Sum,
+    beginning: Sum,
+    due_7d: Sum,
     promised_7d: Decimal,
     open_cases: [i64; 3],
     kept: i64,
@@ -187,120 +283,465 @@ struct Acc {
     broken: i64,
 }
 
-/// Companies and currencies interned to small numbers; one `Acc` per pair.
+impl Acc {
+    fn merge(&mut self, o: &Acc) {
+        self.receivables.merge(o.receivables);
+        self.overdue.merge(o.overdue);
+        for (a, b) in self.aging.iter_mut().zip(o.aging) {
+            a.merge(b);
+        }
+        if self.periods.len() < o.periods.len() {
+            self.periods.resize(o.periods.len(), Sum::default());
+        }
+        for (a, b) in self.periods.iter_mut().zip(&o.periods) {
+            a.merge(*b);
+        }
+        self.sales_dso.merge(o.sales_dso);
+        self.sales_cei.merge(o.sales_cei);
+        self.beginning.merge(o.beginning);
+        self.due_7d.merge(o.due_7d);
+        self.promised_7d += o.promised_7d;
+        for (a, b) in self.open_cases.iter_mut().zip(o.open_cases) {
+            *a += b;
+        }
+        self.kept += o.kept;
+        self.partial += o.partial;
+        self.broken += o.broken;
+    }
+}
+
+/// Companies interned to small numbers, and each customer's company.
 #[derive(Default)]
-struct Table {
-    companies: Vec<String>,
-    company_ids: HashMap<String, u32>,
+struct Companies {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    of_customer: HashMap<i64, u32>,
+}
+
+impl Companies {
+    fn load(conn: &Connection) -> Result<Companies, StoreError> {
+        let mut out = Companies::default();
+        let mut st = conn.prepare("SELECT id, company FROM customers")?;
+        let mut rows = st.query([])?;
+        let mut last: Option<u32> = None;
+        while let Some(r) = rows.next()? {
+            let name = bytes(r, 1)?;
+            let id = match last {
+                Some(i) if out.names[i as usize].as_bytes() == name => i,
+                _ => {
+                    let name = txt(r, 1)?;
+                    match out.ids.get(name) {
+                        Some(&i) => i,
+                        None => {
+                            let i = out.names.len() as u32;
+                            out.names.push(name.to_string());
+                            out.ids.insert(name.to_string(), i);
+                            i
+                        }
+                    }
+                }
+            };
+            last = Some(id);
+            out.of_customer.insert(r.get(0)?, id);
+        }
+        Ok(out)
+    }
+
+    fn of(&self, column: &'static str, customer: i64) -> Result<u32, StoreError> {
+        self.of_customer
+            .get(&customer)
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt {
+                column,
+                value: customer.to_string(),
+            })
+    }
+}
+
+/// Totals per (company, currency); currencies interned to small numbers.
+#[derive(Default)]
+struct Totals {
     currencies: Vec<String>,
     index: HashMap<(u32, u32), usize>,
     rows: Vec<((u32, u32), Acc)>,
 }
 
-impl Table {
-    fn company(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.company_ids.get(name) {
-            return i;
+impl Totals {
+    fn currency(&mut self, code: &str) -> u32 {
+        match self.currencies.iter().position(|c| c == code) {
+            Some(i) => i as u32,
+            None => {
+                self.currencies.push(code.to_string());
+                (self.currencies.len() - 1) as u32
+            }
         }
-        let i = self.companies.len() as u32;
-        self.companies.push(name.to_string());
-        self.company_ids.insert(name.to_string(), i);
-        i
+    }
+
+    fn slot(&mut self, company: u32, currency: u32) -> usize {
+        let key = (company, currency);
+        *self.index.entry(key).or_insert_with(|| {
+            self.rows.push((key, Acc::default()));
+            self.rows.len() - 1
+        })
     }
 
     fn acc(&mut self, company: u32, currency: &str) -> &mut Acc {
-        let cur = match self.currencies.iter().position(|c| c == currency) {
-            Some(i) => i as u32,
-            None => {
-                self.currencies.push(currency.to_string());
-                (self.currencies.len() - 1) as u32
-            }
-        };
-        let key = (company, cur);
-        let i = *self.index.entry(key).or_insert_with(|| {
-            self.rows.push((key, Acc::default()));
-            self.rows.len() - 1
-        });
+        let cur = self.currency(currency);
+        let i = self.slot(company, cur);
         &mut self.rows[i].1
     }
-}
 
-/// Customer id → interned company.
-fn customer_companies(store: &Store, table: &mut Table) -> Result<HashMap<i64, u32>, StoreError> {
-    let mut st = store.conn().prepare("SELECT id, company FROM customers")?;
-    let mut rows = st.query([])?;
-    let mut out = HashMap::new();
-    while let Some(r) = rows.next()? {
-        out.insert(r.get::<_, i64>(0)?, table.company(txt(r, 1)?));
+    fn merge(&mut self, other: Totals) {
+        for ((company, cur), acc) in other.rows {
+            let cur = self.currency(&other.currencies[cur as usize]);
+            let slot = self.slot(company, cur);
+            self.rows[slot].1.merge(&acc);
+        }
     }
-    Ok(out)
 }
 
-fn company_of(
-    customers: &HashMap<i64, u32>,
-    column: &'static str,
-    id: i64,
-) -> Result<u32, StoreError> {
-    customers
-        .get(&id)
-        .copied()
-        .ok_or_else(|| StoreError::Corrupt {
-            column,
-            value: id.to_string(),
-        })
+/// Per item: a case of it was closed on or before the CEI start.
+const CLOSED_BY_START: u8 = 1;
+/// Per item: a case of it was open on the CEI start (opened by then, closed after or not yet).
+const OPEN_AT_START: u8 = 2;
+/// Per item: bits 2–3 hold the priority of its open case (1 low, 2 medium, 3 high).
+const PRIORITY_SHIFT: u8 = 2;
+
+/// A byte of case facts per item id: a vector indexed by id (item ids are SQLite rowids,
+/// dense in practice), a map if the ids are too sparse for that.
+enum ItemFlags {
+    Dense(Vec<u8>),
+    Sparse(HashMap<i64, u8>),
 }
 
-/// Items that had left the open ledger by `start`: their most recent case opened on or
-/// before `start` (latest `opened_on`, then highest id) was closed on or before `start`.
-/// Cases are closed by a run only when their item is no longer open (reasons `cleared`
-/// and `split or re-posted`), so the closing date bounds the clearing date from above.
-fn left_by(store: &Store, start: &str) -> Result<HashSet<i64>, StoreError> {
-    let mut st = store.conn().prepare(
-        "SELECT item_id, opened_on, id, status = 'closed' AND closed_on <= ?1 FROM cases
-         WHERE opened_on <= ?1
-           AND item_id IN (SELECT item_id FROM cases WHERE status = 'closed' AND closed_on <= ?1)",
-    )?;
-    let mut rows = st.query([start])?;
-    let mut latest: HashMap<i64, (String, i64, bool)> = HashMap::new();
-    while let Some(r) = rows.next()? {
-        let item: i64 = r.get(0)?;
-        let cand = (
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, bool>(3)?,
-        );
-        match latest.get_mut(&item) {
-            Some(cur) if (&cur.0, cur.1) >= (&cand.0, cand.1) => {}
-            Some(cur) => *cur = cand,
-            None => {
-                latest.insert(item, cand);
+impl ItemFlags {
+    fn new(ids: &IdRange) -> ItemFlags {
+        if ids.lo >= 0 && ids.hi <= 8 * ids.count + 1_000_000 {
+            ItemFlags::Dense(vec![0; ids.hi as usize])
+        } else {
+            ItemFlags::Sparse(HashMap::new())
+        }
+    }
+
+    fn set(&mut self, id: i64, bits: u8) {
+        match self {
+            ItemFlags::Dense(v) => {
+                if let Some(x) = usize::try_from(id).ok().and_then(|i| v.get_mut(i)) {
+                    *x |= bits;
+                }
+            }
+            ItemFlags::Sparse(m) => *m.entry(id).or_default() |= bits,
+        }
+    }
+
+    fn get(&self, id: i64) -> u8 {
+        match self {
+            ItemFlags::Dense(v) => usize::try_from(id)
+                .ok()
+                .and_then(|i| v.get(i))
+                .copied()
+                .unwrap_or(0),
+            ItemFlags::Sparse(m) => m.get(&id).copied().unwrap_or(0),
+        }
+    }
+
+    fn merge(&mut self, other: ItemFlags) {
+        match (self, other) {
+            (ItemFlags::Dense(a), ItemFlags::Dense(b)) => {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x |= y;
+                }
+            }
+            (this, ItemFlags::Sparse(b)) => {
+                for (id, bits) in b {
+                    this.set(id, bits);
+                }
+            }
+            (this, ItemFlags::Dense(b)) => {
+                for (id, bits) in b.into_iter().enumerate().filter(|x| x.1 != 0) {
+                    this.set(id as i64, bits);
+                }
             }
         }
     }
-    Ok(latest
-        .into_iter()
-        .filter(|(_, (_, _, closed))| *closed)
-        .map(|(item, _)| item)
-        .collect())
 }
 
-/// Per item: payments linked to it (`payments.item_id`), in its currency, with a value
-/// date on or before `start`.
-fn paid_by(store: &Store, start: &str) -> Result<HashMap<i64, Decimal>, StoreError> {
-    let mut st = store.conn().prepare(
-        "SELECT p.item_id, p.amount FROM payments p JOIN items i ON i.id = p.item_id
-         WHERE p.value_date <= ?1 AND p.currency = i.currency",
-    )?;
-    let mut rows = st.query([start])?;
-    let mut out: HashMap<i64, Decimal> = HashMap::new();
-    while let Some(r) = rows.next()? {
-        *out.entry(r.get(0)?).or_default() += dec("payments.amount", txt(r, 1)?)?;
+/// The ids of a table, `lo..hi`, and how many rows there are.
+#[derive(Debug, Clone, Copy)]
+struct IdRange {
+    lo: i64,
+    hi: i64,
+    count: i64,
+}
+
+impl IdRange {
+    fn of(conn: &Connection, table: &str) -> Result<IdRange, StoreError> {
+        // Three statements: each uses SQLite's shortcut, together they would scan.
+        let one = |sql: String| -> Result<Option<i64>, StoreError> {
+            Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+        };
+        let lo = one(format!("SELECT MIN(id) FROM {table}"))?.unwrap_or(0);
+        let hi = one(format!("SELECT MAX(id) FROM {table}"))?.map_or(lo, |m| m.saturating_add(1));
+        let count = one(format!("SELECT COUNT(*) FROM {table}"))?.unwrap_or(0);
+        Ok(IdRange { lo, hi, count })
     }
-    Ok(out)
+
+    /// `n` consecutive parts of about equal length.
+    fn split(&self, n: usize) -> Vec<(i64, i64)> {
+        let (lo, len, n) = (
+            i128::from(self.lo),
+            i128::from(self.hi) - i128::from(self.lo),
+            n.max(1) as i128,
+        );
+        (0..n)
+            .map(|k| ((lo + len * k / n) as i64, (lo + len * (k + 1) / n) as i64))
+            .collect()
+    }
+}
+
+/// Payments linked to an item (`payments.item_id`) with a value date on or before the
+/// CEI start: (item id, interned currency, amount), sorted by item id.
+struct Paid {
+    currencies: Vec<String>,
+    rows: Vec<(i64, u32, Decimal)>,
+}
+
+impl Paid {
+    fn load(conn: &Connection, start: &str) -> Result<Paid, StoreError> {
+        let mut st = conn.prepare(
+            "SELECT item_id, currency, amount FROM payments
+             WHERE item_id IS NOT NULL AND value_date <= ?1",
+        )?;
+        let mut rows = st.query([start])?;
+        let mut out = Paid {
+            currencies: Vec::new(),
+            rows: Vec::new(),
+        };
+        while let Some(r) = rows.next()? {
+            let code = txt(r, 1)?;
+            let cur = match out.currencies.iter().position(|c| c == code) {
+                Some(i) => i as u32,
+                None => {
+                    out.currencies.push(code.to_string());
+                    (out.currencies.len() - 1) as u32
+                }
+            };
+            out.rows
+                .push((r.get(0)?, cur, amount(r, 2, "payments.amount")?));
+        }
+        out.rows.sort_unstable_by_key(|p| p.0);
+        Ok(out)
+    }
+
+    /// The payments of items with ids in `lo..hi`.
+    fn within(&self, (lo, hi): (i64, i64)) -> &[(i64, u32, Decimal)] {
+        let a = self.rows.partition_point(|p| p.0 < lo);
+        let b = self.rows.partition_point(|p| p.0 < hi);
+        &self.rows[a..b]
+    }
+}
+
+/// The cases with ids in `lo..hi`: the priority of each item's open case, and whether the
+/// item had a case closed by `start` / a case open on `start`.
+fn scan_cases(
+    conn: &Connection,
+    start: &str,
+    (lo, hi): (i64, i64),
+    items: &IdRange,
+) -> Result<ItemFlags, StoreError> {
+    let mut flags = ItemFlags::new(items);
+    // One integer per case keeps the row narrow: open-case priority × 4 + state on `start`.
+    let mut st = conn.prepare(
+        "SELECT item_id,
+                CASE WHEN status = 'open' THEN (CASE priority WHEN 3 THEN 3 WHEN 2 THEN 2 ELSE 1 END) ELSE 0 END * 4
+                + CASE WHEN opened_on > ?1 THEN 0
+                       WHEN status = 'closed' AND closed_on <= ?1 THEN 1
+                       ELSE 2 END
+         FROM cases WHERE id >= ?2 AND id < ?3",
+    )?;
+    let mut rows = st.query(rusqlite::params![start, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let code: i64 = r.get(1)?;
+        flags.set(r.get(0)?, code as u8);
+    }
+    Ok(flags)
+}
+
+/// What every item scan reads.
+struct ItemScan<'a> {
+    today: i64,
+    opts: &'a KpiOptions,
+    companies: &'a Companies,
+    flags: &'a ItemFlags,
+    paid: &'a Paid,
+}
+
+/// The items with ids in `lo..hi`: receivables, aging, credit sales, beginning
+/// receivables of the CEI, cash due soon, open cases.
+fn scan_items(conn: &Connection, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreError> {
+    let (today, opts) = (s.today, s.opts);
+    let mut totals = Totals::default();
+    let mut st = conn.prepare(
+        // Two flags ride in the id's low bits (one column fewer per row): bit 0 open,
+        // bit 1 a replacement (split / re-posting) of another document. In id order
+        // (free for a rowid table) so the sorted payments merge in.
+        "SELECT id * 4 + 2 * (original_document IS NOT NULL) + (status = 'open'), customer_id,
+                currency, document_date, due_date, original_amount, open_amount
+         FROM items WHERE id >= ?1 AND id < ?2 ORDER BY id",
+    )?;
+    let mut rows = st.query([ids.0, ids.1])?;
+    let mut pay = s.paid.within(ids).iter().peekable();
+    // Consecutive items mostly share customer and currency: skip the look-ups then.
+    let mut last: Option<(i64, u32, usize)> = None;
+    while let Some(r) = rows.next()? {
+        let packed: i64 = r.get(0)?;
+        let (id, open, replacement) = (packed >> 2, packed & 1 == 1, packed & 2 == 2);
+        let customer: i64 = r.get(1)?;
+        let (cur, slot) = match last {
+            Some((c, cur, slot))
+                if c == customer && totals.currencies[cur as usize].as_bytes() == bytes(r, 2)? =>
+            {
+                (cur, slot)
+            }
+            _ => {
+                let company = s.companies.of("items.customer_id", customer)?;
+                let cur = totals.currency(txt(r, 2)?);
+                let slot = totals.slot(company, cur);
+                last = Some((customer, cur, slot));
+                (cur, slot)
+            }
+        };
+        let mut paid_before = Decimal::ZERO;
+        while let Some(p) = pay.next_if(|p| p.0 <= id) {
+            if p.0 == id && s.paid.currencies[p.1 as usize] == totals.currencies[cur as usize] {
+                paid_before += p.2;
+            }
+        }
+        let a = &mut totals.rows[slot].1;
+        let f = s.flags.get(id);
+        let prio = f >> PRIORITY_SHIFT;
+        if prio > 0 {
+            a.open_cases[priority_index(Priority::from_i64(i64::from(prio)))] += 1;
+        }
+        let age = today - day(r, 3, "items.document_date")?;
+        if age < 0 {
+            // Dated after as_of: neither a sale nor a receivable yet.
+            continue;
+        }
+        let original = amount(r, 5, "items.original_amount")?;
+        // A replacement re-books a sale already counted with the document it replaces.
+        if !replacement {
+            let k = (age / COUNT_BACK_PERIOD_DAYS) as usize;
+            if a.periods.len() <= k {
+                a.periods.resize(k + 1, Sum::default());
+            }
+            a.periods[k].add(original);
+            if age < opts.dso_window_days {
+                a.sales_dso.add(original);
+            }
+        }
+        if age < opts.cei_window_days {
+            if !replacement {
+                a.sales_cei.add(original);
+            }
+        } else if f & CLOSED_BY_START == 0 || f & OPEN_AT_START != 0 {
+            let rest = if paid_before.is_zero() {
+                original
+            } else {
+                original - paid_before
+            };
+            // Overpaid by the start: nothing was open (no balance of the other sign).
+            if rest.is_sign_negative() == original.is_sign_negative() {
+                a.beginning.add(rest);
+            }
+        }
+        if open {
+            let open = amount(r, 6, "items.open_amount")?;
+            let past_due = today - day(r, 4, "items.due_date")?;
+            a.receivables.add(open);
+            let bucket = match past_due {
+                i64::MIN..=0 => 0,
+                1..=30 => 1,
+                31..=60 => 2,
+                61..=90 => 3,
+                91..=180 => 4,
+                _ => 5,
+            };
+            a.aging[bucket].add(open);
+            if past_due > 0 {
+                a.overdue.add(open);
+            }
+            if (1 - EXPECTED_CASH_DAYS..=0).contains(&past_due) {
+                a.due_7d.add(open);
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Runs `job` for parts `0..1 + extra.len()`: part 0 on `main` in this thread, each other
+/// part on its own read connection in its own thread.
+fn fan_out<T: Send>(
+    main: &Connection,
+    extra: &mut [Connection],
+    job: impl Fn(&Connection, usize) -> Result<T, StoreError> + Sync,
+) -> Result<Vec<T>, StoreError> {
+    let job = &job;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = extra
+            .iter_mut()
+            .enumerate()
+            .map(|(i, conn)| s.spawn(move || job(conn, i + 1)))
+            .collect();
+        let first = job(main, 0);
+        let mut out = vec![first?];
+        for h in handles {
+            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
+}
+
+/// Up to `n` more read-only connections to the store's file (none for an in-memory
+/// store, fewer if they cannot be opened: the work is then split fewer ways).
+fn read_connections(store: &Store, n: usize) -> Vec<Connection> {
+    let Some(path) = store.conn().path().filter(|p| !p.is_empty()) else {
+        return Vec::new();
+    };
+    (0..n)
+        .map_while(|_| {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()?;
+            c.busy_timeout(std::time::Duration::from_secs(10)).ok()?;
+            c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()?;
+            Some(c)
+        })
+        .collect()
+}
+
+/// How many ways the item and case scans are split: the cores, at most 4.
+fn default_parts() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// Computes the KPIs as of `as_of` (see `docs/KPIS.md` for every definition).
 pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpis, StoreError> {
+    compute_in_parts(store, as_of, opts, None)
+}
+
+/// `parts`: how many ways to split the scans; `None` picks by size and cores.
+fn compute_in_parts(
+    store: &Store,
+    as_of: NaiveDate,
+    opts: &KpiOptions,
+    parts: Option<usize>,
+) -> Result<Kpis, StoreError> {
     for (name, v) in [
         ("dso_window_days", opts.dso_window_days),
         ("cei_window_days", opts.cei_window_days),
@@ -311,10 +752,76 @@ pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpi
             )));
         }
     }
+    let (companies, table) = totals(store, as_of, opts, parts)?;
+    // Open cases are a company figure: counted per row, then summed over the company.
+    let mut open_cases = vec![[0i64; 3]; companies.names.len()];
+    for ((company, _), a) in &table.rows {
+        for (n, k) in open_cases[*company as usize].iter_mut().zip(a.open_cases) {
+            *n += k;
+        }
+    }
+    let window = Decimal::from(opts.dso_window_days);
+    let mut rows: Vec<CompanyKpis> = table
+        .rows
+        .iter()
+        .map(|&((company, currency), ref a)| {
+            let receivables = a.receivables.value();
+            let aging = a.aging.map(Sum::value);
+            let current = aging[0];
+            let sales_dso = a.sales_dso.value();
+            let dso_standard = scaled(receivables, sales_dso, window).map(round_days);
+            let dso_best_possible = scaled(current, sales_dso, window).map(round_days);
+            let periods: Vec<Decimal> = a.periods.iter().map(|p| p.value()).collect();
+            let judged = a.kept + a.partial + a.broken;
+            let cei_base = a.beginning.value() + a.sales_cei.value();
+            CompanyKpis {
+                company: companies.names[company as usize].clone(),
+                currency: table.currencies[currency as usize].clone(),
+                receivables,
+                overdue: a.overdue.value(),
+                aging: AGING_BUCKETS
+                    .iter()
+                    .zip(aging)
+                    .map(|(b, v)| (b.to_string(), v))
+                    .collect(),
+                dso_standard,
+                dso_count_back: count_back(receivables, &periods).map(round_days),
+                dso_best_possible,
+                average_days_delinquent: dso_standard.zip(dso_best_possible).map(|(s, b)| s - b),
+                cei: scaled(cei_base - receivables, cei_base - current, Decimal::ONE)
+                    .map(round_ratio),
+                open_cases_by_priority: ["high", "medium", "low"]
+                    .iter()
+                    .zip(open_cases[company as usize])
+                    .map(|(p, n)| (p.to_string(), n))
+                    .collect(),
+                promises_kept: a.kept,
+                promises_partial: a.partial,
+                promises_broken: a.broken,
+                promise_kept_rate: (judged > 0)
+                    .then(|| round_ratio(Decimal::from(a.kept) / Decimal::from(judged))),
+                expected_cash_7d: a.due_7d.value() + a.promised_7d,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.company, &a.currency).cmp(&(&b.company, &b.currency)));
+    Ok(Kpis {
+        as_of,
+        companies: rows,
+        collectors: collectors(store, &as_of.to_string())?,
+    })
+}
+
+/// The running totals of every (company, currency): all the reading.
+fn totals(
+    store: &Store,
+    as_of: NaiveDate,
+    opts: &KpiOptions,
+    parts: Option<usize>,
+) -> Result<(Companies, Totals), StoreError> {
     let conn = store.conn();
     let today = day_of(as_of);
-    let cei_start = as_of - chrono::Days::new(opts.cei_window_days as u64);
-    let cei_start_s = cei_start.to_string();
+    let cei_start = (as_of - chrono::Days::new(opts.cei_window_days as u64)).to_string();
     let as_of_s = as_of.to_string();
 
     let mut t = std::time::Instant::now();
@@ -322,91 +829,49 @@ pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpi
         tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "kpi");
         t = std::time::Instant::now();
     };
-    let mut table = Table::default();
-    let customers = customer_companies(store, &mut table)?;
-    lap("customers");
-    let left = left_by(store, &cei_start_s)?;
-    lap("closed cases");
-    let paid = paid_by(store, &cei_start_s)?;
-    lap("payments");
+    let companies = Companies::load(conn)?;
+    let paid = Paid::load(conn, &cei_start)?;
+    let item_ids = IdRange::of(conn, "items")?;
+    let case_ids = IdRange::of(conn, "cases")?;
+    lap("customers and payments");
 
-    // Items: receivables, aging, credit sales, beginning receivables, cash due soon.
-    {
-        let mut st = conn.prepare(
-            "SELECT customer_id, currency, document_date, due_date, original_amount, open_amount,
-                    status = 'open', id
-             FROM items",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let age = today - day("items.document_date", txt(r, 2)?)?;
-            if age < 0 {
-                // Dated after as_of: neither a sale nor a receivable yet.
-                continue;
-            }
-            let company = company_of(&customers, "items.customer_id", r.get(0)?)?;
-            let a = table.acc(company, txt(r, 1)?);
-            let original = dec("items.original_amount", txt(r, 4)?)?;
-            let k = (age / COUNT_BACK_PERIOD_DAYS) as usize;
-            if a.periods.len() <= k {
-                a.periods.resize(k + 1, Decimal::ZERO);
-            }
-            a.periods[k] += original;
-            if age < opts.dso_window_days {
-                a.sales_dso += original;
-            }
-            if age < opts.cei_window_days {
-                a.sales_cei += original;
-            } else {
-                let id: i64 = r.get(7)?;
-                if !left.contains(&id) {
-                    let rest = original - paid.get(&id).copied().unwrap_or_default();
-                    // Overpaid before the start: nothing was open (no negative balance).
-                    if rest.is_sign_negative() == original.is_sign_negative() {
-                        a.beginning += rest;
-                    }
-                }
-            }
-            if r.get::<_, bool>(6)? {
-                let open = dec("items.open_amount", txt(r, 5)?)?;
-                let past_due = today - day("items.due_date", txt(r, 3)?)?;
-                a.receivables += open;
-                let bucket = match past_due {
-                    i64::MIN..=0 => 0,
-                    1..=30 => 1,
-                    31..=60 => 2,
-                    61..=90 => 3,
-                    91..=180 => 4,
-                    _ => 5,
-                };
-                a.aging[bucket] += open;
-                if past_due > 0 {
-                    a.overdue += open;
-                }
-                if (1 - EXPECTED_CASH_DAYS..=0).contains(&past_due) {
-                    a.due_7d += open;
-                }
-            }
-        }
+    // The item and case scans are most of the work: split by id over read connections.
+    // Each connection reads its own snapshot, so a write committing while they start
+    // can leave the figures straddling it (as separate statements on one connection
+    // would too).
+    let parts = parts.unwrap_or(if item_ids.count < 100_000 {
+        1
+    } else {
+        default_parts()
+    });
+    let mut extra = read_connections(store, parts.saturating_sub(1));
+    let n = 1 + extra.len();
+    let case_parts = case_ids.split(n);
+    let mut flags = fan_out(conn, &mut extra, |c, k| {
+        scan_cases(c, &cei_start, case_parts[k], &item_ids)
+    })?;
+    let mut all = flags.remove(0);
+    for f in flags {
+        all.merge(f);
     }
-
+    let flags = all;
+    lap("cases");
+    let scan = ItemScan {
+        today,
+        opts,
+        companies: &companies,
+        flags: &flags,
+        paid: &paid,
+    };
+    let item_parts = item_ids.split(n);
+    let mut parts_totals = fan_out(conn, &mut extra, |c, k| scan_items(c, &scan, item_parts[k]))?;
+    let mut table = parts_totals.remove(0);
+    for t in parts_totals {
+        table.merge(t);
+    }
+    drop(extra);
     lap("items");
-    // Open cases by priority, counted per company and item currency.
-    {
-        let mut st = conn.prepare(
-            "SELECT c.customer_id, i.currency, c.priority, COUNT(*)
-             FROM cases c JOIN items i ON i.id = c.item_id
-             WHERE c.status = 'open' GROUP BY c.customer_id, i.currency, c.priority",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let company = company_of(&customers, "cases.customer_id", r.get(0)?)?;
-            let a = table.acc(company, txt(r, 1)?);
-            a.open_cases[priority_index(Priority::from_i64(r.get(2)?))] += r.get::<_, i64>(3)?;
-        }
-    }
 
-    lap("open cases");
     // Promises: judgement counts, and open promises falling due within the next 7 days.
     {
         let mut st = conn.prepare(
@@ -420,7 +885,7 @@ pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpi
         // money are not counted twice.
         let mut per_item: HashMap<i64, (u32, String, Decimal, Decimal)> = HashMap::new();
         while let Some(r) = rows.next()? {
-            let company = company_of(&customers, "promises.customer_id", r.get(0)?)?;
+            let company = companies.of("promises.customer_id", r.get(0)?)?;
             let currency = txt(r, 1)?;
             let status = PromiseStatus::parse(txt(r, 4)?);
             let a = table.acc(company, currency);
@@ -433,22 +898,22 @@ pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpi
             if status != PromiseStatus::Open {
                 continue;
             }
-            let until = day("promises.promised_on", txt(r, 3)?)? - today;
+            let until = day(r, 3, "promises.promised_on")? - today;
             if !(0..EXPECTED_CASH_DAYS).contains(&until) {
                 continue;
             }
-            let amount = dec("promises.amount", txt(r, 2)?)?;
+            let promised = amount(r, 2, "promises.amount")?;
             let Some(item) = r.get::<_, Option<i64>>(5)? else {
-                a.promised_7d += amount;
+                a.promised_7d += promised;
                 continue;
             };
             if r.get::<_, Option<bool>>(6)? != Some(true) {
                 // The item is no longer open: its money has come in (or it is gone).
                 continue;
             }
-            let item_open = dec("items.open_amount", txt(r, 8)?)?;
-            let counted_as_due = day("items.document_date", txt(r, 9)?)? <= today
-                && (0..EXPECTED_CASH_DAYS).contains(&(day("items.due_date", txt(r, 10)?)? - today));
+            let item_open = amount(r, 8, "items.open_amount")?;
+            let counted_as_due = day(r, 9, "items.document_date")? <= today
+                && (0..EXPECTED_CASH_DAYS).contains(&(day(r, 10, "items.due_date")? - today));
             if counted_as_due {
                 continue;
             }
@@ -460,7 +925,7 @@ pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpi
             per_item
                 .entry(item)
                 .or_insert_with(|| (company, currency.to_string(), Decimal::ZERO, cap))
-                .2 += amount;
+                .2 += promised;
         }
         for (company, currency, promised, cap) in per_item.into_values() {
             table.acc(company, &currency).promised_7d += promised.min(cap).max(Decimal::ZERO);
@@ -468,59 +933,7 @@ pub fn compute(store: &Store, as_of: NaiveDate, opts: &KpiOptions) -> Result<Kpi
     }
 
     lap("promises");
-    let window = Decimal::from(opts.dso_window_days);
-    let mut companies: Vec<CompanyKpis> = table
-        .rows
-        .iter()
-        .map(|&((company, currency), ref a)| {
-            let current = a.aging[0];
-            let dso_standard = scaled(a.receivables, a.sales_dso, window).map(round_days);
-            let dso_best_possible = scaled(current, a.sales_dso, window).map(round_days);
-            let judged = a.kept + a.partial + a.broken;
-            let cei_denominator = a.beginning + a.sales_cei - current;
-            CompanyKpis {
-                company: table.companies[company as usize].clone(),
-                currency: table.currencies[currency as usize].clone(),
-                receivables: a.receivables,
-                overdue: a.overdue,
-                aging: AGING_BUCKETS
-                    .iter()
-                    .zip(a.aging)
-                    .map(|(b, v)| (b.to_string(), v))
-                    .collect(),
-                dso_standard,
-                dso_count_back: count_back(a.receivables, &a.periods).map(round_days),
-                dso_best_possible,
-                average_days_delinquent: dso_standard.zip(dso_best_possible).map(|(s, b)| s - b),
-                cei: scaled(
-                    a.beginning + a.sales_cei - a.receivables,
-                    cei_denominator,
-                    Decimal::ONE,
-                )
-                .map(round_ratio),
-                open_cases_by_priority: ["high", "medium", "low"]
-                    .iter()
-                    .zip(a.open_cases)
-                    .map(|(p, n)| (p.to_string(), n))
-                    .collect(),
-                promises_kept: a.kept,
-                promises_partial: a.partial,
-                promises_broken: a.broken,
-                promise_kept_rate: (judged > 0)
-                    .then(|| round_ratio(Decimal::from(a.kept) / Decimal::from(judged))),
-                expected_cash_7d: a.due_7d + a.promised_7d,
-            }
-        })
-        .collect();
-    companies.sort_by(|a, b| (&a.company, &a.currency).cmp(&(&b.company, &b.currency)));
-
-    let collectors = collectors(store, &as_of_s)?;
-    lap("collectors");
-    Ok(Kpis {
-        as_of,
-        companies,
-        collectors,
-    })
+    Ok((companies, table))
 }
 
 /// Count-back DSO: walks back 30-day periods from `as_of`, using up the receivables with
@@ -557,29 +970,31 @@ fn collectors(store: &Store, as_of: &str) -> Result<Vec<CollectorKpis>, StoreErr
         out: &'a mut BTreeMap<String, CollectorKpis>,
         name: &str,
     ) -> &'a mut CollectorKpis {
-        out.entry(name.to_string())
-            .or_insert_with(|| CollectorKpis {
-                collector: name.to_string(),
-                worklist_entries: 0,
-                worklist_amount: Decimal::ZERO,
-                activities_completed: 0,
-                promises_taken: 0,
-            })
+        if !out.contains_key(name) {
+            out.insert(
+                name.to_string(),
+                CollectorKpis {
+                    collector: name.to_string(),
+                    worklist_entries: 0,
+                    worklist_amount: Decimal::ZERO,
+                    activities_completed: 0,
+                    promises_taken: 0,
+                },
+            );
+        }
+        out.get_mut(name).expect("inserted above")
     }
     {
         let mut st = conn.prepare("SELECT collector, amount FROM worklist")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let name = r.get_ref(0)?.as_str_or_null().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?;
-            let e = entry(&mut out, name.unwrap_or(UNASSIGNED));
+            let name = match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Null => UNASSIGNED,
+                _ => txt(r, 0)?,
+            };
+            let e = entry(&mut out, name);
             e.worklist_entries += 1;
-            e.worklist_amount += dec("worklist.amount", txt(r, 1)?)?;
+            e.worklist_amount += amount(r, 1, "worklist.amount")?;
         }
     }
     {
@@ -597,4 +1012,1042 @@ fn collectors(store: &Store, as_of: &str) -> Result<Vec<CollectorKpis>, StoreErr
         }
     }
     Ok(out.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, ItemInput, PaymentInput};
+    use crate::money::Currency;
+    use crate::rules::{CasePolicy, Subcategory};
+    use rust_decimal_macros::dec;
+
+    const AS_OF: &str = "2026-06-30";
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn item(
+        company: &str,
+        customer: &str,
+        ext: &str,
+        doc: &str,
+        due: &str,
+        original: Decimal,
+        open: Decimal,
+        cur: &str,
+    ) -> ItemInput {
+        ItemInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: company.into(),
+            customer: customer.into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d(doc),
+            due_date: d(due),
+            original_amount: original,
+            open_amount: open,
+            currency: Currency::parse(cur).unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    /// A payment linked to the item `item_ext` (same source, as the ingest requires).
+    fn pay(
+        company: &str,
+        ext: &str,
+        item_ext: &str,
+        amount: Decimal,
+        cur: &str,
+        value: &str,
+    ) -> PaymentInput {
+        PaymentInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: company.into(),
+            customer: "C1".into(),
+            amount,
+            currency: Currency::parse(cur).unwrap(),
+            value_date: d(value),
+            reference: String::new(),
+            item_ref: Some(item_ext.into()),
+        }
+    }
+
+    fn store(items: Vec<ItemInput>, payments: Vec<PaymentInput>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("kpi.db")).unwrap();
+        s.ingest(&Batch {
+            items,
+            payments,
+            ..Batch::default()
+        })
+        .unwrap();
+        (dir, s)
+    }
+
+    /// Inserts a case of item `item_ext`; `closed` = Some(date) closes it as cleared then.
+    fn case(s: &Store, item_ext: &str, opened: &str, closed: Option<&str>, priority: i64) -> i64 {
+        s.conn()
+            .execute(
+                "INSERT INTO cases(item_id, customer_id, status, opened_on, closed_on, close_reason, nad, priority)
+                 SELECT id, customer_id, ?2, ?3, ?4, ?5, ?3, ?6 FROM items WHERE external_id = ?1",
+                rusqlite::params![
+                    item_ext,
+                    if closed.is_some() { "closed" } else { "open" },
+                    opened,
+                    closed,
+                    closed.map(|_| "cleared"),
+                    priority
+                ],
+            )
+            .unwrap();
+        s.conn().last_insert_rowid()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn promise(
+        s: &Store,
+        company: &str,
+        case_id: Option<i64>,
+        amount: &str,
+        cur: &str,
+        promised_on: &str,
+        created_on: &str,
+        status: &str,
+    ) {
+        s.conn()
+            .execute(
+                "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, status)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM customers WHERE company = ?1 AND code = 'C1'",
+                rusqlite::params![company, case_id, amount, cur, promised_on, created_on, status],
+            )
+            .unwrap();
+    }
+
+    fn kpis(s: &Store) -> Kpis {
+        compute(s, d(AS_OF), &KpiOptions::default()).unwrap()
+    }
+
+    fn row<'a>(k: &'a Kpis, company: &str, cur: &str) -> &'a CompanyKpis {
+        k.companies
+            .iter()
+            .find(|c| c.company == company && c.currency == cur)
+            .unwrap_or_else(|| panic!("no row {company}/{cur}"))
+    }
+
+    fn aging(c: &CompanyKpis) -> Vec<Decimal> {
+        let names: Vec<&str> = c.aging.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, AGING_BUCKETS);
+        c.aging.iter().map(|(_, v)| *v).collect()
+    }
+
+    /// As of 2026-06-30 (DSO window 90 days: documents 2026-04-02 ..= 06-30).
+    fn acme() -> Vec<ItemInput> {
+        vec![
+            // age 10, not yet due
+            item(
+                "ACME",
+                "C1",
+                "A",
+                "2026-06-20",
+                "2026-07-20",
+                dec!(300),
+                dec!(300),
+                "EUR",
+            ),
+            // 16 days past due
+            item(
+                "ACME",
+                "C1",
+                "B",
+                "2026-05-15",
+                "2026-06-14",
+                dec!(200),
+                dec!(200),
+                "EUR",
+            ),
+            // 51 days past due, half paid
+            item(
+                "ACME",
+                "C1",
+                "C",
+                "2026-04-10",
+                "2026-05-10",
+                dec!(100),
+                dec!(50),
+                "EUR",
+            ),
+            // 91 days past due, age 121: outside the DSO window
+            item(
+                "ACME",
+                "C1",
+                "D",
+                "2026-03-01",
+                "2026-03-31",
+                dec!(400),
+                dec!(400),
+                "EUR",
+            ),
+            // 211 days past due
+            item(
+                "ACME",
+                "C1",
+                "E",
+                "2025-11-01",
+                "2025-12-01",
+                dec!(50),
+                dec!(50),
+                "EUR",
+            ),
+            // due today: current, and expected cash
+            item(
+                "ACME",
+                "C1",
+                "F",
+                "2026-06-25",
+                "2026-06-30",
+                dec!(80),
+                dec!(80),
+                "EUR",
+            ),
+            // paid: a sale, no receivable
+            item(
+                "ACME",
+                "C1",
+                "G",
+                "2026-06-01",
+                "2026-07-03",
+                dec!(120),
+                dec!(0),
+                "EUR",
+            ),
+            // dated after as_of: ignored
+            item(
+                "ACME",
+                "C1",
+                "H",
+                "2026-07-05",
+                "2026-08-04",
+                dec!(999),
+                dec!(999),
+                "EUR",
+            ),
+            // 71 days past due, age 102
+            item(
+                "ACME",
+                "C1",
+                "I",
+                "2026-03-20",
+                "2026-04-20",
+                dec!(60),
+                dec!(60),
+                "EUR",
+            ),
+            // another currency is another row
+            item(
+                "ACME",
+                "C1",
+                "U",
+                "2026-06-10",
+                "2026-07-10",
+                dec!(10),
+                dec!(10),
+                "USD",
+            ),
+        ]
+    }
+
+    #[test]
+    fn receivables_aging_and_the_three_dsos_by_hand() {
+        let (_dir, s) = store(acme(), vec![]);
+        case(&s, "B", "2026-06-15", None, 2);
+        case(&s, "D", "2026-04-01", None, 3);
+        case(&s, "U", "2026-06-12", None, 3);
+        let k = kpis(&s);
+        assert_eq!(k.as_of, d(AS_OF));
+        assert_eq!(k.companies.len(), 2);
+        assert_eq!(
+            (
+                k.companies[0].currency.as_str(),
+                k.companies[1].currency.as_str()
+            ),
+            ("EUR", "USD")
+        );
+        let eur = row(&k, "ACME", "EUR");
+        // 300 + 200 + 50 + 400 + 50 + 80 + 60
+        assert_eq!(eur.receivables, dec!(1140));
+        assert_eq!(eur.overdue, dec!(760));
+        assert_eq!(
+            aging(eur),
+            [
+                dec!(380),
+                dec!(200),
+                dec!(50),
+                dec!(60),
+                dec!(400),
+                dec!(50)
+            ]
+        );
+        // Credit sales in the window: A 300 + B 200 + C 100 + F 80 + G 120 = 800.
+        // 1140 / 800 × 90 = 128.25 → 128.3 (half away from zero; banker's would give 128.2).
+        assert_eq!(eur.dso_standard, Some(dec!(128.3)));
+        // 380 / 800 × 90 = 42.75 → 42.8
+        assert_eq!(eur.dso_best_possible, Some(dec!(42.8)));
+        assert_eq!(eur.average_days_delinquent, Some(dec!(85.5)));
+        // Periods of 30 days back from as_of: 500 (A, F, G), 200 (B), 100 (C), 60 (I), 400 (D).
+        // 1140 − 500 − 200 − 100 − 60 = 280 left after 4 × 30 days; 280 / 400 × 30 = 21.
+        assert_eq!(eur.dso_count_back, Some(dec!(141.0)));
+        // Only F is due within as_of ..= as_of + 6 (A on day 20, G is paid).
+        assert_eq!(eur.expected_cash_7d, dec!(80));
+        // CEI (start 2026-05-31): beginning = B 200 + C 100 + D 400 + E 50 + I 60 = 810,
+        // sales A 300 + F 80 + G 120 = 500: (810 + 500 − 1140) / (810 + 500 − 380) = 170 / 930.
+        assert_eq!(eur.cei, Some(dec!(0.1828)));
+        assert_eq!(eur.promise_kept_rate, None);
+        // Open cases are the company's, the same on both currency rows: D and U high, B medium.
+        let open_cases = [
+            ("high".to_string(), 2),
+            ("medium".to_string(), 1),
+            ("low".to_string(), 0),
+        ];
+        assert_eq!(eur.open_cases_by_priority, open_cases);
+        assert_eq!(row(&k, "ACME", "USD").open_cases_by_priority, open_cases);
+
+        let usd = row(&k, "ACME", "USD");
+        assert_eq!(usd.receivables, dec!(10));
+        assert_eq!(usd.dso_standard, Some(dec!(90.0)));
+        assert_eq!(usd.dso_best_possible, Some(dec!(90.0)));
+        assert_eq!(usd.average_days_delinquent, Some(dec!(0.0)));
+        assert_eq!(usd.dso_count_back, Some(dec!(30.0)));
+        // Nothing collectable and nothing collected: 0 / 0.
+        assert_eq!(usd.cei, None);
+    }
+
+    #[test]
+    fn reported_days_have_one_decimal_and_ratios_four() {
+        let (_dir, s) = store(acme(), vec![]);
+        let eur = row(&kpis(&s), "ACME", "EUR").clone();
+        assert_eq!(eur.dso_count_back.unwrap().to_string(), "141.0");
+        assert_eq!(eur.cei.unwrap().to_string(), "0.1828");
+        assert_eq!(round_days(dec!(0.05)), dec!(0.1));
+        assert_eq!(round_days(dec!(-0.05)), dec!(-0.1));
+        assert_eq!(round_ratio(dec!(0.00005)), dec!(0.0001));
+        assert_eq!(round_ratio(dec!(0.00004999)), dec!(0.0000));
+    }
+
+    #[test]
+    fn a_split_document_is_one_sale() {
+        let original = item(
+            "SPLIT",
+            "C1",
+            "S0",
+            "2026-06-01",
+            "2026-06-20",
+            dec!(100),
+            dec!(0),
+            "EUR",
+        );
+        let part = |ext: &str, due: &str, amount: Decimal| ItemInput {
+            original_document: Some("INV-S0".into()),
+            ..item("SPLIT", "C1", ext, "2026-06-15", due, amount, amount, "EUR")
+        };
+        let (_dir, s) = store(
+            vec![
+                original,
+                part("S1", "2026-06-20", dec!(60)),
+                part("S2", "2026-07-15", dec!(40)),
+            ],
+            vec![],
+        );
+        case(&s, "S0", "2026-06-02", Some("2026-06-16"), 2);
+        let k = kpis(&s);
+        let split = row(&k, "SPLIT", "EUR");
+        assert_eq!(split.receivables, dec!(100));
+        // Sales 100, not 200: 100 / 100 × 90.
+        assert_eq!(split.dso_standard, Some(dec!(90.0)));
+        // Nothing was collected: (0 + 100 − 100) / (0 + 100 − 40).
+        assert_eq!(split.cei, Some(dec!(0)));
+    }
+
+    #[test]
+    fn without_recent_sales_dso_is_none_and_count_back_walks_empty_months() {
+        let (_dir, s) = store(
+            vec![
+                // age 545 days: period 18
+                item(
+                    "OLD",
+                    "C1",
+                    "O1",
+                    "2025-01-01",
+                    "2025-01-31",
+                    dec!(100),
+                    dec!(100),
+                    "EUR",
+                ),
+                // interest charged on top: more open than ever sold
+                item(
+                    "FEES",
+                    "C1",
+                    "F1",
+                    "2026-06-20",
+                    "2026-07-20",
+                    dec!(100),
+                    dec!(150),
+                    "EUR",
+                ),
+            ],
+            vec![],
+        );
+        let k = kpis(&s);
+        let old = row(&k, "OLD", "EUR");
+        assert_eq!(old.dso_standard, None);
+        assert_eq!(old.dso_best_possible, None);
+        assert_eq!(old.average_days_delinquent, None);
+        // 18 empty periods (540 days), then all 100 of the 100 sold: + 30.
+        assert_eq!(old.dso_count_back, Some(dec!(570.0)));
+        // Nothing collected of 100 collectable.
+        assert_eq!(old.cei, Some(dec!(0)));
+        let fees = row(&k, "FEES", "EUR");
+        assert_eq!(fees.dso_standard, Some(dec!(135.0)));
+        // History runs out with 50 unexplained: the 30 days walked, a lower bound.
+        assert_eq!(fees.dso_count_back, Some(dec!(30.0)));
+    }
+
+    #[test]
+    fn cei_reconstructs_the_beginning_receivables() {
+        let items = vec![
+            // paid 600 after the start: all 1000 were open on the start
+            item(
+                "BETA",
+                "C1",
+                "P1",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(1000),
+                dec!(400),
+                "EUR",
+            ),
+            // 100 paid before the start: 400 open on the start
+            item(
+                "BETA",
+                "C1",
+                "P2",
+                "2026-05-10",
+                "2026-06-09",
+                dec!(500),
+                dec!(400),
+                "EUR",
+            ),
+            // case closed as cleared before the start: gone
+            item(
+                "BETA",
+                "C1",
+                "P3",
+                "2026-04-01",
+                "2026-05-01",
+                dec!(300),
+                dec!(0),
+                "EUR",
+            ),
+            // case closed as cleared after the start: open on the start
+            item(
+                "BETA",
+                "C1",
+                "P4",
+                "2026-04-05",
+                "2026-05-05",
+                dec!(200),
+                dec!(0),
+                "EUR",
+            ),
+            // cleared, then reopened with a new case before the start: open on the start
+            item(
+                "BETA",
+                "C1",
+                "P5",
+                "2026-03-01",
+                "2026-03-31",
+                dec!(100),
+                dec!(100),
+                "EUR",
+            ),
+            // fully paid before the start
+            item(
+                "BETA",
+                "C1",
+                "P6",
+                "2026-05-20",
+                "2026-06-19",
+                dec!(250),
+                dec!(0),
+                "EUR",
+            ),
+            // sales of the period
+            item(
+                "BETA",
+                "C1",
+                "P7",
+                "2026-06-10",
+                "2026-07-10",
+                dec!(600),
+                dec!(600),
+                "EUR",
+            ),
+            item(
+                "BETA",
+                "C1",
+                "P8",
+                "2026-06-05",
+                "2026-06-25",
+                dec!(400),
+                dec!(0),
+                "EUR",
+            ),
+            // a payment in another currency does not count against it
+            item(
+                "BETA",
+                "C1",
+                "P9",
+                "2026-05-25",
+                "2026-06-24",
+                dec!(80),
+                dec!(80),
+                "EUR",
+            ),
+            // overpaid before the start: nothing open (not −20)
+            item(
+                "BETA",
+                "C1",
+                "P10",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(50),
+                dec!(0),
+                "EUR",
+            ),
+            // cleared without any case or linked payment: no date for the clearing, so
+            // counted as open on the start (the documented overstatement)
+            item(
+                "BETA",
+                "C1",
+                "P11",
+                "2026-04-01",
+                "2026-05-01",
+                dec!(90),
+                dec!(0),
+                "EUR",
+            ),
+        ];
+        let payments = vec![
+            pay("BETA", "y1", "P1", dec!(600), "EUR", "2026-06-15"),
+            pay("BETA", "y2", "P2", dec!(100), "EUR", "2026-05-20"),
+            pay("BETA", "y3", "P6", dec!(250), "EUR", "2026-05-30"),
+            pay("BETA", "y4", "P8", dec!(400), "EUR", "2026-06-20"),
+            pay("BETA", "y5", "P9", dec!(30), "USD", "2026-05-28"),
+            pay("BETA", "y6", "P10", dec!(70), "EUR", "2026-05-10"),
+        ];
+        let (_dir, s) = store(items, payments);
+        case(&s, "P3", "2026-05-02", Some("2026-05-15"), 2);
+        case(&s, "P4", "2026-05-06", Some("2026-06-10"), 2);
+        case(&s, "P5", "2026-04-01", Some("2026-04-10"), 1);
+        case(&s, "P5", "2026-04-20", None, 3);
+        case(&s, "P7", "2026-06-11", None, 2);
+        let b = row(&kpis(&s), "BETA", "EUR").clone();
+        // Beginning 1000 + 400 + 200 + 100 + 80 + 90 = 1870; sales 600 + 400 = 1000;
+        // ending 400 + 400 + 100 + 600 + 80 = 1580, of it current 600.
+        // (1870 + 1000 − 1580) / (1870 + 1000 − 600) = 1290 / 2270 = 0.56828…
+        assert_eq!(b.receivables, dec!(1580));
+        assert_eq!(aging(&b)[0], dec!(600));
+        assert_eq!(b.cei, Some(dec!(0.5683)));
+        assert_eq!(
+            b.open_cases_by_priority,
+            [
+                ("high".to_string(), 1),
+                ("medium".to_string(), 1),
+                ("low".to_string(), 0)
+            ]
+        );
+        // A 61-day window starts on 2026-04-30, before P3's case was closed (05-15) and
+        // before any payment: P3 now counts as open on the start.
+        let wide = compute(
+            &s,
+            d(AS_OF),
+            &KpiOptions {
+                cei_window_days: 61,
+                ..KpiOptions::default()
+            },
+        )
+        .unwrap();
+        // Beginning (documents ≤ 04-30): P3 300 + P4 200 + P5 100 + P11 90 = 690; sales of
+        // the period: P1 1000 + P2 500 + P6 250 + P7 600 + P8 400 + P9 80 + P10 50 = 2880.
+        // (690 + 2880 − 1580) / (690 + 2880 − 600) = 1990 / 2970 = 0.67003…
+        assert_eq!(row(&wide, "BETA", "EUR").cei, Some(dec!(0.6700)));
+    }
+
+    #[test]
+    fn promises_and_expected_cash() {
+        let items = vec![
+            // due on the last day of the 7 (as_of + 6)
+            item(
+                "GAMMA",
+                "C1",
+                "Q1",
+                "2026-06-01",
+                "2026-07-06",
+                dec!(100),
+                dec!(100),
+                "EUR",
+            ),
+            // due the day after
+            item(
+                "GAMMA",
+                "C1",
+                "Q2",
+                "2026-06-01",
+                "2026-07-07",
+                dec!(200),
+                dec!(200),
+                "EUR",
+            ),
+            item(
+                "GAMMA",
+                "C1",
+                "Q3",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(300),
+                dec!(300),
+                "EUR",
+            ),
+            item(
+                "GAMMA",
+                "C1",
+                "Q4",
+                "2026-06-01",
+                "2026-07-01",
+                dec!(50),
+                dec!(50),
+                "EUR",
+            ),
+            item(
+                "GAMMA",
+                "C1",
+                "Q5",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(80),
+                dec!(0),
+                "EUR",
+            ),
+        ];
+        let (_dir, s) = store(items, vec![]);
+        let c3 = case(&s, "Q3", "2026-06-01", None, 1);
+        let c4 = case(&s, "Q4", "2026-06-02", None, 2);
+        let c5 = case(&s, "Q5", "2026-06-01", Some("2026-06-20"), 2);
+        // Two promises on Q3 (120 + 250) are capped at its open 300.
+        promise(
+            &s,
+            "GAMMA",
+            Some(c3),
+            "120",
+            "EUR",
+            "2026-07-02",
+            "2026-06-20",
+            "open",
+        );
+        promise(
+            &s,
+            "GAMMA",
+            Some(c3),
+            "250",
+            "EUR",
+            "2026-07-05",
+            "2026-06-25",
+            "open",
+        );
+        // Q4 is already counted by its due date.
+        promise(
+            &s,
+            "GAMMA",
+            Some(c4),
+            "50",
+            "EUR",
+            "2026-07-03",
+            "2026-06-20",
+            "open",
+        );
+        // Q5 is paid: its promise brings nothing more.
+        promise(
+            &s,
+            "GAMMA",
+            Some(c5),
+            "80",
+            "EUR",
+            "2026-07-01",
+            "2026-06-10",
+            "open",
+        );
+        // Without a case: in the window, after it, already past (not yet judged).
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "40",
+            "EUR",
+            "2026-07-06",
+            "2026-06-20",
+            "open",
+        );
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "60",
+            "EUR",
+            "2026-07-07",
+            "2026-06-20",
+            "open",
+        );
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "70",
+            "EUR",
+            "2026-06-29",
+            "2026-06-20",
+            "open",
+        );
+        for status in ["kept", "kept", "kept", "kept", "partially_kept", "broken"] {
+            promise(
+                &s,
+                "GAMMA",
+                None,
+                "10",
+                "EUR",
+                "2026-05-01",
+                "2026-04-20",
+                status,
+            );
+        }
+        // Made after as_of: not counted.
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "10",
+            "EUR",
+            "2026-07-02",
+            "2026-07-01",
+            "kept",
+        );
+        let g = row(&kpis(&s), "GAMMA", "EUR").clone();
+        assert_eq!(
+            (g.promises_kept, g.promises_partial, g.promises_broken),
+            (4, 1, 1)
+        );
+        // 4 / 6 = 0.66666…
+        assert_eq!(g.promise_kept_rate, Some(dec!(0.6667)));
+        // Due: Q1 100 + Q4 50; promised: Q3 300 (capped) + 40.
+        assert_eq!(g.expected_cash_7d, dec!(490));
+        assert_eq!(
+            g.open_cases_by_priority,
+            [
+                ("high".to_string(), 0),
+                ("medium".to_string(), 1),
+                ("low".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn collectors_from_the_worklist_and_the_case_history() {
+        let items = vec![
+            item(
+                "ACME",
+                "C1",
+                "K1",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(500),
+                dec!(500),
+                "EUR",
+            ),
+            item(
+                "ACME",
+                "C2",
+                "K2",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(300),
+                dec!(300),
+                "EUR",
+            ),
+            item(
+                "ACME",
+                "C3",
+                "K3",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(100),
+                dec!(100),
+                "EUR",
+            ),
+        ];
+        let (_dir, mut s) = store(items, vec![]);
+        let k1 = case(&s, "K1", "2026-06-01", None, 2);
+        let k2 = case(&s, "K2", "2026-06-01", None, 2);
+        let k3 = case(&s, "K3", "2026-06-01", None, 2);
+        let policy = CasePolicy {
+            initial_nad_days: 3,
+            high_amount: dec!(10000),
+            high_days_overdue: 60,
+        };
+        let call = Subcategory {
+            name: "call".into(),
+            days_to_complete: 2,
+            instruction: String::new(),
+        };
+        // The real case operations write the history the KPIs read.
+        s.set_activity(k1, "contact", &call, d("2026-06-20"), "alice", &policy)
+            .unwrap();
+        s.complete_activity(
+            k1,
+            d("2026-06-21"),
+            "alice",
+            Some((d("2026-07-03"), dec!(200))),
+            &policy,
+        )
+        .unwrap();
+        s.add_note(k1, d("2026-06-22"), "alice", "called back", &policy)
+            .unwrap();
+        s.set_activity(k2, "contact", &call, d("2026-06-20"), "bob", &policy)
+            .unwrap();
+        s.complete_activity(k2, d("2026-06-22"), "bob", None, &policy)
+            .unwrap();
+        s.set_activity(k3, "contact", &call, d("2026-06-29"), "bob", &policy)
+            .unwrap();
+        // After as_of: not counted.
+        s.complete_activity(k3, d("2026-07-01"), "bob", None, &policy)
+            .unwrap();
+        s.conn()
+            .execute_batch(
+                "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                 SELECT id, 'g', CASE code WHEN 'C3' THEN NULL ELSE 'alice' END, '1', 2, '2026-06-30', 1,
+                        CASE code WHEN 'C1' THEN '100.50' WHEN 'C2' THEN '200.25' ELSE '50' END, 'due'
+                 FROM customers;",
+            )
+            .unwrap();
+        let k = kpis(&s);
+        let got: Vec<(&str, i64, Decimal, i64, i64)> = k
+            .collectors
+            .iter()
+            .map(|c| {
+                (
+                    c.collector.as_str(),
+                    c.worklist_entries,
+                    c.worklist_amount,
+                    c.activities_completed,
+                    c.promises_taken,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alice", 2, dec!(300.75), 1, 1),
+                ("bob", 0, dec!(0), 1, 0),
+                (UNASSIGNED, 1, dec!(50), 0, 0),
+            ]
+        );
+        // The promise alice took is open and falls due within the 7 days.
+        let acme = row(&k, "ACME", "EUR");
+        assert_eq!(acme.expected_cash_7d, dec!(200));
+        assert_eq!(acme.open_cases_by_priority[1], ("medium".to_string(), 3));
+    }
+
+    #[test]
+    fn an_empty_store_has_no_rows_and_bad_input_is_refused() {
+        let (_dir, s) = store(vec![], vec![]);
+        let k = kpis(&s);
+        assert!(k.companies.is_empty() && k.collectors.is_empty());
+        let bad = KpiOptions {
+            dso_window_days: 0,
+            ..KpiOptions::default()
+        };
+        assert!(matches!(
+            compute(&s, d(AS_OF), &bad),
+            Err(StoreError::Invalid(_))
+        ));
+        s.conn()
+            .execute_batch(
+                "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
+                 INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
+                   VALUES ('s', 'e', 1, 'D', '2026-13-01', '2026-01-31', '1', '1', 'EUR');",
+            )
+            .unwrap();
+        match compute(&s, d(AS_OF), &KpiOptions::default()) {
+            Err(StoreError::Corrupt { column, value }) => {
+                assert_eq!(
+                    (column, value.as_str()),
+                    ("items.document_date", "2026-13-01")
+                )
+            }
+            other => panic!("expected a corrupt-value error, got {other:?}"),
+        }
+    }
+
+    /// Exact (unrounded) totals per "company/currency", for comparing computations.
+    fn exact_totals(s: &Store, as_of: NaiveDate, parts: usize) -> Vec<(String, Vec<Decimal>)> {
+        let (companies, t) = totals(s, as_of, &KpiOptions::default(), Some(parts)).unwrap();
+        let mut out: Vec<(String, Vec<Decimal>)> = t
+            .rows
+            .iter()
+            .map(|((company, cur), a)| {
+                let mut v = vec![
+                    a.receivables.value(),
+                    a.overdue.value(),
+                    a.sales_dso.value(),
+                    a.sales_cei.value(),
+                    a.beginning.value(),
+                    a.due_7d.value(),
+                    a.promised_7d,
+                ];
+                v.extend(a.aging.map(Sum::value));
+                v.extend(a.periods.iter().map(|p| p.value()));
+                v.extend(a.open_cases.map(Decimal::from));
+                v.extend([a.kept, a.partial, a.broken].map(Decimal::from));
+                let key = format!(
+                    "{}/{}",
+                    companies.names[*company as usize], t.currencies[*cur as usize]
+                );
+                (key, v)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Splitting the scans over several read connections changes nothing in the result.
+    #[test]
+    fn parts_add_up_to_the_same_kpis() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("kpi.db")).unwrap();
+        let as_of = d("2026-11-23");
+        crate::demo::generate(
+            &mut s,
+            &crate::demo::DemoOptions {
+                customers: 300,
+                items: 4_000,
+                seed: 7,
+                as_of,
+            },
+            None,
+        )
+        .unwrap();
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        crate::engine::run::run(&mut s, &rules, as_of, crate::engine::run::RunMode::Full).unwrap();
+        // Some cases closed before the CEI start.
+        s.conn()
+            .execute_batch(
+                "UPDATE cases SET status = 'closed', closed_on = '2026-10-01', close_reason = 'cleared' WHERE id % 7 = 0;
+                 UPDATE items SET status = 'cleared', open_amount = '0' WHERE id IN (SELECT item_id FROM cases WHERE id % 7 = 0);",
+            )
+            .unwrap();
+        assert_eq!(read_connections(&s, 2).len(), 2);
+        let one = exact_totals(&s, as_of, 1);
+        assert!(one
+            .iter()
+            .all(|(_, v)| v[4] > Decimal::ZERO && v[0] > Decimal::ZERO));
+        assert_eq!(exact_totals(&s, as_of, 2), one);
+        assert_eq!(exact_totals(&s, as_of, 3), one);
+        let json = |parts| {
+            let k = compute_in_parts(&s, as_of, &KpiOptions::default(), Some(parts)).unwrap();
+            serde_json::to_string(&k).unwrap()
+        };
+        assert_eq!(json(3), json(1));
+        // One far-away item id: the per-item flags switch to a map.
+        s.conn()
+            .execute_batch(
+                "INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
+                   SELECT 50000000, 'x', 'far', customer_id, 'FAR', '2026-09-01', '2026-10-01', '77.70', '77.70', currency FROM items LIMIT 1;
+                 INSERT INTO cases(item_id, customer_id, opened_on, nad, priority)
+                   SELECT id, customer_id, '2026-10-02', '2026-10-05', 3 FROM items WHERE id = 50000000;",
+            )
+            .unwrap();
+        let one = exact_totals(&s, as_of, 1);
+        assert_eq!(exact_totals(&s, as_of, 3), one);
+    }
+
+    /// The fast paths must agree exactly with the store's parsers and `Decimal` addition.
+    #[test]
+    fn fast_parsing_and_summing_match_decimal() {
+        let (_dir, s) = store(vec![], vec![]);
+        let parse = |text: &str| {
+            s.conn()
+                .query_row("SELECT ?1", [text], |r| {
+                    Ok((amount(r, 0, "t").ok(), day(r, 0, "t").ok()))
+                })
+                .unwrap()
+        };
+        for text in [
+            "0",
+            "1157.40",
+            "-12.5",
+            "100",
+            "0.000000000000000001",
+            "123456789012345678",
+            "1234567890123456789",
+            "99999999999999999999.99",
+            "-0.00",
+            "1e3",
+            ".5",
+            "5.",
+            "+5",
+            " 5",
+            "1.2.3",
+            "-",
+        ] {
+            let expected: Option<Decimal> = text.parse().ok();
+            let got = parse(text).0;
+            assert_eq!(got, expected, "{text}");
+            if let (Some(g), Some(e)) = (got, expected) {
+                assert_eq!(g.scale(), e.scale(), "{text}");
+            }
+        }
+        for text in [
+            "2026-06-30",
+            "0001-01-01",
+            "2024-02-29",
+            "2026-02-29",
+            "2026-6-3",
+            "x",
+        ] {
+            let expected = text.parse::<NaiveDate>().ok().map(day_of);
+            assert_eq!(parse(text).1, expected, "{text}");
+        }
+        let amounts = [
+            dec!(1.5),
+            dec!(100),
+            dec!(-0.25),
+            dec!(0.001),
+            dec!(12345678901234567890.12),
+            dec!(7.9e27),
+            dec!(-7.9e27),
+            dec!(3),
+            dec!(0.0000000001),
+        ];
+        let mut sum = Sum::default();
+        let mut plain = Decimal::ZERO;
+        for a in amounts {
+            sum.add(a);
+            plain += a;
+            assert_eq!(sum.value(), plain);
+        }
+    }
 }
