@@ -7,6 +7,8 @@
 //! - [`store`]: SQLite persistence — migrations, idempotent ingest, case operations.
 //! - [`engine`]: ByDesign case rules, scoring, escalation, worklists and the run.
 //! - [`import`]: CSV import; [`demo`]: synthetic portfolios.
+//! - [`kpi`]: finance KPIs computed from the store.
+//! - [`server`]: `arrears serve` — gRPC API, auth, runs, rules watcher, metrics.
 //! - [`config`]: the daemon's own settings file.
 
 pub mod config;

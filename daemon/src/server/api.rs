@@ -36,12 +36,12 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let reflection_alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let names = [
         "arrears.v1.Worklists",
         "arrears.v1.Cases",
@@ -317,27 +317,13 @@ impl Api {
         let id = positive_id("case_id", id)?;
         self.shared
             .write(format!("case {id}: {action}"), move |store, rules| {
-                let mut inner: Option<Status> = None;
-                let res = store.audited(&who.name, action, &format!("case {id}"), |st| {
-                    let before = match Self::guard_case(st, &who, id) {
-                        Ok(b) => b,
-                        Err(s) => {
-                            inner = Some(s);
-                            return Err(crate::store::StoreError::Invalid("refused".into()));
-                        }
-                    };
-                    if let Err(s) = f(st, rules) {
-                        inner = Some(s);
-                        return Err(crate::store::StoreError::Invalid("refused".into()));
-                    }
+                let d = store.audited(&who.name, action, &format!("case {id}"), |st| {
+                    let before = Self::guard_case(st, &who, id)?;
+                    f(st, rules)?;
                     let after = st.case_detail(id)?;
-                    Ok((after.clone(), json!(before), json!(after)))
-                });
-                match (res, inner) {
-                    (_, Some(s)) => Err(s),
-                    (Err(e), None) => Err(status(e)),
-                    (Ok(d), None) => case_to_pb(&d, store),
-                }
+                    Ok::<_, Status>((after.clone(), json!(before), json!(after)))
+                })?;
+                case_to_pb(&d, store)
             })
             .await
     }
@@ -513,34 +499,24 @@ impl pb::cases_server::Cases for Api {
                             )));
                         }
                     }
-                    let mut refused: Option<Status> = None;
-                    let res = store.audited(
+                    store.audited(
                         &who.name,
                         "cases.assign",
                         &format!("{} case(s)", ids.len()),
                         |st| {
                             let mut before = Vec::new();
                             for &id in &ids {
-                                match Self::guard_case(st, &who, id) {
-                                    Ok(d) => before
-                                        .push(json!({"case": id, "assigned_to": d.assigned_to})),
-                                    Err(s) => {
-                                        refused = Some(s);
-                                        return Err(crate::store::StoreError::Invalid(
-                                            "refused".into(),
-                                        ));
-                                    }
-                                }
+                                let d = Self::guard_case(st, &who, id)?;
+                                before.push(json!({"case": id, "assigned_to": d.assigned_to}));
                             }
                             st.assign_cases(&ids, to.as_deref(), on, &who.name, &rules.cases)?;
-                            Ok(((), json!(before), json!({"cases": ids, "assigned_to": to})))
+                            Ok::<_, Status>((
+                                (),
+                                json!(before),
+                                json!({"cases": ids, "assigned_to": to}),
+                            ))
                         },
-                    );
-                    match (res, refused) {
-                        (_, Some(s)) => Err(s),
-                        (Err(e), None) => Err(status(e)),
-                        (Ok(()), None) => Ok(()),
-                    }
+                    )
                 })
                 .await?;
             Ok(Response::new(pb::AssignCasesResponse {
@@ -787,22 +763,18 @@ impl pb::promises_server::Promises for Api {
             let p = self
                 .shared
                 .write(format!("promise on case {id}"), move |store, _| {
-                    let mut refused = None;
-                    let res =
-                        store.audited(&who.name, "promise.create", &format!("case {id}"), |st| {
-                            if let Err(s) = Self::guard_case(st, &who, id) {
-                                refused = Some(s);
-                                return Err(crate::store::StoreError::Invalid("refused".into()));
-                            }
+                    let p = store.audited(
+                        &who.name,
+                        "promise.create",
+                        &format!("case {id}"),
+                        |st| {
+                            Self::guard_case(st, &who, id)?;
                             let p = st.create_promise(id, amount, date, on, &who.name)?;
                             let after = json!(p);
-                            Ok((p, json!(null), after))
-                        });
-                    match (res, refused) {
-                        (_, Some(s)) => Err(s),
-                        (Err(e), None) => Err(status(e)),
-                        (Ok(p), None) => Ok(promise_to_pb(&p)),
-                    }
+                            Ok::<_, Status>((p, json!(null), after))
+                        },
+                    )?;
+                    Ok(promise_to_pb(&p))
                 })
                 .await?;
             Ok(Response::new(p))
@@ -881,34 +853,21 @@ impl pb::disputes_server::Disputes for Api {
             let d = self
                 .shared
                 .write(format!("dispute on case {id}"), move |store, _| {
-                    let mut refused = None;
-                    let res =
+                    let d =
                         store.audited(&who.name, "dispute.open", &format!("case {id}"), |st| {
-                            let before = match Self::guard_case(st, &who, id) {
-                                Ok(b) => b,
-                                Err(s) => {
-                                    refused = Some(s);
-                                    return Err(crate::store::StoreError::Invalid(
-                                        "refused".into(),
-                                    ));
-                                }
-                            };
+                            let before = Self::guard_case(st, &who, id)?;
                             let did = st.open_dispute(id, &reason, on, &who.name)?;
                             let d = st
                                 .case_disputes(id)?
                                 .into_iter()
                                 .find(|d| d.id == did)
                                 .ok_or_else(|| {
-                                    crate::store::StoreError::NotFound(format!("dispute {did}"))
+                                    Status::internal(format!("dispute {did} vanished"))
                                 })?;
                             let after = json!(d);
-                            Ok((d, json!(before), after))
-                        });
-                    match (res, refused) {
-                        (_, Some(s)) => Err(s),
-                        (Err(e), None) => Err(status(e)),
-                        (Ok(d), None) => Ok(dispute_to_pb(&d)),
-                    }
+                            Ok::<_, Status>((d, json!(before), after))
+                        })?;
+                    Ok(dispute_to_pb(&d))
                 })
                 .await?;
             Ok(Response::new(d))

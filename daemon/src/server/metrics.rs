@@ -18,7 +18,9 @@ use crate::kpi::{self, KpiOptions};
 use crate::rules::RuleSet;
 use crate::store::Store;
 
-pub fn install() -> PrometheusHandle {
+/// Installs the process-wide recorder. A process serves one daemon, so a recorder
+/// already in place is an error rather than something to share.
+pub fn install() -> Result<PrometheusHandle, super::ServeError> {
     let latency = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     ];
@@ -32,11 +34,9 @@ pub fn install() -> PrometheusHandle {
             b.set_buckets_for_metric(Matcher::Full("arrears_run_duration_seconds".into()), &runs)
         })
         .expect("bucket lists are non-empty");
-    match builder.install_recorder() {
-        Ok(h) => h,
-        // A second daemon in the same process (tests) shares the first recorder.
-        Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-    }
+    builder
+        .install_recorder()
+        .map_err(|e| super::ServeError::Metrics(e.to_string()))
 }
 
 /// Histograms need periodic upkeep; also keeps the watcher gauge current.

@@ -60,6 +60,10 @@ pub enum ServeError {
     },
     #[error("refusing to serve without tokens on {0}: configure `auth.tokens` or listen on a loopback address")]
     OpenNonLoopback(SocketAddr),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("metrics recorder: {0}")]
+    Metrics(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("watching rules folder {dir}: {message}")]
@@ -126,6 +130,12 @@ pub fn status(e: StoreError) -> Status {
     }
 }
 
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        status(e)
+    }
+}
+
 impl Shared {
     /// The business date: the request's, else the configured one, else today.
     pub fn as_of(&self, s: &str) -> Result<NaiveDate, Status> {
@@ -188,7 +198,7 @@ impl Shared {
         })
         .await
         .map_err(|e| Status::internal(format!("worker failed: {e}")))??;
-        self.request_run(RunRequest::incremental(cause));
+        self.request_run(RunRequest::auto(cause));
         Ok(out)
     }
 
@@ -338,7 +348,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     })?;
     let auth = Auth::from_config(&opts.auth)?;
     let writer = Store::open(&opts.db)?;
-    let prom = metrics::install();
+    let prom = metrics::install()?;
 
     let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
     let grpc_addr = grpc.local_addr().map_err(|source| ServeError::Listen {

@@ -18,6 +18,8 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
+    /// Only the customers changed since the last run, unless the business date or the
+    /// rules changed since, which makes it a full run (`RunMode::Auto`).
     pub fn auto(cause: String) -> RunRequest {
         RunRequest {
             mode: RunMode::Auto,
@@ -25,11 +27,6 @@ impl RunRequest {
             cause,
             reply: None,
         }
-    }
-    /// Only customers changed since the last run (falls back to a full run on a new
-    /// business date or new rules).
-    pub fn incremental(cause: String) -> RunRequest {
-        RunRequest::auto(cause)
     }
     pub fn full(cause: String) -> RunRequest {
         RunRequest {
@@ -180,7 +177,7 @@ pub async fn poll_store(shared: Arc<Shared>) {
             continue;
         };
         if last.is_some_and(|l| l != version) && dirty > 0 {
-            shared.request_run(RunRequest::incremental(format!(
+            shared.request_run(RunRequest::auto(format!(
                 "{dirty} customer(s) changed in the store"
             )));
         }

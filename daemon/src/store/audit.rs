@@ -4,7 +4,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -37,22 +37,27 @@ fn chain_hash(prev: &str, id: i64, fields: [&str; 6]) -> String {
 
 impl Store {
     /// Runs `f` and appends its audit record in one transaction: the change and its
-    /// record land together or not at all. `f` returns (result, before, after).
-    pub fn audited<T>(
+    /// record land together or not at all. `f` returns (result, before, after); its
+    /// error type is the caller's (e.g. an API status), so a refusal passes through.
+    pub fn audited<T, E: From<StoreError>>(
         &mut self,
         principal: &str,
         action: &str,
         target: &str,
-        f: impl FnOnce(&mut Store) -> Result<(T, serde_json::Value, serde_json::Value)>,
-    ) -> Result<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
+    ) -> std::result::Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(StoreError::from)?;
         let res = f(self).and_then(|(t, before, after)| {
             self.append_audit(principal, action, target, &before, &after)?;
             Ok(t)
         });
         match res {
             Ok(t) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(StoreError::from)?;
                 Ok(t)
             }
             Err(e) => {
@@ -152,7 +157,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
     use serde_json::json;
 
     #[test]
@@ -162,7 +166,7 @@ mod tests {
         let mut s = Store::open(&path).unwrap();
         for i in 0..3 {
             s.audited("alice", "note", &format!("case {i}"), |_| {
-                Ok(((), json!({"n": i}), json!({"n": i + 1})))
+                Ok::<_, StoreError>(((), json!({"n": i}), json!({"n": i + 1})))
             })
             .unwrap();
         }
