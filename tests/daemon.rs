@@ -541,3 +541,127 @@ async fn sigterm_ends_streams_and_leaves_a_consistent_store() {
         .unwrap();
     assert!(runs >= 1);
 }
+
+/// A private CA and a server certificate for `localhost`/127.0.0.1 signed by it.
+fn tls_material(dir: &std::path::Path) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    // Another CA, which the client must not accept the server under.
+    let other = CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap();
+    (ca.pem(), other.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_with_the_configured_certificate_only() {
+    let dir = Daemon::prepare();
+    let (ca, other_ca) = tls_material(dir.path());
+    std::fs::write(dir.path().join("ca.pem"), &ca).unwrap();
+    let cfg = dir.path().join("arrears.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "serve:\n",
+        &format!(
+            "serve:\n  tls: {{ cert: {}, key: {} }}\n",
+            dir.path().join("server.pem").display(),
+            dir.path().join("server.key").display()
+        ),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "50",
+            "--items",
+            "400",
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    let d = Daemon::start(dir);
+    let https = d.grpc.replacen("http://", "https://", 1);
+
+    let health = |ch: tonic::transport::Channel| async move {
+        pb::admin_client::AdminClient::with_interceptor(ch, with_token(SUP))
+            .health(pb::HealthRequest {})
+            .await
+    };
+    let tls_channel = |ca_pem: String| {
+        let https = https.clone();
+        async move {
+            tonic::transport::Endpoint::from_shared(https)
+                .unwrap()
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+                        .domain_name("localhost"),
+                )
+                .unwrap()
+                .connect()
+                .await
+        }
+    };
+
+    let ok = health(tls_channel(ca.clone()).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!ok.get_ref().rules_hash.is_empty());
+    // A client that trusts another CA refuses the server: no request gets through.
+    match tls_channel(other_ca).await {
+        Err(_) => {}
+        Ok(ch) => assert!(health(ch).await.is_err(), "untrusted server accepted"),
+    }
+    // Plaintext to a TLS port fails rather than silently downgrading.
+    match tonic::transport::Endpoint::from_shared(d.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+    {
+        Err(_) => {}
+        Ok(ch) => assert!(health(ch).await.is_err(), "plaintext accepted"),
+    }
+
+    // The CLI over TLS: with the CA it works; without it, it says what is missing.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(["--remote", &https])
+            .args(args)
+            .env("ARREARS_TOKEN", SUP)
+            .env_remove("ARREARS_CONFIG")
+            .env_remove("ARREARS_CA_FILE")
+            .output()
+            .unwrap()
+    };
+    let ca_file = d.path("ca.pem");
+    let o = cli(&[
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "worklist",
+        "--collector",
+        "chen",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["total"].as_u64().unwrap() > 0, "{v}");
+    let o = cli(&["worklist", "--collector", "chen"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--ca-file"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

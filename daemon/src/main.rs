@@ -47,6 +47,9 @@ struct Global {
     /// File holding the API token for --remote [default: the ARREARS_TOKEN environment variable]
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// PEM certificate of the CA that signed the daemon's TLS certificate (https:// remotes)
+    #[arg(long, global = true, env = "ARREARS_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -327,7 +330,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        return rt.block_on(remote_main(&url, token, cli.cmd));
+        let ca = match &cli.global.ca_file {
+            Some(p) => {
+                Some(std::fs::read(p).with_context(|| format!("reading CA file {}", p.display()))?)
+            }
+            None => None,
+        };
+        return rt.block_on(remote_main(&url, token, ca, cli.cmd));
     }
     match cli.cmd {
         Cmd::Serve {
@@ -565,10 +574,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn remote_main(url: &str, token: Option<String>, cmd: Cmd) -> Result<ExitCode> {
+async fn remote_main(
+    url: &str,
+    token: Option<String>,
+    ca: Option<Vec<u8>>,
+    cmd: Cmd,
+) -> Result<ExitCode> {
     use arrears::server::pb;
     use remote::describe;
-    let r = remote::Remote::connect(url, token).await?;
+    let r = remote::Remote::connect(url, token, ca).await?;
     match cmd {
         Cmd::Worklist {
             collector,

@@ -16,10 +16,27 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub async fn connect(url: &str, token: Option<String>) -> Result<Remote> {
-        let channel = Endpoint::from_shared(url.to_string())
+    /// `https://` URLs use TLS; `ca` (PEM) is the authority that signed the
+    /// daemon's certificate, needed because daemons usually run on a private CA.
+    pub async fn connect(url: &str, token: Option<String>, ca: Option<Vec<u8>>) -> Result<Remote> {
+        let mut ep = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("--remote {url}: not a URL (e.g. http://127.0.0.1:50051)"))?
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(std::time::Duration::from_secs(5));
+        if url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            match ca {
+                Some(pem) => tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                None => anyhow::bail!(
+                    "--remote {url} uses TLS: give the CA certificate with --ca-file (or ARREARS_CA_FILE)"
+                ),
+            }
+            ep = ep
+                .tls_config(tls)
+                .with_context(|| format!("--remote {url}: TLS configuration"))?;
+        } else if ca.is_some() {
+            anyhow::bail!("--ca-file is for https:// remotes; {url} is plaintext");
+        }
+        let channel = ep
             .connect()
             .await
             .with_context(|| format!("connecting to the daemon at {url}"))?;

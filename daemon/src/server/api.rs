@@ -354,26 +354,23 @@ impl pb::worklists_server::Worklists for Api {
                     Status::invalid_argument("page_token: not a token this server issued")
                 })?
             };
-            let page = self
-                .shared
-                .read(move |store, rules| {
-                    let mut q = watch::query(rules, &who, r.scope.as_ref(), r.filter.as_ref())?;
-                    q.offset = offset;
-                    q.limit = size;
-                    let (list, total) = store.worklist_page(&q).map_err(status)?;
-                    let base = rules.rates.base.to_string();
-                    let next = offset + list.len();
-                    Ok(pb::WorklistPage {
-                        entries: list.iter().map(|e| entry_to_pb(e, &base)).collect(),
-                        next_page_token: if (next as u64) < total {
-                            next.to_string()
-                        } else {
-                            String::new()
-                        },
-                        total: total as u32,
-                    })
-                })
-                .await?;
+            let loaded = self.shared.rules();
+            let mut q = watch::query(&loaded.set, &who, r.scope.as_ref(), r.filter.as_ref())?;
+            q.offset = offset;
+            q.limit = size;
+            let view = watch::view_for(&self.shared, &q).await?;
+            let (list, total) = view.page(&q);
+            let base = loaded.set.rates.base.to_string();
+            let next = offset + list.len();
+            let page = pb::WorklistPage {
+                entries: list.iter().map(|e| entry_to_pb(e, &base)).collect(),
+                next_page_token: if (next as u64) < total {
+                    next.to_string()
+                } else {
+                    String::new()
+                },
+                total: total as u32,
+            };
             Ok(Response::new(page))
         })
         .await

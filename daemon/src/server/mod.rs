@@ -9,14 +9,16 @@
 //! - API reads use a small pool of read connections (WAL lets them proceed during a
 //!   run); API writes share the writer connection with the runner.
 //!
-//! After each run a [`Change`] is broadcast; each `WatchWorklist` stream re-reads its
-//! own worklist and sends the difference.
+//! After each run the runner swaps in a fresh in-memory [`WorklistView`] and
+//! broadcasts a [`Change`]; worklist pages are answered from that view, and each
+//! `WatchWorklist` stream diffs its own worklist against it.
 
 mod api;
 pub mod auth;
 mod metrics;
 mod runner;
 mod watch;
+mod worklist_view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,7 @@ use crate::rules::{self, RuleError, RuleSet};
 use crate::store::{Store, StoreError};
 use auth::Auth;
 pub use runner::RunRequest;
+pub use worklist_view::WorklistView;
 
 pub mod pb {
     tonic::include_proto!("arrears.v1");
@@ -100,6 +103,10 @@ pub struct Shared {
     pub reload: Mutex<ReloadStatus>,
     writer: Arc<Mutex<Store>>,
     readers: Mutex<Vec<Store>>,
+    /// Bounds concurrent reads: under overload, requests wait here (cheaply) rather
+    /// than each taking a blocking thread and a connection with its own page cache.
+    read_slots: tokio::sync::Semaphore,
+    pub worklist: ArcSwap<WorklistView>,
     pub changes: broadcast::Sender<Change>,
     runs: mpsc::UnboundedSender<RunRequest>,
     pub auth: Auth,
@@ -172,6 +179,11 @@ impl Shared {
         f: impl FnOnce(&Store, &RuleSet) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
         let me = self.clone();
+        let _slot = self
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
         tokio::task::spawn_blocking(move || {
             let store = me.take_reader().map_err(status)?;
             let rules = me.rules();
@@ -205,6 +217,10 @@ impl Shared {
     pub fn request_run(&self, r: RunRequest) {
         // The runner only stops at shutdown, when requests no longer matter.
         let _ = self.runs.send(r);
+    }
+
+    pub fn worklist(&self) -> Arc<WorklistView> {
+        self.worklist.load_full()
     }
 
     fn publish(&self, cause: String) {
@@ -348,6 +364,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     })?;
     let auth = Auth::from_config(&opts.auth)?;
     let writer = Store::open(&opts.db)?;
+    // Serve the worklists of the last run from the first request on; the start-up
+    // run replaces them.
+    let view = WorklistView::load(&writer)?;
     let prom = metrics::install()?;
 
     let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
@@ -387,6 +406,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         reload: Mutex::new(ReloadStatus::default()),
         writer: Arc::new(Mutex::new(writer)),
         readers: Mutex::new(Vec::new()),
+        read_slots: tokio::sync::Semaphore::new(MAX_READERS),
+        worklist: ArcSwap::from_pointee(view),
         changes,
         runs: runs_tx,
         auth,
@@ -437,7 +458,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     tokio::spawn(signal);
     let served = api::router(shared.clone(), opts.cfg.tls.as_ref())?
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            // Without NODELAY, small responses wait on Nagle's algorithm.
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },

@@ -58,12 +58,11 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
             }
         }
         let cause = causes.join("; ");
-        let result = run_once(&shared, full, as_of).await;
+        let result = run_once(&shared, full, as_of, cause.clone()).await;
         match &result {
             Ok(sum) => {
                 tracing::info!(run = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated,
                     ms = sum.duration_ms, %cause, "portfolio run");
-                shared.publish(cause);
             }
             Err(e) => tracing::error!(error = %e, %cause, "portfolio run failed"),
         }
@@ -79,6 +78,7 @@ async fn run_once(
     shared: &Arc<Shared>,
     full: bool,
     as_of: Option<NaiveDate>,
+    cause: String,
 ) -> Result<Summary, String> {
     let as_of = match as_of {
         Some(d) => d,
@@ -95,6 +95,12 @@ async fn run_once(
             .map_err(|e| format!("judging promises: {e}"))?;
         let mode = if full { RunMode::Full } else { RunMode::Auto };
         let sum = run(&mut store, &loaded.set, as_of, mode).map_err(|e| e.to_string())?;
+        // Watchers and pages see the new worklists before the KPI pass, which takes
+        // longer than the view at a million items.
+        let view = super::WorklistView::load(&store)
+            .map_err(|e| format!("reading the worklists back: {e}"))?;
+        me.worklist.store(Arc::new(view));
+        me.publish(cause);
         // KPIs come from the same connection right after the run, so they match it.
         super::metrics::export_kpis(&store, &loaded.set, as_of);
         Ok::<_, String>(sum)

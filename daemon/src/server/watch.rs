@@ -9,7 +9,7 @@ use tonic::Status;
 
 use super::auth::Principal;
 use super::pb;
-use super::Shared;
+use super::{Shared, WorklistView};
 use crate::config::Role;
 use crate::domain::Priority;
 use crate::rules::RuleSet;
@@ -146,22 +146,35 @@ impl Drop for WatcherGuard {
 
 type Snapshot = HashMap<i64, pb::WorklistEntry>;
 
+/// The current worklist view, with the currencies a currency filter needs read in
+/// first (once per view).
+pub async fn view_for(
+    shared: &Arc<Shared>,
+    q: &WorklistQuery,
+) -> Result<Arc<WorklistView>, Status> {
+    let view = shared.worklist();
+    if view.needs_currencies(q) {
+        let v = view.clone();
+        shared
+            .read(move |store, _| v.load_currencies(store).map_err(super::status))
+            .await?;
+    }
+    Ok(view)
+}
+
 async fn snapshot(
     shared: &Arc<Shared>,
     who: &Principal,
     req: &pb::WatchWorklistRequest,
 ) -> Result<(Vec<pb::WorklistEntry>, Snapshot), Status> {
-    let (who, req) = (who.clone(), req.clone());
-    shared
-        .read(move |store, rules| {
-            let q = query(rules, &who, req.scope.as_ref(), req.filter.as_ref())?;
-            let (list, _) = store.worklist_page(&q).map_err(super::status)?;
-            let base = rules.rates.base.to_string();
-            let list: Vec<_> = list.iter().map(|e| entry_to_pb(e, &base)).collect();
-            let map = list.iter().map(|e| (e.customer_id, e.clone())).collect();
-            Ok((list, map))
-        })
-        .await
+    let loaded = shared.rules();
+    let q = query(&loaded.set, who, req.scope.as_ref(), req.filter.as_ref())?;
+    let view = view_for(shared, &q).await?;
+    let (list, _) = view.page(&q);
+    let base = loaded.set.rates.base.to_string();
+    let list: Vec<_> = list.iter().map(|e| entry_to_pb(e, &base)).collect();
+    let map = list.iter().map(|e| (e.customer_id, e.clone())).collect();
+    Ok((list, map))
 }
 
 /// Starts a watch: the first message is the whole worklist, then one message per change.

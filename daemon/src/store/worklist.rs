@@ -181,6 +181,20 @@ impl Store {
         Ok((out, total as u64))
     }
 
+    /// The currencies of each customer's open items.
+    pub fn open_currencies(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT customer_id, currency FROM items WHERE status = 'open'")?;
+        let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for r in rows {
+            let (c, cur) = r?;
+            out.entry(c).or_default().push(cur);
+        }
+        Ok(out)
+    }
+
     /// Case ids of a customer, open ones first, oldest due first.
     pub fn cases_of(&self, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
         let mut st = self.conn.prepare_cached(

@@ -1,0 +1,222 @@
+//! The worklists as the last run left them, held in memory.
+//!
+//! Worklist pages are the API's hottest read; answered from SQLite, a collector's
+//! page at a million items meant counting and sorting tens of thousands of rows per
+//! request (hundreds of milliseconds). The runner rebuilds this view after each run
+//! (the worklist table only changes there) and swaps it in atomically, so a page is a
+//! walk over pre-sorted index lists and watch streams diff against memory instead
+//! of re-querying the store.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::store::{Result, Store, WorklistEntry, WorklistQuery, WorklistScope};
+
+#[derive(Default)]
+pub struct WorklistView {
+    /// In worklist order: NAD, then priority (high first), then score, then customer.
+    entries: Vec<WorklistEntry>,
+    /// Positions in `entries`, ascending, per collector and per group's unassigned work.
+    by_collector: HashMap<String, Vec<u32>>,
+    unassigned: HashMap<String, Vec<u32>>,
+    by_group: HashMap<String, Vec<u32>>,
+    /// Open-item currencies per customer, read on the first currency-filtered query
+    /// only: it costs a pass over the open items that most deployments never need.
+    currencies: OnceLock<HashMap<i64, Vec<String>>>,
+}
+
+impl WorklistView {
+    pub fn load(store: &Store) -> Result<WorklistView> {
+        let (entries, _) = store.worklist_page(&WorklistQuery {
+            scope: WorklistScope::All,
+            limit: i64::MAX as usize,
+            ..WorklistQuery::default()
+        })?;
+        Ok(WorklistView::from_entries(entries))
+    }
+
+    fn from_entries(entries: Vec<WorklistEntry>) -> WorklistView {
+        let mut v = WorklistView::default();
+        for (i, e) in entries.iter().enumerate() {
+            let i = i as u32;
+            v.by_group.entry(e.group.clone()).or_default().push(i);
+            match &e.collector {
+                Some(c) => v.by_collector.entry(c.clone()).or_default().push(i),
+                None => v.unassigned.entry(e.group.clone()).or_default().push(i),
+            }
+        }
+        v.entries = entries;
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn needs_currencies(&self, q: &WorklistQuery) -> bool {
+        q.currency.is_some() && self.currencies.get().is_none()
+    }
+
+    /// Reads the currencies the first currency filter needs (see `currencies`).
+    pub fn load_currencies(&self, store: &Store) -> Result<()> {
+        if self.currencies.get().is_none() {
+            let _ = self.currencies.set(store.open_currencies()?);
+        }
+        Ok(())
+    }
+
+    /// Positions the scope covers, ascending (so in worklist order).
+    fn candidates(&self, scope: &WorklistScope) -> Vec<u32> {
+        let none = Vec::new();
+        match scope {
+            WorklistScope::All => (0..self.entries.len() as u32).collect(),
+            WorklistScope::Group(g) => self.by_group.get(g).cloned().unwrap_or_default(),
+            WorklistScope::Collector { id, groups } => {
+                let mut out = self.by_collector.get(id).unwrap_or(&none).clone();
+                for g in groups {
+                    out = merge(&out, self.unassigned.get(g).unwrap_or(&none));
+                }
+                out
+            }
+        }
+    }
+
+    /// One page and the size of the whole filtered list, exactly as
+    /// [`Store::worklist_page`] would answer on the same store.
+    pub fn page(&self, q: &WorklistQuery) -> (Vec<&WorklistEntry>, u64) {
+        let currencies = self.currencies.get();
+        let keep = |e: &WorklistEntry| {
+            q.min_priority.is_none_or(|p| e.priority >= p)
+                && q.segment.as_ref().is_none_or(|s| &e.segment == s)
+                && q.company.as_ref().is_none_or(|c| &e.company == c)
+                && q.currency.as_ref().is_none_or(|c| {
+                    currencies
+                        .and_then(|m| m.get(&e.customer_id))
+                        .is_some_and(|v| v.contains(c))
+                })
+        };
+        let mut total = 0u64;
+        let mut page = Vec::new();
+        for i in self.candidates(&q.scope) {
+            let e = &self.entries[i as usize];
+            if !keep(e) {
+                continue;
+            }
+            if total as usize >= q.offset && page.len() < q.limit {
+                page.push(e);
+            }
+            total += 1;
+        }
+        (page, total)
+    }
+}
+
+fn merge(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Priority;
+    use crate::engine::run::{run, RunMode};
+
+    /// The view must answer every query exactly as the store does.
+    #[test]
+    fn pages_match_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        crate::demo::generate(
+            &mut store,
+            &crate::demo::DemoOptions {
+                customers: 400,
+                items: 4000,
+                seed: 7,
+                as_of,
+            },
+            None,
+        )
+        .unwrap();
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        run(&mut store, &rules, as_of, RunMode::Full).unwrap();
+        // Some unassigned work, so the collector scope has two lists to merge.
+        store
+            .conn()
+            .execute(
+                "UPDATE worklist SET collector = NULL WHERE customer_id % 5 = 0",
+                [],
+            )
+            .unwrap();
+        let view = WorklistView::load(&store).unwrap();
+        assert!(view.len() > 100, "demo worklist too small: {}", view.len());
+        view.load_currencies(&store).unwrap();
+
+        let groups: Vec<String> = rules.groups.iter().map(|g| g.name.clone()).collect();
+        let mut scopes = vec![WorklistScope::All];
+        for g in &rules.groups {
+            scopes.push(WorklistScope::Group(g.name.clone()));
+            for c in &g.collectors {
+                scopes.push(WorklistScope::Collector {
+                    id: c.id.clone(),
+                    groups: vec![g.name.clone()],
+                });
+            }
+        }
+        scopes.push(WorklistScope::Collector {
+            id: "nobody".into(),
+            groups: groups.clone(),
+        });
+        let mut checked_nonempty = 0;
+        for scope in scopes {
+            for (min_priority, segment, company, currency) in [
+                (None, None, None, None),
+                (Some(Priority::High), None, None, None),
+                (Some(Priority::Medium), Some("standard"), None, None),
+                (None, None, Some("ACME_DE"), None),
+                (None, None, None, Some("USD")),
+                (None, None, None, Some("EUR")),
+            ] {
+                for (offset, limit) in [(0, 10), (7, 25), (0, 100_000)] {
+                    let q = WorklistQuery {
+                        scope: scope.clone(),
+                        min_priority,
+                        segment: segment.map(Into::into),
+                        company: company.map(Into::into),
+                        currency: currency.map(Into::into),
+                        offset,
+                        limit,
+                    };
+                    let (want, want_total) = store.worklist_page(&q).unwrap();
+                    let (got, got_total) = view.page(&q);
+                    assert_eq!(got_total, want_total, "{q:?}");
+                    let got: Vec<WorklistEntry> = got.into_iter().cloned().collect();
+                    assert_eq!(got, want, "{q:?}");
+                    if !want.is_empty() {
+                        checked_nonempty += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked_nonempty > 50, "too few non-empty pages compared");
+    }
+}
