@@ -258,6 +258,42 @@ async fn worklist_paging_auth_and_clear_errors() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
+    // A wrong value is INVALID_ARGUMENT; a record in the wrong state is
+    // FAILED_PRECONDITION.
+    let mut promises =
+        pb::promises_client::PromisesClient::with_interceptor(ch.clone(), with_token(SUP));
+    let e = promises
+        .create_promise(pb::CreatePromiseRequest {
+            case_id,
+            amount: "999999999".into(),
+            promised_on: "2026-12-01".into(),
+            on: AS_OF.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("exceeds the open amount"), "{e:?}");
+    let mut disputes =
+        pb::disputes_client::DisputesClient::with_interceptor(ch.clone(), with_token(SUP));
+    let dispute = disputes
+        .open_dispute(pb::OpenDisputeRequest {
+            case_id,
+            reason: "goods damaged".into(),
+            on: AS_OF.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let resolve = pb::ResolveDisputeRequest {
+        dispute_id: dispute.id,
+        resolution: "invalid".into(),
+        on: AS_OF.into(),
+    };
+    disputes.resolve_dispute(resolve.clone()).await.unwrap();
+    let e = disputes.resolve_dispute(resolve).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("already resolved"), "{e:?}");
+
     // The customer's 360° view and the explanation.
     let cust = cases_sup
         .get_customer(pb::GetCustomerRequest {

@@ -795,3 +795,62 @@ fn exposition_parser_reads_labels_with_braces_and_special_values() {
     );
     assert_eq!(exp.samples.iter().collect::<Vec<_>>(), ["x_total", "y"]);
 }
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A collector who leaves the rules must not keep their last worklist figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_who_leaves_drops_to_zero() {
+    use common::*;
+    let dir = Daemon::prepare();
+    arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "300",
+            "--items",
+            "3000",
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    let d = Daemon::start(dir);
+    let hugo = "arrears_worklist_entries{collector=\"hugo\"}";
+    let hana = "arrears_worklist_entries{collector=\"hana\"}";
+    let until = |pred: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = d.scrape();
+            if pred(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "metrics never got there:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    until(&|t| sample(t, hugo).is_some_and(|v| v > 0.0));
+    // Hugo leaves; Hana takes his place in the same group.
+    let groups = d.path("rules/groups.yaml");
+    let text = std::fs::read_to_string(&groups).unwrap();
+    assert!(text.contains("id: hugo"));
+    std::fs::write(
+        &groups,
+        text.replace("hugo", "hana")
+            .replace("Hugo Brennan", "Hana Sato"),
+    )
+    .unwrap();
+    let after = until(&|t| sample(t, hana).is_some_and(|v| v > 0.0));
+    assert_eq!(sample(&after, hugo), Some(0.0), "{after}");
+}

@@ -50,6 +50,11 @@ pub struct ServeConfig {
     pub reload_debounce: std::time::Duration,
     /// Days after a promise date before a promise without payment counts as broken.
     pub promise_tolerance_days: i64,
+    /// Least time between two KPI passes. Runs follow every API change; a KPI pass
+    /// over a million items costs about half a second, so a busy day recomputes them
+    /// at most this often (after the latest run) instead of after each run.
+    #[serde(with = "humantime_serde_compat")]
+    pub kpi_interval: std::time::Duration,
     /// TLS for the gRPC port (PEM files); plaintext when absent.
     pub tls: Option<TlsConfig>,
 }
@@ -64,6 +69,7 @@ impl Default for ServeConfig {
             store_poll: std::time::Duration::from_secs(1),
             reload_debounce: std::time::Duration::from_millis(300),
             promise_tolerance_days: 3,
+            kpi_interval: std::time::Duration::from_secs(10),
             tls: None,
         }
     }

@@ -63,7 +63,7 @@ impl Daemon {
         );
         std::fs::write(
             dir.path().join("arrears.yaml"),
-            "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n\
+            "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n  kpi_interval: 0s\n\
              auth:\n  tokens:\n\
              \x20   - { principal: sup, role: supervisor, token_env: T_SUP }\n\
              \x20   - { principal: chen, role: collector, token_env: T_CHEN }\n\

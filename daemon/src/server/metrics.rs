@@ -2,8 +2,9 @@
 //! refreshed after every run. Money is exact `Decimal` up to here; a gauge is a float
 //! by nature of the exposition format, so the conversion happens only at this edge.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -50,6 +51,37 @@ pub async fn upkeep(shared: Arc<Shared>, handle: PrometheusHandle) {
     }
 }
 
+/// Recomputes the KPIs after runs, at most once per `kpi_interval`, on a read
+/// connection: the writer (and so the next run and API writes) never waits for it.
+/// Runs that finish during a pass or the pause after it are folded into one more pass.
+pub async fn kpis(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shared.kpi_due.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let as_of = *shared.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(as_of) = as_of {
+            let started = Instant::now();
+            let done = shared
+                .read(move |store, rules| {
+                    export_kpis(store, rules, as_of);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = done {
+                tracing::error!(error = %e, "KPI pass");
+            }
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "KPI pass");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.cfg.kpi_interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 pub fn code_name(c: Code) -> &'static str {
     match c {
         Code::Ok => "OK",
@@ -89,6 +121,43 @@ pub async fn observed<T>(
     r
 }
 
+type Labels = Vec<(&'static str, String)>;
+
+/// Label sets each KPI gauge got from the last export. A company or collector that
+/// drops out of the KPIs would otherwise keep showing its last figures forever; its
+/// series are set to 0 (amounts, counts) or NaN (days, ratios: undefined) instead.
+static EXPORTED: Mutex<Option<HashMap<&'static str, HashSet<Labels>>>> = Mutex::new(None);
+
+#[derive(Default)]
+struct Export {
+    seen: HashMap<&'static str, HashSet<Labels>>,
+}
+
+impl Export {
+    fn set(&mut self, name: &'static str, labels: Labels, v: f64) {
+        gauge!(name, &labels).set(v);
+        self.seen.entry(name).or_default().insert(labels);
+    }
+
+    fn finish(self) {
+        let mut last = EXPORTED.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, sets) in last.take().unwrap_or_default() {
+            let gone = if name.ends_with("_days") || name.ends_with("_ratio") {
+                f64::NAN
+            } else {
+                0.0
+            };
+            let now = self.seen.get(name);
+            for labels in sets {
+                if !now.is_some_and(|n| n.contains(&labels)) {
+                    gauge!(name, &labels).set(gone);
+                }
+            }
+        }
+        *last = Some(self.seen);
+    }
+}
+
 fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
@@ -103,52 +172,73 @@ pub fn export_kpis(store: &Store, _rules: &RuleSet, as_of: NaiveDate) {
             return;
         }
     };
+    let mut x = Export::default();
     for c in &k.companies {
-        let l = [
+        let l: Labels = vec![
             ("company", c.company.clone()),
             ("currency", c.currency.clone()),
         ];
-        gauge!("arrears_receivables_amount", &l).set(f(c.receivables));
-        gauge!("arrears_overdue_amount", &l).set(f(c.overdue));
-        gauge!("arrears_expected_cash_7d_amount", &l).set(f(c.expected_cash_7d));
+        let with = |k: &'static str, v: &str| {
+            let mut lb = l.clone();
+            lb.push((k, v.to_string()));
+            lb
+        };
+        x.set("arrears_receivables_amount", l.clone(), f(c.receivables));
+        x.set("arrears_overdue_amount", l.clone(), f(c.overdue));
+        x.set(
+            "arrears_expected_cash_7d_amount",
+            l.clone(),
+            f(c.expected_cash_7d),
+        );
         for (bucket, amount) in &c.aging {
-            let mut lb = l.to_vec();
-            lb.push(("bucket", bucket.clone()));
-            gauge!("arrears_aging_amount", &lb).set(f(*amount));
+            x.set("arrears_aging_amount", with("bucket", bucket), f(*amount));
         }
         for (method, v) in [
             ("standard", c.dso_standard),
             ("count_back", c.dso_count_back),
             ("best_possible", c.dso_best_possible),
         ] {
-            let mut lm = l.to_vec();
-            lm.push(("method", method.to_string()));
-            gauge!("arrears_dso_days", &lm).set(v.map(f).unwrap_or(f64::NAN));
+            let v = v.map(f).unwrap_or(f64::NAN);
+            x.set("arrears_dso_days", with("method", method), v);
         }
-        gauge!("arrears_average_days_delinquent_days", &l)
-            .set(c.average_days_delinquent.map(f).unwrap_or(f64::NAN));
-        gauge!("arrears_cei_ratio", &l).set(c.cei.map(f).unwrap_or(f64::NAN));
-        gauge!("arrears_promise_kept_ratio", &l)
-            .set(c.promise_kept_rate.map(f).unwrap_or(f64::NAN));
+        let opt = |v: Option<Decimal>| v.map(f).unwrap_or(f64::NAN);
+        x.set(
+            "arrears_average_days_delinquent_days",
+            l.clone(),
+            opt(c.average_days_delinquent),
+        );
+        x.set("arrears_cei_ratio", l.clone(), opt(c.cei));
+        x.set(
+            "arrears_promise_kept_ratio",
+            l.clone(),
+            opt(c.promise_kept_rate),
+        );
         for (status, n) in [
             ("kept", c.promises_kept),
             ("partial", c.promises_partial),
             ("broken", c.promises_broken),
         ] {
-            let mut ls = l.to_vec();
-            ls.push(("status", status.to_string()));
-            gauge!("arrears_promises", &ls).set(n as f64);
+            x.set("arrears_promises", with("status", status), n as f64);
         }
         for (prio, n) in &c.open_cases_by_priority {
-            let lp = [("company", c.company.clone()), ("priority", prio.clone())];
-            gauge!("arrears_open_cases", &lp).set(*n as f64);
+            let lp = vec![("company", c.company.clone()), ("priority", prio.clone())];
+            x.set("arrears_open_cases", lp, *n as f64);
         }
     }
     for c in &k.collectors {
-        let l = [("collector", c.collector.clone())];
-        gauge!("arrears_worklist_entries", &l).set(c.worklist_entries as f64);
-        gauge!("arrears_worklist_amount", &l).set(f(c.worklist_amount));
-        gauge!("arrears_activities_completed", &l).set(c.activities_completed as f64);
-        gauge!("arrears_promises_taken", &l).set(c.promises_taken as f64);
+        let l: Labels = vec![("collector", c.collector.clone())];
+        x.set(
+            "arrears_worklist_entries",
+            l.clone(),
+            c.worklist_entries as f64,
+        );
+        x.set("arrears_worklist_amount", l.clone(), f(c.worklist_amount));
+        x.set(
+            "arrears_activities_completed",
+            l.clone(),
+            c.activities_completed as f64,
+        );
+        x.set("arrears_promises_taken", l, c.promises_taken as f64);
     }
+    x.finish();
 }

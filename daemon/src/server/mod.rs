@@ -107,6 +107,9 @@ pub struct Shared {
     /// than each taking a blocking thread and a connection with its own page cache.
     read_slots: tokio::sync::Semaphore,
     pub worklist: ArcSwap<WorklistView>,
+    /// Set by the runner after each run; the KPI task recomputes for that date.
+    kpi_due: tokio::sync::Notify,
+    kpi_as_of: Mutex<Option<NaiveDate>>,
     pub changes: broadcast::Sender<Change>,
     runs: mpsc::UnboundedSender<RunRequest>,
     pub auth: Auth,
@@ -121,7 +124,8 @@ const MAX_READERS: usize = 8;
 pub fn status(e: StoreError) -> Status {
     match e {
         StoreError::NotFound(what) => Status::not_found(format!("no {what}")),
-        StoreError::Invalid(msg) => Status::failed_precondition(msg),
+        StoreError::Invalid(msg) => Status::invalid_argument(msg),
+        StoreError::State(msg) => Status::failed_precondition(msg),
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
             if matches!(
                 f.code,
@@ -408,6 +412,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         readers: Mutex::new(Vec::new()),
         read_slots: tokio::sync::Semaphore::new(MAX_READERS),
         worklist: ArcSwap::from_pointee(view),
+        kpi_due: tokio::sync::Notify::new(),
+        kpi_as_of: Mutex::new(None),
         changes,
         runs: runs_tx,
         auth,
@@ -424,6 +430,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         tokio::spawn(runner::schedule(shared.clone())),
         tokio::spawn(runner::poll_store(shared.clone())),
         tokio::spawn(metrics::upkeep(shared.clone(), prom.clone())),
+        tokio::spawn(metrics::kpis(shared.clone())),
     ];
     let _watcher = runner::watch_rules(shared.clone())?;
 

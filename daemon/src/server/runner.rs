@@ -101,8 +101,8 @@ async fn run_once(
             .map_err(|e| format!("reading the worklists back: {e}"))?;
         me.worklist.store(Arc::new(view));
         me.publish(cause);
-        // KPIs come from the same connection right after the run, so they match it.
-        super::metrics::export_kpis(&store, &loaded.set, as_of);
+        *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
+        me.kpi_due.notify_one();
         Ok::<_, String>(sum)
     })
     .await

@@ -62,7 +62,7 @@ fn open_case(tx: &Connection, id: i64) -> Result<Open> {
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("case {id}")))?;
     if row.3 != "open" {
-        return Err(StoreError::Invalid(format!("case {id} is closed")));
+        return Err(StoreError::State(format!("case {id} is closed")));
     }
     Ok(Open {
         customer_id: row.0,
@@ -298,7 +298,7 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let mut o = open_case(&tx, id)?;
         if !matches!(o.activity, Activity::Open { .. }) {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::State(format!(
                 "case {id} has no open activity to complete"
             )));
         }

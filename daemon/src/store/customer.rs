@@ -470,7 +470,7 @@ impl Store {
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
         if status != "open" {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::State(format!(
                 "case {case_id} is closed; a promise needs an open case"
             )));
         }
@@ -649,7 +649,7 @@ impl Store {
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
         if let Some(when) = resolved_on {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::State(format!(
                 "dispute {dispute_id} is already resolved ({} on {when})",
                 previous.unwrap_or_default()
             )));

@@ -48,8 +48,13 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    /// The request itself is wrong (a bad value, an amount out of range).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The request is fine but the record is not in a state that allows it (a closed
+    /// case, an already resolved dispute).
+    #[error("{0}")]
+    State(String),
     #[error("corrupt value in column {column}: `{value}`")]
     Corrupt { column: &'static str, value: String },
 }
