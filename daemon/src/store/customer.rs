@@ -811,6 +811,13 @@ mod tests {
         }
     }
 
+    fn state_naming(r: Result<impl std::fmt::Debug>, word: &str) {
+        match r {
+            Err(StoreError::State(m)) => assert!(m.contains(word), "`{m}` should name {word}"),
+            other => panic!("expected State naming {word}, got {other:?}"),
+        }
+    }
+
     fn item_disputed(s: &Store, customer: i64, doc: &str) -> bool {
         let input = s.load_run_input(Scope::One(customer)).unwrap();
         input[0]
@@ -1142,7 +1149,7 @@ mod tests {
             s.create_promise(case, dec!(100.01), d("2026-11-20"), on, "ben"),
             "amount",
         );
-        invalid_naming(
+        state_naming(
             s.create_promise(closed, dec!(10), d("2026-11-20"), on, "ben"),
             "closed",
         );
@@ -1418,7 +1425,7 @@ mod tests {
             vec![("INV-1", false), ("INV-2", true)]
         );
 
-        invalid_naming(
+        state_naming(
             s.resolve_dispute(d1, "valid", d("2026-11-21"), "anna"),
             "already resolved",
         );
