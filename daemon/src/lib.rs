@@ -8,6 +8,7 @@
 //! - [`engine`]: ByDesign case rules, scoring, escalation, worklists and the run.
 //! - [`import`]: CSV import; [`demo`]: synthetic portfolios.
 //! - [`kpi`]: finance KPIs computed from the store.
+//! - [`statement`]: camt.053/camt.054/MT940 bank statements and matching credits to items.
 //! - [`server`]: `arrears serve` — gRPC API, auth, runs, rules watcher, metrics.
 //! - [`config`]: the daemon's own settings file.
 
@@ -20,4 +21,5 @@ pub mod kpi;
 pub mod money;
 pub mod rules;
 pub mod server;
+pub mod statement;
 pub mod store;
