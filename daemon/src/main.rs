@@ -181,6 +181,22 @@ enum ImportCmd {
         #[arg(long)]
         snapshot: bool,
     },
+    /// Import bank statements (camt.053, camt.054, MT940; detected from the content):
+    /// credits are matched to open items and clear them; the rest wait for review.
+    Statement {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Character set of MT940 files that are not UTF-8: latin1, cp852, cp850, cp437
+        /// [default: UTF-8, else latin1]
+        #[arg(long)]
+        encoding: Option<String>,
+        /// Heuristic matches (payer name and amount) at or above this confidence are
+        /// applied; below it they wait for review.
+        #[arg(long, default_value = "0.9")]
+        min_confidence: rust_decimal::Decimal,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -457,6 +473,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             skip_invalid,
             snapshot,
         }) => import_csv(&env, &file, &source, skip_invalid, snapshot),
+        Cmd::Import(ImportCmd::Statement {
+            files,
+            encoding,
+            min_confidence,
+            json,
+        }) => import_statements(&env, &files, encoding.as_deref(), min_confidence, json),
         Cmd::Run { as_of, mode, json } => {
             let rules = env.rules()?;
             let mut store = env.store()?;
@@ -1111,6 +1133,114 @@ fn simulate(
         println!("  problem: {p}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each file is parsed, matched and applied on its own, in one transaction: a bad
+/// file is reported (file:line) and leaves the store as it was; the others go on.
+fn import_statements(
+    env: &Env,
+    files: &[PathBuf],
+    encoding: Option<&str>,
+    min_confidence: rust_decimal::Decimal,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut store = env.store()?;
+    let opts = arrears::store::MatchOptions { min_confidence };
+    let mut failed = 0;
+    let mut out = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let result = std::fs::read(path)
+            .with_context(|| format!("reading {name}"))
+            .and_then(|raw| {
+                let parsed = arrears::statement::parse(&raw, &name, encoding)?;
+                Ok(store.import_statement(&name, &raw, &parsed, &opts)?)
+            });
+        match result {
+            Ok(r) => {
+                if !json {
+                    print_statement_report(&r);
+                }
+                out.push(serde_json::to_value(&r)?);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e:#}");
+                out.push(serde_json::json!({ "file": name, "error": format!("{e:#}") }));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_statement_report(r: &arrears::store::ImportReport) {
+    use arrears::store::CreditStatus;
+    if r.duplicate_file {
+        println!("{}: already imported; nothing done", r.file);
+        return;
+    }
+    println!(
+        "{}: {} ({}), {} statement(s){}",
+        r.file,
+        r.format,
+        r.version,
+        r.statements,
+        if r.duplicate_statements > 0 {
+            format!(", {} already imported and skipped", r.duplicate_statements)
+        } else {
+            String::new()
+        }
+    );
+    let applied: Vec<String> = r.applied.iter().map(|(c, a)| format!("{a} {c}")).collect();
+    println!(
+        "  credits {}: matched {}, partially matched {}, for review {}, unmatched {}; debits {}, skipped {}{}",
+        r.credits,
+        r.matched,
+        r.partial,
+        r.review,
+        r.unmatched,
+        r.debits,
+        r.skipped,
+        if applied.is_empty() {
+            String::new()
+        } else {
+            format!("; applied {}", applied.join(", "))
+        }
+    );
+    for o in &r.outcomes {
+        if o.status == CreditStatus::Matched {
+            continue;
+        }
+        let items: Vec<&str> = o
+            .allocations
+            .iter()
+            .map(|a| a.document_no.as_str())
+            .collect();
+        println!(
+            "  line {:>5}: {} {} {:?}{}{}",
+            o.line,
+            o.amount,
+            o.currency,
+            o.status,
+            if items.is_empty() {
+                String::new()
+            } else {
+                format!(" → {}", items.join(", "))
+            },
+            if o.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", o.note)
+            }
+        );
+    }
 }
 
 fn import_csv(

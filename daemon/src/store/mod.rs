@@ -8,6 +8,7 @@ mod cases;
 mod customer;
 mod ingest;
 mod run_io;
+mod statements;
 mod worklist;
 
 use std::path::Path;
@@ -24,10 +25,15 @@ pub use customer::{
 };
 pub use ingest::IngestStats;
 pub use run_io::*;
+pub use statements::{Allocation, CreditOutcome, CreditStatus, ImportReport, MatchOptions};
 pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope};
 
 /// Migrations in order; the database's `user_version` is how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -1,0 +1,966 @@
+//! Bank statement import: credits matched to open items and applied, in one
+//! transaction per file.
+//!
+//! Matching, strongest evidence first:
+//! 1. a structured creditor reference (SCOR, ISR, QRR…) naming an item's document
+//!    number;
+//! 2. an invoice number written in the remittance text;
+//! 3. the end-to-end id naming a document number;
+//! 4. the payer's name naming one customer, and the amount fitting one of its open
+//!    items or its whole balance — or, with no customer, one open item in the
+//!    currency with exactly that amount.
+//!
+//! 1–3 are applied at once (the payer told us what they pay); 4 is applied only at
+//! or above `MatchOptions::min_confidence`, otherwise it is a suggestion in the
+//! review queue. Credits without a match wait in the review queue too.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use chrono::{NaiveDate, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{dec, Result, Store};
+use crate::statement::{Entry, Statement, StatementFile, Transaction};
+
+#[derive(Debug, Clone)]
+pub struct MatchOptions {
+    /// Heuristic matches (payer name and amount) at or above this confidence are
+    /// applied; below it they are suggestions for a person to confirm.
+    pub min_confidence: Decimal,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        MatchOptions {
+            min_confidence: Decimal::new(9, 1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditStatus {
+    /// The whole credit went to the items it names.
+    Matched,
+    /// Matched, but the amounts differ: the items stay partly open, or part of the
+    /// credit is left unapplied (overpayment) and waits in the review queue.
+    Partial,
+    /// A heuristic suggestion below the confidence threshold: nothing applied.
+    Review,
+    /// Nothing found: nothing applied.
+    Unmatched,
+}
+
+impl CreditStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CreditStatus::Matched => "matched",
+            CreditStatus::Partial => "partial",
+            CreditStatus::Review => "review",
+            CreditStatus::Unmatched => "unmatched",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Allocation {
+    pub item_id: i64,
+    pub document_no: String,
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CreditOutcome {
+    pub line: u32,
+    pub amount: Decimal,
+    pub currency: String,
+    pub status: CreditStatus,
+    pub method: Option<&'static str>,
+    pub confidence: Option<Decimal>,
+    /// Applied allocations, or the suggestion when `status` is `review`.
+    pub allocations: Vec<Allocation>,
+    pub unapplied: Decimal,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub file: String,
+    pub format: String,
+    pub version: String,
+    /// The file was imported before (same bytes): nothing was done.
+    pub duplicate_file: bool,
+    pub statements: usize,
+    /// Statements already imported from another file: skipped whole.
+    pub duplicate_statements: usize,
+    pub credits: usize,
+    pub matched: usize,
+    pub partial: usize,
+    pub review: usize,
+    pub unmatched: usize,
+    pub debits: usize,
+    /// Reversals and entries not booked (pending, info): recorded, never applied.
+    pub skipped: usize,
+    pub applied: Vec<(String, Decimal)>,
+    pub outcomes: Vec<CreditOutcome>,
+}
+
+/// A candidate open item.
+#[derive(Debug, Clone)]
+struct Open {
+    id: i64,
+    customer_id: i64,
+    document_no: String,
+    open: Decimal,
+}
+
+/// A key that recognises a statement in any file: its account, reference, sequence,
+/// balances and entries. Independent of the file's bytes, so a re-export of the
+/// same statement is recognised too.
+fn content_key(s: &Statement) -> String {
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "{}|{}|{:?}|{:?}|{:?}|{:?}",
+        s.account, s.id, s.sequence, s.currency, s.opening, s.closing
+    );
+    for e in &s.entries {
+        let _ = write!(
+            text,
+            "|{}{}{}{:?}{:?}{:?}",
+            e.amount, e.currency, e.credit, e.booking_date, e.value_date, e.bank_ref
+        );
+    }
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// Ways a reference may name a document number: as written, without an ISO 11649
+/// `RF` prefix and check digits, without leading zeros (national numeric
+/// references pad them), and without a trailing check digit (ISR/QRR, Finnish).
+fn variants(reference: &str) -> Vec<String> {
+    let r: String = reference
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_uppercase();
+    let mut out = BTreeSet::new();
+    if r.len() < 3 {
+        return vec![];
+    }
+    out.insert(r.clone());
+    let mut base = r.clone();
+    if r.len() > 4 && r.starts_with("RF") && r[2..4].chars().all(|c| c.is_ascii_digit()) {
+        base = r[4..].to_string();
+        out.insert(base.clone());
+    }
+    if base.chars().all(|c| c.is_ascii_digit()) {
+        let trimmed = base.trim_start_matches('0');
+        if trimmed.len() >= 3 {
+            out.insert(trimmed.to_string());
+            out.insert(trimmed[..trimmed.len() - 1].to_string());
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Tokens of remittance text that could be document numbers: they hold a digit and
+/// are at least 3 characters. Lines are also joined without a space, because banks
+/// cut remittance at 35 characters mid-word.
+fn tokens(lines: &[String]) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let spaced = lines.join(" ");
+    let glued = lines.concat();
+    for text in [spaced.as_str(), glued.as_str()] {
+        for t in text.split(|c: char| c.is_whitespace() || ",;:()[]'\"".contains(c)) {
+            let t = t.trim_matches(|c: char| c == '.' || c == '-' || c == '/' || c == '#');
+            if t.len() >= 3 && t.chars().any(|c| c.is_ascii_digit()) {
+                out.insert(t.to_uppercase());
+            }
+        }
+    }
+    out.into_iter().take(64).collect()
+}
+
+fn items_by_document(tx: &Connection, docs: &[String], currency: &str) -> Result<Vec<Open>> {
+    if docs.is_empty() {
+        return Ok(vec![]);
+    }
+    let json = serde_json::to_string(docs).unwrap_or_else(|_| "[]".into());
+    let mut st = tx.prepare_cached(
+        "SELECT id, customer_id, document_no, open_amount FROM items
+         WHERE status = 'open' AND currency = ?2
+           AND UPPER(document_no) IN (SELECT value FROM json_each(?1))
+         ORDER BY due_date, id",
+    )?;
+    let rows = st.query_map(params![json, currency], row_open)?;
+    rows.map(|r| r.map_err(Into::into).and_then(finish_open))
+        .collect()
+}
+
+type RawOpen = (i64, i64, String, String);
+
+fn row_open(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOpen> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn finish_open((id, customer_id, document_no, open): RawOpen) -> Result<Open> {
+    Ok(Open {
+        id,
+        customer_id,
+        document_no,
+        open: dec("items.open_amount", &open)?,
+    })
+}
+
+/// An entry's credits: one per transaction detail, or the entry itself when the
+/// bank gave no details (then its free text stands in for the remittance).
+fn credits_of(e: &Entry) -> Vec<(u32, Decimal, Transaction, Option<String>)> {
+    if e.transactions.is_empty() {
+        let t = Transaction {
+            remittance: e.entry_info.iter().cloned().collect(),
+            ..Transaction::default()
+        };
+        return vec![(0, e.amount, t, None)];
+    }
+    let single = e.transactions.len() == 1;
+    e.transactions
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            // A lone transaction is the entry; its own amount may be in another
+            // currency (instructed amount) or simply inconsistent, and the entry
+            // amount is what reached the account.
+            let (amount, note) = match t.amount {
+                _ if single => (e.amount, None),
+                Some(a) => (a, None),
+                None => (
+                    Decimal::ZERO,
+                    Some("the bank gave no amount for this transaction of a batch".to_string()),
+                ),
+            };
+            let mut t = t.clone();
+            if t.remittance.is_empty() {
+                t.remittance.extend(e.entry_info.iter().cloned());
+            }
+            (i as u32 + 1, amount, t, note)
+        })
+        .collect()
+}
+
+struct Found {
+    items: Vec<Open>,
+    method: &'static str,
+    confidence: Decimal,
+    /// How a heuristic match was made, for the person reviewing it.
+    note: String,
+}
+
+fn find(
+    tx: &Connection,
+    t: &Transaction,
+    amount: Decimal,
+    currency: &str,
+) -> Result<Option<Found>> {
+    let one = Decimal::ONE;
+    // 1. Structured references.
+    let refs: Vec<String> = t.creditor_refs.iter().flat_map(|r| variants(r)).collect();
+    let items = items_by_document(tx, &refs, currency)?;
+    if !items.is_empty() {
+        return Ok(Some(Found {
+            items,
+            method: "reference",
+            confidence: one,
+            note: String::new(),
+        }));
+    }
+    // 2. Invoice numbers in the remittance text.
+    let items = items_by_document(tx, &tokens(&t.remittance), currency)?;
+    if !items.is_empty() {
+        return Ok(Some(Found {
+            items,
+            method: "invoice_number",
+            confidence: Decimal::new(95, 2),
+            note: String::new(),
+        }));
+    }
+    // 3. End-to-end id.
+    if let Some(e2e) = &t.end_to_end_id {
+        let items = items_by_document(tx, &variants(e2e), currency)?;
+        if !items.is_empty() {
+            return Ok(Some(Found {
+                items,
+                method: "end_to_end_id",
+                confidence: Decimal::new(9, 1),
+                note: String::new(),
+            }));
+        }
+    }
+    // 4. Payer and amount.
+    if amount <= Decimal::ZERO {
+        return Ok(None);
+    }
+    let customers: Vec<i64> = match &t.debtor_name {
+        Some(n) if !n.trim().is_empty() => {
+            let mut st = tx.prepare_cached(
+                "SELECT id FROM customers WHERE name = ?1 COLLATE NOCASE LIMIT 2",
+            )?;
+            let ids = st
+                .query_map([n.trim()], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            ids
+        }
+        _ => vec![],
+    };
+    if let [customer] = customers.as_slice() {
+        let mut st = tx.prepare_cached(
+            "SELECT id, customer_id, document_no, open_amount FROM items
+             WHERE status = 'open' AND customer_id = ?1 AND currency = ?2 ORDER BY due_date, id",
+        )?;
+        let open = st
+            .query_map(params![customer, currency], row_open)?
+            .map(|r| r.map_err(Into::into).and_then(finish_open))
+            .collect::<Result<Vec<Open>>>()?;
+        let exact: Vec<&Open> = open.iter().filter(|o| o.open == amount).collect();
+        if let [o] = exact.as_slice() {
+            return Ok(Some(Found {
+                items: vec![(*o).clone()],
+                method: "payer_and_amount",
+                confidence: Decimal::new(8, 1),
+                note: "payer name and exact open amount".into(),
+            }));
+        }
+        let total: Decimal = open.iter().map(|o| o.open).sum();
+        if !open.is_empty() && total == amount {
+            return Ok(Some(Found {
+                items: open,
+                method: "payer_and_balance",
+                confidence: Decimal::new(8, 1),
+                note: "payer name and the whole open balance".into(),
+            }));
+        }
+        if !open.is_empty() {
+            return Ok(Some(Found {
+                items: open,
+                method: "payer",
+                confidence: Decimal::new(4, 1),
+                note: "payer name only; the amount fits no item".into(),
+            }));
+        }
+    }
+    let mut st = tx.prepare_cached(
+        "SELECT id, customer_id, document_no, open_amount FROM items
+         WHERE status = 'open' AND currency = ?2 AND open_amount = ?1 ORDER BY due_date, id LIMIT 2",
+    )?;
+    let same = st
+        .query_map(params![amount.to_string(), currency], row_open)?
+        .map(|r| r.map_err(Into::into).and_then(finish_open))
+        .collect::<Result<Vec<Open>>>()?;
+    if let [o] = same.as_slice() {
+        return Ok(Some(Found {
+            items: vec![o.clone()],
+            method: "amount",
+            confidence: Decimal::new(5, 1),
+            note: "the only open item with exactly this amount".into(),
+        }));
+    }
+    Ok(None)
+}
+
+/// Splits `amount` over `items` in due-date order; returns the allocations and what
+/// is left over.
+fn allocate(items: &[Open], amount: Decimal) -> (Vec<Allocation>, Decimal) {
+    let mut left = amount;
+    let mut out = Vec::new();
+    for o in items {
+        if left <= Decimal::ZERO {
+            break;
+        }
+        let a = left.min(o.open);
+        if a > Decimal::ZERO {
+            out.push(Allocation {
+                item_id: o.id,
+                document_no: o.document_no.clone(),
+                amount: a,
+            });
+            left -= a;
+        }
+    }
+    (out, left)
+}
+
+fn opt_date(d: Option<NaiveDate>) -> Option<String> {
+    d.map(|d| d.to_string())
+}
+
+impl Store {
+    /// Imports one statement file: keeps its bytes, skips statements seen before,
+    /// matches and applies every booked credit, and records everything found — all
+    /// in one transaction. Payments it records have the source `bank:<account>`.
+    pub fn import_statement(
+        &mut self,
+        name: &str,
+        raw: &[u8],
+        file: &StatementFile,
+        opts: &MatchOptions,
+    ) -> Result<ImportReport> {
+        let mut report = ImportReport {
+            file: name.to_string(),
+            format: file.format.to_string(),
+            version: file.version.clone(),
+            statements: file.statements.len(),
+            ..ImportReport::default()
+        };
+        let sha = hex(&Sha256::digest(raw));
+        let tx = self.conn.transaction()?;
+        let seen: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM statement_files WHERE sha256 = ?1",
+                [&sha],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if seen.is_some() {
+            report.duplicate_file = true;
+            report.duplicate_statements = file.statements.len();
+            return Ok(report);
+        }
+        tx.execute(
+            "INSERT INTO statement_files(name, sha256, format, version, imported_at, content)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                name,
+                sha,
+                file.format.to_string(),
+                file.version,
+                Utc::now().to_rfc3339(),
+                raw
+            ],
+        )?;
+        let file_id = tx.last_insert_rowid();
+        for s in &file.statements {
+            let key = content_key(s);
+            let dup: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM statements WHERE content_key = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if dup.is_some() {
+                report.duplicate_statements += 1;
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO statements(file_id, content_key, statement_ref, sequence, account, currency, opening, closing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    file_id,
+                    key,
+                    s.id,
+                    s.sequence,
+                    s.account,
+                    s.currency,
+                    s.opening.as_ref().map(|b| format!("{} {} {}", b.date, b.amount, b.currency)),
+                    s.closing.as_ref().map(|b| format!("{} {} {}", b.date, b.amount, b.currency)),
+                ],
+            )?;
+            let statement_id = tx.last_insert_rowid();
+            for (entry_no, e) in s.entries.iter().enumerate() {
+                if !e.credit {
+                    report.debits += 1;
+                    continue;
+                }
+                let booked = e
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| s.eq_ignore_ascii_case("BOOK"));
+                if e.reversal || !booked {
+                    report.skipped += 1;
+                    continue;
+                }
+                for (tx_no, amount, t, note) in credits_of(e) {
+                    let outcome = apply_credit(
+                        &tx,
+                        statement_id,
+                        &s.account,
+                        &key,
+                        e,
+                        entry_no as u32 + 1,
+                        tx_no,
+                        amount,
+                        &t,
+                        note,
+                        opts,
+                    )?;
+                    report.credits += 1;
+                    match outcome.status {
+                        CreditStatus::Matched => report.matched += 1,
+                        CreditStatus::Partial => report.partial += 1,
+                        CreditStatus::Review => report.review += 1,
+                        CreditStatus::Unmatched => report.unmatched += 1,
+                    }
+                    if matches!(
+                        outcome.status,
+                        CreditStatus::Matched | CreditStatus::Partial
+                    ) {
+                        let applied: Decimal = outcome.allocations.iter().map(|a| a.amount).sum();
+                        match report
+                            .applied
+                            .iter_mut()
+                            .find(|(c, _)| *c == outcome.currency)
+                        {
+                            Some((_, v)) => *v += applied,
+                            None => report.applied.push((outcome.currency.clone(), applied)),
+                        }
+                    }
+                    report.outcomes.push(outcome);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_credit(
+    tx: &Connection,
+    statement_id: i64,
+    account: &str,
+    key: &str,
+    e: &Entry,
+    entry_no: u32,
+    tx_no: u32,
+    amount: Decimal,
+    t: &Transaction,
+    note: Option<String>,
+    opts: &MatchOptions,
+) -> Result<CreditOutcome> {
+    let currency = t
+        .currency
+        .clone()
+        .filter(|_| e.transactions.len() > 1)
+        .unwrap_or_else(|| e.currency.clone());
+    let found = if note.is_some() {
+        None
+    } else {
+        find(tx, t, amount, &currency)?
+    };
+    let mut out = CreditOutcome {
+        line: e.line,
+        amount,
+        currency: currency.clone(),
+        status: CreditStatus::Unmatched,
+        method: None,
+        confidence: None,
+        allocations: vec![],
+        unapplied: amount,
+        note: note.unwrap_or_default(),
+    };
+    let mut customer_id = None;
+    if let Some(f) = found {
+        out.method = Some(f.method);
+        out.confidence = Some(f.confidence);
+        out.note = f.note;
+        let (allocs, left) = allocate(&f.items, amount);
+        customer_id = f.items.first().map(|o| o.customer_id);
+        if f.confidence < opts.min_confidence {
+            out.status = CreditStatus::Review;
+            out.allocations = allocs;
+        } else {
+            let open_total: Decimal = f.items.iter().map(|o| o.open).sum();
+            out.status = if left == Decimal::ZERO && amount == open_total {
+                CreditStatus::Matched
+            } else {
+                CreditStatus::Partial
+            };
+            if left > Decimal::ZERO {
+                out.note = format!(
+                    "{} exceeds what the items owe; {left} {currency} unapplied",
+                    amount
+                );
+            } else if amount < open_total {
+                out.note = format!("pays {amount} of {open_total} {currency} open");
+            }
+            out.unapplied = left;
+            out.allocations = allocs;
+        }
+    }
+    tx.execute(
+        "INSERT INTO statement_credits(statement_id, line, entry_no, tx_no, amount, currency, booking_date,
+             value_date, end_to_end_id, refs, remittance, debtor_name, debtor_account, status, method,
+             confidence, customer_id, applied, unapplied, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            statement_id,
+            e.line,
+            entry_no,
+            tx_no,
+            amount.to_string(),
+            currency,
+            opt_date(e.booking_date),
+            opt_date(e.value_date),
+            t.end_to_end_id,
+            t.creditor_refs.join(" "),
+            t.remittance.join("\n"),
+            t.debtor_name,
+            t.debtor_account,
+            out.status.as_str(),
+            out.method,
+            out.confidence.map(|c| c.to_string()),
+            customer_id,
+            (amount - out.unapplied).to_string(),
+            out.unapplied.to_string(),
+            out.note,
+        ],
+    )?;
+    let credit_id = tx.last_insert_rowid();
+    let applied = matches!(out.status, CreditStatus::Matched | CreditStatus::Partial);
+    let value_date = e.value_date.or(e.booking_date);
+    for (n, a) in out.allocations.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO credit_allocations(credit_id, item_id, amount, kind) VALUES (?1, ?2, ?3, ?4)",
+            params![credit_id, a.item_id, a.amount.to_string(), if applied { "applied" } else { "suggested" }],
+        )?;
+        if !applied {
+            continue;
+        }
+        apply_to_item(tx, a.item_id, a.amount)?;
+        let customer: i64 = tx.query_row(
+            "SELECT customer_id FROM items WHERE id = ?1",
+            [a.item_id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                format!("bank:{account}"),
+                format!("{key}:{entry_no}:{tx_no}:{n}"),
+                customer,
+                a.item_id,
+                a.amount.to_string(),
+                currency,
+                value_date.map(|d| d.to_string()).unwrap_or_default(),
+                t.end_to_end_id.clone().or_else(|| t.creditor_refs.first().cloned()).unwrap_or_default(),
+            ],
+        )?;
+        tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [customer])?;
+    }
+    Ok(out)
+}
+
+/// Lowers an item's open amount; at zero the item is cleared (its case closes on
+/// the next run).
+fn apply_to_item(tx: &Connection, item_id: i64, amount: Decimal) -> Result<()> {
+    let open: String = tx.query_row(
+        "SELECT open_amount FROM items WHERE id = ?1",
+        [item_id],
+        |r| r.get(0),
+    )?;
+    let left = dec("items.open_amount", &open)? - amount;
+    let left = left.max(Decimal::ZERO);
+    tx.execute(
+        "UPDATE items SET open_amount = ?2, status = CASE WHEN ?3 THEN 'cleared' ELSE status END WHERE id = ?1",
+        params![item_id, left.to_string(), left == Decimal::ZERO],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, CustomerInfo, ItemInput};
+    use crate::money::Currency;
+    use crate::statement::{Format, Statement};
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("t.db")).unwrap();
+        let customer = |code: &str, name: &str| CustomerInfo {
+            company: "ACME".into(),
+            code: code.into(),
+            name: name.into(),
+            country: "DE".into(),
+            email: None,
+            phone: None,
+            language: None,
+            timezone: None,
+            credit_limit: None,
+        };
+        let item = |c: &str, doc: &str, amount: Decimal, due: &str| ItemInput {
+            source: "erp".into(),
+            external_id: doc.into(),
+            company: "ACME".into(),
+            customer: c.into(),
+            document_no: doc.into(),
+            document_date: d("2026-09-01"),
+            due_date: d(due),
+            original_amount: amount,
+            open_amount: amount,
+            currency: Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        };
+        s.ingest(&Batch {
+            customers: vec![customer("M1", "Muster GmbH"), customer("B1", "Beta AG")],
+            items: vec![
+                item("M1", "1245", dec!(120.00), "2026-10-01"),
+                item("M1", "INV-1002", dec!(250.00), "2026-10-05"),
+                item("M1", "INV-1003", dec!(80.00), "2026-10-07"),
+                item("M1", "INV-2001", dec!(75.50), "2026-10-09"),
+                item("B1", "B-1", dec!(60.00), "2026-10-01"),
+                item("B1", "B-2", dec!(40.00), "2026-10-02"),
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
+        (dir, s)
+    }
+
+    fn credit(line: u32, amount: Decimal, t: Transaction) -> Entry {
+        Entry {
+            line,
+            amount,
+            currency: "EUR".into(),
+            credit: true,
+            reversal: false,
+            status: Some("BOOK".into()),
+            booking_date: Some(d("2026-11-20")),
+            value_date: Some(d("2026-11-20")),
+            bank_ref: Some(format!("REF{line}")),
+            batch_count: None,
+            transactions: vec![t],
+            entry_info: None,
+        }
+    }
+
+    fn statement(entries: Vec<Entry>) -> StatementFile {
+        StatementFile {
+            format: Format::Camt053,
+            version: "camt.053.001.02".into(),
+            statements: vec![Statement {
+                id: "STMT-1".into(),
+                sequence: Some("1".into()),
+                account: "DE89370400440532013000".into(),
+                currency: Some("EUR".into()),
+                opening: None,
+                closing: None,
+                entries,
+            }],
+        }
+    }
+
+    fn open(s: &Store, doc: &str) -> (Decimal, String) {
+        let (a, st): (String, String) = s
+            .conn
+            .query_row(
+                "SELECT open_amount, status FROM items WHERE document_no = ?1",
+                [doc],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        (a.parse().unwrap(), st)
+    }
+
+    fn count(s: &Store, sql: &str) -> i64 {
+        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn file() -> StatementFile {
+        let mut debit = credit(90, dec!(500), Transaction::default());
+        debit.credit = false;
+        let mut reversal = credit(
+            95,
+            dec!(60.00),
+            Transaction {
+                creditor_refs: vec!["B-1".into()],
+                ..Transaction::default()
+            },
+        );
+        reversal.reversal = true;
+        statement(vec![
+            // A Finnish-style padded numeric reference naming document 1245.
+            credit(
+                10,
+                dec!(120.00),
+                Transaction {
+                    creditor_refs: vec!["00000000000000001245".into()],
+                    ..Transaction::default()
+                },
+            ),
+            // The invoice number in the text.
+            credit(
+                20,
+                dec!(250.00),
+                Transaction {
+                    remittance: vec!["Payment for invoice INV-1002, thanks".into()],
+                    ..Transaction::default()
+                },
+            ),
+            // Cut mid-number at 35 characters by the bank, and short: partial.
+            credit(
+                30,
+                dec!(50.00),
+                Transaction {
+                    remittance: vec!["ACOMPTE INV-10".into(), "03 REST FOLLOWS".into()],
+                    ..Transaction::default()
+                },
+            ),
+            // By end-to-end id, more than owed: the rest stays unapplied.
+            credit(
+                40,
+                dec!(100.00),
+                Transaction {
+                    end_to_end_id: Some("INV-2001".into()),
+                    ..Transaction::default()
+                },
+            ),
+            // Payer name and an exact amount: a suggestion, not applied at 0.9.
+            credit(
+                50,
+                dec!(40.00),
+                Transaction {
+                    debtor_name: Some("beta ag".into()),
+                    ..Transaction::default()
+                },
+            ),
+            // Nothing to go on.
+            credit(60, dec!(999.99), Transaction::default()),
+            debit,
+            reversal,
+        ])
+    }
+
+    #[test]
+    fn credits_are_matched_by_reference_text_e2e_and_payer_and_applied_once() {
+        let (_dir, mut s) = setup();
+        let f = file();
+        let r = s
+            .import_statement("a.xml", b"file one", &f, &MatchOptions::default())
+            .unwrap();
+        let by_line = |l: u32| r.outcomes.iter().find(|o| o.line == l).unwrap();
+        assert_eq!(
+            (
+                r.credits,
+                r.matched,
+                r.partial,
+                r.review,
+                r.unmatched,
+                r.debits,
+                r.skipped
+            ),
+            (6, 2, 2, 1, 1, 1, 1)
+        );
+        assert_eq!(by_line(10).method, Some("reference"));
+        assert_eq!(open(&s, "1245"), (dec!(0), "cleared".into()));
+        assert_eq!(by_line(20).method, Some("invoice_number"));
+        assert_eq!(open(&s, "INV-1002"), (dec!(0), "cleared".into()));
+        assert_eq!(by_line(30).status, CreditStatus::Partial);
+        assert_eq!(open(&s, "INV-1003"), (dec!(30.00), "open".into()));
+        assert_eq!(by_line(40).method, Some("end_to_end_id"));
+        assert_eq!(by_line(40).unapplied, dec!(24.50));
+        assert_eq!(open(&s, "INV-2001"), (dec!(0), "cleared".into()));
+        assert_eq!(by_line(50).status, CreditStatus::Review);
+        assert_eq!(by_line(50).allocations[0].document_no, "B-2");
+        assert_eq!(
+            open(&s, "B-2"),
+            (dec!(40.00), "open".into()),
+            "suggestion only"
+        );
+        assert_eq!(
+            open(&s, "B-1"),
+            (dec!(60.00), "open".into()),
+            "reversal ignored"
+        );
+        assert_eq!(by_line(60).status, CreditStatus::Unmatched);
+        assert_eq!(r.applied, vec![("EUR".to_string(), dec!(495.50))]);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 4);
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM statement_credits WHERE status IN ('review','unmatched') OR CAST(unapplied AS REAL) > 0"),
+            3,
+            "the review queue: the suggestion, the unmatched credit, the overpayment"
+        );
+        assert_eq!(
+            count(
+                &s,
+                "SELECT COUNT(*) FROM customers WHERE code = 'M1' AND dirty = 1"
+            ),
+            1
+        );
+
+        // The same file again: nothing happens.
+        let again = s
+            .import_statement("a.xml", b"file one", &f, &MatchOptions::default())
+            .unwrap();
+        assert!(again.duplicate_file);
+        // The same statement inside another file: skipped, nothing paid twice.
+        let other = s
+            .import_statement("b.xml", b"file two", &f, &MatchOptions::default())
+            .unwrap();
+        assert_eq!((other.duplicate_statements, other.credits), (1, 0));
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 4);
+        assert_eq!(open(&s, "INV-1003"), (dec!(30.00), "open".into()));
+        // Both files are kept as given.
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM statement_files"), 2);
+    }
+
+    #[test]
+    fn a_lower_threshold_applies_payer_and_amount_matches() {
+        let (_dir, mut s) = setup();
+        let f = statement(vec![credit(
+            5,
+            dec!(100.00),
+            Transaction {
+                debtor_name: Some("Beta AG".into()),
+                ..Transaction::default()
+            },
+        )]);
+        let r = s
+            .import_statement(
+                "c.xml",
+                b"c",
+                &f,
+                &MatchOptions {
+                    min_confidence: dec!(0.8),
+                },
+            )
+            .unwrap();
+        let o = &r.outcomes[0];
+        assert_eq!(
+            (o.status, o.method),
+            (CreditStatus::Matched, Some("payer_and_balance"))
+        );
+        assert_eq!(open(&s, "B-1").1, "cleared");
+        assert_eq!(open(&s, "B-2").1, "cleared");
+    }
+
+    #[test]
+    fn reference_variants_cover_rf_padding_and_check_digits() {
+        let v = variants("RF18 5390 0754 7034");
+        assert!(v.contains(&"539007547034".to_string()), "{v:?}");
+        assert!(v.contains(&"53900754703".to_string()), "{v:?}");
+        let v = variants("000000000000000000000012453");
+        assert!(v.contains(&"1245".to_string()), "{v:?}");
+        assert!(variants("12").is_empty());
+        let t = tokens(&["INVOICE R775".into(), "61 AND 2026-11".into()]);
+        assert!(t.contains(&"R77561".to_string()), "{t:?}");
+        assert!(t.contains(&"R775".to_string()), "{t:?}");
+    }
+}
