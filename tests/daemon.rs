@@ -701,3 +701,115 @@ async fn tls_serves_with_the_configured_certificate_only() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_statements_over_the_api_clear_items_and_fill_the_review_queue() {
+    let dir = Daemon::prepare();
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,r77561,ACME_CH,C77,Jon Doe AG,R77561,2026-08-01,2026-09-01,474.40,CHF\n\
+         item,r88,ACME_CH,C77,Jon Doe AG,R88,2026-08-01,2026-09-01,88.85,CHF\n",
+    )
+    .unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = Daemon::start(dir);
+    let ch = d.channel().await;
+    let mut sup =
+        pb::statements_client::StatementsClient::with_interceptor(ch.clone(), with_token(SUP));
+    let mut chen =
+        pb::statements_client::StatementsClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let ubs = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml"),
+    )
+    .unwrap();
+    let req = |content: Vec<u8>| pb::ImportStatementRequest {
+        name: "ubs.xml".into(),
+        content,
+        encoding: String::new(),
+        min_confidence: String::new(),
+    };
+    let e = chen.import_statement(req(ubs.clone())).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let bad = String::from_utf8(ubs.clone())
+        .unwrap()
+        .replacen(">474.4<", ">474,4<", 1);
+    let e = sup
+        .import_statement(req(bad.into_bytes()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("ubs.xml:"), "{e:?}");
+
+    let r = sup
+        .import_statement(req(ubs.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.credits, r.matched), (2, 1), "{r:?}");
+    let again = sup.import_statement(req(ubs)).await.unwrap().into_inner();
+    assert!(again.duplicate_file);
+
+    // The other credit (88.85, a QR reference we do not know) waits for review.
+    let queue = sup
+        .list_credits(pb::ListCreditsRequest {
+            review_only: true,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .credits;
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    let c = &queue[0];
+    assert_eq!(c.amount.as_ref().unwrap().amount, "88.85");
+    // A person recognises it as the R88 invoice and applies it.
+    let db = rusqlite::Connection::open(d.path("arrears.db")).unwrap();
+    let r88: i64 = db
+        .query_row("SELECT id FROM items WHERE document_no = 'R88'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let e = sup
+        .resolve_credit(pb::ResolveCreditRequest {
+            credit_id: c.id,
+            item_ids: vec![r88],
+            dismiss: true,
+            reason: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let done = sup
+        .resolve_credit(pb::ResolveCreditRequest {
+            credit_id: c.id,
+            item_ids: vec![r88],
+            dismiss: false,
+            reason: "customer called: QR ref of invoice R88".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.status, "resolved");
+    let cleared: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM items WHERE document_no IN ('R77561', 'R88') AND status = 'cleared'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cleared, 2);
+    let audited: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE principal = 'sup' AND action IN ('statement.import', 'credit.resolve')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        audited, 3,
+        "two imports (one a duplicate) and one resolution"
+    );
+}

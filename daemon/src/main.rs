@@ -96,6 +96,9 @@ enum Cmd {
     /// Import data from files.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Bank credits and their review queue (see `import statement`).
+    #[command(subcommand)]
+    Credits(CreditsCmd),
     /// The portfolio run: segment, score, open/close cases, NAD/priority, escalation, worklists.
     Run {
         /// Business date of the run [default: today]
@@ -196,6 +199,36 @@ enum ImportCmd {
         min_confidence: rust_decimal::Decimal,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreditsCmd {
+    /// The review queue: credits unmatched, only suggested, or partly unapplied.
+    Review {
+        /// Every credit, not only the queue.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a credit to items (document numbers, in this order) or dismiss it.
+    Resolve {
+        credit: i64,
+        /// Document numbers of the open items the credit pays.
+        #[arg(
+            long = "item",
+            required_unless_present = "dismiss",
+            conflicts_with = "dismiss"
+        )]
+        items: Vec<String>,
+        /// Not a customer payment (refund, own transfer…).
+        #[arg(long)]
+        dismiss: bool,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -464,6 +497,75 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 "demo portfolio written to {}: {}",
                 env.db.display(),
                 serde_json::to_string(&stats)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Credits(CreditsCmd::Review { all, limit, json }) => {
+            let store = env.store()?;
+            let list = store.list_credits(!all, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("the review queue is empty");
+            }
+            if !json {
+                for c in &list {
+                    let items: Vec<String> = c
+                        .allocations
+                        .iter()
+                        .map(|(d, a, k)| format!("{d} {a} ({k})"))
+                        .collect();
+                    println!(
+                        "credit {:>6}  {} {}  {}  {}:{}  {}{}{}",
+                        c.id,
+                        c.amount,
+                        c.currency,
+                        c.status,
+                        c.file,
+                        c.line,
+                        c.debtor_name.as_deref().unwrap_or("-"),
+                        if items.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  → {}", items.join(", "))
+                        },
+                        if c.remittance.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  \"{}\"", c.remittance.replace('\n', " "))
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Credits(CreditsCmd::Resolve {
+            credit,
+            items,
+            dismiss,
+            reason,
+        }) => {
+            let mut store = env.store()?;
+            let how = if dismiss {
+                arrears::store::Resolution::Dismiss
+            } else {
+                arrears::store::Resolution::Apply(
+                    items
+                        .iter()
+                        .map(|d| store.open_item_by_document(d))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            };
+            let who = local_principal();
+            let c = store.audited(&who, "credit.resolve", &format!("credit {credit}"), |st| {
+                let before = serde_json::json!(st.credit(credit)?);
+                let c = st.resolve_credit(credit, &how, &reason)?;
+                let after = serde_json::json!(c);
+                Ok::<_, arrears::store::StoreError>((c, before, after))
+            })?;
+            println!(
+                "credit {}: {} (applied {} {}, unapplied {})",
+                c.id, c.status, c.applied, c.currency, c.unapplied
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -1154,7 +1256,16 @@ fn import_statements(
             .with_context(|| format!("reading {name}"))
             .and_then(|raw| {
                 let parsed = arrears::statement::parse(&raw, &name, encoding)?;
-                Ok(store.import_statement(&name, &raw, &parsed, &opts)?)
+                let who = local_principal();
+                Ok(store.audited(&who, "statement.import", &name, |st| {
+                    let r = st.import_statement(&name, &raw, &parsed, &opts)?;
+                    let after = serde_json::json!({
+                        "file": r.file, "duplicate_file": r.duplicate_file, "credits": r.credits,
+                        "matched": r.matched, "partial": r.partial, "review": r.review,
+                        "unmatched": r.unmatched, "applied": r.applied,
+                    });
+                    Ok::<_, arrears::store::StoreError>((r, serde_json::json!(null), after))
+                })?)
             });
         match result {
             Ok(r) => {
@@ -1178,6 +1289,14 @@ fn import_statements(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Who made a change from the command line, for the audit log.
+fn local_principal() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("local:{user}")
 }
 
 fn print_statement_report(r: &arrears::store::ImportReport) {

@@ -100,8 +100,18 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
             api.clone(),
             i.clone(),
         ))
+        .add_service(
+            // Statement files are often larger than gRPC's default 4 MiB message.
+            tonic::service::interceptor::InterceptedService::new(
+                pb::statements_server::StatementsServer::new(api.clone())
+                    .max_decoding_message_size(MAX_STATEMENT_BYTES),
+                i.clone(),
+            ),
+        )
         .add_service(pb::admin_server::AdminServer::with_interceptor(api, i)))
 }
+
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
 
 fn money(amount: Decimal, currency: &str) -> Option<pb::Money> {
     Some(pb::Money {
@@ -1231,6 +1241,182 @@ impl pb::admin_server::Admin for Api {
                     .load(std::sync::atomic::Ordering::Relaxed),
                 schema_version: schema.max(0) as u64,
             }))
+        })
+        .await
+    }
+}
+
+fn credit_to_pb(c: &crate::store::CreditView) -> pb::Credit {
+    pb::Credit {
+        id: c.id,
+        file: c.file.clone(),
+        line: c.line,
+        account: c.account.clone(),
+        amount: money(c.amount, &c.currency),
+        value_date: c.value_date.clone().unwrap_or_default(),
+        status: c.status.clone(),
+        method: c.method.clone().unwrap_or_default(),
+        confidence: c.confidence.clone().unwrap_or_default(),
+        customer_id: c.customer_id.unwrap_or_default(),
+        applied: c.applied.to_string(),
+        unapplied: c.unapplied.to_string(),
+        end_to_end_id: c.end_to_end_id.clone().unwrap_or_default(),
+        references: c.refs.clone(),
+        remittance: c.remittance.clone(),
+        debtor_name: c.debtor_name.clone().unwrap_or_default(),
+        note: c.note.clone(),
+        allocations: c
+            .allocations
+            .iter()
+            .map(|(d, a, k)| pb::CreditAllocation {
+                document_no: d.clone(),
+                amount: a.to_string(),
+                kind: k.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::statements_server::Statements for Api {
+    async fn import_statement(
+        &self,
+        req: Request<pb::ImportStatementRequest>,
+    ) -> Result<Response<pb::StatementImport>, Status> {
+        observed("Statements/ImportStatement", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "importing bank statements")?;
+            let r = req.into_inner();
+            let name = nonempty("name", &r.name)?.to_string();
+            let min_confidence = if r.min_confidence.is_empty() {
+                crate::store::MatchOptions::default().min_confidence
+            } else {
+                r.min_confidence.trim().parse::<Decimal>().map_err(|_| {
+                    Status::invalid_argument(format!(
+                        "min_confidence: `{}` is not a decimal",
+                        r.min_confidence
+                    ))
+                })?
+            };
+            let encoding = (!r.encoding.is_empty()).then_some(r.encoding);
+            // Parse before taking the writer: a bad file costs the writer nothing.
+            let parsed = crate::statement::parse(&r.content, &name, encoding.as_deref())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let report = self
+                .shared
+                .write(format!("statement {name} imported"), move |store, _| {
+                    store.audited(&who.name, "statement.import", &name, |st| {
+                        let rep = st
+                            .import_statement(
+                                &name,
+                                &r.content,
+                                &parsed,
+                                &crate::store::MatchOptions { min_confidence },
+                            )
+                            .map_err(status)?;
+                        let after = json!({
+                            "file": rep.file, "format": rep.format, "duplicate_file": rep.duplicate_file,
+                            "credits": rep.credits, "matched": rep.matched, "partial": rep.partial,
+                            "review": rep.review, "unmatched": rep.unmatched, "applied": rep.applied,
+                        });
+                        Ok::<_, Status>((rep, json!(null), after))
+                    })
+                })
+                .await?;
+            Ok(Response::new(pb::StatementImport {
+                file: report.file.clone(),
+                format: report.format.clone(),
+                version: report.version.clone(),
+                duplicate_file: report.duplicate_file,
+                statements: report.statements as u32,
+                duplicate_statements: report.duplicate_statements as u32,
+                credits: report.credits as u32,
+                matched: report.matched as u32,
+                partial: report.partial as u32,
+                review: report.review as u32,
+                unmatched: report.unmatched as u32,
+                debits: report.debits as u32,
+                skipped: report.skipped as u32,
+                applied: report
+                    .applied
+                    .iter()
+                    .filter_map(|(c, a)| money(*a, c))
+                    .collect(),
+                report_json: serde_json::to_string(&report).unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    async fn list_credits(
+        &self,
+        req: Request<pb::ListCreditsRequest>,
+    ) -> Result<Response<pb::ListCreditsResponse>, Status> {
+        observed("Statements/ListCredits", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "reading bank credits")?;
+            let r = req.into_inner();
+            let limit = match r.limit {
+                0 => 100,
+                n if n > MAX_PAGE => {
+                    return Err(Status::invalid_argument(format!(
+                        "limit {n} is above the maximum {MAX_PAGE}"
+                    )))
+                }
+                n => n as usize,
+            };
+            let credits = self
+                .shared
+                .read(move |store, _| {
+                    Ok(store
+                        .list_credits(r.review_only, limit)
+                        .map_err(status)?
+                        .iter()
+                        .map(credit_to_pb)
+                        .collect())
+                })
+                .await?;
+            Ok(Response::new(pb::ListCreditsResponse { credits }))
+        })
+        .await
+    }
+
+    async fn resolve_credit(
+        &self,
+        req: Request<pb::ResolveCreditRequest>,
+    ) -> Result<Response<pb::Credit>, Status> {
+        observed("Statements/ResolveCredit", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "resolving bank credits")?;
+            let r = req.into_inner();
+            let id = positive_id("credit_id", r.credit_id)?;
+            let how = match (r.dismiss, r.item_ids.is_empty()) {
+                (true, true) => crate::store::Resolution::Dismiss,
+                (false, false) => crate::store::Resolution::Apply(r.item_ids.clone()),
+                (true, false) => {
+                    return Err(Status::invalid_argument(
+                        "either item_ids or dismiss, not both",
+                    ))
+                }
+                (false, true) => {
+                    return Err(Status::invalid_argument(
+                        "name the item_ids to apply the credit to, or set dismiss",
+                    ))
+                }
+            };
+            let reason = r.reason;
+            let c = self
+                .shared
+                .write(format!("credit {id} resolved"), move |store, _| {
+                    store.audited(&who.name, "credit.resolve", &format!("credit {id}"), |st| {
+                        let before = json!(st.credit(id).map_err(status)?);
+                        let c = st.resolve_credit(id, &how, &reason).map_err(status)?;
+                        let after = json!(c);
+                        Ok::<_, Status>((credit_to_pb(&c), before, after))
+                    })
+                })
+                .await?;
+            Ok(Response::new(c))
         })
         .await
     }

@@ -25,7 +25,9 @@ pub use customer::{
 };
 pub use ingest::IngestStats;
 pub use run_io::*;
-pub use statements::{Allocation, CreditOutcome, CreditStatus, ImportReport, MatchOptions};
+pub use statements::{
+    Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,
+};
 pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope};
 
 /// Migrations in order; the database's `user_version` is how many have run.

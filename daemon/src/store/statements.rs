@@ -422,7 +422,8 @@ impl Store {
             ..ImportReport::default()
         };
         let sha = hex(&Sha256::digest(raw));
-        let tx = self.conn.transaction()?;
+        // A savepoint, so the import can also run inside an audited transaction.
+        let tx = self.conn.savepoint()?;
         let seen: Option<i64> = tx
             .query_row(
                 "SELECT id FROM statement_files WHERE sha256 = ?1",
@@ -530,6 +531,276 @@ impl Store {
         }
         tx.commit()?;
         Ok(report)
+    }
+}
+
+/// A credit as recorded, for the review queue and reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreditView {
+    pub id: i64,
+    pub file: String,
+    pub line: u32,
+    pub account: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub value_date: Option<String>,
+    pub status: String,
+    pub method: Option<String>,
+    pub confidence: Option<String>,
+    pub customer_id: Option<i64>,
+    pub applied: Decimal,
+    pub unapplied: Decimal,
+    pub end_to_end_id: Option<String>,
+    pub refs: String,
+    pub remittance: String,
+    pub debtor_name: Option<String>,
+    pub note: String,
+    /// (document number, amount, applied|suggested)
+    pub allocations: Vec<(String, Decimal, String)>,
+}
+
+/// What a person decides for a credit in the review queue.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Apply what is unapplied of the credit to these items, in this order.
+    Apply(Vec<i64>),
+    /// Not a customer payment (a refund, a transfer between own accounts…).
+    Dismiss,
+}
+
+impl Store {
+    /// Credits, newest first; `review_only`: the review queue (unmatched, suggested,
+    /// or with an amount left unapplied).
+    pub fn list_credits(&self, review_only: bool, limit: usize) -> Result<Vec<CreditView>> {
+        self.credits(None, review_only, limit)
+    }
+
+    fn credits(&self, id: Option<i64>, review_only: bool, limit: usize) -> Result<Vec<CreditView>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT c.id, f.name, c.line, s.account, c.amount, c.currency, c.value_date, c.status, c.method,
+                    c.confidence, c.customer_id, c.applied, c.unapplied, c.end_to_end_id, c.refs,
+                    c.remittance, c.debtor_name, c.note
+             FROM statement_credits c JOIN statements s ON s.id = c.statement_id
+             JOIN statement_files f ON f.id = s.file_id
+             WHERE (?3 IS NULL OR c.id = ?3)
+               AND (NOT ?1 OR c.status IN ('review', 'unmatched')
+                    OR (c.status IN ('matched', 'partial') AND CAST(c.unapplied AS REAL) > 0))
+             ORDER BY c.id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![review_only, limit as i64, id], |r| {
+            Ok((
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                ),
+                (
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ),
+                (
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ),
+                (
+                    r.get::<_, Option<i64>>(10)?,
+                    r.get::<_, String>(11)?,
+                    r.get::<_, String>(12)?,
+                ),
+                (
+                    r.get::<_, Option<String>>(13)?,
+                    r.get::<_, String>(14)?,
+                    r.get::<_, String>(15)?,
+                ),
+                (r.get::<_, Option<String>>(16)?, r.get::<_, String>(17)?),
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (
+                (id, file, line, account),
+                (amount, currency, value_date),
+                (status, method, confidence),
+                (customer_id, applied, unapplied),
+                (end_to_end_id, refs, remittance),
+                (debtor_name, note),
+            ) = r?;
+            let mut a = self.conn.prepare_cached(
+                "SELECT i.document_no, a.amount, a.kind FROM credit_allocations a
+                 JOIN items i ON i.id = a.item_id WHERE a.credit_id = ?1 ORDER BY i.due_date, i.id",
+            )?;
+            let allocations = a
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?
+                .map(|r| {
+                    let (d, amt, k) = r?;
+                    Ok((d, dec("credit_allocations.amount", &amt)?, k))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(CreditView {
+                id,
+                file,
+                line,
+                account,
+                amount: dec("statement_credits.amount", &amount)?,
+                currency,
+                value_date,
+                status,
+                method,
+                confidence,
+                customer_id,
+                applied: dec("statement_credits.applied", &applied)?,
+                unapplied: dec("statement_credits.unapplied", &unapplied)?,
+                end_to_end_id,
+                refs,
+                remittance,
+                debtor_name,
+                note,
+                allocations,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The open item with this document number (the CLI names items so).
+    pub fn open_item_by_document(&self, document_no: &str) -> Result<i64> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id FROM items WHERE document_no = ?1 AND status = 'open' LIMIT 2",
+        )?;
+        let ids = st
+            .query_map([document_no], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        match ids.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(super::StoreError::NotFound(format!(
+                "open item `{document_no}`"
+            ))),
+            _ => Err(super::StoreError::Invalid(format!(
+                "several open items have document number `{document_no}`"
+            ))),
+        }
+    }
+
+    pub fn credit(&self, id: i64) -> Result<CreditView> {
+        self.credits(Some(id), false, 1)?
+            .pop()
+            .ok_or_else(|| super::StoreError::NotFound(format!("credit {id}")))
+    }
+
+    /// Settles a credit from the review queue: applies its unapplied amount to the
+    /// given items (due order as given) or dismisses it, with the person's reason.
+    pub fn resolve_credit(
+        &mut self,
+        id: i64,
+        how: &Resolution,
+        reason: &str,
+    ) -> Result<CreditView> {
+        let c = self.credit(id)?;
+        let in_queue = matches!(c.status.as_str(), "review" | "unmatched")
+            || (matches!(c.status.as_str(), "matched" | "partial") && c.unapplied > Decimal::ZERO);
+        if !in_queue {
+            return Err(super::StoreError::State(format!(
+                "credit {id} is {} and not in the review queue",
+                c.status
+            )));
+        }
+        if reason.trim().is_empty() {
+            return Err(super::StoreError::Invalid(
+                "a resolution needs a reason".into(),
+            ));
+        }
+        let tx = self.conn.savepoint()?;
+        match how {
+            Resolution::Dismiss => {
+                tx.execute(
+                    "UPDATE statement_credits SET status = 'dismissed', note = ?2 WHERE id = ?1",
+                    params![id, reason],
+                )?;
+            }
+            Resolution::Apply(items) => {
+                if items.is_empty() {
+                    return Err(super::StoreError::Invalid("name at least one item".into()));
+                }
+                let mut open = Vec::new();
+                for item in items {
+                    let row: Option<(i64, String, String, String, String)> = tx
+                        .query_row(
+                            "SELECT customer_id, document_no, open_amount, currency, status FROM items WHERE id = ?1",
+                            [item],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                        )
+                        .optional()?;
+                    let (customer_id, document_no, amount, currency, status) =
+                        row.ok_or_else(|| super::StoreError::NotFound(format!("item {item}")))?;
+                    if currency != c.currency {
+                        return Err(super::StoreError::Invalid(format!(
+                            "item {document_no} is in {currency}, the credit in {}",
+                            c.currency
+                        )));
+                    }
+                    if status != "open" {
+                        return Err(super::StoreError::State(format!(
+                            "item {document_no} is not open"
+                        )));
+                    }
+                    open.push(Open {
+                        id: *item,
+                        customer_id,
+                        document_no,
+                        open: dec("items.open_amount", &amount)?,
+                    });
+                }
+                let (allocs, left) = allocate(&open, c.unapplied);
+                tx.execute(
+                    "DELETE FROM credit_allocations WHERE credit_id = ?1 AND kind = 'suggested'",
+                    [id],
+                )?;
+                for (n, a) in allocs.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO credit_allocations(credit_id, item_id, amount, kind) VALUES (?1, ?2, ?3, 'applied')
+                         ON CONFLICT(credit_id, item_id) DO UPDATE SET amount = amount + excluded.amount, kind = 'applied'",
+                        params![id, a.item_id, a.amount.to_string()],
+                    )?;
+                    apply_to_item(&tx, a.item_id, a.amount)?;
+                    let customer = open
+                        .iter()
+                        .find(|o| o.id == a.item_id)
+                        .map(|o| o.customer_id)
+                        .unwrap_or_default();
+                    tx.execute(
+                        "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            format!("bank:{}", c.account),
+                            format!("credit:{id}:resolved:{n}:{}", a.item_id),
+                            customer,
+                            a.item_id,
+                            a.amount.to_string(),
+                            c.currency,
+                            c.value_date.clone().unwrap_or_default(),
+                            c.end_to_end_id.clone().unwrap_or_default(),
+                        ],
+                    )?;
+                    tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [customer])?;
+                }
+                let applied = c.applied + (c.unapplied - left);
+                tx.execute(
+                    "UPDATE statement_credits SET status = 'resolved', applied = ?2, unapplied = ?3,
+                         customer_id = COALESCE(customer_id, ?4), note = ?5 WHERE id = ?1",
+                    params![id, applied.to_string(), left.to_string(), open.first().map(|o| o.customer_id), reason],
+                )?;
+            }
+        }
+        tx.commit()?;
+        self.credit(id)
     }
 }
 
@@ -962,5 +1233,60 @@ mod tests {
         let t = tokens(&["INVOICE R775".into(), "61 AND 2026-11".into()]);
         assert!(t.contains(&"R77561".to_string()), "{t:?}");
         assert!(t.contains(&"R775".to_string()), "{t:?}");
+    }
+
+    #[test]
+    fn the_review_queue_is_settled_by_applying_or_dismissing() {
+        let (_dir, mut s) = setup();
+        s.import_statement("a.xml", b"file one", &file(), &MatchOptions::default())
+            .unwrap();
+        let queue = s.list_credits(true, 100).unwrap();
+        let lines: Vec<u32> = queue.iter().map(|c| c.line).collect();
+        assert_eq!(lines, vec![60, 50, 40], "newest first");
+        let suggested = queue.iter().find(|c| c.line == 50).unwrap();
+        assert_eq!(suggested.allocations[0].0, "B-2");
+        assert_eq!(suggested.allocations[0].2, "suggested");
+        let b2: i64 = s
+            .conn
+            .query_row("SELECT id FROM items WHERE document_no = 'B-2'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+
+        assert!(matches!(
+            s.resolve_credit(suggested.id, &Resolution::Apply(vec![b2]), " "),
+            Err(crate::store::StoreError::Invalid(_))
+        ));
+        let done = s
+            .resolve_credit(
+                suggested.id,
+                &Resolution::Apply(vec![b2]),
+                "called Beta AG: confirmed",
+            )
+            .unwrap();
+        assert_eq!(
+            (done.status.as_str(), done.applied, done.unapplied),
+            ("resolved", dec!(40.00), dec!(0))
+        );
+        assert_eq!(open(&s, "B-2"), (dec!(0), "cleared".into()));
+        assert!(matches!(
+            s.resolve_credit(suggested.id, &Resolution::Apply(vec![b2]), "again"),
+            Err(crate::store::StoreError::State(_))
+        ));
+        let unmatched = queue.iter().find(|c| c.line == 60).unwrap();
+        s.resolve_credit(
+            unmatched.id,
+            &Resolution::Dismiss,
+            "refund from the tax office",
+        )
+        .unwrap();
+        let lines: Vec<u32> = s
+            .list_credits(true, 100)
+            .unwrap()
+            .iter()
+            .map(|c| c.line)
+            .collect();
+        assert_eq!(lines, vec![40], "only the overpayment is left");
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 5);
     }
 }
