@@ -19,6 +19,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Bearer tokens of the API.
     pub auth: AuthConfig,
+    /// Data sources the daemon pulls from on their schedules.
+    pub connectors: Vec<crate::connector::ConnectorConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -119,7 +121,7 @@ pub struct TokenConfig {
 }
 
 /// Durations in the config are written the human way: `15m`, `1h 30m`, `500ms`.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Result, Store};
@@ -29,7 +29,7 @@ struct Customers {
 impl Customers {
     fn id(
         &mut self,
-        tx: &Transaction,
+        tx: &Connection,
         company: &str,
         code: &str,
         stats: &mut IngestStats,
@@ -56,12 +56,7 @@ impl Customers {
         Ok(id)
     }
 
-    fn upsert(
-        &mut self,
-        tx: &Transaction,
-        c: &CustomerInfo,
-        stats: &mut IngestStats,
-    ) -> Result<()> {
+    fn upsert(&mut self, tx: &Connection, c: &CustomerInfo, stats: &mut IngestStats) -> Result<()> {
         let before = stats.customers_new;
         let id = self.id(tx, &c.company, &c.code, stats)?;
         let (limit, cur) = match &c.credit_limit {
@@ -92,7 +87,8 @@ impl Store {
     /// Writes a batch in one transaction. Either everything in it is stored or nothing is.
     pub fn ingest(&mut self, batch: &Batch) -> Result<IngestStats> {
         let mut stats = IngestStats::default();
-        let tx = self.conn.transaction()?;
+        // A savepoint, so an ingest can also run inside an audited transaction.
+        let tx = self.conn.savepoint()?;
         let mut customers = Customers {
             ids: HashMap::new(),
         };

@@ -59,3 +59,15 @@ CREATE TABLE credit_allocations (
 -- Matching looks items up by document number and customers by name.
 CREATE INDEX items_document ON items(document_no);
 CREATE INDEX customers_name ON customers(name COLLATE NOCASE);
+
+-- Connectors: health and the cursor a restart resumes from.
+CREATE TABLE connector_state (
+    name          TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    cursor        TEXT,
+    last_attempt  TEXT,
+    last_success  TEXT,
+    last_error    TEXT,
+    pulled_total  INTEGER NOT NULL DEFAULT 0,
+    errors_total  INTEGER NOT NULL DEFAULT 0
+);

@@ -224,38 +224,50 @@ fn finish_open((id, customer_id, document_no, open): RawOpen) -> Result<Open> {
 }
 
 /// An entry's credits: one per transaction detail, or the entry itself when the
-/// bank gave no details (then its free text stands in for the remittance).
+/// bank gave no details (then its free text stands in for the remittance). When a
+/// batch's details do not account for all of its money (summarised batches, details
+/// without amounts), the rest becomes one more credit, so every cent received is
+/// either applied or in the review queue.
 fn credits_of(e: &Entry) -> Vec<(u32, Decimal, Transaction, Option<String>)> {
-    if e.transactions.is_empty() {
-        let t = Transaction {
+    let with_info = |t: &Transaction| {
+        let mut t = t.clone();
+        if t.remittance.is_empty() {
+            t.remittance.extend(e.entry_info.iter().cloned());
+        }
+        t
+    };
+    // A lone transaction is the entry; its own amount may be in another currency
+    // (instructed amount) or simply inconsistent, and the entry amount is what
+    // reached the account.
+    if let [t] = e.transactions.as_slice() {
+        return vec![(1, e.amount, with_info(t), None)];
+    }
+    let mut out = Vec::new();
+    let mut without_amount = None;
+    for (i, t) in e.transactions.iter().enumerate() {
+        match t.amount {
+            Some(a) if a > Decimal::ZERO => out.push((i as u32 + 1, a, with_info(t), None)),
+            _ => {
+                without_amount.get_or_insert_with(|| with_info(t));
+            }
+        }
+    }
+    let accounted: Decimal = out.iter().map(|(_, a, _, _)| *a).sum();
+    let rest = e.amount - accounted;
+    if rest > Decimal::ZERO {
+        let t = without_amount.unwrap_or_else(|| Transaction {
             remittance: e.entry_info.iter().cloned().collect(),
             ..Transaction::default()
-        };
-        return vec![(0, e.amount, t, None)];
+        });
+        let note = (!e.transactions.is_empty()).then(|| {
+            format!(
+                "the bank's details account for {accounted} of this {} entry; the rest is one credit",
+                e.amount
+            )
+        });
+        out.push((0, rest, t, note));
     }
-    let single = e.transactions.len() == 1;
-    e.transactions
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            // A lone transaction is the entry; its own amount may be in another
-            // currency (instructed amount) or simply inconsistent, and the entry
-            // amount is what reached the account.
-            let (amount, note) = match t.amount {
-                _ if single => (e.amount, None),
-                Some(a) => (a, None),
-                None => (
-                    Decimal::ZERO,
-                    Some("the bank gave no amount for this transaction of a batch".to_string()),
-                ),
-            };
-            let mut t = t.clone();
-            if t.remittance.is_empty() {
-                t.remittance.extend(e.entry_info.iter().cloned());
-            }
-            (i as u32 + 1, amount, t, note)
-        })
-        .collect()
+    out
 }
 
 struct Found {
@@ -823,11 +835,7 @@ fn apply_credit(
         .clone()
         .filter(|_| e.transactions.len() > 1)
         .unwrap_or_else(|| e.currency.clone());
-    let found = if note.is_some() {
-        None
-    } else {
-        find(tx, t, amount, &currency)?
-    };
+    let found = find(tx, t, amount, &currency)?;
     let mut out = CreditOutcome {
         line: e.line,
         amount,
@@ -843,7 +851,10 @@ fn apply_credit(
     if let Some(f) = found {
         out.method = Some(f.method);
         out.confidence = Some(f.confidence);
-        out.note = f.note;
+        let mut notes: Vec<String> = [std::mem::take(&mut out.note), f.note]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
         let (allocs, left) = allocate(&f.items, amount);
         customer_id = f.items.first().map(|o| o.customer_id);
         if f.confidence < opts.min_confidence {
@@ -867,6 +878,7 @@ fn apply_credit(
             out.unapplied = left;
             out.allocations = allocs;
         }
+        out.note = notes.join("; ");
     }
     tx.execute(
         "INSERT INTO statement_credits(statement_id, line, entry_no, tx_no, amount, currency, booking_date,
@@ -1288,5 +1300,40 @@ mod tests {
             .collect();
         assert_eq!(lines, vec![40], "only the overpayment is left");
         assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 5);
+    }
+
+    #[test]
+    fn money_a_batch_does_not_detail_is_one_more_credit() {
+        let (_dir, mut s) = setup();
+        let mut e = credit(7, dec!(200.00), Transaction::default());
+        e.transactions = vec![
+            Transaction {
+                amount: Some(dec!(120.00)),
+                creditor_refs: vec!["1245".into()],
+                ..Transaction::default()
+            },
+            Transaction {
+                remittance: vec!["summarised".into()],
+                ..Transaction::default()
+            },
+        ];
+        e.batch_count = Some(4);
+        let r = s
+            .import_statement("s.xml", b"s", &statement(vec![e]), &MatchOptions::default())
+            .unwrap();
+        let amounts: Vec<(Decimal, CreditStatus)> =
+            r.outcomes.iter().map(|o| (o.amount, o.status)).collect();
+        assert_eq!(
+            amounts,
+            vec![
+                (dec!(120.00), CreditStatus::Matched),
+                (dec!(80.00), CreditStatus::Review)
+            ]
+        );
+        assert!(
+            r.outcomes[1].note.contains("account for 120.00"),
+            "{:?}",
+            r.outcomes[1]
+        );
     }
 }

@@ -1,0 +1,214 @@
+//! Connectors: where data comes from. Each configured connector has a name, a kind
+//! and a schedule; the daemon runs it on that schedule (inboxes also on file
+//! events), and its health — last success, last error, items pulled, errors — is
+//! kept in the store (`connector_state`) so `arrears connectors` and the API can
+//! show it and a restart resumes where the last sync stopped.
+//!
+//! Built in so far: folder inboxes for CSV files and bank statements ([`inbox`]).
+
+pub mod inbox;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Result, Store};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Unique; names the connector in logs, metrics and `arrears sync NAME`.
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+    /// How often to sync (inboxes also react to new files at once); `0s`: only on demand.
+    #[serde(
+        default = "default_every",
+        with = "crate::config::humantime_serde_compat"
+    )]
+    pub every: Duration,
+}
+
+fn default_every() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Kind {
+    /// A folder of CSV files (the `import csv` format); each file imported whole,
+    /// then moved to `processed/` or `failed/` with an error report.
+    CsvInbox {
+        path: PathBuf,
+        /// Source for rows without a `source` column.
+        #[serde(default = "default_csv_source")]
+        source: String,
+    },
+    /// A folder of bank statements (camt.053, camt.054, MT940).
+    StatementInbox {
+        path: PathBuf,
+        /// MT940 character set when not UTF-8 (latin1, cp852, cp850, cp437).
+        encoding: Option<String>,
+        /// Heuristic matches at or above this are applied (default 0.9).
+        min_confidence: Option<rust_decimal::Decimal>,
+    },
+}
+
+fn default_csv_source() -> String {
+    "csv".into()
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::CsvInbox { .. } => "csv_inbox",
+            Kind::StatementInbox { .. } => "statement_inbox",
+        }
+    }
+}
+
+/// Checks a connector list: names unique and non-empty.
+pub fn validate(list: &[ConnectorConfig]) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for c in list {
+        if c.name.trim().is_empty() {
+            return Err("a connector has an empty name".into());
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(format!("connector name `{}` is used twice", c.name));
+        }
+    }
+    Ok(())
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStats {
+    /// Files (inboxes) or records (ERP) taken in.
+    pub pulled: u64,
+    pub failed: u64,
+    /// One line per file or batch, for the log and `arrears sync`.
+    pub details: Vec<String>,
+}
+
+/// A connector's health as the store keeps it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    pub name: String,
+    pub kind: String,
+    pub cursor: Option<String>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub pulled_total: u64,
+    pub errors_total: u64,
+}
+
+impl Store {
+    pub fn connector_health(&self, name: &str) -> Result<Option<Health>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT kind, cursor, last_attempt, last_success, last_error, pulled_total, errors_total
+                 FROM connector_state WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let ts = |s: Option<String>| {
+            s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                .map(|d| d.with_timezone(&Utc))
+        };
+        Ok(row.map(
+            |(kind, cursor, attempt, success, error, pulled, errors)| Health {
+                name: name.to_string(),
+                kind,
+                cursor,
+                last_attempt: ts(attempt),
+                last_success: ts(success),
+                last_error: error,
+                pulled_total: pulled.max(0) as u64,
+                errors_total: errors.max(0) as u64,
+            },
+        ))
+    }
+
+    /// Records the outcome of one sync. A sync that failed as a whole keeps the
+    /// cursor; one that succeeded (even with some bad files) moves it.
+    pub fn record_sync(
+        &self,
+        name: &str,
+        kind: &str,
+        at: DateTime<Utc>,
+        outcome: std::result::Result<&SyncStats, &str>,
+        cursor: Option<&str>,
+    ) -> Result<()> {
+        let (ok, pulled, failed, error) = match outcome {
+            Ok(s) => (
+                true,
+                s.pulled as i64,
+                s.failed as i64,
+                (s.failed > 0).then(|| format!("{} file(s) failed", s.failed)),
+            ),
+            Err(e) => (false, 0, 1, Some(e.to_string())),
+        };
+        self.conn().execute(
+            "INSERT INTO connector_state(name, kind, cursor, last_attempt, last_success, last_error, pulled_total, errors_total)
+             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 THEN ?4 END, ?6, ?7, ?8)
+             ON CONFLICT(name) DO UPDATE SET kind = excluded.kind,
+                 cursor = COALESCE(excluded.cursor, cursor),
+                 last_attempt = excluded.last_attempt,
+                 last_success = CASE WHEN ?5 THEN excluded.last_attempt ELSE last_success END,
+                 last_error = excluded.last_error,
+                 pulled_total = pulled_total + excluded.pulled_total,
+                 errors_total = errors_total + excluded.errors_total",
+            params![name, kind, cursor, at.to_rfc3339(), ok, error, pulled, failed],
+        )?;
+        Ok(())
+    }
+}
+
+/// Runs one sync of `c` against the store at `db` (its own connection, so a long
+/// sync never holds the daemon's writer), and records the outcome.
+pub fn sync(db: &std::path::Path, c: &ConnectorConfig) -> std::result::Result<SyncStats, String> {
+    let mut store = Store::open(db).map_err(|e| e.to_string())?;
+    let at = Utc::now();
+    let result = match &c.kind {
+        Kind::CsvInbox { path, source } => inbox::sync_csv(&mut store, &c.name, path, source),
+        Kind::StatementInbox {
+            path,
+            encoding,
+            min_confidence,
+        } => inbox::sync_statements(
+            &mut store,
+            &c.name,
+            path,
+            encoding.as_deref(),
+            crate::store::MatchOptions {
+                min_confidence: min_confidence
+                    .unwrap_or(crate::store::MatchOptions::default().min_confidence),
+            },
+        ),
+    };
+    let recorded = match &result {
+        Ok(s) => store.record_sync(&c.name, c.kind.name(), at, Ok(s), None),
+        Err(e) => store.record_sync(&c.name, c.kind.name(), at, Err(e), None),
+    };
+    if let Err(e) = recorded {
+        tracing::error!(connector = %c.name, error = %e, "recording connector health");
+    }
+    result
+}
