@@ -813,3 +813,131 @@ async fn bank_statements_over_the_api_clear_items_and_fill_the_review_queue() {
         "two imports (one a duplicate) and one resolution"
     );
 }
+
+/// Polls `q` (a COUNT query) until it returns `want`, for up to 30 s.
+fn wait_count(db: &std::path::Path, q: &str, want: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let n: i64 = c.query_row(q, [], |r| r.get(0)).unwrap();
+        if n == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{q}` is {n}, not {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_connectors_take_dropped_files_and_report_their_health() {
+    let dir = Daemon::prepare();
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,r77561,ACME_CH,C77,Jon Doe AG,R77561,2026-08-01,2026-09-01,474.40,CHF\n",
+    )
+    .unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = Daemon::start(dir);
+    let db = d.path("arrears.db");
+
+    // A statement dropped the way exporters should: written aside, renamed in.
+    let ubs = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
+    let bank = d.path("inbox/bank");
+    std::fs::create_dir_all(&bank).unwrap();
+    std::fs::copy(&ubs, bank.join(".ubs.xml.tmp")).unwrap();
+    std::fs::rename(bank.join(".ubs.xml.tmp"), bank.join("ubs.xml")).unwrap();
+    wait_count(
+        &db,
+        "SELECT COUNT(*) FROM items WHERE document_no = 'R77561' AND status = 'cleared'",
+        1,
+    );
+    // The daemon's run follows: the case closes without anyone asking.
+    wait_count(
+        &db,
+        "SELECT COUNT(*) FROM cases c JOIN items i ON i.id = c.item_id WHERE i.document_no = 'R77561' AND c.status = 'open'",
+        0,
+    );
+    assert!(bank.join("processed/ubs.xml").is_file());
+
+    // A bad CSV lands in failed/ with its report; nothing of it is stored.
+    let inbox = d.path("inbox/csv");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(
+        inbox.join("bad.csv"),
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,x1,ACME_CH,C78,Other AG,X1,2026-08-01,2026-09-01,12.50,CHF\n\
+         item,x2,ACME_CH,C78,Other AG,X2,2026-08-01,2026-09-01,abc,CHF\n",
+    )
+    .unwrap();
+    let report = inbox.join("failed/bad.csv.error.txt");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !report.is_file() {
+        assert!(std::time::Instant::now() < deadline, "no error report");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("line 3"), "{text}");
+    wait_count(
+        &db,
+        "SELECT COUNT(*) FROM items WHERE document_no = 'X1'",
+        0,
+    );
+
+    let ch = d.channel().await;
+    let mut sup =
+        pb::connectors_client::ConnectorsClient::with_interceptor(ch.clone(), with_token(SUP));
+    let list = sup
+        .list_connectors(pb::ListConnectorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .connectors;
+    let by = |n: &str| list.iter().find(|c| c.name == n).unwrap().clone();
+    assert_eq!(by("bank").pulled_total, 1, "{list:?}");
+    assert!(!by("bank").last_success.is_empty());
+    assert_eq!(by("erp-drop").errors_total, 1, "{list:?}");
+    let r = sup
+        .sync_connector(pb::SyncConnectorRequest {
+            name: "bank".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.pulled, r.failed), (0, 0), "nothing waiting");
+    let e = sup
+        .sync_connector(pb::SyncConnectorRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = pb::connectors_client::ConnectorsClient::with_interceptor(ch, with_token(CHEN))
+        .sync_connector(pb::SyncConnectorRequest {
+            name: "bank".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    // The CLI shows the same, from the daemon and from the store.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(["--remote", &d.grpc, "connectors", "--json"])
+        .env("ARREARS_TOKEN", SUP)
+        .env_remove("ARREARS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let m = d.scrape();
+    assert!(
+        m.contains("arrears_connector_pulled_total{connector=\"bank\"} 1"),
+        "{m}"
+    );
+}

@@ -96,6 +96,13 @@ enum Cmd {
     /// Import data from files.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// The configured connectors (config `connectors:`) and their health.
+    Connectors {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one connector now.
+    Sync { name: String },
     /// Bank credits and their review queue (see `import statement`).
     #[command(subcommand)]
     Credits(CreditsCmd),
@@ -412,6 +419,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 rules_dir: env.rules.clone(),
                 cfg: serve,
                 auth: env.cfg.auth.clone(),
+                connectors: env.cfg.connectors.clone(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -499,6 +507,47 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 serde_json::to_string(&stats)?
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Connectors { json } => {
+            let store = env.store()?;
+            let now = chrono::Utc::now();
+            let list = env
+                .cfg
+                .connectors
+                .iter()
+                .map(|c| {
+                    Ok(arrears::server::connector_health(
+                        c,
+                        store.connector_health(&c.name)?,
+                        now,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print_connectors(&list, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sync { name } => {
+            let c = env
+                .cfg
+                .connectors
+                .iter()
+                .find(|c| c.name == name)
+                .with_context(|| format!("no connector `{name}` in the config"))?;
+            let spinner = indicatif::ProgressBar::new_spinner();
+            spinner.set_message(format!("syncing {name}"));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+            let result = arrears::connector::sync(&env.db, c);
+            spinner.finish_and_clear();
+            let s = result.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            for d in &s.details {
+                println!("{d}");
+            }
+            println!("{name}: {} taken in, {} failed", s.pulled, s.failed);
+            Ok(if s.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Credits(CreditsCmd::Review { all, limit, json }) => {
             let store = env.store()?;
@@ -812,6 +861,31 @@ async fn remote_main(
                 .map_err(describe)?
                 .into_inner();
             println!("{e:#?}");
+        }
+        Cmd::Connectors { json } => {
+            let list = r
+                .connectors()
+                .list_connectors(pb::ListConnectorsRequest {})
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .connectors;
+            print_connectors(&list, json)?;
+        }
+        Cmd::Sync { name } => {
+            let s = r
+                .connectors()
+                .sync_connector(pb::SyncConnectorRequest { name: name.clone() })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            for d in &s.details {
+                println!("{d}");
+            }
+            println!("{name}: {} taken in, {} failed", s.pulled, s.failed);
+            if s.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         _ => anyhow::bail!("this command works on the database directly; drop --remote"),
     }
@@ -1289,6 +1363,56 @@ fn import_statements(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn print_connectors(list: &[arrears::server::pb::ConnectorHealth], json: bool) -> Result<()> {
+    if json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name, "kind": c.kind, "every_seconds": c.every_seconds,
+                    "last_attempt": c.last_attempt, "last_success": c.last_success,
+                    "last_error": c.last_error, "pulled_total": c.pulled_total,
+                    "errors_total": c.errors_total, "lag_seconds": c.lag_seconds,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no connectors configured (config `connectors:`)");
+    }
+    for c in list {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        println!(
+            "{:<20} {:<16} every {:>5}s  last success {}  lag {}  pulled {}  errors {}{}",
+            c.name,
+            c.kind,
+            c.every_seconds,
+            dash(&c.last_success),
+            if c.lag_seconds.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{}s", c.lag_seconds)
+            },
+            c.pulled_total,
+            c.errors_total,
+            if c.last_error.is_empty() {
+                String::new()
+            } else {
+                format!("\n    last error: {}", c.last_error)
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Who made a change from the command line, for the audit log.

@@ -71,6 +71,11 @@ impl Remote {
     pub fn explain(&self) -> pb::explain_client::ExplainClient<InterceptedService<Channel, Auth>> {
         pb::explain_client::ExplainClient::new(self.auth())
     }
+    pub fn connectors(
+        &self,
+    ) -> pb::connectors_client::ConnectorsClient<InterceptedService<Channel, Auth>> {
+        pb::connectors_client::ConnectorsClient::new(self.auth())
+    }
 }
 
 /// A status as the user should read it: code and the server's message.

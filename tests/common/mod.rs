@@ -61,13 +61,21 @@ impl Daemon {
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
             &dir.path().join("rules"),
         );
+        let inbox = |name: &str| dir.path().join("inbox").join(name).display().to_string();
         std::fs::write(
             dir.path().join("arrears.yaml"),
-            "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n  kpi_interval: 0s\n\
-             auth:\n  tokens:\n\
-             \x20   - { principal: sup, role: supervisor, token_env: T_SUP }\n\
-             \x20   - { principal: chen, role: collector, token_env: T_CHEN }\n\
-             \x20   - { principal: dara, role: collector, token_env: T_DARA }\n",
+            format!(
+                "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n  kpi_interval: 0s\n\
+                 auth:\n  tokens:\n\
+                 \x20   - {{ principal: sup, role: supervisor, token_env: T_SUP }}\n\
+                 \x20   - {{ principal: chen, role: collector, token_env: T_CHEN }}\n\
+                 \x20   - {{ principal: dara, role: collector, token_env: T_DARA }}\n\
+                 connectors:\n\
+                 \x20 - {{ name: bank, kind: statement_inbox, path: '{}', every: 0s }}\n\
+                 \x20 - {{ name: erp-drop, kind: csv_inbox, path: '{}', every: 0s }}\n",
+                inbox("bank"),
+                inbox("csv")
+            ),
         )
         .unwrap();
         dir

@@ -31,8 +31,8 @@ pub fn pending(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Moves `file` into `dir/sub`, never over an earlier file of the same name.
-fn move_to(file: &Path, sub: &str) -> std::io::Result<PathBuf> {
+/// Where `file` goes in `dir/sub`: never over an earlier file of the same name.
+fn target_in(file: &Path, sub: &str) -> std::io::Result<PathBuf> {
     let dir = file.parent().unwrap_or(Path::new(".")).join(sub);
     std::fs::create_dir_all(&dir)?;
     let name = file
@@ -46,6 +46,23 @@ fn move_to(file: &Path, sub: &str) -> std::io::Result<PathBuf> {
         target = dir.join(format!("{name}.{n}"));
         n += 1;
     }
+    Ok(target)
+}
+
+fn move_to(file: &Path, sub: &str) -> std::io::Result<PathBuf> {
+    let target = target_in(file, sub)?;
+    std::fs::rename(file, &target)?;
+    Ok(target)
+}
+
+/// Files `file` under failed/ with its report beside it. The report is complete
+/// before the file appears there, so whoever sees the one finds the other.
+fn fail(file: &Path, why: &str) -> std::io::Result<PathBuf> {
+    let target = target_in(file, "failed")?;
+    let report = PathBuf::from(format!("{}.error.txt", target.display()));
+    let tmp = PathBuf::from(format!("{}.tmp", report.display()));
+    std::fs::write(&tmp, format!("{why}\n"))?;
+    std::fs::rename(&tmp, &report)?;
     std::fs::rename(file, &target)?;
     Ok(target)
 }
@@ -70,15 +87,12 @@ fn each_file(
                 stats.details.push(line);
             }
             Err(why) => {
-                let moved = move_to(&f, "failed").map_err(|e| {
+                fail(&f, &why).map_err(|e| {
                     format!(
-                        "{}: {why}; moving it to failed/ failed too: {e}",
+                        "{}: {why}; filing it under failed/ failed too: {e}",
                         f.display()
                     )
                 })?;
-                let report = PathBuf::from(format!("{}.error.txt", moved.display()));
-                std::fs::write(&report, format!("{why}\n"))
-                    .map_err(|e| format!("{}: writing the error report: {e}", report.display()))?;
                 tracing::warn!(file = %f.display(), error = %why, "inbox file failed");
                 stats.failed += 1;
                 stats

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Result, Store};
 
+// No `deny_unknown_fields` here: serde does not support it together with
+// `flatten`; `Kind` refuses unknown keys instead.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConnectorConfig {
     /// Unique; names the connector in logs, metrics and `arrears sync NAME`.
     pub name: String,
@@ -62,6 +63,13 @@ fn default_csv_source() -> String {
 }
 
 impl Kind {
+    /// The folder an inbox watches.
+    pub fn inbox(&self) -> Option<&std::path::Path> {
+        match self {
+            Kind::CsvInbox { path, .. } | Kind::StatementInbox { path, .. } => Some(path),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Kind::CsvInbox { .. } => "csv_inbox",

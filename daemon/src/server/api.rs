@@ -108,6 +108,10 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
                 i.clone(),
             ),
         )
+        .add_service(pb::connectors_server::ConnectorsServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
         .add_service(pb::admin_server::AdminServer::with_interceptor(api, i)))
 }
 
@@ -1417,6 +1421,88 @@ impl pb::statements_server::Statements for Api {
                 })
                 .await?;
             Ok(Response::new(c))
+        })
+        .await
+    }
+}
+
+/// A connector's health for the API and the CLI: config and stored state together.
+pub fn connector_health(
+    cfg: &crate::connector::ConnectorConfig,
+    h: Option<crate::connector::Health>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> pb::ConnectorHealth {
+    let h = h.unwrap_or_default();
+    let ts =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    pb::ConnectorHealth {
+        name: cfg.name.clone(),
+        kind: cfg.kind.name().to_string(),
+        every_seconds: cfg.every.as_secs(),
+        last_attempt: ts(h.last_attempt),
+        last_success: ts(h.last_success),
+        last_error: h.last_error.unwrap_or_default(),
+        pulled_total: h.pulled_total,
+        errors_total: h.errors_total,
+        lag_seconds: h
+            .last_success
+            .map(|t| (now - t).num_seconds().max(0).to_string())
+            .unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::connectors_server::Connectors for Api {
+    async fn list_connectors(
+        &self,
+        req: Request<pb::ListConnectorsRequest>,
+    ) -> Result<Response<pb::ListConnectorsResponse>, Status> {
+        observed("Connectors/ListConnectors", async {
+            let _who = principal(&req)?;
+            let mut cfgs: Vec<_> = self
+                .shared
+                .connectors
+                .values()
+                .map(|h| h.cfg.clone())
+                .collect();
+            cfgs.sort_by(|a, b| a.name.cmp(&b.name));
+            let connectors = self
+                .shared
+                .read(move |store, _| {
+                    let now = chrono::Utc::now();
+                    cfgs.iter()
+                        .map(|c| {
+                            Ok(connector_health(
+                                c,
+                                store.connector_health(&c.name).map_err(status)?,
+                                now,
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, Status>>()
+                })
+                .await?;
+            Ok(Response::new(pb::ListConnectorsResponse { connectors }))
+        })
+        .await
+    }
+
+    async fn sync_connector(
+        &self,
+        req: Request<pb::SyncConnectorRequest>,
+    ) -> Result<Response<pb::SyncResult>, Status> {
+        observed("Connectors/SyncConnector", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "running a connector")?;
+            let name = nonempty("name", &req.get_ref().name)?.to_string();
+            let result = super::connectors::sync_now(&self.shared, &name)
+                .await
+                .ok_or_else(|| Status::not_found(format!("no connector `{name}`")))?
+                .map_err(Status::unavailable)?;
+            Ok(Response::new(pb::SyncResult {
+                pulled: result.pulled,
+                failed: result.failed,
+                details: result.details,
+            }))
         })
         .await
     }

@@ -15,6 +15,7 @@
 
 mod api;
 pub mod auth;
+mod connectors;
 mod metrics;
 mod runner;
 mod watch;
@@ -33,6 +34,7 @@ use tonic::Status;
 use crate::config::ServeConfig;
 use crate::rules::{self, RuleError, RuleSet};
 use crate::store::{Store, StoreError};
+pub use api::connector_health;
 use auth::Auth;
 pub use runner::RunRequest;
 pub use worklist_view::WorklistView;
@@ -71,6 +73,8 @@ pub enum ServeError {
     Tls(String),
     #[error("watching rules folder {dir}: {message}")]
     Watch { dir: String, message: String },
+    #[error("connectors: {0}")]
+    Connectors(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -110,6 +114,7 @@ pub struct Shared {
     /// Set by the runner after each run; the KPI task recomputes for that date.
     kpi_due: tokio::sync::Notify,
     kpi_as_of: Mutex<Option<NaiveDate>>,
+    pub connectors: connectors::Connectors,
     pub changes: broadcast::Sender<Change>,
     runs: mpsc::UnboundedSender<RunRequest>,
     pub auth: Auth,
@@ -319,6 +324,7 @@ pub struct ServeOptions {
     pub rules_dir: PathBuf,
     pub cfg: ServeConfig,
     pub auth: crate::config::AuthConfig,
+    pub connectors: Vec<crate::connector::ConnectorConfig>,
 }
 
 async fn shutdown_signal() {
@@ -367,6 +373,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             .join("\n"),
     })?;
     let auth = Auth::from_config(&opts.auth)?;
+    crate::connector::validate(&opts.connectors).map_err(ServeError::Connectors)?;
     let writer = Store::open(&opts.db)?;
     // Serve the worklists of the last run from the first request on; the start-up
     // run replaces them.
@@ -414,6 +421,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         worklist: ArcSwap::from_pointee(view),
         kpi_due: tokio::sync::Notify::new(),
         kpi_as_of: Mutex::new(None),
+        connectors: connectors::handles(&opts.connectors),
         changes,
         runs: runs_tx,
         auth,
@@ -433,6 +441,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         tokio::spawn(metrics::kpis(shared.clone())),
     ];
     let _watcher = runner::watch_rules(shared.clone())?;
+    let _inbox_watchers = connectors::start(&shared);
 
     let metrics_server = {
         let mut stop = shared.shutdown.clone();

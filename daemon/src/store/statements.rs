@@ -868,16 +868,16 @@ fn apply_credit(
                 CreditStatus::Partial
             };
             if left > Decimal::ZERO {
-                out.note = format!(
-                    "{} exceeds what the items owe; {left} {currency} unapplied",
-                    amount
-                );
+                notes.push(format!(
+                    "{amount} exceeds what the items owe; {left} {currency} unapplied"
+                ));
             } else if amount < open_total {
-                out.note = format!("pays {amount} of {open_total} {currency} open");
+                notes.push(format!("pays {amount} of {open_total} {currency} open"));
             }
             out.unapplied = left;
             out.allocations = allocs;
         }
+        out.note = notes.join("; ");
         out.note = notes.join("; ");
     }
     tx.execute(
