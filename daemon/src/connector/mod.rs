@@ -4,9 +4,11 @@
 //! kept in the store (`connector_state`) so `arrears connectors` and the API can
 //! show it and a restart resumes where the last sync stopped.
 //!
-//! Built in so far: folder inboxes for CSV files and bank statements ([`inbox`]).
+//! Built in so far: folder inboxes for CSV files and bank statements ([`inbox`]),
+//! and the Tryton ERP ([`tryton`]).
 
 pub mod inbox;
+pub mod tryton;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub enum Kind {
         #[serde(default = "default_csv_source")]
         source: String,
     },
+    /// Tryton ERP over JSON-RPC: open receivable lines as items, as a snapshot.
+    Tryton(tryton::TrytonConfig),
     /// A folder of bank statements (camt.053, camt.054, MT940).
     StatementInbox {
         path: PathBuf,
@@ -67,6 +71,7 @@ impl Kind {
     pub fn inbox(&self) -> Option<&std::path::Path> {
         match self {
             Kind::CsvInbox { path, .. } | Kind::StatementInbox { path, .. } => Some(path),
+            Kind::Tryton(_) => None,
         }
     }
 
@@ -74,6 +79,7 @@ impl Kind {
         match self {
             Kind::CsvInbox { .. } => "csv_inbox",
             Kind::StatementInbox { .. } => "statement_inbox",
+            Kind::Tryton(_) => "tryton",
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct SyncStats {
     pub failed: u64,
     /// One line per file or batch, for the log and `arrears sync`.
     pub details: Vec<String>,
+    /// Where the next sync starts (kept only when the data it covers is stored).
+    pub cursor: Option<String>,
 }
 
 /// A connector's health as the store keeps it.
@@ -196,6 +204,7 @@ pub fn sync(db: &std::path::Path, c: &ConnectorConfig) -> std::result::Result<Sy
     let at = Utc::now();
     let result = match &c.kind {
         Kind::CsvInbox { path, source } => inbox::sync_csv(&mut store, &c.name, path, source),
+        Kind::Tryton(t) => tryton::sync(&mut store, &c.name, t),
         Kind::StatementInbox {
             path,
             encoding,
@@ -212,7 +221,7 @@ pub fn sync(db: &std::path::Path, c: &ConnectorConfig) -> std::result::Result<Sy
         ),
     };
     let recorded = match &result {
-        Ok(s) => store.record_sync(&c.name, c.kind.name(), at, Ok(s), None),
+        Ok(s) => store.record_sync(&c.name, c.kind.name(), at, Ok(s), s.cursor.as_deref()),
         Err(e) => store.record_sync(&c.name, c.kind.name(), at, Err(e), None),
     };
     if let Err(e) = recorded {
