@@ -362,6 +362,14 @@ fn case_lifecycle_backfill_clear_split_and_collector_actions() {
     assert_eq!(kinds, ["activity", "note", "completed"]);
     let o = env.run(&["case", "complete", &id, "--on", "2026-11-24"]);
     assert!(!o.status.success(), "no open activity left to complete");
+    // Each change from the command line is in the audit log, the refused one not.
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT COUNT(*) FROM audit WHERE principal LIKE 'local:%' AND target = 'case {id}' \
+             AND action IN ('case.activity', 'case.note', 'case.complete')"
+        )),
+        3
+    );
 
     // INV-1 paid, INV-2 split into two instalments by the ERP.
     std::fs::write(

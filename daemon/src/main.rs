@@ -725,7 +725,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let mut store = env.store()?;
             let id = store.customer_id(&customer)?;
-            store.resubmit(id, on, &reason, &actor)?;
+            store.audited(&local_principal(), "customer.resubmit", &customer, |st| {
+                st.resubmit(id, on, &reason, &actor)?;
+                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor });
+                Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
+            })?;
             println!("customer {customer} resubmitted for {on}");
             Ok(ExitCode::SUCCESS)
         }
@@ -737,7 +741,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let mut store = env.store()?;
             let id = store.customer_id(&customer)?;
-            store.add_hold(id, &reason, until, as_of.unwrap_or_else(today))?;
+            store.audited(&local_principal(), "customer.hold", &customer, |st| {
+                st.add_hold(id, &reason, until, as_of.unwrap_or_else(today))?;
+                let after = serde_json::json!({ "customer": id, "reason": reason, "until": until });
+                Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
+            })?;
             println!(
                 "customer {customer} on hold ({reason}){}",
                 until.map(|u| format!(" until {u}")).unwrap_or_default()
@@ -1028,7 +1036,9 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let rules = env.rules()?;
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
-            store.add_note(id, on.unwrap_or_else(today), &actor, &text, &rules.cases)?;
+            audited_case(&mut store, "case.note", id, |st| {
+                st.add_note(id, on.unwrap_or_else(today), &actor, &text, &rules.cases)
+            })?;
             println!("note added to case {id}");
             Ok(ExitCode::SUCCESS)
         }
@@ -1045,13 +1055,22 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 .iter()
                 .map(|i| case_id(&store, i))
                 .collect::<Result<Vec<_>>>()?;
-            store.assign_cases(
-                &ids,
-                to.as_deref(),
-                on.unwrap_or_else(today),
-                &actor,
-                &rules.cases,
-            )?;
+            let who = local_principal();
+            store.audited(&who, "cases.assign", &format!("cases {ids:?}"), |st| {
+                let before = ids
+                    .iter()
+                    .map(|i| st.case_detail(*i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                st.assign_cases(
+                    &ids,
+                    to.as_deref(),
+                    on.unwrap_or_else(today),
+                    &actor,
+                    &rules.cases,
+                )?;
+                let after = serde_json::json!({ "assigned_to": to, "cases": ids });
+                Ok::<_, arrears::store::StoreError>(((), serde_json::json!(before), after))
+            })?;
             println!(
                 "{} case(s) assigned to {}",
                 ids.len(),
@@ -1075,14 +1094,16 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             };
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
-            let nad = store.set_activity(
-                id,
-                &category,
-                sub,
-                on.unwrap_or_else(today),
-                &actor,
-                &rules.cases,
-            )?;
+            let nad = audited_case(&mut store, "case.activity", id, |st| {
+                st.set_activity(
+                    id,
+                    &category,
+                    sub,
+                    on.unwrap_or_else(today),
+                    &actor,
+                    &rules.cases,
+                )
+            })?;
             println!(
                 "case {id}: {category}/{subcategory} due {nad}\n  instruction: {}",
                 sub.instruction
@@ -1100,8 +1121,9 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
             let ptp = ptp_date.zip(ptp_amount);
-            let nad =
-                store.complete_activity(id, on.unwrap_or_else(today), &actor, ptp, &rules.cases)?;
+            let nad = audited_case(&mut store, "case.complete", id, |st| {
+                st.complete_activity(id, on.unwrap_or_else(today), &actor, ptp, &rules.cases)
+            })?;
             println!("case {id}: activity completed; next activity due {nad}");
             Ok(ExitCode::SUCCESS)
         }
@@ -1113,7 +1135,9 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
         } => {
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
-            let d = store.open_dispute(id, &reason, on.unwrap_or_else(today), &actor)?;
+            let d = audited_case(&mut store, "dispute.open", id, |st| {
+                st.open_dispute(id, &reason, on.unwrap_or_else(today), &actor)
+            })?;
             println!("dispute {d} opened on case {id}");
             Ok(ExitCode::SUCCESS)
         }
@@ -1413,6 +1437,23 @@ fn print_connectors(list: &[arrears::server::pb::ConnectorHealth], json: bool) -
         );
     }
     Ok(())
+}
+
+/// A case change from the command line, written with its audit record (the case
+/// before and after) in one transaction, as the daemon does for API changes.
+fn audited_case<T>(
+    store: &mut arrears::store::Store,
+    action: &str,
+    id: i64,
+    f: impl FnOnce(&mut arrears::store::Store) -> Result<T, arrears::store::StoreError>,
+) -> Result<T> {
+    let who = local_principal();
+    Ok(store.audited(&who, action, &format!("case {id}"), |st| {
+        let before = serde_json::json!(st.case_detail(id)?);
+        let t = f(st)?;
+        let after = serde_json::json!(st.case_detail(id)?);
+        Ok::<_, arrears::store::StoreError>((t, before, after))
+    })?)
 }
 
 /// Who made a change from the command line, for the audit log.
