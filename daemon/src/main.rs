@@ -1355,15 +1355,7 @@ fn import_statements(
             .and_then(|raw| {
                 let parsed = arrears::statement::parse(&raw, &name, encoding)?;
                 let who = local_principal();
-                Ok(store.audited(&who, "statement.import", &name, |st| {
-                    let r = st.import_statement(&name, &raw, &parsed, &opts)?;
-                    let after = serde_json::json!({
-                        "file": r.file, "duplicate_file": r.duplicate_file, "credits": r.credits,
-                        "matched": r.matched, "partial": r.partial, "review": r.review,
-                        "unmatched": r.unmatched, "applied": r.applied,
-                    });
-                    Ok::<_, arrears::store::StoreError>((r, serde_json::json!(null), after))
-                })?)
+                Ok(store.import_statement_as(&who, &name, &raw, &parsed, &opts)?)
             });
         match result {
             Ok(r) => {

@@ -164,14 +164,7 @@ pub fn sync_statements(
         let raw = std::fs::read(f).map_err(|e| format!("{name}: {e}"))?;
         let parsed = crate::statement::parse(&raw, &name, encoding).map_err(|e| e.to_string())?;
         let r = store
-            .audited(&principal(connector), "statement.import", &name, |st| {
-                let r = st.import_statement(&name, &raw, &parsed, &opts)?;
-                let after = serde_json::json!({
-                    "duplicate_file": r.duplicate_file, "credits": r.credits, "matched": r.matched,
-                    "partial": r.partial, "review": r.review, "unmatched": r.unmatched,
-                });
-                Ok::<_, crate::store::StoreError>((r, serde_json::json!(null), after))
-            })
+            .import_statement_as(&principal(connector), &name, &raw, &parsed, &opts)
             .map_err(|e| e.to_string())?;
         Ok(format!(
             "{name}: {} credits: matched {}, partial {}, review {}, unmatched {}{}",

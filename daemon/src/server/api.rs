@@ -1309,22 +1309,15 @@ impl pb::statements_server::Statements for Api {
             let report = self
                 .shared
                 .write(format!("statement {name} imported"), move |store, _| {
-                    store.audited(&who.name, "statement.import", &name, |st| {
-                        let rep = st
-                            .import_statement(
-                                &name,
-                                &r.content,
-                                &parsed,
-                                &crate::store::MatchOptions { min_confidence },
-                            )
-                            .map_err(status)?;
-                        let after = json!({
-                            "file": rep.file, "format": rep.format, "duplicate_file": rep.duplicate_file,
-                            "credits": rep.credits, "matched": rep.matched, "partial": rep.partial,
-                            "review": rep.review, "unmatched": rep.unmatched, "applied": rep.applied,
-                        });
-                        Ok::<_, Status>((rep, json!(null), after))
-                    })
+                    store
+                        .import_statement_as(
+                            &who.name,
+                            &name,
+                            &r.content,
+                            &parsed,
+                            &crate::store::MatchOptions { min_confidence },
+                        )
+                        .map_err(status)
                 })
                 .await?;
             Ok(Response::new(pb::StatementImport {

@@ -416,6 +416,26 @@ fn opt_date(d: Option<NaiveDate>) -> Option<String> {
 }
 
 impl Store {
+    /// [`Store::import_statement`] with its audit record, in one transaction.
+    pub fn import_statement_as(
+        &mut self,
+        principal: &str,
+        name: &str,
+        raw: &[u8],
+        file: &StatementFile,
+        opts: &MatchOptions,
+    ) -> Result<ImportReport> {
+        self.audited(principal, "statement.import", name, |st| {
+            let r = st.import_statement(name, raw, file, opts)?;
+            let after = serde_json::json!({
+                "file": r.file, "format": r.format, "duplicate_file": r.duplicate_file,
+                "credits": r.credits, "matched": r.matched, "partial": r.partial,
+                "review": r.review, "unmatched": r.unmatched, "applied": r.applied,
+            });
+            Ok((r, serde_json::Value::Null, after))
+        })
+    }
+
     /// Imports one statement file: keeps its bytes, skips statements seen before,
     /// matches and applies every booked credit, and records everything found — all
     /// in one transaction. Payments it records have the source `bank:<account>`.
