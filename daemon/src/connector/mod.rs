@@ -5,8 +5,9 @@
 //! show it and a restart resumes where the last sync stopped.
 //!
 //! Built in so far: folder inboxes for CSV files and bank statements ([`inbox`]),
-//! and the Tryton ERP ([`tryton`]).
+//! the Tryton ERP ([`tryton`]) and credit bureau score lookups ([`bureau`]).
 
+pub mod bureau;
 pub mod inbox;
 pub mod tryton;
 
@@ -50,6 +51,8 @@ pub enum Kind {
         #[serde(default = "default_csv_source")]
         source: String,
     },
+    /// A credit bureau's score and risk class per customer, over HTTP JSON.
+    Bureau(bureau::BureauConfig),
     /// Tryton ERP over JSON-RPC: open receivable lines as items, as a snapshot.
     Tryton(tryton::TrytonConfig),
     /// A folder of bank statements (camt.053, camt.054, MT940).
@@ -71,7 +74,7 @@ impl Kind {
     pub fn inbox(&self) -> Option<&std::path::Path> {
         match self {
             Kind::CsvInbox { path, .. } | Kind::StatementInbox { path, .. } => Some(path),
-            Kind::Tryton(_) => None,
+            Kind::Tryton(_) | Kind::Bureau(_) => None,
         }
     }
 
@@ -80,6 +83,7 @@ impl Kind {
             Kind::CsvInbox { .. } => "csv_inbox",
             Kind::StatementInbox { .. } => "statement_inbox",
             Kind::Tryton(_) => "tryton",
+            Kind::Bureau(_) => "bureau",
         }
     }
 }
@@ -205,6 +209,7 @@ pub fn sync(db: &std::path::Path, c: &ConnectorConfig) -> std::result::Result<Sy
     let result = match &c.kind {
         Kind::CsvInbox { path, source } => inbox::sync_csv(&mut store, &c.name, path, source),
         Kind::Tryton(t) => tryton::sync(&mut store, &c.name, t),
+        Kind::Bureau(b) => bureau::sync(&mut store, &c.name, b),
         Kind::StatementInbox {
             path,
             encoding,

@@ -752,7 +752,14 @@ fn customer_to_pb(v: &crate::store::CustomerView) -> pb::Customer {
                 detail: e.detail.clone(),
             })
             .collect(),
-        bureau_score: String::new(),
+        bureau_score: match &v.bureau {
+            Some((bureau, Some(score), class, at)) => format!(
+                "{score} ({}; {bureau}, {at})",
+                class.as_deref().unwrap_or("-")
+            ),
+            Some((bureau, None, _, at)) => format!("unknown to {bureau} ({at})"),
+            None => String::new(),
+        },
     }
 }
 

@@ -61,6 +61,9 @@ pub struct CustomerView {
     pub disputes: Vec<DisputeView>,
     /// Case history, customer events and reminders merged, newest first, at most [`VIEW_LIMIT`].
     pub contacts: Vec<ContactView>,
+    /// The latest credit bureau answer: (bureau, score, risk class, fetched at);
+    /// score and class `None` when the bureau does not know the customer.
+    pub bureau: Option<(String, Option<i64>, Option<String>, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -414,6 +417,13 @@ impl Store {
             promises: promises(c, "p.customer_id = ?1", [id])?,
             disputes: disputes(c, "d.customer_id = ?1", [id])?,
             contacts,
+            bureau: c
+                .query_row(
+                    "SELECT bureau, score, risk_class, fetched_at FROM bureau_scores WHERE customer_id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?,
         })
     }
 

@@ -71,3 +71,13 @@ CREATE TABLE connector_state (
     pulled_total  INTEGER NOT NULL DEFAULT 0,
     errors_total  INTEGER NOT NULL DEFAULT 0
 );
+
+-- Credit bureau lookups: the latest per customer (score NULL: the bureau does not
+-- know the customer).
+CREATE TABLE bureau_scores (
+    customer_id INTEGER PRIMARY KEY REFERENCES customers(id),
+    bureau      TEXT NOT NULL,
+    score       INTEGER,
+    risk_class  TEXT,
+    fetched_at  TEXT NOT NULL
+);
