@@ -269,6 +269,21 @@ fn datetime(v: &Value) -> Option<String> {
     ))
 }
 
+/// A dotted field of a reply row: Tryton 8 nests them (`"party.": {"code": …}`);
+/// flat keys (`"party.code"`) are read too.
+fn field<'a>(r: &'a Value, dotted: &str) -> &'a Value {
+    if let Some(v) = r.get(dotted) {
+        return v;
+    }
+    match dotted.split_once('.') {
+        Some((head, rest)) => match r.get(format!("{head}.")) {
+            Some(inner) if !inner.is_null() => field(inner, rest),
+            _ => &Value::Null,
+        },
+        None => &Value::Null,
+    }
+}
+
 const FIELDS: &[&str] = &[
     "id",
     "party",
@@ -279,7 +294,9 @@ const FIELDS: &[&str] = &[
     "maturity_date",
     "move.number",
     "move.date",
-    "move_origin.rec_name",
+    // `move_origin.number` fails the whole read when one origin is not an invoice,
+    // so invoice numbers are read separately by id.
+    "move_origin",
     "write_date",
     "create_date",
     "company.currency.code",
@@ -297,10 +314,8 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
         ["move.state", "=", "posted"],
         ["party", "!=", null],
     ]);
-    let mut batch = Batch::default();
-    let mut seen_parties = std::collections::HashSet::new();
+    let mut rows_all: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;
-    let mut skipped = 0u64;
     let mut last_id = 0i64;
     loop {
         // Paged by id rather than offset, so lines posted during the sync cannot
@@ -315,25 +330,9 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
             )
             .map_err(|e| e.to_string())?;
         let rows = rows.as_array().cloned().unwrap_or_default();
-        if rows.is_empty() {
-            break;
-        }
-        for r in &rows {
-            let id = r["id"].as_i64().unwrap_or_default();
-            last_id = last_id.max(id);
-            match item(r, &source, &company) {
-                Ok((customer, it)) => {
-                    if seen_parties.insert(customer.code.clone()) {
-                        batch.customers.push(customer);
-                    }
-                    batch.items.push(it);
-                }
-                Err(TrytonError::Data { line, message }) if message.starts_with("skip:") => {
-                    tracing::debug!(line, "{message}");
-                    skipped += 1;
-                }
-                Err(e) => return Err(e.to_string()),
-            }
+        let n = rows.len();
+        for r in rows {
+            last_id = last_id.max(r["id"].as_i64().unwrap_or_default());
             for k in ["write_date", "create_date"] {
                 if let Some(t) = datetime(&r[k]) {
                     if cursor.as_ref().is_none_or(|c| &t > c) {
@@ -341,11 +340,20 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
                     }
                 }
             }
+            rows_all.push(r);
         }
-        if rows.len() < cfg.page_size {
+        if n < cfg.page_size {
             break;
         }
     }
+    let numbers = invoice_numbers(&mut client, &rows_all, cfg.page_size)?;
+    let (customers, items, skipped) =
+        open_items(&rows_all, &numbers, &source, &company).map_err(|e| e.to_string())?;
+    let mut batch = Batch {
+        customers,
+        items,
+        ..Batch::default()
+    };
     batch.snapshot_sources = vec![source.clone()];
     let pulled = batch.items.len() as u64;
     let stats = store
@@ -363,71 +371,146 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
         failed: 0,
         cursor,
         details: vec![format!(
-            "{source}: {pulled} open lines ({skipped} credit lines skipped); items new {} updated {} cleared {}; customers new {}",
+            "{source}: {pulled} open lines ({skipped} payments on account not applied); items new {} updated {} cleared {}; customers new {}",
             stats.items_new, stats.items_updated, stats.items_cleared, stats.customers_new
         )],
     })
 }
 
-/// Maps one receivable line to a customer and an open item.
-fn item(r: &Value, source: &str, company: &str) -> Result<(CustomerInfo, ItemInput), TrytonError> {
-    let line = r["id"].as_i64().unwrap_or_default();
-    let bad = |message: String| TrytonError::Data { line, message };
-    let debit = decimal(&r["debit"])
-        .ok_or_else(|| bad(format!("debit {} is not a decimal", r["debit"])))?;
-    let credit = decimal(&r["credit"])
-        .ok_or_else(|| bad(format!("credit {} is not a decimal", r["credit"])))?;
-    let open = debit - credit;
-    if open <= Decimal::ZERO {
-        // Payments on account and credit notes: not a claim to collect.
-        return Err(bad(format!("skip: credit line {open}")));
+/// The invoice id of a line's origin (`"account.invoice,12"`).
+fn invoice_of(r: &Value) -> Option<i64> {
+    r["move_origin"]
+        .as_str()?
+        .strip_prefix("account.invoice,")?
+        .parse()
+        .ok()
+}
+
+/// Invoice numbers by invoice id, for every invoice the lines come from.
+fn invoice_numbers(
+    client: &mut Client,
+    rows: &[Value],
+    page: usize,
+) -> Result<std::collections::HashMap<i64, String>, String> {
+    let mut ids: Vec<i64> = rows.iter().filter_map(invoice_of).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(page.max(1)) {
+        let ctx = client.context.clone();
+        let r = client
+            .call(
+                "model.account.invoice.read",
+                json!([chunk, ["number"], ctx]),
+            )
+            .map_err(|e| e.to_string())?;
+        for inv in r.as_array().into_iter().flatten() {
+            if let (Some(id), Some(n)) = (inv["id"].as_i64(), inv["number"].as_str()) {
+                out.insert(id, n.to_string());
+            }
+        }
     }
-    let currency = r["company.currency.code"]
-        .as_str()
-        .ok_or_else(|| bad("company currency missing".into()))?;
-    let currency = Currency::parse(currency).map_err(|e| bad(e.to_string()))?;
-    let party = r["party"].as_i64().ok_or_else(|| bad("no party".into()))?;
-    let code = r["party.code"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("P{party}"));
-    let name = r["party.rec_name"].as_str().unwrap_or(&code).to_string();
-    let doc_date = date(&r["move.date"]).ok_or_else(|| bad("move.date missing".into()))?;
-    let due = date(&r["maturity_date"]).unwrap_or(doc_date);
-    // The invoice number when the line comes from an invoice, else the move number.
-    let document_no = r["move_origin.rec_name"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or_else(|| r["move.number"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let customer = CustomerInfo {
-        company: company.to_string(),
-        code: code.clone(),
-        name,
-        country: String::new(),
-        email: None,
-        phone: None,
-        language: None,
-        timezone: None,
-        credit_limit: None,
-    };
-    let item = ItemInput {
-        source: source.to_string(),
-        external_id: line.to_string(),
-        company: company.to_string(),
-        customer: code,
-        document_no,
-        document_date: doc_date,
-        due_date: due.max(doc_date),
-        original_amount: open,
-        open_amount: open,
-        currency,
-        hold: None,
-        original_document: None,
-    };
-    Ok((customer, item))
+    Ok(out)
+}
+
+/// Maps the open receivable lines to customers and open items: each debit line
+/// is an item (an invoice's instalment); an unreconciled credit line whose origin
+/// is an invoice is a partial payment and lowers that invoice's items, earliest
+/// due first. Credit lines without an invoice (payments on account) are not
+/// items; they are counted in the third value.
+fn open_items(
+    rows: &[Value],
+    numbers: &std::collections::HashMap<i64, String>,
+    source: &str,
+    company: &str,
+) -> Result<(Vec<CustomerInfo>, Vec<ItemInput>, u64), TrytonError> {
+    let mut customers: Vec<CustomerInfo> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut items: Vec<(Option<i64>, ItemInput)> = Vec::new();
+    let mut paid: std::collections::HashMap<i64, Decimal> = Default::default();
+    let mut on_account = 0u64;
+    for r in rows {
+        let line = r["id"].as_i64().unwrap_or_default();
+        let bad = |message: String| TrytonError::Data { line, message };
+        let debit = decimal(&r["debit"])
+            .ok_or_else(|| bad(format!("debit {} is not a decimal", r["debit"])))?;
+        let credit = decimal(&r["credit"])
+            .ok_or_else(|| bad(format!("credit {} is not a decimal", r["credit"])))?;
+        let open = debit - credit;
+        let invoice = invoice_of(r);
+        if open <= Decimal::ZERO {
+            match invoice {
+                Some(inv) => *paid.entry(inv).or_default() -= open,
+                None => on_account += 1,
+            }
+            continue;
+        }
+        let currency = field(r, "company.currency.code")
+            .as_str()
+            .ok_or_else(|| bad("company currency missing".into()))?;
+        let currency = Currency::parse(currency).map_err(|e| bad(e.to_string()))?;
+        let party = r["party"].as_i64().ok_or_else(|| bad("no party".into()))?;
+        let code = field(r, "party.code")
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("P{party}"));
+        if seen.insert(code.clone()) {
+            customers.push(CustomerInfo {
+                company: company.to_string(),
+                code: code.clone(),
+                name: field(r, "party.rec_name")
+                    .as_str()
+                    .unwrap_or(&code)
+                    .to_string(),
+                country: String::new(),
+                email: None,
+                phone: None,
+                language: None,
+                timezone: None,
+                credit_limit: None,
+            });
+        }
+        let doc_date =
+            date(field(r, "move.date")).ok_or_else(|| bad("move.date missing".into()))?;
+        let due = date(&r["maturity_date"]).unwrap_or(doc_date);
+        // The invoice number when the line comes from an invoice, else the move's.
+        let document_no = invoice
+            .and_then(|i| numbers.get(&i).cloned())
+            .or_else(|| field(r, "move.number").as_str().map(str::to_string))
+            .unwrap_or_default();
+        items.push((
+            invoice,
+            ItemInput {
+                source: source.to_string(),
+                external_id: line.to_string(),
+                company: company.to_string(),
+                customer: code,
+                document_no,
+                document_date: doc_date,
+                due_date: due.max(doc_date),
+                original_amount: open,
+                open_amount: open,
+                currency,
+                hold: None,
+                original_document: None,
+            },
+        ));
+    }
+    // Partial payments, earliest instalment first.
+    items.sort_by(|a, b| (a.1.due_date, &a.1.external_id).cmp(&(b.1.due_date, &b.1.external_id)));
+    for (invoice, it) in items.iter_mut() {
+        if let Some(left) = invoice.and_then(|i| paid.get_mut(&i)) {
+            let take = (*left).min(it.open_amount);
+            it.open_amount -= take;
+            *left -= take;
+        }
+    }
+    Ok((
+        customers,
+        items.into_iter().map(|(_, i)| i).collect(),
+        on_account,
+    ))
 }
 
 #[cfg(test)]
@@ -453,33 +536,71 @@ mod tests {
         assert_eq!(decimal(&json!({"__class__": "date"})), None);
     }
 
+    fn line(id: i64, debit: &str, credit: &str, due_day: u32, origin: Value) -> Value {
+        json!({
+            "id": id, "party": 3,
+            "party.": {"id": 3, "rec_name": "Alpha GmbH", "code": "C3"},
+            "debit": {"__class__": "Decimal", "decimal": debit},
+            "credit": {"__class__": "Decimal", "decimal": credit},
+            "maturity_date": {"__class__": "date", "year": 2026, "month": 10, "day": due_day},
+            "move.": {"id": 9, "number": "MOVE/2026/0009",
+                      "date": {"__class__": "date", "year": 2026, "month": 9, "day": 1}},
+            "move_origin": origin,
+            "company.": {"id": 1, "currency.": {"id": 1, "code": "EUR"}},
+        })
+    }
+
     #[test]
-    fn a_line_maps_to_a_customer_and_an_item() {
-        let r = json!({
-            "id": 7, "party": 3, "party.rec_name": "Alpha GmbH", "party.code": "C3",
-            "debit": {"__class__": "Decimal", "decimal": "250.00"},
-            "credit": {"__class__": "Decimal", "decimal": "0"},
-            "maturity_date": {"__class__": "date", "year": 2026, "month": 10, "day": 1},
-            "move.date": {"__class__": "date", "year": 2026, "month": 9, "day": 1},
-            "move.number": "M12", "move_origin.rec_name": "INV-4",
-            "company.currency.code": "EUR"
-        });
-        let (c, i) = item(&r, "tryton:erp", "ACME").unwrap();
-        assert_eq!((c.code.as_str(), c.name.as_str()), ("C3", "Alpha GmbH"));
-        assert_eq!(i.external_id, "7");
-        assert_eq!(i.document_no, "INV-4");
-        assert_eq!(i.open_amount, Decimal::new(25000, 2));
-        assert_eq!(i.due_date, NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
-        let mut credit = r.clone();
-        credit["credit"] = json!({"__class__": "Decimal", "decimal": "300.00"});
-        assert!(
-            matches!(item(&credit, "s", "c"), Err(TrytonError::Data { message, .. }) if message.starts_with("skip:"))
+    fn lines_map_to_items_and_partial_payments_lower_the_earliest_instalment() {
+        let numbers: std::collections::HashMap<i64, String> =
+            [(4, "INV/2026/0004".to_string())].into();
+        let rows = vec![
+            // An invoice in two instalments, 100 paid on it, not yet reconciled.
+            line(7, "150.00", "0", 15, json!("account.invoice,4")),
+            line(8, "150.00", "0", 1, json!("account.invoice,4")),
+            line(9, "0", "100.00", 1, json!("account.invoice,4")),
+            // A manual move, and a payment on account.
+            line(10, "30.00", "0", 20, Value::Null),
+            line(11, "0", "5.00", 20, Value::Null),
+        ];
+        let (customers, items, on_account) =
+            open_items(&rows, &numbers, "tryton:erp", "ACME").unwrap();
+        assert_eq!(customers.len(), 1);
+        assert_eq!(
+            (customers[0].code.as_str(), customers[0].name.as_str()),
+            ("C3", "Alpha GmbH")
         );
-        let mut bad = r.clone();
-        bad["debit"] = json!("12,5");
+        let got: Vec<(&str, &str, Decimal)> = items
+            .iter()
+            .map(|i| {
+                (
+                    i.external_id.as_str(),
+                    i.document_no.as_str(),
+                    i.open_amount,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("8", "INV/2026/0004", Decimal::new(5000, 2)),
+                ("7", "INV/2026/0004", Decimal::new(15000, 2)),
+                ("10", "MOVE/2026/0009", Decimal::new(3000, 2)),
+            ]
+        );
+        assert_eq!(on_account, 1);
+        assert_eq!(items[0].currency.to_string(), "EUR");
+
+        let mut bad = line(12, "12,5", "0", 1, Value::Null);
         assert!(matches!(
-            item(&bad, "s", "c"),
-            Err(TrytonError::Data { line: 7, .. })
+            open_items(&[bad.clone()], &numbers, "s", "c"),
+            Err(TrytonError::Data { line: 12, .. })
         ));
+        bad["debit"] = json!({"__class__": "Decimal", "decimal": "12.50"});
+        bad["company."] = json!({"id": 1, "currency.": {"id": 1, "code": "XXY"}});
+        assert!(
+            open_items(&[bad], &numbers, "s", "c").is_err(),
+            "unknown currency"
+        );
     }
 }
