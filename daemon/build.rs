@@ -9,6 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("arrears_descriptor.bin"))
         .compile_protos(&["../proto/arrears/v1/arrears.proto"], &["../proto"])?;
+    // The plugin contract: the daemon is its client; kept out of the descriptor set
+    // so reflection lists only what the daemon serves.
+    tonic_prost_build::configure().compile_protos(
+        &["../proto/arrears/connector/v1/connector.proto"],
+        &["../proto"],
+    )?;
     println!("cargo:rerun-if-changed=../proto");
     Ok(())
 }

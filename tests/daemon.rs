@@ -941,3 +941,148 @@ async fn inbox_connectors_take_dropped_files_and_report_their_health() {
         "{m}"
     );
 }
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("ARREARS_PYTHON") {
+        return p;
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "python3".into()
+}
+
+/// The example Python plugin as a connector: its data arrives, a crash mid-pull
+/// is survived by a restart, and garbage it sends is refused without moving the
+/// cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_connector_is_started_restarted_after_a_crash_and_checked() {
+    let dir = Daemon::prepare();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = root.join("connectors/examples/python_plugin");
+    let data = dir.path().join("legacy.json");
+    std::fs::copy(example.join("example_data.json"), &data).unwrap();
+    let crash = dir.path().join("crash-now");
+    let hang = dir.path().join("hang-now");
+    let cfg = dir.path().join("arrears.yaml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "  - name: legacy\n    kind: plugin\n    command: ['{}', '{}']\n    \
+         settings: {{ data_file: '{}', crash_file: '{}', hang_file: '{}' }}\n    \
+         call_timeout: 2s\n    every: 0s\n",
+        python(),
+        example.join("plugin.py").display(),
+        data.display(),
+        crash.display(),
+        hang.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(dir);
+    let db = d.path("arrears.db");
+    let items = "SELECT COUNT(*) FROM items WHERE source = 'plugin:legacy'";
+    // The first sync runs at start-up.
+    wait_count(&db, items, 3);
+    wait_count(
+        &db,
+        "SELECT COUNT(*) FROM payments WHERE source = 'plugin:legacy'",
+        1,
+    );
+
+    let ch = d.channel().await;
+    let mut sup =
+        pb::connectors_client::ConnectorsClient::with_interceptor(ch.clone(), with_token(SUP));
+    let sync = |c: &mut pb::connectors_client::ConnectorsClient<_>| {
+        let mut c = c.clone();
+        async move {
+            c.sync_connector(pb::SyncConnectorRequest {
+                name: "legacy".into(),
+            })
+            .await
+        }
+    };
+
+    // New data, and the plugin dies in the middle of the pull.
+    let v2 = std::fs::read_to_string(&data)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 2")
+        .replace("\"open_amount\": \"480.50\"", "\"open_amount\": \"0\"");
+    std::fs::write(&data, v2).unwrap();
+    std::fs::write(&crash, "").unwrap();
+    let e = sync(&mut sup).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(!crash.exists(), "the plugin consumed the crash switch");
+    // It is started again (after a short backoff) and the pull goes through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match sync(&mut sup).await {
+            Ok(r) => {
+                assert!(r.get_ref().pulled > 0, "{r:?}");
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never recovered: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    wait_count(
+        &db,
+        "SELECT COUNT(*) FROM items WHERE source = 'plugin:legacy' AND external_id = 'INV-2026-0003' AND status = 'cleared'",
+        1,
+    );
+    let m = d.scrape();
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("arrears_connector_restarts_total{connector=\"legacy\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{m}"
+    );
+
+    // A plugin that hangs is cut off after call_timeout and started afresh.
+    std::fs::write(&hang, "").unwrap();
+    let t = std::time::Instant::now();
+    let e = sync(&mut sup).await.unwrap_err();
+    assert!(e.message().contains("took longer"), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    std::fs::remove_file(&hang).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = sync(&mut sup).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {e:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Garbage from the plugin: refused whole, naming the record; the cursor stays.
+    let v3 = std::fs::read_to_string(&data)
+        .unwrap()
+        .replace("\"version\": 2", "\"version\": 3")
+        .replace("\"open_amount\": \"1190.00\"", "\"open_amount\": \"lots\"");
+    std::fs::write(&data, v3).unwrap();
+    let e = sync(&mut sup).await.unwrap_err();
+    assert!(e.message().contains("INV-2026-0001"), "{e:?}");
+    assert!(e.message().contains("lots"), "{e:?}");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let cursor: String = c
+        .query_row(
+            "SELECT cursor FROM connector_state WHERE name = 'legacy'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cursor, "2");
+    let open: String = c
+        .query_row(
+            "SELECT open_amount FROM items WHERE external_id = 'INV-2026-0001'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(open, "1190.00");
+}

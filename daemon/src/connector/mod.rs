@@ -5,10 +5,12 @@
 //! show it and a restart resumes where the last sync stopped.
 //!
 //! Built in so far: folder inboxes for CSV files and bank statements ([`inbox`]),
-//! the Tryton ERP ([`tryton`]) and credit bureau score lookups ([`bureau`]).
+//! the Tryton ERP ([`tryton`]), credit bureau score lookups ([`bureau`]) and
+//! external plugin processes ([`plugin`]).
 
 pub mod bureau;
 pub mod inbox;
+pub mod plugin;
 pub mod tryton;
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub enum Kind {
         #[serde(default = "default_csv_source")]
         source: String,
     },
+    /// An external program serving `arrears.connector.v1.Connector` (proto/).
+    Plugin(plugin::PluginConfig),
     /// A credit bureau's score and risk class per customer, over HTTP JSON.
     Bureau(bureau::BureauConfig),
     /// Tryton ERP over JSON-RPC: open receivable lines as items, as a snapshot.
@@ -74,7 +78,7 @@ impl Kind {
     pub fn inbox(&self) -> Option<&std::path::Path> {
         match self {
             Kind::CsvInbox { path, .. } | Kind::StatementInbox { path, .. } => Some(path),
-            Kind::Tryton(_) | Kind::Bureau(_) => None,
+            Kind::Tryton(_) | Kind::Bureau(_) | Kind::Plugin(_) => None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Kind {
             Kind::StatementInbox { .. } => "statement_inbox",
             Kind::Tryton(_) => "tryton",
             Kind::Bureau(_) => "bureau",
+            Kind::Plugin(_) => "plugin",
         }
     }
 }
@@ -210,6 +215,25 @@ pub fn sync(db: &std::path::Path, c: &ConnectorConfig) -> std::result::Result<Sy
         Kind::CsvInbox { path, source } => inbox::sync_csv(&mut store, &c.name, path, source),
         Kind::Tryton(t) => tryton::sync(&mut store, &c.name, t),
         Kind::Bureau(b) => bureau::sync(&mut store, &c.name, b),
+        // Outside the daemon (`arrears sync NAME`): start the plugin, pull once, stop it.
+        Kind::Plugin(p) => {
+            let cursor = store
+                .connector_health(&c.name)
+                .map_err(|e| e.to_string())?
+                .and_then(|h| h.cursor)
+                .unwrap_or_default();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let pulled = rt.block_on(async {
+                let mut host = plugin::Host::new(&c.name, p);
+                let r = host.pull(&cursor).await;
+                host.stop().await;
+                r
+            });
+            pulled.and_then(|b| plugin::store_pull(&mut store, &c.name, &b))
+        }
         Kind::StatementInbox {
             path,
             encoding,

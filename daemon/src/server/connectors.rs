@@ -12,7 +12,45 @@ use metrics::{counter, gauge};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use super::{RunRequest, Shared};
-use crate::connector::{self, ConnectorConfig, SyncStats};
+use crate::connector::{self, plugin, ConnectorConfig, Kind, SyncStats};
+
+/// How often a running plugin is asked whether it is healthy.
+const HEALTH_EVERY: Duration = Duration::from_secs(30);
+
+/// A plugin pull: over gRPC from the long-lived process, then stored (and the
+/// outcome recorded) on a store connection of its own.
+async fn plugin_sync(
+    shared: &Arc<Shared>,
+    cfg: &ConnectorConfig,
+    host: &mut plugin::Host,
+) -> Result<SyncStats, String> {
+    let at = chrono::Utc::now();
+    let (db, name) = (shared.db.clone(), cfg.name.clone());
+    let cursor = tokio::task::spawn_blocking(move || {
+        crate::store::Store::open(&db)
+            .and_then(|s| s.connector_health(&name))
+            .map(|h| h.and_then(|h| h.cursor).unwrap_or_default())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let pulled = host.pull(&cursor).await;
+    let (db, cfg) = (shared.db.clone(), cfg.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut store = crate::store::Store::open(&db).map_err(|e| e.to_string())?;
+        let result = pulled.and_then(|b| plugin::store_pull(&mut store, &cfg.name, &b));
+        let recorded = match &result {
+            Ok(s) => store.record_sync(&cfg.name, cfg.kind.name(), at, Ok(s), s.cursor.as_deref()),
+            Err(e) => store.record_sync(&cfg.name, cfg.kind.name(), at, Err(e), None),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(connector = %cfg.name, error = %e, "recording connector health");
+        }
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
+}
 
 /// A connector the daemon runs, and how to ask it for a sync now.
 pub struct Handle {
@@ -63,6 +101,7 @@ pub fn start(shared: &Arc<Shared>) -> Vec<notify::RecommendedWatcher> {
         }
         counter!("arrears_connector_pulled_total", "connector" => name.clone()).increment(0);
         counter!("arrears_connector_errors_total", "connector" => name.clone()).increment(0);
+        counter!("arrears_connector_restarts_total", "connector" => name.clone()).increment(0);
         if let Some(path) = h.cfg.kind.inbox() {
             match watch_folder(path, h.clone()) {
                 Ok(w) => watchers.push(w),
@@ -109,7 +148,15 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
     let name = h.cfg.name.clone();
     let mut stop = shared.shutdown.clone();
     let every = h.cfg.every;
+    // A plugin process lives as long as its connector's task.
+    let mut host = match &h.cfg.kind {
+        Kind::Plugin(p) => Some(plugin::Host::new(&name, p)),
+        _ => None,
+    };
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    let mut stopping = false;
     loop {
         if !first {
             let scheduled = async {
@@ -119,18 +166,46 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
                     tokio::time::sleep(every).await
                 }
             };
-            tokio::select! {
-                _ = scheduled => {}
-                _ = h.now.notified() => {}
-                _ = stop.wait_for(|s| *s) => return,
+            tokio::pin!(scheduled);
+            loop {
+                tokio::select! {
+                    _ = &mut scheduled => break,
+                    _ = h.now.notified() => break,
+                    _ = health.tick(), if host.is_some() => {
+                        if let Some(host) = host.as_mut() {
+                            // A failed check stops the plugin; the next pull starts it again.
+                            if let Err(e) = host.health().await {
+                                tracing::warn!(connector = %name, error = %e, "plugin health");
+                            }
+                        }
+                    }
+                    changed = stop.changed() => {
+                        let stopped = *stop.borrow();
+                        if changed.is_err() || stopped {
+                            stopping = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if stopping {
+                if let Some(host) = host.as_mut() {
+                    host.stop().await;
+                }
+                return;
             }
         }
         first = false;
         let waiting: Vec<_> = std::mem::take(&mut *h.waiting.lock().await);
-        let (db, cfg) = (shared.db.clone(), h.cfg.clone());
-        let result = tokio::task::spawn_blocking(move || connector::sync(&db, &cfg))
-            .await
-            .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")));
+        let result = match host.as_mut() {
+            Some(host) => plugin_sync(&shared, &h.cfg, host).await,
+            None => {
+                let (db, cfg) = (shared.db.clone(), h.cfg.clone());
+                tokio::task::spawn_blocking(move || connector::sync(&db, &cfg))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
+            }
+        };
         match &result {
             Ok(s) => {
                 counter!("arrears_connector_syncs_total", "connector" => name.clone(), "result" => "success")
