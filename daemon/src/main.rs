@@ -102,7 +102,12 @@ enum Cmd {
         json: bool,
     },
     /// Run one connector now.
-    Sync { name: String },
+    Sync {
+        name: String,
+        /// Business date [default: today]
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+    },
     /// Bank credits and their review queue (see `import statement`).
     #[command(subcommand)]
     Credits(CreditsCmd),
@@ -526,7 +531,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             print_connectors(&list, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Sync { name } => {
+        Cmd::Sync { name, as_of } => {
             let c = env
                 .cfg
                 .connectors
@@ -536,7 +541,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let spinner = indicatif::ProgressBar::new_spinner();
             spinner.set_message(format!("syncing {name}"));
             spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let result = arrears::connector::sync(&env.db, c);
+            let result = arrears::connector::sync(&env.db, c, as_of.unwrap_or_else(today));
             spinner.finish_and_clear();
             let s = result.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             for d in &s.details {
@@ -880,7 +885,7 @@ async fn remote_main(
                 .connectors;
             print_connectors(&list, json)?;
         }
-        Cmd::Sync { name } => {
+        Cmd::Sync { name, .. } => {
             let s = r
                 .connectors()
                 .sync_connector(pb::SyncConnectorRequest { name: name.clone() })

@@ -9,6 +9,17 @@
 //! the answers are written in one transaction, so a sync that fails half-way
 //! (timeout, 5xx after retries, a reply that is not the JSON above) stores nothing
 //! and the same customers are asked again next time.
+//!
+//! Negative listing (with `listing:` configured): `POST {url}/v1/listings`
+//! `{"company", "customer", "document_no", "amount", "currency", "due_date"}` →
+//! `201 {"listing_id": "…"}`; removal `DELETE {url}/v1/listings/{id}` → 2xx or 404.
+//! The legal guard decides per item, on the business date: the item is still open,
+//! at least `min_amount`, not disputed and not on hold; the customer was sent the
+//! prior notice (an escalation at `notice_level` with status `sent` that covered
+//! the item) at least `waiting_days` ago. A listed item that is paid (cleared) or
+//! becomes disputed is removed at the next sync. Each listing and removal is
+//! recorded as soon as the bureau confirmed it, so a sync that fails later never
+//! forgets what the bureau already holds.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +51,20 @@ pub struct BureauConfig {
     /// Lookups per sync at most (bureaus bill and throttle per call).
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// Negative listing; off when absent.
+    pub listing: Option<ListingPolicy>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingPolicy {
+    /// The escalation level whose message is the legally required prior notice.
+    pub notice_level: String,
+    /// Days between the notice and the earliest listing.
+    pub waiting_days: i64,
+    /// Items below this open amount are never listed.
+    #[serde(default)]
+    pub min_amount: rust_decimal::Decimal,
 }
 
 fn default_timeout() -> Duration {
@@ -145,7 +170,189 @@ fn ask(
     Ok(Some(r))
 }
 
-pub fn sync(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<SyncStats, String> {
+pub fn sync(
+    store: &mut Store,
+    connector: &str,
+    cfg: &BureauConfig,
+    as_of: chrono::NaiveDate,
+) -> Result<SyncStats, String> {
+    let mut stats = lookups(store, connector, cfg)?;
+    if let Some(policy) = &cfg.listing {
+        let (listed, removed) = listings(store, connector, cfg, policy, as_of)?;
+        stats.details.push(format!(
+            "{connector}: {listed} listed, {removed} listings removed"
+        ));
+    }
+    Ok(stats)
+}
+
+/// Item id and the listing request body.
+type ToList = Vec<(i64, serde_json::Value)>;
+/// Listing row id, the bureau's reference, and why it goes.
+type ToRemove = Vec<(i64, String, &'static str)>;
+
+/// Items the guard allows to be listed today, and active listings to remove.
+fn guard(
+    store: &Store,
+    bureau: &str,
+    p: &ListingPolicy,
+    as_of: chrono::NaiveDate,
+) -> rusqlite::Result<(ToList, ToRemove)> {
+    let noticed_by = (as_of - chrono::Duration::days(p.waiting_days)).to_string();
+    let c = store.conn();
+    // The items of every notice sent early enough: escalations.items is [[item, level], …].
+    let mut noticed = std::collections::HashSet::new();
+    let mut st = c.prepare(
+        "SELECT items FROM escalations WHERE level_name = ?1 AND status = 'sent' AND as_of <= ?2",
+    )?;
+    for items in st.query_map(rusqlite::params![p.notice_level, noticed_by], |r| {
+        r.get::<_, String>(0)
+    })? {
+        let items: Vec<(i64, i64)> = serde_json::from_str(&items?).unwrap_or_default();
+        noticed.extend(items.into_iter().map(|(i, _)| i));
+    }
+    let mut st = c.prepare(
+        "SELECT i.id, cu.company, cu.code, i.document_no, i.open_amount, i.currency, i.due_date
+         FROM items i JOIN customers cu ON cu.id = i.customer_id
+         WHERE i.status = 'open' AND i.due_date < ?1
+           AND (i.hold_reason IS NULL OR (i.hold_until IS NOT NULL AND i.hold_until < ?1))
+           AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.customer_id = i.customer_id
+                           AND h.created_on <= ?1 AND (h.until IS NULL OR h.until >= ?1))
+           AND NOT EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                           WHERE di.item_id = i.id AND d.resolved_on IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM bureau_listings l
+                           WHERE l.item_id = i.id AND l.bureau = ?2 AND l.removed_on IS NULL)",
+    )?;
+    let mut list = Vec::new();
+    let rows = st.query_map(rusqlite::params![as_of.to_string(), bureau], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            [
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ],
+        ))
+    })?;
+    for r in rows {
+        let (id, [company, customer, document_no, amount, currency, due]) = r?;
+        let open: rust_decimal::Decimal = amount.parse().unwrap_or_default();
+        if noticed.contains(&id) && open >= p.min_amount {
+            list.push((
+                id,
+                serde_json::json!({
+                    "company": company, "customer": customer, "document_no": document_no,
+                    "amount": amount, "currency": currency, "due_date": due,
+                }),
+            ));
+        }
+    }
+    let mut st = c.prepare(
+        "SELECT l.id, l.listing_ref,
+                CASE WHEN i.status <> 'open' THEN 'paid' ELSE 'disputed' END
+         FROM bureau_listings l JOIN items i ON i.id = l.item_id
+         WHERE l.bureau = ?1 AND l.removed_on IS NULL
+           AND (i.status <> 'open' OR EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                                             WHERE di.item_id = i.id AND d.resolved_on IS NULL))",
+    )?;
+    let remove = st
+        .query_map([bureau], |r| {
+            let why: String = r.get(2)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                if why == "paid" { "paid" } else { "disputed" },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((list, remove))
+}
+
+fn listings(
+    store: &mut Store,
+    connector: &str,
+    cfg: &BureauConfig,
+    policy: &ListingPolicy,
+    as_of: chrono::NaiveDate,
+) -> Result<(usize, usize), String> {
+    let (list, remove) = guard(store, connector, policy, as_of).map_err(|e| e.to_string())?;
+    let key = key(cfg)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(cfg.timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let base = cfg.url.trim_end_matches('/');
+    let auth = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match &key {
+        Some(k) => r.header("Authorization", &format!("Bearer {k}")),
+        None => r,
+    };
+    let principal = format!("connector:{connector}");
+    let mut removed = 0;
+    for (id, listing_ref, why) in &remove {
+        let mut req = agent.delete(&format!("{base}/v1/listings/{listing_ref}"));
+        if let Some(k) = &key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        let status = req
+            .call()
+            .map_err(|e| format!("bureau: removing listing {listing_ref}: {e}"))?
+            .status()
+            .as_u16();
+        // 404: the bureau no longer has it, which is what removal wants.
+        if !(200..300).contains(&status) && status != 404 {
+            return Err(format!(
+                "bureau: removing listing {listing_ref}: HTTP {status}"
+            ));
+        }
+        store
+            .audited(&principal, "bureau.remove", listing_ref, |st| {
+                st.conn().execute(
+                    "UPDATE bureau_listings SET removed_on = ?2, reason = ?3 WHERE id = ?1",
+                    rusqlite::params![id, as_of.to_string(), why],
+                )?;
+                let after = serde_json::json!({ "listing": listing_ref, "removed_because": why });
+                Ok::<_, crate::store::StoreError>(((), serde_json::Value::Null, after))
+            })
+            .map_err(|e| e.to_string())?;
+        removed += 1;
+    }
+    let mut listed = 0;
+    for (item, body) in &list {
+        let mut resp = auth(agent.post(&format!("{base}/v1/listings")))
+            .send_json(body)
+            .map_err(|e| format!("bureau: listing {body}: {e}"))?;
+        let status = resp.status().as_u16();
+        if status != 200 && status != 201 {
+            return Err(format!("bureau: listing {body}: HTTP {status}"));
+        }
+        let reply: serde_json::Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| format!("bureau: listing {body}: reply is not JSON: {e}"))?;
+        let listing_ref = reply["listing_id"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| reply["listing_id"].as_i64().map(|n| n.to_string()))
+            .ok_or_else(|| format!("bureau: listing {body}: no listing_id in {reply}"))?;
+        store
+            .audited(&principal, "bureau.list", &listing_ref, |st| {
+                st.conn().execute(
+                    "INSERT INTO bureau_listings(item_id, bureau, listing_ref, listed_on) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![item, connector, listing_ref, as_of.to_string()],
+                )?;
+                Ok::<_, crate::store::StoreError>(((), serde_json::Value::Null, body.clone()))
+            })
+            .map_err(|e| e.to_string())?;
+        listed += 1;
+    }
+    Ok((listed, removed))
+}
+
+fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<SyncStats, String> {
     let key = key(cfg)?;
     let stale = (Utc::now()
         - chrono::Duration::from_std(cfg.max_age).unwrap_or(chrono::Duration::days(7)))
@@ -347,7 +554,12 @@ mod tests {
             timeout: Duration::from_millis(500),
             max_age: Duration::from_secs(3600),
             batch: 100,
+            listing: None,
         }
+    }
+
+    fn today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
     }
 
     fn scores(s: &Store) -> Vec<(String, Option<i64>)> {
@@ -365,7 +577,7 @@ mod tests {
     fn scores_are_stored_unknown_customers_too_and_fresh_ones_are_not_asked_again() {
         let (url, hits) = stub();
         let (_d, mut s) = store_with(&["OK1", "OK22", "NEW1", "FLAKY"]);
-        let r = sync(&mut s, "bureau", &cfg(&url)).unwrap();
+        let r = sync(&mut s, "bureau", &cfg(&url), today()).unwrap();
         assert_eq!(r.pulled, 4);
         assert_eq!(
             scores(&s),
@@ -377,7 +589,7 @@ mod tests {
             ]
         );
         assert_eq!(hits.load(Ordering::SeqCst), 5, "FLAKY was asked twice");
-        let r = sync(&mut s, "bureau", &cfg(&url)).unwrap();
+        let r = sync(&mut s, "bureau", &cfg(&url), today()).unwrap();
         assert_eq!(r.pulled, 0, "all fresh");
         let view = s
             .customer_view(
@@ -393,7 +605,7 @@ mod tests {
         let (url, _) = stub();
         for (bad, says) in [("BAD", "not {"), ("DOWN", "http 500"), ("SLOW", "timeout")] {
             let (_d, mut s) = store_with(&["OK1", bad]);
-            let e = sync(&mut s, "bureau", &cfg(&url)).unwrap_err();
+            let e = sync(&mut s, "bureau", &cfg(&url), today()).unwrap_err();
             assert!(e.contains(&format!("ACME/{bad}")), "{e}");
             assert!(e.to_lowercase().contains(says), "{e}");
             assert!(
@@ -403,7 +615,145 @@ mod tests {
             );
         }
         let (_d, mut s) = store_with(&["OK1"]);
-        let e = sync(&mut s, "bureau", &cfg("http://127.0.0.1:9")).unwrap_err();
+        let e = sync(&mut s, "bureau", &cfg("http://127.0.0.1:9"), today()).unwrap_err();
         assert!(e.contains("ACME/OK1"), "{e}");
+    }
+
+    /// A stub bureau for listings: POST answers `{"listing_id": "L<n>"}`, DELETE
+    /// answers 204; every call is logged as "POST <document_no>" / "DELETE <id>".
+    fn listing_stub() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::http::{StatusCode, Uri};
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (l1, l2) = (log.clone(), log.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new()
+                    .route(
+                        "/v1/listings",
+                        axum::routing::post(move |body: String| {
+                            let log = l1.clone();
+                            async move {
+                                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                                let mut log = log.lock().unwrap();
+                                log.push(format!("POST {}", v["document_no"].as_str().unwrap()));
+                                let id = format!("L{}", log.len());
+                                (StatusCode::CREATED, format!("{{\"listing_id\": \"{id}\"}}"))
+                            }
+                        }),
+                    )
+                    .route(
+                        "/v1/listings/{id}",
+                        axum::routing::delete(move |uri: Uri| {
+                            let log = l2.clone();
+                            async move {
+                                let id = uri
+                                    .path()
+                                    .rsplit('/')
+                                    .next()
+                                    .unwrap_or_default()
+                                    .to_string();
+                                log.lock().unwrap().push(format!("DELETE {id}"));
+                                StatusCode::NO_CONTENT
+                            }
+                        }),
+                    );
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                axum::serve(l, app).await.unwrap();
+            });
+        });
+        (format!("http://{}", rx.recv().unwrap()), log)
+    }
+
+    #[test]
+    fn only_items_past_a_sent_notice_and_the_wait_are_listed_and_paid_ones_removed() {
+        let (url, log) = listing_stub();
+        let (_d, mut s) = store_with(&["OKA", "OKB", "OKC", "OKD", "OKE"]);
+        let item = |s: &Store, code: &str| -> i64 {
+            s.conn()
+                .query_row("SELECT id FROM items WHERE external_id = ?1", [code], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        let customer = |s: &Store, code: &str| s.customer_id(&format!("ACME/{code}")).unwrap();
+        let notice = |s: &Store, code: &str, on: &str, status: &str| {
+            s.conn()
+                .execute(
+                    "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel,
+                         template, copy_manager, amount, items, reason, status)
+                     VALUES (?1, 1, ?2, 'standard', 4, 'final_notice', 'letter', 'final_notice', 0, '10', ?3, 't', ?4)",
+                    rusqlite::params![customer(s, code), on, format!("[[{},4]]", item(s, code)), status],
+                )
+                .unwrap();
+        };
+        notice(&s, "OKA", "2026-11-01", "sent"); // listed
+        notice(&s, "OKB", "2026-11-01", "sent"); // disputed: never
+        notice(&s, "OKC", "2026-11-20", "sent"); // waiting period not over
+        notice(&s, "OKD", "2026-11-01", "pending"); // notice never sent
+                                                    // OKE: no notice at all.
+        s.conn()
+            .execute(
+                "INSERT INTO disputes(customer_id, reason, opened_on) VALUES (?1, 'wrong goods', '2026-11-02')",
+                [customer(&s, "OKB")],
+            )
+            .unwrap();
+        let dispute = s.conn().last_insert_rowid();
+        s.conn()
+            .execute(
+                "INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)",
+                [dispute, item(&s, "OKB")],
+            )
+            .unwrap();
+        let mut c = cfg(&url);
+        c.batch = 0; // listings only
+        c.listing = Some(ListingPolicy {
+            notice_level: "final_notice".into(),
+            waiting_days: 10,
+            min_amount: rust_decimal::Decimal::ONE,
+        });
+        sync(&mut s, "bureau", &c, today()).unwrap();
+        assert_eq!(*log.lock().unwrap(), vec!["POST INV-OKA".to_string()]);
+        // Nothing new the next day: no second listing.
+        sync(&mut s, "bureau", &c, today().succ_opt().unwrap()).unwrap();
+        assert_eq!(log.lock().unwrap().len(), 1);
+        // Above min_amount only.
+        let mut strict = c.clone();
+        strict.listing.as_mut().unwrap().min_amount = rust_decimal::Decimal::ONE_HUNDRED;
+        let (_d2, mut s2) = store_with(&["OKA"]);
+        notice(&s2, "OKA", "2026-11-01", "sent");
+        sync(&mut s2, "bureau", &strict, today()).unwrap();
+        assert_eq!(log.lock().unwrap().len(), 1, "10.00 is below the minimum");
+
+        // Paid: the listing is removed at the next sync.
+        s.conn()
+            .execute(
+                "UPDATE items SET status = 'cleared', open_amount = '0' WHERE external_id = 'OKA'",
+                [],
+            )
+            .unwrap();
+        sync(&mut s, "bureau", &c, today()).unwrap();
+        assert_eq!(log.lock().unwrap().last().unwrap(), "DELETE L1");
+        let (removed, why): (String, String) = s
+            .conn()
+            .query_row("SELECT removed_on, reason FROM bureau_listings", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((removed.as_str(), why.as_str()), ("2026-11-23", "paid"));
+        let audited: i64 = s
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM audit WHERE action IN ('bureau.list', 'bureau.remove')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(audited, 2);
     }
 }

@@ -208,13 +208,18 @@ impl Store {
 
 /// Runs one sync of `c` against the store at `db` (its own connection, so a long
 /// sync never holds the daemon's writer), and records the outcome.
-pub fn sync(db: &std::path::Path, c: &ConnectorConfig) -> std::result::Result<SyncStats, String> {
+/// `as_of` is the business date (bureau listings count waiting periods from it).
+pub fn sync(
+    db: &std::path::Path,
+    c: &ConnectorConfig,
+    as_of: chrono::NaiveDate,
+) -> std::result::Result<SyncStats, String> {
     let mut store = Store::open(db).map_err(|e| e.to_string())?;
     let at = Utc::now();
     let result = match &c.kind {
         Kind::CsvInbox { path, source } => inbox::sync_csv(&mut store, &c.name, path, source),
         Kind::Tryton(t) => tryton::sync(&mut store, &c.name, t),
-        Kind::Bureau(b) => bureau::sync(&mut store, &c.name, b),
+        Kind::Bureau(b) => bureau::sync(&mut store, &c.name, b, as_of),
         // Outside the daemon (`arrears sync NAME`): start the plugin, pull once, stop it.
         Kind::Plugin(p) => {
             let cursor = store

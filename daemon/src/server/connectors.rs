@@ -201,7 +201,10 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
             Some(host) => plugin_sync(&shared, &h.cfg, host).await,
             None => {
                 let (db, cfg) = (shared.db.clone(), h.cfg.clone());
-                tokio::task::spawn_blocking(move || connector::sync(&db, &cfg))
+                let as_of = shared
+                    .as_of("")
+                    .unwrap_or_else(|_| chrono::Local::now().date_naive());
+                tokio::task::spawn_blocking(move || connector::sync(&db, &cfg, as_of))
                     .await
                     .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
             }

@@ -81,3 +81,15 @@ CREATE TABLE bureau_scores (
     risk_class  TEXT,
     fetched_at  TEXT NOT NULL
 );
+
+-- Negative listings registered at a bureau, and their removal.
+CREATE TABLE bureau_listings (
+    id          INTEGER PRIMARY KEY,
+    item_id     INTEGER NOT NULL REFERENCES items(id),
+    bureau      TEXT NOT NULL,
+    listing_ref TEXT NOT NULL,
+    listed_on   TEXT NOT NULL,
+    removed_on  TEXT,
+    reason      TEXT
+);
+CREATE UNIQUE INDEX bureau_listings_active ON bureau_listings(item_id, bureau) WHERE removed_on IS NULL;
