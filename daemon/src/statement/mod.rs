@@ -116,6 +116,27 @@ pub struct Transaction {
     pub debtor_account: Option<String>,
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unknown_currency_is_an_error_naming_the_line() {
+        let ubs = include_str!(
+            "../../../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml"
+        );
+        let bad = ubs.replacen(
+            "<Amt Ccy=\"CHF\">474.4</Amt>",
+            "<Amt Ccy=\"XXY\">474.4</Amt>",
+            1,
+        );
+        assert_ne!(bad, ubs);
+        let e = super::parse(bad.as_bytes(), "ubs.xml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ubs.xml:") && e.contains("XXY"), "{e}");
+        assert!(super::parse(ubs.as_bytes(), "ubs.xml", None).is_ok());
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatementError {
     #[error("{file}: not a bank statement this build reads (camt.053, camt.054 or MT940): {why}")]
@@ -154,14 +175,37 @@ pub fn parse(
         .skip_while(|b| b.is_ascii_whitespace() || *b == 0xEF || *b == 0xBB || *b == 0xBF)
         .take(1)
         .collect();
-    if head.first() == Some(&b'<') {
-        return camt::parse(bytes, file);
+    let parsed = if head.first() == Some(&b'<') {
+        camt::parse(bytes, file)?
+    } else if mt940::looks_like(bytes) {
+        mt940::parse(bytes, file, encoding)?
+    } else {
+        return Err(StatementError::Unknown {
+            file: file.to_string(),
+            why: "neither XML nor SWIFT MT940 tags".into(),
+        });
+    };
+    known_currencies(&parsed, file)?;
+    Ok(parsed)
+}
+
+/// Every currency must be an ISO 4217 code: an entry in `XXY` could never be
+/// matched or booked, and silently keeping it would hide a broken export.
+fn known_currencies(f: &StatementFile, file: &str) -> Result<(), StatementError> {
+    let check = |code: &str, line: u32| {
+        crate::money::Currency::parse(code)
+            .map(|_| ())
+            .map_err(|e| StatementError::at(file, line, format!("currency `{code}`: {e}")))
+    };
+    for s in &f.statements {
+        for e in &s.entries {
+            check(&e.currency, e.line)?;
+            for t in &e.transactions {
+                if let Some(c) = &t.currency {
+                    check(c, e.line)?;
+                }
+            }
+        }
     }
-    if mt940::looks_like(bytes) {
-        return mt940::parse(bytes, file, encoding);
-    }
-    Err(StatementError::Unknown {
-        file: file.to_string(),
-        why: "neither XML nor SWIFT MT940 tags".into(),
-    })
+    Ok(())
 }
