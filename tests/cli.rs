@@ -370,6 +370,38 @@ fn case_lifecycle_backfill_clear_split_and_collector_actions() {
         )),
         3
     );
+    // The chain verifies; the export carries every record with its hashes.
+    assert!(env.ok(&["audit", "verify"]).contains("intact: 3 record(s)"));
+    let out = env.path("audit.jsonl");
+    env.ok(&["audit", "export", "--out", out.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    let csv = env.ok(&["audit", "export", "--format", "csv"]);
+    assert!(
+        csv.starts_with("id,at,principal,action,target,before,after,prev_hash,hash\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4);
+    // Someone with write access to the file edits a record behind the triggers.
+    {
+        let c = rusqlite::Connection::open(env.path("arrears.db")).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER audit_no_update; UPDATE audit SET after = '{}' WHERE id = 2;",
+        )
+        .unwrap();
+    }
+    let o = env.run(&["audit", "verify"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("broken at record 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // INV-1 paid, INV-2 split into two instalments by the ERP.
     std::fs::write(

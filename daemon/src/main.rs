@@ -108,6 +108,9 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<NaiveDate>,
     },
+    /// The hash-chained audit log: verify it, export it for auditors.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Bank credits and their review queue (see `import statement`).
     #[command(subcommand)]
     Credits(CreditsCmd),
@@ -212,6 +215,26 @@ enum ImportCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Recompute the hash chain; exit 1 naming the first record that does not match.
+    Verify,
+    /// Every record with its hashes, oldest first (JSON lines, or CSV).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -553,6 +576,79 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Cmd::Audit(AuditCmd::Verify) => {
+            let store = env.store()?;
+            let n: i64 = store
+                .conn()
+                .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+            match store.verify_audit()? {
+                None => {
+                    println!("audit log intact: {n} record(s)");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(id) => {
+                    eprintln!(
+                        "audit log broken at record {id}: it was changed, inserted, or follows a deleted record"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Audit(AuditCmd::Export { out, format }) => {
+            let store = env.store()?;
+            let sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let w = std::io::BufWriter::new(sink);
+            // Pages of 10k records: the log can be larger than memory should hold.
+            let mut pages = {
+                let mut after = 0;
+                std::iter::from_fn(move || {
+                    let batch = store.audit_records(after, 10_000);
+                    match &batch {
+                        Ok(b) if b.is_empty() => None,
+                        Ok(b) => {
+                            after = b.last().map_or(after, |r| r.id);
+                            Some(batch)
+                        }
+                        Err(_) => Some(batch),
+                    }
+                })
+            };
+            let mut n = 0;
+            match format {
+                ExportFormat::Csv => {
+                    let mut c = csv::Writer::from_writer(w);
+                    for page in &mut pages {
+                        for r in page? {
+                            c.serialize(&r)?;
+                            n += 1;
+                        }
+                    }
+                    c.flush()?;
+                }
+                ExportFormat::Jsonl => {
+                    use std::io::Write;
+                    let mut w = w;
+                    for page in &mut pages {
+                        for r in page? {
+                            serde_json::to_writer(&mut w, &r)?;
+                            writeln!(w)?;
+                            n += 1;
+                        }
+                    }
+                    w.flush()?;
+                }
+            }
+            if let Some(p) = &out {
+                eprintln!("{n} audit record(s) written to {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Credits(CreditsCmd::Review { all, limit, json }) => {
             let store = env.store()?;
