@@ -942,17 +942,6 @@ async fn inbox_connectors_take_dropped_files_and_report_their_health() {
     );
 }
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("ARREARS_PYTHON") {
-        return p;
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".into()
-}
-
 /// The example Python plugin as a connector: its data arrives, a crash mid-pull
 /// is survived by a restart, and garbage it sends is refused without moving the
 /// cursor.

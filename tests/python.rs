@@ -9,17 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("ARREARS_PYTHON") {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".into()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_grpcio_client_pages_watches_and_gets_clear_errors() {
     let py = python();

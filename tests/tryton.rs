@@ -4,20 +4,13 @@
 //! closes its case in Arrears. `.ci/run` installs Tryton into `.venv`;
 //! ARREARS_PYTHON names another interpreter that has it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("ARREARS_PYTHON") {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".into()
-}
+use common::python;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tryton/fixture.py")

@@ -567,15 +567,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let result = arrears::connector::sync(&env.db, c, as_of.unwrap_or_else(today));
             spinner.finish_and_clear();
             let s = result.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            for d in &s.details {
-                println!("{d}");
-            }
-            println!("{name}: {} taken in, {} failed", s.pulled, s.failed);
-            Ok(if s.failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(print_sync(&name, &s.details, s.pulled, s.failed))
         }
         Cmd::Audit(AuditCmd::Verify) => {
             let store = env.store()?;
@@ -988,13 +980,7 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            for d in &s.details {
-                println!("{d}");
-            }
-            println!("{name}: {} taken in, {} failed", s.pulled, s.failed);
-            if s.failed > 0 {
-                return Ok(ExitCode::FAILURE);
-            }
+            return Ok(print_sync(&name, &s.details, s.pulled, s.failed));
         }
         _ => anyhow::bail!("this command works on the database directly; drop --remote"),
     }
@@ -1480,6 +1466,19 @@ fn import_statements(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What a sync did; a sync that refused some input exits 1.
+fn print_sync(name: &str, details: &[String], pulled: u64, failed: u64) -> ExitCode {
+    for d in details {
+        println!("{d}");
+    }
+    println!("{name}: {pulled} taken in, {failed} failed");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn print_connectors(list: &[arrears::server::pb::ConnectorHealth], json: bool) -> Result<()> {

@@ -24,6 +24,19 @@ pub struct Daemon {
     stdout: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
+/// The Python the end-to-end tests run: ARREARS_PYTHON, else the `.venv` that
+/// `.ci/run` creates (grpcio, Tryton), else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("ARREARS_PYTHON") {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "python3".into()
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

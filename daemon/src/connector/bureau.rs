@@ -110,6 +110,14 @@ fn key(cfg: &BureauConfig) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// Adds the API key, when one is configured.
+fn bearer<B>(req: ureq::RequestBuilder<B>, key: Option<&str>) -> ureq::RequestBuilder<B> {
+    match key {
+        Some(k) => req.header("Authorization", &format!("Bearer {k}")),
+        None => req,
+    }
+}
+
 fn ask(
     agent: &ureq::Agent,
     cfg: &BureauConfig,
@@ -118,16 +126,13 @@ fn ask(
 ) -> Result<Option<Reply>, Failure> {
     let url = format!("{}/v1/score", cfg.url.trim_end_matches('/'));
     let who = format!("customer {}/{}", l.company, l.code);
-    let mut req = agent
+    let req = agent
         .get(&url)
         .query("company", &l.company)
         .query("customer", &l.code)
         .query("name", &l.name)
         .query("country", &l.country);
-    if let Some(k) = key {
-        req = req.header("Authorization", &format!("Bearer {k}"));
-    }
-    let mut resp = req.call().map_err(|e| {
+    let mut resp = bearer(req, key).call().map_err(|e| {
         let m = format!("bureau {url}, {who}: {e}");
         match e {
             ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed => {
@@ -280,28 +285,19 @@ fn listings(
 ) -> Result<(usize, usize), String> {
     let (list, remove) = guard(store, connector, policy, as_of).map_err(|e| e.to_string())?;
     let key = key(cfg)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(cfg.timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = super::http_agent(cfg.timeout);
     let base = cfg.url.trim_end_matches('/');
-    let auth = |r: ureq::RequestBuilder<ureq::typestate::WithBody>| match &key {
-        Some(k) => r.header("Authorization", &format!("Bearer {k}")),
-        None => r,
-    };
     let principal = format!("connector:{connector}");
     let mut removed = 0;
     for (id, listing_ref, why) in &remove {
-        let mut req = agent.delete(&format!("{base}/v1/listings/{listing_ref}"));
-        if let Some(k) = &key {
-            req = req.header("Authorization", &format!("Bearer {k}"));
-        }
-        let status = req
-            .call()
-            .map_err(|e| format!("bureau: removing listing {listing_ref}: {e}"))?
-            .status()
-            .as_u16();
+        let status = bearer(
+            agent.delete(&format!("{base}/v1/listings/{listing_ref}")),
+            key.as_deref(),
+        )
+        .call()
+        .map_err(|e| format!("bureau: removing listing {listing_ref}: {e}"))?
+        .status()
+        .as_u16();
         // 404: the bureau no longer has it, which is what removal wants.
         if !(200..300).contains(&status) && status != 404 {
             return Err(format!(
@@ -322,7 +318,7 @@ fn listings(
     }
     let mut listed = 0;
     for (item, body) in &list {
-        let mut resp = auth(agent.post(&format!("{base}/v1/listings")))
+        let mut resp = bearer(agent.post(&format!("{base}/v1/listings")), key.as_deref())
             .send_json(body)
             .map_err(|e| format!("bureau: listing {body}: {e}"))?;
         let status = resp.status().as_u16();
@@ -381,11 +377,7 @@ fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<Syn
             .map_err(|e| e.to_string())?;
         rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(cfg.timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = super::http_agent(cfg.timeout);
     let mut answers = Vec::with_capacity(due.len());
     for l in &due {
         let once = || ask(&agent, cfg, key.as_deref(), l);

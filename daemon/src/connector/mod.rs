@@ -93,6 +93,17 @@ impl Kind {
     }
 }
 
+/// The HTTP client of the HTTP connectors: one timeout for the whole request, and
+/// statuses handed back rather than turned into errors (each connector decides
+/// which are worth a retry).
+pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// Checks a connector list: names unique and non-empty.
 pub fn validate(list: &[ConnectorConfig]) -> std::result::Result<(), String> {
     let mut seen = std::collections::HashSet::new();
@@ -171,24 +182,25 @@ impl Store {
         ))
     }
 
-    /// Records the outcome of one sync. A sync that failed as a whole keeps the
-    /// cursor; one that succeeded (even with some bad files) moves it.
+    /// Records the outcome of one sync of `c` that started `at`. A sync that failed
+    /// as a whole keeps the cursor; one that succeeded (even with some bad files)
+    /// moves it to the stats' cursor, if it has one.
     pub fn record_sync(
         &self,
-        name: &str,
-        kind: &str,
+        c: &ConnectorConfig,
         at: DateTime<Utc>,
-        outcome: std::result::Result<&SyncStats, &str>,
-        cursor: Option<&str>,
+        outcome: &std::result::Result<SyncStats, String>,
     ) -> Result<()> {
-        let (ok, pulled, failed, error) = match outcome {
+        let (name, kind) = (c.name.as_str(), c.kind.name());
+        let (ok, pulled, failed, error, cursor) = match outcome {
             Ok(s) => (
                 true,
                 s.pulled as i64,
                 s.failed as i64,
                 (s.failed > 0).then(|| format!("{} file(s) failed", s.failed)),
+                s.cursor.as_deref(),
             ),
-            Err(e) => (false, 0, 1, Some(e.to_string())),
+            Err(e) => (false, 0, 1, Some(e.clone()), None),
         };
         self.conn().execute(
             "INSERT INTO connector_state(name, kind, cursor, last_attempt, last_success, last_error, pulled_total, errors_total)
@@ -254,12 +266,19 @@ pub fn sync(
             },
         ),
     };
-    let recorded = match &result {
-        Ok(s) => store.record_sync(&c.name, c.kind.name(), at, Ok(s), s.cursor.as_deref()),
-        Err(e) => store.record_sync(&c.name, c.kind.name(), at, Err(e), None),
-    };
-    if let Err(e) = recorded {
+    record(&store, c, at, &result);
+    result
+}
+
+/// Records a sync's outcome; failing to record it is logged, never fatal: the data
+/// the sync stored is in and the next sync records again.
+pub fn record(
+    store: &Store,
+    c: &ConnectorConfig,
+    at: DateTime<Utc>,
+    result: &std::result::Result<SyncStats, String>,
+) {
+    if let Err(e) = store.record_sync(c, at, result) {
         tracing::error!(connector = %c.name, error = %e, "recording connector health");
     }
-    result
 }

@@ -96,11 +96,7 @@ struct Client {
 
 impl Client {
     fn new(cfg: &TrytonConfig) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(cfg.timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = super::http_agent(cfg.timeout);
         Client {
             cfg: cfg.clone(),
             agent,

@@ -39,13 +39,7 @@ async fn plugin_sync(
     tokio::task::spawn_blocking(move || {
         let mut store = crate::store::Store::open(&db).map_err(|e| e.to_string())?;
         let result = pulled.and_then(|b| plugin::store_pull(&mut store, &cfg.name, &b));
-        let recorded = match &result {
-            Ok(s) => store.record_sync(&cfg.name, cfg.kind.name(), at, Ok(s), s.cursor.as_deref()),
-            Err(e) => store.record_sync(&cfg.name, cfg.kind.name(), at, Err(e), None),
-        };
-        if let Err(e) = recorded {
-            tracing::error!(connector = %cfg.name, error = %e, "recording connector health");
-        }
+        connector::record(&store, &cfg, at, &result);
         result
     })
     .await

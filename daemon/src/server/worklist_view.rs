@@ -27,12 +27,7 @@ pub struct WorklistView {
 
 impl WorklistView {
     pub fn load(store: &Store) -> Result<WorklistView> {
-        let (entries, _) = store.worklist_page(&WorklistQuery {
-            scope: WorklistScope::All,
-            limit: i64::MAX as usize,
-            ..WorklistQuery::default()
-        })?;
-        Ok(WorklistView::from_entries(entries))
+        Ok(WorklistView::from_entries(store.worklist_all()?))
     }
 
     fn from_entries(entries: Vec<WorklistEntry>) -> WorklistView {

@@ -72,6 +72,26 @@ impl Store {
 
     /// One page of a worklist and the number of entries in the whole filtered list.
     pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
+        let (page, total) = self.worklist_query(q, true)?;
+        Ok((page, total.unwrap_or_default()))
+    }
+
+    /// Every worklist entry in worklist order (the daemon's in-memory view), without
+    /// the count a page needs.
+    pub fn worklist_all(&self) -> Result<Vec<WorklistEntry>> {
+        let q = WorklistQuery {
+            scope: WorklistScope::All,
+            limit: i64::MAX as usize,
+            ..WorklistQuery::default()
+        };
+        Ok(self.worklist_query(&q, false)?.0)
+    }
+
+    fn worklist_query(
+        &self,
+        q: &WorklistQuery,
+        count: bool,
+    ) -> Result<(Vec<WorklistEntry>, Option<u64>)> {
         let mut cond: Vec<String> = Vec::new();
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
@@ -120,11 +140,15 @@ impl Store {
             format!("WHERE {}", cond.join(" AND "))
         };
         let from = "FROM worklist w JOIN customers c ON c.id = w.customer_id JOIN customer_state s ON s.customer_id = w.customer_id";
-        let total: i64 = self.conn.query_row(
-            &format!("SELECT COUNT(*) {from} {filter}"),
-            rusqlite::params_from_iter(args.iter()),
-            |r| r.get(0),
-        )?;
+        let total: Option<i64> = if count {
+            Some(self.conn.query_row(
+                &format!("SELECT COUNT(*) {from} {filter}"),
+                rusqlite::params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?)
+        } else {
+            None
+        };
         let lim = arg(Integer(q.limit as i64), &mut args);
         let off = arg(Integer(q.offset as i64), &mut args);
         let mut st = self.conn.prepare_cached(&format!(
@@ -178,7 +202,7 @@ impl Store {
                 reason,
             });
         }
-        Ok((out, total as u64))
+        Ok((out, total.map(|t| t as u64)))
     }
 
     /// The currencies of each customer's open items.
