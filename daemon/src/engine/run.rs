@@ -2,9 +2,10 @@
 //! steps, build balanced worklists, and write everything in one transaction.
 //!
 //! Full vs incremental: when the last run had the same `as_of` and the same rules hash,
-//! only customers changed since (the `dirty` flag every write sets) can have a different
-//! result, so only they are evaluated; their worklist entries are re-balanced against the
-//! load the unchanged customers already give each collector.
+//! only customers changed since (the `dirty` counter every write bumps) can have a
+//! different result, so only they are evaluated; their worklist entries are re-balanced against the
+//! load the unchanged customers already give each collector. A run resets a counter only
+//! to zero from the value it loaded, so a write that lands while it works is not lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -131,7 +132,7 @@ pub fn run(
     let mut cands: Vec<Vec<(Candidate, WorklistOut)>> = vec![Vec::new(); rules.groups.len()];
 
     for input in &inputs {
-        out.processed.push(input.customer.id);
+        out.processed.push((input.customer.id, input.changes));
         let ev = match evaluate(rules, as_of, input, false) {
             Ok(ev) => ev,
             Err(e @ EvalError::Money { .. }) => {
@@ -474,7 +475,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(dirty, 1, "retried by the next run");
+        assert_ne!(dirty, 0, "retried by the next run");
     }
 
     #[test]
@@ -493,5 +494,61 @@ mod tests {
         .unwrap();
         let sum = run(&mut s, &r, d("2026-11-23"), RunMode::Incremental).unwrap();
         assert_eq!((sum.customers_evaluated, sum.cases_opened), (1, 1));
+    }
+
+    /// A write committed while a run is working (after its load, before its write)
+    /// must leave the customer for the next run, not be forgotten with the run's output.
+    #[test]
+    fn a_change_during_a_run_is_picked_up_by_the_next_one() {
+        let (_d, mut s) = store(vec![item("1", "C1", "2026-09-01", dec!(500), "EUR")]);
+        let r = rules();
+        run(&mut s, &r, d("2026-11-23"), RunMode::Full).unwrap();
+        let open = |s: &Store| -> i64 {
+            s.conn()
+                .query_row(
+                    "SELECT COUNT(*) FROM cases WHERE status = 'open'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(open(&s), 1);
+        // The run's load sees the item still open...
+        let mut paid = item("1", "C1", "2026-09-01", dec!(500), "EUR");
+        paid.open_amount = dec!(0);
+        s.ingest(&Batch {
+            items: vec![item("2", "C1", "2026-10-01", dec!(5), "EUR")],
+            ..Batch::default()
+        })
+        .unwrap();
+        let inputs = s.load_run_input(Scope::Dirty).unwrap();
+        assert_eq!(inputs.len(), 1);
+        // ...then the payment lands, then the run writes what it computed.
+        s.ingest(&Batch {
+            items: vec![paid],
+            ..Batch::default()
+        })
+        .unwrap();
+        let out = crate::store::RunOutput {
+            processed: inputs.iter().map(|i| (i.customer.id, i.changes)).collect(),
+            ..Default::default()
+        };
+        s.write_run(d("2026-11-23"), &r.hash, "incremental", false, &out, "{}")
+            .unwrap();
+        assert_eq!(
+            s.dirty_count().unwrap(),
+            1,
+            "the payment is still to be seen"
+        );
+        run(&mut s, &r, d("2026-11-23"), RunMode::Auto).unwrap();
+        let closed: i64 = s
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM cases c JOIN items i ON i.id = c.item_id WHERE i.external_id = '1' AND c.status = 'closed'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(closed, 1);
     }
 }

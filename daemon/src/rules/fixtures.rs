@@ -208,6 +208,7 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             dunning_on: f.dunning.as_ref().and_then(|d| d.on),
             collector: None,
         },
+        changes: 0,
     })
 }
 

@@ -105,7 +105,7 @@ fn save_activity(tx: &Connection, id: i64, o: &Open, policy: &CasePolicy) -> Res
         params![id, kind, cat, sub, days, edited, done, ptp, n.to_string()],
     )?;
     tx.execute(
-        "UPDATE customers SET dirty = 1 WHERE id = ?1",
+        "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
         [o.customer_id],
     )?;
     Ok(())
@@ -350,7 +350,7 @@ impl Store {
         let tx = self.conn.savepoint()?;
         tx.execute("INSERT INTO resubmissions(customer_id, on_date, reason, actor) VALUES (?1, ?2, ?3, ?4)", params![customer_id, on_date.to_string(), reason, actor])?;
         tx.execute(
-            "UPDATE customers SET dirty = 1 WHERE id = ?1",
+            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
             [customer_id],
         )?;
         tx.commit()?;
@@ -379,7 +379,7 @@ impl Store {
             ],
         )?;
         tx.execute(
-            "UPDATE customers SET dirty = 1 WHERE id = ?1",
+            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
             [customer_id],
         )?;
         tx.commit()?;
@@ -414,7 +414,7 @@ impl Store {
         )?;
         event(&tx, case_id, on, "dispute", actor, reason)?;
         tx.execute(
-            "UPDATE customers SET dirty = 1 WHERE id = ?1",
+            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
             [o.customer_id],
         )?;
         tx.commit()?;

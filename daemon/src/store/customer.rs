@@ -242,7 +242,7 @@ fn case_event(
 }
 
 fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
-    tx.prepare_cached("UPDATE customers SET dirty = 1 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?
         .execute([customer_id])?;
     Ok(())
 }
@@ -790,7 +790,10 @@ mod tests {
     /// A run that evaluated `customers` and changed nothing: clears their dirty flag.
     fn settle(s: &mut Store, customers: &[i64]) {
         let out = RunOutput {
-            processed: customers.to_vec(),
+            processed: customers
+                .iter()
+                .map(|&c| (c, dirty_counter(s, c)))
+                .collect(),
             ..RunOutput::default()
         };
         s.write_run(d("2026-01-01"), "test", "test", false, &out, "{}")
@@ -801,6 +804,10 @@ mod tests {
     }
 
     fn dirty(s: &Store, customer: i64) -> bool {
+        dirty_counter(s, customer) != 0
+    }
+
+    fn dirty_counter(s: &Store, customer: i64) -> i64 {
         s.conn
             .query_row(
                 "SELECT dirty FROM customers WHERE id = ?1",

@@ -69,7 +69,7 @@ impl Customers {
                 // rather than wiping an e-mail address or credit limit given earlier.
                 "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country), email = COALESCE(?4, email),
                     phone = COALESCE(?5, phone), language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
-                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency), dirty = 1
+                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency), dirty = dirty + 1
                  WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3) OR (?4 IS NOT NULL AND email IS NOT ?4)
                     OR (?5 IS NOT NULL AND phone IS NOT ?5) OR (?6 IS NOT NULL AND language IS NOT ?6)
                     OR (?7 IS NOT NULL AND timezone IS NOT ?7) OR (?8 IS NOT NULL AND credit_limit IS NOT ?8)
@@ -234,7 +234,7 @@ impl Store {
 
         {
             let mut st =
-                tx.prepare_cached("UPDATE customers SET dirty = 1 WHERE id = ?1 AND dirty = 0")?;
+                tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?;
             for id in dirty {
                 st.execute([id])?;
             }

@@ -81,6 +81,9 @@ pub struct RunInput {
     /// Latest resubmission date, if any.
     pub resubmission: Option<NaiveDate>,
     pub state: StoredState,
+    /// The customer's change counter as loaded: the run clears it only if no write
+    /// came in since, so a change committed while the run works is not forgotten.
+    pub changes: i64,
 }
 
 /// Which customers a load covers.
@@ -96,7 +99,7 @@ impl Scope {
     fn filter(self, col: &str) -> String {
         match self {
             Scope::All => "1 = 1".into(),
-            Scope::Dirty => format!("{col} IN (SELECT id FROM customers WHERE dirty = 1)"),
+            Scope::Dirty => format!("{col} IN (SELECT id FROM customers WHERE dirty <> 0)"),
             Scope::One(id) => format!("{col} = {id}"),
         }
     }
@@ -153,7 +156,8 @@ pub struct EscalationOut {
 
 #[derive(Default)]
 pub struct RunOutput {
-    pub processed: Vec<i64>,
+    /// (customer id, change counter the run saw)
+    pub processed: Vec<(i64, i64)>,
     pub states: Vec<StateOut>,
     pub new_cases: Vec<NewCase>,
     /// (case id, nad, priority)
@@ -213,7 +217,7 @@ impl Store {
         let mut index: HashMap<i64, usize> = HashMap::new();
         {
             let mut st = c.prepare(&format!(
-                "SELECT id, company, code, name, country, credit_limit, credit_currency, s.dunning_level, s.dunning_on, s.collector
+                "SELECT id, company, code, name, country, credit_limit, credit_currency, s.dunning_level, s.dunning_on, s.collector, dirty
                  FROM customers LEFT JOIN customer_state s ON s.customer_id = customers.id WHERE {} ORDER BY id",
                 scope.filter("id")
             ))?;
@@ -249,6 +253,7 @@ impl Store {
                         dunning_on: opt_date("dunning_on", r.get(8)?)?,
                         collector: r.get(9)?,
                     },
+                    changes: r.get(10)?,
                 });
             }
         }
@@ -363,7 +368,7 @@ impl Store {
     pub fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>> {
         let mut st = self.conn.prepare(
             "SELECT collection_group, collector, items, amount FROM worklist
-             WHERE collector IS NOT NULL AND customer_id NOT IN (SELECT id FROM customers WHERE dirty = 1)",
+             WHERE collector IS NOT NULL AND customer_id NOT IN (SELECT id FROM customers WHERE dirty <> 0)",
         )?;
         let rows = st.query_map([], |r| {
             Ok((
@@ -384,7 +389,7 @@ impl Store {
     pub fn dirty_count(&self) -> Result<i64> {
         Ok(self
             .conn
-            .query_row("SELECT COUNT(*) FROM customers WHERE dirty = 1", [], |r| {
+            .query_row("SELECT COUNT(*) FROM customers WHERE dirty <> 0", [], |r| {
                 r.get(0)
             })?)
     }
@@ -410,7 +415,7 @@ impl Store {
             tx.execute("DELETE FROM worklist", [])?;
         } else {
             let mut st = tx.prepare_cached("DELETE FROM worklist WHERE customer_id = ?1")?;
-            for id in &out.processed {
+            for (id, _) in &out.processed {
                 st.execute([id])?;
             }
         }
@@ -525,9 +530,9 @@ impl Store {
         }
         {
             let mut st =
-                tx.prepare_cached("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = 1")?;
-            for id in &out.processed {
-                st.execute([id])?;
+                tx.prepare_cached("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = ?2")?;
+            for (id, seen) in &out.processed {
+                st.execute([id, seen])?;
             }
         }
         tx.commit()?;

@@ -11,7 +11,8 @@ CREATE TABLE customers (
     timezone      TEXT,
     credit_limit  TEXT,
     credit_currency TEXT,
-    -- set by every change that can alter the customer's result; cleared by a run
+    -- bumped by every change that can alter the customer's result; a run resets it
+    -- to 0 only from the value it loaded
     dirty         INTEGER NOT NULL DEFAULT 1,
     UNIQUE (company, code)
 );

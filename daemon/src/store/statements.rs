@@ -821,7 +821,10 @@ impl Store {
                             c.end_to_end_id.clone().unwrap_or_default(),
                         ],
                     )?;
-                    tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [customer])?;
+                    tx.execute(
+                        "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
+                        [customer],
+                    )?;
                 }
                 let applied = c.applied + (c.unapplied - left);
                 tx.execute(
@@ -959,7 +962,10 @@ fn apply_credit(
                 t.end_to_end_id.clone().or_else(|| t.creditor_refs.first().cloned()).unwrap_or_default(),
             ],
         )?;
-        tx.execute("UPDATE customers SET dirty = 1 WHERE id = ?1", [customer])?;
+        tx.execute(
+            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
+            [customer],
+        )?;
     }
     Ok(out)
 }
@@ -1203,7 +1209,7 @@ mod tests {
         assert_eq!(
             count(
                 &s,
-                "SELECT COUNT(*) FROM customers WHERE code = 'M1' AND dirty = 1"
+                "SELECT COUNT(*) FROM customers WHERE code = 'M1' AND dirty <> 0"
             ),
             1
         );
