@@ -268,6 +268,7 @@ async fn worklist_paging_auth_and_clear_errors() {
             amount: "999999999".into(),
             promised_on: "2026-12-01".into(),
             on: AS_OF.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

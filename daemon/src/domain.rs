@@ -159,3 +159,14 @@ pub enum Activity {
         ptp: Option<NaiveDate>,
     },
 }
+
+impl Activity {
+    /// The day the activity was last assigned, edited or completed.
+    pub fn last_date(&self) -> Option<NaiveDate> {
+        match self {
+            Activity::None => None,
+            Activity::Open { last_edited_on, .. } => Some(*last_edited_on),
+            Activity::Completed { on, .. } => Some(*on),
+        }
+    }
+}

@@ -17,6 +17,9 @@ pub struct DunItem {
     pub amount: Decimal,
     /// Disputed or under an active hold: excluded.
     pub excluded: bool,
+    /// Under a promise to pay not judged yet: not dunned, but the level reached is
+    /// kept for when the promise is broken.
+    pub paused: bool,
 }
 
 /// Dunning state carried from run to run per customer.
@@ -48,17 +51,20 @@ pub struct Outcome {
 }
 
 /// Decides the customer's escalation step on `as_of`. `script` may replace the target
-/// level (it receives the level the ladder would pick).
+/// level (it receives the level the ladder would pick). `broken` is the day the
+/// customer's latest broken promise was judged: a promise broken since the last step
+/// voids the wait, so the next step (up, or a resend of the level reached) is due now.
 pub fn decide(
     ladder: &Ladder,
     as_of: NaiveDate,
     items: &[DunItem],
     prev: DunState,
+    broken: Option<NaiveDate>,
     script: impl FnOnce(usize) -> Option<usize>,
 ) -> Outcome {
     let levelled: Vec<(i64, usize, Decimal)> = items
         .iter()
-        .filter(|i| !i.excluded && i.amount > Decimal::ZERO)
+        .filter(|i| !i.excluded && !i.paused && i.amount > Decimal::ZERO)
         .map(|i| {
             (
                 i.item_id,
@@ -98,6 +104,12 @@ pub fn decide(
     };
     if let Some(t) = script(target) {
         target = t.min(ladder.levels.len());
+    }
+    let paused = items
+        .iter()
+        .any(|i| i.paused && !i.excluded && i.amount > Decimal::ZERO);
+    if paused && target <= prev.level {
+        return none(prev, "waiting for a promise to pay".into());
     }
     if target == 0 {
         // Nothing dunnable is overdue any more: the ladder starts again from the bottom.
@@ -164,7 +176,29 @@ pub fn decide(
             ),
         );
     }
+    let broken_since = broken.filter(|b| prev.on.is_none_or(|on| *b > on));
     match (level.resend_after_days, prev.on) {
+        _ if broken_since.is_some() => {
+            let b = broken_since.unwrap_or(as_of);
+            Outcome {
+                decision: Some(Decision {
+                    level: target,
+                    resend: true,
+                    amount,
+                    items,
+                    reason: format!(
+                        "promise to pay broken (judged {b}) after `{}`: followed up now",
+                        level.name
+                    ),
+                }),
+                state: DunState {
+                    level: target,
+                    on: Some(as_of),
+                },
+                reached,
+                why_not: None,
+            }
+        }
         (Some(n), Some(last)) if as_of >= add_days(last, n) => {
             let reason = format!("still unpaid {n} days after the last `{}`", level.name);
             let state = DunState {
@@ -238,6 +272,7 @@ mod tests {
             due_date: d(due),
             amount,
             excluded: false,
+            paused: false,
         }
     }
 
@@ -259,7 +294,14 @@ mod tests {
             item(2, "2026-09-01", dec!(100)),
             item(3, "2026-11-26", dec!(5)),
         ];
-        let o = decide(&l, d("2026-11-23"), &items, DunState::default(), |_| None);
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &items,
+            DunState::default(),
+            None,
+            |_| None,
+        );
         let dec_ = o.decision.unwrap();
         assert_eq!(dec_.level, 4);
         assert_eq!(
@@ -284,7 +326,7 @@ mod tests {
             "2026-11-23",
             "2026-11-24",
         ] {
-            let o = decide(&l, d(day), &items, st, |_| None);
+            let o = decide(&l, d(day), &items, st, None, |_| None);
             levels.push(o.decision.as_ref().map(|x| x.level));
             st = o.state;
         }
@@ -294,7 +336,14 @@ mod tests {
             "starts at the first overdue level, not pre-due"
         );
         let fresh = [item(1, "2026-11-25", dec!(100))];
-        let o = decide(&l, d("2026-11-23"), &fresh, DunState::default(), |_| None);
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &fresh,
+            DunState::default(),
+            None,
+            |_| None,
+        );
         assert_eq!(
             o.decision.unwrap().level,
             1,
@@ -311,15 +360,22 @@ mod tests {
             on: Some(d("2026-11-10")),
         };
         assert!(
-            decide(&l, d("2026-11-23"), &items, st, |_| None)
+            decide(&l, d("2026-11-23"), &items, st, None, |_| None)
                 .decision
                 .is_none(),
             "13 days < 14"
         );
-        let o = decide(&l, d("2026-11-24"), &items, st, |_| None);
+        let o = decide(&l, d("2026-11-24"), &items, st, None, |_| None);
         assert!(o.decision.as_ref().unwrap().resend);
         let small = [item(1, "2026-10-20", dec!(49.99))];
-        let o = decide(&l, d("2026-11-23"), &small, DunState::default(), |_| None);
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &small,
+            DunState::default(),
+            None,
+            |_| None,
+        );
         assert!(o.decision.is_none() && o.why_not.unwrap().contains("below"));
     }
 
@@ -336,6 +392,7 @@ mod tests {
                 level: 4,
                 on: Some(d("2026-11-01")),
             },
+            None,
             |_| None,
         );
         assert!(o.decision.is_none());
@@ -345,6 +402,7 @@ mod tests {
             d("2026-11-23"),
             &[item(1, "2026-09-01", dec!(0))],
             DunState::default(),
+            None,
             |_| None,
         );
         assert!(o.decision.is_none());
@@ -359,11 +417,62 @@ mod tests {
             d("2026-11-23"),
             &items,
             DunState::default(),
+            None,
             |proposed| {
                 assert_eq!(proposed, 2);
                 Some(9)
             },
         );
         assert_eq!(o.decision.unwrap().level, 4, "clamped to the ladder");
+    }
+
+    #[test]
+    fn a_broken_promise_makes_the_next_step_due_at_once() {
+        let l = ladder(LadderMode::OneLevelPerRun);
+        // 18 days overdue: level 2 `first` (7 + 2 days), which is never resent.
+        let items = [item(1, "2026-11-05", dec!(100))];
+        let st = DunState {
+            level: 2,
+            on: Some(d("2026-11-15")),
+        };
+        let o = decide(&l, d("2026-11-23"), &items, st, None, |_| None);
+        assert!(o.decision.is_none(), "{:?}", o.why_not);
+        // A promise broken before that step does not count again...
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &items,
+            st,
+            Some(d("2026-11-14")),
+            |_| None,
+        );
+        assert!(o.decision.is_none());
+        // ...one broken since does: the level is sent again now.
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &items,
+            st,
+            Some(d("2026-11-20")),
+            |_| None,
+        );
+        let step = o.decision.unwrap();
+        assert_eq!((step.level, step.resend), (2, true));
+        assert!(
+            step.reason.contains("promise to pay broken"),
+            "{}",
+            step.reason
+        );
+        assert_eq!(o.state.on, Some(d("2026-11-23")));
+        // And never twice the same day.
+        let o = decide(
+            &l,
+            d("2026-11-23"),
+            &items,
+            o.state,
+            Some(d("2026-11-20")),
+            |_| None,
+        );
+        assert!(o.decision.is_none());
     }
 }

@@ -169,11 +169,20 @@ pub fn evaluate(
         .map(|x| x.0.to_string())
         .unwrap_or_default();
     let mut judged = 0i64;
+    let (mut delay_sum, mut delays) = (0i64, 0i64);
     for p in &input.promises {
+        f.promises_made += 1;
         match p.status {
-            PromiseStatus::Kept => f.promises_kept += 1,
+            PromiseStatus::Kept => {
+                f.promises_kept += 1;
+                if let Some(paid) = p.paid_on {
+                    delay_sum += days_between(p.promised_on, paid);
+                    delays += 1;
+                }
+            }
+            PromiseStatus::PartiallyKept => f.promises_partial += 1,
             PromiseStatus::Broken => f.promises_broken += 1,
-            _ => {}
+            PromiseStatus::Open => {}
         }
         if p.status != PromiseStatus::Open {
             judged += 1;
@@ -182,6 +191,10 @@ pub fn evaluate(
     if judged > 0 {
         f.promise_kept_rate =
             Some((Decimal::from(f.promises_kept) / Decimal::from(judged)).round_dp(4));
+    }
+    if delays > 0 {
+        f.promise_avg_delay_days =
+            Some((Decimal::from(delay_sum) / Decimal::from(delays)).round_dp(2));
     }
     if let Some((limit, cur)) = cust.credit_limit {
         let limit = to_base(limit, cur)?;
@@ -236,6 +249,8 @@ pub fn evaluate(
                     currency: p.currency.to_string(),
                     date: p.promised_on.to_string(),
                     status: p.status.as_str().into(),
+                    judged_on: p.judged_on.map(|d| d.to_string()).unwrap_or_default(),
+                    paid_on: p.paid_on.map(|d| d.to_string()).unwrap_or_default(),
                 })
                 .collect(),
             payments: input
@@ -428,7 +443,13 @@ pub fn evaluate(
         let activity = existing
             .map(|c| c.activity.clone())
             .unwrap_or(crate::domain::Activity::None);
-        let (nad, nad_rule) = case::nad(it.document_date, &activity, policy);
+        let (nad, nad_rule) = match it.promised {
+            // A promise made since the last activity: follow up the day after it.
+            Some(p) if activity.last_date().is_none_or(|d| p.made >= d) => {
+                (case::add_days(p.by, 1), case::NadRule::PromiseToPay)
+            }
+            _ => case::nad(it.document_date, &activity, policy),
+        };
         let days = days_between(it.due_date, as_of);
         let (mut prio, prule) = case::priority(nad, as_of, *base, days, policy);
         let mut prule_text = prule.describe(policy);
@@ -524,6 +545,7 @@ pub fn evaluate(
             item_id: i.id,
             due_date: i.due_date,
             amount: *a,
+            paused: i.promised.is_some_and(|p| p.open),
             excluded: i.disputed
                 || customer_hold.is_some()
                 || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
@@ -536,7 +558,13 @@ pub fn evaluate(
     let esc_slot = slot_for(Hook::Escalation, &f);
     let mut esc_err = None;
     let mut esc_note = None;
-    let outcome = escalation::decide(ladder, as_of, &dun, prev, |proposed| {
+    let broken = input
+        .promises
+        .iter()
+        .filter(|p| p.status == PromiseStatus::Broken)
+        .filter_map(|p| p.judged_on)
+        .max();
+    let outcome = escalation::decide(ladder, as_of, &dun, prev, broken, |proposed| {
         let slot = esc_slot?;
         let v = view.get_or_insert_with(|| make_view(&f)).clone();
         match slot.script.escalation(&rules.engine, &v, proposed as i64) {

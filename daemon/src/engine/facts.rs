@@ -16,8 +16,14 @@ pub struct Facts {
     pub blocked_items: i64,
     pub promises_broken: i64,
     pub promises_kept: i64,
+    /// Every promise the customer made, judged or not.
+    pub promises_made: i64,
+    pub promises_partial: i64,
     /// kept / judged promises; `None` until a promise has been judged.
     pub promise_kept_rate: Option<Decimal>,
+    /// Average days from the promised date to the day the payments reached it (kept
+    /// promises; negative = early); `None` until a promise has been kept.
+    pub promise_avg_delay_days: Option<Decimal>,
     /// open amount / credit limit; `None` without a credit limit.
     pub credit_limit_utilisation: Option<Decimal>,
     pub days_since_last_payment: Option<i64>,
@@ -41,14 +47,17 @@ pub enum NumField {
     BlockedItems,
     PromisesBroken,
     PromisesKept,
+    PromisesMade,
+    PromisesPartial,
     PromiseKeptRate,
+    PromiseAvgDelayDays,
     CreditLimitUtilisation,
     DaysSinceLastPayment,
     Score,
 }
 
 impl NumField {
-    pub const ALL: [(&'static str, NumField); 14] = [
+    pub const ALL: [(&'static str, NumField); 17] = [
         ("open_amount", NumField::OpenAmount),
         ("overdue_amount", NumField::OverdueAmount),
         ("max_days_overdue", NumField::MaxDaysOverdue),
@@ -59,7 +68,10 @@ impl NumField {
         ("blocked_items", NumField::BlockedItems),
         ("promises_broken", NumField::PromisesBroken),
         ("promises_kept", NumField::PromisesKept),
+        ("promises_made", NumField::PromisesMade),
+        ("promises_partial", NumField::PromisesPartial),
         ("promise_kept_rate", NumField::PromiseKeptRate),
+        ("promise_avg_delay_days", NumField::PromiseAvgDelayDays),
         ("credit_limit_utilisation", NumField::CreditLimitUtilisation),
         ("days_since_last_payment", NumField::DaysSinceLastPayment),
         ("score", NumField::Score),
@@ -90,7 +102,10 @@ impl NumField {
             NumField::BlockedItems => f.blocked_items.into(),
             NumField::PromisesBroken => f.promises_broken.into(),
             NumField::PromisesKept => f.promises_kept.into(),
+            NumField::PromisesMade => f.promises_made.into(),
+            NumField::PromisesPartial => f.promises_partial.into(),
             NumField::PromiseKeptRate => return f.promise_kept_rate,
+            NumField::PromiseAvgDelayDays => return f.promise_avg_delay_days,
             NumField::CreditLimitUtilisation => return f.credit_limit_utilisation,
             NumField::DaysSinceLastPayment => return f.days_since_last_payment.map(Into::into),
             NumField::Score => f.score,

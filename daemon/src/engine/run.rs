@@ -551,4 +551,78 @@ mod tests {
             .unwrap();
         assert_eq!(closed, 1);
     }
+
+    /// A promise keeps its items out of dunning and sets the follow-up after its date;
+    /// broken, it brings the reminder back at once and shows in the promise history.
+    #[test]
+    fn promises_pause_dunning_and_a_broken_one_moves_the_escalation_on() {
+        let (_d, mut s) = store(vec![
+            item("1", "C1", "2026-10-25", dec!(300), "EUR"),
+            item("2", "C1", "2026-10-26", dec!(200), "EUR"),
+        ]);
+        let r = rules();
+        run(&mut s, &r, d("2026-11-10"), RunMode::Full).unwrap();
+        assert_eq!(escalations(&s), 1, "first reminder");
+        let cases: Vec<i64> = s
+            .conn()
+            .prepare("SELECT id FROM cases ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let p = s
+            .create_promise(
+                &crate::store::NewPromise {
+                    case_ids: cases.clone(),
+                    amount: dec!(500),
+                    promised_on: d("2026-11-12"),
+                    on: d("2026-11-10"),
+                    channel: Some("phone".into()),
+                    contact: Some("Ms Weber".into()),
+                },
+                "anna",
+            )
+            .unwrap();
+        assert_eq!(p.documents, vec!["INV-1", "INV-2"]);
+        // Both cases wait for the day after the promise.
+        run(&mut s, &r, d("2026-11-11"), RunMode::Auto).unwrap();
+        let nads: Vec<String> = s
+            .conn()
+            .prepare("SELECT nad FROM cases ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(nads, vec!["2026-11-13", "2026-11-13"]);
+        let id = s.customer_id("ACME_DE/C1").unwrap();
+        let input = |s: &Store| s.load_run_input(Scope::One(id)).unwrap().pop().unwrap();
+        let ev = crate::engine::evaluate::evaluate(&r, d("2026-11-14"), &input(&s), true).unwrap();
+        assert!(
+            ev.escalation.decision.is_none(),
+            "promised items are not dunned"
+        );
+
+        // Nothing paid: broken when judged after the tolerance.
+        let judged = s.judge_promises(d("2026-11-15"), 2).unwrap();
+        assert_eq!(judged.broken, 1);
+        let ev = crate::engine::evaluate::evaluate(&r, d("2026-11-15"), &input(&s), true).unwrap();
+        let step = ev.escalation.decision.expect("the reminder comes back now");
+        assert!(
+            step.reason.contains("promise to pay broken"),
+            "{}",
+            step.reason
+        );
+        assert_eq!(
+            (
+                ev.facts.promises_made,
+                ev.facts.promises_broken,
+                ev.facts.promise_kept_rate
+            ),
+            (1, 1, Some(dec!(0)))
+        );
+        run(&mut s, &r, d("2026-11-15"), RunMode::Auto).unwrap();
+        assert_eq!(escalations(&s), 2);
+    }
 }

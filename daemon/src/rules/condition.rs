@@ -149,7 +149,14 @@ pub fn compile(c: &raw::Condition) -> Result<Cond, String> {
     num(&mut parts, NumField::BlockedItems, &c.blocked_items);
     num(&mut parts, NumField::PromisesBroken, &c.promises_broken);
     num(&mut parts, NumField::PromisesKept, &c.promises_kept);
+    num(&mut parts, NumField::PromisesMade, &c.promises_made);
+    num(&mut parts, NumField::PromisesPartial, &c.promises_partial);
     num(&mut parts, NumField::PromiseKeptRate, &c.promise_kept_rate);
+    num(
+        &mut parts,
+        NumField::PromiseAvgDelayDays,
+        &c.promise_avg_delay_days,
+    );
     num(
         &mut parts,
         NumField::CreditLimitUtilisation,

@@ -81,6 +81,12 @@ struct FxPromise {
     currency: String,
     date: NaiveDate,
     status: String,
+    /// When a judged promise was judged (broken promises move the escalation on).
+    #[serde(default)]
+    judged_on: Option<NaiveDate>,
+    /// When the payments reached a kept promise (its delay feeds the history).
+    #[serde(default)]
+    paid_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +165,7 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             original_document: None,
             open: !open.is_zero(),
             disputed: it.disputed,
+            promised: None,
             case: None,
         });
     }
@@ -176,6 +183,8 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             currency: cur(&p.currency)?,
             promised_on: p.date,
             status,
+            judged_on: p.judged_on,
+            paid_on: p.paid_on,
         });
     }
     let payments = f

@@ -312,6 +312,9 @@ impl Ctx {
     }
 }
 
+/// Rule files that are not sections of the common shape.
+const OWN_LOADER: &[&str] = &["compliance.yaml"];
+
 /// Loads and validates every rule file under `dir`.
 pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let mut cx = Ctx { errors: Vec::new() };
@@ -319,6 +322,8 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            // Files with a shape of their own, read by their own loaders below.
+            .filter(|p| !OWN_LOADER.iter().any(|n| p.file_name() == Some(n.as_ref())))
             .collect(),
         Err(e) => {
             return Err(RuleErrors(vec![RuleError {

@@ -263,6 +263,10 @@ pub struct PromiseData {
     pub currency: String,
     pub date: String,
     pub status: String,
+    /// Empty while open.
+    pub judged_on: String,
+    /// Empty unless a payment counted toward it.
+    pub paid_on: String,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +353,15 @@ fn register_views(e: &mut Engine) {
         .register_get("promise_kept_rate", |c: &mut CustomerView| {
             opt(&c.0.facts.promise_kept_rate)
         })
+        .register_get("promises_made", |c: &mut CustomerView| {
+            c.0.facts.promises_made
+        })
+        .register_get("promises_partial", |c: &mut CustomerView| {
+            c.0.facts.promises_partial
+        })
+        .register_get("promise_avg_delay_days", |c: &mut CustomerView| {
+            opt(&c.0.facts.promise_avg_delay_days)
+        })
         .register_get("credit_limit", |c: &mut CustomerView| {
             opt(&c.0.credit_limit)
         })
@@ -393,7 +406,9 @@ fn register_views(e: &mut Engine) {
         .register_get("amount", |p: &mut PromiseData| p.amount)
         .register_get("currency", |p: &mut PromiseData| p.currency.clone())
         .register_get("date", |p: &mut PromiseData| p.date.clone())
-        .register_get("status", |p: &mut PromiseData| p.status.clone());
+        .register_get("status", |p: &mut PromiseData| p.status.clone())
+        .register_get("judged_on", |p: &mut PromiseData| p.judged_on.clone())
+        .register_get("paid_on", |p: &mut PromiseData| p.paid_on.clone());
     e.register_type_with_name::<PaymentData>("Payment")
         .register_get("amount", |p: &mut PaymentData| p.amount)
         .register_get("currency", |p: &mut PaymentData| p.currency.clone())

@@ -228,6 +228,11 @@ fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
         created_on: p.created_on.to_string(),
         status: p.status.as_str().to_string(),
         judged_on: opt(&p.judged_on),
+        channel: p.channel.clone().unwrap_or_default(),
+        contact: p.contact.clone().unwrap_or_default(),
+        documents: p.documents.clone(),
+        paid: p.paid.map(|a| a.to_string()).unwrap_or_default(),
+        paid_on: opt(&p.paid_on),
     }
 }
 
@@ -773,11 +778,22 @@ impl pb::promises_server::Promises for Api {
             let who = principal(&req)?;
             let r = req.into_inner();
             let id = positive_id("case_id", r.case_id)?;
+            let mut case_ids = vec![id];
+            for &c in &r.more_case_ids {
+                case_ids.push(positive_id("more_case_ids", c)?);
+            }
             let amount: Decimal = r.amount.parse().map_err(|_| {
                 Status::invalid_argument(format!("amount: `{}` is not a decimal amount", r.amount))
             })?;
-            let date = parse_date("promised_on", &r.promised_on)?;
-            let on = self.shared.as_of(&r.on)?;
+            let text = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_string());
+            let new = crate::store::NewPromise {
+                case_ids,
+                amount,
+                promised_on: parse_date("promised_on", &r.promised_on)?,
+                on: self.shared.as_of(&r.on)?,
+                channel: text(r.channel),
+                contact: text(r.contact),
+            };
             let p = self
                 .shared
                 .write(format!("promise on case {id}"), move |store, _| {
@@ -786,8 +802,10 @@ impl pb::promises_server::Promises for Api {
                         "promise.create",
                         &format!("case {id}"),
                         |st| {
-                            Self::guard_case(st, &who, id)?;
-                            let p = st.create_promise(id, amount, date, on, &who.name)?;
+                            for &c in &new.case_ids {
+                                Self::guard_case(st, &who, c)?;
+                            }
+                            let p = st.create_promise(&new, &who.name)?;
                             let after = json!(p);
                             Ok::<_, Status>((p, json!(null), after))
                         },

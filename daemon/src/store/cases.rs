@@ -313,16 +313,27 @@ impl Store {
                     "a promised amount must be positive".into(),
                 ));
             }
-            let (cur, open): (String, String) =
-                tx.query_row("SELECT i.currency, i.open_amount FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (cur, open, item): (String, String, i64) = tx.query_row(
+                "SELECT i.currency, i.open_amount, i.id FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
             if amount > dec("open_amount", &open)? {
                 return Err(StoreError::Invalid(format!(
                     "promised {amount} exceeds the open amount {open} {cur}"
                 )));
             }
-            tx.execute(
-                "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![o.customer_id, id, amount.to_string(), cur, p.to_string(), on.to_string()],
+            super::customer::insert_promise(
+                &tx,
+                o.customer_id,
+                id,
+                &[item],
+                amount,
+                &cur,
+                p,
+                on,
+                None,
+                None,
             )?;
         }
         o.activity = Activity::Completed {

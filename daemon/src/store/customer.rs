@@ -117,6 +117,27 @@ pub struct PromiseView {
     pub created_on: NaiveDate,
     pub status: PromiseStatus,
     pub judged_on: Option<NaiveDate>,
+    pub channel: Option<String>,
+    /// The customer's contact person who made the promise.
+    pub contact: Option<String>,
+    /// Document numbers of the promised items.
+    pub documents: Vec<String>,
+    /// What the judgement counted, and the day the counted payments reached the
+    /// promised amount (kept) or the last of them (partially kept).
+    pub paid: Option<Decimal>,
+    pub paid_on: Option<NaiveDate>,
+}
+
+/// A promise to pay as a collector records it.
+#[derive(Debug, Clone)]
+pub struct NewPromise {
+    pub case_ids: Vec<i64>,
+    pub amount: Decimal,
+    pub promised_on: NaiveDate,
+    /// The day the promise is made.
+    pub on: NaiveDate,
+    pub channel: Option<String>,
+    pub contact: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,7 +185,9 @@ fn promise_status(s: &str) -> Result<PromiseStatus> {
 fn promises(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<PromiseView>> {
     let mut st = c.prepare_cached(&format!(
         "SELECT p.id, cu.company || '/' || cu.code, p.case_id, p.amount, p.currency, p.promised_on, p.created_on,
-                p.status, p.judged_on
+                p.status, p.judged_on, p.channel, p.contact, p.paid, p.paid_on,
+                (SELECT group_concat(i.document_no, ', ') FROM promise_items pi JOIN items i ON i.id = pi.item_id
+                 WHERE pi.promise_id = p.id)
          FROM promises p JOIN customers cu ON cu.id = p.customer_id
          WHERE {filter} ORDER BY p.created_on DESC, p.id DESC"
     ))?;
@@ -181,6 +204,17 @@ fn promises(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<Promi
             created_on: date("promises.created_on", &r.get::<_, String>(6)?)?,
             status: promise_status(&r.get::<_, String>(7)?)?,
             judged_on: opt_date("judged_on", r.get(8)?)?,
+            channel: r.get(9)?,
+            contact: r.get(10)?,
+            paid: r
+                .get::<_, Option<String>>(11)?
+                .map(|a| dec("promises.paid", &a))
+                .transpose()?,
+            paid_on: opt_date("promises.paid_on", r.get(12)?)?,
+            documents: r
+                .get::<_, Option<String>>(13)?
+                .map(|d| d.split(", ").map(str::to_string).collect())
+                .unwrap_or_default(),
         });
     }
     Ok(out)
@@ -239,6 +273,43 @@ fn case_event(
     )?
     .execute(params![case_id, on.to_string(), kind, actor, detail])?;
     Ok(())
+}
+
+/// Records a promise with the items it covers (the first case is the one it was made on).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_promise(
+    tx: &Connection,
+    customer_id: i64,
+    case_id: i64,
+    items: &[i64],
+    amount: Decimal,
+    currency: &str,
+    promised_on: NaiveDate,
+    on: NaiveDate,
+    channel: Option<&str>,
+    contact: Option<&str>,
+) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, channel, contact)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            customer_id,
+            case_id,
+            amount.to_string(),
+            currency,
+            promised_on.to_string(),
+            on.to_string(),
+            channel,
+            contact
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut st =
+        tx.prepare_cached("INSERT INTO promise_items(promise_id, item_id) VALUES (?1, ?2)")?;
+    for item in items {
+        st.execute([id, *item])?;
+    }
+    Ok(id)
 }
 
 fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
@@ -461,66 +532,114 @@ impl Store {
 
     /// Records a promise to pay `amount` (in the item's currency) by `promised_on`, agreed
     /// on `on`, on an open case. The case's activity and NAD are left as they are.
-    pub fn create_promise(
-        &mut self,
-        case_id: i64,
-        amount: Decimal,
-        promised_on: NaiveDate,
-        on: NaiveDate,
-        actor: &str,
-    ) -> Result<PromiseView> {
+    /// A promise to pay `p.amount` by `p.promised_on` on the items of one or more open
+    /// cases of one customer, in one currency; refused when it lies in the past or
+    /// exceeds what is open on those items.
+    pub fn create_promise(&mut self, p: &NewPromise, actor: &str) -> Result<PromiseView> {
+        if p.case_ids.is_empty() {
+            return Err(StoreError::Invalid(
+                "case_ids: a promise needs at least one case".into(),
+            ));
+        }
         let tx = self.conn.savepoint()?;
-        let (customer_id, status, open, currency): (i64, String, String, String) = tx
-            .query_row(
-                "SELECT c.customer_id, c.status, i.open_amount, i.currency
-                 FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
-                [case_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
-        if status != "open" {
-            return Err(StoreError::State(format!(
-                "case {case_id} is closed; a promise needs an open case"
-            )));
+        let mut customer: Option<(i64, String)> = None;
+        let mut open_total = Decimal::ZERO;
+        let mut items = Vec::with_capacity(p.case_ids.len());
+        for &case_id in &p.case_ids {
+            let (customer_id, status, item_id, open, currency): (i64, String, i64, String, String) =
+                tx.query_row(
+                    "SELECT c.customer_id, c.status, i.id, i.open_amount, i.currency
+                     FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
+                    [case_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
+            if status != "open" {
+                return Err(StoreError::State(format!(
+                    "case {case_id} is closed; a promise needs open cases"
+                )));
+            }
+            match &customer {
+                None => customer = Some((customer_id, currency)),
+                Some((c, _)) if *c != customer_id => {
+                    return Err(StoreError::Invalid(format!(
+                        "case {case_id} belongs to another customer; a promise covers one customer's items"
+                    )))
+                }
+                Some((_, cur)) if *cur != currency => {
+                    return Err(StoreError::Invalid(format!(
+                        "case {case_id} is in {currency}, the others in {cur}; a promise is in one currency"
+                    )))
+                }
+                Some(_) => {}
+            }
+            if items.contains(&item_id) {
+                return Err(StoreError::Invalid(format!(
+                    "case {case_id} is named twice"
+                )));
+            }
+            items.push(item_id);
+            open_total += dec("open_amount", &open)?;
         }
-        if promised_on < on {
+        let Some((customer_id, currency)) = customer else {
+            unreachable!("at least one case was read")
+        };
+        if p.promised_on < p.on {
             return Err(StoreError::Invalid(format!(
-                "promised_on {promised_on} lies before the day the promise is made ({on})"
+                "promised_on {} lies before the day the promise is made ({})",
+                p.promised_on, p.on
             )));
         }
-        if amount <= Decimal::ZERO {
+        if p.amount <= Decimal::ZERO {
             return Err(StoreError::Invalid(format!(
-                "amount must be positive, got {amount}"
+                "amount must be positive, got {}",
+                p.amount
             )));
         }
-        let open = dec("open_amount", &open)?;
-        if amount > open {
+        if p.amount > open_total {
             return Err(StoreError::Invalid(format!(
-                "amount {amount} exceeds the open amount {open} {currency} of case {case_id}"
+                "amount {} exceeds the open amount {open_total} {currency} of the promised items",
+                p.amount
             )));
         }
-        tx.execute(
-            "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                customer_id,
-                case_id,
-                amount.to_string(),
-                currency,
-                promised_on.to_string(),
-                on.to_string()
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        case_event(
+        let id = insert_promise(
             &tx,
-            case_id,
-            on,
-            "promise",
-            actor,
-            &format!("promise to pay {amount} {currency} by {promised_on}"),
+            customer_id,
+            p.case_ids[0],
+            &items,
+            p.amount,
+            &currency,
+            p.promised_on,
+            p.on,
+            p.channel.as_deref(),
+            p.contact.as_deref(),
         )?;
+        let cases = if p.case_ids.len() > 1 {
+            let ids: Vec<String> = p.case_ids.iter().map(|c| c.to_string()).collect();
+            format!(" covering cases {}", ids.join(", "))
+        } else {
+            String::new()
+        };
+        let by = match (&p.channel, &p.contact) {
+            (Some(ch), Some(who)) => format!(" ({who}, by {ch})"),
+            (Some(ch), None) => format!(" (by {ch})"),
+            (None, Some(who)) => format!(" ({who})"),
+            (None, None) => String::new(),
+        };
+        for &case_id in &p.case_ids {
+            case_event(
+                &tx,
+                case_id,
+                p.on,
+                "promise",
+                actor,
+                &format!(
+                    "promise to pay {} {currency} by {}{cases}{by}",
+                    p.amount, p.promised_on
+                ),
+            )?;
+        }
         mark_dirty(&tx, customer_id)?;
         let view = promises(&tx, "p.id = ?1", [id])?
             .pop()
@@ -564,11 +683,11 @@ impl Store {
         let mut stats = JudgeStats::default();
         {
             let mut pay = tx.prepare_cached(
-                "SELECT amount FROM payments WHERE customer_id = ?1 AND currency = ?2
-                 AND value_date >= ?3 AND value_date <= ?4",
+                "SELECT amount, value_date FROM payments WHERE customer_id = ?1 AND currency = ?2
+                 AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date",
             )?;
             let mut upd = tx.prepare_cached(
-                "UPDATE promises SET status = ?2, judged_on = ?3 WHERE id = ?1 AND status = 'open'",
+                "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
             )?;
             for (id, customer_id, case_id, amount, currency, promised_on, created_on) in due {
                 let amount = dec("promises.amount", &amount)?;
@@ -579,6 +698,7 @@ impl Store {
                     continue;
                 }
                 let mut paid = Decimal::ZERO;
+                let mut paid_on: Option<NaiveDate> = None;
                 let mut rows = pay.query(params![
                     customer_id,
                     currency,
@@ -586,7 +706,11 @@ impl Store {
                     deadline.to_string()
                 ])?;
                 while let Some(r) = rows.next()? {
+                    if paid >= amount {
+                        break;
+                    }
                     paid += dec("payments.amount", &r.get::<_, String>(0)?)?;
+                    paid_on = Some(date("payments.value_date", &r.get::<_, String>(1)?)?);
                 }
                 let status = if paid >= amount {
                     stats.kept += 1;
@@ -599,7 +723,13 @@ impl Store {
                     PromiseStatus::Broken
                 };
                 stats.judged += 1;
-                upd.execute(params![id, status.as_str(), as_of.to_string()])?;
+                upd.execute(params![
+                    id,
+                    status.as_str(),
+                    as_of.to_string(),
+                    paid.to_string(),
+                    paid_on.map(|d| d.to_string())
+                ])?;
                 if let Some(case_id) = case_id {
                     case_event(
                         &tx,
@@ -777,6 +907,17 @@ mod tests {
     }
 
     /// Opens cases for the items as a run on `on` would; returns their ids in order.
+    fn np(case: i64, amount: Decimal, by: NaiveDate, on: NaiveDate) -> NewPromise {
+        NewPromise {
+            case_ids: vec![case],
+            amount,
+            promised_on: by,
+            on,
+            channel: None,
+            contact: None,
+        }
+    }
+
     fn open_cases(s: &mut Store, exts: &[&str], on: &str) -> Vec<i64> {
         let out = RunOutput {
             new_cases: exts.iter().map(|e| new_case(s, e, d(on))).collect(),
@@ -922,7 +1063,10 @@ mod tests {
         s.open_dispute(case4, "price difference", d("2026-11-06"), "carl")
             .unwrap();
         let promise = s
-            .create_promise(case2, dec!(30), d("2026-11-20"), d("2026-11-10"), "ben")
+            .create_promise(
+                &np(case2, dec!(30), d("2026-11-20"), d("2026-11-10")),
+                "ben",
+            )
             .unwrap();
 
         let v = s.customer_view(c1, d("2026-11-15")).unwrap();
@@ -1013,6 +1157,11 @@ mod tests {
                 created_on: d("2026-11-10"),
                 status: PromiseStatus::Open,
                 judged_on: None,
+                channel: None,
+                contact: None,
+                documents: vec!["INV-2".into()],
+                paid: None,
+                paid_on: None,
             }]
         );
         assert_eq!(
@@ -1116,7 +1265,7 @@ mod tests {
         let case = open_cases(&mut s, &["1"], "2026-01-01")[0];
         for i in 0..201 {
             let on = add_days(start, i);
-            s.create_promise(case, dec!(1), on, on, "ben").unwrap();
+            s.create_promise(&np(case, dec!(1), on, on), "ben").unwrap();
         }
         let v = s.customer_view(cust(&s, "C1"), d("2026-12-31")).unwrap();
         assert_eq!(v.payments.len(), 200);
@@ -1151,27 +1300,27 @@ mod tests {
         let on = d("2026-11-10");
 
         invalid_naming(
-            s.create_promise(case, dec!(50), d("2026-11-09"), on, "ben"),
+            s.create_promise(&np(case, dec!(50), d("2026-11-09"), on), "ben"),
             "promised_on",
         );
         invalid_naming(
-            s.create_promise(case, dec!(0), d("2026-11-20"), on, "ben"),
+            s.create_promise(&np(case, dec!(0), d("2026-11-20"), on), "ben"),
             "amount",
         );
         invalid_naming(
-            s.create_promise(case, dec!(-5), d("2026-11-20"), on, "ben"),
+            s.create_promise(&np(case, dec!(-5), d("2026-11-20"), on), "ben"),
             "amount",
         );
         invalid_naming(
-            s.create_promise(case, dec!(100.01), d("2026-11-20"), on, "ben"),
+            s.create_promise(&np(case, dec!(100.01), d("2026-11-20"), on), "ben"),
             "amount",
         );
         state_naming(
-            s.create_promise(closed, dec!(10), d("2026-11-20"), on, "ben"),
+            s.create_promise(&np(closed, dec!(10), d("2026-11-20"), on), "ben"),
             "closed",
         );
         assert!(matches!(
-            s.create_promise(9999, dec!(10), d("2026-11-20"), on, "ben"),
+            s.create_promise(&np(9999, dec!(10), d("2026-11-20"), on), "ben"),
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
@@ -1192,7 +1341,10 @@ mod tests {
         settle(&mut s, &[c1]);
         // The whole open amount, promised for the same day, is allowed.
         let p = s
-            .create_promise(cases[0], dec!(100), d("2026-11-10"), d("2026-11-10"), "ben")
+            .create_promise(
+                &np(cases[0], dec!(100), d("2026-11-10"), d("2026-11-10")),
+                "ben",
+            )
             .unwrap();
         assert_eq!(
             (
@@ -1226,7 +1378,10 @@ mod tests {
             )
         );
         let q = s
-            .create_promise(cases[1], dec!(20), d("2026-11-30"), d("2026-11-12"), "ben")
+            .create_promise(
+                &np(cases[1], dec!(20), d("2026-11-30"), d("2026-11-12")),
+                "ben",
+            )
             .unwrap();
         assert_eq!(s.case_promises(cases[0]).unwrap(), vec![p.clone()]);
         assert_eq!(s.case_promises(cases[1]).unwrap(), vec![q.clone()]);
@@ -1249,7 +1404,7 @@ mod tests {
         });
         let case = open_cases(&mut s, &["1"], "2026-11-01")[0];
         s.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        s.create_promise(case, dec!(10), d("2026-11-20"), d("2026-11-10"), "ben")
+        s.create_promise(&np(case, dec!(10), d("2026-11-20"), d("2026-11-10")), "ben")
             .unwrap();
         s.conn.execute_batch("ROLLBACK").unwrap();
         assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
@@ -1286,7 +1441,8 @@ mod tests {
             (cases[2], dec!(80), "2026-11-10"),
             (cases[3], dec!(70), "2026-11-11"),
         ] {
-            s.create_promise(case, amount, d(by), made, "ben").unwrap();
+            s.create_promise(&np(case, amount, d(by), made), "ben")
+                .unwrap();
         }
         // A promise recorded without a case (as the demo generator and older data have).
         s.conn
@@ -1320,6 +1476,15 @@ mod tests {
         assert_eq!(status(&s, 2), (PromiseStatus::Broken, judged));
         assert_eq!(status(&s, 3), (PromiseStatus::Open, None));
         assert_eq!(status(&s, 4), (PromiseStatus::Broken, judged));
+        // What was counted, and the day it reached the promise (C1: 60 on 11-05, the
+        // remaining 40 on 11-13) or the last counted payment (C2).
+        let paid = |s: &Store, i: usize| {
+            let p = s.list_promises(ids[i]).unwrap().pop().unwrap();
+            (p.paid, p.paid_on)
+        };
+        assert_eq!(paid(&s, 0), (Some(dec!(100)), Some(d("2026-11-13"))));
+        assert_eq!(paid(&s, 1), (Some(dec!(50)), Some(d("2026-11-01"))));
+        assert_eq!(paid(&s, 2), (Some(dec!(0)), None));
         assert_eq!(
             ids.iter().map(|&c| dirty(&s, c)).collect::<Vec<_>>(),
             vec![true, true, true, false, true]

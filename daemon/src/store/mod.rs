@@ -20,8 +20,8 @@ use rust_decimal::Decimal;
 pub use audit::AuditRecord;
 pub use cases::{CaseDetail, CaseEvent};
 pub use customer::{
-    ContactView, CustomerView, DisputeView, ItemView, JudgeStats, PaymentView, PromiseView,
-    DISPUTE_RESOLUTIONS, VIEW_LIMIT,
+    ContactView, CustomerView, DisputeView, ItemView, JudgeStats, NewPromise, PaymentView,
+    PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use ingest::IngestStats;
 pub use run_io::*;
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

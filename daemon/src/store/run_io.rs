@@ -34,8 +34,19 @@ pub struct ItemRow {
     /// False once the item is cleared (it is loaded only to close its case).
     pub open: bool,
     pub disputed: bool,
+    /// The newest promise covering the item.
+    pub promised: Option<ItemPromise>,
     /// The item's open case, if it has one.
     pub case: Option<CaseRow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemPromise {
+    pub by: NaiveDate,
+    /// The day it was made.
+    pub made: NaiveDate,
+    /// Not judged yet: the item is not dunned while the customer's word stands.
+    pub open: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +65,9 @@ pub struct PromiseRow {
     pub currency: Currency,
     pub promised_on: NaiveDate,
     pub status: PromiseStatus,
+    pub judged_on: Option<NaiveDate>,
+    /// The day the counted payments reached the promise (or the last of them).
+    pub paid_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +276,23 @@ impl Store {
             .prepare("SELECT di.item_id FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id WHERE d.resolved_on IS NULL")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        let mut promised: HashMap<i64, ItemPromise> = HashMap::new();
+        {
+            let mut st = c.prepare(
+                "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM promise_items pi
+                 JOIN promises p ON p.id = pi.promise_id
+                 JOIN items i ON i.id = pi.item_id AND i.status = 'open' ORDER BY p.id",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let p = ItemPromise {
+                    by: date("promised_on", txt(r, 1)?)?,
+                    made: date("promises.created_on", txt(r, 2)?)?,
+                    open: txt(r, 3)? == "open",
+                };
+                promised.insert(r.get(0)?, p);
+            }
+        }
         // Items with their open case in one pass: an open item, or a cleared one whose
         // case is still open (the run closes it).
         let sql = format!(
@@ -305,6 +336,7 @@ impl Store {
                 original_document: r.get(10)?,
                 open: txt(r, 11)? == "open",
                 disputed: disputed.contains(&id),
+                promised: promised.get(&id).copied(),
                 case,
             });
             Ok(())
@@ -313,7 +345,7 @@ impl Store {
         let filter = scope.filter("customer_id");
         per_customer(
             c,
-            &format!("SELECT customer_id, amount, currency, promised_on, status FROM promises WHERE {filter} ORDER BY promised_on"),
+            &format!("SELECT customer_id, amount, currency, promised_on, status, judged_on, paid_on FROM promises WHERE {filter} ORDER BY promised_on"),
             &index,
             |r, k| {
                 out[k].promises.push(PromiseRow {
@@ -321,6 +353,8 @@ impl Store {
                     currency: cur("promises.currency", txt(r, 2)?)?,
                     promised_on: date("promised_on", txt(r, 3)?)?,
                     status: PromiseStatus::parse(txt(r, 4)?),
+                    judged_on: opt_date("promises.judged_on", r.get(5)?)?,
+                    paid_on: opt_date("promises.paid_on", r.get(6)?)?,
                 });
                 Ok(())
             },
