@@ -11,13 +11,15 @@
 //! - [`statement`]: camt.053/camt.054/MT940 bank statements and matching credits to items.
 //! - [`server`]: `arrears serve` — gRPC API, auth, runs, rules watcher, metrics.
 //! - [`config`]: the daemon's own settings file.
-//! - [`connector`]: data sources on schedules (folder inboxes so far) and their health.
+//! - [`connector`]: data sources on schedules (ERP, inboxes, bureau, plugins) and their health.
+//! - [`finance`]: interest, fines and instalment schedules for payment agreements.
 
 pub mod config;
 pub mod connector;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod finance;
 pub mod import;
 pub mod kpi;
 pub mod money;
