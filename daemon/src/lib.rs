@@ -13,7 +13,10 @@
 //! - [`config`]: the daemon's own settings file.
 //! - [`connector`]: data sources on schedules (ERP, inboxes, bureau, plugins) and their health.
 //! - [`finance`]: interest, fines and instalment schedules for payment agreements.
+//! - [`templates`]: correspondence templates (per language, checked when rules load).
+//! - [`compliance`]: the guard every contact passes (hours, limits, opt-outs).
 
+pub mod compliance;
 pub mod config;
 pub mod connector;
 pub mod demo;
@@ -27,3 +30,4 @@ pub mod rules;
 pub mod server;
 pub mod statement;
 pub mod store;
+pub mod templates;

@@ -8,6 +8,7 @@ Exits non-zero with a message on the first expectation that does not hold.
 import os
 import sys
 import tempfile
+import time
 
 import grpc
 from grpc_tools import protoc
@@ -52,8 +53,15 @@ def main():
         worklists = rpc.WorklistsStub(channel)
         admin = rpc.AdminStub(channel)
 
-        health = admin.Health(pb.HealthRequest(), metadata=sup)
+        # The daemon serves while its first run is still going; worklists exist after it.
+        deadline = time.monotonic() + 60
+        while True:
+            health = admin.Health(pb.HealthRequest(), metadata=sup)
+            if health.last_run_as_of or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         expect(health.rules_hash, "health reports the rules hash")
+        expect(health.last_run_as_of, "the first run finished within 60 s")
 
         # Paging through a group's worklist: every entry once, as many as `total`.
         seen, token, total = set(), "", None

@@ -220,6 +220,10 @@ pub struct RuleSet {
     pub ladders: Vec<Ladder>,
     pub scripts: Vec<ScriptSlot>,
     pub engine: rhai::Engine,
+    /// `compliance.yaml`; without it no contact is checked.
+    pub compliance: Option<crate::compliance::Policy>,
+    /// `templates/`, checked against the escalation levels that name them.
+    pub templates: Option<std::sync::Arc<crate::templates::Templates>>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -311,6 +315,9 @@ impl Ctx {
         });
     }
 }
+
+/// Language of the templates every other language falls back to.
+pub const DEFAULT_LANGUAGE: &str = "en";
 
 /// Rule files that are not sections of the common shape.
 const OWN_LOADER: &[&str] = &["compliance.yaml"];
@@ -909,6 +916,87 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         }
     }
 
+    // The compliance policy and the message templates have loaders of their own; their
+    // errors join the others so one `arrears check` shows everything.
+    let compliance_path = dir.join("compliance.yaml");
+    let compliance = if compliance_path.is_file() {
+        if let Ok(text) = std::fs::read(&compliance_path) {
+            hasher.update(b"compliance.yaml");
+            hasher.update(&text);
+        }
+        match crate::compliance::Policy::load(&compliance_path) {
+            Ok(p) => Some(p),
+            Err(errs) => {
+                for e in errs {
+                    let pos = match &e {
+                        crate::compliance::ComplianceError::Syntax { line, column, .. } => {
+                            Some((*line, *column))
+                        }
+                        _ => None,
+                    };
+                    let text = e.to_string();
+                    // The error repeats the file name the RuleError prints anyway.
+                    let file = compliance_path.display().to_string();
+                    let message = text
+                        .strip_prefix(&file)
+                        .map(|m| m.trim_start_matches(|c: char| c == ':' || c.is_ascii_digit()))
+                        .map(|m| m.trim().to_string())
+                        .unwrap_or(text);
+                    cx.errors.push(RuleError {
+                        file: compliance_path.clone(),
+                        pos,
+                        message,
+                    });
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let templates_dir = dir.join("templates");
+    let templates = if templates_dir.is_dir() {
+        hash_tree(&mut hasher, &templates_dir, &templates_dir);
+        match crate::templates::Templates::load(&templates_dir, DEFAULT_LANGUAGE) {
+            Ok(t) => {
+                let mut used: Vec<&str> = lads
+                    .iter()
+                    .flat_map(|l| l.levels.iter().map(|v| v.template.as_str()))
+                    .collect();
+                used.sort();
+                used.dedup();
+                if let Err(e) = t.require(&used) {
+                    cx.errors.push(RuleError {
+                        file: templates_dir.clone(),
+                        pos: None,
+                        message: format!("escalation levels name templates that do not exist: {e}"),
+                    });
+                }
+                Some(std::sync::Arc::new(t))
+            }
+            Err(crate::templates::TemplateError::Invalid(problems)) => {
+                for p in problems {
+                    cx.errors.push(RuleError {
+                        file: p.file.clone(),
+                        pos: p.line.map(|l| (l, 1)),
+                        message: p.kind.to_string(),
+                    });
+                }
+                None
+            }
+            Err(e) => {
+                cx.errors.push(RuleError {
+                    file: templates_dir.clone(),
+                    pos: None,
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     if !cx.errors.is_empty() {
         return Err(RuleErrors(cx.errors));
     }
@@ -930,7 +1018,27 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         ladders: lads,
         scripts: slots,
         engine,
+        compliance,
+        templates,
     })
+}
+
+/// Feeds every file under `dir` (relative name and bytes, in a stable order) to the hash.
+fn hash_tree(hasher: &mut Sha256, root: &Path, dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            hash_tree(hasher, root, &p);
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            let rel = p.strip_prefix(root).unwrap_or(&p);
+            hasher.update(rel.as_os_str().as_encoded_bytes());
+            hasher.update(&bytes);
+        }
+    }
 }
 
 fn compile_opt(cx: &mut Ctx, src: &Src, owner: &str, c: Option<&raw::Condition>) -> Cond {
@@ -979,11 +1087,82 @@ mod tests {
                 std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
             }
         }
-        std::fs::create_dir_all(dir.join("scripts")).unwrap();
-        for e in std::fs::read_dir(shipped().join("scripts")).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.join("scripts").join(e.file_name())).unwrap();
+        for sub in [
+            "scripts",
+            "templates",
+            "templates/en",
+            "templates/de",
+            "templates/pt",
+        ] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            for e in std::fs::read_dir(shipped().join(sub)).unwrap() {
+                let e = e.unwrap();
+                if e.path().is_file() {
+                    std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+                }
+            }
         }
+    }
+
+    /// Templates and the compliance policy are checked when the rules load, with the
+    /// other errors, not when a message is about to go out.
+    #[test]
+    fn templates_and_compliance_errors_are_rule_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let r = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.compliance.is_some() && r.templates.is_some());
+        let hash = r.hash.clone();
+
+        let t = dir.path().join("templates/en/reminder_1.j2");
+        let text = std::fs::read_to_string(&t).unwrap();
+        let first_block = text.find("{% block text %}").unwrap();
+        let bad = format!(
+            "{}{{% block text %}}{{{{ customer.nmae }}}}{}",
+            &text[..first_block],
+            &text[first_block + "{% block text %}".len()..]
+        );
+        std::fs::write(&t, &bad).unwrap();
+        let esc = dir.path().join("escalation.yaml");
+        let c = dir.path().join("compliance.yaml");
+        let c_text = std::fs::read_to_string(&c)
+            .unwrap()
+            .replacen("08:00", "25:00", 1);
+        std::fs::write(&c, c_text).unwrap();
+
+        let errs = load(dir.path()).unwrap_err().0;
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let find = |needle: &str| {
+            msgs.iter()
+                .find(|m| m.contains(needle))
+                .unwrap_or_else(|| panic!("no `{needle}` in {msgs:#?}"))
+        };
+        let line = bad.lines().position(|l| l.contains("nmae")).unwrap() + 1;
+        assert!(
+            find("nmae").contains(&format!("reminder_1.j2:{line}")),
+            "{msgs:#?}"
+        );
+        assert!(find("25:00").contains("compliance.yaml"), "{msgs:#?}");
+
+        // With good templates, a level naming one that does not exist is refused.
+        copy(dir.path());
+        let e_text = std::fs::read_to_string(&esc).unwrap().replacen(
+            "template: reminder_2",
+            "template: reminder_9",
+            1,
+        );
+        std::fs::write(&esc, e_text).unwrap();
+        let errs = load(dir.path()).unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.to_string().contains("reminder_9")),
+            "{errs:?}"
+        );
+
+        // Put back, the set loads; a template edit alone changes the hash (a reload).
+        copy(dir.path());
+        std::fs::write(&t, text.replacen("Dear", "Hello", 1)).unwrap();
+        let r = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(r.hash, hash);
     }
 
     #[test]
