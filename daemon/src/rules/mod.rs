@@ -224,6 +224,9 @@ pub struct RuleSet {
     pub compliance: Option<crate::compliance::Policy>,
     /// `templates/`, checked against the escalation levels that name them.
     pub templates: Option<std::sync::Arc<crate::templates::Templates>>,
+    /// Interest and fine policy for renegotiations.
+    pub interest: Option<crate::finance::InterestPolicy>,
+    pub agreements: Option<raw::AgreementsSection>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -428,7 +431,63 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let groups = section!(groups);
     let ladders = section!(ladders);
     let scripts = section!(scripts);
+    let interest = section!(interest);
+    let agreements = section!(agreements);
     let src_of = |i: usize| &files[i].0;
+    if let Some((i, p)) = &interest {
+        if let Err(e) = p.validate() {
+            let needle = e
+                .field()
+                .map(|f| f.split(['[', '.']).next().unwrap_or(f).to_string());
+            cx.err(src_of(*i), needle.as_deref(), e.to_string());
+        }
+    }
+    if let Some((i, a)) = &agreements {
+        let src = src_of(*i);
+        if a.monthly_rate < Decimal::ZERO || a.monthly_rate > Decimal::from(100) {
+            cx.err(
+                src,
+                Some("monthly_rate"),
+                "agreements.monthly_rate: a percentage from 0 to 100",
+            );
+        }
+        if a.max_installments == 0 || a.max_installments > crate::finance::MAX_INSTALLMENTS {
+            cx.err(
+                src,
+                Some("max_installments"),
+                format!(
+                    "agreements.max_installments: 1 to {}",
+                    crate::finance::MAX_INSTALLMENTS
+                ),
+            );
+        }
+        if a.min_installment < Decimal::ZERO {
+            cx.err(
+                src,
+                Some("min_installment"),
+                "agreements.min_installment must not be negative",
+            );
+        }
+        if a.break_after_days < 0 || a.first_due_within_days < 0 {
+            cx.err(
+                src,
+                Some("agreements"),
+                "agreements: day counts must not be negative",
+            );
+        }
+        for (role, l) in &a.limits {
+            if l.discount_percent < Decimal::ZERO || l.discount_percent > Decimal::from(100) {
+                cx.err(
+                    src,
+                    Some(role.as_str()),
+                    format!(
+                        "agreements.limits.{}.discount_percent: 0 to 100",
+                        role.as_str()
+                    ),
+                );
+            }
+        }
+    }
 
     // currency
     let mut rates = Rates {
@@ -1020,6 +1079,8 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         engine,
         compliance,
         templates,
+        interest: interest.map(|x| x.1),
+        agreements: agreements.map(|x| x.1),
     })
 }
 

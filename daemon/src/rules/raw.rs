@@ -23,6 +23,43 @@ pub struct RuleFile {
     pub groups: Option<Vec<Group>>,
     pub ladders: Option<Vec<Ladder>>,
     pub scripts: Option<Vec<ScriptRef>>,
+    /// Interest and fine on overdue items (renegotiation).
+    pub interest: Option<crate::finance::InterestPolicy>,
+    pub agreements: Option<AgreementsSection>,
+}
+
+/// Payment agreements: plan terms and what each role may grant without approval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementsSection {
+    /// Monthly interest (%) of Price and SAC instalment plans.
+    #[serde(deserialize_with = "decimal")]
+    pub monthly_rate: Decimal,
+    pub max_installments: u32,
+    /// Smallest instalment, in the agreement's currency.
+    #[serde(deserialize_with = "decimal")]
+    pub min_installment: Decimal,
+    /// Days after an unpaid instalment's due date that break the agreement.
+    pub break_after_days: i64,
+    /// Latest first due date, counted from the day of the proposal.
+    #[serde(default = "default_first_due_within")]
+    pub first_due_within_days: i64,
+    pub limits: BTreeMap<crate::config::Role, LimitSection>,
+}
+
+fn default_first_due_within() -> i64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSection {
+    #[serde(deserialize_with = "decimal")]
+    pub discount_percent: Decimal,
+    pub installments: u32,
+    /// Largest debt (base currency); absent = no limit.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub amount: Option<Decimal>,
 }
 
 #[derive(Debug, Deserialize)]

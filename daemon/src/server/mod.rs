@@ -131,6 +131,7 @@ pub fn status(e: StoreError) -> Status {
         StoreError::NotFound(what) => Status::not_found(format!("no {what}")),
         StoreError::Invalid(msg) => Status::invalid_argument(msg),
         StoreError::State(msg) => Status::failed_precondition(msg),
+        StoreError::Denied(msg) => Status::permission_denied(msg),
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
             if matches!(
                 f.code,

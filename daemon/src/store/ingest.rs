@@ -111,11 +111,12 @@ impl Store {
             let mut upd = tx.prepare_cached(
                 "UPDATE items SET customer_id = ?3, document_no = ?4, document_date = ?5, due_date = ?6,
                     original_amount = ?7, open_amount = ?8, currency = ?9, hold_reason = ?10, hold_until = ?11,
-                    original_document = ?12, status = ?13
+                    original_document = ?12, status = CASE WHEN status = 'agreement' AND ?13 = 'open' THEN status ELSE ?13 END
                  WHERE source = ?1 AND external_id = ?2 AND (customer_id IS NOT ?3 OR document_no IS NOT ?4
                     OR document_date IS NOT ?5 OR due_date IS NOT ?6 OR original_amount IS NOT ?7
                     OR open_amount IS NOT ?8 OR currency IS NOT ?9 OR hold_reason IS NOT ?10
-                    OR hold_until IS NOT ?11 OR original_document IS NOT ?12 OR status IS NOT ?13)",
+                    OR hold_until IS NOT ?11 OR original_document IS NOT ?12
+                    OR status IS NOT (CASE WHEN status = 'agreement' AND ?13 = 'open' THEN status ELSE ?13 END))",
             )?;
             for it in &batch.items {
                 let cid = customers.id(&tx, &it.company, &it.customer, &mut stats)?;

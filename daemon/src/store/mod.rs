@@ -3,6 +3,7 @@
 //!
 //! Every public write runs in one transaction: a batch lands whole or not at all.
 
+mod agreements;
 mod audit;
 mod cases;
 mod customer;
@@ -17,6 +18,9 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
 use rust_decimal::Decimal;
 
+pub use agreements::{
+    AgreementItem, AgreementView, DocumentView, Proposal, ScheduleLine, SettleStats, Terms,
+};
 pub use audit::AuditRecord;
 pub use cases::{CaseDetail, CaseEvent};
 pub use customer::{
@@ -36,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -64,6 +69,9 @@ pub enum StoreError {
     /// case, an already resolved dispute).
     #[error("{0}")]
     State(String),
+    /// The principal may not do this (e.g. approve their own proposal).
+    #[error("{0}")]
+    Denied(String),
     #[error("corrupt value in column {column}: `{value}`")]
     Corrupt { column: &'static str, value: String },
 }

@@ -1,0 +1,1357 @@
+//! Payment agreements (renegotiation): a proposal prices the selected items with the
+//! interest policy, applies a discount and builds an instalment plan; within the
+//! proposer's limits it takes effect at once, beyond them it waits for someone whose
+//! limits cover it — never the proposer. Taking effect replaces the items (status
+//! `agreement`, their cases closed) by one item per instalment and stores the
+//! debt-recognition letter. A missed instalment breaks the agreement (the remaining
+//! instalments fall due at once); the last one paid ends it with an acquittance.
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+
+use super::{date, dec, Result, Store, StoreError};
+use crate::config::Role;
+use crate::engine::case::add_days;
+use crate::finance::{self, InterestPolicy, ItemDebtInput, Payment, PlanInput, PlanKind};
+use crate::money::{Currency, Money, Rates};
+use crate::rules::raw::AgreementsSection;
+use crate::templates::{self, Templates};
+
+/// What a collector proposes.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub case_ids: Vec<i64>,
+    pub plan: PlanKind,
+    pub installments: u32,
+    pub first_due: NaiveDate,
+    /// Share of the updated debt waived, in percent.
+    pub discount_percent: Decimal,
+    /// The day of the proposal: interest runs to it.
+    pub on: NaiveDate,
+}
+
+/// The rules an agreement is made under.
+pub struct Terms<'a> {
+    pub interest: &'a InterestPolicy,
+    pub agreements: &'a AgreementsSection,
+    pub rates: &'a Rates,
+    pub templates: Option<&'a Templates>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgreementView {
+    pub id: i64,
+    /// COMPANY/CODE
+    pub customer: String,
+    pub status: String,
+    pub currency: String,
+    pub as_of: NaiveDate,
+    pub plan: String,
+    pub installments: u32,
+    pub monthly_rate: Decimal,
+    pub first_due: NaiveDate,
+    pub principal: Decimal,
+    pub fine: Decimal,
+    pub interest: Decimal,
+    pub costs: Decimal,
+    pub discount_percent: Decimal,
+    pub discount: Decimal,
+    pub debt: Decimal,
+    pub proposed_by: String,
+    pub proposed_on: NaiveDate,
+    pub needs_approval: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_on: Option<NaiveDate>,
+    pub decision_note: Option<String>,
+    pub ended_on: Option<NaiveDate>,
+    pub end_reason: Option<String>,
+    pub items: Vec<AgreementItem>,
+    pub schedule: Vec<ScheduleLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgreementItem {
+    pub document_no: String,
+    pub due_date: NaiveDate,
+    pub open_amount: Decimal,
+    pub fine: Decimal,
+    pub interest: Decimal,
+    pub costs: Decimal,
+    /// How the figures came about, line by line.
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleLine {
+    pub number: u32,
+    pub due: NaiveDate,
+    pub principal: Decimal,
+    pub interest: Decimal,
+    pub amount: Decimal,
+    /// The instalment's item once the agreement is in force.
+    pub document_no: Option<String>,
+    pub open_amount: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentView {
+    pub id: i64,
+    pub agreement_id: Option<i64>,
+    pub kind: String,
+    pub language: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub created_on: NaiveDate,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SettleStats {
+    pub broken: u32,
+    pub paid: u32,
+}
+
+fn finance_err(e: finance::FinanceError) -> StoreError {
+    StoreError::Invalid(e.to_string())
+}
+
+fn round(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Which of `role`'s limits a proposal exceeds; empty = within them.
+fn exceeded(
+    terms: &AgreementsSection,
+    role: Role,
+    discount_percent: Decimal,
+    installments: u32,
+    debt_base: Decimal,
+) -> Vec<String> {
+    let Some(l) = terms.limits.get(&role) else {
+        return vec![format!(
+            "the {} role has no agreement limits",
+            role.as_str()
+        )];
+    };
+    let mut out = Vec::new();
+    if discount_percent > l.discount_percent {
+        out.push(format!(
+            "discount {discount_percent}% above {}%",
+            l.discount_percent
+        ));
+    }
+    if installments > l.installments {
+        out.push(format!(
+            "{installments} instalments above {}",
+            l.installments
+        ));
+    }
+    if let Some(max) = l.amount {
+        if debt_base > max {
+            out.push(format!("debt {debt_base} (base currency) above {max}"));
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Prices the items of `p.case_ids` and records the proposal: in force at once when
+    /// it is within the proposer's limits, else pending approval.
+    pub fn propose_agreement(
+        &mut self,
+        p: &Proposal,
+        who: &str,
+        role: Role,
+        terms: &Terms,
+    ) -> Result<AgreementView> {
+        let t = terms.agreements;
+        if p.case_ids.is_empty() {
+            return Err(StoreError::Invalid(
+                "case_ids: an agreement needs at least one case".into(),
+            ));
+        }
+        if p.installments == 0 || p.installments > t.max_installments {
+            return Err(StoreError::Invalid(format!(
+                "installments: 1 to {} (the policy's maximum), got {}",
+                t.max_installments, p.installments
+            )));
+        }
+        if p.discount_percent < Decimal::ZERO || p.discount_percent > Decimal::from(100) {
+            return Err(StoreError::Invalid(format!(
+                "discount_percent: 0 to 100, got {}",
+                p.discount_percent
+            )));
+        }
+        if p.first_due < p.on || p.first_due > add_days(p.on, t.first_due_within_days) {
+            return Err(StoreError::Invalid(format!(
+                "first_due {} must lie between {} and {} ({} days)",
+                p.first_due,
+                p.on,
+                add_days(p.on, t.first_due_within_days),
+                t.first_due_within_days
+            )));
+        }
+        let tx = self.conn.savepoint()?;
+        let mut customer: Option<(i64, String)> = None;
+        let mut items: Vec<(i64, AgreementItem)> = Vec::new();
+        let (mut principal, mut fine, mut interest, mut costs) =
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+        for &case_id in &p.case_ids {
+            type Row = (
+                i64,
+                String,
+                i64,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+            );
+            let (cust, status, item_id, doc, due, original, open, currency, item_status): Row = tx
+                .query_row(
+                    "SELECT c.customer_id, c.status, i.id, i.document_no, i.due_date, i.original_amount,
+                            i.open_amount, i.currency, i.status
+                     FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
+                    [case_id],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                        ))
+                    },
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
+            if status != "open" || item_status != "open" {
+                return Err(StoreError::State(format!(
+                    "case {case_id} ({doc}) is not open; an agreement covers open items only"
+                )));
+            }
+            match &customer {
+                None => customer = Some((cust, currency.clone())),
+                Some((c, _)) if *c != cust => {
+                    return Err(StoreError::Invalid(format!(
+                        "case {case_id} belongs to another customer; an agreement covers one customer"
+                    )))
+                }
+                Some((_, cur)) if *cur != currency => {
+                    return Err(StoreError::Invalid(format!(
+                        "case {case_id} is in {currency}, the others in {cur}; an agreement is in one currency"
+                    )))
+                }
+                Some(_) => {}
+            }
+            if items.iter().any(|(i, _)| *i == item_id) {
+                return Err(StoreError::Invalid(format!(
+                    "case {case_id} is named twice"
+                )));
+            }
+            let disputed: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                     WHERE di.item_id = ?1 AND d.resolved_on IS NULL)",
+                    [item_id],
+                    |r| r.get(0),
+                )?;
+            if disputed {
+                return Err(StoreError::State(format!(
+                    "{doc} is disputed; settle the dispute before renegotiating it"
+                )));
+            }
+            let original = dec("original_amount", &original)?;
+            let open = dec("open_amount", &open)?;
+            let due = date("due_date", &due)?;
+            let mut pays: Vec<Payment> = Vec::new();
+            {
+                let mut st = tx.prepare_cached(
+                    "SELECT value_date, amount FROM payments WHERE item_id = ?1 AND currency = ?2 ORDER BY value_date",
+                )?;
+                let mut rows = st.query(params![item_id, currency])?;
+                while let Some(r) = rows.next()? {
+                    pays.push(Payment {
+                        date: date("value_date", &r.get::<_, String>(0)?)?,
+                        amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
+                    });
+                }
+            }
+            // Interest follows the payments when they explain the open amount; when
+            // they do not (credit notes, an ERP without payment detail) it runs on
+            // what is open now, and says so.
+            let paid: Decimal = pays.iter().map(|x| x.amount).sum();
+            let mut note = None;
+            let input = if original - paid == open {
+                ItemDebtInput {
+                    principal: original,
+                    due,
+                    costs: Decimal::ZERO,
+                    payments: pays,
+                }
+            } else {
+                note = Some(format!(
+                    "interest on the open amount {open}: the recorded payments ({paid}) do not explain it"
+                ));
+                ItemDebtInput {
+                    principal: open,
+                    due,
+                    costs: Decimal::ZERO,
+                    payments: Vec::new(),
+                }
+            };
+            let d = finance::debt(terms.interest, &input, p.on, finance::DEFAULT_MINOR_UNITS)
+                .map_err(|e| StoreError::Invalid(format!("{doc}: {e}")))?;
+            principal += d.principal_outstanding;
+            fine += d.fine_outstanding;
+            interest += d.interest_outstanding;
+            costs += d.costs_outstanding;
+            let mut lines = d.lines.clone();
+            lines.extend(note);
+            items.push((
+                item_id,
+                AgreementItem {
+                    document_no: doc,
+                    due_date: due,
+                    open_amount: open,
+                    fine: d.fine_outstanding,
+                    interest: d.interest_outstanding,
+                    costs: d.costs_outstanding,
+                    lines,
+                },
+            ));
+        }
+        let Some((customer_id, currency)) = customer else {
+            unreachable!("at least one case was read")
+        };
+        let total = principal + fine + interest + costs;
+        let discount = round(total * p.discount_percent / Decimal::from(100));
+        let debt = total - discount;
+        let rate = match p.plan {
+            PlanKind::NoInterest => Decimal::ZERO,
+            _ => t.monthly_rate,
+        };
+        let schedule = finance::schedule(
+            &PlanInput {
+                debt,
+                installments: p.installments,
+                kind: p.plan,
+                monthly_rate: rate,
+                first_due: p.first_due,
+            },
+            finance::DEFAULT_MINOR_UNITS,
+        )
+        .map_err(finance_err)?;
+        if let Some(small) = schedule.iter().find(|i| i.amount < t.min_installment) {
+            return Err(StoreError::Invalid(format!(
+                "instalment {} of {} {currency} is below the minimum {}; fewer instalments",
+                small.number, small.amount, t.min_installment
+            )));
+        }
+        let cur = Currency::parse(&currency).map_err(|_| StoreError::Corrupt {
+            column: "items.currency",
+            value: currency.clone(),
+        })?;
+        let debt_base = terms
+            .rates
+            .to_base(Money::new(debt, cur))
+            .map_err(|e| StoreError::State(format!("cannot weigh the debt against limits: {e}")))?;
+        let over = exceeded(t, role, p.discount_percent, p.installments, debt_base);
+        let needs = (!over.is_empty()).then(|| over.join("; "));
+        let detail = serde_json::json!({
+            "items": items.iter().map(|(_, i)| i).collect::<Vec<_>>(),
+            "policy": terms.interest,
+        });
+        tx.execute(
+            "INSERT INTO agreements(customer_id, status, currency, as_of, plan, installments, monthly_rate, first_due,
+                principal, fine, interest, costs, discount_percent, discount, debt, detail, proposed_by, proposed_on,
+                needs_approval)
+             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            params![
+                customer_id,
+                currency,
+                p.on.to_string(),
+                plan_name(p.plan),
+                p.installments,
+                rate.to_string(),
+                p.first_due.to_string(),
+                principal.to_string(),
+                fine.to_string(),
+                interest.to_string(),
+                costs.to_string(),
+                p.discount_percent.to_string(),
+                discount.to_string(),
+                debt.to_string(),
+                detail.to_string(),
+                who,
+                p.on.to_string(),
+                needs,
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO agreement_items(agreement_id, item_id, open_amount) VALUES (?1, ?2, ?3)",
+            )?;
+            for (item_id, it) in &items {
+                st.execute(params![id, item_id, it.open_amount.to_string()])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO agreement_installments(agreement_id, number, due_date, principal, interest, amount)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for i in &schedule {
+                st.execute(params![
+                    id,
+                    i.number,
+                    i.due.to_string(),
+                    i.principal.to_string(),
+                    i.interest.to_string(),
+                    i.amount.to_string()
+                ])?;
+            }
+        }
+        let event = match &needs {
+            None => format!("agreement {id} proposed by {who}: {debt} {currency} in {} instalments", p.installments),
+            Some(why) => format!(
+                "agreement {id} proposed by {who}: {debt} {currency} in {} instalments; needs approval ({why})",
+                p.installments
+            ),
+        };
+        customer_event(&tx, customer_id, p.on, "agreement", &event)?;
+        if needs.is_none() {
+            activate(&tx, id, p.on, terms.templates)?;
+            tx.execute(
+                "UPDATE agreements SET decided_by = ?2, decided_on = ?3, decision_note = 'within the proposer''s limits'
+                 WHERE id = ?1",
+                params![id, who, p.on.to_string()],
+            )?;
+        }
+        let view = agreement(&tx, id)?;
+        tx.commit()?;
+        Ok(view)
+    }
+
+    /// Approves a pending agreement: refused for the proposer and for anyone whose
+    /// limits do not cover it. The items are checked to be as they were proposed.
+    pub fn approve_agreement(
+        &mut self,
+        id: i64,
+        who: &str,
+        role: Role,
+        note: &str,
+        on: NaiveDate,
+        terms: &Terms,
+    ) -> Result<AgreementView> {
+        let tx = self.conn.savepoint()?;
+        let a = agreement(&tx, id)?;
+        if a.status != "pending" {
+            return Err(StoreError::State(format!(
+                "agreement {id} is {}; only a pending one can be approved",
+                a.status
+            )));
+        }
+        if a.proposed_by == who {
+            return Err(StoreError::Denied(format!(
+                "agreement {id} was proposed by {who}; someone else must approve it"
+            )));
+        }
+        let cur = Currency::parse(&a.currency).map_err(|_| StoreError::Corrupt {
+            column: "agreements.currency",
+            value: a.currency.clone(),
+        })?;
+        let debt_base = terms
+            .rates
+            .to_base(Money::new(a.debt, cur))
+            .map_err(|e| StoreError::State(format!("cannot weigh the debt against limits: {e}")))?;
+        let over = exceeded(
+            terms.agreements,
+            role,
+            a.discount_percent,
+            a.installments,
+            debt_base,
+        );
+        if !over.is_empty() {
+            return Err(StoreError::Denied(format!(
+                "{who} ({}) cannot approve agreement {id}: {}",
+                role.as_str(),
+                over.join("; ")
+            )));
+        }
+        activate(&tx, id, on, terms.templates)?;
+        tx.execute(
+            "UPDATE agreements SET decided_by = ?2, decided_on = ?3, decision_note = ?4 WHERE id = ?1",
+            params![id, who, on.to_string(), note],
+        )?;
+        let view = agreement(&tx, id)?;
+        tx.commit()?;
+        Ok(view)
+    }
+
+    /// Rejects a pending agreement, with the reason; the items stay in collection.
+    pub fn reject_agreement(
+        &mut self,
+        id: i64,
+        who: &str,
+        reason: &str,
+        on: NaiveDate,
+    ) -> Result<AgreementView> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "reason: say why the agreement is rejected".into(),
+            ));
+        }
+        let tx = self.conn.savepoint()?;
+        let a = agreement(&tx, id)?;
+        if a.status != "pending" {
+            return Err(StoreError::State(format!(
+                "agreement {id} is {}; only a pending one can be rejected",
+                a.status
+            )));
+        }
+        tx.execute(
+            "UPDATE agreements SET status = 'rejected', decided_by = ?2, decided_on = ?3, decision_note = ?4,
+                ended_on = ?3, end_reason = 'rejected' WHERE id = ?1",
+            params![id, who, on.to_string(), reason],
+        )?;
+        let customer_id: i64 = tx.query_row(
+            "SELECT customer_id FROM agreements WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        customer_event(
+            &tx,
+            customer_id,
+            on,
+            "agreement",
+            &format!("agreement {id} rejected by {who}: {reason}"),
+        )?;
+        let view = agreement(&tx, id)?;
+        tx.commit()?;
+        Ok(view)
+    }
+
+    pub fn agreement(&self, id: i64) -> Result<AgreementView> {
+        agreement(&self.conn, id)
+    }
+
+    /// Agreements, newest first; of one customer when given.
+    pub fn list_agreements(&self, customer_id: Option<i64>) -> Result<Vec<AgreementView>> {
+        let ids: Vec<i64> = self
+            .conn
+            .prepare(
+                "SELECT id FROM agreements WHERE ?1 IS NULL OR customer_id = ?1 ORDER BY id DESC",
+            )?
+            .query_map([customer_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.into_iter()
+            .map(|id| agreement(&self.conn, id))
+            .collect()
+    }
+
+    /// Breaks agreements with an instalment unpaid `break_after_days` after its due
+    /// date (the remaining instalments fall due on `as_of`), and ends those whose
+    /// instalments are all paid, with an acquittance receipt.
+    pub fn settle_agreements(
+        &mut self,
+        as_of: NaiveDate,
+        terms: &AgreementsSection,
+        templates: Option<&Templates>,
+    ) -> Result<SettleStats> {
+        let tx = self.conn.savepoint()?;
+        let mut stats = SettleStats::default();
+        let active: Vec<(i64, i64)> = tx
+            .prepare("SELECT id, customer_id FROM agreements WHERE status = 'active'")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let cutoff = add_days(as_of, -terms.break_after_days);
+        for (id, customer_id) in active {
+            let missed: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT ai.number, ai.due_date FROM agreement_installments ai JOIN items i ON i.id = ai.item_id
+                     WHERE ai.agreement_id = ?1 AND i.status = 'open' AND ai.due_date < ?2
+                     ORDER BY ai.number LIMIT 1",
+                    params![id, cutoff.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((n, due)) = missed {
+                let reason = format!(
+                    "instalment {n} due {due} unpaid after {} days; the remaining balance is due at once",
+                    terms.break_after_days
+                );
+                tx.execute(
+                    "UPDATE agreements SET status = 'broken', ended_on = ?2, end_reason = ?3 WHERE id = ?1",
+                    params![id, as_of.to_string(), reason],
+                )?;
+                tx.execute(
+                    "UPDATE items SET due_date = ?2 WHERE status = 'open' AND due_date > ?2
+                     AND id IN (SELECT item_id FROM agreement_installments WHERE agreement_id = ?1)",
+                    params![id, as_of.to_string()],
+                )?;
+                customer_event(
+                    &tx,
+                    customer_id,
+                    as_of,
+                    "agreement broken",
+                    &format!("agreement {id}: {reason}"),
+                )?;
+                mark_dirty(&tx, customer_id)?;
+                stats.broken += 1;
+                continue;
+            }
+            let open: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM agreement_installments ai JOIN items i ON i.id = ai.item_id
+                 WHERE ai.agreement_id = ?1 AND i.status <> 'cleared'",
+                [id],
+                |r| r.get(0),
+            )?;
+            if open == 0 {
+                tx.execute(
+                    "UPDATE agreements SET status = 'paid', ended_on = ?2, end_reason = 'every instalment paid' WHERE id = ?1",
+                    params![id, as_of.to_string()],
+                )?;
+                customer_event(
+                    &tx,
+                    customer_id,
+                    as_of,
+                    "agreement paid",
+                    &format!("agreement {id} paid in full"),
+                )?;
+                if let Some(t) = templates {
+                    let a = agreement(&tx, id)?;
+                    let mut ctx = letter_context(&tx, customer_id, &a, as_of)?;
+                    ctx.receipt = Some(templates::Receipt {
+                        agreement_id: id.to_string(),
+                        paid_on: as_of,
+                        amount: a.schedule.iter().map(|s| s.amount).sum(),
+                        currency: a.currency.clone(),
+                    });
+                    store_document(&tx, t, "acquittance", customer_id, id, &ctx, as_of)?;
+                }
+                stats.paid += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(stats)
+    }
+
+    /// Documents of a customer or of one agreement, newest first.
+    pub fn documents(
+        &self,
+        customer_id: Option<i64>,
+        agreement_id: Option<i64>,
+    ) -> Result<Vec<DocumentView>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, agreement_id, kind, language, subject, text, html, created_on FROM documents
+             WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR agreement_id = ?2) ORDER BY id DESC",
+        )?;
+        let mut rows = st.query(params![customer_id, agreement_id])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(DocumentView {
+                id: r.get(0)?,
+                agreement_id: r.get(1)?,
+                kind: r.get(2)?,
+                language: r.get(3)?,
+                subject: r.get(4)?,
+                text: r.get(5)?,
+                html: r.get(6)?,
+                created_on: date("documents.created_on", &r.get::<_, String>(7)?)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn plan_name(p: PlanKind) -> &'static str {
+    match p {
+        PlanKind::Price => "price",
+        PlanKind::Sac => "sac",
+        PlanKind::NoInterest => "no_interest",
+    }
+}
+
+fn customer_event(
+    tx: &Connection,
+    customer_id: i64,
+    on: NaiveDate,
+    kind: &str,
+    detail: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![customer_id, on.to_string(), kind, detail])?;
+    Ok(())
+}
+
+fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
+    tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?
+        .execute([customer_id])?;
+    Ok(())
+}
+
+/// Puts an agreement in force: the items it replaces leave collection (their cases
+/// close), one item per instalment takes their place, and the debt-recognition
+/// letter is stored.
+fn activate(tx: &Connection, id: i64, on: NaiveDate, templates: Option<&Templates>) -> Result<()> {
+    let (customer_id, currency): (i64, String) = tx.query_row(
+        "SELECT customer_id, currency FROM agreements WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let items: Vec<(i64, String, String, String, String)> = tx
+        .prepare(
+            "SELECT ai.item_id, ai.open_amount, i.open_amount, i.status, i.document_no
+             FROM agreement_items ai JOIN items i ON i.id = ai.item_id WHERE ai.agreement_id = ?1",
+        )?
+        .query_map([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (item_id, then, now, status, doc) in &items {
+        if status != "open" || dec("open_amount", then)? != dec("open_amount", now)? {
+            return Err(StoreError::State(format!(
+                "{doc} changed since the proposal (open {now}, was {then}; {status}); propose again"
+            )));
+        }
+        tx.execute(
+            "UPDATE items SET status = 'agreement' WHERE id = ?1",
+            [item_id],
+        )?;
+        let cases: Vec<i64> = tx
+            .prepare("SELECT id FROM cases WHERE item_id = ?1 AND status = 'open'")?
+            .query_map([item_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for case_id in cases {
+            let reason = format!("replaced by agreement {id}");
+            tx.execute(
+                "UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = ?3 WHERE id = ?1",
+                params![case_id, on.to_string(), reason],
+            )?;
+            tx.execute(
+                "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'closed', 'agreement', ?3)",
+                params![case_id, on.to_string(), reason],
+            )?;
+        }
+    }
+    let company: String = tx.query_row(
+        "SELECT company FROM customers WHERE id = ?1",
+        [customer_id],
+        |r| r.get(0),
+    )?;
+    let plan: Vec<(u32, String, String)> = tx
+        .prepare("SELECT number, due_date, amount FROM agreement_installments WHERE agreement_id = ?1 ORDER BY number")?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let n = plan.len();
+    for (number, due, amount) in plan {
+        tx.execute(
+            "INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date,
+                original_amount, open_amount, currency, status)
+             VALUES ('agreement', ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, 'open')",
+            params![
+                format!("{id}/{number}"),
+                customer_id,
+                format!("AGR-{id}-{number}"),
+                on.to_string(),
+                due,
+                amount,
+                currency
+            ],
+        )?;
+        let item = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE agreement_installments SET item_id = ?3 WHERE agreement_id = ?1 AND number = ?2",
+            params![id, number, item],
+        )?;
+    }
+    tx.execute(
+        "UPDATE agreements SET status = 'active' WHERE id = ?1",
+        [id],
+    )?;
+    customer_event(
+        tx,
+        customer_id,
+        on,
+        "agreement",
+        &format!(
+            "agreement {id} in force: {} item(s) replaced by {n} instalments (company {company})",
+            items.len()
+        ),
+    )?;
+    mark_dirty(tx, customer_id)?;
+    if let Some(t) = templates {
+        let a = agreement(tx, id)?;
+        let ctx = letter_context(tx, customer_id, &a, on)?;
+        store_document(tx, t, "debt_recognition", customer_id, id, &ctx, on)?;
+    }
+    Ok(())
+}
+
+fn letter_context(
+    tx: &Connection,
+    customer_id: i64,
+    a: &AgreementView,
+    on: NaiveDate,
+) -> Result<templates::Context> {
+    let (code, name, company, country, language): (String, String, String, String, Option<String>) =
+        tx.query_row(
+            "SELECT code, name, company, country, language FROM customers WHERE id = ?1",
+            [customer_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+    let items = a
+        .items
+        .iter()
+        .map(|i| templates::Item {
+            document_no: i.document_no.clone(),
+            document_date: i.due_date,
+            due_date: i.due_date,
+            days_overdue: (a.as_of - i.due_date).num_days(),
+            currency: a.currency.clone(),
+            original_amount: i.open_amount,
+            open_amount: i.open_amount,
+            fee: i.fine + i.costs,
+            interest: i.interest,
+            total: i.open_amount + i.fine + i.costs + i.interest,
+        })
+        .collect::<Vec<_>>();
+    let total = templates::Total {
+        currency: a.currency.clone(),
+        open_amount: a.principal,
+        fees: a.fine + a.costs,
+        interest: a.interest,
+        total: a.principal + a.fine + a.costs + a.interest,
+    };
+    Ok(templates::Context {
+        customer: templates::Customer {
+            code,
+            name,
+            company: company.clone(),
+            language: language.unwrap_or_else(|| crate::rules::DEFAULT_LANGUAGE.into()),
+            country,
+            email: None,
+            phone: None,
+            address: None,
+        },
+        company: templates::Company {
+            name: company,
+            address: String::new(),
+            iban: None,
+            contact: String::new(),
+        },
+        level: None,
+        as_of: on,
+        deadline: None,
+        items,
+        totals: vec![total],
+        payment_link: String::new(),
+        agreement: Some(templates::Agreement {
+            id: a.id.to_string(),
+            debt: a.debt,
+            currency: a.currency.clone(),
+            installments: a
+                .schedule
+                .iter()
+                .map(|s| templates::Installment {
+                    number: s.number,
+                    due: s.due,
+                    principal: s.principal,
+                    interest: s.interest,
+                    amount: s.amount,
+                })
+                .collect(),
+            signed_on: Some(on),
+        }),
+        receipt: None,
+    })
+}
+
+fn store_document(
+    tx: &Connection,
+    t: &Templates,
+    kind: &str,
+    customer_id: i64,
+    agreement_id: i64,
+    ctx: &templates::Context,
+    on: NaiveDate,
+) -> Result<()> {
+    let r = t
+        .render(kind, &ctx.customer.language, ctx)
+        .map_err(|e| StoreError::State(format!("cannot write the {kind} letter: {e}")))?;
+    let language = t
+        .language_for(kind, &ctx.customer.language)
+        .unwrap_or(t.default_language())
+        .to_string();
+    tx.execute(
+        "INSERT INTO documents(customer_id, agreement_id, kind, language, subject, text, html, created_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![customer_id, agreement_id, kind, language, r.subject, r.text, r.html, on.to_string()],
+    )?;
+    Ok(())
+}
+
+fn agreement(c: &Connection, id: i64) -> Result<AgreementView> {
+    let mut a = c
+        .query_row(
+            "SELECT a.id, cu.company || '/' || cu.code, a.status, a.currency, a.as_of, a.plan, a.installments,
+                    a.monthly_rate, a.first_due, a.principal, a.fine, a.interest, a.costs, a.discount_percent,
+                    a.discount, a.debt, a.proposed_by, a.proposed_on, a.needs_approval, a.decided_by,
+                    a.decided_on, a.decision_note, a.ended_on, a.end_reason, a.detail
+             FROM agreements a JOIN customers cu ON cu.id = a.customer_id WHERE a.id = ?1",
+            [id],
+            |r| {
+                let s = |i: usize| r.get::<_, String>(i);
+                let o = |i: usize| r.get::<_, Option<String>>(i);
+                Ok((
+                    (r.get::<_, i64>(0)?, s(1)?, s(2)?, s(3)?, s(4)?, s(5)?, r.get::<_, u32>(6)?),
+                    (s(7)?, s(8)?, s(9)?, s(10)?, s(11)?, s(12)?, s(13)?, s(14)?, s(15)?),
+                    (s(16)?, s(17)?, o(18)?, o(19)?, o(20)?, o(21)?, o(22)?, o(23)?, s(24)?),
+                ))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("agreement {id}")))
+        .and_then(|(h, m, t)| {
+            let d = |col: &'static str, v: &str| dec(col, v);
+            let od = |col: &'static str, v: Option<String>| v.map(|v| date(col, &v)).transpose();
+            let detail: serde_json::Value = serde_json::from_str(&t.8).unwrap_or_default();
+            let items: Vec<AgreementItem> = detail
+                .get("items")
+                .and_then(|i| serde_json::from_value::<Vec<ItemJson>>(i.clone()).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(ItemJson::into_item)
+                .collect();
+            Ok(AgreementView {
+                id: h.0,
+                customer: h.1,
+                status: h.2,
+                currency: h.3,
+                as_of: date("agreements.as_of", &h.4)?,
+                plan: h.5,
+                installments: h.6,
+                monthly_rate: d("monthly_rate", &m.0)?,
+                first_due: date("first_due", &m.1)?,
+                principal: d("principal", &m.2)?,
+                fine: d("fine", &m.3)?,
+                interest: d("interest", &m.4)?,
+                costs: d("costs", &m.5)?,
+                discount_percent: d("discount_percent", &m.6)?,
+                discount: d("discount", &m.7)?,
+                debt: d("debt", &m.8)?,
+                proposed_by: t.0,
+                proposed_on: date("proposed_on", &t.1)?,
+                needs_approval: t.2,
+                decided_by: t.3,
+                decided_on: od("decided_on", t.4)?,
+                decision_note: t.5,
+                ended_on: od("ended_on", t.6)?,
+                end_reason: t.7,
+                items,
+                schedule: Vec::new(),
+            })
+        })?;
+    let mut st = c.prepare_cached(
+        "SELECT ai.number, ai.due_date, ai.principal, ai.interest, ai.amount, i.document_no, i.open_amount
+         FROM agreement_installments ai LEFT JOIN items i ON i.id = ai.item_id
+         WHERE ai.agreement_id = ?1 ORDER BY ai.number",
+    )?;
+    let mut rows = st.query([id])?;
+    while let Some(r) = rows.next()? {
+        a.schedule.push(ScheduleLine {
+            number: r.get(0)?,
+            due: date("agreement_installments.due_date", &r.get::<_, String>(1)?)?,
+            principal: dec("agreement_installments.principal", &r.get::<_, String>(2)?)?,
+            interest: dec("agreement_installments.interest", &r.get::<_, String>(3)?)?,
+            amount: dec("agreement_installments.amount", &r.get::<_, String>(4)?)?,
+            document_no: r.get(5)?,
+            open_amount: r
+                .get::<_, Option<String>>(6)?
+                .map(|v| dec("items.open_amount", &v))
+                .transpose()?,
+        });
+    }
+    Ok(a)
+}
+
+/// The per-item computation as stored in `agreements.detail`.
+#[derive(serde::Deserialize)]
+struct ItemJson {
+    document_no: String,
+    due_date: NaiveDate,
+    open_amount: Decimal,
+    fine: Decimal,
+    interest: Decimal,
+    costs: Decimal,
+    lines: Vec<String>,
+}
+
+impl ItemJson {
+    fn into_item(self) -> AgreementItem {
+        AgreementItem {
+            document_no: self.document_no,
+            due_date: self.due_date,
+            open_amount: self.open_amount,
+            fine: self.fine,
+            interest: self.interest,
+            costs: self.costs,
+            lines: self.lines,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, ItemInput};
+    use crate::engine::run::{run, RunMode};
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn item(ext: &str, due: &str, amount: Decimal, open: Decimal) -> ItemInput {
+        ItemInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: "ACME_DE".into(),
+            customer: "C1".into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d("2026-08-01"),
+            due_date: d(due),
+            original_amount: amount,
+            open_amount: open,
+            currency: Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Store, crate::rules::RuleSet, Vec<i64>) {
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.ingest(&Batch {
+            items: vec![
+                item("1", "2026-09-01", dec!(1000), dec!(1000)),
+                item("2", "2026-10-01", dec!(500), dec!(500)),
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
+        run(&mut s, &rules, d("2026-11-23"), RunMode::Full).unwrap();
+        let cases = s
+            .conn
+            .prepare("SELECT id FROM cases WHERE status = 'open' ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<Vec<i64>, _>>()
+            .unwrap();
+        assert_eq!(cases.len(), 2);
+        (dir, s, rules, cases)
+    }
+
+    fn terms(r: &crate::rules::RuleSet) -> Terms<'_> {
+        Terms {
+            interest: r.interest.as_ref().unwrap(),
+            agreements: r.agreements.as_ref().unwrap(),
+            rates: &r.rates,
+            templates: r.templates.as_deref(),
+        }
+    }
+
+    fn count(s: &Store, sql: &str) -> i64 {
+        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Priced with the shipped policy (1 % a month = 12 % a year, ACT/365, 7 grace
+    /// days, 2 % fine), on 2026-11-23:
+    /// - INV-1 1000.00 due 09-01: 83 days → 1000 × 12 × 83 / 36500 = 27.2877 → 27.29;
+    ///   fine 20.00.
+    /// - INV-2 500.00 due 10-01: 53 days → 500 × 12 × 53 / 36500 = 8.7123 → 8.71;
+    ///   fine 10.00.
+    ///
+    /// Total 1500 + 30 + 36.00 = 1566.00; 10 % discount = 156.60 → debt 1409.40.
+    #[test]
+    fn a_proposal_beyond_the_limits_waits_for_someone_else_with_higher_limits() {
+        let (_d, mut s, rules, cases) = setup();
+        let t = terms(&rules);
+        let on = d("2026-11-23");
+        let p = Proposal {
+            case_ids: cases.clone(),
+            plan: PlanKind::Price,
+            installments: 12,
+            first_due: d("2026-12-15"),
+            discount_percent: dec!(10),
+            on,
+        };
+        let a = s
+            .propose_agreement(&p, "chen", Role::Collector, &t)
+            .unwrap();
+        assert_eq!(
+            (a.principal, a.fine, a.interest, a.discount, a.debt),
+            (
+                dec!(1500),
+                dec!(30),
+                dec!(36.00),
+                dec!(156.60),
+                dec!(1409.40)
+            )
+        );
+        assert_eq!(a.items[0].interest, dec!(27.29));
+        assert_eq!(a.items[1].interest, dec!(8.71));
+        assert_eq!(a.status, "pending");
+        let why = a.needs_approval.clone().unwrap();
+        assert!(
+            why.contains("12 instalments above 6") && why.contains("discount 10%"),
+            "{why}"
+        );
+        assert_eq!(a.schedule.len(), 12);
+        assert_eq!(
+            a.schedule.iter().map(|l| l.principal).sum::<Decimal>(),
+            a.debt
+        );
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE source = 'agreement'"),
+            0
+        );
+
+        // Not by the proposer, not by someone whose limits do not cover it.
+        let e = s
+            .approve_agreement(a.id, "chen", Role::Supervisor, "", on, &t)
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Denied(_)), "{e}");
+        let e = s
+            .approve_agreement(a.id, "dara", Role::Collector, "", on, &t)
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Denied(m) if m.contains("above 6")),
+            "{e}"
+        );
+        assert!(
+            s.reject_agreement(a.id, "sup", " ", on).is_err(),
+            "a reason is required"
+        );
+        assert_eq!(
+            s.agreement(a.id).unwrap().status,
+            "pending",
+            "refusals change nothing"
+        );
+
+        let a = s
+            .approve_agreement(
+                a.id,
+                "sup",
+                Role::Supervisor,
+                "customer lost a big client",
+                on,
+                &t,
+            )
+            .unwrap();
+        assert_eq!(
+            (a.status.as_str(), a.decided_by.as_deref()),
+            ("active", Some("sup"))
+        );
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE status = 'agreement'"),
+            2
+        );
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM cases WHERE status = 'closed' AND close_reason = 'replaced by agreement 1'"),
+            2
+        );
+        assert_eq!(
+            count(
+                &s,
+                "SELECT COUNT(*) FROM items WHERE source = 'agreement' AND status = 'open'"
+            ),
+            12
+        );
+        assert_eq!(a.schedule[0].document_no.as_deref(), Some("AGR-1-1"));
+        let docs = s.documents(None, Some(a.id)).unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].kind, "debt_recognition");
+        let html = docs[0].html.as_deref().unwrap();
+        assert!(
+            html.contains("INV-1") && html.contains("1,409.40"),
+            "{html}"
+        );
+        assert!(
+            s.approve_agreement(a.id, "adm", Role::Admin, "", on, &t)
+                .is_err(),
+            "once"
+        );
+
+        // The ERP still reports the old invoices open: they stay replaced.
+        s.ingest(&Batch {
+            items: vec![item("1", "2026-09-01", dec!(1000), dec!(1000))],
+            ..Batch::default()
+        })
+        .unwrap();
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE status = 'agreement'"),
+            2
+        );
+        run(&mut s, &rules, on, RunMode::Auto).unwrap();
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM cases c JOIN items i ON i.id = c.item_id WHERE c.status = 'open' AND i.source = 'erp'"),
+            0
+        );
+
+        // Paid instalment by instalment: the last one ends it with an acquittance.
+        let mut paid = Vec::new();
+        for n in 1..=12 {
+            let mut it = item(&format!("{}/{n}", a.id), "2026-12-15", dec!(1), dec!(0));
+            it.source = "agreement".into();
+            it.document_no = format!("AGR-{}-{n}", a.id);
+            paid.push(it);
+        }
+        s.ingest(&Batch {
+            items: paid,
+            ..Batch::default()
+        })
+        .unwrap();
+        let st = s
+            .settle_agreements(d("2027-01-05"), t.agreements, t.templates)
+            .unwrap();
+        assert_eq!(st, SettleStats { broken: 0, paid: 1 });
+        assert_eq!(s.agreement(a.id).unwrap().status, "paid");
+        let docs = s.documents(None, Some(a.id)).unwrap();
+        assert_eq!(docs[0].kind, "acquittance");
+    }
+
+    /// Within a supervisor's limits it is in force at once; an instalment unpaid 30
+    /// days after its due date breaks it and the rest falls due.
+    #[test]
+    fn within_the_limits_it_takes_effect_and_a_missed_instalment_breaks_it() {
+        let (_d, mut s, rules, cases) = setup();
+        let t = terms(&rules);
+        let p = Proposal {
+            case_ids: cases,
+            plan: PlanKind::Sac,
+            installments: 6,
+            first_due: d("2026-12-01"),
+            discount_percent: dec!(0),
+            on: d("2026-11-23"),
+        };
+        let a = s
+            .propose_agreement(&p, "sup", Role::Supervisor, &t)
+            .unwrap();
+        assert_eq!(
+            (a.status.as_str(), a.needs_approval.as_ref()),
+            ("active", None)
+        );
+        // SAC: equal principal (1566.00 / 6 = 261.00), interest on the balance.
+        assert_eq!(a.schedule[0].principal, dec!(261.00));
+        assert_eq!(
+            a.schedule[0].interest,
+            dec!(23.49),
+            "1566.00 × 1.5 % = 23.49"
+        );
+        assert_eq!(
+            a.schedule[5].interest,
+            dec!(3.92),
+            "261.00 × 1.5 % = 3.915 → 3.92"
+        );
+
+        let st = s
+            .settle_agreements(d("2026-12-31"), t.agreements, t.templates)
+            .unwrap();
+        assert_eq!(
+            st,
+            SettleStats::default(),
+            "30 days after 12-01 is not yet past"
+        );
+        let st = s
+            .settle_agreements(d("2027-01-01"), t.agreements, t.templates)
+            .unwrap();
+        assert_eq!(st.broken, 1);
+        let a = s.agreement(a.id).unwrap();
+        assert_eq!(a.status, "broken");
+        assert!(a
+            .end_reason
+            .unwrap()
+            .contains("instalment 1 due 2026-12-01"));
+        assert_eq!(
+            count(
+                &s,
+                "SELECT COUNT(*) FROM items WHERE source = 'agreement' AND due_date = '2027-01-01'"
+            ),
+            5,
+            "instalment 2 is due that day, 3..6 are moved to it; 1 keeps its date"
+        );
+    }
+
+    #[test]
+    fn bad_proposals_are_refused_and_write_nothing() {
+        let (_d, mut s, rules, cases) = setup();
+        let t = terms(&rules);
+        let base = Proposal {
+            case_ids: cases.clone(),
+            plan: PlanKind::Price,
+            installments: 3,
+            first_due: d("2026-12-15"),
+            discount_percent: dec!(0),
+            on: d("2026-11-23"),
+        };
+        let bad = [
+            Proposal {
+                installments: 25,
+                ..base.clone()
+            },
+            Proposal {
+                installments: 0,
+                ..base.clone()
+            },
+            Proposal {
+                discount_percent: dec!(101),
+                ..base.clone()
+            },
+            Proposal {
+                first_due: d("2026-11-01"),
+                ..base.clone()
+            },
+            Proposal {
+                first_due: d("2027-03-01"),
+                ..base.clone()
+            },
+            Proposal {
+                case_ids: vec![],
+                ..base.clone()
+            },
+            Proposal {
+                case_ids: vec![cases[0], cases[0]],
+                ..base.clone()
+            },
+            Proposal {
+                case_ids: vec![9999],
+                ..base.clone()
+            },
+        ];
+        for p in &bad {
+            assert!(
+                s.propose_agreement(p, "sup", Role::Supervisor, &t).is_err(),
+                "{p:?}"
+            );
+        }
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM agreements"), 0);
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM items WHERE status <> 'open'"),
+            0
+        );
+    }
+}
