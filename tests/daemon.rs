@@ -1076,3 +1076,121 @@ async fn a_plugin_connector_is_started_restarted_after_a_crash_and_checked() {
         .unwrap();
     assert_eq!(open, "1190.00");
 }
+
+/// Renegotiation over the API: a collector's proposal beyond their limits waits; the
+/// collector cannot approve it, nor can another collector; a supervisor can, and the
+/// items are replaced by instalments with a debt-recognition letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agreement_goes_round_the_approval_workflow() {
+    let dir = Daemon::prepare();
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,a1,ACME_DE,C5,Weber GmbH,INV-A1,2026-08-01,2026-09-01,1000.00,EUR\n\
+         item,a2,ACME_DE,C5,Weber GmbH,INV-A2,2026-08-01,2026-10-01,500.00,EUR\n",
+    )
+    .unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = Daemon::start(dir);
+    let db = d.path("arrears.db");
+    let open = "SELECT COUNT(*) FROM cases c JOIN items i ON i.id = c.item_id WHERE i.document_no LIKE 'INV-A%' AND c.status = 'open'";
+    wait_count(&db, open, 2);
+    let cases: Vec<i64> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id WHERE i.document_no LIKE 'INV-A%' ORDER BY c.id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+
+    let ch = d.channel().await;
+    let client = |t: &'static str| {
+        pb::agreements_client::AgreementsClient::with_interceptor(ch.clone(), with_token(t))
+    };
+    let propose = |plan: &str, n: u32| pb::ProposeAgreementRequest {
+        case_ids: cases.clone(),
+        plan: plan.into(),
+        installments: n,
+        first_due: "2026-12-15".into(),
+        discount_percent: "10".into(),
+        on: AS_OF.into(),
+    };
+    let e = client(CHEN)
+        .propose_agreement(propose("weekly", 12))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let a = client(CHEN)
+        .propose_agreement(propose("price", 12))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.status, "pending");
+    assert!(a.needs_approval.contains("12 instalments above 6"), "{a:?}");
+    // 1566.00 less 10 % (see the store test for the hand computation).
+    assert_eq!(a.debt, "1409.40");
+
+    let approve = |note: &str| pb::DecideAgreementRequest {
+        id: a.id,
+        note: note.into(),
+        on: AS_OF.into(),
+    };
+    let e = client(CHEN)
+        .approve_agreement(approve(""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("someone else"), "{e:?}");
+    let e = client(DARA)
+        .approve_agreement(approve(""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = client(DARA)
+        .reject_agreement(approve("no"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "collectors do not reject");
+    let a = client(SUP)
+        .approve_agreement(approve("lost a big client; asked for time"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (a.status.as_str(), a.decided_by.as_str()),
+        ("active", "sup")
+    );
+    assert_eq!(a.schedule.len(), 12);
+    assert_eq!(a.schedule[0].document_no, format!("AGR-{}-1", a.id));
+    let e = client(SUP)
+        .approve_agreement(approve(""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "approved once only");
+
+    // The run that follows opens cases for the instalments; the invoices are out.
+    wait_count(&db, open, 0);
+    let docs = client(CHEN)
+        .list_documents(pb::ListDocumentsRequest {
+            customer: "ACME_DE/C5".into(),
+            agreement_id: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].kind, "debt_recognition");
+    assert!(docs[0].html.contains("Weber GmbH"), "{}", docs[0].html);
+    let audited: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE action IN ('agreement.propose', 'agreement.approve')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 2, "refusals leave no audit record");
+}

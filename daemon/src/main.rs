@@ -727,6 +727,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let rules = env.rules()?;
             let mut store = env.store()?;
             let as_of = as_of.unwrap_or_else(today);
+            arrears::engine::run::settle(
+                &mut store,
+                &rules,
+                as_of,
+                env.cfg.serve.promise_tolerance_days,
+            )?;
             let sum = run(&mut store, &rules, as_of, mode)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sum)?);

@@ -341,6 +341,22 @@ fn count_priorities(out: &RunOutput, inputs: &[crate::store::RunInput], sum: &mu
     }
 }
 
+/// What happens to the store on the business date before the run looks at it:
+/// promises past their date (+ tolerance) are judged, agreements with a missed
+/// instalment break and paid-up ones end.
+pub fn settle(
+    store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    promise_tolerance_days: i64,
+) -> Result<(), StoreError> {
+    store.judge_promises(as_of, promise_tolerance_days)?;
+    if let Some(terms) = &rules.agreements {
+        store.settle_agreements(as_of, terms, rules.templates.as_deref())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 //! validate the request → one store call off the async threads → map the result.
 //! Mutations are written together with their audit record.
 
+mod agreements;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -109,6 +111,10 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
             ),
         )
         .add_service(pb::connectors_server::ConnectorsServer::with_interceptor(
+            api.clone(),
+            i.clone(),
+        ))
+        .add_service(pb::agreements_server::AgreementsServer::with_interceptor(
             api.clone(),
             i.clone(),
         ))

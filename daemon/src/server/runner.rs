@@ -90,9 +90,8 @@ async fn run_once(
         let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = me.rules();
         let tolerance = me.cfg.promise_tolerance_days;
-        store
-            .judge_promises(as_of, tolerance)
-            .map_err(|e| format!("judging promises: {e}"))?;
+        crate::engine::run::settle(&mut store, &loaded.set, as_of, tolerance)
+            .map_err(|e| format!("judging promises and agreements: {e}"))?;
         let mode = if full { RunMode::Full } else { RunMode::Auto };
         let sum = run(&mut store, &loaded.set, as_of, mode).map_err(|e| e.to_string())?;
         // Watchers and pages see the new worklists before the KPI pass, which takes
