@@ -589,3 +589,78 @@ fn rule_fixtures_pass_on_the_shipped_policy_and_a_wrong_expectation_fails_with_i
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("unknown field `segmnet`"), "{out}");
 }
+
+/// The README's renegotiation: price two invoices, agree six Price instalments, write
+/// the letter; the invoices leave collection and the instalments are items.
+#[test]
+fn a_renegotiation_from_the_command_line() {
+    let env = Env::new();
+    let f = env.path("items.csv");
+    std::fs::write(
+        &f,
+        format!(
+            "{HEADER}item,i1,ACME_DE,C1,Alpha GmbH,INV-1,2026-08-01,2026-09-01,1000.00,1000.00,EUR,,\n\
+             item,i2,ACME_DE,C1,Alpha GmbH,INV-2,2026-09-01,2026-10-01,500.00,500.00,EUR,,\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["import", "csv", f.to_str().unwrap()]);
+    env.ok(&["run", "--as-of", "2026-11-23"]);
+    let a = env.json(&[
+        "agreement",
+        "propose",
+        "INV-1",
+        "INV-2",
+        "--plan",
+        "price",
+        "--installments",
+        "6",
+        "--first-due",
+        "2026-12-15",
+        "--on",
+        "2026-11-23",
+        "--json",
+    ]);
+    // 1000 + 500 + fines 30.00 + interest 27.29 + 8.71 (see the store test).
+    assert_eq!(
+        (a["status"].as_str(), a["debt"].as_str()),
+        (Some("active"), Some("1566.00"))
+    );
+    let sched = a["schedule"].as_array().unwrap();
+    assert_eq!(sched.len(), 6);
+    let sum: rust_decimal::Decimal = sched
+        .iter()
+        .map(|s| {
+            s["principal"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(sum.to_string(), "1566.00", "the schedule sums to the debt");
+
+    let letter = env.path("letter.html");
+    env.ok(&[
+        "agreement",
+        "letter",
+        "1",
+        "--out",
+        letter.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&letter).unwrap();
+    assert!(
+        html.contains("Alpha GmbH") && html.contains("INV-2"),
+        "{html}"
+    );
+    let c = env.json(&["case", "show", "INV-1", "--json"]);
+    assert_eq!(c["status"], "closed");
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(s["cases_opened"], 6, "one case per instalment");
+    let o = env.run(&["agreement", "approve", "1"]);
+    assert!(
+        !o.status.success(),
+        "an agreement in force is not approved again"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only a pending one"));
+}

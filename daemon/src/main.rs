@@ -14,6 +14,7 @@ use arrears::store::{Scope, Store};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
+mod ops;
 mod remote;
 use rust_decimal::Decimal;
 
@@ -151,6 +152,12 @@ enum Cmd {
     /// Collection cases.
     #[command(subcommand)]
     Case(CaseCmd),
+    /// Promises to pay: record one on several cases, list a customer's.
+    #[command(subcommand)]
+    Promise(ops::PromiseCmd),
+    /// Payment agreements: propose, approve, reject, show, letters.
+    #[command(subcommand)]
+    Agreement(ops::AgreementCmd),
     /// Why a customer has its segment, score, priority and escalation step.
     Explain {
         /// Customer code, COMPANY/CODE, or numeric id.
@@ -811,6 +818,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Case(c) => case_cmd(&env, c),
+        Cmd::Promise(c) => ops::promise_local(&env, c),
+        Cmd::Agreement(c) => ops::agreement_local(&env, c),
         Cmd::Explain {
             customer,
             as_of,
@@ -988,6 +997,8 @@ async fn remote_main(
                 .into_inner();
             return Ok(print_sync(&name, &s.details, s.pulled, s.failed));
         }
+        Cmd::Promise(c) => ops::promise_remote(&r, c).await?,
+        Cmd::Agreement(c) => ops::agreement_remote(&r, c).await?,
         _ => anyhow::bail!("this command works on the database directly; drop --remote"),
     }
     Ok(ExitCode::SUCCESS)

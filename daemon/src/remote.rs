@@ -71,6 +71,16 @@ impl Remote {
     pub fn explain(&self) -> pb::explain_client::ExplainClient<InterceptedService<Channel, Auth>> {
         pb::explain_client::ExplainClient::new(self.auth())
     }
+    pub fn promises(
+        &self,
+    ) -> pb::promises_client::PromisesClient<InterceptedService<Channel, Auth>> {
+        pb::promises_client::PromisesClient::new(self.auth())
+    }
+    pub fn agreements(
+        &self,
+    ) -> pb::agreements_client::AgreementsClient<InterceptedService<Channel, Auth>> {
+        pb::agreements_client::AgreementsClient::new(self.auth())
+    }
     pub fn connectors(
         &self,
     ) -> pb::connectors_client::ConnectorsClient<InterceptedService<Channel, Auth>> {

@@ -3,6 +3,7 @@
 //! Mutations are written together with their audit record.
 
 mod agreements;
+pub use agreements::{agreement_to_pb, plan_kind};
 
 use std::collections::HashSet;
 use std::sync::Arc;

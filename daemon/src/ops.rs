@@ -1,0 +1,579 @@
+//! `arrears promise …` and `arrears agreement …`: the daily acts of renegotiation
+//! from the command line, on the database (audited as `local:$USER`, with the admin
+//! role of whoever owns the database) or against a daemon with `--remote` (audited
+//! as the token's principal, with its role's limits).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use arrears::config::Role;
+use arrears::server::{agreement_to_pb, pb, plan_kind};
+use arrears::store::{NewPromise, Proposal, Terms};
+use chrono::NaiveDate;
+use clap::Subcommand;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use crate::remote::{describe, Remote};
+use crate::{case_id, local_principal, today, Env};
+
+#[derive(Subcommand)]
+pub enum PromiseCmd {
+    /// Record a promise to pay on one or more cases of one customer.
+    Create {
+        /// Case ids (or document numbers, on the database).
+        #[arg(required = true)]
+        cases: Vec<String>,
+        #[arg(long)]
+        amount: Decimal,
+        /// The date the customer promised to pay by.
+        #[arg(long)]
+        by: NaiveDate,
+        /// How it was made: phone, email, portal, visit…
+        #[arg(long)]
+        channel: Option<String>,
+        /// Who at the customer made it.
+        #[arg(long)]
+        contact: Option<String>,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A customer's promises and how they were judged.
+    List {
+        /// COMPANY/CODE
+        customer: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AgreementCmd {
+    /// Price the cases' items and propose an instalment plan.
+    Propose {
+        #[arg(required = true)]
+        cases: Vec<String>,
+        /// price (equal instalments with interest), sac (constant amortisation), no_interest
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        installments: u32,
+        #[arg(long)]
+        first_due: NaiveDate,
+        /// Share of the updated debt waived, in percent.
+        #[arg(long, default_value = "0")]
+        discount: Decimal,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending agreement (not your own proposal).
+    Approve {
+        id: i64,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a pending agreement, saying why.
+    Reject {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One agreement: the computation per item and the schedule.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Agreements, newest first.
+    List {
+        /// COMPANY/CODE
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an agreement's letter (debt recognition, acquittance) as print-ready HTML.
+    Letter {
+        id: i64,
+        #[arg(long, default_value = "debt_recognition")]
+        kind: String,
+        /// File to write [default: standard output]
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn promise_line(p: &pb::Promise) -> String {
+    let amount = p
+        .amount
+        .as_ref()
+        .map(|m| format!("{} {}", m.amount, m.currency))
+        .unwrap_or_default();
+    let judged = if p.judged_on.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (judged {}; paid {} by {})",
+            p.judged_on,
+            p.paid,
+            if p.paid_on.is_empty() {
+                "-"
+            } else {
+                &p.paid_on
+            }
+        )
+    };
+    format!(
+        "promise {}: {amount} by {} on {} — {}{judged}",
+        p.id,
+        p.promised_on,
+        p.documents.join(", "),
+        p.status
+    )
+}
+
+fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
+    if json {
+        let v = json!({
+            "id": a.id, "customer": a.customer, "status": a.status, "currency": a.currency,
+            "as_of": a.as_of, "plan": a.plan, "installments": a.installments,
+            "monthly_rate": a.monthly_rate, "first_due": a.first_due, "principal": a.principal,
+            "fine": a.fine, "interest": a.interest, "costs": a.costs,
+            "discount_percent": a.discount_percent, "discount": a.discount, "debt": a.debt,
+            "proposed_by": a.proposed_by, "needs_approval": a.needs_approval,
+            "decided_by": a.decided_by, "decision_note": a.decision_note,
+            "end_reason": a.end_reason,
+            "items": a.items.iter().map(|i| json!({
+                "document_no": i.document_no, "due_date": i.due_date, "open_amount": i.open_amount,
+                "fine": i.fine, "interest": i.interest, "costs": i.costs, "lines": i.lines,
+            })).collect::<Vec<_>>(),
+            "schedule": a.schedule.iter().map(|s| json!({
+                "number": s.number, "due": s.due, "principal": s.principal, "interest": s.interest,
+                "amount": s.amount, "document_no": s.document_no, "open_amount": s.open_amount,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "agreement {} for {}: {} ({} plan, {} instalments)",
+        a.id, a.customer, a.status, a.plan, a.installments
+    );
+    for i in &a.items {
+        println!(
+            "  {} due {}: open {}  fine {}  interest {}",
+            i.document_no, i.due_date, i.open_amount, i.fine, i.interest
+        );
+        for l in &i.lines {
+            println!("      {l}");
+        }
+    }
+    println!(
+        "  principal {} + fine {} + interest {} + costs {} − discount {} ({}%) = debt {} {}",
+        a.principal,
+        a.fine,
+        a.interest,
+        a.costs,
+        a.discount,
+        a.discount_percent,
+        a.debt,
+        a.currency
+    );
+    println!("  #   due         principal   interest     amount  item");
+    for s in &a.schedule {
+        println!(
+            "  {:<3} {}  {:>10} {:>10} {:>10}  {}",
+            s.number, s.due, s.principal, s.interest, s.amount, s.document_no
+        );
+    }
+    if !a.needs_approval.is_empty() && a.status == "pending" {
+        println!("  needs approval: {}", a.needs_approval);
+    }
+    if !a.decided_by.is_empty() {
+        println!(
+            "  decided by {} on {}{}",
+            a.decided_by,
+            a.decided_on,
+            if a.decision_note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.decision_note)
+            }
+        );
+    }
+    if !a.end_reason.is_empty() {
+        println!("  ended {}: {}", a.ended_on, a.end_reason);
+    }
+    Ok(())
+}
+
+fn terms(rules: &arrears::rules::RuleSet) -> Result<Terms<'_>> {
+    match (&rules.interest, &rules.agreements) {
+        (Some(interest), Some(agreements)) => Ok(Terms {
+            interest,
+            agreements,
+            rates: &rules.rates,
+            templates: rules.templates.as_deref(),
+        }),
+        _ => anyhow::bail!(
+            "the rules define no `interest` and `agreements` sections; renegotiation is off"
+        ),
+    }
+}
+
+pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
+    let mut store = env.store()?;
+    match c {
+        PromiseCmd::Create {
+            cases,
+            amount,
+            by,
+            channel,
+            contact,
+            on,
+            json,
+        } => {
+            let case_ids = cases
+                .iter()
+                .map(|c| case_id(&store, c))
+                .collect::<Result<Vec<_>>>()?;
+            let who = local_principal();
+            let p = store.audited(&who, "promise.create", "promise", |st| {
+                let p = st.create_promise(
+                    &NewPromise {
+                        case_ids,
+                        amount,
+                        promised_on: by,
+                        on: on.unwrap_or_else(today),
+                        channel,
+                        contact,
+                    },
+                    &who,
+                )?;
+                Ok::<_, arrears::store::StoreError>((p.clone(), json!(null), json!(p)))
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!(
+                    "promise {}: {} {} by {} on {}",
+                    p.id,
+                    p.amount,
+                    p.currency,
+                    p.promised_on,
+                    p.documents.join(", ")
+                );
+            }
+        }
+        PromiseCmd::List { customer, json } => {
+            let id = store.customer_id(&customer)?;
+            let list = store.list_promises(id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for p in &list {
+                    println!(
+                        "promise {}: {} {} by {} on {} — {}{}",
+                        p.id,
+                        p.amount,
+                        p.currency,
+                        p.promised_on,
+                        p.documents.join(", "),
+                        p.status.as_str(),
+                        p.judged_on
+                            .map(|j| format!(
+                                " (judged {j}; paid {} by {})",
+                                p.paid.unwrap_or_default(),
+                                p.paid_on.map(|d| d.to_string()).unwrap_or("-".into())
+                            ))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
+    let rules = env.rules()?;
+    let mut store = env.store()?;
+    let who = local_principal();
+    match c {
+        AgreementCmd::Propose {
+            cases,
+            plan,
+            installments,
+            first_due,
+            discount,
+            on,
+            json,
+        } => {
+            let t = terms(&rules)?;
+            let p = Proposal {
+                case_ids: cases
+                    .iter()
+                    .map(|c| case_id(&store, c))
+                    .collect::<Result<Vec<_>>>()?,
+                plan: plan_kind(&plan).map_err(describe)?,
+                installments,
+                first_due,
+                discount_percent: discount,
+                on: on.unwrap_or_else(today),
+            };
+            let a = store.audited(&who, "agreement.propose", "agreement", |st| {
+                let a = st.propose_agreement(&p, &who, Role::Admin, &t)?;
+                Ok::<_, arrears::store::StoreError>((a.clone(), json!(null), json!(a)))
+            })?;
+            print_agreement(&agreement_to_pb(&a), json)?;
+        }
+        AgreementCmd::Approve { id, note, on, json } => {
+            let t = terms(&rules)?;
+            let a = store.audited(
+                &who,
+                "agreement.approve",
+                &format!("agreement {id}"),
+                |st| {
+                    let before = json!(st.agreement(id)?);
+                    let a = st.approve_agreement(
+                        id,
+                        &who,
+                        Role::Admin,
+                        &note,
+                        on.unwrap_or_else(today),
+                        &t,
+                    )?;
+                    Ok::<_, arrears::store::StoreError>((a.clone(), before, json!(a)))
+                },
+            )?;
+            print_agreement(&agreement_to_pb(&a), json)?;
+        }
+        AgreementCmd::Reject {
+            id,
+            reason,
+            on,
+            json,
+        } => {
+            let a = store.audited(&who, "agreement.reject", &format!("agreement {id}"), |st| {
+                let before = json!(st.agreement(id)?);
+                let a = st.reject_agreement(id, &who, &reason, on.unwrap_or_else(today))?;
+                Ok::<_, arrears::store::StoreError>((a.clone(), before, json!(a)))
+            })?;
+            print_agreement(&agreement_to_pb(&a), json)?;
+        }
+        AgreementCmd::Show { id, json } => {
+            print_agreement(&agreement_to_pb(&store.agreement(id)?), json)?;
+        }
+        AgreementCmd::List { customer, json } => {
+            let id = customer.map(|c| store.customer_id(&c)).transpose()?;
+            for a in store.list_agreements(id)? {
+                if json {
+                    print_agreement(&agreement_to_pb(&a), true)?;
+                } else {
+                    println!(
+                        "agreement {} {}: {} — {} {} in {} ({})",
+                        a.id, a.customer, a.status, a.debt, a.currency, a.installments, a.plan
+                    );
+                }
+            }
+        }
+        AgreementCmd::Letter { id, kind, out } => {
+            let docs = store.documents(None, Some(id))?;
+            let d = docs
+                .iter()
+                .find(|d| d.kind == kind)
+                .with_context(|| format!("agreement {id} has no {kind} letter"))?;
+            write_letter(d.html.as_deref().unwrap_or(&d.text), out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_letter(content: &str, out: Option<PathBuf>) -> Result<()> {
+    match out {
+        Some(p) => {
+            std::fs::write(&p, content).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{content}"),
+    }
+    Ok(())
+}
+
+fn ids(cases: &[String]) -> Result<Vec<i64>> {
+    cases
+        .iter()
+        .map(|c| {
+            c.parse::<i64>()
+                .context("with --remote, cases are named by their ids")
+        })
+        .collect()
+}
+
+pub async fn promise_remote(r: &Remote, c: PromiseCmd) -> Result<()> {
+    let mut client = r.promises();
+    match c {
+        PromiseCmd::Create {
+            cases,
+            amount,
+            by,
+            channel,
+            contact,
+            on,
+            json,
+        } => {
+            let ids = ids(&cases)?;
+            let p = client
+                .create_promise(pb::CreatePromiseRequest {
+                    case_id: ids[0],
+                    more_case_ids: ids[1..].to_vec(),
+                    amount: amount.to_string(),
+                    promised_on: by.to_string(),
+                    on: on.map(|d| d.to_string()).unwrap_or_default(),
+                    channel: channel.unwrap_or_default(),
+                    contact: contact.unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            if json {
+                println!("{p:#?}");
+            } else {
+                println!("{}", promise_line(&p));
+            }
+        }
+        PromiseCmd::List { customer, json } => {
+            let list = client
+                .list_promises(pb::ListPromisesRequest { customer })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .promises;
+            for p in &list {
+                if json {
+                    println!("{p:#?}");
+                } else {
+                    println!("{}", promise_line(p));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
+    let mut client = r.agreements();
+    let on_str = |on: Option<NaiveDate>| on.map(|d| d.to_string()).unwrap_or_default();
+    match c {
+        AgreementCmd::Propose {
+            cases,
+            plan,
+            installments,
+            first_due,
+            discount,
+            on,
+            json,
+        } => {
+            let a = client
+                .propose_agreement(pb::ProposeAgreementRequest {
+                    case_ids: ids(&cases)?,
+                    plan,
+                    installments,
+                    first_due: first_due.to_string(),
+                    discount_percent: discount.to_string(),
+                    on: on_str(on),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print_agreement(&a, json)?;
+        }
+        AgreementCmd::Approve { id, note, on, json } => {
+            let a = client
+                .approve_agreement(pb::DecideAgreementRequest {
+                    id,
+                    note,
+                    on: on_str(on),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print_agreement(&a, json)?;
+        }
+        AgreementCmd::Reject {
+            id,
+            reason,
+            on,
+            json,
+        } => {
+            let a = client
+                .reject_agreement(pb::DecideAgreementRequest {
+                    id,
+                    note: reason,
+                    on: on_str(on),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print_agreement(&a, json)?;
+        }
+        AgreementCmd::Show { id, json } => {
+            let a = client
+                .get_agreement(pb::GetAgreementRequest { id })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print_agreement(&a, json)?;
+        }
+        AgreementCmd::List { customer, json } => {
+            let list = client
+                .list_agreements(pb::ListAgreementsRequest {
+                    customer: customer.unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .agreements;
+            for a in &list {
+                if json {
+                    print_agreement(a, true)?;
+                } else {
+                    println!(
+                        "agreement {} {}: {} — {} {} in {} ({})",
+                        a.id, a.customer, a.status, a.debt, a.currency, a.installments, a.plan
+                    );
+                }
+            }
+        }
+        AgreementCmd::Letter { id, kind, out } => {
+            let docs = client
+                .list_documents(pb::ListDocumentsRequest {
+                    customer: String::new(),
+                    agreement_id: id,
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .documents;
+            let d = docs
+                .iter()
+                .find(|d| d.kind == kind)
+                .with_context(|| format!("agreement {id} has no {kind} letter"))?;
+            write_letter(if d.html.is_empty() { &d.text } else { &d.html }, out)?;
+        }
+    }
+    Ok(())
+}
