@@ -281,10 +281,24 @@ async fn worklist_paging_auth_and_clear_errors() {
             case_id,
             reason: "goods damaged".into(),
             on: AS_OF.into(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
+    let ageing = disputes
+        .dispute_ageing(pb::DisputeAgeingRequest {
+            as_of: AS_OF.into(),
+            oldest: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ageing.buckets[0].bucket, "0-30");
+    assert!(
+        ageing.oldest.iter().any(|d| d.id == dispute.id),
+        "{ageing:?}"
+    );
     let resolve = pb::ResolveDisputeRequest {
         dispute_id: dispute.id,
         resolution: "invalid".into(),

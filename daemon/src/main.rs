@@ -155,6 +155,9 @@ enum Cmd {
     /// Promises to pay: record one on several cases, list a customer's.
     #[command(subcommand)]
     Promise(ops::PromiseCmd),
+    /// Disputes across the portfolio (open one from a case with `case dispute`).
+    #[command(subcommand)]
+    Dispute(ops::DisputeCmd),
     /// Payment agreements: propose, approve, reject, show, letters.
     #[command(subcommand)]
     Agreement(ops::AgreementCmd),
@@ -820,6 +823,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Case(c) => case_cmd(&env, c),
         Cmd::Promise(c) => ops::promise_local(&env, c),
         Cmd::Agreement(c) => ops::agreement_local(&env, c),
+        Cmd::Dispute(c) => ops::dispute_local(&env, c),
         Cmd::Explain {
             customer,
             as_of,
@@ -999,6 +1003,7 @@ async fn remote_main(
         }
         Cmd::Promise(c) => ops::promise_remote(&r, c).await?,
         Cmd::Agreement(c) => ops::agreement_remote(&r, c).await?,
+        Cmd::Dispute(c) => ops::dispute_remote(&r, c).await?,
         _ => anyhow::bail!("this command works on the database directly; drop --remote"),
     }
     Ok(ExitCode::SUCCESS)

@@ -51,6 +51,102 @@ pub enum PromiseCmd {
 }
 
 #[derive(Subcommand)]
+pub enum DisputeCmd {
+    /// Open disputes by age, with the disputed amounts and the oldest ones.
+    Ageing {
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// How many of the oldest to list.
+        #[arg(long, default_value_t = 20)]
+        oldest: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_ageing(a: &pb::DisputeAgeingResponse, json: bool) -> Result<()> {
+    let amounts = |m: &[pb::Money]| {
+        m.iter()
+            .map(|m| format!("{} {}", m.amount, m.currency))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if json {
+        let v = json!({
+            "buckets": a.buckets.iter().map(|b| json!({
+                "bucket": b.bucket, "disputes": b.disputes,
+                "amounts": b.amounts.iter().map(|m| json!({"amount": m.amount, "currency": m.currency})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "oldest": a.oldest.iter().map(|d| json!({
+                "id": d.id, "customer": d.customer, "opened_on": d.opened_on, "reason": d.reason,
+                "documents": d.documents,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("age (days)  disputes  disputed amount");
+    for b in &a.buckets {
+        println!(
+            "{:<11} {:>8}  {}",
+            b.bucket,
+            b.disputes,
+            amounts(&b.amounts)
+        );
+    }
+    if !a.oldest.is_empty() {
+        println!("oldest open disputes:");
+        for d in &a.oldest {
+            println!(
+                "  {} {} opened {}: {} ({})",
+                d.id,
+                d.customer,
+                d.opened_on,
+                d.reason,
+                d.documents.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn dispute_local(env: &Env, c: DisputeCmd) -> Result<ExitCode> {
+    let store = env.store()?;
+    match c {
+        DisputeCmd::Ageing {
+            as_of,
+            oldest,
+            json,
+        } => {
+            let a = store.dispute_ageing(as_of.unwrap_or_else(today), oldest as usize)?;
+            print_ageing(&arrears::server::dispute_ageing_to_pb(&a), json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn dispute_remote(r: &Remote, c: DisputeCmd) -> Result<()> {
+    match c {
+        DisputeCmd::Ageing {
+            as_of,
+            oldest,
+            json,
+        } => {
+            let a = pb::disputes_client::DisputesClient::new(r.auth())
+                .dispute_ageing(pb::DisputeAgeingRequest {
+                    as_of: as_of.map(|d| d.to_string()).unwrap_or_default(),
+                    oldest,
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print_ageing(&a, json)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum AgreementCmd {
     /// Price the cases' items and propose an instalment plan.
     Propose {

@@ -43,7 +43,7 @@ impl Remote {
         Ok(Remote { channel, token })
     }
 
-    fn auth(&self) -> InterceptedService<Channel, Auth> {
+    pub fn auth(&self) -> InterceptedService<Channel, Auth> {
         let header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = self
             .token
             .as_ref()

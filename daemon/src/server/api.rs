@@ -891,6 +891,10 @@ impl pb::disputes_server::Disputes for Api {
             let who = principal(&req)?;
             let r = req.into_inner();
             let id = positive_id("case_id", r.case_id)?;
+            let mut more = Vec::with_capacity(r.more_case_ids.len());
+            for &c in &r.more_case_ids {
+                more.push(positive_id("more_case_ids", c)?);
+            }
             let reason = nonempty("reason", &r.reason)?.to_string();
             let on = self.shared.as_of(&r.on)?;
             let d = self
@@ -899,7 +903,10 @@ impl pb::disputes_server::Disputes for Api {
                     let d =
                         store.audited(&who.name, "dispute.open", &format!("case {id}"), |st| {
                             let before = Self::guard_case(st, &who, id)?;
-                            let did = st.open_dispute(id, &reason, on, &who.name)?;
+                            for &c in &more {
+                                Self::guard_case(st, &who, c)?;
+                            }
+                            let did = st.open_dispute_on(id, &more, &reason, on, &who.name)?;
                             let d = st
                                 .case_disputes(id)?
                                 .into_iter()
@@ -975,6 +982,43 @@ impl pb::disputes_server::Disputes for Api {
             Ok(Response::new(pb::ListDisputesResponse { disputes }))
         })
         .await
+    }
+
+    async fn dispute_ageing(
+        &self,
+        req: Request<pb::DisputeAgeingRequest>,
+    ) -> Result<Response<pb::DisputeAgeingResponse>, Status> {
+        observed("Disputes/DisputeAgeing", async {
+            let _who = principal(&req)?;
+            let r = req.into_inner();
+            let as_of = self.shared.as_of(&r.as_of)?;
+            let oldest = if r.oldest == 0 {
+                20
+            } else {
+                r.oldest.min(1000)
+            } as usize;
+            let a = self
+                .shared
+                .read(move |store, _| store.dispute_ageing(as_of, oldest).map_err(status))
+                .await?;
+            Ok(Response::new(dispute_ageing_to_pb(&a)))
+        })
+        .await
+    }
+}
+
+pub fn dispute_ageing_to_pb(a: &crate::store::DisputeAgeing) -> pb::DisputeAgeingResponse {
+    pb::DisputeAgeingResponse {
+        buckets: a
+            .buckets
+            .iter()
+            .map(|b| pb::AgeingBucket {
+                bucket: b.bucket.clone(),
+                disputes: b.disputes,
+                amounts: b.amounts.iter().filter_map(|(c, x)| money(*x, c)).collect(),
+            })
+            .collect(),
+        oldest: a.oldest.iter().map(dispute_to_pb).collect(),
     }
 }
 

@@ -35,7 +35,7 @@ use crate::config::ServeConfig;
 use crate::rules::{self, RuleError, RuleSet};
 use crate::store::{Store, StoreError};
 pub use api::connector_health;
-pub use api::{agreement_to_pb, plan_kind};
+pub use api::{agreement_to_pb, dispute_ageing_to_pb, plan_kind};
 use auth::Auth;
 pub use runner::RunRequest;
 pub use worklist_view::WorklistView;

@@ -405,25 +405,52 @@ impl Store {
         on: NaiveDate,
         actor: &str,
     ) -> Result<i64> {
+        self.open_dispute_on(case_id, &[], reason, on, actor)
+    }
+
+    /// A dispute opened from `case_id` that also covers the items of `more` cases of
+    /// the same customer.
+    pub fn open_dispute_on(
+        &mut self,
+        case_id: i64,
+        more: &[i64],
+        reason: &str,
+        on: NaiveDate,
+        actor: &str,
+    ) -> Result<i64> {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a dispute needs a reason".into()));
         }
         let tx = self.conn.savepoint()?;
         let o = open_case(&tx, case_id)?;
-        let item: i64 =
-            tx.query_row("SELECT item_id FROM cases WHERE id = ?1", [case_id], |r| {
-                r.get(0)
-            })?;
+        let mut items: Vec<i64> = Vec::new();
+        for &c in std::iter::once(&case_id).chain(more) {
+            let other = open_case(&tx, c)?;
+            if other.customer_id != o.customer_id {
+                return Err(StoreError::Invalid(format!(
+                    "case {c} belongs to another customer; a dispute covers one customer's items"
+                )));
+            }
+            let item: i64 =
+                tx.query_row("SELECT item_id FROM cases WHERE id = ?1", [c], |r| r.get(0))?;
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        }
         tx.execute(
             "INSERT INTO disputes(customer_id, case_id, reason, opened_on) VALUES (?1, ?2, ?3, ?4)",
             params![o.customer_id, case_id, reason, on.to_string()],
         )?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)",
-            [id, item],
-        )?;
-        event(&tx, case_id, on, "dispute", actor, reason)?;
+        for item in items {
+            tx.execute(
+                "INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)",
+                [id, item],
+            )?;
+        }
+        for &c in std::iter::once(&case_id).chain(more) {
+            event(&tx, c, on, "dispute", actor, reason)?;
+        }
         tx.execute(
             "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
             [o.customer_id],

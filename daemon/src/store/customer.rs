@@ -23,6 +23,29 @@ pub const DISPUTE_RESOLUTIONS: &[(&str, &str)] = &[
     ("write_off", "to be written off"),
 ];
 
+/// Age limits (inclusive, in days) of the dispute ageing buckets.
+pub const AGEING_BUCKETS: &[(&str, i64)] = &[
+    ("0-30", 30),
+    ("31-60", 60),
+    ("61-90", 90),
+    ("over_90", i64::MAX),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgeingBucket {
+    pub bucket: String,
+    pub disputes: u32,
+    /// Disputed open amount per currency.
+    pub amounts: Vec<(String, Decimal)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisputeAgeing {
+    pub buckets: Vec<AgeingBucket>,
+    /// The oldest open disputes, oldest first.
+    pub oldest: Vec<DisputeView>,
+}
+
 /// Everything known about one customer, as of a date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerView {
@@ -516,6 +539,53 @@ impl Store {
             "d.customer_id = ?1 AND (?2 OR d.resolved_on IS NULL)",
             params![customer_id, include_resolved],
         )
+    }
+
+    /// Open disputes by age on `as_of` (0–30, 31–60, 61–90, over 90 days), with the
+    /// disputed open amount per currency, and the oldest ones.
+    pub fn dispute_ageing(&self, as_of: NaiveDate, oldest: usize) -> Result<DisputeAgeing> {
+        let mut st = self.conn.prepare(
+            "SELECT d.id, d.opened_on, i.currency, i.open_amount FROM disputes d
+             JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
+             WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
+        )?;
+        let mut rows = st.query([])?;
+        let mut out = DisputeAgeing {
+            buckets: AGEING_BUCKETS
+                .iter()
+                .map(|(name, _)| AgeingBucket {
+                    bucket: (*name).into(),
+                    disputes: 0,
+                    amounts: Vec::new(),
+                })
+                .collect(),
+            oldest: Vec::new(),
+        };
+        let mut seen: Vec<(i64, usize)> = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let opened = date("disputes.opened_on", &r.get::<_, String>(1)?)?;
+            let age = (as_of - opened).num_days().max(0);
+            let k = AGEING_BUCKETS
+                .iter()
+                .position(|(_, max)| age <= *max)
+                .unwrap_or(AGEING_BUCKETS.len() - 1);
+            let b = &mut out.buckets[k];
+            if !seen.iter().any(|(d, _)| *d == id) {
+                seen.push((id, k));
+                b.disputes += 1;
+            }
+            let currency: String = r.get(2)?;
+            let amount = dec("items.open_amount", &r.get::<_, String>(3)?)?;
+            match b.amounts.iter_mut().find(|(c, _)| *c == currency) {
+                Some(x) => x.1 += amount,
+                None => b.amounts.push((currency, amount)),
+            }
+        }
+        for (id, _) in seen.iter().take(oldest) {
+            out.oldest.extend(disputes(&self.conn, "d.id = ?1", [id])?);
+        }
+        Ok(out)
     }
 
     /// Promises recorded on a case, newest first.
@@ -1533,6 +1603,64 @@ mod tests {
         assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), events + 1);
 
         invalid_naming(s.judge_promises(d("2026-11-15"), -1), "tolerance_days");
+    }
+
+    #[test]
+    fn dispute_ageing_buckets_open_disputes_by_age_with_amounts() {
+        let (_dir, mut s) = store(Batch {
+            items: vec![
+                item("1", "C1", "2026-08-01", dec!(100), "EUR"),
+                item("2", "C1", "2026-08-01", dec!(50), "EUR"),
+                item("3", "C2", "2026-08-01", dec!(70), "USD"),
+                item("4", "C3", "2026-08-01", dec!(30), "EUR"),
+                item("5", "C4", "2026-08-01", dec!(10), "EUR"),
+            ],
+            ..Batch::default()
+        });
+        let cases = open_cases(&mut s, &["1", "2", "3", "4", "5"], "2026-08-02");
+        // One dispute over two items, 100 days old; 45 and 30 days; one resolved.
+        s.open_dispute_on(
+            cases[0],
+            &[cases[1]],
+            "wrong prices",
+            d("2026-08-15"),
+            "anna",
+        )
+        .unwrap();
+        s.open_dispute(cases[2], "not delivered", d("2026-10-09"), "anna")
+            .unwrap();
+        s.open_dispute(cases[3], "damaged", d("2026-10-24"), "anna")
+            .unwrap();
+        let gone = s
+            .open_dispute(cases[4], "duplicate", d("2026-11-01"), "anna")
+            .unwrap();
+        s.resolve_dispute(gone, "invalid", d("2026-11-02"), "ben")
+            .unwrap();
+        assert!(
+            s.open_dispute_on(cases[0], &[cases[2]], "x", d("2026-11-01"), "anna")
+                .is_err(),
+            "one customer per dispute"
+        );
+
+        let a = s.dispute_ageing(d("2026-11-23"), 2).unwrap();
+        let row = |b: &AgeingBucket| (b.bucket.clone(), b.disputes, b.amounts.clone());
+        assert_eq!(
+            a.buckets.iter().map(row).collect::<Vec<_>>(),
+            vec![
+                ("0-30".into(), 1, vec![("EUR".into(), dec!(30))]),
+                ("31-60".into(), 1, vec![("USD".into(), dec!(70))]),
+                ("61-90".into(), 0, vec![]),
+                ("over_90".into(), 1, vec![("EUR".into(), dec!(150))]),
+            ]
+        );
+        assert_eq!(
+            a.oldest
+                .iter()
+                .map(|d| d.reason.as_str())
+                .collect::<Vec<_>>(),
+            vec!["wrong prices", "not delivered"]
+        );
+        assert_eq!(a.oldest[0].documents.len(), 2);
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub use agreements::{
 pub use audit::AuditRecord;
 pub use cases::{CaseDetail, CaseEvent};
 pub use customer::{
-    ContactView, CustomerView, DisputeView, ItemView, JudgeStats, NewPromise, PaymentView,
-    PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
+    AgeingBucket, ContactView, CustomerView, DisputeAgeing, DisputeView, ItemView, JudgeStats,
+    NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use ingest::IngestStats;
 pub use run_io::*;
