@@ -15,10 +15,12 @@
 //! - [`finance`]: interest, fines and instalment schedules for payment agreements.
 //! - [`templates`]: correspondence templates (per language, checked when rules load).
 //! - [`compliance`]: the guard every contact passes (hours, limits, opt-outs).
+//! - [`delivery`]: sending one message by SMTP or webhook, with failures classified.
 
 pub mod compliance;
 pub mod config;
 pub mod connector;
+pub mod delivery;
 pub mod demo;
 pub mod domain;
 pub mod engine;

@@ -252,6 +252,9 @@ mod tests {
             resend_after_days: resend,
             copy_manager: false,
             event: String::new(),
+            fee: Decimal::ZERO,
+            fallback: vec![],
+            activity: None,
         };
         Ladder {
             name: "t".into(),

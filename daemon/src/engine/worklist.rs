@@ -134,6 +134,7 @@ mod tests {
         Collector {
             id: id.into(),
             name: id.into(),
+            email: None,
             substitute: sub.map(Into::into),
             absences: if absent {
                 vec![Absence {

@@ -107,6 +107,7 @@ pub struct Absence {
 pub struct Collector {
     pub id: String,
     pub name: String,
+    pub email: Option<String>,
     pub substitute: Option<String>,
     pub absences: Vec<Absence>,
 }
@@ -146,7 +147,26 @@ pub enum Channel {
 }
 
 impl Channel {
-    fn parse(s: &str) -> Option<Channel> {
+    /// Where a message goes when its channel cannot carry it: paper always arrives.
+    pub fn default_fallback(self) -> Vec<Channel> {
+        match self {
+            Channel::Email => vec![Channel::Letter],
+            Channel::Sms | Channel::Portal => vec![Channel::Email, Channel::Letter],
+            Channel::Letter | Channel::CallTask => vec![],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Letter => "letter",
+            Channel::Portal => "portal",
+            Channel::CallTask => "call_task",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
         serde_yaml::from_str(s).ok()
     }
 }
@@ -161,6 +181,11 @@ pub struct Level {
     pub resend_after_days: Option<i64>,
     pub copy_manager: bool,
     pub event: String,
+    /// Base currency, once per item and level.
+    pub fee: Decimal,
+    pub fallback: Vec<Channel>,
+    /// (category, subcategory) a call task assigns.
+    pub activity: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +252,8 @@ pub struct RuleSet {
     /// Interest and fine policy for renegotiations.
     pub interest: Option<crate::finance::InterestPolicy>,
     pub agreements: Option<raw::AgreementsSection>,
+    /// Sender details per company for letters and messages.
+    pub correspondence: raw::CorrespondenceSection,
 }
 
 impl fmt::Debug for RuleSet {
@@ -433,6 +460,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let scripts = section!(scripts);
     let interest = section!(interest);
     let agreements = section!(agreements);
+    let correspondence = section!(correspondence);
     let src_of = |i: usize| &files[i].0;
     if let Some((i, p)) = &interest {
         if let Err(e) = p.validate() {
@@ -675,6 +703,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     }
                 }
                 cols.push(Collector {
+                    email: c.email,
                     name: c.name.unwrap_or_else(|| c.id.clone()),
                     id: c.id,
                     substitute: c.substitute,
@@ -721,6 +750,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
 
     // ladders
     let mut lads = Vec::new();
+    let ladders_file = ladders.as_ref().map(|(i, _)| files[*i].0.path.clone());
     if let Some((i, ls)) = ladders {
         let src = src_of(i);
         for l in ls {
@@ -779,7 +809,53 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                         format!("level `{}`: min_amount must not be negative", lv.name),
                     );
                 }
+                let fee = lv.fee.unwrap_or(Decimal::ZERO);
+                if fee < Decimal::ZERO {
+                    cx.err(
+                        src,
+                        Some(&lv.name),
+                        format!("level `{}`: fee must not be negative", lv.name),
+                    );
+                }
+                let fallback = match lv.fallback {
+                    Some(list) => list
+                        .iter()
+                        .filter_map(|c| {
+                            let ch = Channel::parse(c);
+                            if ch.is_none() || ch == Some(Channel::CallTask) {
+                                cx.err(src, Some(c), format!("level `{}`: fallback `{c}` is not a message channel (email, sms, letter, portal)", lv.name));
+                            }
+                            ch
+                        })
+                        .collect(),
+                    None => channel.default_fallback(),
+                };
+                let activity = match (&lv.activity, channel) {
+                    (Some(a), Channel::CallTask) => match a.split_once('/') {
+                        Some((c, s)) => Some((c.trim().to_string(), s.trim().to_string())),
+                        None => {
+                            cx.err(
+                                src,
+                                Some(a),
+                                format!("level `{}`: activity is CATEGORY/SUBCATEGORY", lv.name),
+                            );
+                            None
+                        }
+                    },
+                    (Some(a), _) => {
+                        cx.err(
+                            src,
+                            Some(a),
+                            format!("level `{}`: activity is for call_task levels", lv.name),
+                        );
+                        None
+                    }
+                    (None, _) => None,
+                };
                 levels.push(Level {
+                    fee,
+                    fallback,
+                    activity,
                     event: lv.event.unwrap_or_else(|| format!("Reminder: {}", lv.name)),
                     name: lv.name,
                     overdue_days: lv.overdue_days,
@@ -1013,6 +1089,25 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     } else {
         None
     };
+    for l in &lads {
+        for lv in &l.levels {
+            if let Some((c, sub)) = &lv.activity {
+                let known = cats
+                    .iter()
+                    .any(|k| &k.name == c && k.subcategories.iter().any(|x| &x.name == sub));
+                if !known {
+                    cx.errors.push(RuleError {
+                        file: ladders_file.clone().unwrap_or_else(|| dir.to_path_buf()),
+                        pos: None,
+                        message: format!(
+                            "ladder `{}` level `{}`: activity {c}/{sub} is not a category/subcategory of the policy",
+                            l.name, lv.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
     let templates_dir = dir.join("templates");
     let templates = if templates_dir.is_dir() {
         hash_tree(&mut hasher, &templates_dir, &templates_dir);
@@ -1081,6 +1176,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         templates,
         interest: interest.map(|x| x.1),
         agreements: agreements.map(|x| x.1),
+        correspondence: correspondence.map(|x| x.1).unwrap_or_default(),
     })
 }
 

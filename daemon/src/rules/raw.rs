@@ -26,6 +26,29 @@ pub struct RuleFile {
     /// Interest and fine on overdue items (renegotiation).
     pub interest: Option<crate::finance::InterestPolicy>,
     pub agreements: Option<AgreementsSection>,
+    pub correspondence: Option<CorrespondenceSection>,
+}
+
+/// What letters and messages say about the sender, per company code.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CorrespondenceSection {
+    #[serde(default)]
+    pub companies: BTreeMap<String, CompanySection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanySection {
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+    pub iban: Option<String>,
+    #[serde(default)]
+    pub contact: String,
+    /// `{customer}` and `{company}` are replaced by the customer's codes.
+    #[serde(default)]
+    pub payment_link: String,
 }
 
 /// Payment agreements: plan terms and what each role may grant without approval.
@@ -206,6 +229,8 @@ pub struct Balance {
 pub struct Collector {
     pub id: String,
     pub name: Option<String>,
+    /// Where copies of escalations go when this collector manages a group.
+    pub email: Option<String>,
     pub substitute: Option<String>,
     #[serde(default)]
     pub absences: Vec<Absence>,
@@ -249,6 +274,14 @@ pub struct Level {
     pub copy_manager: bool,
     /// Event recorded on the customer when the step is taken.
     pub event: Option<String>,
+    /// Fee charged once per item reaching this level, in the base currency.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub fee: Option<Decimal>,
+    /// Channels tried, in order, when `channel` is refused (opt-out), has no
+    /// address, or bounces.
+    pub fallback: Option<Vec<String>>,
+    /// For `call_task`: the activity the call becomes on the customer's oldest case.
+    pub activity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
