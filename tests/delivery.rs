@@ -624,3 +624,265 @@ fn webhook_outcomes_follow_the_status() {
 
     assert!(!shown.contains(TOKEN), "{shown}");
 }
+
+/// The `arrears` binary on a temporary database and the shipped rules.
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(smtp_port: u16) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        common::copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &dir.path().join("rules"),
+        );
+        std::fs::write(
+            dir.path().join("arrears.yaml"),
+            format!(
+                "delivery:\n  smtp:\n    host: 127.0.0.1\n    port: {smtp_port}\n    security: none\n    \
+                 from: {{ address: collections@acme.example, name: ACME Collections }}\n    timeout: 5s\n"
+            ),
+        )
+        .unwrap();
+        Cli { dir }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(args)
+            .env("ARREARS_DB", self.dir.path().join("arrears.db"))
+            .env("ARREARS_RULES", self.dir.path().join("rules"))
+            .env("ARREARS_CONFIG", self.dir.path().join("arrears.yaml"))
+            .arg("--config")
+            .arg(self.dir.path().join("arrears.yaml"))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "arrears {args:?}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("arrears.db")).unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// One business day: the run, then the outbox at 10:00 UTC.
+    fn day(&self, d: &str) -> Value {
+        self.ok(&["run", "--as-of", d]);
+        serde_json::from_str(&self.ok(&[
+            "outbox",
+            "send",
+            "--now",
+            &format!("{d}T10:00:00Z"),
+            "--json",
+        ]))
+        .unwrap()
+    }
+}
+
+fn text_of(m: &Value) -> String {
+    m["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["content_type"] == "text/plain")
+        .map(|p| p["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The standard ladder over a month of real e-mail: the first reminder, the second
+/// with its fee, a resend 14 days later charging no second fee; a bouncing address
+/// falls back to a letter; an SMTP server that is down leaves the step unsent and
+/// retried; an opted-out channel is never used; a late-night e-mail to a US customer
+/// waits for the morning.
+#[test]
+fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_guard() {
+    let sink = Sink::start(&[]);
+    let cli = Cli::new(sink.port);
+    let csv = cli.dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,a1,ACME_DE,C1,Weber GmbH,INV-A1,2026-09-20,2026-10-20,500.00,EUR\n\
+         item,a2,ACME_DE,C1,Weber GmbH,INV-A2,2026-09-21,2026-10-21,250.00,EUR\n\
+         item,b1,ACME_DE,C2,Bounce AG,INV-B1,2026-09-20,2026-10-20,900.00,EUR\n\
+         item,c1,ACME_DE,C3,Papier KG,INV-C1,2026-09-20,2026-10-20,300.00,EUR\n",
+    )
+    .unwrap();
+    cli.ok(&["import", "csv", csv.to_str().unwrap()]);
+    cli.ok(&[
+        "customer",
+        "contact",
+        "ACME_DE/C1",
+        "--email",
+        "buchhaltung@weber.example",
+    ]);
+    cli.ok(&[
+        "customer",
+        "contact",
+        "ACME_DE/C2",
+        "--email",
+        "bounce@bounce.example",
+    ]);
+    // C3 has an address but opted out of e-mail: it is never used.
+    cli.ok(&[
+        "customer",
+        "contact",
+        "ACME_DE/C3",
+        "--email",
+        "info@papier.example",
+        "--opt-out",
+        "email",
+    ]);
+
+    // 10 days overdue (7 + 3 tolerance): the first reminder, both invoices in one e-mail.
+    let s = cli.day("2026-10-30");
+    assert_eq!(s["sent"], 3, "{s}");
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "the bounce never reached the inbox: {got:#?}");
+    assert_eq!(got[0]["rcpt_tos"], json!(["buchhaltung@weber.example"]));
+    let t = text_of(&got[0]);
+    assert!(t.contains("INV-A1") && t.contains("INV-A2"), "{t}");
+    // The bounce and the opt-out became letters, stored for printing; their steps
+    // count as sent.
+    assert_eq!(
+        cli.count("SELECT COUNT(*) FROM messages WHERE channel = 'letter' AND status = 'sent'"),
+        2
+    );
+    assert_eq!(
+        cli.count("SELECT COUNT(*) FROM documents WHERE kind = 'letter'"),
+        2
+    );
+    assert_eq!(
+        cli.count(
+            "SELECT COUNT(*) FROM customer_events WHERE kind = 'First payment reminder sent'"
+        ),
+        3
+    );
+    let refused: String = cli
+        .db()
+        .query_row(
+            "SELECT m.last_error FROM messages m JOIN customers c ON c.id = m.customer_id
+             WHERE c.code = 'C3' AND m.channel = 'email'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(refused.contains("opted out"), "{refused}");
+
+    // 24 days: the second reminder, with its 5.00 fee per invoice itemised.
+    cli.day("2026-11-13");
+    let got = sink.messages();
+    assert_eq!(got.len(), 2);
+    let t = text_of(&got[1]);
+    assert!(t.contains("5.00"), "the fee is itemised: {t}");
+    assert_eq!(
+        cli.count("SELECT COUNT(*) FROM fees"),
+        4,
+        "two invoices of C1, one each of C2, C3"
+    );
+
+    // A week later nothing is due; 14 days after the second reminder it is resent,
+    // but the SMTP server is down that morning: nothing recorded as sent.
+    let s = cli.day("2026-11-20");
+    assert_eq!(s["sent"], 0, "{s}");
+    drop(sink);
+    let s = cli.day("2026-11-27");
+    assert_eq!(
+        (s["sent"].as_u64(), s["retried"].as_u64()),
+        (Some(1), Some(2)),
+        "only C3's letter goes: {s}"
+    );
+    assert_eq!(
+        cli.count("SELECT COUNT(*) FROM escalations e JOIN customers c ON c.id = e.customer_id WHERE c.code = 'C1' AND e.as_of = '2026-11-27' AND e.status = 'pending'"),
+        1,
+        "the resend waits for the server"
+    );
+    let sink = Sink::start(&[]);
+    std::fs::write(
+        cli.dir.path().join("arrears.yaml"),
+        format!(
+            "delivery:\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    security: none\n    \
+             from: {{ address: collections@acme.example, name: ACME Collections }}\n    timeout: 5s\n",
+            sink.port
+        ),
+    )
+    .unwrap();
+    let s: Value = serde_json::from_str(&cli.ok(&[
+        "outbox",
+        "send",
+        "--now",
+        "2026-11-27T10:05:00Z",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (s["sent"].as_u64(), s["fell_back"].as_u64()),
+        (Some(2), Some(1)),
+        "retried a minute later: C1's delivered, C2's bounced onto paper: {s}"
+    );
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        cli.count("SELECT COUNT(*) FROM fees"),
+        4,
+        "the resend charges no fee twice"
+    );
+    assert!(text_of(&got[0]).contains("5.00"));
+}
+
+/// The compliance guard: US rules keep e-mail within local hours; at 03:00 in
+/// New York the reminder waits, with the reason, and goes at the next allowed time.
+#[test]
+fn a_contact_outside_local_hours_is_deferred_with_its_reason() {
+    let sink = Sink::start(&[]);
+    let cli = Cli::new(sink.port);
+    let csv = cli.dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency,country,email\n\
+         item,u1,ACME_US,U1,Hudson Supply Inc,INV-U1,2026-10-10,2026-11-10,800.00,USD,US,ap@hudson.example\n",
+    )
+    .unwrap();
+    cli.ok(&["import", "csv", csv.to_str().unwrap()]);
+    cli.ok(&["run", "--as-of", "2026-11-23"]);
+    // 08:00 UTC = 03:00 in New York.
+    let s: Value = serde_json::from_str(&cli.ok(&[
+        "outbox",
+        "send",
+        "--now",
+        "2026-11-23T08:00:00Z",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (s["sent"].as_u64(), s["deferred"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    let (reason, next): (String, String) = cli
+        .db()
+        .query_row(
+            "SELECT defer_reason, next_attempt FROM messages WHERE status = 'deferred'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(reason.contains("outside contact hours"), "{reason}");
+    assert!(next.as_str() > "2026-11-23T08:00:00Z", "{next}");
+    assert!(sink.messages().is_empty());
+    let s: Value =
+        serde_json::from_str(&cli.ok(&["outbox", "send", "--now", &next, "--json"])).unwrap();
+    assert_eq!(s["sent"], 1, "sent at the moment the guard named: {s}");
+    assert_eq!(sink.messages().len(), 1);
+}

@@ -21,6 +21,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Data sources the daemon pulls from on their schedules.
     pub connectors: Vec<crate::connector::ConnectorConfig>,
+    /// How messages go out (SMTP, webhook); letters need nothing.
+    pub delivery: Option<crate::delivery::DeliveryConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -147,12 +149,19 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        serde_yaml::from_str::<Option<Config>>(&text)
+        let cfg = serde_yaml::from_str::<Option<Config>>(&text)
             .map(Option::unwrap_or_default)
             .map_err(|e| ConfigError::Parse {
                 path: path.display().to_string(),
                 message: e.to_string(),
-            })
+            })?;
+        if let Some(d) = &cfg.delivery {
+            d.validate().map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(cfg)
     }
 
     /// The default database: `arrears.db` in the user's data directory.

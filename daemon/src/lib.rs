@@ -16,10 +16,12 @@
 //! - [`templates`]: correspondence templates (per language, checked when rules load).
 //! - [`compliance`]: the guard every contact passes (hours, limits, opt-outs).
 //! - [`delivery`]: sending one message by SMTP or webhook, with failures classified.
+//! - [`correspondence`]: escalation steps → messages → delivery, through the guard.
 
 pub mod compliance;
 pub mod config;
 pub mod connector;
+pub mod correspondence;
 pub mod delivery;
 pub mod demo;
 pub mod domain;

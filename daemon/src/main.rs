@@ -155,6 +155,12 @@ enum Cmd {
     /// Promises to pay: record one on several cases, list a customer's.
     #[command(subcommand)]
     Promise(ops::PromiseCmd),
+    /// Messages to customers: what went out, what waits and why; one delivery pass.
+    #[command(subcommand)]
+    Outbox(ops::OutboxCmd),
+    /// A customer's contact data and preferences.
+    #[command(subcommand)]
+    Customer(ops::CustomerCmd),
     /// Disputes across the portfolio (open one from a case with `case dispute`).
     #[command(subcommand)]
     Dispute(ops::DisputeCmd),
@@ -824,6 +830,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Promise(c) => ops::promise_local(&env, c),
         Cmd::Agreement(c) => ops::agreement_local(&env, c),
         Cmd::Dispute(c) => ops::dispute_local(&env, c),
+        Cmd::Outbox(c) => ops::outbox_local(&env, c),
+        Cmd::Customer(c) => ops::customer_local(&env, c),
         Cmd::Explain {
             customer,
             as_of,

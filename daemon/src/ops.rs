@@ -673,3 +673,157 @@ pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum OutboxCmd {
+    /// Messages, newest first: channel, recipient, status, attempts, why deferred.
+    List {
+        /// COMPANY/CODE
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One pass: turn new escalation steps into messages and deliver what is due
+    /// (the daemon does this by itself after every run and every minute).
+    Send {
+        /// The moment to act as of (RFC 3339, e.g. 2026-11-23T09:00:00Z) [default: now]
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CustomerCmd {
+    /// Contact data and preferences: what the compliance guard and the channels use.
+    Contact {
+        /// COMPANY/CODE
+        customer: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        /// true: no contact at all (letters included) until set back to false.
+        #[arg(long)]
+        do_not_contact: Option<bool>,
+        /// Channels the customer opted out of (repeat; `none` clears them).
+        #[arg(long = "opt-out")]
+        opt_outs: Vec<String>,
+    },
+}
+
+pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
+    let mut store = env.store()?;
+    match c {
+        OutboxCmd::List {
+            customer,
+            limit,
+            json,
+        } => {
+            let id = customer.map(|c| store.customer_id(&c)).transpose()?;
+            let list = store.messages(id, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for m in &list {
+                    let why = match m.status.as_str() {
+                        "deferred" => m.defer_reason.clone().unwrap_or_default(),
+                        "sent" => m.receipt.clone().unwrap_or_default(),
+                        _ => m.last_error.clone().unwrap_or_default(),
+                    };
+                    println!(
+                        "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
+                        m.id,
+                        m.customer,
+                        m.channel,
+                        m.status,
+                        m.recipient.as_deref().unwrap_or("-"),
+                        m.subject,
+                        m.attempts,
+                        m.next_attempt,
+                        why
+                    );
+                }
+            }
+        }
+        OutboxCmd::Send { now, json } => {
+            let rules = env.rules()?;
+            let now = now.unwrap_or_else(chrono::Utc::now);
+            let st = arrears::correspondence::process(
+                &mut store,
+                &rules,
+                env.cfg.delivery.as_ref(),
+                now,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                println!(
+                    "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held (channel misconfigured) {}",
+                    st.composed, st.call_tasks, st.sent, st.deferred, st.retried, st.fell_back, st.failed, st.held
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn customer_local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
+    let mut store = env.store()?;
+    match c {
+        CustomerCmd::Contact {
+            customer,
+            email,
+            phone,
+            address,
+            do_not_contact,
+            opt_outs,
+        } => {
+            let id = store.customer_id(&customer)?;
+            for o in &opt_outs {
+                if o != "none" && o.parse::<arrears::compliance::Channel>().is_err() {
+                    anyhow::bail!(
+                        "--opt-out {o}: not a channel (email, sms, letter, portal, call)"
+                    );
+                }
+            }
+            let opt: Option<Vec<String>> = (!opt_outs.is_empty()).then(|| {
+                opt_outs
+                    .iter()
+                    .filter(|o| o.as_str() != "none")
+                    .cloned()
+                    .collect()
+            });
+            let who = local_principal();
+            let p = store.audited(&who, "customer.contact", &customer, |st| {
+                let before = format!("{:?}", st.contact_profile(id)?);
+                let p = st.set_contact_preferences(
+                    id,
+                    email.as_deref(),
+                    phone.as_deref(),
+                    address.as_deref(),
+                    do_not_contact,
+                    opt.as_deref(),
+                )?;
+                let after = format!("{p:?}");
+                Ok::<_, arrears::store::StoreError>((p, json!(before), json!(after)))
+            })?;
+            println!(
+                "{}/{}: email {}, phone {}, do not contact {}, opted out of [{}]",
+                p.company,
+                p.code,
+                p.email.as_deref().unwrap_or("-"),
+                p.phone.as_deref().unwrap_or("-"),
+                p.do_not_contact,
+                p.opt_outs.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -350,7 +350,7 @@ const CONTACTS_SQL: &str = "
         UNION ALL
         SELECT on_date, kind, 'system', detail, NULL, 1, id FROM customer_events WHERE customer_id = ?1
         UNION ALL
-        SELECT as_of, 'reminder', 'system', 'level ' || level || ' ' || level_name || ' by ' || channel, NULL, 2, id
+        SELECT as_of, 'reminder', 'system', 'level ' || level || ' ' || level_name || ' by ' || channel || ' (' || status || ')', NULL, 2, id
           FROM escalations WHERE customer_id = ?1
     ) ORDER BY on_date DESC, src, rid DESC LIMIT ?2";
 
@@ -1272,18 +1272,12 @@ mod tests {
                     "goods damaged",
                     Some(case1)
                 ),
-                cv(
-                    "2026-11-01",
-                    "Claim for non-payment",
-                    "system",
-                    "level 1 `first reminder` via email",
-                    None
-                ),
+                // Decided, not delivered: the step's event comes with the delivery.
                 cv(
                     "2026-11-01",
                     "reminder",
                     "system",
-                    "level 1 first reminder by email",
+                    "level 1 first reminder by email (pending)",
                     None
                 ),
             ]

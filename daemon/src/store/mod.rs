@@ -8,6 +8,7 @@ mod audit;
 mod cases;
 mod customer;
 mod ingest;
+mod outbox;
 mod run_io;
 mod statements;
 mod worklist;
@@ -28,6 +29,7 @@ pub use customer::{
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use ingest::IngestStats;
+pub use outbox::{ContactProfile, Fee, LetterItem, MessageView, NewMessage, StepToSend};
 pub use run_io::*;
 pub use statements::{
     Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,

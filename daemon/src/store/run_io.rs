@@ -536,9 +536,10 @@ impl Store {
                 "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(customer_id, as_of) DO NOTHING",
             )?;
-            let mut ev = tx.prepare_cached("INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+            // The step's event ("Claim for non-payment") is recorded by the outbox
+            // when the message is delivered, not here where it is only decided.
             for e in &out.escalations {
-                let n = st.execute(params![
+                st.execute(params![
                     e.customer_id,
                     run_id,
                     d,
@@ -552,14 +553,6 @@ impl Store {
                     e.items,
                     e.reason
                 ])?;
-                if n == 1 {
-                    ev.execute(params![
-                        e.customer_id,
-                        d,
-                        e.event,
-                        format!("level {} `{}` via {}", e.level, e.level_name, e.channel)
-                    ])?;
-                }
             }
         }
         {

@@ -1,0 +1,633 @@
+//! Correspondence: turns escalation steps into messages and delivers them.
+//!
+//! - **Compose.** One message per step, i.e. per customer and day: every item the step
+//!   lists, at the highest level reached, with the fees (the level's fee once per item
+//!   and level, plus those charged before) and the interest of the rules' policy
+//!   itemised, rendered from the level's template in the customer's language.
+//!   Call-task levels become an activity on the customer's oldest case instead.
+//! - **Deliver.** Every attempt passes the compliance guard first: deferred to the next
+//!   allowed moment (reason kept), or refused (opt-out, do-not-contact), which moves
+//!   the step to the level's next fallback channel, as does a missing address or a
+//!   permanent refusal by the server. Transient failures are retried with back-off.
+//!   Only a delivery marks the step sent, records its event on the customer and
+//!   charges its fees.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::compliance::{self, ContactRequest, Decision, PastContact};
+use crate::delivery::{self, DeliveryConfig, Outgoing, SendError};
+use crate::money::{Currency, Money};
+use crate::rules::{Channel, Level, RuleSet};
+use crate::store::{ContactProfile, Fee, MessageView, NewMessage, Store, StoreError};
+use crate::templates::{self, Context};
+
+/// Attempts on one channel before falling back to the next.
+pub const MAX_ATTEMPTS: i64 = 6;
+/// Messages looked at per pass.
+const BATCH: usize = 500;
+/// A contact limit can only span this far back.
+const HISTORY_DAYS: i64 = 62;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxStats {
+    pub composed: u32,
+    pub call_tasks: u32,
+    pub sent: u32,
+    pub deferred: u32,
+    pub retried: u32,
+    pub fell_back: u32,
+    pub failed: u32,
+    pub held: u32,
+}
+
+fn level_of<'a>(rules: &'a RuleSet, ladder: &str, level: usize) -> Option<&'a Level> {
+    rules
+        .ladders
+        .iter()
+        .find(|l| l.name == ladder)
+        .and_then(|l| l.levels.get(level.checked_sub(1)?))
+}
+
+fn round2(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// The level's fee (base currency) in the item's currency.
+fn fee_in(rules: &RuleSet, fee_base: Decimal, currency: &str) -> Option<Decimal> {
+    if fee_base.is_zero() {
+        return Some(Decimal::ZERO);
+    }
+    let cur = Currency::parse(currency).ok()?;
+    let one = rules.rates.to_base(Money::new(Decimal::ONE, cur)).ok()?;
+    (!one.is_zero()).then(|| round2(fee_base / one))
+}
+
+fn company(rules: &RuleSet, p: &ContactProfile) -> templates::Company {
+    match rules.correspondence.companies.get(&p.company) {
+        Some(c) => templates::Company {
+            name: c.name.clone(),
+            address: c.address.clone(),
+            iban: c.iban.clone(),
+            contact: c.contact.clone(),
+        },
+        None => templates::Company {
+            name: p.company.clone(),
+            address: String::new(),
+            iban: None,
+            contact: String::new(),
+        },
+    }
+}
+
+fn payment_link(rules: &RuleSet, p: &ContactProfile) -> String {
+    rules
+        .correspondence
+        .companies
+        .get(&p.company)
+        .map(|c| {
+            c.payment_link
+                .replace("{company}", &p.company)
+                .replace("{customer}", &p.code)
+        })
+        .unwrap_or_default()
+}
+
+fn recipient(p: &ContactProfile, channel: &str) -> Option<String> {
+    let v = match channel {
+        "email" => p.email.clone(),
+        "sms" => p.phone.clone(),
+        "portal" => Some(format!("{}/{}", p.company, p.code)),
+        "letter" => Some(match &p.address {
+            Some(a) => format!("{}\n{a}", p.name),
+            None => p.name.clone(),
+        }),
+        _ => None,
+    };
+    v.filter(|s| !s.trim().is_empty())
+}
+
+/// Makes the messages (and call tasks) of every step not handled yet.
+pub fn compose(
+    store: &mut Store,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, OutboxError> {
+    let mut stats = OutboxStats::default();
+    let Some(t) = rules.templates.as_deref() else {
+        return Ok(stats);
+    };
+    for step in store.steps_to_send()? {
+        let p = store.contact_profile(step.customer_id)?;
+        let level = level_of(rules, &step.ladder, step.level);
+        if step.channel == "call_task" {
+            let activity = level.and_then(|l| l.activity.clone());
+            let case = store.oldest_open_case(step.customer_id)?;
+            let done = match (activity, case) {
+                (Some((cat, sub)), Some(case)) => match rules.subcategory(&cat, &sub) {
+                    Some(s) => {
+                        store.set_activity(
+                            case,
+                            &cat,
+                            s,
+                            step.as_of,
+                            "escalation",
+                            &rules.cases,
+                        )?;
+                        Some(format!("call task {cat}/{sub} on case {case}"))
+                    }
+                    None => None,
+                },
+                (None, Some(case)) => Some(format!("call due on case {case}")),
+                (_, None) => None,
+            };
+            let event = level
+                .map(|l| l.event.clone())
+                .unwrap_or_else(|| "Collection call due".into());
+            match done {
+                Some(detail) => {
+                    store.close_step(step.id, "sent", step.as_of, Some((&event, &detail)))?;
+                    stats.call_tasks += 1;
+                }
+                None => store.close_step(step.id, "failed", step.as_of, None)?,
+            }
+            continue;
+        }
+        let letter_items =
+            store.letter_items(&step.items.iter().map(|x| x.0).collect::<Vec<_>>())?;
+        let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
+        let mut items = Vec::new();
+        let mut totals: Vec<templates::Total> = Vec::new();
+        for it in letter_items.iter().filter(|i| i.open) {
+            let charged: Decimal = it.fees.iter().map(|f| f.2).sum();
+            let already = it
+                .fees
+                .iter()
+                .any(|f| f.0 == step.ladder && f.1 == step.level);
+            let new_fee = if already {
+                Decimal::ZERO
+            } else {
+                fee_in(rules, fee_base, &it.currency).unwrap_or(Decimal::ZERO)
+            };
+            let interest = interest_of(rules, it, step.as_of);
+            let fee = charged + new_fee;
+            let total = it.open_amount + fee + interest;
+            items.push(templates::Item {
+                document_no: it.document_no.clone(),
+                document_date: it.document_date,
+                due_date: it.due_date,
+                days_overdue: (step.as_of - it.due_date).num_days(),
+                currency: it.currency.clone(),
+                original_amount: it.original_amount,
+                open_amount: it.open_amount,
+                fee,
+                interest,
+                total,
+            });
+            match totals.iter_mut().find(|x| x.currency == it.currency) {
+                Some(x) => {
+                    x.open_amount += it.open_amount;
+                    x.fees += fee;
+                    x.interest += interest;
+                    x.total += total;
+                }
+                None => totals.push(templates::Total {
+                    currency: it.currency.clone(),
+                    open_amount: it.open_amount,
+                    fees: fee,
+                    interest,
+                    total,
+                }),
+            }
+        }
+        if items.is_empty() {
+            // Paid between the run and now: nothing to ask for.
+            store.close_step(step.id, "cancelled", step.as_of, None)?;
+            continue;
+        }
+        let language = p
+            .language
+            .clone()
+            .unwrap_or_else(|| crate::rules::DEFAULT_LANGUAGE.into());
+        let ctx = Context {
+            customer: templates::Customer {
+                code: p.code.clone(),
+                name: p.name.clone(),
+                company: p.company.clone(),
+                language: language.clone(),
+                country: p.country.clone(),
+                email: p.email.clone(),
+                phone: p.phone.clone(),
+                address: p.address.clone(),
+            },
+            company: company(rules, &p),
+            level: Some(templates::Level {
+                name: step.level_name.clone(),
+                number: step.level as u32,
+                ladder: step.ladder.clone(),
+            }),
+            as_of: step.as_of,
+            deadline: Some(step.as_of + Duration::days(10)),
+            items,
+            totals,
+            payment_link: payment_link(rules, &p),
+            agreement: None,
+            receipt: None,
+        };
+        let r = match t.render(&step.template, &language, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(step = step.id, error = %e, "cannot render the reminder");
+                store.close_step(step.id, "failed", step.as_of, None)?;
+                stats.failed += 1;
+                continue;
+            }
+        };
+        let cc = if step.copy_manager {
+            manager_email(rules, p.group.as_deref())
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        store.queue_message(
+            &NewMessage {
+                customer_id: step.customer_id,
+                escalation_id: Some(step.id),
+                recipient: recipient(&p, &step.channel),
+                channel: step.channel.clone(),
+                template: step.template.clone(),
+                language: t
+                    .language_for(&step.template, &language)
+                    .unwrap_or(t.default_language())
+                    .to_string(),
+                cc,
+                subject: r.subject,
+                text: r.text,
+                html: r.html,
+                replaces: None,
+            },
+            now,
+        )?;
+        stats.composed += 1;
+    }
+    Ok(stats)
+}
+
+fn manager_email(rules: &RuleSet, group: Option<&str>) -> Option<String> {
+    let g = rules
+        .groups
+        .iter()
+        .find(|g| Some(g.name.as_str()) == group)?;
+    let m = g.manager.as_deref()?;
+    g.collectors
+        .iter()
+        .chain(rules.groups.iter().flat_map(|g| g.collectors.iter()))
+        .find(|c| c.id == m)
+        .and_then(|c| c.email.clone())
+}
+
+/// Statutory interest on an overdue item under the rules' policy (zero without one).
+fn interest_of(rules: &RuleSet, it: &crate::store::LetterItem, as_of: NaiveDate) -> Decimal {
+    let Some(policy) = &rules.interest else {
+        return Decimal::ZERO;
+    };
+    let paid: Decimal = it.payments.iter().map(|p| p.1).sum();
+    let input = if it.original_amount - paid == it.open_amount {
+        crate::finance::ItemDebtInput {
+            principal: it.original_amount,
+            due: it.due_date,
+            costs: Decimal::ZERO,
+            payments: it
+                .payments
+                .iter()
+                .map(|p| crate::finance::Payment {
+                    date: p.0,
+                    amount: p.1,
+                })
+                .collect(),
+        }
+    } else {
+        crate::finance::ItemDebtInput {
+            principal: it.open_amount,
+            due: it.due_date,
+            costs: Decimal::ZERO,
+            payments: Vec::new(),
+        }
+    };
+    crate::finance::debt(policy, &input, as_of, crate::finance::DEFAULT_MINOR_UNITS)
+        .map(|d| d.interest_outstanding)
+        .unwrap_or(Decimal::ZERO)
+}
+
+fn backoff(attempts: i64) -> Duration {
+    // 1 min, 5 min, 15 min, 1 h, 4 h: a server that is down for the night is
+    // retried into the morning, not hammered.
+    match attempts {
+        0 | 1 => Duration::minutes(1),
+        2 => Duration::minutes(5),
+        3 => Duration::minutes(15),
+        4 => Duration::hours(1),
+        _ => Duration::hours(4),
+    }
+}
+
+/// Attempts every message due by `now`, and the fallbacks that queues.
+pub fn deliver(
+    store: &mut Store,
+    rules: &RuleSet,
+    delivery: Option<&DeliveryConfig>,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, OutboxError> {
+    let mut total = OutboxStats::default();
+    // A fallback is due at once; three rounds cover email → sms → letter.
+    for _ in 0..3 {
+        let s = deliver_once(store, rules, delivery, now)?;
+        total.sent += s.sent;
+        total.deferred += s.deferred;
+        total.retried += s.retried;
+        total.fell_back += s.fell_back;
+        total.failed += s.failed;
+        total.held += s.held;
+        if s.fell_back == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+fn deliver_once(
+    store: &mut Store,
+    rules: &RuleSet,
+    delivery: Option<&DeliveryConfig>,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, OutboxError> {
+    let mut stats = OutboxStats::default();
+    let mut held_reason: Option<String> = None;
+    let smtp = delivery
+        .and_then(|d| d.smtp.as_ref())
+        .map(|c| (c, c.resolve()));
+    let hook = delivery
+        .and_then(|d| d.webhook.as_ref())
+        .map(|c| (c, c.resolve()));
+    for m in store.due_messages(now, BATCH)? {
+        let p = store.contact_profile(m.customer_id)?;
+        // The guard first: nothing leaves without it.
+        if let (Some(policy), Ok(ch)) =
+            (&rules.compliance, m.channel.parse::<compliance::Channel>())
+        {
+            let history: Vec<PastContact> = store
+                .contact_history(m.customer_id, now - Duration::days(HISTORY_DAYS))?
+                .into_iter()
+                .filter_map(|(c, at)| {
+                    Some(PastContact {
+                        channel: c.parse().ok()?,
+                        at,
+                    })
+                })
+                .collect();
+            let req = ContactRequest {
+                channel: ch,
+                country: p.country.clone(),
+                time_zone: p.timezone.clone(),
+                do_not_contact: p.do_not_contact,
+                opted_out: p.opt_outs.iter().filter_map(|o| o.parse().ok()).collect(),
+                only_disputed_items: false,
+            };
+            match policy.check(&req, &history, now) {
+                Decision::Allow => {}
+                Decision::Defer { until, reason } => {
+                    store.message_deferred(m.id, until, &reason)?;
+                    tracing::info!(message = m.id, %until, %reason, "contact deferred");
+                    stats.deferred += 1;
+                    continue;
+                }
+                Decision::Refuse { reason } => {
+                    store.message_failed(m.id, &format!("compliance: {reason}"), false)?;
+                    fall_back(store, rules, &m, &p, now, &mut stats)?;
+                    continue;
+                }
+            }
+        }
+        let Some(to) = m.recipient.clone() else {
+            store.message_failed(m.id, &format!("no {} address on file", m.channel), false)?;
+            fall_back(store, rules, &m, &p, now, &mut stats)?;
+            continue;
+        };
+        let out = Outgoing {
+            message_id: m.id.to_string(),
+            customer: m.customer.clone(),
+            to: to.clone(),
+            cc: m.cc.clone(),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m.html.clone(),
+            attachments: Vec::new(),
+        };
+        let result = match m.channel.as_str() {
+            "email" => match &smtp {
+                Some((cfg, Ok(secrets))) => delivery::send_email(cfg, secrets, &out),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => Err(SendError::Config {
+                    reason: "no `delivery.smtp` in the config".into(),
+                }),
+            },
+            "sms" | "portal" => match &hook {
+                Some((cfg, Ok(secrets))) => delivery::send_webhook(cfg, secrets, &out, &m.channel),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => Err(SendError::Config {
+                    reason: "no `delivery.webhook` in the config".into(),
+                }),
+            },
+            "letter" => {
+                let html = m
+                    .html
+                    .clone()
+                    .unwrap_or_else(|| format!("<pre>{}</pre>", html_escape(&m.text)));
+                let doc = store.store_letter(
+                    m.customer_id,
+                    &m.language,
+                    &m.subject,
+                    &m.text,
+                    Some(&html),
+                    now.date_naive(),
+                )?;
+                Ok(delivery::Receipt {
+                    code: 0,
+                    reply: format!("stored for printing as document {doc}"),
+                })
+            }
+            other => Err(SendError::Permanent {
+                reason: format!("`{other}` is not a message channel"),
+            }),
+        };
+        match result {
+            Ok(receipt) => {
+                let (fees, event) = what_sending_means(store, rules, &m)?;
+                let detail = format!("{} to {to}: {}", m.channel, m.subject);
+                store.message_sent(
+                    m.id,
+                    now,
+                    &receipt.reply,
+                    &fees,
+                    event.as_deref().map(|e| (e, detail.as_str())),
+                )?;
+                stats.sent += 1;
+            }
+            Err(SendError::Transient { reason }) if m.attempts + 1 < MAX_ATTEMPTS => {
+                store.message_retry(m.id, now + backoff(m.attempts + 1), &reason)?;
+                tracing::warn!(message = m.id, %reason, "delivery failed; retrying");
+                stats.retried += 1;
+            }
+            Err(SendError::Config { reason }) => {
+                // The same for every message: hold the channel and tell an operator
+                // rather than use up retries or push everything to the fallback.
+                store.message_retry(
+                    m.id,
+                    now + Duration::minutes(15),
+                    &format!("config: {reason}"),
+                )?;
+                held_reason = Some(reason);
+                stats.held += 1;
+            }
+            Err(e) => {
+                store.message_failed(m.id, e.reason(), true)?;
+                fall_back(store, rules, &m, &p, now, &mut stats)?;
+            }
+        }
+    }
+    if let Some(reason) = held_reason {
+        tracing::error!(held = stats.held, %reason, "messages held: a delivery channel is misconfigured");
+    }
+    Ok(stats)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The fees a delivered step charges and the event it records.
+fn what_sending_means(
+    store: &Store,
+    rules: &RuleSet,
+    m: &MessageView,
+) -> Result<(Vec<Fee>, Option<String>), OutboxError> {
+    let Some(eid) = m.escalation_id else {
+        return Ok((Vec::new(), None));
+    };
+    let step = store.escalation_step(eid)?;
+    let level = level_of(rules, &step.ladder, step.level);
+    let event = level
+        .map(|l| l.event.clone())
+        .unwrap_or_else(|| format!("Reminder: {}", step.level_name));
+    let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
+    let mut fees = Vec::new();
+    if !fee_base.is_zero() {
+        for it in store.letter_items(&step.items.iter().map(|x| x.0).collect::<Vec<_>>())? {
+            if let Some(amount) = fee_in(rules, fee_base, &it.currency) {
+                fees.push(Fee {
+                    item_id: it.id,
+                    ladder: step.ladder.clone(),
+                    level: step.level,
+                    amount,
+                    currency: it.currency.clone(),
+                });
+            }
+        }
+    }
+    Ok((fees, Some(event)))
+}
+
+/// Queues the step on the next fallback channel not tried yet; without one the
+/// step failed, and the customer's history says so.
+fn fall_back(
+    store: &mut Store,
+    rules: &RuleSet,
+    m: &MessageView,
+    p: &ContactProfile,
+    now: DateTime<Utc>,
+    stats: &mut OutboxStats,
+) -> Result<(), OutboxError> {
+    let tried = store.tried_channels(m.id)?;
+    let chain: Vec<Channel> = match m.escalation_id {
+        Some(eid) => {
+            let step = store.escalation_step(eid)?;
+            match level_of(rules, &step.ladder, step.level) {
+                Some(l) => l.fallback.clone(),
+                None => Channel::parse(&m.channel)
+                    .map(|c| c.default_fallback())
+                    .unwrap_or_default(),
+            }
+        }
+        None => Vec::new(),
+    };
+    let next = chain
+        .iter()
+        .map(|c| c.as_str())
+        .find(|c| !tried.iter().any(|t| t == c));
+    match next {
+        Some(ch) => {
+            store.queue_message(
+                &NewMessage {
+                    customer_id: m.customer_id,
+                    escalation_id: m.escalation_id,
+                    channel: ch.to_string(),
+                    template: m.template.clone(),
+                    language: m.language.clone(),
+                    recipient: recipient(p, ch),
+                    cc: m.cc.clone(),
+                    subject: m.subject.clone(),
+                    text: m.text.clone(),
+                    html: m.html.clone(),
+                    replaces: Some(m.id),
+                },
+                now,
+            )?;
+            stats.fell_back += 1;
+        }
+        None => {
+            if let Some(eid) = m.escalation_id {
+                store.close_step(
+                    eid,
+                    "failed",
+                    now.date_naive(),
+                    Some((
+                        "Reminder not delivered",
+                        &format!("tried {}; last: {}", tried.join(", "), m.subject),
+                    )),
+                )?;
+            }
+            stats.failed += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Compose, then deliver: one pass of the outbox.
+pub fn process(
+    store: &mut Store,
+    rules: &RuleSet,
+    delivery: Option<&DeliveryConfig>,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, OutboxError> {
+    let a = compose(store, rules, now)?;
+    let b = deliver(store, rules, delivery, now)?;
+    Ok(OutboxStats {
+        composed: a.composed,
+        call_tasks: a.call_tasks,
+        sent: b.sent,
+        deferred: b.deferred,
+        retried: b.retried,
+        fell_back: b.fell_back,
+        failed: a.failed + b.failed,
+        held: b.held,
+    })
+}

@@ -1,0 +1,588 @@
+//! The outbox: escalation steps become messages; each message is one delivery attempt
+//! on one channel, and only a delivery that succeeded marks the step `sent`, records
+//! the customer event and charges the level's fees (once per item and level).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{params, OptionalExtension};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::{date, dec, Result, Store, StoreError};
+
+/// An escalation step no message was made for yet.
+#[derive(Debug, Clone)]
+pub struct StepToSend {
+    pub id: i64,
+    pub customer_id: i64,
+    pub as_of: NaiveDate,
+    pub ladder: String,
+    pub level: usize,
+    pub level_name: String,
+    pub channel: String,
+    pub template: String,
+    pub copy_manager: bool,
+    /// (item id, level that item reached)
+    pub items: Vec<(i64, usize)>,
+}
+
+/// What correspondence needs to know about a customer.
+#[derive(Debug, Clone, Default)]
+pub struct ContactProfile {
+    pub id: i64,
+    pub company: String,
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub language: Option<String>,
+    pub timezone: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub do_not_contact: bool,
+    pub opt_outs: Vec<String>,
+    /// The collection group the customer's worklist entry is in.
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LetterItem {
+    pub id: i64,
+    pub document_no: String,
+    pub document_date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub original_amount: Decimal,
+    pub open_amount: Decimal,
+    pub currency: String,
+    pub open: bool,
+    /// Payments recorded against the item: (value date, amount).
+    pub payments: Vec<(NaiveDate, Decimal)>,
+    /// Fees already charged on it: (ladder, level, amount).
+    pub fees: Vec<(String, usize, Decimal)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub customer_id: i64,
+    pub escalation_id: Option<i64>,
+    pub channel: String,
+    pub template: String,
+    pub language: String,
+    pub recipient: Option<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub replaces: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageView {
+    pub id: i64,
+    pub customer_id: i64,
+    /// COMPANY/CODE
+    pub customer: String,
+    pub escalation_id: Option<i64>,
+    pub channel: String,
+    pub template: String,
+    pub language: String,
+    pub recipient: Option<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt: String,
+    pub last_error: Option<String>,
+    pub defer_reason: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub receipt: Option<String>,
+    pub replaces: Option<i64>,
+}
+
+/// A fee to charge when a message goes out.
+#[derive(Debug, Clone)]
+pub struct Fee {
+    pub item_id: i64,
+    pub ladder: String,
+    pub level: usize,
+    pub amount: Decimal,
+    pub currency: String,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.customer_id, cu.company || '/' || cu.code, m.escalation_id, m.channel, m.template,
+    m.language, m.recipient, m.cc, m.subject, m.text, m.html, m.status, m.attempts, m.next_attempt, m.last_error,
+    m.defer_reason, m.created_at, m.sent_at, m.receipt, m.replaces";
+
+fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
+    let cc: String = r.get(8)?;
+    Ok(MessageView {
+        id: r.get(0)?,
+        customer_id: r.get(1)?,
+        customer: r.get(2)?,
+        escalation_id: r.get(3)?,
+        channel: r.get(4)?,
+        template: r.get(5)?,
+        language: r.get(6)?,
+        recipient: r.get(7)?,
+        cc: cc
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        subject: r.get(9)?,
+        text: r.get(10)?,
+        html: r.get(11)?,
+        status: r.get(12)?,
+        attempts: r.get(13)?,
+        next_attempt: r.get(14)?,
+        last_error: r.get(15)?,
+        defer_reason: r.get(16)?,
+        created_at: r.get(17)?,
+        sent_at: r.get(18)?,
+        receipt: r.get(19)?,
+        replaces: r.get(20)?,
+    })
+}
+
+impl Store {
+    /// Escalation steps still `pending` with no message made for them.
+    pub fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
+        let mut st = self.conn.prepare(
+            "SELECT e.id, e.customer_id, e.as_of, e.ladder, e.level, e.level_name, e.channel, e.template,
+                    e.copy_manager, e.items
+             FROM escalations e
+             WHERE e.status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id)
+             ORDER BY e.id",
+        )?;
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let items: String = r.get(9)?;
+            let items: Vec<(i64, usize)> =
+                serde_json::from_str(&items).map_err(|_| StoreError::Corrupt {
+                    column: "escalations.items",
+                    value: items.clone(),
+                })?;
+            out.push(StepToSend {
+                id: r.get(0)?,
+                customer_id: r.get(1)?,
+                as_of: date("escalations.as_of", &r.get::<_, String>(2)?)?,
+                ladder: r.get(3)?,
+                level: r.get::<_, i64>(4)? as usize,
+                level_name: r.get(5)?,
+                channel: r.get(6)?,
+                template: r.get(7)?,
+                copy_manager: r.get(8)?,
+                items,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
+        let (customer_id, as_of, ladder, level, level_name, channel, template, copy_manager, items): (
+            i64,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            String,
+            bool,
+            String,
+        ) = self
+            .conn
+            .query_row(
+                "SELECT customer_id, as_of, ladder, level, level_name, channel, template, copy_manager, items
+                 FROM escalations WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("escalation {id}")))?;
+        Ok(StepToSend {
+            id,
+            customer_id,
+            as_of: date("escalations.as_of", &as_of)?,
+            ladder,
+            level: level as usize,
+            level_name,
+            channel,
+            template,
+            copy_manager,
+            items: serde_json::from_str(&items).map_err(|_| StoreError::Corrupt {
+                column: "escalations.items",
+                value: items.clone(),
+            })?,
+        })
+    }
+
+    pub fn contact_profile(&self, customer_id: i64) -> Result<ContactProfile> {
+        self.conn
+            .query_row(
+                "SELECT c.id, c.company, c.code, c.name, c.country, c.language, c.timezone, c.email, c.phone,
+                        c.address, c.do_not_contact, c.opt_outs, w.collection_group
+                 FROM customers c LEFT JOIN worklist w ON w.customer_id = c.id WHERE c.id = ?1",
+                [customer_id],
+                |r| {
+                    let opt_outs: String = r.get(11)?;
+                    Ok(ContactProfile {
+                        id: r.get(0)?,
+                        company: r.get(1)?,
+                        code: r.get(2)?,
+                        name: r.get(3)?,
+                        country: r.get(4)?,
+                        language: r.get(5)?,
+                        timezone: r.get(6)?,
+                        email: r.get(7)?,
+                        phone: r.get(8)?,
+                        address: r.get(9)?,
+                        do_not_contact: r.get(10)?,
+                        opt_outs: opt_outs
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        group: r.get(12)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("customer {customer_id}")))
+    }
+
+    /// Sets how a customer may be reached; `None` leaves a field as it is.
+    pub fn set_contact_preferences(
+        &mut self,
+        customer_id: i64,
+        email: Option<&str>,
+        phone: Option<&str>,
+        address: Option<&str>,
+        do_not_contact: Option<bool>,
+        opt_outs: Option<&[String]>,
+    ) -> Result<ContactProfile> {
+        let tx = self.conn.savepoint()?;
+        let n = tx.execute(
+            "UPDATE customers SET email = COALESCE(?2, email), phone = COALESCE(?3, phone),
+                address = COALESCE(?4, address), do_not_contact = COALESCE(?5, do_not_contact),
+                opt_outs = COALESCE(?6, opt_outs) WHERE id = ?1",
+            params![
+                customer_id,
+                email,
+                phone,
+                address,
+                do_not_contact,
+                opt_outs.map(|o| o.join(","))
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("customer {customer_id}")));
+        }
+        tx.commit()?;
+        self.contact_profile(customer_id)
+    }
+
+    /// The items a step lists, with their payments and the fees already charged.
+    pub fn letter_items(&self, ids: &[i64]) -> Result<Vec<LetterItem>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let row = self
+                .conn
+                .query_row(
+                    "SELECT document_no, document_date, due_date, original_amount, open_amount, currency, status
+                     FROM items WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, String>(6)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((doc, dd, due, orig, open, cur, status)) = row else {
+                continue;
+            };
+            let mut payments = Vec::new();
+            let mut st = self.conn.prepare_cached(
+                "SELECT value_date, amount FROM payments WHERE item_id = ?1 ORDER BY value_date",
+            )?;
+            let mut rows = st.query([id])?;
+            while let Some(r) = rows.next()? {
+                payments.push((
+                    date("payments.value_date", &r.get::<_, String>(0)?)?,
+                    dec("payments.amount", &r.get::<_, String>(1)?)?,
+                ));
+            }
+            let mut fees = Vec::new();
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT ladder, level, amount FROM fees WHERE item_id = ?1")?;
+            let mut rows = st.query([id])?;
+            while let Some(r) = rows.next()? {
+                fees.push((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as usize,
+                    dec("fees.amount", &r.get::<_, String>(2)?)?,
+                ));
+            }
+            out.push(LetterItem {
+                id,
+                document_no: doc,
+                document_date: date("document_date", &dd)?,
+                due_date: date("due_date", &due)?,
+                original_amount: dec("original_amount", &orig)?,
+                open_amount: dec("open_amount", &open)?,
+                currency: cur,
+                open: status == "open",
+                payments,
+                fees,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn queue_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO messages(customer_id, escalation_id, channel, template, language, recipient, cc, subject,
+                text, html, status, next_attempt, created_at, replaces)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?11, ?12)",
+            params![
+                m.customer_id,
+                m.escalation_id,
+                m.channel,
+                m.template,
+                m.language,
+                m.recipient,
+                m.cc.join(","),
+                m.subject,
+                m.text,
+                m.html,
+                ts(now),
+                m.replaces
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// A step that produced no message (a call task, or no channel left): its
+    /// outcome, and the customer event when it counts as done.
+    pub fn close_step(
+        &mut self,
+        escalation_id: i64,
+        status: &str,
+        on: NaiveDate,
+        event: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let tx = self.conn.savepoint()?;
+        let customer_id: i64 = tx.query_row(
+            "SELECT customer_id FROM escalations WHERE id = ?1",
+            [escalation_id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE escalations SET status = ?2 WHERE id = ?1",
+            params![escalation_id, status],
+        )?;
+        if let Some((kind, detail)) = event {
+            tx.execute(
+                "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![customer_id, on.to_string(), kind, detail],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Messages to attempt now: queued or deferred, due by `now`, oldest first.
+    pub fn due_messages(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<MessageView>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN customers cu ON cu.id = m.customer_id
+             WHERE m.status IN ('queued', 'deferred') AND m.next_attempt <= ?1 ORDER BY m.next_attempt, m.id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![ts(now), limit as i64], message_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Messages of a customer (or all), newest first.
+    pub fn messages(&self, customer_id: Option<i64>, limit: usize) -> Result<Vec<MessageView>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN customers cu ON cu.id = m.customer_id
+             WHERE ?1 IS NULL OR m.customer_id = ?1 ORDER BY m.id DESC LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![customer_id, limit as i64], message_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Contacts actually made with a customer since `since`: (channel, when).
+    pub fn contact_history(
+        &self,
+        customer_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT channel, sent_at FROM messages WHERE customer_id = ?1 AND status = 'sent' AND sent_at >= ?2",
+        )?;
+        let mut rows = st.query(params![customer_id, ts(since)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let at: String = r.get(1)?;
+            let at = DateTime::parse_from_rfc3339(&at)
+                .map_err(|_| StoreError::Corrupt {
+                    column: "messages.sent_at",
+                    value: at.clone(),
+                })?
+                .with_timezone(&Utc);
+            out.push((r.get(0)?, at));
+        }
+        Ok(out)
+    }
+
+    /// Delivered: the message is sent, its step too; the event is recorded and the
+    /// fees charged, each (item, ladder, level) once whatever repeats.
+    pub fn message_sent(
+        &mut self,
+        id: i64,
+        now: DateTime<Utc>,
+        receipt: &str,
+        fees: &[Fee],
+        event: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let tx = self.conn.savepoint()?;
+        let (customer_id, escalation_id): (i64, Option<i64>) = tx.query_row(
+            "SELECT customer_id, escalation_id FROM messages WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        tx.execute(
+            "UPDATE messages SET status = 'sent', sent_at = ?2, receipt = ?3, attempts = attempts + 1,
+                last_error = NULL WHERE id = ?1",
+            params![id, ts(now), receipt],
+        )?;
+        if let Some(e) = escalation_id {
+            tx.execute("UPDATE escalations SET status = 'sent' WHERE id = ?1", [e])?;
+        }
+        let day = now.date_naive().to_string();
+        for f in fees {
+            tx.execute(
+                "INSERT OR IGNORE INTO fees(item_id, ladder, level, amount, currency, charged_on, message_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    f.item_id,
+                    f.ladder,
+                    f.level as i64,
+                    f.amount.to_string(),
+                    f.currency,
+                    day,
+                    id
+                ],
+            )?;
+        }
+        if let Some((kind, detail)) = event {
+            tx.execute(
+                "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![customer_id, day, kind, detail],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Not now: the compliance guard named the next allowed moment and why.
+    pub fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE messages SET status = 'deferred', next_attempt = ?2, defer_reason = ?3 WHERE id = ?1",
+            params![id, ts(until), reason],
+        )?;
+        Ok(())
+    }
+
+    /// A failed attempt to try again at `next`.
+    pub fn message_retry(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE messages SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, ts(next), error],
+        )?;
+        Ok(())
+    }
+
+    /// Given up on this channel (the caller queues the fallback, if any).
+    pub fn message_failed(&mut self, id: i64, error: &str, counts_as_attempt: bool) -> Result<()> {
+        self.conn.execute(
+            "UPDATE messages SET status = 'failed', last_error = ?2, attempts = attempts + ?3 WHERE id = ?1",
+            params![id, error, counts_as_attempt as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Channels already tried for the step a message belongs to (following `replaces`).
+    pub fn tried_channels(&self, id: i64) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut next = Some(id);
+        while let Some(m) = next {
+            let (ch, rep): (String, Option<i64>) = self.conn.query_row(
+                "SELECT channel, replaces FROM messages WHERE id = ?1",
+                [m],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            out.push(ch);
+            next = rep;
+        }
+        Ok(out)
+    }
+
+    /// Stores a letter for printing; returns the document id.
+    pub fn store_letter(
+        &mut self,
+        customer_id: i64,
+        language: &str,
+        subject: &str,
+        text: &str,
+        html: Option<&str>,
+        on: NaiveDate,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO documents(customer_id, kind, language, subject, text, html, created_on)
+             VALUES (?1, 'letter', ?2, ?3, ?4, ?5, ?6)",
+            params![customer_id, language, subject, text, html, on.to_string()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The customer's oldest open case, where a call task lands.
+    pub fn oldest_open_case(&self, customer_id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id
+                 WHERE c.customer_id = ?1 AND c.status = 'open' ORDER BY i.due_date, c.id LIMIT 1",
+                [customer_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
