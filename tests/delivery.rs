@@ -886,3 +886,57 @@ fn a_contact_outside_local_hours_is_deferred_with_its_reason() {
     assert_eq!(s["sent"], 1, "sent at the moment the guard named: {s}");
     assert_eq!(sink.messages().len(), 1);
 }
+
+/// The daemon sends by itself: its first run decides the reminder, the outbox
+/// delivers it to the SMTP server without anyone asking, and the metrics count it.
+#[test]
+fn the_daemon_delivers_after_its_run() {
+    let sink = Sink::start(&[]);
+    let dir = common::Daemon::prepare();
+    let cfg = dir.path().join("arrears.yaml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "delivery:\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    security: none\n    \
+         from: {{ address: collections@acme.example }}\n    timeout: 5s\n",
+        sink.port
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency,country,email\n\
+         item,d1,ACME_DE,D1,Daemon GmbH,INV-D1,2026-10-10,2026-11-10,640.00,EUR,DE,ap@daemon.example\n",
+    )
+    .unwrap();
+    common::arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = common::Daemon::start(dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.messages().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no e-mail from the daemon in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = sink.messages();
+    assert_eq!(got[0]["rcpt_tos"], json!(["ap@daemon.example"]));
+    assert!(text_of(&got[0]).contains("INV-D1"));
+    let db = rusqlite::Connection::open(d.path("arrears.db")).unwrap();
+    let sent: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM escalations WHERE status = 'sent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sent, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = d.scrape();
+        if m.contains("arrears_messages_total{result=\"sent\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -59,6 +59,10 @@ pub struct ServeConfig {
     /// at most this often (after the latest run) instead of after each run.
     #[serde(with = "humantime_serde_compat")]
     pub kpi_interval: std::time::Duration,
+    /// How often the outbox looks for messages due (it also runs after every run);
+    /// `0s` turns sending off.
+    #[serde(with = "humantime_serde_compat")]
+    pub outbox_every: std::time::Duration,
     /// TLS for the gRPC port (PEM files); plaintext when absent.
     pub tls: Option<TlsConfig>,
 }
@@ -74,6 +78,7 @@ impl Default for ServeConfig {
             reload_debounce: std::time::Duration::from_millis(300),
             promise_tolerance_days: 3,
             kpi_interval: std::time::Duration::from_secs(10),
+            outbox_every: std::time::Duration::from_secs(60),
             tls: None,
         }
     }

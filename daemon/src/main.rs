@@ -464,6 +464,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 cfg: serve,
                 auth: env.cfg.auth.clone(),
                 connectors: env.cfg.connectors.clone(),
+                delivery: env.cfg.delivery.clone(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -17,6 +17,7 @@ mod api;
 pub mod auth;
 mod connectors;
 mod metrics;
+mod outbox;
 mod runner;
 mod watch;
 mod worklist_view;
@@ -123,6 +124,7 @@ pub struct Shared {
     seq: AtomicU64,
     pub shutdown: tokio_watch::Receiver<bool>,
     last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
+    pub delivery: Option<crate::delivery::DeliveryConfig>,
 }
 
 const MAX_READERS: usize = 8;
@@ -327,6 +329,7 @@ pub struct ServeOptions {
     pub cfg: ServeConfig,
     pub auth: crate::config::AuthConfig,
     pub connectors: Vec<crate::connector::ConnectorConfig>,
+    pub delivery: Option<crate::delivery::DeliveryConfig>,
 }
 
 async fn shutdown_signal() {
@@ -431,6 +434,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         seq: AtomicU64::new(0),
         shutdown: shutdown_rx,
         last_run: Mutex::new(None),
+        delivery: opts.delivery.clone(),
     });
     ::metrics::gauge!("arrears_rules_valid").set(1.0);
 
@@ -441,6 +445,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         tokio::spawn(runner::poll_store(shared.clone())),
         tokio::spawn(metrics::upkeep(shared.clone(), prom.clone())),
         tokio::spawn(metrics::kpis(shared.clone())),
+        tokio::spawn(outbox::work(shared.clone())),
     ];
     let _watcher = runner::watch_rules(shared.clone())?;
     let _inbox_watchers = connectors::start(&shared);

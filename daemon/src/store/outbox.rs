@@ -428,6 +428,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Messages queued or deferred: the outbox's backlog.
+    pub fn messages_waiting(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'deferred')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Messages of a customer (or all), newest first.
     pub fn messages(&self, customer_id: Option<i64>, limit: usize) -> Result<Vec<MessageView>> {
         let mut st = self.conn.prepare(&format!(

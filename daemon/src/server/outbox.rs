@@ -1,0 +1,93 @@
+//! The outbox task: after every run (new escalation steps) and on a timer (retries,
+//! deferred contacts coming due), compose and deliver on a connection of its own, so
+//! a slow SMTP server never holds the writer the API and the runner need.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use metrics::{counter, gauge};
+
+use super::Shared;
+use crate::store::Store;
+
+pub async fn work(shared: Arc<Shared>) {
+    let every = shared.cfg.outbox_every;
+    if every.is_zero() {
+        tracing::info!("outbox off (serve.outbox_every = 0s)");
+        return;
+    }
+    let mut changes = shared.changes.subscribe();
+    let mut stop = shared.shutdown.clone();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store: Option<Store> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = changes.recv() => {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                    return;
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let me = shared.clone();
+        let mut st = match store.take() {
+            Some(s) => s,
+            None => match Store::open(&me.db) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot open the store");
+                    continue;
+                }
+            },
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let rules = me.rules();
+            let r = crate::correspondence::process(
+                &mut st,
+                &rules.set,
+                me.delivery.as_ref(),
+                Utc::now(),
+            );
+            let pending = st.messages_waiting().unwrap_or(0);
+            (st, r, pending)
+        })
+        .await;
+        match done {
+            Ok((st, r, pending)) => {
+                store = Some(st);
+                gauge!("arrears_messages_waiting").set(pending as f64);
+                match r {
+                    Ok(s) => {
+                        for (result, n) in [
+                            ("sent", s.sent),
+                            ("deferred", s.deferred),
+                            ("retried", s.retried),
+                            ("fell_back", s.fell_back),
+                            ("failed", s.failed),
+                            ("held", s.held),
+                        ] {
+                            counter!("arrears_messages_total", "result" => result)
+                                .increment(n as u64);
+                        }
+                        counter!("arrears_call_tasks_total").increment(s.call_tasks as u64);
+                        if s.composed + s.sent + s.deferred + s.failed > 0 {
+                            tracing::info!(
+                                composed = s.composed,
+                                sent = s.sent,
+                                deferred = s.deferred,
+                                retried = s.retried,
+                                fell_back = s.fell_back,
+                                failed = s.failed,
+                                "outbox"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "outbox pass failed"),
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "outbox worker panicked"),
+        }
+    }
+}
