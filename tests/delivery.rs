@@ -930,6 +930,54 @@ fn the_daemon_delivers_after_its_run() {
         )
         .unwrap();
     assert_eq!(sent, 1);
+    // The same over gRPC: the message, and contact preferences checked and stored.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use arrears::server::pb;
+        let mut c = pb::correspondence_client::CorrespondenceClient::with_interceptor(
+            d.channel().await,
+            common::with_token(common::SUP),
+        );
+        let list = c
+            .list_messages(pb::ListMessagesRequest {
+                customer: "ACME_DE/D1".into(),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].status.as_str(), list[0].channel.as_str()),
+            ("sent", "email")
+        );
+        let e = c
+            .set_contact_preferences(pb::ContactPreferencesRequest {
+                customer: "ACME_DE/D1".into(),
+                set_opt_outs: true,
+                opt_outs: vec!["pigeon".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let p = c
+            .set_contact_preferences(pb::ContactPreferencesRequest {
+                customer: "ACME_DE/D1".into(),
+                set_opt_outs: true,
+                opt_outs: vec!["email".into()],
+                do_not_contact: "false".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (p.email.as_str(), p.opt_outs),
+            ("ap@daemon.example", vec!["email".to_string()])
+        );
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = d.scrape();

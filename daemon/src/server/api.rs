@@ -3,6 +3,7 @@
 //! Mutations are written together with their audit record.
 
 mod agreements;
+mod correspondence;
 pub use agreements::{agreement_to_pb, plan_kind};
 
 use std::collections::HashSet;
@@ -119,6 +120,12 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
             api.clone(),
             i.clone(),
         ))
+        .add_service(
+            pb::correspondence_server::CorrespondenceServer::with_interceptor(
+                api.clone(),
+                i.clone(),
+            ),
+        )
         .add_service(pb::admin_server::AdminServer::with_interceptor(api, i)))
 }
 

@@ -1,0 +1,173 @@
+//! `Correspondence`: the outbox and the contact preferences over the API.
+
+use serde_json::json;
+use tonic::{Request, Response, Status};
+
+use super::{nonempty, Api};
+use crate::config::Role;
+use crate::server::auth::principal;
+use crate::server::metrics::observed;
+use crate::server::{pb, status};
+use crate::store::{ContactProfile, MessageView};
+
+fn message_to_pb(m: &MessageView) -> pb::Message {
+    pb::Message {
+        id: m.id,
+        customer: m.customer.clone(),
+        escalation_id: m.escalation_id.unwrap_or(0),
+        channel: m.channel.clone(),
+        template: m.template.clone(),
+        language: m.language.clone(),
+        recipient: m.recipient.clone().unwrap_or_default(),
+        cc: m.cc.clone(),
+        subject: m.subject.clone(),
+        text: m.text.clone(),
+        status: m.status.clone(),
+        attempts: m.attempts,
+        next_attempt: m.next_attempt.clone(),
+        last_error: m.last_error.clone().unwrap_or_default(),
+        defer_reason: m.defer_reason.clone().unwrap_or_default(),
+        sent_at: m.sent_at.clone().unwrap_or_default(),
+        receipt: m.receipt.clone().unwrap_or_default(),
+        replaces: m.replaces.unwrap_or(0),
+    }
+}
+
+fn prefs_to_pb(p: &ContactProfile) -> pb::ContactPreferences {
+    pb::ContactPreferences {
+        customer: format!("{}/{}", p.company, p.code),
+        email: p.email.clone().unwrap_or_default(),
+        phone: p.phone.clone().unwrap_or_default(),
+        address: p.address.clone().unwrap_or_default(),
+        do_not_contact: p.do_not_contact,
+        opt_outs: p.opt_outs.clone(),
+        language: p.language.clone().unwrap_or_default(),
+        timezone: p.timezone.clone().unwrap_or_default(),
+    }
+}
+
+fn prefs_json(p: &ContactProfile) -> serde_json::Value {
+    json!({
+        "email": p.email, "phone": p.phone, "address": p.address,
+        "do_not_contact": p.do_not_contact, "opt_outs": p.opt_outs,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::correspondence_server::Correspondence for Api {
+    async fn list_messages(
+        &self,
+        req: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        observed("Correspondence/ListMessages", async {
+            let _who = principal(&req)?;
+            let r = req.into_inner();
+            let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) } as usize;
+            let messages = self
+                .shared
+                .read(move |store, _| {
+                    let id = match r.customer.trim() {
+                        "" => None,
+                        k => Some(store.customer_id(k).map_err(status)?),
+                    };
+                    Ok(store
+                        .messages(id, limit)
+                        .map_err(status)?
+                        .iter()
+                        .map(message_to_pb)
+                        .collect())
+                })
+                .await?;
+            Ok(Response::new(pb::ListMessagesResponse { messages }))
+        })
+        .await
+    }
+
+    async fn process_outbox(
+        &self,
+        req: Request<pb::ProcessOutboxRequest>,
+    ) -> Result<Response<pb::OutboxStats>, Status> {
+        observed("Correspondence/ProcessOutbox", async {
+            let who = principal(&req)?;
+            who.require(Role::Supervisor, "processing the outbox")?;
+            let delivery = self.shared.delivery.clone();
+            let s = self
+                .shared
+                .write("outbox processed".into(), move |store, rules| {
+                    crate::correspondence::process(
+                        store,
+                        rules,
+                        delivery.as_ref(),
+                        chrono::Utc::now(),
+                    )
+                    .map_err(|e| Status::internal(e.to_string()))
+                })
+                .await?;
+            Ok(Response::new(pb::OutboxStats {
+                composed: s.composed,
+                call_tasks: s.call_tasks,
+                sent: s.sent,
+                deferred: s.deferred,
+                retried: s.retried,
+                fell_back: s.fell_back,
+                failed: s.failed,
+                held: s.held,
+            }))
+        })
+        .await
+    }
+
+    async fn set_contact_preferences(
+        &self,
+        req: Request<pb::ContactPreferencesRequest>,
+    ) -> Result<Response<pb::ContactPreferences>, Status> {
+        observed("Correspondence/SetContactPreferences", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let key = nonempty("customer", &r.customer)?.to_string();
+            let dnc = match r.do_not_contact.trim() {
+                "" => None,
+                "true" => Some(true),
+                "false" => Some(false),
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "do_not_contact: `{other}` is not true or false"
+                    )))
+                }
+            };
+            for o in &r.opt_outs {
+                if o.parse::<crate::compliance::Channel>().is_err() {
+                    return Err(Status::invalid_argument(format!(
+                        "opt_outs: `{o}` is not a channel (email, sms, letter, portal, call)"
+                    )));
+                }
+            }
+            let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+            let (email, phone, address) = (text(&r.email), text(&r.phone), text(&r.address));
+            let opt_outs = r.set_opt_outs.then_some(r.opt_outs);
+            let p = self
+                .shared
+                .write(format!("contact preferences of {key}"), move |store, _| {
+                    store.audited(&who.name, "customer.contact", &key, |st| {
+                        let id = st.customer_id(&key).map_err(status)?;
+                        let before = prefs_json(&st.contact_profile(id).map_err(status)?);
+                        let p = st
+                            .set_contact_preferences(
+                                id,
+                                email.as_deref(),
+                                phone.as_deref(),
+                                address.as_deref(),
+                                dnc,
+                                opt_outs.as_deref(),
+                            )
+                            .map_err(status)?;
+                        let after = prefs_json(&p);
+                        Ok::<_, Status>((prefs_to_pb(&p), before, after))
+                    })
+                })
+                .await?;
+            Ok(Response::new(p))
+        })
+        .await
+    }
+}
