@@ -316,18 +316,22 @@ fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn terms(rules: &arrears::rules::RuleSet) -> Result<Terms<'_>> {
-    match (&rules.interest, &rules.agreements) {
-        (Some(interest), Some(agreements)) => Ok(Terms {
-            interest,
-            agreements,
-            rates: &rules.rates,
-            templates: rules.templates.as_deref(),
-        }),
-        _ => anyhow::bail!(
-            "the rules define no `interest` and `agreements` sections; renegotiation is off"
-        ),
+fn print_agreements(list: &[pb::Agreement], json: bool) -> Result<()> {
+    for a in list {
+        if json {
+            print_agreement(a, true)?;
+        } else {
+            println!(
+                "agreement {} {}: {} — {} {} in {} ({})",
+                a.id, a.customer, a.status, a.debt, a.currency, a.installments, a.plan
+            );
+        }
     }
+    Ok(())
+}
+
+fn terms(rules: &arrears::rules::RuleSet) -> Result<Terms<'_>> {
+    Terms::of(rules).context(arrears::store::TERMS_MISSING)
 }
 
 pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
@@ -475,16 +479,12 @@ pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
         }
         AgreementCmd::List { customer, json } => {
             let id = customer.map(|c| store.customer_id(&c)).transpose()?;
-            for a in store.list_agreements(id)? {
-                if json {
-                    print_agreement(&agreement_to_pb(&a), true)?;
-                } else {
-                    println!(
-                        "agreement {} {}: {} — {} {} in {} ({})",
-                        a.id, a.customer, a.status, a.debt, a.currency, a.installments, a.plan
-                    );
-                }
-            }
+            let list: Vec<pb::Agreement> = store
+                .list_agreements(id)?
+                .iter()
+                .map(agreement_to_pb)
+                .collect();
+            print_agreements(&list, json)?;
         }
         AgreementCmd::Letter { id, kind, out } => {
             let docs = store.documents(None, Some(id))?;
@@ -643,16 +643,7 @@ pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner()
                 .agreements;
-            for a in &list {
-                if json {
-                    print_agreement(a, true)?;
-                } else {
-                    println!(
-                        "agreement {} {}: {} — {} {} in {} ({})",
-                        a.id, a.customer, a.status, a.debt, a.currency, a.installments, a.plan
-                    );
-                }
-            }
+            print_agreements(&list, json)?;
         }
         AgreementCmd::Letter { id, kind, out } => {
             let docs = client

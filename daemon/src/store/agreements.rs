@@ -40,6 +40,22 @@ pub struct Terms<'a> {
     pub templates: Option<&'a Templates>,
 }
 
+impl<'a> Terms<'a> {
+    /// The terms of a rule set; `None` when it defines no `interest` and `agreements`
+    /// (renegotiation is then off).
+    pub fn of(rules: &'a crate::rules::RuleSet) -> Option<Terms<'a>> {
+        Some(Terms {
+            interest: rules.interest.as_ref()?,
+            agreements: rules.agreements.as_ref()?,
+            rates: &rules.rates,
+            templates: rules.templates.as_deref(),
+        })
+    }
+}
+
+pub const TERMS_MISSING: &str =
+    "the rules define no `interest` and `agreements` sections; renegotiation is off";
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgreementView {
     pub id: i64,

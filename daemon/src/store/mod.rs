@@ -21,6 +21,7 @@ use rust_decimal::Decimal;
 
 pub use agreements::{
     AgreementItem, AgreementView, DocumentView, Proposal, ScheduleLine, SettleStats, Terms,
+    TERMS_MISSING,
 };
 pub use audit::AuditRecord;
 pub use cases::{CaseDetail, CaseEvent};

@@ -153,14 +153,25 @@ fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
 impl Store {
     /// Escalation steps still `pending` with no message made for them.
     pub fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
-        let mut st = self.conn.prepare(
+        self.steps(
+            "e.status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id)",
+            [],
+        )
+    }
+
+    pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
+        self.steps("e.id = ?1", [id])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("escalation {id}")))
+    }
+
+    fn steps(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StepToSend>> {
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT e.id, e.customer_id, e.as_of, e.ladder, e.level, e.level_name, e.channel, e.template,
                     e.copy_manager, e.items
-             FROM escalations e
-             WHERE e.status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id)
-             ORDER BY e.id",
-        )?;
-        let mut rows = st.query([])?;
+             FROM escalations e WHERE {filter} ORDER BY e.id"
+        ))?;
+        let mut rows = st.query(args)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let items: String = r.get(9)?;
@@ -183,56 +194,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
-        let (customer_id, as_of, ladder, level, level_name, channel, template, copy_manager, items): (
-            i64,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            String,
-            bool,
-            String,
-        ) = self
-            .conn
-            .query_row(
-                "SELECT customer_id, as_of, ladder, level, level_name, channel, template, copy_manager, items
-                 FROM escalations WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("escalation {id}")))?;
-        Ok(StepToSend {
-            id,
-            customer_id,
-            as_of: date("escalations.as_of", &as_of)?,
-            ladder,
-            level: level as usize,
-            level_name,
-            channel,
-            template,
-            copy_manager,
-            items: serde_json::from_str(&items).map_err(|_| StoreError::Corrupt {
-                column: "escalations.items",
-                value: items.clone(),
-            })?,
-        })
     }
 
     pub fn contact_profile(&self, customer_id: i64) -> Result<ContactProfile> {

@@ -11,20 +11,10 @@ use crate::finance::PlanKind;
 use crate::server::auth::principal;
 use crate::server::metrics::observed;
 use crate::server::{parse_date, pb, status};
-use crate::store::{AgreementView, DocumentView, Proposal, Terms};
+use crate::store::{AgreementView, DocumentView, Proposal, Terms, TERMS_MISSING};
 
 fn terms(rules: &crate::rules::RuleSet) -> Result<Terms<'_>, Status> {
-    match (&rules.interest, &rules.agreements) {
-        (Some(interest), Some(agreements)) => Ok(Terms {
-            interest,
-            agreements,
-            rates: &rules.rates,
-            templates: rules.templates.as_deref(),
-        }),
-        _ => Err(Status::failed_precondition(
-            "the rules define no `interest` and `agreements` sections; renegotiation is off",
-        )),
-    }
+    Terms::of(rules).ok_or_else(|| Status::failed_precondition(TERMS_MISSING))
 }
 
 pub fn plan_kind(s: &str) -> Result<PlanKind, Status> {
