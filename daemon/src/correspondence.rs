@@ -123,7 +123,17 @@ pub fn compose(
     let Some(t) = rules.templates.as_deref() else {
         return Ok(stats);
     };
-    for step in store.steps_to_send()? {
+    let steps = store.steps_to_send()?;
+    for step in &steps {
+        // Only the customer's newest step goes out; older ones that still wait
+        // (an outage, no templates for a while) are superseded, not sent in a burst.
+        if steps
+            .iter()
+            .any(|s| s.customer_id == step.customer_id && s.id > step.id)
+        {
+            continue;
+        }
+        store.supersede_waiting(step.customer_id, step.id)?;
         let p = store.contact_profile(step.customer_id)?;
         let level = level_of(rules, &step.ladder, step.level);
         if step.channel == "call_task" {
@@ -256,7 +266,7 @@ pub fn compose(
         } else {
             Vec::new()
         };
-        store.queue_message(
+        let queued = store.queue_message(
             &NewMessage {
                 customer_id: step.customer_id,
                 escalation_id: Some(step.id),
@@ -275,7 +285,9 @@ pub fn compose(
             },
             now,
         )?;
-        stats.composed += 1;
+        if queued.is_some() {
+            stats.composed += 1;
+        }
     }
     Ok(stats)
 }
@@ -377,7 +389,20 @@ fn deliver_once(
         .and_then(|d| d.webhook.as_ref())
         .map(|c| (c, c.resolve()));
     for m in store.due_messages(now, BATCH)? {
+        // Taken by this pass alone; another pass (the daemon's, an API call, the
+        // CLI) skips it, so it is sent once.
+        if !store.reserve_message(m.id)? {
+            continue;
+        }
         let p = store.contact_profile(m.customer_id)?;
+        // What the step asked for may have been paid, promised or disputed since.
+        let fees = match what_sending_means(store, rules, &m)? {
+            Some(f) => f,
+            None => {
+                store.cancel_message(m.id, "nothing of the step is open any more")?;
+                continue;
+            }
+        };
         // The guard first: nothing leaves without it.
         if let (Some(policy), Ok(ch)) =
             (&rules.compliance, m.channel.parse::<compliance::Channel>())
@@ -409,17 +434,46 @@ fn deliver_once(
                     continue;
                 }
                 Decision::Refuse { reason } => {
-                    store.message_failed(m.id, &format!("compliance: {reason}"), false)?;
-                    fall_back(store, rules, &m, &p, now, &mut stats)?;
+                    fail_over(
+                        store,
+                        rules,
+                        &m,
+                        &p,
+                        &format!("compliance: {reason}"),
+                        false,
+                        now,
+                        &mut stats,
+                    )?;
                     continue;
                 }
             }
         }
         let Some(to) = m.recipient.clone() else {
-            store.message_failed(m.id, &format!("no {} address on file", m.channel), false)?;
-            fall_back(store, rules, &m, &p, now, &mut stats)?;
+            let why = format!("no {} address on file", m.channel);
+            fail_over(store, rules, &m, &p, &why, false, now, &mut stats)?;
             continue;
         };
+        let detail = format!("{} to {to}: {}", m.channel, m.subject);
+        let event = fees.1.as_deref().map(|e| (e, detail.as_str()));
+        if m.channel == "letter" {
+            let html = m
+                .html
+                .clone()
+                .unwrap_or_else(|| format!("<pre>{}</pre>", html_escape(&m.text)));
+            store.letter_sent(
+                m.id,
+                m.customer_id,
+                &m.language,
+                &m.subject,
+                &m.text,
+                &html,
+                now,
+                &fees.0,
+                event,
+            )?;
+            stats.sent += 1;
+            continue;
+        }
         let out = Outgoing {
             message_id: m.id.to_string(),
             customer: m.customer.clone(),
@@ -445,39 +499,15 @@ fn deliver_once(
                     reason: "no `delivery.webhook` in the config".into(),
                 }),
             },
-            "letter" => {
-                let html = m
-                    .html
-                    .clone()
-                    .unwrap_or_else(|| format!("<pre>{}</pre>", html_escape(&m.text)));
-                let doc = store.store_letter(
-                    m.customer_id,
-                    &m.language,
-                    &m.subject,
-                    &m.text,
-                    Some(&html),
-                    now.date_naive(),
-                )?;
-                Ok(delivery::Receipt {
-                    code: 0,
-                    reply: format!("stored for printing as document {doc}"),
-                })
-            }
             other => Err(SendError::Permanent {
                 reason: format!("`{other}` is not a message channel"),
             }),
         };
         match result {
             Ok(receipt) => {
-                let (fees, event) = what_sending_means(store, rules, &m)?;
-                let detail = format!("{} to {to}: {}", m.channel, m.subject);
-                store.message_sent(
-                    m.id,
-                    now,
-                    &receipt.reply,
-                    &fees,
-                    event.as_deref().map(|e| (e, detail.as_str())),
-                )?;
+                // Delivered: if recording it fails now, the message stays `sending`
+                // and is not sent again.
+                store.message_sent(m.id, now, &receipt.reply, &fees.0, event)?;
                 stats.sent += 1;
             }
             Err(SendError::Transient { reason }) if m.attempts + 1 < MAX_ATTEMPTS => {
@@ -488,7 +518,7 @@ fn deliver_once(
             Err(SendError::Config { reason }) => {
                 // The same for every message: hold the channel and tell an operator
                 // rather than use up retries or push everything to the fallback.
-                store.message_retry(
+                store.message_held(
                     m.id,
                     now + Duration::minutes(15),
                     &format!("config: {reason}"),
@@ -497,8 +527,7 @@ fn deliver_once(
                 stats.held += 1;
             }
             Err(e) => {
-                store.message_failed(m.id, e.reason(), true)?;
-                fall_back(store, rules, &m, &p, now, &mut stats)?;
+                fail_over(store, rules, &m, &p, e.reason(), true, now, &mut stats)?;
             }
         }
     }
@@ -514,16 +543,22 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The fees a delivered step charges and the event it records.
+/// The fees a delivered step charges (its open items only) and the event it
+/// records; `None` when none of the step's items is open any more.
+#[allow(clippy::type_complexity)]
 fn what_sending_means(
     store: &Store,
     rules: &RuleSet,
     m: &MessageView,
-) -> Result<(Vec<Fee>, Option<String>), OutboxError> {
+) -> Result<Option<(Vec<Fee>, Option<String>)>, OutboxError> {
     let Some(eid) = m.escalation_id else {
-        return Ok((Vec::new(), None));
+        return Ok(Some((Vec::new(), None)));
     };
     let step = store.escalation_step(eid)?;
+    let items = store.letter_items(&step.items.iter().map(|x| x.0).collect::<Vec<_>>())?;
+    if !items.iter().any(|i| i.open) {
+        return Ok(None);
+    }
     let level = level_of(rules, &step.ladder, step.level);
     let event = level
         .map(|l| l.event.clone())
@@ -531,7 +566,7 @@ fn what_sending_means(
     let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
     let mut fees = Vec::new();
     if !fee_base.is_zero() {
-        for it in store.letter_items(&step.items.iter().map(|x| x.0).collect::<Vec<_>>())? {
+        for it in items.iter().filter(|i| i.open) {
             if let Some(amount) = fee_in(rules, fee_base, &it.currency) {
                 fees.push(Fee {
                     item_id: it.id,
@@ -543,16 +578,20 @@ fn what_sending_means(
             }
         }
     }
-    Ok((fees, Some(event)))
+    Ok(Some((fees, Some(event))))
 }
 
-/// Queues the step on the next fallback channel not tried yet; without one the
-/// step failed, and the customer's history says so.
-fn fall_back(
+/// Gives up on the message's channel and queues the step on the level's next
+/// fallback channel not tried yet; without one the step failed, and the customer's
+/// history says so. One transaction, so the step never waits on nothing.
+#[allow(clippy::too_many_arguments)]
+fn fail_over(
     store: &mut Store,
     rules: &RuleSet,
     m: &MessageView,
     p: &ContactProfile,
+    error: &str,
+    counts_as_attempt: bool,
     now: DateTime<Utc>,
     stats: &mut OutboxStats,
 ) -> Result<(), OutboxError> {
@@ -572,41 +611,33 @@ fn fall_back(
     let next = chain
         .iter()
         .map(|c| c.as_str())
-        .find(|c| !tried.iter().any(|t| t == c));
-    match next {
-        Some(ch) => {
-            store.queue_message(
-                &NewMessage {
-                    customer_id: m.customer_id,
-                    escalation_id: m.escalation_id,
-                    channel: ch.to_string(),
-                    template: m.template.clone(),
-                    language: m.language.clone(),
-                    recipient: recipient(p, ch),
-                    cc: m.cc.clone(),
-                    subject: m.subject.clone(),
-                    text: m.text.clone(),
-                    html: m.html.clone(),
-                    replaces: Some(m.id),
-                },
-                now,
-            )?;
-            stats.fell_back += 1;
-        }
-        None => {
-            if let Some(eid) = m.escalation_id {
-                store.close_step(
-                    eid,
-                    "failed",
-                    now.date_naive(),
-                    Some((
-                        "Reminder not delivered",
-                        &format!("tried {}; last: {}", tried.join(", "), m.subject),
-                    )),
-                )?;
-            }
-            stats.failed += 1;
-        }
+        .find(|c| !tried.iter().any(|t| t == c))
+        .map(|ch| NewMessage {
+            customer_id: m.customer_id,
+            escalation_id: m.escalation_id,
+            channel: ch.to_string(),
+            template: m.template.clone(),
+            language: m.language.clone(),
+            recipient: recipient(p, ch),
+            cc: m.cc.clone(),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m.html.clone(),
+            replaces: Some(m.id),
+        });
+    let give_up = format!("tried {}; last: {error}", tried.join(", "));
+    store.fail_over(
+        m.id,
+        error,
+        counts_as_attempt,
+        next.as_ref(),
+        now,
+        Some(("Reminder not delivered", &give_up)),
+    )?;
+    if next.is_some() {
+        stats.fell_back += 1;
+    } else {
+        stats.failed += 1;
     }
     Ok(())
 }
@@ -630,4 +661,74 @@ pub fn process(
         failed: a.failed + b.failed,
         held: b.held,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Batch, ItemInput};
+    use crate::engine::run::{run, RunMode};
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    /// Older steps still waiting are superseded by the newest, a message is taken by
+    /// one pass only, and a step whose items were paid meanwhile is cancelled, not sent.
+    #[test]
+    fn one_reminder_per_customer_sent_once_and_never_for_paid_items() {
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let item = |open: Decimal| ItemInput {
+            source: "erp".into(),
+            external_id: "1".into(),
+            company: "ACME_DE".into(),
+            customer: "C1".into(),
+            document_no: "INV-1".into(),
+            document_date: d("2026-09-20"),
+            due_date: d("2026-10-20"),
+            original_amount: dec!(500),
+            open_amount: open,
+            currency: Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        };
+        s.ingest(&Batch {
+            items: vec![item(dec!(500))],
+            ..Batch::default()
+        })
+        .unwrap();
+        // Two steps decided on two days, nothing sent in between.
+        run(&mut s, &rules, d("2026-10-30"), RunMode::Full).unwrap();
+        run(&mut s, &rules, d("2026-11-13"), RunMode::Full).unwrap();
+        assert_eq!(s.steps_to_send().unwrap().len(), 2);
+        let now = "2026-11-13T10:00:00Z".parse().unwrap();
+        let st = compose(&mut s, &rules, now).unwrap();
+        assert_eq!(st.composed, 1, "the newest step only");
+        assert!(
+            s.steps_to_send().unwrap().is_empty(),
+            "the older one is superseded"
+        );
+        let m = s.due_messages(now, 10).unwrap();
+        assert_eq!(m.len(), 1);
+        assert!(s.reserve_message(m[0].id).unwrap());
+        assert!(!s.reserve_message(m[0].id).unwrap(), "taken once");
+        s.message_retry(m[0].id, now, "test").unwrap();
+
+        // Paid before the next attempt: cancelled, no fee, no event.
+        s.ingest(&Batch {
+            items: vec![item(dec!(0))],
+            ..Batch::default()
+        })
+        .unwrap();
+        let st = deliver(&mut s, &rules, None, now).unwrap();
+        assert_eq!((st.sent, st.held), (0, 0), "{st:?}");
+        let m = s.messages(None, 10).unwrap();
+        assert_eq!(m[0].status, "cancelled");
+        assert!(s.letter_items(&[1]).unwrap()[0].fees.is_empty());
+    }
 }

@@ -1117,6 +1117,9 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     .iter()
                     .flat_map(|l| l.levels.iter().map(|v| v.template.as_str()))
                     .collect();
+                if agreements.is_some() {
+                    used.extend(["debt_recognition", "acquittance"]);
+                }
                 used.sort();
                 used.dedup();
                 if let Err(e) = t.require(&used) {

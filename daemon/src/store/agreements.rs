@@ -901,9 +901,15 @@ fn store_document(
     ctx: &templates::Context,
     on: NaiveDate,
 ) -> Result<()> {
-    let r = t
-        .render(kind, &ctx.customer.language, ctx)
-        .map_err(|e| StoreError::State(format!("cannot write the {kind} letter: {e}")))?;
+    // A letter that cannot be written must not stop agreements (and the runs that
+    // settle them); it is logged and can be written again from the agreement.
+    let r = match t.render(kind, &ctx.customer.language, ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(agreement = agreement_id, kind, error = %e, "cannot write the letter");
+            return Ok(());
+        }
+    };
     let language = t
         .language_for(kind, &ctx.customer.language)
         .unwrap_or(t.default_language())

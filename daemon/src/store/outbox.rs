@@ -111,6 +111,75 @@ pub struct Fee {
     pub currency: String,
 }
 
+fn queue(tx: &rusqlite::Connection, m: &NewMessage, now: DateTime<Utc>) -> Result<Option<i64>> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO messages(customer_id, escalation_id, channel, template, language, recipient, cc,
+            subject, text, html, status, next_attempt, created_at, replaces)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?11, ?12)",
+        params![
+            m.customer_id,
+            m.escalation_id,
+            m.channel,
+            m.template,
+            m.language,
+            m.recipient,
+            m.cc.join(","),
+            m.subject,
+            m.text,
+            m.html,
+            ts(now),
+            m.replaces
+        ],
+    )?;
+    Ok((n == 1).then(|| tx.last_insert_rowid()))
+}
+
+fn record_sent(
+    tx: &rusqlite::Connection,
+    id: i64,
+    now: DateTime<Utc>,
+    receipt: &str,
+    fees: &[Fee],
+    event: Option<(&str, &str)>,
+) -> Result<()> {
+    let (customer_id, escalation_id): (i64, Option<i64>) = tx.query_row(
+        "SELECT customer_id, escalation_id FROM messages WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tx.execute(
+        "UPDATE messages SET status = 'sent', sent_at = ?2, receipt = ?3, attempts = attempts + 1,
+            last_error = NULL WHERE id = ?1",
+        params![id, ts(now), receipt],
+    )?;
+    if let Some(e) = escalation_id {
+        tx.execute("UPDATE escalations SET status = 'sent' WHERE id = ?1", [e])?;
+    }
+    let day = now.date_naive().to_string();
+    for f in fees {
+        tx.execute(
+            "INSERT OR IGNORE INTO fees(item_id, ladder, level, amount, currency, charged_on, message_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                f.item_id,
+                f.ladder,
+                f.level as i64,
+                f.amount.to_string(),
+                f.currency,
+                day,
+                id
+            ],
+        )?;
+    }
+    if let Some((kind, detail)) = event {
+        tx.execute(
+            "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![customer_id, day, kind, detail],
+        )?;
+    }
+    Ok(())
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -327,27 +396,106 @@ impl Store {
         Ok(out)
     }
 
-    pub fn queue_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO messages(customer_id, escalation_id, channel, template, language, recipient, cc, subject,
-                text, html, status, next_attempt, created_at, replaces)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?11, ?12)",
-            params![
-                m.customer_id,
-                m.escalation_id,
-                m.channel,
-                m.template,
-                m.language,
-                m.recipient,
-                m.cc.join(","),
-                m.subject,
-                m.text,
-                m.html,
-                ts(now),
-                m.replaces
-            ],
+    /// Queues a message; `None` when another pass queued the step's first message.
+    pub fn queue_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<Option<i64>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id = queue(&tx, m, now)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// A newer step replaces what still waits for the customer: one reminder, the
+    /// latest, not a backlog of outdated ones.
+    pub fn supersede_waiting(&mut self, customer_id: i64, newer_step: i64) -> Result<u32> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE escalations SET status = 'superseded' WHERE customer_id = ?1 AND id < ?2 AND status = 'pending'",
+            params![customer_id, newer_step],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        tx.execute(
+            "UPDATE messages SET status = 'cancelled', last_error = 'superseded by a newer step'
+             WHERE customer_id = ?1 AND status IN ('queued', 'deferred') AND escalation_id < ?2",
+            params![customer_id, newer_step],
+        )?;
+        tx.commit()?;
+        Ok(n as u32)
+    }
+
+    /// Takes a due message for sending; `false` when another pass took it first.
+    /// A message is sent at most once: one left `sending` by a crash is not retried.
+    pub fn reserve_message(&mut self, id: i64) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE messages SET status = 'sending' WHERE id = ?1 AND status IN ('queued', 'deferred')",
+            [id],
+        )? == 1)
+    }
+
+    /// Gives up on a message's channel and, in the same transaction, queues the next
+    /// channel or closes the step as failed: a step never ends up with nothing waiting.
+    pub fn fail_over(
+        &mut self,
+        id: i64,
+        error: &str,
+        counts_as_attempt: bool,
+        next: Option<&NewMessage>,
+        now: DateTime<Utc>,
+        give_up_event: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE messages SET status = 'failed', last_error = ?2, attempts = attempts + ?3 WHERE id = ?1",
+            params![id, error, counts_as_attempt as i64],
+        )?;
+        match next {
+            Some(n) => {
+                queue(&tx, n, now)?;
+            }
+            None => {
+                let (customer_id, escalation_id): (i64, Option<i64>) = tx.query_row(
+                    "SELECT customer_id, escalation_id FROM messages WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if let Some(e) = escalation_id {
+                    tx.execute(
+                        "UPDATE escalations SET status = 'failed' WHERE id = ?1",
+                        [e],
+                    )?;
+                }
+                if let Some((kind, detail)) = give_up_event {
+                    tx.execute(
+                        "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                        params![customer_id, now.date_naive().to_string(), kind, detail],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A step whose items were all paid (or left collection) after it was decided.
+    pub fn cancel_message(&mut self, id: i64, why: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE messages SET status = 'cancelled', last_error = ?2 WHERE id = ?1",
+            params![id, why],
+        )?;
+        tx.execute(
+            "UPDATE escalations SET status = 'cancelled'
+             WHERE id = (SELECT escalation_id FROM messages WHERE id = ?1)",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A step that produced no message (a call task, or no channel left): its
@@ -442,42 +590,10 @@ impl Store {
         fees: &[Fee],
         event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self.conn.savepoint()?;
-        let (customer_id, escalation_id): (i64, Option<i64>) = tx.query_row(
-            "SELECT customer_id, escalation_id FROM messages WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        tx.execute(
-            "UPDATE messages SET status = 'sent', sent_at = ?2, receipt = ?3, attempts = attempts + 1,
-                last_error = NULL WHERE id = ?1",
-            params![id, ts(now), receipt],
-        )?;
-        if let Some(e) = escalation_id {
-            tx.execute("UPDATE escalations SET status = 'sent' WHERE id = ?1", [e])?;
-        }
-        let day = now.date_naive().to_string();
-        for f in fees {
-            tx.execute(
-                "INSERT OR IGNORE INTO fees(item_id, ladder, level, amount, currency, charged_on, message_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    f.item_id,
-                    f.ladder,
-                    f.level as i64,
-                    f.amount.to_string(),
-                    f.currency,
-                    day,
-                    id
-                ],
-            )?;
-        }
-        if let Some((kind, detail)) = event {
-            tx.execute(
-                "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![customer_id, day, kind, detail],
-            )?;
-        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        record_sent(&tx, id, now, receipt, fees, event)?;
         tx.commit()?;
         Ok(())
     }
@@ -485,8 +601,19 @@ impl Store {
     /// Not now: the compliance guard named the next allowed moment and why.
     pub fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE messages SET status = 'deferred', next_attempt = ?2, defer_reason = ?3 WHERE id = ?1",
+            "UPDATE messages SET status = 'deferred', next_attempt = ?2, defer_reason = ?3
+             WHERE id = ?1 AND status IN ('queued', 'deferred', 'sending')",
             params![id, ts(until), reason],
+        )?;
+        Ok(())
+    }
+
+    /// A channel that is misconfigured: back in the queue for `next`, without using
+    /// up an attempt (the message is not at fault).
+    pub fn message_held(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE messages SET status = 'queued', next_attempt = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, ts(next), error],
         )?;
         Ok(())
     }
@@ -494,17 +621,9 @@ impl Store {
     /// A failed attempt to try again at `next`.
     pub fn message_retry(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE messages SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
+            "UPDATE messages SET status = 'queued', attempts = attempts + 1, next_attempt = ?2, last_error = ?3
+             WHERE id = ?1",
             params![id, ts(next), error],
-        )?;
-        Ok(())
-    }
-
-    /// Given up on this channel (the caller queues the fallback, if any).
-    pub fn message_failed(&mut self, id: i64, error: &str, counts_as_attempt: bool) -> Result<()> {
-        self.conn.execute(
-            "UPDATE messages SET status = 'failed', last_error = ?2, attempts = attempts + ?3 WHERE id = ?1",
-            params![id, error, counts_as_attempt as i64],
         )?;
         Ok(())
     }
@@ -525,22 +644,47 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a letter for printing; returns the document id.
-    pub fn store_letter(
+    /// Stores a letter for printing and marks its message sent, in one transaction,
+    /// so a letter is never queued for printing twice.
+    #[allow(clippy::too_many_arguments)]
+    pub fn letter_sent(
         &mut self,
+        id: i64,
         customer_id: i64,
         language: &str,
         subject: &str,
         text: &str,
-        html: Option<&str>,
-        on: NaiveDate,
+        html: &str,
+        now: DateTime<Utc>,
+        fees: &[Fee],
+        event: Option<(&str, &str)>,
     ) -> Result<i64> {
-        self.conn.execute(
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO documents(customer_id, kind, language, subject, text, html, created_on)
              VALUES (?1, 'letter', ?2, ?3, ?4, ?5, ?6)",
-            params![customer_id, language, subject, text, html, on.to_string()],
+            params![
+                customer_id,
+                language,
+                subject,
+                text,
+                html,
+                now.date_naive().to_string()
+            ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let doc = tx.last_insert_rowid();
+        record_sent(
+            &tx,
+            id,
+            now,
+            &format!("stored for printing as document {doc}"),
+            fees,
+            event,
+        )?;
+        tx.commit()?;
+        Ok(doc)
     }
 
     /// The customer's oldest open case, where a call task lands.

@@ -31,6 +31,11 @@ CREATE TABLE messages (
     replaces      INTEGER REFERENCES messages(id)
 );
 CREATE INDEX messages_due ON messages(status, next_attempt);
+-- One first message per step: two outbox passes at once cannot both compose it.
+CREATE UNIQUE INDEX messages_step ON messages(escalation_id) WHERE replaces IS NULL;
+-- Steps decided before this version had their event recorded when decided and no
+-- channel to go out on; the outbox must not send that history now.
+UPDATE escalations SET status = 'sent' WHERE status = 'pending';
 CREATE INDEX messages_customer ON messages(customer_id);
 CREATE TABLE fees (
     item_id       INTEGER NOT NULL REFERENCES items(id),

@@ -90,19 +90,26 @@ impl pb::correspondence_server::Correspondence for Api {
         observed("Correspondence/ProcessOutbox", async {
             let who = principal(&req)?;
             who.require(Role::Supervisor, "processing the outbox")?;
-            let delivery = self.shared.delivery.clone();
-            let s = self
-                .shared
-                .write("outbox processed".into(), move |store, rules| {
-                    crate::correspondence::process(
-                        store,
-                        rules,
-                        delivery.as_ref(),
-                        chrono::Utc::now(),
-                    )
-                    .map_err(|e| Status::internal(e.to_string()))
-                })
-                .await?;
+            // On a connection of its own, like the daemon's outbox task: a slow SMTP
+            // server must not hold the writer the API and the runner need.
+            let me = self.shared.clone();
+            let s = tokio::task::spawn_blocking(move || {
+                let mut st = crate::store::Store::open(&me.db).map_err(status)?;
+                let rules = me.rules();
+                crate::correspondence::process(
+                    &mut st,
+                    &rules.set,
+                    me.delivery.as_ref(),
+                    chrono::Utc::now(),
+                )
+                .map_err(|e| Status::internal(e.to_string()))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+            if s.call_tasks > 0 {
+                self.shared
+                    .request_run(crate::server::RunRequest::auto("outbox call tasks".into()));
+            }
             Ok(Response::new(pb::OutboxStats {
                 composed: s.composed,
                 call_tasks: s.call_tasks,
