@@ -479,6 +479,26 @@ impl Store {
                 "agreement {id} was proposed by {who}; someone else must approve it"
             )));
         }
+        if a.first_due < on {
+            return Err(StoreError::State(format!(
+                "agreement {id}: its first instalment was due {} already; propose again",
+                a.first_due
+            )));
+        }
+        let disputed: Option<String> = tx
+            .query_row(
+                "SELECT i.document_no FROM agreement_items ai JOIN items i ON i.id = ai.item_id
+                 JOIN dispute_items di ON di.item_id = ai.item_id JOIN disputes d ON d.id = di.dispute_id
+                 WHERE ai.agreement_id = ?1 AND d.resolved_on IS NULL LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(doc) = disputed {
+            return Err(StoreError::State(format!(
+                "agreement {id}: {doc} was disputed since the proposal; settle the dispute first"
+            )));
+        }
         let cur = Currency::parse(&a.currency).map_err(|_| StoreError::Corrupt {
             column: "agreements.currency",
             value: a.currency.clone(),
@@ -1167,6 +1187,13 @@ mod tests {
         assert!(
             s.reject_agreement(a.id, "sup", " ", on).is_err(),
             "a reason is required"
+        );
+        let late = s
+            .approve_agreement(a.id, "sup", Role::Supervisor, "", d("2026-12-16"), &t)
+            .unwrap_err();
+        assert!(
+            late.to_string().contains("due 2026-12-15 already"),
+            "{late}"
         );
         assert_eq!(
             s.agreement(a.id).unwrap().status,
