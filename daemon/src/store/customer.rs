@@ -736,7 +736,7 @@ impl Store {
         let due: Vec<Due> = tx
             .prepare(
                 "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
-                 WHERE status = 'open' AND promised_on < ?1 ORDER BY id",
+                 WHERE status = 'open' AND promised_on < ?1 ORDER BY promised_on, id",
             )?
             .query_map([cutoff.to_string()], |r| {
                 Ok((
@@ -753,8 +753,13 @@ impl Store {
         let mut stats = JudgeStats::default();
         {
             let mut pay = tx.prepare_cached(
-                "SELECT amount, value_date FROM payments WHERE customer_id = ?1 AND currency = ?2
-                 AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date",
+                "SELECT amount, value_date, id FROM payments WHERE customer_id = ?1 AND currency = ?2
+                 AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date, id",
+            )?;
+            let mut used =
+                tx.prepare_cached("SELECT amount FROM promise_payments WHERE payment_id = ?1")?;
+            let mut alloc = tx.prepare_cached(
+                "INSERT INTO promise_payments(promise_id, payment_id, amount) VALUES (?1, ?2, ?3)",
             )?;
             let mut upd = tx.prepare_cached(
                 "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
@@ -779,7 +784,18 @@ impl Store {
                     if paid >= amount {
                         break;
                     }
-                    paid += dec("payments.amount", &r.get::<_, String>(0)?)?;
+                    // What earlier promises took of this payment is not there any more.
+                    let payment: i64 = r.get(2)?;
+                    let mut left = dec("payments.amount", &r.get::<_, String>(0)?)?;
+                    for u in used.query_map([payment], |r| r.get::<_, String>(0))? {
+                        left -= dec("promise_payments.amount", &u?)?;
+                    }
+                    if left <= Decimal::ZERO {
+                        continue;
+                    }
+                    let take = left.min(amount - paid);
+                    alloc.execute(params![id, payment, take.to_string()])?;
+                    paid += take;
                     paid_on = Some(date("payments.value_date", &r.get::<_, String>(1)?)?);
                 }
                 let status = if paid >= amount {
@@ -1473,6 +1489,40 @@ mod tests {
         s.conn.execute_batch("ROLLBACK").unwrap();
         assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
         assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), 0);
+    }
+
+    /// A payment counts once across a customer's promises: one transfer of 100 keeps
+    /// the earlier of two promises of 100, and the later one is broken.
+    #[test]
+    fn one_payment_keeps_one_promise_not_two() {
+        let (_dir, mut s) = store(Batch {
+            items: vec![
+                item("1", "C1", "2026-10-01", dec!(100), "EUR"),
+                item("2", "C1", "2026-10-01", dec!(100), "EUR"),
+            ],
+            payments: vec![payment("a", "C1", dec!(100), "EUR", "2026-11-05")],
+            ..Batch::default()
+        });
+        let c1 = cust(&s, "C1");
+        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
+        s.create_promise(
+            &np(cases[0], dec!(100), d("2026-11-06"), d("2026-11-01")),
+            "ben",
+        )
+        .unwrap();
+        s.create_promise(
+            &np(cases[1], dec!(100), d("2026-11-07"), d("2026-11-01")),
+            "ben",
+        )
+        .unwrap();
+        let st = s.judge_promises(d("2026-11-20"), 3).unwrap();
+        assert_eq!((st.kept, st.broken), (1, 1), "{st:?}");
+        let mut list = s.list_promises(c1).unwrap();
+        list.sort_by_key(|p| p.promised_on);
+        assert_eq!(
+            list.iter().map(|p| p.status).collect::<Vec<_>>(),
+            vec![PromiseStatus::Kept, PromiseStatus::Broken]
+        );
     }
 
     #[test]

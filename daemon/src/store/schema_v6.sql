@@ -47,3 +47,12 @@ CREATE TABLE fees (
     message_id    INTEGER REFERENCES messages(id),
     PRIMARY KEY (item_id, ladder, level)
 );
+-- Which payment kept which promise: a payment counts once across a customer's
+-- promises, so one transfer cannot keep two promises.
+CREATE TABLE promise_payments (
+    promise_id INTEGER NOT NULL REFERENCES promises(id),
+    payment_id INTEGER NOT NULL REFERENCES payments(id),
+    amount     TEXT NOT NULL,
+    PRIMARY KEY (promise_id, payment_id)
+);
+CREATE INDEX promise_payments_payment ON promise_payments(payment_id);
