@@ -627,11 +627,28 @@ impl Store {
                     "UPDATE agreements SET status = 'broken', ended_on = ?2, end_reason = ?3 WHERE id = ?1",
                     params![id, as_of.to_string(), reason],
                 )?;
-                tx.execute(
-                    "UPDATE items SET due_date = ?2 WHERE status = 'open' AND due_date > ?2
-                     AND id IN (SELECT item_id FROM agreement_installments WHERE agreement_id = ?1)",
-                    params![id, as_of.to_string()],
-                )?;
+                // Instalments not due yet fall due now without their interest: it is
+                // the price of time the customer no longer gets.
+                let ahead: Vec<(i64, String, String)> = tx
+                    .prepare(
+                        "SELECT i.id, i.open_amount, ai.interest FROM agreement_installments ai
+                         JOIN items i ON i.id = ai.item_id
+                         WHERE ai.agreement_id = ?1 AND i.status = 'open' AND i.due_date > ?2",
+                    )?
+                    .query_map(params![id, as_of.to_string()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for (item, open, unearned) in ahead {
+                    let open = dec("items.open_amount", &open)?;
+                    let unearned = dec("agreement_installments.interest", &unearned)?;
+                    let left = (open - unearned).max(Decimal::ZERO);
+                    let status = if left.is_zero() { "cleared" } else { "open" };
+                    tx.execute(
+                        "UPDATE items SET due_date = ?2, open_amount = ?3, status = ?4 WHERE id = ?1",
+                        params![item, as_of.to_string(), left.to_string(), status],
+                    )?;
+                }
                 customer_event(
                     &tx,
                     customer_id,
@@ -1343,6 +1360,19 @@ mod tests {
             5,
             "instalment 2 is due that day, 3..6 are moved to it; 1 keeps its date"
         );
+        // 3..6 lose their unearned interest; 2 (due that day) keeps it.
+        let open = |n: u32| -> String {
+            s.conn
+                .query_row(
+                    "SELECT open_amount FROM items WHERE source = 'agreement' AND external_id = ?1",
+                    [format!("{}/{n}", a.id)],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(open(3), a.schedule[2].principal.to_string());
+        assert_eq!(open(6), "261.00");
+        assert_eq!(open(2), a.schedule[1].amount.to_string());
     }
 
     #[test]
