@@ -978,6 +978,26 @@ fn the_daemon_delivers_after_its_run() {
             ("ap@daemon.example", vec!["email".to_string()])
         );
     });
+    // And from the CLI against the daemon.
+    let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args([
+            "--remote",
+            &d.grpc,
+            "outbox",
+            "list",
+            "--customer",
+            "ACME_DE/D1",
+        ])
+        .env("ARREARS_TOKEN", common::SUP)
+        .env_remove("ARREARS_CONFIG")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains(" sent "),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = d.scrape();

@@ -1013,6 +1013,8 @@ async fn remote_main(
         Cmd::Promise(c) => ops::promise_remote(&r, c).await?,
         Cmd::Agreement(c) => ops::agreement_remote(&r, c).await?,
         Cmd::Dispute(c) => ops::dispute_remote(&r, c).await?,
+        Cmd::Outbox(c) => ops::outbox_remote(&r, c).await?,
+        Cmd::Customer(c) => ops::customer_remote(&r, c).await?,
         _ => anyhow::bail!("this command works on the database directly; drop --remote"),
     }
     Ok(ExitCode::SUCCESS)

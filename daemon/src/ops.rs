@@ -765,6 +765,102 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
+    let mut client = pb::correspondence_client::CorrespondenceClient::new(r.auth());
+    match c {
+        OutboxCmd::List {
+            customer,
+            limit,
+            json,
+        } => {
+            let list = client
+                .list_messages(pb::ListMessagesRequest {
+                    customer: customer.unwrap_or_default(),
+                    limit: limit.min(1000) as u32,
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .messages;
+            for m in &list {
+                if json {
+                    println!("{m:#?}");
+                } else {
+                    let why = match m.status.as_str() {
+                        "deferred" => &m.defer_reason,
+                        "sent" => &m.receipt,
+                        _ => &m.last_error,
+                    };
+                    println!(
+                        "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
+                        m.id,
+                        m.customer,
+                        m.channel,
+                        m.status,
+                        m.recipient,
+                        m.subject,
+                        m.attempts,
+                        m.next_attempt,
+                        why
+                    );
+                }
+            }
+        }
+        OutboxCmd::Send { now, json } => {
+            if now.is_some() {
+                anyhow::bail!("--now is for the database; a daemon sends as of its own clock");
+            }
+            let s = client
+                .process_outbox(pb::ProcessOutboxRequest {})
+                .await
+                .map_err(describe)?
+                .into_inner();
+            if json {
+                println!("{s:#?}");
+            } else {
+                println!(
+                    "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held {}",
+                    s.composed, s.call_tasks, s.sent, s.deferred, s.retried, s.fell_back, s.failed, s.held
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn customer_remote(r: &Remote, c: CustomerCmd) -> Result<()> {
+    let CustomerCmd::Contact {
+        customer,
+        email,
+        phone,
+        address,
+        do_not_contact,
+        opt_outs,
+    } = c;
+    let p = pb::correspondence_client::CorrespondenceClient::new(r.auth())
+        .set_contact_preferences(pb::ContactPreferencesRequest {
+            customer,
+            email: email.unwrap_or_default(),
+            phone: phone.unwrap_or_default(),
+            address: address.unwrap_or_default(),
+            do_not_contact: do_not_contact.map(|b| b.to_string()).unwrap_or_default(),
+            set_opt_outs: !opt_outs.is_empty(),
+            opt_outs: opt_outs.into_iter().filter(|o| o != "none").collect(),
+        })
+        .await
+        .map_err(describe)?
+        .into_inner();
+    println!(
+        "{}: email {}, phone {}, do not contact {}, opted out of [{}]",
+        p.customer,
+        if p.email.is_empty() { "-" } else { &p.email },
+        if p.phone.is_empty() { "-" } else { &p.phone },
+        p.do_not_contact,
+        p.opt_outs.join(", ")
+    );
+    Ok(())
+}
+
 pub fn customer_local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
     let mut store = env.store()?;
     match c {
