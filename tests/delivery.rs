@@ -1008,3 +1008,81 @@ fn the_daemon_delivers_after_its_run() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// SMS through the webhook from the outbox: a number the gateway does not know (404)
+/// falls back to e-mail; a known one is delivered with the JSON the gateway expects.
+#[test]
+fn sms_goes_through_the_webhook_and_an_unknown_number_falls_back_to_email() {
+    let sink = Sink::start(&[]);
+    let cli = Cli::new(sink.port);
+    let (url, requests) = canned_server(vec![
+        Answer::Status(404, r#"{"error": "unknown number"}"#.into()),
+        Answer::Status(202, r#"{"id": "SM-7"}"#.into()),
+    ]);
+    std::fs::write(
+        cli.dir.path().join("arrears.yaml"),
+        format!(
+            "delivery:\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    security: none\n    \
+             from: {{ address: collections@acme.example }}\n    timeout: 5s\n  \
+             webhook:\n    url: {url}\n    timeout: 5s\n",
+            sink.port
+        ),
+    )
+    .unwrap();
+    // The first reminder goes by SMS in this rule set.
+    let esc = cli.dir.path().join("rules/escalation.yaml");
+    let text = std::fs::read_to_string(&esc).unwrap().replacen(
+        "template: reminder_1",
+        "template: reminder_1\n        channel: sms",
+        1,
+    );
+    let text = text.replacen(
+        "        overdue_days: 7\n        channel: email\n",
+        "        overdue_days: 7\n",
+        1,
+    );
+    std::fs::write(&esc, text).unwrap();
+    let csv = cli.dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency,country,email,phone\n\
+         item,s1,ACME_DE,S1,Alpha GmbH,INV-S1,2026-09-20,2026-10-20,300.00,EUR,DE,ap@alpha.example,+4915100000001\n\
+         item,s2,ACME_DE,S2,Beta GmbH,INV-S2,2026-09-20,2026-10-20,400.00,EUR,DE,ap@beta.example,+4915100000002\n",
+    )
+    .unwrap();
+    cli.ok(&["import", "csv", csv.to_str().unwrap()]);
+    cli.ok(&["run", "--as-of", "2026-10-30"]);
+    // A weekday morning in Berlin: SMS may go.
+    let s: Value = serde_json::from_str(&cli.ok(&[
+        "outbox",
+        "send",
+        "--now",
+        "2026-10-30T09:00:00Z",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        (s["sent"].as_u64(), s["fell_back"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    let first = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    let body: Value = serde_json::from_slice(&first.body).unwrap();
+    assert_eq!(
+        (body["channel"].as_str(), body["to"].as_str()),
+        (Some("sms"), Some("+4915100000001"))
+    );
+    assert!(first.header("Idempotency-Key").is_some());
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "S1 by e-mail after the 404");
+    assert_eq!(got[0]["rcpt_tos"], json!(["ap@alpha.example"]));
+    let receipt: String = cli
+        .db()
+        .query_row(
+            "SELECT receipt FROM messages WHERE channel = 'sms' AND status = 'sent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(receipt.contains("202"), "{receipt}");
+}
