@@ -748,4 +748,71 @@ mod tests {
             .unwrap();
         assert_eq!(audited, 2);
     }
+
+    /// The whole chain: runs decide the final notice, the outbox delivers it (a letter
+    /// stored for printing), and only after the waiting period the bureau lists the
+    /// item; before the outbox ran, the decided-but-unsent notice lists nothing.
+    #[test]
+    fn a_listing_follows_a_delivered_final_notice_after_the_wait() {
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        let (url, log) = listing_stub();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("t.db")).unwrap();
+        s.ingest(&Batch {
+            items: vec![ItemInput {
+                source: "erp".into(),
+                external_id: "n1".into(),
+                company: "ACME_DE".into(),
+                customer: "N1".into(),
+                document_no: "INV-N1".into(),
+                document_date: chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap(),
+                due_date: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
+                original_amount: rust_decimal::Decimal::from(800),
+                open_amount: rust_decimal::Decimal::from(800),
+                currency: crate::money::Currency::parse("EUR").unwrap(),
+                hold: None,
+                original_document: None,
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        let day = |d: &str| -> chrono::NaiveDate { d.parse().unwrap() };
+        let mut c = cfg(&url);
+        c.batch = 0;
+        c.listing = Some(ListingPolicy {
+            notice_level: "final_notice".into(),
+            waiting_days: 10,
+            min_amount: rust_decimal::Decimal::ONE,
+        });
+        // One level per run: reminder 1, reminder 2, then the final notice.
+        for d in ["2026-10-05", "2026-10-06", "2026-10-20"] {
+            crate::engine::run::run(&mut s, &rules, day(d), crate::engine::run::RunMode::Full)
+                .unwrap();
+            if d != "2026-10-20" {
+                let now = format!("{d}T10:00:00Z").parse().unwrap();
+                crate::correspondence::process(&mut s, &rules, None, now).unwrap();
+            }
+        }
+        // Decided, not sent: nothing is listed even after the wait.
+        sync(&mut s, "bureau", &c, day("2026-11-05")).unwrap();
+        assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+        // The outbox prints it (no e-mail on file: the letter is the channel anyway).
+        let st = crate::correspondence::process(
+            &mut s,
+            &rules,
+            None,
+            "2026-10-20T10:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(st.sent, 1, "{st:?}");
+        sync(&mut s, "bureau", &c, day("2026-10-29")).unwrap();
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "9 days after the notice: still waiting"
+        );
+        sync(&mut s, "bureau", &c, day("2026-10-30")).unwrap();
+        assert_eq!(*log.lock().unwrap(), vec!["POST INV-N1".to_string()]);
+    }
 }
