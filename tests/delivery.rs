@@ -839,6 +839,13 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
         "the resend charges no fee twice"
     );
     assert!(text_of(&got[0]).contains("5.00"));
+
+    // Every delivery is in the audit log, whose chain holds.
+    assert_eq!(
+        cli.count("SELECT COUNT(*) FROM audit WHERE action = 'message.sent'"),
+        cli.count("SELECT COUNT(*) FROM messages WHERE status = 'sent'")
+    );
+    cli.ok(&["audit", "verify"]);
 }
 
 /// The compliance guard: US rules keep e-mail within local hours; at 03:00 in

@@ -77,25 +77,7 @@ impl Store {
         before: &serde_json::Value,
         after: &serde_json::Value,
     ) -> Result<i64> {
-        let (last_id, prev): (i64, String) = self
-            .conn
-            .query_row(
-                "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .unwrap_or((0, String::new()));
-        let id = last_id + 1;
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let (b, a) = (before.to_string(), after.to_string());
-        let hash = chain_hash(&prev, id, [&at, principal, action, target, &b, &a]);
-        self.conn.execute(
-            "INSERT INTO audit(id, at, principal, action, target, before, after, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![id, at, principal, action, target, b, a, prev, hash],
-        )?;
-        Ok(id)
+        append_audit_on(&self.conn, principal, action, target, before, after)
     }
 
     pub fn audit_records(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>> {
@@ -152,6 +134,35 @@ impl Store {
             after = batch.last().map_or(after, |r| r.id);
         }
     }
+}
+
+/// Appends one audit record on `conn` (a connection or an open transaction).
+pub(crate) fn append_audit_on(
+    conn: &rusqlite::Connection,
+    principal: &str,
+    action: &str,
+    target: &str,
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+) -> Result<i64> {
+    let (last_id, prev): (i64, String) = conn
+        .query_row(
+            "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, String::new()));
+    let id = last_id + 1;
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (b, a) = (before.to_string(), after.to_string());
+    let hash = chain_hash(&prev, id, [&at, principal, action, target, &b, &a]);
+    conn.execute(
+        "INSERT INTO audit(id, at, principal, action, target, before, after, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![id, at, principal, action, target, b, a, prev, hash],
+    )?;
+    Ok(id)
 }
 
 #[cfg(test)]

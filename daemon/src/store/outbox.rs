@@ -142,10 +142,31 @@ fn record_sent(
     fees: &[Fee],
     event: Option<(&str, &str)>,
 ) -> Result<()> {
-    let (customer_id, escalation_id): (i64, Option<i64>) = tx.query_row(
-        "SELECT customer_id, escalation_id FROM messages WHERE id = ?1",
+    let (customer_id, escalation_id, channel, recipient, subject): (
+        i64,
+        Option<i64>,
+        String,
+        Option<String>,
+        String,
+    ) = tx.query_row(
+        "SELECT customer_id, escalation_id, channel, recipient, subject FROM messages WHERE id = ?1",
         [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    // What went out to whom is part of the record auditors follow.
+    super::audit::append_audit_on(
+        tx,
+        "outbox",
+        "message.sent",
+        &format!("message {id}"),
+        &serde_json::Value::Null,
+        &serde_json::json!({
+            "customer_id": customer_id, "escalation_id": escalation_id, "channel": channel,
+            "recipient": recipient, "subject": subject, "receipt": receipt,
+            "fees": fees.iter().map(|f| serde_json::json!({
+                "item_id": f.item_id, "level": f.level, "amount": f.amount.to_string(), "currency": f.currency,
+            })).collect::<Vec<_>>(),
+        }),
     )?;
     tx.execute(
         "UPDATE messages SET status = 'sent', sent_at = ?2, receipt = ?3, attempts = attempts + 1,
