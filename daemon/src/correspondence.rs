@@ -174,7 +174,7 @@ pub fn compose(
         let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
         let mut items = Vec::new();
         let mut totals: Vec<templates::Total> = Vec::new();
-        for it in letter_items.iter().filter(|i| i.open) {
+        for it in letter_items.iter().filter(|i| i.open && !i.disputed) {
             let charged: Decimal = it.fees.iter().map(|f| f.2).sum();
             let already = it
                 .fees
@@ -399,7 +399,8 @@ fn deliver_once(
         let fees = match what_sending_means(store, rules, &m)? {
             Some(f) => f,
             None => {
-                store.cancel_message(m.id, "nothing of the step is open any more")?;
+                store
+                    .cancel_message(m.id, "nothing of the step is open and undisputed any more")?;
                 continue;
             }
         };
@@ -556,7 +557,8 @@ fn what_sending_means(
     };
     let step = store.escalation_step(eid)?;
     let items = store.letter_items(&step.items.iter().map(|x| x.0).collect::<Vec<_>>())?;
-    if !items.iter().any(|i| i.open) {
+    // Disputed since the step was decided: not asked for, and no fee on it.
+    if !items.iter().any(|i| i.open && !i.disputed) {
         return Ok(None);
     }
     let level = level_of(rules, &step.ladder, step.level);
@@ -566,7 +568,7 @@ fn what_sending_means(
     let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
     let mut fees = Vec::new();
     if !fee_base.is_zero() {
-        for it in items.iter().filter(|i| i.open) {
+        for it in items.iter().filter(|i| i.open && !i.disputed) {
             if let Some(amount) = fee_in(rules, fee_base, &it.currency) {
                 fees.push(Fee {
                     item_id: it.id,
@@ -675,9 +677,10 @@ mod tests {
     }
 
     /// Older steps still waiting are superseded by the newest, a message is taken by
-    /// one pass only, and a step whose items were paid meanwhile is cancelled, not sent.
+    /// one pass only, and a step whose items were disputed (or paid) meanwhile is
+    /// cancelled, not sent.
     #[test]
-    fn one_reminder_per_customer_sent_once_and_never_for_paid_items() {
+    fn one_reminder_per_customer_sent_once_and_never_for_disputed_items() {
         let rules =
             crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
                 .unwrap();
@@ -719,12 +722,10 @@ mod tests {
         assert!(!s.reserve_message(m[0].id).unwrap(), "taken once");
         s.message_retry(m[0].id, now, "test").unwrap();
 
-        // Paid before the next attempt: cancelled, no fee, no event.
-        s.ingest(&Batch {
-            items: vec![item(dec!(0))],
-            ..Batch::default()
-        })
-        .unwrap();
+        // Disputed before the next attempt: cancelled, no fee, no event.
+        let case = s.oldest_open_case(1).unwrap().unwrap();
+        s.open_dispute(case, "never delivered", d("2026-11-13"), "anna")
+            .unwrap();
         let st = deliver(&mut s, &rules, None, now).unwrap();
         assert_eq!((st.sent, st.held), (0, 0), "{st:?}");
         let m = s.messages(None, 10).unwrap();

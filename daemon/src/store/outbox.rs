@@ -54,6 +54,8 @@ pub struct LetterItem {
     pub open_amount: Decimal,
     pub currency: String,
     pub open: bool,
+    /// Under a dispute not resolved yet: never asked for.
+    pub disputed: bool,
     /// Payments recorded against the item: (value date, amount).
     pub payments: Vec<(NaiveDate, Decimal)>,
     /// Fees already charged on it: (ladder, level, amount).
@@ -359,7 +361,9 @@ impl Store {
             let row = self
                 .conn
                 .query_row(
-                    "SELECT document_no, document_date, due_date, original_amount, open_amount, currency, status
+                    "SELECT document_no, document_date, due_date, original_amount, open_amount, currency, status,
+                        EXISTS(SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                               WHERE di.item_id = items.id AND d.resolved_on IS NULL)
                      FROM items WHERE id = ?1",
                     [id],
                     |r| {
@@ -371,11 +375,12 @@ impl Store {
                             r.get::<_, String>(4)?,
                             r.get::<_, String>(5)?,
                             r.get::<_, String>(6)?,
+                            r.get::<_, bool>(7)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((doc, dd, due, orig, open, cur, status)) = row else {
+            let Some((doc, dd, due, orig, open, cur, status, disputed)) = row else {
                 continue;
             };
             let mut payments = Vec::new();
@@ -410,6 +415,7 @@ impl Store {
                 open_amount: dec("open_amount", &open)?,
                 currency: cur,
                 open: status == "open",
+                disputed,
                 payments,
                 fees,
             });
