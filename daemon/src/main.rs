@@ -42,7 +42,7 @@ struct Global {
     /// Rules folder [default: ./rules, else the rules shipped with the source]
     #[arg(long, global = true, env = "ARREARS_RULES")]
     rules: Option<PathBuf>,
-    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain)
+    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing, outbox, customer contact)
     #[arg(long, global = true, env = "ARREARS_REMOTE")]
     remote: Option<String>,
     /// File holding the API token for --remote [default: the ARREARS_TOKEN environment variable]
