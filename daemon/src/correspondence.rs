@@ -310,29 +310,20 @@ fn interest_of(rules: &RuleSet, it: &crate::store::LetterItem, as_of: NaiveDate)
     let Some(policy) = &rules.interest else {
         return Decimal::ZERO;
     };
-    let paid: Decimal = it.payments.iter().map(|p| p.1).sum();
-    let input = if it.original_amount - paid == it.open_amount {
-        crate::finance::ItemDebtInput {
-            principal: it.original_amount,
-            due: it.due_date,
-            costs: Decimal::ZERO,
-            payments: it
-                .payments
-                .iter()
-                .map(|p| crate::finance::Payment {
-                    date: p.0,
-                    amount: p.1,
-                })
-                .collect(),
-        }
-    } else {
-        crate::finance::ItemDebtInput {
-            principal: it.open_amount,
-            due: it.due_date,
-            costs: Decimal::ZERO,
-            payments: Vec::new(),
-        }
-    };
+    let payments = it
+        .payments
+        .iter()
+        .map(|p| crate::finance::Payment {
+            date: p.0,
+            amount: p.1,
+        })
+        .collect();
+    let (input, _) = crate::finance::ItemDebtInput::from_record(
+        it.original_amount,
+        it.open_amount,
+        it.due_date,
+        payments,
+    );
     crate::finance::debt(policy, &input, as_of, crate::finance::DEFAULT_MINOR_UNITS)
         .map(|d| d.interest_outstanding)
         .unwrap_or(Decimal::ZERO)
@@ -460,7 +451,7 @@ fn deliver_once(
             let html = m
                 .html
                 .clone()
-                .unwrap_or_else(|| format!("<pre>{}</pre>", html_escape(&m.text)));
+                .unwrap_or_else(|| format!("<pre>{}</pre>", minijinja::HtmlEscape(&m.text)));
             store.letter_sent(
                 m.id,
                 m.customer_id,
@@ -536,12 +527,6 @@ fn deliver_once(
         tracing::error!(held = stats.held, %reason, "messages held: a delivery channel is misconfigured");
     }
     Ok(stats)
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// The fees a delivered step charges (its open items only) and the event it

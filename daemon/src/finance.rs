@@ -265,6 +265,39 @@ pub struct ItemDebtInput {
     pub payments: Vec<Payment>,
 }
 
+impl ItemDebtInput {
+    /// An item as the books record it. Interest follows the payments when they explain
+    /// the open amount; when they do not (credit notes, an ERP without payment detail)
+    /// it runs on what is open now, and the note says so.
+    pub fn from_record(
+        original: Decimal,
+        open: Decimal,
+        due: NaiveDate,
+        payments: Vec<Payment>,
+    ) -> (ItemDebtInput, Option<String>) {
+        let paid: Decimal = payments.iter().map(|x| x.amount).sum();
+        if original - paid == open {
+            let input = ItemDebtInput {
+                principal: original,
+                due,
+                costs: Decimal::ZERO,
+                payments,
+            };
+            return (input, None);
+        }
+        let input = ItemDebtInput {
+            principal: open,
+            due,
+            costs: Decimal::ZERO,
+            payments: Vec::new(),
+        };
+        let note = format!(
+            "interest on the open amount {open}: the recorded payments ({paid}) do not explain it"
+        );
+        (input, Some(note))
+    }
+}
+
 /// The interest of one accrual segment, with the figures a letter shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccrualSegment {

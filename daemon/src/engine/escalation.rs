@@ -177,58 +177,41 @@ pub fn decide(
         );
     }
     let broken_since = broken.filter(|b| prev.on.is_none_or(|on| *b > on));
-    match (level.resend_after_days, prev.on) {
-        _ if broken_since.is_some() => {
-            let b = broken_since.unwrap_or(as_of);
-            Outcome {
-                decision: Some(Decision {
-                    level: target,
-                    resend: true,
-                    amount,
-                    items,
-                    reason: format!(
-                        "promise to pay broken (judged {b}) after `{}`: followed up now",
-                        level.name
-                    ),
-                }),
-                state: DunState {
-                    level: target,
-                    on: Some(as_of),
-                },
-                reached,
-                why_not: None,
-            }
-        }
-        (Some(n), Some(last)) if as_of >= add_days(last, n) => {
-            let reason = format!("still unpaid {n} days after the last `{}`", level.name);
-            let state = DunState {
+    let resend = match (broken_since, level.resend_after_days, prev.on) {
+        (Some(b), _, _) => Ok(format!(
+            "promise to pay broken (judged {b}) after `{}`: followed up now",
+            level.name
+        )),
+        (None, Some(n), Some(last)) if as_of >= add_days(last, n) => Ok(format!(
+            "still unpaid {n} days after the last `{}`",
+            level.name
+        )),
+        (None, Some(n), Some(last)) => Err(format!(
+            "level `{}` sent on {last}; resend after {n} days",
+            level.name
+        )),
+        _ => Err(format!(
+            "level `{}` already sent; it is not resent",
+            level.name
+        )),
+    };
+    match resend {
+        Ok(reason) => Outcome {
+            decision: Some(Decision {
+                level: target,
+                resend: true,
+                amount,
+                items,
+                reason,
+            }),
+            state: DunState {
                 level: target,
                 on: Some(as_of),
-            };
-            Outcome {
-                decision: Some(Decision {
-                    level: target,
-                    resend: true,
-                    amount,
-                    items,
-                    reason,
-                }),
-                state,
-                reached,
-                why_not: None,
-            }
-        }
-        (Some(n), Some(last)) => none(
-            prev,
-            format!(
-                "level `{}` sent on {last}; resend after {n} days",
-                level.name
-            ),
-        ),
-        _ => none(
-            prev,
-            format!("level `{}` already sent; it is not resent", level.name),
-        ),
+            },
+            reached,
+            why_not: None,
+        },
+        Err(why) => none(prev, why),
     }
 }
 

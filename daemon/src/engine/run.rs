@@ -218,7 +218,6 @@ pub fn run(
                 amount: d.amount,
                 items: serde_json::to_string(&d.items).unwrap_or_default(),
                 reason: d.reason.clone(),
-                event: level.event.clone(),
             });
         }
         if let Some(reason) = &ev.on_worklist {

@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
+use super::customer::{customer_event, mark_dirty};
 use super::{date, dec, Result, Store, StoreError};
 use crate::config::Role;
 use crate::engine::case::add_days;
@@ -300,29 +301,7 @@ impl Store {
                     });
                 }
             }
-            // Interest follows the payments when they explain the open amount; when
-            // they do not (credit notes, an ERP without payment detail) it runs on
-            // what is open now, and says so.
-            let paid: Decimal = pays.iter().map(|x| x.amount).sum();
-            let mut note = None;
-            let input = if original - paid == open {
-                ItemDebtInput {
-                    principal: original,
-                    due,
-                    costs: Decimal::ZERO,
-                    payments: pays,
-                }
-            } else {
-                note = Some(format!(
-                    "interest on the open amount {open}: the recorded payments ({paid}) do not explain it"
-                ));
-                ItemDebtInput {
-                    principal: open,
-                    due,
-                    costs: Decimal::ZERO,
-                    payments: Vec::new(),
-                }
-            };
+            let (input, note) = ItemDebtInput::from_record(original, open, due, pays);
             let d = finance::debt(terms.interest, &input, p.on, finance::DEFAULT_MINOR_UNITS)
                 .map_err(|e| StoreError::Invalid(format!("{doc}: {e}")))?;
             principal += d.principal_outstanding;
@@ -730,26 +709,6 @@ fn plan_name(p: PlanKind) -> &'static str {
         PlanKind::Sac => "sac",
         PlanKind::NoInterest => "no_interest",
     }
-}
-
-fn customer_event(
-    tx: &Connection,
-    customer_id: i64,
-    on: NaiveDate,
-    kind: &str,
-    detail: &str,
-) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![customer_id, on.to_string(), kind, detail])?;
-    Ok(())
-}
-
-fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
-    tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?
-        .execute([customer_id])?;
-    Ok(())
 }
 
 /// Puts an agreement in force: the items it replaces leave collection (their cases

@@ -335,9 +335,25 @@ pub(crate) fn insert_promise(
     Ok(id)
 }
 
-fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
+/// The customer's result may change: the next run evaluates it.
+pub(crate) fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
     tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?
         .execute([customer_id])?;
+    Ok(())
+}
+
+/// An entry in the customer's contact history.
+pub(crate) fn customer_event(
+    tx: &Connection,
+    customer_id: i64,
+    on: NaiveDate,
+    kind: &str,
+    detail: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![customer_id, on.to_string(), kind, detail])?;
     Ok(())
 }
 
@@ -1136,7 +1152,6 @@ mod tests {
                 amount: dec!(100),
                 items: "[]".into(),
                 reason: "overdue".into(),
-                event: "Claim for non-payment".into(),
             }],
             ..RunOutput::default()
         };

@@ -7,6 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::customer::customer_event;
 use super::{date, dec, Result, Store, StoreError};
 
 /// An escalation step no message was made for yet.
@@ -195,10 +196,7 @@ fn record_sent(
         )?;
     }
     if let Some((kind, detail)) = event {
-        tx.execute(
-            "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![customer_id, day, kind, detail],
-        )?;
+        customer_event(tx, customer_id, now.date_naive(), kind, detail)?;
     }
     Ok(())
 }
@@ -496,10 +494,7 @@ impl Store {
                     )?;
                 }
                 if let Some((kind, detail)) = give_up_event {
-                    tx.execute(
-                        "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                        params![customer_id, now.date_naive().to_string(), kind, detail],
-                    )?;
+                    customer_event(&tx, customer_id, now.date_naive(), kind, detail)?;
                 }
             }
         }
@@ -545,10 +540,7 @@ impl Store {
             params![escalation_id, status],
         )?;
         if let Some((kind, detail)) = event {
-            tx.execute(
-                "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![customer_id, on.to_string(), kind, detail],
-            )?;
+            customer_event(&tx, customer_id, on, kind, detail)?;
         }
         tx.commit()?;
         Ok(())

@@ -165,7 +165,6 @@ pub struct EscalationOut {
     /// JSON list of the items and the level each reached.
     pub items: String,
     pub reason: String,
-    pub event: String,
 }
 
 #[derive(Default)]
