@@ -20,6 +20,45 @@ pub enum MoneyError {
     CurrencyMismatch(Currency, Currency),
     #[error("no exchange rate from {from} to {to}")]
     NoRate { from: Currency, to: Currency },
+    #[error("amount {0} is out of range (at most {MAX_AMOUNT} in absolute value)")]
+    OutOfRange(Decimal),
+    #[error("amount {amount} has more decimals than {currency} has ({digits})")]
+    TooPrecise {
+        amount: Decimal,
+        currency: Currency,
+        digits: u32,
+    },
+    #[error("arithmetic overflow in {0}")]
+    Overflow(&'static str),
+}
+
+/// The largest amount (in absolute value) Arrears accepts at any entry point: 10^15 − 1
+/// units of any currency. Far above any real receivable, and far enough below
+/// `Decimal::MAX` (≈ 7.9·10^28) that a customer's sums, rates and interest over even
+/// millions of items cannot overflow.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(0xA4C6_7FFF, 0x0003_8D7E, 0, false, 0);
+
+/// Checks an amount from outside (a file, a connector, the API) against the bound.
+pub fn check_bound(amount: Decimal) -> Result<Decimal, MoneyError> {
+    if amount.abs() > MAX_AMOUNT {
+        return Err(MoneyError::OutOfRange(amount));
+    }
+    Ok(amount)
+}
+
+/// Checks an amount from outside against the bound and the currency's minor units:
+/// `10.001 EUR` and `100.50 JPY` are refused; trailing zeros (`10.000 EUR`) are fine.
+pub fn check_amount(amount: Decimal, currency: Currency) -> Result<Decimal, MoneyError> {
+    check_bound(amount)?;
+    let digits = currency.minor_digits();
+    if amount.normalize().scale() > digits {
+        return Err(MoneyError::TooPrecise {
+            amount,
+            currency,
+            digits,
+        });
+    }
+    Ok(amount)
 }
 
 /// A validated ISO 4217 code, stored as three ASCII capitals so it is `Copy` and cheap to hash.
@@ -102,7 +141,11 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        Ok(Money::new(self.amount + other.amount, self.currency))
+        let sum = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or(MoneyError::Overflow("a sum of amounts"))?;
+        Ok(Money::new(sum, self.currency))
     }
 }
 
@@ -133,10 +176,14 @@ impl Rates {
         }
         self.to_base
             .get(&m.currency)
-            .map(|r| m.amount * r)
             .ok_or(MoneyError::NoRate {
                 from: m.currency,
                 to: self.base,
+            })
+            .and_then(|r| {
+                m.amount
+                    .checked_mul(*r)
+                    .ok_or(MoneyError::Overflow("a currency conversion"))
             })
     }
 }
@@ -164,6 +211,43 @@ mod tests {
         assert!(parse_amount("12,30").is_err());
         assert!(parse_amount("1e3").is_err());
         assert!(parse_amount("").is_err());
+    }
+
+    #[test]
+    fn the_bound_and_the_minor_units_are_checked() {
+        let eur = Currency::parse("EUR").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        let kwd = Currency::parse("KWD").unwrap();
+        assert_eq!(MAX_AMOUNT, dec!(999_999_999_999_999));
+        assert!(check_amount(dec!(999999999999999), eur).is_ok());
+        assert!(check_amount(dec!(-999999999999999), eur).is_ok());
+        assert_eq!(
+            check_amount(dec!(1000000000000000), eur),
+            Err(MoneyError::OutOfRange(dec!(1000000000000000)))
+        );
+        assert!(check_amount(dec!(50000000000000000000000000000.00), eur).is_err());
+        assert!(check_amount(dec!(10.001), eur).is_err());
+        assert!(check_amount(dec!(10.000), eur).is_ok());
+        assert!(check_amount(dec!(100.50), jpy).is_err());
+        assert!(check_amount(dec!(100.0), jpy).is_ok());
+        assert!(check_amount(dec!(1.234), kwd).is_ok());
+        assert!(check_amount(dec!(1.2345), kwd).is_err());
+    }
+
+    #[test]
+    fn sums_and_conversions_overflow_into_errors_not_panics() {
+        let eur = Currency::parse("EUR").unwrap();
+        let big = Money::new(Decimal::MAX, eur);
+        assert_eq!(
+            big.checked_add(big),
+            Err(MoneyError::Overflow("a sum of amounts"))
+        );
+        let usd = Currency::parse("USD").unwrap();
+        let rates = Rates {
+            base: eur,
+            to_base: [(usd, dec!(2))].into_iter().collect(),
+        };
+        assert!(rates.to_base(Money::new(Decimal::MAX, usd)).is_err());
     }
 
     #[test]

@@ -1,0 +1,15 @@
+-- Version 7: hardening.
+-- Each item carries the dunning level it was last reminded at, so an item that falls
+-- due after its customer reached the top of the ladder is still reminded from the
+-- first level. Seeded from the steps already decided (each item at the lower of the
+-- level it had reached and the step's level).
+ALTER TABLE items ADD COLUMN dun_level INTEGER NOT NULL DEFAULT 0;
+UPDATE items SET dun_level = COALESCE((
+    SELECT MAX(MIN(json_extract(j.value, '$[1]'), e.level))
+    FROM escalations e, json_each(e.items) j
+    WHERE e.customer_id = items.customer_id
+      AND e.status NOT IN ('cancelled', 'superseded')
+      AND json_extract(j.value, '$[0]') = items.id), 0)
+WHERE status = 'open';
+-- The outbox looks up payments per item.
+CREATE INDEX payments_item ON payments(item_id);
