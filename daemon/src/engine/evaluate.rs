@@ -12,7 +12,7 @@ use super::case::{self, days_between};
 use super::escalation::{self, DunItem, DunState, Outcome};
 use super::facts::Facts;
 use crate::domain::{Priority, PromiseStatus};
-use crate::money::Money;
+use crate::money::{check_bound, Money, MoneyError};
 use crate::rules::script::{
     CaseView, CustomerData, CustomerView, ItemData, PaymentData, PromiseData, ScriptError,
 };
@@ -108,14 +108,35 @@ pub fn evaluate(
     explain: bool,
 ) -> Result<Eval, EvalError> {
     let cust = &input.customer;
+    let fail = |source| EvalError::Money {
+        customer: format!("{}/{}", cust.company, cust.code),
+        source,
+    };
+    // Stored figures beyond the bound (accepted before there was one, or written by
+    // hand) make the customer's sums unsafe: it keeps its last result instead.
+    let in_bound = |amount: Decimal| check_bound(amount).map_err(fail);
+    for it in &input.items {
+        in_bound(it.open_amount)?;
+        in_bound(it.original_amount)?;
+    }
+    for p in &input.payments {
+        in_bound(p.amount)?;
+    }
+    for p in &input.promises {
+        in_bound(p.amount)?;
+    }
+    if let Some((limit, _)) = cust.credit_limit {
+        in_bound(limit)?;
+    }
     let to_base = |amount: Decimal, currency| {
         rules
             .rates
             .to_base(Money::new(amount, currency))
-            .map_err(|source| EvalError::Money {
-                customer: format!("{}/{}", cust.company, cust.code),
-                source,
-            })
+            .map_err(fail)
+    };
+    let add = |a: Decimal, b: Decimal, what: &'static str| {
+        a.checked_add(b)
+            .ok_or_else(|| fail(MoneyError::Overflow(what)))
     };
     let mut trace = explain.then(Box::<Trace>::default);
     let customer_hold = input.holds.iter().find(|h| h.active_on(as_of));
@@ -141,14 +162,14 @@ pub fn evaluate(
         }
         let days = days_between(it.due_date, as_of);
         f.open_items += 1;
-        f.open_amount += amt;
+        f.open_amount = add(f.open_amount, amt, "the open amount")?;
         match by_currency.iter_mut().find(|x| x.0 == it.currency) {
-            Some(x) => x.1 += amt,
+            Some(x) => x.1 = add(x.1, amt, "the open amount per currency")?,
             None => by_currency.push((it.currency, amt)),
         }
         if days > 0 {
             f.overdue_items += 1;
-            f.overdue_amount += amt;
+            f.overdue_amount = add(f.overdue_amount, amt, "the overdue amount")?;
             overdue_days_sum += days;
         }
         f.max_days_overdue = f.max_days_overdue.max(days);
@@ -199,7 +220,11 @@ pub fn evaluate(
     if let Some((limit, cur)) = cust.credit_limit {
         let limit = to_base(limit, cur)?;
         if limit > Decimal::ZERO {
-            f.credit_limit_utilisation = Some((f.open_amount / limit).round_dp(4));
+            let ratio = f
+                .open_amount
+                .checked_div(limit)
+                .ok_or_else(|| fail(MoneyError::Overflow("the credit-limit utilisation")))?;
+            f.credit_limit_utilisation = Some(ratio.round_dp(4));
         }
     }
     f.days_since_last_payment = input
@@ -327,13 +352,17 @@ pub fn evaluate(
             pts = c.points;
             if let Some(w) = &c.weight {
                 let v = w.field.get(&f).unwrap_or_default();
-                let mut wp = (v / w.per * w.points).round_dp(2);
+                let mut wp = v
+                    .checked_div(w.per)
+                    .and_then(|x| x.checked_mul(w.points))
+                    .ok_or_else(|| fail(MoneyError::Overflow("a weighted criterion")))?
+                    .round_dp(2);
                 if let Some(m) = w.max {
                     wp = wp.min(m);
                 }
-                pts += wp.max(Decimal::ZERO);
+                pts = add(pts, wp.max(Decimal::ZERO), "a criterion's points")?;
             }
-            score += pts;
+            score = add(score, pts, "the score")?;
         }
         if let Some(t) = trace.as_deref_mut() {
             let mut cond = c.when.to_string();

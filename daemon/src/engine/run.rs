@@ -64,8 +64,10 @@ pub struct Summary {
     pub worklist: WorklistSummary,
     pub script_errors: u64,
     pub script_limit_hits: u64,
-    /// First few problems (script errors, customers skipped for a missing rate).
+    /// First few problems (script errors, customers skipped for a missing rate or
+    /// figures out of range).
     pub problems: Vec<String>,
+    /// Customers whose figures could not be computed: they keep their last result.
     pub customers_skipped: u64,
     pub duration_ms: u64,
     /// Where the time went: load, evaluate, balance, write (ms).
@@ -136,12 +138,15 @@ pub fn run(
         let ev = match evaluate(rules, as_of, input, false) {
             Ok(ev) => ev,
             Err(e @ EvalError::Money { .. }) => {
-                // Without a rate the customer's amounts cannot be judged; its stored
-                // result stays as it was and it is retried by the next run.
+                // Without a rate, or with figures beyond the amount bound, the customer's
+                // amounts cannot be judged: its stored result (state, cases, worklist
+                // entry) stays as it was, the rest of the portfolio runs, and it is
+                // retried by the next run.
                 out.processed.pop();
+                out.kept.push(input.customer.id);
                 sum.customers_skipped += 1;
                 if sum.problems.len() < MAX_PROBLEMS {
-                    sum.problems.push(e.to_string());
+                    sum.problems.push(format!("{e}; its last result is kept"));
                 }
                 continue;
             }
@@ -410,6 +415,79 @@ mod tests {
         s.conn()
             .query_row("SELECT COUNT(*) FROM escalations", [], |r| r.get(0))
             .unwrap()
+    }
+
+    /// One customer whose stored figures overflow (accepted before amounts had a bound)
+    /// must not stop the portfolio: it keeps its last result and is named.
+    #[test]
+    fn a_customer_whose_figures_overflow_keeps_its_last_result_and_the_rest_runs() {
+        let (_d, mut s) = store(vec![
+            item("1", "C1", "2026-09-01", dec!(500), "EUR"),
+            item("2", "C1", "2026-09-02", dec!(700), "EUR"),
+            item("3", "C2", "2026-09-01", dec!(300), "EUR"),
+        ]);
+        let r = rules();
+        run(&mut s, &r, d("2026-11-20"), RunMode::Full).unwrap();
+        let c1 = s.customer_id("C1").unwrap();
+        let state_of = |s: &Store, id: i64| -> (String, String, i64) {
+            s.conn()
+                .query_row(
+                    "SELECT cs.as_of, cs.score, (SELECT COUNT(*) FROM worklist w WHERE w.customer_id = cs.customer_id)
+                     FROM customer_state cs WHERE customer_id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap()
+        };
+        let before = state_of(&s, c1);
+        assert_eq!(before.2, 1, "C1 is on a worklist after the first run");
+        // Two items near Decimal::MAX: their sum overflows.
+        s.conn()
+            .execute(
+                "UPDATE items SET original_amount = '50000000000000000000000000000', open_amount = '50000000000000000000000000000' WHERE customer_id = ?1",
+                [c1],
+            )
+            .unwrap();
+        s.conn()
+            .execute(
+                "UPDATE items SET open_amount = '150' WHERE external_id = '3'",
+                [],
+            )
+            .unwrap();
+        s.conn()
+            .execute("UPDATE customers SET dirty = dirty + 1", [])
+            .unwrap();
+        for (day, mode) in [("2026-11-21", RunMode::Full), ("2026-11-21", RunMode::Auto)] {
+            let sum = run(&mut s, &r, d(day), mode).unwrap();
+            assert_eq!(
+                sum.customers_skipped, 1,
+                "C1 stays changed, so it is retried"
+            );
+            let full = matches!(mode, RunMode::Full);
+            assert_eq!(sum.customers_evaluated, u64::from(full), "C2 still runs");
+            assert!(
+                sum.problems.iter().any(|p| p.contains("ACME_DE/C1")
+                    && p.contains("out of range")
+                    && p.contains("last result is kept")),
+                "{:?}",
+                sum.problems
+            );
+            assert_eq!(
+                state_of(&s, c1),
+                before,
+                "C1 keeps its state and worklist entry"
+            );
+        }
+        let c2 = s.customer_id("C2").unwrap();
+        let amount: String = s
+            .conn()
+            .query_row(
+                "SELECT amount FROM worklist WHERE customer_id = ?1",
+                [c2],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(amount, "150", "C2's result follows its change");
     }
 
     #[test]

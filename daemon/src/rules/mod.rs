@@ -19,6 +19,9 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use crate::money::{Currency, Rates};
+
+/// The largest exchange rate into the base currency the rules may set.
+pub const MAX_RATE: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 pub use condition::Cond;
 pub use script::{Hook, Script};
 
@@ -531,13 +534,15 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         rates_as_of = c.rates_as_of;
         for (code, r) in &c.rates {
             match Currency::parse(code) {
-                Ok(cur) if *r > Decimal::ZERO => {
+                // Bounded so converted amounts stay summable across a whole portfolio
+                // (amounts are bounded by money::MAX_AMOUNT).
+                Ok(cur) if *r > Decimal::ZERO && *r <= MAX_RATE => {
                     rates.to_base.insert(cur, *r);
                 }
                 Ok(_) => cx.err(
                     src_of(*i),
                     Some(code),
-                    format!("rate for {code} must be positive, got {r}"),
+                    format!("rate for {code} must be positive and at most {MAX_RATE}, got {r}"),
                 ),
                 Err(e) => cx.err(src_of(*i), Some(code), e.to_string()),
             }

@@ -116,6 +116,9 @@ async fn run_once(
                 .increment(1);
             ::metrics::counter!("arrears_script_errors_total").increment(sum.script_errors);
             ::metrics::counter!("arrears_script_limit_hits_total").increment(sum.script_limit_hits);
+            // Customers whose figures could not be computed (no rate, out of range):
+            // they keep their last result until someone fixes their data.
+            ::metrics::gauge!("arrears_run_customers_skipped").set(sum.customers_skipped as f64);
             ::metrics::gauge!("arrears_last_run_timestamp_seconds")
                 .set(Utc::now().timestamp() as f64);
             *shared.last_run.lock().unwrap_or_else(|p| p.into_inner()) = Some((Utc::now(), as_of));

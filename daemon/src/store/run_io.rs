@@ -179,6 +179,8 @@ pub struct RunOutput {
     pub closed: Vec<(i64, String)>,
     pub worklist: Vec<WorklistOut>,
     pub escalations: Vec<EscalationOut>,
+    /// Customers the run could not evaluate: a full run keeps their worklist entries.
+    pub kept: Vec<i64>,
 }
 
 /// Runs `sql` (customer id in column 0) and hands each row of a loaded customer to `f`
@@ -445,7 +447,11 @@ impl Store {
         )?;
         let run_id = tx.last_insert_rowid();
         if full {
-            tx.execute("DELETE FROM worklist", [])?;
+            let kept = serde_json::to_string(&out.kept).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "DELETE FROM worklist WHERE customer_id NOT IN (SELECT value FROM json_each(?1))",
+                [kept],
+            )?;
         } else {
             let mut st = tx.prepare_cached("DELETE FROM worklist WHERE customer_id = ?1")?;
             for (id, _) in &out.processed {
