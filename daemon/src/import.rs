@@ -56,7 +56,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
-use crate::money::{parse_amount, Currency};
+use crate::money::{check_amount, check_bound, parse_amount, Currency};
 
 /// Every column the importer knows, in documentation order.
 pub const COLUMNS: [&str; 19] = [
@@ -165,9 +165,51 @@ pub struct Parsed {
     pub rejected: Vec<(usize, StringRecord)>,
     /// The header row as read, for [`write_rejects`].
     pub headers: StringRecord,
+    /// Line and record of each payment in `batch.payments`, in the same order, so a
+    /// check against the store can still name the line.
+    payment_rows: Vec<(usize, StringRecord)>,
 }
 
 impl Parsed {
+    /// Refuses payments whose `item_ref` names an item that is neither in this file
+    /// (same source) nor known to `exists(source, external_id)` — the store. Each
+    /// becomes a row error on the `item_ref` column and leaves the batch.
+    pub fn refuse_unknown_item_refs<E>(
+        &mut self,
+        mut exists: impl FnMut(&str, &str) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let in_file: HashSet<(&str, &str)> = self
+            .batch
+            .items
+            .iter()
+            .map(|i| (i.source.as_str(), i.external_id.as_str()))
+            .collect();
+        let mut unknown = Vec::new();
+        for (k, p) in self.batch.payments.iter().enumerate() {
+            let Some(r) = &p.item_ref else { continue };
+            if !in_file.contains(&(p.source.as_str(), r.as_str())) && !exists(&p.source, r)? {
+                unknown.push(k);
+            }
+        }
+        for k in unknown.into_iter().rev() {
+            let p = self.batch.payments.remove(k);
+            let (line, record) = self.payment_rows.remove(k);
+            self.errors.push(RowError {
+                line,
+                column: Some(Col::ItemRef.name().to_string()),
+                message: format!(
+                    "`{}` matches no item of source `{}` (in this file or imported before)",
+                    p.item_ref.unwrap_or_default(),
+                    p.source
+                ),
+            });
+            self.rejected.push((line, record));
+        }
+        self.errors.sort_by_key(|e| e.line);
+        self.rejected.sort_by_key(|r| r.0);
+        Ok(())
+    }
+
     /// Sources whose open items this file lists completely, for `--snapshot`.
     ///
     /// A source with a rejected row that may be an item is left out: clearing
@@ -424,6 +466,19 @@ impl<'r> Row<'r> {
         }
     }
 
+    /// The amount bound and the currency's minor units (`10.001 EUR`, `100.50 JPY`
+    /// are refused: rounding them here would change what the ERP says is owed).
+    fn in_currency(&mut self, c: Col, amount: Option<Decimal>, currency: Option<Currency>) {
+        let Some(a) = amount else { return };
+        let checked = match currency {
+            Some(cur) => check_amount(a, cur),
+            None => check_bound(a),
+        };
+        if let Err(e) = checked {
+            self.fail(c, e.to_string());
+        }
+    }
+
     fn currency(&mut self, c: Col, v: Option<&str>) -> Option<Currency> {
         match Currency::parse(v?) {
             Ok(cur) => Some(cur),
@@ -480,6 +535,8 @@ fn parse_item(row: &mut Row, source: &str) -> Option<Entry> {
     let open_amount = row.amount(Col::OpenAmount, v);
     let v = row.required(Col::Currency, k);
     let currency = row.currency(Col::Currency, v);
+    row.in_currency(Col::Amount, amount, currency);
+    row.in_currency(Col::OpenAmount, open_amount, currency);
 
     if let (Some(a), Some(o)) = (amount, open_amount) {
         if o > a {
@@ -584,6 +641,7 @@ fn parse_payment(row: &mut Row, source: &str) -> Option<Entry> {
     let amount = row.amount(Col::Amount, v);
     let v = row.required(Col::Currency, k);
     let currency = row.currency(Col::Currency, v);
+    row.in_currency(Col::Amount, amount, currency);
     let v = row.required(Col::DocumentDate, k);
     let value_date = row.date(Col::DocumentDate, v);
     if !row.errors.is_empty() {
@@ -621,6 +679,7 @@ fn parse_customer(row: &mut Row) -> Option<Entry> {
     let (a, c) = (row.get(Col::Amount), row.get(Col::Currency));
     let amount = row.amount(Col::Amount, a);
     let currency = row.currency(Col::Currency, c);
+    row.in_currency(Col::Amount, amount, currency);
     match (a, c) {
         (Some(_), None) => row.fail(Col::Currency, "required with a credit limit (amount)"),
         (None, Some(_)) => row.fail(Col::Amount, "credit limit required with currency"),
@@ -899,6 +958,7 @@ pub fn parse_csv(path: &Path, default_source: &str) -> Result<Parsed, ImportErro
     let mut batch = Batch::default();
     let mut errors = Vec::new();
     let mut rejected = Vec::new();
+    let mut payment_rows = Vec::new();
     for r in results {
         if !r.errors.is_empty() {
             errors.extend(r.errors);
@@ -914,7 +974,10 @@ pub fn parse_csv(path: &Path, default_source: &str) -> Result<Parsed, ImportErro
                 }
                 batch.items.push(*item);
             }
-            Some(Entry::Payment(p)) => batch.payments.push(p),
+            Some(Entry::Payment(p)) => {
+                batch.payments.push(p);
+                payment_rows.push((r.line, r.record));
+            }
             Some(Entry::Customer(c)) => batch.customers.push(c),
             None => {}
         }
@@ -931,6 +994,7 @@ pub fn parse_csv(path: &Path, default_source: &str) -> Result<Parsed, ImportErro
         errors,
         rejected,
         headers,
+        payment_rows,
     })
 }
 
@@ -1256,7 +1320,7 @@ mod tests {
         std::fs::write(
             &path,
             "\u{feff}kind,external_id,company,customer,document_no,document_date,due_date,amount,currency\n\
-             item,i1,ACME_DE,C1,INV-1,2026-09-01,2026-10-01,7.5,JPY\n",
+             item,i1,ACME_DE,C1,INV-1,2026-09-01,2026-10-01,750,JPY\n",
         )
         .unwrap();
         let p = parse_csv(&path, "erp").unwrap();
@@ -1265,9 +1329,106 @@ mod tests {
         let it = &p.batch.items[0];
         assert_eq!(
             (it.source.as_str(), it.open_amount, it.currency.as_str()),
-            ("erp", dec!(7.5), "JPY")
+            ("erp", dec!(750), "JPY")
         );
         assert!(p.batch.customers.is_empty());
+    }
+
+    #[test]
+    fn amounts_beyond_the_bound_or_the_currency_decimals_are_refused_with_line_and_column() {
+        let dir = TempDir::new().unwrap();
+        let h = &COLUMNS;
+        let item = |id: &'static str, over: &[(&'static str, &'static str)]| {
+            row(h, &[ITEM, &[("external_id", id)], over])
+        };
+        let rows = vec![
+            item(
+                "ok",
+                &[("amount", "999999999999999"), ("open_amount", "10.000")],
+            ),
+            item("big", &[("amount", "50000000000000000000000000000")]),
+            item("eur", &[("amount", "10.001")]),
+            item("jpy", &[("amount", "100.50"), ("currency", "JPY")]),
+            item("open", &[("open_amount", "99.999")]),
+            row(
+                h,
+                &[
+                    PAYMENT,
+                    &[("external_id", "p"), ("amount", "1000000000000000")],
+                ],
+            ),
+            row(
+                h,
+                &[&[
+                    ("kind", "customer"),
+                    ("company", "ACME_DE"),
+                    ("customer", "C9"),
+                    ("customer_name", "Delta"),
+                    ("amount", "1.5"),
+                    ("currency", "JPY"),
+                ]],
+            ),
+        ];
+        let p = parse_csv(&write(&dir, "a.csv", h, &rows), "csv").unwrap();
+        assert_eq!(
+            summary(&p.errors),
+            vec![
+                (3, Some("amount")),
+                (4, Some("amount")),
+                (5, Some("amount")),
+                (6, Some("open_amount")),
+                (7, Some("amount")),
+                (8, Some("amount")),
+            ]
+        );
+        let text: Vec<String> = p.errors.iter().map(|e| e.to_string()).collect();
+        assert!(text[0].contains("out of range"), "{text:?}");
+        assert!(text[1].contains("more decimals than EUR"), "{text:?}");
+        assert!(text[2].contains("more decimals than JPY"), "{text:?}");
+        assert_eq!(p.batch.items.len(), 1);
+        assert_eq!(p.batch.items[0].original_amount, dec!(999999999999999));
+    }
+
+    #[test]
+    fn a_payment_for_an_unknown_item_is_refused_with_its_line() {
+        let dir = TempDir::new().unwrap();
+        let h = &COLUMNS;
+        let rows = vec![
+            row(h, &[ITEM, &[("external_id", "i1")]]),
+            row(h, &[PAYMENT, &[("external_id", "p1"), ("item_ref", "i1")]]),
+            row(h, &[PAYMENT, &[("external_id", "p2"), ("item_ref", "old")]]),
+            row(
+                h,
+                &[PAYMENT, &[("external_id", "p3"), ("item_ref", "nowhere")]],
+            ),
+            row(h, &[PAYMENT, &[("external_id", "p4")]]),
+        ];
+        let mut p = parse_csv(&write(&dir, "a.csv", h, &rows), "csv").unwrap();
+        assert!(p.errors.is_empty());
+        let mut asked = Vec::new();
+        p.refuse_unknown_item_refs(|s, e| {
+            asked.push(format!("{s}/{e}"));
+            Ok::<_, ()>(e == "old")
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            ["csv/old", "csv/nowhere"],
+            "items in the file need no lookup"
+        );
+        assert_eq!(summary(&p.errors), vec![(5, Some("item_ref"))]);
+        assert!(p.errors[0]
+            .to_string()
+            .contains("`nowhere` matches no item"));
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].0, 5);
+        let kept: Vec<&str> = p
+            .batch
+            .payments
+            .iter()
+            .map(|x| x.external_id.as_str())
+            .collect();
+        assert_eq!(kept, ["p1", "p2", "p4"]);
     }
 
     #[test]

@@ -1660,6 +1660,8 @@ fn import_csv(
     snapshot: bool,
 ) -> Result<ExitCode> {
     let mut parsed = arrears::import::parse_csv(file, source)?;
+    let mut store = env.store()?;
+    parsed.refuse_unknown_item_refs(|s, e| store.item_exists(s, e))?;
     let bad = parsed.rejected.len();
     if bad > 0 && !skip_invalid {
         for e in &parsed.errors {
@@ -1686,7 +1688,6 @@ fn import_csv(
         // item look missing from the snapshot and get it cleared.
         parsed.batch.snapshot_sources = parsed.snapshot_sources(source);
     }
-    let mut store = env.store()?;
     let stats = store.ingest(&parsed.batch)?;
     println!(
         "{}: {} rows, {} imported, {bad} rejected; items new {} updated {} unchanged {} cleared {}; payments new {} updated {}; customers new {} updated {}",
@@ -1702,5 +1703,12 @@ fn import_csv(
         stats.customers_new,
         stats.customers_updated
     );
+    if stats.payments_new + stats.payments_updated > 0 {
+        // Item rows carry the open amount the ERP computed; subtracting payments as well
+        // would count them twice.
+        println!(
+            "  payments are recorded for promises and KPIs; open amounts come from the item rows"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

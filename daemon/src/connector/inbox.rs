@@ -116,7 +116,10 @@ pub fn sync_csv(
     source: &str,
 ) -> Result<SyncStats, String> {
     each_file(dir, |f| {
-        let parsed = crate::import::parse_csv(f, source).map_err(|e| e.to_string())?;
+        let mut parsed = crate::import::parse_csv(f, source).map_err(|e| e.to_string())?;
+        parsed
+            .refuse_unknown_item_refs(|s, e| store.item_exists(s, e))
+            .map_err(|e| e.to_string())?;
         if !parsed.errors.is_empty() {
             let lines: Vec<String> = parsed
                 .errors

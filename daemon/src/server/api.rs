@@ -131,6 +131,13 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
 
 const MAX_STATEMENT_BYTES: usize = 64 << 20;
 
+/// An amount argument: exact decimal notation within the amount bound.
+fn amount_arg(field: &str, v: &str) -> Result<Decimal, Status> {
+    crate::money::parse_amount(v)
+        .and_then(crate::money::check_bound)
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
 fn money(amount: Decimal, currency: &str) -> Option<pb::Money> {
     Some(pb::Money {
         amount: amount.to_string(),
@@ -623,12 +630,7 @@ impl pb::cases_server::Cases for Api {
                 (true, true) => None,
                 (false, false) => {
                     let d = parse_date("promise_date", &r.promise_date)?;
-                    let a: Decimal = r.promise_amount.parse().map_err(|_| {
-                        Status::invalid_argument(format!(
-                            "promise_amount: `{}` is not a decimal amount",
-                            r.promise_amount
-                        ))
-                    })?;
+                    let a = amount_arg("promise_amount", &r.promise_amount)?;
                     if a <= Decimal::ZERO {
                         return Err(Status::invalid_argument(
                             "promise_amount must be above zero",
@@ -796,9 +798,7 @@ impl pb::promises_server::Promises for Api {
             for &c in &r.more_case_ids {
                 case_ids.push(positive_id("more_case_ids", c)?);
             }
-            let amount: Decimal = r.amount.parse().map_err(|_| {
-                Status::invalid_argument(format!("amount: `{}` is not a decimal amount", r.amount))
-            })?;
+            let amount = amount_arg("amount", &r.amount)?;
             let text = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_string());
             let new = crate::store::NewPromise {
                 case_ids,

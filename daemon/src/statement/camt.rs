@@ -14,6 +14,7 @@ use roxmltree::{Document, Node};
 use rust_decimal::Decimal;
 
 use super::{Balance, Entry, Format, Statement, StatementError, StatementFile, Transaction};
+use crate::money::check_bound;
 
 /// Parses a camt.053 or camt.054 file. `file` names the file in errors.
 pub fn parse(bytes: &[u8], file: &str) -> Result<StatementFile, StatementError> {
@@ -374,7 +375,8 @@ impl<'a> Cx<'a> {
         if !well_formed {
             return Err(bad());
         }
-        Decimal::from_str(digits).map_err(|_| bad())
+        let a = Decimal::from_str(digits).map_err(|_| bad())?;
+        check_bound(a).map_err(|e| self.err(amt, e.to_string()))
     }
 
     fn currency(&self, node: Node, code: &str) -> Result<String, StatementError> {

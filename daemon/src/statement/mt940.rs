@@ -23,6 +23,7 @@ use oem_cp::code_table::{DECODING_TABLE_CP437, DECODING_TABLE_CP850, DECODING_TA
 use rust_decimal::Decimal;
 
 use super::{Balance, Entry, Format, Statement, StatementError, StatementFile, Transaction};
+use crate::money::{check_bound, MAX_AMOUNT};
 
 /// The encodings [`parse`] accepts by name (for error messages).
 const ENCODINGS: &str = "utf-8, latin1 (iso-8859-1), cp852, cp850, cp437";
@@ -419,7 +420,7 @@ fn balance(field: &Field<'_>, file: &str) -> Result<Balance, StatementError> {
     let amount_text = &s[10..];
     let amount = amount(amount_text).ok_or_else(|| {
         err(format!(
-            "bad amount `{amount_text}` (expected digits with a decimal comma, e.g. 1234,56)"
+            "bad amount `{amount_text}` (expected digits with a decimal comma, e.g. 1234,56, at most {MAX_AMOUNT})"
         ))
     })?;
     Ok(Balance {
@@ -462,11 +463,13 @@ fn amount(s: &str) -> Option<Decimal> {
     if int.is_empty() || !digits(int) || !digits(frac) || int.len() + frac.len() > 28 {
         return None;
     }
-    if frac.is_empty() {
+    let a = if frac.is_empty() {
         Decimal::from_str(int).ok()
     } else {
         Decimal::from_str(&format!("{int}.{frac}")).ok()
-    }
+    }?;
+    // The bound every amount entering Arrears obeys; no real statement comes near it.
+    check_bound(a).ok()
 }
 
 /// `:61:` value date, [entry date], mark, [funds code], amount, type, references;
@@ -520,7 +523,7 @@ fn statement_line(field: &Field<'_>, currency: &str, file: &str) -> Result<Entry
             err("missing amount".into())
         } else {
             err(format!(
-                "bad amount `{amount_text}` (expected digits with a decimal comma, e.g. 12,50)"
+                "bad amount `{amount_text}` (expected digits with a decimal comma, e.g. 12,50, at most {MAX_AMOUNT})"
             ))
         }
     })?;

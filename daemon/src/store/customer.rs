@@ -683,6 +683,10 @@ impl Store {
                 p.amount
             )));
         }
+        if let Ok(cur) = crate::money::Currency::parse(&currency) {
+            crate::money::check_amount(p.amount, cur)
+                .map_err(|e| StoreError::Invalid(format!("amount: {e}")))?;
+        }
         if p.amount > open_total {
             return Err(StoreError::Invalid(format!(
                 "amount {} exceeds the open amount {open_total} {currency} of the promised items",
