@@ -664,3 +664,60 @@ fn a_renegotiation_from_the_command_line() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("only a pending one"));
 }
+
+/// ByDesign: a split or re-posting counts the debt once, on the new documents, even
+/// when the ERP sends the new document before the original's clearing; and the newest
+/// case of a split of a split still shows the initial invoice number.
+#[test]
+fn re_posting_counts_the_debt_once_and_splits_of_splits_keep_the_initial_invoice() {
+    let env = Env::new();
+    let f = env.path("items.csv");
+    let import = |rows: &str| {
+        std::fs::write(&f, format!("{HEADER}{rows}")).unwrap();
+        env.ok(&["import", "csv", f.to_str().unwrap()]);
+    };
+    let open_amount = |day: &str| -> String {
+        let e = env.json(&["explain", "C1", "--as-of", day, "--json"]);
+        let a: rust_decimal::Decimal = e["facts"]["open_amount"].as_str().unwrap().parse().unwrap();
+        a.normalize().to_string()
+    };
+    import("item,i1,ACME_DE,C1,Alpha GmbH,INV-3001,2026-09-01,2026-10-01,1000.00,1000.00,EUR,,\n");
+    env.ok(&["run", "--as-of", "2026-11-20"]);
+    assert_eq!(open_amount("2026-11-20"), "1000");
+
+    // The re-posted document arrives alone: the original is still open in the file.
+    import("item,i2,ACME_DE,C1,Alpha GmbH,INV-3001-A,2026-11-01,2026-12-01,1000.00,1000.00,EUR,,INV-3001\n");
+    env.ok(&["run", "--as-of", "2026-11-21"]);
+    assert_eq!(open_amount("2026-11-21"), "1000", "not 2000");
+    let old = env.json(&["case", "show", "INV-3001", "--json"]);
+    assert_eq!(
+        (old["status"].as_str(), old["close_reason"].as_str()),
+        (Some("closed"), Some("split or re-posted"))
+    );
+    // The ERP sends the original again, still open: it stays replaced.
+    import("item,i1,ACME_DE,C1,Alpha GmbH,INV-3001,2026-09-01,2026-10-01,1000.00,1000.00,EUR,,\n");
+    env.ok(&["run", "--as-of", "2026-11-22"]);
+    assert_eq!(open_amount("2026-11-22"), "1000");
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM cases c JOIN items i ON i.id = c.item_id WHERE i.document_no = 'INV-3001' AND c.status = 'open'"),
+        0
+    );
+
+    // INV-3001-A split again into two; the newest cases name INV-3001.
+    import(
+        "item,i3,ACME_DE,C1,Alpha GmbH,INV-3001-A1,2026-11-10,2026-12-10,400.00,400.00,EUR,,INV-3001-A\n\
+         item,i4,ACME_DE,C1,Alpha GmbH,INV-3001-A2,2026-11-10,2027-01-10,600.00,600.00,EUR,,INV-3001-A\n",
+    );
+    env.ok(&["run", "--as-of", "2026-11-23"]);
+    assert_eq!(open_amount("2026-11-23"), "1000");
+    for doc in ["INV-3001-A1", "INV-3001-A2"] {
+        let c = env.json(&["case", "show", doc, "--json"]);
+        assert_eq!(
+            (c["status"].as_str(), c["external_ref"].as_str()),
+            (Some("open"), Some("INV-3001")),
+            "{doc}"
+        );
+    }
+    let a = env.json(&["case", "show", "INV-3001-A", "--json"]);
+    assert_eq!(a["close_reason"], "split or re-posted");
+}

@@ -441,8 +441,8 @@ pub fn evaluate(
     let mut min_nad: Option<NaiveDate> = None;
     let mut assigned: Option<String> = None;
     let priority_slot = slot_for(Hook::Priority, &f);
-    // Documents replaced in this run (split / re-posting): doc no → case closing now.
-    let replaced: Vec<&str> = input
+    // Documents replaced in this run (split / re-posting) whose clearing came along.
+    let replaced_now: Vec<&str> = input
         .items
         .iter()
         .filter(|i| i.open && i.case.is_none())
@@ -457,7 +457,7 @@ pub fn evaluate(
         let is_open = it.open && !it.open_amount.is_zero();
         if !is_open {
             if let Some(c) = existing {
-                let reason = if replaced.contains(&it.document_no.as_str()) {
+                let reason = if it.replaced || replaced_now.contains(&it.document_no.as_str()) {
                     "split or re-posted"
                 } else {
                     "cleared"
@@ -537,7 +537,10 @@ pub fn evaluate(
                 item_id: it.id,
                 nad,
                 priority: prio,
-                external_ref: it.original_document.clone(),
+                external_ref: it
+                    .root_document
+                    .clone()
+                    .or_else(|| it.original_document.clone()),
             }),
         }
         if let Some(t) = trace.as_deref_mut() {

@@ -111,6 +111,24 @@ impl Customers {
     }
 }
 
+/// An open item that another item of its customer names as `original_document` was
+/// split or re-posted: it is `replaced`, so its debt is not counted a second time
+/// while the ERP has not yet sent its clearing (and stays so if the ERP re-sends it
+/// as open). Whichever of the two arrives first. Returns the customers touched.
+fn mark_replaced(tx: &Connection) -> Result<Vec<i64>> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE items SET status = 'replaced'
+             WHERE status = 'open'
+               AND document_no IN (SELECT original_document FROM items WHERE original_document IS NOT NULL)
+               AND EXISTS (SELECT 1 FROM items r WHERE r.original_document = items.document_no
+                           AND r.customer_id = items.customer_id AND r.id <> items.id)
+             RETURNING customer_id",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 impl Store {
     /// Whether an item with this idempotency key was ever imported.
     pub fn item_exists(&self, source: &str, external_id: &str) -> Result<bool> {
@@ -148,12 +166,12 @@ impl Store {
             let mut upd = tx.prepare_cached(
                 "UPDATE items SET customer_id = ?3, document_no = ?4, document_date = ?5, due_date = ?6,
                     original_amount = ?7, open_amount = ?8, currency = ?9, hold_reason = ?10, hold_until = ?11,
-                    original_document = ?12, status = CASE WHEN status = 'agreement' AND ?13 = 'open' THEN status ELSE ?13 END
+                    original_document = ?12, status = CASE WHEN status IN ('agreement', 'replaced') AND ?13 = 'open' THEN status ELSE ?13 END
                  WHERE source = ?1 AND external_id = ?2 AND (customer_id IS NOT ?3 OR document_no IS NOT ?4
                     OR document_date IS NOT ?5 OR due_date IS NOT ?6 OR original_amount IS NOT ?7
                     OR open_amount IS NOT ?8 OR currency IS NOT ?9 OR hold_reason IS NOT ?10
                     OR hold_until IS NOT ?11 OR original_document IS NOT ?12
-                    OR status IS NOT (CASE WHEN status = 'agreement' AND ?13 = 'open' THEN status ELSE ?13 END))",
+                    OR status IS NOT (CASE WHEN status IN ('agreement', 'replaced') AND ?13 = 'open' THEN status ELSE ?13 END))",
             )?;
             for it in &batch.items {
                 let cid = customers.id(&tx, &it.company, &it.customer, &mut stats)?;
@@ -199,6 +217,11 @@ impl Store {
                     dirty.insert(old_cid);
                 } else {
                     stats.items_unchanged += 1;
+                }
+            }
+            if batch.items.iter().any(|i| i.original_document.is_some()) || stats.items_new > 0 {
+                for cid in mark_replaced(&tx)? {
+                    dirty.insert(cid);
                 }
             }
         }

@@ -31,8 +31,16 @@ pub struct ItemRow {
     pub currency: Currency,
     pub hold: Option<Hold>,
     pub original_document: Option<String>,
+    /// The invoice number a chain of splits and re-postings started from (INV-3001
+    /// for INV-3001-A1 ← INV-3001-A ← INV-3001): what a new case shows as its
+    /// external reference. Resolved only for items that still need a case.
+    pub root_document: Option<String>,
     /// False once the item is cleared (it is loaded only to close its case).
     pub open: bool,
+    /// Split or re-posted: another item names it as its original.
+    pub replaced: bool,
+    /// The dunning level the item was last reminded at (0: never).
+    pub dun_level: usize,
     pub disputed: bool,
     /// The newest promise covering the item.
     pub promised: Option<ItemPromise>,
@@ -300,7 +308,7 @@ impl Store {
             "SELECT i.customer_id, i.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
                     i.currency, i.hold_reason, i.hold_until, i.original_document, i.status,
                     c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
-                    c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref
+                    c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref, i.dun_level
              FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
              WHERE {} AND (i.status = 'open' OR c.id IS NOT NULL)",
             scope.filter("i.customer_id")
@@ -335,7 +343,10 @@ impl Store {
                 currency: cur("currency", txt(r, 7)?)?,
                 hold,
                 original_document: r.get(10)?,
+                root_document: None,
                 open: txt(r, 11)? == "open",
+                replaced: txt(r, 11)? == "replaced",
+                dun_level: r.get::<_, i64>(24)?.max(0) as usize,
                 disputed: disputed.contains(&id),
                 promised: promised.get(&id).copied(),
                 case,
@@ -343,6 +354,41 @@ impl Store {
             Ok(())
         })?;
         lap("items");
+        // Few items are splits; each walks its chain back to the first invoice.
+        let mut parent = c.prepare_cached(
+            "SELECT original_document FROM items WHERE customer_id = ?1 AND document_no = ?2
+               AND original_document IS NOT NULL AND original_document <> document_no LIMIT 1",
+        )?;
+        for input in &mut out {
+            let cid = input.customer.id;
+            for it in input.items.iter_mut() {
+                let Some(first) = it.original_document.clone() else {
+                    continue;
+                };
+                if it.case.is_some() || !it.open {
+                    continue;
+                }
+                let mut root = first;
+                let mut seen = vec![it.document_no.clone()];
+                // A chain longer than this is a data error (or a cycle); stop where it is.
+                while seen.len() < 64 && !seen.contains(&root) {
+                    let up: Option<String> = parent
+                        .query_row(params![cid, root], |r| r.get(0))
+                        .optional()?;
+                    match up {
+                        Some(u) => {
+                            seen.push(std::mem::replace(&mut root, u));
+                        }
+                        None => break,
+                    }
+                }
+                if seen.contains(&root) {
+                    // A cycle: the last document before it is as far back as we can go.
+                    root = seen.pop().unwrap_or(root);
+                }
+                it.root_document = Some(root);
+            }
+        }
         let filter = scope.filter("customer_id");
         per_customer(
             c,

@@ -13,3 +13,13 @@ UPDATE items SET dun_level = COALESCE((
 WHERE status = 'open';
 -- The outbox looks up payments per item.
 CREATE INDEX payments_item ON payments(item_id);
+-- An item another one names as its original (split or re-posting) is 'replaced': its
+-- debt is counted once, on the new documents, even before the ERP clears it.
+CREATE INDEX items_original ON items(original_document) WHERE original_document IS NOT NULL;
+UPDATE customers SET dirty = dirty + 1 WHERE id IN (
+    SELECT o.customer_id FROM items o WHERE o.status = 'open' AND EXISTS (
+        SELECT 1 FROM items r WHERE r.original_document = o.document_no
+          AND r.customer_id = o.customer_id AND r.id <> o.id));
+UPDATE items SET status = 'replaced' WHERE status = 'open' AND EXISTS (
+    SELECT 1 FROM items r WHERE r.original_document = items.document_no
+      AND r.customer_id = items.customer_id AND r.id <> items.id);
