@@ -171,15 +171,18 @@ pub fn compose(
         }
         let letter_items =
             store.letter_items(&step.items.iter().map(|x| x.0).collect::<Vec<_>>())?;
-        let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
         let mut items = Vec::new();
         let mut totals: Vec<templates::Total> = Vec::new();
         for it in letter_items.iter().filter(|i| i.open && !i.disputed) {
             let charged: Decimal = it.fees.iter().map(|f| f.2).sum();
+            let item_level = level_of_item(&step, it.id);
             let already = it
                 .fees
                 .iter()
-                .any(|f| f.0 == step.ladder && f.1 == step.level);
+                .any(|f| f.0 == step.ladder && f.1 == item_level);
+            let fee_base = level_of(rules, &step.ladder, item_level)
+                .map(|l| l.fee)
+                .unwrap_or(Decimal::ZERO);
             let new_fee = if already {
                 Decimal::ZERO
             } else {
@@ -550,22 +553,35 @@ fn what_sending_means(
     let event = level
         .map(|l| l.event.clone())
         .unwrap_or_else(|| format!("Reminder: {}", step.level_name));
-    let fee_base = level.map(|l| l.fee).unwrap_or(Decimal::ZERO);
     let mut fees = Vec::new();
-    if !fee_base.is_zero() {
-        for it in items.iter().filter(|i| i.open && !i.disputed) {
-            if let Some(amount) = fee_in(rules, fee_base, &it.currency) {
-                fees.push(Fee {
-                    item_id: it.id,
-                    ladder: step.ladder.clone(),
-                    level: step.level,
-                    amount,
-                    currency: it.currency.clone(),
-                });
-            }
+    for it in items.iter().filter(|i| i.open && !i.disputed) {
+        let item_level = level_of_item(&step, it.id);
+        let fee_base = level_of(rules, &step.ladder, item_level)
+            .map(|l| l.fee)
+            .unwrap_or(Decimal::ZERO);
+        if fee_base.is_zero() {
+            continue;
+        }
+        if let Some(amount) = fee_in(rules, fee_base, &it.currency) {
+            fees.push(Fee {
+                item_id: it.id,
+                ladder: step.ladder.clone(),
+                level: item_level,
+                amount,
+                currency: it.currency.clone(),
+            });
         }
     }
     Ok(Some((fees, Some(event))))
+}
+
+/// The level a step reminds an item at: its own (each item carries its level), never
+/// above the step's. Fees are charged per item at that level.
+fn level_of_item(step: &crate::store::StepToSend, item_id: i64) -> usize {
+    step.items
+        .iter()
+        .find(|x| x.0 == item_id)
+        .map_or(step.level, |x| x.1.min(step.level))
 }
 
 /// Gives up on the message's channel and queues the step on the level's next
@@ -659,6 +675,59 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    /// An invoice reminded for the first time inside a final notice pays the fee of
+    /// its own level (none at reminder_1), not the final notice's.
+    #[test]
+    fn each_item_pays_the_fee_of_its_own_level() {
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let item = |ext: &str, due: &str| ItemInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: "ACME_DE".into(),
+            customer: "C1".into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d("2026-08-01"),
+            due_date: d(due),
+            original_amount: dec!(500),
+            open_amount: dec!(500),
+            currency: Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        };
+        let batch = |it| Batch {
+            items: vec![it],
+            ..Batch::default()
+        };
+        s.ingest(&batch(item("A", "2026-09-20"))).unwrap();
+        for day in ["2026-11-08", "2026-11-09", "2026-11-10"] {
+            run(&mut s, &rules, d(day), RunMode::Auto).unwrap();
+        }
+        s.ingest(&batch(item("B", "2026-11-01"))).unwrap();
+        run(&mut s, &rules, d("2026-11-11"), RunMode::Auto).unwrap();
+        let now = "2026-11-11T10:00:00Z".parse().unwrap();
+        compose(&mut s, &rules, now).unwrap();
+        let m = s.due_messages(now, 10).unwrap();
+        assert_eq!(m.len(), 1, "one message: the newest step");
+        let step = s.escalation_step(m[0].escalation_id.unwrap()).unwrap();
+        assert_eq!(step.level, 4);
+        let (fees, _) = what_sending_means(&s, &rules, &m[0]).unwrap().unwrap();
+        let charged: Vec<(usize, Decimal)> = fees.iter().map(|f| (f.level, f.amount)).collect();
+        assert_eq!(
+            charged,
+            vec![(4, dec!(10))],
+            "A at final_notice; B at reminder_1 pays none"
+        );
+        assert!(
+            m[0].text.contains("INV-B") && m[0].text.contains("INV-A"),
+            "{}",
+            m[0].text
+        );
     }
 
     /// Older steps still waiting are superseded by the newest, a message is taken by

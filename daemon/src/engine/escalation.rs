@@ -1,5 +1,13 @@
-//! Escalation (dunning) decisions: one step per customer per day, at the highest level
-//! its dunnable items have reached. Disputed, held and zero items are never dunned.
+//! Escalation (dunning) decisions: at most one step per customer per day, a grouped
+//! message at the highest level its dunnable items have reached. Disputed, held and
+//! zero items are never dunned.
+//!
+//! Each item carries its own level (the level it was last reminded at): a step is
+//! due when some item climbs (one level per run, or straight to the level its age
+//! implies), or when the highest level is due for a resend. The message names every
+//! dunnable item that reached a level, each at its own level; the highest of them
+//! picks the channel and template. So an invoice that falls due after its customer
+//! reached the top of the ladder is still reminded, from the first level.
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -20,9 +28,12 @@ pub struct DunItem {
     /// Under a promise to pay not judged yet: not dunned, but the level reached is
     /// kept for when the promise is broken.
     pub paused: bool,
+    /// The level this item was last reminded at (0: never).
+    pub level: usize,
 }
 
-/// Dunning state carried from run to run per customer.
+/// Dunning state carried from run to run per customer: the highest level of its
+/// last step and the day of that step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DunState {
     pub level: usize,
@@ -31,11 +42,13 @@ pub struct DunState {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
-    /// 1-based level in the ladder.
+    /// 1-based level in the ladder: the highest of the items', driving channel and
+    /// template.
     pub level: usize,
     pub resend: bool,
     pub amount: Decimal,
-    /// (item id, level that item reached)
+    /// (item id, the level this step reminds that item at); the run stores it as the
+    /// item's level.
     pub items: Vec<(i64, usize)>,
     pub reason: String,
 }
@@ -62,26 +75,6 @@ pub fn decide(
     broken: Option<NaiveDate>,
     script: impl FnOnce(usize) -> Option<usize>,
 ) -> Outcome {
-    let levelled: Vec<(i64, usize, Decimal)> = items
-        .iter()
-        .filter(|i| !i.excluded && !i.paused && i.amount > Decimal::ZERO)
-        .map(|i| {
-            (
-                i.item_id,
-                ladder.level_for_age(days_between(i.due_date, as_of)),
-                i.amount,
-            )
-        })
-        .filter(|(_, l, _)| *l > 0)
-        .collect();
-    let reached = levelled.iter().map(|x| x.1).max().unwrap_or(0);
-    let none = |state: DunState, why: String| Outcome {
-        decision: None,
-        state,
-        reached,
-        why_not: Some(why),
-    };
-
     // Reminders before the due date make no sense once something is past due: climbing
     // then starts at the first overdue level.
     let first_overdue = ladder
@@ -89,26 +82,56 @@ pub fn decide(
         .iter()
         .position(|l| l.overdue_days > 0)
         .map_or(1, |i| i + 1);
-    let floor = if reached >= first_overdue {
-        first_overdue
-    } else {
-        1
+    // (item, level its age implies, its level before, level after this run, amount)
+    let levelled: Vec<(i64, usize, usize, usize, Decimal)> = items
+        .iter()
+        .filter(|i| !i.excluded && !i.paused && i.amount > Decimal::ZERO)
+        .filter_map(|i| {
+            let age = ladder.level_for_age(days_between(i.due_date, as_of));
+            if age == 0 {
+                return None;
+            }
+            let next = if age <= i.level {
+                i.level.min(ladder.levels.len())
+            } else {
+                match ladder.mode {
+                    LadderMode::JumpToAge => age,
+                    LadderMode::OneLevelPerRun => {
+                        let floor = if age >= first_overdue {
+                            first_overdue
+                        } else {
+                            1
+                        };
+                        (i.level + 1).max(floor).min(age)
+                    }
+                }
+            };
+            Some((i.item_id, age, i.level, next, i.amount))
+        })
+        .collect();
+    let reached = levelled.iter().map(|x| x.1).max().unwrap_or(0);
+    let climbing = levelled.iter().filter(|x| x.3 > x.2).count();
+    let none = |state: DunState, why: String| Outcome {
+        decision: None,
+        state,
+        reached,
+        why_not: Some(why),
     };
-    let mut target = if reached <= prev.level {
-        reached
-    } else {
-        match ladder.mode {
-            LadderMode::JumpToAge => reached,
-            LadderMode::OneLevelPerRun => (prev.level + 1).max(floor).min(reached),
-        }
-    };
+
+    let proposed = levelled.iter().map(|x| x.3).max().unwrap_or(0);
+    let mut target = proposed;
+    let mut scripted = false;
     if let Some(t) = script(target) {
         target = t.min(ladder.levels.len());
+        scripted = target != proposed;
     }
+    // A script may hold the whole customer back: no item goes above its level.
+    let item_level = |next: usize| next.min(target.max(1));
     let paused = items
         .iter()
         .any(|i| i.paused && !i.excluded && i.amount > Decimal::ZERO);
-    if paused && target <= prev.level {
+    let up = climbing > 0 || (scripted && target > prev.level);
+    if paused && !up {
         return none(prev, "waiting for a promise to pay".into());
     }
     if target == 0 {
@@ -125,7 +148,7 @@ pub fn decide(
         return none(prev, format!("already escalated on {as_of}"));
     }
     let level = &ladder.levels[target - 1];
-    let amount: Decimal = levelled.iter().map(|x| x.2).sum();
+    let amount: Decimal = levelled.iter().map(|x| x.4).sum();
     if amount < level.min_amount {
         return none(
             prev,
@@ -135,28 +158,35 @@ pub fn decide(
             ),
         );
     }
-    let items = levelled.iter().map(|x| (x.0, x.1)).collect();
-    if target > prev.level {
-        let reason = match (ladder.mode, target == reached) {
-            (LadderMode::OneLevelPerRun, false) => format!(
-                "oldest item implies level {reached}; one level per run from {}",
-                prev.level
-            ),
-            _ => format!(
-                "oldest dunnable item reached level {target} `{}`",
+    let listed: Vec<(i64, usize)> = levelled.iter().map(|x| (x.0, item_level(x.3))).collect();
+    let state = DunState {
+        level: target,
+        on: Some(as_of),
+    };
+    if up {
+        let reason = if climbing > 0 && target < prev.level {
+            format!(
+                "{climbing} item(s) reached a new level; the highest item is at `{}`",
                 level.name
-            ),
-        };
-        let state = DunState {
-            level: target,
-            on: Some(as_of),
+            )
+        } else {
+            match (ladder.mode, target == reached) {
+                (LadderMode::OneLevelPerRun, false) if !scripted => format!(
+                    "oldest item implies level {reached}; one level per run from {}",
+                    levelled.iter().map(|x| x.2).max().unwrap_or(0)
+                ),
+                _ => format!(
+                    "oldest dunnable item reached level {target} `{}`",
+                    level.name
+                ),
+            }
         };
         return Outcome {
             decision: Some(Decision {
                 level: target,
                 resend: false,
                 amount,
-                items,
+                items: listed,
                 reason,
             }),
             state,
@@ -201,13 +231,10 @@ pub fn decide(
                 level: target,
                 resend: true,
                 amount,
-                items,
+                items: listed,
                 reason,
             }),
-            state: DunState {
-                level: target,
-                on: Some(as_of),
-            },
+            state,
             reached,
             why_not: None,
         },
@@ -259,6 +286,22 @@ mod tests {
             amount,
             excluded: false,
             paused: false,
+            level: 0,
+        }
+    }
+
+    /// An item already reminded at `level`.
+    fn at(level: usize, mut it: DunItem) -> DunItem {
+        it.level = level;
+        it
+    }
+
+    /// What the run stores after a step: each listed item at its new level.
+    fn remember(items: &mut [DunItem], o: &Outcome) {
+        for (id, level) in o.decision.iter().flat_map(|d| &d.items) {
+            if let Some(i) = items.iter_mut().find(|i| i.item_id == *id) {
+                i.level = *level;
+            }
         }
     }
 
@@ -301,7 +344,7 @@ mod tests {
     #[test]
     fn one_level_per_run_climbs_step_by_step_and_never_twice_a_day() {
         let l = ladder(LadderMode::OneLevelPerRun);
-        let items = [item(1, "2026-09-01", dec!(100))];
+        let mut items = [item(1, "2026-09-01", dec!(100))];
         let mut st = DunState::default();
         let mut levels = vec![];
         for day in [
@@ -314,6 +357,7 @@ mod tests {
         ] {
             let o = decide(&l, d(day), &items, st, None, |_| None);
             levels.push(o.decision.as_ref().map(|x| x.level));
+            remember(&mut items, &o);
             st = o.state;
         }
         assert_eq!(
@@ -340,7 +384,7 @@ mod tests {
     #[test]
     fn resend_after_n_days_while_unpaid_and_min_amount() {
         let l = ladder(LadderMode::JumpToAge);
-        let items = [item(1, "2026-10-20", dec!(100))]; // 34 days: level 3 `second`
+        let items = [at(3, item(1, "2026-10-20", dec!(100)))]; // 34 days: level 3 `second`
         let st = DunState {
             level: 3,
             on: Some(d("2026-11-10")),
@@ -416,7 +460,7 @@ mod tests {
     fn a_broken_promise_makes_the_next_step_due_at_once() {
         let l = ladder(LadderMode::OneLevelPerRun);
         // 18 days overdue: level 2 `first` (7 + 2 days), which is never resent.
-        let items = [item(1, "2026-11-05", dec!(100))];
+        let items = [at(2, item(1, "2026-11-05", dec!(100)))];
         let st = DunState {
             level: 2,
             on: Some(d("2026-11-15")),
@@ -460,5 +504,63 @@ mod tests {
             |_| None,
         );
         assert!(o.decision.is_none());
+    }
+
+    /// Tryton gives a line that falls due later its own dunning from the first level;
+    /// so do we, in both modes, even when the customer sits at a top level that is
+    /// never resent.
+    #[test]
+    fn an_item_falling_due_after_the_top_level_is_reminded_at_its_own_level() {
+        for mode in [LadderMode::JumpToAge, LadderMode::OneLevelPerRun] {
+            let mut l = ladder(mode);
+            l.levels[3].resend_after_days = None;
+            let a = at(4, item(1, "2026-09-01", dec!(100)));
+            let st = DunState {
+                level: 4,
+                on: Some(d("2026-11-01")),
+            };
+            // Before B is overdue enough for a level, nothing is sent again.
+            let o = decide(&l, d("2026-11-05"), &[a.clone()], st, None, |_| None);
+            assert!(o.decision.is_none(), "{mode:?}: {:?}", o.why_not);
+            let mut items = vec![a, item(2, "2026-11-10", dec!(40))]; // 13 days on 11-23
+            let o = decide(&l, d("2026-11-23"), &items, st, None, |_| None);
+            let step = o
+                .decision
+                .clone()
+                .unwrap_or_else(|| panic!("{mode:?}: {:?}", o.why_not));
+            assert_eq!(
+                step.level, 4,
+                "{mode:?}: the highest item drives the message"
+            );
+            assert_eq!(
+                step.items,
+                vec![(1, 4), (2, 2)],
+                "{mode:?}: each at its own level"
+            );
+            assert!(!step.resend);
+            assert_eq!(step.amount, dec!(140));
+            remember(&mut items, &o);
+            // The next day nothing new: B stays at its level until its age moves on.
+            let o = decide(&l, d("2026-11-24"), &items, o.state, None, |_| None);
+            assert!(o.decision.is_none(), "{mode:?}");
+            // When B reaches `second`, it climbs on its own.
+            let o = decide(&l, d("2026-12-04"), &items, o.state, None, |_| None);
+            let step = o.decision.unwrap();
+            assert_eq!(step.items, vec![(1, 4), (2, 3)], "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn a_paid_top_item_leaves_the_rest_at_their_own_levels() {
+        let l = ladder(LadderMode::JumpToAge);
+        // A (level 4) paid; B was reminded at 2 with it and has not moved on.
+        let items = [at(2, item(2, "2026-11-10", dec!(40)))];
+        let st = DunState {
+            level: 4,
+            on: Some(d("2026-11-20")),
+        };
+        let o = decide(&l, d("2026-11-23"), &items, st, None, |_| None);
+        assert!(o.decision.is_none());
+        assert_eq!(o.state.level, 2, "the customer is now as high as its items");
     }
 }

@@ -578,6 +578,7 @@ pub fn evaluate(
             due_date: i.due_date,
             amount: *a,
             paused: i.promised.is_some_and(|p| p.open),
+            level: i.dun_level,
             excluded: i.disputed
                 || customer_hold.is_some()
                 || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),

@@ -204,6 +204,7 @@ pub fn run(
             .or_default() += 1;
         let ladder = &rules.ladders[strat.ladder];
         if let Some(d) = &ev.escalation.decision {
+            out.item_levels.extend(d.items.iter().copied());
             let level = &ladder.levels[d.level - 1];
             sum.escalations += 1;
             *sum.escalations_by_level
@@ -488,6 +489,65 @@ mod tests {
             )
             .unwrap();
         assert_eq!(amount, "150", "C2's result follows its change");
+    }
+
+    /// Item A reached `final_notice` (never resent); invoice B falls due later: B is
+    /// reminded at its own level, in a message at A's level, and the levels stick.
+    #[test]
+    fn an_invoice_falling_due_after_the_top_level_is_still_reminded() {
+        let (_d, mut s) = store(vec![item("A", "C1", "2026-09-20", dec!(500), "EUR")]);
+        let r = rules();
+        let steps = |s: &Store| -> Vec<(String, i64, String)> {
+            s.conn()
+                .prepare("SELECT as_of, level, items FROM escalations ORDER BY id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for day in ["2026-11-08", "2026-11-09", "2026-11-10"] {
+            run(&mut s, &r, d(day), RunMode::Auto).unwrap();
+        }
+        let a = s.customer_id("C1").unwrap();
+        let levels: Vec<i64> = steps(&s).iter().map(|x| x.1).collect();
+        assert_eq!(levels, [2, 3, 4], "one level per run up to final_notice");
+        s.ingest(&Batch {
+            items: vec![item("B", "C1", "2026-11-01", dec!(80), "EUR")],
+            ..Batch::default()
+        })
+        .unwrap();
+        // 11-10 was already a step day; on 11-11 B is 10 days late: reminder_1.
+        run(&mut s, &r, d("2026-11-10"), RunMode::Auto).unwrap();
+        assert_eq!(steps(&s).len(), 3, "never two steps on one day");
+        run(&mut s, &r, d("2026-11-11"), RunMode::Auto).unwrap();
+        let all = steps(&s);
+        assert_eq!(all.len(), 4, "B is reminded");
+        let (on, level, items) = &all[3];
+        assert_eq!((on.as_str(), *level), ("2026-11-11", 4));
+        let items: Vec<(i64, usize)> = serde_json::from_str(items).unwrap();
+        let ids: Vec<i64> = ["A", "B"]
+            .iter()
+            .map(|x| {
+                s.conn()
+                    .query_row("SELECT id FROM items WHERE external_id = ?1", [x], |r| {
+                        r.get(0)
+                    })
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(items, vec![(ids[0], 4), (ids[1], 2)]);
+        let stored: Vec<i64> = s
+            .conn()
+            .prepare("SELECT dun_level FROM items WHERE customer_id = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([a], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stored, [4, 2]);
+        run(&mut s, &r, d("2026-11-12"), RunMode::Auto).unwrap();
+        assert_eq!(steps(&s).len(), 4, "nothing new the next day");
     }
 
     #[test]

@@ -71,6 +71,9 @@ struct FxItem {
     disputed: bool,
     hold: Option<String>,
     hold_until: Option<NaiveDate>,
+    /// The level this item was last reminded at; default: the customer's
+    /// `dunning.level` (the item was part of that step), 0 without `dunning`.
+    dun_level: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,7 +169,9 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             root_document: None,
             open: !open.is_zero(),
             replaced: false,
-            dun_level: 0,
+            dun_level: it
+                .dun_level
+                .unwrap_or_else(|| f.dunning.as_ref().map_or(0, |d| d.level)),
             disputed: it.disputed,
             promised: None,
             case: None,

@@ -189,6 +189,8 @@ pub struct RunOutput {
     pub escalations: Vec<EscalationOut>,
     /// Customers the run could not evaluate: a full run keeps their worklist entries.
     pub kept: Vec<i64>,
+    /// (item id, dunning level) of the items a decided step reminds.
+    pub item_levels: Vec<(i64, usize)>,
 }
 
 /// Runs `sql` (customer id in column 0) and hands each row of a loaded customer to `f`
@@ -587,6 +589,10 @@ impl Store {
                 "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(customer_id, as_of) DO NOTHING",
             )?;
+            let mut lv = tx.prepare_cached("UPDATE items SET dun_level = ?2 WHERE id = ?1")?;
+            for (id, level) in &out.item_levels {
+                lv.execute([*id, *level as i64])?;
+            }
             // The step's event ("Claim for non-payment") is recorded by the outbox
             // when the message is delivered, not here where it is only decided.
             for e in &out.escalations {
