@@ -175,7 +175,7 @@ pub fn compose(
         let mut totals: Vec<templates::Total> = Vec::new();
         for it in letter_items.iter().filter(|i| i.open && !i.disputed) {
             let charged: Decimal = it.fees.iter().map(|f| f.2).sum();
-            let item_level = level_of_item(&step, it.id);
+            let item_level = level_of_item(step, it.id);
             let already = it
                 .fees
                 .iter()
