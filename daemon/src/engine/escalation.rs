@@ -520,7 +520,14 @@ mod tests {
                 on: Some(d("2026-11-01")),
             };
             // Before B is overdue enough for a level, nothing is sent again.
-            let o = decide(&l, d("2026-11-05"), &[a.clone()], st, None, |_| None);
+            let o = decide(
+                &l,
+                d("2026-11-05"),
+                std::slice::from_ref(&a),
+                st,
+                None,
+                |_| None,
+            );
             assert!(o.decision.is_none(), "{mode:?}: {:?}", o.why_not);
             let mut items = vec![a, item(2, "2026-11-10", dec!(40))]; // 13 days on 11-23
             let o = decide(&l, d("2026-11-23"), &items, st, None, |_| None);
