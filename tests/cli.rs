@@ -721,3 +721,237 @@ fn re_posting_counts_the_debt_once_and_splits_of_splits_keep_the_initial_invoice
     let a = env.json(&["case", "show", "INV-3001-A", "--json"]);
     assert_eq!(a["close_reason"], "split or re-posted");
 }
+
+/// Runs `arrears ARGS` with standard output going to a pipe nobody reads any more.
+fn run_into_closed_pipe(env: &Env, args: &[&str]) -> Output {
+    // The write end of a pipe whose reader (`true`'s standard input) has exited, so
+    // the first write fails whatever the pipe's size. (`std::io::pipe` is newer than
+    // the crate's minimum Rust.)
+    let mut reader = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(args)
+        .env("ARREARS_DB", env.path("arrears.db"))
+        .env("ARREARS_RULES", env.path("rules"))
+        .env_remove("ARREARS_CONFIG")
+        .env_remove("RUST_LOG")
+        .current_dir(env.dir.path())
+        .stdout(writer)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn commands_end_quietly_when_their_reader_goes_away() {
+    use std::io::BufRead;
+    let env = Env::new();
+    env.ok(&[
+        "demo",
+        "--customers",
+        "30",
+        "--items",
+        "300",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    env.ok(&["run", "--as-of", "2026-11-23"]);
+    let commands: &[&[&str]] = &[
+        &["worklist", "--collector", "dara", "--limit", "1000"],
+        &["worklist", "--collector", "dara", "--json"],
+        &["run", "--as-of", "2026-11-24"],
+        &["check"],
+        &["explain", "1", "--as-of", "2026-11-24"],
+        &["dispute", "ageing", "--as-of", "2026-11-24"],
+        &["case", "show", "1"],
+        &["audit", "export"],
+        &["--help"],
+    ];
+    for args in commands {
+        let o = run_into_closed_pipe(&env, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() && !err.contains("panicked"),
+            "arrears {args:?} into a closed pipe: {:?}\n{err}",
+            o.status
+        );
+    }
+    // As with `| head -1`: one line read, then the pipe closed while the command writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(["worklist", "--collector", "dara", "--limit", "1000"])
+        .env("ARREARS_DB", env.path("arrears.db"))
+        .env("ARREARS_RULES", env.path("rules"))
+        .env_remove("ARREARS_CONFIG")
+        .current_dir(env.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("worklist of dara"), "{first}");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !err.contains("panicked"),
+        "{:?}\n{err}",
+        o.status
+    );
+}
+
+#[test]
+fn dispute_resolve_hold_lift_and_one_note_on_several_cases() {
+    let env = Env::new();
+    let f = env.path("items.csv");
+    std::fs::write(
+        &f,
+        format!(
+            "{HEADER}item,i1,ACME_DE,C1,Alpha GmbH,INV-1,2026-09-01,2026-10-01,100.00,100.00,EUR,,\n\
+             item,i2,ACME_DE,C1,Alpha GmbH,INV-2,2026-09-05,2026-10-05,5000.00,5000.00,EUR,,\n\
+             item,i3,ACME_DE,C2,Beta AG,INV-3,2026-09-05,2026-10-05,700.00,700.00,EUR,,\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["import", "csv", f.to_str().unwrap()]);
+
+    // A hold placed before the first run keeps C1 out of dunning; lifted, C1 is dunned
+    // by the next run of the same day.
+    env.ok(&[
+        "hold",
+        "ACME_DE/C1",
+        "--reason",
+        "in liquidation talks",
+        "--as-of",
+        "2026-11-20",
+    ]);
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(s["escalations"], 1, "only C2: {s}");
+    let out = env.ok(&["hold", "ACME_DE/C1", "--lift", "--as-of", "2026-11-23"]);
+    assert!(out.contains("1 hold(s) lifted"), "{out}");
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert_eq!(s["escalations"], 1, "C1 now: {s}");
+    let again = env.run(&["hold", "ACME_DE/C1", "--lift", "--as-of", "2026-11-23"]);
+    assert!(!again.status.success(), "nothing left to lift");
+    assert!(
+        !env.run(&["hold", "ACME_DE/C1"]).status.success(),
+        "a hold needs a reason"
+    );
+
+    // A dispute opened from a case and resolved from the command line, audited.
+    env.ok(&[
+        "case",
+        "dispute",
+        "INV-2",
+        "--reason",
+        "wrong price",
+        "--on",
+        "2026-11-23",
+    ]);
+    let id = env
+        .sql("SELECT id FROM disputes ORDER BY id DESC LIMIT 1")
+        .to_string();
+    let d = env.json(&[
+        "dispute",
+        "resolve",
+        &id,
+        "--resolution",
+        "invalid",
+        "--on",
+        "2026-11-24",
+        "--json",
+    ]);
+    assert_eq!(
+        (d["resolution"].as_str(), d["resolved_on"].as_str()),
+        (Some("invalid"), Some("2026-11-24")),
+        "{d}"
+    );
+    assert_eq!(
+        env.sql(
+            "SELECT COUNT(*) FROM audit WHERE action = 'dispute.resolve' \
+             AND principal LIKE 'local:%' AND before LIKE '%\"resolution\":null%'"
+        ),
+        1
+    );
+    let twice = env.run(&["dispute", "resolve", &id, "--resolution", "valid"]);
+    assert!(!twice.status.success(), "already resolved");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already resolved"));
+
+    // One note on several cases; all or nothing.
+    let notes = |env: &Env| env.sql("SELECT COUNT(*) FROM case_events WHERE kind = 'note'");
+    let out = env.ok(&[
+        "case",
+        "note",
+        "INV-1",
+        "INV-2",
+        "INV-3",
+        "called: paying Friday",
+    ]);
+    assert!(out.contains("note added to 3 case(s)"), "{out}");
+    assert_eq!(notes(&env), 3);
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM audit WHERE action = 'cases.note'"),
+        1
+    );
+    let bad = env.run(&["case", "note", "INV-1", "99999", "lost"]);
+    assert!(!bad.status.success());
+    assert_eq!(notes(&env), 3, "no case got the note");
+    env.ok(&["case", "note", "INV-1", "one case as before"]);
+    assert_eq!(notes(&env), 4);
+}
+
+#[test]
+fn a_script_over_its_time_budget_is_reported_with_customer_file_and_line() {
+    let env = Env::new();
+    // Few operations, each on a 16 KB string: the operation limit alone lets this run
+    // for seconds per customer.
+    std::fs::write(
+        env.path("rules/scripts/key_accounts.rhai"),
+        "// runaway\nfn score(c, s) {\n  let t = \"\"; t.pad(16000, 'x');\n  loop { t.to_upper(); }\n}\n",
+    )
+    .unwrap();
+    let strat = env.path("rules/strategies.yaml");
+    let text = std::fs::read_to_string(&strat).unwrap();
+    let start = text.find("scripts:").unwrap();
+    let with = |budget: &str| {
+        format!(
+            "{}scripts:\n  - file: scripts/key_accounts.rhai\n    budget_ms: {budget}\n",
+            &text[..start]
+        )
+    };
+    std::fs::write(&strat, with("0")).unwrap();
+    let o = env.run(&["check"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("budget_ms must be 1 to 10000"));
+    std::fs::write(&strat, with("20")).unwrap();
+    env.ok(&["check"]);
+    env.ok(&[
+        "demo",
+        "--customers",
+        "6",
+        "--items",
+        "30",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    let started = std::time::Instant::now();
+    let s = env.json(&["run", "--as-of", "2026-11-23", "--json"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(s["customers_evaluated"], 6, "{s}");
+    assert_eq!(s["script_limit_hits"], 6, "{s}");
+    let first = s["problems"][0].as_str().unwrap();
+    assert!(first.starts_with("customer "), "{first}");
+    assert!(
+        first.contains(
+            "scripts/key_accounts.rhai:2: score(): stopped: over its time budget of 20 ms"
+        ),
+        "{first}"
+    );
+    // After three overruns in a row the script rests instead of costing every customer.
+    let last = s["problems"][5].as_str().unwrap();
+    assert!(last.contains("not called"), "{last}");
+}

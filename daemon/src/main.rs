@@ -1,6 +1,9 @@
 //! `arrears`: the command-line edge. Parses arguments, opens config/store/rules and
 //! calls the library; all logic lives in the `arrears` library crate.
 
+// Output goes through `outln!`/`out!`/`errln!` (see `out`), which survive a closed pipe.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +17,8 @@ use arrears::store::{Scope, Store};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
+#[macro_use]
+mod out;
 mod ops;
 mod remote;
 use rust_decimal::Decimal;
@@ -42,7 +47,7 @@ struct Global {
     /// Rules folder [default: ./rules, else the rules shipped with the source]
     #[arg(long, global = true, env = "ARREARS_RULES")]
     rules: Option<PathBuf>,
-    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing, outbox, customer contact)
+    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing/resolve, outbox, customer contact)
     #[arg(long, global = true, env = "ARREARS_REMOTE")]
     remote: Option<String>,
     /// File holding the API token for --remote [default: the ARREARS_TOKEN environment variable]
@@ -161,7 +166,8 @@ enum Cmd {
     /// A customer's contact data and preferences.
     #[command(subcommand)]
     Customer(ops::CustomerCmd),
-    /// Disputes across the portfolio (open one from a case with `case dispute`).
+    /// Disputes across the portfolio: their ageing, resolving one (open one from a case
+    /// with `case dispute`).
     #[command(subcommand)]
     Dispute(ops::DisputeCmd),
     /// Payment agreements: propose, approve, reject, show, letters.
@@ -186,14 +192,21 @@ enum Cmd {
         #[arg(long, default_value = "cli")]
         actor: String,
     },
-    /// Block dunning for a customer, with a reason and an optional end date.
+    /// Block dunning for a customer, with a reason and an optional end date; or, with
+    /// --lift, end its holds early.
     Hold {
         customer: String,
-        #[arg(long)]
-        reason: String,
+        /// Why; required to place a hold, recorded in the audit log when lifting.
+        #[arg(long, required_unless_present = "lift")]
+        reason: Option<String>,
         /// Last day of the hold; it lifts by itself afterwards.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "lift")]
         until: Option<NaiveDate>,
+        /// End the customer's active holds: yesterday becomes their last day, so its
+        /// items are dunned again from the next run.
+        #[arg(long)]
+        lift: bool,
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
     },
@@ -292,9 +305,12 @@ enum CaseCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Add a note to a case.
+    /// Add a note to one or more cases: all of them or, if one cannot take it, none.
     Note {
-        id: String,
+        /// Case ids (or document numbers, on the database), then the note's text.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<String>,
+        /// The note's text.
         text: String,
         #[arg(long, default_value = "cli")]
         actor: String,
@@ -406,12 +422,21 @@ impl Env {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match real_main(cli) {
+    let code = match real_main(cli) {
         Ok(code) => code,
+        // A reader that stopped early is not an error of the command.
+        Err(e) if out::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    match out::finish() {
+        Some(e) => {
+            errln!("error: writing to standard output: {e}");
+            ExitCode::FAILURE
+        }
+        None => code,
     }
 }
 
@@ -477,7 +502,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let dir = dir.unwrap_or(env.rules.clone());
             match rules::load(&dir) {
                 Ok(r) => {
-                    println!(
+                    outln!(
                         "{}: ok (rules {}; {} strategies, {} groups, {} ladders, {} scripts)",
                         dir.display(),
                         r.hash,
@@ -490,9 +515,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
                 Err(errs) => {
                     for e in &errs.0 {
-                        eprintln!("{e}");
+                        errln!("{e}");
                     }
-                    eprintln!("{}: {} error(s)", dir.display(), errs.0.len());
+                    errln!("{}: {} error(s)", dir.display(), errs.0.len());
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -508,15 +533,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     None => o.file.display().to_string(),
                 };
                 if o.failures.is_empty() {
-                    println!("ok    {place}: {}", o.name);
+                    outln!("ok    {place}: {}", o.name);
                 } else {
-                    println!("FAIL  {place}: {}", o.name);
+                    outln!("FAIL  {place}: {}", o.name);
                     for f in &o.failures {
-                        println!("        {f}");
+                        outln!("        {f}");
                     }
                 }
             }
-            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            outln!("{} passed, {failed} failed", outcomes.len() - failed);
             Ok(if failed == 0 && !outcomes.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -546,7 +571,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             };
             let stats = arrears::demo::generate(&mut store, &opts, Some(&pb))?;
             pb.finish_and_clear();
-            println!(
+            outln!(
                 "demo portfolio written to {}: {}",
                 env.db.display(),
                 serde_json::to_string(&stats)?
@@ -593,11 +618,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
             match store.verify_audit()? {
                 None => {
-                    println!("audit log intact: {n} record(s)");
+                    outln!("audit log intact: {n} record(s)");
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(id) => {
-                    eprintln!(
+                    errln!(
                         "audit log broken at record {id}: it was changed, inserted, or follows a deleted record"
                     );
                     Ok(ExitCode::FAILURE)
@@ -611,7 +636,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     std::fs::File::create(p)
                         .with_context(|| format!("creating {}", p.display()))?,
                 ),
-                None => Box::new(std::io::stdout().lock()),
+                None => Box::new(out::Stdout),
             };
             let w = std::io::BufWriter::new(sink);
             // Pages of 10k records: the log can be larger than memory should hold.
@@ -655,7 +680,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if let Some(p) = &out {
-                eprintln!("{n} audit record(s) written to {}", p.display());
+                errln!("{n} audit record(s) written to {}", p.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -663,9 +688,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let store = env.store()?;
             let list = store.list_credits(!all, limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
-                println!("the review queue is empty");
+                outln!("the review queue is empty");
             }
             if !json {
                 for c in &list {
@@ -674,7 +699,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         .iter()
                         .map(|(d, a, k)| format!("{d} {a} ({k})"))
                         .collect();
-                    println!(
+                    outln!(
                         "credit {:>6}  {} {}  {}  {}:{}  {}{}{}",
                         c.id,
                         c.amount,
@@ -722,9 +747,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 let after = serde_json::json!(c);
                 Ok::<_, arrears::store::StoreError>((c, before, after))
             })?;
-            println!(
+            outln!(
                 "credit {}: {} (applied {} {}, unapplied {})",
-                c.id, c.status, c.applied, c.currency, c.unapplied
+                c.id,
+                c.status,
+                c.applied,
+                c.currency,
+                c.unapplied
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -752,7 +781,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             )?;
             let sum = run(&mut store, &rules, as_of, mode)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&sum)?);
+                outln!("{}", serde_json::to_string_pretty(&sum)?);
             } else {
                 print_summary(&sum);
             }
@@ -785,10 +814,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             let list = store.worklist(&collector, &groups, limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 let base = rules.rates.base;
-                let mut out = std::io::stdout().lock();
+                let mut out = out::Stdout;
                 writeln!(
                     out,
                     "worklist of {collector} (groups: {}) — {} entries",
@@ -851,15 +880,40 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
             })?;
-            println!("customer {customer} resubmitted for {on}");
+            outln!("customer {customer} resubmitted for {on}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Hold {
+            customer,
+            reason,
+            until: _,
+            lift: true,
+            as_of,
+        } => {
+            let mut store = env.store()?;
+            let id = store.customer_id(&customer)?;
+            let on = as_of.unwrap_or_else(today);
+            let n = store.audited(&local_principal(), "customer.hold_lift", &customer, |st| {
+                let before = st.active_holds(id, on)?;
+                let n = st.lift_holds(id, on)?;
+                let before = serde_json::json!({ "customer": id, "holds": before.iter()
+                    .map(|(r, u)| serde_json::json!({ "reason": r, "until": u })).collect::<Vec<_>>() });
+                let after = serde_json::json!({ "customer": id, "lifted": n, "on": on, "reason": reason });
+                Ok::<_, arrears::store::StoreError>((n, before, after))
+            })?;
+            outln!(
+                "customer {customer}: {n} hold(s) lifted as of {on}; its items are dunned again from the next run"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Hold {
             customer,
             reason,
             until,
+            lift: false,
             as_of,
         } => {
+            let reason = reason.context("--reason is required to place a hold")?;
             let mut store = env.store()?;
             let id = store.customer_id(&customer)?;
             store.audited(&local_principal(), "customer.hold", &customer, |st| {
@@ -867,7 +921,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 let after = serde_json::json!({ "customer": id, "reason": reason, "until": until });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
             })?;
-            println!(
+            outln!(
                 "customer {customer} on hold ({reason}){}",
                 until.map(|u| format!(" until {u}")).unwrap_or_default()
             );
@@ -917,22 +971,34 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            println!("{c:#?}");
+            outln!("{c:#?}");
         }
-        Cmd::Case(CaseCmd::Note { id, text, on, .. }) => {
-            let c = r
-                .cases()
-                .add_note(pb::AddNoteRequest {
-                    case_id: id
-                        .parse()
-                        .context("with --remote, a case is named by its id")?,
-                    text,
-                    on: on.map(|d| d.to_string()).unwrap_or_default(),
+        Cmd::Case(CaseCmd::Note { ids, text, on, .. }) => {
+            let case_ids = ids
+                .iter()
+                .map(|i| {
+                    i.parse::<i64>()
+                        .context("with --remote, cases are named by their ids")
                 })
-                .await
-                .map_err(describe)?
-                .into_inner();
-            println!("note added to case {}", c.id);
+                .collect::<Result<Vec<_>>>()?;
+            let on = on.map(|d| d.to_string()).unwrap_or_default();
+            if let [case_id] = case_ids[..] {
+                let c = r
+                    .cases()
+                    .add_note(pb::AddNoteRequest { case_id, text, on })
+                    .await
+                    .map_err(describe)?
+                    .into_inner();
+                outln!("note added to case {}", c.id);
+            } else {
+                let n = r
+                    .cases()
+                    .add_notes(pb::AddNotesRequest { case_ids, text, on })
+                    .await
+                    .map_err(describe)?
+                    .into_inner();
+                outln!("note added to {} case(s)", n.noted);
+            }
         }
         Cmd::Case(CaseCmd::Assign { ids, to, on, .. }) => {
             let case_ids = ids
@@ -956,7 +1022,7 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            println!("{} case(s) assigned to {to}", n.assigned);
+            outln!("{} case(s) assigned to {to}", n.assigned);
         }
         Cmd::Run { as_of, mode, json } => {
             let s = r
@@ -969,9 +1035,9 @@ async fn remote_main(
                 .map_err(describe)?
                 .into_inner();
             if json {
-                println!("{}", s.summary_json);
+                outln!("{}", s.summary_json);
             } else {
-                println!(
+                outln!(
                     "run {} ({}) as of {}: {} customers, {} cases opened, {} closed, {} escalations, {} ms",
                     s.run_id, s.mode, s.as_of, s.customers_evaluated, s.cases_opened, s.cases_closed, s.escalations, s.duration_ms
                 );
@@ -989,7 +1055,7 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            println!("{e:#?}");
+            outln!("{e:#?}");
         }
         Cmd::Connectors { json } => {
             let list = r
@@ -1030,11 +1096,14 @@ fn truncate(s: &str, n: usize) -> String {
 
 fn print_summary(s: &Summary) {
     let as_of = s.as_of.map(|d| d.to_string()).unwrap_or_default();
-    println!(
+    outln!(
         "run {} ({}) as of {as_of} with rules {} in {} ms",
-        s.run_id, s.mode, s.rules_hash, s.duration_ms
+        s.run_id,
+        s.mode,
+        s.rules_hash,
+        s.duration_ms
     );
-    println!(
+    outln!(
         "  customers evaluated  {}{}",
         s.customers_evaluated,
         if s.customers_skipped > 0 {
@@ -1043,44 +1112,47 @@ fn print_summary(s: &Summary) {
             String::new()
         }
     );
-    println!(
+    outln!(
         "  open cases           {} (high {}, medium {}, low {})",
         s.open_items,
         s.open_cases_by_priority.get("high").unwrap_or(&0),
         s.open_cases_by_priority.get("medium").unwrap_or(&0),
         s.open_cases_by_priority.get("low").unwrap_or(&0)
     );
-    println!(
+    outln!(
         "  cases opened/updated/closed  {}/{}/{}",
-        s.cases_opened, s.cases_updated, s.cases_closed
+        s.cases_opened,
+        s.cases_updated,
+        s.cases_closed
     );
-    println!(
+    outln!(
         "  segments             {}",
         fmt_map(&s.customers_by_segment)
     );
-    println!(
+    outln!(
         "  profiles             {}",
         fmt_map(&s.customers_by_profile)
     );
-    println!(
+    outln!(
         "  escalations          {} {}",
         s.escalations,
         fmt_map(&s.escalations_by_level)
     );
-    println!(
+    outln!(
         "  worklist             {} entries, {} unassigned; {}",
         s.worklist.entries,
         s.worklist.unassigned,
         fmt_map(&s.worklist.by_collector)
     );
     if s.script_errors > 0 {
-        println!(
+        outln!(
             "  script errors        {} ({} limit hits)",
-            s.script_errors, s.script_limit_hits
+            s.script_errors,
+            s.script_limit_hits
         );
     }
     for p in &s.problems {
-        println!("  problem: {p}");
+        outln!("  problem: {p}");
     }
 }
 
@@ -1104,22 +1176,29 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let store = env.store()?;
             let d = store.case_detail(case_id(&store, &id)?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                outln!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "case {} [{}] {} — {}/{} {}",
-                d.id, d.status, d.document_no, d.company, d.customer, d.customer_name
+                d.id,
+                d.status,
+                d.document_no,
+                d.company,
+                d.customer,
+                d.customer_name
             );
             if let Some(r) = &d.external_ref {
-                println!("  external reference  {r}");
+                outln!("  external reference  {r}");
             }
-            println!("  document / due      {} / {}", d.document_date, d.due_date);
-            println!(
+            outln!("  document / due      {} / {}", d.document_date, d.due_date);
+            outln!(
                 "  amount open/orig    {} / {} {}",
-                d.open_amount, d.original_amount, d.currency
+                d.open_amount,
+                d.original_amount,
+                d.currency
             );
-            println!(
+            outln!(
                 "  opened              {}{}",
                 d.opened_on,
                 d.closed_on
@@ -1129,37 +1208,62 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                     ))
                     .unwrap_or_default()
             );
-            println!(
+            outln!(
                 "  next activity due   {}   priority {}",
                 d.nad,
                 d.priority.as_str()
             );
-            println!(
+            outln!(
                 "  assigned to         {}",
                 d.assigned_to.as_deref().unwrap_or("(nobody)")
             );
-            println!(
+            outln!(
                 "  activity            {}",
                 serde_json::to_string(&d.activity)?
             );
             for e in &d.history {
-                println!("  {} {:<10} {:<10} {}", e.on, e.kind, e.actor, e.detail);
+                outln!("  {} {:<10} {:<10} {}", e.on, e.kind, e.actor, e.detail);
             }
             Ok(ExitCode::SUCCESS)
         }
         CaseCmd::Note {
-            id,
+            ids,
             text,
             actor,
             on,
         } => {
             let rules = env.rules()?;
             let mut store = env.store()?;
-            let id = case_id(&store, &id)?;
-            audited_case(&mut store, "case.note", id, |st| {
-                st.add_note(id, on.unwrap_or_else(today), &actor, &text, &rules.cases)
+            let ids = ids
+                .iter()
+                .map(|i| case_id(&store, i))
+                .collect::<Result<Vec<_>>>()?;
+            let on = on.unwrap_or_else(today);
+            if let [id] = ids[..] {
+                audited_case(&mut store, "case.note", id, |st| {
+                    st.add_note(id, on, &actor, &text, &rules.cases)
+                })?;
+                outln!("note added to case {id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let who = local_principal();
+            // One transaction: a case that cannot take the note (closed, unknown) leaves
+            // every case as it was.
+            store.audited(&who, "cases.note", &format!("cases {ids:?}"), |st| {
+                let mut before = Vec::with_capacity(ids.len());
+                let mut after = Vec::with_capacity(ids.len());
+                for &id in &ids {
+                    before.push(st.case_detail(id)?);
+                    st.add_note(id, on, &actor, &text, &rules.cases)?;
+                    after.push(st.case_detail(id)?);
+                }
+                Ok::<_, arrears::store::StoreError>((
+                    (),
+                    serde_json::json!(before),
+                    serde_json::json!(after),
+                ))
             })?;
-            println!("note added to case {id}");
+            outln!("note added to {} case(s)", ids.len());
             Ok(ExitCode::SUCCESS)
         }
         CaseCmd::Assign { ids, to, actor, on } => {
@@ -1191,7 +1295,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 let after = serde_json::json!({ "assigned_to": to, "cases": ids });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(before), after))
             })?;
-            println!(
+            outln!(
                 "{} case(s) assigned to {}",
                 ids.len(),
                 to.as_deref().unwrap_or("nobody")
@@ -1224,7 +1328,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                     &rules.cases,
                 )
             })?;
-            println!(
+            outln!(
                 "case {id}: {category}/{subcategory} due {nad}\n  instruction: {}",
                 sub.instruction
             );
@@ -1244,7 +1348,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let nad = audited_case(&mut store, "case.complete", id, |st| {
                 st.complete_activity(id, on.unwrap_or_else(today), &actor, ptp, &rules.cases)
             })?;
-            println!("case {id}: activity completed; next activity due {nad}");
+            outln!("case {id}: activity completed; next activity due {nad}");
             Ok(ExitCode::SUCCESS)
         }
         CaseCmd::Dispute {
@@ -1258,7 +1362,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let d = audited_case(&mut store, "dispute.open", id, |st| {
                 st.open_dispute(id, &reason, on.unwrap_or_else(today), &actor)
             })?;
-            println!("dispute {d} opened on case {id}");
+            outln!("dispute {d} opened on case {id}");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1286,25 +1390,28 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
             "priority": ev.priority,
             "trace": t,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let f = &ev.facts;
     let base = rules.rates.base;
-    println!(
+    outln!(
         "{}/{} {} — as of {as_of}, rules {}",
-        input.customer.company, input.customer.code, input.customer.name, rules.hash
+        input.customer.company,
+        input.customer.code,
+        input.customer.name,
+        rules.hash
     );
-    println!("facts: open {} {base} in {} items; overdue {} {base} in {} items; oldest {} days; disputed {}; blocked {}; promises kept {} broken {}",
+    outln!("facts: open {} {base} in {} items; overdue {} {base} in {} items; oldest {} days; disputed {}; blocked {}; promises kept {} broken {}",
         f.open_amount.round_dp(2), f.open_items, f.overdue_amount.round_dp(2), f.overdue_items, f.max_days_overdue, f.disputed_items, f.blocked_items, f.promises_kept, f.promises_broken);
-    println!("strategy  {}", t.strategy_why);
-    println!("segment   {}", t.segment_why);
-    println!(
+    outln!("strategy  {}", t.strategy_why);
+    outln!("segment   {}", t.segment_why);
+    outln!(
         "score     {} = sum of the points of every criterion that holds:",
         f.score
     );
     for c in &t.criteria {
-        println!(
+        outln!(
             "  {} {:<28} {:>7}  {}{}",
             if c.held { "+" } else { " " },
             c.name,
@@ -1322,23 +1429,23 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         );
     }
     for n in &t.script_notes {
-        println!("  script: {n}");
+        outln!("  script: {n}");
     }
-    println!("profile   {}", t.profile_why);
-    println!("group     {}", t.route_why);
-    println!(
+    outln!("profile   {}", t.profile_why);
+    outln!("group     {}", t.route_why);
+    outln!(
         "priority  {} (highest of the open cases)",
         ev.priority.as_str()
     );
     const SHOWN: usize = 15;
     if t.cases.len() > SHOWN {
-        println!(
+        outln!(
             "  (the {SHOWN} most urgent of {} open cases; --json lists all)",
             t.cases.len()
         );
     }
     for c in t.cases.iter().take(SHOWN) {
-        println!(
+        outln!(
             "  case {:<6} {:<22} {:>4} days  {:>16}  NAD {} ({})  {} — {}",
             c.case_id
                 .map(|i| i.to_string())
@@ -1354,7 +1461,7 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
     }
     let ladder = &rules.ladders[rules.strategies[ev.strategy].ladder];
     if let Some(o) = &t.escalation {
-        println!(
+        outln!(
             "escalation ladder `{}` ({}): ages imply level {}; previous level {}",
             ladder.name,
             ladder.mode.as_str(),
@@ -1362,7 +1469,7 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
             input.state.dunning_level
         );
         match (&o.decision, &o.why_not) {
-            (Some(d), _) => println!(
+            (Some(d), _) => outln!(
                 "  step: level {} `{}` via {:?}, {} {base} on {} item(s) — {}",
                 d.level,
                 ladder.levels[d.level - 1].name,
@@ -1371,11 +1478,11 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
                 d.items.len(),
                 d.reason
             ),
-            (None, Some(w)) => println!("  no step: {w}"),
-            (None, None) => println!("  no step"),
+            (None, Some(w)) => outln!("  no step: {w}"),
+            (None, None) => outln!("  no step"),
         }
     }
-    println!("worklist  {}", t.worklist_why);
+    outln!("worklist  {}", t.worklist_why);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1391,7 +1498,7 @@ fn simulate(
         Ok(r) => r,
         Err(errs) => {
             for e in &errs.0 {
-                eprintln!("{e}");
+                errln!("{e}");
             }
             bail!(
                 "candidate rules in {} do not compile ({} error(s)); nothing simulated",
@@ -1403,10 +1510,10 @@ fn simulate(
     let store = env.store()?;
     let rep = arrears::engine::simulate::simulate(&store, &current, &cand, as_of, limit)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        outln!("{}", serde_json::to_string_pretty(&rep)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "simulation as of {as_of}: rules {} -> {} ({}): {} of {} customers change",
         rep.current_rules,
         rep.candidate_rules,
@@ -1415,15 +1522,15 @@ fn simulate(
         rep.customers
     );
     for (field, ts) in &rep.transitions {
-        println!("  {field}:");
+        outln!("  {field}:");
         let mut ts: Vec<_> = ts.iter().collect();
         ts.sort_by(|a, b| b.1.cmp(a.1));
         for (t, n) in ts {
-            println!("    {n:>7}  {t}");
+            outln!("    {n:>7}  {t}");
         }
     }
     if !rep.examples.is_empty() {
-        println!("  largest changed customers:");
+        outln!("  largest changed customers:");
     }
     for c in &rep.examples {
         let diffs: Vec<String> = c
@@ -1441,7 +1548,7 @@ fn simulate(
                 format!("{f} {b} -> {a}")
             })
             .collect();
-        println!(
+        outln!(
             "    {:<18} score {} -> {}; {}",
             c.customer,
             c.before.score,
@@ -1450,7 +1557,7 @@ fn simulate(
         );
     }
     for p in &rep.problems {
-        println!("  problem: {p}");
+        outln!("  problem: {p}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1486,13 +1593,13 @@ fn import_statements(
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 out.push(serde_json::json!({ "file": name, "error": format!("{e:#}") }));
             }
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(if failed > 0 {
         ExitCode::FAILURE
@@ -1504,9 +1611,9 @@ fn import_statements(
 /// What a sync did; a sync that refused some input exits 1.
 fn print_sync(name: &str, details: &[String], pulled: u64, failed: u64) -> ExitCode {
     for d in details {
-        println!("{d}");
+        outln!("{d}");
     }
-    println!("{name}: {pulled} taken in, {failed} failed");
+    outln!("{name}: {pulled} taken in, {failed} failed");
     if failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -1527,11 +1634,11 @@ fn print_connectors(list: &[arrears::server::pb::ConnectorHealth], json: bool) -
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if list.is_empty() {
-        println!("no connectors configured (config `connectors:`)");
+        outln!("no connectors configured (config `connectors:`)");
     }
     for c in list {
         let dash = |s: &str| {
@@ -1541,7 +1648,7 @@ fn print_connectors(list: &[arrears::server::pb::ConnectorHealth], json: bool) -
                 s.to_string()
             }
         };
-        println!(
+        outln!(
             "{:<20} {:<16} every {:>5}s  last success {}  lag {}  pulled {}  errors {}{}",
             c.name,
             c.kind,
@@ -1592,10 +1699,10 @@ fn local_principal() -> String {
 fn print_statement_report(r: &arrears::store::ImportReport) {
     use arrears::store::CreditStatus;
     if r.duplicate_file {
-        println!("{}: already imported; nothing done", r.file);
+        outln!("{}: already imported; nothing done", r.file);
         return;
     }
-    println!(
+    outln!(
         "{}: {} ({}), {} statement(s){}",
         r.file,
         r.format,
@@ -1608,7 +1715,7 @@ fn print_statement_report(r: &arrears::store::ImportReport) {
         }
     );
     let applied: Vec<String> = r.applied.iter().map(|(c, a)| format!("{a} {c}")).collect();
-    println!(
+    outln!(
         "  credits {}: matched {}, partially matched {}, for review {}, unmatched {}; debits {}, skipped {}{}",
         r.credits,
         r.matched,
@@ -1632,7 +1739,7 @@ fn print_statement_report(r: &arrears::store::ImportReport) {
             .iter()
             .map(|a| a.document_no.as_str())
             .collect();
-        println!(
+        outln!(
             "  line {:>5}: {} {} {:?}{}{}",
             o.line,
             o.amount,
@@ -1665,7 +1772,7 @@ fn import_csv(
     let bad = parsed.rejected.len();
     if bad > 0 && !skip_invalid {
         for e in &parsed.errors {
-            eprintln!("{}: {e}", file.display());
+            errln!("{}: {e}", file.display());
         }
         bail!(
             "{}: {bad} of {} rows are invalid; nothing was imported (fix them, or use --skip-invalid to import the {} valid rows)",
@@ -1679,9 +1786,9 @@ fn import_csv(
         arrears::import::write_rejects(&rejects, &parsed.headers, &parsed.rejected, &parsed.errors)
             .with_context(|| format!("writing {}", rejects.display()))?;
         for e in &parsed.errors {
-            eprintln!("{}: skipped {e}", file.display());
+            errln!("{}: skipped {e}", file.display());
         }
-        eprintln!("{bad} rejected row(s) written to {}", rejects.display());
+        errln!("{bad} rejected row(s) written to {}", rejects.display());
     }
     if snapshot {
         // Only sources whose every item row was valid: a rejected row must not make its
@@ -1689,7 +1796,7 @@ fn import_csv(
         parsed.batch.snapshot_sources = parsed.snapshot_sources(source);
     }
     let stats = store.ingest(&parsed.batch)?;
-    println!(
+    outln!(
         "{}: {} rows, {} imported, {bad} rejected; items new {} updated {} unchanged {} cleared {}; payments new {} updated {}; customers new {} updated {}",
         file.display(),
         parsed.rows,
@@ -1706,7 +1813,7 @@ fn import_csv(
     if stats.payments_new + stats.payments_updated > 0 {
         // Item rows carry the open amount the ERP computed; subtracting payments as well
         // would count them twice.
-        println!(
+        outln!(
             "  payments are recorded for promises and KPIs; open amounts come from the item rows"
         );
     }

@@ -62,6 +62,42 @@ pub enum DisputeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Resolve a dispute: valid (credit note expected), invalid (back to collection) or
+    /// write_off. Its items count as disputed no longer and are dunned again from the
+    /// next run unless the resolution takes them out. Supervisors and admins only.
+    Resolve {
+        /// Dispute id (see `dispute ageing`, `case show`).
+        id: i64,
+        /// valid, invalid or write_off
+        #[arg(long)]
+        resolution: String,
+        /// Day of the resolution [default: today]
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_dispute(d: &pb::Dispute, json: bool) -> Result<()> {
+    if json {
+        let v = json!({
+            "id": d.id, "customer": d.customer, "case_id": d.case_id, "reason": d.reason,
+            "opened_on": d.opened_on, "resolved_on": d.resolved_on,
+            "resolution": d.resolution, "documents": d.documents,
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    outln!(
+        "dispute {} of {} resolved {} on {} ({})",
+        d.id,
+        d.customer,
+        d.resolution,
+        d.resolved_on,
+        d.documents.join(", ")
+    );
+    Ok(())
 }
 
 fn print_ageing(a: &pb::DisputeAgeingResponse, json: bool) -> Result<()> {
@@ -82,12 +118,12 @@ fn print_ageing(a: &pb::DisputeAgeingResponse, json: bool) -> Result<()> {
                 "documents": d.documents,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("age (days)  disputes  disputed amount");
+    outln!("age (days)  disputes  disputed amount");
     for b in &a.buckets {
-        println!(
+        outln!(
             "{:<11} {:>8}  {}",
             b.bucket,
             b.disputes,
@@ -95,9 +131,9 @@ fn print_ageing(a: &pb::DisputeAgeingResponse, json: bool) -> Result<()> {
         );
     }
     if !a.oldest.is_empty() {
-        println!("oldest open disputes:");
+        outln!("oldest open disputes:");
         for d in &a.oldest {
-            println!(
+            outln!(
                 "  {} {} opened {}: {} ({})",
                 d.id,
                 d.customer,
@@ -111,8 +147,22 @@ fn print_ageing(a: &pb::DisputeAgeingResponse, json: bool) -> Result<()> {
 }
 
 pub fn dispute_local(env: &Env, c: DisputeCmd) -> Result<ExitCode> {
-    let store = env.store()?;
+    let mut store = env.store()?;
     match c {
+        DisputeCmd::Resolve {
+            id,
+            resolution,
+            on,
+            json,
+        } => {
+            let d = store.resolve_dispute_audited(
+                &local_principal(),
+                id,
+                &resolution,
+                on.unwrap_or_else(today),
+            )?;
+            print_dispute(&arrears::server::dispute_to_pb(&d), json)?;
+        }
         DisputeCmd::Ageing {
             as_of,
             oldest,
@@ -127,6 +177,23 @@ pub fn dispute_local(env: &Env, c: DisputeCmd) -> Result<ExitCode> {
 
 pub async fn dispute_remote(r: &Remote, c: DisputeCmd) -> Result<()> {
     match c {
+        DisputeCmd::Resolve {
+            id,
+            resolution,
+            on,
+            json,
+        } => {
+            let d = pb::disputes_client::DisputesClient::new(r.auth())
+                .resolve_dispute(pb::ResolveDisputeRequest {
+                    dispute_id: id,
+                    resolution,
+                    on: on.map(|d| d.to_string()).unwrap_or_default(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print_dispute(&d, json)?;
+        }
         DisputeCmd::Ageing {
             as_of,
             oldest,
@@ -261,23 +328,31 @@ fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
                 "amount": s.amount, "document_no": s.document_no, "open_amount": s.open_amount,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "agreement {} for {}: {} ({} plan, {} instalments)",
-        a.id, a.customer, a.status, a.plan, a.installments
+        a.id,
+        a.customer,
+        a.status,
+        a.plan,
+        a.installments
     );
     for i in &a.items {
-        println!(
+        outln!(
             "  {} due {}: open {}  fine {}  interest {}",
-            i.document_no, i.due_date, i.open_amount, i.fine, i.interest
+            i.document_no,
+            i.due_date,
+            i.open_amount,
+            i.fine,
+            i.interest
         );
         for l in &i.lines {
-            println!("      {l}");
+            outln!("      {l}");
         }
     }
-    println!(
+    outln!(
         "  principal {} + fine {} + interest {} + costs {} − discount {} ({}%) = debt {} {}",
         a.principal,
         a.fine,
@@ -288,18 +363,23 @@ fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
         a.debt,
         a.currency
     );
-    println!("  #   due         principal   interest     amount  item");
+    outln!("  #   due         principal   interest     amount  item");
     for s in &a.schedule {
-        println!(
+        outln!(
             "  {:<3} {}  {:>10} {:>10} {:>10}  {}",
-            s.number, s.due, s.principal, s.interest, s.amount, s.document_no
+            s.number,
+            s.due,
+            s.principal,
+            s.interest,
+            s.amount,
+            s.document_no
         );
     }
     if !a.needs_approval.is_empty() && a.status == "pending" {
-        println!("  needs approval: {}", a.needs_approval);
+        outln!("  needs approval: {}", a.needs_approval);
     }
     if !a.decided_by.is_empty() {
-        println!(
+        outln!(
             "  decided by {} on {}{}",
             a.decided_by,
             a.decided_on,
@@ -311,7 +391,7 @@ fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
         );
     }
     if !a.end_reason.is_empty() {
-        println!("  ended {}: {}", a.ended_on, a.end_reason);
+        outln!("  ended {}: {}", a.ended_on, a.end_reason);
     }
     Ok(())
 }
@@ -321,9 +401,15 @@ fn print_agreements(list: &[pb::Agreement], json: bool) -> Result<()> {
         if json {
             print_agreement(a, true)?;
         } else {
-            println!(
+            outln!(
                 "agreement {} {}: {} — {} {} in {} ({})",
-                a.id, a.customer, a.status, a.debt, a.currency, a.installments, a.plan
+                a.id,
+                a.customer,
+                a.status,
+                a.debt,
+                a.currency,
+                a.installments,
+                a.plan
             );
         }
     }
@@ -366,9 +452,9 @@ pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
                 Ok::<_, arrears::store::StoreError>((p.clone(), json!(null), json!(p)))
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+                outln!("{}", serde_json::to_string_pretty(&p)?);
             } else {
-                println!(
+                outln!(
                     "promise {}: {} {} by {} on {}",
                     p.id,
                     p.amount,
@@ -382,10 +468,10 @@ pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
             let id = store.customer_id(&customer)?;
             let list = store.list_promises(id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for p in &list {
-                    println!(
+                    outln!(
                         "promise {}: {} {} by {} on {} — {}{}",
                         p.id,
                         p.amount,
@@ -502,9 +588,9 @@ fn write_letter(content: &str, out: Option<PathBuf>) -> Result<()> {
     match out {
         Some(p) => {
             std::fs::write(&p, content).with_context(|| format!("writing {}", p.display()))?;
-            eprintln!("wrote {}", p.display());
+            errln!("wrote {}", p.display());
         }
-        None => print!("{content}"),
+        None => out!("{content}"),
     }
     Ok(())
 }
@@ -546,9 +632,9 @@ pub async fn promise_remote(r: &Remote, c: PromiseCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner();
             if json {
-                println!("{p:#?}");
+                outln!("{p:#?}");
             } else {
-                println!("{}", promise_line(&p));
+                outln!("{}", promise_line(&p));
             }
         }
         PromiseCmd::List { customer, json } => {
@@ -560,9 +646,9 @@ pub async fn promise_remote(r: &Remote, c: PromiseCmd) -> Result<()> {
                 .promises;
             for p in &list {
                 if json {
-                    println!("{p:#?}");
+                    outln!("{p:#?}");
                 } else {
-                    println!("{}", promise_line(p));
+                    outln!("{}", promise_line(p));
                 }
             }
         }
@@ -720,7 +806,7 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
             let id = customer.map(|c| store.customer_id(&c)).transpose()?;
             let list = store.messages(id, limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for m in &list {
                     let why = match m.status.as_str() {
@@ -728,7 +814,7 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
                         "sent" => m.receipt.clone().unwrap_or_default(),
                         _ => m.last_error.clone().unwrap_or_default(),
                     };
-                    println!(
+                    outln!(
                         "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
                         m.id,
                         m.customer,
@@ -753,9 +839,9 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
                 now,
             )?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
-                println!(
+                outln!(
                     "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held (channel misconfigured) {}",
                     st.composed, st.call_tasks, st.sent, st.deferred, st.retried, st.fell_back, st.failed, st.held
                 );
@@ -784,14 +870,14 @@ pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
                 .messages;
             for m in &list {
                 if json {
-                    println!("{m:#?}");
+                    outln!("{m:#?}");
                 } else {
                     let why = match m.status.as_str() {
                         "deferred" => &m.defer_reason,
                         "sent" => &m.receipt,
                         _ => &m.last_error,
                     };
-                    println!(
+                    outln!(
                         "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
                         m.id,
                         m.customer,
@@ -816,9 +902,9 @@ pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner();
             if json {
-                println!("{s:#?}");
+                outln!("{s:#?}");
             } else {
-                println!(
+                outln!(
                     "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held {}",
                     s.composed, s.call_tasks, s.sent, s.deferred, s.retried, s.fell_back, s.failed, s.held
                 );
@@ -850,7 +936,7 @@ pub async fn customer_remote(r: &Remote, c: CustomerCmd) -> Result<()> {
         .await
         .map_err(describe)?
         .into_inner();
-    println!(
+    outln!(
         "{}: email {}, phone {}, do not contact {}, opted out of [{}]",
         p.customer,
         if p.email.is_empty() { "-" } else { &p.email },
@@ -901,7 +987,7 @@ pub fn customer_local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
                 let after = format!("{p:?}");
                 Ok::<_, arrears::store::StoreError>((p, json!(before), json!(after)))
             })?;
-            println!(
+            outln!(
                 "{}/{}: email {}, phone {}, do not contact {}, opted out of [{}]",
                 p.company,
                 p.code,

@@ -109,13 +109,13 @@ pub fn print_worklist(page: &pb::WorklistPage, json: bool) -> Result<()> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"total": page.total, "entries": v}))?
         );
         return Ok(());
     }
-    println!("{} of {} entries", page.entries.len(), page.total);
+    outln!("{} of {} entries", page.entries.len(), page.total);
     for e in &page.entries {
         let prio = pb::Priority::try_from(e.priority)
             .map(|p| {
@@ -129,7 +129,7 @@ pub fn print_worklist(page: &pb::WorklistPage, json: bool) -> Result<()> {
             .as_ref()
             .map(|m| format!("{} {}", m.amount, m.currency))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<10} {:<7} {:>7} {:<18} {:<28} {:>5} {:>16} {:<12} {}",
             e.nad,
             prio,

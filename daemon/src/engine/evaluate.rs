@@ -506,6 +506,7 @@ pub fn evaluate(
                     }
                     None => script_errors.push(ScriptError {
                         file: slot.script.file.clone(),
+                        line: None,
                         hook: "priority",
                         message: format!(
                             "returned `{p}`; expected \"high\", \"medium\" or \"low\""

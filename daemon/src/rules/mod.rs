@@ -1045,8 +1045,24 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     format!("script `{}` tests unknown segment `{n}`", s.file),
                 );
             }
+            if let Some(ms) = s.budget_ms {
+                if !(1..=script::MAX_BUDGET_MS).contains(&ms) {
+                    cx.err(
+                        src_of(i),
+                        Some("budget_ms"),
+                        format!(
+                            "script `{}`: budget_ms must be 1 to {}",
+                            s.file,
+                            script::MAX_BUDGET_MS
+                        ),
+                    );
+                }
+            }
             match script::compile(&engine, dir, &s.file) {
-                Ok(sc) => {
+                Ok(mut sc) => {
+                    if let Some(ms) = s.budget_ms {
+                        sc.budget = std::time::Duration::from_millis(ms);
+                    }
                     hasher.update(s.file.as_bytes());
                     hasher.update(std::fs::read(dir.join(&s.file)).unwrap_or_default());
                     slots.push(ScriptSlot { script: sc, when })

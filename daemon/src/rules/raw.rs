@@ -291,6 +291,8 @@ pub struct ScriptRef {
     pub file: String,
     /// Run the script only for customers matching this native condition.
     pub when: Option<Condition>,
+    /// Wall-clock milliseconds one hook call may take [default 50].
+    pub budget_ms: Option<u64>,
 }
 
 /// A condition: every listed fact test must hold (AND); `any` holds when one of its

@@ -6,8 +6,11 @@
 //! amounts are `Decimal` (the engine is built with `decimal` + `no_float`, so a
 //! literal such as `1000.50` in a script is an exact decimal too).
 
+use std::cell::Cell;
+use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
 use rust_decimal::Decimal;
@@ -20,8 +23,34 @@ pub const MAX_OPERATIONS: u64 = 200_000;
 pub const MAX_CALL_LEVELS: usize = 32;
 pub const MAX_EXPR_DEPTH: usize = 64;
 pub const MAX_STRING_SIZE: usize = 16 * 1024;
+// Not lower: `customer.items` is an array too, and key accounts have thousands of items.
+// Rhai re-measures a whole array after every change to it, so filling one costs the
+// square of its size; the time budget, not this, bounds what that costs a run.
 pub const MAX_ARRAY_SIZE: usize = 10_000;
 pub const MAX_MAP_SIZE: usize = 1_000;
+/// Wall-clock time one hook call may take unless the script's `budget_ms` says otherwise.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
+/// The largest `budget_ms` a script may ask for.
+pub const MAX_BUDGET_MS: u64 = 10_000;
+/// After this many calls in a row over budget a script is paused for [`PAUSE`]: a hook
+/// slow for every customer would otherwise cost its budget once per customer
+/// (300 customers × 50 ms = 15 s a run). A pause, not a ban, because a busy machine can
+/// make a sound script late a few times too.
+pub const MAX_OVERRUNS_IN_A_ROW: u32 = 3;
+pub const PAUSE: Duration = Duration::from_secs(60);
+// Reading the clock costs about as much as a cheap operation, so it is read once every
+// CLOCK_EVERY operations; no single built-in runs long enough within the size limits
+// above for that to overshoot the budget noticeably.
+const CLOCK_EVERY: u64 = 32;
+
+thread_local! {
+    // The deadline of the hook call running on this thread: the engine and its progress
+    // callback are shared by every call, the deadline belongs to one.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The token the progress callback stops a script with, to tell it from `throw`.
+const OVER_BUDGET: &str = "arrears:over-budget";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
@@ -49,15 +78,27 @@ impl Hook {
 }
 
 /// A script that ran out of limits or failed; the engine keeps the YAML result.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{file}: {hook}(): {message}")]
+#[derive(Debug, Clone)]
 pub struct ScriptError {
     pub file: String,
+    /// Line in `file` where the script failed, when Rhai knows it.
+    pub line: Option<usize>,
     pub hook: &'static str,
     pub message: String,
-    /// True when a safety limit (operations, depth, sizes) stopped the script.
+    /// True when a safety limit (time, operations, depth, sizes) stopped the script.
     pub limit_hit: bool,
 }
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}(): {}", self.file, self.hook, self.message),
+            None => write!(f, "{}: {}(): {}", self.file, self.hook, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScriptError {}
 
 pub fn build_engine() -> Engine {
     let mut e = Engine::new();
@@ -68,6 +109,20 @@ pub fn build_engine() -> Engine {
         .set_max_array_size(MAX_ARRAY_SIZE)
         .set_max_map_size(MAX_MAP_SIZE)
         .set_strict_variables(true);
+    // Operation counts do not bound time: one call of a built-in on a large string or
+    // array counts as one operation. The deadline does.
+    e.on_progress(|ops| {
+        if ops % CLOCK_EVERY != 0 {
+            return None;
+        }
+        let over = DEADLINE.with(|d| d.get().is_some_and(|t| Instant::now() >= t));
+        over.then(|| Dynamic::from(OVER_BUDGET))
+    });
+    // Scripts are self-contained: the default resolver would load any file relative
+    // to the daemon's working directory (`import "../../etc/x"`). `import` is refused
+    // when the rules are loaded; the resolver is a second lock should it get through.
+    e.disable_symbol("import");
+    e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     // Scripts must not write to the daemon's stdout; route `print`/`debug` to tracing.
     e.on_print(|s| tracing::info!(target: "arrears::script", "{s}"));
     e.on_debug(|s, src, pos| tracing::debug!(target: "arrears::script", ?src, %pos, "{s}"));
@@ -75,10 +130,22 @@ pub fn build_engine() -> Engine {
     e
 }
 
+/// Calls in a row stopped by the budget, and the pause that follows too many.
+#[derive(Debug, Default)]
+struct Overruns {
+    in_a_row: u32,
+    paused_until: Option<Instant>,
+}
+
 pub struct Script {
     pub file: String,
     pub ast: AST,
     pub hooks: Vec<Hook>,
+    /// Wall-clock time one call may take.
+    pub budget: Duration,
+    /// Where each hook is defined.
+    hook_lines: Vec<(Hook, usize)>,
+    overruns: Mutex<Overruns>,
 }
 
 /// Compiles one script file; the error carries file, line and column.
@@ -121,10 +188,17 @@ pub fn compile(engine: &Engine, rules_dir: &Path, rel: &str) -> Result<Script, R
         ));
     }
     hooks.sort();
+    let hook_lines = hooks
+        .iter()
+        .filter_map(|h| locate_fn(&text, h.name()).map(|(l, _)| (*h, l)))
+        .collect();
     Ok(Script {
         file: rel.to_string(),
         ast,
         hooks,
+        budget: DEFAULT_BUDGET,
+        hook_lines,
+        overruns: Mutex::new(Overruns::default()),
     })
 }
 
@@ -142,26 +216,93 @@ impl Script {
         hook: Hook,
         args: impl rhai::FuncArgs,
     ) -> Result<Dynamic, ScriptError> {
+        if let Some(until) = self.paused_until() {
+            return Err(ScriptError {
+                file: self.file.clone(),
+                line: self.hook_line(hook),
+                hook: hook.name(),
+                message: format!(
+                    "not called: over its time budget of {} ms in {MAX_OVERRUNS_IN_A_ROW} calls \
+                     in a row; paused for {} s more",
+                    self.budget.as_millis(),
+                    until.saturating_duration_since(Instant::now()).as_secs() + 1
+                ),
+                limit_hit: true,
+            });
+        }
         let mut scope = Scope::new();
         let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        engine
-            .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, hook.name(), args)
-            .map_err(|e| self.error(hook, &e))
+        DEADLINE.with(|d| d.set(Some(Instant::now() + self.budget)));
+        let r =
+            engine.call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, hook.name(), args);
+        DEADLINE.with(|d| d.set(None));
+        let over = matches!(&r, Err(e) if is_over_budget(e.unwrap_inner()));
+        self.count_overrun(over);
+        r.map_err(|e| self.error(hook, &e))
+    }
+
+    fn hook_line(&self, hook: Hook) -> Option<usize> {
+        self.hook_lines
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .map(|(_, l)| *l)
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        let mut o = self.overruns.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = o.paused_until?;
+        if Instant::now() < until {
+            return Some(until);
+        }
+        *o = Overruns::default();
+        None
+    }
+
+    fn count_overrun(&self, over: bool) {
+        let mut o = self.overruns.lock().unwrap_or_else(PoisonError::into_inner);
+        if !over {
+            o.in_a_row = 0;
+            return;
+        }
+        o.in_a_row += 1;
+        if o.in_a_row >= MAX_OVERRUNS_IN_A_ROW {
+            o.paused_until = Some(Instant::now() + PAUSE);
+        }
     }
 
     fn error(&self, hook: Hook, e: &rhai::EvalAltResult) -> ScriptError {
         use rhai::EvalAltResult as E;
-        let limit_hit = matches!(
-            e,
-            E::ErrorTooManyOperations(..)
-                | E::ErrorStackOverflow(..)
-                | E::ErrorDataTooLarge(..)
-                | E::ErrorTooManyModules(..)
-        );
+        // The error inside the innermost function call says what went wrong and where;
+        // the wrappers only name the functions on the way.
+        let inner = e.unwrap_inner();
+        let limit_hit = is_over_budget(inner)
+            || matches!(
+                inner,
+                E::ErrorTooManyOperations(..)
+                    | E::ErrorStackOverflow(..)
+                    | E::ErrorDataTooLarge(..)
+                    | E::ErrorTooManyModules(..)
+            );
+        // Rhai moves a limit error to the place of the call that started the script, which
+        // for a hook is nowhere; the hook's own line is then the best there is.
+        let pos = innermost_line(e).or_else(|| self.hook_line(hook));
+        let message = if is_over_budget(inner) {
+            format!(
+                "stopped: over its time budget of {} ms (`budget_ms` in `scripts:`)",
+                self.budget.as_millis()
+            )
+        } else {
+            // The line is in the report already; Rhai's own "(line 3, position 5)" would
+            // name it twice.
+            let m = inner.to_string();
+            let at = format!(" ({})", inner.position());
+            m.strip_suffix(&at).map(str::to_string).unwrap_or(m)
+        };
         ScriptError {
             file: self.file.clone(),
+            line: pos,
             hook: hook.name(),
-            message: e.to_string(),
+            message,
             limit_hit,
         }
     }
@@ -170,6 +311,7 @@ impl Script {
         ScriptError {
             file: self.file.clone(),
             hook: hook.name(),
+            line: None,
             message: format!(
                 "must return {want} or (), returned {} `{got}`",
                 got.type_name()
@@ -241,6 +383,23 @@ impl Script {
             .map(Some)
             .map_err(|_| self.bad_return(Hook::Escalation, "a level number", &r))
     }
+}
+
+/// The line closest to the failure: a built-in that refuses a value knows no position,
+/// the call of it in the script does.
+fn innermost_line(e: &rhai::EvalAltResult) -> Option<usize> {
+    use rhai::EvalAltResult as E;
+    match e {
+        E::ErrorInFunctionCall(.., inner, pos) | E::ErrorInModule(.., inner, pos) => {
+            innermost_line(inner).or(pos.line())
+        }
+        _ => e.position().line(),
+    }
+}
+
+fn is_over_budget(e: &rhai::EvalAltResult) -> bool {
+    matches!(e, rhai::EvalAltResult::ErrorTerminated(t, _)
+        if t.clone().into_immutable_string().is_ok_and(|s| s == OVER_BUDGET))
 }
 
 #[derive(Debug, Clone)]
@@ -540,5 +699,80 @@ mod tests {
             compile(&build_engine(), dir.path(), "undefined.rhai").is_err(),
             "strict variables"
         );
+    }
+
+    #[test]
+    fn an_expensive_loop_is_stopped_by_its_time_budget_with_file_and_line() {
+        // Few operations per iteration, each on a 16 KB string: the operation limit
+        // alone lets this run for seconds.
+        let (e, s) = script(
+            "fn score(c, s) {\n  let t = \"\"; t.pad(16000, 'x');\n  let n = 0;\n  loop { n += t.to_upper().index_of(\"y\"); }\n}\n",
+        );
+        let started = Instant::now();
+        let err = s.score(&e, &customer(dec!(1)), dec!(0)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+        assert!(err.limit_hit, "{err}");
+        let text = err.to_string();
+        // Rhai does not say where a stopped script was; the hook's line is reported.
+        assert!(text.starts_with("s.rhai:1: score(): "), "{text}");
+        assert!(text.contains("time budget of 50 ms"), "{text}");
+    }
+
+    #[test]
+    fn a_script_over_budget_in_several_calls_in_a_row_is_paused() {
+        let (e, mut s) =
+            script("fn segment(c) { let t = \"\"; t.pad(16000, 'x'); loop { t.to_upper(); } }");
+        s.budget = Duration::from_millis(5);
+        for _ in 0..MAX_OVERRUNS_IN_A_ROW {
+            let err = s.segment(&e, &customer(dec!(1))).unwrap_err();
+            assert!(err.message.contains("time budget of 5 ms"), "{err}");
+        }
+        let started = Instant::now();
+        let err = s.segment(&e, &customer(dec!(1))).unwrap_err();
+        assert!(err.message.starts_with("not called"), "{err}");
+        assert!(err.limit_hit);
+        assert!(started.elapsed() < Duration::from_millis(5), "{err}");
+    }
+
+    #[test]
+    fn a_hook_filling_huge_arrays_and_maps_for_every_customer_costs_the_run_little() {
+        // Each call runs until a limit stops it; without the pause every customer pays
+        // that in full (the issue saw 9-22 s for 300 customers).
+        for src in [
+            "fn score(c, s) {\n  let a = [];\n  loop { a.push(s); }\n}",
+            "fn score(c, s) {\n  let m = #{}; let n = 0;\n  loop { m[`k${n}`] = [n, s]; n += 1; }\n}",
+        ] {
+            let (e, s) = script(src);
+            let started = Instant::now();
+            for _ in 0..100 {
+                let err = s.score(&e, &customer(dec!(1)), dec!(0)).unwrap_err();
+                assert!(err.limit_hit, "{err}");
+                assert!(err.to_string().starts_with("s.rhai:1: score(): "), "{err}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{src}");
+        }
+        let (e, s) = script("fn score(c, s) { let a = []; a.pad(20000, s); a.len() }");
+        let err = s.score(&e, &customer(dec!(1)), dec!(0)).unwrap_err();
+        assert!(err.message.contains("Size of array"), "{err}");
+    }
+
+    #[test]
+    fn import_is_refused_when_the_rules_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, src) in [
+            (
+                "top.rhai",
+                "import \"../../etc/x\" as x;\nfn score(c, s) { s }\n",
+            ),
+            (
+                "inner.rhai",
+                "fn score(c, s) {\n  import \"../../etc/x\" as x;\n  s\n}\n",
+            ),
+        ] {
+            std::fs::write(dir.path().join(name), src).unwrap();
+            let e = compile(&build_engine(), dir.path(), name).err().unwrap();
+            assert!(e.message.contains("import"), "{e}");
+            assert!(e.pos.is_some(), "{e}");
+        }
     }
 }

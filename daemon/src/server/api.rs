@@ -257,7 +257,7 @@ fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
     }
 }
 
-fn dispute_to_pb(d: &crate::store::DisputeView) -> pb::Dispute {
+pub fn dispute_to_pb(d: &crate::store::DisputeView) -> pb::Dispute {
     pb::Dispute {
         id: d.id,
         customer: d.customer.clone(),
@@ -583,6 +583,47 @@ impl pb::cases_server::Cases for Api {
                 })
                 .await?;
             Ok(Response::new(c))
+        })
+        .await
+    }
+
+    async fn add_notes(
+        &self,
+        req: Request<pb::AddNotesRequest>,
+    ) -> Result<Response<pb::AddNotesResponse>, Status> {
+        observed("Cases/AddNotes", async {
+            let who = principal(&req)?;
+            let r = req.into_inner();
+            let text = nonempty("text", &r.text)?.to_string();
+            if text.len() > 64 * 1024 {
+                return Err(Status::invalid_argument("text: more than 64 KiB"));
+            }
+            if r.case_ids.is_empty() || r.case_ids.len() > 1000 {
+                return Err(Status::invalid_argument("case_ids: 1 to 1000 cases"));
+            }
+            let mut ids = Vec::with_capacity(r.case_ids.len());
+            for &c in &r.case_ids {
+                ids.push(positive_id("case_ids", c)?);
+            }
+            let on = self.shared.as_of(&r.on)?;
+            let noted = self
+                .shared
+                .write(format!("cases {ids:?}: cases.note"), move |store, rules| {
+                    // One transaction: every case gets the note, or none does.
+                    store.audited(&who.name, "cases.note", &format!("cases {ids:?}"), |st| {
+                        let mut before = Vec::with_capacity(ids.len());
+                        let mut after = Vec::with_capacity(ids.len());
+                        for &id in &ids {
+                            before.push(Self::guard_case(st, &who, id)?);
+                            st.add_note(id, on, &who.name, &text, &rules.cases)
+                                .map_err(status)?;
+                            after.push(st.case_detail(id)?);
+                        }
+                        Ok::<_, Status>((ids.len() as u32, json!(before), json!(after)))
+                    })
+                })
+                .await?;
+            Ok(Response::new(pb::AddNotesResponse { noted }))
         })
         .await
     }
@@ -947,16 +988,7 @@ impl pb::disputes_server::Disputes for Api {
                 .shared
                 .write(format!("dispute {id} resolved"), move |store, _| {
                     store
-                        .audited(
-                            &who.name,
-                            "dispute.resolve",
-                            &format!("dispute {id}"),
-                            |st| {
-                                let d = st.resolve_dispute(id, &resolution, on, &who.name)?;
-                                let after = json!(d);
-                                Ok((d, json!(null), after))
-                            },
-                        )
+                        .resolve_dispute_audited(&who.name, id, &resolution, on)
                         .map(|d| dispute_to_pb(&d))
                         .map_err(status)
                 })

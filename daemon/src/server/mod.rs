@@ -36,7 +36,7 @@ use crate::config::ServeConfig;
 use crate::rules::{self, RuleError, RuleSet};
 use crate::store::{Store, StoreError};
 pub use api::connector_health;
-pub use api::{agreement_to_pb, dispute_ageing_to_pb, plan_kind};
+pub use api::{agreement_to_pb, dispute_ageing_to_pb, dispute_to_pb, plan_kind};
 use auth::Auth;
 pub use runner::RunRequest;
 pub use worklist_view::WorklistView;
@@ -468,8 +468,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         })
     };
 
-    println!("grpc listening on {grpc_addr}");
-    println!("metrics listening on {metrics_addr}");
+    // Not `println!`: it panics when whoever started the daemon has closed the pipe
+    // (`arrears serve | head -2`), and these lines are only a courtesy; the log has them.
+    let say = |line: String| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(format!("grpc listening on {grpc_addr}"));
+    say(format!("metrics listening on {metrics_addr}"));
     tracing::info!(%grpc_addr, %metrics_addr, db = %opts.db.display(), rules = %opts.rules_dir.display(), "arrears serving");
 
     let mut stop = shared.shutdown.clone();
@@ -497,6 +503,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let _ = runner.await;
     let _ = metrics_server.await;
     served?;
-    println!("shutdown complete");
+    say("shutdown complete".into());
     Ok(())
 }

@@ -927,6 +927,78 @@ impl Store {
         tx.commit()?;
         Ok(view)
     }
+
+    /// One dispute, open or resolved.
+    pub fn dispute(&self, dispute_id: i64) -> Result<DisputeView> {
+        disputes(&self.conn, "d.id = ?1", [dispute_id])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
+    }
+
+    /// [`Store::resolve_dispute`] as one audited change by `principal`, the same for
+    /// the API and the command line.
+    pub fn resolve_dispute_audited(
+        &mut self,
+        principal: &str,
+        dispute_id: i64,
+        resolution: &str,
+        on: NaiveDate,
+    ) -> Result<DisputeView> {
+        self.audited(
+            principal,
+            "dispute.resolve",
+            &format!("dispute {dispute_id}"),
+            |st| {
+                let before = st.dispute(dispute_id)?;
+                let after = st.resolve_dispute(dispute_id, resolution, on, principal)?;
+                Ok((
+                    after.clone(),
+                    serde_json::json!(before),
+                    serde_json::json!(after),
+                ))
+            },
+        )
+    }
+
+    /// Ends the customer's holds that are active on `on`: each one's last day becomes
+    /// the day before, so its items are dunned again from the next run on. The holds
+    /// stay on record with their shortened end. Returns how many were lifted.
+    pub fn lift_holds(&mut self, customer_id: i64, on: NaiveDate) -> Result<usize> {
+        require(&self.conn, "customers", "customer", customer_id)?;
+        let tx = self.conn.savepoint()?;
+        let n = tx.execute(
+            "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
+            params![customer_id, add_days(on, -1).to_string(), on.to_string()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::State(format!(
+                "customer {customer_id} has no hold active on {on}"
+            )));
+        }
+        mark_dirty(&tx, customer_id)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// The customer's holds active on `on`: (reason, last day or none).
+    pub fn active_holds(
+        &self,
+        customer_id: i64,
+        on: NaiveDate,
+    ) -> Result<Vec<(String, Option<NaiveDate>)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT reason, until FROM holds WHERE customer_id = ?1 AND (until IS NULL OR until >= ?2) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![customer_id, on.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (reason, until) = r?;
+            out.push((reason, opt_date("holds.until", until)?));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
