@@ -204,7 +204,16 @@ pub fn run(
             .or_default() += 1;
         let ladder = &rules.ladders[strat.ladder];
         if let Some(d) = &ev.escalation.decision {
-            out.item_levels.extend(d.items.iter().copied());
+            // Only levels that move are written: a resend or a big customer's new
+            // invoice leaves most items where they were.
+            let before: HashMap<i64, usize> =
+                input.items.iter().map(|i| (i.id, i.dun_level)).collect();
+            out.item_levels.extend(
+                d.items
+                    .iter()
+                    .filter(|(id, l)| before.get(id) != Some(l))
+                    .copied(),
+            );
             let level = &ladder.levels[d.level - 1];
             sum.escalations += 1;
             *sum.escalations_by_level
