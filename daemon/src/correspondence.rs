@@ -55,10 +55,6 @@ fn level_of<'a>(rules: &'a RuleSet, ladder: &str, level: usize) -> Option<&'a Le
         .and_then(|l| l.levels.get(level.checked_sub(1)?))
 }
 
-fn round2(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-}
-
 /// The level's fee (base currency) in the item's currency.
 fn fee_in(rules: &RuleSet, fee_base: Decimal, currency: &str) -> Option<Decimal> {
     if fee_base.is_zero() {
@@ -66,7 +62,11 @@ fn fee_in(rules: &RuleSet, fee_base: Decimal, currency: &str) -> Option<Decimal>
     }
     let cur = Currency::parse(currency).ok()?;
     let one = rules.rates.to_base(Money::new(Decimal::ONE, cur)).ok()?;
-    (!one.is_zero()).then(|| round2(fee_base / one))
+    // In the item's minor units: a JPY fee has no sen, a KWD fee has fils.
+    (!one.is_zero()).then(|| {
+        (fee_base / one)
+            .round_dp_with_strategy(cur.minor_digits(), RoundingStrategy::MidpointAwayFromZero)
+    })
 }
 
 fn company(rules: &RuleSet, p: &ContactProfile) -> templates::Company {
@@ -327,7 +327,8 @@ fn interest_of(rules: &RuleSet, it: &crate::store::LetterItem, as_of: NaiveDate)
         it.due_date,
         payments,
     );
-    crate::finance::debt(policy, &input, as_of, crate::finance::DEFAULT_MINOR_UNITS)
+    let mu = crate::money::minor_digits_of(&it.currency);
+    crate::finance::debt(policy, &input, as_of, mu)
         .map(|d| d.interest_outstanding)
         .unwrap_or(Decimal::ZERO)
 }

@@ -90,6 +90,12 @@ impl Currency {
     }
 }
 
+/// Minor-unit digits of a stored currency code; 2 for a code that does not parse
+/// (stored codes were validated on the way in).
+pub fn minor_digits_of(code: &str) -> u32 {
+    Currency::parse(code).map_or(2, |c| c.minor_digits())
+}
+
 impl FromStr for Currency {
     type Err = MoneyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -134,8 +134,12 @@ fn finance_err(e: finance::FinanceError) -> StoreError {
     StoreError::Invalid(e.to_string())
 }
 
-fn round(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+/// Rounded to the currency's minor units (0 for JPY, 3 for KWD).
+fn round(d: Decimal, currency: &str) -> Decimal {
+    d.round_dp_with_strategy(
+        crate::money::minor_digits_of(currency),
+        RoundingStrategy::MidpointAwayFromZero,
+    )
 }
 
 /// Which of `role`'s limits a proposal exceeds; empty = within them.
@@ -302,7 +306,8 @@ impl Store {
                 }
             }
             let (input, note) = ItemDebtInput::from_record(original, open, due, pays);
-            let d = finance::debt(terms.interest, &input, p.on, finance::DEFAULT_MINOR_UNITS)
+            let mu = crate::money::minor_digits_of(&currency);
+            let d = finance::debt(terms.interest, &input, p.on, mu)
                 .map_err(|e| StoreError::Invalid(format!("{doc}: {e}")))?;
             principal += d.principal_outstanding;
             fine += d.fine_outstanding;
@@ -327,7 +332,7 @@ impl Store {
             unreachable!("at least one case was read")
         };
         let total = principal + fine + interest + costs;
-        let discount = round(total * p.discount_percent / Decimal::from(100));
+        let discount = round(total * p.discount_percent / Decimal::from(100), &currency);
         let debt = total - discount;
         let rate = match p.plan {
             PlanKind::NoInterest => Decimal::ZERO,
@@ -341,7 +346,7 @@ impl Store {
                 monthly_rate: rate,
                 first_due: p.first_due,
             },
-            finance::DEFAULT_MINOR_UNITS,
+            crate::money::minor_digits_of(&currency),
         )
         .map_err(finance_err)?;
         if let Some(small) = schedule.iter().find(|i| i.amount < t.min_installment) {
