@@ -255,6 +255,51 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     }
 
+    /// Version 7 seeds each item's dunning level from the steps already decided and
+    /// marks originals that a split or re-posting already replaced.
+    #[test]
+    fn version_7_seeds_item_levels_and_marks_replaced_originals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut old = Store {
+            conn: Connection::open(&path).unwrap(),
+        };
+        old.migrate("a.db", &MIGRATIONS[..6]).unwrap();
+        old.conn.execute_batch(
+            "INSERT INTO customers(id, company, code, name, dirty) VALUES (1, 'C', 'X', 'x', 0);
+             INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency, original_document)
+               VALUES (1, 's', 'a', 1, 'INV-1', '2026-01-01', '2026-01-31', '10', '10', 'EUR', NULL),
+                      (2, 's', 'b', 1, 'INV-2', '2026-01-01', '2026-03-31', '10', '10', 'EUR', NULL),
+                      (3, 's', 'c', 1, 'INV-2-A', '2026-01-01', '2026-04-30', '10', '10', 'EUR', 'INV-2'),
+                      (4, 's', 'd', 1, 'INV-4', '2026-01-01', '2026-05-31', '10', '10', 'EUR', NULL);
+             INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason, status)
+               VALUES (1, 1, '2026-03-01', 'l', 2, 'r1', 'email', 't', 0, '10', '[[1,3]]', 'x', 'sent'),
+                      (1, 2, '2026-04-01', 'l', 3, 'r2', 'email', 't', 0, '20', '[[1,3],[2,1]]', 'x', 'sent'),
+                      (1, 3, '2026-05-01', 'l', 4, 'r3', 'email', 't', 0, '20', '[[1,4],[2,4]]', 'x', 'cancelled');",
+        ).unwrap();
+        drop(old);
+        let s = Store::open(&path).unwrap();
+        let rows: Vec<(i64, String)> = s
+            .conn
+            .prepare("SELECT dun_level, status FROM items ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want = [(3, "open"), (1, "replaced"), (0, "open"), (0, "open")];
+        let want: Vec<(i64, String)> = want.iter().map(|(l, s)| (*l, s.to_string())).collect();
+        assert_eq!(
+            rows, want,
+            "levels capped by their step, cancelled steps ignored"
+        );
+        let dirty: i64 = s
+            .conn
+            .query_row("SELECT dirty FROM customers", [], |r| r.get(0))
+            .unwrap();
+        assert!(dirty > 0, "the customer is evaluated again");
+    }
+
     #[test]
     fn reopening_is_a_no_op_and_wal_is_on() {
         let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ UPDATE items SET dun_level = COALESCE((
     WHERE e.customer_id = items.customer_id
       AND e.status NOT IN ('cancelled', 'superseded')
       AND json_extract(j.value, '$[0]') = items.id), 0)
-WHERE status = 'open';
+WHERE status = 'open' AND customer_id IN (SELECT customer_id FROM escalations);
 -- The outbox looks up payments per item.
 CREATE INDEX payments_item ON payments(item_id);
 -- An item another one names as its original (split or re-posting) is 'replaced': its
