@@ -184,11 +184,18 @@ fn amount(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<Decimal, 
         }
         plain &= count <= 18;
     }
-    if plain {
+    let d = if plain {
         let m = if negative { -mantissa } else { mantissa };
-        return Ok(Decimal::new(m, scale.unwrap_or(0)));
-    }
-    dec(column, txt(r, i)?)
+        Decimal::new(m, scale.unwrap_or(0))
+    } else {
+        dec(column, txt(r, i)?)?
+    };
+    // Amounts beyond the bound (stored before there was one) could overflow the sums:
+    // named as corrupt instead of stopping the KPI task with a panic.
+    crate::money::check_bound(d).map_err(|_| StoreError::Corrupt {
+        column,
+        value: d.to_string(),
+    })
 }
 
 fn day_of(d: NaiveDate) -> i64 {
@@ -1338,6 +1345,25 @@ mod tests {
         assert_eq!(round_ratio(dec!(0.00004999)), dec!(0.0000));
     }
 
+    /// A stored amount beyond the bound (from before there was one) is an error that
+    /// names it, not a panic of the KPI task.
+    #[test]
+    fn amounts_beyond_the_bound_are_named_not_a_panic() {
+        let (_dir, s) = store(acme(), vec![]);
+        s.conn()
+            .execute(
+                "UPDATE items SET original_amount = '50000000000000000000000000000', open_amount = '50000000000000000000000000000'",
+                [],
+            )
+            .unwrap();
+        let err = compute(&s, d("2026-11-23"), &KpiOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("50000000000000000000000000000"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_split_document_is_one_sale() {
         let original = item(
@@ -2013,7 +2039,10 @@ mod tests {
             "1.2.3",
             "-",
         ] {
-            let expected: Option<Decimal> = text.parse().ok();
+            let expected: Option<Decimal> = text
+                .parse()
+                .ok()
+                .filter(|d| crate::money::check_bound(*d).is_ok());
             let got = parse(text).0;
             assert_eq!(got, expected, "{text}");
             if let (Some(g), Some(e)) = (got, expected) {
