@@ -135,14 +135,7 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Invalid(msg) => Status::invalid_argument(msg),
         StoreError::State(msg) => Status::failed_precondition(msg),
         StoreError::Denied(msg) => Status::permission_denied(msg),
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            Status::unavailable("the store is busy; retry")
-        }
+        e @ StoreError::Busy { .. } => Status::unavailable(e.to_string()),
         other => {
             tracing::error!(error = %other, "store error");
             Status::internal(other.to_string())

@@ -331,7 +331,7 @@ impl Store {
         do_not_contact: Option<bool>,
         opt_outs: Option<&[String]>,
     ) -> Result<ContactProfile> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE customers SET email = COALESCE(?2, email), phone = COALESCE(?3, phone),
                 address = COALESCE(?4, address), do_not_contact = COALESCE(?5, do_not_contact),
@@ -423,9 +423,7 @@ impl Store {
 
     /// Queues a message; `None` when another pass queued the step's first message.
     pub fn queue_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<Option<i64>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let id = queue(&tx, m, now)?;
         tx.commit()?;
         Ok(id)
@@ -434,9 +432,7 @@ impl Store {
     /// A newer step replaces what still waits for the customer: one reminder, the
     /// latest, not a backlog of outdated ones.
     pub fn supersede_waiting(&mut self, customer_id: i64, newer_step: i64) -> Result<u32> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE escalations SET status = 'superseded' WHERE customer_id = ?1 AND id < ?2 AND status = 'pending'",
             params![customer_id, newer_step],
@@ -470,9 +466,7 @@ impl Store {
         now: DateTime<Utc>,
         give_up_event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "UPDATE messages SET status = 'failed', last_error = ?2, attempts = attempts + ?3 WHERE id = ?1",
             params![id, error, counts_as_attempt as i64],
@@ -504,9 +498,7 @@ impl Store {
 
     /// A step whose items were all paid (or left collection) after it was decided.
     pub fn cancel_message(&mut self, id: i64, why: &str) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "UPDATE messages SET status = 'cancelled', last_error = ?2 WHERE id = ?1",
             params![id, why],
@@ -529,7 +521,7 @@ impl Store {
         on: NaiveDate,
         event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let customer_id: i64 = tx.query_row(
             "SELECT customer_id FROM escalations WHERE id = ?1",
             [escalation_id],
@@ -609,9 +601,7 @@ impl Store {
         fees: &[Fee],
         event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         record_sent(&tx, id, now, receipt, fees, event)?;
         tx.commit()?;
         Ok(())
@@ -678,9 +668,7 @@ impl Store {
         fees: &[Fee],
         event: Option<(&str, &str)>,
     ) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO documents(customer_id, kind, language, subject, text, html, created_on)
              VALUES (?1, 'letter', ?2, ?3, ?4, ?5, ?6)",
