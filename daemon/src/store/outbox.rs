@@ -201,6 +201,16 @@ fn record_sent(
     Ok(())
 }
 
+/// Every pass asks this of every pending step: it must find the step's first message
+/// by index (`messages_step` covers first messages only; a fallback always follows a
+/// first message of the same step), not scan the outbox's whole history per step.
+const STEPS_TO_SEND: &str = "e.status = 'pending'
+    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id AND m.replaces IS NULL)";
+
+/// Asked per item of every reminder: by the `payments_item` index.
+const PAYMENTS_OF_ITEM: &str =
+    "SELECT value_date, amount FROM payments WHERE item_id = ?1 ORDER BY value_date";
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -243,10 +253,7 @@ fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
 impl Store {
     /// Escalation steps still `pending` with no message made for them.
     pub fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
-        self.steps(
-            "e.status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id)",
-            [],
-        )
+        self.steps(STEPS_TO_SEND, [])
     }
 
     pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
@@ -382,9 +389,7 @@ impl Store {
                 continue;
             };
             let mut payments = Vec::new();
-            let mut st = self.conn.prepare_cached(
-                "SELECT value_date, amount FROM payments WHERE item_id = ?1 ORDER BY value_date",
-            )?;
+            let mut st = self.conn.prepare_cached(PAYMENTS_OF_ITEM)?;
             let mut rows = st.query([id])?;
             while let Some(r) = rows.next()? {
                 payments.push((
@@ -705,5 +710,37 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(s: &Store, sql: &str) -> String {
+        let mut st = s.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = st
+            .query_map([1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows.join("\n")
+    }
+
+    /// The outbox's per-item and per-step lookups use indexes: at a few hundred
+    /// thousand payments and messages a scan per item or step stalls every pass.
+    #[test]
+    fn the_outbox_lookups_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        let p = plan(&s, PAYMENTS_OF_ITEM);
+        assert!(p.contains("USING INDEX payments_item"), "{p}");
+        let p = plan(
+            &s,
+            &format!("SELECT e.id FROM escalations e WHERE {STEPS_TO_SEND} AND e.id >= ?1"),
+        );
+        assert!(p.contains("INDEX messages_step"), "{p}");
+        assert!(!p.contains("SCAN m"), "{p}");
+        assert!(!p.contains("SCAN e"), "{p}");
     }
 }

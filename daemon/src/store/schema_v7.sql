@@ -44,3 +44,5 @@ BEGIN
     UPDATE store_changes SET seq = seq + 1 WHERE id = 1;
 END;
 ALTER TABLE runs ADD COLUMN changes_seen INTEGER;
+-- Every outbox pass looks for the steps still pending, a few among all ever decided.
+CREATE INDEX escalations_pending ON escalations(id) WHERE status = 'pending';
