@@ -45,6 +45,8 @@ pub struct OutboxStats {
     pub fell_back: u32,
     pub failed: u32,
     pub held: u32,
+    /// Left `sending` by a pass whose process died: delivered or not, nobody knows.
+    pub in_doubt: u32,
 }
 
 fn level_of<'a>(rules: &'a RuleSet, ladder: &str, level: usize) -> Option<&'a Level> {
@@ -697,8 +699,17 @@ pub fn process_until(
     now: DateTime<Utc>,
     stop: Stop,
 ) -> Result<OutboxStats, OutboxError> {
+    let pass = store.outbox_pass()?;
+    let in_doubt = store.messages_interrupted(&pass, now)?;
+    if in_doubt > 0 {
+        tracing::error!(
+            in_doubt,
+            "messages left `sending` by an outbox pass that was killed: marked `unknown`, not sent again"
+        );
+    }
     let a = compose_until(store, rules, now, stop)?;
     let b = deliver_until(store, rules, delivery, now, stop)?;
+    drop(pass);
     Ok(OutboxStats {
         composed: a.composed,
         call_tasks: a.call_tasks,
@@ -708,6 +719,7 @@ pub fn process_until(
         fell_back: b.fell_back,
         failed: a.failed + b.failed,
         held: b.held,
+        in_doubt,
     })
 }
 

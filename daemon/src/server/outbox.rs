@@ -72,6 +72,7 @@ pub async fn work(shared: Arc<Shared>) {
                             ("fell_back", s.fell_back),
                             ("failed", s.failed),
                             ("held", s.held),
+                            ("in_doubt", s.in_doubt),
                         ] {
                             counter!("arrears_messages_total", "result" => result)
                                 .increment(n as u64);

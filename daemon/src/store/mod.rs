@@ -31,7 +31,9 @@ pub use customer::{
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use ingest::IngestStats;
-pub use outbox::{ContactProfile, Fee, LetterItem, MessageView, NewMessage, StepToSend};
+pub use outbox::{
+    ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
+};
 pub use run_io::*;
 pub use statements::{
     Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,

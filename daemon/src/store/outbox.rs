@@ -250,7 +250,67 @@ fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
     })
 }
 
+/// Held by an outbox pass for as long as it runs (an exclusive lock on a small file
+/// next to the database, which the system releases when the process dies, SIGKILL
+/// included). Holding it, a pass knows that a message still `sending` belongs to no
+/// live pass.
+pub struct OutboxPass {
+    _lock: Option<rusqlite::Connection>,
+}
+
 impl Store {
+    /// Waits (up to [`super::LOCK_WAIT`]) until no other outbox pass runs, in this
+    /// process or another, and holds that until dropped.
+    pub fn outbox_pass(&self) -> Result<OutboxPass> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(OutboxPass { _lock: None });
+        };
+        let lock = rusqlite::Connection::open(format!("{path}.outbox-lock"))?;
+        lock.busy_timeout(super::LOCK_WAIT)?;
+        lock.execute_batch("BEGIN EXCLUSIVE")
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Busy { .. } => StoreError::Busy {
+                    waited_secs: super::LOCK_WAIT.as_secs(),
+                },
+                other => other,
+            })?;
+        Ok(OutboxPass { _lock: Some(lock) })
+    }
+
+    /// Messages a pass left `sending` when its process died between taking them
+    /// and recording the outcome: the server may or may not have accepted them.
+    /// They become `unknown` (never sent again by the outbox: a reminder twice is
+    /// worse than an operator checking the mail log) and the customer's history
+    /// says so. Only call while holding [`Store::outbox_pass`].
+    pub fn messages_interrupted(&mut self, _pass: &OutboxPass, now: DateTime<Utc>) -> Result<u32> {
+        let tx = self.write_tx()?;
+        let stuck: Vec<(i64, i64, String, String)> = {
+            let mut st = tx.prepare(
+                "SELECT id, customer_id, channel, subject FROM messages WHERE status = 'sending' ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (id, customer, channel, subject) in &stuck {
+            tx.execute(
+                "UPDATE messages SET status = 'unknown', last_error = ?2 WHERE id = ?1",
+                params![
+                    id,
+                    "in doubt: the sending process stopped during the delivery; check the server's log before sending it again"
+                ],
+            )?;
+            customer_event(
+                &tx,
+                *customer,
+                now.date_naive(),
+                "Reminder delivery in doubt",
+                &format!("message {id} ({channel}: {subject})"),
+            )?;
+        }
+        tx.commit()?;
+        Ok(stuck.len() as u32)
+    }
+
     /// Escalation steps still `pending` with no message made for them.
     pub fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
         self.steps(STEPS_TO_SEND, [])
@@ -718,7 +778,10 @@ mod tests {
     use super::*;
 
     fn plan(s: &Store, sql: &str) -> String {
-        let mut st = s.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut st = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
         let rows = st
             .query_map([1], |r| r.get::<_, String>(3))
             .unwrap()
