@@ -806,4 +806,50 @@ mod tests {
         assert!(!p.contains("SCAN m"), "{p}");
         assert!(!p.contains("SCAN e"), "{p}");
     }
+
+    /// What a killed pass left `sending` is found by the next pass, which holds the
+    /// pass lock, and marked in doubt with an event; it is not due again.
+    #[test]
+    fn a_message_a_killed_pass_left_sending_is_in_doubt_not_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut s = Store::open(&path).unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
+                 INSERT INTO messages(id, customer_id, channel, template, language, subject, text, status, next_attempt, created_at)
+                   VALUES (7, 1, 'email', 't', 'en', 'Reminder', 'text', 'queued', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        let now: DateTime<Utc> = "2026-01-02T10:00:00Z".parse().unwrap();
+        assert!(s.reserve_message(7).unwrap());
+        // The process that reserved it is gone; the next pass starts.
+        let pass = s.outbox_pass().unwrap();
+        let other = rusqlite::Connection::open(format!("{}.outbox-lock", path.display())).unwrap();
+        assert!(
+            other.execute_batch("BEGIN EXCLUSIVE").is_err(),
+            "a second pass waits while one runs"
+        );
+        assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 1);
+        drop(pass);
+        other.execute_batch("BEGIN EXCLUSIVE; COMMIT").unwrap();
+        let m = s.messages(None, 10).unwrap();
+        assert_eq!(m[0].status, "unknown");
+        assert!(m[0].last_error.as_deref().unwrap().contains("in doubt"));
+        assert!(
+            s.due_messages(now, 10).unwrap().is_empty(),
+            "not sent again"
+        );
+        let events: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM customer_events WHERE kind = 'Reminder delivery in doubt'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(events, 1);
+        let pass = s.outbox_pass().unwrap();
+        assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 0, "once");
+    }
 }
