@@ -965,7 +965,7 @@ impl Store {
     /// stay on record with their shortened end. Returns how many were lifted.
     pub fn lift_holds(&mut self, customer_id: i64, on: NaiveDate) -> Result<usize> {
         require(&self.conn, "customers", "customer", customer_id)?;
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
             params![customer_id, add_days(on, -1).to_string(), on.to_string()],
