@@ -1211,3 +1211,224 @@ async fn an_agreement_goes_round_the_approval_workflow() {
         .unwrap();
     assert_eq!(audited, 2, "refusals leave no audit record");
 }
+
+fn count(db: &std::path::Path, q: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(q, [], |r| r.get(0))
+        .unwrap()
+}
+
+/// With the default timings, a portfolio whose outbox turns steps into call tasks
+/// (which change cases) and with a customer no run can evaluate (no exchange rate,
+/// so it stays marked changed) comes to rest: the daemon's own commits do not start
+/// run after run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_and_the_outbox_settle_with_default_timings() {
+    let dir = Daemon::prepare();
+    arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "150",
+            "--items",
+            "1500",
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    let csv = dir.path().join("jpy.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,jpy1,ACME_DE,NORATE,No Rate KK,INV-JPY1,2026-08-01,2026-09-01,50000,JPY\n",
+    )
+    .unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    // Nothing but the defaults (run every 15 min, store poll 1 s, outbox every minute).
+    std::fs::write(dir.path().join("arrears.yaml"), "{}\n").unwrap();
+    let d = Daemon::start(dir);
+    let db = d.path("arrears.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count(
+        &db,
+        "SELECT COUNT(*) FROM escalations WHERE channel = 'call_task' AND status = 'pending'",
+    ) > 0
+        || count(&db, "SELECT COUNT(*) FROM runs") < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox did not take the call tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM escalations WHERE channel = 'call_task'"
+        ) > 0
+    );
+    // The call tasks changed cases: one more run for them is right, then quiet.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = count(&db, "SELECT COUNT(*) FROM runs");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = count(&db, "SELECT COUNT(*) FROM runs");
+    assert!(
+        after - before <= 1,
+        "{} runs in 8 s with nothing changing",
+        after - before
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM customers WHERE dirty <> 0"),
+        1,
+        "only the customer without a rate stays marked"
+    );
+}
+
+/// Imports from other processes while the daemon runs and writes (each import
+/// makes it run) all wait for the write lock and succeed; none reports a locked
+/// database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_imports_from_other_processes_all_succeed() {
+    let dir = Daemon::prepare();
+    arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "300",
+            "--items",
+            "3000",
+            "--as-of",
+            AS_OF,
+        ],
+    );
+    let d = Daemon::start(dir);
+    const ROUNDS: usize = 3;
+    const PROCS: usize = 6;
+    for round in 0..ROUNDS {
+        let children: Vec<_> = (0..PROCS)
+            .map(|p| {
+                let csv = d.path(&format!("imp-{round}-{p}.csv"));
+                let mut text = String::from(
+                    "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n",
+                );
+                for i in 0..40 {
+                    text += &format!(
+                        "item,c{round}-{p}-{i},ACME_DE,CC{p}-{i},Concurrent {p}-{i},INV-C{round}-{p}-{i},2026-09-01,2026-10-01,{}.00,EUR\n",
+                        100 + i
+                    );
+                }
+                std::fs::write(&csv, text).unwrap();
+                std::process::Command::new(env!("CARGO_BIN_EXE_arrears"))
+                    .args(["import", "csv", csv.to_str().unwrap()])
+                    .env("ARREARS_DB", d.path("arrears.db"))
+                    .env("ARREARS_RULES", d.path("rules"))
+                    .env_remove("ARREARS_CONFIG")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.success(),
+                "an import failed in round {round}: {err}"
+            );
+            assert!(!err.contains("locked"), "{err}");
+        }
+    }
+    assert_eq!(
+        count(
+            &d.path("arrears.db"),
+            "SELECT COUNT(*) FROM items WHERE external_id LIKE 'c%-%-%'"
+        ),
+        (ROUNDS * PROCS * 40) as i64
+    );
+}
+
+/// SIGTERM while the outbox works through a batch on a slow SMTP server: the
+/// daemon exits within a bound, after the message in flight, and every message is
+/// either sent (and delivered exactly once) or still waiting for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_slow_outbox_pass_exits_promptly_and_loses_nothing() {
+    let sink = smtp::SmtpSink::start(Duration::from_millis(500));
+    let dir = Daemon::prepare();
+    // The guard's hours and holidays would make this depend on the clock.
+    std::fs::remove_file(dir.path().join("rules/compliance.yaml")).unwrap();
+    let cfg = dir.path().join("arrears.yaml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "delivery:\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    security: none\n    \
+         from: {{ address: collections@acme.example }}\n    timeout: 5s\n",
+        sink.port
+    );
+    std::fs::write(&cfg, text).unwrap();
+    const N: usize = 60;
+    let csv = dir.path().join("items.csv");
+    let mut items = String::from(
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency,country,email\n",
+    );
+    for i in 0..N {
+        items += &format!(
+            "item,s{i},ACME_DE,S{i},Slow {i} GmbH,INV-S{i},2026-10-01,2026-11-01,{}.00,EUR,DE,ap{i}@slow.example\n",
+            200 + i
+        );
+    }
+    std::fs::write(&csv, items).unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let mut d = Daemon::start(dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sink.delivered().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox sent nothing in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked = std::time::Instant::now();
+    let (status, lines) = d.terminate();
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(lines.iter().any(|l| l == "shutdown complete"), "{lines:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "shutdown took {took:?} with the outbox busy"
+    );
+    let db = d.path("arrears.db");
+    let delivered = sink.delivered();
+    assert!(
+        delivered.len() < N,
+        "the whole batch went out before the shutdown: nothing was tested"
+    );
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "delivered twice: {delivered:?}"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'sent'"),
+        delivered.len() as i64,
+        "every delivery is recorded as sent, and nothing else is"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM messages WHERE status NOT IN ('sent', 'queued', 'deferred')"
+        ),
+        0,
+        "a message neither sent nor waiting"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM messages"),
+        N as i64,
+        "one message per customer"
+    );
+}

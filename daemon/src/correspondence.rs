@@ -45,6 +45,8 @@ pub struct OutboxStats {
     pub fell_back: u32,
     pub failed: u32,
     pub held: u32,
+    /// Left `sending` by a pass whose process died: delivered or not, nobody knows.
+    pub in_doubt: u32,
 }
 
 fn level_of<'a>(rules: &'a RuleSet, ladder: &str, level: usize) -> Option<&'a Level> {
@@ -119,12 +121,29 @@ pub fn compose(
     rules: &RuleSet,
     now: DateTime<Utc>,
 ) -> Result<OutboxStats, OutboxError> {
+    compose_until(store, rules, now, &|| false)
+}
+
+/// A pass asked to stop (the daemon shutting down) ends between two steps or
+/// messages: each is handled in transactions of its own, so what is left simply waits
+/// for the next pass.
+pub type Stop<'a> = &'a dyn Fn() -> bool;
+
+fn compose_until(
+    store: &mut Store,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    stop: Stop,
+) -> Result<OutboxStats, OutboxError> {
     let mut stats = OutboxStats::default();
     let Some(t) = rules.templates.as_deref() else {
         return Ok(stats);
     };
     let steps = store.steps_to_send()?;
     for step in &steps {
+        if stop() {
+            break;
+        }
         // Only the customer's newest step goes out; older ones that still wait
         // (an outage, no templates for a while) are superseded, not sent in a burst.
         if steps
@@ -352,10 +371,20 @@ pub fn deliver(
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
 ) -> Result<OutboxStats, OutboxError> {
+    deliver_until(store, rules, delivery, now, &|| false)
+}
+
+fn deliver_until(
+    store: &mut Store,
+    rules: &RuleSet,
+    delivery: Option<&DeliveryConfig>,
+    now: DateTime<Utc>,
+    stop: Stop,
+) -> Result<OutboxStats, OutboxError> {
     let mut total = OutboxStats::default();
     // A fallback is due at once; three rounds cover email → sms → letter.
     for _ in 0..3 {
-        let s = deliver_once(store, rules, delivery, now)?;
+        let s = deliver_once(store, rules, delivery, now, stop)?;
         total.sent += s.sent;
         total.deferred += s.deferred;
         total.retried += s.retried;
@@ -374,6 +403,7 @@ fn deliver_once(
     rules: &RuleSet,
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
+    stop: Stop,
 ) -> Result<OutboxStats, OutboxError> {
     let mut stats = OutboxStats::default();
     let mut held_reason: Option<String> = None;
@@ -384,6 +414,11 @@ fn deliver_once(
         .and_then(|d| d.webhook.as_ref())
         .map(|c| (c, c.resolve()));
     for m in store.due_messages(now, BATCH)? {
+        // Checked before a message is taken, never between taking and recording it:
+        // a message taken is delivered and recorded, or put back, before the pass ends.
+        if stop() {
+            break;
+        }
         // Taken by this pass alone; another pass (the daemon's, an API call, the
         // CLI) skips it, so it is sent once.
         if !store.reserve_message(m.id)? {
@@ -653,8 +688,28 @@ pub fn process(
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
 ) -> Result<OutboxStats, OutboxError> {
-    let a = compose(store, rules, now)?;
-    let b = deliver(store, rules, delivery, now)?;
+    process_until(store, rules, delivery, now, &|| false)
+}
+
+/// [`process`] that ends early, between two messages, once `stop` says so.
+pub fn process_until(
+    store: &mut Store,
+    rules: &RuleSet,
+    delivery: Option<&DeliveryConfig>,
+    now: DateTime<Utc>,
+    stop: Stop,
+) -> Result<OutboxStats, OutboxError> {
+    let pass = store.outbox_pass()?;
+    let in_doubt = store.messages_interrupted(&pass, now)?;
+    if in_doubt > 0 {
+        tracing::error!(
+            in_doubt,
+            "messages left `sending` by an outbox pass that was killed: marked `unknown`, not sent again"
+        );
+    }
+    let a = compose_until(store, rules, now, stop)?;
+    let b = deliver_until(store, rules, delivery, now, stop)?;
+    drop(pass);
     Ok(OutboxStats {
         composed: a.composed,
         call_tasks: a.call_tasks,
@@ -664,6 +719,7 @@ pub fn process(
         fell_back: b.fell_back,
         failed: a.failed + b.failed,
         held: b.held,
+        in_doubt,
     })
 }
 

@@ -842,8 +842,8 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
                 outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 outln!(
-                    "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held (channel misconfigured) {}",
-                    st.composed, st.call_tasks, st.sent, st.deferred, st.retried, st.fell_back, st.failed, st.held
+                    "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held (channel misconfigured) {}, in doubt (a killed pass) {}",
+                    st.composed, st.call_tasks, st.sent, st.deferred, st.retried, st.fell_back, st.failed, st.held, st.in_doubt
                 );
             }
         }

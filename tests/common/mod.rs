@@ -243,3 +243,5 @@ pub async fn wait_for<F: FnMut(&pb::WorklistUpdate) -> bool>(
         }
     }
 }
+
+pub mod smtp;

@@ -128,6 +128,9 @@ pub struct Shared {
 }
 
 const MAX_READERS: usize = 8;
+/// How long shutdown waits for the outbox's message in flight (a delivery has its
+/// own timeout, `delivery.*.timeout`, per network operation).
+const OUTBOX_STOP: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn status(e: StoreError) -> Status {
     match e {
@@ -135,14 +138,7 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Invalid(msg) => Status::invalid_argument(msg),
         StoreError::State(msg) => Status::failed_precondition(msg),
         StoreError::Denied(msg) => Status::permission_denied(msg),
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            Status::unavailable("the store is busy; retry")
-        }
+        e @ StoreError::Busy { .. } => Status::unavailable(e.to_string()),
         other => {
             tracing::error!(error = %other, "store error");
             Status::internal(other.to_string())
@@ -445,8 +441,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         tokio::spawn(runner::poll_store(shared.clone())),
         tokio::spawn(metrics::upkeep(shared.clone(), prom.clone())),
         tokio::spawn(metrics::kpis(shared.clone())),
-        tokio::spawn(outbox::work(shared.clone())),
     ];
+    let outbox = tokio::spawn(outbox::work(shared.clone()));
     let _watcher = runner::watch_rules(shared.clone())?;
     let _inbox_watchers = connectors::start(&shared);
 
@@ -496,6 +492,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .await;
     for b in background {
         b.abort();
+    }
+    // Not aborted: aborting would only detach the pass's blocking thread, which the
+    // runtime then waits for anyway, to the end of a batch of slow deliveries. The
+    // pass sees the shutdown flag and ends after the message in flight.
+    match tokio::time::timeout(OUTBOX_STOP, outbox).await {
+        Ok(_) => {}
+        Err(_) => tracing::error!(
+            secs = OUTBOX_STOP.as_secs(),
+            "the outbox did not stop in time; a delivery is hanging"
+        ),
     }
     // The runner finishes the run in progress (its transaction commits or rolls back
     // whole) and then stops.

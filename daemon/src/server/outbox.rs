@@ -1,6 +1,9 @@
 //! The outbox task: after every run (new escalation steps) and on a timer (retries,
 //! deferred contacts coming due), compose and deliver on a connection of its own, so
 //! a slow SMTP server never holds the writer the API and the runner need.
+//!
+//! At shutdown the pass in progress stops after the message in flight (delivered
+//! and recorded, or put back): the rest stays queued for the next start.
 
 use std::sync::Arc;
 
@@ -44,11 +47,13 @@ pub async fn work(shared: Arc<Shared>) {
         };
         let done = tokio::task::spawn_blocking(move || {
             let rules = me.rules();
-            let r = crate::correspondence::process(
+            let stopping = || *me.shutdown.borrow();
+            let r = crate::correspondence::process_until(
                 &mut st,
                 &rules.set,
                 me.delivery.as_ref(),
                 Utc::now(),
+                &stopping,
             );
             let pending = st.messages_waiting().unwrap_or(0);
             (st, r, pending)
@@ -67,6 +72,7 @@ pub async fn work(shared: Arc<Shared>) {
                             ("fell_back", s.fell_back),
                             ("failed", s.failed),
                             ("held", s.held),
+                            ("in_doubt", s.in_doubt),
                         ] {
                             counter!("arrears_messages_total", "result" => result)
                                 .increment(n as u64);

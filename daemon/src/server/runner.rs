@@ -147,8 +147,13 @@ pub async fn schedule(shared: Arc<Shared>) {
 }
 
 /// Notices what other processes (imports, connectors) committed to the store and
-/// runs for the customers they changed. `PRAGMA data_version` changes on every commit
-/// by another connection, so the check is one cheap query.
+/// runs for the customers they changed.
+///
+/// What counts is the store's change counter against the one the latest run loaded
+/// from, not whether customers are marked changed: a customer a run cannot evaluate
+/// stays marked, and every commit (the daemon's own runs and outbox passes included)
+/// would otherwise start yet another run. A change asks for one run; a run that
+/// fails is not asked for again until something else changes.
 pub async fn poll_store(shared: Arc<Shared>) {
     let every = shared.cfg.store_poll;
     if every.is_zero() {
@@ -164,32 +169,27 @@ pub async fn poll_store(shared: Arc<Shared>) {
             return;
         }
     };
-    let mut last: Option<i64> = None;
+    let mut asked: Option<i64> = None;
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let c = conn.clone();
         let seen = tokio::task::spawn_blocking(move || {
             let s = c.lock().unwrap_or_else(|p| p.into_inner());
-            let v: i64 = s
-                .conn()
-                .pragma_query_value(None, "data_version", |r| r.get(0))?;
-            let dirty = s.dirty_count().map_err(|e| match e {
-                crate::store::StoreError::Sqlite(e) => e,
-                other => rusqlite::Error::InvalidParameterName(other.to_string()),
-            })?;
-            Ok::<_, rusqlite::Error>((v, dirty))
+            Ok::<_, crate::store::StoreError>((s.changes_pending()?, s.dirty_count()?))
         })
         .await;
-        let Ok(Ok((version, dirty))) = seen else {
-            continue;
-        };
-        if last.is_some_and(|l| l != version) && dirty > 0 {
-            shared.request_run(RunRequest::auto(format!(
-                "{dirty} customer(s) changed in the store"
-            )));
+        match seen {
+            Ok(Ok((Some(seq), dirty))) if asked != Some(seq) => {
+                asked = Some(seq);
+                shared.request_run(RunRequest::auto(format!(
+                    "{dirty} customer(s) changed in the store"
+                )));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "store poller"),
+            Err(e) => tracing::warn!(error = %e, "store poller failed"),
         }
-        last = Some(version);
         if let Ok(meta) = std::fs::metadata(&shared.db) {
             let wal = std::fs::metadata(shared.db.with_extension("db-wal"))
                 .map(|m| m.len())

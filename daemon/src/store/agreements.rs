@@ -214,7 +214,7 @@ impl Store {
                 t.first_due_within_days
             )));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut customer: Option<(i64, String)> = None;
         let mut items: Vec<(i64, AgreementItem)> = Vec::new();
         let (mut principal, mut fine, mut interest, mut costs) =
@@ -450,7 +450,7 @@ impl Store {
         on: NaiveDate,
         terms: &Terms,
     ) -> Result<AgreementView> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let a = agreement(&tx, id)?;
         if a.status != "pending" {
             return Err(StoreError::State(format!(
@@ -528,7 +528,7 @@ impl Store {
                 "reason: say why the agreement is rejected".into(),
             ));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let a = agreement(&tx, id)?;
         if a.status != "pending" {
             return Err(StoreError::State(format!(
@@ -585,7 +585,7 @@ impl Store {
         terms: &AgreementsSection,
         templates: Option<&Templates>,
     ) -> Result<SettleStats> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut stats = SettleStats::default();
         let active: Vec<(i64, i64)> = tx
             .prepare("SELECT id, customer_id FROM agreements WHERE status = 'active'")?

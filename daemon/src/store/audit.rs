@@ -46,9 +46,7 @@ impl Store {
         target: &str,
         f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
     ) -> std::result::Result<T, E> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::from)?;
+        super::begin_immediate(&self.conn)?;
         let res = f(self).and_then(|(t, before, after)| {
             self.append_audit(principal, action, target, &before, &after)?;
             Ok(t)

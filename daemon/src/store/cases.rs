@@ -215,7 +215,7 @@ impl Store {
         if text.trim().is_empty() {
             return Err(StoreError::Invalid("a note needs text".into()));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut o = open_case(&tx, id)?;
         touch(&mut o, on);
         save_activity(&tx, id, &o, policy)?;
@@ -233,7 +233,7 @@ impl Store {
         actor: &str,
         policy: &CasePolicy,
     ) -> Result<()> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         for &id in ids {
             let mut o = open_case(&tx, id)?;
             touch(&mut o, on);
@@ -265,7 +265,7 @@ impl Store {
         actor: &str,
         policy: &CasePolicy,
     ) -> Result<NaiveDate> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut o = open_case(&tx, id)?;
         o.activity = Activity::Open {
             category: category.into(),
@@ -295,7 +295,7 @@ impl Store {
         ptp: Option<(NaiveDate, Decimal)>,
         policy: &CasePolicy,
     ) -> Result<NaiveDate> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut o = open_case(&tx, id)?;
         if !matches!(o.activity, Activity::Open { .. }) {
             return Err(StoreError::State(format!(
@@ -358,7 +358,7 @@ impl Store {
         reason: &str,
         actor: &str,
     ) -> Result<()> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         tx.execute("INSERT INTO resubmissions(customer_id, on_date, reason, actor) VALUES (?1, ?2, ?3, ?4)", params![customer_id, on_date.to_string(), reason, actor])?;
         tx.execute(
             "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
@@ -379,7 +379,7 @@ impl Store {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a hold needs a reason".into()));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO holds(customer_id, reason, until, created_on) VALUES (?1, ?2, ?3, ?4)",
             params![
@@ -421,7 +421,7 @@ impl Store {
         if reason.trim().is_empty() {
             return Err(StoreError::Invalid("a dispute needs a reason".into()));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let o = open_case(&tx, case_id)?;
         let mut items: Vec<i64> = Vec::new();
         for &c in std::iter::once(&case_id).chain(more) {

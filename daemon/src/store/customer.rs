@@ -627,7 +627,7 @@ impl Store {
                 "case_ids: a promise needs at least one case".into(),
             ));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut customer: Option<(i64, String)> = None;
         let mut open_total = Decimal::ZERO;
         let mut items = Vec::with_capacity(p.case_ids.len());
@@ -751,7 +751,7 @@ impl Store {
         }
         // as_of > promised_on + tolerance  ⇔  promised_on < as_of − tolerance
         let cutoff = add_days(as_of, -tolerance_days);
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         type Due = (i64, i64, Option<i64>, String, String, String, String);
         let due: Vec<Due> = tx
             .prepare(
@@ -879,7 +879,7 @@ impl Store {
                         .join(", ")
                 ))
             })?;
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let (customer_id, case_id, opened_on, resolved_on, previous): (
             i64,
             Option<i64>,
@@ -965,7 +965,7 @@ impl Store {
     /// stay on record with their shortened end. Returns how many were lifted.
     pub fn lift_holds(&mut self, customer_id: i64, on: NaiveDate) -> Result<usize> {
         require(&self.conn, "customers", "customer", customer_id)?;
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
             params![customer_id, add_days(on, -1).to_string(), on.to_string()],

@@ -143,7 +143,7 @@ impl Store {
         check_amounts(batch)?;
         let mut stats = IngestStats::default();
         // A savepoint, so an ingest can also run inside an audited transaction.
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let mut customers = Customers {
             ids: HashMap::new(),
         };

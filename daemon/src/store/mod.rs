@@ -14,6 +14,7 @@ mod statements;
 mod worklist;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
@@ -30,7 +31,9 @@ pub use customer::{
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use ingest::IngestStats;
-pub use outbox::{ContactProfile, Fee, LetterItem, MessageView, NewMessage, StepToSend};
+pub use outbox::{
+    ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
+};
 pub use run_io::*;
 pub use statements::{
     Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,
@@ -59,7 +62,11 @@ pub enum StoreError {
         supported: i64,
     },
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// Another connection (a run, an import in another process) kept the write lock
+    /// longer than a write waits for it. Nothing was written; trying again is safe.
+    #[error("the database stayed busy for {waited_secs} s (another process is writing to it); nothing was changed, try again")]
+    Busy { waited_secs: u64 },
     #[error("cannot create {path}: {source}")]
     Io {
         path: String,
@@ -81,10 +88,134 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        // The busy handler already waited BUSY_TIMEOUT; the caller gets the reason in
+        // words, not SQLite's "database is locked".
+        if is_busy(&e) {
+            StoreError::Busy {
+                waited_secs: BUSY_TIMEOUT.as_secs(),
+            }
+        } else {
+            StoreError::Sqlite(e)
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How long one statement waits for a lock another connection holds (SQLite's busy
+/// handler).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write transaction keeps trying to start while another connection
+/// writes. A run or a large import holds the write lock for seconds; an import from
+/// another process waits for it instead of failing.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// A write transaction (or, inside one, a savepoint): rolled back on drop unless
+/// committed. Derefs to the connection.
+///
+/// A top-level one is `BEGIN IMMEDIATE`: it takes the write lock before its first
+/// read. A deferred transaction that reads and then writes cannot wait for the lock
+/// (SQLite returns SQLITE_BUSY at once rather than deadlock, or SQLITE_BUSY_SNAPSHOT
+/// when another connection committed after the read), so every write that reads
+/// first would fail under load instead of waiting.
+pub(crate) struct WriteTx<'a> {
+    conn: &'a Connection,
+    nested: bool,
+    open: bool,
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.conn.execute_batch(if self.nested {
+            "RELEASE arrears_write"
+        } else {
+            "COMMIT"
+        })?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let sql = if self.nested {
+                "ROLLBACK TO arrears_write; RELEASE arrears_write"
+            } else {
+                "ROLLBACK"
+            };
+            if let Err(e) = self.conn.execute_batch(sql) {
+                tracing::error!(error = %e, "rolling back a write transaction");
+            }
+        }
+    }
+}
+
+/// Starts a write transaction on `conn`, waiting up to [`LOCK_WAIT`] for the write
+/// lock; inside a transaction already open, a savepoint.
+pub(crate) fn begin_write(conn: &Connection) -> Result<WriteTx<'_>> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("SAVEPOINT arrears_write")?;
+        return Ok(WriteTx {
+            conn,
+            nested: true,
+            open: true,
+        });
+    }
+    begin_immediate(conn)?;
+    Ok(WriteTx {
+        conn,
+        nested: false,
+        open: true,
+    })
+}
+
+/// `BEGIN IMMEDIATE`, retried while another connection holds the write lock, up to
+/// [`LOCK_WAIT`].
+pub(crate) fn begin_immediate(conn: &Connection) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(e) if is_busy(&e) => {
+                let waited = started.elapsed();
+                if waited >= LOCK_WAIT {
+                    return Err(StoreError::Busy {
+                        waited_secs: waited.as_secs(),
+                    });
+                }
+                tracing::warn!(
+                    waited_secs = waited.as_secs(),
+                    "another process is writing to the database; waiting for it"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 pub struct Store {
     conn: Connection,
+    /// The store's change counter as a portfolio load found it; the run writing its
+    /// results records it, so that only later changes call for another run.
+    changes_at_load: std::cell::Cell<Option<i64>>,
 }
 
 impl Store {
@@ -97,6 +228,9 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path)?;
+        // First, so that switching to WAL and migrating wait for another process
+        // opening the same file rather than fail.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers (API, CLI) proceed during a run; NORMAL sync is durable at checkpoints
         // and safe against corruption, which is the usual trade-off for WAL.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -106,8 +240,10 @@ impl Store {
         // indexes at a million rows. (mmap was tried too: no faster, and it pushes RSS past 1 GiB.)
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn,
+            changes_at_load: std::cell::Cell::new(None),
+        };
         store.migrate(&path.display().to_string(), MIGRATIONS)?;
         Ok(store)
     }
@@ -125,15 +261,25 @@ impl Store {
             });
         }
         // Each migration commits together with its version bump, so a failure leaves
-        // the database at the last complete version.
+        // the database at the last complete version. The version is read again under
+        // the write lock: another process opening the file may have migrated it.
         for (i, m) in migrations.iter().enumerate().skip(found as usize) {
-            let tx = self.conn.transaction()?;
+            let tx = self.write_tx()?;
+            let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if now > i as i64 {
+                continue;
+            }
             tx.execute_batch(m)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
             tracing::info!(version = i + 1, "applied schema migration");
         }
         Ok(())
+    }
+
+    /// See [`WriteTx`]: every write of more than one statement goes through this.
+    pub(crate) fn write_tx(&self) -> Result<WriteTx<'_>> {
+        begin_write(&self.conn)
     }
 
     pub fn schema_version(&self) -> Result<i64> {
@@ -229,6 +375,7 @@ mod tests {
         // A database as version 1 of arrears left it.
         let mut old = Store {
             conn: Connection::open(&path).unwrap(),
+            changes_at_load: std::cell::Cell::new(None),
         };
         old.migrate("a.db", &MIGRATIONS[..1]).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);

@@ -201,6 +201,16 @@ fn record_sent(
     Ok(())
 }
 
+/// Every pass asks this of every pending step: it must find the step's first message
+/// by index (`messages_step` covers first messages only; a fallback always follows a
+/// first message of the same step), not scan the outbox's whole history per step.
+const STEPS_TO_SEND: &str = "e.status = 'pending'
+    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id AND m.replaces IS NULL)";
+
+/// Asked per item of every reminder: by the `payments_item` index.
+const PAYMENTS_OF_ITEM: &str =
+    "SELECT value_date, amount FROM payments WHERE item_id = ?1 ORDER BY value_date";
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -240,13 +250,70 @@ fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
     })
 }
 
+/// Held by an outbox pass for as long as it runs (an exclusive lock on a small file
+/// next to the database, which the system releases when the process dies, SIGKILL
+/// included). Holding it, a pass knows that a message still `sending` belongs to no
+/// live pass.
+pub struct OutboxPass {
+    _lock: Option<rusqlite::Connection>,
+}
+
 impl Store {
+    /// Waits (up to [`super::LOCK_WAIT`]) until no other outbox pass runs, in this
+    /// process or another, and holds that until dropped.
+    pub fn outbox_pass(&self) -> Result<OutboxPass> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(OutboxPass { _lock: None });
+        };
+        let lock = rusqlite::Connection::open(format!("{path}.outbox-lock"))?;
+        lock.busy_timeout(super::LOCK_WAIT)?;
+        lock.execute_batch("BEGIN EXCLUSIVE")
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Busy { .. } => StoreError::Busy {
+                    waited_secs: super::LOCK_WAIT.as_secs(),
+                },
+                other => other,
+            })?;
+        Ok(OutboxPass { _lock: Some(lock) })
+    }
+
+    /// Messages a pass left `sending` when its process died between taking them
+    /// and recording the outcome: the server may or may not have accepted them.
+    /// They become `unknown` (never sent again by the outbox: a reminder twice is
+    /// worse than an operator checking the mail log) and the customer's history
+    /// says so. Only call while holding [`Store::outbox_pass`].
+    pub fn messages_interrupted(&mut self, _pass: &OutboxPass, now: DateTime<Utc>) -> Result<u32> {
+        let tx = self.write_tx()?;
+        let stuck: Vec<(i64, i64, String, String)> = {
+            let mut st = tx.prepare(
+                "SELECT id, customer_id, channel, subject FROM messages WHERE status = 'sending' ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (id, customer, channel, subject) in &stuck {
+            tx.execute(
+                "UPDATE messages SET status = 'unknown', last_error = ?2 WHERE id = ?1",
+                params![
+                    id,
+                    "in doubt: the sending process stopped during the delivery; check the server's log before sending it again"
+                ],
+            )?;
+            customer_event(
+                &tx,
+                *customer,
+                now.date_naive(),
+                "Reminder delivery in doubt",
+                &format!("message {id} ({channel}: {subject})"),
+            )?;
+        }
+        tx.commit()?;
+        Ok(stuck.len() as u32)
+    }
+
     /// Escalation steps still `pending` with no message made for them.
     pub fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
-        self.steps(
-            "e.status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id)",
-            [],
-        )
+        self.steps(STEPS_TO_SEND, [])
     }
 
     pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
@@ -331,7 +398,7 @@ impl Store {
         do_not_contact: Option<bool>,
         opt_outs: Option<&[String]>,
     ) -> Result<ContactProfile> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE customers SET email = COALESCE(?2, email), phone = COALESCE(?3, phone),
                 address = COALESCE(?4, address), do_not_contact = COALESCE(?5, do_not_contact),
@@ -382,9 +449,7 @@ impl Store {
                 continue;
             };
             let mut payments = Vec::new();
-            let mut st = self.conn.prepare_cached(
-                "SELECT value_date, amount FROM payments WHERE item_id = ?1 ORDER BY value_date",
-            )?;
+            let mut st = self.conn.prepare_cached(PAYMENTS_OF_ITEM)?;
             let mut rows = st.query([id])?;
             while let Some(r) = rows.next()? {
                 payments.push((
@@ -423,9 +488,7 @@ impl Store {
 
     /// Queues a message; `None` when another pass queued the step's first message.
     pub fn queue_message(&mut self, m: &NewMessage, now: DateTime<Utc>) -> Result<Option<i64>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let id = queue(&tx, m, now)?;
         tx.commit()?;
         Ok(id)
@@ -434,9 +497,7 @@ impl Store {
     /// A newer step replaces what still waits for the customer: one reminder, the
     /// latest, not a backlog of outdated ones.
     pub fn supersede_waiting(&mut self, customer_id: i64, newer_step: i64) -> Result<u32> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE escalations SET status = 'superseded' WHERE customer_id = ?1 AND id < ?2 AND status = 'pending'",
             params![customer_id, newer_step],
@@ -470,9 +531,7 @@ impl Store {
         now: DateTime<Utc>,
         give_up_event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "UPDATE messages SET status = 'failed', last_error = ?2, attempts = attempts + ?3 WHERE id = ?1",
             params![id, error, counts_as_attempt as i64],
@@ -504,9 +563,7 @@ impl Store {
 
     /// A step whose items were all paid (or left collection) after it was decided.
     pub fn cancel_message(&mut self, id: i64, why: &str) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "UPDATE messages SET status = 'cancelled', last_error = ?2 WHERE id = ?1",
             params![id, why],
@@ -529,7 +586,7 @@ impl Store {
         on: NaiveDate,
         event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let customer_id: i64 = tx.query_row(
             "SELECT customer_id FROM escalations WHERE id = ?1",
             [escalation_id],
@@ -609,9 +666,7 @@ impl Store {
         fees: &[Fee],
         event: Option<(&str, &str)>,
     ) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         record_sent(&tx, id, now, receipt, fees, event)?;
         tx.commit()?;
         Ok(())
@@ -678,9 +733,7 @@ impl Store {
         fees: &[Fee],
         event: Option<(&str, &str)>,
     ) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO documents(customer_id, kind, language, subject, text, html, created_on)
              VALUES (?1, 'letter', ?2, ?3, ?4, ?5, ?6)",
@@ -717,5 +770,86 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(s: &Store, sql: &str) -> String {
+        let mut st = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = st
+            .query_map([1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows.join("\n")
+    }
+
+    /// The outbox's per-item and per-step lookups use indexes: at a few hundred
+    /// thousand payments and messages a scan per item or step stalls every pass.
+    #[test]
+    fn the_outbox_lookups_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        let p = plan(&s, PAYMENTS_OF_ITEM);
+        assert!(p.contains("USING INDEX payments_item"), "{p}");
+        let p = plan(
+            &s,
+            &format!("SELECT e.id FROM escalations e WHERE {STEPS_TO_SEND} AND e.id >= ?1"),
+        );
+        assert!(p.contains("INDEX messages_step"), "{p}");
+        assert!(!p.contains("SCAN m"), "{p}");
+        assert!(!p.contains("SCAN e"), "{p}");
+    }
+
+    /// What a killed pass left `sending` is found by the next pass, which holds the
+    /// pass lock, and marked in doubt with an event; it is not due again.
+    #[test]
+    fn a_message_a_killed_pass_left_sending_is_in_doubt_not_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut s = Store::open(&path).unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
+                 INSERT INTO messages(id, customer_id, channel, template, language, subject, text, status, next_attempt, created_at)
+                   VALUES (7, 1, 'email', 't', 'en', 'Reminder', 'text', 'queued', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        let now: DateTime<Utc> = "2026-01-02T10:00:00Z".parse().unwrap();
+        assert!(s.reserve_message(7).unwrap());
+        // The process that reserved it is gone; the next pass starts.
+        let pass = s.outbox_pass().unwrap();
+        let other = rusqlite::Connection::open(format!("{}.outbox-lock", path.display())).unwrap();
+        assert!(
+            other.execute_batch("BEGIN EXCLUSIVE").is_err(),
+            "a second pass waits while one runs"
+        );
+        assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 1);
+        drop(pass);
+        other.execute_batch("BEGIN EXCLUSIVE; COMMIT").unwrap();
+        let m = s.messages(None, 10).unwrap();
+        assert_eq!(m[0].status, "unknown");
+        assert!(m[0].last_error.as_deref().unwrap().contains("in doubt"));
+        assert!(
+            s.due_messages(now, 10).unwrap().is_empty(),
+            "not sent again"
+        );
+        let events: i64 = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM customer_events WHERE kind = 'Reminder delivery in doubt'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(events, 1);
+        let pass = s.outbox_pass().unwrap();
+        assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 0, "once");
     }
 }

@@ -233,6 +233,15 @@ impl Store {
     /// Loads the run input for `scope`, ordered by customer id.
     pub fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
         let c = &self.conn;
+        if !matches!(scope, Scope::One(_)) {
+            // Read before the customers: a change committed in between is loaded
+            // too and merely costs one more run, never a missed one.
+            self.changes_at_load.set(Some(c.query_row(
+                "SELECT seq FROM store_changes",
+                [],
+                |r| r.get(0),
+            )?));
+        }
         let mut t = std::time::Instant::now();
         let mut lap = |what: &str| {
             tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "load");
@@ -469,6 +478,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The store's change counter when a customer was marked changed after the
+    /// load of the latest run, i.e. a change no run has looked at; `None` when every
+    /// change has been.
+    pub fn changes_pending(&self) -> Result<Option<i64>> {
+        let (seq, seen): (i64, Option<i64>) = self.conn.query_row(
+            "SELECT seq, (SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1) FROM store_changes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(seen.is_none_or(|s| seq > s).then_some(seq))
+    }
+
     pub fn dirty_count(&self) -> Result<i64> {
         Ok(self
             .conn
@@ -487,11 +508,11 @@ impl Store {
         out: &RunOutput,
         summary_json: &str,
     ) -> Result<i64> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let d = as_of.to_string();
         tx.execute(
-            "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![d, chrono::Utc::now().to_rfc3339(), rules_hash, mode, summary_json],
+            "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![d, chrono::Utc::now().to_rfc3339(), rules_hash, mode, summary_json, self.changes_at_load.take()],
         )?;
         let run_id = tx.last_insert_rowid();
         if full {

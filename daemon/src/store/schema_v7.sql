@@ -23,3 +23,26 @@ UPDATE customers SET dirty = dirty + 1 WHERE id IN (
 UPDATE items SET status = 'replaced' WHERE status = 'open' AND EXISTS (
     SELECT 1 FROM items r WHERE r.original_document = items.document_no
       AND r.customer_id = items.customer_id AND r.id <> items.id);
+-- A counter that moves whenever a customer is marked changed, and with each run the
+-- value it started from: the daemon runs again only for changes no run has seen.
+-- (Comparing "are there dirty customers" instead loops when a customer cannot be
+-- evaluated and so stays dirty: every commit, the daemon's own runs included, would
+-- start another run.)
+CREATE TABLE store_changes (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT INTO store_changes(id, seq) VALUES (1, 1);
+CREATE TRIGGER customers_marked_changed AFTER UPDATE OF dirty ON customers
+    WHEN NEW.dirty > OLD.dirty
+BEGIN
+    UPDATE store_changes SET seq = seq + 1 WHERE id = 1;
+END;
+CREATE TRIGGER customers_added AFTER INSERT ON customers
+    WHEN NEW.dirty <> 0
+BEGIN
+    UPDATE store_changes SET seq = seq + 1 WHERE id = 1;
+END;
+ALTER TABLE runs ADD COLUMN changes_seen INTEGER;
+-- Every outbox pass looks for the steps still pending, a few among all ever decided.
+CREATE INDEX escalations_pending ON escalations(id) WHERE status = 'pending';

@@ -455,7 +455,7 @@ impl Store {
         };
         let sha = hex(&Sha256::digest(raw));
         // A savepoint, so the import can also run inside an audited transaction.
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         let seen: Option<i64> = tx
             .query_row(
                 "SELECT id FROM statement_files WHERE sha256 = ?1",
@@ -749,7 +749,7 @@ impl Store {
                 "a resolution needs a reason".into(),
             ));
         }
-        let tx = self.conn.savepoint()?;
+        let tx = self.write_tx()?;
         match how {
             Resolution::Dismiss => {
                 tx.execute(
