@@ -780,19 +780,22 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
         .unwrap();
     assert!(refused.contains("opted out"), "{refused}");
 
-    // 24 days: the second reminder, with its 5.00 fee per invoice itemised.
+    // 24 days: the second reminder, with its 5.00 fee per invoice that reached it
+    // itemised. INV-A2 (23 days) is still at the first reminder: named, no fee yet.
     cli.day("2026-11-13");
     let got = sink.messages();
     assert_eq!(got.len(), 2);
     let t = text_of(&got[1]);
     assert!(t.contains("5.00"), "the fee is itemised: {t}");
+    assert!(t.contains("INV-A2"), "{t}");
     assert_eq!(
         cli.count("SELECT COUNT(*) FROM fees"),
-        4,
-        "two invoices of C1, one each of C2, C3"
+        3,
+        "INV-A1, INV-B1, INV-C1 at the second reminder"
     );
 
-    // A week later nothing is due; 14 days after the second reminder it is resent,
+    // A week later nothing is due (INV-A2 reached the second reminder, but goes out
+    // with the next step, 14 days after the last); then the level is resent,
     // but the SMTP server is down that morning: nothing recorded as sent.
     let s = cli.day("2026-11-20");
     assert_eq!(s["sent"], 0, "{s}");
@@ -836,7 +839,7 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
     assert_eq!(
         cli.count("SELECT COUNT(*) FROM fees"),
         4,
-        "the resend charges no fee twice"
+        "the resend charges no fee twice; INV-A2 pays its own second-reminder fee once"
     );
     assert!(text_of(&got[0]).contains("5.00"));
 

@@ -738,9 +738,12 @@ mod tests {
     /// its own level (none at reminder_1), not the final notice's.
     #[test]
     fn each_item_pays_the_fee_of_its_own_level() {
-        let rules =
+        let mut rules =
             crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
                 .unwrap();
+        for l in &mut rules.ladders {
+            l.step_interval_days = 7;
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
         let item = |ext: &str, due: &str| ItemInput {
@@ -766,8 +769,8 @@ mod tests {
             run(&mut s, &rules, d(day), RunMode::Auto).unwrap();
         }
         s.ingest(&batch(item("B", "2026-11-01"))).unwrap();
-        run(&mut s, &rules, d("2026-11-11"), RunMode::Auto).unwrap();
-        let now = "2026-11-11T10:00:00Z".parse().unwrap();
+        run(&mut s, &rules, d("2026-11-17"), RunMode::Auto).unwrap();
+        let now = "2026-11-17T10:00:00Z".parse().unwrap();
         compose(&mut s, &rules, now).unwrap();
         let m = s.due_messages(now, 10).unwrap();
         assert_eq!(m.len(), 1, "one message: the newest step");

@@ -130,7 +130,12 @@ pub fn decide(
     let paused = items
         .iter()
         .any(|i| i.paused && !i.excluded && i.amount > Decimal::ZERO);
-    let up = climbing > 0 || (scripted && target > prev.level);
+    // The customer's highest level rises: due now (as a single-invoice ladder would).
+    // An invoice moving up below it waits for the step interval, so a customer whose
+    // invoices fall due on many days is not written to every day.
+    let rises = target > prev.level && (climbing > 0 || scripted);
+    let next_allowed = prev.on.map(|on| add_days(on, ladder.step_interval_days));
+    let up = rises || (climbing > 0 && next_allowed.is_none_or(|n| as_of >= n));
     if paused && !up {
         return none(prev, "waiting for a promise to pay".into());
     }
@@ -164,9 +169,9 @@ pub fn decide(
         on: Some(as_of),
     };
     if up {
-        let reason = if climbing > 0 && target < prev.level {
+        let reason = if !rises {
             format!(
-                "{climbing} item(s) reached a new level; the highest item is at `{}`",
+                "{climbing} item(s) reached a new level; sent at the highest, `{}`",
                 level.name
             )
         } else {
@@ -193,6 +198,17 @@ pub fn decide(
             reached,
             why_not: None,
         };
+    }
+    if let (true, Some(n)) = (climbing > 0 && target >= prev.level, next_allowed) {
+        if !resend_due(level, prev, broken, as_of) {
+            return none(
+                prev,
+                format!(
+                    "{climbing} item(s) reached a new level; next step on {n} ({} days after the last)",
+                    ladder.step_interval_days
+                ),
+            );
+        }
     }
     if target < prev.level {
         return none(
@@ -242,6 +258,19 @@ pub fn decide(
     }
 }
 
+/// Whether the level reached is due to go out again (a broken promise since the last
+/// step, or its resend interval passed).
+fn resend_due(
+    level: &crate::rules::Level,
+    prev: DunState,
+    broken: Option<NaiveDate>,
+    as_of: NaiveDate,
+) -> bool {
+    let broken_since = broken.is_some_and(|b| prev.on.is_none_or(|on| b > on));
+    let timer = matches!((level.resend_after_days, prev.on), (Some(n), Some(last)) if as_of >= add_days(last, n));
+    broken_since || timer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +299,7 @@ mod tests {
             name: "t".into(),
             mode,
             tolerance_days: 2,
+            step_interval_days: 14,
             levels: vec![
                 lv("pre_due", -5, None, dec!(0)),
                 lv("first", 7, None, dec!(0)),
@@ -550,11 +580,55 @@ mod tests {
             // The next day nothing new: B stays at its level until its age moves on.
             let o = decide(&l, d("2026-11-24"), &items, o.state, None, |_| None);
             assert!(o.decision.is_none(), "{mode:?}");
-            // When B reaches `second`, it climbs on its own.
+            // B reaches `second` on 12-03, but the last step was on 11-23: it goes out
+            // with the next step, 14 days after that one.
             let o = decide(&l, d("2026-12-04"), &items, o.state, None, |_| None);
+            assert!(
+                o.why_not
+                    .as_deref()
+                    .is_some_and(|w| w.contains("next step on 2026-12-07")),
+                "{mode:?}: {:?}",
+                o.why_not
+            );
+            let o = decide(&l, d("2026-12-07"), &items, o.state, None, |_| None);
             let step = o.decision.unwrap();
             assert_eq!(step.items, vec![(1, 4), (2, 3)], "{mode:?}");
         }
+    }
+
+    /// Invoices falling due on consecutive days: the customer is written to when its
+    /// highest level rises, and otherwise at most once per step interval.
+    #[test]
+    fn invoices_falling_due_day_after_day_do_not_bring_a_letter_a_day() {
+        let l = ladder(LadderMode::JumpToAge);
+        let mut items: Vec<DunItem> = (0..20)
+            .map(|k| item(k, &format!("2026-10-{:02}", k + 1), dec!(100)))
+            .collect();
+        let mut st = DunState::default();
+        let mut sent = vec![];
+        for day in 1..=30 {
+            let as_of = d("2026-10-31") + chrono::Days::new(day);
+            let o = decide(&l, as_of, &items, st, None, |_| None);
+            if let Some(step) = &o.decision {
+                sent.push((as_of.to_string(), step.level));
+            }
+            remember(&mut items, &o);
+            st = o.state;
+        }
+        let want: Vec<(String, usize)> = [
+            ("2026-11-01", 3), // the first step: the oldest is at `second`
+            ("2026-11-15", 3), // the others moved up meanwhile: 14 days later
+            ("2026-11-17", 4), // the oldest reaches `final`: at once
+            ("2026-11-24", 4), // `final` is resent after 7 days, with the rest
+        ]
+        .iter()
+        .map(|(d, l)| (d.to_string(), *l))
+        .collect();
+        assert_eq!(sent, want, "not a letter a day");
+        assert!(
+            items.iter().all(|i| i.level >= 3),
+            "every invoice reached `second`"
+        );
     }
 
     #[test]

@@ -505,7 +505,11 @@ mod tests {
     #[test]
     fn an_invoice_falling_due_after_the_top_level_is_still_reminded() {
         let (_d, mut s) = store(vec![item("A", "C1", "2026-09-20", dec!(500), "EUR")]);
-        let r = rules();
+        let mut r = rules();
+        // A week, so B's step falls while A still sits at final_notice (48–62 days).
+        for l in &mut r.ladders {
+            l.step_interval_days = 7;
+        }
         let steps = |s: &Store| -> Vec<(String, i64, String)> {
             s.conn()
                 .prepare("SELECT as_of, level, items FROM escalations ORDER BY id")
@@ -526,14 +530,17 @@ mod tests {
             ..Batch::default()
         })
         .unwrap();
-        // 11-10 was already a step day; on 11-11 B is 10 days late: reminder_1.
+        // 11-10 was already a step day; on 11-11 B is 10 days late (reminder_1) and
+        // goes out with the next step, 7 days after A's final notice.
         run(&mut s, &r, d("2026-11-10"), RunMode::Auto).unwrap();
         assert_eq!(steps(&s).len(), 3, "never two steps on one day");
         run(&mut s, &r, d("2026-11-11"), RunMode::Auto).unwrap();
+        assert_eq!(steps(&s).len(), 3, "within the step interval");
+        run(&mut s, &r, d("2026-11-17"), RunMode::Auto).unwrap();
         let all = steps(&s);
         assert_eq!(all.len(), 4, "B is reminded");
         let (on, level, items) = &all[3];
-        assert_eq!((on.as_str(), *level), ("2026-11-11", 4));
+        assert_eq!((on.as_str(), *level), ("2026-11-17", 4));
         let items: Vec<(i64, usize)> = serde_json::from_str(items).unwrap();
         let ids: Vec<i64> = ["A", "B"]
             .iter()
@@ -555,7 +562,7 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(stored, [4, 2]);
-        run(&mut s, &r, d("2026-11-12"), RunMode::Auto).unwrap();
+        run(&mut s, &r, d("2026-11-18"), RunMode::Auto).unwrap();
         assert_eq!(steps(&s).len(), 4, "nothing new the next day");
     }
 

@@ -196,9 +196,16 @@ pub struct Ladder {
     pub name: String,
     pub mode: LadderMode,
     pub tolerance_days: i64,
+    /// Least days between two steps of a customer when an item moves up a level below
+    /// the customer's highest: a customer with invoices falling due on many days is
+    /// not written to every day.
+    pub step_interval_days: i64,
     /// Ordered by `overdue_days`; level number = index + 1.
     pub levels: Vec<Level>,
 }
+
+/// SAP's usual dunning interval.
+pub const DEFAULT_STEP_INTERVAL_DAYS: i64 = 14;
 
 impl LadderMode {
     pub fn as_str(self) -> &'static str {
@@ -780,6 +787,14 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             if l.tolerance_days < 0 {
                 cx.err(src, Some(&l.name), "tolerance_days must not be negative");
             }
+            let step_interval_days = l.step_interval_days.unwrap_or(DEFAULT_STEP_INTERVAL_DAYS);
+            if !(0..=366).contains(&step_interval_days) {
+                cx.err(
+                    src,
+                    Some(&l.name),
+                    "step_interval_days must be between 0 and 366",
+                );
+            }
             let mut levels = Vec::new();
             for lv in l.levels {
                 let channel = Channel::parse(&lv.channel).unwrap_or_else(|| {
@@ -882,6 +897,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 name: l.name,
                 mode,
                 tolerance_days: l.tolerance_days,
+                step_interval_days,
                 levels,
             });
         }

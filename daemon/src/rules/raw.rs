@@ -254,6 +254,9 @@ pub struct Ladder {
     /// Grace days added to every positive `overdue_days` threshold.
     #[serde(default)]
     pub tolerance_days: i64,
+    /// Least days between two steps of a customer when an invoice moves up a level
+    /// without raising the customer's highest level (default 14).
+    pub step_interval_days: Option<i64>,
     pub levels: Vec<Level>,
 }
 

@@ -410,6 +410,7 @@ mod tests {
         let path = dir.path().join("a.db");
         let mut old = Store {
             conn: Connection::open(&path).unwrap(),
+            changes_at_load: std::cell::Cell::new(None),
         };
         old.migrate("a.db", &MIGRATIONS[..6]).unwrap();
         old.conn.execute_batch(
