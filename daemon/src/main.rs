@@ -420,6 +420,16 @@ impl Env {
     }
 }
 
+/// Case arguments of a remote command: the daemon names cases by their ids only.
+fn remote_case_ids(ids: &[String]) -> Result<Vec<i64>> {
+    ids.iter()
+        .map(|i| {
+            i.parse::<i64>()
+                .context("with --remote, cases are named by their ids")
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match real_main(cli) {
@@ -974,13 +984,7 @@ async fn remote_main(
             outln!("{c:#?}");
         }
         Cmd::Case(CaseCmd::Note { ids, text, on, .. }) => {
-            let case_ids = ids
-                .iter()
-                .map(|i| {
-                    i.parse::<i64>()
-                        .context("with --remote, cases are named by their ids")
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let case_ids = remote_case_ids(&ids)?;
             let on = on.map(|d| d.to_string()).unwrap_or_default();
             if let [case_id] = case_ids[..] {
                 let c = r
@@ -1001,13 +1005,7 @@ async fn remote_main(
             }
         }
         Cmd::Case(CaseCmd::Assign { ids, to, on, .. }) => {
-            let case_ids = ids
-                .iter()
-                .map(|i| {
-                    i.parse::<i64>()
-                        .context("with --remote, cases are named by their ids")
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let case_ids = remote_case_ids(&ids)?;
             let n = r
                 .cases()
                 .assign_cases(pb::AssignCasesRequest {
