@@ -905,9 +905,19 @@ pub fn parse_csv(path: &Path, default_source: &str) -> Result<Parsed, ImportErro
         path: path.to_path_buf(),
         source,
     })?;
+    parse_csv_from(file, path, default_source)
+}
+
+/// [`parse_csv`] on any reader, for input that is not a file (the fuzz targets);
+/// `path` only names the input in errors.
+pub fn parse_csv_from(
+    input: impl io::Read,
+    path: &Path,
+    default_source: &str,
+) -> Result<Parsed, ImportError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(file);
+        .from_reader(input);
     let csv_error = |e: csv::Error| {
         let line = e.position().map_or(0, |p| p.line());
         let text = e.to_string();

@@ -1,0 +1,9 @@
+//! `arrears import statement` on camt.053 / camt.054 XML (the format is sniffed
+//! from the content, so an input that stops looking like XML reaches MT940 too).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = arrears::statement::parse(data, "fuzz.xml", None);
+});
