@@ -1804,4 +1804,68 @@ mod tests {
         assert_eq!(p.rejected.len(), 2);
         assert_eq!(p.snapshot_sources("csv"), ["csv", "erp"]);
     }
+
+    /// Found by `fuzz/csv_import`: an amount that `Decimal` holds but the documented
+    /// bound does not was accepted, the poison pill of issue 9 (two such items on one
+    /// customer overflow every later run). Every amount column must refuse it.
+    #[test]
+    fn fuzz_amounts_beyond_the_bound_are_refused() {
+        let crash = "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,open_amount,currency,item_ref,original_document,error\n\
+                     item,i1,ACDE,C1,Aa GmbH,INV-9,2026-09-01,2026-10-01,500000000000000000000.00,,EUR,,,\n";
+        let p = parse_csv_from(crash.as_bytes(), Path::new("crash.csv"), "csv").unwrap();
+        assert!(p.batch.items.is_empty(), "{:?}", p.batch.items);
+        assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+        assert_eq!(p.errors[0].line, 2);
+        assert_eq!(p.errors[0].column.as_deref(), Some("amount"));
+        assert!(
+            p.errors[0].message.contains("out of range"),
+            "{}",
+            p.errors[0]
+        );
+
+        let dir = TempDir::new().unwrap();
+        let h = &COLUMNS;
+        let over = "1000000000000000";
+        let rows = vec![
+            row(
+                h,
+                &[
+                    ITEM,
+                    &[("external_id", "max"), ("amount", "999999999999999.00")],
+                ],
+            ),
+            row(h, &[ITEM, &[("external_id", "a"), ("amount", over)]]),
+            row(h, &[ITEM, &[("external_id", "o"), ("open_amount", over)]]),
+            row(h, &[PAYMENT, &[("external_id", "p"), ("amount", over)]]),
+            row(
+                h,
+                &[&[
+                    ("kind", "customer"),
+                    ("company", "ACME_DE"),
+                    ("customer", "C7"),
+                    ("customer_name", "Big"),
+                    ("amount", over),
+                    ("currency", "EUR"),
+                ]],
+            ),
+        ];
+        let p = parse_csv(&write(&dir, "b.csv", h, &rows), "csv").unwrap();
+        assert_eq!(p.batch.items.len(), 1, "the bound itself is fine");
+        let mut refused: Vec<_> = p
+            .errors
+            .iter()
+            .map(|e| (e.line, e.column.as_deref().unwrap_or("")))
+            .collect();
+        // Line 4's open amount also exceeds its amount: a second error, same place.
+        refused.dedup();
+        assert_eq!(
+            refused,
+            [
+                (3, "amount"),
+                (4, "open_amount"),
+                (5, "amount"),
+                (6, "amount")
+            ]
+        );
+    }
 }
