@@ -14,8 +14,7 @@ seconds=${1:-${FUZZ_SECONDS:-35}}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    # rhai_hooks is left out until hooks have a wall-clock budget (see README.md).
-    targets=(csv_import camt mt940 rules_yaml rhai_script plugin_pull)
+    targets=(csv_import camt mt940 rules_yaml rhai_script rhai_hooks plugin_pull)
 fi
 
 for t in "${targets[@]}"; do
