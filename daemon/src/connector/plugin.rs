@@ -320,10 +320,9 @@ fn forward_output(name: &str, child: &mut Child) {
 }
 
 fn dec(what: &str, v: &str) -> Result<Decimal, String> {
-    let d: Decimal = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("{what}: `{v}` is not a decimal amount"))?;
+    let d = crate::money::parse_amount(v)
+        .and_then(crate::money::check_bound)
+        .map_err(|e| format!("{what}: {e}"))?;
     if d < Decimal::ZERO {
         return Err(format!("{what}: `{v}` is negative"));
     }
@@ -381,6 +380,10 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
                     "{w}: due_date {due_date} is before document_date {document_date}"
                 ));
             }
+            let currency = Currency::parse(&i.currency).map_err(|e| format!("{w}: {e}"))?;
+            for a in [original, open] {
+                crate::money::check_amount(a, currency).map_err(|e| format!("{w}: {e}"))?;
+            }
             b.items.push(ItemInput {
                 source: source.to_string(),
                 external_id: i.external_id.clone(),
@@ -391,7 +394,7 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
                 due_date,
                 original_amount: original,
                 open_amount: open,
-                currency: Currency::parse(&i.currency).map_err(|e| format!("{w}: {e}"))?,
+                currency,
                 hold: None,
                 original_document: None,
             });
@@ -403,13 +406,16 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
                     "{w}: external_id, company and customer are required"
                 ));
             }
+            let amount = dec(&format!("{w}: amount"), &p.amount)?;
+            let currency = Currency::parse(&p.currency).map_err(|e| format!("{w}: {e}"))?;
+            crate::money::check_amount(amount, currency).map_err(|e| format!("{w}: {e}"))?;
             b.payments.push(PaymentInput {
                 source: source.to_string(),
                 external_id: p.external_id.clone(),
                 company: p.company.clone(),
                 customer: p.customer.clone(),
-                amount: dec(&format!("{w}: amount"), &p.amount)?,
-                currency: Currency::parse(&p.currency).map_err(|e| format!("{w}: {e}"))?,
+                amount,
+                currency,
                 value_date: day(&format!("{w}: value_date"), &p.value_date)?,
                 reference: p.reference.clone(),
                 item_ref: (!p.item_ref.is_empty()).then(|| p.item_ref.clone()),
@@ -491,6 +497,17 @@ mod tests {
         for (bad, says) in [
             (item("b", "abc"), "item `b`: open_amount: `abc`"),
             (item("c", "150.00"), "exceeds original_amount"),
+            (
+                pb::Item {
+                    original_amount: "5000000000000000".into(),
+                    ..item("f", "1")
+                },
+                "item `f`: original_amount: amount 5000000000000000 is out of range",
+            ),
+            (
+                item("g", "10.001"),
+                "item `g`: amount 10.001 has more decimals than EUR",
+            ),
             (
                 pb::Item {
                     currency: "EURO".into(),

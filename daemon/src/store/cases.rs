@@ -318,6 +318,10 @@ impl Store {
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
+            if let Ok(c) = crate::money::Currency::parse(&cur) {
+                crate::money::check_amount(amount, c)
+                    .map_err(|e| StoreError::Invalid(format!("promised amount: {e}")))?;
+            }
             if amount > dec("open_amount", &open)? {
                 return Err(StoreError::Invalid(format!(
                     "promised {amount} exceeds the open amount {open} {cur}"
