@@ -756,16 +756,22 @@ fn shown(v: Option<&str>) -> String {
     v.map_or_else(|| "empty".to_string(), |v| format!("`{v}`"))
 }
 
+/// How many other lines a message names before it only counts the rest: a key
+/// repeated on every row of a big file must not make an error report (and a rejects
+/// file) that grows with the square of the file.
+const LINES_SHOWN: usize = 5;
+
 fn lines_text(lines: &[usize]) -> String {
     let list = lines
         .iter()
+        .take(LINES_SHOWN)
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    if lines.len() == 1 {
-        format!("line {list}")
-    } else {
-        format!("lines {list}")
+    match lines.len() {
+        1 => format!("line {list}"),
+        n if n > LINES_SHOWN => format!("lines {list} and {} more", n - LINES_SHOWN),
+        _ => format!("lines {list}"),
     }
 }
 
@@ -1342,6 +1348,40 @@ mod tests {
             ("erp", dec!(750), "JPY")
         );
         assert!(p.batch.customers.is_empty());
+    }
+
+    /// One key repeated on every row: one error per row, each of bounded length, so
+    /// the report stays proportional to the file.
+    #[test]
+    fn a_key_repeated_on_thousands_of_rows_gives_a_report_proportional_to_the_file() {
+        let dir = TempDir::new().unwrap();
+        let h = &COLUMNS;
+        let rows: Vec<String> = (0..5000)
+            .map(|_| row(h, &[ITEM, &[("external_id", "same")]]))
+            .collect();
+        let path = write(&dir, "dup.csv", h, &rows);
+        let input = std::fs::metadata(&path).unwrap().len() as usize;
+        let p = parse_csv(&path, "csv").unwrap();
+        assert_eq!(p.errors.len(), 5000, "one error per row");
+        let report: usize = p.errors.iter().map(|e| e.to_string().len() + 1).sum();
+        assert!(
+            report < 2 * input,
+            "{report} bytes of errors for {input} bytes of input"
+        );
+        assert!(
+            p.errors[0]
+                .to_string()
+                .contains("also on lines 3, 4, 5, 6, 7 and 4994 more"),
+            "{}",
+            p.errors[0]
+        );
+        let rejects = dir.path().join("dup.rejected.csv");
+        write_rejects(&rejects, &p.headers, &p.rejected, &p.errors).unwrap();
+        let size = std::fs::metadata(&rejects).unwrap().len() as usize;
+        assert!(
+            size < 3 * input,
+            "rejects file {size} bytes for {input} bytes of input"
+        );
     }
 
     #[test]
