@@ -63,6 +63,29 @@ pub struct Auth {
     open: bool,
 }
 
+/// A token file others can read is a leaked token: refused, with the fix in the message.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} can be read by other users (mode {:o}); `chmod 600` it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .trim()
+        .to_string())
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -78,10 +101,7 @@ impl Auth {
             let secret = match (&t.token_env, &t.token_file) {
                 (Some(var), None) => std::env::var(var)
                     .map_err(|_| err(format!("environment variable {var} is not set")))?,
-                (None, Some(path)) => std::fs::read_to_string(path)
-                    .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
-                    .trim()
-                    .to_string(),
+                (None, Some(path)) => read_token_file(path).map_err(err)?,
                 _ => return Err(err("give exactly one of token_env and token_file".into())),
             };
             if secret.len() < 16 {
@@ -163,9 +183,17 @@ mod tests {
                 principal: "alice".into(),
                 role: Role::Collector,
                 token_env: None,
-                token_file: Some(f),
+                token_file: Some(f.clone()),
             }],
         };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = Auth::from_config(&cfg).err().unwrap().to_string();
+            assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let auth = Auth::from_config(&cfg).unwrap();
         assert!(!auth.is_open());
         let mut md = MetadataMap::new();
