@@ -199,29 +199,6 @@ pub fn decide(
             why_not: None,
         };
     }
-    if let (true, Some(n)) = (climbing > 0 && target >= prev.level, next_allowed) {
-        if !resend_due(level, prev, broken, as_of) {
-            return none(
-                prev,
-                format!(
-                    "{climbing} item(s) reached a new level; next step on {n} ({} days after the last)",
-                    ladder.step_interval_days
-                ),
-            );
-        }
-    }
-    if target < prev.level {
-        return none(
-            DunState {
-                level: target,
-                on: prev.on,
-            },
-            format!(
-                "items at level {} were paid or excluded; now at {target}",
-                prev.level
-            ),
-        );
-    }
     let broken_since = broken.filter(|b| prev.on.is_none_or(|on| *b > on));
     let resend = match (broken_since, level.resend_after_days, prev.on) {
         (Some(b), _, _) => Ok(format!(
@@ -241,6 +218,31 @@ pub fn decide(
             level.name
         )),
     };
+    // Items that moved up below the highest level wait for the interval, unless the
+    // level reached goes out again anyway and takes them along.
+    if let Some(n) =
+        next_allowed.filter(|_| climbing > 0 && target >= prev.level && resend.is_err())
+    {
+        return none(
+            prev,
+            format!(
+                "{climbing} item(s) reached a new level; next step on {n} ({} days after the last)",
+                ladder.step_interval_days
+            ),
+        );
+    }
+    if target < prev.level {
+        return none(
+            DunState {
+                level: target,
+                on: prev.on,
+            },
+            format!(
+                "items at level {} were paid or excluded; now at {target}",
+                prev.level
+            ),
+        );
+    }
     match resend {
         Ok(reason) => Outcome {
             decision: Some(Decision {
@@ -256,19 +258,6 @@ pub fn decide(
         },
         Err(why) => none(prev, why),
     }
-}
-
-/// Whether the level reached is due to go out again (a broken promise since the last
-/// step, or its resend interval passed).
-fn resend_due(
-    level: &crate::rules::Level,
-    prev: DunState,
-    broken: Option<NaiveDate>,
-    as_of: NaiveDate,
-) -> bool {
-    let broken_since = broken.is_some_and(|b| prev.on.is_none_or(|on| b > on));
-    let timer = matches!((level.resend_after_days, prev.on), (Some(n), Some(last)) if as_of >= add_days(last, n));
-    broken_since || timer
 }
 
 #[cfg(test)]

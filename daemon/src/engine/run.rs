@@ -205,15 +205,17 @@ pub fn run(
         let ladder = &rules.ladders[strat.ladder];
         if let Some(d) = &ev.escalation.decision {
             // Only levels that move are written: a resend or a big customer's new
-            // invoice leaves most items where they were.
-            let before: HashMap<i64, usize> =
-                input.items.iter().map(|i| (i.id, i.dun_level)).collect();
-            out.item_levels.extend(
-                d.items
-                    .iter()
-                    .filter(|(id, l)| before.get(id) != Some(l))
-                    .copied(),
-            );
+            // invoice leaves most items where they were. The step lists its items in
+            // the input's order, so one pass finds each one's level before.
+            let mut rest = input.items.iter();
+            for &(id, level) in &d.items {
+                if rest
+                    .find(|i| i.id == id)
+                    .is_some_and(|i| i.dun_level != level)
+                {
+                    out.item_levels.push((id, level));
+                }
+            }
             let level = &ladder.levels[d.level - 1];
             sum.escalations += 1;
             *sum.escalations_by_level
