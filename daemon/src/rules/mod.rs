@@ -1377,7 +1377,8 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         let text = text
             .replacen("mode: one_level_per_run", "mode: sometimes", 1)
-            .replacen("channel: email", "channel: pigeon", 1);
+            .replacen("channel: email", "channel: pigeon", 1)
+            .replacen("step_interval_days: 14", "step_interval_days: 400", 1);
         std::fs::write(&p, &text).unwrap();
         let s = dir.path().join("strategies.yaml");
         let st =
@@ -1398,6 +1399,13 @@ mod tests {
             .contains(&format!("escalation.yaml:{}:", line_of(&text, "sometimes"))));
         assert!(find("unknown channel `pigeon`")
             .contains(&format!("escalation.yaml:{}:", line_of(&text, "pigeon"))));
+        // Placed at its ladder, as tolerance_days is.
+        assert!(
+            find("step_interval_days must be between 0 and 366").contains(&format!(
+                "escalation.yaml:{}:",
+                line_of(&text, "name: standard")
+            ))
+        );
         assert!(find("unknown group `genral`")
             .contains(&format!("strategies.yaml:{}:", line_of(&st, "genral"))));
     }
@@ -1414,7 +1422,8 @@ mod tests {
         let p = dir.path().join("policy.yaml");
         let text = std::fs::read_to_string(&p)
             .unwrap()
-            .replacen("USD:", "USX:", 1);
+            .replacen("USD:", "USX:", 1)
+            .replacen("SEK: \"0.088\"", "SEK: \"2000000\"", 1);
         std::fs::write(&p, text).unwrap();
         let msgs: Vec<String> = load(dir.path())
             .unwrap_err()
@@ -1432,6 +1441,12 @@ mod tests {
         assert!(
             msgs.iter()
                 .any(|m| m.contains(&dup) && m.contains("extra.yaml")),
+            "{msgs:#?}"
+        );
+        // A rate beyond the bound would let converted sums overflow.
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("rate for SEK must be positive and at most 1000000")),
             "{msgs:#?}"
         );
         let line = policy.lines().position(|l| l.contains("USX")).unwrap() + 1;
