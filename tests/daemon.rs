@@ -274,6 +274,26 @@ async fn worklist_paging_auth_and_clear_errors() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("exceeds the open amount"), "{e:?}");
+    // Amounts beyond the bound, or with more decimals than the currency, are refused
+    // before they reach the store.
+    for (amount, says) in [
+        ("50000000000000000000000000000", "out of range"),
+        ("1.001", "more decimals than"),
+        ("1e3", "not a decimal amount"),
+    ] {
+        let e = promises
+            .create_promise(pb::CreatePromiseRequest {
+                case_id,
+                amount: amount.into(),
+                promised_on: "2026-12-01".into(),
+                on: AS_OF.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{amount}: {e:?}");
+        assert!(e.message().contains(says), "{amount}: {e:?}");
+    }
     let mut disputes =
         pb::disputes_client::DisputesClient::with_interceptor(ch.clone(), with_token(SUP));
     let dispute = disputes

@@ -1084,6 +1084,26 @@ mod tests {
     }
 
     #[test]
+    fn an_amount_beyond_the_bound_names_its_line() {
+        let (line, message) = at(parse(
+            one_entry("1000000000000000.00", "EUR", "CRDT").as_bytes(),
+            "t.xml",
+        ));
+        assert_eq!(line, 8);
+        assert!(message.contains("out of range"), "{message}");
+        assert!(parse(
+            one_entry("999999999999999.99", "EUR", "CRDT").as_bytes(),
+            "t.xml"
+        )
+        .is_err());
+        assert!(parse(
+            one_entry("999999999999999", "EUR", "CRDT").as_bytes(),
+            "t.xml"
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn bad_currency_and_direction_are_errors() {
         let (line, message) = at(parse(one_entry("1.00", "EU", "CRDT").as_bytes(), "t.xml"));
         assert_eq!(line, 8);

@@ -1449,6 +1449,9 @@ mod tests {
         let (line, message) = error_at(&with_line(":61:2601020102Cabc"));
         assert_eq!(line, 6);
         assert!(message.contains("bad amount `abc`"), "{message}");
+        let (line, message) = error_at(&with_line(":61:2601020102C1000000000000000,NTRFNONREF"));
+        assert_eq!(line, 6);
+        assert!(message.contains("at most 999999999999999"), "{message}");
         let (line, message) = error_at(&with_line(":61:2601020102C"));
         assert_eq!(line, 6);
         assert!(message.contains("missing amount"), "{message}");
