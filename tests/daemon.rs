@@ -339,7 +339,18 @@ async fn worklist_paging_auth_and_clear_errors() {
         .into_inner();
     assert!(!cust.open_items.is_empty());
     assert!(!cust.segment.is_empty());
+    // The hand assignment moved the customer to dara: chen no longer reaches it, dara
+    // does.
     let mut ex = pb::explain_client::ExplainClient::with_interceptor(ch.clone(), with_token(CHEN));
+    let e = ex
+        .explain_customer(pb::ExplainRequest {
+            customer: some.clone(),
+            as_of: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let mut ex = pb::explain_client::ExplainClient::with_interceptor(ch.clone(), with_token(DARA));
     let why = ex
         .explain_customer(pb::ExplainRequest {
             customer: some.clone(),

@@ -123,6 +123,10 @@ pub struct TokenConfig {
     /// Who the token belongs to; for collectors, their collector id in the rules.
     pub principal: String,
     pub role: Role,
+    /// For a supervisor: collection groups they supervise besides those they manage
+    /// in the rules; `"*"` is every group (a back-office supervisor).
+    #[serde(default)]
+    pub groups: Vec<String>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
 }

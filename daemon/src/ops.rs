@@ -168,7 +168,10 @@ pub fn dispute_local(env: &Env, c: DisputeCmd) -> Result<ExitCode> {
             oldest,
             json,
         } => {
-            let a = store.dispute_ageing(as_of.unwrap_or_else(today), oldest as usize)?;
+            let a =
+                store.dispute_ageing(as_of.unwrap_or_else(today), oldest as usize, &mut |_| {
+                    Ok(true)
+                })?;
             print_ageing(&arrears::server::dispute_ageing_to_pb(&a), json)?;
         }
     }

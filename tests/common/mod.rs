@@ -80,7 +80,7 @@ impl Daemon {
             format!(
                 "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n  kpi_interval: 0s\n\
                  auth:\n  tokens:\n\
-                 \x20   - {{ principal: sup, role: supervisor, token_env: T_SUP }}\n\
+                 \x20   - {{ principal: sup, role: supervisor, groups: ['*'], token_env: T_SUP }}\n\
                  \x20   - {{ principal: chen, role: collector, token_env: T_CHEN }}\n\
                  \x20   - {{ principal: dara, role: collector, token_env: T_DARA }}\n\
                  connectors:\n\

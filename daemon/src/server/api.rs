@@ -15,8 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
+use tower::layer::util::{Identity, Stack};
 
 use super::auth::{principal, Principal};
+use super::authz::{AuthLayer, Reach};
 use super::metrics::observed;
 use super::pb;
 use super::watch::{self, entry_to_pb, priority_to_pb, MAX_PAGE};
@@ -31,7 +33,10 @@ pub struct Api {
     shared: Arc<Shared>,
 }
 
-pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, ServeError> {
+pub fn router(
+    shared: Arc<Shared>,
+    tls: Option<&TlsConfig>,
+) -> Result<Router<Stack<AuthLayer, Identity>>, ServeError> {
     let api = Api {
         shared: shared.clone(),
     };
@@ -75,58 +80,28 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
-    let i = shared.auth.interceptor();
     Ok(builder
+        .layer(AuthLayer::new(shared.auth.clone()))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(pb::worklists_server::WorklistsServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
-        .add_service(pb::cases_server::CasesServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
-        .add_service(pb::promises_server::PromisesServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
-        .add_service(pb::disputes_server::DisputesServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
-        .add_service(pb::strategies_server::StrategiesServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
-        .add_service(pb::explain_server::ExplainServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
+        .add_service(pb::worklists_server::WorklistsServer::new(api.clone()))
+        .add_service(pb::cases_server::CasesServer::new(api.clone()))
+        .add_service(pb::promises_server::PromisesServer::new(api.clone()))
+        .add_service(pb::disputes_server::DisputesServer::new(api.clone()))
+        .add_service(pb::strategies_server::StrategiesServer::new(api.clone()))
+        .add_service(pb::explain_server::ExplainServer::new(api.clone()))
         .add_service(
             // Statement files are often larger than gRPC's default 4 MiB message.
-            tonic::service::interceptor::InterceptedService::new(
-                pb::statements_server::StatementsServer::new(api.clone())
-                    .max_decoding_message_size(MAX_STATEMENT_BYTES),
-                i.clone(),
-            ),
+            pb::statements_server::StatementsServer::new(api.clone())
+                .max_decoding_message_size(MAX_STATEMENT_BYTES),
         )
-        .add_service(pb::connectors_server::ConnectorsServer::with_interceptor(
+        .add_service(pb::connectors_server::ConnectorsServer::new(api.clone()))
+        .add_service(pb::agreements_server::AgreementsServer::new(api.clone()))
+        .add_service(pb::correspondence_server::CorrespondenceServer::new(
             api.clone(),
-            i.clone(),
         ))
-        .add_service(pb::agreements_server::AgreementsServer::with_interceptor(
-            api.clone(),
-            i.clone(),
-        ))
-        .add_service(
-            pb::correspondence_server::CorrespondenceServer::with_interceptor(
-                api.clone(),
-                i.clone(),
-            ),
-        )
-        .add_service(pb::admin_server::AdminServer::with_interceptor(api, i)))
+        .add_service(pb::admin_server::AdminServer::new(api)))
 }
 
 const MAX_STATEMENT_BYTES: usize = 64 << 20;
@@ -339,11 +314,10 @@ fn load_candidate(
 }
 
 impl Api {
-    /// Reads the case's assignee and checks the caller may change it.
-    fn guard_case(store: &Store, who: &Principal, id: i64) -> Result<CaseDetail, Status> {
-        let d = store.case_detail(id).map_err(status)?;
-        who.may_touch(d.assigned_to.as_deref(), &format!("case {id}"))?;
-        Ok(d)
+    /// Checks the caller reaches the case, and reads it.
+    fn guard_case(store: &Store, reach: &Reach, id: i64) -> Result<CaseDetail, Status> {
+        reach.case(store, id)?;
+        store.case_detail(id).map_err(status)
     }
 
     /// One audited case mutation: checks rights, applies `f`, records before/after.
@@ -357,8 +331,9 @@ impl Api {
         let id = positive_id("case_id", id)?;
         self.shared
             .write(format!("case {id}: {action}"), move |store, rules| {
+                let reach = Reach::of(&who, rules);
                 let d = store.audited(&who.name, action, &format!("case {id}"), |st| {
-                    let before = Self::guard_case(st, &who, id)?;
+                    let before = Self::guard_case(st, &reach, id)?;
                     f(st, rules)?;
                     let after = st.case_detail(id)?;
                     Ok::<_, Status>((after.clone(), json!(before), json!(after)))
@@ -442,15 +417,12 @@ impl pb::cases_server::Cases for Api {
             let id = nonempty("id", &req.get_ref().id)?.trim().to_string();
             let c = self
                 .shared
-                .read(move |store, _| {
+                .read(move |store, rules| {
                     let n = match id.parse::<i64>() {
                         Ok(n) => n,
                         Err(_) => store.case_by_document(&id).map_err(status)?,
                     };
-                    let d = store.case_detail(n).map_err(status)?;
-                    if who.role == Role::Collector {
-                        who.may_touch(d.assigned_to.as_deref(), &format!("case {n}"))?;
-                    }
+                    let d = Self::guard_case(store, &Reach::of(&who, rules), n)?;
                     case_to_pb(&d, store)
                 })
                 .await?;
@@ -469,16 +441,16 @@ impl pb::cases_server::Cases for Api {
             let key = nonempty("customer", &r.customer)?.to_string();
             let cases = self
                 .shared
-                .read(move |store, _| {
-                    let id = store.customer_id(&key).map_err(status)?;
+                .read(move |store, rules| {
+                    let reach = Reach::of(&who, rules);
+                    let id = reach.customer_key(store, &key)?;
                     let mut out = Vec::new();
                     for cid in store.cases_of(id, r.all).map_err(status)? {
-                        let d = store.case_detail(cid).map_err(status)?;
-                        if who.role == Role::Collector
-                            && d.assigned_to.as_deref().is_some_and(|a| a != who.name)
-                        {
+                        // A case of the customer assigned to a colleague stays theirs.
+                        if reach.case(store, cid).is_err() {
                             continue;
                         }
+                        let d = store.case_detail(cid).map_err(status)?;
                         out.push(case_to_pb(&d, store)?);
                     }
                     Ok(out)
@@ -529,10 +501,22 @@ impl pb::cases_server::Cases for Api {
             );
             self.shared
                 .write(cause, move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     if let Some(t) = &to {
                         if !rules::collectors_by_id(rules).contains_key(t.as_str()) {
                             return Err(Status::not_found(format!(
                                 "no collector `{t}` in the rules"
+                            )));
+                        }
+                        // Work moves only to collectors of groups the caller reaches.
+                        if !rules
+                            .collector_groups(t)
+                            .iter()
+                            .any(|g| reach.group(&g.name))
+                        {
+                            return Err(Status::permission_denied(format!(
+                                "{t} collects in no group {} supervises",
+                                who.name
                             )));
                         }
                     }
@@ -543,7 +527,7 @@ impl pb::cases_server::Cases for Api {
                         |st| {
                             let mut before = Vec::new();
                             for &id in &ids {
-                                let d = Self::guard_case(st, &who, id)?;
+                                let d = Self::guard_case(st, &reach, id)?;
                                 before.push(json!({"case": id, "assigned_to": d.assigned_to}));
                             }
                             st.assign_cases(&ids, to.as_deref(), on, &who.name, &rules.cases)?;
@@ -609,12 +593,13 @@ impl pb::cases_server::Cases for Api {
             let noted = self
                 .shared
                 .write(format!("cases {ids:?}: cases.note"), move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     // One transaction: every case gets the note, or none does.
                     store.audited(&who.name, "cases.note", &format!("cases {ids:?}"), |st| {
                         let mut before = Vec::with_capacity(ids.len());
                         let mut after = Vec::with_capacity(ids.len());
                         for &id in &ids {
-                            before.push(Self::guard_case(st, &who, id)?);
+                            before.push(Self::guard_case(st, &reach, id)?);
                             st.add_note(id, on, &who.name, &text, &rules.cases)
                                 .map_err(status)?;
                             after.push(st.case_detail(id)?);
@@ -715,14 +700,17 @@ impl pb::cases_server::Cases for Api {
             self.shared
                 .write(
                     format!("customer {key} resubmitted for {on}"),
-                    move |store, _| {
-                        let id = store.customer_id(&key).map_err(status)?;
-                        store
-                            .audited(&who.name, "customer.resubmit", &key, |st| {
-                                st.resubmit(id, on, &r.reason, &who.name)?;
-                                Ok(((), json!(null), json!({"on": on, "reason": r.reason})))
-                            })
-                            .map_err(status)
+                    move |store, rules| {
+                        let reach = Reach::of(&who, rules);
+                        store.audited(&who.name, "customer.resubmit", &key, |st| {
+                            let id = reach.customer_key(st, &key)?;
+                            st.resubmit(id, on, &r.reason, &who.name).map_err(status)?;
+                            Ok::<_, Status>((
+                                (),
+                                json!(null),
+                                json!({"on": on, "reason": r.reason}),
+                            ))
+                        })
                     },
                 )
                 .await?;
@@ -736,13 +724,13 @@ impl pb::cases_server::Cases for Api {
         req: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         observed("Cases/GetCustomer", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let key = nonempty("customer", &req.get_ref().customer)?.to_string();
             let as_of = self.shared.as_of("")?;
             let c = self
                 .shared
-                .read(move |store, _| {
-                    let id = store.customer_id(&key).map_err(status)?;
+                .read(move |store, rules| {
+                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
                     let v = store.customer_view(id, as_of).map_err(status)?;
                     Ok(customer_to_pb(&v))
                 })
@@ -851,14 +839,15 @@ impl pb::promises_server::Promises for Api {
             };
             let p = self
                 .shared
-                .write(format!("promise on case {id}"), move |store, _| {
+                .write(format!("promise on case {id}"), move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     let p = store.audited(
                         &who.name,
                         "promise.create",
                         &format!("case {id}"),
                         |st| {
                             for &c in &new.case_ids {
-                                Self::guard_case(st, &who, c)?;
+                                Self::guard_case(st, &reach, c)?;
                             }
                             let p = st.create_promise(&new, &who.name)?;
                             let after = json!(p);
@@ -878,12 +867,12 @@ impl pb::promises_server::Promises for Api {
         req: Request<pb::ListPromisesRequest>,
     ) -> Result<Response<pb::ListPromisesResponse>, Status> {
         observed("Promises/ListPromises", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let key = nonempty("customer", &req.get_ref().customer)?.to_string();
             let promises = self
                 .shared
-                .read(move |store, _| {
-                    let id = store.customer_id(&key).map_err(status)?;
+                .read(move |store, rules| {
+                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
                     Ok(store
                         .list_promises(id)
                         .map_err(status)?
@@ -903,7 +892,6 @@ impl pb::promises_server::Promises for Api {
     ) -> Result<Response<pb::JudgePromisesResponse>, Status> {
         observed("Promises/JudgePromises", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "judging promises")?;
             let as_of = self.shared.as_of(&req.get_ref().as_of)?;
             let tol = self.shared.cfg.promise_tolerance_days;
             let s = self
@@ -947,12 +935,13 @@ impl pb::disputes_server::Disputes for Api {
             let on = self.shared.as_of(&r.on)?;
             let d = self
                 .shared
-                .write(format!("dispute on case {id}"), move |store, _| {
+                .write(format!("dispute on case {id}"), move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     let d =
                         store.audited(&who.name, "dispute.open", &format!("case {id}"), |st| {
-                            let before = Self::guard_case(st, &who, id)?;
+                            let before = Self::guard_case(st, &reach, id)?;
                             for &c in &more {
-                                Self::guard_case(st, &who, c)?;
+                                Self::guard_case(st, &reach, c)?;
                             }
                             let did = st.open_dispute_on(id, &more, &reason, on, &who.name)?;
                             let d = st
@@ -979,14 +968,14 @@ impl pb::disputes_server::Disputes for Api {
     ) -> Result<Response<pb::Dispute>, Status> {
         observed("Disputes/ResolveDispute", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "resolving a dispute")?;
             let r = req.into_inner();
             let id = positive_id("dispute_id", r.dispute_id)?;
             let resolution = nonempty("resolution", &r.resolution)?.to_string();
             let on = self.shared.as_of(&r.on)?;
             let d = self
                 .shared
-                .write(format!("dispute {id} resolved"), move |store, _| {
+                .write(format!("dispute {id} resolved"), move |store, rules| {
+                    Reach::of(&who, rules).dispute(store, id)?;
                     store
                         .resolve_dispute_audited(&who.name, id, &resolution, on)
                         .map(|d| dispute_to_pb(&d))
@@ -1003,13 +992,13 @@ impl pb::disputes_server::Disputes for Api {
         req: Request<pb::ListDisputesRequest>,
     ) -> Result<Response<pb::ListDisputesResponse>, Status> {
         observed("Disputes/ListDisputes", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let r = req.into_inner();
             let key = nonempty("customer", &r.customer)?.to_string();
             let disputes = self
                 .shared
-                .read(move |store, _| {
-                    let id = store.customer_id(&key).map_err(status)?;
+                .read(move |store, rules| {
+                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
                     Ok(store
                         .list_disputes(id, r.all)
                         .map_err(status)?
@@ -1028,7 +1017,7 @@ impl pb::disputes_server::Disputes for Api {
         req: Request<pb::DisputeAgeingRequest>,
     ) -> Result<Response<pb::DisputeAgeingResponse>, Status> {
         observed("Disputes/DisputeAgeing", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let r = req.into_inner();
             let as_of = self.shared.as_of(&r.as_of)?;
             let oldest = if r.oldest == 0 {
@@ -1038,7 +1027,20 @@ impl pb::disputes_server::Disputes for Api {
             } as usize;
             let a = self
                 .shared
-                .read(move |store, _| store.dispute_ageing(as_of, oldest).map_err(status))
+                .read(move |store, rules| {
+                    let reach = Reach::of(&who, rules);
+                    let mut seen = std::collections::HashMap::new();
+                    store
+                        .dispute_ageing(as_of, oldest, &mut |c| {
+                            if let Some(&ok) = seen.get(&c) {
+                                return Ok(ok);
+                            }
+                            let ok = reach.allows(&store.customer_owner(c)?);
+                            seen.insert(c, ok);
+                            Ok(ok)
+                        })
+                        .map_err(status)
+                })
                 .await?;
             Ok(Response::new(dispute_ageing_to_pb(&a)))
         })
@@ -1102,8 +1104,7 @@ impl pb::strategies_server::Strategies for Api {
         req: Request<pb::ValidateRulesRequest>,
     ) -> Result<Response<pb::ValidateRulesResponse>, Status> {
         observed("Strategies/ValidateRules", async {
-            let who = principal(&req)?;
-            who.require(Role::Supervisor, "validating rules")?;
+            let _who = principal(&req)?;
             let files = req.into_inner().files;
             let res = tokio::task::spawn_blocking(move || load_candidate(&files))
                 .await
@@ -1130,7 +1131,6 @@ impl pb::strategies_server::Strategies for Api {
     ) -> Result<Response<pb::SimulateResponse>, Status> {
         observed("Strategies/Simulate", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "simulating rules")?;
             let r = req.into_inner();
             let as_of = self.shared.as_of(&r.as_of)?;
             let limit = if r.limit == 0 { 20 } else { r.limit.min(1000) } as usize;
@@ -1147,8 +1147,14 @@ impl pb::strategies_server::Strategies for Api {
                             )));
                         }
                     };
-                    crate::engine::simulate::simulate(store, current, &cand, as_of, limit)
-                        .map_err(status)
+                    let mut rep =
+                        crate::engine::simulate::simulate(store, current, &cand, as_of, limit)
+                            .map_err(status)?;
+                    // Counts are the portfolio's; examples only of customers the caller reaches.
+                    let examples = std::mem::take(&mut rep.examples);
+                    rep.examples =
+                        Reach::of(&who, current).filter(store, examples, |c| &c.customer)?;
+                    Ok(rep)
                 })
                 .await?;
             let mut transitions = Vec::new();
@@ -1193,14 +1199,14 @@ impl pb::explain_server::Explain for Api {
         req: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::Explanation>, Status> {
         observed("Explain/ExplainCustomer", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let r = req.into_inner();
             let key = nonempty("customer", &r.customer)?.to_string();
             let as_of = self.shared.as_of(&r.as_of)?;
             let e = self
                 .shared
                 .read(move |store, rules| {
-                    let id = store.customer_id(&key).map_err(status)?;
+                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
                     let input = store
                         .load_run_input(crate::store::Scope::One(id))
                         .map_err(status)?
@@ -1266,7 +1272,6 @@ impl pb::admin_server::Admin for Api {
     ) -> Result<Response<pb::RunSummary>, Status> {
         observed("Admin/TriggerRun", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "triggering a run")?;
             let r = req.into_inner();
             let as_of = if r.as_of.is_empty() {
                 None
@@ -1307,7 +1312,6 @@ impl pb::admin_server::Admin for Api {
     ) -> Result<Response<pb::ReloadRulesResponse>, Status> {
         observed("Admin/ReloadRules", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "reloading rules")?;
             Ok(Response::new(
                 match self.shared.reload_rules(&who.name).await {
                     Ok(hash) => pb::ReloadRulesResponse {
@@ -1404,7 +1408,6 @@ impl pb::statements_server::Statements for Api {
     ) -> Result<Response<pb::StatementImport>, Status> {
         observed("Statements/ImportStatement", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "importing bank statements")?;
             let r = req.into_inner();
             let name = nonempty("name", &r.name)?.to_string();
             let min_confidence = if r.min_confidence.is_empty() {
@@ -1465,8 +1468,7 @@ impl pb::statements_server::Statements for Api {
         req: Request<pb::ListCreditsRequest>,
     ) -> Result<Response<pb::ListCreditsResponse>, Status> {
         observed("Statements/ListCredits", async {
-            let who = principal(&req)?;
-            who.require(Role::Supervisor, "reading bank credits")?;
+            let _who = principal(&req)?;
             let r = req.into_inner();
             let limit = match r.limit {
                 0 => 100,
@@ -1499,7 +1501,6 @@ impl pb::statements_server::Statements for Api {
     ) -> Result<Response<pb::Credit>, Status> {
         observed("Statements/ResolveCredit", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "resolving bank credits")?;
             let r = req.into_inner();
             let id = positive_id("credit_id", r.credit_id)?;
             let how = match (r.dismiss, r.item_ids.is_empty()) {
@@ -1599,8 +1600,7 @@ impl pb::connectors_server::Connectors for Api {
         req: Request<pb::SyncConnectorRequest>,
     ) -> Result<Response<pb::SyncResult>, Status> {
         observed("Connectors/SyncConnector", async {
-            let who = principal(&req)?;
-            who.require(Role::Supervisor, "running a connector")?;
+            let _who = principal(&req)?;
             let name = nonempty("name", &req.get_ref().name)?.to_string();
             let result = super::connectors::sync_now(&self.shared, &name)
                 .await

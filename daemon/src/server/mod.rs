@@ -15,6 +15,7 @@
 
 mod api;
 pub mod auth;
+pub mod authz;
 mod connectors;
 mod metrics;
 mod outbox;

@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
 use super::auth::Principal;
+use super::authz::Reach;
 use super::pb;
 use super::{Shared, WorklistView};
 use crate::config::Role;
@@ -84,6 +85,14 @@ pub fn query(
                     "no collector `{c}` in any collection group"
                 )));
             }
+            let reach = Reach::of(who, rules);
+            let groups: Vec<String> = groups.into_iter().filter(|g| reach.group(g)).collect();
+            if groups.is_empty() {
+                return Err(Status::permission_denied(format!(
+                    "{c} collects in no group {} supervises",
+                    who.name
+                )));
+            }
             WorklistScope::Collector {
                 id: c.clone(),
                 groups,
@@ -93,7 +102,7 @@ pub fn query(
             if rules.group(g).is_none() {
                 return Err(Status::not_found(format!("no collection group `{g}`")));
             }
-            if who.role == Role::Collector && !groups_of(&who.name).contains(g) {
+            if !Reach::of(who, rules).group(g) {
                 return Err(Status::permission_denied(format!(
                     "{} is not in collection group {g}",
                     who.name

@@ -558,10 +558,16 @@ impl Store {
     }
 
     /// Open disputes by age on `as_of` (0–30, 31–60, 61–90, over 90 days), with the
-    /// disputed open amount per currency, and the oldest ones.
-    pub fn dispute_ageing(&self, as_of: NaiveDate, oldest: usize) -> Result<DisputeAgeing> {
+    /// disputed open amount per currency, and the oldest ones; only disputes of the
+    /// customers `keep` accepts (by id), so a report shows what its reader may see.
+    pub fn dispute_ageing(
+        &self,
+        as_of: NaiveDate,
+        oldest: usize,
+        keep: &mut dyn FnMut(i64) -> Result<bool>,
+    ) -> Result<DisputeAgeing> {
         let mut st = self.conn.prepare(
-            "SELECT d.id, d.opened_on, i.currency, i.open_amount FROM disputes d
+            "SELECT d.id, d.opened_on, i.currency, i.open_amount, d.customer_id FROM disputes d
              JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
              WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
         )?;
@@ -579,6 +585,9 @@ impl Store {
         };
         let mut seen: Vec<(i64, usize)> = Vec::new();
         while let Some(r) = rows.next()? {
+            if !keep(r.get(4)?)? {
+                continue;
+            }
             let id: i64 = r.get(0)?;
             let opened = date("disputes.opened_on", &r.get::<_, String>(1)?)?;
             let age = (as_of - opened).num_days().max(0);
@@ -1777,7 +1786,9 @@ mod tests {
             "one customer per dispute"
         );
 
-        let a = s.dispute_ageing(d("2026-11-23"), 2).unwrap();
+        let a = s
+            .dispute_ageing(d("2026-11-23"), 2, &mut |_| Ok(true))
+            .unwrap();
         let row = |b: &AgeingBucket| (b.bucket.clone(), b.disputes, b.amounts.clone());
         assert_eq!(
             a.buckets.iter().map(row).collect::<Vec<_>>(),

@@ -3,6 +3,7 @@
 //!
 //! Every public write runs in one transaction: a batch lands whole or not at all.
 
+mod access;
 mod agreements;
 mod audit;
 mod cases;
@@ -20,6 +21,7 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
 use rust_decimal::Decimal;
 
+pub use access::Owner;
 pub use agreements::{
     AgreementItem, AgreementView, DocumentView, Proposal, ScheduleLine, SettleStats, Terms,
     TERMS_MISSING,

@@ -6,9 +6,9 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use super::{nonempty, opt, positive_id, Api};
-use crate::config::Role;
 use crate::finance::PlanKind;
 use crate::server::auth::principal;
+use crate::server::authz::Reach;
 use crate::server::metrics::observed;
 use crate::server::{parse_date, pb, status};
 use crate::store::{AgreementView, DocumentView, Proposal, Terms, TERMS_MISSING};
@@ -131,9 +131,10 @@ impl pb::agreements_server::Agreements for Api {
                 .shared
                 .write("agreement proposed".into(), move |store, rules| {
                     let t = terms(rules)?;
+                    let reach = Reach::of(&who, rules);
                     store.audited(&who.name, "agreement.propose", "agreement", |st| {
                         for &c in &p.case_ids {
-                            Self::guard_case(st, &who, c)?;
+                            Self::guard_case(st, &reach, c)?;
                         }
                         let a = st
                             .propose_agreement(&p, &who.name, who.role, &t)
@@ -161,11 +162,13 @@ impl pb::agreements_server::Agreements for Api {
                 .shared
                 .write(format!("agreement {id} approved"), move |store, rules| {
                     let t = terms(rules)?;
+                    let reach = Reach::of(&who, rules);
                     store.audited(
                         &who.name,
                         "agreement.approve",
                         &format!("agreement {id}"),
                         |st| {
+                            reach.agreement(st, id)?;
                             let before = json!(st.agreement(id).map_err(status)?);
                             let a = st
                                 .approve_agreement(id, &who.name, who.role, &r.note, on, &t)
@@ -187,18 +190,19 @@ impl pb::agreements_server::Agreements for Api {
     ) -> Result<Response<pb::Agreement>, Status> {
         observed("Agreements/RejectAgreement", async {
             let who = principal(&req)?;
-            who.require(Role::Supervisor, "rejecting agreements")?;
             let r = req.into_inner();
             let id = positive_id("id", r.id)?;
             let on = self.shared.as_of(&r.on)?;
             let a = self
                 .shared
-                .write(format!("agreement {id} rejected"), move |store, _| {
+                .write(format!("agreement {id} rejected"), move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     store.audited(
                         &who.name,
                         "agreement.reject",
                         &format!("agreement {id}"),
                         |st| {
+                            reach.agreement(st, id)?;
                             let before = json!(st.agreement(id).map_err(status)?);
                             let a = st
                                 .reject_agreement(id, &who.name, &r.note, on)
@@ -219,11 +223,14 @@ impl pb::agreements_server::Agreements for Api {
         req: Request<pb::GetAgreementRequest>,
     ) -> Result<Response<pb::Agreement>, Status> {
         observed("Agreements/GetAgreement", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let id = positive_id("id", req.get_ref().id)?;
             let a = self
                 .shared
-                .read(move |store, _| Ok(agreement_to_pb(&store.agreement(id).map_err(status)?)))
+                .read(move |store, rules| {
+                    Reach::of(&who, rules).agreement(store, id)?;
+                    Ok(agreement_to_pb(&store.agreement(id).map_err(status)?))
+                })
                 .await?;
             Ok(Response::new(a))
         })
@@ -235,18 +242,19 @@ impl pb::agreements_server::Agreements for Api {
         req: Request<pb::ListAgreementsRequest>,
     ) -> Result<Response<pb::ListAgreementsResponse>, Status> {
         observed("Agreements/ListAgreements", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let key = req.into_inner().customer;
             let agreements = self
                 .shared
-                .read(move |store, _| {
+                .read(move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     let id = match key.trim() {
                         "" => None,
-                        k => Some(store.customer_id(k).map_err(status)?),
+                        k => Some(reach.customer_key(store, k)?),
                     };
-                    Ok(store
-                        .list_agreements(id)
-                        .map_err(status)?
+                    let all = store.list_agreements(id).map_err(status)?;
+                    Ok(reach
+                        .filter(store, all, |a| &a.customer)?
                         .iter()
                         .map(agreement_to_pb)
                         .collect())
@@ -262,19 +270,23 @@ impl pb::agreements_server::Agreements for Api {
         req: Request<pb::ListDocumentsRequest>,
     ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
         observed("Agreements/ListDocuments", async {
-            let _who = principal(&req)?;
+            let who = principal(&req)?;
             let r = req.into_inner();
             if r.customer.trim().is_empty() && r.agreement_id == 0 {
                 nonempty("customer (or agreement_id)", &r.customer)?;
             }
             let documents = self
                 .shared
-                .read(move |store, _| {
+                .read(move |store, rules| {
+                    let reach = Reach::of(&who, rules);
                     let customer = match r.customer.trim() {
                         "" => None,
-                        k => Some(store.customer_id(k).map_err(status)?),
+                        k => Some(reach.customer_key(store, k)?),
                     };
                     let agreement = (r.agreement_id > 0).then_some(r.agreement_id);
+                    if let Some(a) = agreement {
+                        reach.agreement(store, a)?;
+                    }
                     Ok(store
                         .documents(customer, agreement)
                         .map_err(status)?
