@@ -95,6 +95,11 @@ impl Daemon {
     }
 
     pub fn start(dir: tempfile::TempDir) -> Daemon {
+        Daemon::start_env(dir, &[])
+    }
+
+    /// Starts with more environment, e.g. the tokens of a config the test wrote.
+    pub fn start_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
             .args([
                 "--config",
@@ -113,6 +118,7 @@ impl Daemon {
             .env("T_CHEN", CHEN)
             .env("T_DARA", DARA)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

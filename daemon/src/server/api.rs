@@ -1520,7 +1520,14 @@ impl pb::statements_server::Statements for Api {
             let reason = r.reason;
             let c = self
                 .shared
-                .write(format!("credit {id} resolved"), move |store, _| {
+                .write(format!("credit {id} resolved"), move |store, rules| {
+                    // Money goes only onto items of customers the caller reaches.
+                    if let crate::store::Resolution::Apply(items) = &how {
+                        let reach = Reach::of(&who, rules);
+                        for &i in items {
+                            reach.customer(store, store.item_customer(i).map_err(status)?)?;
+                        }
+                    }
                     store.audited(&who.name, "credit.resolve", &format!("credit {id}"), |st| {
                         let before = json!(st.credit(id).map_err(status)?);
                         let c = st.resolve_credit(id, &how, &reason).map_err(status)?;

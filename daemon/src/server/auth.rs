@@ -106,6 +106,10 @@ impl Auth {
         })
     }
 
+    pub fn principals(&self) -> impl Iterator<Item = &Principal> {
+        self.by_digest.values()
+    }
+
     pub fn is_open(&self) -> bool {
         self.open
     }
@@ -193,6 +197,11 @@ mod tests {
         let p = auth.check(&md).unwrap();
         assert_eq!(p.name, "alice");
         assert_eq!(p.role, Role::Collector);
+
+        let mut grouped = cfg.clone();
+        grouped.tokens[0].groups = vec!["general".into()];
+        let e = Auth::from_config(&grouped).unwrap_err().to_string();
+        assert!(e.contains("`groups` is for supervisors"), "{e}");
 
         let short = AuthConfig {
             tokens: vec![TokenConfig {

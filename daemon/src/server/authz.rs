@@ -233,6 +233,11 @@ impl Reach {
         }
     }
 
+    /// Reaches nothing at all (a supervisor of no group).
+    pub fn is_empty(&self) -> bool {
+        self.who.role != Role::Collector && self.groups.as_ref().is_some_and(|s| s.is_empty())
+    }
+
     pub fn group(&self, group: &str) -> bool {
         self.groups.as_ref().is_none_or(|s| s.contains(group))
     }

@@ -375,6 +375,15 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             .join("\n"),
     })?;
     let auth = Auth::from_config(&opts.auth)?;
+    for p in auth.principals() {
+        if p.role == crate::config::Role::Supervisor && authz::Reach::of(p, &set).is_empty() {
+            tracing::warn!(
+                principal = %p.name,
+                "this supervisor manages no collection group in the rules and has no `groups` \
+                 in its token: it reaches no customer (give `groups: ['*']` for all)"
+            );
+        }
+    }
     crate::connector::validate(&opts.connectors).map_err(ServeError::Connectors)?;
     let writer = Store::open(&opts.db)?;
     // Serve the worklists of the last run from the first request on; the start-up

@@ -79,6 +79,10 @@ impl Store {
         self.customer_of("disputes", "dispute", dispute_id)
     }
 
+    pub fn item_customer(&self, item_id: i64) -> Result<i64> {
+        self.customer_of("items", "item", item_id)
+    }
+
     fn customer_of(&self, table: &'static str, what: &str, id: i64) -> Result<i64> {
         self.conn
             .prepare_cached(&format!("SELECT customer_id FROM {table} WHERE id = ?1"))?
