@@ -50,7 +50,7 @@ struct Global {
     /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing/resolve, outbox, customer contact)
     #[arg(long, global = true, env = "ARREARS_REMOTE")]
     remote: Option<String>,
-    /// File holding the API token for --remote [default: the ARREARS_TOKEN environment variable]
+    /// File holding the API token for --remote, readable by its owner only (chmod 600) [default: the ARREARS_TOKEN environment variable]
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
     /// PEM certificate of the CA that signed the daemon's TLS certificate (https:// remotes)
