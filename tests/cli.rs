@@ -955,3 +955,132 @@ fn a_script_over_its_time_budget_is_reported_with_customer_file_and_line() {
     let last = s["problems"][5].as_str().unwrap();
     assert!(last.contains("not called"), "{last}");
 }
+
+#[test]
+fn local_changes_are_audited_as_the_os_user_and_actor_is_who_they_acted_for() {
+    let env = Env::new();
+    let f = env.path("items.csv");
+    std::fs::write(
+        &f,
+        format!(
+            "{HEADER}item,i1,ACME_DE,C1,Alpha GmbH,INV-1,2026-09-01,2026-10-01,100.00,100.00,EUR,,\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["import", "csv", f.to_str().unwrap()]);
+    env.ok(&["run", "--as-of", "2026-11-23"]);
+    let me = Command::new("id").arg("-un").output().unwrap();
+    assert!(me.status.success());
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+    // $USER is whatever the caller sets; the audit must not take it at its word.
+    let as_user = |args: &[&str], user: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(args)
+            .env("ARREARS_DB", env.path("arrears.db"))
+            .env("ARREARS_RULES", env.path("rules"))
+            .env_remove("ARREARS_CONFIG")
+            .env("USER", user)
+            .env_remove("LOGNAME")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    as_user(&["case", "note", "INV-1", "called, no answer"], "mallory");
+    as_user(
+        &[
+            "case",
+            "note",
+            "INV-1",
+            "left a voicemail",
+            "--actor",
+            "chen",
+        ],
+        "",
+    );
+    let audit = |q: &str| -> Vec<String> {
+        let c = rusqlite::Connection::open(env.path("arrears.db")).unwrap();
+        let mut st = c.prepare(q).unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        audit("SELECT principal FROM audit WHERE action = 'case.note' ORDER BY id"),
+        [format!("local:{me}"), format!("local:{me}")]
+    );
+    // The case history names who did the work: the user by default, else --actor;
+    // the audit record's after-image carries that entry under the user's principal.
+    let c = env.json(&["case", "show", "INV-1", "--json"]);
+    let notes: Vec<(&str, &str)> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "note")
+        .map(|e| (e["actor"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            (me.as_str(), "called, no answer"),
+            ("chen", "left a voicemail")
+        ]
+    );
+    let last = audit("SELECT after FROM audit WHERE action = 'case.note' ORDER BY id DESC LIMIT 1");
+    assert!(last[0].contains("\"chen\"") && last[0].contains("left a voicemail"));
+
+    // Remotely the token's principal is the actor: --actor is refused, not dropped.
+    let o = env.run(&[
+        "--remote",
+        "http://127.0.0.1:9",
+        "case",
+        "note",
+        "1",
+        "x",
+        "--actor",
+        "chen",
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--actor chen") && e.contains("token's principal"),
+        "{e}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_token_file_other_users_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let t = env.path("token");
+    std::fs::write(&t, "supervisor-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = env.run(&[
+        "--remote",
+        "http://127.0.0.1:9",
+        "--token-file",
+        t.to_str().unwrap(),
+        "worklist",
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--token-file") && e.contains("mode 644") && e.contains("chmod 600"),
+        "{e}"
+    );
+    // Readable by its owner only, it gets as far as connecting.
+    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = env.run(&[
+        "--remote",
+        "http://127.0.0.1:9",
+        "--token-file",
+        t.to_str().unwrap(),
+        "worklist",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("connecting to the daemon"),
+        "{e}"
+    );
+}

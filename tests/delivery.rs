@@ -306,7 +306,7 @@ fn auth_with_password_env_and_file_never_leaks_the_password() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("smtp-password");
-    std::fs::write(&file, format!("{WRONG}\n")).unwrap();
+    common::write_secret(&file, &format!("{WRONG}\n"));
     let cfg = smtp(
         sink.port,
         json!({ "username": "clerk", "password_file": file }),
@@ -531,7 +531,7 @@ fn webhook_outcomes_follow_the_status() {
     let (url, requests) = canned_server(answers);
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    common::write_secret(&token_file, &format!("{TOKEN}\n"));
     let cfg: WebhookConfig = serde_json::from_value(json!({
         "url": url, "token_file": token_file, "timeout": "2s"
     }))

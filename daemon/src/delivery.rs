@@ -379,8 +379,8 @@ fn read_secret(
         }
         (None, Some(path)) => {
             let source = format!("delivery.{section}.{file_field}: {}", path.display());
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| config_error(format!("{source}: cannot read: {e}")))?;
+            let text = crate::secret::read(path)
+                .map_err(|e| config_error(format!("delivery.{section}.{file_field}: {e}")))?;
             // Only the line break an editor adds: spaces may belong to a password.
             (source, text.trim_end_matches(['\r', '\n']).to_string())
         }
@@ -1015,6 +1015,19 @@ mod tests {
             "password_file",
             file.to_str().unwrap().into(),
         ));
+        #[cfg(unix)]
+        {
+            // As the API's token files: one that other users can read is refused.
+            let e = c.resolve().unwrap_err();
+            assert!(matches!(e, SendError::Config { .. }));
+            assert!(
+                e.reason().starts_with("delivery.smtp.password_file: ")
+                    && e.reason().contains("chmod 600"),
+                "{e}"
+            );
+            assert!(!e.reason().contains("s3cret"), "{e}");
+        }
+        crate::secret::write_private(&file, "s3cret with space \n");
         let s = c.resolve().unwrap();
         assert_eq!(s.password.as_ref().unwrap().0, "s3cret with space ");
         let debug = format!("{s:?} {c:?}");
@@ -1046,6 +1059,15 @@ mod tests {
             serde_json::json!({ "url": "https://h/x", "token_file": tok.to_str().unwrap() }),
         )
         .unwrap();
+        #[cfg(unix)]
+        {
+            let e = w.resolve().unwrap_err().reason().to_string();
+            assert!(
+                e.starts_with("delivery.webhook.token_file: ") && e.contains("chmod 600"),
+                "{e}"
+            );
+        }
+        crate::secret::write_private(&tok, "two words");
         let e = w.resolve().unwrap_err();
         assert!(!e.to_string().contains("two words"), "{e}");
     }

@@ -822,7 +822,9 @@ impl Generator {
     }
 
     fn write_records(&mut self, store: &mut Store) -> Result<(), StoreError> {
-        let tx = store.conn().unchecked_transaction()?;
+        // Immediate: these writes start with reads, and a deferred transaction that
+        // upgrades to writing cannot wait for a daemon holding the lock.
+        let tx = store.write_tx()?;
         {
             let mut customer_id =
                 tx.prepare("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;

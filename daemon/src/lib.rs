@@ -17,6 +17,7 @@
 //! - [`compliance`]: the guard every contact passes (hours, limits, opt-outs).
 //! - [`delivery`]: sending one message by SMTP or webhook, with failures classified.
 //! - [`correspondence`]: escalation steps → messages → delivery, through the guard.
+//! - [`secret`]: secret files, refused when other users can read them.
 
 pub mod compliance;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod import;
 pub mod kpi;
 pub mod money;
 pub mod rules;
+pub mod secret;
 pub mod server;
 pub mod statement;
 pub mod store;

@@ -50,7 +50,7 @@ struct Global {
     /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing/resolve, outbox, customer contact)
     #[arg(long, global = true, env = "ARREARS_REMOTE")]
     remote: Option<String>,
-    /// File holding the API token for --remote [default: the ARREARS_TOKEN environment variable]
+    /// File holding the API token for --remote, readable by its owner only (chmod 600) [default: the ARREARS_TOKEN environment variable]
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
     /// PEM certificate of the CA that signed the daemon's TLS certificate (https:// remotes)
@@ -189,8 +189,8 @@ enum Cmd {
         on: NaiveDate,
         #[arg(long, default_value = "")]
         reason: String,
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        #[command(flatten)]
+        actor: Actor,
     },
     /// Block dunning for a customer, with a reason and an optional end date; or, with
     /// --lift, end its holds early.
@@ -312,8 +312,8 @@ enum CaseCmd {
         ids: Vec<String>,
         /// The note's text.
         text: String,
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        #[command(flatten)]
+        actor: Actor,
         #[arg(long)]
         on: Option<NaiveDate>,
     },
@@ -323,8 +323,8 @@ enum CaseCmd {
         ids: Vec<String>,
         #[arg(long)]
         to: String,
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        #[command(flatten)]
+        actor: Actor,
         #[arg(long)]
         on: Option<NaiveDate>,
     },
@@ -335,8 +335,8 @@ enum CaseCmd {
         category: String,
         #[arg(long)]
         subcategory: String,
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        #[command(flatten)]
+        actor: Actor,
         #[arg(long)]
         on: Option<NaiveDate>,
     },
@@ -347,8 +347,8 @@ enum CaseCmd {
         ptp_date: Option<NaiveDate>,
         #[arg(long, requires = "ptp_date")]
         ptp_amount: Option<Decimal>,
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        #[command(flatten)]
+        actor: Actor,
         #[arg(long)]
         on: Option<NaiveDate>,
     },
@@ -357,11 +357,44 @@ enum CaseCmd {
         id: String,
         #[arg(long)]
         reason: String,
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        #[command(flatten)]
+        actor: Actor,
         #[arg(long)]
         on: Option<NaiveDate>,
     },
+}
+
+/// `--actor`: whom a change from the command line was made for.
+#[derive(Args)]
+struct Actor {
+    /// Who did the work, as the case history records it [default: your user name].
+    /// The audit log always names the operating-system user who ran the command
+    /// (`local:<user>`) as the principal, so a supervisor logging a collector's call
+    /// writes `--actor chen` and stays on record as the one who wrote it. Not with
+    /// --remote: there the token's principal is both the actor and the principal.
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
+}
+
+impl Actor {
+    fn name(&self) -> &str {
+        match &self.actor {
+            Some(a) => a,
+            None => os_user(),
+        }
+    }
+
+    /// The daemon records the token's principal as the actor and takes no other;
+    /// a name that would be dropped silently is refused instead.
+    fn refuse_remote(&self) -> Result<()> {
+        if let Some(a) = &self.actor {
+            bail!(
+                "--actor {a}: with --remote the daemon records the token's principal as the actor; \
+                 drop --actor, or use a token of {a}'s own"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn today() -> NaiveDate {
@@ -455,8 +488,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     if let Some(url) = cli.global.remote.clone() {
         let token = match &cli.global.token_file {
             Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("reading token file {}", p.display()))?
+                arrears::secret::read(p)
+                    .context("--token-file")?
                     .trim()
                     .to_string(),
             ),
@@ -886,8 +919,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let mut store = env.store()?;
             let id = store.customer_id(&customer)?;
             store.audited(&local_principal(), "customer.resubmit", &customer, |st| {
-                st.resubmit(id, on, &reason, &actor)?;
-                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor });
+                st.resubmit(id, on, &reason, actor.name())?;
+                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor.name() });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
             })?;
             outln!("customer {customer} resubmitted for {on}");
@@ -948,6 +981,9 @@ async fn remote_main(
 ) -> Result<ExitCode> {
     use arrears::server::pb;
     use remote::describe;
+    if let Cmd::Case(CaseCmd::Note { actor, .. } | CaseCmd::Assign { actor, .. }) = &cmd {
+        actor.refuse_remote()?;
+    }
     let r = remote::Remote::connect(url, token, ca).await?;
     match cmd {
         Cmd::Worklist {
@@ -1239,7 +1275,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let on = on.unwrap_or_else(today);
             if let [id] = ids[..] {
                 audited_case(&mut store, "case.note", id, |st| {
-                    st.add_note(id, on, &actor, &text, &rules.cases)
+                    st.add_note(id, on, actor.name(), &text, &rules.cases)
                 })?;
                 outln!("note added to case {id}");
                 return Ok(ExitCode::SUCCESS);
@@ -1252,7 +1288,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 let mut after = Vec::with_capacity(ids.len());
                 for &id in &ids {
                     before.push(st.case_detail(id)?);
-                    st.add_note(id, on, &actor, &text, &rules.cases)?;
+                    st.add_note(id, on, actor.name(), &text, &rules.cases)?;
                     after.push(st.case_detail(id)?);
                 }
                 Ok::<_, arrears::store::StoreError>((
@@ -1287,10 +1323,11 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                     &ids,
                     to.as_deref(),
                     on.unwrap_or_else(today),
-                    &actor,
+                    actor.name(),
                     &rules.cases,
                 )?;
-                let after = serde_json::json!({ "assigned_to": to, "cases": ids });
+                let after =
+                    serde_json::json!({ "assigned_to": to, "cases": ids, "actor": actor.name() });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(before), after))
             })?;
             outln!(
@@ -1322,7 +1359,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                     &category,
                     sub,
                     on.unwrap_or_else(today),
-                    &actor,
+                    actor.name(),
                     &rules.cases,
                 )
             })?;
@@ -1344,7 +1381,13 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let id = case_id(&store, &id)?;
             let ptp = ptp_date.zip(ptp_amount);
             let nad = audited_case(&mut store, "case.complete", id, |st| {
-                st.complete_activity(id, on.unwrap_or_else(today), &actor, ptp, &rules.cases)
+                st.complete_activity(
+                    id,
+                    on.unwrap_or_else(today),
+                    actor.name(),
+                    ptp,
+                    &rules.cases,
+                )
             })?;
             outln!("case {id}: activity completed; next activity due {nad}");
             Ok(ExitCode::SUCCESS)
@@ -1358,7 +1401,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
             let d = audited_case(&mut store, "dispute.open", id, |st| {
-                st.open_dispute(id, &reason, on.unwrap_or_else(today), &actor)
+                st.open_dispute(id, &reason, on.unwrap_or_else(today), actor.name())
             })?;
             outln!("dispute {d} opened on case {id}");
             Ok(ExitCode::SUCCESS)
@@ -1686,12 +1729,31 @@ fn audited_case<T>(
     })?)
 }
 
-/// Who made a change from the command line, for the audit log.
+/// Who made a change from the command line, for the audit log: `local:` and the
+/// operating-system user running the command.
 fn local_principal() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("local:{user}")
+    format!("local:{}", os_user())
+}
+
+/// The name of the real user id, from the system's user database: `$USER` is
+/// whatever the caller set, and is missing under cron and systemd. Without a name
+/// (a container's uid with no passwd entry) the number still says who it was.
+fn os_user() -> &'static str {
+    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        #[cfg(unix)]
+        {
+            let uid = nix::unistd::getuid();
+            match nix::unistd::User::from_uid(uid) {
+                Ok(Some(u)) => u.name,
+                _ => uid.to_string(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            std::env::var("USERNAME").unwrap_or_else(|_| "unnamed".into())
+        }
+    })
 }
 
 fn print_statement_report(r: &arrears::store::ImportReport) {

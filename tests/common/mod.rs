@@ -49,6 +49,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A secret file as its owner keeps it: arrears refuses one other users can read.
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+}
+
 pub fn arrears(dir: &Path, args: &[&str]) -> std::process::Output {
     let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
         .args(args)

@@ -103,9 +103,9 @@ fn key(cfg: &BureauConfig) -> Result<Option<String>, String> {
             .map_err(|_| format!("environment variable {v} (api_key_env) is not set"));
     }
     if let Some(p) = &cfg.api_key_file {
-        return std::fs::read_to_string(p)
+        return crate::secret::read(p)
             .map(|s| Some(s.trim().to_string()))
-            .map_err(|e| format!("api_key_file {}: {e}", p.display()));
+            .map_err(|e| format!("api_key_file: {e}"));
     }
     Ok(None)
 }
@@ -552,6 +552,25 @@ mod tests {
 
     fn today() -> chrono::NaiveDate {
         chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_api_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "bureau-key\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = cfg("http://127.0.0.1:9");
+        c.api_key_file = Some(f.clone());
+        let e = key(&c).unwrap_err();
+        assert!(
+            e.starts_with("api_key_file: ") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(key(&c).unwrap().as_deref(), Some("bureau-key"));
     }
 
     fn scores(s: &Store) -> Vec<(String, Option<i64>)> {

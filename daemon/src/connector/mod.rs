@@ -202,7 +202,7 @@ impl Store {
             ),
             Err(e) => (false, 0, 1, Some(e.clone()), None),
         };
-        self.conn().execute(
+        self.write_one(
             "INSERT INTO connector_state(name, kind, cursor, last_attempt, last_success, last_error, pulled_total, errors_total)
              VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 THEN ?4 END, ?6, ?7, ?8)
              ON CONFLICT(name) DO UPDATE SET kind = excluded.kind,

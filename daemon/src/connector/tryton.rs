@@ -115,9 +115,9 @@ impl Client {
             });
         }
         if let Some(p) = &self.cfg.password_file {
-            return std::fs::read_to_string(p)
+            return crate::secret::read(p)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| TrytonError::Config(format!("password_file {}: {e}", p.display())));
+                .map_err(|e| TrytonError::Config(format!("password_file: {e}")));
         }
         Err(TrytonError::Config(
             "set password_env or password_file".into(),
@@ -512,6 +512,28 @@ fn open_items(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "pass word\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let cfg: TrytonConfig = serde_json::from_value(json!({
+            "url": "http://127.0.0.1:9", "database": "d", "user": "u", "password_file": f,
+        }))
+        .unwrap();
+        let c = Client::new(&cfg);
+        let e = c.password().unwrap_err().to_string();
+        assert!(
+            e.contains("password_file: ") && e.contains("mode 640"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.password().unwrap(), "pass word");
+    }
 
     #[test]
     fn typed_values_decode() {

@@ -32,8 +32,13 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Tokens are kept as SHA-256 digests: a lookup by digest does not leak the secret
-/// through comparison timing, and a memory dump does not show it.
+/// Tokens are kept as SHA-256 digests, and a memory dump does not show them.
+///
+/// The lookup's timing (SipHash bucket, then a byte comparison that stops at the first
+/// difference) depends on the digest of the presented token, which its sender cannot
+/// steer byte by byte: learning that SHA-256(guess) shares a prefix with a real
+/// token's digest says nothing about the token. A constant-time comparison would buy
+/// nothing here, so the O(1) map stays.
 #[derive(Clone)]
 pub struct Auth {
     by_digest: HashMap<[u8; 32], Principal>,
@@ -43,25 +48,9 @@ pub struct Auth {
 
 /// A token file others can read is a leaked token: refused, with the fix in the message.
 fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{} can be read by other users (mode {:o}); `chmod 600` it",
-                path.display(),
-                mode & 0o777
-            ));
-        }
-    }
-    Ok(std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .trim()
-        .to_string())
+    crate::secret::read(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn digest(token: &str) -> [u8; 32] {

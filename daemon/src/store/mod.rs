@@ -284,6 +284,16 @@ impl Store {
         begin_write(&self.conn)
     }
 
+    /// One statement in its own write transaction: it waits for the write lock as
+    /// long as a [`WriteTx`] does, where a bare statement gives up after the busy
+    /// timeout while a run holds the lock.
+    pub(crate) fn write_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+        let tx = self.write_tx()?;
+        let n = tx.execute(sql, params)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn

@@ -514,7 +514,7 @@ impl Store {
     /// Takes a due message for sending; `false` when another pass took it first.
     /// A message is sent at most once: one left `sending` by a crash is not retried.
     pub fn reserve_message(&mut self, id: i64) -> Result<bool> {
-        Ok(self.conn.execute(
+        Ok(self.write_one(
             "UPDATE messages SET status = 'sending' WHERE id = ?1 AND status IN ('queued', 'deferred')",
             [id],
         )? == 1)
@@ -674,7 +674,7 @@ impl Store {
 
     /// Not now: the compliance guard named the next allowed moment and why.
     pub fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {
-        self.conn.execute(
+        self.write_one(
             "UPDATE messages SET status = 'deferred', next_attempt = ?2, defer_reason = ?3
              WHERE id = ?1 AND status IN ('queued', 'deferred', 'sending')",
             params![id, ts(until), reason],
@@ -685,7 +685,7 @@ impl Store {
     /// A channel that is misconfigured: back in the queue for `next`, without using
     /// up an attempt (the message is not at fault).
     pub fn message_held(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
-        self.conn.execute(
+        self.write_one(
             "UPDATE messages SET status = 'queued', next_attempt = ?2, last_error = ?3 WHERE id = ?1",
             params![id, ts(next), error],
         )?;
@@ -694,7 +694,7 @@ impl Store {
 
     /// A failed attempt to try again at `next`.
     pub fn message_retry(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
-        self.conn.execute(
+        self.write_one(
             "UPDATE messages SET status = 'queued', attempts = attempts + 1, next_attempt = ?2, last_error = ?3
              WHERE id = ?1",
             params![id, ts(next), error],
