@@ -65,25 +65,7 @@ pub struct Auth {
 
 /// A token file others can read is a leaked token: refused, with the fix in the message.
 fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{} can be read by other users (mode {:o}); `chmod 600` it",
-                path.display(),
-                mode & 0o777
-            ));
-        }
-    }
-    Ok(std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .trim()
-        .to_string())
+    crate::secret::read_owner_only(path)
 }
 
 fn digest(token: &str) -> [u8; 32] {

@@ -59,6 +59,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Audit(#[from] crate::store::AuditSetupError),
     #[error("{what} {addr}: {source}")]
     Listen {
         what: &'static str,
@@ -125,6 +127,8 @@ pub struct Shared {
     pub shutdown: tokio_watch::Receiver<bool>,
     last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
     pub delivery: Option<crate::delivery::DeliveryConfig>,
+    /// Audit keys and anchor: every connection that may write gets them.
+    pub audit: Arc<crate::store::AuditSetup>,
 }
 
 const MAX_READERS: usize = 8;
@@ -138,6 +142,10 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Invalid(msg) => Status::invalid_argument(msg),
         StoreError::State(msg) => Status::failed_precondition(msg),
         StoreError::Denied(msg) => Status::permission_denied(msg),
+        StoreError::Audit(msg) => {
+            tracing::error!(error = %msg, "audit log");
+            Status::failed_precondition(msg)
+        }
         e @ StoreError::Busy { .. } => Status::unavailable(e.to_string()),
         other => {
             tracing::error!(error = %other, "store error");
@@ -172,7 +180,12 @@ impl Shared {
         if let Some(s) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(s);
         }
-        Store::open(&self.db)
+        self.open_store()
+    }
+
+    /// A connection of its own (a long sync, the outbox), with the audit keys.
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Ok(Store::open(&self.db)?.with_audit(self.audit.clone()))
     }
 
     fn put_reader(&self, s: Store) {
@@ -326,6 +339,7 @@ pub struct ServeOptions {
     pub auth: crate::config::AuthConfig,
     pub connectors: Vec<crate::connector::ConnectorConfig>,
     pub delivery: Option<crate::delivery::DeliveryConfig>,
+    pub audit: crate::config::AuditConfig,
 }
 
 async fn shutdown_signal() {
@@ -375,7 +389,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     })?;
     let auth = Auth::from_config(&opts.auth)?;
     crate::connector::validate(&opts.connectors).map_err(ServeError::Connectors)?;
-    let writer = Store::open(&opts.db)?;
+    let audit = Arc::new(crate::store::AuditSetup::from_config(&opts.audit)?);
+    audit.check_anchor()?;
+    let writer = Store::open(&opts.db)?.with_audit(audit.clone());
     // Serve the worklists of the last run from the first request on; the start-up
     // run replaces them.
     let view = WorklistView::load(&writer)?;
@@ -431,6 +447,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         shutdown: shutdown_rx,
         last_run: Mutex::new(None),
         delivery: opts.delivery.clone(),
+        audit,
     });
     ::metrics::gauge!("arrears_rules_valid").set(1.0);
 

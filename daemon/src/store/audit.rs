@@ -1,10 +1,33 @@
-//! The append-only, hash-chained audit log.
+//! The append-only audit log.
+//!
+//! Each record carries a MAC (HMAC-SHA256) over its fields and the previous record's
+//! MAC, under a key that lives outside the database (`audit.key_file`/`key_env`):
+//! whoever can write the database file cannot recompute the chain after an edit.
+//! Records from before keying carry a plain SHA-256 link and an empty key id; they
+//! still verify, but an unkeyed record after a keyed one is a downgrade.
+//!
+//! A chain cannot show that its newest records were deleted. After every commit that
+//! appended records, the newest record's sequence and MAC go to an append-only anchor
+//! file (`audit.anchor_file`), kept where the database's writers cannot rewrite it.
 
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::digest::Update;
+use sha2::Sha256;
 
 use super::{Result, Store, StoreError};
+use crate::config::AuditConfig;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Shorter keys would make the MAC easier to brute-force than SHA-256 itself.
+const MIN_KEY_LEN: usize = 32;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -17,25 +40,389 @@ pub struct AuditRecord {
     pub after: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The key `hash` is a MAC under; empty: a plain SHA-256 link from before keying.
+    /// Last, so that CSV consumers of older exports keep their column positions.
+    pub key_id: String,
 }
 
-/// The hash covers every field and the previous hash; fields are length-prefixed so
-/// that moving text from one field to the next changes the hash.
-fn chain_hash(prev: &str, id: i64, fields: [&str; 6]) -> String {
-    let mut h = Sha256::new();
+impl AuditRecord {
+    fn fields(&self) -> [&str; 6] {
+        [
+            &self.at,
+            &self.principal,
+            &self.action,
+            &self.target,
+            &self.before,
+            &self.after,
+        ]
+    }
+}
+
+/// Fields are length-prefixed so that moving text from one field to the next changes
+/// the digest.
+fn feed(h: &mut impl Update, prev: &str, id: i64, fields: [&str; 6]) {
     h.update(prev.as_bytes());
-    h.update(id.to_le_bytes());
+    h.update(&id.to_le_bytes());
     for f in fields {
-        h.update((f.len() as u64).to_le_bytes());
+        h.update(&(f.len() as u64).to_le_bytes());
         h.update(f.as_bytes());
     }
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The link of a record from before keying.
+fn chain_hash(prev: &str, id: i64, fields: [&str; 6]) -> String {
+    let mut h = Sha256::default();
+    feed(&mut h, prev, id, fields);
+    hex(&sha2::Digest::finalize(h))
+}
+
+fn keyed_mac(key: &[u8], key_id: &str, prev: &str, id: i64, fields: [&str; 6]) -> String {
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    // The tag keeps a keyed MAC from ever equalling a plain link; the key id is
+    // covered so that a record cannot be moved under another key's name.
+    Update::update(&mut m, b"arrears-audit-hmac-v1\0");
+    Update::update(&mut m, &(key_id.len() as u64).to_le_bytes());
+    Update::update(&mut m, key_id.as_bytes());
+    feed(&mut m, prev, id, fields);
+    hex(&m.finalize().into_bytes())
+}
+
+/// Errors in the `audit:` section of the config, named by field.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditSetupError {
+    #[error("audit.{field}: {message}")]
+    Config { field: String, message: String },
+    #[error("audit.anchor_file {path}: {source}")]
+    Anchor {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn config_err(field: impl Into<String>, message: impl Into<String>) -> AuditSetupError {
+    AuditSetupError::Config {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The keys (current and retired) and the anchor file every audit writer and the
+/// verifier use. Built once from the config and shared by every store connection.
+#[derive(Default)]
+pub struct AuditSetup {
+    /// The id of the key new records are written with.
+    signing: Option<String>,
+    keys: HashMap<String, Vec<u8>>,
+    anchor: Option<PathBuf>,
+}
+
+impl fmt::Debug for AuditSetup {
+    // Never the secrets: this may end up in a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        f.debug_struct("AuditSetup")
+            .field("signing", &self.signing)
+            .field("keys", &ids)
+            .field("anchor", &self.anchor)
+            .finish()
+    }
+}
+
+fn valid_key_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn load_key(
+    field: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> std::result::Result<Vec<u8>, AuditSetupError> {
+    let secret = match (file, env) {
+        (Some(path), None) => crate::secret::read_owner_only(path)
+            .map_err(|m| config_err(format!("{field}key_file"), m))?,
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            config_err(
+                format!("{field}key_env"),
+                format!("environment variable {var} is not set"),
+            )
+        })?,
+        _ => {
+            return Err(config_err(
+                format!("{field}key_file"),
+                "give exactly one of key_file and key_env",
+            ))
+        }
+    };
+    let secret = secret.trim();
+    if secret.len() < MIN_KEY_LEN {
+        let which = if file.is_some() { "key_file" } else { "key_env" };
+        return Err(config_err(
+            format!("{field}{which}"),
+            format!("the key must have at least {MIN_KEY_LEN} characters (e.g. `openssl rand -hex 32`)"),
+        ));
+    }
+    Ok(secret.as_bytes().to_vec())
+}
+
+impl AuditSetup {
+    /// Reads the keys the config names. A key file others can read is refused.
+    pub fn from_config(cfg: &AuditConfig) -> std::result::Result<AuditSetup, AuditSetupError> {
+        let mut setup = AuditSetup {
+            anchor: cfg.anchor_file.clone(),
+            ..AuditSetup::default()
+        };
+        let has_key = cfg.key_file.is_some() || cfg.key_env.is_some();
+        match (&cfg.key_id, has_key) {
+            (None, false) => {}
+            (None, true) => {
+                return Err(config_err(
+                    "key_id",
+                    "required with a key: a short name stored with each record, e.g. `2026-01`",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(config_err(
+                    "key_id",
+                    "set, but neither audit.key_file nor audit.key_env gives the key",
+                ))
+            }
+            (Some(id), true) => {
+                if !valid_key_id(id) {
+                    return Err(config_err(
+                        "key_id",
+                        format!("`{id}`: 1 to 32 letters, digits, `-`, `_` or `.`"),
+                    ));
+                }
+                let key = load_key("", cfg.key_file.as_deref(), cfg.key_env.as_deref())?;
+                setup.keys.insert(id.clone(), key);
+                setup.signing = Some(id.clone());
+            }
+        }
+        for (i, r) in cfg.retired_keys.iter().enumerate() {
+            let field = format!("retired_keys[{i}].");
+            if !valid_key_id(&r.id) {
+                return Err(config_err(
+                    format!("{field}id"),
+                    format!("`{}`: 1 to 32 letters, digits, `-`, `_` or `.`", r.id),
+                ));
+            }
+            if setup.keys.contains_key(&r.id) {
+                return Err(config_err(
+                    format!("{field}id"),
+                    format!("`{}` is given twice (a retired key needs an id of its own)", r.id),
+                ));
+            }
+            let key = load_key(&field, r.key_file.as_deref(), r.key_env.as_deref())?;
+            setup.keys.insert(r.id.clone(), key);
+        }
+        Ok(setup)
+    }
+
+    /// A setup with one signing key (tests, tools).
+    pub fn with_key(id: &str, secret: &[u8]) -> AuditSetup {
+        AuditSetup {
+            signing: Some(id.to_string()),
+            keys: HashMap::from([(id.to_string(), secret.to_vec())]),
+            anchor: None,
+        }
+    }
+
+    /// Adds a key records may have been written with (before a rotation).
+    pub fn retire(mut self, id: &str, secret: &[u8]) -> AuditSetup {
+        self.keys.insert(id.to_string(), secret.to_vec());
+        self
+    }
+
+    pub fn anchored_to(mut self, path: &Path) -> AuditSetup {
+        self.anchor = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn anchor_file(&self) -> Option<&Path> {
+        self.anchor.as_deref()
+    }
+
+    pub fn signing_key_id(&self) -> Option<&str> {
+        self.signing.as_deref()
+    }
+
+    /// Opens (creating, owner-only) the anchor file, so that a daemon with an
+    /// unwritable anchor refuses to start rather than log the failure on every commit.
+    pub fn check_anchor(&self) -> std::result::Result<(), AuditSetupError> {
+        match &self.anchor {
+            Some(p) => open_anchor(p).map(drop).map_err(|source| AuditSetupError::Anchor {
+                path: p.display().to_string(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the committed head in the anchor file. The commit has happened, so a
+    /// failure here cannot undo it: it is logged, and verify reports the records after
+    /// the last anchored one as not yet anchored (the same as after a crash here).
+    fn anchor(&self, head: &Head) {
+        use std::io::Write as _;
+        let Some(path) = &self.anchor else { return };
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // One write per line: with O_APPEND, lines of concurrent writers (daemon and
+        // CLI) do not interleave. Not fsynced, like the database's own commits
+        // (synchronous=NORMAL): a line lost in a crash only leaves the anchor behind.
+        let line = format!("{} {} {at}\n", head.id, head.hash);
+        if let Err(e) = open_anchor(path).and_then(|mut f| f.write_all(line.as_bytes())) {
+            tracing::error!(
+                anchor = %path.display(),
+                seq = head.id,
+                error = %e,
+                "cannot anchor the audit log; later records will show as not yet anchored"
+            );
+        }
+    }
+}
+
+fn open_anchor(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// The newest record after an append: what the anchor file records.
+pub(crate) struct Head {
+    id: i64,
+    hash: String,
+}
+
+/// What is wrong with the log, found at one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditProblem {
+    /// Records `id..=last` are not there; `next` follows the record before them.
+    Missing { last: i64, next: i64 },
+    /// The MAC does not match the contents: edited, inserted, or the chain recomputed
+    /// without the key (or with a wrong one).
+    Edited,
+    /// The record holds what was written as record `holds`.
+    Reordered { holds: i64 },
+    /// The record is intact but does not follow the record before it.
+    Unlinked,
+    /// An unkeyed record after keyed ones.
+    Downgraded { after: i64 },
+    /// Written with a key that is not configured here.
+    UnknownKey { key_id: String },
+    /// The anchor's line `line` gives another MAC for this record.
+    AnchorMismatch { line: usize, last_good: Option<i64> },
+    /// The anchor has seen record `anchored`; the log ends at `ends` (`id` is `ends + 1`).
+    Truncated { anchored: i64, ends: i64 },
+}
+
+impl fmt::Display for AuditProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditProblem::Missing { last, next } => write!(
+                f,
+                "missing up to record {last} (deleted from the middle: record {next} comes next)"
+            ),
+            AuditProblem::Edited => f.write_str(
+                "its MAC does not match its contents (edited or inserted, or the chain was recomputed without the key)",
+            ),
+            AuditProblem::Reordered { holds } => {
+                write!(f, "it holds record {holds}'s entry (the log was reordered)")
+            }
+            AuditProblem::Unlinked => {
+                f.write_str("it does not follow the record before it (records were replaced)")
+            }
+            AuditProblem::Downgraded { after } => write!(
+                f,
+                "unkeyed after the keyed record {after} (a downgrade: the chain was recomputed without the key)"
+            ),
+            AuditProblem::UnknownKey { key_id } => write!(
+                f,
+                "written with key `{key_id}`, which is not configured (audit.key_id / audit.retired_keys), so it cannot be verified"
+            ),
+            AuditProblem::AnchorMismatch { line, last_good } => {
+                write!(f, "the anchor's line {line} has another MAC for it (the log was rewritten")?;
+                match last_good {
+                    Some(g) => write!(f, " after record {g}, the last that matches the anchor)"),
+                    None => f.write_str(")"),
+                }
+            }
+            AuditProblem::Truncated { anchored, ends } => write!(
+                f,
+                "truncated: the anchor says record {anchored} exists, the log ends at {ends}"
+            ),
+        }
+    }
+}
+
+/// The outcome of [`Store::verify_audit`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditVerdict {
+    pub records: u64,
+    /// Records with a MAC, per key id.
+    pub keyed: BTreeMap<String, u64>,
+    /// The first bad record and what is wrong with it; None: intact.
+    pub problem: Option<(i64, AuditProblem)>,
+    /// With an anchor: the newest record it vouches for (None: it is empty).
+    pub anchored: Option<i64>,
+    pub last_id: i64,
+}
+
+/// One line of the anchor file: `SEQUENCE MAC TIME`.
+fn read_anchor(path: &Path) -> Result<BTreeMap<i64, Vec<(usize, String)>>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StoreError::Audit(format!("cannot read anchor file {}: {e}", path.display()))
+    })?;
+    let mut out: BTreeMap<i64, Vec<(usize, String)>> = BTreeMap::new();
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let mut w = line.split_whitespace();
+        let parsed = match (w.next(), w.next()) {
+            (Some(seq), Some(mac)) if mac.len() == 64 && mac.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                seq.parse::<i64>().ok().map(|s| (s, mac.to_string()))
+            }
+            _ => None,
+        };
+        match parsed {
+            Some((seq, mac)) => out.entry(seq).or_default().push((i + 1, mac)),
+            // A crash in the middle of the last write leaves a partial line.
+            None if i + 1 == lines.len() && !complete => {}
+            None => {
+                return Err(StoreError::Audit(format!(
+                    "anchor file {} line {}: expected `SEQUENCE MAC TIME`, found `{line}`",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Store {
+    /// The audit keys and anchor this store writes and verifies with. Every store
+    /// that may write needs it: appending to a keyed log without a key is refused.
+    pub fn set_audit(&mut self, setup: Arc<AuditSetup>) {
+        self.audit = setup;
+    }
+
+    pub fn with_audit(mut self, setup: Arc<AuditSetup>) -> Store {
+        self.set_audit(setup);
+        self
+    }
+
     /// Runs `f` and appends its audit record in one transaction: the change and its
     /// record land together or not at all. `f` returns (result, before, after); its
     /// error type is the caller's (e.g. an API status), so a refusal passes through.
@@ -48,14 +435,23 @@ impl Store {
     ) -> std::result::Result<T, E> {
         super::begin_immediate(&self.conn)?;
         let res = f(self).and_then(|(t, before, after)| {
-            self.append_audit(principal, action, target, &before, &after)?;
-            Ok(t)
+            let head = append_audit_on(
+                &self.conn,
+                &self.audit,
+                principal,
+                action,
+                target,
+                &before,
+                &after,
+            )?;
+            Ok((t, head))
         });
         match res {
-            Ok(t) => {
+            Ok((t, head)) => {
                 self.conn
                     .execute_batch("COMMIT")
                     .map_err(StoreError::from)?;
+                self.anchor_committed(&head);
                 Ok(t)
             }
             Err(e) => {
@@ -66,7 +462,9 @@ impl Store {
         }
     }
 
-    /// Appends one record (inside the caller's transaction, if any).
+    /// Appends one record. Inside a caller's transaction it is anchored with the next
+    /// record anchored after that transaction (an anchor vouches for every record up
+    /// to the one it names).
     pub fn append_audit(
         &self,
         principal: &str,
@@ -75,12 +473,32 @@ impl Store {
         before: &serde_json::Value,
         after: &serde_json::Value,
     ) -> Result<i64> {
-        append_audit_on(&self.conn, principal, action, target, before, after)
+        let tx = self.write_tx()?;
+        let head = append_audit_on(&tx, &self.audit, principal, action, target, before, after)?;
+        tx.commit()?;
+        self.anchor_committed(&head);
+        Ok(head.id)
+    }
+
+    /// Anchors a record appended (with [`append_audit_on`]) in a transaction that has
+    /// just ended. If that was a savepoint inside an outer transaction, nothing is
+    /// committed yet: an anchor ahead of the database would read as truncation.
+    pub(crate) fn anchor_committed(&self, head: &Head) {
+        if self.conn.is_autocommit() {
+            self.audit.anchor(head);
+        }
+    }
+
+    /// The id of the newest record (0: the log is empty).
+    pub fn audit_head(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))?)
     }
 
     pub fn audit_records(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, at, principal, action, target, before, after, prev_hash, hash
+            "SELECT id, at, principal, action, target, before, after, prev_hash, hash, key_id
              FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = st.query_map(params![after_id, limit as i64], |r| {
@@ -94,117 +512,218 @@ impl Store {
                 after: r.get(6)?,
                 prev_hash: r.get(7)?,
                 hash: r.get(8)?,
+                key_id: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Checks the whole chain; returns the id of the first record that does not match
-    /// (edited, inserted, or following a deleted one), or None when the log is intact.
-    pub fn verify_audit(&self) -> Result<Option<i64>> {
+    /// The digest `r` should carry if it were record `id` after `prev`; None when its
+    /// key is not configured.
+    fn expected_hash(&self, r: &AuditRecord, prev: &str, id: i64) -> Option<String> {
+        if r.key_id.is_empty() {
+            return Some(chain_hash(prev, id, r.fields()));
+        }
+        let key = self.audit.keys.get(&r.key_id)?;
+        Some(keyed_mac(key, &r.key_id, prev, id, r.fields()))
+    }
+
+    /// Why a record does not follow its predecessor: if the record its stored link
+    /// names is elsewhere in the log and the record verifies as that one's successor,
+    /// it was moved. Scans the log, but only once, on the first failure.
+    fn diagnose_unlinked(&self, r: &AuditRecord) -> Result<AuditProblem> {
+        let before: Option<i64> = if r.prev_hash.is_empty() {
+            Some(0)
+        } else {
+            self.conn
+                .query_row(
+                    "SELECT id FROM audit WHERE hash = ?1 ORDER BY id LIMIT 1",
+                    [&r.prev_hash],
+                    |row| row.get(0),
+                )
+                .optional()?
+        };
+        if let Some(b) = before {
+            let holds = b + 1;
+            if holds != r.id && self.expected_hash(r, &r.prev_hash, holds).as_ref() == Some(&r.hash)
+            {
+                return Ok(AuditProblem::Reordered { holds });
+            }
+        }
+        Ok(
+            if self.expected_hash(r, &r.prev_hash, r.id).as_ref() == Some(&r.hash) {
+                AuditProblem::Unlinked
+            } else {
+                AuditProblem::Edited
+            },
+        )
+    }
+
+    /// Checks the whole chain with the configured keys and, given an anchor file, the
+    /// anchor against it. Stops at the first bad record.
+    pub fn verify_audit(&self, anchor: Option<&Path>) -> Result<AuditVerdict> {
+        let anchor = anchor.map(read_anchor).transpose()?;
+        let mut v = AuditVerdict {
+            anchored: anchor
+                .as_ref()
+                .and_then(|a| a.last_key_value().map(|(k, _)| *k)),
+            ..AuditVerdict::default()
+        };
         let mut prev = String::new();
         let mut expect_id = 1;
+        let mut last_keyed: Option<i64> = None;
+        let mut last_good_anchor: Option<i64> = None;
         let mut after = 0;
         loop {
             let batch = self.audit_records(after, 10_000)?;
-            if batch.is_empty() {
-                return Ok(None);
-            }
+            let Some(last) = batch.last() else { break };
+            after = last.id;
             for r in &batch {
-                let h = chain_hash(
-                    &prev,
-                    r.id,
-                    [
-                        &r.at,
-                        &r.principal,
-                        &r.action,
-                        &r.target,
-                        &r.before,
-                        &r.after,
-                    ],
-                );
-                if r.id != expect_id || r.prev_hash != prev || r.hash != h {
-                    return Ok(Some(r.id));
+                let problem = self.check_record(r, &prev, expect_id, last_keyed)?;
+                let problem = problem.or_else(|| {
+                    let lines = anchor.as_ref()?.get(&r.id)?;
+                    let (line, _) = lines.iter().find(|(_, mac)| *mac != r.hash)?;
+                    Some(AuditProblem::AnchorMismatch {
+                        line: *line,
+                        last_good: last_good_anchor,
+                    })
+                });
+                if let Some(p) = problem {
+                    let at = match p {
+                        AuditProblem::Missing { .. } => expect_id,
+                        _ => r.id,
+                    };
+                    v.problem = Some((at, p));
+                    return Ok(v);
                 }
-                prev = h;
-                expect_id += 1;
+                if anchor.as_ref().is_some_and(|a| a.contains_key(&r.id)) {
+                    last_good_anchor = Some(r.id);
+                }
+                if !r.key_id.is_empty() {
+                    last_keyed = Some(r.id);
+                    *v.keyed.entry(r.key_id.clone()).or_default() += 1;
+                }
+                v.records += 1;
+                v.last_id = r.id;
+                prev = r.hash.clone();
+                expect_id = r.id + 1;
             }
-            after = batch.last().map_or(after, |r| r.id);
         }
+        if let Some(anchored) = v.anchored.filter(|a| *a > v.last_id) {
+            v.problem = Some((
+                v.last_id + 1,
+                AuditProblem::Truncated {
+                    anchored,
+                    ends: v.last_id,
+                },
+            ));
+        }
+        Ok(v)
+    }
+
+    fn check_record(
+        &self,
+        r: &AuditRecord,
+        prev: &str,
+        expect_id: i64,
+        last_keyed: Option<i64>,
+    ) -> Result<Option<AuditProblem>> {
+        if r.id != expect_id {
+            return Ok(Some(AuditProblem::Missing {
+                last: r.id - 1,
+                next: r.id,
+            }));
+        }
+        if r.key_id.is_empty() {
+            if let Some(after) = last_keyed {
+                return Ok(Some(AuditProblem::Downgraded { after }));
+            }
+        } else if !self.audit.keys.contains_key(&r.key_id) {
+            return Ok(Some(AuditProblem::UnknownKey {
+                key_id: r.key_id.clone(),
+            }));
+        }
+        if r.prev_hash != prev {
+            return self.diagnose_unlinked(r).map(Some);
+        }
+        if self.expected_hash(r, prev, r.id).as_ref() != Some(&r.hash) {
+            return Ok(Some(AuditProblem::Edited));
+        }
+        Ok(None)
     }
 }
 
-/// Appends one audit record on `conn` (a connection or an open transaction).
+/// Appends one audit record on `conn` (an open transaction), with `setup`'s key; the
+/// caller anchors the returned head once the transaction has committed.
+/// Refuses (writing nothing) when the log is keyed and this writer has no key, or
+/// when the newest record does not verify with the key it names: a writer must not
+/// extend a chain it cannot vouch for, nor silently downgrade it.
 pub(crate) fn append_audit_on(
     conn: &rusqlite::Connection,
+    setup: &AuditSetup,
     principal: &str,
     action: &str,
     target: &str,
     before: &serde_json::Value,
     after: &serde_json::Value,
-) -> Result<i64> {
-    let (last_id, prev): (i64, String) = conn
+) -> Result<Head> {
+    let newest: Option<AuditRecord> = conn
         .query_row(
-            "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+            "SELECT id, at, principal, action, target, before, after, prev_hash, hash, key_id
+             FROM audit ORDER BY id DESC LIMIT 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    principal: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    before: r.get(5)?,
+                    after: r.get(6)?,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                    key_id: r.get(9)?,
+                })
+            },
         )
-        .optional()?
-        .unwrap_or((0, String::new()));
-    let id = last_id + 1;
+        .optional()?;
+    if let Some(n) = newest.as_ref().filter(|n| !n.key_id.is_empty()) {
+        if setup.signing.is_none() {
+            return Err(StoreError::Audit(format!(
+                "the audit log is keyed (record {} carries key `{}`) but no audit key is configured: \
+                 set audit.key_id with audit.key_file or audit.key_env in the config; nothing was written",
+                n.id, n.key_id
+            )));
+        }
+        let Some(key) = setup.keys.get(&n.key_id) else {
+            return Err(StoreError::Audit(format!(
+                "the newest audit record ({}) carries key `{}`, which this config does not know \
+                 (was the key rotated? update audit.key_id and audit.key_file/key_env); nothing was written",
+                n.id, n.key_id
+            )));
+        };
+        if keyed_mac(key, &n.key_id, &n.prev_hash, n.id, n.fields()) != n.hash {
+            return Err(StoreError::Audit(format!(
+                "the newest audit record ({}) does not verify with audit key `{}`: the key differs from \
+                 the one it was written with, or the record was tampered with (`arrears audit verify`); \
+                 nothing was written",
+                n.id, n.key_id
+            )));
+        }
+    }
+    let (id, prev) = newest.map_or((1, String::new()), |n| (n.id + 1, n.hash));
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (b, a) = (before.to_string(), after.to_string());
-    let hash = chain_hash(&prev, id, [&at, principal, action, target, &b, &a]);
+    let fields = [at.as_str(), principal, action, target, &b, &a];
+    let (key_id, hash) = match &setup.signing {
+        Some(kid) => (kid.as_str(), keyed_mac(&setup.keys[kid], kid, &prev, id, fields)),
+        None => ("", chain_hash(&prev, id, fields)),
+    };
     conn.execute(
-        "INSERT INTO audit(id, at, principal, action, target, before, after, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![id, at, principal, action, target, b, a, prev, hash],
+        "INSERT INTO audit(id, at, principal, action, target, before, after, prev_hash, hash, key_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![id, at, principal, action, target, b, a, prev, hash, key_id],
     )?;
-    Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_failed_change_leaves_no_record_and_a_tampered_record_is_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let mut s = Store::open(&path).unwrap();
-        for i in 0..3 {
-            s.audited("alice", "note", &format!("case {i}"), |_| {
-                Ok::<_, StoreError>(((), json!({"n": i}), json!({"n": i + 1})))
-            })
-            .unwrap();
-        }
-        let err = s.audited("bob", "note", "case 9", |st| {
-            st.conn().execute(
-                "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
-                [],
-            )?;
-            Err::<((), _, _), _>(StoreError::Invalid("no".into()))
-        });
-        assert!(err.is_err());
-        let n: i64 = s
-            .conn()
-            .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0, "the change rolled back with its failure");
-        assert_eq!(s.audit_records(0, 100).unwrap().len(), 3);
-        assert_eq!(s.verify_audit().unwrap(), None);
-        assert!(s
-            .conn()
-            .execute("UPDATE audit SET principal = 'eve' WHERE id = 2", [])
-            .is_err());
-
-        // Someone with file access drops the trigger and edits record 2.
-        let raw = rusqlite::Connection::open(&path).unwrap();
-        raw.execute_batch(
-            "DROP TRIGGER audit_no_update; UPDATE audit SET after = '{\"n\":99}' WHERE id = 2;",
-        )
-        .unwrap();
-        assert_eq!(s.verify_audit().unwrap(), Some(2));
-    }
+    Ok(Head { id, hash })
 }
