@@ -727,3 +727,375 @@ pub(crate) fn append_audit_on(
     )?;
     Ok(Head { id, hash })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const K1: &[u8] = b"0123456789abcdef0123456789abcdef-one";
+    const K2: &[u8] = b"0123456789abcdef0123456789abcdef-two";
+
+    struct Log {
+        dir: tempfile::TempDir,
+        store: Store,
+    }
+
+    impl Log {
+        /// A log of `n` records written with key `k1`, anchored.
+        fn keyed(n: usize) -> Log {
+            let dir = tempfile::tempdir().unwrap();
+            let setup = AuditSetup::with_key("k1", K1).anchored_to(&dir.path().join("anchor"));
+            let store = Store::open(&dir.path().join("a.db"))
+                .unwrap()
+                .with_audit(Arc::new(setup));
+            let mut log = Log { dir, store };
+            log.write(n);
+            log
+        }
+
+        fn write(&mut self, n: usize) {
+            for i in 0..n {
+                self.store
+                    .audited("alice", "note", &format!("case {i}"), |_| {
+                        Ok::<_, StoreError>(((), json!({"n": i}), json!({"n": i + 1})))
+                    })
+                    .unwrap();
+            }
+        }
+
+        fn anchor(&self) -> PathBuf {
+            self.dir.path().join("anchor")
+        }
+
+        /// A connection of someone with write access to the file, past the triggers.
+        fn raw(&self) -> rusqlite::Connection {
+            let c = rusqlite::Connection::open(self.dir.path().join("a.db")).unwrap();
+            c.execute_batch("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;")
+                .unwrap();
+            c
+        }
+
+        fn problem(&self, anchor: bool) -> Option<(i64, AuditProblem)> {
+            let a = anchor.then(|| self.anchor());
+            self.store.verify_audit(a.as_deref()).unwrap().problem
+        }
+
+        /// Rewrites records `from..` with `link` as the tamperer computes it, keeping
+        /// the chain consistent in itself.
+        fn rewrite(&self, from: i64, key_id: &str, link: impl Fn(&str, i64, [&str; 6]) -> String) {
+            let raw = self.raw();
+            let all = self.store.audit_records(0, 1000).unwrap();
+            let mut prev = all
+                .iter()
+                .find(|r| r.id == from - 1)
+                .map_or(String::new(), |r| r.hash.clone());
+            for r in all.iter().filter(|r| r.id >= from) {
+                let after = if r.id == from { "{\"n\":99}" } else { &r.after };
+                let mut fields = r.fields();
+                fields[5] = after;
+                let hash = link(&prev, r.id, fields);
+                raw.execute(
+                    "UPDATE audit SET after = ?2, prev_hash = ?3, hash = ?4, key_id = ?5 WHERE id = ?1",
+                    params![r.id, after, prev, hash, key_id],
+                )
+                .unwrap();
+                prev = hash;
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_change_leaves_no_record_and_an_edited_record_is_found() {
+        let mut log = Log::keyed(3);
+        let err = log.store.audited("bob", "note", "case 9", |st| {
+            st.conn().execute(
+                "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
+                [],
+            )?;
+            Err::<((), _, _), _>(StoreError::Invalid("no".into()))
+        });
+        assert!(err.is_err());
+        let n: i64 = log
+            .store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "the change rolled back with its failure");
+        let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
+        assert_eq!((v.records, v.problem, v.anchored), (3, None, Some(3)));
+        assert_eq!(v.keyed.get("k1"), Some(&3));
+        assert!(log
+            .store
+            .conn()
+            .execute("UPDATE audit SET principal = 'eve' WHERE id = 2", [])
+            .is_err());
+
+        log.raw()
+            .execute("UPDATE audit SET after = '{\"n\":99}' WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(log.problem(false), Some((2, AuditProblem::Edited)));
+    }
+
+    #[test]
+    fn a_record_deleted_from_the_middle_is_named() {
+        let log = Log::keyed(5);
+        log.raw().execute("DELETE FROM audit WHERE id = 3", []).unwrap();
+        let (id, p) = log.problem(false).unwrap();
+        assert_eq!((id, &p), (3, &AuditProblem::Missing { last: 3, next: 4 }));
+        assert!(p.to_string().contains("deleted from the middle"), "{p}");
+    }
+
+    #[test]
+    fn a_deleted_tail_shows_only_against_the_anchor() {
+        let log = Log::keyed(5);
+        log.raw().execute("DELETE FROM audit WHERE id >= 4", []).unwrap();
+        assert_eq!(log.problem(false), None, "a chain alone cannot show it");
+        let (id, p) = log.problem(true).unwrap();
+        assert_eq!(
+            (id, &p),
+            (4, &AuditProblem::Truncated { anchored: 5, ends: 3 })
+        );
+        assert!(p.to_string().contains("anchor says record 5 exists, the log ends at 3"));
+    }
+
+    #[test]
+    fn an_anchor_behind_the_log_is_no_problem_but_one_with_another_mac_is() {
+        let mut log = Log::keyed(2);
+        // A crash between the commit and the anchor write: the anchor lags.
+        log.store.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+        log.write(2);
+        let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
+        assert_eq!((v.problem, v.anchored, v.last_id), (None, Some(2), 4));
+        // A torn last line (a crash mid-write) is not the anchor's fault either.
+        let mut text = std::fs::read_to_string(log.anchor()).unwrap();
+        text.push_str("3 abc");
+        std::fs::write(log.anchor(), &text).unwrap();
+        assert_eq!(log.problem(true), None);
+        // The anchor says record 2 had another MAC: the log was rewritten.
+        let bad = format!("2 {} 2026-01-01T00:00:00Z\n", "0".repeat(64));
+        std::fs::write(log.anchor(), text.replace("3 abc", &bad)).unwrap();
+        assert_eq!(
+            log.problem(true),
+            Some((
+                2,
+                AuditProblem::AnchorMismatch {
+                    line: 3,
+                    last_good: Some(1)
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn reordered_records_are_named() {
+        let log = Log::keyed(5);
+        let raw = log.raw();
+        raw.execute_batch(
+            "UPDATE audit SET id = 100 WHERE id = 2;
+             UPDATE audit SET id = 2 WHERE id = 4;
+             UPDATE audit SET id = 4 WHERE id = 100;",
+        )
+        .unwrap();
+        let (id, p) = log.problem(false).unwrap();
+        assert_eq!((id, &p), (2, &AuditProblem::Reordered { holds: 4 }));
+        assert!(p.to_string().contains("reordered"), "{p}");
+    }
+
+    #[test]
+    fn a_chain_recomputed_without_the_key_is_found() {
+        // Plain SHA-256, key ids left alone: the MACs do not match.
+        let log = Log::keyed(5);
+        log.rewrite(3, "k1", chain_hash);
+        assert_eq!(log.problem(false), Some((3, AuditProblem::Edited)));
+
+        // Plain SHA-256 and the key ids cleared: a downgrade after record 2.
+        let log = Log::keyed(5);
+        log.rewrite(3, "", chain_hash);
+        let (id, p) = log.problem(false).unwrap();
+        assert_eq!((id, &p), (3, &AuditProblem::Downgraded { after: 2 }));
+        assert!(p.to_string().contains("downgrade"), "{p}");
+
+        // A MAC under another key of the same name.
+        let log = Log::keyed(5);
+        let wrong = b"not the key, but long enough to pass for one";
+        log.rewrite(3, "k1", |p, id, f| keyed_mac(wrong, "k1", p, id, f));
+        assert_eq!(log.problem(false), Some((3, AuditProblem::Edited)));
+
+        // The whole log rewritten unkeyed looks like a log from before keying: only
+        // the anchor, which holds the real MACs, shows it.
+        let log = Log::keyed(5);
+        log.rewrite(1, "", chain_hash);
+        assert_eq!(log.problem(false), None);
+        assert_eq!(
+            log.problem(true),
+            Some((
+                1,
+                AuditProblem::AnchorMismatch {
+                    line: 1,
+                    last_good: None
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn a_writer_without_the_key_is_refused_on_a_keyed_log() {
+        let mut log = Log::keyed(2);
+        log.store.set_audit(Arc::new(AuditSetup::default()));
+        let err = log
+            .store
+            .audited("bob", "note", "case 1", |st| {
+                st.conn().execute(
+                    "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
+                    [],
+                )?;
+                Ok::<_, StoreError>(((), json!(null), json!(1)))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("audit.key_file") && err.contains("nothing was written"),
+            "{err}"
+        );
+        let customers: i64 = log
+            .store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((customers, log.store.audit_head().unwrap()), (0, 2));
+        let err = log
+            .store
+            .append_audit("bob", "x", "y", &json!(1), &json!(2))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Audit(_)), "{err}");
+
+        // The same name with another secret would write records nobody can verify.
+        log.store
+            .set_audit(Arc::new(AuditSetup::with_key("k1", K2)));
+        let err = log
+            .store
+            .append_audit("bob", "x", "y", &json!(1), &json!(2))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not verify with audit key `k1`"), "{err}");
+        assert_eq!(log.store.audit_head().unwrap(), 2);
+    }
+
+    #[test]
+    fn after_a_rotation_old_records_verify_with_the_retired_key() {
+        let mut log = Log::keyed(2);
+        let anchor = log.anchor();
+        log.store.set_audit(Arc::new(
+            AuditSetup::with_key("k2", K2)
+                .retire("k1", K1)
+                .anchored_to(&anchor),
+        ));
+        log.write(2);
+        let v = log.store.verify_audit(Some(&anchor)).unwrap();
+        assert_eq!(v.problem, None);
+        assert_eq!(
+            v.keyed,
+            BTreeMap::from([("k1".to_string(), 2), ("k2".to_string(), 2)])
+        );
+        // Without the retired key the old records cannot be vouched for.
+        log.store
+            .set_audit(Arc::new(AuditSetup::with_key("k2", K2)));
+        assert_eq!(
+            log.problem(false),
+            Some((
+                1,
+                AuditProblem::UnknownKey {
+                    key_id: "k1".into()
+                }
+            ))
+        );
+        // A writer still on the old key (a stale config) is refused.
+        log.store
+            .set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+        let err = log
+            .store
+            .append_audit("bob", "x", "y", &json!(1), &json!(2))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("carries key `k2`, which this config does not know"), "{err}");
+    }
+
+    #[test]
+    fn a_log_from_before_keying_verifies_and_keying_continues_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.append_audit("old", "x", "y", &json!(1), &json!(2)).unwrap();
+        s.append_audit("old", "x", "y", &json!(2), &json!(3)).unwrap();
+        s.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+        s.append_audit("new", "x", "y", &json!(3), &json!(4)).unwrap();
+        let v = s.verify_audit(None).unwrap();
+        assert_eq!((v.records, v.problem), (3, None));
+        assert_eq!(v.keyed.get("k1"), Some(&1));
+        let r = s.audit_records(0, 10).unwrap();
+        assert_eq!((r[1].key_id.as_str(), r[2].key_id.as_str()), ("", "k1"));
+        assert_eq!(r[2].prev_hash, r[1].hash);
+    }
+
+    #[test]
+    fn the_anchor_file_is_owner_only_and_only_appended_to() {
+        let log = Log::keyed(2);
+        let text = std::fs::read_to_string(log.anchor()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let recs = log.store.audit_records(0, 10).unwrap();
+        assert_eq!(lines.len(), 2);
+        for (l, r) in lines.iter().zip(&recs) {
+            assert!(l.starts_with(&format!("{} {} ", r.id, r.hash)), "{l}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(log.anchor()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn the_config_is_checked_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("audit.key");
+        std::fs::write(&key, "k".repeat(40)).unwrap();
+        let cfg = |id: Option<&str>| AuditConfig {
+            key_id: id.map(str::to_string),
+            key_file: Some(key.clone()),
+            ..AuditConfig::default()
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = AuditSetup::from_config(&cfg(Some("k1"))).unwrap_err().to_string();
+            assert!(
+                e.starts_with("audit.key_file: ") && e.contains("mode 644") && e.contains("chmod 600"),
+                "{e}"
+            );
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let s = AuditSetup::from_config(&cfg(Some("k1"))).unwrap();
+        assert_eq!(s.signing_key_id(), Some("k1"));
+        assert!(!format!("{s:?}").contains("kkkk"), "no secret in Debug");
+        let e = AuditSetup::from_config(&cfg(None)).unwrap_err().to_string();
+        assert!(e.starts_with("audit.key_id: required"), "{e}");
+        let e = AuditSetup::from_config(&cfg(Some("no spaces"))).unwrap_err().to_string();
+        assert!(e.starts_with("audit.key_id: "), "{e}");
+        std::fs::write(&key, "short").unwrap();
+        let e = AuditSetup::from_config(&cfg(Some("k1"))).unwrap_err().to_string();
+        assert!(e.contains("at least 32 characters"), "{e}");
+        let e = AuditSetup::from_config(&AuditConfig {
+            retired_keys: vec![crate::config::RetiredKeyConfig {
+                id: "k0".into(),
+                key_file: None,
+                key_env: Some("ARREARS_TEST_SURELY_UNSET_AUDIT_KEY".into()),
+            }],
+            ..AuditConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("audit.retired_keys[0].key_env: "), "{e}");
+    }
+}
