@@ -45,6 +45,24 @@ pub struct AuditRecord {
     pub key_id: String,
 }
 
+const AUDIT_COLUMNS: &str =
+    "id, at, principal, action, target, before, after, prev_hash, hash, key_id";
+
+fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        principal: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        before: r.get(5)?,
+        after: r.get(6)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+        key_id: r.get(9)?,
+    })
+}
+
 impl AuditRecord {
     fn fields(&self) -> [&str; 6] {
         [
@@ -497,24 +515,10 @@ impl Store {
     }
 
     pub fn audit_records(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, at, principal, action, target, before, after, prev_hash, hash, key_id
-             FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![after_id, limit as i64], |r| {
-            Ok(AuditRecord {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                principal: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                before: r.get(5)?,
-                after: r.get(6)?,
-                prev_hash: r.get(7)?,
-                hash: r.get(8)?,
-                key_id: r.get(9)?,
-            })
-        })?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![after_id, limit as i64], audit_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -528,25 +532,12 @@ impl Store {
         Some(keyed_mac(key, &r.key_id, prev, id, r.fields()))
     }
 
-    /// Why a record does not follow its predecessor: if the record its stored link
-    /// names is elsewhere in the log and the record verifies as that one's successor,
-    /// it was moved. Scans the log, but only once, on the first failure.
+    /// Why a record does not follow its predecessor: a record that verifies as
+    /// written under another id was moved; one that verifies where it is was
+    /// relinked; otherwise it was edited.
     fn diagnose_unlinked(&self, r: &AuditRecord) -> Result<AuditProblem> {
-        let before: Option<i64> = if r.prev_hash.is_empty() {
-            Some(0)
-        } else {
-            self.conn
-                .query_row(
-                    "SELECT id FROM audit WHERE hash = ?1 ORDER BY id LIMIT 1",
-                    [&r.prev_hash],
-                    |row| row.get(0),
-                )
-                .optional()?
-        };
-        if let Some(b) = before {
-            let holds = b + 1;
-            if holds != r.id && self.expected_hash(r, &r.prev_hash, holds).as_ref() == Some(&r.hash)
-            {
+        if let Some(holds) = self.written_as(r)?.filter(|h| *h != r.id) {
+            if self.expected_hash(r, &r.prev_hash, holds).as_ref() == Some(&r.hash) {
                 return Ok(AuditProblem::Reordered { holds });
             }
         }
@@ -557,6 +548,39 @@ impl Store {
                 AuditProblem::Edited
             },
         )
+    }
+
+    /// The id `r` was written under, found by following its stored links back to a
+    /// record that is still where it was written (its predecessor may have moved too,
+    /// as when two neighbours swap). Each step scans the log, so this runs only on the
+    /// first failure, and gives up after a few steps.
+    fn written_as(&self, r: &AuditRecord) -> Result<Option<i64>> {
+        const MAX_STEPS: i64 = 64;
+        let mut link = r.prev_hash.clone();
+        for steps in 1..=MAX_STEPS {
+            if link.is_empty() {
+                return Ok(Some(steps));
+            }
+            let Some(p) = self.audit_record_with_hash(&link)? else {
+                return Ok(None);
+            };
+            if self.expected_hash(&p, &p.prev_hash, p.id).as_ref() == Some(&p.hash) {
+                return Ok(Some(p.id + steps));
+            }
+            link = p.prev_hash;
+        }
+        Ok(None)
+    }
+
+    fn audit_record_with_hash(&self, hash: &str) -> Result<Option<AuditRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE hash = ?1 ORDER BY id LIMIT 1"),
+                [hash],
+                audit_row,
+            )
+            .optional()?)
     }
 
     /// Checks the whole chain with the configured keys and, given an anchor file, the
@@ -669,23 +693,9 @@ pub(crate) fn append_audit_on(
 ) -> Result<Head> {
     let newest: Option<AuditRecord> = conn
         .query_row(
-            "SELECT id, at, principal, action, target, before, after, prev_hash, hash, key_id
-             FROM audit ORDER BY id DESC LIMIT 1",
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT 1"),
             [],
-            |r| {
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    principal: r.get(2)?,
-                    action: r.get(3)?,
-                    target: r.get(4)?,
-                    before: r.get(5)?,
-                    after: r.get(6)?,
-                    prev_hash: r.get(7)?,
-                    hash: r.get(8)?,
-                    key_id: r.get(9)?,
-                })
-            },
+            audit_row,
         )
         .optional()?;
     if let Some(n) = newest.as_ref().filter(|n| !n.key_id.is_empty()) {
@@ -900,6 +910,19 @@ mod tests {
         let (id, p) = log.problem(false).unwrap();
         assert_eq!((id, &p), (2, &AuditProblem::Reordered { holds: 4 }));
         assert!(p.to_string().contains("reordered"), "{p}");
+        // Neighbours swapped: the moved record's predecessor moved too.
+        let log = Log::keyed(5);
+        log.raw()
+            .execute_batch(
+                "UPDATE audit SET id = 100 WHERE id = 3;
+                 UPDATE audit SET id = 3 WHERE id = 4;
+                 UPDATE audit SET id = 4 WHERE id = 100;",
+            )
+            .unwrap();
+        assert_eq!(
+            log.problem(false),
+            Some((3, AuditProblem::Reordered { holds: 4 }))
+        );
     }
 
     #[test]
