@@ -1,6 +1,8 @@
 //! End-to-end: the keyed, anchored audit log through the `arrears` binary on a real
 //! database file, tampered with from outside as someone with write access would.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -191,6 +193,65 @@ fn edits_deletions_and_reordering_are_named_by_record() {
     let said = env.broken(&[]);
     assert!(
         said.contains("broken at record 2: it holds record 3's entry (the log was reordered)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_daemon_writes_keyed_anchored_records_and_exports_the_head() {
+    let dir = common::Daemon::prepare();
+    let key = dir.path().join("audit.key");
+    std::fs::write(&key, KEY).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = dir.path().join("arrears.yaml");
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str(&format!(
+        "audit:\n  key_id: d1\n  key_file: '{}'\n  anchor_file: '{}'\n",
+        key.display(),
+        dir.path().join("anchor.log").display()
+    ));
+    std::fs::write(&config, yaml).unwrap();
+    let d = common::Daemon::start(dir);
+
+    // A rules edit: the daemon reloads them and audits the reload.
+    let strategies = d.path("rules/strategies.yaml");
+    let mut rules = std::fs::read_to_string(&strategies).unwrap();
+    rules.push_str("\n# touched by the audit test\n");
+    std::fs::write(&strategies, rules).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let head = loop {
+        let metrics = d.scrape();
+        let head = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("arrears_audit_head_sequence "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if head >= 1.0 {
+            break head;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit head never moved:\n{metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+
+    let o = Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(["--config", config.to_str().unwrap(), "audit", "verify"])
+        .env("ARREARS_DB", d.path("arrears.db"))
+        .env("ARREARS_RULES", d.path("rules"))
+        .env_remove("ARREARS_CONFIG")
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("with key `d1`"), "{said}");
+    assert!(
+        said.contains(&format!("anchored up to record {head}")),
         "{said}"
     );
 }
