@@ -47,7 +47,10 @@ impl Env {
             .arg(self.path(config))
             .args(args)
             .env("ARREARS_DB", self.path("arrears.db"))
-            .env("ARREARS_RULES", Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            .env(
+                "ARREARS_RULES",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            )
             .env("ARREARS_TEST_AUDIT_KEY", KEY)
             .env_remove("ARREARS_CONFIG")
             .env_remove("RUST_LOG")
@@ -102,7 +105,14 @@ fn written() -> Env {
     let env = Env::new();
     env.ok(&["import", "csv", "customers.csv"]);
     env.ok(&["resubmit", "C1", "--on", "2026-12-01"]);
-    env.ok(&["hold", "C1", "--reason", "in talks", "--until", "2026-12-31"]);
+    env.ok(&[
+        "hold",
+        "C1",
+        "--reason",
+        "in talks",
+        "--until",
+        "2026-12-31",
+    ]);
     env.ok(&["resubmit", "C1", "--on", "2026-12-15"]);
     env.ok(&["hold", "C1", "--lift", "--reason", "agreed"]);
     assert_eq!(env.count(), 4);
@@ -113,7 +123,10 @@ fn written() -> Env {
 fn a_keyed_log_verifies_against_its_anchor_and_exports_its_key_ids() {
     let env = written();
     let out = env.ok(&["audit", "verify"]);
-    assert!(out.contains("intact: 4 record(s) (4 with key `k1`)"), "{out}");
+    assert!(
+        out.contains("intact: 4 record(s) (4 with key `k1`)"),
+        "{out}"
+    );
     assert!(out.contains("anchored up to record 4"), "{out}");
     let anchor = std::fs::read_to_string(env.anchor()).unwrap();
     assert_eq!(anchor.lines().count(), 4, "one line per commit: {anchor}");
@@ -153,13 +166,17 @@ fn a_command_without_the_key_is_refused_on_a_keyed_log() {
 #[test]
 fn a_deleted_tail_is_found_through_the_anchor_and_named() {
     let env = written();
-    env.raw().execute("DELETE FROM audit WHERE id >= 3", []).unwrap();
+    env.raw()
+        .execute("DELETE FROM audit WHERE id >= 3", [])
+        .unwrap();
     // Given the anchor explicitly, and by default from audit.anchor_file.
     let anchor = env.anchor();
     for args in [vec!["--anchor", anchor.to_str().unwrap()], vec![]] {
         let said = env.broken(&args);
         assert!(
-            said.contains("broken at record 3: truncated: the anchor says record 4 exists, the log ends at 2"),
+            said.contains(
+                "broken at record 3: truncated: the anchor says record 4 exists, the log ends at 2"
+            ),
             "{said}"
         );
     }
@@ -169,7 +186,10 @@ fn a_deleted_tail_is_found_through_the_anchor_and_named() {
 fn edits_deletions_and_reordering_are_named_by_record() {
     let env = written();
     env.raw()
-        .execute("UPDATE audit SET principal = 'someone else' WHERE id = 2", [])
+        .execute(
+            "UPDATE audit SET principal = 'someone else' WHERE id = 2",
+            [],
+        )
         .unwrap();
     let said = env.broken(&[]);
     assert!(
@@ -178,7 +198,9 @@ fn edits_deletions_and_reordering_are_named_by_record() {
     );
 
     let env = written();
-    env.raw().execute("DELETE FROM audit WHERE id = 2", []).unwrap();
+    env.raw()
+        .execute("DELETE FROM audit WHERE id = 2", [])
+        .unwrap();
     let said = env.broken(&[]);
     assert!(said.contains("broken at record 2: missing"), "{said}");
 

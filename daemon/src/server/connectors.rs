@@ -202,8 +202,8 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
                     let mut store = me.open_store().map_err(|e| e.to_string())?;
                     connector::sync(&mut store, &cfg, as_of)
                 })
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
+                .await
+                .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
             }
         };
         match &result {

@@ -181,10 +181,16 @@ fn load_key(
     };
     let secret = secret.trim();
     if secret.len() < MIN_KEY_LEN {
-        let which = if file.is_some() { "key_file" } else { "key_env" };
+        let which = if file.is_some() {
+            "key_file"
+        } else {
+            "key_env"
+        };
         return Err(config_err(
             format!("{field}{which}"),
-            format!("the key must have at least {MIN_KEY_LEN} characters (e.g. `openssl rand -hex 32`)"),
+            format!(
+                "the key must have at least {MIN_KEY_LEN} characters (e.g. `openssl rand -hex 32`)"
+            ),
         ));
     }
     Ok(secret.as_bytes().to_vec())
@@ -235,7 +241,10 @@ impl AuditSetup {
             if setup.keys.contains_key(&r.id) {
                 return Err(config_err(
                     format!("{field}id"),
-                    format!("`{}` is given twice (a retired key needs an id of its own)", r.id),
+                    format!(
+                        "`{}` is given twice (a retired key needs an id of its own)",
+                        r.id
+                    ),
                 ));
             }
             let key = load_key(&field, r.key_file.as_deref(), r.key_env.as_deref())?;
@@ -276,10 +285,12 @@ impl AuditSetup {
     /// unwritable anchor refuses to start rather than log the failure on every commit.
     pub fn check_anchor(&self) -> std::result::Result<(), AuditSetupError> {
         match &self.anchor {
-            Some(p) => open_anchor(p).map(drop).map_err(|source| AuditSetupError::Anchor {
-                path: p.display().to_string(),
-                source,
-            }),
+            Some(p) => open_anchor(p)
+                .map(drop)
+                .map_err(|source| AuditSetupError::Anchor {
+                    path: p.display().to_string(),
+                    source,
+                }),
             None => Ok(()),
         }
     }
@@ -408,7 +419,9 @@ fn read_anchor(path: &Path) -> Result<BTreeMap<i64, Vec<(usize, String)>>> {
     for (i, line) in lines.iter().enumerate() {
         let mut w = line.split_whitespace();
         let parsed = match (w.next(), w.next()) {
-            (Some(seq), Some(mac)) if mac.len() == 64 && mac.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (Some(seq), Some(mac))
+                if mac.len() == 64 && mac.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
                 seq.parse::<i64>().ok().map(|s| (s, mac.to_string()))
             }
             _ => None,
@@ -727,7 +740,10 @@ pub(crate) fn append_audit_on(
     let (b, a) = (before.to_string(), after.to_string());
     let fields = [at.as_str(), principal, action, target, &b, &a];
     let (key_id, hash) = match &setup.signing {
-        Some(kid) => (kid.as_str(), keyed_mac(&setup.keys[kid], kid, &prev, id, fields)),
+        Some(kid) => (
+            kid.as_str(),
+            keyed_mac(&setup.keys[kid], kid, &prev, id, fields),
+        ),
         None => ("", chain_hash(&prev, id, fields)),
     };
     conn.execute(
@@ -781,8 +797,10 @@ mod tests {
         /// A connection of someone with write access to the file, past the triggers.
         fn raw(&self) -> rusqlite::Connection {
             let c = rusqlite::Connection::open(self.dir.path().join("a.db")).unwrap();
-            c.execute_batch("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
+            )
+            .unwrap();
             c
         }
 
@@ -850,7 +868,9 @@ mod tests {
     #[test]
     fn a_record_deleted_from_the_middle_is_named() {
         let log = Log::keyed(5);
-        log.raw().execute("DELETE FROM audit WHERE id = 3", []).unwrap();
+        log.raw()
+            .execute("DELETE FROM audit WHERE id = 3", [])
+            .unwrap();
         let (id, p) = log.problem(false).unwrap();
         assert_eq!((id, &p), (3, &AuditProblem::Missing { last: 3, next: 4 }));
         assert!(p.to_string().contains("deleted from the middle"), "{p}");
@@ -859,21 +879,32 @@ mod tests {
     #[test]
     fn a_deleted_tail_shows_only_against_the_anchor() {
         let log = Log::keyed(5);
-        log.raw().execute("DELETE FROM audit WHERE id >= 4", []).unwrap();
+        log.raw()
+            .execute("DELETE FROM audit WHERE id >= 4", [])
+            .unwrap();
         assert_eq!(log.problem(false), None, "a chain alone cannot show it");
         let (id, p) = log.problem(true).unwrap();
         assert_eq!(
             (id, &p),
-            (4, &AuditProblem::Truncated { anchored: 5, ends: 3 })
+            (
+                4,
+                &AuditProblem::Truncated {
+                    anchored: 5,
+                    ends: 3
+                }
+            )
         );
-        assert!(p.to_string().contains("anchor says record 5 exists, the log ends at 3"));
+        assert!(p
+            .to_string()
+            .contains("anchor says record 5 exists, the log ends at 3"));
     }
 
     #[test]
     fn an_anchor_behind_the_log_is_no_problem_but_one_with_another_mac_is() {
         let mut log = Log::keyed(2);
         // A crash between the commit and the anchor write: the anchor lags.
-        log.store.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+        log.store
+            .set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
         log.write(2);
         let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
         assert_eq!((v.problem, v.anchored, v.last_id), (None, Some(2), 4));
@@ -1041,17 +1072,23 @@ mod tests {
             .append_audit("bob", "x", "y", &json!(1), &json!(2))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("carries key `k2`, which this config does not know"), "{err}");
+        assert!(
+            err.contains("carries key `k2`, which this config does not know"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_log_from_before_keying_verifies_and_keying_continues_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.append_audit("old", "x", "y", &json!(1), &json!(2)).unwrap();
-        s.append_audit("old", "x", "y", &json!(2), &json!(3)).unwrap();
+        s.append_audit("old", "x", "y", &json!(1), &json!(2))
+            .unwrap();
+        s.append_audit("old", "x", "y", &json!(2), &json!(3))
+            .unwrap();
         s.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
-        s.append_audit("new", "x", "y", &json!(3), &json!(4)).unwrap();
+        s.append_audit("new", "x", "y", &json!(3), &json!(4))
+            .unwrap();
         let v = s.verify_audit(None).unwrap();
         assert_eq!((v.records, v.problem), (3, None));
         assert_eq!(v.keyed.get("k1"), Some(&1));
@@ -1073,7 +1110,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(log.anchor()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(log.anchor())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -1092,9 +1132,13 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let e = AuditSetup::from_config(&cfg(Some("k1"))).unwrap_err().to_string();
+            let e = AuditSetup::from_config(&cfg(Some("k1")))
+                .unwrap_err()
+                .to_string();
             assert!(
-                e.starts_with("audit.key_file: ") && e.contains("mode 644") && e.contains("chmod 600"),
+                e.starts_with("audit.key_file: ")
+                    && e.contains("mode 644")
+                    && e.contains("chmod 600"),
                 "{e}"
             );
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -1104,10 +1148,14 @@ mod tests {
         assert!(!format!("{s:?}").contains("kkkk"), "no secret in Debug");
         let e = AuditSetup::from_config(&cfg(None)).unwrap_err().to_string();
         assert!(e.starts_with("audit.key_id: required"), "{e}");
-        let e = AuditSetup::from_config(&cfg(Some("no spaces"))).unwrap_err().to_string();
+        let e = AuditSetup::from_config(&cfg(Some("no spaces")))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("audit.key_id: "), "{e}");
         std::fs::write(&key, "short").unwrap();
-        let e = AuditSetup::from_config(&cfg(Some("k1"))).unwrap_err().to_string();
+        let e = AuditSetup::from_config(&cfg(Some("k1")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 32 characters"), "{e}");
         let e = AuditSetup::from_config(&AuditConfig {
             retired_keys: vec![crate::config::RetiredKeyConfig {
