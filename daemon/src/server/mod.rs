@@ -295,7 +295,7 @@ impl Shared {
                 tracing::info!(from = %old, to = %hash, "rules reloaded");
                 let me = self.clone();
                 let (p, h, o) = (principal.to_string(), hash.clone(), old.clone());
-                let _ = tokio::task::spawn_blocking(move || {
+                let audited = tokio::task::spawn_blocking(move || {
                     let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
                     store.append_audit(
                         &p,
@@ -306,6 +306,11 @@ impl Shared {
                     )
                 })
                 .await;
+                // The new rules are in force either way; a reload missing from the
+                // audit log (a refused or failed append) must at least be in the log.
+                if let Ok(Err(e)) = audited {
+                    tracing::error!(error = %e, %hash, "the rules reload could not be audited");
+                }
                 self.request_run(RunRequest::full("rules reloaded".into()));
                 Ok(hash)
             }
