@@ -383,7 +383,7 @@ fn case_lifecycle_backfill_clear_split_and_collector_actions() {
     assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
     let csv = env.ok(&["audit", "export", "--format", "csv"]);
     assert!(
-        csv.starts_with("id,at,principal,action,target,before,after,prev_hash,hash\n"),
+        csv.starts_with("id,at,principal,action,target,before,after,prev_hash,hash,key_id\n"),
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 4);

@@ -23,6 +23,8 @@ pub struct Config {
     pub connectors: Vec<crate::connector::ConnectorConfig>,
     /// How messages go out (SMTP, webhook); letters need nothing.
     pub delivery: Option<crate::delivery::DeliveryConfig>,
+    /// The audit log's key and anchor.
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -129,6 +131,32 @@ pub struct TokenConfig {
     pub groups: Vec<String>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
+}
+
+/// The audit log's MAC key and external anchor. The key comes from a file or the
+/// environment, never the config or the database: whoever can write the database
+/// must not be able to recompute the chain.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Short name of the key, stored with each record (so that verifying picks the
+    /// key the record was written with, across rotations).
+    pub key_id: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
+    /// Keys used before a rotation: verified, never written with.
+    pub retired_keys: Vec<RetiredKeyConfig>,
+    /// Append-only file (ideally on other storage) that receives the sequence and MAC
+    /// of the newest record after every commit that wrote audit records.
+    pub anchor_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredKeyConfig {
+    pub id: String,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
 }
 
 /// Durations in the config are written the human way: `15m`, `1h 30m`, `500ms`.

@@ -10,7 +10,7 @@
 //! - [`kpi`]: finance KPIs computed from the store.
 //! - [`statement`]: camt.053/camt.054/MT940 bank statements and matching credits to items.
 //! - [`server`]: `arrears serve` — gRPC API, auth, runs, rules watcher, metrics.
-//! - [`config`]: the daemon's own settings file.
+//! - [`config`]: the daemon's own settings file; [`secret`]: secrets read from files.
 //! - [`connector`]: data sources on schedules (ERP, inboxes, bureau, plugins) and their health.
 //! - [`finance`]: interest, fines and instalment schedules for payment agreements.
 //! - [`templates`]: correspondence templates (per language, checked when rules load).

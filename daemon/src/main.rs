@@ -248,8 +248,14 @@ enum ImportCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Recompute the hash chain; exit 1 naming the first record that does not match.
-    Verify,
+    /// Check the chain with the configured keys (and the anchor file); exit 1 naming
+    /// the first bad record and what is wrong with it.
+    Verify {
+        /// Anchor file to check the log against (truncation, rewrites)
+        /// [default: audit.anchor_file in the config]
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
     /// Every record with its hashes, oldest first (JSON lines, or CSV).
     Export {
         /// Write here instead of standard output.
@@ -444,8 +450,13 @@ impl Env {
         })
     }
 
+    /// Every command that writes goes through here, so every one of them gets the
+    /// audit key: a command without it is refused on a keyed log.
     fn store(&self) -> Result<Store> {
-        Store::open(&self.db).with_context(|| format!("opening database {}", self.db.display()))
+        let audit = arrears::store::AuditSetup::from_config(&self.cfg.audit)?;
+        Ok(Store::open(&self.db)
+            .with_context(|| format!("opening database {}", self.db.display()))?
+            .with_audit(std::sync::Arc::new(audit)))
     }
 
     fn rules(&self) -> Result<RuleSet> {
@@ -533,6 +544,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 auth: env.cfg.auth.clone(),
                 connectors: env.cfg.connectors.clone(),
                 delivery: env.cfg.delivery.clone(),
+                audit: env.cfg.audit.clone(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -649,28 +661,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let spinner = indicatif::ProgressBar::new_spinner();
             spinner.set_message(format!("syncing {name}"));
             spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let result = arrears::connector::sync(&env.db, c, as_of.unwrap_or_else(today));
+            let mut store = env.store()?;
+            let result = arrears::connector::sync(&mut store, c, as_of.unwrap_or_else(today));
             spinner.finish_and_clear();
             let s = result.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             Ok(print_sync(&name, &s.details, s.pulled, s.failed))
         }
-        Cmd::Audit(AuditCmd::Verify) => {
+        Cmd::Audit(AuditCmd::Verify { anchor }) => {
             let store = env.store()?;
-            let n: i64 = store
-                .conn()
-                .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
-            match store.verify_audit()? {
-                None => {
-                    outln!("audit log intact: {n} record(s)");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(id) => {
-                    errln!(
-                        "audit log broken at record {id}: it was changed, inserted, or follows a deleted record"
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
+            let anchor = anchor.or_else(|| env.cfg.audit.anchor_file.clone());
+            let v = store.verify_audit(anchor.as_deref())?;
+            if let Some((id, problem)) = &v.problem {
+                errln!("audit log broken at record {id}: {problem}");
+                return Ok(ExitCode::FAILURE);
             }
+            print_audit_verdict(&v, anchor.as_deref());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit(AuditCmd::Export { out, format }) => {
             let store = env.store()?;
@@ -1710,6 +1716,40 @@ fn print_connectors(list: &[arrears::server::pb::ConnectorHealth], json: bool) -
         );
     }
     Ok(())
+}
+
+fn print_audit_verdict(v: &arrears::store::AuditVerdict, anchor: Option<&Path>) {
+    let keyed: u64 = v.keyed.values().sum();
+    let keys = v
+        .keyed
+        .iter()
+        .map(|(k, n)| format!("{n} with key `{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    outln!(
+        "audit log intact: {} record(s) ({})",
+        v.records,
+        match (keyed, v.records - keyed) {
+            (0, _) => "none keyed: plain SHA-256 links, which anyone who can write the database can recompute".to_string(),
+            (_, 0) => keys,
+            (_, plain) => format!("{plain} unkeyed from before keying, {keys}"),
+        }
+    );
+    match (anchor, v.anchored) {
+        (None, _) => outln!(
+            "no anchor checked (--anchor or audit.anchor_file): deleted newest records would go unnoticed"
+        ),
+        (Some(a), None) => outln!("anchor {}: empty, nothing anchored yet", a.display()),
+        (Some(a), Some(n)) if n >= v.last_id => {
+            outln!("anchor {}: anchored up to record {n}", a.display())
+        }
+        (Some(a), Some(n)) => outln!(
+            "anchor {}: anchored up to record {n}; records {}..{} not yet anchored",
+            a.display(),
+            n + 1,
+            v.last_id
+        ),
+    }
 }
 
 /// A case change from the command line, written with its audit record (the case

@@ -1,5 +1,5 @@
 //! Secrets kept in files: API tokens, SMTP and connector passwords, the webhook
-//! token, the bureau's API key.
+//! token, the bureau's API key, the audit key.
 //!
 //! A secret file that other users can read is as good as leaked, so it is refused
 //! with the command that fixes it, wherever it is configured.
@@ -57,6 +57,14 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), SecretFile
 fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<(), SecretFileError> {
     // No mode bits to read; ACLs are the administrator's to set.
     Ok(())
+}
+
+/// [`read`], trimmed, with the error as text: for config loaders that report it in
+/// their own words (the audit key).
+pub fn read_owner_only(path: &Path) -> Result<String, String> {
+    read(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Writes a secret file as its owner would keep it (tests).

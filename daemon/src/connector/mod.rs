@@ -218,20 +218,19 @@ impl Store {
     }
 }
 
-/// Runs one sync of `c` against the store at `db` (its own connection, so a long
-/// sync never holds the daemon's writer), and records the outcome.
+/// Runs one sync of `c` on `store` (a connection of its own, so a long sync never
+/// holds the daemon's writer), and records the outcome.
 /// `as_of` is the business date (bureau listings count waiting periods from it).
 pub fn sync(
-    db: &std::path::Path,
+    store: &mut Store,
     c: &ConnectorConfig,
     as_of: chrono::NaiveDate,
 ) -> std::result::Result<SyncStats, String> {
-    let mut store = Store::open(db).map_err(|e| e.to_string())?;
     let at = Utc::now();
     let result = match &c.kind {
-        Kind::CsvInbox { path, source } => inbox::sync_csv(&mut store, &c.name, path, source),
-        Kind::Tryton(t) => tryton::sync(&mut store, &c.name, t),
-        Kind::Bureau(b) => bureau::sync(&mut store, &c.name, b, as_of),
+        Kind::CsvInbox { path, source } => inbox::sync_csv(store, &c.name, path, source),
+        Kind::Tryton(t) => tryton::sync(store, &c.name, t),
+        Kind::Bureau(b) => bureau::sync(store, &c.name, b, as_of),
         // Outside the daemon (`arrears sync NAME`): start the plugin, pull once, stop it.
         Kind::Plugin(p) => {
             let cursor = store
@@ -249,14 +248,14 @@ pub fn sync(
                 host.stop().await;
                 r
             });
-            pulled.and_then(|b| plugin::store_pull(&mut store, &c.name, &b))
+            pulled.and_then(|b| plugin::store_pull(store, &c.name, &b))
         }
         Kind::StatementInbox {
             path,
             encoding,
             min_confidence,
         } => inbox::sync_statements(
-            &mut store,
+            store,
             &c.name,
             path,
             encoding.as_deref(),
@@ -266,7 +265,7 @@ pub fn sync(
             },
         ),
     };
-    record(&store, c, at, &result);
+    record(store, c, at, &result);
     result
 }
 

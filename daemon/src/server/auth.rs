@@ -48,9 +48,7 @@ pub struct Auth {
 
 /// A token file others can read is a leaked token: refused, with the fix in the message.
 fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    crate::secret::read(path)
-        .map(|t| t.trim().to_string())
-        .map_err(|e| e.to_string())
+    crate::secret::read_owner_only(path)
 }
 
 fn digest(token: &str) -> [u8; 32] {

@@ -25,9 +25,9 @@ async fn plugin_sync(
     host: &mut plugin::Host,
 ) -> Result<SyncStats, String> {
     let at = chrono::Utc::now();
-    let (db, name) = (shared.db.clone(), cfg.name.clone());
+    let (me, name) = (shared.clone(), cfg.name.clone());
     let cursor = tokio::task::spawn_blocking(move || {
-        crate::store::Store::open(&db)
+        me.open_store()
             .and_then(|s| s.connector_health(&name))
             .map(|h| h.and_then(|h| h.cursor).unwrap_or_default())
             .map_err(|e| e.to_string())
@@ -35,9 +35,9 @@ async fn plugin_sync(
     .await
     .map_err(|e| e.to_string())??;
     let pulled = host.pull(&cursor).await;
-    let (db, cfg) = (shared.db.clone(), cfg.clone());
+    let (me, cfg) = (shared.clone(), cfg.clone());
     tokio::task::spawn_blocking(move || {
-        let mut store = crate::store::Store::open(&db).map_err(|e| e.to_string())?;
+        let mut store = me.open_store().map_err(|e| e.to_string())?;
         let result = pulled.and_then(|b| plugin::store_pull(&mut store, &cfg.name, &b));
         connector::record(&store, &cfg, at, &result);
         result
@@ -194,13 +194,16 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
         let result = match host.as_mut() {
             Some(host) => plugin_sync(&shared, &h.cfg, host).await,
             None => {
-                let (db, cfg) = (shared.db.clone(), h.cfg.clone());
+                let (me, cfg) = (shared.clone(), h.cfg.clone());
                 let as_of = shared
                     .as_of("")
                     .unwrap_or_else(|_| chrono::Local::now().date_naive());
-                tokio::task::spawn_blocking(move || connector::sync(&db, &cfg, as_of))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
+                tokio::task::spawn_blocking(move || {
+                    let mut store = me.open_store().map_err(|e| e.to_string())?;
+                    connector::sync(&mut store, &cfg, as_of)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("the sync panicked: {e}")))
             }
         };
         match &result {

@@ -40,7 +40,8 @@ pub fn install() -> Result<PrometheusHandle, super::ServeError> {
         .map_err(|e| super::ServeError::Metrics(e.to_string()))
 }
 
-/// Histograms need periodic upkeep; also keeps the watcher gauge current.
+/// Histograms need periodic upkeep; also keeps the watcher gauge and the audit head
+/// current.
 pub async fn upkeep(shared: Arc<Shared>, handle: PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -48,6 +49,13 @@ pub async fn upkeep(shared: Arc<Shared>, handle: PrometheusHandle) {
         handle.run_upkeep();
         gauge!("arrears_worklist_watchers")
             .set(shared.watchers.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        // Read from the database, not counted in this process: other processes (the
+        // CLI, imports) append too, and a head that goes down means a deleted tail.
+        match shared.read(|store, _| Ok(store.audit_head())).await {
+            Ok(Ok(head)) => gauge!("arrears_audit_head_sequence").set(head as f64),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading the audit log head"),
+            Err(e) => tracing::warn!(error = %e, "reading the audit log head"),
+        }
     }
 }
 

@@ -60,6 +60,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Audit(#[from] crate::store::AuditSetupError),
     #[error("{what} {addr}: {source}")]
     Listen {
         what: &'static str,
@@ -126,6 +128,8 @@ pub struct Shared {
     pub shutdown: tokio_watch::Receiver<bool>,
     last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
     pub delivery: Option<crate::delivery::DeliveryConfig>,
+    /// Audit keys and anchor: every connection that may write gets them.
+    pub audit: Arc<crate::store::AuditSetup>,
 }
 
 const MAX_READERS: usize = 8;
@@ -139,6 +143,10 @@ pub fn status(e: StoreError) -> Status {
         StoreError::Invalid(msg) => Status::invalid_argument(msg),
         StoreError::State(msg) => Status::failed_precondition(msg),
         StoreError::Denied(msg) => Status::permission_denied(msg),
+        StoreError::Audit(msg) => {
+            tracing::error!(error = %msg, "audit log");
+            Status::failed_precondition(msg)
+        }
         e @ StoreError::Busy { .. } => Status::unavailable(e.to_string()),
         other => {
             tracing::error!(error = %other, "store error");
@@ -173,7 +181,12 @@ impl Shared {
         if let Some(s) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(s);
         }
-        Store::open(&self.db)
+        self.open_store()
+    }
+
+    /// A connection of its own (a long sync, the outbox), with the audit keys.
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Ok(Store::open(&self.db)?.with_audit(self.audit.clone()))
     }
 
     fn put_reader(&self, s: Store) {
@@ -283,7 +296,7 @@ impl Shared {
                 tracing::info!(from = %old, to = %hash, "rules reloaded");
                 let me = self.clone();
                 let (p, h, o) = (principal.to_string(), hash.clone(), old.clone());
-                let _ = tokio::task::spawn_blocking(move || {
+                let audited = tokio::task::spawn_blocking(move || {
                     let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
                     store.append_audit(
                         &p,
@@ -294,6 +307,11 @@ impl Shared {
                     )
                 })
                 .await;
+                // The new rules are in force either way; a reload missing from the
+                // audit log (a refused or failed append) must at least be in the log.
+                if let Ok(Err(e)) = audited {
+                    tracing::error!(error = %e, %hash, "the rules reload could not be audited");
+                }
                 self.request_run(RunRequest::full("rules reloaded".into()));
                 Ok(hash)
             }
@@ -327,6 +345,7 @@ pub struct ServeOptions {
     pub auth: crate::config::AuthConfig,
     pub connectors: Vec<crate::connector::ConnectorConfig>,
     pub delivery: Option<crate::delivery::DeliveryConfig>,
+    pub audit: crate::config::AuditConfig,
 }
 
 async fn shutdown_signal() {
@@ -385,7 +404,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         }
     }
     crate::connector::validate(&opts.connectors).map_err(ServeError::Connectors)?;
-    let writer = Store::open(&opts.db)?;
+    let audit = Arc::new(crate::store::AuditSetup::from_config(&opts.audit)?);
+    audit.check_anchor()?;
+    let writer = Store::open(&opts.db)?.with_audit(audit.clone());
     // Serve the worklists of the last run from the first request on; the start-up
     // run replaces them.
     let view = WorklistView::load(&writer)?;
@@ -441,6 +462,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         shutdown: shutdown_rx,
         last_run: Mutex::new(None),
         delivery: opts.delivery.clone(),
+        audit,
     });
     ::metrics::gauge!("arrears_rules_valid").set(1.0);
 

@@ -37,7 +37,7 @@ pub async fn work(shared: Arc<Shared>) {
         let me = shared.clone();
         let mut st = match store.take() {
             Some(s) => s,
-            None => match Store::open(&me.db) {
+            None => match me.open_store() {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox: cannot open the store");

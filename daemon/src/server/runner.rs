@@ -160,7 +160,7 @@ pub async fn poll_store(shared: Arc<Shared>) {
         return;
     }
     let me = shared.clone();
-    let conn = match tokio::task::spawn_blocking(move || crate::store::Store::open(&me.db)).await {
+    let conn = match tokio::task::spawn_blocking(move || me.open_store()).await {
         Ok(Ok(s)) => Arc::new(std::sync::Mutex::new(s)),
         _ => {
             tracing::error!(

@@ -26,7 +26,7 @@ pub use agreements::{
     AgreementItem, AgreementView, DocumentView, Proposal, ScheduleLine, SettleStats, Terms,
     TERMS_MISSING,
 };
-pub use audit::AuditRecord;
+pub use audit::{AuditProblem, AuditRecord, AuditSetup, AuditSetupError, AuditVerdict};
 pub use cases::{CaseDetail, CaseEvent};
 pub use customer::{
     AgeingBucket, ContactView, CustomerView, DisputeAgeing, DisputeView, ItemView, JudgeStats,
@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
+    include_str!("schema_v8.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -86,6 +87,10 @@ pub enum StoreError {
     /// The principal may not do this (e.g. approve their own proposal).
     #[error("{0}")]
     Denied(String),
+    /// An audit record cannot be written or checked (a keyed log and no key, a wrong
+    /// key, an unreadable anchor); nothing was written.
+    #[error("{0}")]
+    Audit(String),
     #[error("corrupt value in column {column}: `{value}`")]
     Corrupt { column: &'static str, value: String },
 }
@@ -218,6 +223,8 @@ pub struct Store {
     /// The store's change counter as a portfolio load found it; the run writing its
     /// results records it, so that only later changes call for another run.
     changes_at_load: std::cell::Cell<Option<i64>>,
+    /// Keys and anchor of the audit log; none until [`Store::set_audit`].
+    audit: std::sync::Arc<audit::AuditSetup>,
 }
 
 impl Store {
@@ -245,6 +252,7 @@ impl Store {
         let mut store = Store {
             conn,
             changes_at_load: std::cell::Cell::new(None),
+            audit: Default::default(),
         };
         store.migrate(&path.display().to_string(), MIGRATIONS)?;
         Ok(store)
@@ -388,6 +396,7 @@ mod tests {
         let mut old = Store {
             conn: Connection::open(&path).unwrap(),
             changes_at_load: std::cell::Cell::new(None),
+            audit: Default::default(),
         };
         old.migrate("a.db", &MIGRATIONS[..1]).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);
@@ -423,6 +432,7 @@ mod tests {
         let mut old = Store {
             conn: Connection::open(&path).unwrap(),
             changes_at_load: std::cell::Cell::new(None),
+            audit: Default::default(),
         };
         old.migrate("a.db", &MIGRATIONS[..6]).unwrap();
         old.conn.execute_batch(

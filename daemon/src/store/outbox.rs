@@ -137,14 +137,16 @@ fn queue(tx: &rusqlite::Connection, m: &NewMessage, now: DateTime<Utc>) -> Resul
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
+/// Returns the audit record to anchor once the caller has committed.
 fn record_sent(
     tx: &rusqlite::Connection,
+    audit: &super::audit::AuditSetup,
     id: i64,
     now: DateTime<Utc>,
     receipt: &str,
     fees: &[Fee],
     event: Option<(&str, &str)>,
-) -> Result<()> {
+) -> Result<super::audit::Head> {
     let (customer_id, escalation_id, channel, recipient, subject): (
         i64,
         Option<i64>,
@@ -157,8 +159,9 @@ fn record_sent(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     // What went out to whom is part of the record auditors follow.
-    super::audit::append_audit_on(
+    let head = super::audit::append_audit_on(
         tx,
+        audit,
         "outbox",
         "message.sent",
         &format!("message {id}"),
@@ -198,7 +201,7 @@ fn record_sent(
     if let Some((kind, detail)) = event {
         customer_event(tx, customer_id, now.date_naive(), kind, detail)?;
     }
-    Ok(())
+    Ok(head)
 }
 
 /// Every pass asks this of every pending step: it must find the step's first message
@@ -667,8 +670,9 @@ impl Store {
         event: Option<(&str, &str)>,
     ) -> Result<()> {
         let tx = self.write_tx()?;
-        record_sent(&tx, id, now, receipt, fees, event)?;
+        let head = record_sent(&tx, &self.audit, id, now, receipt, fees, event)?;
         tx.commit()?;
+        self.anchor_committed(&head);
         Ok(())
     }
 
@@ -747,8 +751,9 @@ impl Store {
             ],
         )?;
         let doc = tx.last_insert_rowid();
-        record_sent(
+        let head = record_sent(
             &tx,
+            &self.audit,
             id,
             now,
             &format!("stored for printing as document {doc}"),
@@ -756,6 +761,7 @@ impl Store {
             event,
         )?;
         tx.commit()?;
+        self.anchor_committed(&head);
         Ok(doc)
     }
 

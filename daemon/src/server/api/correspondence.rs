@@ -94,7 +94,7 @@ impl pb::correspondence_server::Correspondence for Api {
             // server must not hold the writer the API and the runner need.
             let me = self.shared.clone();
             let s = tokio::task::spawn_blocking(move || {
-                let mut st = crate::store::Store::open(&me.db).map_err(status)?;
+                let mut st = me.open_store().map_err(status)?;
                 let rules = me.rules();
                 crate::correspondence::process(
                     &mut st,
