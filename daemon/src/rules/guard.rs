@@ -22,8 +22,14 @@ pub enum SourceError {
     Read(#[from] std::io::Error),
     #[error("the file is larger than {max} bytes, the limit for a rule file")]
     TooLarge { max: u64 },
-    #[error("flow collections (`[` / `{{`) nested deeper than {max} levels, the limit for a rule file")]
-    TooDeep { line: usize, column: usize, max: usize },
+    #[error(
+        "flow collections (`[` / `{{`) nested deeper than {max} levels, the limit for a rule file"
+    )]
+    TooDeep {
+        line: usize,
+        column: usize,
+        max: usize,
+    },
 }
 
 impl SourceError {

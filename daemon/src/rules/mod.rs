@@ -1312,7 +1312,10 @@ mod tests {
         let depth = 195 * 1024 / 2;
         let deep = format!("groups: {}{}\n", "[".repeat(depth), "]".repeat(depth));
         std::fs::write(dir.path().join("deep.yaml"), &deep).unwrap();
-        let huge = format!("# {}\nversion: 1\n", "x".repeat(guard::MAX_FILE_BYTES as usize));
+        let huge = format!(
+            "# {}\nversion: 1\n",
+            "x".repeat(guard::MAX_FILE_BYTES as usize)
+        );
         std::fs::write(dir.path().join("huge.yaml"), huge).unwrap();
         std::fs::write(
             dir.path().join("compliance.yaml"),

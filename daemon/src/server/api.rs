@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -107,8 +106,12 @@ pub fn router(shared: Arc<Shared>, tls: Option<&TlsConfig>) -> Result<Router, Se
         .add_service(
             // Statement files are often larger than gRPC's default 4 MiB message.
             tonic::service::interceptor::InterceptedService::new(
-                pb::statements_server::StatementsServer::new(api.clone())
-                    .max_decoding_message_size(MAX_STATEMENT_BYTES),
+                super::limits::InFlight::new(
+                    pb::statements_server::StatementsServer::new(api.clone())
+                        .max_decoding_message_size(MAX_STATEMENT_BYTES),
+                    shared.cfg.limits.uploads,
+                    "uploads",
+                ),
                 i.clone(),
             ),
         )
@@ -416,7 +419,7 @@ impl pb::worklists_server::Worklists for Api {
         .await
     }
 
-    type WatchWorklistStream = ReceiverStream<Result<pb::WorklistUpdate, Status>>;
+    type WatchWorklistStream = watch::WatchStream;
 
     async fn watch_worklist(
         &self,
@@ -424,8 +427,8 @@ impl pb::worklists_server::Worklists for Api {
     ) -> Result<Response<Self::WatchWorklistStream>, Status> {
         observed("Worklists/WatchWorklist", async {
             let who = principal(&req)?;
-            let rx = watch::start(self.shared.clone(), who, req.into_inner()).await?;
-            Ok(Response::new(ReceiverStream::new(rx)))
+            let stream = watch::start(self.shared.clone(), who, req.into_inner()).await?;
+            Ok(Response::new(stream))
         })
         .await
     }
