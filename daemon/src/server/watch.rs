@@ -187,7 +187,10 @@ pub struct SnapshotCache {
     /// address, which cannot be reused while the weak reference exists.
     view: Weak<WorklistView>,
     rules: Weak<Loaded>,
-    lists: HashMap<WorklistQuery, Arc<Snapshot>>,
+    /// Weak too: a list lives as long as a stream holds it, so queries of streams
+    /// that have closed (their keys may carry long filter strings) do not pile up
+    /// until the next run.
+    lists: HashMap<WorklistQuery, Weak<Snapshot>>,
 }
 
 fn cached(
@@ -206,10 +209,14 @@ fn cached(
         c.rules = Arc::downgrade(loaded);
         c.lists.clear();
     }
-    c.lists
-        .entry(q.clone())
-        .or_insert_with(|| Arc::new(Snapshot::build(view, q, &loaded.set.rates.base.to_string())))
-        .clone()
+    if let Some(s) = c.lists.get(q).and_then(Weak::upgrade) {
+        return s;
+    }
+    let s = Arc::new(Snapshot::build(view, q, &loaded.set.rates.base.to_string()));
+    // At most one entry per open stream: dropping the dead ones here keeps it so.
+    c.lists.retain(|_, w| w.strong_count() > 0);
+    c.lists.insert(q.clone(), Arc::downgrade(&s));
+    s
 }
 
 /// The caller's worklist now. The scope is resolved again each time: a reload may
