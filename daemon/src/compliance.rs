@@ -286,11 +286,24 @@ impl Policy {
     /// Reads and validates a policy file; errors name `path` as given.
     pub fn load(path: &Path) -> Result<Policy, Vec<ComplianceError>> {
         let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
+        use crate::rules::guard::SourceError;
+        match crate::rules::guard::read_yaml(path) {
             Ok(text) => Policy::from_yaml(&text, &file),
-            Err(e) => Err(vec![ComplianceError::Read {
+            Err(SourceError::Read(e)) => Err(vec![ComplianceError::Read {
                 file,
                 message: e.to_string(),
+            }]),
+            Err(e) => Err(vec![match e.pos() {
+                Some((line, column)) => ComplianceError::Syntax {
+                    file,
+                    line,
+                    column,
+                    message: e.to_string(),
+                },
+                None => ComplianceError::Structure {
+                    file,
+                    message: e.to_string(),
+                },
             }]),
         }
     }

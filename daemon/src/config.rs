@@ -67,6 +67,34 @@ pub struct ServeConfig {
     pub outbox_every: std::time::Duration,
     /// TLS for the gRPC port (PEM files); plaintext when absent.
     pub tls: Option<TlsConfig>,
+    /// What one client, and all of them together, may hold open on the daemon.
+    pub limits: ServeLimits,
+}
+
+/// Caps on what callers can make the daemon hold. A call over a cap is refused with
+/// RESOURCE_EXHAUSTED naming the cap, so one client cannot exhaust the daemon for all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeLimits {
+    /// Open `WatchWorklist` streams, all callers together.
+    pub watch_streams: u32,
+    /// Open `WatchWorklist` streams of one principal (without tokens every caller is
+    /// the one local admin, so this is then also a total).
+    pub watch_streams_per_principal: u32,
+    /// `ImportStatement` calls in flight. A statement of up to 64 MiB takes several
+    /// times its size in memory while it is decoded and parsed, so parallel uploads
+    /// multiply; the ones over this number are refused at once.
+    pub uploads: u32,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            watch_streams: 1000,
+            watch_streams_per_principal: 32,
+            uploads: 2,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -82,6 +110,7 @@ impl Default for ServeConfig {
             kpi_interval: std::time::Duration::from_secs(10),
             outbox_every: std::time::Duration::from_secs(60),
             tls: None,
+            limits: ServeLimits::default(),
         }
     }
 }

@@ -167,6 +167,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id (for /proc figures such as its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }

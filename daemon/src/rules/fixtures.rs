@@ -297,7 +297,19 @@ pub fn run_all(rules: &RuleSet, dir: &Path) -> std::io::Result<Vec<Outcome>> {
         .collect();
     paths.sort();
     for path in paths {
-        let text = std::fs::read_to_string(&path)?;
+        let text = match super::guard::read_yaml(&path) {
+            Ok(t) => t,
+            Err(super::guard::SourceError::Read(e)) => return Err(e),
+            Err(e) => {
+                out.push(Outcome {
+                    line: e.pos().map(|p| p.0),
+                    file: path.clone(),
+                    name: "(file)".into(),
+                    failures: vec![e.to_string()],
+                });
+                continue;
+            }
+        };
         match serde_yaml::from_str::<File>(&text) {
             Err(e) => out.push(Outcome {
                 line: e.location().map(|l| l.line()),

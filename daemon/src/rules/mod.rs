@@ -7,6 +7,7 @@
 
 pub mod condition;
 pub mod fixtures;
+pub mod guard;
 pub mod raw;
 pub mod script;
 
@@ -392,13 +393,13 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let mut hasher = Sha256::new();
     let mut files: Vec<(Src, raw::RuleFile)> = Vec::new();
     for path in paths {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match guard::read_yaml(&path) {
             Ok(t) => t,
             Err(e) => {
                 cx.errors.push(RuleError {
                     file: path,
-                    pos: None,
-                    message: format!("cannot read: {e}"),
+                    pos: e.pos(),
+                    message: e.to_string(),
                 });
                 continue;
             }
@@ -1299,6 +1300,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A file of deeply nested flow collections (the 195 KB one from issue 10 took
+    /// 16–35 s in the YAML parser) and an oversized one are refused before parsing,
+    /// naming the file and the limit; the other files are still checked.
+    #[test]
+    fn deep_or_huge_rule_files_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let depth = 195 * 1024 / 2;
+        let deep = format!("groups: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        std::fs::write(dir.path().join("deep.yaml"), &deep).unwrap();
+        let huge = format!(
+            "# {}\nversion: 1\n",
+            "x".repeat(guard::MAX_FILE_BYTES as usize)
+        );
+        std::fs::write(dir.path().join("huge.yaml"), huge).unwrap();
+        std::fs::write(
+            dir.path().join("compliance.yaml"),
+            format!("version: 1\njurisdictions: {}", "{a: ".repeat(100)),
+        )
+        .unwrap();
+        let errs = load(dir.path()).unwrap_err().0;
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let deep_err = errs
+            .iter()
+            .find(|e| e.file.ends_with("deep.yaml"))
+            .unwrap_or_else(|| panic!("{text:?}"));
+        assert_eq!(deep_err.pos, Some((1, 8 + guard::MAX_FLOW_DEPTH + 1)));
+        assert!(
+            deep_err.message.contains("nested deeper than 64 levels"),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("huge.yaml") && e.contains("larger than 1048576 bytes")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("compliance.yaml:2:") && e.contains("nested deeper")),
+            "{text:?}"
+        );
+        assert_eq!(errs.len(), 3, "{text:?}");
     }
 
     /// Templates and the compliance policy are checked when the rules load, with the

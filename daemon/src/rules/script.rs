@@ -156,8 +156,10 @@ pub fn compile(engine: &Engine, rules_dir: &Path, rel: &str) -> Result<Script, R
         pos,
         message,
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(None, format!("cannot read script: {e}")))?;
+    let text = super::guard::read(&path).map_err(|e| match e {
+        super::guard::SourceError::Read(e) => err(None, format!("cannot read script: {e}")),
+        e => err(None, e.to_string()),
+    })?;
     let mut ast = engine.compile(&text).map_err(|e| {
         let p = e.position();
         err(

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -93,8 +92,13 @@ pub fn router(
         .add_service(pb::explain_server::ExplainServer::new(api.clone()))
         .add_service(
             // Statement files are often larger than gRPC's default 4 MiB message.
-            pb::statements_server::StatementsServer::new(api.clone())
-                .max_decoding_message_size(MAX_STATEMENT_BYTES),
+            // The auth layer runs first, so an unauthenticated call never takes a slot.
+            super::limits::InFlight::new(
+                pb::statements_server::StatementsServer::new(api.clone())
+                    .max_decoding_message_size(MAX_STATEMENT_BYTES),
+                shared.cfg.limits.uploads,
+                "uploads",
+            ),
         )
         .add_service(pb::connectors_server::ConnectorsServer::new(api.clone()))
         .add_service(pb::agreements_server::AgreementsServer::new(api.clone()))
@@ -391,7 +395,7 @@ impl pb::worklists_server::Worklists for Api {
         .await
     }
 
-    type WatchWorklistStream = ReceiverStream<Result<pb::WorklistUpdate, Status>>;
+    type WatchWorklistStream = watch::WatchStream;
 
     async fn watch_worklist(
         &self,
@@ -399,8 +403,8 @@ impl pb::worklists_server::Worklists for Api {
     ) -> Result<Response<Self::WatchWorklistStream>, Status> {
         observed("Worklists/WatchWorklist", async {
             let who = principal(&req)?;
-            let rx = watch::start(self.shared.clone(), who, req.into_inner()).await?;
-            Ok(Response::new(ReceiverStream::new(rx)))
+            let stream = watch::start(self.shared.clone(), who, req.into_inner()).await?;
+            Ok(Response::new(stream))
         })
         .await
     }

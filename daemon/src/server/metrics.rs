@@ -112,7 +112,9 @@ pub fn code_name(c: Code) -> &'static str {
     }
 }
 
-/// Counts and times one gRPC call by method and status code.
+/// Counts and times one gRPC call by method and status code, and cuts its error
+/// message to [`super::limits::STATUS_BYTES`]: every handler runs inside this, so no
+/// message can echo a megabyte a caller sent.
 pub async fn observed<T>(
     method: &'static str,
     fut: impl Future<Output = Result<T, Status>>,
@@ -126,7 +128,7 @@ pub async fn observed<T>(
     counter!("arrears_grpc_requests_total", "method" => method, "code" => code).increment(1);
     histogram!("arrears_grpc_request_duration_seconds", "method" => method, "code" => code)
         .record(t.elapsed().as_secs_f64());
-    r
+    r.map_err(super::limits::clip_status)
 }
 
 type Labels = Vec<(&'static str, String)>;

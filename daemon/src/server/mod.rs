@@ -17,6 +17,7 @@ mod api;
 pub mod auth;
 pub mod authz;
 mod connectors;
+mod limits;
 mod metrics;
 mod outbox;
 mod runner;
@@ -123,7 +124,10 @@ pub struct Shared {
     pub changes: broadcast::Sender<Change>,
     runs: mpsc::UnboundedSender<RunRequest>,
     pub auth: Auth,
+    /// Open `WatchWorklist` streams in all; per principal in `watch_slots`.
     pub watchers: AtomicU32,
+    watch_slots: limits::WatchSlots,
+    watch_cache: Mutex<watch::SnapshotCache>,
     seq: AtomicU64,
     pub shutdown: tokio_watch::Receiver<bool>,
     last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
@@ -248,6 +252,9 @@ impl Shared {
 
     fn publish(&self, cause: String) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        // A run merges the causes of everything that queued up meanwhile, and some
+        // name what callers sent (a statement's name): every stream is sent this.
+        let cause = limits::clip(&cause, 512).into_owned();
         // No receivers is fine: nobody is watching.
         let _ = self.changes.send(Change { seq, cause });
     }
@@ -333,8 +340,12 @@ impl Shared {
 }
 
 pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, Status> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| Status::invalid_argument(format!("{field}: `{s}` is not a date (YYYY-MM-DD)")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        Status::invalid_argument(format!(
+            "{field}: `{}` is not a date (YYYY-MM-DD)",
+            limits::quote(s)
+        ))
+    })
 }
 
 /// Options `arrears serve` takes on top of the config file.
@@ -458,6 +469,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         runs: runs_tx,
         auth,
         watchers: AtomicU32::new(0),
+        watch_slots: limits::WatchSlots::default(),
+        watch_cache: Mutex::new(watch::SnapshotCache::default()),
         seq: AtomicU64::new(0),
         shutdown: shutdown_rx,
         last_run: Mutex::new(None),

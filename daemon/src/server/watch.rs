@@ -1,16 +1,18 @@
 //! Worklist queries from API requests, and the `WatchWorklist` streams.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, watch as tokio_watch};
+use tokio_stream::Stream;
 use tonic::Status;
 
 use super::auth::Principal;
 use super::authz::Reach;
+use super::limits::{clip, WatchSlot, WatchSlots};
 use super::pb;
-use super::{Shared, WorklistView};
+use super::{Change, Loaded, Shared, WorklistView};
 use crate::config::Role;
 use crate::domain::Priority;
 use crate::rules::RuleSet;
@@ -146,15 +148,6 @@ pub fn entry_to_pb(e: &WorklistEntry, base: &str) -> pb::WorklistEntry {
     }
 }
 
-struct WatcherGuard(Arc<Shared>);
-impl Drop for WatcherGuard {
-    fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-type Snapshot = HashMap<i64, pb::WorklistEntry>;
-
 /// The current worklist view, with the currencies a currency filter needs read in
 /// first (once per view).
 pub async fn view_for(
@@ -171,108 +164,226 @@ pub async fn view_for(
     Ok(view)
 }
 
-async fn snapshot(
+/// One worklist as a stream sends it, with its entries found by customer.
+pub struct Snapshot {
+    list: Vec<pb::WorklistEntry>,
+    index: HashMap<i64, usize>,
+}
+
+impl Snapshot {
+    fn build(view: &WorklistView, q: &WorklistQuery, base: &str) -> Snapshot {
+        let (list, _) = view.page(q);
+        let list: Vec<_> = list.iter().map(|e| entry_to_pb(e, base)).collect();
+        let index = list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.customer_id, i))
+            .collect();
+        Snapshot { list, index }
+    }
+
+    fn get(&self, customer_id: i64) -> Option<&pb::WorklistEntry> {
+        self.index.get(&customer_id).map(|&i| &self.list[i])
+    }
+}
+
+/// The worklists streams follow, converted once per view and rule set: many streams
+/// of one scope (a team's screens, or one client opening hundreds) share one
+/// conversion and one copy instead of each holding its own.
+#[derive(Default)]
+pub struct SnapshotCache {
+    /// Weak, so the cache never keeps an old view or rule set alive; compared by
+    /// address, which cannot be reused while the weak reference exists.
+    view: Weak<WorklistView>,
+    rules: Weak<Loaded>,
+    /// Weak too: a list lives as long as a stream holds it, so queries of streams
+    /// that have closed (their keys may carry long filter strings) do not pile up
+    /// until the next run.
+    lists: HashMap<WorklistQuery, Weak<Snapshot>>,
+}
+
+fn cached(
+    shared: &Shared,
+    loaded: &Arc<Loaded>,
+    view: &Arc<WorklistView>,
+    q: &WorklistQuery,
+) -> Arc<Snapshot> {
+    // Built under the lock: streams woken by the same run want the same lists, and
+    // one of them building while the others wait beats all of them building.
+    let mut c = shared.watch_cache.lock().unwrap_or_else(|p| p.into_inner());
+    if !std::ptr::eq(c.view.as_ptr(), Arc::as_ptr(view))
+        || !std::ptr::eq(c.rules.as_ptr(), Arc::as_ptr(loaded))
+    {
+        c.view = Arc::downgrade(view);
+        c.rules = Arc::downgrade(loaded);
+        c.lists.clear();
+    }
+    if let Some(s) = c.lists.get(q).and_then(Weak::upgrade) {
+        return s;
+    }
+    let s = Arc::new(Snapshot::build(view, q, &loaded.set.rates.base.to_string()));
+    // At most one entry per open stream: dropping the dead ones here keeps it so.
+    c.lists.retain(|_, w| w.strong_count() > 0);
+    c.lists.insert(q.clone(), Arc::downgrade(&s));
+    s
+}
+
+/// The caller's worklist now. The scope is resolved again each time: a reload may
+/// have taken the caller out of the group.
+async fn current(
     shared: &Arc<Shared>,
     who: &Principal,
     req: &pb::WatchWorklistRequest,
-) -> Result<(Vec<pb::WorklistEntry>, Snapshot), Status> {
+) -> Result<Arc<Snapshot>, Status> {
     let loaded = shared.rules();
     let q = query(&loaded.set, who, req.scope.as_ref(), req.filter.as_ref())?;
     let view = view_for(shared, &q).await?;
-    let (list, _) = view.page(&q);
-    let base = loaded.set.rates.base.to_string();
-    let list: Vec<_> = list.iter().map(|e| entry_to_pb(e, &base)).collect();
-    let map = list.iter().map(|e| (e.customer_id, e.clone())).collect();
-    Ok((list, map))
+    Ok(cached(shared, &loaded, &view, &q))
 }
 
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WorklistUpdate, Status>> + Send>>;
+
 /// Starts a watch: the first message is the whole worklist, then one message per change.
+///
+/// Messages are made only when the transport asks for the next one, that is when the
+/// client has read what it was sent (HTTP/2 flow control). A stream that is not read
+/// therefore holds no queue of updates and costs no work per run; the run itself only
+/// publishes to a bounded broadcast channel and never waits on a stream. A stream that
+/// falls further behind than that channel holds is sent a fresh snapshot when its
+/// client reads again.
 pub async fn start(
     shared: Arc<Shared>,
     who: Principal,
     req: pb::WatchWorklistRequest,
-) -> Result<mpsc::Receiver<Result<pb::WorklistUpdate, Status>>, Status> {
+) -> Result<WatchStream, Status> {
+    let slot = WatchSlots::claim(&shared, &who.name)?;
     // Subscribe before the first read so no change between the two is missed.
-    let mut changes = shared.changes.subscribe();
-    let (list, mut last) = snapshot(&shared, &who, &req).await?;
-    let (tx, rx) = mpsc::channel(16);
-    shared.watchers.fetch_add(1, Ordering::Relaxed);
-    let guard = WatcherGuard(shared.clone());
-    let mut stop = shared.shutdown.clone();
-    tokio::spawn(async move {
-        let _guard = guard;
-        let mut seq = 0u64;
-        let first = pb::WorklistUpdate {
-            kind: pb::worklist_update::Kind::Snapshot as i32,
-            upserted: list,
-            removed: vec![],
-            cause: "watch started".into(),
-            sequence: seq,
-        };
-        if tx.send(Ok(first)).await.is_err() {
-            return;
+    let changes = shared.changes.subscribe();
+    let last = current(&shared, &who, &req).await?;
+    let stop = shared.shutdown.clone();
+    let w = Watch {
+        shared,
+        who,
+        req,
+        changes,
+        stop,
+        last,
+        seq: 0,
+        started: false,
+        ended: false,
+        _slot: slot,
+    };
+    Ok(Box::pin(futures_util::stream::unfold(w, |mut w| async {
+        let item = w.next().await?;
+        Some((item, w))
+    })))
+}
+
+struct Watch {
+    shared: Arc<Shared>,
+    who: Principal,
+    req: pb::WatchWorklistRequest,
+    changes: broadcast::Receiver<Change>,
+    stop: tokio_watch::Receiver<bool>,
+    /// What the client was last sent.
+    last: Arc<Snapshot>,
+    seq: u64,
+    started: bool,
+    ended: bool,
+    _slot: WatchSlot,
+}
+
+/// The most bytes of merged change causes one update carries.
+const CAUSE_BYTES: usize = 512;
+
+impl Watch {
+    async fn next(&mut self) -> Option<Result<pb::WorklistUpdate, Status>> {
+        if self.ended {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            return Some(Ok(pb::WorklistUpdate {
+                kind: pb::worklist_update::Kind::Snapshot as i32,
+                upserted: self.last.list.clone(),
+                removed: vec![],
+                cause: "watch started".into(),
+                sequence: self.seq,
+            }));
         }
         loop {
-            let change = tokio::select! {
-                _ = tx.closed() => return,
-                _ = stop.wait_for(|s| *s) => return,
-                c = changes.recv() => c,
+            let first = tokio::select! {
+                _ = self.stop.wait_for(|s| *s) => return None,
+                c = self.changes.recv() => c,
             };
-            let (cause, resync) = match change {
+            // Everything published since the client last read becomes one update.
+            let mut causes: Vec<String> = Vec::new();
+            let mut missed = 0u64;
+            let mut take = |c: Result<Change, u64>, seq: &mut u64| match c {
                 Ok(c) => {
-                    seq = c.seq;
-                    (c.cause, false)
+                    *seq = c.seq;
+                    if !causes.contains(&c.cause) {
+                        causes.push(c.cause);
+                    }
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    (format!("{n} change(s) missed; fresh snapshot"), true)
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(n) => missed += n,
             };
-            let (list, now) = match snapshot(&shared, &who, &req).await {
-                Ok(x) => x,
+            match first {
+                Ok(c) => take(Ok(c), &mut self.seq),
+                Err(broadcast::error::RecvError::Lagged(n)) => take(Err(n), &mut self.seq),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+            loop {
+                match self.changes.try_recv() {
+                    Ok(c) => take(Ok(c), &mut self.seq),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => take(Err(n), &mut self.seq),
+                    Err(_) => break,
+                }
+            }
+            let now = match current(&self.shared, &self.who, &self.req).await {
+                Ok(s) => s,
                 Err(s) => {
                     // E.g. a reload removed the caller's group: tell them and end.
-                    let _ = tx.send(Err(s)).await;
-                    return;
+                    self.ended = true;
+                    return Some(Err(super::limits::clip_status(s)));
                 }
             };
-            let msg = if resync {
-                pb::WorklistUpdate {
+            let last = std::mem::replace(&mut self.last, now.clone());
+            if missed > 0 {
+                return Some(Ok(pb::WorklistUpdate {
                     kind: pb::worklist_update::Kind::Snapshot as i32,
-                    upserted: list,
+                    upserted: now.list.clone(),
                     removed: vec![],
-                    cause,
-                    sequence: seq,
-                }
-            } else {
-                let upserted: Vec<_> = list
-                    .iter()
-                    .filter(|e| last.get(&e.customer_id) != Some(*e))
-                    .cloned()
-                    .collect();
-                let mut removed: Vec<i64> = last
-                    .keys()
-                    .filter(|k| !now.contains_key(k))
-                    .copied()
-                    .collect();
-                removed.sort_unstable();
-                if upserted.is_empty() && removed.is_empty() {
-                    last = now;
-                    continue;
-                }
-                pb::WorklistUpdate {
-                    kind: pb::worklist_update::Kind::Change as i32,
-                    upserted,
-                    removed,
-                    cause,
-                    sequence: seq,
-                }
-            };
-            last = now;
-            if tx.send(Ok(msg)).await.is_err() {
-                return;
+                    cause: format!("{missed} change(s) missed; fresh snapshot"),
+                    sequence: self.seq,
+                }));
             }
+            if Arc::ptr_eq(&last, &now) {
+                continue;
+            }
+            let upserted: Vec<_> = now
+                .list
+                .iter()
+                .filter(|e| last.get(e.customer_id) != Some(*e))
+                .cloned()
+                .collect();
+            let mut removed: Vec<i64> = last
+                .index
+                .keys()
+                .filter(|k| !now.index.contains_key(k))
+                .copied()
+                .collect();
+            removed.sort_unstable();
+            if upserted.is_empty() && removed.is_empty() {
+                continue;
+            }
+            return Some(Ok(pb::WorklistUpdate {
+                kind: pb::worklist_update::Kind::Change as i32,
+                upserted,
+                removed,
+                cause: clip(&causes.join("; "), CAUSE_BYTES).into_owned(),
+                sequence: self.seq,
+            }));
         }
-    });
-    Ok(rx)
+    }
 }

@@ -28,7 +28,7 @@ pub struct WorklistEntry {
 }
 
 /// Which worklist, filtered how, which page.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct WorklistQuery {
     pub scope: WorklistScope,
     pub min_priority: Option<Priority>,
@@ -40,7 +40,7 @@ pub struct WorklistQuery {
     pub limit: usize,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum WorklistScope {
     /// Assigned to the collector plus unassigned entries of the groups.
     Collector { id: String, groups: Vec<String> },
