@@ -732,6 +732,77 @@ fn read_connections(store: &Store, n: usize) -> Vec<Connection> {
         .collect()
 }
 
+/// A read transaction on the store's connection for the length of a KPI pass (none
+/// when the caller already holds one: its snapshot is the one to use).
+struct ReadSnapshot<'c> {
+    conn: &'c Connection,
+    began: bool,
+    mark: Mark,
+}
+
+/// What every write that can change a KPI moves: the change counter imports and API
+/// writes bump, and the newest ids of the tables that only grow. Two read transactions
+/// with the same mark see the same data, short of a write that touches none of these.
+type Mark = (i64, i64, i64, i64, i64, i64);
+
+fn mark(c: &Connection) -> Result<Mark, StoreError> {
+    Ok(c.query_row(
+        "SELECT (SELECT seq FROM store_changes), (SELECT IFNULL(MAX(id), 0) FROM items),
+                (SELECT IFNULL(MAX(id), 0) FROM cases), (SELECT IFNULL(MAX(id), 0) FROM payments),
+                (SELECT IFNULL(MAX(id), 0) FROM audit), (SELECT IFNULL(MAX(id), 0) FROM runs)",
+        [],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        },
+    )?)
+}
+
+impl<'c> ReadSnapshot<'c> {
+    fn begin(conn: &'c Connection) -> Result<ReadSnapshot<'c>, StoreError> {
+        let began = conn.is_autocommit();
+        if began {
+            conn.execute_batch("BEGIN DEFERRED")?;
+        }
+        // The first read fixes the snapshot (WAL).
+        match mark(conn) {
+            Ok(mark) => Ok(ReadSnapshot { conn, began, mark }),
+            Err(e) => {
+                if began {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        if self.began {
+            // Nothing was written: ending the read transaction cannot lose anything.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// The extra read connections whose own read transaction sees `main`'s data; one that
+/// opened after a commit is closed, and the work is split fewer ways.
+fn same_snapshot(main: &ReadSnapshot, extra: Vec<Connection>) -> Vec<Connection> {
+    extra
+        .into_iter()
+        .filter(|c| {
+            c.execute_batch("BEGIN DEFERRED").is_ok() && mark(c).is_ok_and(|m| m == main.mark)
+        })
+        .collect()
+}
+
 /// How many ways the item and case scans are split: the cores, at most 4.
 fn default_parts() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
@@ -836,22 +907,23 @@ fn totals(
         tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "kpi");
         t = std::time::Instant::now();
     };
+    // One snapshot for every read of the pass: an import committing in between would
+    // otherwise leave items whose customer was not loaded.
+    let snapshot = ReadSnapshot::begin(conn)?;
     let companies = Companies::load(conn)?;
     let paid = Paid::load(conn, &cei_start)?;
     let item_ids = IdRange::of(conn, "items")?;
     let case_ids = IdRange::of(conn, "cases")?;
     lap("customers and payments");
 
-    // The item and case scans are most of the work: split by id over read connections.
-    // Each connection reads its own snapshot, so a write committing while they start
-    // can leave the figures straddling it (as separate statements on one connection
-    // would too).
+    // The item and case scans are most of the work: split by id over read connections,
+    // each kept only if its snapshot is the main connection's (see `same_snapshot`).
     let parts = parts.unwrap_or(if item_ids.count < 100_000 {
         1
     } else {
         default_parts()
     });
-    let mut extra = read_connections(store, parts.saturating_sub(1));
+    let mut extra = same_snapshot(&snapshot, read_connections(store, parts.saturating_sub(1)));
     let n = 1 + extra.len();
     let case_parts = case_ids.split(n);
     let mut flags = fan_out(conn, &mut extra, |c, k| {
@@ -1023,6 +1095,44 @@ fn collectors(store: &Store, as_of: &str) -> Result<Vec<CollectorKpis>, StoreErr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pass_reads_one_snapshot_and_drops_connections_that_see_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.db");
+        let s = Store::open(&path).unwrap();
+        let count = |c: &Connection| -> i64 {
+            c.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = read_connections(&s, 1);
+        let snap = ReadSnapshot::begin(s.conn()).unwrap();
+        // Another process imports a customer while the pass runs.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute(
+                "INSERT INTO customers(company, code, name) VALUES ('A', 'NEW', 'New')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(count(s.conn()), 0, "the pass keeps its snapshot");
+        let after = read_connections(&s, 1);
+        assert_eq!(
+            same_snapshot(&snap, after).len(),
+            0,
+            "opened after the commit"
+        );
+        // A connection opened before the commit but reading after it is dropped too.
+        assert_eq!(same_snapshot(&snap, before).len(), 0);
+        drop(snap);
+        assert_eq!(
+            count(s.conn()),
+            1,
+            "the read transaction ended with the pass"
+        );
+        let snap = ReadSnapshot::begin(s.conn()).unwrap();
+        assert_eq!(same_snapshot(&snap, read_connections(&s, 2)).len(), 2);
+    }
+
     use super::*;
     use crate::domain::{Batch, ItemInput, PaymentInput};
     use crate::money::Currency;
