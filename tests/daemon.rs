@@ -661,6 +661,35 @@ async fn tls_serves_with_the_configured_certificate_only() {
         1,
     );
     std::fs::write(&cfg, text).unwrap();
+    // A private key others can read is refused with the fix; kept private, it serves.
+    let key = dir.path().join("server.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "serve",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .env("ARREARS_DB", dir.path().join("arrears.db"))
+            .env("ARREARS_RULES", dir.path().join("rules"))
+            .env("T_SUP", SUP)
+            .env("T_CHEN", CHEN)
+            .env("T_DARA", DARA)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "served with a readable key: {err}");
+        assert!(
+            err.contains("server.key") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     arrears(
         dir.path(),
         &[

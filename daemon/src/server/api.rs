@@ -74,7 +74,9 @@ pub fn router(
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
         };
-        let identity = tonic::transport::Identity::from_pem(read(&t.cert)?, read(&t.key)?);
+        // The private key is a secret like a token: refused when others can read it.
+        let key = crate::secret::read(&t.key).map_err(|e| ServeError::Tls(e.to_string()))?;
+        let identity = tonic::transport::Identity::from_pem(read(&t.cert)?, key);
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| ServeError::Tls(e.to_string()))?;
