@@ -1084,3 +1084,68 @@ fn a_token_file_other_users_can_read_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn the_default_database_is_named_and_a_missing_one_is_not_created_by_a_reader() {
+    let env = Env::new();
+    let data = env.path("data");
+    let default_db = data.join("arrears").join("arrears.db");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(args)
+            .env("XDG_DATA_HOME", &data)
+            .env("HOME", env.path("home"))
+            .env("ARREARS_RULES", env.path("rules"))
+            .env_remove("ARREARS_DB")
+            .env_remove("ARREARS_CONFIG")
+            .env_remove("RUST_LOG")
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap()
+    };
+    // A reader on a database nobody made: refused, and nothing is created.
+    let o = run(&["worklist", "--collector", "chen"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("no database at") && err.contains("(the default)") && err.contains("--db"),
+        "{err}"
+    );
+    assert!(!default_db.exists());
+    // A writer creates it and says where; so does every later command on it.
+    let o = run(&[
+        "demo",
+        "--customers",
+        "5",
+        "--items",
+        "20",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let said = format!("database: {} (the default", default_db.display());
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert!(default_db.exists());
+    let o = run(&["run", "--as-of", "2026-11-23"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&said));
+    // With --db, no such line.
+    let o = env.run(&[
+        "demo",
+        "--customers",
+        "5",
+        "--items",
+        "20",
+        "--as-of",
+        "2026-11-23",
+    ]);
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("database:"));
+    let o = env.run(&["--db", "elsewhere.db", "case", "show", "1"]);
+    assert!(!o.status.success());
+    assert!(
+        !env.path("elsewhere.db").exists(),
+        "a reader made a database"
+    );
+}

@@ -409,6 +409,9 @@ fn today() -> NaiveDate {
 
 struct Env {
     db: PathBuf,
+    /// No `--db`, `ARREARS_DB` or config `db`: the data directory's file, which a user
+    /// who forgot `--db` did not mean; said on stderr whenever it is opened.
+    db_is_default: bool,
     rules: PathBuf,
     cfg: Config,
 }
@@ -435,12 +438,10 @@ impl Env {
                 .with_writer(std::io::stderr)
                 .try_init(),
         };
+        let given = g.db.clone().or(cfg.db.clone());
         Ok(Env {
-            db: g
-                .db
-                .clone()
-                .or(cfg.db.clone())
-                .unwrap_or_else(Config::default_db),
+            db_is_default: given.is_none(),
+            db: given.unwrap_or_else(Config::default_db),
             rules: g
                 .rules
                 .clone()
@@ -450,9 +451,35 @@ impl Env {
         })
     }
 
-    /// Every command that writes goes through here, so every one of them gets the
-    /// audit key: a command without it is refused on a keyed log.
+    /// The database of a command that works on existing data: one that does not
+    /// exist is an error (a forgotten `--db` would otherwise create an empty one and
+    /// report "0 entries").
     fn store(&self) -> Result<Store> {
+        if !self.db.exists() {
+            bail!(
+                "no database at {}{}; give --db PATH (or ARREARS_DB), or fill one with \
+                 `arrears import csv` or `arrears demo`",
+                self.db.display(),
+                if self.db_is_default {
+                    " (the default)"
+                } else {
+                    ""
+                }
+            );
+        }
+        self.create_store()
+    }
+
+    /// The database of a command that may be the first to write it (demo, imports,
+    /// connectors, the daemon). Every command that writes goes through here, so every
+    /// one of them gets the audit key: a command without it is refused on a keyed log.
+    fn create_store(&self) -> Result<Store> {
+        if self.db_is_default {
+            errln!(
+                "database: {} (the default; --db or ARREARS_DB to choose)",
+                self.db.display()
+            );
+        }
         let audit = arrears::store::AuditSetup::from_config(&self.cfg.audit)?;
         Ok(Store::open(&self.db)
             .with_context(|| format!("opening database {}", self.db.display()))?
@@ -537,6 +564,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if let Some(e) = run_every {
                 serve.run_every = e;
             }
+            if env.db_is_default {
+                errln!(
+                    "database: {} (the default; --db or ARREARS_DB to choose)",
+                    env.db.display()
+                );
+            }
             let opts = arrears::server::ServeOptions {
                 db: env.db.clone(),
                 rules_dir: env.rules.clone(),
@@ -609,7 +642,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             seed,
             as_of,
         } => {
-            let mut store = env.store()?;
+            let mut store = env.create_store()?;
             let pb = indicatif::ProgressBar::new(items as u64);
             pb.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -661,7 +694,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let spinner = indicatif::ProgressBar::new_spinner();
             spinner.set_message(format!("syncing {name}"));
             spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let mut store = env.store()?;
+            let mut store = env.create_store()?;
             let result = arrears::connector::sync(&mut store, c, as_of.unwrap_or_else(today));
             spinner.finish_and_clear();
             let s = result.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -1618,7 +1651,7 @@ fn import_statements(
     min_confidence: rust_decimal::Decimal,
     json: bool,
 ) -> Result<ExitCode> {
-    let mut store = env.store()?;
+    let mut store = env.create_store()?;
     let opts = arrears::store::MatchOptions { min_confidence };
     let mut failed = 0;
     let mut out = Vec::new();
@@ -1867,7 +1900,7 @@ fn import_csv(
     snapshot: bool,
 ) -> Result<ExitCode> {
     let mut parsed = arrears::import::parse_csv(file, source)?;
-    let mut store = env.store()?;
+    let mut store = env.create_store()?;
     parsed.refuse_unknown_item_refs(|s, e| store.item_exists(s, e))?;
     let bad = parsed.rejected.len();
     if bad > 0 && !skip_invalid {
