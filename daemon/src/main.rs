@@ -4,14 +4,13 @@
 // Output goes through `outln!`/`out!`/`errln!` (see `out`), which survive a closed pipe.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use arrears::config::{Config, LogFormat};
 use arrears::engine::evaluate::evaluate;
-use arrears::engine::run::{run, RunMode, Summary};
+use arrears::engine::run::{run, RunMode};
 use arrears::rules::{self, RuleSet};
 use arrears::store::{Scope, Store};
 use chrono::NaiveDate;
@@ -20,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 #[macro_use]
 mod out;
 mod ops;
+mod print;
 mod remote;
 use rust_decimal::Decimal;
 
@@ -832,7 +832,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&sum)?);
             } else {
-                print_summary(&sum);
+                print::run_summary(&arrears::server::summary_to_pb(&sum))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -861,47 +861,28 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     env.rules.display()
                 );
             }
-            let list = store.worklist(&collector, &groups, limit)?;
+            let q = arrears::store::WorklistQuery {
+                scope: arrears::store::WorklistScope::Collector {
+                    id: collector.clone(),
+                    groups,
+                },
+                limit,
+                ..Default::default()
+            };
+            let (list, total) = store.worklist_page(&q)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                let base = rules.rates.base;
-                let mut out = out::Stdout;
-                writeln!(
-                    out,
-                    "worklist of {collector} (groups: {}) — {} entries",
-                    groups.join(", "),
-                    list.len()
-                )?;
-                writeln!(
-                    out,
-                    "{:<10} {:<7} {:>7} {:<16} {:<28} {:>5} {:>14} {:<10} {:<12} reason",
-                    "nad",
-                    "prio",
-                    "score",
-                    "customer",
-                    "name",
-                    "items",
-                    format!("amount {base}"),
-                    "profile",
-                    "assigned"
-                )?;
-                for e in &list {
-                    writeln!(
-                        out,
-                        "{:<10} {:<7} {:>7} {:<16} {:<28} {:>5} {:>14} {:<10} {:<12} {}",
-                        e.nad,
-                        e.priority.as_str(),
-                        e.score.round_dp(1),
-                        format!("{}/{}", e.company, e.customer),
-                        truncate(&e.customer_name, 28),
-                        e.items,
-                        e.amount.round_dp(2),
-                        e.profile,
-                        e.collector.as_deref().unwrap_or("(unassigned)"),
-                        e.reason
-                    )?;
-                }
+                let base = rules.rates.base.to_string();
+                let page = arrears::server::pb::WorklistPage {
+                    entries: list
+                        .iter()
+                        .map(|e| arrears::server::entry_to_pb(e, &base))
+                        .collect(),
+                    next_page_token: String::new(),
+                    total: total as u32,
+                };
+                print::worklist(&page, &collector);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -998,7 +979,7 @@ async fn remote_main(
             json,
         } => {
             let scope = pb::WorklistScope {
-                scope: Some(match collector {
+                scope: Some(match collector.clone() {
                     Some(c) => pb::worklist_scope::Scope::Collector(c),
                     None => pb::worklist_scope::Scope::Mine(true),
                 }),
@@ -1014,16 +995,25 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            remote::print_worklist(&page, json)?;
+            if json {
+                remote::worklist_json(&page)?;
+            } else {
+                let whose = collector.as_deref().unwrap_or("yours");
+                print::worklist(&page, whose);
+            }
         }
-        Cmd::Case(CaseCmd::Show { id, json: _ }) => {
+        Cmd::Case(CaseCmd::Show { id, json }) => {
             let c = r
                 .cases()
                 .get_case(pb::GetCaseRequest { id })
                 .await
                 .map_err(describe)?
                 .into_inner();
-            outln!("{c:#?}");
+            if json {
+                print::json(&c)?;
+            } else {
+                print::case(&c);
+            }
         }
         Cmd::Case(CaseCmd::Note { ids, text, on, .. }) => {
             let case_ids = remote_case_ids(&ids)?;
@@ -1077,14 +1067,13 @@ async fn remote_main(
             if json {
                 outln!("{}", s.summary_json);
             } else {
-                outln!(
-                    "run {} ({}) as of {}: {} customers, {} cases opened, {} closed, {} escalations, {} ms",
-                    s.run_id, s.mode, s.as_of, s.customers_evaluated, s.cases_opened, s.cases_closed, s.escalations, s.duration_ms
-                );
+                print::run_summary(&s)?;
             }
         }
         Cmd::Explain {
-            customer, as_of, ..
+            customer,
+            as_of,
+            json,
         } => {
             let e = r
                 .explain()
@@ -1095,7 +1084,11 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            outln!("{e:#?}");
+            if json {
+                print::json(&e)?;
+            } else {
+                print::explanation(&e)?;
+            }
         }
         Cmd::Connectors { json } => {
             let list = r
@@ -1126,83 +1119,6 @@ async fn remote_main(
     Ok(ExitCode::SUCCESS)
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
-    }
-}
-
-fn print_summary(s: &Summary) {
-    let as_of = s.as_of.map(|d| d.to_string()).unwrap_or_default();
-    outln!(
-        "run {} ({}) as of {as_of} with rules {} in {} ms",
-        s.run_id,
-        s.mode,
-        s.rules_hash,
-        s.duration_ms
-    );
-    outln!(
-        "  customers evaluated  {}{}",
-        s.customers_evaluated,
-        if s.customers_skipped > 0 {
-            format!(" ({} skipped)", s.customers_skipped)
-        } else {
-            String::new()
-        }
-    );
-    outln!(
-        "  open cases           {} (high {}, medium {}, low {})",
-        s.open_items,
-        s.open_cases_by_priority.get("high").unwrap_or(&0),
-        s.open_cases_by_priority.get("medium").unwrap_or(&0),
-        s.open_cases_by_priority.get("low").unwrap_or(&0)
-    );
-    outln!(
-        "  cases opened/updated/closed  {}/{}/{}",
-        s.cases_opened,
-        s.cases_updated,
-        s.cases_closed
-    );
-    outln!(
-        "  segments             {}",
-        fmt_map(&s.customers_by_segment)
-    );
-    outln!(
-        "  profiles             {}",
-        fmt_map(&s.customers_by_profile)
-    );
-    outln!(
-        "  escalations          {} {}",
-        s.escalations,
-        fmt_map(&s.escalations_by_level)
-    );
-    outln!(
-        "  worklist             {} entries, {} unassigned; {}",
-        s.worklist.entries,
-        s.worklist.unassigned,
-        fmt_map(&s.worklist.by_collector)
-    );
-    if s.script_errors > 0 {
-        outln!(
-            "  script errors        {} ({} limit hits)",
-            s.script_errors,
-            s.script_limit_hits
-        );
-    }
-    for p in &s.problems {
-        outln!("  problem: {p}");
-    }
-}
-
-fn fmt_map(m: &std::collections::BTreeMap<String, u64>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn case_id(store: &Store, id: &str) -> Result<i64> {
     match id.parse::<i64>() {
         Ok(n) => Ok(n),
@@ -1219,51 +1135,9 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 outln!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            outln!(
-                "case {} [{}] {} — {}/{} {}",
-                d.id,
-                d.status,
-                d.document_no,
-                d.company,
-                d.customer,
-                d.customer_name
-            );
-            if let Some(r) = &d.external_ref {
-                outln!("  external reference  {r}");
-            }
-            outln!("  document / due      {} / {}", d.document_date, d.due_date);
-            outln!(
-                "  amount open/orig    {} / {} {}",
-                d.open_amount,
-                d.original_amount,
-                d.currency
-            );
-            outln!(
-                "  opened              {}{}",
-                d.opened_on,
-                d.closed_on
-                    .map(|c| format!(
-                        ", closed {c} ({})",
-                        d.close_reason.clone().unwrap_or_default()
-                    ))
-                    .unwrap_or_default()
-            );
-            outln!(
-                "  next activity due   {}   priority {}",
-                d.nad,
-                d.priority.as_str()
-            );
-            outln!(
-                "  assigned to         {}",
-                d.assigned_to.as_deref().unwrap_or("(nobody)")
-            );
-            outln!(
-                "  activity            {}",
-                serde_json::to_string(&d.activity)?
-            );
-            for e in &d.history {
-                outln!("  {} {:<10} {:<10} {}", e.on, e.kind, e.actor, e.detail);
-            }
+            let c = arrears::server::case_to_pb(&d, &store)
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            print::case(&c);
             Ok(ExitCode::SUCCESS)
         }
         CaseCmd::Note {
@@ -1423,9 +1297,9 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         .load_run_input(Scope::One(id))?
         .pop()
         .context("customer vanished")?;
-    let ev = evaluate(&rules, as_of, &input, true)?;
-    let t = ev.trace.as_deref().context("no trace")?;
     if json {
+        let ev = evaluate(&rules, as_of, &input, true)?;
+        let t = ev.trace.as_deref().context("no trace")?;
         let v = serde_json::json!({
             "customer": format!("{}/{}", input.customer.company, input.customer.code),
             "as_of": as_of,
@@ -1440,96 +1314,8 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let f = &ev.facts;
-    let base = rules.rates.base;
-    outln!(
-        "{}/{} {} — as of {as_of}, rules {}",
-        input.customer.company,
-        input.customer.code,
-        input.customer.name,
-        rules.hash
-    );
-    outln!("facts: open {} {base} in {} items; overdue {} {base} in {} items; oldest {} days; disputed {}; blocked {}; promises kept {} broken {}",
-        f.open_amount.round_dp(2), f.open_items, f.overdue_amount.round_dp(2), f.overdue_items, f.max_days_overdue, f.disputed_items, f.blocked_items, f.promises_kept, f.promises_broken);
-    outln!("strategy  {}", t.strategy_why);
-    outln!("segment   {}", t.segment_why);
-    outln!(
-        "score     {} = sum of the points of every criterion that holds:",
-        f.score
-    );
-    for c in &t.criteria {
-        outln!(
-            "  {} {:<28} {:>7}  {}{}",
-            if c.held { "+" } else { " " },
-            c.name,
-            if c.held {
-                c.points.to_string()
-            } else {
-                "-".into()
-            },
-            c.condition,
-            if c.exit {
-                "  (exit: later criteria not evaluated)"
-            } else {
-                ""
-            }
-        );
-    }
-    for n in &t.script_notes {
-        outln!("  script: {n}");
-    }
-    outln!("profile   {}", t.profile_why);
-    outln!("group     {}", t.route_why);
-    outln!(
-        "priority  {} (highest of the open cases)",
-        ev.priority.as_str()
-    );
-    const SHOWN: usize = 15;
-    if t.cases.len() > SHOWN {
-        outln!(
-            "  (the {SHOWN} most urgent of {} open cases; --json lists all)",
-            t.cases.len()
-        );
-    }
-    for c in t.cases.iter().take(SHOWN) {
-        outln!(
-            "  case {:<6} {:<22} {:>4} days  {:>16}  NAD {} ({})  {} — {}",
-            c.case_id
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "new".into()),
-            c.document_no,
-            c.days_overdue,
-            c.open_amount,
-            c.nad,
-            c.nad_rule,
-            c.priority.as_str(),
-            c.priority_rule
-        );
-    }
-    let ladder = &rules.ladders[rules.strategies[ev.strategy].ladder];
-    if let Some(o) = &t.escalation {
-        outln!(
-            "escalation ladder `{}` ({}): ages imply level {}; previous level {}",
-            ladder.name,
-            ladder.mode.as_str(),
-            o.reached,
-            input.state.dunning_level
-        );
-        match (&o.decision, &o.why_not) {
-            (Some(d), _) => outln!(
-                "  step: level {} `{}` via {:?}, {} {base} on {} item(s) — {}",
-                d.level,
-                ladder.levels[d.level - 1].name,
-                ladder.levels[d.level - 1].channel,
-                d.amount.round_dp(2),
-                d.items.len(),
-                d.reason
-            ),
-            (None, Some(w)) => outln!("  no step: {w}"),
-            (None, None) => outln!("  no step"),
-        }
-    }
-    outln!("worklist  {}", t.worklist_why);
+    let e = arrears::server::explanation_to_pb(&rules, as_of, &input)?;
+    print::explanation(&e)?;
     Ok(ExitCode::SUCCESS)
 }
 

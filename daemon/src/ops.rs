@@ -8,13 +8,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use arrears::config::Role;
-use arrears::server::{agreement_to_pb, pb, plan_kind};
+use arrears::server::{agreement_to_pb, message_to_pb, pb, plan_kind, promise_to_pb};
 use arrears::store::{NewPromise, Proposal, Terms};
 use chrono::NaiveDate;
 use clap::Subcommand;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::print;
 use crate::remote::{describe, Remote};
 use crate::{case_id, local_principal, today, Env};
 
@@ -282,35 +283,6 @@ pub enum AgreementCmd {
     },
 }
 
-fn promise_line(p: &pb::Promise) -> String {
-    let amount = p
-        .amount
-        .as_ref()
-        .map(|m| format!("{} {}", m.amount, m.currency))
-        .unwrap_or_default();
-    let judged = if p.judged_on.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " (judged {}; paid {} by {})",
-            p.judged_on,
-            p.paid,
-            if p.paid_on.is_empty() {
-                "-"
-            } else {
-                &p.paid_on
-            }
-        )
-    };
-    format!(
-        "promise {}: {amount} by {} on {} — {}{judged}",
-        p.id,
-        p.promised_on,
-        p.documents.join(", "),
-        p.status
-    )
-}
-
 fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
     if json {
         let v = json!({
@@ -399,7 +371,13 @@ fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_agreements(list: &[pb::Agreement], json: bool) -> Result<()> {
+fn print_agreements(list: &[pb::Agreement], customer: Option<&str>, json: bool) -> Result<()> {
+    if list.is_empty() && !json {
+        match customer {
+            Some(c) => outln!("no agreements for {c}"),
+            None => outln!("no agreements"),
+        }
+    }
     for a in list {
         if json {
             print_agreement(a, true)?;
@@ -473,24 +451,8 @@ pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                for p in &list {
-                    outln!(
-                        "promise {}: {} {} by {} on {} — {}{}",
-                        p.id,
-                        p.amount,
-                        p.currency,
-                        p.promised_on,
-                        p.documents.join(", "),
-                        p.status.as_str(),
-                        p.judged_on
-                            .map(|j| format!(
-                                " (judged {j}; paid {} by {})",
-                                p.paid.unwrap_or_default(),
-                                p.paid_on.map(|d| d.to_string()).unwrap_or("-".into())
-                            ))
-                            .unwrap_or_default()
-                    );
-                }
+                let list: Vec<pb::Promise> = list.iter().map(promise_to_pb).collect();
+                print::promises(&list, &customer);
             }
         }
     }
@@ -567,13 +529,16 @@ pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
             print_agreement(&agreement_to_pb(&store.agreement(id)?), json)?;
         }
         AgreementCmd::List { customer, json } => {
-            let id = customer.map(|c| store.customer_id(&c)).transpose()?;
+            let id = customer
+                .as_ref()
+                .map(|c| store.customer_id(c))
+                .transpose()?;
             let list: Vec<pb::Agreement> = store
                 .list_agreements(id)?
                 .iter()
                 .map(agreement_to_pb)
                 .collect();
-            print_agreements(&list, json)?;
+            print_agreements(&list, customer.as_deref(), json)?;
         }
         AgreementCmd::Letter { id, kind, out } => {
             let docs = store.documents(None, Some(id))?;
@@ -635,24 +600,24 @@ pub async fn promise_remote(r: &Remote, c: PromiseCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner();
             if json {
-                outln!("{p:#?}");
+                print::json(&p)?;
             } else {
-                outln!("{}", promise_line(&p));
+                outln!("{}", print::promise_line(&p));
             }
         }
         PromiseCmd::List { customer, json } => {
             let list = client
-                .list_promises(pb::ListPromisesRequest { customer })
+                .list_promises(pb::ListPromisesRequest {
+                    customer: customer.clone(),
+                })
                 .await
                 .map_err(describe)?
                 .into_inner()
                 .promises;
-            for p in &list {
-                if json {
-                    outln!("{p:#?}");
-                } else {
-                    outln!("{}", promise_line(p));
-                }
+            if json {
+                print::json(&list)?;
+            } else {
+                print::promises(&list, &customer);
             }
         }
     }
@@ -726,13 +691,13 @@ pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
         AgreementCmd::List { customer, json } => {
             let list = client
                 .list_agreements(pb::ListAgreementsRequest {
-                    customer: customer.unwrap_or_default(),
+                    customer: customer.clone().unwrap_or_default(),
                 })
                 .await
                 .map_err(describe)?
                 .into_inner()
                 .agreements;
-            print_agreements(&list, json)?;
+            print_agreements(&list, customer.as_deref(), json)?;
         }
         AgreementCmd::Letter { id, kind, out } => {
             let docs = client
@@ -806,30 +771,16 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
             limit,
             json,
         } => {
-            let id = customer.map(|c| store.customer_id(&c)).transpose()?;
+            let id = customer
+                .as_ref()
+                .map(|c| store.customer_id(c))
+                .transpose()?;
             let list = store.messages(id, limit)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                for m in &list {
-                    let why = match m.status.as_str() {
-                        "deferred" => m.defer_reason.clone().unwrap_or_default(),
-                        "sent" => m.receipt.clone().unwrap_or_default(),
-                        _ => m.last_error.clone().unwrap_or_default(),
-                    };
-                    outln!(
-                        "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
-                        m.id,
-                        m.customer,
-                        m.channel,
-                        m.status,
-                        m.recipient.as_deref().unwrap_or("-"),
-                        m.subject,
-                        m.attempts,
-                        m.next_attempt,
-                        why
-                    );
-                }
+                let list: Vec<pb::Message> = list.iter().map(message_to_pb).collect();
+                print::messages(&list, customer.as_deref());
             }
         }
         OutboxCmd::Send { now, json } => {
@@ -864,35 +815,17 @@ pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
         } => {
             let list = client
                 .list_messages(pb::ListMessagesRequest {
-                    customer: customer.unwrap_or_default(),
+                    customer: customer.clone().unwrap_or_default(),
                     limit: limit.min(1000) as u32,
                 })
                 .await
                 .map_err(describe)?
                 .into_inner()
                 .messages;
-            for m in &list {
-                if json {
-                    outln!("{m:#?}");
-                } else {
-                    let why = match m.status.as_str() {
-                        "deferred" => &m.defer_reason,
-                        "sent" => &m.receipt,
-                        _ => &m.last_error,
-                    };
-                    outln!(
-                        "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
-                        m.id,
-                        m.customer,
-                        m.channel,
-                        m.status,
-                        m.recipient,
-                        m.subject,
-                        m.attempts,
-                        m.next_attempt,
-                        why
-                    );
-                }
+            if json {
+                print::json(&list)?;
+            } else {
+                print::messages(&list, customer.as_deref());
             }
         }
         OutboxCmd::Send { now, json } => {
@@ -905,7 +838,7 @@ pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner();
             if json {
-                outln!("{s:#?}");
+                print::json(&s)?;
             } else {
                 outln!(
                     "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held {}",
