@@ -18,6 +18,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[macro_use]
 mod out;
+#[cfg(test)]
+mod help_tests;
 mod ops;
 mod print;
 mod remote;
@@ -27,7 +29,8 @@ use rust_decimal::Decimal;
 #[command(
     name = "arrears",
     version,
-    about = "Collections management: cases, strategies, worklists and escalation"
+    about = "Collections management: cases, strategies, worklists and escalation",
+    after_help = "Examples:\n  arrears --db demo.db demo --as-of 2026-11-23\n  arrears --db demo.db run --as-of 2026-11-23\n  arrears --db demo.db worklist --collector chen\n  arrears --remote http://127.0.0.1:50051 worklist\n\nEvery command has its own examples: arrears <command> --help"
 )]
 struct Cli {
     #[command(flatten)]
@@ -61,6 +64,9 @@ struct Global {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the daemon: gRPC API, scheduled runs, hot-reloaded rules, Prometheus /metrics.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml serve\n  arrears serve --grpc-listen 127.0.0.1:50051 --as-of 2026-11-23 --run-every 0s"
+    )]
     Serve {
         /// gRPC address [default: serve.grpc_listen in the config, else 127.0.0.1:50051]
         #[arg(long)]
@@ -76,23 +82,30 @@ enum Cmd {
         run_every: Option<std::time::Duration>,
     },
     /// Validate every YAML and Rhai file of a rules folder; errors name file:line:column.
+    #[command(after_help = "Examples:\n  arrears check\n  arrears check ./rules-candidate")]
     Check {
         /// Folder to check [default: --rules]
         dir: Option<PathBuf>,
     },
     /// Run the rule fixtures in RULES_DIR/tests/*.yaml (customer snapshot → expected
     /// segment, score, profile, group, priority, escalation step).
+    #[command(after_help = "Examples:\n  arrears test\n  arrears test ./rules-candidate")]
     Test {
         /// Rules folder [default: --rules]
         dir: Option<PathBuf>,
     },
     /// Write a realistic synthetic portfolio into the database.
+    #[command(
+        after_help = "Example:\n  arrears --db demo.db demo --customers 200 --items 2000 --as-of 2026-11-23"
+    )]
     Demo {
+        /// Number of customers to make.
         #[arg(long, default_value_t = 200)]
         customers: usize,
         /// Total number of open items.
         #[arg(long, default_value_t = 2000)]
         items: usize,
+        /// Seed of the random generator: the same seed makes the same portfolio.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Date the portfolio is built around [default: today]
@@ -103,12 +116,20 @@ enum Cmd {
     #[command(subcommand)]
     Import(ImportCmd),
     /// The configured connectors (config `connectors:`) and their health.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml connectors\n  arrears --remote http://127.0.0.1:50051 connectors --json"
+    )]
     Connectors {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Run one connector now.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml sync bank\n  arrears --remote http://127.0.0.1:50051 sync erp-drop"
+    )]
     Sync {
+        /// Connector name, as in the config's `connectors:` list.
         name: String,
         /// Business date [default: today]
         #[arg(long)]
@@ -121,10 +142,14 @@ enum Cmd {
     #[command(subcommand)]
     Credits(CreditsCmd),
     /// The portfolio run: segment, score, open/close cases, NAD/priority, escalation, worklists.
+    #[command(
+        after_help = "Examples:\n  arrears run --as-of 2026-11-23\n  arrears run --mode full --json\n  arrears --remote http://127.0.0.1:50051 run"
+    )]
     Run {
         /// Business date of the run [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// auto: incremental when the as-of date and rules are those of the last run, else full; full: every customer; incremental: only changed customers (refused when impossible).
         #[arg(long, value_enum, default_value_t = RunMode::Auto)]
         mode: RunMode,
         /// Machine-readable summary.
@@ -133,24 +158,34 @@ enum Cmd {
     },
     /// Dry-run a candidate rules folder against the stored portfolio: which customers
     /// would change segment, profile, group, priority or escalation step. Writes nothing.
+    #[command(
+        after_help = "Example:\n  arrears simulate ./rules-candidate --as-of 2026-11-23 --limit 10"
+    )]
     Simulate {
         /// The candidate rules folder (compared with --rules).
         candidate: PathBuf,
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
         /// How many changed customers to list (largest open amount first).
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// A collector's worklist: assigned to them plus unassigned work of their groups.
+    #[command(
+        after_help = "Examples:\n  arrears worklist --collector chen --limit 20\n  ARREARS_TOKEN=… arrears --remote http://127.0.0.1:50051 worklist"
+    )]
     Worklist {
         /// Whose worklist [with --remote: default the token's own]
         #[arg(long)]
         collector: Option<String>,
+        /// Entries to show (the first line says how many there are in all)
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -174,27 +209,46 @@ enum Cmd {
     #[command(subcommand)]
     Agreement(ops::AgreementCmd),
     /// Why a customer has its segment, score, priority and escalation step.
+    #[command(
+        after_help = "Examples:\n  arrears explain ACME_DE/C000005 --as-of 2026-11-23\n  arrears --remote http://127.0.0.1:50051 explain ACME_DE/C000005 --json"
+    )]
     Explain {
         /// Customer code, COMPANY/CODE, or numeric id.
         customer: String,
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Put a customer back on a worklist on a chosen date (and off it until then).
+    #[command(
+        after_help = "Example:\n  arrears resubmit ACME_DE/C000005 --on 2026-12-01 --reason \"call back after the audit\""
+    )]
     Resubmit {
+        /// Customer code, COMPANY/CODE, or numeric id.
         customer: String,
+        /// The day the customer comes back on a worklist.
         #[arg(long)]
         on: NaiveDate,
+        /// Why, for the collector who picks it up then.
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date the resubmission is made on, recorded in the audit log
+        /// [default: today]
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
     },
     /// Block dunning for a customer, with a reason and an optional end date; or, with
     /// --lift, end its holds early.
+    #[command(
+        after_help = "Examples:\n  arrears hold ACME_DE/C000005 --reason \"insolvency filing\" --until 2026-12-31\n  arrears hold ACME_DE/C000005 --lift --reason \"filing withdrawn\""
+    )]
     Hold {
+        /// Customer code, COMPANY/CODE, or numeric id.
         customer: String,
         /// Why; required to place a hold, recorded in the audit log when lifting.
         #[arg(long, required_unless_present = "lift")]
@@ -215,7 +269,11 @@ enum Cmd {
 #[derive(Subcommand)]
 enum ImportCmd {
     /// Import open items, payments and customers from a CSV file (columns in README).
+    #[command(
+        after_help = "Examples:\n  arrears import csv items.csv --source erp\n  arrears import csv open-items.csv --snapshot --skip-invalid"
+    )]
     Csv {
+        /// The CSV file (columns in README).
         file: PathBuf,
         /// Source name for rows without a `source` column.
         #[arg(long, default_value = "csv")]
@@ -230,7 +288,11 @@ enum ImportCmd {
     },
     /// Import bank statements (camt.053, camt.054, MT940; detected from the content):
     /// credits are matched to open items and clear them; the rest wait for review.
+    #[command(
+        after_help = "Examples:\n  arrears import statement camt053.xml\n  arrears import statement day1.sta day2.sta --encoding latin1 --json"
+    )]
     Statement {
+        /// Statement files, imported one by one, each in its own transaction.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Character set of MT940 files that are not UTF-8: latin1, cp852, cp850, cp437
@@ -241,6 +303,7 @@ enum ImportCmd {
         /// applied; below it they wait for review.
         #[arg(long, default_value = "0.9")]
         min_confidence: rust_decimal::Decimal,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -250,6 +313,9 @@ enum ImportCmd {
 enum AuditCmd {
     /// Check the chain with the configured keys (and the anchor file); exit 1 naming
     /// the first bad record and what is wrong with it.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml audit verify\n  arrears audit verify --anchor /var/lib/arrears/audit.anchor"
+    )]
     Verify {
         /// Anchor file to check the log against (truncation, rewrites)
         /// [default: audit.anchor_file in the config]
@@ -257,10 +323,14 @@ enum AuditCmd {
         anchor: Option<PathBuf>,
     },
     /// Every record with its hashes, oldest first (JSON lines, or CSV).
+    #[command(
+        after_help = "Examples:\n  arrears audit export --format csv --out audit.csv\n  arrears audit export | head -5"
+    )]
     Export {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// jsonl: one JSON record a line; csv: one row a record.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
@@ -275,17 +345,26 @@ enum ExportFormat {
 #[derive(Subcommand)]
 enum CreditsCmd {
     /// The review queue: credits unmatched, only suggested, or partly unapplied.
+    #[command(
+        after_help = "Examples:\n  arrears credits review\n  arrears credits review --all --limit 200 --json"
+    )]
     Review {
         /// Every credit, not only the queue.
         #[arg(long)]
         all: bool,
+        /// Credits to show, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Apply a credit to items (document numbers, in this order) or dismiss it.
+    #[command(
+        after_help = "Examples:\n  arrears credits resolve 17 --item INV-DE-2026-000042 --reason \"remittance names the invoice\"\n  arrears credits resolve 18 --dismiss --reason \"own transfer\""
+    )]
     Resolve {
+        /// Credit id (see `credits review`).
         credit: i64,
         /// Document numbers of the open items the credit pays.
         #[arg(
@@ -297,6 +376,7 @@ enum CreditsCmd {
         /// Not a customer payment (refund, own transfer…).
         #[arg(long)]
         dismiss: bool,
+        /// Why, recorded in the audit log.
         #[arg(long)]
         reason: String,
     },
@@ -305,13 +385,20 @@ enum CreditsCmd {
 #[derive(Subcommand)]
 enum CaseCmd {
     /// Show a case with its item, activity and history.
+    #[command(
+        after_help = "Examples:\n  arrears case show 42\n  arrears case show INV-DE-2026-000042 --json\n  arrears --remote http://127.0.0.1:50051 case show 42"
+    )]
     Show {
         /// Case id, or a document number.
         id: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Add a note to one or more cases: all of them or, if one cannot take it, none.
+    #[command(
+        after_help = "Examples:\n  arrears case note 42 \"customer asked for a copy of the invoice\"\n  arrears case note 42 43 44 \"same contact for all three\" --actor chen"
+    )]
     Note {
         /// Case ids (or document numbers, on the database), then the note's text.
         #[arg(required = true, num_args = 1..)]
@@ -320,51 +407,78 @@ enum CaseCmd {
         text: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Assign cases to a collector (or release them with --to none).
+    #[command(
+        after_help = "Examples:\n  arrears case assign 42 43 --to chen\n  arrears case assign 42 --to none"
+    )]
     Assign {
+        /// Case ids (or document numbers, on the database).
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Collector id from the rules, or `none` to release the cases.
         #[arg(long)]
         to: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Assign an activity (category/subcategory from the rules).
+    #[command(
+        after_help = "Example:\n  arrears case activity 42 --category contact --subcategory first_call"
+    )]
     Activity {
+        /// Case id, or a document number.
         id: String,
+        /// Activity category (policy.yaml `categories`).
         #[arg(long)]
         category: String,
+        /// Subcategory of the category; its days to complete set the NAD.
         #[arg(long)]
         subcategory: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Complete the open activity, optionally with a promise to pay.
+    #[command(
+        after_help = "Examples:\n  arrears case complete 42\n  arrears case complete 42 --ptp-date 2026-12-05 --ptp-amount 500.00"
+    )]
     Complete {
+        /// Case id, or a document number.
         id: String,
+        /// Promise to pay: the date the customer promised (with --ptp-amount).
         #[arg(long, requires = "ptp_amount")]
         ptp_date: Option<NaiveDate>,
+        /// Promise to pay: the amount promised (with --ptp-date).
         #[arg(long, requires = "ptp_date")]
         ptp_amount: Option<Decimal>,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Open a dispute on the case's item (it leaves dunning until resolved).
+    #[command(
+        after_help = "Example:\n  arrears case dispute 42 --reason \"goods returned damaged\""
+    )]
     Dispute {
+        /// Case id, or a document number.
         id: String,
+        /// What the customer disputes.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
@@ -902,15 +1016,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             on,
             reason,
             actor,
+            as_of,
         } => {
+            let made = as_of.unwrap_or_else(today);
             let mut store = env.store()?;
             let id = store.customer_id(&customer)?;
             store.audited(&local_principal(), "customer.resubmit", &customer, |st| {
                 st.resubmit(id, on, &reason, actor.name())?;
-                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor.name() });
+                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor.name(), "as_of": made });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
             })?;
-            outln!("customer {customer} resubmitted for {on}");
+            outln!("customer {customer} resubmitted on {made} for {on}");
+            if on <= made {
+                // Accepted (scripts back-fill past resubmissions), but it is not the
+                // future date a resubmission is usually for.
+                errln!("note: {on} is not after {made}: the customer is due from the next run");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Hold {

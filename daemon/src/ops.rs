@@ -22,10 +22,14 @@ use crate::{case_id, local_principal, today, Env};
 #[derive(Subcommand)]
 pub enum PromiseCmd {
     /// Record a promise to pay on one or more cases of one customer.
+    #[command(
+        after_help = "Example:\n  arrears promise create 42 43 --amount 1200.00 --by 2026-12-05 --channel phone --contact \"J. Doe\""
+    )]
     Create {
         /// Case ids (or document numbers, on the database).
         #[arg(required = true)]
         cases: Vec<String>,
+        /// Amount promised, in the cases' currency.
         #[arg(long)]
         amount: Decimal,
         /// The date the customer promised to pay by.
@@ -37,15 +41,21 @@ pub enum PromiseCmd {
         /// Who at the customer made it.
         #[arg(long)]
         contact: Option<String>,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// A customer's promises and how they were judged.
+    #[command(
+        after_help = "Examples:\n  arrears promise list ACME_DE/C000005\n  arrears --remote http://127.0.0.1:50051 promise list ACME_DE/C000005 --json"
+    )]
     List {
         /// COMPANY/CODE
         customer: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -54,18 +64,24 @@ pub enum PromiseCmd {
 #[derive(Subcommand)]
 pub enum DisputeCmd {
     /// Open disputes by age, with the disputed amounts and the oldest ones.
+    #[command(after_help = "Example:\n  arrears dispute ageing --as-of 2026-11-23 --oldest 10")]
     Ageing {
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
         /// How many of the oldest to list.
         #[arg(long, default_value_t = 20)]
         oldest: u32,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Resolve a dispute: valid (credit note expected), invalid (back to collection) or
     /// write_off. Its items count as disputed no longer and are dunned again from the
     /// next run unless the resolution takes them out. Supervisors and admins only.
+    #[command(
+        after_help = "Examples:\n  arrears dispute resolve 7 --resolution invalid\n  arrears dispute resolve 8 --resolution valid --on 2026-11-30"
+    )]
     Resolve {
         /// Dispute id (see `dispute ageing`, `case show`).
         id: i64,
@@ -75,6 +91,7 @@ pub enum DisputeCmd {
         /// Day of the resolution [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -220,61 +237,97 @@ pub async fn dispute_remote(r: &Remote, c: DisputeCmd) -> Result<()> {
 #[derive(Subcommand)]
 pub enum AgreementCmd {
     /// Price the cases' items and propose an instalment plan.
+    #[command(
+        after_help = "Example:\n  arrears agreement propose 42 43 --plan price --installments 6 --first-due 2026-12-15 --discount 5"
+    )]
     Propose {
+        /// Case ids (or document numbers, on the database).
         #[arg(required = true)]
         cases: Vec<String>,
         /// price (equal instalments with interest), sac (constant amortisation), no_interest
         #[arg(long)]
         plan: String,
+        /// Number of instalments.
         #[arg(long)]
         installments: u32,
+        /// Due date of the first instalment; the others follow monthly.
         #[arg(long)]
         first_due: NaiveDate,
         /// Share of the updated debt waived, in percent.
         #[arg(long, default_value = "0")]
         discount: Decimal,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Approve a pending agreement (not your own proposal).
+    #[command(
+        after_help = "Example:\n  arrears agreement approve 3 --note \"within the plan policy\""
+    )]
     Approve {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Note recorded with the approval.
         #[arg(long, default_value = "")]
         note: String,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Reject a pending agreement, saying why.
+    #[command(
+        after_help = "Example:\n  arrears agreement reject 3 --reason \"first instalment too late\""
+    )]
     Reject {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Why, recorded with the rejection and told to the proposer.
         #[arg(long)]
         reason: String,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// One agreement: the computation per item and the schedule.
+    #[command(
+        after_help = "Examples:\n  arrears agreement show 3\n  arrears agreement show 3 --json"
+    )]
     Show {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Agreements, newest first.
+    #[command(
+        after_help = "Examples:\n  arrears agreement list\n  arrears agreement list --customer ACME_DE/C000005"
+    )]
     List {
         /// COMPANY/CODE
         #[arg(long)]
         customer: Option<String>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Write an agreement's letter (debt recognition, acquittance) as print-ready HTML.
+    #[command(
+        after_help = "Examples:\n  arrears agreement letter 3 --out agreement-3.html\n  arrears agreement letter 3 --kind acquittance"
+    )]
     Letter {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Which letter: debt_recognition or acquittance.
         #[arg(long, default_value = "debt_recognition")]
         kind: String,
         /// File to write [default: standard output]
@@ -722,21 +775,30 @@ pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
 #[derive(Subcommand)]
 pub enum OutboxCmd {
     /// Messages, newest first: channel, recipient, status, attempts, why deferred.
+    #[command(
+        after_help = "Examples:\n  arrears outbox list --limit 20\n  arrears outbox list --customer ACME_DE/C000005 --json"
+    )]
     List {
         /// COMPANY/CODE
         #[arg(long)]
         customer: Option<String>,
+        /// Messages to show, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// One pass: turn new escalation steps into messages and deliver what is due
     /// (the daemon does this by itself after every run and every minute).
+    #[command(
+        after_help = "Examples:\n  arrears outbox send\n  arrears outbox send --now 2026-11-23T09:00:00Z --json"
+    )]
     Send {
         /// The moment to act as of (RFC 3339, e.g. 2026-11-23T09:00:00Z) [default: now]
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -745,13 +807,19 @@ pub enum OutboxCmd {
 #[derive(Subcommand)]
 pub enum CustomerCmd {
     /// Contact data and preferences: what the compliance guard and the channels use.
+    #[command(
+        after_help = "Examples:\n  arrears customer contact ACME_DE/C000005 --email ap@example.com --opt-out sms\n  arrears customer contact ACME_DE/C000005 --do-not-contact true"
+    )]
     Contact {
         /// COMPANY/CODE
         customer: String,
+        /// E-mail address for reminders.
         #[arg(long)]
         email: Option<String>,
+        /// Phone number for SMS and calls.
         #[arg(long)]
         phone: Option<String>,
+        /// Postal address for letters.
         #[arg(long)]
         address: Option<String>,
         /// true: no contact at all (letters included) until set back to false.

@@ -82,9 +82,7 @@ pub fn worklist(page: &pb::WorklistPage, whose: &str) {
         return;
     }
     if shown < total {
-        outln!(
-            "worklist of {whose}: {shown} of {total} entries (--limit {total} for all)"
-        );
+        outln!("worklist of {whose}: {shown} of {total} entries (--limit {total} for all)");
     } else {
         outln!("worklist of {whose}: {total} entries");
     }
@@ -94,11 +92,11 @@ pub fn worklist(page: &pb::WorklistPage, whose: &str) {
         .find_map(|e| e.amount.as_ref().map(|m| m.currency.clone()))
         .unwrap_or_default();
     outln!(
-        "{:<10} {:<6} {:>6} {:>5} {:<18} {:<28} {:>5} {:>14} {:<10} {:<12} reason",
+        "{:<10} {:<6} {:>6} {:>7} {:<18} {:<28} {:>5} {:>14} {:<10} {:<12} reason",
         "nad",
         "prio",
         "score",
-        "days",
+        "overdue",
         "customer",
         "name",
         "items",
@@ -108,7 +106,7 @@ pub fn worklist(page: &pb::WorklistPage, whose: &str) {
     );
     for e in &page.entries {
         outln!(
-            "{:<10} {:<6} {:>6} {:>5} {:<18} {:<28} {:>5} {:>14} {:<10} {:<12} {}",
+            "{:<10} {:<6} {:>6} {:>7} {:<18} {:<28} {:>5} {:>14} {:<10} {:<12} {}",
             e.nad,
             priority(e.priority),
             score(&e.score),
@@ -318,12 +316,7 @@ pub fn explanation(e: &pb::Explanation) -> Result<()> {
         v => v.to_string(),
     };
     let int = |v: &Value| v.as_i64().unwrap_or_default();
-    outln!(
-        "{} — as of {}, rules {}",
-        e.customer,
-        e.as_of,
-        e.rules_hash
-    );
+    outln!("{} — as of {}, rules {}", e.customer, e.as_of, e.rules_hash);
     outln!(
         "facts: open {} in {} items; overdue {} in {} items; oldest {} days; disputed {}; blocked {}; promises kept {} broken {}",
         num(&f["open_amount"]),
@@ -336,8 +329,8 @@ pub fn explanation(e: &pb::Explanation) -> Result<()> {
         int(&f["promises_kept"]),
         int(&f["promises_broken"])
     );
-    outln!("strategy  {}: {}", e.strategy, e.strategy_why);
-    outln!("segment   {}: {}", e.segment, e.segment_why);
+    outln!("strategy  {}", e.strategy_why);
+    outln!("segment   {}", e.segment_why);
     outln!(
         "score     {} = sum of the points of every criterion that holds:",
         score(&e.score)
@@ -359,8 +352,8 @@ pub fn explanation(e: &pb::Explanation) -> Result<()> {
     for n in t["script_notes"].as_array().into_iter().flatten() {
         outln!("  script: {}", n.as_str().unwrap_or_default());
     }
-    outln!("profile   {}: {}", e.profile, e.profile_why);
-    outln!("group     {}: {}", e.collection_group, e.route_why);
+    outln!("profile   {}", e.profile_why);
+    outln!("group     {}", e.route_why);
     outln!(
         "priority  {} (highest of the open cases)",
         priority(e.priority)
@@ -451,8 +444,14 @@ pub fn run_summary(r: &pb::RunSummary) -> Result<()> {
         with_map(&s.escalations_by_level)
     );
     if s.customers_evaluated > 0 {
-        outln!("  segments             {}", fmt_map(&s.customers_by_segment));
-        outln!("  profiles             {}", fmt_map(&s.customers_by_profile));
+        outln!(
+            "  segments             {}",
+            fmt_map(&s.customers_by_segment)
+        );
+        outln!(
+            "  profiles             {}",
+            fmt_map(&s.customers_by_profile)
+        );
         outln!(
             "  worklist entries     {} written, {} unassigned{}",
             s.worklist.entries,

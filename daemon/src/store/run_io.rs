@@ -479,9 +479,9 @@ impl Store {
         for q in [Priority::High, Priority::Medium, Priority::Low] {
             p.open_cases_by_priority.insert(q.as_str().into(), 0);
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT priority, COUNT(*) FROM cases WHERE status = 'open' GROUP BY priority")?;
+        let mut st = self.conn.prepare(
+            "SELECT priority, COUNT(*) FROM cases WHERE status = 'open' GROUP BY priority",
+        )?;
         let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         for r in rows {
             let (q, n) = r?;
