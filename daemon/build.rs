@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("arrears_descriptor.bin"))
+        // `--remote … --json` prints the daemon's answers as they came.
+        .type_attribute(".arrears.v1", "#[derive(serde::Serialize)]")
         .compile_protos(&["../proto/arrears/v1/arrears.proto"], &["../proto"])?;
     // The plugin contract: the daemon is its client; kept out of the descriptor set
     // so reflection lists only what the daemon serves.

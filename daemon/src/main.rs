@@ -4,14 +4,13 @@
 // Output goes through `outln!`/`out!`/`errln!` (see `out`), which survive a closed pipe.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use arrears::config::{Config, LogFormat};
 use arrears::engine::evaluate::evaluate;
-use arrears::engine::run::{run, RunMode, Summary};
+use arrears::engine::run::{run, RunMode};
 use arrears::rules::{self, RuleSet};
 use arrears::store::{Scope, Store};
 use chrono::NaiveDate;
@@ -19,7 +18,10 @@ use clap::{Args, Parser, Subcommand};
 
 #[macro_use]
 mod out;
+#[cfg(test)]
+mod help_tests;
 mod ops;
+mod print;
 mod remote;
 use rust_decimal::Decimal;
 
@@ -27,7 +29,8 @@ use rust_decimal::Decimal;
 #[command(
     name = "arrears",
     version,
-    about = "Collections management: cases, strategies, worklists and escalation"
+    about = "Collections management: cases, strategies, worklists and escalation",
+    after_help = "Examples:\n  arrears --db demo.db demo --as-of 2026-11-23\n  arrears --db demo.db run --as-of 2026-11-23\n  arrears --db demo.db worklist --collector chen\n  arrears --remote http://127.0.0.1:50051 worklist\n\nEvery command has its own examples: arrears <command> --help"
 )]
 struct Cli {
     #[command(flatten)]
@@ -61,6 +64,9 @@ struct Global {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the daemon: gRPC API, scheduled runs, hot-reloaded rules, Prometheus /metrics.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml serve\n  arrears serve --grpc-listen 127.0.0.1:50051 --as-of 2026-11-23 --run-every 0s"
+    )]
     Serve {
         /// gRPC address [default: serve.grpc_listen in the config, else 127.0.0.1:50051]
         #[arg(long)]
@@ -76,23 +82,30 @@ enum Cmd {
         run_every: Option<std::time::Duration>,
     },
     /// Validate every YAML and Rhai file of a rules folder; errors name file:line:column.
+    #[command(after_help = "Examples:\n  arrears check\n  arrears check ./rules-candidate")]
     Check {
         /// Folder to check [default: --rules]
         dir: Option<PathBuf>,
     },
     /// Run the rule fixtures in RULES_DIR/tests/*.yaml (customer snapshot → expected
     /// segment, score, profile, group, priority, escalation step).
+    #[command(after_help = "Examples:\n  arrears test\n  arrears test ./rules-candidate")]
     Test {
         /// Rules folder [default: --rules]
         dir: Option<PathBuf>,
     },
     /// Write a realistic synthetic portfolio into the database.
+    #[command(
+        after_help = "Example:\n  arrears --db demo.db demo --customers 200 --items 2000 --as-of 2026-11-23"
+    )]
     Demo {
+        /// Number of customers to make.
         #[arg(long, default_value_t = 200)]
         customers: usize,
         /// Total number of open items.
         #[arg(long, default_value_t = 2000)]
         items: usize,
+        /// Seed of the random generator: the same seed makes the same portfolio.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Date the portfolio is built around [default: today]
@@ -103,12 +116,20 @@ enum Cmd {
     #[command(subcommand)]
     Import(ImportCmd),
     /// The configured connectors (config `connectors:`) and their health.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml connectors\n  arrears --remote http://127.0.0.1:50051 connectors --json"
+    )]
     Connectors {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Run one connector now.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml sync bank\n  arrears --remote http://127.0.0.1:50051 sync erp-drop"
+    )]
     Sync {
+        /// Connector name, as in the config's `connectors:` list.
         name: String,
         /// Business date [default: today]
         #[arg(long)]
@@ -121,10 +142,14 @@ enum Cmd {
     #[command(subcommand)]
     Credits(CreditsCmd),
     /// The portfolio run: segment, score, open/close cases, NAD/priority, escalation, worklists.
+    #[command(
+        after_help = "Examples:\n  arrears run --as-of 2026-11-23\n  arrears run --mode full --json\n  arrears --remote http://127.0.0.1:50051 run"
+    )]
     Run {
         /// Business date of the run [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// auto: incremental when the as-of date and rules are those of the last run, else full; full: every customer; incremental: only changed customers (refused when impossible).
         #[arg(long, value_enum, default_value_t = RunMode::Auto)]
         mode: RunMode,
         /// Machine-readable summary.
@@ -133,24 +158,34 @@ enum Cmd {
     },
     /// Dry-run a candidate rules folder against the stored portfolio: which customers
     /// would change segment, profile, group, priority or escalation step. Writes nothing.
+    #[command(
+        after_help = "Example:\n  arrears simulate ./rules-candidate --as-of 2026-11-23 --limit 10"
+    )]
     Simulate {
         /// The candidate rules folder (compared with --rules).
         candidate: PathBuf,
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
         /// How many changed customers to list (largest open amount first).
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// A collector's worklist: assigned to them plus unassigned work of their groups.
+    #[command(
+        after_help = "Examples:\n  arrears worklist --collector chen --limit 20\n  ARREARS_TOKEN=… arrears --remote http://127.0.0.1:50051 worklist"
+    )]
     Worklist {
         /// Whose worklist [with --remote: default the token's own]
         #[arg(long)]
         collector: Option<String>,
+        /// Entries to show (the first line says how many there are in all)
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -174,27 +209,46 @@ enum Cmd {
     #[command(subcommand)]
     Agreement(ops::AgreementCmd),
     /// Why a customer has its segment, score, priority and escalation step.
+    #[command(
+        after_help = "Examples:\n  arrears explain ACME_DE/C000005 --as-of 2026-11-23\n  arrears --remote http://127.0.0.1:50051 explain ACME_DE/C000005 --json"
+    )]
     Explain {
         /// Customer code, COMPANY/CODE, or numeric id.
         customer: String,
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Put a customer back on a worklist on a chosen date (and off it until then).
+    #[command(
+        after_help = "Example:\n  arrears resubmit ACME_DE/C000005 --on 2026-12-01 --reason \"call back after the audit\""
+    )]
     Resubmit {
+        /// Customer code, COMPANY/CODE, or numeric id.
         customer: String,
+        /// The day the customer comes back on a worklist.
         #[arg(long)]
         on: NaiveDate,
+        /// Why, for the collector who picks it up then.
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date the resubmission is made on, recorded in the audit log
+        /// [default: today]
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
     },
     /// Block dunning for a customer, with a reason and an optional end date; or, with
     /// --lift, end its holds early.
+    #[command(
+        after_help = "Examples:\n  arrears hold ACME_DE/C000005 --reason \"insolvency filing\" --until 2026-12-31\n  arrears hold ACME_DE/C000005 --lift --reason \"filing withdrawn\""
+    )]
     Hold {
+        /// Customer code, COMPANY/CODE, or numeric id.
         customer: String,
         /// Why; required to place a hold, recorded in the audit log when lifting.
         #[arg(long, required_unless_present = "lift")]
@@ -215,7 +269,11 @@ enum Cmd {
 #[derive(Subcommand)]
 enum ImportCmd {
     /// Import open items, payments and customers from a CSV file (columns in README).
+    #[command(
+        after_help = "Examples:\n  arrears import csv items.csv --source erp\n  arrears import csv open-items.csv --snapshot --skip-invalid"
+    )]
     Csv {
+        /// The CSV file (columns in README).
         file: PathBuf,
         /// Source name for rows without a `source` column.
         #[arg(long, default_value = "csv")]
@@ -230,7 +288,11 @@ enum ImportCmd {
     },
     /// Import bank statements (camt.053, camt.054, MT940; detected from the content):
     /// credits are matched to open items and clear them; the rest wait for review.
+    #[command(
+        after_help = "Examples:\n  arrears import statement camt053.xml\n  arrears import statement day1.sta day2.sta --encoding latin1 --json"
+    )]
     Statement {
+        /// Statement files, imported one by one, each in its own transaction.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Character set of MT940 files that are not UTF-8: latin1, cp852, cp850, cp437
@@ -241,6 +303,7 @@ enum ImportCmd {
         /// applied; below it they wait for review.
         #[arg(long, default_value = "0.9")]
         min_confidence: rust_decimal::Decimal,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -250,6 +313,9 @@ enum ImportCmd {
 enum AuditCmd {
     /// Check the chain with the configured keys (and the anchor file); exit 1 naming
     /// the first bad record and what is wrong with it.
+    #[command(
+        after_help = "Examples:\n  arrears --config arrears.yaml audit verify\n  arrears audit verify --anchor /var/lib/arrears/audit.anchor"
+    )]
     Verify {
         /// Anchor file to check the log against (truncation, rewrites)
         /// [default: audit.anchor_file in the config]
@@ -257,10 +323,14 @@ enum AuditCmd {
         anchor: Option<PathBuf>,
     },
     /// Every record with its hashes, oldest first (JSON lines, or CSV).
+    #[command(
+        after_help = "Examples:\n  arrears audit export --format csv --out audit.csv\n  arrears audit export | head -5"
+    )]
     Export {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// jsonl: one JSON record a line; csv: one row a record.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
@@ -275,17 +345,26 @@ enum ExportFormat {
 #[derive(Subcommand)]
 enum CreditsCmd {
     /// The review queue: credits unmatched, only suggested, or partly unapplied.
+    #[command(
+        after_help = "Examples:\n  arrears credits review\n  arrears credits review --all --limit 200 --json"
+    )]
     Review {
         /// Every credit, not only the queue.
         #[arg(long)]
         all: bool,
+        /// Credits to show, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Apply a credit to items (document numbers, in this order) or dismiss it.
+    #[command(
+        after_help = "Examples:\n  arrears credits resolve 17 --item INV-DE-2026-000042 --reason \"remittance names the invoice\"\n  arrears credits resolve 18 --dismiss --reason \"own transfer\""
+    )]
     Resolve {
+        /// Credit id (see `credits review`).
         credit: i64,
         /// Document numbers of the open items the credit pays.
         #[arg(
@@ -297,6 +376,7 @@ enum CreditsCmd {
         /// Not a customer payment (refund, own transfer…).
         #[arg(long)]
         dismiss: bool,
+        /// Why, recorded in the audit log.
         #[arg(long)]
         reason: String,
     },
@@ -305,13 +385,20 @@ enum CreditsCmd {
 #[derive(Subcommand)]
 enum CaseCmd {
     /// Show a case with its item, activity and history.
+    #[command(
+        after_help = "Examples:\n  arrears case show 42\n  arrears case show INV-DE-2026-000042 --json\n  arrears --remote http://127.0.0.1:50051 case show 42"
+    )]
     Show {
         /// Case id, or a document number.
         id: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Add a note to one or more cases: all of them or, if one cannot take it, none.
+    #[command(
+        after_help = "Examples:\n  arrears case note 42 \"customer asked for a copy of the invoice\"\n  arrears case note 42 43 44 \"same contact for all three\" --actor chen"
+    )]
     Note {
         /// Case ids (or document numbers, on the database), then the note's text.
         #[arg(required = true, num_args = 1..)]
@@ -320,51 +407,78 @@ enum CaseCmd {
         text: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Assign cases to a collector (or release them with --to none).
+    #[command(
+        after_help = "Examples:\n  arrears case assign 42 43 --to chen\n  arrears case assign 42 --to none"
+    )]
     Assign {
+        /// Case ids (or document numbers, on the database).
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Collector id from the rules, or `none` to release the cases.
         #[arg(long)]
         to: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Assign an activity (category/subcategory from the rules).
+    #[command(
+        after_help = "Example:\n  arrears case activity 42 --category contact --subcategory first_call"
+    )]
     Activity {
+        /// Case id, or a document number.
         id: String,
+        /// Activity category (policy.yaml `categories`).
         #[arg(long)]
         category: String,
+        /// Subcategory of the category; its days to complete set the NAD.
         #[arg(long)]
         subcategory: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Complete the open activity, optionally with a promise to pay.
+    #[command(
+        after_help = "Examples:\n  arrears case complete 42\n  arrears case complete 42 --ptp-date 2026-12-05 --ptp-amount 500.00"
+    )]
     Complete {
+        /// Case id, or a document number.
         id: String,
+        /// Promise to pay: the date the customer promised (with --ptp-amount).
         #[arg(long, requires = "ptp_amount")]
         ptp_date: Option<NaiveDate>,
+        /// Promise to pay: the amount promised (with --ptp-date).
         #[arg(long, requires = "ptp_date")]
         ptp_amount: Option<Decimal>,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
     /// Open a dispute on the case's item (it leaves dunning until resolved).
+    #[command(
+        after_help = "Example:\n  arrears case dispute 42 --reason \"goods returned damaged\""
+    )]
     Dispute {
+        /// Case id, or a document number.
         id: String,
+        /// What the customer disputes.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         actor: Actor,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
     },
@@ -865,7 +979,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&sum)?);
             } else {
-                print_summary(&sum);
+                print::run_summary(&arrears::server::summary_to_pb(&sum))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -894,47 +1008,28 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     env.rules.display()
                 );
             }
-            let list = store.worklist(&collector, &groups, limit)?;
+            let q = arrears::store::WorklistQuery {
+                scope: arrears::store::WorklistScope::Collector {
+                    id: collector.clone(),
+                    groups,
+                },
+                limit,
+                ..Default::default()
+            };
+            let (list, total) = store.worklist_page(&q)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                let base = rules.rates.base;
-                let mut out = out::Stdout;
-                writeln!(
-                    out,
-                    "worklist of {collector} (groups: {}) — {} entries",
-                    groups.join(", "),
-                    list.len()
-                )?;
-                writeln!(
-                    out,
-                    "{:<10} {:<7} {:>7} {:<16} {:<28} {:>5} {:>14} {:<10} {:<12} reason",
-                    "nad",
-                    "prio",
-                    "score",
-                    "customer",
-                    "name",
-                    "items",
-                    format!("amount {base}"),
-                    "profile",
-                    "assigned"
-                )?;
-                for e in &list {
-                    writeln!(
-                        out,
-                        "{:<10} {:<7} {:>7} {:<16} {:<28} {:>5} {:>14} {:<10} {:<12} {}",
-                        e.nad,
-                        e.priority.as_str(),
-                        e.score.round_dp(1),
-                        format!("{}/{}", e.company, e.customer),
-                        truncate(&e.customer_name, 28),
-                        e.items,
-                        e.amount.round_dp(2),
-                        e.profile,
-                        e.collector.as_deref().unwrap_or("(unassigned)"),
-                        e.reason
-                    )?;
-                }
+                let base = rules.rates.base.to_string();
+                let page = arrears::server::pb::WorklistPage {
+                    entries: list
+                        .iter()
+                        .map(|e| arrears::server::entry_to_pb(e, &base))
+                        .collect(),
+                    next_page_token: String::new(),
+                    total: total as u32,
+                };
+                print::worklist(&page, &collector);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -954,15 +1049,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             on,
             reason,
             actor,
+            as_of,
         } => {
+            let made = as_of.unwrap_or_else(today);
             let mut store = env.store()?;
             let id = store.customer_id(&customer)?;
             store.audited(&local_principal(), "customer.resubmit", &customer, |st| {
                 st.resubmit(id, on, &reason, actor.name())?;
-                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor.name() });
+                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor.name(), "as_of": made });
                 Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
             })?;
-            outln!("customer {customer} resubmitted for {on}");
+            outln!("customer {customer} resubmitted on {made} for {on}");
+            if on <= made {
+                // Accepted (scripts back-fill past resubmissions), but it is not the
+                // future date a resubmission is usually for.
+                errln!("note: {on} is not after {made}: the customer is due from the next run");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Hold {
@@ -1031,7 +1133,7 @@ async fn remote_main(
             json,
         } => {
             let scope = pb::WorklistScope {
-                scope: Some(match collector {
+                scope: Some(match collector.clone() {
                     Some(c) => pb::worklist_scope::Scope::Collector(c),
                     None => pb::worklist_scope::Scope::Mine(true),
                 }),
@@ -1047,16 +1149,25 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            remote::print_worklist(&page, json)?;
+            if json {
+                remote::worklist_json(&page)?;
+            } else {
+                let whose = collector.as_deref().unwrap_or("yours");
+                print::worklist(&page, whose);
+            }
         }
-        Cmd::Case(CaseCmd::Show { id, json: _ }) => {
+        Cmd::Case(CaseCmd::Show { id, json }) => {
             let c = r
                 .cases()
                 .get_case(pb::GetCaseRequest { id })
                 .await
                 .map_err(describe)?
                 .into_inner();
-            outln!("{c:#?}");
+            if json {
+                print::json(&c)?;
+            } else {
+                print::case(&c);
+            }
         }
         Cmd::Case(CaseCmd::Note { ids, text, on, .. }) => {
             let case_ids = remote_case_ids(&ids)?;
@@ -1110,14 +1221,13 @@ async fn remote_main(
             if json {
                 outln!("{}", s.summary_json);
             } else {
-                outln!(
-                    "run {} ({}) as of {}: {} customers, {} cases opened, {} closed, {} escalations, {} ms",
-                    s.run_id, s.mode, s.as_of, s.customers_evaluated, s.cases_opened, s.cases_closed, s.escalations, s.duration_ms
-                );
+                print::run_summary(&s)?;
             }
         }
         Cmd::Explain {
-            customer, as_of, ..
+            customer,
+            as_of,
+            json,
         } => {
             let e = r
                 .explain()
@@ -1128,7 +1238,11 @@ async fn remote_main(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            outln!("{e:#?}");
+            if json {
+                print::json(&e)?;
+            } else {
+                print::explanation(&e)?;
+            }
         }
         Cmd::Connectors { json } => {
             let list = r
@@ -1159,83 +1273,6 @@ async fn remote_main(
     Ok(ExitCode::SUCCESS)
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
-    }
-}
-
-fn print_summary(s: &Summary) {
-    let as_of = s.as_of.map(|d| d.to_string()).unwrap_or_default();
-    outln!(
-        "run {} ({}) as of {as_of} with rules {} in {} ms",
-        s.run_id,
-        s.mode,
-        s.rules_hash,
-        s.duration_ms
-    );
-    outln!(
-        "  customers evaluated  {}{}",
-        s.customers_evaluated,
-        if s.customers_skipped > 0 {
-            format!(" ({} skipped)", s.customers_skipped)
-        } else {
-            String::new()
-        }
-    );
-    outln!(
-        "  open cases           {} (high {}, medium {}, low {})",
-        s.open_items,
-        s.open_cases_by_priority.get("high").unwrap_or(&0),
-        s.open_cases_by_priority.get("medium").unwrap_or(&0),
-        s.open_cases_by_priority.get("low").unwrap_or(&0)
-    );
-    outln!(
-        "  cases opened/updated/closed  {}/{}/{}",
-        s.cases_opened,
-        s.cases_updated,
-        s.cases_closed
-    );
-    outln!(
-        "  segments             {}",
-        fmt_map(&s.customers_by_segment)
-    );
-    outln!(
-        "  profiles             {}",
-        fmt_map(&s.customers_by_profile)
-    );
-    outln!(
-        "  escalations          {} {}",
-        s.escalations,
-        fmt_map(&s.escalations_by_level)
-    );
-    outln!(
-        "  worklist             {} entries, {} unassigned; {}",
-        s.worklist.entries,
-        s.worklist.unassigned,
-        fmt_map(&s.worklist.by_collector)
-    );
-    if s.script_errors > 0 {
-        outln!(
-            "  script errors        {} ({} limit hits)",
-            s.script_errors,
-            s.script_limit_hits
-        );
-    }
-    for p in &s.problems {
-        outln!("  problem: {p}");
-    }
-}
-
-fn fmt_map(m: &std::collections::BTreeMap<String, u64>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn case_id(store: &Store, id: &str) -> Result<i64> {
     match id.parse::<i64>() {
         Ok(n) => Ok(n),
@@ -1252,51 +1289,9 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 outln!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            outln!(
-                "case {} [{}] {} — {}/{} {}",
-                d.id,
-                d.status,
-                d.document_no,
-                d.company,
-                d.customer,
-                d.customer_name
-            );
-            if let Some(r) = &d.external_ref {
-                outln!("  external reference  {r}");
-            }
-            outln!("  document / due      {} / {}", d.document_date, d.due_date);
-            outln!(
-                "  amount open/orig    {} / {} {}",
-                d.open_amount,
-                d.original_amount,
-                d.currency
-            );
-            outln!(
-                "  opened              {}{}",
-                d.opened_on,
-                d.closed_on
-                    .map(|c| format!(
-                        ", closed {c} ({})",
-                        d.close_reason.clone().unwrap_or_default()
-                    ))
-                    .unwrap_or_default()
-            );
-            outln!(
-                "  next activity due   {}   priority {}",
-                d.nad,
-                d.priority.as_str()
-            );
-            outln!(
-                "  assigned to         {}",
-                d.assigned_to.as_deref().unwrap_or("(nobody)")
-            );
-            outln!(
-                "  activity            {}",
-                serde_json::to_string(&d.activity)?
-            );
-            for e in &d.history {
-                outln!("  {} {:<10} {:<10} {}", e.on, e.kind, e.actor, e.detail);
-            }
+            let c = arrears::server::case_to_pb(&d, &store)
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            print::case(&c);
             Ok(ExitCode::SUCCESS)
         }
         CaseCmd::Note {
@@ -1456,9 +1451,9 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         .load_run_input(Scope::One(id))?
         .pop()
         .context("customer vanished")?;
-    let ev = evaluate(&rules, as_of, &input, true)?;
-    let t = ev.trace.as_deref().context("no trace")?;
     if json {
+        let ev = evaluate(&rules, as_of, &input, true)?;
+        let t = ev.trace.as_deref().context("no trace")?;
         let v = serde_json::json!({
             "customer": format!("{}/{}", input.customer.company, input.customer.code),
             "as_of": as_of,
@@ -1473,96 +1468,8 @@ fn explain(env: &Env, customer: &str, as_of: NaiveDate, json: bool) -> Result<Ex
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let f = &ev.facts;
-    let base = rules.rates.base;
-    outln!(
-        "{}/{} {} — as of {as_of}, rules {}",
-        input.customer.company,
-        input.customer.code,
-        input.customer.name,
-        rules.hash
-    );
-    outln!("facts: open {} {base} in {} items; overdue {} {base} in {} items; oldest {} days; disputed {}; blocked {}; promises kept {} broken {}",
-        f.open_amount.round_dp(2), f.open_items, f.overdue_amount.round_dp(2), f.overdue_items, f.max_days_overdue, f.disputed_items, f.blocked_items, f.promises_kept, f.promises_broken);
-    outln!("strategy  {}", t.strategy_why);
-    outln!("segment   {}", t.segment_why);
-    outln!(
-        "score     {} = sum of the points of every criterion that holds:",
-        f.score
-    );
-    for c in &t.criteria {
-        outln!(
-            "  {} {:<28} {:>7}  {}{}",
-            if c.held { "+" } else { " " },
-            c.name,
-            if c.held {
-                c.points.to_string()
-            } else {
-                "-".into()
-            },
-            c.condition,
-            if c.exit {
-                "  (exit: later criteria not evaluated)"
-            } else {
-                ""
-            }
-        );
-    }
-    for n in &t.script_notes {
-        outln!("  script: {n}");
-    }
-    outln!("profile   {}", t.profile_why);
-    outln!("group     {}", t.route_why);
-    outln!(
-        "priority  {} (highest of the open cases)",
-        ev.priority.as_str()
-    );
-    const SHOWN: usize = 15;
-    if t.cases.len() > SHOWN {
-        outln!(
-            "  (the {SHOWN} most urgent of {} open cases; --json lists all)",
-            t.cases.len()
-        );
-    }
-    for c in t.cases.iter().take(SHOWN) {
-        outln!(
-            "  case {:<6} {:<22} {:>4} days  {:>16}  NAD {} ({})  {} — {}",
-            c.case_id
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "new".into()),
-            c.document_no,
-            c.days_overdue,
-            c.open_amount,
-            c.nad,
-            c.nad_rule,
-            c.priority.as_str(),
-            c.priority_rule
-        );
-    }
-    let ladder = &rules.ladders[rules.strategies[ev.strategy].ladder];
-    if let Some(o) = &t.escalation {
-        outln!(
-            "escalation ladder `{}` ({}): ages imply level {}; previous level {}",
-            ladder.name,
-            ladder.mode.as_str(),
-            o.reached,
-            input.state.dunning_level
-        );
-        match (&o.decision, &o.why_not) {
-            (Some(d), _) => outln!(
-                "  step: level {} `{}` via {:?}, {} {base} on {} item(s) — {}",
-                d.level,
-                ladder.levels[d.level - 1].name,
-                ladder.levels[d.level - 1].channel,
-                d.amount.round_dp(2),
-                d.items.len(),
-                d.reason
-            ),
-            (None, Some(w)) => outln!("  no step: {w}"),
-            (None, None) => outln!("  no step"),
-        }
-    }
-    outln!("worklist  {}", t.worklist_why);
+    let e = arrears::server::explanation_to_pb(&rules, as_of, &input)?;
+    print::explanation(&e)?;
     Ok(ExitCode::SUCCESS)
 }
 

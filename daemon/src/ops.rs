@@ -8,23 +8,28 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use arrears::config::Role;
-use arrears::server::{agreement_to_pb, pb, plan_kind};
+use arrears::server::{agreement_to_pb, message_to_pb, pb, plan_kind, promise_to_pb};
 use arrears::store::{NewPromise, Proposal, Terms};
 use chrono::NaiveDate;
 use clap::Subcommand;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::print;
 use crate::remote::{describe, Remote};
 use crate::{case_id, local_principal, today, Env};
 
 #[derive(Subcommand)]
 pub enum PromiseCmd {
     /// Record a promise to pay on one or more cases of one customer.
+    #[command(
+        after_help = "Example:\n  arrears promise create 42 43 --amount 1200.00 --by 2026-12-05 --channel phone --contact \"J. Doe\""
+    )]
     Create {
         /// Case ids (or document numbers, on the database).
         #[arg(required = true)]
         cases: Vec<String>,
+        /// Amount promised, in the cases' currency.
         #[arg(long)]
         amount: Decimal,
         /// The date the customer promised to pay by.
@@ -36,15 +41,21 @@ pub enum PromiseCmd {
         /// Who at the customer made it.
         #[arg(long)]
         contact: Option<String>,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// A customer's promises and how they were judged.
+    #[command(
+        after_help = "Examples:\n  arrears promise list ACME_DE/C000005\n  arrears --remote http://127.0.0.1:50051 promise list ACME_DE/C000005 --json"
+    )]
     List {
         /// COMPANY/CODE
         customer: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -53,18 +64,24 @@ pub enum PromiseCmd {
 #[derive(Subcommand)]
 pub enum DisputeCmd {
     /// Open disputes by age, with the disputed amounts and the oldest ones.
+    #[command(after_help = "Example:\n  arrears dispute ageing --as-of 2026-11-23 --oldest 10")]
     Ageing {
+        /// Business date [default: today]
         #[arg(long)]
         as_of: Option<NaiveDate>,
         /// How many of the oldest to list.
         #[arg(long, default_value_t = 20)]
         oldest: u32,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Resolve a dispute: valid (credit note expected), invalid (back to collection) or
     /// write_off. Its items count as disputed no longer and are dunned again from the
     /// next run unless the resolution takes them out. Supervisors and admins only.
+    #[command(
+        after_help = "Examples:\n  arrears dispute resolve 7 --resolution invalid\n  arrears dispute resolve 8 --resolution valid --on 2026-11-30"
+    )]
     Resolve {
         /// Dispute id (see `dispute ageing`, `case show`).
         id: i64,
@@ -74,6 +91,7 @@ pub enum DisputeCmd {
         /// Day of the resolution [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -219,96 +237,103 @@ pub async fn dispute_remote(r: &Remote, c: DisputeCmd) -> Result<()> {
 #[derive(Subcommand)]
 pub enum AgreementCmd {
     /// Price the cases' items and propose an instalment plan.
+    #[command(
+        after_help = "Example:\n  arrears agreement propose 42 43 --plan price --installments 6 --first-due 2026-12-15 --discount 5"
+    )]
     Propose {
+        /// Case ids (or document numbers, on the database).
         #[arg(required = true)]
         cases: Vec<String>,
         /// price (equal instalments with interest), sac (constant amortisation), no_interest
         #[arg(long)]
         plan: String,
+        /// Number of instalments.
         #[arg(long)]
         installments: u32,
+        /// Due date of the first instalment; the others follow monthly.
         #[arg(long)]
         first_due: NaiveDate,
         /// Share of the updated debt waived, in percent.
         #[arg(long, default_value = "0")]
         discount: Decimal,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Approve a pending agreement (not your own proposal).
+    #[command(
+        after_help = "Example:\n  arrears agreement approve 3 --note \"within the plan policy\""
+    )]
     Approve {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Note recorded with the approval.
         #[arg(long, default_value = "")]
         note: String,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Reject a pending agreement, saying why.
+    #[command(
+        after_help = "Example:\n  arrears agreement reject 3 --reason \"first instalment too late\""
+    )]
     Reject {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Why, recorded with the rejection and told to the proposer.
         #[arg(long)]
         reason: String,
+        /// Business date of the change [default: today]
         #[arg(long)]
         on: Option<NaiveDate>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// One agreement: the computation per item and the schedule.
+    #[command(
+        after_help = "Examples:\n  arrears agreement show 3\n  arrears agreement show 3 --json"
+    )]
     Show {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Agreements, newest first.
+    #[command(
+        after_help = "Examples:\n  arrears agreement list\n  arrears agreement list --customer ACME_DE/C000005"
+    )]
     List {
         /// COMPANY/CODE
         #[arg(long)]
         customer: Option<String>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Write an agreement's letter (debt recognition, acquittance) as print-ready HTML.
+    #[command(
+        after_help = "Examples:\n  arrears agreement letter 3 --out agreement-3.html\n  arrears agreement letter 3 --kind acquittance"
+    )]
     Letter {
+        /// Agreement id (see `agreement list`).
         id: i64,
+        /// Which letter: debt_recognition or acquittance.
         #[arg(long, default_value = "debt_recognition")]
         kind: String,
         /// File to write [default: standard output]
         #[arg(long)]
         out: Option<PathBuf>,
     },
-}
-
-fn promise_line(p: &pb::Promise) -> String {
-    let amount = p
-        .amount
-        .as_ref()
-        .map(|m| format!("{} {}", m.amount, m.currency))
-        .unwrap_or_default();
-    let judged = if p.judged_on.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " (judged {}; paid {} by {})",
-            p.judged_on,
-            p.paid,
-            if p.paid_on.is_empty() {
-                "-"
-            } else {
-                &p.paid_on
-            }
-        )
-    };
-    format!(
-        "promise {}: {amount} by {} on {} — {}{judged}",
-        p.id,
-        p.promised_on,
-        p.documents.join(", "),
-        p.status
-    )
 }
 
 fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
@@ -399,7 +424,13 @@ fn print_agreement(a: &pb::Agreement, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_agreements(list: &[pb::Agreement], json: bool) -> Result<()> {
+fn print_agreements(list: &[pb::Agreement], customer: Option<&str>, json: bool) -> Result<()> {
+    if list.is_empty() && !json {
+        match customer {
+            Some(c) => outln!("no agreements for {c}"),
+            None => outln!("no agreements"),
+        }
+    }
     for a in list {
         if json {
             print_agreement(a, true)?;
@@ -473,24 +504,8 @@ pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                for p in &list {
-                    outln!(
-                        "promise {}: {} {} by {} on {} — {}{}",
-                        p.id,
-                        p.amount,
-                        p.currency,
-                        p.promised_on,
-                        p.documents.join(", "),
-                        p.status.as_str(),
-                        p.judged_on
-                            .map(|j| format!(
-                                " (judged {j}; paid {} by {})",
-                                p.paid.unwrap_or_default(),
-                                p.paid_on.map(|d| d.to_string()).unwrap_or("-".into())
-                            ))
-                            .unwrap_or_default()
-                    );
-                }
+                let list: Vec<pb::Promise> = list.iter().map(promise_to_pb).collect();
+                print::promises(&list, &customer);
             }
         }
     }
@@ -567,13 +582,16 @@ pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
             print_agreement(&agreement_to_pb(&store.agreement(id)?), json)?;
         }
         AgreementCmd::List { customer, json } => {
-            let id = customer.map(|c| store.customer_id(&c)).transpose()?;
+            let id = customer
+                .as_ref()
+                .map(|c| store.customer_id(c))
+                .transpose()?;
             let list: Vec<pb::Agreement> = store
                 .list_agreements(id)?
                 .iter()
                 .map(agreement_to_pb)
                 .collect();
-            print_agreements(&list, json)?;
+            print_agreements(&list, customer.as_deref(), json)?;
         }
         AgreementCmd::Letter { id, kind, out } => {
             let docs = store.documents(None, Some(id))?;
@@ -635,24 +653,24 @@ pub async fn promise_remote(r: &Remote, c: PromiseCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner();
             if json {
-                outln!("{p:#?}");
+                print::json(&p)?;
             } else {
-                outln!("{}", promise_line(&p));
+                outln!("{}", print::promise_line(&p));
             }
         }
         PromiseCmd::List { customer, json } => {
             let list = client
-                .list_promises(pb::ListPromisesRequest { customer })
+                .list_promises(pb::ListPromisesRequest {
+                    customer: customer.clone(),
+                })
                 .await
                 .map_err(describe)?
                 .into_inner()
                 .promises;
-            for p in &list {
-                if json {
-                    outln!("{p:#?}");
-                } else {
-                    outln!("{}", promise_line(p));
-                }
+            if json {
+                print::json(&list)?;
+            } else {
+                print::promises(&list, &customer);
             }
         }
     }
@@ -726,13 +744,13 @@ pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
         AgreementCmd::List { customer, json } => {
             let list = client
                 .list_agreements(pb::ListAgreementsRequest {
-                    customer: customer.unwrap_or_default(),
+                    customer: customer.clone().unwrap_or_default(),
                 })
                 .await
                 .map_err(describe)?
                 .into_inner()
                 .agreements;
-            print_agreements(&list, json)?;
+            print_agreements(&list, customer.as_deref(), json)?;
         }
         AgreementCmd::Letter { id, kind, out } => {
             let docs = client
@@ -757,21 +775,30 @@ pub async fn agreement_remote(r: &Remote, c: AgreementCmd) -> Result<()> {
 #[derive(Subcommand)]
 pub enum OutboxCmd {
     /// Messages, newest first: channel, recipient, status, attempts, why deferred.
+    #[command(
+        after_help = "Examples:\n  arrears outbox list --limit 20\n  arrears outbox list --customer ACME_DE/C000005 --json"
+    )]
     List {
         /// COMPANY/CODE
         #[arg(long)]
         customer: Option<String>,
+        /// Messages to show, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// One pass: turn new escalation steps into messages and deliver what is due
     /// (the daemon does this by itself after every run and every minute).
+    #[command(
+        after_help = "Examples:\n  arrears outbox send\n  arrears outbox send --now 2026-11-23T09:00:00Z --json"
+    )]
     Send {
         /// The moment to act as of (RFC 3339, e.g. 2026-11-23T09:00:00Z) [default: now]
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -780,13 +807,19 @@ pub enum OutboxCmd {
 #[derive(Subcommand)]
 pub enum CustomerCmd {
     /// Contact data and preferences: what the compliance guard and the channels use.
+    #[command(
+        after_help = "Examples:\n  arrears customer contact ACME_DE/C000005 --email ap@example.com --opt-out sms\n  arrears customer contact ACME_DE/C000005 --do-not-contact true"
+    )]
     Contact {
         /// COMPANY/CODE
         customer: String,
+        /// E-mail address for reminders.
         #[arg(long)]
         email: Option<String>,
+        /// Phone number for SMS and calls.
         #[arg(long)]
         phone: Option<String>,
+        /// Postal address for letters.
         #[arg(long)]
         address: Option<String>,
         /// true: no contact at all (letters included) until set back to false.
@@ -806,30 +839,16 @@ pub fn outbox_local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
             limit,
             json,
         } => {
-            let id = customer.map(|c| store.customer_id(&c)).transpose()?;
+            let id = customer
+                .as_ref()
+                .map(|c| store.customer_id(c))
+                .transpose()?;
             let list = store.messages(id, limit)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                for m in &list {
-                    let why = match m.status.as_str() {
-                        "deferred" => m.defer_reason.clone().unwrap_or_default(),
-                        "sent" => m.receipt.clone().unwrap_or_default(),
-                        _ => m.last_error.clone().unwrap_or_default(),
-                    };
-                    outln!(
-                        "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
-                        m.id,
-                        m.customer,
-                        m.channel,
-                        m.status,
-                        m.recipient.as_deref().unwrap_or("-"),
-                        m.subject,
-                        m.attempts,
-                        m.next_attempt,
-                        why
-                    );
-                }
+                let list: Vec<pb::Message> = list.iter().map(message_to_pb).collect();
+                print::messages(&list, customer.as_deref());
             }
         }
         OutboxCmd::Send { now, json } => {
@@ -864,35 +883,17 @@ pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
         } => {
             let list = client
                 .list_messages(pb::ListMessagesRequest {
-                    customer: customer.unwrap_or_default(),
+                    customer: customer.clone().unwrap_or_default(),
                     limit: limit.min(1000) as u32,
                 })
                 .await
                 .map_err(describe)?
                 .into_inner()
                 .messages;
-            for m in &list {
-                if json {
-                    outln!("{m:#?}");
-                } else {
-                    let why = match m.status.as_str() {
-                        "deferred" => &m.defer_reason,
-                        "sent" => &m.receipt,
-                        _ => &m.last_error,
-                    };
-                    outln!(
-                        "{:>5} {} {:<7} {:<9} {:<28} {} ({} attempts, next {}) {}",
-                        m.id,
-                        m.customer,
-                        m.channel,
-                        m.status,
-                        m.recipient,
-                        m.subject,
-                        m.attempts,
-                        m.next_attempt,
-                        why
-                    );
-                }
+            if json {
+                print::json(&list)?;
+            } else {
+                print::messages(&list, customer.as_deref());
             }
         }
         OutboxCmd::Send { now, json } => {
@@ -905,7 +906,7 @@ pub async fn outbox_remote(r: &Remote, c: OutboxCmd) -> Result<()> {
                 .map_err(describe)?
                 .into_inner();
             if json {
-                outln!("{s:#?}");
+                print::json(&s)?;
             } else {
                 outln!(
                     "composed {}, call tasks {}, sent {}, deferred {}, retrying {}, fell back {}, failed {}, held {}",

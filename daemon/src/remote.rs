@@ -93,58 +93,25 @@ pub fn describe(s: Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-pub fn print_worklist(page: &pb::WorklistPage, json: bool) -> Result<()> {
-    if json {
-        let v: Vec<_> = page
-            .entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "customer_id": e.customer_id, "customer": e.customer, "customer_name": e.customer_name,
-                    "group": e.collection_group, "collector": e.collector, "nad": e.nad,
-                    "priority": pb::Priority::try_from(e.priority).map(|p| p.as_str_name()).unwrap_or("?"),
-                    "score": e.score, "segment": e.segment, "profile": e.profile, "items": e.items,
-                    "amount": e.amount.as_ref().map(|m| format!("{} {}", m.amount, m.currency)),
-                    "reason": e.reason,
-                })
+/// `--remote … worklist --json`: the page with its total.
+pub fn worklist_json(page: &pb::WorklistPage) -> Result<()> {
+    let v: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "customer_id": e.customer_id, "customer": e.customer, "customer_name": e.customer_name,
+                "group": e.collection_group, "collector": e.collector, "nad": e.nad,
+                "priority": pb::Priority::try_from(e.priority).map(|p| p.as_str_name()).unwrap_or("?"),
+                "score": e.score, "segment": e.segment, "profile": e.profile, "items": e.items,
+                "amount": e.amount.as_ref().map(|m| format!("{} {}", m.amount, m.currency)),
+                "reason": e.reason, "days_overdue": e.days_overdue,
             })
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"total": page.total, "entries": v}))?
-        );
-        return Ok(());
-    }
-    outln!("{} of {} entries", page.entries.len(), page.total);
-    for e in &page.entries {
-        let prio = pb::Priority::try_from(e.priority)
-            .map(|p| {
-                p.as_str_name()
-                    .trim_start_matches("PRIORITY_")
-                    .to_lowercase()
-            })
-            .unwrap_or_default();
-        let amount = e
-            .amount
-            .as_ref()
-            .map(|m| format!("{} {}", m.amount, m.currency))
-            .unwrap_or_default();
-        outln!(
-            "{:<10} {:<7} {:>7} {:<18} {:<28} {:>5} {:>16} {:<12} {}",
-            e.nad,
-            prio,
-            e.score,
-            e.customer,
-            e.customer_name.chars().take(28).collect::<String>(),
-            e.items,
-            amount,
-            if e.collector.is_empty() {
-                "(unassigned)"
-            } else {
-                &e.collector
-            },
-            e.reason
-        );
-    }
+        })
+        .collect();
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({"total": page.total, "entries": v}))?
+    );
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::evaluate::{evaluate, CaseAction, EvalError};
 use super::worklist::{balance, Candidate, Load};
@@ -38,14 +38,18 @@ pub enum RunError {
     NotIncremental(String),
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorklistSummary {
     pub entries: u64,
     pub unassigned: u64,
     pub by_collector: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// What one run did; its worklist and priority counts cover the customers it
+/// evaluated (all of them in a full run, the changed ones in an incremental run), and
+/// `portfolio` the whole portfolio after it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub run_id: i64,
     pub as_of: Option<NaiveDate>,
@@ -72,6 +76,9 @@ pub struct Summary {
     pub duration_ms: u64,
     /// Where the time went: load, evaluate, balance, write (ms).
     pub phases_ms: BTreeMap<String, u64>,
+    /// The portfolio after the run: an incremental run that had nothing to do still
+    /// leaves one, which its own counts (all zero) do not show.
+    pub portfolio: crate::store::Portfolio,
 }
 
 const MAX_PROBLEMS: usize = 20;
@@ -326,6 +333,7 @@ pub fn run(
     let json = serde_json::to_string(&sum).unwrap_or_default();
     sum.run_id = store.write_run(as_of, &rules.hash, &sum.mode, !incremental, &out, &json)?;
     laps.lap("write");
+    sum.portfolio = store.portfolio()?;
     sum.phases_ms = laps.phases;
     sum.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(run_id = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated, ms = sum.duration_ms, "run finished");

@@ -5,6 +5,7 @@
 mod agreements;
 mod correspondence;
 pub use agreements::{agreement_to_pb, plan_kind};
+pub use correspondence::message_to_pb;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -148,7 +149,7 @@ fn positive_id(field: &str, v: i64) -> Result<i64, Status> {
     }
 }
 
-fn case_to_pb(d: &CaseDetail, store: &Store) -> Result<pb::Case, Status> {
+pub fn case_to_pb(d: &CaseDetail, store: &Store) -> Result<pb::Case, Status> {
     let activity = match &d.activity {
         Activity::None => pb::Activity {
             state: "none".into(),
@@ -220,7 +221,7 @@ fn case_to_pb(d: &CaseDetail, store: &Store) -> Result<pb::Case, Status> {
     })
 }
 
-fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
+pub fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
     pb::Promise {
         id: p.id,
         customer: p.customer.clone(),
@@ -747,7 +748,7 @@ impl pb::cases_server::Cases for Api {
     }
 }
 
-fn customer_to_pb(v: &crate::store::CustomerView) -> pb::Customer {
+pub fn customer_to_pb(v: &crate::store::CustomerView) -> pb::Customer {
     pb::Customer {
         id: v.id,
         customer: format!("{}/{}", v.company, v.code),
@@ -1218,56 +1219,66 @@ impl pb::explain_server::Explain for Api {
                         .map_err(status)?
                         .pop()
                         .ok_or_else(|| Status::not_found(format!("no customer `{key}`")))?;
-                    let ev = crate::engine::evaluate::evaluate(rules, as_of, &input, true)
-                        .map_err(|e| Status::failed_precondition(e.to_string()))?;
-                    let t = ev.trace.as_deref().cloned().unwrap_or_default();
-                    let strat = &rules.strategies[ev.strategy];
-                    let ladder = &rules.ladders[strat.ladder];
-                    let escalation = match &ev.escalation.decision {
-                        Some(d) => format!(
-                            "level {} `{}` by {:?}",
-                            d.level,
-                            ladder.levels[d.level - 1].name,
-                            ladder.levels[d.level - 1].channel
-                        ),
-                        None => "none".into(),
-                    };
-                    Ok(pb::Explanation {
-                        customer: format!("{}/{}", input.customer.company, input.customer.code),
-                        as_of: as_of.to_string(),
-                        rules_hash: rules.hash.clone(),
-                        strategy: strat.name.clone(),
-                        strategy_why: t.strategy_why.clone(),
-                        segment: ev.facts.segment.clone(),
-                        segment_why: t.segment_why.clone(),
-                        score: ev.facts.score.to_string(),
-                        criteria: t
-                            .criteria
-                            .iter()
-                            .map(|c| pb::Criterion {
-                                name: c.name.clone(),
-                                condition: c.condition.clone(),
-                                held: c.held,
-                                points: c.points.to_string(),
-                                exit: c.exit,
-                            })
-                            .collect(),
-                        profile: ev.profile.clone(),
-                        profile_why: t.profile_why.clone(),
-                        collection_group: rules.groups[ev.group].name.clone(),
-                        route_why: t.route_why.clone(),
-                        priority: priority_to_pb(ev.priority),
-                        escalation,
-                        escalation_why: json!(ev.escalation).to_string(),
-                        worklist_why: t.worklist_why.clone(),
-                        trace_json: json!({"facts": ev.facts, "trace": t}).to_string(),
-                    })
+                    explanation_to_pb(rules, as_of, &input)
+                        .map_err(|e| Status::failed_precondition(e.to_string()))
                 })
                 .await?;
             Ok(Response::new(e))
         })
         .await
     }
+}
+
+/// Why a customer has its results on `as_of`: what `ExplainCustomer` answers, and what
+/// `arrears explain` prints on the database.
+pub fn explanation_to_pb(
+    rules: &rules::RuleSet,
+    as_of: chrono::NaiveDate,
+    input: &crate::store::RunInput,
+) -> Result<pb::Explanation, crate::engine::evaluate::EvalError> {
+    let ev = crate::engine::evaluate::evaluate(rules, as_of, input, true)?;
+    let t = ev.trace.as_deref().cloned().unwrap_or_default();
+    let strat = &rules.strategies[ev.strategy];
+    let ladder = &rules.ladders[strat.ladder];
+    let escalation = match &ev.escalation.decision {
+        Some(d) => format!(
+            "level {} `{}` by {:?}",
+            d.level,
+            ladder.levels[d.level - 1].name,
+            ladder.levels[d.level - 1].channel
+        ),
+        None => "none".into(),
+    };
+    Ok(pb::Explanation {
+        customer: format!("{}/{}", input.customer.company, input.customer.code),
+        as_of: as_of.to_string(),
+        rules_hash: rules.hash.clone(),
+        strategy: strat.name.clone(),
+        strategy_why: t.strategy_why.clone(),
+        segment: ev.facts.segment.clone(),
+        segment_why: t.segment_why.clone(),
+        score: ev.facts.score.to_string(),
+        criteria: t
+            .criteria
+            .iter()
+            .map(|c| pb::Criterion {
+                name: c.name.clone(),
+                condition: c.condition.clone(),
+                held: c.held,
+                points: c.points.to_string(),
+                exit: c.exit,
+            })
+            .collect(),
+        profile: ev.profile.clone(),
+        profile_why: t.profile_why.clone(),
+        collection_group: rules.groups[ev.group].name.clone(),
+        route_why: t.route_why.clone(),
+        priority: priority_to_pb(ev.priority),
+        escalation,
+        escalation_why: json!(ev.escalation).to_string(),
+        worklist_why: t.worklist_why.clone(),
+        trace_json: json!({"facts": ev.facts, "trace": t}).to_string(),
+    })
 }
 
 #[tonic::async_trait]
@@ -1297,17 +1308,7 @@ impl pb::admin_server::Admin for Api {
                 .await
                 .map_err(|_| Status::unavailable("the daemon is shutting down"))?
                 .map_err(Status::internal)?;
-            Ok(Response::new(pb::RunSummary {
-                run_id: sum.run_id,
-                mode: sum.mode.clone(),
-                as_of: opt(&sum.as_of),
-                customers_evaluated: sum.customers_evaluated,
-                cases_opened: sum.cases_opened,
-                cases_closed: sum.cases_closed,
-                escalations: sum.escalations,
-                duration_ms: sum.duration_ms,
-                summary_json: json!(sum).to_string(),
-            }))
+            Ok(Response::new(summary_to_pb(&sum)))
         })
         .await
     }
@@ -1403,6 +1404,21 @@ fn credit_to_pb(c: &crate::store::CreditView) -> pb::Credit {
                 kind: k.clone(),
             })
             .collect(),
+    }
+}
+
+/// A run's summary as `TriggerRun` answers it, the whole summary in `summary_json`.
+pub fn summary_to_pb(sum: &crate::engine::run::Summary) -> pb::RunSummary {
+    pb::RunSummary {
+        run_id: sum.run_id,
+        mode: sum.mode.clone(),
+        as_of: opt(&sum.as_of),
+        customers_evaluated: sum.customers_evaluated,
+        cases_opened: sum.cases_opened,
+        cases_closed: sum.cases_closed,
+        escalations: sum.escalations,
+        duration_ms: sum.duration_ms,
+        summary_json: json!(sum).to_string(),
     }
 }
 

@@ -38,9 +38,12 @@ use crate::config::ServeConfig;
 use crate::rules::{self, RuleError, RuleSet};
 use crate::store::{Store, StoreError};
 pub use api::connector_health;
+pub use api::message_to_pb;
 pub use api::{agreement_to_pb, dispute_ageing_to_pb, dispute_to_pb, plan_kind};
+pub use api::{case_to_pb, customer_to_pb, explanation_to_pb, promise_to_pb, summary_to_pb};
 use auth::Auth;
 pub use runner::RunRequest;
+pub use watch::entry_to_pb;
 pub use worklist_view::WorklistView;
 
 pub mod pb {

@@ -145,6 +145,7 @@ pub fn entry_to_pb(e: &WorklistEntry, base: &str) -> pb::WorklistEntry {
             currency: base.to_string(),
         }),
         reason: e.reason.clone(),
+        days_overdue: e.days_overdue,
     }
 }
 

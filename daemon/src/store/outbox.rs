@@ -102,6 +102,9 @@ pub struct MessageView {
     pub sent_at: Option<String>,
     pub receipt: Option<String>,
     pub replaces: Option<i64>,
+    /// The business day of the escalation step the message carries out (`None`: not
+    /// from a step); the other times are the sending machine's clock.
+    pub business_date: Option<String>,
 }
 
 /// A fee to charge when a message goes out.
@@ -220,7 +223,8 @@ fn ts(t: DateTime<Utc>) -> String {
 
 const MESSAGE_COLUMNS: &str = "m.id, m.customer_id, cu.company || '/' || cu.code, m.escalation_id, m.channel, m.template,
     m.language, m.recipient, m.cc, m.subject, m.text, m.html, m.status, m.attempts, m.next_attempt, m.last_error,
-    m.defer_reason, m.created_at, m.sent_at, m.receipt, m.replaces";
+    m.defer_reason, m.created_at, m.sent_at, m.receipt, m.replaces,
+    (SELECT e.as_of FROM escalations e WHERE e.id = m.escalation_id)";
 
 fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
     let cc: String = r.get(8)?;
@@ -250,6 +254,7 @@ fn message_row(r: &rusqlite::Row) -> rusqlite::Result<MessageView> {
         sent_at: r.get(18)?,
         receipt: r.get(19)?,
         replaces: r.get(20)?,
+        business_date: r.get(21)?,
     })
 }
 

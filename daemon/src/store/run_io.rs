@@ -7,6 +7,16 @@ use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
 
 use super::{date, dec, Result, Store, StoreError};
+
+/// Totals of the whole portfolio, whichever customers a run evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Portfolio {
+    pub customers: u64,
+    pub open_cases: u64,
+    pub open_cases_by_priority: std::collections::BTreeMap<String, u64>,
+    pub worklist_entries: u64,
+    pub worklist_unassigned: u64,
+}
 use crate::domain::{Activity, Hold, Priority, PromiseStatus};
 use crate::money::Currency;
 
@@ -454,6 +464,40 @@ impl Store {
         )?;
         lap("rest");
         Ok(out)
+    }
+
+    /// The whole portfolio as it stands: what a run summary reports besides what the
+    /// run itself changed.
+    pub fn portfolio(&self) -> Result<Portfolio> {
+        let mut p = Portfolio {
+            customers: self
+                .conn
+                .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get::<_, i64>(0))?
+                as u64,
+            ..Portfolio::default()
+        };
+        for q in [Priority::High, Priority::Medium, Priority::Low] {
+            p.open_cases_by_priority.insert(q.as_str().into(), 0);
+        }
+        let mut st = self.conn.prepare(
+            "SELECT priority, COUNT(*) FROM cases WHERE status = 'open' GROUP BY priority",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        for r in rows {
+            let (q, n) = r?;
+            p.open_cases += n as u64;
+            *p.open_cases_by_priority
+                .entry(Priority::from_i64(q).as_str().into())
+                .or_default() += n as u64;
+        }
+        let (entries, unassigned) = self.conn.query_row(
+            "SELECT COUNT(*), COUNT(*) - COUNT(collector) FROM worklist",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        p.worklist_entries = entries as u64;
+        p.worklist_unassigned = unassigned as u64;
+        Ok(p)
     }
 
     /// Loads of collectors from worklist rows of customers outside `scope` (incremental runs).

@@ -25,6 +25,10 @@ pub struct WorklistEntry {
     /// Open amount in the rules' base currency.
     pub amount: Decimal,
     pub reason: String,
+    /// Days past due of the customer's oldest open item, as of the run that wrote the
+    /// entry (0 when nothing is due yet): the same day the entry's NAD and priority
+    /// were judged on, so it does not drift between runs.
+    pub days_overdue: i64,
 }
 
 /// Which worklist, filtered how, which page.
@@ -153,7 +157,8 @@ impl Store {
         let off = arg(Integer(q.offset as i64), &mut args);
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT c.code, c.name, c.company, w.collection_group, w.collector, w.nad, w.priority, w.score,
-                    s.profile, s.segment, w.items, w.amount, w.reason, w.customer_id
+                    s.profile, s.segment, w.items, w.amount, w.reason, w.customer_id, s.as_of,
+                    (SELECT MIN(i.due_date) FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open')
              {from} {filter}
              ORDER BY w.nad, w.priority DESC, CAST(w.score AS REAL) DESC, c.id LIMIT {lim} OFFSET {off}"
         ))?;
@@ -169,6 +174,8 @@ impl Store {
                 r.get::<_, String>(11)?,
                 r.get::<_, String>(12)?,
                 r.get::<_, i64>(13)?,
+                [r.get::<_, String>(14)?],
+                r.get::<_, Option<String>>(15)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -184,7 +191,15 @@ impl Store {
                 amount,
                 reason,
                 customer_id,
+                [as_of],
+                oldest_due,
             ) = r?;
+            let days_overdue = match oldest_due {
+                Some(d) => (date("customer_state.as_of", &as_of)? - date("items.due_date", &d)?)
+                    .num_days()
+                    .max(0),
+                None => 0,
+            };
             out.push(WorklistEntry {
                 customer_id,
                 customer,
@@ -200,6 +215,7 @@ impl Store {
                 items,
                 amount: dec("worklist.amount", &amount)?,
                 reason,
+                days_overdue,
             });
         }
         Ok((out, total.map(|t| t as u64)))

@@ -10,7 +10,7 @@ use crate::server::metrics::observed;
 use crate::server::{pb, status};
 use crate::store::{ContactProfile, MessageView};
 
-fn message_to_pb(m: &MessageView) -> pb::Message {
+pub fn message_to_pb(m: &MessageView) -> pb::Message {
     pb::Message {
         id: m.id,
         customer: m.customer.clone(),
@@ -30,6 +30,7 @@ fn message_to_pb(m: &MessageView) -> pb::Message {
         sent_at: m.sent_at.clone().unwrap_or_default(),
         receipt: m.receipt.clone().unwrap_or_default(),
         replaces: m.replaces.unwrap_or(0),
+        business_date: m.business_date.clone().unwrap_or_default(),
     }
 }
 
