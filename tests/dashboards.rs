@@ -707,6 +707,7 @@ async fn scrape_live_daemon() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_referenced_metric_is_exported_by_a_running_daemon() {
     let text = scrape_live_daemon().await;
+    check_metadata(&text);
     check_against(&text);
     // And the other way round: nothing exported is left off every dashboard and alert.
     let used = referenced_metrics();
@@ -719,6 +720,278 @@ async fn every_referenced_metric_is_exported_by_a_running_daemon() {
     assert!(
         unused.is_empty(),
         "exported but on no dashboard or alert: {unused:?}"
+    );
+}
+
+// ------------------------------------------------------------- metadata, promtool
+
+/// The metrics promtool's linter wants in seconds. DSO and days delinquent are finance
+/// KPIs that everyone quotes in days, so they keep their names and their HELP says so.
+const DAY_KPIS: [&str; 2] = ["arrears_dso_days", "arrears_average_days_delinquent_days"];
+
+/// promtool, from PROMTOOL or the PATH. Missing is a failure, not a skip: without it
+/// the alert rules and the exposition would go unchecked while the suite stays green.
+fn promtool() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROMTOOL") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "promtool is not installed (or set PROMTOOL to it): these checks need it. \
+                 On Debian/Ubuntu: apt-get install prometheus; .ci/run installs it"
+            )
+        })
+}
+
+/// Runs promtool in `dashboards/` with `stdin`; its exit status and everything it said.
+fn run_promtool(args: &[&str], stdin: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(promtool())
+        .args(args)
+        .current_dir(dashboards_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool: {e}"));
+    // promtool may exit before reading all of it (a parse error): not our failure.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let o = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status, said)
+}
+
+/// Every metric family of a scrape has a HELP text from the catalogue, and promtool's
+/// linter has nothing to say about it but the two day KPIs' unit.
+fn check_metadata(exposition: &str) {
+    let mut help: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut families = BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help.insert(name, text.trim());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            families.insert(rest.split(' ').next().unwrap_or(""));
+        }
+    }
+    let mut problems = Vec::new();
+    for f in &families {
+        match help.get(f) {
+            None | Some(&"") => problems.push(format!("{f}: no HELP")),
+            Some(text) => match arrears::server::metric_catalog::get(f) {
+                None => problems.push(format!("{f}: not in daemon/src/server/metric_catalog.rs")),
+                Some(m) if m.help != *text => {
+                    problems.push(format!("{f}: HELP {text:?} is not the catalogue's"))
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    for f in DAY_KPIS {
+        if let Some(text) = help.get(f) {
+            if !text.contains("In days") {
+                problems.push(format!("{f}: HELP does not say the KPI is in days"));
+            }
+        }
+    }
+    let (status, said) = run_promtool(&["check", "metrics"], exposition);
+    // 0: clean; 3: lint findings only (1 would be an exposition it cannot parse).
+    if !matches!(status.code(), Some(0 | 3)) {
+        problems.push(format!("promtool check metrics failed ({status}):\n{said}"));
+    } else {
+        for l in said.lines().filter(|l| !l.trim().is_empty()) {
+            let day_kpi = DAY_KPIS
+                .iter()
+                .any(|f| l.starts_with(&format!("{f} ")) && l.contains("\"days\""));
+            if !day_kpi {
+                problems.push(format!("promtool check metrics: {l}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "/metrics metadata:\n  {}\n--- the exposition ---\n{exposition}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    for args in [
+        ["check", "rules", "alerts.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let (status, said) = run_promtool(&args, "");
+        assert!(
+            status.success(),
+            "promtool {} failed ({status}):\n{said}",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "no HELP")]
+fn check_metadata_fails_on_a_family_without_help() {
+    check_metadata(
+        "# HELP arrears_rules_valid x\n# TYPE arrears_rules_valid gauge\narrears_rules_valid 1\n\
+         # TYPE arrears_store_size_bytes gauge\narrears_store_size_bytes 1\n",
+    );
+}
+
+#[test]
+#[should_panic(expected = "promtool check metrics: arrears_runs_total")]
+fn check_metadata_fails_on_what_promtool_lints() {
+    let m = arrears::server::metric_catalog::get("arrears_runs_total").unwrap();
+    // A counter typed as a gauge: promtool says a counter must end in _total the
+    // other way round ("non-counter metrics should not have _total suffix").
+    check_metadata(&format!(
+        "# HELP arrears_runs_total {}\n# TYPE arrears_runs_total gauge\narrears_runs_total 1\n",
+        m.help
+    ));
+}
+
+/// Each alert in alerts.yaml: a promtool unit test where it fires and one where it
+/// does not (a near miss), and a row in dashboards/README.md saying what to do.
+#[test]
+fn every_alert_has_unit_tests_and_a_readme_row() {
+    let alerts = yaml("alerts.yaml");
+    let names: BTreeSet<&str> = alert_rules(&alerts)
+        .into_iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    let tests = yaml("alerts.test.yaml");
+    let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for t in tests["tests"].as_sequence().into_iter().flatten() {
+        for case in t["alert_rule_test"].as_sequence().into_iter().flatten() {
+            let name = case["alertname"].as_str().unwrap_or("");
+            let expected = case["exp_alerts"].as_sequence().map_or(0, Vec::len);
+            if expected > 0 {
+                fires.insert(name);
+            } else {
+                quiet.insert(name);
+            }
+        }
+    }
+    let readme = read("README.md");
+    let mut problems = Vec::new();
+    for n in &names {
+        if !fires.contains(n) {
+            problems.push(format!("{n}: no unit test where it fires"));
+        }
+        if !quiet.contains(n) {
+            problems.push(format!("{n}: no unit test where it does not fire"));
+        }
+        if !readme.contains(&format!("| `{n}` |")) {
+            problems.push(format!("{n}: no row in dashboards/README.md"));
+        }
+    }
+    for n in fires.union(&quiet) {
+        if !names.contains(n) {
+            problems.push(format!("alerts.test.yaml tests {n}, which is no alert"));
+        }
+    }
+    for row in readme.lines().filter(|l| l.starts_with("| `Arrears")) {
+        let n = row
+            .trim_start_matches("| `")
+            .split('`')
+            .next()
+            .unwrap_or("");
+        if !names.contains(n) {
+            problems.push(format!(
+                "dashboards/README.md documents {n}, which is no alert"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "alerts:\n  {}", problems.join("\n  "));
+}
+
+/// Every metric the daemon records (`counter!`, `gauge!`, `histogram!` and the KPI
+/// exporter's `.set(`) is in the catalogue with that kind, and the catalogue lists
+/// nothing the daemon does not record. A live scrape cannot show this: some series
+/// appear only after a rare event (a plugin restart, a refused call).
+#[test]
+fn every_recorded_metric_is_in_the_catalogue() {
+    use arrears::server::metric_catalog::{Kind, CATALOG};
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let callers = [
+        ("counter!(", Kind::Counter),
+        ("gauge!(", Kind::Gauge),
+        ("histogram!(", Kind::Histogram),
+        ("Matcher::Full(", Kind::Histogram),
+        // The KPI exporter's `x.set("name", labels, value)`.
+        (".set(", Kind::Gauge),
+    ];
+    let mut recorded: BTreeMap<String, (Kind, String)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("metric_catalog.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let at = f.strip_prefix(&src).unwrap().display().to_string();
+        for (i, _) in text.match_indices("\"arrears_") {
+            let before = text[..i].trim_end();
+            let Some(&(_, kind)) = callers.iter().find(|(c, _)| before.ends_with(c)) else {
+                continue;
+            };
+            let name: String = text[i + 1..].chars().take_while(|c| *c != '"').collect();
+            if let Some((k, first)) = recorded.get(&name) {
+                if *k != kind {
+                    problems.push(format!("{name}: a {kind:?} in {at}, a {k:?} in {first}"));
+                }
+            } else {
+                recorded.insert(name, (kind, at.clone()));
+            }
+        }
+    }
+    assert!(
+        recorded.len() >= 30,
+        "the scan found only {recorded:?}: has the recording code changed shape?"
+    );
+    for (name, (kind, at)) in &recorded {
+        match CATALOG.iter().find(|m| m.name == name) {
+            None => problems.push(format!(
+                "{name} ({at}) is not in daemon/src/server/metric_catalog.rs"
+            )),
+            Some(m) if m.kind != *kind => problems.push(format!(
+                "{name}: a {kind:?} in {at}, a {:?} in the catalogue",
+                m.kind
+            )),
+            Some(_) => {}
+        }
+    }
+    for m in CATALOG {
+        if !recorded.contains_key(m.name) {
+            problems.push(format!(
+                "{} is in the catalogue but recorded nowhere in daemon/src",
+                m.name
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "metric catalogue:\n  {}",
+        problems.join("\n  ")
     );
 }
 

@@ -25,6 +25,7 @@ struct Sink {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    log: common::Log,
 }
 
 impl Sink {
@@ -39,14 +40,16 @@ impl Sink {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
         let stdout = child.stdout.take().unwrap();
+        let log = common::Log::capture(child.stderr.take().unwrap());
         let mut sink = Sink {
             child,
             port: 0,
             dir,
+            log,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -92,6 +95,7 @@ impl Drop for Sink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.log.dump_if_failing("SMTP sink");
     }
 }
 
@@ -1095,4 +1099,70 @@ fn sms_goes_through_the_webhook_and_an_unknown_number_falls_back_to_email() {
         )
         .unwrap();
     assert!(receipt.contains("202"), "{receipt}");
+}
+
+/// A demo portfolio served with `extra` appended to the test config; returns the
+/// daemon's log (stderr, a pipe here) once `seen` is in it.
+fn serve_demo_until(extra: &str, seen: &str) -> String {
+    let dir = common::Daemon::prepare();
+    let cfg = dir.path().join("arrears.yaml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(extra);
+    std::fs::write(&cfg, text).unwrap();
+    common::arrears(
+        dir.path(),
+        &[
+            "demo",
+            "--customers",
+            "30",
+            "--items",
+            "300",
+            "--as-of",
+            common::AS_OF,
+        ],
+    );
+    let mut d = common::Daemon::start(dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !d.log().contains(seen) {
+        assert!(
+            Instant::now() < deadline,
+            "no {seen:?} in the daemon's log within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = d.terminate();
+    assert!(status.success(), "{status}");
+    d.log()
+}
+
+/// Without any `delivery:` channel (the demo) the daemon says once, as a warning, that
+/// delivery is off and how to turn it on: no ERROR per held message, no critical
+/// alert. Its log on a pipe carries no colour codes.
+#[test]
+fn a_daemon_without_delivery_warns_once_in_plain_text() {
+    let off = "delivery is off";
+    let log = serve_demo_until("", off);
+    assert_eq!(log.matches(off).count(), 1, "{log}");
+    let line = log.lines().find(|l| l.contains(off)).unwrap();
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("delivery.smtp"), "says how: {line}");
+    assert!(!log.contains("messages held"), "{log}");
+    assert!(!log.contains(" ERROR "), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes on a pipe: {log:?}");
+}
+
+/// A channel that is configured but cannot work (its password variable is unset) is
+/// still an ERROR: every message waits until someone fixes it.
+#[test]
+fn a_broken_delivery_channel_is_still_an_error() {
+    let log = serve_demo_until(
+        "delivery:\n  smtp:\n    host: 127.0.0.1\n    port: 9\n    security: none\n    \
+         username: collections\n    password_env: ARREARS_TEST_UNSET_PASSWORD\n    \
+         from: { address: collections@acme.example }\n",
+        "messages held",
+    );
+    let line = log.lines().find(|l| l.contains("messages held")).unwrap();
+    assert!(line.contains(" ERROR "), "{line}");
+    assert!(line.contains("ARREARS_TEST_UNSET_PASSWORD"), "{line}");
+    assert!(!log.contains("delivery is off"), "{log}");
 }

@@ -12,6 +12,8 @@
 //!   Only a delivery marks the step sent, records its event on the customer and
 //!   charges its fees.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -21,6 +23,11 @@ use crate::money::{Currency, Money};
 use crate::rules::{Channel, Level, RuleSet};
 use crate::store::{ContactProfile, Fee, MessageView, NewMessage, Store, StoreError};
 use crate::templates::{self, Context};
+
+/// Why a message waits when the config has no delivery channel at all.
+const DELIVERY_OFF: &str = "delivery off: no `delivery:` channel in the config";
+
+static DELIVERY_OFF_SAID: AtomicBool = AtomicBool::new(false);
 
 /// Attempts on one channel before falling back to the next.
 pub const MAX_ATTEMPTS: i64 = 6;
@@ -45,6 +52,8 @@ pub struct OutboxStats {
     pub fell_back: u32,
     pub failed: u32,
     pub held: u32,
+    /// Of `held`, those held because no delivery channel is configured at all.
+    pub delivery_off: u32,
     /// Left `sending` by a pass whose process died: delivered or not, nobody knows.
     pub in_doubt: u32,
 }
@@ -391,6 +400,7 @@ fn deliver_until(
         total.fell_back += s.fell_back;
         total.failed += s.failed;
         total.held += s.held;
+        total.delivery_off += s.delivery_off;
         if s.fell_back == 0 {
             break;
         }
@@ -407,6 +417,9 @@ fn deliver_once(
 ) -> Result<OutboxStats, OutboxError> {
     let mut stats = OutboxStats::default();
     let mut held_reason: Option<String> = None;
+    // No channel at all is a choice (a demo, worklists only), not a fault to page
+    // anyone about; a channel that is set up but refused is.
+    let off = delivery.is_none_or(|d| d.smtp.is_none() && d.webhook.is_none());
     let smtp = delivery
         .and_then(|d| d.smtp.as_ref())
         .map(|c| (c, c.resolve()));
@@ -546,6 +559,11 @@ fn deliver_once(
                 tracing::warn!(message = m.id, %reason, "delivery failed; retrying");
                 stats.retried += 1;
             }
+            Err(SendError::Config { .. }) if off => {
+                store.message_held(m.id, now + Duration::minutes(15), DELIVERY_OFF)?;
+                stats.held += 1;
+                stats.delivery_off += 1;
+            }
             Err(SendError::Config { reason }) => {
                 // The same for every message: hold the channel and tell an operator
                 // rather than use up retries or push everything to the fallback.
@@ -563,7 +581,22 @@ fn deliver_once(
         }
     }
     if let Some(reason) = held_reason {
-        tracing::error!(held = stats.held, %reason, "messages held: a delivery channel is misconfigured");
+        tracing::error!(
+            held = stats.held - stats.delivery_off,
+            %reason,
+            "messages held: a delivery channel is misconfigured"
+        );
+    }
+    if stats.delivery_off > 0 && !DELIVERY_OFF_SAID.swap(true, Ordering::Relaxed) {
+        // Once per process: every pass holds the same messages again, and a log full
+        // of the same line hides the ones that matter.
+        tracing::warn!(
+            waiting = stats.delivery_off,
+            "delivery is off (no `delivery:` channel in the config): reminders are \
+             composed and wait in the outbox, letters and call tasks still go ahead. \
+             To send them, add `delivery.smtp` (e-mail) and/or `delivery.webhook` \
+             (SMS, portal) to the config; `arrears outbox list` shows what waits"
+        );
     }
     Ok(stats)
 }
@@ -719,6 +752,7 @@ pub fn process_until(
         fell_back: b.fell_back,
         failed: a.failed + b.failed,
         held: b.held,
+        delivery_off: b.delivery_off,
         in_doubt,
     })
 }
@@ -845,5 +879,65 @@ mod tests {
         let m = s.messages(None, 10).unwrap();
         assert_eq!(m[0].status, "cancelled");
         assert!(s.letter_items(&[1]).unwrap()[0].fees.is_empty());
+    }
+
+    /// No channel in the config is delivery switched off, told apart from a channel
+    /// that is missing next to others (a misconfiguration): both hold the message.
+    #[test]
+    fn no_channel_at_all_is_delivery_off_not_a_misconfiguration() {
+        let rules =
+            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.ingest(&Batch {
+            customers: vec![crate::domain::CustomerInfo {
+                company: "ACME_DE".into(),
+                code: "C1".into(),
+                name: "Becker GmbH".into(),
+                country: "DE".into(),
+                email: Some("ap@becker.example".into()),
+                phone: None,
+                language: Some("de".into()),
+                timezone: None,
+                credit_limit: None,
+            }],
+            items: vec![ItemInput {
+                source: "erp".into(),
+                external_id: "1".into(),
+                company: "ACME_DE".into(),
+                customer: "C1".into(),
+                document_no: "INV-1".into(),
+                document_date: d("2026-09-20"),
+                due_date: d("2026-10-20"),
+                original_amount: dec!(500),
+                open_amount: dec!(500),
+                currency: Currency::parse("EUR").unwrap(),
+                hold: None,
+                original_document: None,
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        run(&mut s, &rules, d("2026-11-13"), RunMode::Full).unwrap();
+        let now: DateTime<Utc> = "2026-11-13T10:00:00Z".parse().unwrap();
+        let st = process(&mut s, &rules, None, now).unwrap();
+        assert_eq!((st.held, st.delivery_off), (1, 1), "{st:?}");
+        let m = s.messages(None, 10).unwrap();
+        assert_eq!(m[0].channel, "email");
+        assert_eq!(m[0].last_error.as_deref(), Some(DELIVERY_OFF));
+
+        let webhook_only: DeliveryConfig = serde_yaml::from_str(
+            "webhook: { url: 'https://sms.example.com/send', token_env: ARREARS_TEST_UNSET }",
+        )
+        .unwrap();
+        let later = now + Duration::hours(1);
+        let st = deliver(&mut s, &rules, Some(&webhook_only), later).unwrap();
+        assert_eq!((st.held, st.delivery_off), (1, 0), "{st:?}");
+        let m = s.messages(None, 10).unwrap();
+        assert_eq!(
+            m[0].last_error.as_deref(),
+            Some("config: no `delivery.smtp` in the config")
+        );
     }
 }

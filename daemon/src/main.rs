@@ -521,6 +521,15 @@ fn today() -> NaiveDate {
     chrono::Local::now().date_naive()
 }
 
+/// Colour codes only for a person at a terminal: in a file, a pipe or a journal they
+/// are noise around every line. <https://no-color.org>: a non-empty NO_COLOR turns
+/// them off there too.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 struct Env {
     db: PathBuf,
     /// No `--db`, `ARREARS_DB` or config `db`: the data directory's file, which a user
@@ -544,6 +553,7 @@ impl Env {
         let _ = match cfg.log_format {
             LogFormat::Human => tracing_subscriber::fmt()
                 .with_env_filter(filter)
+                .with_ansi(log_colour())
                 .with_writer(std::io::stderr)
                 .try_init(),
             LogFormat::Json => tracing_subscriber::fmt()

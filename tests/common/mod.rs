@@ -2,9 +2,10 @@
 //! ports with a temporary database and rules folder.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrears::server::pb;
@@ -22,6 +23,56 @@ pub struct Daemon {
     pub grpc: String,
     pub metrics: String,
     stdout: Option<std::thread::JoinHandle<Vec<String>>>,
+    log: Log,
+}
+
+/// A child's stderr, read into memory as it comes.
+///
+/// The daemons' WARN and ERROR lines are expected in most tests (a refused call, a
+/// broken rule file on purpose); passed through, they bury the output of the test that
+/// failed. Kept instead, and printed only when the test fails ([`Log::dump_if_failing`]).
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    /// Starts draining `stderr`, so the child never blocks on a full pipe.
+    pub fn capture(mut stderr: ChildStderr) -> Log {
+        let log = Log::default();
+        let buf = log.0.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        log
+    }
+
+    /// What the child has written so far, as raw bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the child has written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// Prints the log when called while the test is failing (from a `Drop` during the
+    /// unwinding of a failed assertion): the daemon's side of what went wrong.
+    pub fn dump_if_failing(&self, who: &str) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {who} stderr -----\n{}----- end of {who} stderr -----",
+                self.text()
+            );
+        }
+    }
 }
 
 /// The Python the end-to-end tests run: ARREARS_PYTHON, else the `.venv` that
@@ -132,9 +183,10 @@ impl Daemon {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let log = Log::capture(child.stderr.take().unwrap());
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = std::thread::spawn(move || {
@@ -150,7 +202,16 @@ impl Daemon {
         while grpc.is_empty() || metrics.is_empty() {
             let l = rx
                 .recv_timeout(Duration::from_secs(60))
-                .expect("daemon did not report its addresses");
+                .unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    // Give the reader the last bytes the daemon wrote before it ended.
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "daemon did not report its addresses; its stderr:\n{}",
+                        log.text()
+                    )
+                });
             if let Some(a) = l.strip_prefix("grpc listening on ") {
                 grpc = format!("http://{a}");
             }
@@ -164,7 +225,13 @@ impl Daemon {
             grpc,
             metrics,
             stdout: Some(stdout),
+            log,
         }
+    }
+
+    /// Everything the daemon has written to stderr so far (its log).
+    pub fn log(&self) -> String {
+        self.log.text()
     }
 
     /// The daemon's process id (for /proc figures such as its memory).
@@ -220,6 +287,7 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.log.dump_if_failing("daemon");
     }
 }
 

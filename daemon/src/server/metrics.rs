@@ -35,9 +35,11 @@ pub fn install() -> Result<PrometheusHandle, super::ServeError> {
             b.set_buckets_for_metric(Matcher::Full("arrears_run_duration_seconds".into()), &runs)
         })
         .expect("bucket lists are non-empty");
-    builder
+    let handle = builder
         .install_recorder()
-        .map_err(|e| super::ServeError::Metrics(e.to_string()))
+        .map_err(|e| super::ServeError::Metrics(e.to_string()))?;
+    super::metric_catalog::register();
+    Ok(handle)
 }
 
 /// Histograms need periodic upkeep; also keeps the watcher gauge and the audit head

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod authz;
 mod connectors;
 mod limits;
+pub mod metric_catalog;
 mod metrics;
 mod outbox;
 mod runner;

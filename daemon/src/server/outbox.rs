@@ -71,7 +71,8 @@ pub async fn work(shared: Arc<Shared>) {
                             ("retried", s.retried),
                             ("fell_back", s.fell_back),
                             ("failed", s.failed),
-                            ("held", s.held),
+                            ("held", s.held - s.delivery_off),
+                            ("delivery_off", s.delivery_off),
                             ("in_doubt", s.in_doubt),
                         ] {
                             counter!("arrears_messages_total", "result" => result)
