@@ -277,6 +277,19 @@ const ZERO_SERIES: &[(&str, &[(&str, &str)])] = &[
         &[("limit", "watch_streams_per_principal")],
     ),
     ("arrears_limit_refusals_total", &[("limit", "uploads")]),
+    (
+        "arrears_runs_total",
+        &[("mode", "full"), ("result", "error")],
+    ),
+    (
+        "arrears_runs_total",
+        &[("mode", "incremental"), ("result", "error")],
+    ),
+    ("arrears_messages_total", &[("result", "held")]),
+    ("arrears_messages_total", &[("result", "failed")]),
+    ("arrears_messages_total", &[("result", "in_doubt")]),
+    ("arrears_script_errors_total", &[]),
+    ("arrears_script_limit_hits_total", &[]),
 ];
 
 /// Registers every description with the installed recorder, and the zero series.
