@@ -121,9 +121,33 @@ pub struct Parsed<T> {
     pub syntax_error: bool,
 }
 
+/// Stack for reading a file. serde_yaml allows 128 levels of nesting, and in a debug
+/// build serde's and serde_yaml's frames take about 8 MiB for that: more than a test
+/// thread or a tokio worker has (2 MiB), and rule files also come from API callers.
+const STACK_BYTES: usize = 32 << 20;
+
 /// Reads `text` as a `T`, finding every error. `unit` tells for the path of an error
 /// how many of its leading steps name what is left out of the result because of it.
-pub fn parse<T: DeserializeOwned>(text: &str, unit: impl Fn(&[Step]) -> usize) -> Parsed<T> {
+pub fn parse<T: DeserializeOwned + Send>(
+    text: &str,
+    unit: impl Fn(&[Step]) -> usize + Sync,
+) -> Parsed<T> {
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("rules-yaml".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(s, || parse_here(text, &unit));
+        match spawned {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: the caller's stack is enough for any usual file.
+            Err(_) => parse_here(text, &unit),
+        }
+    })
+}
+
+fn parse_here<T: DeserializeOwned>(text: &str, unit: &impl Fn(&[Step]) -> usize) -> Parsed<T> {
     // A syntax error ends every pass at the same place, so it is the one error told.
     if let Err(e) = serde_yaml::from_str::<IgnoredAny>(text) {
         let pos = e.location().map(|l| (l.line(), l.column()));
@@ -799,5 +823,187 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for VariantSeed<'_, S> {
             de: d,
             text: self.text,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+    #[serde(rename_all = "lowercase")]
+    enum Role {
+        Collector,
+        Manager,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        #[serde(default)]
+        items: Vec<Item>,
+        #[serde(default)]
+        limits: BTreeMap<Role, Item>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        name: String,
+        #[serde(default, deserialize_with = "crate::rules::raw::opt_decimal")]
+        amount: Option<rust_decimal::Decimal>,
+        #[serde(default)]
+        days: i64,
+    }
+
+    fn items(p: &[Step]) -> usize {
+        if matches!(p.get(1), Some(Step::Elem(_))) {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn problems(text: &str) -> Vec<(Option<(usize, usize)>, String)> {
+        parse::<Doc>(text, items)
+            .problems
+            .into_iter()
+            .map(|p| (p.pos, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn each_error_is_placed_at_its_value_and_the_rest_is_kept() {
+        let text = "\
+items:
+  - name: a
+    amount: x1
+    days: soon
+  - name: b
+    amount: 2
+  - { name: c, amount: [3] }
+limits:
+  manager: { name: m, amount: y }
+";
+        let p = parse::<Doc>(text, items);
+        let got: Vec<_> = p
+            .problems
+            .iter()
+            .map(|p| (p.pos, p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some((3, 13)),
+                    "items[0].amount: `x1` is not a decimal amount"
+                ),
+                (
+                    Some((4, 11)),
+                    "items[0].days: invalid type: string \"soon\", expected i64"
+                ),
+                (
+                    Some((7, 24)),
+                    "items[2].amount: data did not match any variant of untagged enum Num"
+                ),
+                // A key that is an enum still names its entry.
+                (
+                    Some((9, 31)),
+                    "limits.manager.amount: `y` is not a decimal amount"
+                ),
+            ],
+        );
+        let doc = p.value.unwrap();
+        let names: Vec<_> = doc.items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        let b = &doc.items[0];
+        assert_eq!((b.amount, b.days), (Some(rust_decimal::Decimal::TWO), 0));
+        assert!(doc.limits.is_empty());
+        assert_eq!(p.left_out.len(), 3);
+    }
+
+    #[test]
+    fn misspelt_or_wrong_keys_are_one_error_each() {
+        assert_eq!(
+            problems("items:\n  - nmae: a\n"),
+            [(
+                Some((2, 5)),
+                "items[0]: unknown field `nmae`, expected one of `name`, `amount`, `days`".into()
+            )],
+        );
+        // A wrong type on a required field is not also a missing one.
+        assert_eq!(
+            problems("items:\n  - name: [a]\n    days: 1\n"),
+            [(
+                Some((2, 11)),
+                "items[0].name: invalid type: sequence, expected a string".into()
+            )],
+        );
+        // A field that is really missing is reported, at its mapping.
+        assert_eq!(
+            problems("items:\n  - days: 1\n    extra: 2\n"),
+            [
+                (
+                    Some((3, 5)),
+                    "items[0]: unknown field `extra`, expected one of `name`, `amount`, `days`"
+                        .into()
+                ),
+                (Some((2, 5)), "items[0]: missing field `name`".into()),
+            ],
+        );
+        assert_eq!(edit_distance("grup", "group"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert!(edit_distance("extra", "name") > 2);
+    }
+
+    #[test]
+    fn syntax_errors_empty_files_and_too_many_errors() {
+        let p = parse::<Doc>("items:\n  - name: [a\n", items);
+        assert!(p.syntax_error && p.value.is_none());
+        assert_eq!(p.problems.len(), 1);
+        assert!(p.problems[0].pos.is_some());
+
+        let p = parse::<Option<Doc>>("# all commented out\n", items);
+        assert!(p.problems.is_empty() && matches!(p.value, Some(None)));
+
+        let p = parse::<Doc>("[1, 2]", items);
+        assert!(p.value.is_none() && !p.syntax_error);
+        assert_eq!(p.problems[0].pos, Some((1, 1)));
+
+        let bad = format!(
+            "items:\n{}",
+            "  - { name: a, days: x }\n".repeat(MAX_ERRORS + 5)
+        );
+        let p = parse::<Doc>(&bad, items);
+        assert!(p.value.is_none());
+        assert_eq!(p.problems.len(), MAX_ERRORS + 1);
+        assert_eq!(p.problems[MAX_ERRORS - 1].pos, Some((MAX_ERRORS + 1, 22)));
+    }
+
+    /// The deepest nesting serde_yaml allows is read on a stack of its own: on a test
+    /// thread's it overflows in a debug build.
+    #[test]
+    fn deep_block_nesting_fits_the_stack() {
+        let nest = |depth: usize| {
+            let mut text = String::new();
+            for i in 0..depth {
+                text.push_str(&format!("{}not:\n", " ".repeat(2 * i)));
+            }
+            text.push_str(&format!("{}score: {{ gt: x }}\n", " ".repeat(2 * depth)));
+            text
+        };
+        let depth = 125;
+        let p = parse::<crate::rules::raw::Condition>(&nest(depth), |_| 1);
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert_eq!(p.problems[0].pos, Some((depth + 1, 2 * depth + 14)));
+        // Past serde_yaml's limit it is an error, not a crash.
+        let p = parse::<crate::rules::raw::Condition>(&nest(140), |_| 1);
+        assert!(
+            p.problems[0].message.contains("recursion limit"),
+            "{:?}",
+            p.problems
+        );
     }
 }
