@@ -35,6 +35,11 @@ use serde::de::{Deserializer, EnumAccess, Visitor};
 /// The most errors reported for one file; each costs two more parses of it.
 pub const MAX_ERRORS: usize = 50;
 
+/// Bytes parsed to find the errors of one file, at most: a large file gets fewer
+/// errors reported, so that a file sent to `ValidateRules` costs the daemon at most
+/// about as much as this many bytes of YAML.
+pub const PARSE_BUDGET_BYTES: usize = 16 << 20;
+
 /// One step from a node to a child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -161,6 +166,7 @@ fn parse_here<T: DeserializeOwned>(text: &str, unit: &impl Fn(&[Step]) -> usize)
             syntax_error: true,
         };
     }
+    let max_errors = (PARSE_BUDGET_BYTES / (2 * text.len().max(1))).clamp(1, MAX_ERRORS);
     let mut problems = Vec::new();
     let mut skip: Vec<Vec<Step>> = Vec::new();
     loop {
@@ -183,12 +189,15 @@ fn parse_here<T: DeserializeOwned>(text: &str, unit: &impl Fn(&[Step]) -> usize)
             });
         }
         let stuck = fault.path.is_empty() || skip.iter().any(|s| same_child(s, &fault.path));
-        if stuck || problems.len() >= MAX_ERRORS {
+        // Errors that are no second error (a missing field) still cost a pass each.
+        let spent = problems.len() >= max_errors || skip.len() >= 2 * max_errors;
+        if stuck || spent {
             if !stuck {
                 problems.push(Problem {
                     pos: None,
                     message: format!(
-                        "more than {MAX_ERRORS} errors: the rest of the file is not checked"
+                        "checking stopped after {} errors: fix these and check again",
+                        problems.len()
                     ),
                 });
             }
