@@ -1751,6 +1751,18 @@ mod tests {
         assert_eq!(find("strategies.yaml").pos, Some(place(&strat, "lots")));
         assert_eq!(find("groups.yaml").pos, Some(place(&g, "[not, text]")));
 
+        // A misspelt section is one error: the section it means is not also missing.
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "strategies.yaml",
+            &[("strategies:", "strategis:")],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].pos, Some(place(&text, "strategis")));
+        assert!(errs[0].message.starts_with("unknown field `strategis`"));
+
         // A file that is no YAML at all is one error, and the sections it holds are
         // not reported missing.
         copy(dir.path());

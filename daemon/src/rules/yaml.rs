@@ -22,8 +22,8 @@
 //! a second parser just for positions (yaml-rust2, saphyr) would be a new dependency
 //! that could also see a file differently (scalars, anchors, merge keys) from the one
 //! that gives the values. Passes repeat the parse: rule files are a few KiB (at most
-//! [`super::guard::MAX_FILE_BYTES`]) and errors per file are bounded by
-//! [`MAX_ERRORS`].
+//! [`super::guard::MAX_FILE_BYTES`]), and the errors looked for in one file are
+//! bounded by [`MAX_ERRORS`] and [`PARSE_BUDGET_BYTES`].
 
 use std::cell::RefCell;
 use std::fmt::{self, Display};
@@ -153,25 +153,39 @@ pub fn parse<T: DeserializeOwned + Send>(
 }
 
 fn parse_here<T: DeserializeOwned>(text: &str, unit: &impl Fn(&[Step]) -> usize) -> Parsed<T> {
-    // A syntax error ends every pass at the same place, so it is the one error told.
-    if let Err(e) = serde_yaml::from_str::<IgnoredAny>(text) {
-        let pos = e.location().map(|l| (l.line(), l.column()));
-        // serde_yaml appends "at line X column Y"; the position is printed up front.
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        return Parsed {
-            value: None,
-            problems: vec![Problem { pos, message: msg }],
-            left_out: Vec::new(),
-            syntax_error: true,
-        };
-    }
     let max_errors = (PARSE_BUDGET_BYTES / (2 * text.len().max(1))).clamp(1, MAX_ERRORS);
     let mut problems = Vec::new();
     let mut skip: Vec<Vec<Step>> = Vec::new();
     loop {
         let ctl = Ctl::new(skip.clone(), None);
-        let Err(e) = run::<T>(text, &ctl) else { break };
+        let e = match run::<T>(text, &ctl) {
+            // A file without errors is read once, as before.
+            Ok(value) if skip.is_empty() => {
+                return Parsed {
+                    value: Some(value),
+                    problems,
+                    left_out: Vec::new(),
+                    syntax_error: false,
+                }
+            }
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        // A syntax error ends every pass at the same place, so it is the one error told.
+        if skip.is_empty() {
+            if let Err(e) = serde_yaml::from_str::<IgnoredAny>(text) {
+                let pos = e.location().map(|l| (l.line(), l.column()));
+                // serde_yaml appends "at line X column Y"; the position is printed up front.
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                return Parsed {
+                    value: None,
+                    problems: vec![Problem { pos, message: msg }],
+                    left_out: Vec::new(),
+                    syntax_error: true,
+                };
+            }
+        }
         let fault = ctl.fault.take().unwrap_or_else(|| Fault {
             path: Vec::new(),
             message: e.to_string(),
