@@ -109,6 +109,61 @@ fn check_passes_on_shipped_rules_and_names_file_line_on_broken_copies() {
     assert!(err.contains("2 error(s)"), "{err}");
 }
 
+/// Issue 11: every YAML error of every file, once each, at the value's own line and
+/// column, and nothing about the sections they are in being missing.
+#[test]
+fn check_reports_every_yaml_error_once_at_its_value() {
+    let env = Env::new();
+    let edit = |file: &str, edits: &[(&str, &str)]| {
+        let p = env.path(&format!("rules/{file}"));
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        for (old, new) in edits {
+            text = text.replacen(old, new, 1);
+        }
+        std::fs::write(&p, &text).unwrap();
+        text
+    };
+    let place = |text: &str, file: &str, needle: &str| {
+        let (n, line) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(needle))
+            .unwrap();
+        format!("{file}:{}:{}: ", n + 1, line.find(needle).unwrap() + 1)
+    };
+    let strat = edit(
+        "strategies.yaml",
+        &[
+            ("points: 15", "points: lots"),
+            ("min_score: 40", "min_score: forty"),
+        ],
+    );
+    let esc = edit(
+        "escalation.yaml",
+        &[("overdue_days: 7", "overdue_days: soon")],
+    );
+    let o = env.run(&["check"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for (text, file, needle) in [
+        (&strat, "strategies.yaml", "lots"),
+        (&strat, "strategies.yaml", "forty"),
+        (&esc, "escalation.yaml", "soon"),
+    ] {
+        let at = place(text, file, needle);
+        assert_eq!(err.matches(&at).count(), 1, "{at} in:\n{err}");
+    }
+    assert!(
+        err.contains("strategies[0].criteria[1].points: `lots` is not a decimal amount"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("no `strategies`") && !err.contains("unknown ladder"),
+        "{err}"
+    );
+    assert!(err.contains("3 error(s)"), "{err}");
+}
+
 #[test]
 fn demo_run_worklist_explain_and_incremental_rerun() {
     let env = Env::new();

@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod guard;
 pub mod raw;
 pub mod script;
+pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -357,6 +358,106 @@ impl Ctx {
     }
 }
 
+/// The top-level sections of a rule file; each list section's items are read, and
+/// left out when wrong, one by one.
+const SECTIONS: &[&str] = &[
+    "currency",
+    "cases",
+    "categories",
+    "strategies",
+    "groups",
+    "ladders",
+    "scripts",
+    "interest",
+    "agreements",
+    "correspondence",
+];
+
+/// What an error in a rule file leaves out: the list item it is in, or else the
+/// whole section, so that the rest is checked on values that were read whole.
+fn section_unit(path: &[yaml::Step]) -> usize {
+    if matches!(path.get(1), Some(yaml::Step::Elem(_))) {
+        2
+    } else {
+        1
+    }
+}
+
+/// What was left out for YAML errors, so that the checks that would miss it stay
+/// quiet: the error already reported is the one to fix, and a second one for the
+/// same mistake ("no `strategies` defined", "unknown ladder") misleads.
+#[derive(Default)]
+struct Broken {
+    /// Section → names of its items left out; `None` when the section is left out
+    /// whole, or some item of it without a name.
+    sections: HashMap<String, Option<HashSet<String>>>,
+    /// A top-level key that is no section, perhaps a misspelt one: any section may
+    /// be meant.
+    unknown: bool,
+}
+
+impl Broken {
+    fn add<T>(&mut self, text: &str, parsed: &yaml::Parsed<T>) {
+        if parsed.value.is_none() {
+            // Nothing of the file was read: its sections are those its lines start.
+            for line in text.lines() {
+                if let Some((key, _)) = line.split_once(':') {
+                    if SECTIONS.contains(&key) {
+                        self.sections.insert(key.to_string(), None);
+                    }
+                }
+            }
+            return;
+        }
+        // Read only to name the items left out; a file that reads as rules reads as this.
+        let doc = (!parsed.left_out.is_empty())
+            .then(|| serde_yaml::from_str::<serde_yaml::Value>(text).ok())
+            .flatten();
+        for path in &parsed.left_out {
+            let Some(section) = path.first().and_then(|s| s.key()) else {
+                continue;
+            };
+            if !SECTIONS.contains(&section) {
+                self.unknown |= section != "version";
+                continue;
+            }
+            let name = match path.get(1) {
+                Some(yaml::Step::Elem(i)) => doc.as_ref().and_then(|d| {
+                    let item = d.get(section)?.get(*i)?;
+                    item.get("name").or_else(|| item.get("file"))?.as_str()
+                }),
+                _ => None,
+            };
+            let entry = self
+                .sections
+                .entry(section.to_string())
+                .or_insert_with(|| Some(HashSet::new()));
+            match name {
+                Some(n) => {
+                    if let Some(names) = entry {
+                        names.insert(n.to_string());
+                    }
+                }
+                None => *entry = None,
+            }
+        }
+    }
+
+    /// Whether `section` may be missing because it was left out.
+    fn section(&self, section: &str) -> bool {
+        self.unknown || self.sections.contains_key(section)
+    }
+
+    /// Whether an item `name` of `section` may be missing because it was left out.
+    fn item(&self, section: &str, name: &str) -> bool {
+        self.unknown
+            || self
+                .sections
+                .get(section)
+                .is_some_and(|names| names.as_ref().is_none_or(|n| n.contains(name)))
+    }
+}
+
 /// Language of the templates every other language falls back to.
 pub const DEFAULT_LANGUAGE: &str = "en";
 
@@ -392,6 +493,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
 
     let mut hasher = Sha256::new();
     let mut files: Vec<(Src, raw::RuleFile)> = Vec::new();
+    let mut broken = Broken::default();
     for path in paths {
         let text = match guard::read_yaml(&path) {
             Ok(t) => t,
@@ -410,19 +512,17 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 .unwrap_or_default(),
         );
         hasher.update(text.as_bytes());
-        match serde_yaml::from_str::<Option<raw::RuleFile>>(&text) {
-            Ok(f) => files.push((Src { path, text }, f.unwrap_or_default())),
-            Err(e) => {
-                let pos = e.location().map(|l| (l.line(), l.column()));
-                // serde_yaml appends "at line X column Y"; we print the position up front.
-                let msg = e.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                cx.errors.push(RuleError {
-                    file: path,
-                    pos,
-                    message: msg,
-                });
-            }
+        let parsed = yaml::parse::<Option<raw::RuleFile>>(&text, section_unit);
+        for p in &parsed.problems {
+            cx.errors.push(RuleError {
+                file: path.clone(),
+                pos: p.pos,
+                message: p.message.clone(),
+            });
+        }
+        broken.add(&text, &parsed);
+        if let Some(f) = parsed.value {
+            files.push((Src { path, text }, f.unwrap_or_default()));
         }
     }
 
@@ -555,7 +655,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 Err(e) => cx.err(src_of(*i), Some(code), e.to_string()),
             }
         }
-    } else {
+    } else if !broken.section("currency") {
         cx.errors.push(RuleError {
             file: dir.into(),
             pos: None,
@@ -675,7 +775,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 );
             }
             if let Some(m) = &g.manager {
-                if !all_ids.contains(m) {
+                if !all_ids.contains(m) && !broken.section("groups") {
                     cx.err(
                         src,
                         Some(m),
@@ -695,7 +795,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                             Some(s),
                             format!("collector `{}` cannot substitute for themselves", c.id),
                         );
-                    } else if !all_ids.contains(s) {
+                    } else if !all_ids.contains(s) && !broken.section("groups") {
                         cx.err(
                             src,
                             Some(s),
@@ -753,7 +853,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             });
         }
     }
-    if grps.is_empty() {
+    if grps.is_empty() && !broken.section("groups") {
         cx.errors.push(RuleError {
             file: dir.into(),
             pos: None,
@@ -973,10 +1073,14 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 .collect();
             profiles.sort_by_key(|p| std::cmp::Reverse(p.1));
             let mut routing = Vec::new();
+            // The last route may go to a group left out for an error of its own.
+            let mut last_to_broken = false;
             for r in s.routing {
                 let c = compile_opt(&mut cx, src, &r.group, r.when.as_ref());
+                last_to_broken = false;
                 match grps.iter().position(|g| g.name == r.group) {
                     Some(g) => routing.push((c, g)),
+                    None if broken.item("groups", &r.group) => last_to_broken = true,
                     None => cx.err(
                         src,
                         Some(&r.group),
@@ -987,7 +1091,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     ),
                 }
             }
-            if !matches!(routing.last(), Some((Cond::True, _))) {
+            if !matches!(routing.last(), Some((Cond::True, _))) && !last_to_broken {
                 cx.err(src, Some(&s.name), format!("strategy `{}`: the last route must have no `when` so every customer reaches a group", s.name));
             }
             // Segment tests must name segments that exist, or a typo silently never matches.
@@ -1011,11 +1115,13 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 .iter()
                 .position(|l| l.name == s.ladder)
                 .unwrap_or_else(|| {
-                    cx.err(
-                        src,
-                        Some(&s.ladder),
-                        format!("strategy `{}` uses unknown ladder `{}`", s.name, s.ladder),
-                    );
+                    if !broken.item("ladders", &s.ladder) {
+                        cx.err(
+                            src,
+                            Some(&s.ladder),
+                            format!("strategy `{}` uses unknown ladder `{}`", s.name, s.ladder),
+                        );
+                    }
                     0
                 });
             strats.push(Strategy {
@@ -1029,7 +1135,9 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             });
         }
     }
-    if strats.is_empty() {
+    if broken.section("strategies") {
+        // The last strategy, or every one, may be the one left out.
+    } else if strats.is_empty() {
         cx.errors.push(RuleError {
             file: dir.into(),
             pos: None,
@@ -1055,7 +1163,8 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
             let when = compile_opt(&mut cx, src_of(i), &s.file, s.when.as_ref());
             let mut named = Vec::new();
             when.segments_named(&mut named);
-            for n in named.iter().filter(|n| !all_segments.contains(n.as_str())) {
+            let known = |n: &str| all_segments.contains(n) || broken.section("strategies");
+            for n in named.iter().filter(|n| !known(n)) {
                 cx.err(
                     src_of(i),
                     Some(n),
@@ -1133,7 +1242,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                 let known = cats
                     .iter()
                     .any(|k| &k.name == c && k.subcategories.iter().any(|x| &x.name == sub));
-                if !known {
+                if !known && !broken.item("categories", c) {
                     cx.errors.push(RuleError {
                         file: ladders_file.clone().unwrap_or_else(|| dir.to_path_buf()),
                         pos: None,
@@ -1500,5 +1609,170 @@ mod tests {
                 .any(|m| m.contains(&format!("policy.yaml:{line}:")) && m.contains("USX")),
             "{msgs:#?}"
         );
+    }
+
+    /// Writes `file` of a copy of the shipped rules with each `(old, new)` replaced
+    /// once, and returns the new text.
+    fn edit(dir: &Path, file: &str, edits: &[(&str, &str)]) -> String {
+        let p = dir.join(file);
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        for (old, new) in edits {
+            assert!(text.contains(old), "no `{old}` in {file}");
+            text = text.replacen(old, new, 1);
+        }
+        std::fs::write(&p, &text).unwrap();
+        text
+    }
+
+    /// 1-based line and column of the first `needle` in `text`.
+    fn place(text: &str, needle: &str) -> (usize, usize) {
+        let at = text.find(needle).unwrap();
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        (
+            text[..at].lines().count() + usize::from(at == line_start),
+            at - line_start + 1,
+        )
+    }
+
+    fn errors_of(dir: &Path) -> Vec<RuleError> {
+        let errs = load(dir).unwrap_err().0;
+        errs.iter().for_each(|e| eprintln!("{e}"));
+        errs
+    }
+
+    /// Issue 11: an amount that is no number, deep in a strategy, is one error at the
+    /// amount itself, not also "no `strategies` defined", nor at its list item.
+    #[test]
+    fn a_wrong_type_in_a_nested_field_is_one_error_at_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "strategies.yaml",
+            &[("points: 15", "points: lots")],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let e = &errs[0];
+        assert!(e.file.ends_with("strategies.yaml"), "{e}");
+        assert_eq!(e.pos, Some(place(&text, "lots")), "{e}");
+        assert!(
+            e.message.starts_with("strategies[0].criteria[1].points: ")
+                && e.message.contains("lots"),
+            "{e}"
+        );
+
+        // A wrong type on a required field does not also report the field missing.
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "escalation.yaml",
+            &[("overdue_days: 21", "overdue_days: [21]")],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].pos, Some(place(&text, "[21]")), "{}", errs[0]);
+        assert!(
+            errs[0]
+                .message
+                .starts_with("ladders[0].levels[2].overdue_days: invalid type: sequence"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    /// Issue 11: independent errors in one file are all reported, each at its place,
+    /// also two in one list item.
+    #[test]
+    fn every_yaml_error_in_a_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "strategies.yaml",
+            &[
+                ("points: 15", "points: lots"),
+                ("min_score: 40", "min_score: forty"),
+                ("    ladder: standard", "    ladder: [standard]"),
+                ("group: us_team", "grup: us_team"),
+            ],
+        );
+        let errs = errors_of(dir.path());
+        let got: Vec<_> = errs.iter().map(|e| (e.pos, e.message.as_str())).collect();
+        let at = |needle: &str| Some(place(&text, needle));
+        assert_eq!(errs.len(), 4, "{got:#?}");
+        assert!(errs.iter().all(|e| e.file.ends_with("strategies.yaml")));
+        assert_eq!(errs[0].pos, at("lots"), "{got:#?}");
+        assert_eq!(errs[1].pos, at("forty"), "{got:#?}");
+        assert!(errs[1]
+            .message
+            .starts_with("strategies[0].profiles[1].min_score: "));
+        // An unknown key is placed at the key.
+        assert_eq!(errs[2].pos, at("grup"), "{got:#?}");
+        assert!(errs[2]
+            .message
+            .starts_with("strategies[0].routing[1]: unknown field `grup`"));
+        assert_eq!(errs[3].pos, at("[standard]"), "{got:#?}");
+        assert!(errs[3]
+            .message
+            .starts_with("strategies[1].ladder: invalid type: sequence"));
+    }
+
+    /// Issue 11: errors in several files are all reported, and what refers to an item
+    /// left out for its error (a ladder, a group) is no second error.
+    #[test]
+    fn yaml_errors_in_every_file_are_reported_without_cascades() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let esc = edit(
+            dir.path(),
+            "escalation.yaml",
+            &[("overdue_days: 7", "overdue_days: soon")],
+        );
+        let strat = edit(
+            dir.path(),
+            "strategies.yaml",
+            &[("points: 15", "points: lots")],
+        );
+        let g = edit(
+            dir.path(),
+            "groups.yaml",
+            &[("description: Customers", "description: [not, text] #")],
+        );
+        let errs = errors_of(dir.path());
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{got:#?}");
+        let find = |file: &str| {
+            errs.iter()
+                .find(|e| e.file.ends_with(file))
+                .unwrap_or_else(|| panic!("no {file} in {got:#?}"))
+        };
+        assert_eq!(find("escalation.yaml").pos, Some(place(&esc, "soon")));
+        assert_eq!(find("strategies.yaml").pos, Some(place(&strat, "lots")));
+        assert_eq!(find("groups.yaml").pos, Some(place(&g, "[not, text]")));
+
+        // A misspelt section is one error: the section it means is not also missing.
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "strategies.yaml",
+            &[("strategies:", "strategis:")],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].pos, Some(place(&text, "strategis")));
+        assert!(errs[0].message.starts_with("unknown field `strategis`"));
+
+        // A file that is no YAML at all is one error, and the sections it holds are
+        // not reported missing.
+        copy(dir.path());
+        std::fs::write(
+            dir.path().join("strategies.yaml"),
+            "strategies:\n  - name: [x\n",
+        )
+        .unwrap();
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].file.ends_with("strategies.yaml"));
     }
 }
