@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 
 use crate::compliance::{self, ContactRequest, Decision, PastContact};
 use crate::delivery::{self, DeliveryConfig, Outgoing, SendError};
@@ -74,10 +74,7 @@ fn fee_in(rules: &RuleSet, fee_base: Decimal, currency: &str) -> Option<Decimal>
     let cur = Currency::parse(currency).ok()?;
     let one = rules.rates.to_base(Money::new(Decimal::ONE, cur)).ok()?;
     // In the item's minor units: a JPY fee has no sen, a KWD fee has fils.
-    (!one.is_zero()).then(|| {
-        (fee_base / one)
-            .round_dp_with_strategy(cur.minor_digits(), RoundingStrategy::MidpointAwayFromZero)
-    })
+    (!one.is_zero()).then(|| crate::money::round_to(fee_base / one, cur.minor_digits()))
 }
 
 fn company(rules: &RuleSet, p: &ContactProfile) -> templates::Company {

@@ -41,7 +41,7 @@
 use std::fmt;
 
 use chrono::{Datelike, Days, Months, NaiveDate};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// Minor units of most currencies (cents).
@@ -355,17 +355,7 @@ pub struct ItemDebt {
     pub lines: Vec<String>,
 }
 
-fn round_money(x: Decimal, minor_units: u32) -> Decimal {
-    let mut r = x.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointAwayFromZero);
-    r.rescale(minor_units);
-    r
-}
-
-fn truncate_money(x: Decimal, minor_units: u32) -> Decimal {
-    let mut r = x.round_dp_with_strategy(minor_units, RoundingStrategy::ToZero);
-    r.rescale(minor_units);
-    r
-}
+use crate::money::{round_to as round_money, truncate_to as truncate_money};
 
 fn check_minor_units(minor_units: u32) -> Result<(), FinanceError> {
     match minor_units {

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use arrears::engine::run::Summary;
 use arrears::server::pb;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// An amount at its currency's minor unit (2 for EUR, 0 for JPY): what a person
@@ -20,9 +20,7 @@ pub fn amount(v: &str, currency: &str) -> String {
 }
 
 fn fixed(d: Decimal, digits: u32) -> String {
-    let mut r = d.round_dp_with_strategy(digits, RoundingStrategy::MidpointAwayFromZero);
-    r.rescale(digits);
-    r.to_string()
+    arrears::money::round_to(d, digits).to_string()
 }
 
 pub fn money(m: Option<&pb::Money>) -> String {

@@ -24,7 +24,7 @@ use chrono::{Datelike, NaiveDate};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
 /// File extension of template files inside a language folder.
@@ -1152,8 +1152,7 @@ fn minor_digits(currency: &str) -> u32 {
 /// zero to the currency's minor units.
 pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
     let digits = minor_digits(currency);
-    let mut rounded = amount.round_dp_with_strategy(digits, RoundingStrategy::MidpointAwayFromZero);
-    rounded.rescale(digits);
+    let rounded = crate::money::round_to(amount, digits);
     let plain = rounded.abs().to_string();
     let (int_part, frac_part) = plain.split_once('.').unwrap_or((&plain, ""));
     let (group, decimal) = match primary_language(language) {

@@ -90,6 +90,28 @@ impl Currency {
     }
 }
 
+/// The one rounding of money: to `digits` decimals, half away from zero, written with
+/// exactly that many decimals (`5` → `5.00`), so one amount always prints one way.
+pub fn round_to(x: Decimal, digits: u32) -> Decimal {
+    let mut r =
+        x.round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    r.rescale(digits);
+    r
+}
+
+/// Toward zero, to `digits` decimals: for caps, so a capped figure never exceeds its
+/// cap.
+pub fn truncate_to(x: Decimal, digits: u32) -> Decimal {
+    let mut r = x.round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::ToZero);
+    r.rescale(digits);
+    r
+}
+
+/// [`round_to`] the minor units of the currency `code` (0 for JPY, 3 for KWD).
+pub fn round_minor(x: Decimal, code: &str) -> Decimal {
+    round_to(x, minor_digits_of(code))
+}
+
 /// Minor-unit digits of a stored currency code; 2 for a code that does not parse
 /// (stored codes were validated on the way in).
 pub fn minor_digits_of(code: &str) -> u32 {
@@ -198,6 +220,18 @@ impl Rates {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn money_rounds_once_to_the_currency_minor_units_half_away_from_zero() {
+        assert_eq!(round_minor(dec!(1234.5), "JPY").to_string(), "1235");
+        assert_eq!(round_minor(dec!(-1234.5), "JPY").to_string(), "-1235");
+        assert_eq!(round_minor(dec!(1.2345), "KWD").to_string(), "1.235");
+        assert_eq!(round_minor(dec!(1.5), "KWD").to_string(), "1.500");
+        assert_eq!(round_minor(dec!(2.005), "EUR").to_string(), "2.01");
+        assert_eq!(round_minor(dec!(7), "XXX?").to_string(), "7.00");
+        assert_eq!(truncate_to(dec!(9.999), 2).to_string(), "9.99");
+        assert_eq!(truncate_to(dec!(-9.999), 0).to_string(), "-9");
+    }
 
     #[test]
     fn currency_codes_are_validated() {

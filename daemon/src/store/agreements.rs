@@ -8,7 +8,7 @@
 
 use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::customer::{customer_event, mark_dirty};
@@ -134,13 +134,7 @@ fn finance_err(e: finance::FinanceError) -> StoreError {
     StoreError::Invalid(e.to_string())
 }
 
-/// Rounded to the currency's minor units (0 for JPY, 3 for KWD).
-fn round(d: Decimal, currency: &str) -> Decimal {
-    d.round_dp_with_strategy(
-        crate::money::minor_digits_of(currency),
-        RoundingStrategy::MidpointAwayFromZero,
-    )
-}
+use crate::money::round_minor as round;
 
 /// Which of `role`'s limits a proposal exceeds; empty = within them.
 fn exceeded(
