@@ -1204,3 +1204,104 @@ fn the_default_database_is_named_and_a_missing_one_is_not_created_by_a_reader() 
         "a reader made a database"
     );
 }
+
+/// Decimals of a stored amount as printed ("1566.00" → 2, "1235" → 0).
+fn decimals(s: &str) -> usize {
+    s.split_once('.').map_or(0, |(_, f)| f.len())
+}
+
+#[test]
+fn yen_and_dinar_agreements_are_priced_scheduled_and_lettered_in_their_minor_units() {
+    let env = Env::new();
+    // The shipped policy has no rates for these; a company trading in them adds its own.
+    let policy = env.path("rules/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap().replacen(
+        "    PLN: \"0.235\"\n",
+        "    PLN: \"0.235\"\n    JPY: \"0.0061\"\n    KWD: \"2.98\"\n",
+        1,
+    );
+    std::fs::write(&policy, text).unwrap();
+    let f = env.path("items.csv");
+    std::fs::write(
+        &f,
+        format!(
+            "{HEADER}item,j1,ACME_DE,J1,Nippon KK,JP-1,2026-08-01,2026-09-01,100000,100000,JPY,,\n\
+             item,j2,ACME_DE,J1,Nippon KK,JP-2,2026-09-01,2026-10-01,55555,55555,JPY,,\n\
+             item,k1,ACME_DE,K1,Gulf Trading WLL,KW-1,2026-08-01,2026-09-01,1234.567,1234.567,KWD,,\n\
+             item,k2,ACME_DE,K1,Gulf Trading WLL,KW-2,2026-09-01,2026-10-01,99.999,99.999,KWD,,\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["import", "csv", f.to_str().unwrap()]);
+    env.ok(&["run", "--as-of", "2026-11-23"]);
+    for (id, docs, currency, digits) in [
+        ("1", ["JP-1", "JP-2"], "JPY", 0),
+        ("2", ["KW-1", "KW-2"], "KWD", 3),
+    ] {
+        let a = env.json(&[
+            "agreement",
+            "propose",
+            docs[0],
+            docs[1],
+            "--plan",
+            "price",
+            "--installments",
+            "5",
+            "--first-due",
+            "2026-12-15",
+            "--discount",
+            "3",
+            "--on",
+            "2026-11-23",
+            "--json",
+        ]);
+        assert_eq!(a["currency"], currency, "{a}");
+        let debt = a["debt"].as_str().unwrap();
+        assert_eq!(decimals(debt), digits, "{currency} debt {debt}");
+        let sched = a["schedule"].as_array().unwrap();
+        assert_eq!(sched.len(), 5);
+        let mut sum = rust_decimal::Decimal::ZERO;
+        for s in sched {
+            for field in ["principal", "interest", "amount"] {
+                let v = s[field].as_str().unwrap_or_else(|| panic!("{field}: {s}"));
+                assert_eq!(decimals(v), digits, "{currency} {field} {v}: {s}");
+            }
+            sum += s["principal"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap();
+        }
+        assert_eq!(
+            sum.to_string(),
+            debt,
+            "{currency}: the schedule sums to the debt"
+        );
+
+        let letter = env.path(&format!("letter-{currency}.html"));
+        env.ok(&["agreement", "letter", id, "--out", letter.to_str().unwrap()]);
+        let html = std::fs::read_to_string(&letter).unwrap();
+        // The letter prints the debt with the currency's decimals, thousands grouped.
+        let whole: rust_decimal::Decimal = debt.parse().unwrap();
+        let int = whole.trunc().to_string();
+        let grouped: String = int
+            .chars()
+            .rev()
+            .collect::<Vec<_>>()
+            .chunks(3)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join(",")
+            .chars()
+            .rev()
+            .collect();
+        let printed = match debt.split_once('.') {
+            Some((_, frac)) => format!("{currency} {grouped}.{frac}"),
+            None => format!("{currency} {grouped}"),
+        };
+        assert!(
+            html.contains(&printed),
+            "{printed} not in the letter:\n{html}"
+        );
+    }
+}
