@@ -355,7 +355,7 @@ pub struct ItemDebt {
     pub lines: Vec<String>,
 }
 
-use crate::money::{round_to as round_money, truncate_to as truncate_money};
+use arrears_core::money::{round_to as round_money, truncate_to as truncate_money};
 
 fn check_minor_units(minor_units: u32) -> Result<(), FinanceError> {
     match minor_units {

@@ -23,7 +23,7 @@ use oem_cp::code_table::{DECODING_TABLE_CP437, DECODING_TABLE_CP850, DECODING_TA
 use rust_decimal::Decimal;
 
 use super::{Balance, Entry, Format, Statement, StatementError, StatementFile, Transaction};
-use crate::money::{check_bound, MAX_AMOUNT};
+use arrears_core::money::{check_bound, MAX_AMOUNT};
 
 /// The encodings [`parse`] accepts by name (for error messages).
 const ENCODINGS: &str = "utf-8, latin1 (iso-8859-1), cp852, cp850, cp437";
@@ -816,23 +816,23 @@ mod tests {
 
     const BETTERPLACE: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/samples/mt940/wolph-mt940__betterplace_german_sepa_mt940.sta"
+        "/../../tests/samples/mt940/wolph-mt940__betterplace_german_sepa_mt940.sta"
     ));
     const RABOBANK: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/samples/mt940/wolph-mt940__jejik_rabobank_iban_structured86.sta"
+        "/../../tests/samples/mt940/wolph-mt940__jejik_rabobank_iban_structured86.sta"
     ));
     const POSTFINANCE: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/samples/mt940/wolph-mt940__jejik_postfinance_esr_multipage.sta"
+        "/../../tests/samples/mt940/wolph-mt940__jejik_postfinance_esr_multipage.sta"
     ));
     const ASN: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/samples/mt940/wolph-mt940__asnbank_swift_blocks.txt"
+        "/../../tests/samples/mt940/wolph-mt940__asnbank_swift_blocks.txt"
     ));
     const RAIFFEISEN: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/samples/mt940/wolph-mt940__raiffeisen_hungary_cp852.sta"
+        "/../../tests/samples/mt940/wolph-mt940__raiffeisen_hungary_cp852.sta"
     ));
 
     const SAMPLES: [(&str, &[u8]); 5] = [

@@ -14,7 +14,7 @@ use roxmltree::{Document, Node};
 use rust_decimal::Decimal;
 
 use super::{Balance, Entry, Format, Statement, StatementError, StatementFile, Transaction};
-use crate::money::check_bound;
+use arrears_core::money::check_bound;
 
 /// Parses a camt.053 or camt.054 file. `file` names the file in errors.
 pub fn parse(bytes: &[u8], file: &str) -> Result<StatementFile, StatementError> {
@@ -463,7 +463,7 @@ mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 
-    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/samples/");
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/samples/");
 
     const ABN: &str = "camt053/svapnil-iso20022js__abn_amro_example_camt053_v02.xml";
     const FI_053: &str = "camt053/moov-iso20022__fffs_finland_camt053_v02.xml";

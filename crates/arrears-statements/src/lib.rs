@@ -193,7 +193,7 @@ pub fn parse(
 /// matched or booked, and silently keeping it would hide a broken export.
 fn known_currencies(f: &StatementFile, file: &str) -> Result<(), StatementError> {
     let check = |code: &str, line: u32| {
-        crate::money::Currency::parse(code)
+        arrears_core::money::Currency::parse(code)
             .map(|_| ())
             .map_err(|e| StatementError::at(file, line, format!("currency `{code}`: {e}")))
     };
