@@ -128,23 +128,9 @@ pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Collector,
-    Supervisor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Collector => "collector",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-        }
-    }
-}
+/// Who may do what: the roles of tokens and of agreement limits (in arrears-core so
+/// the rules can name them).
+pub use arrears_core::domain::Role;
 
 /// One API token. The secret comes from an environment variable or a file so that
 /// the config itself can be shared; it is never logged.

@@ -19,7 +19,7 @@
 //! - [`correspondence`]: escalation steps → messages → delivery, through the guard.
 //! - [`secret`]: secret files, refused when other users can read them.
 
-pub mod compliance;
+pub use arrears_rules::compliance;
 pub mod config;
 pub mod connector;
 pub mod correspondence;
@@ -36,4 +36,4 @@ pub mod secret;
 pub mod server;
 pub use arrears_statements as statement;
 pub mod store;
-pub mod templates;
+pub use arrears_rules::templates;

@@ -4,7 +4,7 @@
 pub mod case;
 pub mod escalation;
 pub mod evaluate;
-pub mod facts;
+pub use arrears_rules::facts;
 pub mod run;
 pub mod simulate;
 pub mod worklist;

@@ -6,7 +6,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 
 use super::raw;
-use crate::engine::facts::{Facts, NumField, TextField};
+use crate::facts::{Facts, NumField, TextField};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cmp {

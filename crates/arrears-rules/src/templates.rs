@@ -1152,7 +1152,7 @@ fn minor_digits(currency: &str) -> u32 {
 /// zero to the currency's minor units.
 pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
     let digits = minor_digits(currency);
-    let rounded = crate::money::round_to(amount, digits);
+    let rounded = arrears_core::money::round_to(amount, digits);
     let plain = rounded.abs().to_string();
     let (int_part, frac_part) = plain.split_once('.').unwrap_or((&plain, ""));
     let (group, decimal) = match primary_language(language) {
@@ -1650,7 +1650,7 @@ Total {{ t.currency }}: {{ t.total|money(t.currency) }}
     }
 
     /// The folder shipped in the repository: rules/templates next to the daemon crate.
-    const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/templates");
+    const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules/templates");
 
     const ESCALATION_TEMPLATES: [&str; 9] = [
         "pre_due_courtesy",

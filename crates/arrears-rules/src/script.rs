@@ -16,7 +16,7 @@ use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
 use rust_decimal::Decimal;
 
 use super::RuleError;
-use crate::engine::facts::Facts;
+use crate::facts::Facts;
 
 /// Hard limits for every script call; generous for real policies, fatal for loops.
 pub const MAX_OPERATIONS: u64 = 200_000;
@@ -464,9 +464,9 @@ pub struct CaseView {
     pub days_overdue: i64,
     pub open_amount: Decimal,
     pub open_amount_base: Decimal,
-    pub currency: crate::money::Currency,
+    pub currency: arrears_core::money::Currency,
     /// Priority the ByDesign rule gave, before the script.
-    pub proposed: crate::domain::Priority,
+    pub proposed: arrears_core::domain::Priority,
 }
 
 fn opt<T: Clone + Send + Sync + 'static>(v: &Option<T>) -> Dynamic {
@@ -672,8 +672,8 @@ mod tests {
             days_overdue: 3,
             open_amount: dec!(1),
             open_amount_base: dec!(1),
-            currency: crate::money::Currency::parse("EUR").unwrap(),
-            proposed: crate::domain::Priority::Low,
+            currency: arrears_core::money::Currency::parse("EUR").unwrap(),
+            proposed: arrears_core::domain::Priority::Low,
         };
         assert!(s
             .priority(&e, &case, &customer(dec!(1)))

@@ -286,8 +286,8 @@ impl Policy {
     /// Reads and validates a policy file; errors name `path` as given.
     pub fn load(path: &Path) -> Result<Policy, Vec<ComplianceError>> {
         let file = path.display().to_string();
-        use crate::rules::guard::SourceError;
-        match crate::rules::guard::read_yaml(path) {
+        use crate::guard::SourceError;
+        match crate::guard::read_yaml(path) {
             Ok(text) => Policy::from_yaml(&text, &file),
             Err(SourceError::Read(e)) => Err(vec![ComplianceError::Read {
                 file,
@@ -2087,7 +2087,7 @@ jurisdictions:
 
     #[test]
     fn the_shipped_policy_loads_and_refuses_disputed_contact_everywhere() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/compliance.yaml");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules/compliance.yaml");
         let p = Policy::load(Path::new(path)).unwrap_or_else(|errs| {
             panic!(
                 "{}",

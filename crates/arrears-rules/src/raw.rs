@@ -24,7 +24,7 @@ pub struct RuleFile {
     pub ladders: Option<Vec<Ladder>>,
     pub scripts: Option<Vec<ScriptRef>>,
     /// Interest and fine on overdue items (renegotiation).
-    pub interest: Option<crate::finance::InterestPolicy>,
+    pub interest: Option<arrears_finance::InterestPolicy>,
     pub agreements: Option<AgreementsSection>,
     pub correspondence: Option<CorrespondenceSection>,
 }
@@ -67,7 +67,7 @@ pub struct AgreementsSection {
     /// Latest first due date, counted from the day of the proposal.
     #[serde(default = "default_first_due_within")]
     pub first_due_within_days: i64,
-    pub limits: BTreeMap<crate::config::Role, LimitSection>,
+    pub limits: BTreeMap<arrears_core::domain::Role, LimitSection>,
 }
 
 fn default_first_due_within() -> i64 {
@@ -355,7 +355,8 @@ pub struct TextTest {
 
 /// YAML numbers arrive as f64/i64; going through their shortest decimal text keeps
 /// `0.1` exactly 0.1. Strings are accepted too so users can quote large amounts.
-pub(crate) fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+/// Serde helper: a decimal written as a YAML string or number, exactly (also for fixtures).
+pub fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Num {
@@ -370,10 +371,11 @@ pub(crate) fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Err
         Num::F(f) => f.to_string(),
         Num::S(s) => s,
     };
-    crate::money::parse_amount(&text).map_err(serde::de::Error::custom)
+    arrears_core::money::parse_amount(&text).map_err(serde::de::Error::custom)
 }
 
-pub(crate) fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+/// Serde helper: an optional [`decimal`].
+pub fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
     decimal(d).map(Some)
 }
 

@@ -875,7 +875,7 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Item {
         name: String,
-        #[serde(default, deserialize_with = "crate::rules::raw::opt_decimal")]
+        #[serde(default, deserialize_with = "crate::raw::opt_decimal")]
         amount: Option<rust_decimal::Decimal>,
         #[serde(default)]
         days: i64,
@@ -1018,11 +1018,11 @@ limits:
             text
         };
         let depth = 125;
-        let p = parse::<crate::rules::raw::Condition>(&nest(depth), |_| 1);
+        let p = parse::<crate::raw::Condition>(&nest(depth), |_| 1);
         assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
         assert_eq!(p.problems[0].pos, Some((depth + 1, 2 * depth + 14)));
         // Past serde_yaml's limit it is an error, not a crash.
-        let p = parse::<crate::rules::raw::Condition>(&nest(140), |_| 1);
+        let p = parse::<crate::raw::Condition>(&nest(140), |_| 1);
         assert!(
             p.problems[0].message.contains("recursion limit"),
             "{:?}",
