@@ -1,10 +1,6 @@
-//! The engine: per-customer evaluation (facts → strategy → segment → score → profile →
-//! group → cases → escalation → worklist) and the portfolio run around it.
+//! The engine is the `arrears-engine` crate; the portfolio run and the simulation
+//! around it load from and write to the store, so they stay here.
 
-pub mod case;
-pub mod escalation;
-pub mod evaluate;
-pub use arrears_rules::facts;
+pub use arrears_engine::*;
 pub mod run;
 pub mod simulate;
-pub mod worklist;

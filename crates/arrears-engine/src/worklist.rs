@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use crate::rules::{Collector, Group};
+use arrears_rules::{Collector, Group};
 
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -123,7 +123,7 @@ pub fn balance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Absence;
+    use arrears_rules::Absence;
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {

@@ -11,13 +11,13 @@ use serde::Serialize;
 use super::case::{self, days_between};
 use super::escalation::{self, DunItem, DunState, Outcome};
 use super::facts::Facts;
-use crate::domain::{Priority, PromiseStatus};
-use crate::money::{check_bound, Money, MoneyError};
-use crate::rules::script::{
+use arrears_core::domain::{Priority, PromiseStatus};
+use arrears_core::money::{check_bound, Money, MoneyError};
+use arrears_core::portfolio::RunInput;
+use arrears_rules::script::{
     CaseView, CustomerData, CustomerView, ItemData, PaymentData, PromiseData, ScriptError,
 };
-use crate::rules::{Hook, RuleSet};
-use crate::store::RunInput;
+use arrears_rules::{Hook, RuleSet};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CriterionTrace {
@@ -97,7 +97,7 @@ pub enum EvalError {
     #[error("customer {customer}: {source}")]
     Money {
         customer: String,
-        source: crate::money::MoneyError,
+        source: arrears_core::money::MoneyError,
     },
 }
 
@@ -148,7 +148,7 @@ pub fn evaluate(
         ..Facts::default()
     };
     let mut base_amounts = Vec::with_capacity(input.items.len());
-    let mut by_currency: Vec<(crate::money::Currency, Decimal)> = Vec::new();
+    let mut by_currency: Vec<(arrears_core::money::Currency, Decimal)> = Vec::new();
     let mut overdue_days_sum: i64 = 0;
     for it in &input.items {
         let amt = if it.open {
@@ -471,7 +471,7 @@ pub fn evaluate(
         }
         let activity = existing
             .map(|c| c.activity.clone())
-            .unwrap_or(crate::domain::Activity::None);
+            .unwrap_or(arrears_core::domain::Activity::None);
         let (nad, nad_rule) = match it.promised {
             // A promise made since the last activity: follow up the day after it.
             Some(p) if activity.last_date().is_none_or(|d| p.made >= d) => {

@@ -13,8 +13,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::engine::case::{add_days, days_between};
-use crate::rules::{Ladder, LadderMode};
+use crate::case::{add_days, days_between};
+use arrears_rules::{Ladder, LadderMode};
 
 /// The item facts escalation needs.
 #[derive(Debug, Clone)]
@@ -263,7 +263,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{Channel, Level};
+    use arrears_rules::{Channel, Level};
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {

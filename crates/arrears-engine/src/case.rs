@@ -5,8 +5,8 @@
 use chrono::{Days, NaiveDate};
 use rust_decimal::Decimal;
 
-use crate::domain::{Activity, Priority};
-use crate::rules::CasePolicy;
+use arrears_core::domain::{Activity, Priority};
+use arrears_rules::CasePolicy;
 
 /// Which NAD rule produced the date, so `explain` can say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
