@@ -148,31 +148,7 @@ pub struct TokenConfig {
     pub token_file: Option<PathBuf>,
 }
 
-/// The audit log's MAC key and external anchor. The key comes from a file or the
-/// environment, never the config or the database: whoever can write the database
-/// must not be able to recompute the chain.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
-    /// Short name of the key, stored with each record (so that verifying picks the
-    /// key the record was written with, across rotations).
-    pub key_id: Option<String>,
-    pub key_file: Option<PathBuf>,
-    pub key_env: Option<String>,
-    /// Keys used before a rotation: verified, never written with.
-    pub retired_keys: Vec<RetiredKeyConfig>,
-    /// Append-only file (ideally on other storage) that receives the sequence and MAC
-    /// of the newest record after every commit that wrote audit records.
-    pub anchor_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetiredKeyConfig {
-    pub id: String,
-    pub key_file: Option<PathBuf>,
-    pub key_env: Option<String>,
-}
+pub use arrears_store::{AuditConfig, RetiredKeyConfig};
 
 /// Durations in the config are written the human way: `15m`, `1h 30m`, `500ms`.
 pub(crate) mod humantime_serde_compat {

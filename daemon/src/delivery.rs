@@ -1027,7 +1027,7 @@ mod tests {
             );
             assert!(!e.reason().contains("s3cret"), "{e}");
         }
-        crate::secret::write_private(&file, "s3cret with space \n");
+        crate::secret::write_private(&file, "s3cret with space \n").unwrap();
         let s = c.resolve().unwrap();
         assert_eq!(s.password.as_ref().unwrap().0, "s3cret with space ");
         let debug = format!("{s:?} {c:?}");
@@ -1067,7 +1067,7 @@ mod tests {
                 "{e}"
             );
         }
-        crate::secret::write_private(&tok, "two words");
+        crate::secret::write_private(&tok, "two words").unwrap();
         let e = w.resolve().unwrap_err();
         assert!(!e.to_string().contains("two words"), "{e}");
     }

@@ -32,8 +32,11 @@ pub mod import;
 pub mod kpi;
 pub use arrears_core::money;
 pub mod rules;
-pub mod secret;
+pub use arrears_secret as secret;
 pub mod server;
-pub use arrears_statements as statement;
-pub mod store;
+
+#[cfg(test)]
+mod agreement_runs;
 pub use arrears_rules::templates;
+pub use arrears_statements as statement;
+pub use arrears_store as store;

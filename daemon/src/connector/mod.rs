@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Result, Store};
@@ -130,92 +130,33 @@ pub struct SyncStats {
     pub cursor: Option<String>,
 }
 
-/// A connector's health as the store keeps it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Health {
-    pub name: String,
-    pub kind: String,
-    pub cursor: Option<String>,
-    pub last_attempt: Option<DateTime<Utc>>,
-    pub last_success: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub pulled_total: u64,
-    pub errors_total: u64,
-}
+pub use crate::store::Health;
 
-impl Store {
-    pub fn connector_health(&self, name: &str) -> Result<Option<Health>> {
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT kind, cursor, last_attempt, last_success, last_error, pulled_total, errors_total
-                 FROM connector_state WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let ts = |s: Option<String>| {
-            s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-                .map(|d| d.with_timezone(&Utc))
-        };
-        Ok(row.map(
-            |(kind, cursor, attempt, success, error, pulled, errors)| Health {
-                name: name.to_string(),
-                kind,
-                cursor,
-                last_attempt: ts(attempt),
-                last_success: ts(success),
-                last_error: error,
-                pulled_total: pulled.max(0) as u64,
-                errors_total: errors.max(0) as u64,
-            },
-        ))
-    }
-
-    /// Records the outcome of one sync of `c` that started `at`. A sync that failed
-    /// as a whole keeps the cursor; one that succeeded (even with some bad files)
-    /// moves it to the stats' cursor, if it has one.
-    pub fn record_sync(
-        &self,
-        c: &ConnectorConfig,
-        at: DateTime<Utc>,
-        outcome: &std::result::Result<SyncStats, String>,
-    ) -> Result<()> {
-        let (name, kind) = (c.name.as_str(), c.kind.name());
-        let (ok, pulled, failed, error, cursor) = match outcome {
-            Ok(s) => (
-                true,
-                s.pulled as i64,
-                s.failed as i64,
-                (s.failed > 0).then(|| format!("{} file(s) failed", s.failed)),
-                s.cursor.as_deref(),
-            ),
-            Err(e) => (false, 0, 1, Some(e.clone()), None),
-        };
-        self.write_one(
-            "INSERT INTO connector_state(name, kind, cursor, last_attempt, last_success, last_error, pulled_total, errors_total)
-             VALUES (?1, ?2, ?3, ?4, CASE WHEN ?5 THEN ?4 END, ?6, ?7, ?8)
-             ON CONFLICT(name) DO UPDATE SET kind = excluded.kind,
-                 cursor = COALESCE(excluded.cursor, cursor),
-                 last_attempt = excluded.last_attempt,
-                 last_success = CASE WHEN ?5 THEN excluded.last_attempt ELSE last_success END,
-                 last_error = excluded.last_error,
-                 pulled_total = pulled_total + excluded.pulled_total,
-                 errors_total = errors_total + excluded.errors_total",
-            params![name, kind, cursor, at.to_rfc3339(), ok, error, pulled, failed],
-        )?;
-        Ok(())
-    }
+/// Records the outcome of one sync of `c` that started `at`. A sync that failed
+/// as a whole keeps the cursor; one that succeeded (even with some bad files)
+/// moves it to the stats' cursor, if it has one.
+pub fn record_sync(
+    store: &Store,
+    c: &ConnectorConfig,
+    at: DateTime<Utc>,
+    outcome: &std::result::Result<SyncStats, String>,
+) -> Result<()> {
+    let o = match outcome {
+        Ok(s) => crate::store::SyncOutcome {
+            ok: true,
+            pulled: s.pulled as i64,
+            failed: s.failed as i64,
+            error: (s.failed > 0).then(|| format!("{} file(s) failed", s.failed)),
+            cursor: s.cursor.as_deref(),
+        },
+        Err(e) => crate::store::SyncOutcome {
+            ok: false,
+            failed: 1,
+            error: Some(e.clone()),
+            ..Default::default()
+        },
+    };
+    store.record_sync(&c.name, c.kind.name(), at, &o)
 }
 
 /// Runs one sync of `c` on `store` (a connection of its own, so a long sync never
@@ -277,7 +218,7 @@ pub fn record(
     at: DateTime<Utc>,
     result: &std::result::Result<SyncStats, String>,
 ) {
-    if let Err(e) = store.record_sync(c, at, result) {
+    if let Err(e) = record_sync(store, c, at, result) {
         tracing::error!(connector = %c.name, error = %e, "recording connector health");
     }
 }

@@ -339,12 +339,13 @@ impl Api {
         self.shared
             .write(format!("case {id}: {action}"), move |store, rules| {
                 let reach = Reach::of(&who, rules);
-                let d = store.audited(&who.name, action, &format!("case {id}"), |st| {
-                    let before = Self::guard_case(st, &reach, id)?;
-                    f(st, rules)?;
-                    let after = st.case_detail(id)?;
-                    Ok::<_, Status>((after.clone(), json!(before), json!(after)))
-                })?;
+                let d =
+                    store.audited_as(status, &who.name, action, &format!("case {id}"), |st| {
+                        let before = Self::guard_case(st, &reach, id)?;
+                        f(st, rules)?;
+                        let after = st.case_detail(id).map_err(status)?;
+                        Ok::<_, Status>((after.clone(), json!(before), json!(after)))
+                    })?;
                 case_to_pb(&d, store)
             })
             .await
@@ -527,7 +528,8 @@ impl pb::cases_server::Cases for Api {
                             )));
                         }
                     }
-                    store.audited(
+                    store.audited_as(
+                        status,
                         &who.name,
                         "cases.assign",
                         &format!("{} case(s)", ids.len()),
@@ -537,7 +539,8 @@ impl pb::cases_server::Cases for Api {
                                 let d = Self::guard_case(st, &reach, id)?;
                                 before.push(json!({"case": id, "assigned_to": d.assigned_to}));
                             }
-                            st.assign_cases(&ids, to.as_deref(), on, &who.name, &rules.cases)?;
+                            st.assign_cases(&ids, to.as_deref(), on, &who.name, &rules.cases)
+                                .map_err(status)?;
                             Ok::<_, Status>((
                                 (),
                                 json!(before),
@@ -602,17 +605,23 @@ impl pb::cases_server::Cases for Api {
                 .write(format!("cases {ids:?}: cases.note"), move |store, rules| {
                     let reach = Reach::of(&who, rules);
                     // One transaction: every case gets the note, or none does.
-                    store.audited(&who.name, "cases.note", &format!("cases {ids:?}"), |st| {
-                        let mut before = Vec::with_capacity(ids.len());
-                        let mut after = Vec::with_capacity(ids.len());
-                        for &id in &ids {
-                            before.push(Self::guard_case(st, &reach, id)?);
-                            st.add_note(id, on, &who.name, &text, &rules.cases)
-                                .map_err(status)?;
-                            after.push(st.case_detail(id)?);
-                        }
-                        Ok::<_, Status>((ids.len() as u32, json!(before), json!(after)))
-                    })
+                    store.audited_as(
+                        status,
+                        &who.name,
+                        "cases.note",
+                        &format!("cases {ids:?}"),
+                        |st| {
+                            let mut before = Vec::with_capacity(ids.len());
+                            let mut after = Vec::with_capacity(ids.len());
+                            for &id in &ids {
+                                before.push(Self::guard_case(st, &reach, id)?);
+                                st.add_note(id, on, &who.name, &text, &rules.cases)
+                                    .map_err(status)?;
+                                after.push(st.case_detail(id).map_err(status)?);
+                            }
+                            Ok::<_, Status>((ids.len() as u32, json!(before), json!(after)))
+                        },
+                    )
                 })
                 .await?;
             Ok(Response::new(pb::AddNotesResponse { noted }))
@@ -709,7 +718,7 @@ impl pb::cases_server::Cases for Api {
                     format!("customer {key} resubmitted for {on}"),
                     move |store, rules| {
                         let reach = Reach::of(&who, rules);
-                        store.audited(&who.name, "customer.resubmit", &key, |st| {
+                        store.audited_as(status, &who.name, "customer.resubmit", &key, |st| {
                             let id = reach.customer_key(st, &key)?;
                             st.resubmit(id, on, &r.reason, &who.name).map_err(status)?;
                             Ok::<_, Status>((
@@ -848,7 +857,8 @@ impl pb::promises_server::Promises for Api {
                 .shared
                 .write(format!("promise on case {id}"), move |store, rules| {
                     let reach = Reach::of(&who, rules);
-                    let p = store.audited(
+                    let p = store.audited_as(
+                        status,
                         &who.name,
                         "promise.create",
                         &format!("case {id}"),
@@ -856,7 +866,7 @@ impl pb::promises_server::Promises for Api {
                             for &c in &new.case_ids {
                                 Self::guard_case(st, &reach, c)?;
                             }
-                            let p = st.create_promise(&new, &who.name)?;
+                            let p = st.create_promise(&new, &who.name).map_err(status)?;
                             let after = json!(p);
                             Ok::<_, Status>((p, json!(null), after))
                         },
@@ -944,15 +954,22 @@ impl pb::disputes_server::Disputes for Api {
                 .shared
                 .write(format!("dispute on case {id}"), move |store, rules| {
                     let reach = Reach::of(&who, rules);
-                    let d =
-                        store.audited(&who.name, "dispute.open", &format!("case {id}"), |st| {
+                    let d = store.audited_as(
+                        status,
+                        &who.name,
+                        "dispute.open",
+                        &format!("case {id}"),
+                        |st| {
                             let before = Self::guard_case(st, &reach, id)?;
                             for &c in &more {
                                 Self::guard_case(st, &reach, c)?;
                             }
-                            let did = st.open_dispute_on(id, &more, &reason, on, &who.name)?;
+                            let did = st
+                                .open_dispute_on(id, &more, &reason, on, &who.name)
+                                .map_err(status)?;
                             let d = st
-                                .case_disputes(id)?
+                                .case_disputes(id)
+                                .map_err(status)?
                                 .into_iter()
                                 .find(|d| d.id == did)
                                 .ok_or_else(|| {
@@ -960,7 +977,8 @@ impl pb::disputes_server::Disputes for Api {
                                 })?;
                             let after = json!(d);
                             Ok::<_, Status>((d, json!(before), after))
-                        })?;
+                        },
+                    )?;
                     Ok(dispute_to_pb(&d))
                 })
                 .await?;
@@ -1550,12 +1568,18 @@ impl pb::statements_server::Statements for Api {
                             reach.customer(store, store.item_customer(i).map_err(status)?)?;
                         }
                     }
-                    store.audited(&who.name, "credit.resolve", &format!("credit {id}"), |st| {
-                        let before = json!(st.credit(id).map_err(status)?);
-                        let c = st.resolve_credit(id, &how, &reason).map_err(status)?;
-                        let after = json!(c);
-                        Ok::<_, Status>((credit_to_pb(&c), before, after))
-                    })
+                    store.audited_as(
+                        status,
+                        &who.name,
+                        "credit.resolve",
+                        &format!("credit {id}"),
+                        |st| {
+                            let before = json!(st.credit(id).map_err(status)?);
+                            let c = st.resolve_credit(id, &how, &reason).map_err(status)?;
+                            let after = json!(c);
+                            Ok::<_, Status>((credit_to_pb(&c), before, after))
+                        },
+                    )
                 })
                 .await?;
             Ok(Response::new(c))

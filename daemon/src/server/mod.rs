@@ -163,12 +163,6 @@ pub fn status(e: StoreError) -> Status {
     }
 }
 
-impl From<StoreError> for Status {
-    fn from(e: StoreError) -> Status {
-        status(e)
-    }
-}
-
 impl Shared {
     /// The business date: the request's, else the configured one, else today.
     pub fn as_of(&self, s: &str) -> Result<NaiveDate, Status> {

@@ -132,7 +132,7 @@ impl pb::agreements_server::Agreements for Api {
                 .write("agreement proposed".into(), move |store, rules| {
                     let t = terms(rules)?;
                     let reach = Reach::of(&who, rules);
-                    store.audited(&who.name, "agreement.propose", "agreement", |st| {
+                    store.audited_as(status, &who.name, "agreement.propose", "agreement", |st| {
                         for &c in &p.case_ids {
                             Self::guard_case(st, &reach, c)?;
                         }
@@ -163,7 +163,8 @@ impl pb::agreements_server::Agreements for Api {
                 .write(format!("agreement {id} approved"), move |store, rules| {
                     let t = terms(rules)?;
                     let reach = Reach::of(&who, rules);
-                    store.audited(
+                    store.audited_as(
+                        status,
                         &who.name,
                         "agreement.approve",
                         &format!("agreement {id}"),
@@ -197,7 +198,8 @@ impl pb::agreements_server::Agreements for Api {
                 .shared
                 .write(format!("agreement {id} rejected"), move |store, rules| {
                     let reach = Reach::of(&who, rules);
-                    store.audited(
+                    store.audited_as(
+                        status,
                         &who.name,
                         "agreement.reject",
                         &format!("agreement {id}"),

@@ -159,7 +159,7 @@ impl pb::correspondence_server::Correspondence for Api {
                     format!("contact preferences of {key}"),
                     move |store, rules| {
                         let reach = Reach::of(&who, rules);
-                        store.audited(&who.name, "customer.contact", &key, |st| {
+                        store.audited_as(status, &who.name, "customer.contact", &key, |st| {
                             let id = reach.customer_key(st, &key)?;
                             let before = prefs_json(&st.contact_profile(id).map_err(status)?);
                             let p = st

@@ -67,15 +67,26 @@ pub fn read_owner_only(path: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Writes a secret file as its owner would keep it (tests).
-#[cfg(test)]
-pub(crate) fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
+/// Writes a secret file as its owner must keep it: readable by the owner only, and
+/// narrowed before the secret is written, so there is no moment at which others could
+/// read it (also when the file existed with wider permissions).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
+    f.set_len(0)?;
+    f.write_all(text.as_bytes())
 }
 
 #[cfg(all(test, unix))]

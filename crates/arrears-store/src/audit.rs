@@ -17,12 +17,11 @@ use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use rusqlite::{params, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::digest::Update;
 use sha2::Sha256;
 
 use super::{Result, Store, StoreError};
-use crate::config::AuditConfig;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -164,7 +163,7 @@ fn load_key(
     env: Option<&str>,
 ) -> std::result::Result<Vec<u8>, AuditSetupError> {
     let secret = match (file, env) {
-        (Some(path), None) => crate::secret::read_owner_only(path)
+        (Some(path), None) => arrears_secret::read_owner_only(path)
             .map_err(|m| config_err(format!("{field}key_file"), m))?,
         (None, Some(var)) => std::env::var(var).map_err(|_| {
             config_err(
@@ -464,7 +463,21 @@ impl Store {
         target: &str,
         f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
     ) -> std::result::Result<T, E> {
-        super::begin_immediate(&self.conn)?;
+        self.audited_as(E::from, principal, action, target, f)
+    }
+
+    /// [`Store::audited`] for a caller whose error type cannot implement
+    /// `From<StoreError>` here (an API status): `lift` turns the store's own errors
+    /// into it.
+    pub fn audited_as<T, E>(
+        &mut self,
+        lift: impl Fn(StoreError) -> E,
+        principal: &str,
+        action: &str,
+        target: &str,
+        f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
+    ) -> std::result::Result<T, E> {
+        super::begin_immediate(&self.conn).map_err(&lift)?;
         let res = f(self).and_then(|(t, before, after)| {
             let head = append_audit_on(
                 &self.conn,
@@ -474,14 +487,15 @@ impl Store {
                 target,
                 &before,
                 &after,
-            )?;
+            )
+            .map_err(&lift)?;
             Ok((t, head))
         });
         match res {
             Ok((t, head)) => {
                 self.conn
                     .execute_batch("COMMIT")
-                    .map_err(StoreError::from)?;
+                    .map_err(|e| lift(StoreError::from(e)))?;
                 self.anchor_committed(&head);
                 Ok(t)
             }
@@ -752,6 +766,32 @@ pub(crate) fn append_audit_on(
         params![id, at, principal, action, target, b, a, prev, hash, key_id],
     )?;
     Ok(Head { id, hash })
+}
+
+/// The audit log's MAC key and external anchor. The key comes from a file or the
+/// environment, never the config or the database: whoever can write the database
+/// must not be able to recompute the chain.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Short name of the key, stored with each record (so that verifying picks the
+    /// key the record was written with, across rotations).
+    pub key_id: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
+    /// Keys used before a rotation: verified, never written with.
+    pub retired_keys: Vec<RetiredKeyConfig>,
+    /// Append-only file (ideally on other storage) that receives the sequence and MAC
+    /// of the newest record after every commit that wrote audit records.
+    pub anchor_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredKeyConfig {
+    pub id: String,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
 }
 
 #[cfg(test)]
@@ -1158,7 +1198,7 @@ mod tests {
             .to_string();
         assert!(e.contains("at least 32 characters"), "{e}");
         let e = AuditSetup::from_config(&AuditConfig {
-            retired_keys: vec![crate::config::RetiredKeyConfig {
+            retired_keys: vec![crate::RetiredKeyConfig {
                 id: "k0".into(),
                 key_file: None,
                 key_env: Some("ARREARS_TEST_SURELY_UNSET_AUDIT_KEY".into()),

@@ -6,14 +6,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Result, Store, StoreError};
-use crate::domain::{Batch, CustomerInfo};
-use crate::money::check_amount;
+use arrears_core::domain::{Batch, CustomerInfo};
+use arrears_core::money::check_amount;
 
 /// Every source (CSV, ERP connectors, plugins) lands here: amounts beyond the bound or
 /// with more decimals than their currency are refused before anything is written.
 fn check_amounts(batch: &Batch) -> Result<()> {
-    let bad =
-        |what: String, e: crate::money::MoneyError| StoreError::Invalid(format!("{what}: {e}"));
+    let bad = |what: String, e: arrears_core::money::MoneyError| {
+        StoreError::Invalid(format!("{what}: {e}"))
+    };
     for i in &batch.items {
         for (field, a) in [
             ("amount", i.original_amount),
@@ -318,8 +319,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ItemInput, PaymentInput};
-    use crate::money::Currency;
+    use arrears_core::domain::{ItemInput, PaymentInput};
+    use arrears_core::money::Currency;
     use rust_decimal_macros::dec;
 
     pub(crate) fn item(ext: &str, open: rust_decimal::Decimal) -> ItemInput {

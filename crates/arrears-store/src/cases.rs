@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::run_io::read_activity;
 use super::{date, dec, Result, Store, StoreError};
-use crate::domain::{Activity, Priority};
-use crate::engine::case::nad;
-use crate::rules::{CasePolicy, Subcategory};
+use arrears_core::domain::{Activity, Priority};
+use arrears_engine::case::nad;
+use arrears_rules::{CasePolicy, Subcategory};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseEvent {
@@ -318,8 +318,8 @@ impl Store {
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            if let Ok(c) = crate::money::Currency::parse(&cur) {
-                crate::money::check_amount(amount, c)
+            if let Ok(c) = arrears_core::money::Currency::parse(&cur) {
+                arrears_core::money::check_amount(amount, c)
                     .map_err(|e| StoreError::Invalid(format!("promised amount: {e}")))?;
             }
             if amount > dec("open_amount", &open)? {

@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{date, dec, Result, Store, StoreError};
-use crate::domain::{Priority, PromiseStatus};
-use crate::engine::case::add_days;
+use arrears_core::domain::{Priority, PromiseStatus};
+use arrears_engine::case::add_days;
 
 /// At most this many payments and contacts are shown in a customer view (newest first).
 pub const VIEW_LIMIT: usize = 200;
@@ -692,8 +692,8 @@ impl Store {
                 p.amount
             )));
         }
-        if let Ok(cur) = crate::money::Currency::parse(&currency) {
-            crate::money::check_amount(p.amount, cur)
+        if let Ok(cur) = arrears_core::money::Currency::parse(&currency) {
+            arrears_core::money::check_amount(p.amount, cur)
                 .map_err(|e| StoreError::Invalid(format!("amount: {e}")))?;
         }
         if p.amount > open_total {
@@ -1013,9 +1013,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
-    use crate::money::Currency;
-    use crate::store::{EscalationOut, NewCase, RunOutput, Scope, StateOut};
+    use crate::{EscalationOut, NewCase, RunOutput, Scope, StateOut};
+    use arrears_core::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
+    use arrears_core::money::Currency;
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {

@@ -7,6 +7,7 @@ mod access;
 mod agreements;
 mod audit;
 mod cases;
+mod connector_state;
 mod customer;
 mod ingest;
 mod outbox;
@@ -26,8 +27,12 @@ pub use agreements::{
     AgreementItem, AgreementView, DocumentView, Proposal, ScheduleLine, SettleStats, Terms,
     TERMS_MISSING,
 };
-pub use audit::{AuditProblem, AuditRecord, AuditSetup, AuditSetupError, AuditVerdict};
+pub use audit::{
+    AuditConfig, AuditProblem, AuditRecord, AuditSetup, AuditSetupError, AuditVerdict,
+    RetiredKeyConfig,
+};
 pub use cases::{CaseDetail, CaseEvent};
+pub use connector_state::{Health, SyncOutcome};
 pub use customer::{
     AgeingBucket, ContactView, CustomerView, DisputeAgeing, DisputeView, ItemView, JudgeStats,
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
@@ -135,7 +140,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// (SQLite returns SQLITE_BUSY at once rather than deadlock, or SQLITE_BUSY_SNAPSHOT
 /// when another connection committed after the read), so every write that reads
 /// first would fail under load instead of waiting.
-pub(crate) struct WriteTx<'a> {
+pub struct WriteTx<'a> {
     conn: &'a Connection,
     nested: bool,
     open: bool,
@@ -149,7 +154,7 @@ impl std::ops::Deref for WriteTx<'_> {
 }
 
 impl WriteTx<'_> {
-    pub(crate) fn commit(mut self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
         self.conn.execute_batch(if self.nested {
             "RELEASE arrears_write"
         } else {
@@ -288,7 +293,7 @@ impl Store {
     }
 
     /// See [`WriteTx`]: every write of more than one statement goes through this.
-    pub(crate) fn write_tx(&self) -> Result<WriteTx<'_>> {
+    pub fn write_tx(&self) -> Result<WriteTx<'_>> {
         begin_write(&self.conn)
     }
 
@@ -353,14 +358,14 @@ impl Store {
     }
 }
 
-pub(crate) fn dec(column: &'static str, s: &str) -> Result<Decimal> {
+pub fn dec(column: &'static str, s: &str) -> Result<Decimal> {
     s.parse().map_err(|_| StoreError::Corrupt {
         column,
         value: s.to_string(),
     })
 }
 
-pub(crate) fn date(column: &'static str, s: &str) -> Result<NaiveDate> {
+pub fn date(column: &'static str, s: &str) -> Result<NaiveDate> {
     s.parse().map_err(|_| StoreError::Corrupt {
         column,
         value: s.to_string(),

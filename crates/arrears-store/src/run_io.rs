@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 
 use super::{date, dec, Result, Store, StoreError};
 
-use crate::domain::{Activity, Hold, Priority, PromiseStatus};
-use crate::money::Currency;
+use arrears_core::domain::{Activity, Hold, Priority, PromiseStatus};
+use arrears_core::money::Currency;
 pub use arrears_core::portfolio::*;
 
 /// Which customers a load covers.

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{date, dec, Result, Store};
-use crate::domain::Priority;
+use arrears_core::domain::Priority;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorklistEntry {

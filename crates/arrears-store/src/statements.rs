@@ -24,7 +24,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{dec, Result, Store};
-use crate::statement::{Entry, Statement, StatementFile, Transaction};
+use arrears_statements::{Entry, Statement, StatementFile, Transaction};
 
 #[derive(Debug, Clone)]
 pub struct MatchOptions {
@@ -990,9 +990,9 @@ fn apply_to_item(tx: &Connection, item_id: i64, amount: Decimal) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Batch, CustomerInfo, ItemInput};
-    use crate::money::Currency;
-    use crate::statement::{Format, Statement};
+    use arrears_core::domain::{Batch, CustomerInfo, ItemInput};
+    use arrears_core::money::Currency;
+    use arrears_statements::{Format, Statement};
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {
@@ -1293,7 +1293,7 @@ mod tests {
 
         assert!(matches!(
             s.resolve_credit(suggested.id, &Resolution::Apply(vec![b2]), " "),
-            Err(crate::store::StoreError::Invalid(_))
+            Err(crate::StoreError::Invalid(_))
         ));
         let done = s
             .resolve_credit(
@@ -1309,7 +1309,7 @@ mod tests {
         assert_eq!(open(&s, "B-2"), (dec!(0), "cleared".into()));
         assert!(matches!(
             s.resolve_credit(suggested.id, &Resolution::Apply(vec![b2]), "again"),
-            Err(crate::store::StoreError::State(_))
+            Err(crate::StoreError::State(_))
         ));
         let unmatched = queue.iter().find(|c| c.line == 60).unwrap();
         s.resolve_credit(
