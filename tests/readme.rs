@@ -13,10 +13,14 @@
 //! next block has run, then gets Ctrl-C and must exit cleanly), and
 //! `<!-- readme-test: skip: REASON -->` leaves it out, with the reason in the README.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::copy_dir;
 
 #[derive(Debug, PartialEq)]
 enum Mode {
@@ -77,18 +81,6 @@ fn blocks(readme: &str) -> Vec<Block> {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// A scratch clone: `rules/` copied (the daemon watches it), `tests/` linked (read
