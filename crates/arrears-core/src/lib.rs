@@ -2,5 +2,6 @@
 //! that need no IO, so every crate above can share them (see the README's Layout).
 
 pub mod domain;
+pub mod error;
 pub mod money;
 pub mod portfolio;

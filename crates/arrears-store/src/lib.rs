@@ -100,6 +100,24 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
 }
 
+impl StoreError {
+    pub fn kind(&self) -> arrears_core::error::ErrorKind {
+        use arrears_core::error::ErrorKind as K;
+        match self {
+            StoreError::NotFound(_) => K::NotFound,
+            StoreError::Invalid(_) => K::Invalid,
+            StoreError::State(_) => K::State,
+            StoreError::Denied(_) => K::Denied,
+            StoreError::Busy { .. } => K::Busy,
+            StoreError::Audit(_) => K::Audit,
+            StoreError::NewerSchema { .. }
+            | StoreError::Sqlite(_)
+            | StoreError::Io { .. }
+            | StoreError::Corrupt { .. } => K::Internal,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
         // The busy handler already waited BUSY_TIMEOUT; the caller gets the reason in

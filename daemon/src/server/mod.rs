@@ -42,6 +42,7 @@ pub use api::connector_health;
 pub use api::message_to_pb;
 pub use api::{agreement_to_pb, dispute_ageing_to_pb, dispute_to_pb, plan_kind};
 pub use api::{case_to_pb, customer_to_pb, explanation_to_pb, promise_to_pb, summary_to_pb};
+use arrears_core::error::ErrorKind;
 use auth::Auth;
 pub use runner::RunRequest;
 pub use watch::entry_to_pb;
@@ -145,22 +146,36 @@ const MAX_READERS: usize = 8;
 /// own timeout, `delivery.*.timeout`, per network operation).
 const OUTBOX_STOP: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub fn status(e: StoreError) -> Status {
-    match e {
-        StoreError::NotFound(what) => Status::not_found(format!("no {what}")),
-        StoreError::Invalid(msg) => Status::invalid_argument(msg),
-        StoreError::State(msg) => Status::failed_precondition(msg),
-        StoreError::Denied(msg) => Status::permission_denied(msg),
-        StoreError::Audit(msg) => {
-            tracing::error!(error = %msg, "audit log");
-            Status::failed_precondition(msg)
-        }
-        e @ StoreError::Busy { .. } => Status::unavailable(e.to_string()),
-        other => {
-            tracing::error!(error = %other, "store error");
-            Status::internal(other.to_string())
-        }
+/// The one map from a failure's kind to a gRPC status: every handler's store error
+/// goes through here.
+pub fn code_of(kind: ErrorKind) -> tonic::Code {
+    match kind {
+        ErrorKind::NotFound => tonic::Code::NotFound,
+        ErrorKind::Invalid => tonic::Code::InvalidArgument,
+        ErrorKind::State | ErrorKind::Audit => tonic::Code::FailedPrecondition,
+        ErrorKind::Denied => tonic::Code::PermissionDenied,
+        ErrorKind::Busy => tonic::Code::Unavailable,
+        ErrorKind::Internal => tonic::Code::Internal,
     }
+}
+
+pub fn status(e: StoreError) -> Status {
+    let kind = e.kind();
+    let msg = match &e {
+        // Said as "no …" to the caller; the record's name is the message.
+        StoreError::NotFound(what) => format!("no {what}"),
+        StoreError::Invalid(msg)
+        | StoreError::State(msg)
+        | StoreError::Denied(msg)
+        | StoreError::Audit(msg) => msg.clone(),
+        other => other.to_string(),
+    };
+    match kind {
+        ErrorKind::Audit => tracing::error!(error = %msg, "audit log"),
+        ErrorKind::Internal => tracing::error!(error = %msg, "store error"),
+        _ => {}
+    }
+    Status::new(code_of(kind), msg)
 }
 
 impl Shared {
