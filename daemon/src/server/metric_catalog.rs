@@ -289,6 +289,7 @@ const ZERO_SERIES: &[(&str, &[(&str, &str)])] = &[
     ("arrears_messages_total", &[("result", "failed")]),
     ("arrears_messages_total", &[("result", "in_doubt")]),
     ("arrears_script_errors_total", &[]),
+    ("arrears_call_tasks_total", &[]),
     ("arrears_script_limit_hits_total", &[]),
 ];
 

@@ -23,7 +23,12 @@ pub async fn work(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut store: Option<Store> = None;
+    // The queue's size is known before the first pass: export it at once, so the
+    // gauge exists from start-up rather than after the first tick.
+    let mut store: Option<Store> = shared.open_store().ok();
+    if let Some(n) = store.as_ref().and_then(|s| s.messages_waiting().ok()) {
+        gauge!("arrears_messages_waiting").set(n as f64);
+    }
     loop {
         tokio::select! {
             _ = tick.tick() => {}
