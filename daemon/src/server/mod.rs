@@ -403,10 +403,26 @@ async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener,
         })
 }
 
-/// Runs the daemon until SIGINT/SIGTERM. Prints one line per listening address to
-/// stdout (`grpc listening on ADDR`, `metrics listening on ADDR`) so that scripts and
-/// tests that asked for port 0 learn the port.
+/// Binds the configured addresses and runs the daemon until SIGINT/SIGTERM.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
+    let metrics_listener = bind("metrics listen address", &opts.cfg.metrics_listen).await?;
+    run(opts, grpc, metrics_listener, shutdown_signal()).await
+}
+
+/// The daemon on listeners the caller bound, until `shutdown` completes: in-flight
+/// requests finish, the run in progress commits or rolls back whole, the outbox stops
+/// after the message in flight. Prints one line per listening address to stdout
+/// (`grpc listening on ADDR`, `metrics listening on ADDR`) so that scripts and tests
+/// that asked for port 0 learn the port.
+///
+/// One daemon per process: the Prometheus recorder is process-wide.
+pub async fn run(
+    opts: ServeOptions,
+    grpc: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let set = rules::load(&opts.rules_dir).map_err(|errs| ServeError::Rules {
         dir: opts.rules_dir.display().to_string(),
         count: errs.0.len(),
@@ -436,7 +452,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let view = WorklistView::load(&writer)?;
     let prom = metrics::install()?;
 
-    let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
     let grpc_addr = grpc.local_addr().map_err(|source| ServeError::Listen {
         what: "gRPC listen address",
         addr: opts.cfg.grpc_listen.clone(),
@@ -450,7 +465,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             "no auth tokens configured: every caller is the local admin (loopback only)"
         );
     }
-    let metrics_listener = bind("metrics listen address", &opts.cfg.metrics_listen).await?;
     let metrics_addr = metrics_listener
         .local_addr()
         .map_err(|source| ServeError::Listen {
@@ -534,7 +548,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let mut stop = shared.shutdown.clone();
     let signal = async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutdown requested: finishing in-flight requests");
         let _ = shutdown_tx.send(true);
     };
