@@ -37,6 +37,7 @@ async fn run_serves_on_given_listeners_and_stops_on_the_given_future() {
         connectors: vec![],
         delivery: None,
         audit: Default::default(),
+        clock: std::sync::Arc::new(arrears::clock::SystemClock),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(run(opts, grpc, metrics, async {

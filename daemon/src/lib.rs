@@ -25,6 +25,7 @@ pub mod connector;
 pub mod correspondence;
 pub mod delivery;
 pub mod demo;
+pub use arrears_core::clock;
 pub use arrears_core::domain;
 pub mod engine;
 pub use arrears_finance as finance;

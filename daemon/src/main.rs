@@ -517,8 +517,14 @@ impl Actor {
     }
 }
 
+/// The binary's clock: the system's. Everything below gets it passed down (the
+/// store's stamps, the daemon's default business date); this is the one place that
+/// chooses it.
+const CLOCK: arrears::clock::SystemClock = arrears::clock::SystemClock;
+
 fn today() -> NaiveDate {
-    chrono::Local::now().date_naive()
+    use arrears::clock::Clock as _;
+    CLOCK.today()
 }
 
 /// Colour codes only for a person at a terminal: in a file, a pipe or a journal they
@@ -607,7 +613,8 @@ impl Env {
         let audit = arrears::store::AuditSetup::from_config(&self.cfg.audit)?;
         Ok(Store::open(&self.db)
             .with_context(|| format!("opening database {}", self.db.display()))?
-            .with_audit(std::sync::Arc::new(audit)))
+            .with_audit(std::sync::Arc::new(audit))
+            .with_clock(std::sync::Arc::new(CLOCK)))
     }
 
     fn rules(&self) -> Result<RuleSet> {
@@ -702,6 +709,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 connectors: env.cfg.connectors.clone(),
                 delivery: env.cfg.delivery.clone(),
                 audit: env.cfg.audit.clone(),
+                clock: std::sync::Arc::new(CLOCK),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -300,7 +300,7 @@ impl AuditSetup {
     fn anchor(&self, head: &Head) {
         use std::io::Write as _;
         let Some(path) = &self.anchor else { return };
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let at = &head.at;
         // One write per line: with O_APPEND, lines of concurrent writers (daemon and
         // CLI) do not interleave. Not fsynced, like the database's own commits
         // (synchronous=NORMAL): a line lost in a crash only leaves the anchor behind.
@@ -331,6 +331,8 @@ fn open_anchor(path: &Path) -> std::io::Result<std::fs::File> {
 pub(crate) struct Head {
     id: i64,
     hash: String,
+    /// When the record was written (its `at`), for the anchor line.
+    at: String,
 }
 
 /// What is wrong with the log, found at one record.
@@ -453,6 +455,16 @@ impl Store {
         self
     }
 
+    /// The clock that stamps what this store writes (see `arrears_core::clock`).
+    pub fn with_clock(mut self, clock: Arc<dyn arrears_core::clock::Clock>) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &dyn arrears_core::clock::Clock {
+        &*self.clock
+    }
+
     /// Runs `f` and appends its audit record in one transaction: the change and its
     /// record land together or not at all. `f` returns (result, before, after); its
     /// error type is the caller's (e.g. an API status), so a refusal passes through.
@@ -482,6 +494,7 @@ impl Store {
             let head = append_audit_on(
                 &self.conn,
                 &self.audit,
+                self.clock.now(),
                 principal,
                 action,
                 target,
@@ -519,7 +532,17 @@ impl Store {
         after: &serde_json::Value,
     ) -> Result<i64> {
         let tx = self.write_tx()?;
-        let head = append_audit_on(&tx, &self.audit, principal, action, target, before, after)?;
+        let now = self.clock.now();
+        let head = append_audit_on(
+            &tx,
+            &self.audit,
+            now,
+            principal,
+            action,
+            target,
+            before,
+            after,
+        )?;
         tx.commit()?;
         self.anchor_committed(&head);
         Ok(head.id)
@@ -709,9 +732,13 @@ impl Store {
 /// Refuses (writing nothing) when the log is keyed and this writer has no key, or
 /// when the newest record does not verify with the key it names: a writer must not
 /// extend a chain it cannot vouch for, nor silently downgrade it.
+// Each argument is one field of the record or where it goes; bundling them would
+// only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn append_audit_on(
     conn: &rusqlite::Connection,
     setup: &AuditSetup,
+    now: chrono::DateTime<chrono::Utc>,
     principal: &str,
     action: &str,
     target: &str,
@@ -750,7 +777,7 @@ pub(crate) fn append_audit_on(
         }
     }
     let (id, prev) = newest.map_or((1, String::new()), |n| (n.id + 1, n.hash));
-    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (b, a) = (before.to_string(), after.to_string());
     let fields = [at.as_str(), principal, action, target, &b, &a];
     let (key_id, hash) = match &setup.signing {
@@ -765,7 +792,7 @@ pub(crate) fn append_audit_on(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![id, at, principal, action, target, b, a, prev, hash, key_id],
     )?;
-    Ok(Head { id, hash })
+    Ok(Head { id, hash, at })
 }
 
 /// The audit log's MAC key and external anchor. The key comes from a file or the
@@ -797,6 +824,35 @@ pub struct RetiredKeyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_stamped_by_the_stores_clock_not_the_system_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let at: chrono::DateTime<chrono::Utc> = "2031-05-06T07:08:09.123Z".parse().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db"))
+            .unwrap()
+            .with_clock(Arc::new(arrears_core::clock::FixedClock(at)));
+        s.audited("alice", "note", "case 1", |_| {
+            Ok::<_, StoreError>(((), serde_json::json!(null), serde_json::json!(1)))
+        })
+        .unwrap();
+        let id = s
+            .append_audit(
+                "bob",
+                "note",
+                "case 2",
+                &serde_json::json!(null),
+                &serde_json::json!(2),
+            )
+            .unwrap();
+        let recs = s.audit_records(0, 10).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].id, id);
+        assert!(
+            recs.iter().all(|r| r.at == "2031-05-06T07:08:09.123Z"),
+            "{recs:?}"
+        );
+    }
     use serde_json::json;
 
     const K1: &[u8] = b"0123456789abcdef0123456789abcdef-one";

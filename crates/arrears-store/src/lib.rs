@@ -248,6 +248,8 @@ pub struct Store {
     changes_at_load: std::cell::Cell<Option<i64>>,
     /// Keys and anchor of the audit log; none until [`Store::set_audit`].
     audit: std::sync::Arc<audit::AuditSetup>,
+    /// What stamps records with the time they were written (audit, runs, imports).
+    clock: std::sync::Arc<dyn arrears_core::clock::Clock>,
 }
 
 impl Store {
@@ -276,6 +278,7 @@ impl Store {
             conn,
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
+            clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
         };
         store.migrate(&path.display().to_string(), MIGRATIONS)?;
         Ok(store)
@@ -420,6 +423,7 @@ mod tests {
             conn: Connection::open(&path).unwrap(),
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
+            clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
         };
         old.migrate("a.db", &MIGRATIONS[..1]).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);
@@ -456,6 +460,7 @@ mod tests {
             conn: Connection::open(&path).unwrap(),
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
+            clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
         };
         old.migrate("a.db", &MIGRATIONS[..6]).unwrap();
         old.conn.execute_batch(

@@ -165,6 +165,7 @@ fn record_sent(
     let head = super::audit::append_audit_on(
         tx,
         audit,
+        now,
         "outbox",
         "message.sent",
         &format!("message {id}"),

@@ -384,7 +384,7 @@ impl Store {
         let d = as_of.to_string();
         tx.execute(
             "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![d, chrono::Utc::now().to_rfc3339(), rules_hash, mode, summary_json, self.changes_at_load.take()],
+            params![d, self.clock.now().to_rfc3339(), rules_hash, mode, summary_json, self.changes_at_load.take()],
         )?;
         let run_id = tx.last_insert_rowid();
         if full {

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -476,7 +476,7 @@ impl Store {
                 sha,
                 file.format.to_string(),
                 file.version,
-                Utc::now().to_rfc3339(),
+                self.clock.now().to_rfc3339(),
                 raw
             ],
         )?;

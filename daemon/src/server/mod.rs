@@ -42,6 +42,7 @@ pub use api::connector_health;
 pub use api::message_to_pb;
 pub use api::{agreement_to_pb, dispute_ageing_to_pb, dispute_to_pb, plan_kind};
 pub use api::{case_to_pb, customer_to_pb, explanation_to_pb, promise_to_pb, summary_to_pb};
+use arrears_core::clock::{business_date, Clock};
 use arrears_core::error::ErrorKind;
 use auth::Auth;
 pub use runner::RunRequest;
@@ -139,6 +140,8 @@ pub struct Shared {
     pub delivery: Option<crate::delivery::DeliveryConfig>,
     /// Audit keys and anchor: every connection that may write gets them.
     pub audit: Arc<crate::store::AuditSetup>,
+    /// The clock the binary chose: business dates by default and record stamps.
+    pub clock: Arc<dyn Clock>,
 }
 
 const MAX_READERS: usize = 8;
@@ -182,10 +185,7 @@ impl Shared {
     /// The business date: the request's, else the configured one, else today.
     pub fn as_of(&self, s: &str) -> Result<NaiveDate, Status> {
         if s.is_empty() {
-            return Ok(self
-                .cfg
-                .as_of
-                .unwrap_or_else(|| chrono::Local::now().date_naive()));
+            return Ok(business_date(None, self.cfg.as_of, &*self.clock));
         }
         parse_date("as_of", s)
     }
@@ -203,7 +203,9 @@ impl Shared {
 
     /// A connection of its own (a long sync, the outbox), with the audit keys.
     pub fn open_store(&self) -> Result<Store, StoreError> {
-        Ok(Store::open(&self.db)?.with_audit(self.audit.clone()))
+        Ok(Store::open(&self.db)?
+            .with_audit(self.audit.clone())
+            .with_clock(self.clock.clone()))
     }
 
     fn put_reader(&self, s: Store) {
@@ -370,6 +372,7 @@ pub struct ServeOptions {
     pub connectors: Vec<crate::connector::ConnectorConfig>,
     pub delivery: Option<crate::delivery::DeliveryConfig>,
     pub audit: crate::config::AuditConfig,
+    pub clock: Arc<dyn Clock>,
 }
 
 async fn shutdown_signal() {
@@ -446,7 +449,9 @@ pub async fn run(
     crate::connector::validate(&opts.connectors).map_err(ServeError::Connectors)?;
     let audit = Arc::new(crate::store::AuditSetup::from_config(&opts.audit)?);
     audit.check_anchor()?;
-    let writer = Store::open(&opts.db)?.with_audit(audit.clone());
+    let writer = Store::open(&opts.db)?
+        .with_audit(audit.clone())
+        .with_clock(opts.clock.clone());
     // Serve the worklists of the last run from the first request on; the start-up
     // run replaces them.
     let view = WorklistView::load(&writer)?;
@@ -503,6 +508,7 @@ pub async fn run(
         last_run: Mutex::new(None),
         delivery: opts.delivery.clone(),
         audit,
+        clock: opts.clock.clone(),
     });
     ::metrics::gauge!("arrears_rules_valid").set(1.0);
 
