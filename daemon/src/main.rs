@@ -301,7 +301,7 @@ enum ImportCmd {
         encoding: Option<String>,
         /// Heuristic matches (payer name and amount) at or above this confidence are
         /// applied; below it they wait for review.
-        #[arg(long, default_value = "0.9")]
+        #[arg(long, default_value_t = arrears::store::MatchOptions::default().min_confidence)]
         min_confidence: rust_decimal::Decimal,
         /// Print JSON instead of text (for scripts)
         #[arg(long)]

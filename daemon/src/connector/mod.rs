@@ -64,7 +64,7 @@ pub enum Kind {
         path: PathBuf,
         /// MT940 character set when not UTF-8 (latin1, cp852, cp850, cp437).
         encoding: Option<String>,
-        /// Heuristic matches at or above this are applied (default 0.9).
+        /// Heuristic matches at or above this are applied (default: `MatchOptions`).
         min_confidence: Option<rust_decimal::Decimal>,
     },
 }
