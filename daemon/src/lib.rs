@@ -20,6 +20,7 @@
 //! - [`secret`]: secret files, refused when other users can read them.
 
 pub use arrears_rules::compliance;
+pub mod app;
 pub mod config;
 pub mod connector;
 pub mod correspondence;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use arrears::app::{self, cases::Caller};
 use arrears::config::{Config, LogFormat};
 use arrears::engine::evaluate::evaluate;
 use arrears::engine::run::{run, RunMode};
@@ -1325,31 +1326,15 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 .map(|i| case_id(&store, i))
                 .collect::<Result<Vec<_>>>()?;
             let on = on.unwrap_or_else(today);
-            if let [id] = ids[..] {
-                audited_case(&mut store, "case.note", id, |st| {
-                    st.add_note(id, on, actor.name(), &text, &rules.cases)
-                })?;
-                outln!("note added to case {id}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let who = local_principal();
+            let who = local_user();
+            let caller = Caller::new(&who, &rules, actor.name());
             // One transaction: a case that cannot take the note (closed, unknown) leaves
             // every case as it was.
-            store.audited(&who, "cases.note", &format!("cases {ids:?}"), |st| {
-                let mut before = Vec::with_capacity(ids.len());
-                let mut after = Vec::with_capacity(ids.len());
-                for &id in &ids {
-                    before.push(st.case_detail(id)?);
-                    st.add_note(id, on, actor.name(), &text, &rules.cases)?;
-                    after.push(st.case_detail(id)?);
-                }
-                Ok::<_, arrears::store::StoreError>((
-                    (),
-                    serde_json::json!(before),
-                    serde_json::json!(after),
-                ))
-            })?;
-            outln!("note added to {} case(s)", ids.len());
+            app::cases::add_notes(&mut store, &rules, &caller, &ids, &text, on)?;
+            match ids[..] {
+                [id] => outln!("note added to case {id}"),
+                _ => outln!("note added to {} case(s)", ids.len()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         CaseCmd::Assign { ids, to, actor, on } => {
@@ -1405,16 +1390,17 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             };
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
-            let nad = audited_case(&mut store, "case.activity", id, |st| {
-                st.set_activity(
-                    id,
-                    &category,
-                    sub,
-                    on.unwrap_or_else(today),
-                    actor.name(),
-                    &rules.cases,
-                )
-            })?;
+            let who = local_user();
+            let caller = Caller::new(&who, &rules, actor.name());
+            let (_, nad) = app::cases::set_activity(
+                &mut store,
+                &rules,
+                &caller,
+                id,
+                &category,
+                &subcategory,
+                on.unwrap_or_else(today),
+            )?;
             outln!(
                 "case {id}: {category}/{subcategory} due {nad}\n  instruction: {}",
                 sub.instruction
@@ -1432,15 +1418,16 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
             let ptp = ptp_date.zip(ptp_amount);
-            let nad = audited_case(&mut store, "case.complete", id, |st| {
-                st.complete_activity(
-                    id,
-                    on.unwrap_or_else(today),
-                    actor.name(),
-                    ptp,
-                    &rules.cases,
-                )
-            })?;
+            let who = local_user();
+            let caller = Caller::new(&who, &rules, actor.name());
+            let (_, nad) = app::cases::complete_activity(
+                &mut store,
+                &rules,
+                &caller,
+                id,
+                on.unwrap_or_else(today),
+                ptp,
+            )?;
             outln!("case {id}: activity completed; next activity due {nad}");
             Ok(ExitCode::SUCCESS)
         }
@@ -1731,6 +1718,16 @@ fn audited_case<T>(
 /// operating-system user running the command.
 fn local_principal() -> String {
     format!("local:{}", os_user())
+}
+
+/// The local user as a principal of the use cases: an admin, since they hold the
+/// database file.
+fn local_user() -> app::access::Principal {
+    app::access::Principal {
+        name: local_principal(),
+        role: arrears::config::Role::Admin,
+        groups: Vec::new(),
+    }
 }
 
 /// The name of the real user id, from the system's user database: `$USER` is

@@ -17,12 +17,13 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tower::layer::util::{Identity, Stack};
 
-use super::auth::{principal, Principal};
+use super::auth::principal;
 use super::authz::{AuthLayer, Reach};
 use super::metrics::observed;
 use super::pb;
 use super::watch::{self, entry_to_pb, priority_to_pb, MAX_PAGE};
 use super::{parse_date, status, RunRequest, ServeError, Shared};
+use crate::app::{self, cases::Caller};
 use crate::config::{Role, TlsConfig};
 use crate::domain::Activity;
 use crate::rules::{self, RuleError};
@@ -326,30 +327,6 @@ impl Api {
         reach.case(store, id)?;
         store.case_detail(id).map_err(status)
     }
-
-    /// One audited case mutation: checks rights, applies `f`, records before/after.
-    async fn case_mutation(
-        &self,
-        who: Principal,
-        id: i64,
-        action: &'static str,
-        f: impl FnOnce(&mut Store, &rules::RuleSet) -> Result<(), Status> + Send + 'static,
-    ) -> Result<pb::Case, Status> {
-        let id = positive_id("case_id", id)?;
-        self.shared
-            .write(format!("case {id}: {action}"), move |store, rules| {
-                let reach = Reach::of(&who, rules);
-                let d =
-                    store.audited_as(status, &who.name, action, &format!("case {id}"), |st| {
-                        let before = Self::guard_case(st, &reach, id)?;
-                        f(st, rules)?;
-                        let after = st.case_detail(id).map_err(status)?;
-                        Ok::<_, Status>((after.clone(), json!(before), json!(after)))
-                    })?;
-                case_to_pb(&d, store)
-            })
-            .await
-    }
 }
 
 #[tonic::async_trait]
@@ -564,16 +541,14 @@ impl pb::cases_server::Cases for Api {
         observed("Cases/AddNote", async {
             let who = principal(&req)?;
             let r = req.into_inner();
-            let text = nonempty("text", &r.text)?.to_string();
-            if text.len() > 64 * 1024 {
-                return Err(Status::invalid_argument("text: more than 64 KiB"));
-            }
+            let id = positive_id("case_id", r.case_id)?;
             let on = self.shared.as_of(&r.on)?;
-            let actor = who.name.clone();
             let c = self
-                .case_mutation(who, r.case_id, "case.note", move |st, rules| {
-                    st.add_note(r.case_id, on, &actor, &text, &rules.cases)
-                        .map_err(status)
+                .shared
+                .write(format!("case {id}: case.note"), move |store, rules| {
+                    let caller = Caller::new(&who, rules, &who.name);
+                    let d = app::cases::add_notes(store, rules, &caller, &[id], &r.text, on)?;
+                    case_to_pb(&d[0], store)
                 })
                 .await?;
             Ok(Response::new(c))
@@ -588,13 +563,6 @@ impl pb::cases_server::Cases for Api {
         observed("Cases/AddNotes", async {
             let who = principal(&req)?;
             let r = req.into_inner();
-            let text = nonempty("text", &r.text)?.to_string();
-            if text.len() > 64 * 1024 {
-                return Err(Status::invalid_argument("text: more than 64 KiB"));
-            }
-            if r.case_ids.is_empty() || r.case_ids.len() > 1000 {
-                return Err(Status::invalid_argument("case_ids: 1 to 1000 cases"));
-            }
             let mut ids = Vec::with_capacity(r.case_ids.len());
             for &c in &r.case_ids {
                 ids.push(positive_id("case_ids", c)?);
@@ -603,25 +571,9 @@ impl pb::cases_server::Cases for Api {
             let noted = self
                 .shared
                 .write(format!("cases {ids:?}: cases.note"), move |store, rules| {
-                    let reach = Reach::of(&who, rules);
-                    // One transaction: every case gets the note, or none does.
-                    store.audited_as(
-                        status,
-                        &who.name,
-                        "cases.note",
-                        &format!("cases {ids:?}"),
-                        |st| {
-                            let mut before = Vec::with_capacity(ids.len());
-                            let mut after = Vec::with_capacity(ids.len());
-                            for &id in &ids {
-                                before.push(Self::guard_case(st, &reach, id)?);
-                                st.add_note(id, on, &who.name, &text, &rules.cases)
-                                    .map_err(status)?;
-                                after.push(st.case_detail(id).map_err(status)?);
-                            }
-                            Ok::<_, Status>((ids.len() as u32, json!(before), json!(after)))
-                        },
-                    )
+                    let caller = Caller::new(&who, rules, &who.name);
+                    let d = app::cases::add_notes(store, rules, &caller, &ids, &r.text, on)?;
+                    Ok(d.len() as u32)
                 })
                 .await?;
             Ok(Response::new(pb::AddNotesResponse { noted }))
@@ -636,23 +588,24 @@ impl pb::cases_server::Cases for Api {
         observed("Cases/SetActivity", async {
             let who = principal(&req)?;
             let r = req.into_inner();
+            let id = positive_id("case_id", r.case_id)?;
             nonempty("category", &r.category)?;
             nonempty("subcategory", &r.subcategory)?;
             let on = self.shared.as_of(&r.on)?;
-            let actor = who.name.clone();
             let c = self
-                .case_mutation(who, r.case_id, "case.activity", move |st, rules| {
-                    let sub = rules
-                        .subcategory(&r.category, &r.subcategory)
-                        .ok_or_else(|| {
-                            Status::invalid_argument(format!(
-                                "no subcategory `{}/{}` in the rules",
-                                r.category, r.subcategory
-                            ))
-                        })?;
-                    st.set_activity(r.case_id, &r.category, sub, on, &actor, &rules.cases)
-                        .map(|_| ())
-                        .map_err(status)
+                .shared
+                .write(format!("case {id}: case.activity"), move |store, rules| {
+                    let caller = Caller::new(&who, rules, &who.name);
+                    let (d, _) = app::cases::set_activity(
+                        store,
+                        rules,
+                        &caller,
+                        id,
+                        &r.category,
+                        &r.subcategory,
+                        on,
+                    )?;
+                    case_to_pb(&d, store)
                 })
                 .await?;
             Ok(Response::new(c))
@@ -667,36 +620,26 @@ impl pb::cases_server::Cases for Api {
         observed("Cases/CompleteActivity", async {
             let who = principal(&req)?;
             let r = req.into_inner();
+            let id = positive_id("case_id", r.case_id)?;
             let on = self.shared.as_of(&r.on)?;
             let ptp = match (r.promise_date.is_empty(), r.promise_amount.is_empty()) {
                 (true, true) => None,
-                (false, false) => {
-                    let d = parse_date("promise_date", &r.promise_date)?;
-                    let a = amount_arg("promise_amount", &r.promise_amount)?;
-                    if a <= Decimal::ZERO {
-                        return Err(Status::invalid_argument(
-                            "promise_amount must be above zero",
-                        ));
-                    }
-                    if d < on {
-                        return Err(Status::invalid_argument(format!(
-                            "promise_date {d} is before {on}"
-                        )));
-                    }
-                    Some((d, a))
-                }
+                (false, false) => Some((
+                    parse_date("promise_date", &r.promise_date)?,
+                    amount_arg("promise_amount", &r.promise_amount)?,
+                )),
                 _ => {
                     return Err(Status::invalid_argument(
                         "promise_date and promise_amount go together",
                     ))
                 }
             };
-            let actor = who.name.clone();
             let c = self
-                .case_mutation(who, r.case_id, "case.complete", move |st, rules| {
-                    st.complete_activity(r.case_id, on, &actor, ptp, &rules.cases)
-                        .map(|_| ())
-                        .map_err(status)
+                .shared
+                .write(format!("case {id}: case.complete"), move |store, rules| {
+                    let caller = Caller::new(&who, rules, &who.name);
+                    let (d, _) = app::cases::complete_activity(store, rules, &caller, id, on, ptp)?;
+                    case_to_pb(&d, store)
                 })
                 .await?;
             Ok(Response::new(c))

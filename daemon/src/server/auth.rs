@@ -8,13 +8,7 @@ use tonic::{Request, Status};
 
 use crate::config::{AuthConfig, Role};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub role: Role,
-    /// Groups the token's config grants beyond those the rules give the principal.
-    pub groups: Vec<String>,
-}
+pub use crate::app::access::Principal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -162,6 +162,15 @@ pub fn code_of(kind: ErrorKind) -> tonic::Code {
     }
 }
 
+impl From<crate::app::AppError> for Status {
+    fn from(e: crate::app::AppError) -> Status {
+        match e {
+            crate::app::AppError::Store(e) => status(e),
+            other => Status::new(code_of(other.kind()), other.message()),
+        }
+    }
+}
+
 pub fn status(e: StoreError) -> Status {
     let kind = e.kind();
     let msg = match &e {
