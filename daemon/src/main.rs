@@ -1341,35 +1341,22 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let rules = env.rules()?;
             let mut store = env.store()?;
             let to = (to != "none").then_some(to);
-            if let Some(t) = &to {
-                if !rules::collectors_by_id(&rules).contains_key(t.as_str()) {
-                    bail!("`{t}` is not a collector in {}", env.rules.display());
-                }
-            }
             let ids = ids
                 .iter()
                 .map(|i| case_id(&store, i))
                 .collect::<Result<Vec<_>>>()?;
-            let who = local_principal();
-            store.audited(&who, "cases.assign", &format!("cases {ids:?}"), |st| {
-                let before = ids
-                    .iter()
-                    .map(|i| st.case_detail(*i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                st.assign_cases(
-                    &ids,
-                    to.as_deref(),
-                    on.unwrap_or_else(today),
-                    actor.name(),
-                    &rules.cases,
-                )?;
-                let after =
-                    serde_json::json!({ "assigned_to": to, "cases": ids, "actor": actor.name() });
-                Ok::<_, arrears::store::StoreError>(((), serde_json::json!(before), after))
-            })?;
+            let who = local_user();
+            let caller = Caller::new(&who, &rules, actor.name());
+            let n = app::cases::assign(
+                &mut store,
+                &rules,
+                &caller,
+                &ids,
+                to.as_deref(),
+                on.unwrap_or_else(today),
+            )?;
             outln!(
-                "{} case(s) assigned to {}",
-                ids.len(),
+                "{n} case(s) assigned to {}",
                 to.as_deref().unwrap_or("nobody")
             );
             Ok(ExitCode::SUCCESS)

@@ -156,6 +156,72 @@ pub fn complete_activity(
     Ok((after, nad))
 }
 
+/// The most cases one assignment may move.
+pub const MAX_ASSIGN: usize = 10_000;
+
+/// Assigns the cases to collector `to` (`None`: releases them). Collectors may take
+/// cases they reach and release their own; moving work between collectors is a
+/// supervisor's call, to collectors of the groups they reach. Returns how many cases
+/// (each counted once) were assigned.
+pub fn assign(
+    store: &mut Store,
+    rules: &RuleSet,
+    caller: &Caller,
+    ids: &[i64],
+    to: Option<&str>,
+    on: NaiveDate,
+) -> Result<usize, AppError> {
+    if ids.is_empty() {
+        return Err(AppError::invalid("case_ids: at least one case"));
+    }
+    if ids.len() > MAX_ASSIGN {
+        return Err(AppError::invalid(format!(
+            "case_ids: at most {MAX_ASSIGN} per call"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let ids: Vec<i64> = ids.iter().copied().filter(|i| seen.insert(*i)).collect();
+    let who = caller.principal;
+    if let Some(t) = to {
+        if who.role == crate::config::Role::Collector && t != who.name {
+            return Err(AppError::denied(
+                "assigning cases to another collector needs the supervisor role",
+            ));
+        }
+        if !crate::rules::collectors_by_id(rules).contains_key(t) {
+            return Err(AppError::Rule {
+                kind: arrears_core::error::ErrorKind::NotFound,
+                message: format!("no collector `{t}` in the rules"),
+            });
+        }
+        if !rules
+            .collector_groups(t)
+            .iter()
+            .any(|g| caller.reach.group(&g.name))
+        {
+            return Err(AppError::denied(format!(
+                "{t} collects in no group {} supervises",
+                who.name
+            )));
+        }
+    }
+    store.audited(
+        &who.name,
+        "cases.assign",
+        &format!("{} case(s)", ids.len()),
+        |st| {
+            let mut before = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                let d = guarded(st, caller, id)?;
+                before.push(json!({"case": id, "assigned_to": d.assigned_to}));
+            }
+            st.assign_cases(&ids, to, on, caller.actor, &rules.cases)?;
+            let after = json!({"cases": ids, "assigned_to": to, "actor": caller.actor});
+            Ok((ids.len(), json!(before), after))
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

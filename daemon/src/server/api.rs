@@ -7,7 +7,6 @@ mod correspondence;
 pub use agreements::{agreement_to_pb, plan_kind};
 pub use correspondence::message_to_pb;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -24,7 +23,7 @@ use super::pb;
 use super::watch::{self, entry_to_pb, priority_to_pb, MAX_PAGE};
 use super::{parse_date, status, RunRequest, ServeError, Shared};
 use crate::app::{self, cases::Caller};
-use crate::config::{Role, TlsConfig};
+use crate::config::TlsConfig;
 use crate::domain::Activity;
 use crate::rules::{self, RuleError};
 use crate::store::{CaseDetail, Store};
@@ -453,78 +452,28 @@ impl pb::cases_server::Cases for Api {
         observed("Cases/AssignCases", async {
             let who = principal(&req)?;
             let r = req.into_inner();
-            if r.case_ids.is_empty() {
-                return Err(Status::invalid_argument("case_ids: at least one case"));
-            }
-            if r.case_ids.len() > 10_000 {
-                return Err(Status::invalid_argument("case_ids: at most 10000 per call"));
-            }
-            let ids: Vec<i64> = {
-                let mut seen = HashSet::new();
-                r.case_ids
-                    .iter()
-                    .copied()
-                    .filter(|i| seen.insert(*i))
-                    .collect()
-            };
-            for &i in &ids {
+            for &i in &r.case_ids {
                 positive_id("case_ids", i)?;
             }
             let to = (!r.collector.is_empty()).then(|| r.collector.clone());
-            // Collectors may take unassigned cases and release their own; moving work
-            // between collectors is a supervisor's call.
-            if who.role == Role::Collector && to.as_deref().is_some_and(|t| t != who.name) {
-                return Err(Status::permission_denied(
-                    "assigning cases to another collector needs the supervisor role",
-                ));
-            }
             let on = self.shared.as_of(&r.on)?;
-            let n = ids.len();
             let cause = format!(
-                "{n} case(s) assigned to {}",
+                "{} case(s) assigned to {}",
+                r.case_ids.len(),
                 to.as_deref().unwrap_or("nobody")
             );
-            self.shared
+            let n = self
+                .shared
                 .write(cause, move |store, rules| {
-                    let reach = Reach::of(&who, rules);
-                    if let Some(t) = &to {
-                        if !rules::collectors_by_id(rules).contains_key(t.as_str()) {
-                            return Err(Status::not_found(format!(
-                                "no collector `{t}` in the rules"
-                            )));
-                        }
-                        // Work moves only to collectors of groups the caller reaches.
-                        if !rules
-                            .collector_groups(t)
-                            .iter()
-                            .any(|g| reach.group(&g.name))
-                        {
-                            return Err(Status::permission_denied(format!(
-                                "{t} collects in no group {} supervises",
-                                who.name
-                            )));
-                        }
-                    }
-                    store.audited_as(
-                        status,
-                        &who.name,
-                        "cases.assign",
-                        &format!("{} case(s)", ids.len()),
-                        |st| {
-                            let mut before = Vec::new();
-                            for &id in &ids {
-                                let d = Self::guard_case(st, &reach, id)?;
-                                before.push(json!({"case": id, "assigned_to": d.assigned_to}));
-                            }
-                            st.assign_cases(&ids, to.as_deref(), on, &who.name, &rules.cases)
-                                .map_err(status)?;
-                            Ok::<_, Status>((
-                                (),
-                                json!(before),
-                                json!({"cases": ids, "assigned_to": to}),
-                            ))
-                        },
-                    )
+                    let caller = Caller::new(&who, rules, &who.name);
+                    Ok(app::cases::assign(
+                        store,
+                        rules,
+                        &caller,
+                        &r.case_ids,
+                        to.as_deref(),
+                        on,
+                    )?)
                 })
                 .await?;
             Ok(Response::new(pb::AssignCasesResponse {
