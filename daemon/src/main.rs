@@ -1072,12 +1072,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let made = as_of.unwrap_or_else(today);
             let mut store = env.store()?;
-            let id = store.customer_id(&customer)?;
-            store.audited(&local_principal(), "customer.resubmit", &customer, |st| {
-                st.resubmit(id, on, &reason, actor.name())?;
-                let after = serde_json::json!({ "customer": id, "on": on, "reason": reason, "actor": actor.name(), "as_of": made });
-                Ok::<_, arrears::store::StoreError>(((), serde_json::json!(null), after))
-            })?;
+            let who = local_user();
+            let caller = Caller::local_admin(&who, actor.name());
+            app::customers::resubmit(&mut store, &caller, &customer, on, &reason, made)?;
             outln!("customer {customer} resubmitted on {made} for {on}");
             if on <= made {
                 // Accepted (scripts back-fill past resubmissions), but it is not the
@@ -1327,7 +1324,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>>>()?;
             let on = on.unwrap_or_else(today);
             let who = local_user();
-            let caller = Caller::new(&who, &rules, actor.name());
+            let caller = Caller::local_admin(&who, actor.name());
             // One transaction: a case that cannot take the note (closed, unknown) leaves
             // every case as it was.
             app::cases::add_notes(&mut store, &rules, &caller, &ids, &text, on)?;
@@ -1346,7 +1343,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
                 .map(|i| case_id(&store, i))
                 .collect::<Result<Vec<_>>>()?;
             let who = local_user();
-            let caller = Caller::new(&who, &rules, actor.name());
+            let caller = Caller::local_admin(&who, actor.name());
             let n = app::cases::assign(
                 &mut store,
                 &rules,
@@ -1378,7 +1375,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
             let who = local_user();
-            let caller = Caller::new(&who, &rules, actor.name());
+            let caller = Caller::local_admin(&who, actor.name());
             let (_, nad) = app::cases::set_activity(
                 &mut store,
                 &rules,
@@ -1406,7 +1403,7 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
             let id = case_id(&store, &id)?;
             let ptp = ptp_date.zip(ptp_amount);
             let who = local_user();
-            let caller = Caller::new(&who, &rules, actor.name());
+            let caller = Caller::local_admin(&who, actor.name());
             let (_, nad) = app::cases::complete_activity(
                 &mut store,
                 &rules,

@@ -36,6 +36,14 @@ pub struct Reach {
 }
 
 impl Reach {
+    /// An admin's reach, which needs no rules to resolve.
+    pub fn everything(who: &Principal) -> Reach {
+        Reach {
+            who: who.clone(),
+            groups: None,
+        }
+    }
+
     pub fn of(who: &Principal, rules: &RuleSet) -> Reach {
         let all = match who.role {
             Role::Admin => true,

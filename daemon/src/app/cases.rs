@@ -25,6 +25,16 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
+    /// The operating-system user of a local command: they hold the database file, so
+    /// they reach everything (and resolving that needs no rules).
+    pub fn local_admin(principal: &'a Principal, actor: &'a str) -> Caller<'a> {
+        Caller {
+            principal,
+            reach: Reach::everything(principal),
+            actor,
+        }
+    }
+
     pub fn new(principal: &'a Principal, rules: &RuleSet, actor: &'a str) -> Caller<'a> {
         Caller {
             principal,

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod cases;
+pub mod customers;
 
 use arrears_core::error::ErrorKind;
 

@@ -603,22 +603,15 @@ impl pb::cases_server::Cases for Api {
         observed("Cases/SetResubmission", async {
             let who = principal(&req)?;
             let r = req.into_inner();
-            let key = nonempty("customer", &r.customer)?.to_string();
             let on = parse_date("on", &r.on)?;
+            let made = self.shared.as_of("")?;
             self.shared
                 .write(
-                    format!("customer {key} resubmitted for {on}"),
+                    format!("customer {} resubmitted for {on}", r.customer),
                     move |store, rules| {
-                        let reach = Reach::of(&who, rules);
-                        store.audited_as(status, &who.name, "customer.resubmit", &key, |st| {
-                            let id = reach.customer_key(st, &key)?;
-                            st.resubmit(id, on, &r.reason, &who.name).map_err(status)?;
-                            Ok::<_, Status>((
-                                (),
-                                json!(null),
-                                json!({"on": on, "reason": r.reason}),
-                            ))
-                        })
+                        let caller = Caller::new(&who, rules, &who.name);
+                        app::customers::resubmit(store, &caller, &r.customer, on, &r.reason, made)?;
+                        Ok(())
                     },
                 )
                 .await?;
