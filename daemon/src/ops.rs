@@ -470,21 +470,20 @@ pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
                 .iter()
                 .map(|c| case_id(&store, c))
                 .collect::<Result<Vec<_>>>()?;
-            let who = local_principal();
-            let p = store.audited(&who, "promise.create", "promise", |st| {
-                let p = st.create_promise(
-                    &NewPromise {
-                        case_ids,
-                        amount,
-                        promised_on: by,
-                        on: on.unwrap_or_else(today),
-                        channel,
-                        contact,
-                    },
-                    &who,
-                )?;
-                Ok::<_, arrears::store::StoreError>((p.clone(), json!(null), json!(p)))
-            })?;
+            let who = crate::local_user();
+            let caller = arrears::app::cases::Caller::local_admin(&who, &who.name);
+            let p = arrears::app::promises::create(
+                &mut store,
+                &caller,
+                &NewPromise {
+                    case_ids,
+                    amount,
+                    promised_on: by,
+                    on: on.unwrap_or_else(today),
+                    channel,
+                    contact,
+                },
+            )?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&p)?);
             } else {

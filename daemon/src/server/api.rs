@@ -741,22 +741,8 @@ impl pb::promises_server::Promises for Api {
             let p = self
                 .shared
                 .write(format!("promise on case {id}"), move |store, rules| {
-                    let reach = Reach::of(&who, rules);
-                    let p = store.audited_as(
-                        status,
-                        &who.name,
-                        "promise.create",
-                        &format!("case {id}"),
-                        |st| {
-                            for &c in &new.case_ids {
-                                Self::guard_case(st, &reach, c)?;
-                            }
-                            let p = st.create_promise(&new, &who.name).map_err(status)?;
-                            let after = json!(p);
-                            Ok::<_, Status>((p, json!(null), after))
-                        },
-                    )?;
-                    Ok(promise_to_pb(&p))
+                    let caller = Caller::new(&who, rules, &who.name);
+                    Ok(promise_to_pb(&app::promises::create(store, &caller, &new)?))
                 })
                 .await?;
             Ok(Response::new(p))
