@@ -1423,10 +1423,17 @@ fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
         } => {
             let mut store = env.store()?;
             let id = case_id(&store, &id)?;
-            let d = audited_case(&mut store, "dispute.open", id, |st| {
-                st.open_dispute(id, &reason, on.unwrap_or_else(today), actor.name())
-            })?;
-            outln!("dispute {d} opened on case {id}");
+            let who = local_user();
+            let caller = Caller::local_admin(&who, actor.name());
+            let d = app::disputes::open(
+                &mut store,
+                &caller,
+                id,
+                &[],
+                &reason,
+                on.unwrap_or_else(today),
+            )?;
+            outln!("dispute {} opened on case {id}", d.id);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1679,23 +1686,6 @@ fn print_audit_verdict(v: &arrears::store::AuditVerdict, anchor: Option<&Path>) 
             v.last_id
         ),
     }
-}
-
-/// A case change from the command line, written with its audit record (the case
-/// before and after) in one transaction, as the daemon does for API changes.
-fn audited_case<T>(
-    store: &mut arrears::store::Store,
-    action: &str,
-    id: i64,
-    f: impl FnOnce(&mut arrears::store::Store) -> Result<T, arrears::store::StoreError>,
-) -> Result<T> {
-    let who = local_principal();
-    Ok(store.audited(&who, action, &format!("case {id}"), |st| {
-        let before = serde_json::json!(st.case_detail(id)?);
-        let t = f(st)?;
-        let after = serde_json::json!(st.case_detail(id)?);
-        Ok::<_, arrears::store::StoreError>((t, before, after))
-    })?)
 }
 
 /// Who made a change from the command line, for the audit log: `local:` and the

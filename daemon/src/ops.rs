@@ -173,8 +173,11 @@ pub fn dispute_local(env: &Env, c: DisputeCmd) -> Result<ExitCode> {
             on,
             json,
         } => {
-            let d = store.resolve_dispute_audited(
-                &local_principal(),
+            let who = crate::local_user();
+            let caller = arrears::app::cases::Caller::local_admin(&who, &who.name);
+            let d = arrears::app::disputes::resolve(
+                &mut store,
+                &caller,
                 id,
                 &resolution,
                 on.unwrap_or_else(today),

@@ -944,31 +944,6 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
     }
 
-    /// [`Store::resolve_dispute`] as one audited change by `principal`, the same for
-    /// the API and the command line.
-    pub fn resolve_dispute_audited(
-        &mut self,
-        principal: &str,
-        dispute_id: i64,
-        resolution: &str,
-        on: NaiveDate,
-    ) -> Result<DisputeView> {
-        self.audited(
-            principal,
-            "dispute.resolve",
-            &format!("dispute {dispute_id}"),
-            |st| {
-                let before = st.dispute(dispute_id)?;
-                let after = st.resolve_dispute(dispute_id, resolution, on, principal)?;
-                Ok((
-                    after.clone(),
-                    serde_json::json!(before),
-                    serde_json::json!(after),
-                ))
-            },
-        )
-    }
-
     /// Ends the customer's holds that are active on `on`: each one's last day becomes
     /// the day before, so its items are dunned again from the next run on. The holds
     /// stay on record with their shortened end. Returns how many were lifted.

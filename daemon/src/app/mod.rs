@@ -6,6 +6,7 @@
 pub mod access;
 pub mod cases;
 pub mod customers;
+pub mod disputes;
 pub mod promises;
 
 use arrears_core::error::ErrorKind;

@@ -819,37 +819,12 @@ impl pb::disputes_server::Disputes for Api {
             for &c in &r.more_case_ids {
                 more.push(positive_id("more_case_ids", c)?);
             }
-            let reason = nonempty("reason", &r.reason)?.to_string();
             let on = self.shared.as_of(&r.on)?;
             let d = self
                 .shared
                 .write(format!("dispute on case {id}"), move |store, rules| {
-                    let reach = Reach::of(&who, rules);
-                    let d = store.audited_as(
-                        status,
-                        &who.name,
-                        "dispute.open",
-                        &format!("case {id}"),
-                        |st| {
-                            let before = Self::guard_case(st, &reach, id)?;
-                            for &c in &more {
-                                Self::guard_case(st, &reach, c)?;
-                            }
-                            let did = st
-                                .open_dispute_on(id, &more, &reason, on, &who.name)
-                                .map_err(status)?;
-                            let d = st
-                                .case_disputes(id)
-                                .map_err(status)?
-                                .into_iter()
-                                .find(|d| d.id == did)
-                                .ok_or_else(|| {
-                                    Status::internal(format!("dispute {did} vanished"))
-                                })?;
-                            let after = json!(d);
-                            Ok::<_, Status>((d, json!(before), after))
-                        },
-                    )?;
+                    let caller = Caller::new(&who, rules, &who.name);
+                    let d = app::disputes::open(store, &caller, id, &more, &r.reason, on)?;
                     Ok(dispute_to_pb(&d))
                 })
                 .await?;
@@ -866,16 +841,13 @@ impl pb::disputes_server::Disputes for Api {
             let who = principal(&req)?;
             let r = req.into_inner();
             let id = positive_id("dispute_id", r.dispute_id)?;
-            let resolution = nonempty("resolution", &r.resolution)?.to_string();
             let on = self.shared.as_of(&r.on)?;
             let d = self
                 .shared
                 .write(format!("dispute {id} resolved"), move |store, rules| {
-                    Reach::of(&who, rules).dispute(store, id)?;
-                    store
-                        .resolve_dispute_audited(&who.name, id, &resolution, on)
-                        .map(|d| dispute_to_pb(&d))
-                        .map_err(status)
+                    let caller = Caller::new(&who, rules, &who.name);
+                    let d = app::disputes::resolve(store, &caller, id, &r.resolution, on)?;
+                    Ok(dispute_to_pb(&d))
                 })
                 .await?;
             Ok(Response::new(d))
