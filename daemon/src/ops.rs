@@ -964,35 +964,23 @@ pub fn customer_local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
             do_not_contact,
             opt_outs,
         } => {
-            let id = store.customer_id(&customer)?;
-            for o in &opt_outs {
-                if o != "none" && o.parse::<arrears::compliance::Channel>().is_err() {
-                    anyhow::bail!(
-                        "--opt-out {o}: not a channel (email, sms, letter, portal, call)"
-                    );
-                }
-            }
-            let opt: Option<Vec<String>> = (!opt_outs.is_empty()).then(|| {
-                opt_outs
-                    .iter()
-                    .filter(|o| o.as_str() != "none")
-                    .cloned()
-                    .collect()
-            });
-            let who = local_principal();
-            let p = store.audited(&who, "customer.contact", &customer, |st| {
-                let before = format!("{:?}", st.contact_profile(id)?);
-                let p = st.set_contact_preferences(
-                    id,
-                    email.as_deref(),
-                    phone.as_deref(),
-                    address.as_deref(),
-                    do_not_contact,
-                    opt.as_deref(),
-                )?;
-                let after = format!("{p:?}");
-                Ok::<_, arrears::store::StoreError>((p, json!(before), json!(after)))
-            })?;
+            let change = arrears::app::customers::ContactChange {
+                email,
+                phone,
+                address,
+                do_not_contact,
+                // `--opt-out none` clears them; no flag leaves them.
+                opt_outs: (!opt_outs.is_empty()).then(|| {
+                    opt_outs
+                        .iter()
+                        .filter(|o| o.as_str() != "none")
+                        .cloned()
+                        .collect()
+                }),
+            };
+            let who = crate::local_user();
+            let caller = arrears::app::cases::Caller::local_admin(&who, &who.name);
+            let p = arrears::app::customers::set_contact(&mut store, &caller, &customer, &change)?;
             outln!(
                 "{}/{}: email {}, phone {}, do not contact {}, opted out of [{}]",
                 p.company,

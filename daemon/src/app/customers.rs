@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use crate::store::Store;
+use crate::store::{ContactProfile, Store};
 
 /// Puts the customer back on the worklist on `on` (until then, the next activity
 /// waits), for `reason`; `made` is the business date the resubmission was agreed on.
@@ -34,4 +34,56 @@ pub fn resubmit(
             Ok((id, json!(null), after))
         },
     )
+}
+
+/// A change of how the customer may be contacted; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ContactChange {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub do_not_contact: Option<bool>,
+    /// The channels the customer refused; `Some(vec![])` clears them.
+    pub opt_outs: Option<Vec<String>>,
+}
+
+fn contact_json(p: &ContactProfile) -> serde_json::Value {
+    json!({
+        "email": p.email, "phone": p.phone, "address": p.address,
+        "do_not_contact": p.do_not_contact, "opt_outs": p.opt_outs,
+    })
+}
+
+/// Changes the customer's contact data and preferences (what the compliance guard
+/// checks before every contact).
+pub fn set_contact(
+    store: &mut Store,
+    caller: &Caller,
+    customer: &str,
+    change: &ContactChange,
+) -> Result<ContactProfile, AppError> {
+    if customer.trim().is_empty() {
+        return Err(AppError::invalid("customer is required"));
+    }
+    for o in change.opt_outs.iter().flatten() {
+        if o.parse::<crate::compliance::Channel>().is_err() {
+            return Err(AppError::invalid(format!(
+                "opt_outs: `{o}` is not a channel (email, sms, letter, portal, call)"
+            )));
+        }
+    }
+    store.audited(&caller.principal.name, "customer.contact", customer, |st| {
+        let id = caller.reach.customer_key(st, customer)?;
+        let before = contact_json(&st.contact_profile(id)?);
+        let p = st.set_contact_preferences(
+            id,
+            change.email.as_deref(),
+            change.phone.as_deref(),
+            change.address.as_deref(),
+            change.do_not_contact,
+            change.opt_outs.as_deref(),
+        )?;
+        let after = contact_json(&p);
+        Ok((p, before, after))
+    })
 }

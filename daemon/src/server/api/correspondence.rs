@@ -1,9 +1,9 @@
 //! `Correspondence`: the outbox and the contact preferences over the API.
 
-use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use super::{nonempty, Api};
+use crate::app::cases::Caller;
 use crate::server::auth::principal;
 use crate::server::authz::Reach;
 use crate::server::metrics::observed;
@@ -45,13 +45,6 @@ fn prefs_to_pb(p: &ContactProfile) -> pb::ContactPreferences {
         language: p.language.clone().unwrap_or_default(),
         timezone: p.timezone.clone().unwrap_or_default(),
     }
-}
-
-fn prefs_json(p: &ContactProfile) -> serde_json::Value {
-    json!({
-        "email": p.email, "phone": p.phone, "address": p.address,
-        "do_not_contact": p.do_not_contact, "opt_outs": p.opt_outs,
-    })
 }
 
 #[tonic::async_trait]
@@ -143,38 +136,22 @@ impl pb::correspondence_server::Correspondence for Api {
                     )))
                 }
             };
-            for o in &r.opt_outs {
-                if o.parse::<crate::compliance::Channel>().is_err() {
-                    return Err(Status::invalid_argument(format!(
-                        "opt_outs: `{o}` is not a channel (email, sms, letter, portal, call)"
-                    )));
-                }
-            }
             let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-            let (email, phone, address) = (text(&r.email), text(&r.phone), text(&r.address));
-            let opt_outs = r.set_opt_outs.then_some(r.opt_outs);
+            let change = crate::app::customers::ContactChange {
+                email: text(&r.email),
+                phone: text(&r.phone),
+                address: text(&r.address),
+                do_not_contact: dnc,
+                opt_outs: r.set_opt_outs.then_some(r.opt_outs),
+            };
             let p = self
                 .shared
                 .write(
                     format!("contact preferences of {key}"),
                     move |store, rules| {
-                        let reach = Reach::of(&who, rules);
-                        store.audited_as(status, &who.name, "customer.contact", &key, |st| {
-                            let id = reach.customer_key(st, &key)?;
-                            let before = prefs_json(&st.contact_profile(id).map_err(status)?);
-                            let p = st
-                                .set_contact_preferences(
-                                    id,
-                                    email.as_deref(),
-                                    phone.as_deref(),
-                                    address.as_deref(),
-                                    dnc,
-                                    opt_outs.as_deref(),
-                                )
-                                .map_err(status)?;
-                            let after = prefs_json(&p);
-                            Ok::<_, Status>((prefs_to_pb(&p), before, after))
-                        })
+                        let caller = Caller::new(&who, rules, &who.name);
+                        let p = crate::app::customers::set_contact(store, &caller, &key, &change)?;
+                        Ok(prefs_to_pb(&p))
                     },
                 )
                 .await?;
