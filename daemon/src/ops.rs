@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use arrears::config::Role;
 use arrears::server::{agreement_to_pb, message_to_pb, pb, plan_kind, promise_to_pb};
-use arrears::store::{NewPromise, Proposal, Terms};
+use arrears::store::{NewPromise, Proposal};
 use chrono::NaiveDate;
 use clap::Subcommand;
 use rust_decimal::Decimal;
@@ -17,7 +16,7 @@ use serde_json::json;
 
 use crate::print;
 use crate::remote::{describe, Remote};
-use crate::{case_id, local_principal, today, Env};
+use crate::{case_id, today, Env};
 
 #[derive(Subcommand)]
 pub enum PromiseCmd {
@@ -453,10 +452,6 @@ fn print_agreements(list: &[pb::Agreement], customer: Option<&str>, json: bool) 
     Ok(())
 }
 
-fn terms(rules: &arrears::rules::RuleSet) -> Result<Terms<'_>> {
-    Terms::of(rules).context(arrears::store::TERMS_MISSING)
-}
-
 pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
     let mut store = env.store()?;
     match c {
@@ -517,7 +512,8 @@ pub fn promise_local(env: &Env, c: PromiseCmd) -> Result<ExitCode> {
 pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
     let rules = env.rules()?;
     let mut store = env.store()?;
-    let who = local_principal();
+    let who = crate::local_user();
+    let caller = arrears::app::cases::Caller::local_admin(&who, &who.name);
     match c {
         AgreementCmd::Propose {
             cases,
@@ -528,7 +524,6 @@ pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
             on,
             json,
         } => {
-            let t = terms(&rules)?;
             let p = Proposal {
                 case_ids: cases
                     .iter()
@@ -540,30 +535,17 @@ pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
                 discount_percent: discount,
                 on: on.unwrap_or_else(today),
             };
-            let a = store.audited(&who, "agreement.propose", "agreement", |st| {
-                let a = st.propose_agreement(&p, &who, Role::Admin, &t)?;
-                Ok::<_, arrears::store::StoreError>((a.clone(), json!(null), json!(a)))
-            })?;
+            let a = arrears::app::agreements::propose(&mut store, &rules, &caller, &p)?;
             print_agreement(&agreement_to_pb(&a), json)?;
         }
         AgreementCmd::Approve { id, note, on, json } => {
-            let t = terms(&rules)?;
-            let a = store.audited(
-                &who,
-                "agreement.approve",
-                &format!("agreement {id}"),
-                |st| {
-                    let before = json!(st.agreement(id)?);
-                    let a = st.approve_agreement(
-                        id,
-                        &who,
-                        Role::Admin,
-                        &note,
-                        on.unwrap_or_else(today),
-                        &t,
-                    )?;
-                    Ok::<_, arrears::store::StoreError>((a.clone(), before, json!(a)))
-                },
+            let a = arrears::app::agreements::approve(
+                &mut store,
+                &rules,
+                &caller,
+                id,
+                &note,
+                on.unwrap_or_else(today),
             )?;
             print_agreement(&agreement_to_pb(&a), json)?;
         }
@@ -573,11 +555,13 @@ pub fn agreement_local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
             on,
             json,
         } => {
-            let a = store.audited(&who, "agreement.reject", &format!("agreement {id}"), |st| {
-                let before = json!(st.agreement(id)?);
-                let a = st.reject_agreement(id, &who, &reason, on.unwrap_or_else(today))?;
-                Ok::<_, arrears::store::StoreError>((a.clone(), before, json!(a)))
-            })?;
+            let a = arrears::app::agreements::reject(
+                &mut store,
+                &caller,
+                id,
+                &reason,
+                on.unwrap_or_else(today),
+            )?;
             print_agreement(&agreement_to_pb(&a), json)?;
         }
         AgreementCmd::Show { id, json } => {

@@ -4,6 +4,7 @@
 //! of the layout in the README.)
 
 pub mod access;
+pub mod agreements;
 pub mod cases;
 pub mod customers;
 pub mod disputes;

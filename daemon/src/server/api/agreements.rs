@@ -2,20 +2,16 @@
 //! the store (`Store::propose_agreement`); here only who may touch which cases.
 
 use rust_decimal::Decimal;
-use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use super::{nonempty, opt, positive_id, Api};
+use crate::app::cases::Caller;
 use crate::finance::PlanKind;
 use crate::server::auth::principal;
 use crate::server::authz::Reach;
 use crate::server::metrics::observed;
 use crate::server::{parse_date, pb, status};
-use crate::store::{AgreementView, DocumentView, Proposal, Terms, TERMS_MISSING};
-
-fn terms(rules: &crate::rules::RuleSet) -> Result<Terms<'_>, Status> {
-    Terms::of(rules).ok_or_else(|| Status::failed_precondition(TERMS_MISSING))
-}
+use crate::store::{AgreementView, DocumentView, Proposal};
 
 pub fn plan_kind(s: &str) -> Result<PlanKind, Status> {
     match s {
@@ -130,18 +126,10 @@ impl pb::agreements_server::Agreements for Api {
             let a = self
                 .shared
                 .write("agreement proposed".into(), move |store, rules| {
-                    let t = terms(rules)?;
-                    let reach = Reach::of(&who, rules);
-                    store.audited_as(status, &who.name, "agreement.propose", "agreement", |st| {
-                        for &c in &p.case_ids {
-                            Self::guard_case(st, &reach, c)?;
-                        }
-                        let a = st
-                            .propose_agreement(&p, &who.name, who.role, &t)
-                            .map_err(status)?;
-                        let after = json!(a);
-                        Ok::<_, Status>((agreement_to_pb(&a), json!(null), after))
-                    })
+                    let caller = Caller::new(&who, rules, &who.name);
+                    Ok(agreement_to_pb(&crate::app::agreements::propose(
+                        store, rules, &caller, &p,
+                    )?))
                 })
                 .await?;
             Ok(Response::new(a))
@@ -161,23 +149,10 @@ impl pb::agreements_server::Agreements for Api {
             let a = self
                 .shared
                 .write(format!("agreement {id} approved"), move |store, rules| {
-                    let t = terms(rules)?;
-                    let reach = Reach::of(&who, rules);
-                    store.audited_as(
-                        status,
-                        &who.name,
-                        "agreement.approve",
-                        &format!("agreement {id}"),
-                        |st| {
-                            reach.agreement(st, id)?;
-                            let before = json!(st.agreement(id).map_err(status)?);
-                            let a = st
-                                .approve_agreement(id, &who.name, who.role, &r.note, on, &t)
-                                .map_err(status)?;
-                            let after = json!(a);
-                            Ok::<_, Status>((agreement_to_pb(&a), before, after))
-                        },
-                    )
+                    let caller = Caller::new(&who, rules, &who.name);
+                    Ok(agreement_to_pb(&crate::app::agreements::approve(
+                        store, rules, &caller, id, &r.note, on,
+                    )?))
                 })
                 .await?;
             Ok(Response::new(a))
@@ -197,22 +172,10 @@ impl pb::agreements_server::Agreements for Api {
             let a = self
                 .shared
                 .write(format!("agreement {id} rejected"), move |store, rules| {
-                    let reach = Reach::of(&who, rules);
-                    store.audited_as(
-                        status,
-                        &who.name,
-                        "agreement.reject",
-                        &format!("agreement {id}"),
-                        |st| {
-                            reach.agreement(st, id)?;
-                            let before = json!(st.agreement(id).map_err(status)?);
-                            let a = st
-                                .reject_agreement(id, &who.name, &r.note, on)
-                                .map_err(status)?;
-                            let after = json!(a);
-                            Ok::<_, Status>((agreement_to_pb(&a), before, after))
-                        },
-                    )
+                    let caller = Caller::new(&who, rules, &who.name);
+                    Ok(agreement_to_pb(&crate::app::agreements::reject(
+                        store, &caller, id, &r.note, on,
+                    )?))
                 })
                 .await?;
             Ok(Response::new(a))
