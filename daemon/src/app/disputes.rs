@@ -32,9 +32,7 @@ pub fn open(
                 caller.reach.case(st, c)?;
             }
             let did = st.open_dispute_on(id, more, reason, on, caller.actor)?;
-            let d = st
-                .dispute(did)
-                .map_err(|_| AppError::invalid(format!("dispute {did} vanished")))?;
+            let d = st.dispute(did)?;
             let after = json!(d);
             Ok((d, json!(before), after))
         },

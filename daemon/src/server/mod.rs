@@ -162,32 +162,23 @@ pub fn code_of(kind: ErrorKind) -> tonic::Code {
     }
 }
 
+/// Every failure reaches a caller through here: the kind picks the code, the message
+/// is the use case's without the store's prefixes, and what an operator must see is
+/// logged.
 impl From<crate::app::AppError> for Status {
     fn from(e: crate::app::AppError) -> Status {
-        match e {
-            crate::app::AppError::Store(e) => status(e),
-            other => Status::new(code_of(other.kind()), other.message()),
+        let (kind, msg) = (e.kind(), e.message());
+        match kind {
+            ErrorKind::Audit => tracing::error!(error = %msg, "audit log"),
+            ErrorKind::Internal => tracing::error!(error = %msg, "store error"),
+            _ => {}
         }
+        Status::new(code_of(kind), msg)
     }
 }
 
 pub fn status(e: StoreError) -> Status {
-    let kind = e.kind();
-    let msg = match &e {
-        // Said as "no …" to the caller; the record's name is the message.
-        StoreError::NotFound(what) => format!("no {what}"),
-        StoreError::Invalid(msg)
-        | StoreError::State(msg)
-        | StoreError::Denied(msg)
-        | StoreError::Audit(msg) => msg.clone(),
-        other => other.to_string(),
-    };
-    match kind {
-        ErrorKind::Audit => tracing::error!(error = %msg, "audit log"),
-        ErrorKind::Internal => tracing::error!(error = %msg, "store error"),
-        _ => {}
-    }
-    Status::new(code_of(kind), msg)
+    Status::from(crate::app::AppError::from(e))
 }
 
 impl Shared {
