@@ -320,14 +320,6 @@ fn load_candidate(
     }))
 }
 
-impl Api {
-    /// Checks the caller reaches the case, and reads it.
-    fn guard_case(store: &Store, reach: &Reach, id: i64) -> Result<CaseDetail, Status> {
-        reach.case(store, id)?;
-        store.case_detail(id).map_err(status)
-    }
-}
-
 #[tonic::async_trait]
 impl pb::worklists_server::Worklists for Api {
     async fn get_worklist(
@@ -406,7 +398,8 @@ impl pb::cases_server::Cases for Api {
                         Ok(n) => n,
                         Err(_) => store.case_by_document(&id).map_err(status)?,
                     };
-                    let d = Self::guard_case(store, &Reach::of(&who, rules), n)?;
+                    Reach::of(&who, rules).case(store, n)?;
+                    let d = store.case_detail(n).map_err(status)?;
                     case_to_pb(&d, store)
                 })
                 .await?;
