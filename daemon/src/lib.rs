@@ -24,7 +24,7 @@ pub mod app;
 pub mod config;
 pub mod connector;
 pub mod correspondence;
-pub mod delivery;
+pub use arrears_delivery as delivery;
 pub mod demo;
 pub use arrears_core::clock;
 pub use arrears_core::domain;

@@ -379,7 +379,7 @@ fn read_secret(
         }
         (None, Some(path)) => {
             let source = format!("delivery.{section}.{file_field}: {}", path.display());
-            let text = crate::secret::read(path)
+            let text = arrears_secret::read(path)
                 .map_err(|e| config_error(format!("delivery.{section}.{file_field}: {e}")))?;
             // Only the line break an editor adds: spaces may belong to a password.
             (source, text.trim_end_matches(['\r', '\n']).to_string())
@@ -1027,7 +1027,7 @@ mod tests {
             );
             assert!(!e.reason().contains("s3cret"), "{e}");
         }
-        crate::secret::write_private(&file, "s3cret with space \n").unwrap();
+        arrears_secret::write_private(&file, "s3cret with space \n").unwrap();
         let s = c.resolve().unwrap();
         assert_eq!(s.password.as_ref().unwrap().0, "s3cret with space ");
         let debug = format!("{s:?} {c:?}");
@@ -1067,7 +1067,7 @@ mod tests {
                 "{e}"
             );
         }
-        crate::secret::write_private(&tok, "two words").unwrap();
+        arrears_secret::write_private(&tok, "two words").unwrap();
         let e = w.resolve().unwrap_err();
         assert!(!e.to_string().contains("two words"), "{e}");
     }
