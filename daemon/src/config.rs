@@ -150,15 +150,7 @@ pub struct TokenConfig {
 
 pub use arrears_store::{AuditConfig, RetiredKeyConfig};
 
-/// Durations in the config are written the human way: `15m`, `1h 30m`, `500ms`.
-pub(crate) mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
+pub(crate) use arrears_core::human_duration as humantime_serde_compat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -30,7 +30,7 @@ pub use arrears_core::clock;
 pub use arrears_core::domain;
 pub mod engine;
 pub use arrears_finance as finance;
-pub mod import;
+pub use arrears_import as import;
 pub mod kpi;
 pub use arrears_core::money;
 pub mod rules;

@@ -89,7 +89,7 @@ pub struct SmtpConfig {
     /// `addr@example.com` or `Name <addr@example.com>`.
     pub reply_to: Option<String>,
     /// Limit for connecting and for each reply of the server, e.g. `10s`.
-    #[serde(default = "default_timeout", with = "humantime_str")]
+    #[serde(default = "default_timeout", with = "arrears_core::human_duration")]
     pub timeout: Duration,
     /// Name sent with EHLO; the machine's host name when absent.
     pub helo_name: Option<String>,
@@ -237,7 +237,7 @@ pub struct WebhookConfig {
     /// File holding the bearer token (a trailing line break is ignored).
     pub token_file: Option<PathBuf>,
     /// Limit for the whole request, e.g. `10s`.
-    #[serde(default = "default_timeout", with = "humantime_str")]
+    #[serde(default = "default_timeout", with = "arrears_core::human_duration")]
     pub timeout: Duration,
 }
 
@@ -837,16 +837,6 @@ fn classify_ureq(e: &ureq::Error, reason: String) -> SendError {
         E::Json(_) => permanent(reason),
         // Timeouts, refused or reset connections, DNS, a reply that is not HTTP.
         _ => transient(reason),
-    }
-}
-
-/// Durations in the config are written the human way: `10s`, `1m 30s`, `500ms`.
-mod humantime_str {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
 

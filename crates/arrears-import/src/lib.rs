@@ -55,8 +55,8 @@ use csv::StringRecord;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
-use crate::money::{check_amount, check_bound, parse_amount, Currency};
+use arrears_core::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
+use arrears_core::money::{check_amount, check_bound, parse_amount, Currency};
 
 /// Every column the importer knows, in documentation order.
 pub const COLUMNS: [&str; 19] = [
