@@ -23,9 +23,7 @@ use crate::domain::{Batch, CustomerInfo, ItemInput, PaymentInput};
 use crate::money::Currency;
 use crate::store::Store;
 
-pub mod pb {
-    tonic::include_proto!("arrears.connector.v1");
-}
+pub use arrears_proto::connector_v1 as pb;
 
 pub const PROTOCOL_VERSION: &str = "1";
 

@@ -49,11 +49,7 @@ pub use runner::RunRequest;
 pub use watch::entry_to_pb;
 pub use worklist_view::WorklistView;
 
-pub mod pb {
-    tonic::include_proto!("arrears.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("arrears_descriptor");
-}
+pub use arrears_proto::v1 as pb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

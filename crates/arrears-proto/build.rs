@@ -10,13 +10,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("arrears_descriptor.bin"))
         // `--remote … --json` prints the daemon's answers as they came.
         .type_attribute(".arrears.v1", "#[derive(serde::Serialize)]")
-        .compile_protos(&["../proto/arrears/v1/arrears.proto"], &["../proto"])?;
+        .compile_protos(&["../../proto/arrears/v1/arrears.proto"], &["../../proto"])?;
     // The plugin contract: the daemon is its client; kept out of the descriptor set
     // so reflection lists only what the daemon serves.
     tonic_prost_build::configure().compile_protos(
-        &["../proto/arrears/connector/v1/connector.proto"],
-        &["../proto"],
+        &["../../proto/arrears/connector/v1/connector.proto"],
+        &["../../proto"],
     )?;
-    println!("cargo:rerun-if-changed=../proto");
+    println!("cargo:rerun-if-changed=../../proto");
     Ok(())
 }
