@@ -19,11 +19,11 @@
 //! - [`correspondence`]: escalation steps → messages → delivery, through the guard.
 //! - [`secret`]: secret files, refused when other users can read them.
 
+pub use arrears_app as app;
 pub use arrears_rules::compliance;
-pub mod app;
 pub mod config;
 pub mod connector;
-pub mod correspondence;
+pub use arrears_app::correspondence;
 pub use arrears_delivery as delivery;
 pub mod demo;
 pub use arrears_core::clock;
@@ -37,8 +37,6 @@ pub mod rules;
 pub use arrears_secret as secret;
 pub mod server;
 
-#[cfg(test)]
-mod agreement_runs;
 pub use arrears_rules::templates;
 pub use arrears_statements as statement;
 pub use arrears_store as store;

@@ -15,7 +15,7 @@ use arrears::engine::run::{run, RunMode};
 use arrears::rules::{self, RuleSet};
 use arrears::store::{Scope, Store};
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[macro_use]
 mod out;
@@ -60,6 +60,26 @@ struct Global {
     /// PEM certificate of the CA that signed the daemon's TLS certificate (https:// remotes)
     #[arg(long, global = true, env = "ARREARS_CA_FILE")]
     ca_file: Option<PathBuf>,
+}
+
+/// How much of the portfolio a run recomputes; the run's own type stays free of the
+/// command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    /// Incremental when possible (same as-of date and rules as the last run), else full.
+    Auto,
+    Full,
+    Incremental,
+}
+
+impl From<ModeArg> for RunMode {
+    fn from(m: ModeArg) -> RunMode {
+        match m {
+            ModeArg::Auto => RunMode::Auto,
+            ModeArg::Full => RunMode::Full,
+            ModeArg::Incremental => RunMode::Incremental,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -151,8 +171,8 @@ enum Cmd {
         #[arg(long)]
         as_of: Option<NaiveDate>,
         /// auto: incremental when the as-of date and rules are those of the last run, else full; full: every customer; incremental: only changed customers (refused when impossible).
-        #[arg(long, value_enum, default_value_t = RunMode::Auto)]
-        mode: RunMode,
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        mode: ModeArg,
         /// Machine-readable summary.
         #[arg(long)]
         json: bool,
@@ -994,7 +1014,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 as_of,
                 env.cfg.serve.promise_tolerance_days,
             )?;
-            let sum = run(&mut store, &rules, as_of, mode)?;
+            let sum = run(&mut store, &rules, as_of, mode.into())?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&sum)?);
             } else {
@@ -1228,7 +1248,7 @@ async fn remote_main(
             let s = r
                 .admin()
                 .trigger_run(pb::TriggerRunRequest {
-                    full: matches!(mode, RunMode::Full),
+                    full: matches!(mode, ModeArg::Full),
                     as_of: as_of.map(|d| d.to_string()).unwrap_or_default(),
                 })
                 .await

@@ -4,6 +4,6 @@
 pub mod clock;
 pub mod domain;
 pub mod error;
+pub mod human_duration;
 pub mod money;
 pub mod portfolio;
-pub mod human_duration;

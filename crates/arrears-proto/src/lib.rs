@@ -5,7 +5,8 @@
 pub mod v1 {
     tonic::include_proto!("arrears.v1");
     /// Served by reflection, so `grpcurl` and friends need no local copy of the files.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("arrears_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("arrears_descriptor");
 }
 
 /// What an external connector plugin serves; the daemon is its client.

@@ -26,6 +26,7 @@ use crate::app::{self, cases::Caller};
 use crate::config::TlsConfig;
 use crate::domain::Activity;
 use crate::rules::{self, RuleError};
+use crate::server::app_status;
 use crate::store::{CaseDetail, Store};
 
 #[derive(Clone)]
@@ -398,7 +399,7 @@ impl pb::cases_server::Cases for Api {
                         Ok(n) => n,
                         Err(_) => store.case_by_document(&id).map_err(status)?,
                     };
-                    Reach::of(&who, rules).case(store, n)?;
+                    Reach::of(&who, rules).case(store, n).map_err(app_status)?;
                     let d = store.case_detail(n).map_err(status)?;
                     case_to_pb(&d, store)
                 })
@@ -420,7 +421,7 @@ impl pb::cases_server::Cases for Api {
                 .shared
                 .read(move |store, rules| {
                     let reach = Reach::of(&who, rules);
-                    let id = reach.customer_key(store, &key)?;
+                    let id = reach.customer_key(store, &key).map_err(app_status)?;
                     let mut out = Vec::new();
                     for cid in store.cases_of(id, r.all).map_err(status)? {
                         // A case of the customer assigned to a colleague stays theirs.
@@ -459,14 +460,10 @@ impl pb::cases_server::Cases for Api {
                 .shared
                 .write(cause, move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    Ok(app::cases::assign(
-                        store,
-                        rules,
-                        &caller,
-                        &r.case_ids,
-                        to.as_deref(),
-                        on,
-                    )?)
+                    Ok(
+                        app::cases::assign(store, rules, &caller, &r.case_ids, to.as_deref(), on)
+                            .map_err(app_status)?,
+                    )
                 })
                 .await?;
             Ok(Response::new(pb::AssignCasesResponse {
@@ -489,7 +486,8 @@ impl pb::cases_server::Cases for Api {
                 .shared
                 .write(format!("case {id}: case.note"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    let d = app::cases::add_notes(store, rules, &caller, &[id], &r.text, on)?;
+                    let d = app::cases::add_notes(store, rules, &caller, &[id], &r.text, on)
+                        .map_err(app_status)?;
                     case_to_pb(&d[0], store)
                 })
                 .await?;
@@ -514,7 +512,8 @@ impl pb::cases_server::Cases for Api {
                 .shared
                 .write(format!("cases {ids:?}: cases.note"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    let d = app::cases::add_notes(store, rules, &caller, &ids, &r.text, on)?;
+                    let d = app::cases::add_notes(store, rules, &caller, &ids, &r.text, on)
+                        .map_err(app_status)?;
                     Ok(d.len() as u32)
                 })
                 .await?;
@@ -546,7 +545,8 @@ impl pb::cases_server::Cases for Api {
                         &r.category,
                         &r.subcategory,
                         on,
-                    )?;
+                    )
+                    .map_err(app_status)?;
                     case_to_pb(&d, store)
                 })
                 .await?;
@@ -580,7 +580,8 @@ impl pb::cases_server::Cases for Api {
                 .shared
                 .write(format!("case {id}: case.complete"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    let (d, _) = app::cases::complete_activity(store, rules, &caller, id, on, ptp)?;
+                    let (d, _) = app::cases::complete_activity(store, rules, &caller, id, on, ptp)
+                        .map_err(app_status)?;
                     case_to_pb(&d, store)
                 })
                 .await?;
@@ -603,7 +604,8 @@ impl pb::cases_server::Cases for Api {
                     format!("customer {} resubmitted for {on}", r.customer),
                     move |store, rules| {
                         let caller = Caller::new(&who, rules, &who.name);
-                        app::customers::resubmit(store, &caller, &r.customer, on, &r.reason, made)?;
+                        app::customers::resubmit(store, &caller, &r.customer, on, &r.reason, made)
+                            .map_err(app_status)?;
                         Ok(())
                     },
                 )
@@ -624,7 +626,9 @@ impl pb::cases_server::Cases for Api {
             let c = self
                 .shared
                 .read(move |store, rules| {
-                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
+                    let id = Reach::of(&who, rules)
+                        .customer_key(store, &key)
+                        .map_err(app_status)?;
                     let v = store.customer_view(id, as_of).map_err(status)?;
                     Ok(customer_to_pb(&v))
                 })
@@ -735,7 +739,9 @@ impl pb::promises_server::Promises for Api {
                 .shared
                 .write(format!("promise on case {id}"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    Ok(promise_to_pb(&app::promises::create(store, &caller, &new)?))
+                    Ok(promise_to_pb(
+                        &app::promises::create(store, &caller, &new).map_err(app_status)?,
+                    ))
                 })
                 .await?;
             Ok(Response::new(p))
@@ -753,7 +759,9 @@ impl pb::promises_server::Promises for Api {
             let promises = self
                 .shared
                 .read(move |store, rules| {
-                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
+                    let id = Reach::of(&who, rules)
+                        .customer_key(store, &key)
+                        .map_err(app_status)?;
                     Ok(store
                         .list_promises(id)
                         .map_err(status)?
@@ -817,7 +825,8 @@ impl pb::disputes_server::Disputes for Api {
                 .shared
                 .write(format!("dispute on case {id}"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    let d = app::disputes::open(store, &caller, id, &more, &r.reason, on)?;
+                    let d = app::disputes::open(store, &caller, id, &more, &r.reason, on)
+                        .map_err(app_status)?;
                     Ok(dispute_to_pb(&d))
                 })
                 .await?;
@@ -839,7 +848,8 @@ impl pb::disputes_server::Disputes for Api {
                 .shared
                 .write(format!("dispute {id} resolved"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    let d = app::disputes::resolve(store, &caller, id, &r.resolution, on)?;
+                    let d = app::disputes::resolve(store, &caller, id, &r.resolution, on)
+                        .map_err(app_status)?;
                     Ok(dispute_to_pb(&d))
                 })
                 .await?;
@@ -859,7 +869,9 @@ impl pb::disputes_server::Disputes for Api {
             let disputes = self
                 .shared
                 .read(move |store, rules| {
-                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
+                    let id = Reach::of(&who, rules)
+                        .customer_key(store, &key)
+                        .map_err(app_status)?;
                     Ok(store
                         .list_disputes(id, r.all)
                         .map_err(status)?
@@ -1013,8 +1025,9 @@ impl pb::strategies_server::Strategies for Api {
                             .map_err(status)?;
                     // Counts are the portfolio's; examples only of customers the caller reaches.
                     let examples = std::mem::take(&mut rep.examples);
-                    rep.examples =
-                        Reach::of(&who, current).filter(store, examples, |c| &c.customer)?;
+                    rep.examples = Reach::of(&who, current)
+                        .filter(store, examples, |c| &c.customer)
+                        .map_err(app_status)?;
                     Ok(rep)
                 })
                 .await?;
@@ -1067,7 +1080,9 @@ impl pb::explain_server::Explain for Api {
             let e = self
                 .shared
                 .read(move |store, rules| {
-                    let id = Reach::of(&who, rules).customer_key(store, &key)?;
+                    let id = Reach::of(&who, rules)
+                        .customer_key(store, &key)
+                        .map_err(app_status)?;
                     let input = store
                         .load_run_input(crate::store::Scope::One(id))
                         .map_err(status)?
@@ -1401,7 +1416,9 @@ impl pb::statements_server::Statements for Api {
                     if let crate::store::Resolution::Apply(items) = &how {
                         let reach = Reach::of(&who, rules);
                         for &i in items {
-                            reach.customer(store, store.item_customer(i).map_err(status)?)?;
+                            reach
+                                .customer(store, store.item_customer(i).map_err(status)?)
+                                .map_err(app_status)?;
                         }
                     }
                     store.audited_as(

@@ -161,20 +161,18 @@ pub fn code_of(kind: ErrorKind) -> tonic::Code {
 /// Every failure reaches a caller through here: the kind picks the code, the message
 /// is the use case's without the store's prefixes, and what an operator must see is
 /// logged.
-impl From<crate::app::AppError> for Status {
-    fn from(e: crate::app::AppError) -> Status {
-        let (kind, msg) = (e.kind(), e.message());
-        match kind {
-            ErrorKind::Audit => tracing::error!(error = %msg, "audit log"),
-            ErrorKind::Internal => tracing::error!(error = %msg, "store error"),
-            _ => {}
-        }
-        Status::new(code_of(kind), msg)
+pub fn app_status(e: crate::app::AppError) -> Status {
+    let (kind, msg) = (e.kind(), e.message());
+    match kind {
+        ErrorKind::Audit => tracing::error!(error = %msg, "audit log"),
+        ErrorKind::Internal => tracing::error!(error = %msg, "store error"),
+        _ => {}
     }
+    Status::new(code_of(kind), msg)
 }
 
 pub fn status(e: StoreError) -> Status {
-    Status::from(crate::app::AppError::from(e))
+    app_status(crate::app::AppError::from(e))
 }
 
 impl Shared {

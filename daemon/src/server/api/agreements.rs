@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{nonempty, opt, positive_id, Api};
 use crate::app::cases::Caller;
 use crate::finance::PlanKind;
+use crate::server::app_status;
 use crate::server::auth::principal;
 use crate::server::authz::Reach;
 use crate::server::metrics::observed;
@@ -127,9 +128,10 @@ impl pb::agreements_server::Agreements for Api {
                 .shared
                 .write("agreement proposed".into(), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    Ok(agreement_to_pb(&crate::app::agreements::propose(
-                        store, rules, &caller, &p,
-                    )?))
+                    Ok(agreement_to_pb(
+                        &crate::app::agreements::propose(store, rules, &caller, &p)
+                            .map_err(app_status)?,
+                    ))
                 })
                 .await?;
             Ok(Response::new(a))
@@ -150,9 +152,10 @@ impl pb::agreements_server::Agreements for Api {
                 .shared
                 .write(format!("agreement {id} approved"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    Ok(agreement_to_pb(&crate::app::agreements::approve(
-                        store, rules, &caller, id, &r.note, on,
-                    )?))
+                    Ok(agreement_to_pb(
+                        &crate::app::agreements::approve(store, rules, &caller, id, &r.note, on)
+                            .map_err(app_status)?,
+                    ))
                 })
                 .await?;
             Ok(Response::new(a))
@@ -173,9 +176,10 @@ impl pb::agreements_server::Agreements for Api {
                 .shared
                 .write(format!("agreement {id} rejected"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    Ok(agreement_to_pb(&crate::app::agreements::reject(
-                        store, &caller, id, &r.note, on,
-                    )?))
+                    Ok(agreement_to_pb(
+                        &crate::app::agreements::reject(store, &caller, id, &r.note, on)
+                            .map_err(app_status)?,
+                    ))
                 })
                 .await?;
             Ok(Response::new(a))
@@ -193,7 +197,9 @@ impl pb::agreements_server::Agreements for Api {
             let a = self
                 .shared
                 .read(move |store, rules| {
-                    Reach::of(&who, rules).agreement(store, id)?;
+                    Reach::of(&who, rules)
+                        .agreement(store, id)
+                        .map_err(app_status)?;
                     Ok(agreement_to_pb(&store.agreement(id).map_err(status)?))
                 })
                 .await?;
@@ -215,11 +221,12 @@ impl pb::agreements_server::Agreements for Api {
                     let reach = Reach::of(&who, rules);
                     let id = match key.trim() {
                         "" => None,
-                        k => Some(reach.customer_key(store, k)?),
+                        k => Some(reach.customer_key(store, k).map_err(app_status)?),
                     };
                     let all = store.list_agreements(id).map_err(status)?;
                     Ok(reach
-                        .filter(store, all, |a| &a.customer)?
+                        .filter(store, all, |a| &a.customer)
+                        .map_err(app_status)?
                         .iter()
                         .map(agreement_to_pb)
                         .collect())
@@ -246,11 +253,11 @@ impl pb::agreements_server::Agreements for Api {
                     let reach = Reach::of(&who, rules);
                     let customer = match r.customer.trim() {
                         "" => None,
-                        k => Some(reach.customer_key(store, k)?),
+                        k => Some(reach.customer_key(store, k).map_err(app_status)?),
                     };
                     let agreement = (r.agreement_id > 0).then_some(r.agreement_id);
                     if let Some(a) = agreement {
-                        reach.agreement(store, a)?;
+                        reach.agreement(store, a).map_err(app_status)?;
                     }
                     Ok(store
                         .documents(customer, agreement)

@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{nonempty, Api};
 use crate::app::cases::Caller;
+use crate::server::app_status;
 use crate::server::auth::principal;
 use crate::server::authz::Reach;
 use crate::server::metrics::observed;
@@ -63,11 +64,12 @@ impl pb::correspondence_server::Correspondence for Api {
                     let reach = Reach::of(&who, rules);
                     let id = match r.customer.trim() {
                         "" => None,
-                        k => Some(reach.customer_key(store, k)?),
+                        k => Some(reach.customer_key(store, k).map_err(app_status)?),
                     };
                     let all = store.messages(id, limit).map_err(status)?;
                     Ok(reach
-                        .filter(store, all, |m| &m.customer)?
+                        .filter(store, all, |m| &m.customer)
+                        .map_err(app_status)?
                         .iter()
                         .map(message_to_pb)
                         .collect())
@@ -150,7 +152,8 @@ impl pb::correspondence_server::Correspondence for Api {
                     format!("contact preferences of {key}"),
                     move |store, rules| {
                         let caller = Caller::new(&who, rules, &who.name);
-                        let p = crate::app::customers::set_contact(store, &caller, &key, &change)?;
+                        let p = crate::app::customers::set_contact(store, &caller, &key, &change)
+                            .map_err(app_status)?;
                         Ok(prefs_to_pb(&p))
                     },
                 )

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use crate::store::{NewPromise, PromiseView, Store};
+use arrears_store::{NewPromise, PromiseView, Store};
 
 /// Records a promise on the items of one or more cases of one customer; every case
 /// must be one the caller reaches. The promise names its principal as who took it.

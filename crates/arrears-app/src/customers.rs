@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use crate::store::{ContactProfile, Store};
+use arrears_store::{ContactProfile, Store};
 
 /// Puts the customer back on the worklist on `on` (until then, the next activity
 /// waits), for `reason`; `made` is the business date the resubmission was agreed on.
@@ -66,7 +66,7 @@ pub fn set_contact(
         return Err(AppError::invalid("customer is required"));
     }
     for o in change.opt_outs.iter().flatten() {
-        if o.parse::<crate::compliance::Channel>().is_err() {
+        if o.parse::<arrears_rules::compliance::Channel>().is_err() {
             return Err(AppError::invalid(format!(
                 "opt_outs: `{o}` is not a channel (email, sms, letter, portal, call)"
             )));

@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use crate::compliance::{self, ContactRequest, Decision, PastContact};
-use crate::delivery::{self, DeliveryConfig, Outgoing, SendError};
-use crate::money::{Currency, Money};
-use crate::rules::{Channel, Level, RuleSet};
-use crate::store::{ContactProfile, Fee, MessageView, NewMessage, Store, StoreError};
-use crate::templates::{self, Context};
+use arrears_core::money::{Currency, Money};
+use arrears_delivery::{self, DeliveryConfig, Outgoing, SendError};
+use arrears_rules::compliance::{self, ContactRequest, Decision, PastContact};
+use arrears_rules::templates::{self, Context};
+use arrears_rules::{Channel, Level, RuleSet};
+use arrears_store::{ContactProfile, Fee, MessageView, NewMessage, Store, StoreError};
 
 /// Why a message waits when the config has no delivery channel at all.
 const DELIVERY_OFF: &str = "delivery off: no `delivery:` channel in the config";
@@ -74,7 +74,7 @@ fn fee_in(rules: &RuleSet, fee_base: Decimal, currency: &str) -> Option<Decimal>
     let cur = Currency::parse(currency).ok()?;
     let one = rules.rates.to_base(Money::new(Decimal::ONE, cur)).ok()?;
     // In the item's minor units: a JPY fee has no sen, a KWD fee has fils.
-    (!one.is_zero()).then(|| crate::money::round_to(fee_base / one, cur.minor_digits()))
+    (!one.is_zero()).then(|| arrears_core::money::round_to(fee_base / one, cur.minor_digits()))
 }
 
 fn company(rules: &RuleSet, p: &ContactProfile) -> templates::Company {
@@ -252,7 +252,7 @@ fn compose_until(
         let language = p
             .language
             .clone()
-            .unwrap_or_else(|| crate::rules::DEFAULT_LANGUAGE.into());
+            .unwrap_or_else(|| arrears_rules::DEFAULT_LANGUAGE.into());
         let ctx = Context {
             customer: templates::Customer {
                 code: p.code.clone(),
@@ -334,26 +334,26 @@ fn manager_email(rules: &RuleSet, group: Option<&str>) -> Option<String> {
 }
 
 /// Statutory interest on an overdue item under the rules' policy (zero without one).
-fn interest_of(rules: &RuleSet, it: &crate::store::LetterItem, as_of: NaiveDate) -> Decimal {
+fn interest_of(rules: &RuleSet, it: &arrears_store::LetterItem, as_of: NaiveDate) -> Decimal {
     let Some(policy) = &rules.interest else {
         return Decimal::ZERO;
     };
     let payments = it
         .payments
         .iter()
-        .map(|p| crate::finance::Payment {
+        .map(|p| arrears_finance::Payment {
             date: p.0,
             amount: p.1,
         })
         .collect();
-    let (input, _) = crate::finance::ItemDebtInput::from_record(
+    let (input, _) = arrears_finance::ItemDebtInput::from_record(
         it.original_amount,
         it.open_amount,
         it.due_date,
         payments,
     );
-    let mu = crate::money::minor_digits_of(&it.currency);
-    crate::finance::debt(policy, &input, as_of, mu)
+    let mu = arrears_core::money::minor_digits_of(&it.currency);
+    arrears_finance::debt(policy, &input, as_of, mu)
         .map(|d| d.interest_outstanding)
         .unwrap_or(Decimal::ZERO)
 }
@@ -527,14 +527,16 @@ fn deliver_once(
         };
         let result = match m.channel.as_str() {
             "email" => match &smtp {
-                Some((cfg, Ok(secrets))) => delivery::send_email(cfg, secrets, &out),
+                Some((cfg, Ok(secrets))) => arrears_delivery::send_email(cfg, secrets, &out),
                 Some((_, Err(e))) => Err(e.clone()),
                 None => Err(SendError::Config {
                     reason: "no `delivery.smtp` in the config".into(),
                 }),
             },
             "sms" | "portal" => match &hook {
-                Some((cfg, Ok(secrets))) => delivery::send_webhook(cfg, secrets, &out, &m.channel),
+                Some((cfg, Ok(secrets))) => {
+                    arrears_delivery::send_webhook(cfg, secrets, &out, &m.channel)
+                }
                 Some((_, Err(e))) => Err(e.clone()),
                 None => Err(SendError::Config {
                     reason: "no `delivery.webhook` in the config".into(),
@@ -643,7 +645,7 @@ fn what_sending_means(
 
 /// The level a step reminds an item at: its own (each item carries its level), never
 /// above the step's. Fees are charged per item at that level.
-fn level_of_item(step: &crate::store::StepToSend, item_id: i64) -> usize {
+fn level_of_item(step: &arrears_store::StepToSend, item_id: i64) -> usize {
     step.items
         .iter()
         .find(|x| x.0 == item_id)
@@ -757,8 +759,8 @@ pub fn process_until(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Batch, ItemInput};
-    use crate::engine::run::{run, RunMode};
+    use crate::run::{run, RunMode};
+    use arrears_core::domain::{Batch, ItemInput};
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {
@@ -770,7 +772,7 @@ mod tests {
     #[test]
     fn each_item_pays_the_fee_of_its_own_level() {
         let mut rules =
-            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
                 .unwrap();
         for l in &mut rules.ladders {
             l.step_interval_days = 7;
@@ -827,7 +829,7 @@ mod tests {
     #[test]
     fn one_reminder_per_customer_sent_once_and_never_for_disputed_items() {
         let rules =
-            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
                 .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
@@ -883,12 +885,12 @@ mod tests {
     #[test]
     fn no_channel_at_all_is_delivery_off_not_a_misconfiguration() {
         let rules =
-            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
                 .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
         s.ingest(&Batch {
-            customers: vec![crate::domain::CustomerInfo {
+            customers: vec![arrears_core::domain::CustomerInfo {
                 company: "ACME_DE".into(),
                 code: "C1".into(),
                 name: "Becker GmbH".into(),

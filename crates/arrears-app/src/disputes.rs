@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use crate::store::{DisputeView, Store};
+use arrears_store::{DisputeView, Store};
 
 /// Opens one dispute over the items of case `id` and of `more` cases of the same
 /// customer; every case must be one the caller reaches.

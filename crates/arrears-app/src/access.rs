@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::AppError;
-use crate::config::Role;
-use crate::rules::RuleSet;
-use crate::store::{Owner, Store};
+use arrears_core::domain::Role;
+use arrears_rules::RuleSet;
+use arrears_store::{Owner, Store};
 
 /// An authenticated caller: a token's principal, or the operating-system user of a
 /// local command (an admin: they hold the database file).

@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::evaluate::{evaluate, Eval};
-use crate::rules::RuleSet;
-use crate::store::{RunInput, Scope, Store, StoreError};
+use arrears_engine::evaluate::{evaluate, Eval};
+use arrears_rules::RuleSet;
+use arrears_store::{RunInput, Scope, Store, StoreError};
 
 /// What one customer gets under a rule set, reduced to what a reviewer compares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

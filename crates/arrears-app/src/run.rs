@@ -13,15 +13,15 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::{evaluate, CaseAction, EvalError};
-use super::worklist::{balance, Candidate, Load};
-use crate::domain::Priority;
-use crate::rules::{collectors_by_id, RuleSet};
-use crate::store::{
+use arrears_core::domain::Priority;
+use arrears_engine::evaluate::{evaluate, CaseAction, EvalError};
+use arrears_engine::worklist::{balance, Candidate, Load};
+use arrears_rules::{collectors_by_id, RuleSet};
+use arrears_store::{
     EscalationOut, NewCase, RunOutput, Scope, StateOut, Store, StoreError, WorklistOut,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
     /// Incremental when possible (same as-of date and rules as the last run), else full.
@@ -78,7 +78,7 @@ pub struct Summary {
     pub phases_ms: BTreeMap<String, u64>,
     /// The portfolio after the run: an incremental run that had nothing to do still
     /// leaves one, which its own counts (all zero) do not show.
-    pub portfolio: crate::store::Portfolio,
+    pub portfolio: arrears_store::Portfolio,
 }
 
 const MAX_PROBLEMS: usize = 20;
@@ -341,7 +341,7 @@ pub fn run(
 }
 
 /// Priorities of the evaluated customers' open cases after this run.
-fn count_priorities(out: &RunOutput, inputs: &[crate::store::RunInput], sum: &mut Summary) {
+fn count_priorities(out: &RunOutput, inputs: &[arrears_store::RunInput], sum: &mut Summary) {
     let updated: HashMap<i64, Priority> = out
         .case_updates
         .iter()
@@ -384,8 +384,8 @@ pub fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Batch, Hold, ItemInput};
-    use crate::money::Currency;
+    use arrears_core::domain::{Batch, Hold, ItemInput};
+    use arrears_core::money::Currency;
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {
@@ -393,7 +393,7 @@ mod tests {
     }
 
     fn rules() -> RuleSet {
-        crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+        arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
             .unwrap()
     }
 
@@ -708,7 +708,7 @@ mod tests {
             ..Batch::default()
         })
         .unwrap();
-        let out = crate::store::RunOutput {
+        let out = arrears_store::RunOutput {
             processed: inputs.iter().map(|i| (i.customer.id, i.changes)).collect(),
             ..Default::default()
         };
@@ -752,7 +752,7 @@ mod tests {
             .unwrap();
         let p = s
             .create_promise(
-                &crate::store::NewPromise {
+                &arrears_store::NewPromise {
                     case_ids: cases.clone(),
                     amount: dec!(500),
                     promised_on: d("2026-11-12"),
@@ -777,7 +777,7 @@ mod tests {
         assert_eq!(nads, vec!["2026-11-13", "2026-11-13"]);
         let id = s.customer_id("ACME_DE/C1").unwrap();
         let input = |s: &Store| s.load_run_input(Scope::One(id)).unwrap().pop().unwrap();
-        let ev = crate::engine::evaluate::evaluate(&r, d("2026-11-14"), &input(&s), true).unwrap();
+        let ev = arrears_engine::evaluate::evaluate(&r, d("2026-11-14"), &input(&s), true).unwrap();
         assert!(
             ev.escalation.decision.is_none(),
             "promised items are not dunned"
@@ -786,7 +786,7 @@ mod tests {
         // Nothing paid: broken when judged after the tolerance.
         let judged = s.judge_promises(d("2026-11-15"), 2).unwrap();
         assert_eq!(judged.broken, 1);
-        let ev = crate::engine::evaluate::evaluate(&r, d("2026-11-15"), &input(&s), true).unwrap();
+        let ev = arrears_engine::evaluate::evaluate(&r, d("2026-11-15"), &input(&s), true).unwrap();
         let step = ev.escalation.decision.expect("the reminder comes back now");
         assert!(
             step.reason.contains("promise to pay broken"),

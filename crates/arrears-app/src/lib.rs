@@ -1,18 +1,25 @@
 //! The use cases: each mutation written once, checked against the caller's reach and
 //! audited, and called by every front — the gRPC handlers and the command line on its
-//! database — so the two cannot drift apart. (Growing towards the `arrears-app` crate
-//! of the layout in the README.)
+//! database — so the two cannot drift apart. Imports, the portfolio run and the outbox
+//! passes are orchestrated here too: the store stores, the engine decides, this crate
+//! puts them in order.
 
 pub mod access;
 pub mod agreements;
 pub mod cases;
+pub mod correspondence;
 pub mod customers;
 pub mod disputes;
 pub mod promises;
+pub mod run;
+pub mod simulate;
+
+#[cfg(test)]
+mod agreement_runs;
 
 use arrears_core::error::ErrorKind;
 
-use crate::store::StoreError;
+use arrears_store::StoreError;
 
 /// A use case's failure: its kind decides the API status and the CLI's wording.
 #[derive(Debug, thiserror::Error)]

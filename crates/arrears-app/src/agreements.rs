@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use crate::rules::RuleSet;
-use crate::store::{AgreementView, Proposal, Store, Terms, TERMS_MISSING};
+use arrears_rules::RuleSet;
+use arrears_store::{AgreementView, Proposal, Store, Terms, TERMS_MISSING};
 
 fn terms(rules: &RuleSet) -> Result<Terms<'_>, AppError> {
     Terms::of(rules).ok_or_else(|| AppError::Rule {

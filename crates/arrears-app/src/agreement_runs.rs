@@ -2,12 +2,12 @@
 //! with the engine's run around them (here, since the store crate does not know the
 //! run).
 
-use crate::config::Role;
-use crate::engine::run::{run, RunMode};
-use crate::finance::PlanKind;
-use crate::money::Currency;
-use crate::store::*;
+use crate::run::{run, RunMode};
+use arrears_core::domain::Role;
 use arrears_core::domain::{Batch, ItemInput};
+use arrears_core::money::Currency;
+use arrears_finance::PlanKind;
+use arrears_store::*;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;

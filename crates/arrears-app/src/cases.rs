@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::access::{Principal, Reach};
 use super::AppError;
-use crate::rules::RuleSet;
-use crate::store::{CaseDetail, Store};
+use arrears_rules::RuleSet;
+use arrears_store::{CaseDetail, Store};
 
 /// The most text one note may carry.
 pub const MAX_NOTE_BYTES: usize = 64 * 1024;
@@ -193,12 +193,12 @@ pub fn assign(
     let ids: Vec<i64> = ids.iter().copied().filter(|i| seen.insert(*i)).collect();
     let who = caller.principal;
     if let Some(t) = to {
-        if who.role == crate::config::Role::Collector && t != who.name {
+        if who.role == arrears_core::domain::Role::Collector && t != who.name {
             return Err(AppError::denied(
                 "assigning cases to another collector needs the supervisor role",
             ));
         }
-        if !crate::rules::collectors_by_id(rules).contains_key(t) {
+        if !arrears_rules::collectors_by_id(rules).contains_key(t) {
             return Err(AppError::Rule {
                 kind: arrears_core::error::ErrorKind::NotFound,
                 message: format!("no collector `{t}` in the rules"),
@@ -235,10 +235,10 @@ pub fn assign(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Role;
-    use crate::domain::{Batch, ItemInput};
-    use crate::engine::run::{run, RunMode};
-    use crate::money::Currency;
+    use crate::run::{run, RunMode};
+    use arrears_core::domain::Role;
+    use arrears_core::domain::{Batch, ItemInput};
+    use arrears_core::money::Currency;
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn a_note_on_several_cases_is_all_or_nothing_and_checks_each_cases_reach() {
         let rules =
-            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
+            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
                 .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
