@@ -8,13 +8,10 @@ use arrears_core::domain::{Batch, ItemInput};
 use arrears_core::money::Currency;
 use arrears_finance::PlanKind;
 use arrears_store::*;
-use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-fn d(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
+use arrears_test_support::d;
 
 fn item(ext: &str, due: &str, amount: Decimal, open: Decimal) -> ItemInput {
     ItemInput {
@@ -34,9 +31,7 @@ fn item(ext: &str, due: &str, amount: Decimal, open: Decimal) -> ItemInput {
 }
 
 fn setup() -> (tempfile::TempDir, Store, arrears_rules::RuleSet, Vec<i64>) {
-    let rules =
-        arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-            .unwrap();
+    let rules = arrears_test_support::shipped_rules();
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("a.db")).unwrap();
     s.ingest(&Batch {

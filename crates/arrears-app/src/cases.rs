@@ -240,9 +240,7 @@ mod tests {
     use arrears_core::domain::{Batch, ItemInput};
     use arrears_core::money::Currency;
 
-    fn d(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use arrears_test_support::d;
 
     fn item(customer: &str, ext: &str) -> ItemInput {
         ItemInput {
@@ -263,9 +261,7 @@ mod tests {
 
     #[test]
     fn a_note_on_several_cases_is_all_or_nothing_and_checks_each_cases_reach() {
-        let rules =
-            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-                .unwrap();
+        let rules = arrears_test_support::shipped_rules();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
         s.ingest(&Batch {

@@ -763,17 +763,13 @@ mod tests {
     use arrears_core::domain::{Batch, ItemInput};
     use rust_decimal_macros::dec;
 
-    fn d(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use arrears_test_support::d;
 
     /// An invoice reminded for the first time inside a final notice pays the fee of
     /// its own level (none at reminder_1), not the final notice's.
     #[test]
     fn each_item_pays_the_fee_of_its_own_level() {
-        let mut rules =
-            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-                .unwrap();
+        let mut rules = arrears_test_support::shipped_rules();
         for l in &mut rules.ladders {
             l.step_interval_days = 7;
         }
@@ -828,9 +824,7 @@ mod tests {
     /// cancelled, not sent.
     #[test]
     fn one_reminder_per_customer_sent_once_and_never_for_disputed_items() {
-        let rules =
-            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-                .unwrap();
+        let rules = arrears_test_support::shipped_rules();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
         let item = |open: Decimal| ItemInput {
@@ -884,9 +878,7 @@ mod tests {
     /// that is missing next to others (a misconfiguration): both hold the message.
     #[test]
     fn no_channel_at_all_is_delivery_off_not_a_misconfiguration() {
-        let rules =
-            arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-                .unwrap();
+        let rules = arrears_test_support::shipped_rules();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("a.db")).unwrap();
         s.ingest(&Batch {

@@ -388,13 +388,10 @@ mod tests {
     use arrears_core::money::Currency;
     use rust_decimal_macros::dec;
 
-    fn d(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
+    use arrears_test_support::d;
 
     fn rules() -> RuleSet {
-        arrears_rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-            .unwrap()
+        arrears_test_support::shipped_rules()
     }
 
     fn item(
