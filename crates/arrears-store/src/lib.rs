@@ -6,6 +6,7 @@
 mod access;
 mod agreements;
 mod audit;
+mod bureau;
 mod cases;
 mod connector_state;
 mod customer;
@@ -31,6 +32,7 @@ pub use audit::{
     AuditConfig, AuditProblem, AuditRecord, AuditSetup, AuditSetupError, AuditVerdict,
     RetiredKeyConfig,
 };
+pub use bureau::*;
 pub use cases::{CaseDetail, CaseEvent};
 pub use connector_state::{Health, SyncOutcome};
 pub use customer::{
