@@ -10,6 +10,7 @@ mod bureau;
 mod cases;
 mod connector_state;
 mod customer;
+mod demo_support;
 mod ingest;
 mod outbox;
 mod run_io;
@@ -39,6 +40,7 @@ pub use customer::{
     AgeingBucket, ContactView, CustomerView, DisputeAgeing, DisputeView, ItemView, JudgeStats,
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
+pub use demo_support::*;
 pub use ingest::IngestStats;
 pub use outbox::{
     ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
