@@ -9,13 +9,12 @@ use chrono::{Datelike, NaiveDate, TimeDelta};
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rusqlite::params;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput, PromiseStatus};
 use crate::money::Currency;
-use crate::store::{Store, StoreError};
+use crate::store::{PastDispute, PastHold, PastPromise, PastRecords, Store, StoreError};
 
 /// The `source` of every generated item and payment.
 pub const SOURCE: &str = "demo";
@@ -340,11 +339,7 @@ pub fn generate(
             "a demo portfolio with items needs at least one customer".into(),
         ));
     }
-    let existing: bool = store.conn().query_row(
-        "SELECT EXISTS(SELECT 1 FROM items WHERE source = ?1)",
-        [SOURCE],
-        |r| r.get(0),
-    )?;
+    let existing = store.has_items_from(SOURCE)?;
     if existing {
         return Err(StoreError::Invalid(
             "the database already holds a demo portfolio; generate into a fresh database".into(),
@@ -822,70 +817,49 @@ impl Generator {
     }
 
     fn write_records(&mut self, store: &mut Store) -> Result<(), StoreError> {
-        // Immediate: these writes start with reads, and a deferred transaction that
-        // upgrades to writing cannot wait for a daemon holding the lock.
-        let tx = store.write_tx()?;
-        {
-            let mut customer_id =
-                tx.prepare("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;
-            let mut item_id =
-                tx.prepare("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
-            let mut promise = tx.prepare(
-                "INSERT INTO promises(customer_id, amount, currency, promised_on, created_on, status, judged_on)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut dispute = tx.prepare(
-                "INSERT INTO disputes(customer_id, reason, opened_on, resolved_on, resolution)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut dispute_item =
-                tx.prepare("INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)")?;
-            let mut hold = tx.prepare(
-                "INSERT INTO holds(customer_id, reason, until, created_on) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut cid = |company: usize, code: &str| -> rusqlite::Result<i64> {
-                customer_id.query_row((COMPANIES[company].code, code), |r| r.get(0))
-            };
-
-            for p in &self.promises {
-                promise.execute(params![
-                    cid(p.company, &p.customer)?,
-                    p.amount.to_string(),
-                    COMPANIES[p.company].currency,
-                    p.promised_on.to_string(),
-                    p.created_on.to_string(),
-                    p.status.as_str(),
-                    p.judged_on.map(|d| d.to_string()),
-                ])?;
-            }
-            self.stats.promises = self.promises.len() as u64;
-
-            for d in &self.disputes {
-                dispute.execute(params![
-                    cid(d.company, &d.customer)?,
-                    d.reason,
-                    d.opened_on.to_string(),
-                    d.resolved.map(|r| r.0.to_string()),
-                    d.resolved.map(|r| r.1),
-                ])?;
-                let id = tx.last_insert_rowid();
-                for ext in &d.items {
-                    let item: i64 = item_id.query_row((SOURCE, ext), |r| r.get(0))?;
-                    dispute_item.execute([id, item])?;
-                }
-            }
-
-            for h in &self.holds {
-                hold.execute(params![
-                    cid(h.company, &h.customer)?,
-                    h.reason,
-                    h.until.map(|d| d.to_string()),
-                    h.created_on.to_string(),
-                ])?;
-            }
-            self.stats.holds = self.holds.len() as u64;
-        }
-        tx.commit()?;
+        let records = PastRecords {
+            source: SOURCE,
+            promises: self
+                .promises
+                .iter()
+                .map(|p| PastPromise {
+                    company: COMPANIES[p.company].code,
+                    customer: &p.customer,
+                    amount: p.amount,
+                    currency: COMPANIES[p.company].currency,
+                    promised_on: p.promised_on,
+                    created_on: p.created_on,
+                    status: p.status,
+                    judged_on: p.judged_on,
+                })
+                .collect(),
+            disputes: self
+                .disputes
+                .iter()
+                .map(|d| PastDispute {
+                    company: COMPANIES[d.company].code,
+                    customer: &d.customer,
+                    reason: d.reason,
+                    opened_on: d.opened_on,
+                    resolved: d.resolved,
+                    items: &d.items,
+                })
+                .collect(),
+            holds: self
+                .holds
+                .iter()
+                .map(|h| PastHold {
+                    company: COMPANIES[h.company].code,
+                    customer: &h.customer,
+                    reason: h.reason,
+                    until: h.until,
+                    created_on: h.created_on,
+                })
+                .collect(),
+        };
+        store.write_past_records(&records)?;
+        self.stats.promises = self.promises.len() as u64;
+        self.stats.holds = self.holds.len() as u64;
         Ok(())
     }
 }

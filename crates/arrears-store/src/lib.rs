@@ -6,9 +6,11 @@
 mod access;
 mod agreements;
 mod audit;
+mod bureau;
 mod cases;
 mod connector_state;
 mod customer;
+mod demo_support;
 mod ingest;
 mod outbox;
 mod run_io;
@@ -31,12 +33,14 @@ pub use audit::{
     AuditConfig, AuditProblem, AuditRecord, AuditSetup, AuditSetupError, AuditVerdict,
     RetiredKeyConfig,
 };
+pub use bureau::*;
 pub use cases::{CaseDetail, CaseEvent};
 pub use connector_state::{Health, SyncOutcome};
 pub use customer::{
     AgeingBucket, ContactView, CustomerView, DisputeAgeing, DisputeView, ItemView, JudgeStats,
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
+pub use demo_support::*;
 pub use ingest::IngestStats;
 pub use outbox::{
     ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,

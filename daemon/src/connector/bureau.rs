@@ -28,8 +28,12 @@ use backon::{BlockingRetryable, ExponentialBuilder};
 use chrono::Utc;
 use serde::Deserialize;
 
+use std::collections::HashMap;
+
 use super::SyncStats;
-use crate::store::Store;
+use crate::store::{
+    ActiveListing, BureauCandidate, BureauLookup, BureauScore, RemovalReason, Store,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,14 +87,6 @@ struct Reply {
     risk_class: String,
 }
 
-struct Lookup {
-    customer_id: i64,
-    company: String,
-    code: String,
-    name: String,
-    country: String,
-}
-
 enum Failure {
     Transient(String),
     Final(String),
@@ -122,7 +118,7 @@ fn ask(
     agent: &ureq::Agent,
     cfg: &BureauConfig,
     key: Option<&str>,
-    l: &Lookup,
+    l: &BureauLookup,
 ) -> Result<Option<Reply>, Failure> {
     let url = format!("{}/v1/score", cfg.url.trim_end_matches('/'));
     let who = format!("customer {}/{}", l.company, l.code);
@@ -191,89 +187,47 @@ pub fn sync(
     Ok(stats)
 }
 
-/// Item id and the listing request body.
-type ToList = Vec<(i64, serde_json::Value)>;
-/// Listing row id, the bureau's reference, and why it goes.
-type ToRemove = Vec<(i64, String, &'static str)>;
-
-/// Items the guard allows to be listed today, and active listings to remove.
-fn guard(
-    store: &Store,
-    bureau: &str,
+/// Items the guard allows to be listed today, and active listings to remove with
+/// the reason; `candidates` are the store's open, overdue, undisputed items not on
+/// hold and not listed yet, `notices` the first sent notice per item.
+fn guard<'a>(
     p: &ListingPolicy,
     as_of: chrono::NaiveDate,
-) -> rusqlite::Result<(ToList, ToRemove)> {
-    let noticed_by = (as_of - chrono::Duration::days(p.waiting_days)).to_string();
-    let c = store.conn();
-    // The items of every notice sent early enough: escalations.items is [[item, level], …].
-    let mut noticed = std::collections::HashSet::new();
-    let mut st = c.prepare(
-        "SELECT items FROM escalations WHERE level_name = ?1 AND status = 'sent' AND as_of <= ?2",
-    )?;
-    for items in st.query_map(rusqlite::params![p.notice_level, noticed_by], |r| {
-        r.get::<_, String>(0)
-    })? {
-        let items: Vec<(i64, i64)> = serde_json::from_str(&items?).unwrap_or_default();
-        noticed.extend(items.into_iter().map(|(i, _)| i));
-    }
-    let mut st = c.prepare(
-        "SELECT i.id, cu.company, cu.code, i.document_no, i.open_amount, i.currency, i.due_date
-         FROM items i JOIN customers cu ON cu.id = i.customer_id
-         WHERE i.status = 'open' AND i.due_date < ?1
-           AND (i.hold_reason IS NULL OR (i.hold_until IS NOT NULL AND i.hold_until < ?1))
-           AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.customer_id = i.customer_id
-                           AND h.created_on <= ?1 AND (h.until IS NULL OR h.until >= ?1))
-           AND NOT EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
-                           WHERE di.item_id = i.id AND d.resolved_on IS NULL)
-           AND NOT EXISTS (SELECT 1 FROM bureau_listings l
-                           WHERE l.item_id = i.id AND l.bureau = ?2 AND l.removed_on IS NULL)",
-    )?;
-    let mut list = Vec::new();
-    let rows = st.query_map(rusqlite::params![as_of.to_string(), bureau], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            [
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ],
-        ))
-    })?;
-    for r in rows {
-        let (id, [company, customer, document_no, amount, currency, due]) = r?;
-        let open: rust_decimal::Decimal = amount.parse().unwrap_or_default();
-        if noticed.contains(&id) && open >= p.min_amount {
-            list.push((
-                id,
-                serde_json::json!({
-                    "company": company, "customer": customer, "document_no": document_no,
-                    "amount": amount, "currency": currency, "due_date": due,
-                }),
-            ));
-        }
-    }
-    let mut st = c.prepare(
-        "SELECT l.id, l.listing_ref,
-                CASE WHEN i.status <> 'open' THEN 'paid' ELSE 'disputed' END
-         FROM bureau_listings l JOIN items i ON i.id = l.item_id
-         WHERE l.bureau = ?1 AND l.removed_on IS NULL
-           AND (i.status <> 'open' OR EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
-                                             WHERE di.item_id = i.id AND d.resolved_on IS NULL))",
-    )?;
-    let remove = st
-        .query_map([bureau], |r| {
-            let why: String = r.get(2)?;
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                if why == "paid" { "paid" } else { "disputed" },
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((list, remove))
+    candidates: &'a [BureauCandidate],
+    notices: &HashMap<i64, chrono::NaiveDate>,
+    active: &'a [ActiveListing],
+) -> (
+    Vec<&'a BureauCandidate>,
+    Vec<(&'a ActiveListing, RemovalReason)>,
+) {
+    let noticed_by = as_of - chrono::Duration::days(p.waiting_days);
+    let list = candidates
+        .iter()
+        .filter(|c| notices.get(&c.item_id).is_some_and(|&on| on <= noticed_by))
+        .filter(|c| c.open_amount >= p.min_amount)
+        .collect();
+    let remove = active
+        .iter()
+        .filter_map(|l| {
+            if !l.item_open {
+                Some((l, RemovalReason::Paid))
+            } else if l.disputed {
+                Some((l, RemovalReason::Disputed))
+            } else {
+                None
+            }
+        })
+        .collect();
+    (list, remove)
+}
+
+/// What the bureau is sent to list an item.
+fn listing_body(c: &BureauCandidate) -> serde_json::Value {
+    serde_json::json!({
+        "company": c.company, "customer": c.customer, "document_no": c.document_no,
+        "amount": c.open_amount.to_string(), "currency": c.currency,
+        "due_date": c.due_date.to_string(),
+    })
 }
 
 fn listings(
@@ -283,13 +237,23 @@ fn listings(
     policy: &ListingPolicy,
     as_of: chrono::NaiveDate,
 ) -> Result<(usize, usize), String> {
-    let (list, remove) = guard(store, connector, policy, as_of).map_err(|e| e.to_string())?;
+    let candidates = store
+        .bureau_candidates(connector, as_of)
+        .map_err(|e| e.to_string())?;
+    let notices = store
+        .sent_notices(&policy.notice_level)
+        .map_err(|e| e.to_string())?;
+    let active = store
+        .active_bureau_listings(connector)
+        .map_err(|e| e.to_string())?;
+    let (list, remove) = guard(policy, as_of, &candidates, &notices, &active);
     let key = key(cfg)?;
     let agent = super::http_agent(cfg.timeout);
     let base = cfg.url.trim_end_matches('/');
     let principal = format!("connector:{connector}");
     let mut removed = 0;
-    for (id, listing_ref, why) in &remove {
+    for (listing, why) in remove {
+        let listing_ref = &listing.listing_ref;
         let status = bearer(
             agent.delete(&format!("{base}/v1/listings/{listing_ref}")),
             key.as_deref(),
@@ -305,21 +269,15 @@ fn listings(
             ));
         }
         store
-            .audited(&principal, "bureau.remove", listing_ref, |st| {
-                st.conn().execute(
-                    "UPDATE bureau_listings SET removed_on = ?2, reason = ?3 WHERE id = ?1",
-                    rusqlite::params![id, as_of.to_string(), why],
-                )?;
-                let after = serde_json::json!({ "listing": listing_ref, "removed_because": why });
-                Ok::<_, crate::store::StoreError>(((), serde_json::Value::Null, after))
-            })
+            .record_bureau_removal(&principal, listing, as_of, why)
             .map_err(|e| e.to_string())?;
         removed += 1;
     }
     let mut listed = 0;
-    for (item, body) in &list {
+    for item in list {
+        let body = listing_body(item);
         let mut resp = bearer(agent.post(&format!("{base}/v1/listings")), key.as_deref())
-            .send_json(body)
+            .send_json(&body)
             .map_err(|e| format!("bureau: listing {body}: {e}"))?;
         let status = resp.status().as_u16();
         if status != 200 && status != 201 {
@@ -335,13 +293,7 @@ fn listings(
             .or_else(|| reply["listing_id"].as_i64().map(|n| n.to_string()))
             .ok_or_else(|| format!("bureau: listing {body}: no listing_id in {reply}"))?;
         store
-            .audited(&principal, "bureau.list", &listing_ref, |st| {
-                st.conn().execute(
-                    "INSERT INTO bureau_listings(item_id, bureau, listing_ref, listed_on) VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![item, connector, listing_ref, as_of.to_string()],
-                )?;
-                Ok::<_, crate::store::StoreError>(((), serde_json::Value::Null, body.clone()))
-            })
+            .record_bureau_listing(&principal, connector, item, &listing_ref, as_of)
             .map_err(|e| e.to_string())?;
         listed += 1;
     }
@@ -353,30 +305,9 @@ fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<Syn
     let stale = (Utc::now()
         - chrono::Duration::from_std(cfg.max_age).unwrap_or(chrono::Duration::days(7)))
     .to_rfc3339();
-    let due: Vec<Lookup> = {
-        let mut st = store
-            .conn()
-            .prepare(
-                "SELECT c.id, c.company, c.code, c.name, c.country FROM customers c
-                 LEFT JOIN bureau_scores b ON b.customer_id = c.id
-                 WHERE EXISTS (SELECT 1 FROM items i WHERE i.customer_id = c.id AND i.status = 'open')
-                   AND (b.fetched_at IS NULL OR b.fetched_at < ?1)
-                 ORDER BY b.fetched_at IS NOT NULL, b.fetched_at, c.id LIMIT ?2",
-            )
-            .map_err(|e| e.to_string())?;
-        let rows = st
-            .query_map(rusqlite::params![stale, cfg.batch as i64], |r| {
-                Ok(Lookup {
-                    customer_id: r.get(0)?,
-                    company: r.get(1)?,
-                    code: r.get(2)?,
-                    name: r.get(3)?,
-                    country: r.get(4)?,
-                })
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
-    };
+    let due = store
+        .bureau_lookups_due(&stale, cfg.batch)
+        .map_err(|e| e.to_string())?;
     let agent = super::http_agent(cfg.timeout);
     let mut answers = Vec::with_capacity(due.len());
     for l in &due {
@@ -392,31 +323,16 @@ fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<Syn
             .map_err(|f| match f {
                 Failure::Transient(m) | Failure::Final(m) => m,
             })?;
+        let r = r.map(|r| BureauScore {
+            score: r.score,
+            risk_class: r.risk_class,
+        });
         answers.push((l.customer_id, r));
     }
     let now = Utc::now().to_rfc3339();
     let known = answers.iter().filter(|(_, r)| r.is_some()).count();
-    let principal = format!("connector:{connector}");
     store
-        .audited(&principal, "bureau.scores", connector, |st| {
-            let mut w = st.conn().prepare(
-                "INSERT INTO bureau_scores(customer_id, bureau, score, risk_class, fetched_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(customer_id) DO UPDATE SET bureau = excluded.bureau, score = excluded.score,
-                     risk_class = excluded.risk_class, fetched_at = excluded.fetched_at",
-            )?;
-            for (id, r) in &answers {
-                w.execute(rusqlite::params![
-                    id,
-                    connector,
-                    r.as_ref().map(|r| r.score),
-                    r.as_ref().map(|r| r.risk_class.clone()),
-                    now
-                ])?;
-            }
-            let after = serde_json::json!({ "looked_up": answers.len(), "known": known });
-            Ok::<_, crate::store::StoreError>(((), serde_json::Value::Null, after))
-        })
+        .record_bureau_scores(&format!("connector:{connector}"), connector, &answers, &now)
         .map_err(|e| e.to_string())?;
     Ok(SyncStats {
         pulled: answers.len() as u64,
@@ -573,25 +489,29 @@ mod tests {
         assert_eq!(key(&c).unwrap().as_deref(), Some("bureau-key"));
     }
 
-    fn scores(s: &Store) -> Vec<(String, Option<i64>)> {
-        let mut st = s
-            .conn()
-            .prepare("SELECT c.code, b.score FROM bureau_scores b JOIN customers c ON c.id = b.customer_id ORDER BY c.code")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+    /// The stored score of each of `codes` (ACME's) that has a bureau answer.
+    fn scores(s: &Store, codes: &[&str]) -> Vec<(String, Option<i64>)> {
+        let mut out: Vec<(String, Option<i64>)> = codes
+            .iter()
+            .filter_map(|code| {
+                let id = s.customer_id(&format!("ACME/{code}")).unwrap();
+                let view = s.customer_view(id, today()).unwrap();
+                view.bureau.map(|b| (code.to_string(), b.1))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     #[test]
     fn scores_are_stored_unknown_customers_too_and_fresh_ones_are_not_asked_again() {
         let (url, hits) = stub();
-        let (_d, mut s) = store_with(&["OK1", "OK22", "NEW1", "FLAKY"]);
+        let codes = ["OK1", "OK22", "NEW1", "FLAKY"];
+        let (_d, mut s) = store_with(&codes);
         let r = sync(&mut s, "bureau", &cfg(&url), today()).unwrap();
         assert_eq!(r.pulled, 4);
         assert_eq!(
-            scores(&s),
+            scores(&s, &codes),
             vec![
                 ("FLAKY".into(), Some(512)),
                 ("NEW1".into(), None),
@@ -619,11 +539,8 @@ mod tests {
             let e = sync(&mut s, "bureau", &cfg(&url), today()).unwrap_err();
             assert!(e.contains(&format!("ACME/{bad}")), "{e}");
             assert!(e.to_lowercase().contains(says), "{e}");
-            assert!(
-                scores(&s).is_empty(),
-                "nothing half-written: {:?}",
-                scores(&s)
-            );
+            let stored = scores(&s, &["OK1", bad]);
+            assert!(stored.is_empty(), "nothing half-written: {stored:?}");
         }
         let (_d, mut s) = store_with(&["OK1"]);
         let e = sync(&mut s, "bureau", &cfg("http://127.0.0.1:9"), today()).unwrap_err();
@@ -681,91 +598,88 @@ mod tests {
         (format!("http://{}", rx.recv().unwrap()), log)
     }
 
+    fn candidate(item_id: i64, open: i64) -> BureauCandidate {
+        BureauCandidate {
+            item_id,
+            company: "ACME".into(),
+            customer: format!("C{item_id}"),
+            document_no: format!("INV-{item_id}"),
+            open_amount: rust_decimal::Decimal::from(open),
+            currency: "EUR".into(),
+            due_date: "2026-09-01".parse().unwrap(),
+        }
+    }
+
+    fn listing(id: i64, item_open: bool, disputed: bool) -> ActiveListing {
+        ActiveListing {
+            id,
+            item_id: 100 + id,
+            listing_ref: format!("L{id}"),
+            item_open,
+            disputed,
+        }
+    }
+
     #[test]
-    fn only_items_past_a_sent_notice_and_the_wait_are_listed_and_paid_ones_removed() {
-        let (url, log) = listing_stub();
-        let (_d, mut s) = store_with(&["OKA", "OKB", "OKC", "OKD", "OKE"]);
-        let item = |s: &Store, code: &str| -> i64 {
-            s.conn()
-                .query_row("SELECT id FROM items WHERE external_id = ?1", [code], |r| {
-                    r.get(0)
-                })
-                .unwrap()
-        };
-        let customer = |s: &Store, code: &str| s.customer_id(&format!("ACME/{code}")).unwrap();
-        let notice = |s: &Store, code: &str, on: &str, status: &str| {
-            s.conn()
-                .execute(
-                    "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel,
-                         template, copy_manager, amount, items, reason, status)
-                     VALUES (?1, 1, ?2, 'standard', 4, 'final_notice', 'letter', 'final_notice', 0, '10', ?3, 't', ?4)",
-                    rusqlite::params![customer(s, code), on, format!("[[{},4]]", item(s, code)), status],
-                )
-                .unwrap();
-        };
-        notice(&s, "OKA", "2026-11-01", "sent"); // listed
-        notice(&s, "OKB", "2026-11-01", "sent"); // disputed: never
-        notice(&s, "OKC", "2026-11-20", "sent"); // waiting period not over
-        notice(&s, "OKD", "2026-11-01", "pending"); // notice never sent
-                                                    // OKE: no notice at all.
-        s.conn()
-            .execute(
-                "INSERT INTO disputes(customer_id, reason, opened_on) VALUES (?1, 'wrong goods', '2026-11-02')",
-                [customer(&s, "OKB")],
-            )
-            .unwrap();
-        let dispute = s.conn().last_insert_rowid();
-        s.conn()
-            .execute(
-                "INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)",
-                [dispute, item(&s, "OKB")],
-            )
-            .unwrap();
-        let mut c = cfg(&url);
-        c.batch = 0; // listings only
-        c.listing = Some(ListingPolicy {
+    fn the_guard_lists_only_after_a_sent_notice_and_the_wait_and_removes_paid_and_disputed() {
+        let policy = ListingPolicy {
             notice_level: "final_notice".into(),
             waiting_days: 10,
-            min_amount: rust_decimal::Decimal::ONE,
-        });
-        sync(&mut s, "bureau", &c, today()).unwrap();
-        assert_eq!(*log.lock().unwrap(), vec!["POST INV-OKA".to_string()]);
-        // Nothing new the next day: no second listing.
-        sync(&mut s, "bureau", &c, today().succ_opt().unwrap()).unwrap();
-        assert_eq!(log.lock().unwrap().len(), 1);
-        // Above min_amount only.
-        let mut strict = c.clone();
-        strict.listing.as_mut().unwrap().min_amount = rust_decimal::Decimal::ONE_HUNDRED;
-        let (_d2, mut s2) = store_with(&["OKA"]);
-        notice(&s2, "OKA", "2026-11-01", "sent");
-        sync(&mut s2, "bureau", &strict, today()).unwrap();
-        assert_eq!(log.lock().unwrap().len(), 1, "10.00 is below the minimum");
+            min_amount: rust_decimal::Decimal::from(5),
+        };
+        let day = |d: &str| -> chrono::NaiveDate { d.parse().unwrap() };
+        let candidates = [
+            candidate(1, 10), // noticed long enough ago: listed
+            candidate(2, 10), // noticed exactly `waiting_days` ago: listed
+            candidate(3, 10), // waiting period not over
+            candidate(4, 10), // no (sent) notice at all
+            candidate(5, 4),  // below min_amount
+            candidate(6, 5),  // at min_amount: listed
+        ];
+        let notices = HashMap::from([
+            (1, day("2026-11-01")),
+            (2, day("2026-11-13")),
+            (3, day("2026-11-20")),
+            (5, day("2026-11-01")),
+            (6, day("2026-11-01")),
+        ]);
+        let active = [
+            listing(1, false, false),
+            listing(2, true, true),
+            listing(3, true, false),
+            listing(4, false, true),
+        ];
+        let (list, remove) = guard(&policy, today(), &candidates, &notices, &active);
+        let listed: Vec<i64> = list.iter().map(|c| c.item_id).collect();
+        assert_eq!(listed, vec![1, 2, 6]);
+        let removed: Vec<(&str, RemovalReason)> = remove
+            .iter()
+            .map(|(l, why)| (l.listing_ref.as_str(), *why))
+            .collect();
+        assert_eq!(
+            removed,
+            vec![
+                ("L1", RemovalReason::Paid),
+                ("L2", RemovalReason::Disputed),
+                ("L4", RemovalReason::Paid),
+            ],
+            "an open, undisputed listing stays"
+        );
+    }
 
-        // Paid: the listing is removed at the next sync.
-        s.conn()
-            .execute(
-                "UPDATE items SET status = 'cleared', open_amount = '0' WHERE external_id = 'OKA'",
-                [],
-            )
-            .unwrap();
-        sync(&mut s, "bureau", &c, today()).unwrap();
-        assert_eq!(log.lock().unwrap().last().unwrap(), "DELETE L1");
-        let (removed, why): (String, String) = s
-            .conn()
-            .query_row("SELECT removed_on, reason FROM bureau_listings", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+    #[test]
+    fn the_listing_request_names_the_item() {
+        let body = listing_body(&BureauCandidate {
+            open_amount: "10.50".parse().unwrap(),
+            ..candidate(7, 0)
+        });
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "company": "ACME", "customer": "C7", "document_no": "INV-7",
+                "amount": "10.50", "currency": "EUR", "due_date": "2026-09-01",
             })
-            .unwrap();
-        assert_eq!((removed.as_str(), why.as_str()), ("2026-11-23", "paid"));
-        let audited: i64 = s
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM audit WHERE action IN ('bureau.list', 'bureau.remove')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(audited, 2);
+        );
     }
 
     /// The whole chain: runs decide the final notice, the outbox delivers it (a letter
@@ -779,21 +693,22 @@ mod tests {
         let (url, log) = listing_stub();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("t.db")).unwrap();
+        let n1 = ItemInput {
+            source: "erp".into(),
+            external_id: "n1".into(),
+            company: "ACME_DE".into(),
+            customer: "N1".into(),
+            document_no: "INV-N1".into(),
+            document_date: chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap(),
+            due_date: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
+            original_amount: rust_decimal::Decimal::from(800),
+            open_amount: rust_decimal::Decimal::from(800),
+            currency: crate::money::Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        };
         s.ingest(&Batch {
-            items: vec![ItemInput {
-                source: "erp".into(),
-                external_id: "n1".into(),
-                company: "ACME_DE".into(),
-                customer: "N1".into(),
-                document_no: "INV-N1".into(),
-                document_date: chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap(),
-                due_date: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
-                original_amount: rust_decimal::Decimal::from(800),
-                open_amount: rust_decimal::Decimal::from(800),
-                currency: crate::money::Currency::parse("EUR").unwrap(),
-                hold: None,
-                original_document: None,
-            }],
+            items: vec![n1.clone()],
             ..Batch::default()
         })
         .unwrap();
@@ -833,5 +748,44 @@ mod tests {
         );
         sync(&mut s, "bureau", &c, day("2026-10-30")).unwrap();
         assert_eq!(*log.lock().unwrap(), vec!["POST INV-N1".to_string()]);
+        // Nothing new the next day: no second listing.
+        sync(&mut s, "bureau", &c, day("2026-10-31")).unwrap();
+        assert_eq!(log.lock().unwrap().len(), 1);
+        let listed = s.active_bureau_listings("bureau").unwrap();
+        assert_eq!(listed.len(), 1);
+        let item = listed[0].item_id;
+
+        // Paid: the listing is removed at the next sync.
+        s.ingest(&Batch {
+            items: vec![ItemInput {
+                open_amount: rust_decimal::Decimal::ZERO,
+                ..n1
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        sync(&mut s, "bureau", &c, day("2026-11-02")).unwrap();
+        assert_eq!(log.lock().unwrap().last().unwrap(), "DELETE L1");
+        assert!(s.active_bureau_listings("bureau").unwrap().is_empty());
+        let rec = s.item_bureau_listings(item).unwrap();
+        assert_eq!(rec.len(), 1);
+        assert_eq!(
+            (rec[0].removed_on, rec[0].reason.as_deref()),
+            (Some(day("2026-11-02")), Some("paid"))
+        );
+        let audited: Vec<(String, String)> = s
+            .audit_records(0, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action.starts_with("bureau.") && r.action != "bureau.scores")
+            .map(|r| (r.action, r.target))
+            .collect();
+        assert_eq!(
+            audited,
+            vec![
+                ("bureau.list".to_string(), "L1".to_string()),
+                ("bureau.remove".to_string(), "L1".to_string()),
+            ]
+        );
     }
 }
