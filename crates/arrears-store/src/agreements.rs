@@ -17,7 +17,7 @@ use arrears_core::domain::Role;
 use arrears_core::money::{Currency, Money, Rates};
 use arrears_engine::case::add_days;
 use arrears_finance::{
-    self as finance, InterestPolicy, ItemDebtInput, Payment, PlanInput, PlanKind,
+    self as finance, agreement, InterestPolicy, ItemDebtInput, Payment, PlanKind,
 };
 use arrears_rules::raw::AgreementsSection;
 use arrears_rules::templates::{self, Templates};
@@ -132,45 +132,8 @@ pub struct SettleStats {
     pub paid: u32,
 }
 
-fn finance_err(e: finance::FinanceError) -> StoreError {
+fn agreement_err(e: agreement::AgreementError) -> StoreError {
     StoreError::Invalid(e.to_string())
-}
-
-use arrears_core::money::round_minor as round;
-
-/// Which of `role`'s limits a proposal exceeds; empty = within them.
-fn exceeded(
-    terms: &AgreementsSection,
-    role: Role,
-    discount_percent: Decimal,
-    installments: u32,
-    debt_base: Decimal,
-) -> Vec<String> {
-    let Some(l) = terms.limits.get(&role) else {
-        return vec![format!(
-            "the {} role has no agreement limits",
-            role.as_str()
-        )];
-    };
-    let mut out = Vec::new();
-    if discount_percent > l.discount_percent {
-        out.push(format!(
-            "discount {discount_percent}% above {}%",
-            l.discount_percent
-        ));
-    }
-    if installments > l.installments {
-        out.push(format!(
-            "{installments} instalments above {}",
-            l.installments
-        ));
-    }
-    if let Some(max) = l.amount {
-        if debt_base > max {
-            out.push(format!("debt {debt_base} (base currency) above {max}"));
-        }
-    }
-    out
 }
 
 impl Store {
@@ -189,27 +152,15 @@ impl Store {
                 "case_ids: an agreement needs at least one case".into(),
             ));
         }
-        if p.installments == 0 || p.installments > t.max_installments {
-            return Err(StoreError::Invalid(format!(
-                "installments: 1 to {} (the policy's maximum), got {}",
-                t.max_installments, p.installments
-            )));
-        }
-        if p.discount_percent < Decimal::ZERO || p.discount_percent > Decimal::from(100) {
-            return Err(StoreError::Invalid(format!(
-                "discount_percent: 0 to 100, got {}",
-                p.discount_percent
-            )));
-        }
-        if p.first_due < p.on || p.first_due > add_days(p.on, t.first_due_within_days) {
-            return Err(StoreError::Invalid(format!(
-                "first_due {} must lie between {} and {} ({} days)",
-                p.first_due,
-                p.on,
-                add_days(p.on, t.first_due_within_days),
-                t.first_due_within_days
-            )));
-        }
+        let request = agreement::Request {
+            plan: p.plan,
+            installments: p.installments,
+            first_due: p.first_due,
+            discount_percent: p.discount_percent,
+            on: p.on,
+        };
+        let plan_terms = t.plan_terms();
+        agreement::check_request(&request, &plan_terms).map_err(agreement_err)?;
         let tx = self.write_tx()?;
         let mut customer: Option<(i64, String)> = None;
         let mut items: Vec<(i64, AgreementItem)> = Vec::new();
@@ -327,30 +278,18 @@ impl Store {
         let Some((customer_id, currency)) = customer else {
             unreachable!("at least one case was read")
         };
-        let total = principal + fine + interest + costs;
-        let discount = round(total * p.discount_percent / Decimal::from(100), &currency);
-        let debt = total - discount;
-        let rate = match p.plan {
-            PlanKind::NoInterest => Decimal::ZERO,
-            _ => t.monthly_rate,
-        };
-        let schedule = finance::schedule(
-            &PlanInput {
-                debt,
-                installments: p.installments,
-                kind: p.plan,
-                monthly_rate: rate,
-                first_due: p.first_due,
-            },
-            arrears_core::money::minor_digits_of(&currency),
+        let agreement::Priced {
+            discount,
+            debt,
+            monthly_rate: rate,
+            schedule,
+        } = agreement::price(
+            principal + fine + interest + costs,
+            &currency,
+            &request,
+            &plan_terms,
         )
-        .map_err(finance_err)?;
-        if let Some(small) = schedule.iter().find(|i| i.amount < t.min_installment) {
-            return Err(StoreError::Invalid(format!(
-                "instalment {} of {} {currency} is below the minimum {}; fewer instalments",
-                small.number, small.amount, t.min_installment
-            )));
-        }
+        .map_err(agreement_err)?;
         let cur = Currency::parse(&currency).map_err(|_| StoreError::Corrupt {
             column: "items.currency",
             value: currency.clone(),
@@ -359,7 +298,13 @@ impl Store {
             .rates
             .to_base(Money::new(debt, cur))
             .map_err(|e| StoreError::State(format!("cannot weigh the debt against limits: {e}")))?;
-        let over = exceeded(t, role, p.discount_percent, p.installments, debt_base);
+        let over = agreement::exceeded(
+            role,
+            t.limits_of(role).as_ref(),
+            p.discount_percent,
+            p.installments,
+            debt_base,
+        );
         let needs = (!over.is_empty()).then(|| over.join("; "));
         let detail = serde_json::json!({
             "items": items.iter().map(|(_, i)| i).collect::<Vec<_>>(),
@@ -487,9 +432,9 @@ impl Store {
             .rates
             .to_base(Money::new(a.debt, cur))
             .map_err(|e| StoreError::State(format!("cannot weigh the debt against limits: {e}")))?;
-        let over = exceeded(
-            terms.agreements,
+        let over = agreement::exceeded(
             role,
+            terms.agreements.limits_of(role).as_ref(),
             a.discount_percent,
             a.installments,
             debt_base,
@@ -607,8 +552,7 @@ impl Store {
                     "UPDATE agreements SET status = 'broken', ended_on = ?2, end_reason = ?3 WHERE id = ?1",
                     params![id, as_of.to_string(), reason],
                 )?;
-                // Instalments not due yet fall due now without their interest: it is
-                // the price of time the customer no longer gets.
+                // Instalments not due yet fall due now (agreement::due_at_once).
                 let ahead: Vec<(i64, String, String)> = tx
                     .prepare(
                         "SELECT i.id, i.open_amount, ai.interest FROM agreement_installments ai
@@ -622,7 +566,7 @@ impl Store {
                 for (item, open, unearned) in ahead {
                     let open = dec("items.open_amount", &open)?;
                     let unearned = dec("agreement_installments.interest", &unearned)?;
-                    let left = (open - unearned).max(Decimal::ZERO);
+                    let left = agreement::due_at_once(open, unearned);
                     let status = if left.is_zero() { "cleared" } else { "open" };
                     tx.execute(
                         "UPDATE items SET due_date = ?2, open_amount = ?3, status = ?4 WHERE id = ?1",
