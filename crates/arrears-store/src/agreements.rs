@@ -19,6 +19,7 @@ use arrears_engine::case::add_days;
 use arrears_finance::{
     self as finance, agreement, InterestPolicy, ItemDebtInput, Payment, PlanKind,
 };
+use arrears_rules::letters::{self, AgreementLetter};
 use arrears_rules::raw::AgreementsSection;
 use arrears_rules::templates::{self, Templates};
 
@@ -603,15 +604,7 @@ impl Store {
                     &format!("agreement {id} paid in full"),
                 )?;
                 if let Some(t) = templates {
-                    let a = agreement(&tx, id)?;
-                    let mut ctx = letter_context(&tx, customer_id, &a, as_of)?;
-                    ctx.receipt = Some(templates::Receipt {
-                        agreement_id: id.to_string(),
-                        paid_on: as_of,
-                        amount: a.schedule.iter().map(|s| s.amount).sum(),
-                        currency: a.currency.clone(),
-                    });
-                    store_document(&tx, t, "acquittance", customer_id, id, &ctx, as_of)?;
+                    write_letter(&tx, t, AgreementLetter::Acquittance, customer_id, id, as_of)?;
                 }
                 stats.paid += 1;
             }
@@ -747,76 +740,77 @@ fn activate(tx: &Connection, id: i64, on: NaiveDate, templates: Option<&Template
     )?;
     mark_dirty(tx, customer_id)?;
     if let Some(t) = templates {
-        let a = agreement(tx, id)?;
-        let ctx = letter_context(tx, customer_id, &a, on)?;
-        store_document(tx, t, "debt_recognition", customer_id, id, &ctx, on)?;
+        write_letter(tx, t, AgreementLetter::DebtRecognition, customer_id, id, on)?;
     }
     Ok(())
 }
 
-fn letter_context(
+/// Writes `letter` for agreement `id` and keeps it; the letter itself is
+/// `arrears_rules::letters`.
+fn write_letter(
     tx: &Connection,
+    t: &Templates,
+    letter: AgreementLetter,
     customer_id: i64,
-    a: &AgreementView,
+    id: i64,
     on: NaiveDate,
-) -> Result<templates::Context> {
-    let (code, name, company, country, language): (String, String, String, String, Option<String>) =
-        tx.query_row(
-            "SELECT code, name, company, country, language FROM customers WHERE id = ?1",
-            [customer_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-    let items = a
-        .items
-        .iter()
-        .map(|i| templates::Item {
-            document_no: i.document_no.clone(),
-            document_date: i.due_date,
-            due_date: i.due_date,
-            days_overdue: (a.as_of - i.due_date).num_days(),
-            currency: a.currency.clone(),
-            original_amount: i.open_amount,
-            open_amount: i.open_amount,
-            fee: i.fine + i.costs,
-            interest: i.interest,
-            total: i.open_amount + i.fine + i.costs + i.interest,
-        })
-        .collect::<Vec<_>>();
-    let total = templates::Total {
-        currency: a.currency.clone(),
-        open_amount: a.principal,
-        fees: a.fine + a.costs,
-        interest: a.interest,
-        total: a.principal + a.fine + a.costs + a.interest,
+) -> Result<()> {
+    let a = agreement(tx, id)?;
+    let to = tx.query_row(
+        "SELECT code, name, company, country, language FROM customers WHERE id = ?1",
+        [customer_id],
+        |r| {
+            Ok(letters::Addressee {
+                code: r.get(0)?,
+                name: r.get(1)?,
+                company: r.get(2)?,
+                country: r.get(3)?,
+                language: r.get(4)?,
+            })
+        },
+    )?;
+    let ctx = letters::agreement_context(letter, &to, &a.letter_facts(), on);
+    // A letter that cannot be written must not stop agreements (and the runs that
+    // settle them); it is logged and can be written again from the agreement.
+    let doc = match letters::render(t, letter, &ctx) {
+        Ok(doc) => doc,
+        Err(e) => {
+            tracing::error!(agreement = id, kind = letter.kind(), error = %e, "cannot write the letter");
+            return Ok(());
+        }
     };
-    Ok(templates::Context {
-        customer: templates::Customer {
-            code,
-            name,
-            company: company.clone(),
-            language: language.unwrap_or_else(|| arrears_rules::DEFAULT_LANGUAGE.into()),
-            country,
-            email: None,
-            phone: None,
-            address: None,
-        },
-        company: templates::Company {
-            name: company,
-            address: String::new(),
-            iban: None,
-            contact: String::new(),
-        },
-        level: None,
-        as_of: on,
-        deadline: None,
-        items,
-        totals: vec![total],
-        payment_link: String::new(),
-        agreement: Some(templates::Agreement {
-            id: a.id.to_string(),
-            debt: a.debt,
-            currency: a.currency.clone(),
-            installments: a
+    tx.execute(
+        "INSERT INTO documents(customer_id, agreement_id, kind, language, subject, text, html, created_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![customer_id, id, doc.kind, doc.language, doc.subject, doc.text, doc.html, on.to_string()],
+    )?;
+    Ok(())
+}
+
+impl AgreementView {
+    fn letter_facts(&self) -> letters::AgreementFacts {
+        letters::AgreementFacts {
+            id: self.id,
+            as_of: self.as_of,
+            currency: self.currency.clone(),
+            principal: self.principal,
+            fine: self.fine,
+            interest: self.interest,
+            costs: self.costs,
+            debt: self.debt,
+            items: self
+                .items
+                .iter()
+                .map(|i| letters::AgreementItemFacts {
+                    document_no: i.document_no.clone(),
+                    due_date: i.due_date,
+                    open_amount: i.open_amount,
+                    fine: i.fine,
+                    interest: i.interest,
+                    costs: i.costs,
+                })
+                .collect(),
+            schedule: self
                 .schedule
                 .iter()
                 .map(|s| templates::Installment {
@@ -827,40 +821,8 @@ fn letter_context(
                     amount: s.amount,
                 })
                 .collect(),
-            signed_on: Some(on),
-        }),
-        receipt: None,
-    })
-}
-
-fn store_document(
-    tx: &Connection,
-    t: &Templates,
-    kind: &str,
-    customer_id: i64,
-    agreement_id: i64,
-    ctx: &templates::Context,
-    on: NaiveDate,
-) -> Result<()> {
-    // A letter that cannot be written must not stop agreements (and the runs that
-    // settle them); it is logged and can be written again from the agreement.
-    let r = match t.render(kind, &ctx.customer.language, ctx) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(agreement = agreement_id, kind, error = %e, "cannot write the letter");
-            return Ok(());
         }
-    };
-    let language = t
-        .language_for(kind, &ctx.customer.language)
-        .unwrap_or(t.default_language())
-        .to_string();
-    tx.execute(
-        "INSERT INTO documents(customer_id, agreement_id, kind, language, subject, text, html, created_on)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![customer_id, agreement_id, kind, language, r.subject, r.text, r.html, on.to_string()],
-    )?;
-    Ok(())
+    }
 }
 
 fn agreement(c: &Connection, id: i64) -> Result<AgreementView> {
