@@ -6,5 +6,6 @@
 pub mod case;
 pub mod escalation;
 pub mod evaluate;
+pub mod promise;
 pub use arrears_rules::facts;
 pub mod worklist;

@@ -38,6 +38,8 @@
 //! remainder (never negative) falls on the last instalment. In every kind the last instalment
 //! takes the whole remaining balance, so the principal sums to the debt exactly.
 
+pub mod agreement;
+
 use std::fmt;
 
 use chrono::{Datelike, Days, Months, NaiveDate};

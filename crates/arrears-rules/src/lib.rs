@@ -9,6 +9,7 @@ pub mod compliance;
 pub mod condition;
 pub mod facts;
 pub mod guard;
+pub mod letters;
 pub mod raw;
 pub mod script;
 pub mod templates;

@@ -70,6 +70,32 @@ pub struct AgreementsSection {
     pub limits: BTreeMap<arrears_core::domain::Role, LimitSection>,
 }
 
+impl AgreementsSection {
+    /// The terms the pure agreement maths of `arrears_finance::agreement` works with.
+    pub fn plan_terms(&self) -> arrears_finance::agreement::PlanTerms {
+        arrears_finance::agreement::PlanTerms {
+            monthly_rate: self.monthly_rate,
+            max_installments: self.max_installments,
+            min_installment: self.min_installment,
+            first_due_within_days: self.first_due_within_days,
+        }
+    }
+
+    /// What `role` may grant without approval; `None` when the policy names no limits for it.
+    pub fn limits_of(
+        &self,
+        role: arrears_core::domain::Role,
+    ) -> Option<arrears_finance::agreement::Limits> {
+        self.limits
+            .get(&role)
+            .map(|l| arrears_finance::agreement::Limits {
+                discount_percent: l.discount_percent,
+                installments: l.installments,
+                amount: l.amount,
+            })
+    }
+}
+
 fn default_first_due_within() -> i64 {
     30
 }

@@ -9,6 +9,7 @@
 //! never a skipped entry.
 
 pub mod camt;
+pub mod matching;
 pub mod mt940;
 
 use chrono::NaiveDate;

@@ -17,8 +17,9 @@ use arrears_core::domain::Role;
 use arrears_core::money::{Currency, Money, Rates};
 use arrears_engine::case::add_days;
 use arrears_finance::{
-    self as finance, InterestPolicy, ItemDebtInput, Payment, PlanInput, PlanKind,
+    self as finance, agreement, InterestPolicy, ItemDebtInput, Payment, PlanKind,
 };
+use arrears_rules::letters::{self, AgreementLetter};
 use arrears_rules::raw::AgreementsSection;
 use arrears_rules::templates::{self, Templates};
 
@@ -132,45 +133,8 @@ pub struct SettleStats {
     pub paid: u32,
 }
 
-fn finance_err(e: finance::FinanceError) -> StoreError {
+fn agreement_err(e: agreement::AgreementError) -> StoreError {
     StoreError::Invalid(e.to_string())
-}
-
-use arrears_core::money::round_minor as round;
-
-/// Which of `role`'s limits a proposal exceeds; empty = within them.
-fn exceeded(
-    terms: &AgreementsSection,
-    role: Role,
-    discount_percent: Decimal,
-    installments: u32,
-    debt_base: Decimal,
-) -> Vec<String> {
-    let Some(l) = terms.limits.get(&role) else {
-        return vec![format!(
-            "the {} role has no agreement limits",
-            role.as_str()
-        )];
-    };
-    let mut out = Vec::new();
-    if discount_percent > l.discount_percent {
-        out.push(format!(
-            "discount {discount_percent}% above {}%",
-            l.discount_percent
-        ));
-    }
-    if installments > l.installments {
-        out.push(format!(
-            "{installments} instalments above {}",
-            l.installments
-        ));
-    }
-    if let Some(max) = l.amount {
-        if debt_base > max {
-            out.push(format!("debt {debt_base} (base currency) above {max}"));
-        }
-    }
-    out
 }
 
 impl Store {
@@ -189,27 +153,15 @@ impl Store {
                 "case_ids: an agreement needs at least one case".into(),
             ));
         }
-        if p.installments == 0 || p.installments > t.max_installments {
-            return Err(StoreError::Invalid(format!(
-                "installments: 1 to {} (the policy's maximum), got {}",
-                t.max_installments, p.installments
-            )));
-        }
-        if p.discount_percent < Decimal::ZERO || p.discount_percent > Decimal::from(100) {
-            return Err(StoreError::Invalid(format!(
-                "discount_percent: 0 to 100, got {}",
-                p.discount_percent
-            )));
-        }
-        if p.first_due < p.on || p.first_due > add_days(p.on, t.first_due_within_days) {
-            return Err(StoreError::Invalid(format!(
-                "first_due {} must lie between {} and {} ({} days)",
-                p.first_due,
-                p.on,
-                add_days(p.on, t.first_due_within_days),
-                t.first_due_within_days
-            )));
-        }
+        let request = agreement::Request {
+            plan: p.plan,
+            installments: p.installments,
+            first_due: p.first_due,
+            discount_percent: p.discount_percent,
+            on: p.on,
+        };
+        let plan_terms = t.plan_terms();
+        agreement::check_request(&request, &plan_terms).map_err(agreement_err)?;
         let tx = self.write_tx()?;
         let mut customer: Option<(i64, String)> = None;
         let mut items: Vec<(i64, AgreementItem)> = Vec::new();
@@ -327,30 +279,18 @@ impl Store {
         let Some((customer_id, currency)) = customer else {
             unreachable!("at least one case was read")
         };
-        let total = principal + fine + interest + costs;
-        let discount = round(total * p.discount_percent / Decimal::from(100), &currency);
-        let debt = total - discount;
-        let rate = match p.plan {
-            PlanKind::NoInterest => Decimal::ZERO,
-            _ => t.monthly_rate,
-        };
-        let schedule = finance::schedule(
-            &PlanInput {
-                debt,
-                installments: p.installments,
-                kind: p.plan,
-                monthly_rate: rate,
-                first_due: p.first_due,
-            },
-            arrears_core::money::minor_digits_of(&currency),
+        let agreement::Priced {
+            discount,
+            debt,
+            monthly_rate: rate,
+            schedule,
+        } = agreement::price(
+            principal + fine + interest + costs,
+            &currency,
+            &request,
+            &plan_terms,
         )
-        .map_err(finance_err)?;
-        if let Some(small) = schedule.iter().find(|i| i.amount < t.min_installment) {
-            return Err(StoreError::Invalid(format!(
-                "instalment {} of {} {currency} is below the minimum {}; fewer instalments",
-                small.number, small.amount, t.min_installment
-            )));
-        }
+        .map_err(agreement_err)?;
         let cur = Currency::parse(&currency).map_err(|_| StoreError::Corrupt {
             column: "items.currency",
             value: currency.clone(),
@@ -359,7 +299,13 @@ impl Store {
             .rates
             .to_base(Money::new(debt, cur))
             .map_err(|e| StoreError::State(format!("cannot weigh the debt against limits: {e}")))?;
-        let over = exceeded(t, role, p.discount_percent, p.installments, debt_base);
+        let over = agreement::exceeded(
+            role,
+            t.limits_of(role).as_ref(),
+            p.discount_percent,
+            p.installments,
+            debt_base,
+        );
         let needs = (!over.is_empty()).then(|| over.join("; "));
         let detail = serde_json::json!({
             "items": items.iter().map(|(_, i)| i).collect::<Vec<_>>(),
@@ -487,9 +433,9 @@ impl Store {
             .rates
             .to_base(Money::new(a.debt, cur))
             .map_err(|e| StoreError::State(format!("cannot weigh the debt against limits: {e}")))?;
-        let over = exceeded(
-            terms.agreements,
+        let over = agreement::exceeded(
             role,
+            terms.agreements.limits_of(role).as_ref(),
             a.discount_percent,
             a.installments,
             debt_base,
@@ -607,8 +553,7 @@ impl Store {
                     "UPDATE agreements SET status = 'broken', ended_on = ?2, end_reason = ?3 WHERE id = ?1",
                     params![id, as_of.to_string(), reason],
                 )?;
-                // Instalments not due yet fall due now without their interest: it is
-                // the price of time the customer no longer gets.
+                // Instalments not due yet fall due now (agreement::due_at_once).
                 let ahead: Vec<(i64, String, String)> = tx
                     .prepare(
                         "SELECT i.id, i.open_amount, ai.interest FROM agreement_installments ai
@@ -622,7 +567,7 @@ impl Store {
                 for (item, open, unearned) in ahead {
                     let open = dec("items.open_amount", &open)?;
                     let unearned = dec("agreement_installments.interest", &unearned)?;
-                    let left = (open - unearned).max(Decimal::ZERO);
+                    let left = agreement::due_at_once(open, unearned);
                     let status = if left.is_zero() { "cleared" } else { "open" };
                     tx.execute(
                         "UPDATE items SET due_date = ?2, open_amount = ?3, status = ?4 WHERE id = ?1",
@@ -659,15 +604,7 @@ impl Store {
                     &format!("agreement {id} paid in full"),
                 )?;
                 if let Some(t) = templates {
-                    let a = agreement(&tx, id)?;
-                    let mut ctx = letter_context(&tx, customer_id, &a, as_of)?;
-                    ctx.receipt = Some(templates::Receipt {
-                        agreement_id: id.to_string(),
-                        paid_on: as_of,
-                        amount: a.schedule.iter().map(|s| s.amount).sum(),
-                        currency: a.currency.clone(),
-                    });
-                    store_document(&tx, t, "acquittance", customer_id, id, &ctx, as_of)?;
+                    write_letter(&tx, t, AgreementLetter::Acquittance, customer_id, id, as_of)?;
                 }
                 stats.paid += 1;
             }
@@ -803,76 +740,77 @@ fn activate(tx: &Connection, id: i64, on: NaiveDate, templates: Option<&Template
     )?;
     mark_dirty(tx, customer_id)?;
     if let Some(t) = templates {
-        let a = agreement(tx, id)?;
-        let ctx = letter_context(tx, customer_id, &a, on)?;
-        store_document(tx, t, "debt_recognition", customer_id, id, &ctx, on)?;
+        write_letter(tx, t, AgreementLetter::DebtRecognition, customer_id, id, on)?;
     }
     Ok(())
 }
 
-fn letter_context(
+/// Writes `letter` for agreement `id` and keeps it; the letter itself is
+/// `arrears_rules::letters`.
+fn write_letter(
     tx: &Connection,
+    t: &Templates,
+    letter: AgreementLetter,
     customer_id: i64,
-    a: &AgreementView,
+    id: i64,
     on: NaiveDate,
-) -> Result<templates::Context> {
-    let (code, name, company, country, language): (String, String, String, String, Option<String>) =
-        tx.query_row(
-            "SELECT code, name, company, country, language FROM customers WHERE id = ?1",
-            [customer_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-    let items = a
-        .items
-        .iter()
-        .map(|i| templates::Item {
-            document_no: i.document_no.clone(),
-            document_date: i.due_date,
-            due_date: i.due_date,
-            days_overdue: (a.as_of - i.due_date).num_days(),
-            currency: a.currency.clone(),
-            original_amount: i.open_amount,
-            open_amount: i.open_amount,
-            fee: i.fine + i.costs,
-            interest: i.interest,
-            total: i.open_amount + i.fine + i.costs + i.interest,
-        })
-        .collect::<Vec<_>>();
-    let total = templates::Total {
-        currency: a.currency.clone(),
-        open_amount: a.principal,
-        fees: a.fine + a.costs,
-        interest: a.interest,
-        total: a.principal + a.fine + a.costs + a.interest,
+) -> Result<()> {
+    let a = agreement(tx, id)?;
+    let to = tx.query_row(
+        "SELECT code, name, company, country, language FROM customers WHERE id = ?1",
+        [customer_id],
+        |r| {
+            Ok(letters::Addressee {
+                code: r.get(0)?,
+                name: r.get(1)?,
+                company: r.get(2)?,
+                country: r.get(3)?,
+                language: r.get(4)?,
+            })
+        },
+    )?;
+    let ctx = letters::agreement_context(letter, &to, &a.letter_facts(), on);
+    // A letter that cannot be written must not stop agreements (and the runs that
+    // settle them); it is logged and can be written again from the agreement.
+    let doc = match letters::render(t, letter, &ctx) {
+        Ok(doc) => doc,
+        Err(e) => {
+            tracing::error!(agreement = id, kind = letter.kind(), error = %e, "cannot write the letter");
+            return Ok(());
+        }
     };
-    Ok(templates::Context {
-        customer: templates::Customer {
-            code,
-            name,
-            company: company.clone(),
-            language: language.unwrap_or_else(|| arrears_rules::DEFAULT_LANGUAGE.into()),
-            country,
-            email: None,
-            phone: None,
-            address: None,
-        },
-        company: templates::Company {
-            name: company,
-            address: String::new(),
-            iban: None,
-            contact: String::new(),
-        },
-        level: None,
-        as_of: on,
-        deadline: None,
-        items,
-        totals: vec![total],
-        payment_link: String::new(),
-        agreement: Some(templates::Agreement {
-            id: a.id.to_string(),
-            debt: a.debt,
-            currency: a.currency.clone(),
-            installments: a
+    tx.execute(
+        "INSERT INTO documents(customer_id, agreement_id, kind, language, subject, text, html, created_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![customer_id, id, doc.kind, doc.language, doc.subject, doc.text, doc.html, on.to_string()],
+    )?;
+    Ok(())
+}
+
+impl AgreementView {
+    fn letter_facts(&self) -> letters::AgreementFacts {
+        letters::AgreementFacts {
+            id: self.id,
+            as_of: self.as_of,
+            currency: self.currency.clone(),
+            principal: self.principal,
+            fine: self.fine,
+            interest: self.interest,
+            costs: self.costs,
+            debt: self.debt,
+            items: self
+                .items
+                .iter()
+                .map(|i| letters::AgreementItemFacts {
+                    document_no: i.document_no.clone(),
+                    due_date: i.due_date,
+                    open_amount: i.open_amount,
+                    fine: i.fine,
+                    interest: i.interest,
+                    costs: i.costs,
+                })
+                .collect(),
+            schedule: self
                 .schedule
                 .iter()
                 .map(|s| templates::Installment {
@@ -883,40 +821,8 @@ fn letter_context(
                     amount: s.amount,
                 })
                 .collect(),
-            signed_on: Some(on),
-        }),
-        receipt: None,
-    })
-}
-
-fn store_document(
-    tx: &Connection,
-    t: &Templates,
-    kind: &str,
-    customer_id: i64,
-    agreement_id: i64,
-    ctx: &templates::Context,
-    on: NaiveDate,
-) -> Result<()> {
-    // A letter that cannot be written must not stop agreements (and the runs that
-    // settle them); it is logged and can be written again from the agreement.
-    let r = match t.render(kind, &ctx.customer.language, ctx) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(agreement = agreement_id, kind, error = %e, "cannot write the letter");
-            return Ok(());
         }
-    };
-    let language = t
-        .language_for(kind, &ctx.customer.language)
-        .unwrap_or(t.default_language())
-        .to_string();
-    tx.execute(
-        "INSERT INTO documents(customer_id, agreement_id, kind, language, subject, text, html, created_on)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![customer_id, agreement_id, kind, language, r.subject, r.text, r.html, on.to_string()],
-    )?;
-    Ok(())
+    }
 }
 
 fn agreement(c: &Connection, id: i64) -> Result<AgreementView> {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{date, dec, Result, Store, StoreError};
 use arrears_core::domain::{Priority, PromiseStatus};
 use arrears_engine::case::add_days;
+use arrears_engine::promise;
 
 /// At most this many payments and contacts are shown in a customer view (newest first).
 pub const VIEW_LIMIT: usize = 200;
@@ -748,18 +749,11 @@ impl Store {
     }
 
     /// Judges every open promise whose date plus `tolerance_days` lies before `as_of`
-    /// (SAP semantics): the customer's payments in the promise's currency with a value
-    /// date from the day the promise was made through promise date + tolerance count;
-    /// at least the amount → kept, something → partially kept, nothing → broken.
-    /// Judged promises are never judged again.
+    /// by `arrears_engine::promise::judge`, and records the verdicts and the payments
+    /// they took. Judged promises are never judged again.
     pub fn judge_promises(&mut self, as_of: NaiveDate, tolerance_days: i64) -> Result<JudgeStats> {
-        if tolerance_days < 0 {
-            return Err(StoreError::Invalid(format!(
-                "tolerance_days must not be negative, got {tolerance_days}"
-            )));
-        }
-        // as_of > promised_on + tolerance  ⇔  promised_on < as_of − tolerance
-        let cutoff = add_days(as_of, -tolerance_days);
+        let tolerance = promise::Tolerance::days(tolerance_days)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let tx = self.write_tx()?;
         type Due = (i64, i64, Option<i64>, String, String, String, String);
         let due: Vec<Due> = tx
@@ -767,7 +761,7 @@ impl Store {
                 "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
                  WHERE status = 'open' AND promised_on < ?1 ORDER BY promised_on, id",
             )?
-            .query_map([cutoff.to_string()], |r| {
+            .query_map([tolerance.cutoff(as_of).to_string()], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -794,56 +788,52 @@ impl Store {
                 "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
             )?;
             for (id, customer_id, case_id, amount, currency, promised_on, created_on) in due {
-                let amount = dec("promises.amount", &amount)?;
-                let promised_on = date("promised_on", &promised_on)?;
-                let created_on = date("promises.created_on", &created_on)?;
-                let deadline = add_days(promised_on, tolerance_days);
-                if as_of <= deadline {
-                    continue;
-                }
-                let mut paid = Decimal::ZERO;
-                let mut paid_on: Option<NaiveDate> = None;
+                let p = promise::Promise {
+                    amount: dec("promises.amount", &amount)?,
+                    promised_on: date("promised_on", &promised_on)?,
+                    created_on: date("promises.created_on", &created_on)?,
+                };
+                let (from, to) = p.window(tolerance);
+                // Loaded per promise, after the earlier ones recorded what they took.
+                let mut payments = Vec::new();
                 let mut rows = pay.query(params![
                     customer_id,
                     currency,
-                    created_on.to_string(),
-                    deadline.to_string()
+                    from.to_string(),
+                    to.to_string()
                 ])?;
                 while let Some(r) = rows.next()? {
-                    if paid >= amount {
-                        break;
-                    }
-                    // What earlier promises took of this payment is not there any more.
                     let payment: i64 = r.get(2)?;
                     let mut left = dec("payments.amount", &r.get::<_, String>(0)?)?;
                     for u in used.query_map([payment], |r| r.get::<_, String>(0))? {
                         left -= dec("promise_payments.amount", &u?)?;
                     }
-                    if left <= Decimal::ZERO {
-                        continue;
-                    }
-                    let take = left.min(amount - paid);
-                    alloc.execute(params![id, payment, take.to_string()])?;
-                    paid += take;
-                    paid_on = Some(date("payments.value_date", &r.get::<_, String>(1)?)?);
+                    payments.push(promise::Payment {
+                        id: payment,
+                        value_date: date("payments.value_date", &r.get::<_, String>(1)?)?,
+                        left,
+                    });
                 }
-                let status = if paid >= amount {
-                    stats.kept += 1;
-                    PromiseStatus::Kept
-                } else if paid > Decimal::ZERO {
-                    stats.partial += 1;
-                    PromiseStatus::PartiallyKept
-                } else {
-                    stats.broken += 1;
-                    PromiseStatus::Broken
+                drop(rows);
+                let Some(v) = promise::judge(&p, &payments, as_of, tolerance) else {
+                    continue;
                 };
+                for (payment, take) in &v.taken {
+                    alloc.execute(params![id, payment, take.to_string()])?;
+                }
+                match v.status {
+                    PromiseStatus::Kept => stats.kept += 1,
+                    PromiseStatus::PartiallyKept => stats.partial += 1,
+                    PromiseStatus::Broken => stats.broken += 1,
+                    PromiseStatus::Open => {}
+                }
                 stats.judged += 1;
                 upd.execute(params![
                     id,
-                    status.as_str(),
+                    v.status.as_str(),
                     as_of.to_string(),
-                    paid.to_string(),
-                    paid_on.map(|d| d.to_string())
+                    v.paid.to_string(),
+                    v.paid_on.map(|d| d.to_string())
                 ])?;
                 if let Some(case_id) = case_id {
                     case_event(
@@ -853,8 +843,11 @@ impl Store {
                         "promise_judged",
                         "system",
                         &format!(
-                            "{}: paid {paid} of {amount} {currency} promised by {promised_on} ({created_on} to {deadline})",
-                            status.as_str()
+                            "{}: paid {} of {} {currency} promised by {} ({from} to {to})",
+                            v.status.as_str(),
+                            v.paid,
+                            p.amount,
+                            p.promised_on
                         ),
                     )?;
                 }
