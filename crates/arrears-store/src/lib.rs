@@ -10,6 +10,7 @@ mod cases;
 mod connector_state;
 mod customer;
 mod ingest;
+mod kpi_scan;
 mod outbox;
 mod run_io;
 mod statements;
@@ -38,6 +39,7 @@ pub use customer::{
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use ingest::IngestStats;
+pub use kpi_scan::{Completions, CurrencyFigures, KpiFigures, KpiScan, WorklistLoad};
 pub use outbox::{
     ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
 };

@@ -1,0 +1,1019 @@
+//! The one read pass behind the finance KPIs: raw sums and counts per (company,
+//! currency) and per collector, all read in one snapshot. The KPIs themselves (DSO,
+//! CEI, ratios, rounding) are computed from these figures by `arrears-kpi`, which also
+//! owns the definitions this pass is parameterised with ([`KpiScan`]); `docs/KPIS.md`
+//! writes them out for finance readers.
+//!
+//! Money is summed exactly in Rust over streamed rows (amounts are TEXT in the store;
+//! SQLite's `SUM` would go through floating point): integer mantissas, turned into
+//! `Decimal` once per total. SQL does the filtering, the joins and the integer counts,
+//! which are exact.
+//!
+//! Cost: one sequential pass over each of items, cases, customers, linked payments dated
+//! up to the CEI start, promises, worklist and the `completed` case events; only the
+//! payments are sorted. O(rows) time; memory O(customers + one byte per item id per
+//! part + linked payments + companies × currencies × months of history). The item and
+//! case scans dominate (SQLite decoding the rows, more than the arithmetic), so from
+//! 100,000 items on they are split by id range over one read-only connection per core
+//! (at most 4) and the partial totals merged; the result is the same as in one pass.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrears_core::domain::{Priority, PromiseStatus};
+use chrono::{Datelike, NaiveDate};
+use rusqlite::{Connection, OpenFlags};
+use rust_decimal::Decimal;
+
+use crate::{date, dec, Result, Store, StoreError};
+
+/// What a KPI pass adds up, and how. The day counts are the KPI definitions' (see
+/// `arrears-kpi`); the store only applies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiScan {
+    pub as_of: NaiveDate,
+    /// Credit sales dated `as_of − (n − 1) ..= as_of` count in
+    /// [`CurrencyFigures::sales_in_dso_window`].
+    pub dso_window_days: i64,
+    /// The CEI period ends on `as_of` and starts `n` days before it.
+    pub cei_window_days: i64,
+    /// Length of the periods of [`CurrencyFigures::sales_by_period`].
+    pub period_days: i64,
+    /// Open amounts due and open promises falling due in `as_of ..= as_of + (n − 1)`
+    /// count in [`CurrencyFigures::due_soon`] / [`CurrencyFigures::promised_soon`].
+    pub soon_days: i64,
+    /// Inclusive upper bounds, in days past due, of the first five aging buckets
+    /// (ascending); the sixth holds the rest.
+    pub aging_bounds: [i64; 5],
+    /// How many ways to split the item and case scans; `None` picks by size and cores.
+    pub parts: Option<usize>,
+}
+
+/// The raw figures of one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiFigures {
+    /// One row per (company, currency) with anything to count, ordered by company
+    /// then currency.
+    pub rows: Vec<CurrencyFigures>,
+    /// The worklist per collector (`None`: entries nobody is assigned to), by name.
+    pub worklist: Vec<WorklistLoad>,
+    /// The completed activities per actor, by name.
+    pub completions: Vec<Completions>,
+    /// How many ways the item and case scans were split (each on its own connection).
+    pub parts: usize,
+}
+
+/// Raw sums of one (company, currency).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CurrencyFigures {
+    pub company: String,
+    pub currency: String,
+    /// Open amount of the open items dated on or before `as_of`.
+    pub receivables: Decimal,
+    /// The part of `receivables` at least one day past due.
+    pub overdue: Decimal,
+    /// `receivables` by days past due, split at [`KpiScan::aging_bounds`].
+    pub aging: [Decimal; 6],
+    /// Credit sales (original amounts, replacements of another document left out) per
+    /// period: index k covers document dates `(as_of − p(k+1), as_of − pk]`; as long as
+    /// the oldest document needs.
+    pub sales_by_period: Vec<Decimal>,
+    pub sales_in_dso_window: Decimal,
+    pub sales_in_cei_window: Decimal,
+    /// Reconstructed open amount on the CEI start of the items dated before it: the
+    /// original amount less linked payments valued by then, unless a case of the item
+    /// was closed by then (and none open on it); overpaid items count nothing.
+    pub beginning_receivables: Decimal,
+    /// Open amount of the items due within the soon window.
+    pub due_soon: Decimal,
+    /// Open promises falling due within the soon window, capped per item at its open
+    /// amount; promises on items already counted in `due_soon` or no longer open are
+    /// left out.
+    pub promised_soon: Decimal,
+    /// Open cases of the items of this row: high, medium, low.
+    pub open_cases: [i64; 3],
+    /// Promises made on or before `as_of`, by judgement.
+    pub promises_kept: i64,
+    pub promises_partial: i64,
+    pub promises_broken: i64,
+}
+
+/// One collector's worklist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorklistLoad {
+    pub collector: Option<String>,
+    pub entries: i64,
+    /// Sum of the entries' amounts (the rules' base currency).
+    pub amount: Decimal,
+}
+
+/// Activities one actor completed on or before `as_of` (all time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completions {
+    pub actor: String,
+    pub completed: i64,
+    /// Of those, the completions that recorded a promise to pay.
+    pub promises_taken: i64,
+}
+
+/// Day number of the ISO date in column `i`: a fast path for `YYYY-MM-DD` (millions of
+/// rows), the store's own parser (and its error) for anything else.
+fn day(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<i64, StoreError> {
+    let b = bytes(r, i)?;
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0u32, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        if let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) {
+            if let Some(x) = NaiveDate::from_ymd_opt(y as i32, m, d) {
+                return Ok(i64::from(x.num_days_from_ce()));
+            }
+        }
+    }
+    Ok(i64::from(date(column, txt(r, i)?)?.num_days_from_ce()))
+}
+
+/// The exact decimal amount in column `i`: a fast path for plain `[-]digits[.digits]` of
+/// up to 18 digits (what the store writes), the store's own parser for anything else.
+/// Both give the same value and scale.
+fn amount(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<Decimal, StoreError> {
+    let b = bytes(r, i)?;
+    let (negative, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    let mut mantissa: i64 = 0;
+    let mut count = 0u32;
+    let mut scale: Option<u32> = None;
+    let mut plain = !digits.is_empty() && digits.len() <= 19;
+    for (k, &c) in digits.iter().enumerate() {
+        if !plain {
+            break;
+        }
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + i64::from(c - b'0');
+                count += 1;
+                if let Some(s) = scale.as_mut() {
+                    *s += 1;
+                }
+            }
+            b'.' if scale.is_none() && k > 0 && k + 1 < digits.len() => scale = Some(0),
+            _ => plain = false,
+        }
+        plain &= count <= 18;
+    }
+    let d = if plain {
+        let m = if negative { -mantissa } else { mantissa };
+        Decimal::new(m, scale.unwrap_or(0))
+    } else {
+        dec(column, txt(r, i)?)?
+    };
+    // Amounts beyond the bound (stored before there was one) could overflow the sums:
+    // named as corrupt instead of stopping the KPI task with a panic.
+    arrears_core::money::check_bound(d).map_err(|_| StoreError::Corrupt {
+        column,
+        value: d.to_string(),
+    })
+}
+
+fn day_of(d: NaiveDate) -> i64 {
+    i64::from(d.num_days_from_ce())
+}
+
+/// Borrows a TEXT column without allocating.
+fn txt<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a str> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// Borrows a TEXT column's bytes (no UTF-8 check: the callers compare or parse ASCII).
+fn bytes<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a [u8]> {
+    r.get_ref(i)?.as_bytes().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn priority_index(p: Priority) -> usize {
+    match p {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// An exact running total for millions of additions: an integer mantissa at one scale,
+/// several times cheaper than `Decimal` addition. Whenever the cheap path does not apply
+/// (a larger scale comes in, or the mantissa would leave `Decimal`'s 96 bits) it adds
+/// with `Decimal` itself, so the result is always what summing `Decimal`s gives.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Sum {
+    const MAX_MANTISSA: u128 = (1 << 96) - 1;
+
+    fn add(&mut self, d: Decimal) {
+        let (m, s) = (d.mantissa(), d.scale());
+        let aligned = if s == self.scale {
+            Some(m)
+        } else if s < self.scale {
+            10i128
+                .checked_pow(self.scale - s)
+                .and_then(|p| m.checked_mul(p))
+        } else {
+            None
+        };
+        match aligned
+            .and_then(|x| self.mantissa.checked_add(x))
+            .filter(|x| x.unsigned_abs() <= Self::MAX_MANTISSA)
+        {
+            Some(x) => self.mantissa = x,
+            None => {
+                let total = self.value() + d;
+                self.mantissa = total.mantissa();
+                self.scale = total.scale();
+            }
+        }
+    }
+
+    fn value(self) -> Decimal {
+        Decimal::from_i128_with_scale(self.mantissa, self.scale)
+    }
+
+    fn merge(&mut self, other: Sum) {
+        self.add(other.value());
+    }
+}
+
+/// Running totals of one (company, currency).
+#[derive(Default)]
+struct Acc {
+    receivables: Sum,
+    overdue: Sum,
+    aging: [Sum; 6],
+    /// Credit sales per count-back period: index k covers document dates
+    /// `(as_of − 30(k+1), as_of − 30k]`.
+    periods: Vec<Sum>,
+    sales_dso: Sum,
+    sales_cei: Sum,
+    beginning: Sum,
+    due_7d: Sum,
+    promised_7d: Decimal,
+    open_cases: [i64; 3],
+    kept: i64,
+    partial: i64,
+    broken: i64,
+}
+
+impl Acc {
+    fn merge(&mut self, o: &Acc) {
+        self.receivables.merge(o.receivables);
+        self.overdue.merge(o.overdue);
+        for (a, b) in self.aging.iter_mut().zip(o.aging) {
+            a.merge(b);
+        }
+        if self.periods.len() < o.periods.len() {
+            self.periods.resize(o.periods.len(), Sum::default());
+        }
+        for (a, b) in self.periods.iter_mut().zip(&o.periods) {
+            a.merge(*b);
+        }
+        self.sales_dso.merge(o.sales_dso);
+        self.sales_cei.merge(o.sales_cei);
+        self.beginning.merge(o.beginning);
+        self.due_7d.merge(o.due_7d);
+        self.promised_7d += o.promised_7d;
+        for (a, b) in self.open_cases.iter_mut().zip(o.open_cases) {
+            *a += b;
+        }
+        self.kept += o.kept;
+        self.partial += o.partial;
+        self.broken += o.broken;
+    }
+}
+
+/// Companies interned to small numbers, and each customer's company.
+#[derive(Default)]
+struct Companies {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    of_customer: HashMap<i64, u32>,
+}
+
+impl Companies {
+    fn load(conn: &Connection) -> Result<Companies, StoreError> {
+        let mut out = Companies::default();
+        let mut st = conn.prepare("SELECT id, company FROM customers")?;
+        let mut rows = st.query([])?;
+        let mut last: Option<u32> = None;
+        while let Some(r) = rows.next()? {
+            let name = bytes(r, 1)?;
+            let id = match last {
+                Some(i) if out.names[i as usize].as_bytes() == name => i,
+                _ => {
+                    let name = txt(r, 1)?;
+                    match out.ids.get(name) {
+                        Some(&i) => i,
+                        None => {
+                            let i = out.names.len() as u32;
+                            out.names.push(name.to_string());
+                            out.ids.insert(name.to_string(), i);
+                            i
+                        }
+                    }
+                }
+            };
+            last = Some(id);
+            out.of_customer.insert(r.get(0)?, id);
+        }
+        Ok(out)
+    }
+
+    fn of(&self, column: &'static str, customer: i64) -> Result<u32, StoreError> {
+        self.of_customer
+            .get(&customer)
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt {
+                column,
+                value: customer.to_string(),
+            })
+    }
+}
+
+/// Totals per (company, currency); currencies interned to small numbers.
+#[derive(Default)]
+struct Totals {
+    currencies: Vec<String>,
+    index: HashMap<(u32, u32), usize>,
+    rows: Vec<((u32, u32), Acc)>,
+}
+
+impl Totals {
+    fn currency(&mut self, code: &str) -> u32 {
+        match self.currencies.iter().position(|c| c == code) {
+            Some(i) => i as u32,
+            None => {
+                self.currencies.push(code.to_string());
+                (self.currencies.len() - 1) as u32
+            }
+        }
+    }
+
+    fn slot(&mut self, company: u32, currency: u32) -> usize {
+        let key = (company, currency);
+        *self.index.entry(key).or_insert_with(|| {
+            self.rows.push((key, Acc::default()));
+            self.rows.len() - 1
+        })
+    }
+
+    fn acc(&mut self, company: u32, currency: &str) -> &mut Acc {
+        let cur = self.currency(currency);
+        let i = self.slot(company, cur);
+        &mut self.rows[i].1
+    }
+
+    fn merge(&mut self, other: Totals) {
+        for ((company, cur), acc) in other.rows {
+            let cur = self.currency(&other.currencies[cur as usize]);
+            let slot = self.slot(company, cur);
+            self.rows[slot].1.merge(&acc);
+        }
+    }
+}
+
+/// Per item: a case of it was closed on or before the CEI start.
+const CLOSED_BY_START: u8 = 1;
+/// Per item: a case of it was open on the CEI start (opened by then, closed after or not yet).
+const OPEN_AT_START: u8 = 2;
+/// Per item: bits 2–3 hold the priority of its open case (1 low, 2 medium, 3 high).
+const PRIORITY_SHIFT: u8 = 2;
+
+/// A byte of case facts per item id: a vector indexed by id (item ids are SQLite rowids,
+/// dense in practice), a map if the ids are too sparse for that.
+enum ItemFlags {
+    Dense(Vec<u8>),
+    Sparse(HashMap<i64, u8>),
+}
+
+impl ItemFlags {
+    fn new(ids: &IdRange) -> ItemFlags {
+        if ids.lo >= 0 && ids.hi <= 8 * ids.count + 1_000_000 {
+            ItemFlags::Dense(vec![0; ids.hi as usize])
+        } else {
+            ItemFlags::Sparse(HashMap::new())
+        }
+    }
+
+    fn set(&mut self, id: i64, bits: u8) {
+        match self {
+            ItemFlags::Dense(v) => {
+                if let Some(x) = usize::try_from(id).ok().and_then(|i| v.get_mut(i)) {
+                    *x |= bits;
+                }
+            }
+            ItemFlags::Sparse(m) => *m.entry(id).or_default() |= bits,
+        }
+    }
+
+    fn get(&self, id: i64) -> u8 {
+        match self {
+            ItemFlags::Dense(v) => usize::try_from(id)
+                .ok()
+                .and_then(|i| v.get(i))
+                .copied()
+                .unwrap_or(0),
+            ItemFlags::Sparse(m) => m.get(&id).copied().unwrap_or(0),
+        }
+    }
+
+    fn merge(&mut self, other: ItemFlags) {
+        match (self, other) {
+            (ItemFlags::Dense(a), ItemFlags::Dense(b)) => {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x |= y;
+                }
+            }
+            (this, ItemFlags::Sparse(b)) => {
+                for (id, bits) in b {
+                    this.set(id, bits);
+                }
+            }
+            (this, ItemFlags::Dense(b)) => {
+                for (id, bits) in b.into_iter().enumerate().filter(|x| x.1 != 0) {
+                    this.set(id as i64, bits);
+                }
+            }
+        }
+    }
+}
+
+/// The ids of a table, `lo..hi`, and how many rows there are.
+#[derive(Debug, Clone, Copy)]
+struct IdRange {
+    lo: i64,
+    hi: i64,
+    count: i64,
+}
+
+impl IdRange {
+    fn of(conn: &Connection, table: &str) -> Result<IdRange, StoreError> {
+        // Three statements: each uses SQLite's shortcut, together they would scan.
+        let one = |sql: String| -> Result<Option<i64>, StoreError> {
+            Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+        };
+        let lo = one(format!("SELECT MIN(id) FROM {table}"))?.unwrap_or(0);
+        let hi = one(format!("SELECT MAX(id) FROM {table}"))?.map_or(lo, |m| m.saturating_add(1));
+        let count = one(format!("SELECT COUNT(*) FROM {table}"))?.unwrap_or(0);
+        Ok(IdRange { lo, hi, count })
+    }
+
+    /// `n` consecutive parts of about equal length.
+    fn split(&self, n: usize) -> Vec<(i64, i64)> {
+        let (lo, len, n) = (
+            i128::from(self.lo),
+            i128::from(self.hi) - i128::from(self.lo),
+            n.max(1) as i128,
+        );
+        (0..n)
+            .map(|k| ((lo + len * k / n) as i64, (lo + len * (k + 1) / n) as i64))
+            .collect()
+    }
+}
+
+/// Payments linked to an item (`payments.item_id`) with a value date on or before the
+/// CEI start: (item id, interned currency, amount), sorted by item id.
+struct Paid {
+    currencies: Vec<String>,
+    rows: Vec<(i64, u32, Decimal)>,
+}
+
+impl Paid {
+    fn load(conn: &Connection, start: &str) -> Result<Paid, StoreError> {
+        let mut st = conn.prepare(
+            "SELECT item_id, currency, amount FROM payments
+             WHERE item_id IS NOT NULL AND value_date <= ?1",
+        )?;
+        let mut rows = st.query([start])?;
+        let mut out = Paid {
+            currencies: Vec::new(),
+            rows: Vec::new(),
+        };
+        while let Some(r) = rows.next()? {
+            let code = txt(r, 1)?;
+            let cur = match out.currencies.iter().position(|c| c == code) {
+                Some(i) => i as u32,
+                None => {
+                    out.currencies.push(code.to_string());
+                    (out.currencies.len() - 1) as u32
+                }
+            };
+            out.rows
+                .push((r.get(0)?, cur, amount(r, 2, "payments.amount")?));
+        }
+        out.rows.sort_unstable_by_key(|p| p.0);
+        Ok(out)
+    }
+
+    /// The payments of items with ids in `lo..hi`.
+    fn within(&self, (lo, hi): (i64, i64)) -> &[(i64, u32, Decimal)] {
+        let a = self.rows.partition_point(|p| p.0 < lo);
+        let b = self.rows.partition_point(|p| p.0 < hi);
+        &self.rows[a..b]
+    }
+}
+
+/// The cases with ids in `lo..hi`: the priority of each item's open case, and whether the
+/// item had a case closed by `start` / a case open on `start`.
+fn scan_cases(
+    conn: &Connection,
+    start: &str,
+    (lo, hi): (i64, i64),
+    items: &IdRange,
+) -> Result<ItemFlags, StoreError> {
+    let mut flags = ItemFlags::new(items);
+    // One integer per case keeps the row narrow: open-case priority × 4 + state on `start`.
+    let mut st = conn.prepare(
+        "SELECT item_id,
+                CASE WHEN status = 'open' THEN (CASE priority WHEN 3 THEN 3 WHEN 2 THEN 2 ELSE 1 END) ELSE 0 END * 4
+                + CASE WHEN opened_on > ?1 THEN 0
+                       WHEN status = 'closed' AND closed_on <= ?1 THEN 1
+                       ELSE 2 END
+         FROM cases WHERE id >= ?2 AND id < ?3",
+    )?;
+    let mut rows = st.query(rusqlite::params![start, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let code: i64 = r.get(1)?;
+        flags.set(r.get(0)?, code as u8);
+    }
+    Ok(flags)
+}
+
+/// What every item scan reads.
+struct ItemScan<'a> {
+    today: i64,
+    scan: &'a KpiScan,
+    companies: &'a Companies,
+    flags: &'a ItemFlags,
+    paid: &'a Paid,
+}
+
+/// The items with ids in `lo..hi`: receivables, aging, credit sales, beginning
+/// receivables of the CEI, cash due soon, open cases.
+fn scan_items(conn: &Connection, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreError> {
+    let (today, opts) = (s.today, s.scan);
+    let mut totals = Totals::default();
+    let mut st = conn.prepare(
+        // Two flags ride in the id's low bits (one column fewer per row): bit 0 open,
+        // bit 1 a replacement (split / re-posting) of another document. In id order
+        // (free for a rowid table) so the sorted payments merge in.
+        "SELECT id * 4 + 2 * (original_document IS NOT NULL) + (status = 'open'), customer_id,
+                currency, document_date, due_date, original_amount, open_amount
+         FROM items WHERE id >= ?1 AND id < ?2 ORDER BY id",
+    )?;
+    let mut rows = st.query([ids.0, ids.1])?;
+    let mut pay = s.paid.within(ids).iter().peekable();
+    // Consecutive items mostly share customer and currency: skip the look-ups then.
+    let mut last: Option<(i64, u32, usize)> = None;
+    while let Some(r) = rows.next()? {
+        let packed: i64 = r.get(0)?;
+        let (id, open, replacement) = (packed >> 2, packed & 1 == 1, packed & 2 == 2);
+        let customer: i64 = r.get(1)?;
+        let (cur, slot) = match last {
+            Some((c, cur, slot))
+                if c == customer && totals.currencies[cur as usize].as_bytes() == bytes(r, 2)? =>
+            {
+                (cur, slot)
+            }
+            _ => {
+                let company = s.companies.of("items.customer_id", customer)?;
+                let cur = totals.currency(txt(r, 2)?);
+                let slot = totals.slot(company, cur);
+                last = Some((customer, cur, slot));
+                (cur, slot)
+            }
+        };
+        let mut paid_before = Decimal::ZERO;
+        while let Some(p) = pay.next_if(|p| p.0 <= id) {
+            if p.0 == id && s.paid.currencies[p.1 as usize] == totals.currencies[cur as usize] {
+                paid_before += p.2;
+            }
+        }
+        let a = &mut totals.rows[slot].1;
+        let f = s.flags.get(id);
+        let prio = f >> PRIORITY_SHIFT;
+        if prio > 0 {
+            a.open_cases[priority_index(Priority::from_i64(i64::from(prio)))] += 1;
+        }
+        let age = today - day(r, 3, "items.document_date")?;
+        if age < 0 {
+            // Dated after as_of: neither a sale nor a receivable yet.
+            continue;
+        }
+        let original = amount(r, 5, "items.original_amount")?;
+        // A replacement re-books a sale already counted with the document it replaces.
+        if !replacement {
+            let k = (age / opts.period_days) as usize;
+            if a.periods.len() <= k {
+                a.periods.resize(k + 1, Sum::default());
+            }
+            a.periods[k].add(original);
+            if age < opts.dso_window_days {
+                a.sales_dso.add(original);
+            }
+        }
+        if age < opts.cei_window_days {
+            if !replacement {
+                a.sales_cei.add(original);
+            }
+        } else if f & CLOSED_BY_START == 0 || f & OPEN_AT_START != 0 {
+            let rest = if paid_before.is_zero() {
+                original
+            } else {
+                original - paid_before
+            };
+            // Overpaid by the start: nothing was open (no balance of the other sign).
+            if rest.is_sign_negative() == original.is_sign_negative() {
+                a.beginning.add(rest);
+            }
+        }
+        if open {
+            let open = amount(r, 6, "items.open_amount")?;
+            let past_due = today - day(r, 4, "items.due_date")?;
+            a.receivables.add(open);
+            let bucket = opts
+                .aging_bounds
+                .iter()
+                .position(|&b| past_due <= b)
+                .unwrap_or(5);
+            a.aging[bucket].add(open);
+            if past_due > 0 {
+                a.overdue.add(open);
+            }
+            if (1 - opts.soon_days..=0).contains(&past_due) {
+                a.due_7d.add(open);
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Runs `job` for parts `0..1 + extra.len()`: part 0 on `main` in this thread, each other
+/// part on its own read connection in its own thread.
+fn fan_out<T: Send>(
+    main: &Connection,
+    extra: &mut [Connection],
+    job: impl Fn(&Connection, usize) -> Result<T, StoreError> + Sync,
+) -> Result<Vec<T>, StoreError> {
+    let job = &job;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = extra
+            .iter_mut()
+            .enumerate()
+            .map(|(i, conn)| s.spawn(move || job(conn, i + 1)))
+            .collect();
+        let first = job(main, 0);
+        let mut out = vec![first?];
+        for h in handles {
+            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        }
+        Ok(out)
+    })
+}
+
+/// Up to `n` more read-only connections to the store's file (none for an in-memory
+/// store, fewer if they cannot be opened: the work is then split fewer ways).
+fn read_connections(conn: &Connection, n: usize) -> Vec<Connection> {
+    let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
+        return Vec::new();
+    };
+    (0..n)
+        .map_while(|_| {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()?;
+            c.busy_timeout(std::time::Duration::from_secs(10)).ok()?;
+            c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()?;
+            Some(c)
+        })
+        .collect()
+}
+
+/// A read transaction on the store's connection for the length of a KPI pass (none
+/// when the caller already holds one: its snapshot is the one to use).
+struct ReadSnapshot<'c> {
+    conn: &'c Connection,
+    began: bool,
+    mark: Mark,
+}
+
+/// What every write that can change a KPI moves: the change counter imports and API
+/// writes bump, and the newest ids of the tables that only grow. Two read transactions
+/// with the same mark see the same data, short of a write that touches none of these.
+type Mark = (i64, i64, i64, i64, i64, i64);
+
+fn mark(c: &Connection) -> Result<Mark, StoreError> {
+    Ok(c.query_row(
+        "SELECT (SELECT seq FROM store_changes), (SELECT IFNULL(MAX(id), 0) FROM items),
+                (SELECT IFNULL(MAX(id), 0) FROM cases), (SELECT IFNULL(MAX(id), 0) FROM payments),
+                (SELECT IFNULL(MAX(id), 0) FROM audit), (SELECT IFNULL(MAX(id), 0) FROM runs)",
+        [],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        },
+    )?)
+}
+
+impl<'c> ReadSnapshot<'c> {
+    fn begin(conn: &'c Connection) -> Result<ReadSnapshot<'c>, StoreError> {
+        let began = conn.is_autocommit();
+        if began {
+            conn.execute_batch("BEGIN DEFERRED")?;
+        }
+        // The first read fixes the snapshot (WAL).
+        match mark(conn) {
+            Ok(mark) => Ok(ReadSnapshot { conn, began, mark }),
+            Err(e) => {
+                if began {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        if self.began {
+            // Nothing was written: ending the read transaction cannot lose anything.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// The extra read connections whose own read transaction sees `main`'s data; one that
+/// opened after a commit is closed, and the work is split fewer ways.
+fn same_snapshot(main: &ReadSnapshot, extra: Vec<Connection>) -> Vec<Connection> {
+    extra
+        .into_iter()
+        .filter(|c| {
+            c.execute_batch("BEGIN DEFERRED").is_ok() && mark(c).is_ok_and(|m| m == main.mark)
+        })
+        .collect()
+}
+
+/// How many ways the item and case scans are split: the cores, at most 4.
+fn default_parts() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+impl Store {
+    /// The raw KPI figures as of `scan.as_of`, every table read in one snapshot.
+    pub fn kpi_figures(&self, scan: &KpiScan) -> Result<KpiFigures> {
+        for (name, v) in [
+            ("dso_window_days", scan.dso_window_days),
+            ("cei_window_days", scan.cei_window_days),
+            ("period_days", scan.period_days),
+            ("soon_days", scan.soon_days),
+        ] {
+            if !(1..=36_600).contains(&v) {
+                return Err(StoreError::Invalid(format!(
+                    "{name} must be between 1 and 36600 days, not {v}"
+                )));
+            }
+        }
+        let conn = &self.conn;
+        let as_of = scan.as_of;
+        let today = day_of(as_of);
+        let cei_start = as_of
+            .checked_sub_days(chrono::Days::new(scan.cei_window_days as u64))
+            .ok_or_else(|| StoreError::Invalid(format!("no CEI start before {as_of}")))?
+            .to_string();
+        let as_of_s = as_of.to_string();
+
+        let mut t = std::time::Instant::now();
+        let mut lap = |what: &str| {
+            tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "kpi");
+            t = std::time::Instant::now();
+        };
+        // One snapshot for every read of the pass: an import committing in between would
+        // otherwise leave items whose customer was not loaded.
+        let snapshot = ReadSnapshot::begin(conn)?;
+        let companies = Companies::load(conn)?;
+        let paid = Paid::load(conn, &cei_start)?;
+        let item_ids = IdRange::of(conn, "items")?;
+        let case_ids = IdRange::of(conn, "cases")?;
+        lap("customers and payments");
+
+        // The item and case scans are most of the work: split by id over read connections,
+        // each kept only if its snapshot is the main connection's (see `same_snapshot`).
+        let parts = scan.parts.unwrap_or(if item_ids.count < 100_000 {
+            1
+        } else {
+            default_parts()
+        });
+        let mut extra = same_snapshot(&snapshot, read_connections(conn, parts.saturating_sub(1)));
+        let n = 1 + extra.len();
+        let case_parts = case_ids.split(n);
+        let mut flags = fan_out(conn, &mut extra, |c, k| {
+            scan_cases(c, &cei_start, case_parts[k], &item_ids)
+        })?;
+        let mut all = flags.remove(0);
+        for f in flags {
+            all.merge(f);
+        }
+        let flags = all;
+        lap("cases");
+        let item_scan = ItemScan {
+            today,
+            scan,
+            companies: &companies,
+            flags: &flags,
+            paid: &paid,
+        };
+        let item_parts = item_ids.split(n);
+        let mut parts_totals = fan_out(conn, &mut extra, |c, k| {
+            scan_items(c, &item_scan, item_parts[k])
+        })?;
+        let mut table = parts_totals.remove(0);
+        for t in parts_totals {
+            table.merge(t);
+        }
+        drop(extra);
+        lap("items");
+
+        promises(conn, scan, &as_of_s, &companies, &mut table)?;
+        lap("promises");
+        let (worklist, completions) = collectors(conn, &as_of_s)?;
+        lap("collectors");
+        drop(snapshot);
+
+        let mut rows: Vec<CurrencyFigures> = table
+            .rows
+            .into_iter()
+            .map(|((company, currency), a)| CurrencyFigures {
+                company: companies.names[company as usize].clone(),
+                currency: table.currencies[currency as usize].clone(),
+                receivables: a.receivables.value(),
+                overdue: a.overdue.value(),
+                aging: a.aging.map(Sum::value),
+                sales_by_period: a.periods.iter().map(|p| p.value()).collect(),
+                sales_in_dso_window: a.sales_dso.value(),
+                sales_in_cei_window: a.sales_cei.value(),
+                beginning_receivables: a.beginning.value(),
+                due_soon: a.due_7d.value(),
+                promised_soon: a.promised_7d,
+                open_cases: a.open_cases,
+                promises_kept: a.kept,
+                promises_partial: a.partial,
+                promises_broken: a.broken,
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.company, &a.currency).cmp(&(&b.company, &b.currency)));
+        Ok(KpiFigures {
+            rows,
+            worklist,
+            completions,
+            parts: n,
+        })
+    }
+}
+
+/// Promises: judgement counts, and open promises falling due within the soon window.
+fn promises(
+    conn: &Connection,
+    scan: &KpiScan,
+    as_of: &str,
+    companies: &Companies,
+    table: &mut Totals,
+) -> Result<()> {
+    let today = day_of(scan.as_of);
+    let soon = scan.soon_days;
+    let mut st = conn.prepare(
+        "SELECT p.customer_id, p.currency, p.amount, p.promised_on, p.status,
+                c.item_id, i.status = 'open', i.currency, i.open_amount, i.document_date, i.due_date
+         FROM promises p LEFT JOIN cases c ON c.id = p.case_id LEFT JOIN items i ON i.id = c.item_id
+         WHERE p.created_on <= ?1",
+    )?;
+    let mut rows = st.query([as_of])?;
+    // Promises on one item: capped at its open amount, so two promises for the same
+    // money are not counted twice.
+    let mut per_item: HashMap<i64, (u32, String, Decimal, Decimal)> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let company = companies.of("promises.customer_id", r.get(0)?)?;
+        let currency = txt(r, 1)?;
+        let status = PromiseStatus::parse(txt(r, 4)?);
+        let a = table.acc(company, currency);
+        match status {
+            PromiseStatus::Kept => a.kept += 1,
+            PromiseStatus::PartiallyKept => a.partial += 1,
+            PromiseStatus::Broken => a.broken += 1,
+            PromiseStatus::Open => {}
+        }
+        if status != PromiseStatus::Open {
+            continue;
+        }
+        let until = day(r, 3, "promises.promised_on")? - today;
+        if !(0..soon).contains(&until) {
+            continue;
+        }
+        let promised = amount(r, 2, "promises.amount")?;
+        let Some(item) = r.get::<_, Option<i64>>(5)? else {
+            a.promised_7d += promised;
+            continue;
+        };
+        if r.get::<_, Option<bool>>(6)? != Some(true) {
+            // The item is no longer open: its money has come in (or it is gone).
+            continue;
+        }
+        let item_open = amount(r, 8, "items.open_amount")?;
+        let counted_as_due = day(r, 9, "items.document_date")? <= today
+            && (0..soon).contains(&(day(r, 10, "items.due_date")? - today));
+        if counted_as_due {
+            continue;
+        }
+        let cap = if txt(r, 7)? == currency {
+            item_open
+        } else {
+            Decimal::MAX
+        };
+        per_item
+            .entry(item)
+            .or_insert_with(|| (company, currency.to_string(), Decimal::ZERO, cap))
+            .2 += promised;
+    }
+    for (company, currency, promised, cap) in per_item.into_values() {
+        table.acc(company, &currency).promised_7d += promised.min(cap).max(Decimal::ZERO);
+    }
+    Ok(())
+}
+
+/// The worklist per collector and the completed activities per actor, each by name.
+fn collectors(conn: &Connection, as_of: &str) -> Result<(Vec<WorklistLoad>, Vec<Completions>)> {
+    let mut assigned: BTreeMap<String, (i64, Decimal)> = BTreeMap::new();
+    let mut unassigned: Option<(i64, Decimal)> = None;
+    {
+        let mut st = conn.prepare("SELECT collector, amount FROM worklist")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let e = match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Null => unassigned.get_or_insert_default(),
+                _ => {
+                    let name = txt(r, 0)?;
+                    if !assigned.contains_key(name) {
+                        assigned.insert(name.to_string(), Default::default());
+                    }
+                    assigned.get_mut(name).expect("inserted above")
+                }
+            };
+            e.0 += 1;
+            e.1 += amount(r, 1, "worklist.amount")?;
+        }
+    }
+    let worklist = unassigned
+        .map(|e| (None, e))
+        .into_iter()
+        .chain(assigned.into_iter().map(|(name, e)| (Some(name), e)))
+        .map(|(collector, (entries, amount))| WorklistLoad {
+            collector,
+            entries,
+            amount,
+        })
+        .collect();
+    let mut completions = Vec::new();
+    {
+        // `complete_activity` writes kind `completed` with the collector as actor, and
+        // the detail `promise to pay {amount} by {date}` when a promise was taken.
+        let mut st = conn.prepare(
+            "SELECT actor, COUNT(*), SUM(detail LIKE 'promise to pay %') FROM case_events
+             WHERE kind = 'completed' AND on_date <= ?1 GROUP BY actor ORDER BY actor",
+        )?;
+        let mut rows = st.query([as_of])?;
+        while let Some(r) = rows.next()? {
+            completions.push(Completions {
+                actor: txt(r, 0)?.to_string(),
+                completed: r.get(1)?,
+                promises_taken: r.get(2)?,
+            });
+        }
+    }
+    Ok((worklist, completions))
+}
