@@ -1017,3 +1017,1023 @@ fn collectors(conn: &Connection, as_of: &str) -> Result<(Vec<WorklistLoad>, Vec<
     }
     Ok((worklist, completions))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrears_core::domain::{Batch, ItemInput, PaymentInput};
+    use arrears_core::money::Currency;
+    use arrears_rules::{CasePolicy, Subcategory};
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn a_pass_reads_one_snapshot_and_drops_connections_that_see_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.db");
+        let s = Store::open(&path).unwrap();
+        let count = |c: &Connection| -> i64 {
+            c.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = read_connections(s.conn(), 1);
+        let snap = ReadSnapshot::begin(s.conn()).unwrap();
+        // Another process imports a customer while the pass runs.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute(
+                "INSERT INTO customers(company, code, name) VALUES ('A', 'NEW', 'New')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(count(s.conn()), 0, "the pass keeps its snapshot");
+        let after = read_connections(s.conn(), 1);
+        assert_eq!(
+            same_snapshot(&snap, after).len(),
+            0,
+            "opened after the commit"
+        );
+        // A connection opened before the commit but reading after it is dropped too.
+        assert_eq!(same_snapshot(&snap, before).len(), 0);
+        drop(snap);
+        assert_eq!(
+            count(s.conn()),
+            1,
+            "the read transaction ended with the pass"
+        );
+        let snap = ReadSnapshot::begin(s.conn()).unwrap();
+        assert_eq!(same_snapshot(&snap, read_connections(s.conn(), 2)).len(), 2);
+    }
+
+    const AS_OF: &str = "2026-06-30";
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn item(
+        company: &str,
+        customer: &str,
+        ext: &str,
+        doc: &str,
+        due: &str,
+        original: Decimal,
+        open: Decimal,
+        cur: &str,
+    ) -> ItemInput {
+        ItemInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: company.into(),
+            customer: customer.into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d(doc),
+            due_date: d(due),
+            original_amount: original,
+            open_amount: open,
+            currency: Currency::parse(cur).unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    /// A payment linked to the item `item_ext` (same source, as the ingest requires).
+    fn pay(
+        company: &str,
+        ext: &str,
+        item_ext: &str,
+        amount: Decimal,
+        cur: &str,
+        value: &str,
+    ) -> PaymentInput {
+        PaymentInput {
+            source: "erp".into(),
+            external_id: ext.into(),
+            company: company.into(),
+            customer: "C1".into(),
+            amount,
+            currency: Currency::parse(cur).unwrap(),
+            value_date: d(value),
+            reference: String::new(),
+            item_ref: Some(item_ext.into()),
+        }
+    }
+
+    fn store(items: Vec<ItemInput>, payments: Vec<PaymentInput>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("kpi.db")).unwrap();
+        s.ingest(&Batch {
+            items,
+            payments,
+            ..Batch::default()
+        })
+        .unwrap();
+        (dir, s)
+    }
+
+    /// Inserts a case of item `item_ext`; `closed` = Some(date) closes it as cleared then.
+    fn case(s: &Store, item_ext: &str, opened: &str, closed: Option<&str>, priority: i64) -> i64 {
+        s.conn()
+            .execute(
+                "INSERT INTO cases(item_id, customer_id, status, opened_on, closed_on, close_reason, nad, priority)
+                 SELECT id, customer_id, ?2, ?3, ?4, ?5, ?3, ?6 FROM items WHERE external_id = ?1",
+                rusqlite::params![
+                    item_ext,
+                    if closed.is_some() { "closed" } else { "open" },
+                    opened,
+                    closed,
+                    closed.map(|_| "cleared"),
+                    priority
+                ],
+            )
+            .unwrap();
+        s.conn().last_insert_rowid()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn promise(
+        s: &Store,
+        company: &str,
+        case_id: Option<i64>,
+        amount: &str,
+        cur: &str,
+        promised_on: &str,
+        created_on: &str,
+        status: &str,
+    ) {
+        s.conn()
+            .execute(
+                "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, status)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM customers WHERE company = ?1 AND code = 'C1'",
+                rusqlite::params![company, case_id, amount, cur, promised_on, created_on, status],
+            )
+            .unwrap();
+    }
+
+    /// The scan `arrears-kpi` asks for: DSO window 90 days, CEI 30, periods of 30 days,
+    /// expected cash over 7, aging split at 0, 30, 60, 90 and 180 days past due.
+    fn scan(as_of: NaiveDate) -> KpiScan {
+        KpiScan {
+            as_of,
+            dso_window_days: 90,
+            cei_window_days: 30,
+            period_days: 30,
+            soon_days: 7,
+            aging_bounds: [0, 30, 60, 90, 180],
+            parts: None,
+        }
+    }
+
+    fn figures(s: &Store) -> KpiFigures {
+        s.kpi_figures(&scan(d(AS_OF))).unwrap()
+    }
+
+    fn row<'a>(f: &'a KpiFigures, company: &str, cur: &str) -> &'a CurrencyFigures {
+        f.rows
+            .iter()
+            .find(|c| c.company == company && c.currency == cur)
+            .unwrap_or_else(|| panic!("no row {company}/{cur}"))
+    }
+
+    /// As of 2026-06-30 (DSO window 90 days: documents 2026-04-02 ..= 06-30).
+    fn acme() -> Vec<ItemInput> {
+        vec![
+            // age 10, not yet due
+            item(
+                "ACME",
+                "C1",
+                "A",
+                "2026-06-20",
+                "2026-07-20",
+                dec!(300),
+                dec!(300),
+                "EUR",
+            ),
+            // 16 days past due
+            item(
+                "ACME",
+                "C1",
+                "B",
+                "2026-05-15",
+                "2026-06-14",
+                dec!(200),
+                dec!(200),
+                "EUR",
+            ),
+            // 51 days past due, half paid
+            item(
+                "ACME",
+                "C1",
+                "C",
+                "2026-04-10",
+                "2026-05-10",
+                dec!(100),
+                dec!(50),
+                "EUR",
+            ),
+            // 91 days past due, age 121: outside the DSO window
+            item(
+                "ACME",
+                "C1",
+                "D",
+                "2026-03-01",
+                "2026-03-31",
+                dec!(400),
+                dec!(400),
+                "EUR",
+            ),
+            // 211 days past due
+            item(
+                "ACME",
+                "C1",
+                "E",
+                "2025-11-01",
+                "2025-12-01",
+                dec!(50),
+                dec!(50),
+                "EUR",
+            ),
+            // due today: current, and expected cash
+            item(
+                "ACME",
+                "C1",
+                "F",
+                "2026-06-25",
+                "2026-06-30",
+                dec!(80),
+                dec!(80),
+                "EUR",
+            ),
+            // paid: a sale, no receivable
+            item(
+                "ACME",
+                "C1",
+                "G",
+                "2026-06-01",
+                "2026-07-03",
+                dec!(120),
+                dec!(0),
+                "EUR",
+            ),
+            // dated after as_of: ignored
+            item(
+                "ACME",
+                "C1",
+                "H",
+                "2026-07-05",
+                "2026-08-04",
+                dec!(999),
+                dec!(999),
+                "EUR",
+            ),
+            // 71 days past due, age 102
+            item(
+                "ACME",
+                "C1",
+                "I",
+                "2026-03-20",
+                "2026-04-20",
+                dec!(60),
+                dec!(60),
+                "EUR",
+            ),
+            // another currency is another row
+            item(
+                "ACME",
+                "C1",
+                "U",
+                "2026-06-10",
+                "2026-07-10",
+                dec!(10),
+                dec!(10),
+                "USD",
+            ),
+        ]
+    }
+
+    #[test]
+    fn receivables_aging_and_sales_by_hand() {
+        let (_dir, s) = store(acme(), vec![]);
+        case(&s, "B", "2026-06-15", None, 2);
+        case(&s, "D", "2026-04-01", None, 3);
+        case(&s, "U", "2026-06-12", None, 3);
+        let f = figures(&s);
+        assert_eq!(
+            f.rows
+                .iter()
+                .map(|r| (r.company.as_str(), r.currency.as_str()))
+                .collect::<Vec<_>>(),
+            [("ACME", "EUR"), ("ACME", "USD")]
+        );
+        let eur = row(&f, "ACME", "EUR");
+        // 300 + 200 + 50 + 400 + 50 + 80 + 60
+        assert_eq!(eur.receivables, dec!(1140));
+        assert_eq!(eur.overdue, dec!(760));
+        assert_eq!(
+            eur.aging,
+            [
+                dec!(380),
+                dec!(200),
+                dec!(50),
+                dec!(60),
+                dec!(400),
+                dec!(50)
+            ]
+        );
+        // Credit sales in the window: A 300 + B 200 + C 100 + F 80 + G 120 = 800.
+        assert_eq!(eur.sales_in_dso_window, dec!(800));
+        // Periods of 30 days back from as_of: 500 (A, F, G), 200 (B), 100 (C), 60 (I),
+        // 400 (D), three empty, 50 (E, age 241); H is dated after as_of.
+        assert_eq!(
+            eur.sales_by_period,
+            [
+                dec!(500),
+                dec!(200),
+                dec!(100),
+                dec!(60),
+                dec!(400),
+                dec!(0),
+                dec!(0),
+                dec!(0),
+                dec!(50)
+            ]
+        );
+        // Only F is due within as_of ..= as_of + 6 (A on day 20, G is paid).
+        assert_eq!((eur.due_soon, eur.promised_soon), (dec!(80), dec!(0)));
+        // CEI start 2026-05-31: beginning = B 200 + C 100 + D 400 + E 50 + I 60 = 810,
+        // sales A 300 + F 80 + G 120 = 500.
+        assert_eq!(eur.beginning_receivables, dec!(810));
+        assert_eq!(eur.sales_in_cei_window, dec!(500));
+        // Open cases per row: D high and B medium on EUR, U high on USD.
+        assert_eq!(eur.open_cases, [1, 1, 0]);
+        assert_eq!(
+            (eur.promises_kept, eur.promises_partial, eur.promises_broken),
+            (0, 0, 0)
+        );
+
+        let usd = row(&f, "ACME", "USD");
+        assert_eq!(usd.receivables, dec!(10));
+        assert_eq!(usd.aging[0], dec!(10));
+        assert_eq!(usd.sales_by_period, [dec!(10)]);
+        assert_eq!(usd.sales_in_dso_window, dec!(10));
+        assert_eq!(usd.sales_in_cei_window, dec!(10));
+        assert_eq!(usd.beginning_receivables, dec!(0));
+        assert_eq!(usd.open_cases, [1, 0, 0]);
+    }
+
+    /// A stored amount beyond the bound (from before there was one) is an error that
+    /// names it, not a panic of the KPI task.
+    #[test]
+    fn amounts_beyond_the_bound_are_named_not_a_panic() {
+        let (_dir, s) = store(acme(), vec![]);
+        s.conn()
+            .execute(
+                "UPDATE items SET original_amount = '50000000000000000000000000000', open_amount = '50000000000000000000000000000'",
+                [],
+            )
+            .unwrap();
+        let err = s.kpi_figures(&scan(d("2026-11-23"))).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("50000000000000000000000000000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_split_document_is_one_sale() {
+        let original = item(
+            "SPLIT",
+            "C1",
+            "S0",
+            "2026-06-01",
+            "2026-06-20",
+            dec!(100),
+            dec!(0),
+            "EUR",
+        );
+        let part = |ext: &str, due: &str, amount: Decimal| ItemInput {
+            original_document: Some("INV-S0".into()),
+            ..item("SPLIT", "C1", ext, "2026-06-15", due, amount, amount, "EUR")
+        };
+        let (_dir, s) = store(
+            vec![
+                original,
+                part("S1", "2026-06-20", dec!(60)),
+                part("S2", "2026-07-15", dec!(40)),
+            ],
+            vec![],
+        );
+        case(&s, "S0", "2026-06-02", Some("2026-06-16"), 2);
+        let split = figures(&s);
+        let split = row(&split, "SPLIT", "EUR");
+        assert_eq!(split.receivables, dec!(100));
+        // A replacement re-books a sale already counted: 100, not 200.
+        assert_eq!(split.sales_in_dso_window, dec!(100));
+        assert_eq!(split.sales_in_cei_window, dec!(100));
+        assert_eq!(split.sales_by_period, [dec!(100)]);
+        // S1 is 10 days past due, S2 not yet due.
+        assert_eq!(split.aging[..2], [dec!(40), dec!(60)]);
+        assert_eq!(split.beginning_receivables, dec!(0));
+    }
+
+    #[test]
+    fn old_sales_fall_in_old_periods_and_outside_the_windows() {
+        let (_dir, s) = store(
+            vec![
+                // age 545 days: period 18
+                item(
+                    "OLD",
+                    "C1",
+                    "O1",
+                    "2025-01-01",
+                    "2025-01-31",
+                    dec!(100),
+                    dec!(100),
+                    "EUR",
+                ),
+                // interest charged on top: more open than ever sold
+                item(
+                    "FEES",
+                    "C1",
+                    "F1",
+                    "2026-06-20",
+                    "2026-07-20",
+                    dec!(100),
+                    dec!(150),
+                    "EUR",
+                ),
+            ],
+            vec![],
+        );
+        let f = figures(&s);
+        let old = row(&f, "OLD", "EUR");
+        assert_eq!(old.sales_in_dso_window, dec!(0));
+        // Age 545 days: 18 empty periods, then the 100 sold.
+        let mut periods = vec![dec!(0); 18];
+        periods.push(dec!(100));
+        assert_eq!(old.sales_by_period, periods);
+        assert_eq!(
+            (old.beginning_receivables, old.sales_in_cei_window),
+            (dec!(100), dec!(0))
+        );
+        assert_eq!(old.aging[0], dec!(0));
+        let fees = row(&f, "FEES", "EUR");
+        // Interest charged on top: more open than ever sold.
+        assert_eq!(fees.receivables, dec!(150));
+        assert_eq!(fees.sales_in_dso_window, dec!(100));
+        assert_eq!(fees.sales_by_period, [dec!(100)]);
+    }
+
+    #[test]
+    fn cei_reconstructs_the_beginning_receivables() {
+        let items = vec![
+            // paid 600 after the start: all 1000 were open on the start
+            item(
+                "BETA",
+                "C1",
+                "P1",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(1000),
+                dec!(400),
+                "EUR",
+            ),
+            // 100 paid before the start: 400 open on the start
+            item(
+                "BETA",
+                "C1",
+                "P2",
+                "2026-05-10",
+                "2026-06-09",
+                dec!(500),
+                dec!(400),
+                "EUR",
+            ),
+            // case closed as cleared before the start: gone
+            item(
+                "BETA",
+                "C1",
+                "P3",
+                "2026-04-01",
+                "2026-05-01",
+                dec!(300),
+                dec!(0),
+                "EUR",
+            ),
+            // case closed as cleared after the start: open on the start
+            item(
+                "BETA",
+                "C1",
+                "P4",
+                "2026-04-05",
+                "2026-05-05",
+                dec!(200),
+                dec!(0),
+                "EUR",
+            ),
+            // cleared, then reopened with a new case before the start: open on the start
+            item(
+                "BETA",
+                "C1",
+                "P5",
+                "2026-03-01",
+                "2026-03-31",
+                dec!(100),
+                dec!(100),
+                "EUR",
+            ),
+            // fully paid before the start
+            item(
+                "BETA",
+                "C1",
+                "P6",
+                "2026-05-20",
+                "2026-06-19",
+                dec!(250),
+                dec!(0),
+                "EUR",
+            ),
+            // sales of the period
+            item(
+                "BETA",
+                "C1",
+                "P7",
+                "2026-06-10",
+                "2026-07-10",
+                dec!(600),
+                dec!(600),
+                "EUR",
+            ),
+            item(
+                "BETA",
+                "C1",
+                "P8",
+                "2026-06-05",
+                "2026-06-25",
+                dec!(400),
+                dec!(0),
+                "EUR",
+            ),
+            // a payment in another currency does not count against it
+            item(
+                "BETA",
+                "C1",
+                "P9",
+                "2026-05-25",
+                "2026-06-24",
+                dec!(80),
+                dec!(80),
+                "EUR",
+            ),
+            // overpaid before the start: nothing open (not −20)
+            item(
+                "BETA",
+                "C1",
+                "P10",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(50),
+                dec!(0),
+                "EUR",
+            ),
+            // cleared without any case or linked payment: no date for the clearing, so
+            // counted as open on the start (the documented overstatement)
+            item(
+                "BETA",
+                "C1",
+                "P11",
+                "2026-04-01",
+                "2026-05-01",
+                dec!(90),
+                dec!(0),
+                "EUR",
+            ),
+        ];
+        let payments = vec![
+            pay("BETA", "y1", "P1", dec!(600), "EUR", "2026-06-15"),
+            pay("BETA", "y2", "P2", dec!(100), "EUR", "2026-05-20"),
+            pay("BETA", "y3", "P6", dec!(250), "EUR", "2026-05-30"),
+            pay("BETA", "y4", "P8", dec!(400), "EUR", "2026-06-20"),
+            pay("BETA", "y5", "P9", dec!(30), "USD", "2026-05-28"),
+            pay("BETA", "y6", "P10", dec!(70), "EUR", "2026-05-10"),
+        ];
+        let (_dir, s) = store(items, payments);
+        case(&s, "P3", "2026-05-02", Some("2026-05-15"), 2);
+        case(&s, "P4", "2026-05-06", Some("2026-06-10"), 2);
+        case(&s, "P5", "2026-04-01", Some("2026-04-10"), 1);
+        case(&s, "P5", "2026-04-20", None, 3);
+        case(&s, "P7", "2026-06-11", None, 2);
+        let f = figures(&s);
+        let b = row(&f, "BETA", "EUR");
+        // Beginning 1000 + 400 + 200 + 100 + 80 + 90 = 1870; sales 600 + 400 = 1000;
+        // ending 400 + 400 + 100 + 600 + 80 = 1580, of it current 600.
+        assert_eq!(b.beginning_receivables, dec!(1870));
+        assert_eq!(b.sales_in_cei_window, dec!(1000));
+        assert_eq!(b.receivables, dec!(1580));
+        assert_eq!(b.aging[0], dec!(600));
+        // P5's second case is high, P7's medium.
+        assert_eq!(b.open_cases, [1, 1, 0]);
+        // A 61-day window starts on 2026-04-30, before P3's case was closed (05-15) and
+        // before any payment: P3 now counts as open on the start.
+        let wide = s
+            .kpi_figures(&KpiScan {
+                cei_window_days: 61,
+                ..scan(d(AS_OF))
+            })
+            .unwrap();
+        let w = row(&wide, "BETA", "EUR");
+        // Beginning (documents ≤ 04-30): P3 300 + P4 200 + P5 100 + P11 90 = 690; sales of
+        // the period: P1 1000 + P2 500 + P6 250 + P7 600 + P8 400 + P9 80 + P10 50 = 2880.
+        assert_eq!(w.beginning_receivables, dec!(690));
+        assert_eq!(w.sales_in_cei_window, dec!(2880));
+    }
+
+    #[test]
+    fn promises_and_expected_cash() {
+        let items = vec![
+            // due on the last day of the 7 (as_of + 6)
+            item(
+                "GAMMA",
+                "C1",
+                "Q1",
+                "2026-06-01",
+                "2026-07-06",
+                dec!(100),
+                dec!(100),
+                "EUR",
+            ),
+            // due the day after
+            item(
+                "GAMMA",
+                "C1",
+                "Q2",
+                "2026-06-01",
+                "2026-07-07",
+                dec!(200),
+                dec!(200),
+                "EUR",
+            ),
+            item(
+                "GAMMA",
+                "C1",
+                "Q3",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(300),
+                dec!(300),
+                "EUR",
+            ),
+            item(
+                "GAMMA",
+                "C1",
+                "Q4",
+                "2026-06-01",
+                "2026-07-01",
+                dec!(50),
+                dec!(50),
+                "EUR",
+            ),
+            item(
+                "GAMMA",
+                "C1",
+                "Q5",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(80),
+                dec!(0),
+                "EUR",
+            ),
+        ];
+        let (_dir, s) = store(items, vec![]);
+        let c3 = case(&s, "Q3", "2026-06-01", None, 1);
+        let c4 = case(&s, "Q4", "2026-06-02", None, 2);
+        let c5 = case(&s, "Q5", "2026-06-01", Some("2026-06-20"), 2);
+        // Two promises on Q3 (120 + 250) are capped at its open 300.
+        promise(
+            &s,
+            "GAMMA",
+            Some(c3),
+            "120",
+            "EUR",
+            "2026-07-02",
+            "2026-06-20",
+            "open",
+        );
+        promise(
+            &s,
+            "GAMMA",
+            Some(c3),
+            "250",
+            "EUR",
+            "2026-07-05",
+            "2026-06-25",
+            "open",
+        );
+        // Q4 is already counted by its due date.
+        promise(
+            &s,
+            "GAMMA",
+            Some(c4),
+            "50",
+            "EUR",
+            "2026-07-03",
+            "2026-06-20",
+            "open",
+        );
+        // Q5 is paid: its promise brings nothing more.
+        promise(
+            &s,
+            "GAMMA",
+            Some(c5),
+            "80",
+            "EUR",
+            "2026-07-01",
+            "2026-06-10",
+            "open",
+        );
+        // Without a case: in the window, after it, already past (not yet judged).
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "40",
+            "EUR",
+            "2026-07-06",
+            "2026-06-20",
+            "open",
+        );
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "60",
+            "EUR",
+            "2026-07-07",
+            "2026-06-20",
+            "open",
+        );
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "70",
+            "EUR",
+            "2026-06-29",
+            "2026-06-20",
+            "open",
+        );
+        for status in ["kept", "kept", "kept", "kept", "partially_kept", "broken"] {
+            promise(
+                &s,
+                "GAMMA",
+                None,
+                "10",
+                "EUR",
+                "2026-05-01",
+                "2026-04-20",
+                status,
+            );
+        }
+        // Made after as_of: not counted.
+        promise(
+            &s,
+            "GAMMA",
+            None,
+            "10",
+            "EUR",
+            "2026-07-02",
+            "2026-07-01",
+            "kept",
+        );
+        let f = figures(&s);
+        let g = row(&f, "GAMMA", "EUR");
+        assert_eq!(
+            (g.promises_kept, g.promises_partial, g.promises_broken),
+            (4, 1, 1)
+        );
+        // Due: Q1 100 + Q4 50; promised: Q3 300 (capped) + 40.
+        assert_eq!(g.due_soon, dec!(150));
+        assert_eq!(g.promised_soon, dec!(340));
+        assert_eq!(g.open_cases, [0, 1, 1]);
+    }
+
+    #[test]
+    fn collectors_from_the_worklist_and_the_case_history() {
+        let items = vec![
+            item(
+                "ACME",
+                "C1",
+                "K1",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(500),
+                dec!(500),
+                "EUR",
+            ),
+            item(
+                "ACME",
+                "C2",
+                "K2",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(300),
+                dec!(300),
+                "EUR",
+            ),
+            item(
+                "ACME",
+                "C3",
+                "K3",
+                "2026-05-01",
+                "2026-05-31",
+                dec!(100),
+                dec!(100),
+                "EUR",
+            ),
+        ];
+        let (_dir, mut s) = store(items, vec![]);
+        let k1 = case(&s, "K1", "2026-06-01", None, 2);
+        let k2 = case(&s, "K2", "2026-06-01", None, 2);
+        let k3 = case(&s, "K3", "2026-06-01", None, 2);
+        let policy = CasePolicy {
+            initial_nad_days: 3,
+            high_amount: dec!(10000),
+            high_days_overdue: 60,
+        };
+        let call = Subcategory {
+            name: "call".into(),
+            days_to_complete: 2,
+            instruction: String::new(),
+        };
+        // The real case operations write the history the KPIs read.
+        s.set_activity(k1, "contact", &call, d("2026-06-20"), "alice", &policy)
+            .unwrap();
+        s.complete_activity(
+            k1,
+            d("2026-06-21"),
+            "alice",
+            Some((d("2026-07-03"), dec!(200))),
+            &policy,
+        )
+        .unwrap();
+        s.add_note(k1, d("2026-06-22"), "alice", "called back", &policy)
+            .unwrap();
+        s.set_activity(k2, "contact", &call, d("2026-06-20"), "bob", &policy)
+            .unwrap();
+        s.complete_activity(k2, d("2026-06-22"), "bob", None, &policy)
+            .unwrap();
+        s.set_activity(k3, "contact", &call, d("2026-06-29"), "bob", &policy)
+            .unwrap();
+        // After as_of: not counted.
+        s.complete_activity(k3, d("2026-07-01"), "bob", None, &policy)
+            .unwrap();
+        s.conn()
+            .execute_batch(
+                "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                 SELECT id, 'g', CASE code WHEN 'C3' THEN NULL ELSE 'alice' END, '1', 2, '2026-06-30', 1,
+                        CASE code WHEN 'C1' THEN '100.50' WHEN 'C2' THEN '200.25' ELSE '50' END, 'due'
+                 FROM customers;",
+            )
+            .unwrap();
+        let f = figures(&s);
+        let worklist: Vec<(Option<&str>, i64, Decimal)> = f
+            .worklist
+            .iter()
+            .map(|w| (w.collector.as_deref(), w.entries, w.amount))
+            .collect();
+        assert_eq!(
+            worklist,
+            [(None, 1, dec!(50)), (Some("alice"), 2, dec!(300.75))]
+        );
+        let completions: Vec<(&str, i64, i64)> = f
+            .completions
+            .iter()
+            .map(|c| (c.actor.as_str(), c.completed, c.promises_taken))
+            .collect();
+        assert_eq!(completions, [("alice", 1, 1), ("bob", 1, 0)]);
+        // The promise alice took is open and falls due within the 7 days.
+        let acme = row(&f, "ACME", "EUR");
+        assert_eq!(acme.promised_soon, dec!(200));
+        assert_eq!(acme.open_cases, [0, 3, 0]);
+    }
+
+    #[test]
+    fn an_empty_store_has_no_rows_and_bad_input_is_refused() {
+        let (_dir, s) = store(vec![], vec![]);
+        let f = figures(&s);
+        assert!(f.rows.is_empty() && f.worklist.is_empty() && f.completions.is_empty());
+        assert_eq!(f.parts, 1);
+        for bad in [
+            KpiScan {
+                dso_window_days: 0,
+                ..scan(d(AS_OF))
+            },
+            KpiScan {
+                period_days: 0,
+                ..scan(d(AS_OF))
+            },
+            KpiScan {
+                soon_days: 36_601,
+                ..scan(d(AS_OF))
+            },
+        ] {
+            assert!(
+                matches!(s.kpi_figures(&bad), Err(StoreError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        // A window reaching before the calendar's first day is refused, not a panic.
+        let early = KpiScan {
+            cei_window_days: 36_600,
+            ..scan(NaiveDate::MIN)
+        };
+        assert!(matches!(s.kpi_figures(&early), Err(StoreError::Invalid(_))));
+        s.conn()
+            .execute_batch(
+                "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
+                 INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
+                   VALUES ('s', 'e', 1, 'D', '2026-13-01', '2026-01-31', '1', '1', 'EUR');",
+            )
+            .unwrap();
+        match s.kpi_figures(&scan(d(AS_OF))) {
+            Err(StoreError::Corrupt { column, value }) => {
+                assert_eq!(
+                    (column, value.as_str()),
+                    ("items.document_date", "2026-13-01")
+                )
+            }
+            other => panic!("expected a corrupt-value error, got {other:?}"),
+        }
+    }
+
+    /// The fast paths must agree exactly with the store's parsers and `Decimal` addition.
+    #[test]
+    fn fast_parsing_and_summing_match_decimal() {
+        let (_dir, s) = store(vec![], vec![]);
+        let parse = |text: &str| {
+            s.conn()
+                .query_row("SELECT ?1", [text], |r| {
+                    Ok((amount(r, 0, "t").ok(), day(r, 0, "t").ok()))
+                })
+                .unwrap()
+        };
+        for text in [
+            "0",
+            "1157.40",
+            "-12.5",
+            "100",
+            "0.000000000000000001",
+            "123456789012345678",
+            "1234567890123456789",
+            "99999999999999999999.99",
+            "-0.00",
+            "1e3",
+            ".5",
+            "5.",
+            "+5",
+            " 5",
+            "1.2.3",
+            "-",
+        ] {
+            let expected: Option<Decimal> = text
+                .parse()
+                .ok()
+                .filter(|d| arrears_core::money::check_bound(*d).is_ok());
+            let got = parse(text).0;
+            assert_eq!(got, expected, "{text}");
+            if let (Some(g), Some(e)) = (got, expected) {
+                assert_eq!(g.scale(), e.scale(), "{text}");
+            }
+        }
+        for text in [
+            "2026-06-30",
+            "0001-01-01",
+            "2024-02-29",
+            "2026-02-29",
+            "2026-6-3",
+            "x",
+        ] {
+            let expected = text.parse::<NaiveDate>().ok().map(day_of);
+            assert_eq!(parse(text).1, expected, "{text}");
+        }
+        let amounts = [
+            dec!(1.5),
+            dec!(100),
+            dec!(-0.25),
+            dec!(0.001),
+            dec!(12345678901234567890.12),
+            dec!(7.9e27),
+            dec!(-7.9e27),
+            dec!(3),
+            dec!(0.0000000001),
+        ];
+        let mut sum = Sum::default();
+        let mut plain = Decimal::ZERO;
+        for a in amounts {
+            sum.add(a);
+            plain += a;
+            assert_eq!(sum.value(), plain);
+        }
+    }
+}
