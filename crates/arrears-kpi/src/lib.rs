@@ -257,3 +257,346 @@ fn collectors(figures: &KpiFigures) -> Vec<CollectorKpis> {
     }
     out.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrears_store::{Completions, CurrencyFigures, WorklistLoad};
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    const AS_OF: &str = "2026-06-30";
+
+    fn kpis(rows: Vec<CurrencyFigures>) -> Kpis {
+        from_figures(
+            d(AS_OF),
+            &KpiOptions::default(),
+            &KpiFigures {
+                rows,
+                worklist: vec![],
+                completions: vec![],
+                parts: 1,
+            },
+        )
+    }
+
+    fn figures(company: &str, currency: &str) -> CurrencyFigures {
+        CurrencyFigures {
+            company: company.into(),
+            currency: currency.into(),
+            ..CurrencyFigures::default()
+        }
+    }
+
+    /// The ACME ledger of the store's scan tests, as the scan sums it (as of 2026-06-30).
+    fn acme() -> Vec<CurrencyFigures> {
+        vec![
+            CurrencyFigures {
+                receivables: dec!(1140),
+                overdue: dec!(760),
+                aging: [
+                    dec!(380),
+                    dec!(200),
+                    dec!(50),
+                    dec!(60),
+                    dec!(400),
+                    dec!(50),
+                ],
+                sales_by_period: vec![
+                    dec!(500),
+                    dec!(200),
+                    dec!(100),
+                    dec!(60),
+                    dec!(400),
+                    dec!(0),
+                    dec!(0),
+                    dec!(0),
+                    dec!(50),
+                ],
+                sales_in_dso_window: dec!(800),
+                sales_in_cei_window: dec!(500),
+                beginning_receivables: dec!(810),
+                due_soon: dec!(80),
+                open_cases: [1, 1, 0],
+                ..figures("ACME", "EUR")
+            },
+            CurrencyFigures {
+                receivables: dec!(10),
+                aging: [dec!(10), dec!(0), dec!(0), dec!(0), dec!(0), dec!(0)],
+                sales_by_period: vec![dec!(10)],
+                sales_in_dso_window: dec!(10),
+                sales_in_cei_window: dec!(10),
+                open_cases: [1, 0, 0],
+                ..figures("ACME", "USD")
+            },
+        ]
+    }
+
+    fn row<'a>(k: &'a Kpis, company: &str, cur: &str) -> &'a CompanyKpis {
+        k.companies
+            .iter()
+            .find(|c| c.company == company && c.currency == cur)
+            .unwrap_or_else(|| panic!("no row {company}/{cur}"))
+    }
+
+    #[test]
+    fn the_three_dsos_cei_and_open_cases_by_hand() {
+        // Rows come in any order; the KPIs are ordered by company then currency.
+        let mut rows = acme();
+        rows.reverse();
+        let k = kpis(rows);
+        assert_eq!(k.as_of, d(AS_OF));
+        assert_eq!(
+            (
+                k.companies[0].currency.as_str(),
+                k.companies[1].currency.as_str()
+            ),
+            ("EUR", "USD")
+        );
+        let eur = row(&k, "ACME", "EUR");
+        assert_eq!((eur.receivables, eur.overdue), (dec!(1140), dec!(760)));
+        let names: Vec<&str> = eur.aging.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, AGING_BUCKETS);
+        assert_eq!(eur.aging[4], ("91_180".to_string(), dec!(400)));
+        // 1140 / 800 × 90 = 128.25 → 128.3 (half away from zero; banker's would give 128.2).
+        assert_eq!(eur.dso_standard, Some(dec!(128.3)));
+        // 380 / 800 × 90 = 42.75 → 42.8
+        assert_eq!(eur.dso_best_possible, Some(dec!(42.8)));
+        assert_eq!(eur.average_days_delinquent, Some(dec!(85.5)));
+        // 1140 − 500 − 200 − 100 − 60 = 280 left after 4 × 30 days; 280 / 400 × 30 = 21.
+        assert_eq!(eur.dso_count_back, Some(dec!(141.0)));
+        assert_eq!(eur.expected_cash_7d, dec!(80));
+        // (810 + 500 − 1140) / (810 + 500 − 380) = 170 / 930.
+        assert_eq!(eur.cei, Some(dec!(0.1828)));
+        assert_eq!(eur.promise_kept_rate, None);
+        // Open cases are the company's, the same on both currency rows.
+        let open_cases = [
+            ("high".to_string(), 2),
+            ("medium".to_string(), 1),
+            ("low".to_string(), 0),
+        ];
+        assert_eq!(eur.open_cases_by_priority, open_cases);
+        assert_eq!(row(&k, "ACME", "USD").open_cases_by_priority, open_cases);
+
+        let usd = row(&k, "ACME", "USD");
+        assert_eq!(usd.dso_standard, Some(dec!(90.0)));
+        assert_eq!(usd.dso_best_possible, Some(dec!(90.0)));
+        assert_eq!(usd.average_days_delinquent, Some(dec!(0.0)));
+        assert_eq!(usd.dso_count_back, Some(dec!(30.0)));
+        // Nothing collectable and nothing collected: 0 / 0.
+        assert_eq!(usd.cei, None);
+    }
+
+    #[test]
+    fn reported_days_have_one_decimal_and_ratios_four() {
+        let eur = row(&kpis(acme()), "ACME", "EUR").clone();
+        assert_eq!(eur.dso_count_back.unwrap().to_string(), "141.0");
+        assert_eq!(eur.cei.unwrap().to_string(), "0.1828");
+        assert_eq!(round_days(dec!(0.05)), dec!(0.1));
+        assert_eq!(round_days(dec!(-0.05)), dec!(-0.1));
+        assert_eq!(round_ratio(dec!(0.00005)), dec!(0.0001));
+        assert_eq!(round_ratio(dec!(0.00004999)), dec!(0.0000));
+    }
+
+    #[test]
+    fn count_back_walks_empty_months_and_stops_where_history_does() {
+        // 18 empty periods (540 days), then all 100 of the 100 sold: + 30.
+        let mut periods = vec![dec!(0); 18];
+        periods.push(dec!(100));
+        assert_eq!(count_back(dec!(100), &periods), Some(dec!(570)));
+        // History runs out with 50 unexplained: the 30 days walked, a lower bound.
+        assert_eq!(count_back(dec!(150), &[dec!(100)]), Some(dec!(30)));
+        // Nothing open: no days.
+        assert_eq!(count_back(dec!(0), &[dec!(100)]), Some(dec!(0)));
+        // Without net positive sales there is nothing to count back against.
+        assert_eq!(count_back(dec!(100), &[]), None);
+        assert_eq!(count_back(dec!(100), &[dec!(0), dec!(-20)]), None);
+    }
+
+    #[test]
+    fn without_recent_sales_dso_is_none() {
+        let k = kpis(vec![CurrencyFigures {
+            receivables: dec!(100),
+            aging: [dec!(0), dec!(0), dec!(0), dec!(0), dec!(0), dec!(100)],
+            sales_by_period: [vec![dec!(0); 18], vec![dec!(100)]].concat(),
+            beginning_receivables: dec!(100),
+            ..figures("OLD", "EUR")
+        }]);
+        let old = row(&k, "OLD", "EUR");
+        assert_eq!(old.dso_standard, None);
+        assert_eq!(old.dso_best_possible, None);
+        assert_eq!(old.average_days_delinquent, None);
+        assert_eq!(old.dso_count_back, Some(dec!(570.0)));
+        // Nothing collected of 100 collectable.
+        assert_eq!(old.cei, Some(dec!(0)));
+    }
+
+    #[test]
+    fn cei_from_the_reconstructed_beginning() {
+        let mut beta = CurrencyFigures {
+            receivables: dec!(1580),
+            aging: [dec!(600), dec!(980), dec!(0), dec!(0), dec!(0), dec!(0)],
+            sales_in_cei_window: dec!(1000),
+            beginning_receivables: dec!(1870),
+            ..figures("BETA", "EUR")
+        };
+        // (1870 + 1000 − 1580) / (1870 + 1000 − 600) = 1290 / 2270 = 0.56828…
+        assert_eq!(
+            row(&kpis(vec![beta.clone()]), "BETA", "EUR").cei,
+            Some(dec!(0.5683))
+        );
+        // The 61-day window: (690 + 2880 − 1580) / (690 + 2880 − 600) = 1990 / 2970.
+        beta.beginning_receivables = dec!(690);
+        beta.sales_in_cei_window = dec!(2880);
+        assert_eq!(
+            row(&kpis(vec![beta]), "BETA", "EUR").cei,
+            Some(dec!(0.6700))
+        );
+    }
+
+    #[test]
+    fn promise_rate_and_expected_cash() {
+        let g = kpis(vec![CurrencyFigures {
+            promises_kept: 4,
+            promises_partial: 1,
+            promises_broken: 1,
+            due_soon: dec!(150),
+            promised_soon: dec!(340),
+            open_cases: [0, 1, 1],
+            ..figures("GAMMA", "EUR")
+        }]);
+        let g = row(&g, "GAMMA", "EUR");
+        assert_eq!(
+            (g.promises_kept, g.promises_partial, g.promises_broken),
+            (4, 1, 1)
+        );
+        // 4 / 6 = 0.66666…
+        assert_eq!(g.promise_kept_rate, Some(dec!(0.6667)));
+        assert_eq!(g.expected_cash_7d, dec!(490));
+        assert_eq!(
+            g.open_cases_by_priority,
+            [
+                ("high".to_string(), 0),
+                ("medium".to_string(), 1),
+                ("low".to_string(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn collectors_merge_the_worklist_and_the_case_history() {
+        let k = from_figures(
+            d(AS_OF),
+            &KpiOptions::default(),
+            &KpiFigures {
+                rows: vec![],
+                worklist: vec![
+                    WorklistLoad {
+                        collector: None,
+                        entries: 1,
+                        amount: dec!(50),
+                    },
+                    WorklistLoad {
+                        collector: Some("alice".into()),
+                        entries: 2,
+                        amount: dec!(300.75),
+                    },
+                ],
+                completions: vec![
+                    Completions {
+                        actor: "alice".into(),
+                        completed: 1,
+                        promises_taken: 1,
+                    },
+                    Completions {
+                        actor: "bob".into(),
+                        completed: 1,
+                        promises_taken: 0,
+                    },
+                ],
+                parts: 1,
+            },
+        );
+        let got: Vec<(&str, i64, Decimal, i64, i64)> = k
+            .collectors
+            .iter()
+            .map(|c| {
+                (
+                    c.collector.as_str(),
+                    c.worklist_entries,
+                    c.worklist_amount,
+                    c.activities_completed,
+                    c.promises_taken,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alice", 2, dec!(300.75), 1, 1),
+                ("bob", 0, dec!(0), 1, 0),
+                (UNASSIGNED, 1, dec!(50), 0, 0),
+            ]
+        );
+    }
+
+    /// Through a real store, with only its public API: options reach the scan, and bad
+    /// ones are refused before anything is read.
+    #[test]
+    fn compute_reads_the_store_and_refuses_bad_options() {
+        use arrears_core::domain::{Batch, ItemInput};
+        use arrears_core::money::Currency;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("kpi.db")).unwrap();
+        let k = compute(&s, d(AS_OF), &KpiOptions::default()).unwrap();
+        assert!(k.companies.is_empty() && k.collectors.is_empty());
+        // Interest charged on top: more open than ever sold.
+        s.ingest(&Batch {
+            items: vec![ItemInput {
+                source: "erp".into(),
+                external_id: "F1".into(),
+                company: "FEES".into(),
+                customer: "C1".into(),
+                document_no: "INV-F1".into(),
+                document_date: d("2026-06-20"),
+                due_date: d("2026-07-20"),
+                original_amount: dec!(100),
+                open_amount: dec!(150),
+                currency: Currency::parse("EUR").unwrap(),
+                hold: None,
+                original_document: None,
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        let k = compute(&s, d(AS_OF), &KpiOptions::default()).unwrap();
+        let fees = row(&k, "FEES", "EUR");
+        assert_eq!(fees.dso_standard, Some(dec!(135.0)));
+        assert_eq!(fees.dso_count_back, Some(dec!(30.0)));
+        // A 5-day DSO window no longer holds the 10-day-old sale.
+        let narrow = KpiOptions {
+            dso_window_days: 5,
+            ..KpiOptions::default()
+        };
+        let k = compute(&s, d(AS_OF), &narrow).unwrap();
+        assert_eq!(row(&k, "FEES", "EUR").dso_standard, None);
+        for bad in [
+            KpiOptions {
+                dso_window_days: 0,
+                ..KpiOptions::default()
+            },
+            KpiOptions {
+                cei_window_days: 36_601,
+                ..KpiOptions::default()
+            },
+        ] {
+            match compute(&s, d(AS_OF), &bad) {
+                Err(StoreError::Invalid(m)) => assert!(m.contains("36600 days"), "{m}"),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    }
+}
