@@ -12,6 +12,7 @@ mod connector_state;
 mod customer;
 mod demo_support;
 mod ingest;
+mod kpi_scan;
 mod outbox;
 mod run_io;
 mod statements;
@@ -42,6 +43,7 @@ pub use customer::{
 };
 pub use demo_support::*;
 pub use ingest::IngestStats;
+pub use kpi_scan::{Completions, CurrencyFigures, KpiFigures, KpiScan, WorklistLoad};
 pub use outbox::{
     ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
 };
