@@ -22,16 +22,16 @@
 pub use arrears_app as app;
 pub use arrears_rules::compliance;
 pub mod config;
-pub mod connector;
 pub use arrears_app::correspondence;
+pub use arrears_connectors as connector;
 pub use arrears_delivery as delivery;
 pub mod demo;
 pub use arrears_core::clock;
 pub use arrears_core::domain;
 pub mod engine;
+pub use arrears_core::money;
 pub use arrears_finance as finance;
 pub use arrears_import as import;
-pub use arrears_core::money;
 pub use arrears_kpi as kpi;
 pub mod rules;
 pub use arrears_secret as secret;

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 use super::SyncStats;
-use crate::store::{
+use arrears_store::{
     ActiveListing, BureauCandidate, BureauLookup, BureauScore, RemovalReason, Store,
 };
 
@@ -41,16 +41,10 @@ pub struct BureauConfig {
     pub url: String,
     pub api_key_env: Option<String>,
     pub api_key_file: Option<PathBuf>,
-    #[serde(
-        default = "default_timeout",
-        with = "crate::config::humantime_serde_compat"
-    )]
+    #[serde(default = "default_timeout", with = "arrears_core::human_duration")]
     pub timeout: Duration,
     /// A score older than this is looked up again.
-    #[serde(
-        default = "default_max_age",
-        with = "crate::config::humantime_serde_compat"
-    )]
+    #[serde(default = "default_max_age", with = "arrears_core::human_duration")]
     pub max_age: Duration,
     /// Lookups per sync at most (bureaus bill and throttle per call).
     #[serde(default = "default_batch")]
@@ -99,7 +93,7 @@ fn key(cfg: &BureauConfig) -> Result<Option<String>, String> {
             .map_err(|_| format!("environment variable {v} (api_key_env) is not set"));
     }
     if let Some(p) = &cfg.api_key_file {
-        return crate::secret::read(p)
+        return arrears_secret::read(p)
             .map(|s| Some(s.trim().to_string()))
             .map_err(|e| format!("api_key_file: {e}"));
     }
@@ -348,7 +342,7 @@ fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<Syn
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Batch, CustomerInfo, ItemInput};
+    use arrears_core::domain::{Batch, CustomerInfo, ItemInput};
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -443,7 +437,7 @@ mod tests {
                     due_date: d,
                     original_amount: rust_decimal::Decimal::TEN,
                     open_amount: rust_decimal::Decimal::TEN,
-                    currency: crate::money::Currency::parse("EUR").unwrap(),
+                    currency: arrears_core::money::Currency::parse("EUR").unwrap(),
                     hold: None,
                     original_document: None,
                 })
@@ -687,9 +681,7 @@ mod tests {
     /// item; before the outbox ran, the decided-but-unsent notice lists nothing.
     #[test]
     fn a_listing_follows_a_delivered_final_notice_after_the_wait() {
-        let rules =
-            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-                .unwrap();
+        let rules = arrears_test_support::shipped_rules();
         let (url, log) = listing_stub();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("t.db")).unwrap();
@@ -703,7 +695,7 @@ mod tests {
             due_date: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
             original_amount: rust_decimal::Decimal::from(800),
             open_amount: rust_decimal::Decimal::from(800),
-            currency: crate::money::Currency::parse("EUR").unwrap(),
+            currency: arrears_core::money::Currency::parse("EUR").unwrap(),
             hold: None,
             original_document: None,
         };
@@ -722,18 +714,17 @@ mod tests {
         });
         // One level per run: reminder 1, reminder 2, then the final notice.
         for d in ["2026-10-05", "2026-10-06", "2026-10-20"] {
-            crate::engine::run::run(&mut s, &rules, day(d), crate::engine::run::RunMode::Full)
-                .unwrap();
+            arrears_app::run::run(&mut s, &rules, day(d), arrears_app::run::RunMode::Full).unwrap();
             if d != "2026-10-20" {
                 let now = format!("{d}T10:00:00Z").parse().unwrap();
-                crate::correspondence::process(&mut s, &rules, None, now).unwrap();
+                arrears_app::correspondence::process(&mut s, &rules, None, now).unwrap();
             }
         }
         // Decided, not sent: nothing is listed even after the wait.
         sync(&mut s, "bureau", &c, day("2026-11-05")).unwrap();
         assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
         // The outbox prints it (no e-mail on file: the letter is the channel anyway).
-        let st = crate::correspondence::process(
+        let st = arrears_app::correspondence::process(
             &mut s,
             &rules,
             None,

@@ -19,9 +19,9 @@ use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::SyncStats;
-use crate::domain::{Batch, CustomerInfo, ItemInput, PaymentInput};
-use crate::money::Currency;
-use crate::store::Store;
+use arrears_core::domain::{Batch, CustomerInfo, ItemInput, PaymentInput};
+use arrears_core::money::Currency;
+use arrears_store::Store;
 
 pub use arrears_proto::connector_v1 as pb;
 
@@ -36,16 +36,10 @@ pub struct PluginConfig {
     #[serde(default)]
     pub settings: serde_json::Value,
     /// How long the plugin may take to start listening and answer the handshake.
-    #[serde(
-        default = "default_start",
-        with = "crate::config::humantime_serde_compat"
-    )]
+    #[serde(default = "default_start", with = "arrears_core::human_duration")]
     pub start_timeout: Duration,
     /// How long one pull (all its batches) may take.
-    #[serde(
-        default = "default_call",
-        with = "crate::config::humantime_serde_compat"
-    )]
+    #[serde(default = "default_call", with = "arrears_core::human_duration")]
     pub call_timeout: Duration,
 }
 
@@ -318,8 +312,8 @@ fn forward_output(name: &str, child: &mut Child) {
 }
 
 fn dec(what: &str, v: &str) -> Result<Decimal, String> {
-    let d = crate::money::parse_amount(v)
-        .and_then(crate::money::check_bound)
+    let d = arrears_core::money::parse_amount(v)
+        .and_then(arrears_core::money::check_bound)
         .map_err(|e| format!("{what}: {e}"))?;
     if d < Decimal::ZERO {
         return Err(format!("{what}: `{v}` is negative"));
@@ -380,7 +374,7 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
             }
             let currency = Currency::parse(&i.currency).map_err(|e| format!("{w}: {e}"))?;
             for a in [original, open] {
-                crate::money::check_amount(a, currency).map_err(|e| format!("{w}: {e}"))?;
+                arrears_core::money::check_amount(a, currency).map_err(|e| format!("{w}: {e}"))?;
             }
             b.items.push(ItemInput {
                 source: source.to_string(),
@@ -406,7 +400,7 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
             }
             let amount = dec(&format!("{w}: amount"), &p.amount)?;
             let currency = Currency::parse(&p.currency).map_err(|e| format!("{w}: {e}"))?;
-            crate::money::check_amount(amount, currency).map_err(|e| format!("{w}: {e}"))?;
+            arrears_core::money::check_amount(amount, currency).map_err(|e| format!("{w}: {e}"))?;
             b.payments.push(PaymentInput {
                 source: source.to_string(),
                 external_id: p.external_id.clone(),
@@ -446,7 +440,7 @@ pub fn store_pull(
                     "items_new": s.items_new, "items_updated": s.items_updated,
                     "items_cleared": s.items_cleared, "payments_new": s.payments_new,
                 });
-                Ok::<_, crate::store::StoreError>((s, serde_json::Value::Null, after))
+                Ok::<_, arrears_store::StoreError>((s, serde_json::Value::Null, after))
             },
         )
         .map_err(|e| e.to_string())?;

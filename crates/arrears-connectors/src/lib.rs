@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Result, Store};
+use arrears_store::{Result, Store};
 
 // No `deny_unknown_fields` here: serde does not support it together with
 // `flatten`; `Kind` refuses unknown keys instead.
@@ -31,10 +31,7 @@ pub struct ConnectorConfig {
     #[serde(flatten)]
     pub kind: Kind,
     /// How often to sync (inboxes also react to new files at once); `0s`: only on demand.
-    #[serde(
-        default = "default_every",
-        with = "crate::config::humantime_serde_compat"
-    )]
+    #[serde(default = "default_every", with = "arrears_core::human_duration")]
     pub every: Duration,
 }
 
@@ -130,7 +127,7 @@ pub struct SyncStats {
     pub cursor: Option<String>,
 }
 
-pub use crate::store::Health;
+pub use arrears_store::Health;
 
 /// Records the outcome of one sync of `c` that started `at`. A sync that failed
 /// as a whole keeps the cursor; one that succeeded (even with some bad files)
@@ -142,14 +139,14 @@ pub fn record_sync(
     outcome: &std::result::Result<SyncStats, String>,
 ) -> Result<()> {
     let o = match outcome {
-        Ok(s) => crate::store::SyncOutcome {
+        Ok(s) => arrears_store::SyncOutcome {
             ok: true,
             pulled: s.pulled as i64,
             failed: s.failed as i64,
             error: (s.failed > 0).then(|| format!("{} file(s) failed", s.failed)),
             cursor: s.cursor.as_deref(),
         },
-        Err(e) => crate::store::SyncOutcome {
+        Err(e) => arrears_store::SyncOutcome {
             ok: false,
             failed: 1,
             error: Some(e.clone()),
@@ -200,9 +197,9 @@ pub fn sync(
             &c.name,
             path,
             encoding.as_deref(),
-            crate::store::MatchOptions {
+            arrears_store::MatchOptions {
                 min_confidence: min_confidence
-                    .unwrap_or(crate::store::MatchOptions::default().min_confidence),
+                    .unwrap_or(arrears_store::MatchOptions::default().min_confidence),
             },
         ),
     };

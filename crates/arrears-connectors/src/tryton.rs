@@ -24,9 +24,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::SyncStats;
-use crate::domain::{Batch, CustomerInfo, ItemInput};
-use crate::money::Currency;
-use crate::store::Store;
+use arrears_core::domain::{Batch, CustomerInfo, ItemInput};
+use arrears_core::money::Currency;
+use arrears_store::Store;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,10 +40,7 @@ pub struct TrytonConfig {
     /// The company key customers and items get here [default: the database name].
     pub company: Option<String>,
     /// Per-request timeout.
-    #[serde(
-        default = "default_timeout",
-        with = "crate::config::humantime_serde_compat"
-    )]
+    #[serde(default = "default_timeout", with = "arrears_core::human_duration")]
     pub timeout: Duration,
     /// Lines per request.
     #[serde(default = "default_page")]
@@ -115,7 +112,7 @@ impl Client {
             });
         }
         if let Some(p) = &self.cfg.password_file {
-            return crate::secret::read(p)
+            return arrears_secret::read(p)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| TrytonError::Config(format!("password_file: {e}")));
         }
@@ -359,7 +356,7 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
                 "open_lines": pulled, "items_new": s.items_new, "items_updated": s.items_updated,
                 "items_cleared": s.items_cleared, "customers_new": s.customers_new,
             });
-            Ok::<_, crate::store::StoreError>((s, json!(null), after))
+            Ok::<_, arrears_store::StoreError>((s, json!(null), after))
         })
         .map_err(|e| e.to_string())?;
     Ok(SyncStats {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::SyncStats;
-use crate::store::{MatchOptions, Store};
+use arrears_store::{MatchOptions, Store};
 
 /// Files waiting in `dir`, oldest name first (exports are usually named by date).
 pub fn pending(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -116,7 +116,7 @@ pub fn sync_csv(
     source: &str,
 ) -> Result<SyncStats, String> {
     each_file(dir, |f| {
-        let mut parsed = crate::import::parse_csv(f, source).map_err(|e| e.to_string())?;
+        let mut parsed = arrears_import::parse_csv(f, source).map_err(|e| e.to_string())?;
         parsed
             .refuse_unknown_item_refs(|s, e| store.item_exists(s, e))
             .map_err(|e| e.to_string())?;
@@ -141,7 +141,7 @@ pub fn sync_csv(
                     "rows": parsed.rows, "items_new": s.items_new, "items_updated": s.items_updated,
                     "items_cleared": s.items_cleared, "payments_new": s.payments_new,
                 });
-                Ok::<_, crate::store::StoreError>((s, serde_json::json!(null), after))
+                Ok::<_, arrears_store::StoreError>((s, serde_json::json!(null), after))
             })
             .map_err(|e| e.to_string())?;
         Ok(format!(
@@ -165,7 +165,7 @@ pub fn sync_statements(
     each_file(dir, |f| {
         let name = f.display().to_string();
         let raw = std::fs::read(f).map_err(|e| format!("{name}: {e}"))?;
-        let parsed = crate::statement::parse(&raw, &name, encoding).map_err(|e| e.to_string())?;
+        let parsed = arrears_statements::parse(&raw, &name, encoding).map_err(|e| e.to_string())?;
         let r = store
             .import_statement_as(&principal(connector), &name, &raw, &parsed, &opts)
             .map_err(|e| e.to_string())?;
@@ -258,7 +258,7 @@ mod tests {
         let mut store = Store::open(&dir.path().join("t.db")).unwrap();
         let sample = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml"
+            "/../../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml"
         );
         std::fs::copy(sample, inbox.join("a.xml")).unwrap();
         std::fs::write(inbox.join("b.xml"), "<Document><BkToCstmrStmt>").unwrap();
