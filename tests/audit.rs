@@ -3,6 +3,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! End-to-end: the real `arrears` binary on a temporary database and rules copy.
 
+use arrears_store::rusqlite;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,6 +12,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,6 +3,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::time::Duration;
 
 use arrears::server::pb;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -28,7 +28,7 @@ fn portfolio(dir: &Path, as_of: NaiveDate) -> Store {
         arrears::rules::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")).unwrap();
     arrears::engine::run::run(&mut s, &rules, as_of, arrears::engine::run::RunMode::Full).unwrap();
     // Some cases closed before the CEI start, so the beginning receivables lose items.
-    s.conn()
+    s.test_connection()
         .execute_batch(
             "UPDATE cases SET status = 'closed', closed_on = '2026-10-01', close_reason = 'cleared' WHERE id % 7 = 0;
              UPDATE items SET status = 'cleared', open_amount = '0' WHERE id IN (SELECT item_id FROM cases WHERE id % 7 = 0);",
@@ -89,7 +89,7 @@ fn parts_add_up_to_the_same_figures() {
     assert_eq!(figures(&s, as_of, 2), (one.clone(), 2));
     assert_eq!(figures(&s, as_of, 3), (one, 3));
     // One far-away item id: the per-item flags switch to a map.
-    s.conn()
+    s.test_connection()
         .execute_batch(
             "INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
                SELECT 50000000, 'x', 'far', customer_id, 'FAR', '2026-09-01', '2026-10-01', '77.70', '77.70', currency FROM items LIMIT 1;

@@ -1,6 +1,7 @@
 //! End-to-end: `arrears import statement` on the public sample statements
 //! (tests/samples, see SOURCES.md there) against a real SQLite file.
 
+use arrears_store::rusqlite;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use arrears_store::rusqlite;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -106,7 +106,7 @@ fn main() {
     // Change 1% of the open items (a partial payment each) through the ingest path.
     let changed = items / 100;
     let batch = {
-        let conn = store.conn();
+        let conn = store.test_connection();
         let mut st = conn
             .prepare(
                 "SELECT i.source, i.external_id, c.company, c.code, i.document_no, i.document_date, i.due_date,

@@ -44,7 +44,7 @@ fn setup() -> (tempfile::TempDir, Store, arrears_rules::RuleSet, Vec<i64>) {
     .unwrap();
     run(&mut s, &rules, d("2026-11-23"), RunMode::Full).unwrap();
     let cases = s
-        .conn()
+        .test_connection()
         .prepare("SELECT id FROM cases WHERE status = 'open' ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -65,7 +65,9 @@ fn terms(r: &arrears_rules::RuleSet) -> Terms<'_> {
 }
 
 fn count(s: &Store, sql: &str) -> i64 {
-    s.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    s.test_connection()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
 }
 
 /// Priced with the shipped policy (1 % a month = 12 % a year, ACT/365, 7 grace
@@ -293,7 +295,7 @@ fn within_the_limits_it_takes_effect_and_a_missed_instalment_breaks_it() {
     );
     // 3..6 lose their unearned interest; 2 (due that day) keeps it.
     let open = |n: u32| -> String {
-        s.conn()
+        s.test_connection()
             .query_row(
                 "SELECT open_amount FROM items WHERE source = 'agreement' AND external_id = ?1",
                 [format!("{}/{n}", a.id)],

@@ -429,7 +429,7 @@ mod tests {
     }
 
     fn escalations(s: &Store) -> i64 {
-        s.conn()
+        s.test_connection()
             .query_row("SELECT COUNT(*) FROM escalations", [], |r| r.get(0))
             .unwrap()
     }
@@ -447,7 +447,7 @@ mod tests {
         run(&mut s, &r, d("2026-11-20"), RunMode::Full).unwrap();
         let c1 = s.customer_id("C1").unwrap();
         let state_of = |s: &Store, id: i64| -> (String, String, i64) {
-            s.conn()
+            s.test_connection()
                 .query_row(
                     "SELECT cs.as_of, cs.score, (SELECT COUNT(*) FROM worklist w WHERE w.customer_id = cs.customer_id)
                      FROM customer_state cs WHERE customer_id = ?1",
@@ -459,19 +459,19 @@ mod tests {
         let before = state_of(&s, c1);
         assert_eq!(before.2, 1, "C1 is on a worklist after the first run");
         // Two items near Decimal::MAX: their sum overflows.
-        s.conn()
+        s.test_connection()
             .execute(
                 "UPDATE items SET original_amount = '50000000000000000000000000000', open_amount = '50000000000000000000000000000' WHERE customer_id = ?1",
                 [c1],
             )
             .unwrap();
-        s.conn()
+        s.test_connection()
             .execute(
                 "UPDATE items SET open_amount = '150' WHERE external_id = '3'",
                 [],
             )
             .unwrap();
-        s.conn()
+        s.test_connection()
             .execute("UPDATE customers SET dirty = dirty + 1", [])
             .unwrap();
         for (day, mode) in [("2026-11-21", RunMode::Full), ("2026-11-21", RunMode::Auto)] {
@@ -497,7 +497,7 @@ mod tests {
         }
         let c2 = s.customer_id("C2").unwrap();
         let amount: String = s
-            .conn()
+            .test_connection()
             .query_row(
                 "SELECT amount FROM worklist WHERE customer_id = ?1",
                 [c2],
@@ -518,7 +518,7 @@ mod tests {
             l.step_interval_days = 7;
         }
         let steps = |s: &Store| -> Vec<(String, i64, String)> {
-            s.conn()
+            s.test_connection()
                 .prepare("SELECT as_of, level, items FROM escalations ORDER BY id")
                 .unwrap()
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -552,7 +552,7 @@ mod tests {
         let ids: Vec<i64> = ["A", "B"]
             .iter()
             .map(|x| {
-                s.conn()
+                s.test_connection()
                     .query_row("SELECT id FROM items WHERE external_id = ?1", [x], |r| {
                         r.get(0)
                     })
@@ -561,7 +561,7 @@ mod tests {
             .collect();
         assert_eq!(items, vec![(ids[0], 4), (ids[1], 2)]);
         let stored: Vec<i64> = s
-            .conn()
+            .test_connection()
             .prepare("SELECT dun_level FROM items WHERE customer_id = ?1 ORDER BY id")
             .unwrap()
             .query_map([a], |r| r.get(0))
@@ -608,7 +608,7 @@ mod tests {
         run(&mut s, &r, d("2026-12-23"), RunMode::Auto).unwrap();
         assert_eq!(escalations(&s), before);
         let who: Vec<i64> = s
-            .conn()
+            .test_connection()
             .prepare("SELECT DISTINCT customer_id FROM escalations")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -630,7 +630,7 @@ mod tests {
         let sum = run(&mut s, &r, d("2026-11-30"), RunMode::Auto).unwrap();
         assert_eq!(sum.worklist.entries, 1);
         let reason: String = s
-            .conn()
+            .test_connection()
             .query_row("SELECT reason FROM worklist", [], |r| r.get(0))
             .unwrap();
         assert!(reason.contains("resubmitted"), "{reason}");
@@ -646,7 +646,7 @@ mod tests {
         assert_eq!((sum.customers_evaluated, sum.customers_skipped), (1, 1));
         assert!(sum.problems[0].contains("JPY"), "{:?}", sum.problems);
         let dirty: i64 = s
-            .conn()
+            .test_connection()
             .query_row("SELECT dirty FROM customers WHERE code = 'C1'", [], |r| {
                 r.get(0)
             })
@@ -680,7 +680,7 @@ mod tests {
         let r = rules();
         run(&mut s, &r, d("2026-11-23"), RunMode::Full).unwrap();
         let open = |s: &Store| -> i64 {
-            s.conn()
+            s.test_connection()
                 .query_row(
                     "SELECT COUNT(*) FROM cases WHERE status = 'open'",
                     [],
@@ -718,7 +718,7 @@ mod tests {
         );
         run(&mut s, &r, d("2026-11-23"), RunMode::Auto).unwrap();
         let closed: i64 = s
-            .conn()
+            .test_connection()
             .query_row(
                 "SELECT COUNT(*) FROM cases c JOIN items i ON i.id = c.item_id WHERE i.external_id = '1' AND c.status = 'closed'",
                 [],
@@ -740,7 +740,7 @@ mod tests {
         run(&mut s, &r, d("2026-11-10"), RunMode::Full).unwrap();
         assert_eq!(escalations(&s), 1, "first reminder");
         let cases: Vec<i64> = s
-            .conn()
+            .test_connection()
             .prepare("SELECT id FROM cases ORDER BY id")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -764,7 +764,7 @@ mod tests {
         // Both cases wait for the day after the promise.
         run(&mut s, &r, d("2026-11-11"), RunMode::Auto).unwrap();
         let nads: Vec<String> = s
-            .conn()
+            .test_connection()
             .prepare("SELECT nad FROM cases ORDER BY id")
             .unwrap()
             .query_map([], |r| r.get(0))

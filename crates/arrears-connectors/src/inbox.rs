@@ -223,7 +223,10 @@ mod tests {
         assert!(report.contains("nothing was imported"), "{report}");
         // The good file landed; nothing of the bad one did.
         let n = |store: &Store, sql: &str| -> i64 {
-            store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+            store
+                .test_connection()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap()
         };
         assert_eq!(n(&store, "SELECT COUNT(*) FROM items"), 1);
         assert_eq!(
@@ -267,7 +270,7 @@ mod tests {
         let report = std::fs::read_to_string(inbox.join("failed/b.xml.error.txt")).unwrap();
         assert!(report.contains("b.xml:1"), "{report}");
         let n: i64 = store
-            .conn()
+            .test_connection()
             .query_row("SELECT COUNT(*) FROM statement_files", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1);

@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
+
+/// The SQLite driver, for tests that read or plant rows directly (`testing` only).
+#[cfg(feature = "testing")]
+pub use rusqlite;
 use rust_decimal::Decimal;
 
 pub use access::Owner;
@@ -340,7 +344,16 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    pub fn conn(&self) -> &Connection {
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The raw connection, for tests that must plant what no public write can (a
+    /// corrupt row, an old schema, a tampered audit record). Only with the `testing`
+    /// feature, which production builds never turn on: outside this crate the store
+    /// is its methods, so a second backend can replace it.
+    #[cfg(feature = "testing")]
+    pub fn test_connection(&self) -> &Connection {
         &self.conn
     }
 

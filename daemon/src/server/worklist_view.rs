@@ -156,7 +156,7 @@ mod tests {
         run(&mut store, &rules, as_of, RunMode::Full).unwrap();
         // Some unassigned work, so the collector scope has two lists to merge.
         store
-            .conn()
+            .test_connection()
             .execute(
                 "UPDATE worklist SET collector = NULL WHERE customer_id % 5 = 0",
                 [],

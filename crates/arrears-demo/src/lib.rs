@@ -12,9 +12,9 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput, PromiseStatus};
-use crate::money::Currency;
-use crate::store::{PastDispute, PastHold, PastPromise, PastRecords, Store, StoreError};
+use arrears_core::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput, PromiseStatus};
+use arrears_core::money::Currency;
+use arrears_store::{PastDispute, PastHold, PastPromise, PastRecords, Store, StoreError};
 
 /// The `source` of every generated item and payment.
 pub const SOURCE: &str = "demo";
@@ -886,23 +886,25 @@ mod tests {
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+        s.test_connection()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
     }
 
     fn rows(s: &Store, sql: &str) -> Vec<String> {
-        let mut st = s.conn().prepare(sql).unwrap();
+        let mut st = s.test_connection().prepare(sql).unwrap();
         let n = st.column_count();
         st.query_map([], |r| {
             (0..n)
                 .map(|i| {
-                    r.get::<_, rusqlite::types::Value>(i)
+                    r.get::<_, arrears_store::rusqlite::types::Value>(i)
                         .map(|v| format!("{v:?}"))
                 })
-                .collect::<rusqlite::Result<Vec<_>>>()
+                .collect::<arrears_store::rusqlite::Result<Vec<_>>>()
                 .map(|v| v.join("|"))
         })
         .unwrap()
-        .collect::<rusqlite::Result<_>>()
+        .collect::<arrears_store::rusqlite::Result<_>>()
         .unwrap()
     }
 
@@ -955,7 +957,7 @@ mod tests {
         );
         assert_eq!(count(&s, "SELECT COUNT(DISTINCT currency) FROM items"), 5);
         let biggest: String = s
-            .conn()
+            .test_connection()
             .query_row(
                 "SELECT company FROM customers GROUP BY company ORDER BY COUNT(*) DESC LIMIT 1",
                 [],
@@ -1001,7 +1003,7 @@ mod tests {
         let mut not_due = 0;
         let mut big = 0;
         let mut st_items = s
-            .conn()
+            .test_connection()
             .prepare(
                 "SELECT document_date, due_date, original_amount, open_amount, status FROM items",
             )
