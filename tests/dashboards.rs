@@ -789,7 +789,9 @@ fn check_metadata(exposition: &str) {
         match help.get(f) {
             None | Some(&"") => problems.push(format!("{f}: no HELP")),
             Some(text) => match arrears::server::metric_catalog::get(f) {
-                None => problems.push(format!("{f}: not in daemon/src/server/metric_catalog.rs")),
+                None => problems.push(format!(
+                    "{f}: not in crates/arrears-server/src/metric_catalog.rs"
+                )),
                 Some(m) if m.help != *text => {
                     problems.push(format!("{f}: HELP {text:?} is not the catalogue's"))
                 }
@@ -973,7 +975,7 @@ fn every_recorded_metric_is_in_the_catalogue() {
     for (name, (kind, at)) in &recorded {
         match CATALOG.iter().find(|m| m.name == name) {
             None => problems.push(format!(
-                "{name} ({at}) is not in daemon/src/server/metric_catalog.rs"
+                "{name} ({at}) is not in crates/arrears-server/src/metric_catalog.rs"
             )),
             Some(m) if m.kind != *kind => problems.push(format!(
                 "{name}: a {kind:?} in {at}, a {:?} in the catalogue",

@@ -20,14 +20,14 @@
 //! - [`secret`]: secret files, refused when other users can read them.
 
 pub use arrears_app as app;
-pub use arrears_rules::compliance;
-pub mod config;
 pub use arrears_app::correspondence;
 pub use arrears_connectors as connector;
 pub use arrears_core::clock;
 pub use arrears_core::domain;
 pub use arrears_delivery as delivery;
 pub use arrears_demo as demo;
+pub use arrears_rules::compliance;
+pub use arrears_server::config;
 pub mod engine;
 pub use arrears_core::money;
 pub use arrears_finance as finance;
@@ -35,7 +35,7 @@ pub use arrears_import as import;
 pub use arrears_kpi as kpi;
 pub mod rules;
 pub use arrears_secret as secret;
-pub mod server;
+pub use arrears_server as server;
 
 pub use arrears_rules::templates;
 pub use arrears_statements as statement;

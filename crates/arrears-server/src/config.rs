@@ -20,9 +20,9 @@ pub struct Config {
     /// Bearer tokens of the API.
     pub auth: AuthConfig,
     /// Data sources the daemon pulls from on their schedules.
-    pub connectors: Vec<crate::connector::ConnectorConfig>,
+    pub connectors: Vec<arrears_connectors::ConnectorConfig>,
     /// How messages go out (SMTP, webhook); letters need nothing.
-    pub delivery: Option<crate::delivery::DeliveryConfig>,
+    pub delivery: Option<arrears_delivery::DeliveryConfig>,
     /// The audit log's key and anchor.
     pub audit: AuditConfig,
 }
@@ -198,8 +198,6 @@ impl Config {
         if local.is_dir() {
             return local;
         }
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("rules")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")
     }
 }

@@ -15,9 +15,9 @@ use rust_decimal::Decimal;
 use tonic::{Code, Status};
 
 use super::Shared;
-use crate::kpi::{self, KpiOptions};
-use crate::rules::RuleSet;
-use crate::store::Store;
+use arrears_kpi::{self as kpi, KpiOptions};
+use arrears_rules::RuleSet;
+use arrears_store::Store;
 
 /// Installs the process-wide recorder. A process serves one daemon, so a recorder
 /// already in place is an error rather than something to share.

@@ -5,14 +5,14 @@ use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use super::{nonempty, opt, positive_id, Api};
-use crate::app::cases::Caller;
-use crate::finance::PlanKind;
-use crate::server::app_status;
-use crate::server::auth::principal;
-use crate::server::authz::Reach;
-use crate::server::metrics::observed;
-use crate::server::{parse_date, pb, status};
-use crate::store::{AgreementView, DocumentView, Proposal};
+use crate::app_status;
+use crate::auth::principal;
+use crate::authz::Reach;
+use crate::metrics::observed;
+use crate::{parse_date, pb, status};
+use arrears_app::cases::Caller;
+use arrears_finance::PlanKind;
+use arrears_store::{AgreementView, DocumentView, Proposal};
 
 pub fn plan_kind(s: &str) -> Result<PlanKind, Status> {
     match s {
@@ -129,7 +129,7 @@ impl pb::agreements_server::Agreements for Api {
                 .write("agreement proposed".into(), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
                     Ok(agreement_to_pb(
-                        &crate::app::agreements::propose(store, rules, &caller, &p)
+                        &arrears_app::agreements::propose(store, rules, &caller, &p)
                             .map_err(app_status)?,
                     ))
                 })
@@ -153,7 +153,7 @@ impl pb::agreements_server::Agreements for Api {
                 .write(format!("agreement {id} approved"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
                     Ok(agreement_to_pb(
-                        &crate::app::agreements::approve(store, rules, &caller, id, &r.note, on)
+                        &arrears_app::agreements::approve(store, rules, &caller, id, &r.note, on)
                             .map_err(app_status)?,
                     ))
                 })
@@ -177,7 +177,7 @@ impl pb::agreements_server::Agreements for Api {
                 .write(format!("agreement {id} rejected"), move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
                     Ok(agreement_to_pb(
-                        &crate::app::agreements::reject(store, &caller, id, &r.note, on)
+                        &arrears_app::agreements::reject(store, &caller, id, &r.note, on)
                             .map_err(app_status)?,
                     ))
                 })

@@ -3,13 +3,13 @@
 use tonic::{Request, Response, Status};
 
 use super::{nonempty, Api};
-use crate::app::cases::Caller;
-use crate::server::app_status;
-use crate::server::auth::principal;
-use crate::server::authz::Reach;
-use crate::server::metrics::observed;
-use crate::server::{pb, status};
-use crate::store::{ContactProfile, MessageView};
+use crate::app_status;
+use crate::auth::principal;
+use crate::authz::Reach;
+use crate::metrics::observed;
+use crate::{pb, status};
+use arrears_app::cases::Caller;
+use arrears_store::{ContactProfile, MessageView};
 
 pub fn message_to_pb(m: &MessageView) -> pb::Message {
     pb::Message {
@@ -92,7 +92,7 @@ impl pb::correspondence_server::Correspondence for Api {
             let s = tokio::task::spawn_blocking(move || {
                 let mut st = me.open_store().map_err(status)?;
                 let rules = me.rules();
-                crate::correspondence::process(
+                arrears_app::correspondence::process(
                     &mut st,
                     &rules.set,
                     me.delivery.as_ref(),
@@ -104,7 +104,7 @@ impl pb::correspondence_server::Correspondence for Api {
             .map_err(|e| Status::internal(e.to_string()))??;
             if s.call_tasks > 0 {
                 self.shared
-                    .request_run(crate::server::RunRequest::auto("outbox call tasks".into()));
+                    .request_run(crate::RunRequest::auto("outbox call tasks".into()));
             }
             Ok(Response::new(pb::OutboxStats {
                 composed: s.composed,
@@ -139,7 +139,7 @@ impl pb::correspondence_server::Correspondence for Api {
                 }
             };
             let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-            let change = crate::app::customers::ContactChange {
+            let change = arrears_app::customers::ContactChange {
                 email: text(&r.email),
                 phone: text(&r.phone),
                 address: text(&r.address),
@@ -152,7 +152,7 @@ impl pb::correspondence_server::Correspondence for Api {
                     format!("contact preferences of {key}"),
                     move |store, rules| {
                         let caller = Caller::new(&who, rules, &who.name);
-                        let p = crate::app::customers::set_contact(store, &caller, &key, &change)
+                        let p = arrears_app::customers::set_contact(store, &caller, &key, &change)
                             .map_err(app_status)?;
                         Ok(prefs_to_pb(&p))
                     },

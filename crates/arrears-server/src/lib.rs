@@ -16,6 +16,7 @@
 mod api;
 pub mod auth;
 pub mod authz;
+pub mod config;
 mod connectors;
 mod limits;
 pub mod metric_catalog;
@@ -36,14 +37,14 @@ use tokio::sync::{broadcast, mpsc, watch as tokio_watch};
 use tonic::Status;
 
 use crate::config::ServeConfig;
-use crate::rules::{self, RuleError, RuleSet};
-use crate::store::{Store, StoreError};
 pub use api::connector_health;
 pub use api::message_to_pb;
 pub use api::{agreement_to_pb, dispute_ageing_to_pb, dispute_to_pb, plan_kind};
 pub use api::{case_to_pb, customer_to_pb, explanation_to_pb, promise_to_pb, summary_to_pb};
 use arrears_core::clock::{business_date, Clock};
 use arrears_core::error::ErrorKind;
+use arrears_rules::{self as rules, RuleError, RuleSet};
+use arrears_store::{Store, StoreError};
 use auth::Auth;
 pub use runner::RunRequest;
 pub use watch::entry_to_pb;
@@ -64,7 +65,7 @@ pub enum ServeError {
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
-    Audit(#[from] crate::store::AuditSetupError),
+    Audit(#[from] arrears_store::AuditSetupError),
     #[error("{what} {addr}: {source}")]
     Listen {
         what: &'static str,
@@ -133,9 +134,9 @@ pub struct Shared {
     seq: AtomicU64,
     pub shutdown: tokio_watch::Receiver<bool>,
     last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
-    pub delivery: Option<crate::delivery::DeliveryConfig>,
+    pub delivery: Option<arrears_delivery::DeliveryConfig>,
     /// Audit keys and anchor: every connection that may write gets them.
-    pub audit: Arc<crate::store::AuditSetup>,
+    pub audit: Arc<arrears_store::AuditSetup>,
     /// The clock the binary chose: business dates by default and record stamps.
     pub clock: Arc<dyn Clock>,
 }
@@ -161,7 +162,7 @@ pub fn code_of(kind: ErrorKind) -> tonic::Code {
 /// Every failure reaches a caller through here: the kind picks the code, the message
 /// is the use case's without the store's prefixes, and what an operator must see is
 /// logged.
-pub fn app_status(e: crate::app::AppError) -> Status {
+pub fn app_status(e: arrears_app::AppError) -> Status {
     let (kind, msg) = (e.kind(), e.message());
     match kind {
         ErrorKind::Audit => tracing::error!(error = %msg, "audit log"),
@@ -172,7 +173,7 @@ pub fn app_status(e: crate::app::AppError) -> Status {
 }
 
 pub fn status(e: StoreError) -> Status {
-    app_status(crate::app::AppError::from(e))
+    app_status(arrears_app::AppError::from(e))
 }
 
 impl Shared {
@@ -363,8 +364,8 @@ pub struct ServeOptions {
     pub rules_dir: PathBuf,
     pub cfg: ServeConfig,
     pub auth: crate::config::AuthConfig,
-    pub connectors: Vec<crate::connector::ConnectorConfig>,
-    pub delivery: Option<crate::delivery::DeliveryConfig>,
+    pub connectors: Vec<arrears_connectors::ConnectorConfig>,
+    pub delivery: Option<arrears_delivery::DeliveryConfig>,
     pub audit: crate::config::AuditConfig,
     pub clock: Arc<dyn Clock>,
 }
@@ -440,8 +441,8 @@ pub async fn run(
             );
         }
     }
-    crate::connector::validate(&opts.connectors).map_err(ServeError::Connectors)?;
-    let audit = Arc::new(crate::store::AuditSetup::from_config(&opts.audit)?);
+    arrears_connectors::validate(&opts.connectors).map_err(ServeError::Connectors)?;
+    let audit = Arc::new(arrears_store::AuditSetup::from_config(&opts.audit)?);
     audit.check_anchor()?;
     let writer = Store::open(&opts.db)?
         .with_audit(audit.clone())

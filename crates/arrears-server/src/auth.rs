@@ -8,7 +8,7 @@ use tonic::{Request, Status};
 
 use crate::config::{AuthConfig, Role};
 
-pub use crate::app::access::Principal;
+pub use arrears_app::access::Principal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -42,7 +42,7 @@ pub struct Auth {
 
 /// A token file others can read is a leaked token: refused, with the fix in the message.
 fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    crate::secret::read_owner_only(path)
+    arrears_secret::read_owner_only(path)
 }
 
 fn digest(token: &str) -> [u8; 32] {

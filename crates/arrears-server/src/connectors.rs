@@ -12,7 +12,7 @@ use metrics::{counter, gauge};
 use tokio::sync::{oneshot, Mutex as AsyncMutex, Notify};
 
 use super::{RunRequest, Shared};
-use crate::connector::{self, plugin, ConnectorConfig, Kind, SyncStats};
+use arrears_connectors::{self as connector, plugin, ConnectorConfig, Kind, SyncStats};
 
 /// How often a running plugin is asked whether it is healthy.
 const HEALTH_EVERY: Duration = Duration::from_secs(30);

@@ -14,9 +14,9 @@ use super::limits::{clip, WatchSlot, WatchSlots};
 use super::pb;
 use super::{Change, Loaded, Shared, WorklistView};
 use crate::config::Role;
-use crate::domain::Priority;
-use crate::rules::RuleSet;
-use crate::store::{WorklistEntry, WorklistQuery, WorklistScope};
+use arrears_core::domain::Priority;
+use arrears_rules::RuleSet;
+use arrears_store::{WorklistEntry, WorklistQuery, WorklistScope};
 
 /// The most entries one watch stream follows; a larger worklist is cut at this size
 /// (in NAD/priority order), which is far beyond what a collector can work on.

@@ -11,7 +11,7 @@ use chrono::Utc;
 use metrics::{counter, gauge};
 
 use super::Shared;
-use crate::store::Store;
+use arrears_store::Store;
 
 pub async fn work(shared: Arc<Shared>) {
     let every = shared.cfg.outbox_every;
@@ -53,7 +53,7 @@ pub async fn work(shared: Arc<Shared>) {
         let done = tokio::task::spawn_blocking(move || {
             let rules = me.rules();
             let stopping = || *me.shutdown.borrow();
-            let r = crate::correspondence::process_until(
+            let r = arrears_app::correspondence::process_until(
                 &mut st,
                 &rules.set,
                 me.delivery.as_ref(),

@@ -22,12 +22,12 @@ use super::metrics::observed;
 use super::pb;
 use super::watch::{self, entry_to_pb, priority_to_pb, MAX_PAGE};
 use super::{parse_date, status, RunRequest, ServeError, Shared};
-use crate::app::{self, cases::Caller};
+use crate::app_status;
 use crate::config::TlsConfig;
-use crate::domain::Activity;
-use crate::rules::{self, RuleError};
-use crate::server::app_status;
-use crate::store::{CaseDetail, Store};
+use arrears_app::{self as app, cases::Caller};
+use arrears_core::domain::Activity;
+use arrears_rules::{self as rules, RuleError};
+use arrears_store::{CaseDetail, Store};
 
 #[derive(Clone)]
 pub struct Api {
@@ -77,7 +77,7 @@ pub fn router(
             std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())))
         };
         // The private key is a secret like a token: refused when others can read it.
-        let key = crate::secret::read(&t.key).map_err(|e| ServeError::Tls(e.to_string()))?;
+        let key = arrears_secret::read(&t.key).map_err(|e| ServeError::Tls(e.to_string()))?;
         let identity = tonic::transport::Identity::from_pem(read(&t.cert)?, key);
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
@@ -116,8 +116,8 @@ const MAX_STATEMENT_BYTES: usize = 64 << 20;
 
 /// An amount argument: exact decimal notation within the amount bound.
 fn amount_arg(field: &str, v: &str) -> Result<Decimal, Status> {
-    crate::money::parse_amount(v)
-        .and_then(crate::money::check_bound)
+    arrears_core::money::parse_amount(v)
+        .and_then(arrears_core::money::check_bound)
         .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
 
@@ -222,7 +222,7 @@ pub fn case_to_pb(d: &CaseDetail, store: &Store) -> Result<pb::Case, Status> {
     })
 }
 
-pub fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
+pub fn promise_to_pb(p: &arrears_store::PromiseView) -> pb::Promise {
     pb::Promise {
         id: p.id,
         customer: p.customer.clone(),
@@ -240,7 +240,7 @@ pub fn promise_to_pb(p: &crate::store::PromiseView) -> pb::Promise {
     }
 }
 
-pub fn dispute_to_pb(d: &crate::store::DisputeView) -> pb::Dispute {
+pub fn dispute_to_pb(d: &arrears_store::DisputeView) -> pb::Dispute {
     pb::Dispute {
         id: d.id,
         customer: d.customer.clone(),
@@ -639,7 +639,7 @@ impl pb::cases_server::Cases for Api {
     }
 }
 
-pub fn customer_to_pb(v: &crate::store::CustomerView) -> pb::Customer {
+pub fn customer_to_pb(v: &arrears_store::CustomerView) -> pb::Customer {
     pb::Customer {
         id: v.id,
         customer: format!("{}/{}", v.company, v.code),
@@ -727,7 +727,7 @@ impl pb::promises_server::Promises for Api {
             }
             let amount = amount_arg("amount", &r.amount)?;
             let text = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_string());
-            let new = crate::store::NewPromise {
+            let new = arrears_store::NewPromise {
                 case_ids,
                 amount,
                 promised_on: parse_date("promised_on", &r.promised_on)?,
@@ -921,7 +921,7 @@ impl pb::disputes_server::Disputes for Api {
     }
 }
 
-pub fn dispute_ageing_to_pb(a: &crate::store::DisputeAgeing) -> pb::DisputeAgeingResponse {
+pub fn dispute_ageing_to_pb(a: &arrears_store::DisputeAgeing) -> pb::DisputeAgeingResponse {
     pb::DisputeAgeingResponse {
         buckets: a
             .buckets
@@ -1021,7 +1021,7 @@ impl pb::strategies_server::Strategies for Api {
                         }
                     };
                     let mut rep =
-                        crate::engine::simulate::simulate(store, current, &cand, as_of, limit)
+                        arrears_app::simulate::simulate(store, current, &cand, as_of, limit)
                             .map_err(status)?;
                     // Counts are the portfolio's; examples only of customers the caller reaches.
                     let examples = std::mem::take(&mut rep.examples);
@@ -1084,7 +1084,7 @@ impl pb::explain_server::Explain for Api {
                         .customer_key(store, &key)
                         .map_err(app_status)?;
                     let input = store
-                        .load_run_input(crate::store::Scope::One(id))
+                        .load_run_input(arrears_store::Scope::One(id))
                         .map_err(status)?
                         .pop()
                         .ok_or_else(|| Status::not_found(format!("no customer `{key}`")))?;
@@ -1103,9 +1103,9 @@ impl pb::explain_server::Explain for Api {
 pub fn explanation_to_pb(
     rules: &rules::RuleSet,
     as_of: chrono::NaiveDate,
-    input: &crate::store::RunInput,
-) -> Result<pb::Explanation, crate::engine::evaluate::EvalError> {
-    let ev = crate::engine::evaluate::evaluate(rules, as_of, input, true)?;
+    input: &arrears_store::RunInput,
+) -> Result<pb::Explanation, arrears_engine::evaluate::EvalError> {
+    let ev = arrears_engine::evaluate::evaluate(rules, as_of, input, true)?;
     let t = ev.trace.as_deref().cloned().unwrap_or_default();
     let strat = &rules.strategies[ev.strategy];
     let ladder = &rules.ladders[strat.ladder];
@@ -1245,7 +1245,7 @@ impl pb::admin_server::Admin for Api {
     }
 }
 
-fn credit_to_pb(c: &crate::store::CreditView) -> pb::Credit {
+fn credit_to_pb(c: &arrears_store::CreditView) -> pb::Credit {
     pb::Credit {
         id: c.id,
         file: c.file.clone(),
@@ -1277,7 +1277,7 @@ fn credit_to_pb(c: &crate::store::CreditView) -> pb::Credit {
 }
 
 /// A run's summary as `TriggerRun` answers it, the whole summary in `summary_json`.
-pub fn summary_to_pb(sum: &crate::engine::run::Summary) -> pb::RunSummary {
+pub fn summary_to_pb(sum: &arrears_app::run::Summary) -> pb::RunSummary {
     pb::RunSummary {
         run_id: sum.run_id,
         mode: sum.mode.clone(),
@@ -1302,7 +1302,7 @@ impl pb::statements_server::Statements for Api {
             let r = req.into_inner();
             let name = nonempty("name", &r.name)?.to_string();
             let min_confidence = if r.min_confidence.is_empty() {
-                crate::store::MatchOptions::default().min_confidence
+                arrears_store::MatchOptions::default().min_confidence
             } else {
                 r.min_confidence.trim().parse::<Decimal>().map_err(|_| {
                     Status::invalid_argument(format!(
@@ -1313,7 +1313,7 @@ impl pb::statements_server::Statements for Api {
             };
             let encoding = (!r.encoding.is_empty()).then_some(r.encoding);
             // Parse before taking the writer: a bad file costs the writer nothing.
-            let parsed = crate::statement::parse(&r.content, &name, encoding.as_deref())
+            let parsed = arrears_statements::parse(&r.content, &name, encoding.as_deref())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let report = self
                 .shared
@@ -1324,7 +1324,7 @@ impl pb::statements_server::Statements for Api {
                             &name,
                             &r.content,
                             &parsed,
-                            &crate::store::MatchOptions { min_confidence },
+                            &arrears_store::MatchOptions { min_confidence },
                         )
                         .map_err(status)
                 })
@@ -1395,8 +1395,8 @@ impl pb::statements_server::Statements for Api {
             let r = req.into_inner();
             let id = positive_id("credit_id", r.credit_id)?;
             let how = match (r.dismiss, r.item_ids.is_empty()) {
-                (true, true) => crate::store::Resolution::Dismiss,
-                (false, false) => crate::store::Resolution::Apply(r.item_ids.clone()),
+                (true, true) => arrears_store::Resolution::Dismiss,
+                (false, false) => arrears_store::Resolution::Apply(r.item_ids.clone()),
                 (true, false) => {
                     return Err(Status::invalid_argument(
                         "either item_ids or dismiss, not both",
@@ -1413,7 +1413,7 @@ impl pb::statements_server::Statements for Api {
                 .shared
                 .write(format!("credit {id} resolved"), move |store, rules| {
                     // Money goes only onto items of customers the caller reaches.
-                    if let crate::store::Resolution::Apply(items) = &how {
+                    if let arrears_store::Resolution::Apply(items) = &how {
                         let reach = Reach::of(&who, rules);
                         for &i in items {
                             reach
@@ -1443,8 +1443,8 @@ impl pb::statements_server::Statements for Api {
 
 /// A connector's health for the API and the CLI: config and stored state together.
 pub fn connector_health(
-    cfg: &crate::connector::ConnectorConfig,
-    h: Option<crate::connector::Health>,
+    cfg: &arrears_connectors::ConnectorConfig,
+    h: Option<arrears_connectors::Health>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> pb::ConnectorHealth {
     let h = h.unwrap_or_default();

@@ -15,8 +15,8 @@ use tonic::codegen::http;
 use tonic::Status;
 
 use super::auth::{Auth, Principal};
-pub use crate::app::access::Reach;
 use crate::config::Role;
+pub use arrears_app::access::Reach;
 
 /// Who may call a method at all: nobody needs a token for the standard health and
 /// reflection services (they carry no customer data); every other method needs at

@@ -8,7 +8,7 @@ use chrono::{NaiveDate, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
-use crate::engine::run::{run, RunMode, Summary};
+use arrears_app::run::{run, RunMode, Summary};
 
 pub struct RunRequest {
     pub mode: RunMode,
@@ -90,7 +90,7 @@ async fn run_once(
         let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = me.rules();
         let tolerance = me.cfg.promise_tolerance_days;
-        crate::engine::run::settle(&mut store, &loaded.set, as_of, tolerance)
+        arrears_app::run::settle(&mut store, &loaded.set, as_of, tolerance)
             .map_err(|e| format!("judging promises and agreements: {e}"))?;
         let mode = if full { RunMode::Full } else { RunMode::Auto };
         let sum = run(&mut store, &loaded.set, as_of, mode).map_err(|e| e.to_string())?;
@@ -176,7 +176,7 @@ pub async fn poll_store(shared: Arc<Shared>) {
         let c = conn.clone();
         let seen = tokio::task::spawn_blocking(move || {
             let s = c.lock().unwrap_or_else(|p| p.into_inner());
-            Ok::<_, crate::store::StoreError>((s.changes_pending()?, s.dirty_count()?))
+            Ok::<_, arrears_store::StoreError>((s.changes_pending()?, s.dirty_count()?))
         })
         .await;
         match seen {

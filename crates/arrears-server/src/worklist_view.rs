@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::store::{Result, Store, WorklistEntry, WorklistQuery, WorklistScope};
+use arrears_store::{Result, Store, WorklistEntry, WorklistQuery, WorklistScope};
 
 #[derive(Default)]
 pub struct WorklistView {
@@ -130,8 +130,8 @@ fn merge(a: &[u32], b: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Priority;
-    use crate::engine::run::{run, RunMode};
+    use arrears_app::run::{run, RunMode};
+    use arrears_core::domain::Priority;
 
     /// The view must answer every query exactly as the store does.
     #[test]
@@ -139,9 +139,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("t.db")).unwrap();
         let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        crate::demo::generate(
+        arrears_demo::generate(
             &mut store,
-            &crate::demo::DemoOptions {
+            &arrears_demo::DemoOptions {
                 customers: 400,
                 items: 4000,
                 seed: 7,
@@ -150,9 +150,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let rules =
-            crate::rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"))
-                .unwrap();
+        let rules = arrears_test_support::shipped_rules();
         run(&mut store, &rules, as_of, RunMode::Full).unwrap();
         // Some unassigned work, so the collector scope has two lists to merge.
         store
