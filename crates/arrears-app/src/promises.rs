@@ -4,12 +4,12 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use arrears_store::{NewPromise, PromiseView, Store};
+use arrears_store::{AuditLog, NewPromise, PromiseStore, PromiseView, ReachLookup};
 
 /// Records a promise on the items of one or more cases of one customer; every case
 /// must be one the caller reaches. The promise names its principal as who took it.
-pub fn create(
-    store: &mut Store,
+pub fn create<S: PromiseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     new: &NewPromise,
 ) -> Result<PromiseView, AppError> {
