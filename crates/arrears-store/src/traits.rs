@@ -47,8 +47,8 @@ use rust_decimal::Decimal;
 use super::{
     AgreementView, AuditRecord, AuditVerdict, CaseDetail, ContactProfile, CreditView, DisputeView,
     Fee, ImportReport, JudgeStats, LetterItem, MatchOptions, MessageView, NewMessage, NewPromise,
-    Owner, Portfolio, PromiseView, Proposal, Resolution, Result, RunInput, RunOutput, Scope,
-    SettleStats, StepToSend, Store, StoreError, Terms,
+    OutboxPass, Owner, Portfolio, PromiseView, Proposal, Resolution, Result, RunInput, RunOutput,
+    Scope, SettleStats, StepToSend, Store, StoreError, Terms,
 };
 use arrears_core::domain::Role;
 use arrears_rules::raw::AgreementsSection;
@@ -219,7 +219,16 @@ pub trait ChangeFeed {
 
 /// The outbox: escalation steps waiting to be composed, and messages waiting to go.
 pub trait OutboxStore {
+    /// Held by one outbox pass while it runs; how a backend excludes other passes is
+    /// its own (SQLite: a lock file next to the database).
+    type Pass;
+    /// Waits until no other pass runs, and holds that until the value is dropped.
+    fn outbox_pass(&self) -> Result<Self::Pass>;
+    /// Marks `unknown` the messages a killed pass left `sending`; only while holding
+    /// a pass.
+    fn messages_interrupted(&mut self, pass: &Self::Pass, now: DateTime<Utc>) -> Result<u32>;
     fn steps_to_send(&self) -> Result<Vec<StepToSend>>;
+    fn escalation_step(&self, id: i64) -> Result<StepToSend>;
     fn supersede_waiting(&mut self, customer_id: i64, newer_step: i64) -> Result<u32>;
     fn close_step(
         &mut self,
@@ -236,6 +245,28 @@ pub trait OutboxStore {
     fn reserve_message(&mut self, id: i64) -> Result<bool>;
     fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()>;
     fn message_retry(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()>;
+    fn message_held(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()>;
+    fn cancel_message(&mut self, id: i64, why: &str) -> Result<()>;
+    /// The customer's messages sent since `since`: (channel, when); what the
+    /// compliance guard counts.
+    fn contact_history(
+        &self,
+        customer_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>>;
+    /// The channels the message's step has been tried on.
+    fn tried_channels(&self, id: i64) -> Result<Vec<String>>;
+    /// Gives up on the message's channel and queues `next` instead, or (without one)
+    /// records the step as failed with `give_up_event`.
+    fn fail_over(
+        &mut self,
+        id: i64,
+        error: &str,
+        counts_as_attempt: bool,
+        next: Option<&NewMessage>,
+        now: DateTime<Utc>,
+        give_up_event: Option<(&str, &str)>,
+    ) -> Result<()>;
     fn message_sent(
         &mut self,
         id: i64,
@@ -508,8 +539,18 @@ impl ChangeFeed for Store {
 }
 
 impl OutboxStore for Store {
+    type Pass = OutboxPass;
+    fn outbox_pass(&self) -> Result<OutboxPass> {
+        Store::outbox_pass(self)
+    }
+    fn messages_interrupted(&mut self, pass: &OutboxPass, now: DateTime<Utc>) -> Result<u32> {
+        Store::messages_interrupted(self, pass, now)
+    }
     fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
         Store::steps_to_send(self)
+    }
+    fn escalation_step(&self, id: i64) -> Result<StepToSend> {
+        Store::escalation_step(self, id)
     }
     fn supersede_waiting(&mut self, customer_id: i64, newer_step: i64) -> Result<u32> {
         Store::supersede_waiting(self, customer_id, newer_step)
@@ -540,6 +581,33 @@ impl OutboxStore for Store {
     }
     fn message_retry(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
         Store::message_retry(self, id, next, error)
+    }
+    fn message_held(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()> {
+        Store::message_held(self, id, next, error)
+    }
+    fn cancel_message(&mut self, id: i64, why: &str) -> Result<()> {
+        Store::cancel_message(self, id, why)
+    }
+    fn contact_history(
+        &self,
+        customer_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>> {
+        Store::contact_history(self, customer_id, since)
+    }
+    fn tried_channels(&self, id: i64) -> Result<Vec<String>> {
+        Store::tried_channels(self, id)
+    }
+    fn fail_over(
+        &mut self,
+        id: i64,
+        error: &str,
+        counts_as_attempt: bool,
+        next: Option<&NewMessage>,
+        now: DateTime<Utc>,
+        give_up_event: Option<(&str, &str)>,
+    ) -> Result<()> {
+        Store::fail_over(self, id, error, counts_as_attempt, next, now, give_up_event)
     }
     fn message_sent(
         &mut self,
