@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::AppError;
 use arrears_core::domain::Role;
 use arrears_rules::RuleSet;
-use arrears_store::{Owner, Store};
+use arrears_store::{Owner, ReachLookup};
 
 /// An authenticated caller: a token's principal, or the operating-system user of a
 /// local command (an admin: they hold the database file).
@@ -119,7 +119,11 @@ impl Reach {
         ))
     }
 
-    pub fn customer(&self, store: &Store, customer_id: i64) -> Result<(), AppError> {
+    pub fn customer<S: ReachLookup + ?Sized>(
+        &self,
+        store: &S,
+        customer_id: i64,
+    ) -> Result<(), AppError> {
         if self.groups.is_none() {
             return Ok(());
         }
@@ -132,13 +136,17 @@ impl Reach {
     }
 
     /// The customer named by a request's `customer` field, checked.
-    pub fn customer_key(&self, store: &Store, key: &str) -> Result<i64, AppError> {
+    pub fn customer_key<S: ReachLookup + ?Sized>(
+        &self,
+        store: &S,
+        key: &str,
+    ) -> Result<i64, AppError> {
         let id = store.customer_id(key)?;
         self.customer(store, id)?;
         Ok(id)
     }
 
-    pub fn case(&self, store: &Store, case_id: i64) -> Result<(), AppError> {
+    pub fn case<S: ReachLookup + ?Sized>(&self, store: &S, case_id: i64) -> Result<(), AppError> {
         if self.groups.is_none() {
             return Ok(());
         }
@@ -150,13 +158,13 @@ impl Reach {
         }
     }
 
-    pub fn agreement(&self, store: &Store, id: i64) -> Result<(), AppError> {
+    pub fn agreement<S: ReachLookup + ?Sized>(&self, store: &S, id: i64) -> Result<(), AppError> {
         let c = store.agreement_customer(id)?;
         self.customer(store, c)
             .map_err(|e| AppError::denied(format!("agreement {id}: {}", e.message())))
     }
 
-    pub fn dispute(&self, store: &Store, id: i64) -> Result<(), AppError> {
+    pub fn dispute<S: ReachLookup + ?Sized>(&self, store: &S, id: i64) -> Result<(), AppError> {
         let c = store.dispute_customer(id)?;
         self.customer(store, c)
             .map_err(|e| AppError::denied(format!("dispute {id}: {}", e.message())))
@@ -164,9 +172,9 @@ impl Reach {
 
     /// For listings across customers: keeps what the principal reaches, looking each
     /// customer up once.
-    pub fn filter<T>(
+    pub fn filter<T, S: ReachLookup + ?Sized>(
         &self,
-        store: &Store,
+        store: &S,
         rows: Vec<T>,
         customer: impl Fn(&T) -> &str,
     ) -> Result<Vec<T>, AppError> {

@@ -8,7 +8,9 @@ use serde_json::json;
 use super::cases::Caller;
 use super::AppError;
 use arrears_rules::RuleSet;
-use arrears_store::{AgreementView, Proposal, Store, Terms, TERMS_MISSING};
+use arrears_store::{
+    AgreementStore, AgreementView, AuditLog, Proposal, ReachLookup, Terms, TERMS_MISSING,
+};
 
 fn terms(rules: &RuleSet) -> Result<Terms<'_>, AppError> {
     Terms::of(rules).ok_or_else(|| AppError::Rule {
@@ -19,8 +21,8 @@ fn terms(rules: &RuleSet) -> Result<Terms<'_>, AppError> {
 
 /// Prices the cases' items and proposes the plan, with the caller's role's limits;
 /// every case must be one the caller reaches.
-pub fn propose(
-    store: &mut Store,
+pub fn propose<S: AgreementStore + ReachLookup + AuditLog>(
+    store: &mut S,
     rules: &RuleSet,
     caller: &Caller,
     p: &Proposal,
@@ -39,8 +41,8 @@ pub fn propose(
 
 /// Approves a waiting agreement, if the caller's limits cover it and they did not
 /// propose it themselves.
-pub fn approve(
-    store: &mut Store,
+pub fn approve<S: AgreementStore + ReachLookup + AuditLog>(
+    store: &mut S,
     rules: &RuleSet,
     caller: &Caller,
     id: i64,
@@ -64,8 +66,8 @@ pub fn approve(
 }
 
 /// Rejects a waiting agreement, for `reason`.
-pub fn reject(
-    store: &mut Store,
+pub fn reject<S: AgreementStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     id: i64,
     reason: &str,

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::access::{Principal, Reach};
 use super::AppError;
 use arrears_rules::RuleSet;
-use arrears_store::{CaseDetail, Store};
+use arrears_store::{AuditLog, CaseDetail, CaseStore, ReachLookup};
 
 /// The most text one note may carry.
 pub const MAX_NOTE_BYTES: usize = 64 * 1024;
@@ -45,19 +45,23 @@ impl<'a> Caller<'a> {
 }
 
 /// The case, if the caller reaches it.
-fn guarded(store: &Store, caller: &Caller, id: i64) -> Result<CaseDetail, AppError> {
+fn guarded<S: CaseStore + ReachLookup>(
+    store: &S,
+    caller: &Caller,
+    id: i64,
+) -> Result<CaseDetail, AppError> {
     caller.reach.case(store, id)?;
     Ok(store.case_detail(id)?)
 }
 
 /// One audited change of one case, recorded as `action` on `case ID` with the case as
 /// it was before and after.
-fn one_case<T>(
-    store: &mut Store,
+fn one_case<T, S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     action: &str,
     id: i64,
-    change: impl FnOnce(&mut Store) -> Result<T, AppError>,
+    change: impl FnOnce(&mut S) -> Result<T, AppError>,
 ) -> Result<(T, CaseDetail), AppError> {
     store.audited(
         &caller.principal.name,
@@ -75,8 +79,8 @@ fn one_case<T>(
 /// Adds `text` to each case, all or none: one case that cannot take it (closed,
 /// unknown, out of reach) leaves every case as it was. One case is audited as
 /// `case.note`, several as one `cases.note`.
-pub fn add_notes(
-    store: &mut Store,
+pub fn add_notes<S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     rules: &RuleSet,
     caller: &Caller,
     ids: &[i64],
@@ -120,8 +124,8 @@ pub fn add_notes(
 
 /// Gives the case an activity from the rules' categories; returns the case and its
 /// next-activity-due date.
-pub fn set_activity(
-    store: &mut Store,
+pub fn set_activity<S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     rules: &RuleSet,
     caller: &Caller,
     id: i64,
@@ -142,8 +146,8 @@ pub fn set_activity(
 
 /// Completes the case's open activity, with the promise to pay the customer gave in
 /// it, if any; returns the case and its next-activity-due date.
-pub fn complete_activity(
-    store: &mut Store,
+pub fn complete_activity<S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     rules: &RuleSet,
     caller: &Caller,
     id: i64,
@@ -173,8 +177,8 @@ pub const MAX_ASSIGN: usize = 10_000;
 /// cases they reach and release their own; moving work between collectors is a
 /// supervisor's call, to collectors of the groups they reach. Returns how many cases
 /// (each counted once) were assigned.
-pub fn assign(
-    store: &mut Store,
+pub fn assign<S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     rules: &RuleSet,
     caller: &Caller,
     ids: &[i64],
@@ -239,6 +243,7 @@ mod tests {
     use arrears_core::domain::Role;
     use arrears_core::domain::{Batch, ItemInput};
     use arrears_core::money::Currency;
+    use arrears_store::Store;
 
     use arrears_test_support::d;
 

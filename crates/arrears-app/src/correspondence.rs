@@ -22,7 +22,9 @@ use arrears_delivery::{self, DeliveryConfig, Outgoing, SendError};
 use arrears_rules::compliance::{self, ContactRequest, Decision, PastContact};
 use arrears_rules::templates::{self, Context};
 use arrears_rules::{Channel, Level, RuleSet};
-use arrears_store::{ContactProfile, Fee, MessageView, NewMessage, Store, StoreError};
+use arrears_store::{
+    CaseStore, ContactProfile, Fee, MessageView, NewMessage, OutboxStore, StoreError,
+};
 
 /// Why a message waits when the config has no delivery channel at all.
 const DELIVERY_OFF: &str = "delivery off: no `delivery:` channel in the config";
@@ -122,8 +124,8 @@ fn recipient(p: &ContactProfile, channel: &str) -> Option<String> {
 }
 
 /// Makes the messages (and call tasks) of every step not handled yet.
-pub fn compose(
-    store: &mut Store,
+pub fn compose<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     now: DateTime<Utc>,
 ) -> Result<OutboxStats, OutboxError> {
@@ -135,8 +137,8 @@ pub fn compose(
 /// for the next pass.
 pub type Stop<'a> = &'a dyn Fn() -> bool;
 
-fn compose_until(
-    store: &mut Store,
+fn compose_until<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     now: DateTime<Utc>,
     stop: Stop,
@@ -371,8 +373,8 @@ fn backoff(attempts: i64) -> Duration {
 }
 
 /// Attempts every message due by `now`, and the fallbacks that queues.
-pub fn deliver(
-    store: &mut Store,
+pub fn deliver<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
@@ -380,8 +382,8 @@ pub fn deliver(
     deliver_until(store, rules, delivery, now, &|| false)
 }
 
-fn deliver_until(
-    store: &mut Store,
+fn deliver_until<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
@@ -405,8 +407,8 @@ fn deliver_until(
     Ok(total)
 }
 
-fn deliver_once(
-    store: &mut Store,
+fn deliver_once<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
@@ -603,8 +605,8 @@ fn deliver_once(
 /// The fees a delivered step charges (its open items only) and the event it
 /// records; `None` when none of the step's items is open any more.
 #[allow(clippy::type_complexity)]
-fn what_sending_means(
-    store: &Store,
+fn what_sending_means<S: OutboxStore + ?Sized>(
+    store: &S,
     rules: &RuleSet,
     m: &MessageView,
 ) -> Result<Option<(Vec<Fee>, Option<String>)>, OutboxError> {
@@ -656,8 +658,8 @@ fn level_of_item(step: &arrears_store::StepToSend, item_id: i64) -> usize {
 /// fallback channel not tried yet; without one the step failed, and the customer's
 /// history says so. One transaction, so the step never waits on nothing.
 #[allow(clippy::too_many_arguments)]
-fn fail_over(
-    store: &mut Store,
+fn fail_over<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     m: &MessageView,
     p: &ContactProfile,
@@ -714,8 +716,8 @@ fn fail_over(
 }
 
 /// Compose, then deliver: one pass of the outbox.
-pub fn process(
-    store: &mut Store,
+pub fn process<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
@@ -724,8 +726,8 @@ pub fn process(
 }
 
 /// [`process`] that ends early, between two messages, once `stop` says so.
-pub fn process_until(
-    store: &mut Store,
+pub fn process_until<S: OutboxStore + CaseStore>(
+    store: &mut S,
     rules: &RuleSet,
     delivery: Option<&DeliveryConfig>,
     now: DateTime<Utc>,
@@ -761,6 +763,7 @@ mod tests {
     use super::*;
     use crate::run::{run, RunMode};
     use arrears_core::domain::{Batch, ItemInput};
+    use arrears_store::Store;
     use rust_decimal_macros::dec;
 
     use arrears_test_support::d;

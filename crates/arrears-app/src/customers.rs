@@ -5,13 +5,13 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use arrears_store::{ContactProfile, Store};
+use arrears_store::{AuditLog, CaseStore, ContactProfile, ReachLookup};
 
 /// Puts the customer back on the worklist on `on` (until then, the next activity
 /// waits), for `reason`; `made` is the business date the resubmission was agreed on.
 /// Returns the customer's id.
-pub fn resubmit(
-    store: &mut Store,
+pub fn resubmit<S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     customer: &str,
     on: NaiveDate,
@@ -56,8 +56,8 @@ fn contact_json(p: &ContactProfile) -> serde_json::Value {
 
 /// Changes the customer's contact data and preferences (what the compliance guard
 /// checks before every contact).
-pub fn set_contact(
-    store: &mut Store,
+pub fn set_contact<S: CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     customer: &str,
     change: &ContactChange,

@@ -6,12 +6,12 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use arrears_store::{DisputeView, Store};
+use arrears_store::{AuditLog, CaseStore, DisputeStore, DisputeView, ReachLookup};
 
 /// Opens one dispute over the items of case `id` and of `more` cases of the same
 /// customer; every case must be one the caller reaches.
-pub fn open(
-    store: &mut Store,
+pub fn open<S: DisputeStore + CaseStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     id: i64,
     more: &[i64],
@@ -41,8 +41,8 @@ pub fn open(
 
 /// Resolves the dispute (its items are dunned again unless the resolution cleared
 /// them); the dispute must be of a customer the caller reaches.
-pub fn resolve(
-    store: &mut Store,
+pub fn resolve<S: DisputeStore + ReachLookup + AuditLog>(
+    store: &mut S,
     caller: &Caller,
     id: i64,
     resolution: &str,

@@ -18,7 +18,8 @@ use arrears_engine::evaluate::{evaluate, CaseAction, EvalError};
 use arrears_engine::worklist::{balance, Candidate, Load};
 use arrears_rules::{collectors_by_id, RuleSet};
 use arrears_store::{
-    EscalationOut, NewCase, RunOutput, Scope, StateOut, Store, StoreError, WorklistOut,
+    AgreementStore, EscalationOut, NewCase, PortfolioStore, PromiseStore, RunOutput, Scope,
+    StateOut, Store, StoreError, WorklistOut,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,8 +97,22 @@ impl Laps {
     }
 }
 
+/// [`run_on`] the SQLite store. This one stays concrete because the daemon passes
+/// its writer's lock guard, which derefs to a `Store` (a coercion a generic
+/// parameter does not make).
 pub fn run(
     store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    mode: RunMode,
+) -> Result<Summary, RunError> {
+    run_on(store, rules, as_of, mode)
+}
+
+/// The portfolio run on any store: loads the customers (all, or the changed ones),
+/// evaluates them, balances the worklists and writes the result in one go.
+pub fn run_on<S: PortfolioStore + ?Sized>(
+    store: &mut S,
     rules: &RuleSet,
     as_of: NaiveDate,
     mode: RunMode,
@@ -368,8 +383,20 @@ fn count_priorities(out: &RunOutput, inputs: &[arrears_store::RunInput], sum: &m
 /// What happens to the store on the business date before the run looks at it:
 /// promises past their date (+ tolerance) are judged, agreements with a missed
 /// instalment break and paid-up ones end.
+///
+/// Concrete for the reason [`run`] is; [`settle_on`] is the same on any store.
 pub fn settle(
     store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    promise_tolerance_days: i64,
+) -> Result<(), StoreError> {
+    settle_on(store, rules, as_of, promise_tolerance_days)
+}
+
+/// [`settle`] on any store.
+pub fn settle_on<S: PromiseStore + AgreementStore + ?Sized>(
+    store: &mut S,
     rules: &RuleSet,
     as_of: NaiveDate,
     promise_tolerance_days: i64,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use arrears_engine::evaluate::{evaluate, Eval};
 use arrears_rules::RuleSet;
-use arrears_store::{RunInput, Scope, Store, StoreError};
+use arrears_store::{PortfolioStore, RunInput, Scope, StoreError};
 
 /// What one customer gets under a rule set, reduced to what a reviewer compares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,8 +66,8 @@ fn outcome(rules: &RuleSet, ev: &Eval) -> Outcome {
     }
 }
 
-pub fn simulate(
-    store: &Store,
+pub fn simulate<S: PortfolioStore + ?Sized>(
+    store: &S,
     current: &RuleSet,
     candidate: &RuleSet,
     as_of: NaiveDate,

@@ -16,6 +16,7 @@ mod kpi_scan;
 mod outbox;
 mod run_io;
 mod statements;
+mod traits;
 mod worklist;
 
 use std::path::Path;
@@ -54,6 +55,10 @@ pub use outbox::{
 pub use run_io::*;
 pub use statements::{
     Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,
+};
+pub use traits::{
+    AgreementStore, AuditLog, CaseStore, ChangeFeed, DisputeStore, OutboxStore, PortfolioStore,
+    PromiseStore, ReachLookup, StatementStore,
 };
 pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope};
 
