@@ -460,10 +460,8 @@ impl pb::cases_server::Cases for Api {
                 .shared
                 .write(cause, move |store, rules| {
                     let caller = Caller::new(&who, rules, &who.name);
-                    Ok(
-                        app::cases::assign(store, rules, &caller, &r.case_ids, to.as_deref(), on)
-                            .map_err(app_status)?,
-                    )
+                    app::cases::assign(store, rules, &caller, &r.case_ids, to.as_deref(), on)
+                        .map_err(app_status)
                 })
                 .await?;
             Ok(Response::new(pb::AssignCasesResponse {
