@@ -4,7 +4,7 @@
 mod common;
 
 use arrears_store::rusqlite;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const KEY: &str = "7f3c9a1e5b2d4c6e8f0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e";
@@ -50,7 +50,7 @@ impl Env {
             .env("ARREARS_DB", self.path("arrears.db"))
             .env(
                 "ARREARS_RULES",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+                arrears_test_support::repo_root().join("rules"),
             )
             .env("ARREARS_TEST_AUDIT_KEY", KEY)
             .env_remove("ARREARS_CONFIG")

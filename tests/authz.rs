@@ -693,8 +693,8 @@ async fn every_method_by_every_role_on_own_and_others_resources() {
         });
     }
     let statement = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/samples/camt053/genkgo-camt__camt053_v03.xml"),
+        arrears_test_support::repo_root()
+            .join("tests/samples/camt053/genkgo-camt__camt053_v03.xml"),
     )
     .unwrap();
 

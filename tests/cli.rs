@@ -12,7 +12,7 @@ impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &arrears_test_support::repo_root().join("rules"),
             &dir.path().join("rules"),
         );
         Env { dir }

@@ -109,7 +109,7 @@ fn write_inputs(dir: &Path) {
 fn workspace(smtp_port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     common::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+        &arrears_test_support::repo_root().join("rules"),
         &dir.path().join("rules"),
     );
     std::fs::write(

@@ -797,8 +797,8 @@ async fn bank_statements_over_the_api_clear_items_and_fill_the_review_queue() {
     let mut chen =
         pb::statements_client::StatementsClient::with_interceptor(ch.clone(), with_token(CHEN));
     let ubs = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml"),
+        arrears_test_support::repo_root()
+            .join("tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml"),
     )
     .unwrap();
     let req = |content: Vec<u8>| pb::ImportStatementRequest {
@@ -922,8 +922,8 @@ async fn inbox_connectors_take_dropped_files_and_report_their_health() {
     let db = d.path("arrears.db");
 
     // A statement dropped the way exporters should: written aside, renamed in.
-    let ubs = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
+    let ubs = arrears_test_support::repo_root()
+        .join("tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
     let bank = d.path("inbox/bank");
     std::fs::create_dir_all(&bank).unwrap();
     std::fs::copy(&ubs, bank.join(".ubs.xml.tmp")).unwrap();
@@ -1024,7 +1024,7 @@ async fn inbox_connectors_take_dropped_files_and_report_their_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_connector_is_started_restarted_after_a_crash_and_checked() {
     let dir = Daemon::prepare();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = arrears_test_support::repo_root();
     let example = root.join("connectors/examples/python_plugin");
     let data = dir.path().join("legacy.json");
     std::fs::copy(example.join("example_data.json"), &data).unwrap();

@@ -28,7 +28,7 @@ const GRAFANA_BUILTINS: [&str; 5] = [
 ];
 
 fn dashboards_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
+    arrears_test_support::repo_root().join("dashboards")
 }
 
 fn read(name: &str) -> String {
@@ -936,9 +936,8 @@ fn every_recorded_metric_is_in_the_catalogue() {
         }
     }
     // The whole workspace records: the server, the connectors, the application.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = arrears_test_support::repo_root();
     let mut files = Vec::new();
-    rust_files(&src.join("daemon/src"), &mut files);
     rust_files(&src.join("crates"), &mut files);
     let callers = [
         ("counter!(", Kind::Counter),

@@ -639,7 +639,7 @@ impl Cli {
     fn new(smtp_port: u16) -> Cli {
         let dir = tempfile::tempdir().unwrap();
         common::copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &arrears_test_support::repo_root().join("rules"),
             &dir.path().join("rules"),
         );
         std::fs::write(

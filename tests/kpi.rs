@@ -24,8 +24,7 @@ fn portfolio(dir: &Path, as_of: NaiveDate) -> Store {
         None,
     )
     .unwrap();
-    let rules =
-        arrears::rules::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")).unwrap();
+    let rules = arrears::rules::load(&arrears_test_support::repo_root().join("rules")).unwrap();
     arrears::engine::run::run(&mut s, &rules, as_of, arrears::engine::run::RunMode::Full).unwrap();
     // Some cases closed before the CEI start, so the beginning receivables lose items.
     s.test_connection()
@@ -48,7 +47,7 @@ fn demo_portfolio_kpis_are_unchanged() {
     let k = compute(&s, as_of, &KpiOptions::default()).unwrap();
     assert!(!k.companies.is_empty() && !k.collectors.is_empty());
     let got = serde_json::to_string_pretty(&k).unwrap() + "\n";
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/samples/kpi/demo.json");
+    let golden = arrears_test_support::repo_root().join("tests/samples/kpi/demo.json");
     if std::env::var_os("ARREARS_BLESS").is_some() {
         std::fs::write(&golden, &got).unwrap();
     }

@@ -3,7 +3,6 @@
 //! door, and interest and instalment plans stay exact in currencies with 0, 2 and 3
 //! minor digits.
 
-use std::path::Path;
 
 use arrears::domain::{Batch, ItemInput};
 use arrears::finance::{self, DayCount, InterestPolicy, PlanInput, PlanKind, RatePeriod};
@@ -221,8 +220,7 @@ proptest! {
 
 /// The shipped rules with the base currency switched to `currency`.
 fn rules_based_in(currency: Currency) -> arrears::rules::RuleSet {
-    let mut rules =
-        arrears::rules::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules")).unwrap();
+    let mut rules = arrears::rules::load(&arrears_test_support::repo_root().join("rules")).unwrap();
     rules.rates.base = currency;
     rules
 }

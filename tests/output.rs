@@ -144,7 +144,7 @@ fn the_database_and_the_daemon_print_the_same_text() {
 fn the_worklist_is_a_table_that_says_how_much_of_it_is_shown() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+        &arrears_test_support::repo_root().join("rules"),
         &dir.path().join("rules"),
     );
     demo(dir.path());

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -37,7 +36,7 @@ async fn python_grpcio_client_pages_watches_and_gets_clear_errors() {
     );
     let d = Daemon::start(dir);
     let addr = d.grpc.trim_start_matches("http://").to_string();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/e2e_client.py");
+    let script = arrears_test_support::repo_root().join("tests/python/e2e_client.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(py)
             .arg(script)

@@ -80,7 +80,7 @@ fn blocks(readme: &str) -> Vec<Block> {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    arrears_test_support::repo_root()
 }
 
 /// A scratch clone: `rules/` copied (the daemon watches it), `tests/` linked (read

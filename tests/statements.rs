@@ -2,11 +2,11 @@
 //! (tests/samples, see SOURCES.md there) against a real SQLite file.
 
 use arrears_store::rusqlite;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn samples() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/samples");
+    let root = arrears_test_support::repo_root().join("tests/samples");
     let mut out = Vec::new();
     for dir in ["camt053", "camt054", "mt940"] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -36,7 +36,7 @@ impl Env {
             .env("ARREARS_DB", self.path("arrears.db"))
             .env(
                 "ARREARS_RULES",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+                arrears_test_support::repo_root().join("rules"),
             )
             .env_remove("ARREARS_CONFIG")
             .env_remove("RUST_LOG")
@@ -133,8 +133,8 @@ fn a_real_camt_credit_closes_the_case_of_the_invoice_it_names() {
                      WHERE i.document_no = 'R77561' AND c.status = 'open'";
     assert_eq!(env.sql(open_case), 1);
 
-    let ubs = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
+    let ubs = arrears_test_support::repo_root()
+        .join("tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
     let out = env.ok(&["import", "statement", ubs.to_str().unwrap()]);
     assert!(out.contains("camt.053.001.08"), "{out}");
     assert!(out.contains("matched 1"), "{out}");
@@ -168,8 +168,8 @@ fn a_broken_file_is_named_with_its_line_and_changes_nothing() {
     let env = Env::new();
     env.ok(&["demo", "--customers", "5", "--items", "20"]);
     let bad = env.path("broken.xml");
-    let ubs = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
+    let ubs = arrears_test_support::repo_root()
+        .join("tests/samples/camt053/viafintech-camt_parser__ubs_camt053_v08.xml");
     let text = std::fs::read_to_string(ubs).unwrap();
     // An amount a person typed with a decimal comma, on the first entry's line.
     let text = text.replacen(">82721.95<", ">82721,95<", 1);

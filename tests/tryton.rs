@@ -7,14 +7,14 @@
 mod common;
 
 use arrears_store::rusqlite;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::python;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tryton/fixture.py")
+    arrears_test_support::repo_root().join("tests/tryton/fixture.py")
 }
 
 fn run_fixture(args: &[&str]) -> serde_json::Value {
@@ -59,7 +59,7 @@ impl Env {
             .env("ARREARS_DB", self.dir.path().join("arrears.db"))
             .env(
                 "ARREARS_RULES",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+                arrears_test_support::repo_root().join("rules"),
             )
             .env("TRYTON_TEST_PASSWORD", "admin")
             .env_remove("RUST_LOG")

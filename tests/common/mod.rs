@@ -81,7 +81,7 @@ pub fn python() -> String {
     if let Ok(p) = std::env::var("ARREARS_PYTHON") {
         return p;
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let venv = arrears_test_support::repo_root().join(".venv/bin/python");
     if venv.exists() {
         return venv.display().to_string();
     }
@@ -134,7 +134,7 @@ impl Daemon {
     pub fn prepare() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"),
+            &arrears_test_support::repo_root().join("rules"),
             &dir.path().join("rules"),
         );
         let inbox = |name: &str| dir.path().join("inbox").join(name).display().to_string();

@@ -57,7 +57,7 @@ fn main() {
     let mut store = Store::open(&dir.path().join("bench.db")).expect("open store");
     let rules_dir = std::env::var_os("ARREARS_BENCH_RULES")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules"));
+        .unwrap_or_else(|| arrears_test_support::repo_root().join("rules"));
     let rules = arrears::rules::load(&rules_dir).expect("rules");
     let as_of: NaiveDate = "2026-11-23".parse().unwrap();
     println!(

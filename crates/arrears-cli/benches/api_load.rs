@@ -148,7 +148,7 @@ fn main() {
     let as_of: NaiveDate = "2026-11-23".parse().unwrap();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("bench.db");
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let rules = arrears_test_support::repo_root().join("rules");
 
     println!("api load benchmark: {customers} customers, {items} items, {rps} req/s");
     let t = Instant::now();
