@@ -3,7 +3,6 @@
 //! door, and interest and instalment plans stay exact in currencies with 0, 2 and 3
 //! minor digits.
 
-
 use arrears::domain::{Batch, ItemInput};
 use arrears::finance::{self, DayCount, InterestPolicy, PlanInput, PlanKind, RatePeriod};
 use arrears::money::{check_amount, parse_amount, Currency, MAX_AMOUNT};

@@ -10,6 +10,7 @@ pub mod cases;
 pub mod correspondence;
 pub mod customers;
 pub mod disputes;
+pub mod fixtures;
 pub mod promises;
 pub mod run;
 pub mod simulate;

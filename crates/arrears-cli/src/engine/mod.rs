@@ -1,5 +1,5 @@
-//! The engine is the `arrears-engine` crate; the portfolio run and the simulation
-//! around it load from and write to the store, so they stay here.
+//! `arrears::engine`: the `arrears-engine` crate, plus the portfolio run and the
+//! simulation of the application crate under their old paths.
 
 pub use arrears_app::{run, simulate};
 pub use arrears_engine::*;

@@ -1,6 +1,5 @@
-//! The rules are the `arrears-rules` crate; the fixture runner stays here because it
-//! evaluates customers with the engine and builds inputs of the store.
+//! `arrears::rules`: the `arrears-rules` crate, plus the rule-fixture runner of the
+//! application crate under its old path.
 
+pub use arrears_app::fixtures;
 pub use arrears_rules::*;
-
-pub mod fixtures;

@@ -8,12 +8,12 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::raw::{decimal, opt_decimal};
-use super::RuleSet;
-use crate::domain::{Hold, PromiseStatus};
-use crate::engine::evaluate::evaluate;
-use crate::money::Currency;
-use crate::store::{CustomerRow, ItemRow, PaymentRow, PromiseRow, RunInput, StoredState};
+use arrears_core::domain::{Hold, PromiseStatus};
+use arrears_core::money::Currency;
+use arrears_engine::evaluate::evaluate;
+use arrears_rules::raw::{decimal, opt_decimal};
+use arrears_rules::RuleSet;
+use arrears_store::{CustomerRow, ItemRow, PaymentRow, PromiseRow, RunInput, StoredState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,9 +297,9 @@ pub fn run_all(rules: &RuleSet, dir: &Path) -> std::io::Result<Vec<Outcome>> {
         .collect();
     paths.sort();
     for path in paths {
-        let text = match super::guard::read_yaml(&path) {
+        let text = match arrears_rules::guard::read_yaml(&path) {
             Ok(t) => t,
-            Err(super::guard::SourceError::Read(e)) => return Err(e),
+            Err(arrears_rules::guard::SourceError::Read(e)) => return Err(e),
             Err(e) => {
                 out.push(Outcome {
                     line: e.pos().map(|p| p.0),
