@@ -1479,10 +1479,10 @@ impl pb::connectors_server::Connectors for Api {
                 .map(|h| h.cfg.clone())
                 .collect();
             cfgs.sort_by(|a, b| a.name.cmp(&b.name));
+            let now = self.shared.clock.now();
             let connectors = self
                 .shared
                 .read(move |store, _| {
-                    let now = chrono::Utc::now();
                     cfgs.iter()
                         .map(|c| {
                             Ok(connector_health(

@@ -24,7 +24,7 @@ async fn plugin_sync(
     cfg: &ConnectorConfig,
     host: &mut plugin::Host,
 ) -> Result<SyncStats, String> {
-    let at = chrono::Utc::now();
+    let at = shared.clock.now();
     let (me, name) = (shared.clone(), cfg.name.clone());
     let cursor = tokio::task::spawn_blocking(move || {
         me.open_store()
@@ -197,7 +197,7 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
                 let (me, cfg) = (shared.clone(), h.cfg.clone());
                 let as_of = shared
                     .as_of("")
-                    .unwrap_or_else(|_| chrono::Local::now().date_naive());
+                    .unwrap_or_else(|_| shared.clock.today());
                 tokio::task::spawn_blocking(move || {
                     let mut store = me.open_store().map_err(|e| e.to_string())?;
                     connector::sync(&mut store, &cfg, as_of)
@@ -215,7 +215,7 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
                 counter!("arrears_connector_errors_total", "connector" => name.clone())
                     .increment(s.failed);
                 gauge!("arrears_connector_last_success_timestamp_seconds", "connector" => name.clone())
-                    .set(chrono::Utc::now().timestamp() as f64);
+                    .set(shared.clock.now().timestamp() as f64);
                 for d in &s.details {
                     tracing::info!(connector = %name, "{d}");
                 }

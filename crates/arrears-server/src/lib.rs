@@ -308,7 +308,7 @@ impl Shared {
                 }
                 self.rules.store(Arc::new(Loaded {
                     set,
-                    loaded_at: Utc::now(),
+                    loaded_at: self.clock.now(),
                 }));
                 tracing::info!(from = %old, to = %hash, "rules reloaded");
                 let me = self.clone();
@@ -340,7 +340,7 @@ impl Shared {
                     tracing::error!(error = %e, "rules reload rejected; keeping the last good set");
                 }
                 *self.reload.lock().unwrap_or_else(|p| p.into_inner()) = ReloadStatus {
-                    at: Some(Utc::now()),
+                    at: Some(self.clock.now()),
                     errors: errs.0.clone(),
                 };
                 Err(errs.0)
@@ -482,7 +482,7 @@ pub async fn run(
         cfg: opts.cfg.clone(),
         rules: ArcSwap::from_pointee(Loaded {
             set,
-            loaded_at: Utc::now(),
+            loaded_at: opts.clock.now(),
         }),
         reload: Mutex::new(ReloadStatus::default()),
         writer: Arc::new(Mutex::new(writer)),

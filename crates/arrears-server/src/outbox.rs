@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use metrics::{counter, gauge};
 
 use super::Shared;
@@ -57,7 +56,7 @@ pub async fn work(shared: Arc<Shared>) {
                 &mut st,
                 &rules.set,
                 me.delivery.as_ref(),
-                Utc::now(),
+                me.clock.now(),
                 &stopping,
             );
             let pending = st.messages_waiting().unwrap_or(0);

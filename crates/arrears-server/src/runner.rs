@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
@@ -120,8 +120,9 @@ async fn run_once(
             // they keep their last result until someone fixes their data.
             ::metrics::gauge!("arrears_run_customers_skipped").set(sum.customers_skipped as f64);
             ::metrics::gauge!("arrears_last_run_timestamp_seconds")
-                .set(Utc::now().timestamp() as f64);
-            *shared.last_run.lock().unwrap_or_else(|p| p.into_inner()) = Some((Utc::now(), as_of));
+                .set(shared.clock.now().timestamp() as f64);
+            *shared.last_run.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((shared.clock.now(), as_of));
         }
         Err(_) => {
             let mode = if full { "full" } else { "incremental" };

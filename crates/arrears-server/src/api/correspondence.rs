@@ -96,7 +96,7 @@ impl pb::correspondence_server::Correspondence for Api {
                     &mut st,
                     &rules.set,
                     me.delivery.as_ref(),
-                    chrono::Utc::now(),
+                    me.clock.now(),
                 )
                 .map_err(|e| Status::internal(e.to_string()))
             })
