@@ -25,7 +25,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backon::{BlockingRetryable, ExponentialBuilder};
-use chrono::Utc;
 use serde::Deserialize;
 
 use std::collections::HashMap;
@@ -296,7 +295,7 @@ fn listings(
 
 fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<SyncStats, String> {
     let key = key(cfg)?;
-    let stale = (Utc::now()
+    let stale = (store.clock().now()
         - chrono::Duration::from_std(cfg.max_age).unwrap_or(chrono::Duration::days(7)))
     .to_rfc3339();
     let due = store
@@ -323,7 +322,7 @@ fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<Syn
         });
         answers.push((l.customer_id, r));
     }
-    let now = Utc::now().to_rfc3339();
+    let now = store.clock().now().to_rfc3339();
     let known = answers.iter().filter(|(_, r)| r.is_some()).count();
     store
         .record_bureau_scores(&format!("connector:{connector}"), connector, &answers, &now)

@@ -164,7 +164,9 @@ pub fn sync(
     c: &ConnectorConfig,
     as_of: chrono::NaiveDate,
 ) -> std::result::Result<SyncStats, String> {
-    let at = Utc::now();
+    // The store carries the clock the binary chose: health stamps follow `--as-of`
+    // replays and fixed test clocks like every other record.
+    let at = store.clock().now();
     let result = match &c.kind {
         Kind::CsvInbox { path, source } => inbox::sync_csv(store, &c.name, path, source),
         Kind::Tryton(t) => tryton::sync(store, &c.name, t),

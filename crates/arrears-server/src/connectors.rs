@@ -195,9 +195,7 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
             Some(host) => plugin_sync(&shared, &h.cfg, host).await,
             None => {
                 let (me, cfg) = (shared.clone(), h.cfg.clone());
-                let as_of = shared
-                    .as_of("")
-                    .unwrap_or_else(|_| shared.clock.today());
+                let as_of = shared.as_of("").unwrap_or_else(|_| shared.clock.today());
                 tokio::task::spawn_blocking(move || {
                     let mut store = me.open_store().map_err(|e| e.to_string())?;
                     connector::sync(&mut store, &cfg, as_of)
