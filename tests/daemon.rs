@@ -592,7 +592,7 @@ async fn sigterm_ends_streams_and_leaves_a_consistent_store() {
             AS_OF,
         ],
     );
-    let mut d = Daemon::start(dir);
+    let mut d = Daemon::spawn(dir);
     let ch = d.channel().await;
     let mut wl =
         pb::worklists_client::WorklistsClient::with_interceptor(ch.clone(), with_token(CHEN));
@@ -1442,7 +1442,7 @@ async fn sigterm_during_a_slow_outbox_pass_exits_promptly_and_loses_nothing() {
     }
     std::fs::write(&csv, items).unwrap();
     arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
-    let mut d = Daemon::start(dir);
+    let mut d = Daemon::spawn(dir);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while sink.delivered().len() < 2 {
         assert!(

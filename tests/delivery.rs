@@ -1122,7 +1122,7 @@ fn serve_demo_until(extra: &str, seen: &str) -> String {
             common::AS_OF,
         ],
     );
-    let mut d = common::Daemon::start(dir);
+    let mut d = common::Daemon::spawn(dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !d.log().contains(seen) {
         assert!(

@@ -26,10 +26,10 @@ const LAYERS: &[&[&str]] = &[
         "arrears-connectors",
         "arrears-kpi",
         "arrears-demo",
-        "arrears-test-support",
     ],
     &["arrears-server"],
-    &["arrears"],
+    // Test helpers sit at the top: with `daemon` they start the server in-process.
+    &["arrears", "arrears-test-support"],
 ];
 
 fn layer(name: &str) -> usize {

@@ -102,7 +102,7 @@ async fn unread_streams_cost_neither_memory_nor_run_time() {
             AS_OF,
         ],
     );
-    let d = Daemon::start(dir);
+    let d = Daemon::spawn(dir);
     let ch = d.channel().await;
     let mut admin = pb::admin_client::AdminClient::with_interceptor(ch.clone(), with_token(SUP));
     // Warm up: both business dates once, so both phases measure the same steady state.
@@ -182,7 +182,7 @@ async fn limits_refuse_with_resource_exhausted_and_errors_stay_short() {
         dir.path(),
         "{ watch_streams: 3, watch_streams_per_principal: 2 }",
     );
-    let d = Daemon::start(dir);
+    let d = Daemon::spawn(dir);
     let ch = d.channel().await;
     let watch = |token: &'static str, scope| {
         let mut wl =

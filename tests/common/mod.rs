@@ -1,5 +1,5 @@
 //! The test harness shared by the daemon tests: a real `arrears serve` on loopback
-//! ports with a temporary database and rules folder.
+//! ports with a temporary database and rules folder, in this process or as a child.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -17,9 +17,13 @@ pub const CHEN: &str = "chen-collector-token-0123456789";
 pub const DARA: &str = "dara-collector-token-0123456789";
 pub const AS_OF: &str = "2026-11-23";
 
+/// A daemon for a test: in this process ([`Daemon::start`]) or, where the test is
+/// about the process itself (signals, memory, the exit status), the real binary as
+/// a child ([`Daemon::spawn`]).
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    inner: Option<arrears_test_support::daemon::InProcess>,
     pub grpc: String,
     pub metrics: String,
     stdout: Option<std::thread::JoinHandle<Vec<String>>>,
@@ -138,14 +142,22 @@ impl Daemon {
             &dir.path().join("rules"),
         );
         let inbox = |name: &str| dir.path().join("inbox").join(name).display().to_string();
+        // Token files rather than environment variables: a daemon in this process
+        // shares its environment with every other test running beside it.
+        let token = |name: &str, secret: &str| {
+            let p = dir.path().join(format!("{name}.token"));
+            write_secret(&p, secret);
+            p.display().to_string()
+        };
+        let (sup, chen, dara) = (token("sup", SUP), token("chen", CHEN), token("dara", DARA));
         std::fs::write(
             dir.path().join("arrears.yaml"),
             format!(
                 "serve:\n  run_every: 0s\n  store_poll: 100ms\n  reload_debounce: 150ms\n  kpi_interval: 0s\n\
                  auth:\n  tokens:\n\
-                 \x20   - {{ principal: sup, role: supervisor, groups: ['*'], token_env: T_SUP }}\n\
-                 \x20   - {{ principal: chen, role: collector, token_env: T_CHEN }}\n\
-                 \x20   - {{ principal: dara, role: collector, token_env: T_DARA }}\n\
+                 \x20   - {{ principal: sup, role: supervisor, groups: ['*'], token_file: '{sup}' }}\n\
+                 \x20   - {{ principal: chen, role: collector, token_file: '{chen}' }}\n\
+                 \x20   - {{ principal: dara, role: collector, token_file: '{dara}' }}\n\
                  connectors:\n\
                  \x20 - {{ name: bank, kind: statement_inbox, path: '{}', every: 0s }}\n\
                  \x20 - {{ name: erp-drop, kind: csv_inbox, path: '{}', every: 0s }}\n",
@@ -157,11 +169,32 @@ impl Daemon {
         dir
     }
 
+    /// The daemon of `dir`'s config, database and rules, in this process.
     pub fn start(dir: tempfile::TempDir) -> Daemon {
+        let d = arrears_test_support::daemon::InProcess::start(
+            arrears_test_support::daemon::Options::in_folder(
+                dir.path(),
+                Some(AS_OF.parse().unwrap()),
+            ),
+        );
+        Daemon {
+            grpc: format!("http://{}", d.grpc),
+            metrics: d.metrics.to_string(),
+            log: Log(d.log()),
+            inner: Some(d),
+            child: None,
+            stdout: None,
+            dir,
+        }
+    }
+
+    /// `arrears serve` as a child process.
+    pub fn spawn(dir: tempfile::TempDir) -> Daemon {
         Daemon::start_env(dir, &[])
     }
 
-    /// Starts with more environment, e.g. the tokens of a config the test wrote.
+    /// A child process with more environment, e.g. the tokens of a config the test
+    /// wrote.
     pub fn start_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
             .args([
@@ -222,6 +255,7 @@ impl Daemon {
         Daemon {
             dir,
             child: Some(child),
+            inner: None,
             grpc,
             metrics,
             stdout: Some(stdout),
@@ -236,7 +270,10 @@ impl Daemon {
 
     /// The daemon's process id (for /proc figures such as its memory).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("daemon running").id()
+        self.child
+            .as_ref()
+            .expect("a daemon of its own process: Daemon::spawn")
+            .id()
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -253,7 +290,10 @@ impl Daemon {
 
     /// SIGTERM, then the exit status and everything printed on stdout.
     pub fn terminate(&mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let mut child = self.child.take().unwrap();
+        let mut child = self
+            .child
+            .take()
+            .expect("a daemon of its own process: Daemon::spawn");
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -286,6 +326,11 @@ impl Drop for Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(mut d) = self.inner.take() {
+            if let Err(e) = d.stop() {
+                eprintln!("daemon ended with: {e}");
+            }
         }
         self.log.dump_if_failing("daemon");
     }

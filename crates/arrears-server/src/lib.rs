@@ -21,6 +21,7 @@ mod connectors;
 mod limits;
 pub mod metric_catalog;
 mod metrics;
+pub use metrics::recorder as metrics_recorder;
 mod outbox;
 mod runner;
 mod watch;
@@ -414,11 +415,34 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 /// (`grpc listening on ADDR`, `metrics listening on ADDR`) so that scripts and tests
 /// that asked for port 0 learn the port.
 ///
-/// One daemon per process: the Prometheus recorder is process-wide.
+/// Metrics go to the process-wide recorder, which this installs: one daemon per
+/// process. To run several, see [`run_with`].
 pub async fn run(
     opts: ServeOptions,
     grpc: tokio::net::TcpListener,
     metrics_listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    run_with(opts, grpc, metrics_listener, Metrics::Global, shutdown).await
+}
+
+/// Where a daemon's metrics go.
+pub enum Metrics {
+    /// Install the process-wide recorder (what `arrears serve` does).
+    Global,
+    /// A recorder the caller made with [`metrics_recorder`] and made the default of
+    /// every thread the daemon runs on (`metrics::set_default_local_recorder` in the
+    /// runtime's `on_thread_start`), so several daemons in one process, as in the
+    /// end-to-end tests, each export only their own series.
+    Local(metrics_exporter_prometheus::PrometheusHandle),
+}
+
+/// [`run`], with the choice of where metrics go.
+pub async fn run_with(
+    opts: ServeOptions,
+    grpc: tokio::net::TcpListener,
+    metrics_listener: tokio::net::TcpListener,
+    recorder: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let set = rules::load(&opts.rules_dir).map_err(|errs| ServeError::Rules {
@@ -450,7 +474,13 @@ pub async fn run(
     // Serve the worklists of the last run from the first request on; the start-up
     // run replaces them.
     let view = WorklistView::load(&writer)?;
-    let prom = metrics::install()?;
+    let prom = match recorder {
+        Metrics::Global => metrics::install()?,
+        Metrics::Local(handle) => {
+            metric_catalog::register();
+            handle
+        }
+    };
 
     let grpc_addr = grpc.local_addr().map_err(|source| ServeError::Listen {
         what: "gRPC listen address",

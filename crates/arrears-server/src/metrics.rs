@@ -19,14 +19,15 @@ use arrears_kpi::{self as kpi, KpiOptions};
 use arrears_rules::RuleSet;
 use arrears_store::Store;
 
-/// Installs the process-wide recorder. A process serves one daemon, so a recorder
-/// already in place is an error rather than something to share.
-pub fn install() -> Result<PrometheusHandle, super::ServeError> {
+/// The daemon's recorder with its histogram buckets, not yet installed anywhere.
+/// `arrears serve` installs it process-wide ([`install`]); a test that runs several
+/// daemons in one process gives each its own (see [`crate::Metrics`]).
+pub fn recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
     let latency = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     ];
     let runs = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
-    let builder = PrometheusBuilder::new()
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("arrears_grpc_request_duration_seconds".into()),
             &latency,
@@ -34,9 +35,16 @@ pub fn install() -> Result<PrometheusHandle, super::ServeError> {
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Full("arrears_run_duration_seconds".into()), &runs)
         })
-        .expect("bucket lists are non-empty");
-    let handle = builder
-        .install_recorder()
+        .expect("bucket lists are non-empty")
+        .build_recorder()
+}
+
+/// Installs the process-wide recorder. A process serves one daemon this way, so a
+/// recorder already in place is an error rather than something to share.
+pub fn install() -> Result<PrometheusHandle, super::ServeError> {
+    let recorder = recorder();
+    let handle = recorder.handle();
+    ::metrics::set_global_recorder(recorder)
         .map_err(|e| super::ServeError::Metrics(e.to_string()))?;
     super::metric_catalog::register();
     Ok(handle)

@@ -2,6 +2,9 @@
 //! again, written once. The pure crates below the store keep their own one-line date
 //! helpers: depending on this crate would make every engine edit rebuild the store.
 
+#[cfg(feature = "daemon")]
+pub mod daemon;
+
 use std::path::PathBuf;
 
 use arrears_rules::RuleSet;
