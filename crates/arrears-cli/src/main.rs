@@ -19,11 +19,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[macro_use]
 mod out;
+mod cmd;
 #[cfg(test)]
 mod help_tests;
-mod ops;
 mod print;
 mod remote;
+use cmd::{case_id, local_principal, local_user, Actor};
 use rust_decimal::Decimal;
 
 #[derive(Parser)]
@@ -215,20 +216,20 @@ enum Cmd {
     Case(CaseCmd),
     /// Promises to pay: record one on several cases, list a customer's.
     #[command(subcommand)]
-    Promise(ops::PromiseCmd),
+    Promise(cmd::promise::PromiseCmd),
     /// Messages to customers: what went out, what waits and why; one delivery pass.
     #[command(subcommand)]
-    Outbox(ops::OutboxCmd),
+    Outbox(cmd::outbox::OutboxCmd),
     /// A customer's contact data and preferences.
     #[command(subcommand)]
-    Customer(ops::CustomerCmd),
+    Customer(cmd::customer::CustomerCmd),
     /// Disputes across the portfolio: their ageing, resolving one (open one from a case
     /// with `case dispute`).
     #[command(subcommand)]
-    Dispute(ops::DisputeCmd),
+    Dispute(cmd::dispute::DisputeCmd),
     /// Payment agreements: propose, approve, reject, show, letters.
     #[command(subcommand)]
-    Agreement(ops::AgreementCmd),
+    Agreement(cmd::agreement::AgreementCmd),
     /// Why a customer has its segment, score, priority and escalation step.
     #[command(
         after_help = "Examples:\n  arrears explain ACME_DE/C000005 --as-of 2026-11-23\n  arrears --remote http://127.0.0.1:50051 explain ACME_DE/C000005 --json"
@@ -505,39 +506,6 @@ enum CaseCmd {
     },
 }
 
-/// `--actor`: whom a change from the command line was made for.
-#[derive(Args)]
-struct Actor {
-    /// Who did the work, as the case history records it [default: your user name].
-    /// The audit log always names the operating-system user who ran the command
-    /// (`local:<user>`) as the principal, so a supervisor logging a collector's call
-    /// writes `--actor chen` and stays on record as the one who wrote it. Not with
-    /// --remote: there the token's principal is both the actor and the principal.
-    #[arg(long, value_name = "NAME")]
-    actor: Option<String>,
-}
-
-impl Actor {
-    fn name(&self) -> &str {
-        match &self.actor {
-            Some(a) => a,
-            None => os_user(),
-        }
-    }
-
-    /// The daemon records the token's principal as the actor and takes no other;
-    /// a name that would be dropped silently is refused instead.
-    fn refuse_remote(&self) -> Result<()> {
-        if let Some(a) = &self.actor {
-            bail!(
-                "--actor {a}: with --remote the daemon records the token's principal as the actor; \
-                 drop --actor, or use a token of {a}'s own"
-            );
-        }
-        Ok(())
-    }
-}
-
 /// The binary's clock: the system's. Everything below gets it passed down (the
 /// store's stamps, the daemon's default business date); this is the one place that
 /// chooses it.
@@ -641,16 +609,6 @@ impl Env {
     fn rules(&self) -> Result<RuleSet> {
         Ok(rules::load(&self.rules)?)
     }
-}
-
-/// Case arguments of a remote command: the daemon names cases by their ids only.
-fn remote_case_ids(ids: &[String]) -> Result<Vec<i64>> {
-    ids.iter()
-        .map(|i| {
-            i.parse::<i64>()
-                .context("with --remote, cases are named by their ids")
-        })
-        .collect()
 }
 
 fn main() -> ExitCode {
@@ -1073,11 +1031,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Case(c) => case_cmd(&env, c),
-        Cmd::Promise(c) => ops::promise_local(&env, c),
-        Cmd::Agreement(c) => ops::agreement_local(&env, c),
-        Cmd::Dispute(c) => ops::dispute_local(&env, c),
-        Cmd::Outbox(c) => ops::outbox_local(&env, c),
-        Cmd::Customer(c) => ops::customer_local(&env, c),
+        Cmd::Promise(c) => cmd::promise::local(&env, c),
+        Cmd::Agreement(c) => cmd::agreement::local(&env, c),
+        Cmd::Dispute(c) => cmd::dispute::local(&env, c),
+        Cmd::Outbox(c) => cmd::outbox::local(&env, c),
+        Cmd::Customer(c) => cmd::customer::local(&env, c),
         Cmd::Explain {
             customer,
             as_of,
@@ -1206,7 +1164,7 @@ async fn remote_main(
             }
         }
         Cmd::Case(CaseCmd::Note { ids, text, on, .. }) => {
-            let case_ids = remote_case_ids(&ids)?;
+            let case_ids = cmd::remote_case_ids(&ids)?;
             let on = on.map(|d| d.to_string()).unwrap_or_default();
             if let [case_id] = case_ids[..] {
                 let c = r
@@ -1227,7 +1185,7 @@ async fn remote_main(
             }
         }
         Cmd::Case(CaseCmd::Assign { ids, to, on, .. }) => {
-            let case_ids = remote_case_ids(&ids)?;
+            let case_ids = cmd::remote_case_ids(&ids)?;
             let n = r
                 .cases()
                 .assign_cases(pb::AssignCasesRequest {
@@ -1299,21 +1257,14 @@ async fn remote_main(
                 .into_inner();
             return Ok(print_sync(&name, &s.details, s.pulled, s.failed));
         }
-        Cmd::Promise(c) => ops::promise_remote(&r, c).await?,
-        Cmd::Agreement(c) => ops::agreement_remote(&r, c).await?,
-        Cmd::Dispute(c) => ops::dispute_remote(&r, c).await?,
-        Cmd::Outbox(c) => ops::outbox_remote(&r, c).await?,
-        Cmd::Customer(c) => ops::customer_remote(&r, c).await?,
-        _ => anyhow::bail!("this command works on the database directly; drop --remote"),
+        Cmd::Promise(c) => return cmd::promise::remote(&r, c).await,
+        Cmd::Agreement(c) => return cmd::agreement::remote(&r, c).await,
+        Cmd::Dispute(c) => return cmd::dispute::remote(&r, c).await,
+        Cmd::Outbox(c) => return cmd::outbox::remote(&r, c).await,
+        Cmd::Customer(c) => return cmd::customer::remote(&r, c).await,
+        _ => return Err(cmd::local_only()),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn case_id(store: &Store, id: &str) -> Result<i64> {
-    match id.parse::<i64>() {
-        Ok(n) => Ok(n),
-        Err(_) => Ok(store.case_by_document(id)?),
-    }
 }
 
 fn case_cmd(env: &Env, c: CaseCmd) -> Result<ExitCode> {
@@ -1706,43 +1657,6 @@ fn print_audit_verdict(v: &arrears::store::AuditVerdict, anchor: Option<&Path>) 
             v.last_id
         ),
     }
-}
-
-/// Who made a change from the command line, for the audit log: `local:` and the
-/// operating-system user running the command.
-fn local_principal() -> String {
-    format!("local:{}", os_user())
-}
-
-/// The local user as a principal of the use cases: an admin, since they hold the
-/// database file.
-fn local_user() -> app::access::Principal {
-    app::access::Principal {
-        name: local_principal(),
-        role: arrears::config::Role::Admin,
-        groups: Vec::new(),
-    }
-}
-
-/// The name of the real user id, from the system's user database: `$USER` is
-/// whatever the caller set, and is missing under cron and systemd. Without a name
-/// (a container's uid with no passwd entry) the number still says who it was.
-fn os_user() -> &'static str {
-    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    USER.get_or_init(|| {
-        #[cfg(unix)]
-        {
-            let uid = nix::unistd::getuid();
-            match nix::unistd::User::from_uid(uid) {
-                Ok(Some(u)) => u.name,
-                _ => uid.to_string(),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            std::env::var("USERNAME").unwrap_or_else(|_| "unnamed".into())
-        }
-    })
 }
 
 fn print_statement_report(r: &arrears::store::ImportReport) {
