@@ -6,10 +6,18 @@
 //! principal, with its role's limits.
 
 pub mod agreement;
+pub mod audit;
+pub mod cases;
+pub mod connectors;
+pub mod credits;
 pub mod customer;
+pub mod data;
 pub mod dispute;
 pub mod outbox;
 pub mod promise;
+pub mod rules;
+pub mod run;
+pub mod serve;
 
 use anyhow::{bail, Context, Result};
 use arrears::app;
