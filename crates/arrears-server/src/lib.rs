@@ -371,42 +371,26 @@ pub struct ServeOptions {
     pub clock: Arc<dyn Clock>,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+impl ServeOptions {
+    /// The options a config file gives, for the database and rules folder the
+    /// caller resolved; the caller may then override single serve settings.
+    pub fn from_config(
+        config: &crate::config::Config,
+        db: PathBuf,
+        rules_dir: PathBuf,
+        clock: Arc<dyn Clock>,
+    ) -> ServeOptions {
+        ServeOptions {
+            db,
+            rules_dir,
+            cfg: config.serve.clone(),
+            auth: config.auth.clone(),
+            connectors: config.connectors.clone(),
+            delivery: config.delivery.clone(),
+            audit: config.audit.clone(),
+            clock,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-}
-
-async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Listen {
-            what,
-            addr: addr.to_string(),
-            source,
-        })
-}
-
-/// Binds the configured addresses and runs the daemon until SIGINT/SIGTERM.
-pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
-    let metrics_listener = bind("metrics listen address", &opts.cfg.metrics_listen).await?;
-    run(opts, grpc, metrics_listener, shutdown_signal()).await
 }
 
 /// The daemon on listeners the caller bound, until `shutdown` completes: in-flight

@@ -77,22 +77,12 @@ impl InProcess {
             Some(p) => Config::load(p).unwrap_or_else(|e| panic!("{e}")),
             None => Config::default(),
         };
-        let mut serve = cfg.serve.clone();
-        serve.grpc_listen = "127.0.0.1:0".into();
-        serve.metrics_listen = "127.0.0.1:0".into();
+        let mut opts = ServeOptions::from_config(&cfg, o.db, o.rules, o.clock);
+        opts.cfg.grpc_listen = "127.0.0.1:0".into();
+        opts.cfg.metrics_listen = "127.0.0.1:0".into();
         if o.as_of.is_some() {
-            serve.as_of = o.as_of;
+            opts.cfg.as_of = o.as_of;
         }
-        let opts = ServeOptions {
-            db: o.db,
-            rules_dir: o.rules,
-            cfg: serve,
-            auth: cfg.auth.clone(),
-            connectors: cfg.connectors.clone(),
-            delivery: cfg.delivery.clone(),
-            audit: cfg.audit.clone(),
-            clock: o.clock,
-        };
 
         // Leaked on purpose: the recorder must outlive every thread that records into
         // it, and a test process ends soon anyway.

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::Args;
 
+use arrears::server::{ServeError, ServeOptions};
+
 use crate::{Env, CLOCK};
 
 #[derive(Args)]
@@ -31,7 +33,13 @@ pub fn local(env: &Env, args: ServeArgs) -> Result<ExitCode> {
         as_of,
         run_every,
     } = args;
-    let mut serve = env.cfg.serve.clone();
+    let mut opts = ServeOptions::from_config(
+        &env.cfg,
+        env.db.clone(),
+        env.rules.clone(),
+        std::sync::Arc::new(CLOCK),
+    );
+    let serve = &mut opts.cfg;
     if let Some(a) = grpc_listen {
         serve.grpc_listen = a;
     }
@@ -50,20 +58,48 @@ pub fn local(env: &Env, args: ServeArgs) -> Result<ExitCode> {
             env.db.display()
         );
     }
-    let opts = arrears::server::ServeOptions {
-        db: env.db.clone(),
-        rules_dir: env.rules.clone(),
-        cfg: serve,
-        auth: env.cfg.auth.clone(),
-        connectors: env.cfg.connectors.clone(),
-        delivery: env.cfg.delivery.clone(),
-        audit: env.cfg.audit.clone(),
-        clock: std::sync::Arc::new(CLOCK),
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(arrears::server::serve(opts))?;
-    Ok(ExitCode::SUCCESS)
+    rt.block_on(async {
+        // The binary owns the process: it binds the addresses and turns SIGINT and
+        // SIGTERM into the server's shutdown; the server only serves what it is given.
+        let grpc = bind("gRPC listen address", &opts.cfg.grpc_listen).await?;
+        let metrics = bind("metrics listen address", &opts.cfg.metrics_listen).await?;
+        arrears::server::run(opts, grpc, metrics, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
