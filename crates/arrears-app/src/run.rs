@@ -80,6 +80,11 @@ pub struct Summary {
     /// The portfolio after the run: an incremental run that had nothing to do still
     /// leaves one, which its own counts (all zero) do not show.
     pub portfolio: arrears_store::Portfolio,
+    /// The customers whose worklist entries an incremental run may have rewritten;
+    /// `None` after a full run (every entry may have moved). Lets the daemon refresh
+    /// its in-memory worklists for these customers instead of re-reading them all.
+    #[serde(skip)]
+    pub touched: Option<Vec<i64>>,
 }
 
 const MAX_PROBLEMS: usize = 20;
@@ -348,6 +353,14 @@ pub fn run_on<S: PortfolioStore + ?Sized>(
     let json = serde_json::to_string(&sum).unwrap_or_default();
     sum.run_id = store.write_run(as_of, &rules.hash, &sum.mode, !incremental, &out, &json)?;
     laps.lap("write");
+    if incremental {
+        let mut touched: Vec<i64> = out.processed.iter().map(|(id, _)| *id).collect();
+        touched.extend(out.kept.iter().copied());
+        touched.extend(out.worklist.iter().map(|w| w.customer_id));
+        touched.sort_unstable();
+        touched.dedup();
+        sum.touched = Some(touched);
+    }
     sum.portfolio = store.portfolio()?;
     sum.phases_ms = laps.phases;
     sum.duration_ms = started.elapsed().as_millis() as u64;

@@ -76,7 +76,7 @@ impl Store {
 
     /// One page of a worklist and the number of entries in the whole filtered list.
     pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
-        let (page, total) = self.worklist_query(q, true)?;
+        let (page, total) = self.worklist_query(q, true, None)?;
         Ok((page, total.unwrap_or_default()))
     }
 
@@ -88,13 +88,25 @@ impl Store {
             limit: i64::MAX as usize,
             ..WorklistQuery::default()
         };
-        Ok(self.worklist_query(&q, false)?.0)
+        Ok(self.worklist_query(&q, false, None)?.0)
+    }
+
+    /// The entries of these customers only, in worklist order: what an incremental
+    /// run rewrote, for a reader that keeps the rest in memory.
+    pub fn worklist_of(&self, customers: &[i64]) -> Result<Vec<WorklistEntry>> {
+        let q = WorklistQuery {
+            scope: WorklistScope::All,
+            limit: i64::MAX as usize,
+            ..WorklistQuery::default()
+        };
+        Ok(self.worklist_query(&q, false, Some(customers))?.0)
     }
 
     fn worklist_query(
         &self,
         q: &WorklistQuery,
         count: bool,
+        only: Option<&[i64]>,
     ) -> Result<(Vec<WorklistEntry>, Option<u64>)> {
         let mut cond: Vec<String> = Vec::new();
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -136,6 +148,15 @@ impl Store {
             let a = arg(Text(v.clone()), &mut args);
             cond.push(format!(
                 "EXISTS (SELECT 1 FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open' AND i.currency = {a})"
+            ));
+        }
+        if let Some(ids) = only {
+            let a = arg(
+                Text(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())),
+                &mut args,
+            );
+            cond.push(format!(
+                "w.customer_id IN (SELECT value FROM json_each({a}))"
             ));
         }
         let filter = if cond.is_empty() {
@@ -222,6 +243,25 @@ impl Store {
     }
 
     /// The currencies of each customer's open items.
+    /// [`Store::open_currencies`] for a few customers (the ones a run just changed).
+    pub fn open_currencies_of(
+        &self,
+        customers: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT customer_id, currency FROM items
+             WHERE status = 'open' AND customer_id IN (SELECT value FROM json_each(?1))",
+        )?;
+        let ids = serde_json::to_string(customers).unwrap_or_else(|_| "[]".into());
+        let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
+        let rows = st.query_map([ids], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for r in rows {
+            let (c, cur) = r?;
+            out.entry(c).or_default().push(cur);
+        }
+        Ok(out)
+    }
+
     pub fn open_currencies(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
         let mut st = self
             .conn
