@@ -1493,3 +1493,63 @@ async fn sigterm_during_a_slow_outbox_pass_exits_promptly_and_loses_nothing() {
         "one message per customer"
     );
 }
+
+/// A change made through the API asks for its run directly; the store poller also
+/// sees the commit, and when its tick falls while that run is going it used to ask
+/// for a second run that found nothing to do (a whole reload at a million items).
+/// Twenty writes, each waited for, must cost twenty runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_write_costs_one_run_even_when_the_poller_sees_its_commit() {
+    let dir = Daemon::prepare();
+    let cfg = dir.path().join("arrears.yaml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("store_poll: 100ms", "store_poll: 5ms\n  outbox_every: 0s");
+    std::fs::write(&cfg, text).unwrap();
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
+         item,a1,ACME_DE,A1,Alpha GmbH,INV-A1,2026-08-01,2026-09-01,1000.00,EUR\n\
+         item,b1,ACME_DE,B1,Beta AG,INV-B1,2026-08-01,2026-09-01,2000.00,EUR\n",
+    )
+    .unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = Daemon::start(dir);
+    let db = d.path("arrears.db");
+    let runs = || count(&db, "SELECT COUNT(*) FROM runs");
+    async fn settle(db: &std::path::Path, want: i64) {
+        for _ in 0..1000 {
+            if count(db, "SELECT COUNT(*) FROM runs") >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no run {want} within 5 s");
+    }
+    let mut cases =
+        pb::cases_client::CasesClient::with_interceptor(d.channel().await, with_token(SUP));
+    settle(&db, 1).await;
+    // Several poll intervals of quiet: the start-up run is the only one.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = runs();
+    for i in 0..20 {
+        cases
+            .set_resubmission(pb::SetResubmissionRequest {
+                customer: "A1".into(),
+                on: format!("2026-12-{:02}", 10 + i % 10),
+                reason: format!("write {i}"),
+            })
+            .await
+            .unwrap();
+        settle(&db, before + i + 1).await;
+        // Let the poller tick a few times over the finished run.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        runs() - before,
+        20,
+        "one run per write, none for the poller"
+    );
+}

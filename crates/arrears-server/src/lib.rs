@@ -234,7 +234,9 @@ impl Shared {
     }
 
     /// Runs `f` on the writer connection, then asks the runner to bring worklists up
-    /// to date (an incremental run) and tell watchers, naming `cause`.
+    /// to date (an incremental run) and tell watchers, naming `cause`. The request is
+    /// for the change `f` committed: the store poller sees the same commit, and
+    /// whichever of the two reaches the runner second finds it loaded already.
     pub async fn write<T: Send + 'static>(
         self: &Arc<Self>,
         cause: String,
@@ -248,7 +250,7 @@ impl Shared {
         })
         .await
         .map_err(|e| Status::internal(format!("worker failed: {e}")))??;
-        self.request_run(RunRequest::auto(cause));
+        self.request_run(RunRequest::pending(cause));
         Ok(out)
     }
 

@@ -15,6 +15,10 @@ pub struct RunRequest {
     pub as_of: Option<NaiveDate>,
     pub cause: String,
     pub reply: Option<oneshot::Sender<Result<Summary, String>>>,
+    /// Asked for because of a committed change (an API write, the store poller):
+    /// satisfied by any run that loaded after it, so it is dropped when no change is
+    /// pending any more. Explicit, scheduled and start-up runs always run.
+    pub if_pending: bool,
 }
 
 impl RunRequest {
@@ -26,6 +30,15 @@ impl RunRequest {
             as_of: None,
             cause,
             reply: None,
+            if_pending: false,
+        }
+    }
+
+    /// A request for changes already committed (see [`RunRequest::if_pending`]).
+    pub fn pending(cause: String) -> RunRequest {
+        RunRequest {
+            if_pending: true,
+            ..RunRequest::auto(cause)
         }
     }
     pub fn full(cause: String) -> RunRequest {
@@ -48,6 +61,13 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
         let mut batch = vec![first];
         while let Ok(r) = rx.try_recv() {
             batch.push(r);
+        }
+        // An API write and the poller both ask for the same commit; the poller may
+        // also see it while the write's run is going. If a run loaded it already,
+        // there is nothing left to do: another would reload the portfolio for nothing.
+        if batch.iter().all(|r| r.if_pending) && !changes_pending(&shared).await {
+            tracing::debug!("store change already covered by the last run");
+            continue;
         }
         let full = batch.iter().any(|r| matches!(r.mode, RunMode::Full));
         let as_of = batch.iter().rev().find_map(|r| r.as_of);
@@ -72,6 +92,17 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
             }
         }
     }
+}
+
+/// Whether the store holds changes no run has loaded yet; on doubt, yes.
+async fn changes_pending(shared: &Arc<Shared>) -> bool {
+    let me = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+        store.changes_pending().map(|p| p.is_some()).unwrap_or(true)
+    })
+    .await
+    .unwrap_or(true)
 }
 
 async fn run_once(
@@ -189,7 +220,7 @@ pub async fn poll_store(shared: Arc<Shared>) {
         match seen {
             Ok(Ok((Some(seq), dirty))) if asked != Some(seq) => {
                 asked = Some(seq);
-                shared.request_run(RunRequest::auto(format!(
+                shared.request_run(RunRequest::pending(format!(
                     "{dirty} customer(s) changed in the store"
                 )));
             }
