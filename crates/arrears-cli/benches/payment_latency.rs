@@ -1,0 +1,280 @@
+//! One payment → the collector's screen: how long from the commit of a payment by
+//! another process (the ERP connector reporting an invoice partly paid, an import)
+//! until a `WatchWorklist` stream carries the changed entry.
+//!
+//! Builds a synthetic portfolio (default 100k customers / 1M open items), runs it
+//! once, starts `arrears serve` (the release binary, as a child) with a 5 ms store
+//! poll, opens one stream over the `general` group, then lowers the open amount of
+//! one item at a time (as an ERP sync does when an invoice is paid in part) for
+//! customers the stream follows, each waiting for its update. Prints the
+//! latency percentiles, the daemon's CPU time per payment and its memory.
+//!
+//! `cargo bench -p arrears --bench payment_latency`; sizes and count from
+//! ARREARS_BENCH_CUSTOMERS, ARREARS_BENCH_ITEMS, ARREARS_BENCH_PAYMENTS.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrears::domain::{Batch, ItemInput};
+use arrears::money::Currency;
+use arrears::server::pb;
+use arrears_store::rusqlite;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (user + system CPU seconds, resident MiB) of a process, from /proc.
+fn proc_figures(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may hold spaces, closed by ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the ')'.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, rss_kib / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// An open item to pay, and the customer whose entry the payment changes.
+struct Target {
+    customer_id: i64,
+    item: ItemInput,
+}
+
+fn main() {
+    let customers = env_usize("ARREARS_BENCH_CUSTOMERS", 100_000);
+    let items = env_usize("ARREARS_BENCH_ITEMS", 1_000_000);
+    let payments = env_usize("ARREARS_BENCH_PAYMENTS", 1_000);
+    let as_of: NaiveDate = "2026-11-23".parse().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("bench.db");
+    let rules_dir = arrears_test_support::repo_root().join("rules");
+
+    println!(
+        "payment latency benchmark: {customers} customers, {items} items, {payments} payments"
+    );
+    let t = Instant::now();
+    {
+        let mut store = arrears::store::Store::open(&db).expect("open store");
+        arrears::demo::generate(
+            &mut store,
+            &arrears::demo::DemoOptions {
+                customers,
+                items,
+                seed: 1,
+                as_of,
+            },
+            None,
+        )
+        .expect("demo");
+        let rules = arrears::rules::load(&rules_dir).expect("rules");
+        arrears::engine::run::run(
+            &mut store,
+            &rules,
+            as_of,
+            arrears::engine::run::RunMode::Full,
+        )
+        .expect("first run");
+    }
+    println!(
+        "portfolio generated and run once in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // No tokens: the local admin on loopback, who may follow any group.
+    let cfg = dir.path().join("arrears.yaml");
+    std::fs::write(&cfg, "serve:\n  run_every: 0s\n  store_poll: 5ms\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--as-of", &as_of.to_string()])
+        .env("ARREARS_DB", &db)
+        .env("ARREARS_RULES", &rules_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start arrears serve");
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let l = lines.next().expect("daemon exited").expect("stdout");
+        if let Some(a) = l.strip_prefix("grpc listening on ") {
+            break format!("http://{a}");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ch = tonic::transport::Channel::from_shared(addr)
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        // The start-up run first, so it does not land in the first measurement.
+        pb::admin_client::AdminClient::new(ch.clone())
+            .trigger_run(pb::TriggerRunRequest {
+                full: false,
+                as_of: String::new(),
+            })
+            .await
+            .expect("start-up run");
+        let mut stream = pb::worklists_client::WorklistsClient::new(ch)
+            .watch_worklist(pb::WatchWorklistRequest {
+                scope: Some(pb::WorklistScope {
+                    scope: Some(pb::worklist_scope::Scope::Group("general".into())),
+                }),
+                filter: None,
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let snapshot = stream.message().await.expect("stream").expect("snapshot");
+        let followed: Vec<i64> = snapshot.upserted.iter().map(|e| e.customer_id).collect();
+
+        let store = arrears::store::Store::open(&db).expect("open store");
+        let mut targets = Vec::new();
+        for &id in &followed {
+            let row = store.test_connection().query_row(
+                "SELECT i.source, i.external_id, c.company, c.code, i.document_no,
+                        i.document_date, i.due_date, i.original_amount, i.open_amount, i.currency
+                 FROM items i JOIN customers c ON c.id = i.customer_id
+                 WHERE i.customer_id = ?1 AND i.status = 'open' AND i.hold_reason IS NULL
+                   AND i.original_document IS NULL AND CAST(i.open_amount AS REAL) >= 1000
+                 ORDER BY i.id LIMIT 1",
+                [id],
+                |r| {
+                    let text = |i: usize| r.get::<_, String>(i);
+                    let date = |i: usize| -> rusqlite::Result<NaiveDate> {
+                        Ok(text(i)?.parse().expect("stored date"))
+                    };
+                    let amount = |i: usize| -> rusqlite::Result<Decimal> {
+                        Ok(text(i)?.parse().expect("stored amount"))
+                    };
+                    Ok(ItemInput {
+                        source: text(0)?,
+                        external_id: text(1)?,
+                        company: text(2)?,
+                        customer: text(3)?,
+                        document_no: text(4)?,
+                        document_date: date(5)?,
+                        due_date: date(6)?,
+                        original_amount: amount(7)?,
+                        open_amount: amount(8)?,
+                        currency: Currency::parse(&text(9)?).expect("currency"),
+                        hold: None,
+                        original_document: None,
+                    })
+                },
+            );
+            if let Ok(item) = row {
+                targets.push(Target {
+                    customer_id: id,
+                    item,
+                });
+            }
+        }
+        assert!(
+            !targets.is_empty(),
+            "no open item among the followed customers"
+        );
+        println!(
+            "stream follows {} entries; paying items of {} of them",
+            followed.len(),
+            targets.len()
+        );
+        drop(store);
+        let mut store = arrears::store::Store::open(&db).expect("open store");
+
+        let (cpu_before, rss_before) = proc_figures(pid);
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(payments);
+        let mut timeouts = 0;
+        for k in 0..payments {
+            let n = targets.len();
+            let t = &mut targets[k % n];
+            // One unit less open, as the ERP reports a partial payment; a whole unit so
+            // that every currency (JPY has none below it) takes it.
+            t.item.open_amount -= Decimal::ONE;
+            let batch = Batch {
+                items: vec![t.item.clone()],
+                ..Batch::default()
+            };
+            let customer_id = t.customer_id;
+            let t0 = Instant::now();
+            store.ingest(&batch).expect("payment");
+            let seen = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    let u = stream.message().await.expect("stream").expect("open");
+                    if u.upserted.iter().any(|e| e.customer_id == customer_id)
+                        || u.removed.contains(&customer_id)
+                    {
+                        return;
+                    }
+                }
+            })
+            .await;
+            match seen {
+                Ok(()) => latencies.push(t0.elapsed().as_secs_f64() * 1e3),
+                Err(_) => timeouts += 1,
+            }
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let (cpu_after, rss_after) = proc_figures(pid);
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "payment → stream update over {} payments ({} timed out after 30 s), {:.1} s:",
+            latencies.len(),
+            timeouts,
+            wall
+        );
+        println!(
+            "  p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.9),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(f64::NAN)
+        );
+        println!(
+            "  daemon CPU {:.1} ms per payment; RSS {:.0} MiB before, {:.0} MiB after",
+            (cpu_after - cpu_before) * 1e3 / payments as f64,
+            rss_before,
+            rss_after
+        );
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}
