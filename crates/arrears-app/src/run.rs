@@ -114,6 +114,19 @@ pub fn run(
     run_on(store, rules, as_of, mode)
 }
 
+/// [`run`] for a caller that does not report the portfolio totals
+/// ([`Summary::portfolio`] stays empty): the daemon's runs for a change nobody
+/// waits on. Counting the whole portfolio costs more than an incremental run of one
+/// customer at a million items.
+pub fn run_without_totals(
+    store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    mode: RunMode,
+) -> Result<Summary, RunError> {
+    run_with(store, rules, as_of, mode, false)
+}
+
 /// The portfolio run on any store: loads the customers (all, or the changed ones),
 /// evaluates them, balances the worklists and writes the result in one go.
 pub fn run_on<S: PortfolioStore + ?Sized>(
@@ -121,6 +134,16 @@ pub fn run_on<S: PortfolioStore + ?Sized>(
     rules: &RuleSet,
     as_of: NaiveDate,
     mode: RunMode,
+) -> Result<Summary, RunError> {
+    run_with(store, rules, as_of, mode, true)
+}
+
+fn run_with<S: PortfolioStore + ?Sized>(
+    store: &mut S,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    mode: RunMode,
+    totals: bool,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let last = store.last_run()?;
@@ -361,7 +384,9 @@ pub fn run_on<S: PortfolioStore + ?Sized>(
         touched.dedup();
         sum.touched = Some(touched);
     }
-    sum.portfolio = store.portfolio()?;
+    if totals {
+        sum.portfolio = store.portfolio()?;
+    }
     sum.phases_ms = laps.phases;
     sum.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(run_id = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated, ms = sum.duration_ms, "run finished");
@@ -692,6 +717,44 @@ mod tests {
             })
             .unwrap();
         assert_ne!(dirty, 0, "retried by the next run");
+    }
+
+    /// The daemon's runs for a change skip the whole-portfolio totals; everything
+    /// the run decides is the same.
+    #[test]
+    fn a_run_without_totals_decides_the_same_and_leaves_the_totals_empty() {
+        let items = || {
+            vec![
+                item("1", "C1", "2026-09-01", dec!(500), "EUR"),
+                item("2", "C2", "2026-10-01", dec!(700), "EUR"),
+            ]
+        };
+        let (_a, mut with) = store(items());
+        let (_b, mut without) = store(items());
+        let r = rules();
+        let a = run(&mut with, &r, d("2026-11-20"), RunMode::Full).unwrap();
+        let b = run_without_totals(&mut without, &r, d("2026-11-20"), RunMode::Full).unwrap();
+        assert!(
+            a.portfolio.customers == 2 && a.portfolio.open_cases > 0,
+            "{:?}",
+            a.portfolio
+        );
+        assert_eq!(b.portfolio, arrears_store::Portfolio::default());
+        assert_eq!(
+            (
+                a.customers_evaluated,
+                a.cases_opened,
+                a.escalations,
+                &a.worklist.by_collector
+            ),
+            (
+                b.customers_evaluated,
+                b.cases_opened,
+                b.escalations,
+                &b.worklist.by_collector
+            )
+        );
+        assert_eq!(with.portfolio().unwrap(), without.portfolio().unwrap());
     }
 
     #[test]

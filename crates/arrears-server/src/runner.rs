@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
-use arrears_app::run::{run, RunMode, Summary};
+use arrears_app::run::{run, run_without_totals, RunMode, Summary};
 
 pub struct RunRequest {
     pub mode: RunMode,
@@ -78,7 +78,9 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
             }
         }
         let cause = causes.join("; ");
-        let result = run_once(&shared, full, as_of, cause.clone()).await;
+        // The portfolio totals only go to someone waiting for the summary.
+        let totals = batch.iter().any(|r| r.reply.is_some());
+        let result = run_once(&shared, full, as_of, cause.clone(), totals).await;
         match &result {
             Ok(sum) => {
                 tracing::info!(run = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated,
@@ -110,6 +112,7 @@ async fn run_once(
     full: bool,
     as_of: Option<NaiveDate>,
     cause: String,
+    totals: bool,
 ) -> Result<Summary, String> {
     let as_of = match as_of {
         Some(d) => d,
@@ -124,7 +127,12 @@ async fn run_once(
         arrears_app::run::settle(&mut store, &loaded.set, as_of, tolerance)
             .map_err(|e| format!("judging promises and agreements: {e}"))?;
         let mode = if full { RunMode::Full } else { RunMode::Auto };
-        let sum = run(&mut store, &loaded.set, as_of, mode).map_err(|e| e.to_string())?;
+        let sum = if totals {
+            run(&mut store, &loaded.set, as_of, mode)
+        } else {
+            run_without_totals(&mut store, &loaded.set, as_of, mode)
+        }
+        .map_err(|e| e.to_string())?;
         // Watchers and pages see the new worklists before the KPI pass, which takes
         // longer than the view at a million items.
         // An incremental run rewrote the entries of the customers it touched only:
