@@ -8,7 +8,6 @@ pub mod daemon;
 use std::path::PathBuf;
 
 use arrears_rules::RuleSet;
-use arrears_store::Store;
 use chrono::NaiveDate;
 
 /// A date written the way tests read best; a typo fails the test at once.
@@ -29,13 +28,6 @@ pub fn rules_dir() -> PathBuf {
 /// The shipped rules, loaded and validated.
 pub fn shipped_rules() -> RuleSet {
     arrears_rules::load(&rules_dir()).unwrap_or_else(|e| panic!("shipped rules: {e:?}"))
-}
-
-/// An empty store in a folder of its own; the folder lives as long as the guard.
-pub fn temp_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let store = Store::open(&dir.path().join("arrears.db")).expect("new store");
-    (dir, store)
 }
 
 #[cfg(test)]
