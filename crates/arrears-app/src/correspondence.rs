@@ -12,6 +12,7 @@
 //!   Only a delivery marks the step sent, records its event on the customer and
 //!   charges its fees.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -148,16 +149,19 @@ fn compose_until<S: OutboxStore + CaseStore>(
         return Ok(stats);
     };
     let steps = store.steps_to_send()?;
+    // Only the customer's newest step goes out; older ones that still wait (an
+    // outage, no templates for a while) are superseded, not sent in a burst. Found
+    // in one pass: a first run's backlog is a step for nearly every customer.
+    let mut newest: HashMap<i64, i64> = HashMap::with_capacity(steps.len());
+    for s in &steps {
+        let n = newest.entry(s.customer_id).or_insert(s.id);
+        *n = (*n).max(s.id);
+    }
     for step in &steps {
         if stop() {
             break;
         }
-        // Only the customer's newest step goes out; older ones that still wait
-        // (an outage, no templates for a while) are superseded, not sent in a burst.
-        if steps
-            .iter()
-            .any(|s| s.customer_id == step.customer_id && s.id > step.id)
-        {
+        if newest.get(&step.customer_id) != Some(&step.id) {
             continue;
         }
         store.supersede_waiting(step.customer_id, step.id)?;

@@ -7,10 +7,11 @@
 //! load the unchanged customers already give each collector. A run resets a counter only
 //! to zero from the value it loaded, so a write that lands while it works is not lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use arrears_core::domain::Priority;
@@ -124,7 +125,40 @@ pub fn run_without_totals(
     as_of: NaiveDate,
     mode: RunMode,
 ) -> Result<Summary, RunError> {
-    run_with(store, rules, as_of, mode, false)
+    run_with(store, rules, as_of, mode, &RunOptions::default())
+}
+
+/// The collectors' loads as a caller already holds them (the daemon keeps every
+/// worklist entry in memory): an incremental run then skips the pass over every
+/// worklist row in the store, most of what one changed customer cost at a million
+/// items.
+pub trait KnownLoads {
+    /// The run whose worklists these are. They are used only when that run is still
+    /// the store's latest: another process's run (`arrears run` next to a daemon)
+    /// makes them stale, and the run then reads the store.
+    fn run_id(&self) -> Option<i64>;
+    /// (group, collector, items, amount) summed per group and collector over the
+    /// assigned entries of every customer but those in `skip`.
+    fn loads_outside(&self, skip: &HashSet<i64>) -> Vec<(String, String, i64, Decimal)>;
+}
+
+/// How a caller wants a run done; the default is what [`run_without_totals`] does.
+#[derive(Default, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Report the whole portfolio's totals in [`Summary::portfolio`].
+    pub totals: bool,
+    pub loads: Option<&'a dyn KnownLoads>,
+}
+
+/// [`run`] with [`RunOptions`].
+pub fn run_with_options(
+    store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    mode: RunMode,
+    options: &RunOptions,
+) -> Result<Summary, RunError> {
+    run_with(store, rules, as_of, mode, options)
 }
 
 /// The portfolio run on any store: loads the customers (all, or the changed ones),
@@ -135,7 +169,16 @@ pub fn run_on<S: PortfolioStore + ?Sized>(
     as_of: NaiveDate,
     mode: RunMode,
 ) -> Result<Summary, RunError> {
-    run_with(store, rules, as_of, mode, true)
+    run_with(
+        store,
+        rules,
+        as_of,
+        mode,
+        &RunOptions {
+            totals: true,
+            loads: None,
+        },
+    )
 }
 
 fn run_with<S: PortfolioStore + ?Sized>(
@@ -143,10 +186,13 @@ fn run_with<S: PortfolioStore + ?Sized>(
     rules: &RuleSet,
     as_of: NaiveDate,
     mode: RunMode,
-    totals: bool,
+    options: &RunOptions,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let last = store.last_run()?;
+    let known_loads = options
+        .loads
+        .filter(|k| k.run_id().is_some() && k.run_id() == last.as_ref().map(|l| l.0));
     let same = last
         .as_ref()
         .is_some_and(|(_, d, h)| *d == as_of && *h == rules.hash);
@@ -331,7 +377,11 @@ fn run_with<S: PortfolioStore + ?Sized>(
     // Balance per group; in incremental runs against the load unchanged customers give.
     let mut loads: Vec<HashMap<String, Load>> = vec![HashMap::new(); rules.groups.len()];
     if incremental {
-        for (g, c, items, amount) in store.worklist_loads_outside_dirty()? {
+        let outside = match known_loads {
+            Some(k) => k.loads_outside(&inputs.iter().map(|i| i.customer.id).collect()),
+            None => store.worklist_loads_outside_dirty()?,
+        };
+        for (g, c, items, amount) in outside {
             if let Some(gi) = rules.groups.iter().position(|x| x.name == g) {
                 let l = loads[gi].entry(c).or_default();
                 l.items += items;
@@ -384,7 +434,7 @@ fn run_with<S: PortfolioStore + ?Sized>(
         touched.dedup();
         sum.touched = Some(touched);
     }
-    if totals {
+    if options.totals {
         sum.portfolio = store.portfolio()?;
     }
     sum.phases_ms = laps.phases;
@@ -717,6 +767,115 @@ mod tests {
             })
             .unwrap();
         assert_ne!(dirty, 0, "retried by the next run");
+    }
+
+    /// Loads a caller claims to hold: used by an incremental run only when they are
+    /// the latest run's.
+    struct ClaimedLoads {
+        run: Option<i64>,
+        loads: Vec<(String, String, i64, Decimal)>,
+    }
+
+    impl KnownLoads for ClaimedLoads {
+        fn run_id(&self) -> Option<i64> {
+            self.run
+        }
+        fn loads_outside(&self, _: &HashSet<i64>) -> Vec<(String, String, i64, Decimal)> {
+            self.loads.clone()
+        }
+    }
+
+    #[test]
+    fn an_incremental_run_balances_against_loads_the_caller_holds_only_when_current() {
+        let r = rules();
+        let old: Vec<ItemInput> = (0..6)
+            .map(|n| {
+                item(
+                    &format!("O{n}"),
+                    &format!("OLD{n}"),
+                    "2026-09-01",
+                    dec!(900),
+                    "EUR",
+                )
+            })
+            .collect();
+        let new: Vec<ItemInput> = (0..6)
+            .map(|n| {
+                item(
+                    &format!("N{n}"),
+                    &format!("NEW{n}"),
+                    "2026-09-01",
+                    dec!(800),
+                    "EUR",
+                )
+            })
+            .collect();
+        // Three identical stores, each with a first run and then new customers.
+        let setups: Vec<(tempfile::TempDir, Store, i64)> = (0..3)
+            .map(|_| {
+                let (dir, mut s) = store(old.clone());
+                let first = run(&mut s, &r, d("2026-11-20"), RunMode::Full).unwrap();
+                s.ingest(&Batch {
+                    items: new.clone(),
+                    ..Batch::default()
+                })
+                .unwrap();
+                (dir, s, first.run_id)
+            })
+            .collect();
+        let collectors = |s: &Store| -> BTreeMap<String, Option<String>> {
+            s.worklist_all()
+                .unwrap()
+                .into_iter()
+                .filter(|w| w.customer.starts_with("NEW"))
+                .map(|w| (w.customer, w.collector))
+                .collect()
+        };
+        let mut it = setups.into_iter();
+        let (_a, mut plain, _) = it.next().unwrap();
+        run(&mut plain, &r, d("2026-11-20"), RunMode::Incremental).unwrap();
+        let expected = collectors(&plain);
+        let (group, busy) = plain
+            .worklist_all()
+            .unwrap()
+            .into_iter()
+            .find(|w| w.customer.starts_with("NEW") && w.collector.is_some())
+            .map(|w| (w.group, w.collector.unwrap()))
+            .expect("a new customer assigned");
+        // One collector claimed to be buried in work.
+        let claim = |run| ClaimedLoads {
+            run,
+            loads: vec![(group.clone(), busy.clone(), 1_000_000, dec!(1000000000))],
+        };
+        let (_b, mut stale, first) = it.next().unwrap();
+        let claimed = claim(Some(first - 1));
+        let opts = RunOptions {
+            totals: false,
+            loads: Some(&claimed),
+        };
+        run_with_options(&mut stale, &r, d("2026-11-20"), RunMode::Incremental, &opts).unwrap();
+        assert_eq!(collectors(&stale), expected, "stale loads are not used");
+
+        let (_c, mut current, first) = it.next().unwrap();
+        let claimed = claim(Some(first));
+        let opts = RunOptions {
+            totals: false,
+            loads: Some(&claimed),
+        };
+        run_with_options(
+            &mut current,
+            &r,
+            d("2026-11-20"),
+            RunMode::Incremental,
+            &opts,
+        )
+        .unwrap();
+        let got = collectors(&current);
+        assert_eq!(got.len(), expected.len());
+        assert!(
+            !got.values().any(|c| c.as_deref() == Some(busy.as_str())),
+            "{busy} was claimed busy: {got:?}"
+        );
     }
 
     /// The daemon's runs for a change skip the whole-portfolio totals; everything

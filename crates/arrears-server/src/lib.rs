@@ -107,6 +107,10 @@ pub struct ReloadStatus {
 pub struct Change {
     pub seq: u64,
     pub cause: String,
+    /// Escalation steps the run decided: the outbox composes only after a run
+    /// that decided some (everything else it does waits for its timer), so a
+    /// stream of payments does not cost an outbox pass each.
+    pub steps: u64,
 }
 
 pub struct Shared {
@@ -263,13 +267,13 @@ impl Shared {
         self.worklist.load_full()
     }
 
-    fn publish(&self, cause: String) {
+    fn publish(&self, cause: String, steps: u64) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         // A run merges the causes of everything that queued up meanwhile, and some
         // name what callers sent (a statement's name): every stream is sent this.
         let cause = limits::clip(&cause, 512).into_owned();
         // No receivers is fine: nobody is watching.
-        let _ = self.changes.send(Change { seq, cause });
+        let _ = self.changes.send(Change { seq, cause, steps });
     }
 
     pub fn last_run(&self) -> Option<(chrono::DateTime<Utc>, NaiveDate)> {

@@ -1,4 +1,4 @@
-//! The outbox task: after every run (new escalation steps) and on a timer (retries,
+//! The outbox task: after every run that decided escalation steps and on a timer (retries,
 //! deferred contacts coming due), compose and deliver on a connection of its own, so
 //! a slow SMTP server never holds the writer the API and the runner need.
 //!
@@ -31,11 +31,13 @@ pub async fn work(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            r = changes.recv() => {
-                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                    return;
-                }
-            }
+            r = changes.recv() => match r {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                // A run that decided no step left nothing new to compose.
+                Ok(c) if c.steps == 0 => continue,
+                // Lagged: some of the runs missed may have decided steps.
+                _ => {}
+            },
             _ = stop.wait_for(|s| *s) => return,
         }
         let me = shared.clone();

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
-use arrears_app::run::{run, run_without_totals, RunMode, Summary};
+use arrears_app::run::{run_with_options, KnownLoads, RunMode, RunOptions, Summary};
 
 pub struct RunRequest {
     pub mode: RunMode,
@@ -127,11 +127,27 @@ async fn run_once(
         arrears_app::run::settle(&mut store, &loaded.set, as_of, tolerance)
             .map_err(|e| format!("judging promises and agreements: {e}"))?;
         let mode = if full { RunMode::Full } else { RunMode::Auto };
-        let sum = if totals {
-            run(&mut store, &loaded.set, as_of, mode)
-        } else {
-            run_without_totals(&mut store, &loaded.set, as_of, mode)
-        }
+        // The worklists in memory are the last run's: an incremental run balances
+        // against them instead of reading every worklist row.
+        let before = me.worklist();
+        // Unless another process ran in between (`arrears run` next to the daemon):
+        // then the view is stale and is read again whole after this run.
+        let current = before.run_id().is_some()
+            && before.run_id()
+                == store
+                    .last_run()
+                    .map_err(|e| e.to_string())?
+                    .map(|(id, _, _)| id);
+        let sum = run_with_options(
+            &mut store,
+            &loaded.set,
+            as_of,
+            mode,
+            &RunOptions {
+                totals,
+                loads: Some(before.as_ref()),
+            },
+        )
         .map_err(|e| e.to_string())?;
         // Watchers and pages see the new worklists before the KPI pass, which takes
         // longer than the view at a million items.
@@ -139,12 +155,13 @@ async fn run_once(
         // the view keeps the rest and reads theirs, milliseconds instead of a second
         // at a million items. A full run may have moved every entry.
         let view = match &sum.touched {
-            Some(touched) => me.worklist().patched(&store, touched),
-            None => super::WorklistView::load(&store),
+            Some(touched) if current => before.patched(&store, touched),
+            _ => super::WorklistView::load(&store),
         }
-        .map_err(|e| format!("reading the worklists back: {e}"))?;
+        .map_err(|e| format!("reading the worklists back: {e}"))?
+        .with_run(sum.run_id);
         me.worklist.store(Arc::new(view));
-        me.publish(cause);
+        me.publish(cause, sum.escalations);
         *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
         me.kpi_due.notify_one();
         Ok::<_, String>(sum)

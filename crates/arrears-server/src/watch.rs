@@ -1,6 +1,6 @@
 //! Worklist queries from API requests, and the `WatchWorklist` streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
@@ -167,14 +167,33 @@ pub async fn view_for(
 
 /// One worklist as a stream sends it, with its entries found by customer.
 pub struct Snapshot {
-    list: Vec<pb::WorklistEntry>,
+    /// Shared with the same list over the previous view where the entry did not
+    /// change, so a stream finds what changed by address.
+    list: Vec<Arc<pb::WorklistEntry>>,
     index: HashMap<i64, usize>,
 }
 
 impl Snapshot {
-    fn build(view: &WorklistView, q: &WorklistQuery, base: &str) -> Snapshot {
-        let (list, _) = view.page(q);
-        let list: Vec<_> = list.iter().map(|e| entry_to_pb(e, base)).collect();
+    /// The list `q` selects from `view`. `from` is the same list over the view this
+    /// one was patched from, with the customers whose entries may have changed
+    /// since: every other entry is taken from it instead of converted again, so a
+    /// payment costs its own customer's conversion, not the whole list's.
+    pub(crate) fn build(
+        view: &WorklistView,
+        q: &WorklistQuery,
+        base: &str,
+        from: Option<(&Snapshot, &HashSet<i64>)>,
+    ) -> Snapshot {
+        let (page, _) = view.page(q);
+        let list: Vec<Arc<pb::WorklistEntry>> = page
+            .iter()
+            .map(|e| {
+                from.filter(|(_, changed)| !changed.contains(&e.customer_id))
+                    .and_then(|(old, _)| old.get(e.customer_id))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(entry_to_pb(e, base)))
+            })
+            .collect();
         let index = list
             .iter()
             .enumerate()
@@ -183,8 +202,12 @@ impl Snapshot {
         Snapshot { list, index }
     }
 
-    fn get(&self, customer_id: i64) -> Option<&pb::WorklistEntry> {
+    pub(crate) fn get(&self, customer_id: i64) -> Option<&Arc<pb::WorklistEntry>> {
         self.index.get(&customer_id).map(|&i| &self.list[i])
+    }
+
+    pub(crate) fn entries(&self) -> Vec<pb::WorklistEntry> {
+        self.list.iter().map(|e| (**e).clone()).collect()
     }
 }
 
@@ -196,11 +219,17 @@ pub struct SnapshotCache {
     /// Weak, so the cache never keeps an old view or rule set alive; compared by
     /// address, which cannot be reused while the weak reference exists.
     view: Weak<WorklistView>,
+    generation: u64,
     rules: Weak<Loaded>,
     /// Weak too: a list lives as long as a stream holds it, so queries of streams
     /// that have closed (their keys may carry long filter strings) do not pile up
     /// until the next run.
     lists: HashMap<WorklistQuery, Weak<Snapshot>>,
+    /// The lists over the view before, when the current one was patched from it,
+    /// and the customers the patch may have changed: new lists are derived from
+    /// them (see [`Snapshot::build`]).
+    previous: HashMap<WorklistQuery, Weak<Snapshot>>,
+    changed: Option<Arc<HashSet<i64>>>,
 }
 
 fn cached(
@@ -215,14 +244,29 @@ fn cached(
     if !std::ptr::eq(c.view.as_ptr(), Arc::as_ptr(view))
         || !std::ptr::eq(c.rules.as_ptr(), Arc::as_ptr(loaded))
     {
+        let same_rules = std::ptr::eq(c.rules.as_ptr(), Arc::as_ptr(loaded));
+        c.changed = view.changed_since(c.generation).filter(|_| same_rules);
+        let lists = std::mem::take(&mut c.lists);
+        c.previous = if c.changed.is_some() {
+            lists
+        } else {
+            HashMap::new()
+        };
         c.view = Arc::downgrade(view);
+        c.generation = view.generation();
         c.rules = Arc::downgrade(loaded);
-        c.lists.clear();
     }
     if let Some(s) = c.lists.get(q).and_then(Weak::upgrade) {
         return s;
     }
-    let s = Arc::new(Snapshot::build(view, q, &loaded.set.rates.base.to_string()));
+    let previous = c.previous.get(q).and_then(Weak::upgrade);
+    let from = previous.as_deref().zip(c.changed.as_deref());
+    let s = Arc::new(Snapshot::build(
+        view,
+        q,
+        &loaded.set.rates.base.to_string(),
+        from,
+    ));
     // At most one entry per open stream: dropping the dead ones here keeps it so.
     c.lists.retain(|_, w| w.strong_count() > 0);
     c.lists.insert(q.clone(), Arc::downgrade(&s));
@@ -306,7 +350,7 @@ impl Watch {
             self.started = true;
             return Some(Ok(pb::WorklistUpdate {
                 kind: pb::worklist_update::Kind::Snapshot as i32,
-                upserted: self.last.list.clone(),
+                upserted: self.last.entries(),
                 removed: vec![],
                 cause: "watch started".into(),
                 sequence: self.seq,
@@ -353,7 +397,7 @@ impl Watch {
             if missed > 0 {
                 return Some(Ok(pb::WorklistUpdate {
                     kind: pb::worklist_update::Kind::Snapshot as i32,
-                    upserted: now.list.clone(),
+                    upserted: now.entries(),
                     removed: vec![],
                     cause: format!("{missed} change(s) missed; fresh snapshot"),
                     sequence: self.seq,
@@ -365,8 +409,11 @@ impl Watch {
             let upserted: Vec<_> = now
                 .list
                 .iter()
-                .filter(|e| last.get(e.customer_id) != Some(*e))
-                .cloned()
+                .filter(|e| {
+                    last.get(e.customer_id)
+                        .is_none_or(|old| !Arc::ptr_eq(old, e) && old != *e)
+                })
+                .map(|e| (**e).clone())
                 .collect();
             let mut removed: Vec<i64> = last
                 .index

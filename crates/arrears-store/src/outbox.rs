@@ -434,11 +434,13 @@ impl Store {
         for &id in ids {
             let row = self
                 .conn
-                .query_row(
+                .prepare_cached(
                     "SELECT document_no, document_date, due_date, original_amount, open_amount, currency, status,
                         EXISTS(SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
                                WHERE di.item_id = items.id AND d.resolved_on IS NULL)
                      FROM items WHERE id = ?1",
+                )?
+                .query_row(
                     [id],
                     |r| {
                         Ok((
