@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use arrears_core::domain::Priority;
 use arrears_engine::evaluate::{evaluate, CaseAction, EvalError};
+use arrears_engine::resident::Resident;
 use arrears_engine::worklist::{balance, Candidate, Load};
 use arrears_rules::{collectors_by_id, RuleSet};
 use arrears_store::{
-    AgreementStore, EscalationOut, NewCase, PortfolioStore, PromiseStore, RunOutput, Scope,
-    StateOut, Store, StoreError, WorklistOut,
+    AgreementStore, EscalationOut, NewCase, PortfolioStore, PromiseStore, RunInput, RunOutput,
+    Scope, StateOut, Store, StoreError, WorklistOut,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,7 +126,7 @@ pub fn run_without_totals(
     as_of: NaiveDate,
     mode: RunMode,
 ) -> Result<Summary, RunError> {
-    run_with(store, rules, as_of, mode, &RunOptions::default())
+    run_with(store, rules, as_of, mode, &RunOptions::default(), None)
 }
 
 /// The collectors' loads as a caller already holds them (the daemon keeps every
@@ -158,7 +159,24 @@ pub fn run_with_options(
     mode: RunMode,
     options: &RunOptions,
 ) -> Result<Summary, RunError> {
-    run_with(store, rules, as_of, mode, options)
+    run_with(store, rules, as_of, mode, options, None)
+}
+
+/// [`run_with_options`] for a caller that keeps the portfolio in memory between
+/// runs (the daemon): `resident` is read instead of the store when it holds the
+/// latest run's result, only the customers changed since are loaded, and it is
+/// brought up to date with what this run wrote. When it is missing or stale (a
+/// start, another process's run), the run loads the whole portfolio into it, even
+/// if it evaluates only the changed customers.
+pub fn run_resident(
+    store: &mut Store,
+    rules: &RuleSet,
+    as_of: NaiveDate,
+    mode: RunMode,
+    options: &RunOptions,
+    resident: &mut Option<Resident>,
+) -> Result<Summary, RunError> {
+    run_with(store, rules, as_of, mode, options, Some(resident))
 }
 
 /// The portfolio run on any store: loads the customers (all, or the changed ones),
@@ -178,6 +196,7 @@ pub fn run_on<S: PortfolioStore + ?Sized>(
             totals: true,
             loads: None,
         },
+        None,
     )
 }
 
@@ -187,9 +206,15 @@ fn run_with<S: PortfolioStore + ?Sized>(
     as_of: NaiveDate,
     mode: RunMode,
     options: &RunOptions,
+    mut resident: Option<&mut Option<Resident>>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let last = store.last_run()?;
+    let last_id = last.as_ref().map(|l| l.0);
+    let current = resident
+        .as_deref()
+        .and_then(Option::as_ref)
+        .is_some_and(|r| Some(r.run_id()) == last_id);
     let known_loads = options
         .loads
         .filter(|k| k.run_id().is_some() && k.run_id() == last.as_ref().map(|l| l.0));
@@ -213,11 +238,35 @@ fn run_with<S: PortfolioStore + ?Sized>(
         last: Instant::now(),
         phases: BTreeMap::new(),
     };
-    let inputs = store.load_run_input(if incremental {
-        Scope::Dirty
+    // The customers to evaluate: from the store, or the changed ones from the store
+    // and the rest from memory.
+    let mut loaded = Vec::new();
+    let mut changed: Vec<i64> = Vec::new();
+    if current {
+        let fresh = store.load_run_input(Scope::Dirty)?;
+        changed = fresh.iter().map(|i| i.customer.id).collect();
+        if let Some(Some(r)) = resident.as_deref_mut() {
+            r.replace(fresh);
+        }
     } else {
-        Scope::All
-    })?;
+        // A caller keeping the portfolio gets all of it loaded (a cold start) even
+        // when only the changed customers are evaluated.
+        let all = !incremental || resident.is_some();
+        loaded = store.load_run_input(if all { Scope::All } else { Scope::Dirty })?;
+    }
+    let held = resident
+        .as_deref()
+        .and_then(Option::as_ref)
+        .filter(|_| current);
+    let inputs: Vec<&RunInput> = match held {
+        Some(r) if incremental => changed.iter().filter_map(|id| r.get(*id)).collect(),
+        Some(r) => r.inputs().iter().collect(),
+        // What `Scope::Dirty` loads: the customers whose change counter is set.
+        None if incremental && resident.is_some() => {
+            loaded.iter().filter(|i| i.changes != 0).collect()
+        }
+        None => loaded.iter().collect(),
+    };
     laps.lap("load");
     let mut sum = Summary {
         as_of: Some(as_of),
@@ -229,7 +278,7 @@ fn run_with<S: PortfolioStore + ?Sized>(
     let collectors = collectors_by_id(rules);
     let mut cands: Vec<Vec<(Candidate, WorklistOut)>> = vec![Vec::new(); rules.groups.len()];
 
-    for input in &inputs {
+    for &input in &inputs {
         out.processed.push((input.customer.id, input.changes));
         let ev = match evaluate(rules, as_of, input, false) {
             Ok(ev) => ev,
@@ -424,7 +473,20 @@ fn run_with<S: PortfolioStore + ?Sized>(
     laps.lap("balance");
     sum.phases_ms = laps.phases.clone();
     let json = serde_json::to_string(&sum).unwrap_or_default();
-    sum.run_id = store.write_run(as_of, &rules.hash, &sum.mode, !incremental, &out, &json)?;
+    let (run_id, new_case_ids) =
+        store.write_run(as_of, &rules.hash, &sum.mode, !incremental, &out, &json)?;
+    sum.run_id = run_id;
+    drop(inputs);
+    if let Some(slot) = resident {
+        match slot {
+            Some(r) if current => r.apply(&out, &new_case_ids, run_id),
+            _ => {
+                let mut r = Resident::new(loaded, run_id);
+                r.apply(&out, &new_case_ids, run_id);
+                *slot = Some(r);
+            }
+        }
+    }
     laps.lap("write");
     if incremental {
         let mut touched: Vec<i64> = out.processed.iter().map(|(id, _)| *id).collect();
@@ -444,7 +506,7 @@ fn run_with<S: PortfolioStore + ?Sized>(
 }
 
 /// Priorities of the evaluated customers' open cases after this run.
-fn count_priorities(out: &RunOutput, inputs: &[arrears_store::RunInput], sum: &mut Summary) {
+fn count_priorities(out: &RunOutput, inputs: &[&RunInput], sum: &mut Summary) {
     let updated: HashMap<i64, Priority> = out
         .case_updates
         .iter()
@@ -459,7 +521,7 @@ fn count_priorities(out: &RunOutput, inputs: &[arrears_store::RunInput], sum: &m
     for c in &out.new_cases {
         bump(c.priority);
     }
-    for input in inputs {
+    for &input in inputs {
         for c in input.items.iter().filter_map(|i| i.case.as_ref()) {
             if !closed.contains(&c.id) {
                 bump(updated.get(&c.id).copied().unwrap_or(c.priority));
@@ -767,6 +829,180 @@ mod tests {
             })
             .unwrap();
         assert_ne!(dirty, 0, "retried by the next run");
+    }
+
+    /// An open item as the ERP would send it again with `open` left to pay.
+    fn resend(s: &Store, item_id: i64, open: rust_decimal::Decimal) -> ItemInput {
+        s.test_connection()
+            .query_row(
+                "SELECT i.source, i.external_id, c.company, c.code, i.document_no, i.document_date,
+                        i.due_date, i.original_amount, i.currency
+                 FROM items i JOIN customers c ON c.id = i.customer_id WHERE i.id = ?1",
+                [item_id],
+                |r| {
+                    let t = |k: usize| r.get::<_, String>(k);
+                    Ok(ItemInput {
+                        source: t(0)?,
+                        external_id: t(1)?,
+                        company: t(2)?,
+                        customer: t(3)?,
+                        document_no: t(4)?,
+                        document_date: d(&t(5)?),
+                        due_date: d(&t(6)?),
+                        original_amount: t(7)?.parse().unwrap(),
+                        open_amount: open,
+                        currency: Currency::parse(&t(8)?).unwrap(),
+                        hold: None,
+                        original_document: None,
+                    })
+                },
+            )
+            .unwrap()
+    }
+
+    fn ids(s: &Store, sql: &str) -> Vec<i64> {
+        s.test_connection()
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The daemon's runs read the portfolio from memory: after every kind of write
+    /// and every kind of run it must hold exactly what a load from the store reads.
+    #[test]
+    fn the_resident_portfolio_reads_as_the_store_after_every_kind_of_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let day = d("2026-11-23");
+        arrears_demo::generate(
+            &mut s,
+            &arrears_demo::DemoOptions {
+                customers: 300,
+                items: 3000,
+                seed: 3,
+                as_of: day,
+            },
+            None,
+        )
+        .unwrap();
+        let r = rules();
+        let mut res: Option<Resident> = None;
+        let opts = RunOptions::default();
+        let check = |s: &Store, res: &Option<Resident>, when: &str| {
+            let held = res.as_ref().unwrap_or_else(|| panic!("{when}: none held"));
+            let fresh = s.load_run_input(Scope::All).unwrap();
+            assert_eq!(held.len(), fresh.len(), "{when}");
+            for (a, b) in held.inputs().iter().zip(&fresh) {
+                assert_eq!(a, b, "{when}: customer {}", b.customer.id);
+            }
+        };
+
+        let sum = run_resident(&mut s, &r, day, RunMode::Full, &opts, &mut res).unwrap();
+        assert!(sum.cases_opened > 1000, "{}", sum.cases_opened);
+        check(&s, &res, "after the back-fill");
+
+        // Payments in full and in part, new invoices, a new customer.
+        let open = ids(
+            &s,
+            "SELECT i.id FROM items i JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+             WHERE i.status = 'open' ORDER BY i.id LIMIT 12",
+        );
+        let mut items: Vec<ItemInput> = open[..4]
+            .iter()
+            .map(|&id| resend(&s, id, dec!(0)))
+            .collect();
+        items.extend(open[4..8].iter().map(|&id| {
+            let mut it = resend(&s, id, dec!(0));
+            it.open_amount = (it.original_amount / dec!(2)).floor();
+            it
+        }));
+        // A split of an open invoice: it replaces the invoice, and its case names
+        // the invoice it came from.
+        let mut new = resend(&s, open[8], dec!(0));
+        new.original_document = Some(new.document_no.clone());
+        new.external_id = "NEW-1".into();
+        new.document_no = "NEW-1".into();
+        new.open_amount = new.original_amount;
+        items.push(new.clone());
+        new.original_document = None;
+        new.customer = "BRAND-NEW".into();
+        new.external_id = "NEW-2".into();
+        items.push(new);
+        s.ingest(&Batch {
+            items,
+            ..Batch::default()
+        })
+        .unwrap();
+        let cases = ids(
+            &s,
+            "SELECT id FROM cases WHERE status = 'open' ORDER BY id DESC LIMIT 3",
+        );
+        let customer_of = |case: i64| -> i64 {
+            s.test_connection()
+                .query_row("SELECT customer_id FROM cases WHERE id = ?1", [case], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        let (c0, c1) = (customer_of(cases[0]), customer_of(cases[1]));
+        s.create_promise(
+            &arrears_store::NewPromise {
+                case_ids: vec![cases[0]],
+                amount: dec!(10),
+                promised_on: d("2026-11-28"),
+                on: day,
+                channel: None,
+                contact: None,
+            },
+            "t",
+        )
+        .unwrap();
+        s.open_dispute(cases[1], "price", day, "t").unwrap();
+        s.resubmit(c0, d("2026-12-01"), "call back", "t").unwrap();
+        s.add_hold(c1, "legal", None, day).unwrap();
+        let sum = run_resident(&mut s, &r, day, RunMode::Auto, &opts, &mut res).unwrap();
+        assert_eq!(sum.mode, "incremental");
+        assert!(sum.customers_evaluated >= 4, "{}", sum.customers_evaluated);
+        check(&s, &res, "after payments, invoices, a promise, a dispute");
+
+        // Promises judged, the next business day's full run, the outbox's call tasks.
+        let later = d("2026-12-14");
+        settle(&mut s, &r, later, 3).unwrap();
+        let sum = run_resident(&mut s, &r, later, RunMode::Auto, &opts, &mut res).unwrap();
+        assert_eq!(sum.mode, "full");
+        check(&s, &res, "after the next day's full run");
+        let composed =
+            crate::correspondence::compose(&mut s, &r, "2026-12-14T10:00:00Z".parse().unwrap())
+                .unwrap();
+        assert!(composed.composed + composed.call_tasks > 0);
+        run_resident(&mut s, &r, later, RunMode::Auto, &opts, &mut res).unwrap();
+        check(&s, &res, "after the outbox");
+
+        // Another process's run and write make it stale: it is not read but loaded
+        // again whole, and only the changed customer is evaluated.
+        run(&mut s, &r, later, RunMode::Full).unwrap();
+        let held = res.as_ref().unwrap().run_id();
+        s.resubmit(c1, d("2026-12-20"), "call back", "t").unwrap();
+        let sum = run_resident(&mut s, &r, later, RunMode::Auto, &opts, &mut res).unwrap();
+        assert_eq!(
+            (sum.mode.as_str(), sum.customers_evaluated),
+            ("incremental", 1)
+        );
+        assert!(res.as_ref().unwrap().run_id() > held);
+        check(&s, &res, "loaded again");
+
+        // A cold start: nothing held yet, an incremental run loads it all.
+        let mut cold = None;
+        s.resubmit(c0, d("2026-12-21"), "call back", "t").unwrap();
+        let sum = run_resident(&mut s, &r, later, RunMode::Auto, &opts, &mut cold).unwrap();
+        assert_eq!(
+            (sum.mode.as_str(), sum.customers_evaluated),
+            ("incremental", 1)
+        );
+        check(&s, &cold, "after a cold start");
     }
 
     /// Loads a caller claims to hold: used by an incremental run only when they are

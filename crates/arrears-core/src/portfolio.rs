@@ -18,7 +18,7 @@ pub struct Portfolio {
     pub worklist_unassigned: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CustomerRow {
     pub id: i64,
     pub company: String,
@@ -28,7 +28,7 @@ pub struct CustomerRow {
     pub credit_limit: Option<(Decimal, Currency)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ItemRow {
     pub id: i64,
     pub document_no: String,
@@ -65,7 +65,7 @@ pub struct ItemPromise {
     pub open: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaseRow {
     pub id: i64,
     pub nad: NaiveDate,
@@ -75,7 +75,7 @@ pub struct CaseRow {
     pub external_ref: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PromiseRow {
     pub amount: Decimal,
     pub currency: Currency,
@@ -86,14 +86,14 @@ pub struct PromiseRow {
     pub paid_on: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PaymentRow {
     pub amount: Decimal,
     pub currency: Currency,
     pub value_date: NaiveDate,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoredState {
     pub dunning_level: usize,
     pub dunning_on: Option<NaiveDate>,
@@ -101,7 +101,7 @@ pub struct StoredState {
 }
 
 /// Everything a run needs about one customer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunInput {
     pub customer: CustomerRow,
     pub items: Vec<ItemRow>,

@@ -7,5 +7,6 @@ pub mod case;
 pub mod escalation;
 pub mod evaluate;
 pub mod promise;
+pub mod resident;
 pub use arrears_rules::facts;
 pub mod worklist;

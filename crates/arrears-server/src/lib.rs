@@ -136,6 +136,9 @@ pub struct Shared {
     pub watchers: AtomicU32,
     watch_slots: limits::WatchSlots,
     watch_cache: Mutex<watch::SnapshotCache>,
+    /// The portfolio as the last run left it (the runner's alone): a run loads
+    /// only the customers changed since instead of the whole store.
+    resident: Mutex<Option<arrears_engine::resident::Resident>>,
     seq: AtomicU64,
     pub shutdown: tokio_watch::Receiver<bool>,
     last_run: Mutex<Option<(chrono::DateTime<Utc>, NaiveDate)>>,
@@ -518,6 +521,7 @@ pub async fn run_with(
         watchers: AtomicU32::new(0),
         watch_slots: limits::WatchSlots::default(),
         watch_cache: Mutex::new(watch::SnapshotCache::default()),
+        resident: Mutex::new(None),
         seq: AtomicU64::new(0),
         shutdown: shutdown_rx,
         last_run: Mutex::new(None),

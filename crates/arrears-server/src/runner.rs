@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
-use arrears_app::run::{run_with_options, KnownLoads, RunMode, RunOptions, Summary};
+use arrears_app::run::{run_resident, KnownLoads, RunMode, RunOptions, Summary};
 
 pub struct RunRequest {
     pub mode: RunMode,
@@ -138,7 +138,8 @@ async fn run_once(
                     .last_run()
                     .map_err(|e| e.to_string())?
                     .map(|(id, _, _)| id);
-        let sum = run_with_options(
+        let mut resident = me.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let sum = run_resident(
             &mut store,
             &loaded.set,
             as_of,
@@ -147,8 +148,10 @@ async fn run_once(
                 totals,
                 loads: Some(before.as_ref()),
             },
+            &mut resident,
         )
         .map_err(|e| e.to_string())?;
+        drop(resident);
         // Watchers and pages see the new worklists before the KPI pass, which takes
         // longer than the view at a million items.
         // An incremental run rewrote the entries of the customers it touched only:

@@ -396,7 +396,8 @@ impl Store {
             })?)
     }
 
-    /// Writes a run's results in one transaction and returns the run id.
+    /// Writes a run's results in one transaction and returns the run id and the ids
+    /// of the cases it opened (in `out.new_cases` order).
     pub fn write_run(
         &mut self,
         as_of: NaiveDate,
@@ -405,8 +406,9 @@ impl Store {
         full: bool,
         out: &RunOutput,
         summary_json: &str,
-    ) -> Result<i64> {
+    ) -> Result<(i64, Vec<i64>)> {
         let tx = self.write_tx()?;
+        let mut new_case_ids = Vec::with_capacity(out.new_cases.len());
         let d = as_of.to_string();
         tx.execute(
             "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -439,10 +441,15 @@ impl Store {
                     c.priority as i64,
                     c.external_ref
                 ])?;
+                new_case_ids.push(tx.last_insert_rowid());
                 // Back-fill and plain openings need no event row (the case row records them);
                 // a case replacing a split/re-posted item says where it came from.
                 if let Some(r) = &c.external_ref {
-                    ev.execute(params![tx.last_insert_rowid(), d, format!("replaces {r}")])?;
+                    ev.execute(params![
+                        new_case_ids[new_case_ids.len() - 1],
+                        d,
+                        format!("replaces {r}")
+                    ])?;
                 }
             }
         }
@@ -539,7 +546,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(run_id)
+        Ok((run_id, new_case_ids))
     }
 
     pub fn run_summary(&self, run_id: i64) -> Result<Option<String>> {

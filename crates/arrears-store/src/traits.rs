@@ -195,7 +195,8 @@ pub trait PortfolioStore {
     /// Worklist entries of customers an incremental run does not reload: (group,
     /// collector, items, amount).
     fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>>;
-    /// Writes the run's output and returns the run's id.
+    /// Writes the run's output and returns the run's id and the ids of the cases it
+    /// opened, in `out.new_cases` order.
     fn write_run(
         &mut self,
         as_of: NaiveDate,
@@ -204,7 +205,7 @@ pub trait PortfolioStore {
         full: bool,
         out: &RunOutput,
         summary_json: &str,
-    ) -> Result<i64>;
+    ) -> Result<(i64, Vec<i64>)>;
     fn portfolio(&self) -> Result<Portfolio>;
 }
 
@@ -521,7 +522,7 @@ impl PortfolioStore for Store {
         full: bool,
         out: &RunOutput,
         summary_json: &str,
-    ) -> Result<i64> {
+    ) -> Result<(i64, Vec<i64>)> {
         Store::write_run(self, as_of, rules_hash, mode, full, out, summary_json)
     }
     fn portfolio(&self) -> Result<Portfolio> {
