@@ -21,7 +21,7 @@ use arrears_engine::worklist::{balance, Candidate, Load};
 use arrears_rules::{collectors_by_id, RuleSet};
 use arrears_store::{
     AgreementStore, EscalationOut, NewCase, PortfolioStore, PromiseStore, RunInput, RunOutput,
-    Scope, StateOut, Store, StoreError, WorklistOut,
+    Scope, StateOut, Store, StoreError, WorklistEntry, WorklistOut,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,6 +87,12 @@ pub struct Summary {
     /// its in-memory worklists for these customers instead of re-reading them all.
     #[serde(skip)]
     pub touched: Option<Vec<i64>>,
+    /// After a full run from the resident portfolio: the worklist entries it wrote,
+    /// as the store would read them back, and the customers it could not evaluate
+    /// (whose entries stay as they were). The daemon builds its worklist view from
+    /// these instead of reading every entry back from the store.
+    #[serde(skip)]
+    pub entries: Option<(Vec<WorklistEntry>, Vec<i64>)>,
 }
 
 const MAX_PROBLEMS: usize = 20;
@@ -486,6 +492,9 @@ fn run_with<S: PortfolioStore + ?Sized>(
                 *slot = Some(r);
             }
         }
+        if let (Some(r), false) = (slot.as_ref(), incremental) {
+            sum.entries = Some((worklist_entries(r, &out, as_of), out.kept.clone()));
+        }
     }
     laps.lap("write");
     if incremental {
@@ -503,6 +512,44 @@ fn run_with<S: PortfolioStore + ?Sized>(
     sum.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(run_id = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated, ms = sum.duration_ms, "run finished");
     Ok(sum)
+}
+
+/// The worklist entries a run wrote, as [`Store::worklist_all`] reads them back:
+/// the customer's names from the portfolio held, profile and segment from the
+/// state the run wrote, days overdue from the oldest open item as of the run.
+fn worklist_entries(r: &Resident, out: &RunOutput, as_of: NaiveDate) -> Vec<WorklistEntry> {
+    let states: HashMap<i64, &arrears_store::StateOut> =
+        out.states.iter().map(|s| (s.customer_id, s)).collect();
+    out.worklist
+        .iter()
+        .filter_map(|w| {
+            let input = r.get(w.customer_id)?;
+            let state = states.get(&w.customer_id)?;
+            let oldest = input
+                .items
+                .iter()
+                .filter(|i| i.open)
+                .map(|i| i.due_date)
+                .min();
+            Some(WorklistEntry {
+                customer_id: w.customer_id,
+                customer: input.customer.code.clone(),
+                customer_name: input.customer.name.clone(),
+                company: input.customer.company.clone(),
+                group: w.group.clone(),
+                collector: w.collector.clone(),
+                nad: w.nad,
+                priority: w.priority,
+                score: w.score,
+                profile: state.profile.clone(),
+                segment: state.segment.clone(),
+                items: w.items,
+                amount: w.amount,
+                reason: w.reason.clone(),
+                days_overdue: oldest.map_or(0, |d| (as_of - d).num_days().max(0)),
+            })
+        })
+        .collect()
 }
 
 /// Priorities of the evaluated customers' open cases after this run.
@@ -974,6 +1021,15 @@ mod tests {
         let sum = run_resident(&mut s, &r, later, RunMode::Auto, &opts, &mut res).unwrap();
         assert_eq!(sum.mode, "full");
         check(&s, &res, "after the next day's full run");
+        // Its worklist entries, made in memory, are what the store reads back.
+        let (mut made, kept) = sum.entries.expect("a full run's entries");
+        assert!(kept.is_empty());
+        made.sort_by_key(|e| e.customer_id);
+        let mut stored = s.worklist_all().unwrap();
+        stored.sort_by_key(|e| e.customer_id);
+        assert!(stored.len() > 50);
+        assert!(stored.iter().any(|e| e.days_overdue > 0));
+        assert_eq!(made, stored);
         let composed =
             crate::correspondence::compose(&mut s, &r, "2026-12-14T10:00:00Z".parse().unwrap())
                 .unwrap();

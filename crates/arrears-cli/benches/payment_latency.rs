@@ -142,14 +142,24 @@ fn main() {
             .connect()
             .await
             .expect("connect");
-        // The start-up run first, so it does not land in the first measurement.
-        pb::admin_client::AdminClient::new(ch.clone())
+        // The start-up run first, so it does not land in the first measurement. It
+        // loads the whole portfolio into the daemon (its cold start).
+        let (cpu0, _) = proc_figures(pid);
+        let t0 = Instant::now();
+        let mut admin = pb::admin_client::AdminClient::new(ch.clone());
+        admin
             .trigger_run(pb::TriggerRunRequest {
                 full: false,
                 as_of: String::new(),
             })
             .await
             .expect("start-up run");
+        let (cpu1, rss1) = proc_figures(pid);
+        println!(
+            "start-up run (cold start: the portfolio into memory): {:.0} ms wall, {:.0} ms CPU; RSS {rss1:.0} MiB",
+            t0.elapsed().as_secs_f64() * 1e3,
+            (cpu1 - cpu0) * 1e3
+        );
         let mut stream = pb::worklists_client::WorklistsClient::new(ch)
             .watch_worklist(pb::WatchWorklistRequest {
                 scope: Some(pb::WorklistScope {
@@ -272,6 +282,33 @@ fn main() {
             rss_before,
             rss_after
         );
+
+        // The following business days' full runs, as the scheduler starts them.
+        let days = env_usize("ARREARS_BENCH_DAYS", 5);
+        for day in 1..=days {
+            let date = as_of + chrono::Duration::days(day as i64);
+            let (c0, _) = proc_figures(pid);
+            let t = Instant::now();
+            let sum = admin
+                .trigger_run(pb::TriggerRunRequest {
+                    full: true,
+                    as_of: date.to_string(),
+                })
+                .await
+                .expect("full run")
+                .into_inner();
+            let (c1, rss) = proc_figures(pid);
+            let phases = serde_json::from_str::<serde_json::Value>(&sum.summary_json)
+                .ok()
+                .and_then(|v| v.get("phases_ms").cloned())
+                .unwrap_or_default();
+            println!(
+                "full run for {date}: {:.0} ms wall, {:.0} ms CPU, run {} ms {phases}, RSS {rss:.0} MiB",
+                t.elapsed().as_secs_f64() * 1e3,
+                (c1 - c0) * 1e3,
+                sum.duration_ms
+            );
+        }
     });
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

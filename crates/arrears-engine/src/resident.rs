@@ -32,6 +32,8 @@ impl Resident {
             run_id,
         };
         r.inputs.sort_by_key(|i| i.customer.id);
+        r.inputs.iter_mut().for_each(compact);
+        r.inputs.shrink_to_fit();
         r.reindex();
         r
     }
@@ -74,7 +76,8 @@ impl Resident {
     /// them (a write changed them since), adding new customers.
     pub fn replace(&mut self, fresh: Vec<RunInput>) {
         let mut added = false;
-        for input in fresh {
+        for mut input in fresh {
+            compact(&mut input);
             match self.index.get(&input.customer.id) {
                 Some(&k) => self.inputs[k] = input,
                 None => {
@@ -165,6 +168,15 @@ impl Resident {
             }
         }
     }
+}
+
+/// Gives back what a load's growing vectors reserved beyond their length: held for
+/// the daemon's lifetime, that slack was a third of the portfolio's memory.
+fn compact(input: &mut RunInput) {
+    input.items.shrink_to_fit();
+    input.promises.shrink_to_fit();
+    input.payments.shrink_to_fit();
+    input.holds.shrink_to_fit();
 }
 
 #[cfg(test)]

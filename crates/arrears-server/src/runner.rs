@@ -156,9 +156,14 @@ async fn run_once(
         // longer than the view at a million items.
         // An incremental run rewrote the entries of the customers it touched only:
         // the view keeps the rest and reads theirs, milliseconds instead of a second
-        // at a million items. A full run may have moved every entry.
-        let view = match &sum.touched {
-            Some(touched) if current => before.patched(&store, touched),
+        // at a million items. A full run may have moved every entry: it hands them
+        // over, made from the portfolio in memory, and only the entries of customers
+        // it could not evaluate are kept from the view before.
+        let view = match (&sum.touched, &sum.entries) {
+            (Some(touched), _) if current => before.patched(&store, touched),
+            (None, Some((entries, kept))) if current || kept.is_empty() => {
+                Ok(super::WorklistView::from_run(entries, kept, &before))
+            }
             _ => super::WorklistView::load(&store),
         }
         .map_err(|e| format!("reading the worklists back: {e}"))?

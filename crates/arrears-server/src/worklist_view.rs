@@ -120,6 +120,28 @@ impl WorklistView {
         Ok(v)
     }
 
+    /// The view after a full run: the `entries` it wrote, and for the customers it
+    /// could not evaluate (`kept`), their entries in `before` (the run left them).
+    pub fn from_run(
+        entries: &[WorklistEntry],
+        kept: &[i64],
+        before: &WorklistView,
+    ) -> WorklistView {
+        let mut v = WorklistView {
+            generation: next_generation(),
+            ..WorklistView::default()
+        };
+        for e in entries {
+            v.insert(Arc::new(e.clone()));
+        }
+        for id in kept {
+            if let Some(e) = before.by_customer.get(id).and_then(|p| before.all.get(p)) {
+                v.insert(e.clone());
+            }
+        }
+        v
+    }
+
     /// The view after an incremental run rewrote the entries of the `touched`
     /// customers: theirs are read again, every other entry is kept (shared with
     /// this view), and the result is what [`WorklistView::load`] would read
