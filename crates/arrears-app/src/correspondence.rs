@@ -531,6 +531,16 @@ fn deliver_once<S: OutboxStore + CaseStore>(
             html: m.html.clone(),
             attachments: Vec::new(),
         };
+        // In doubt from here only when something can actually reach a server: a
+        // channel that is off or misconfigured fails before anything leaves.
+        let reaches_a_server = match m.channel.as_str() {
+            "email" => matches!(&smtp, Some((_, Ok(_)))),
+            "sms" | "portal" => matches!(&hook, Some((_, Ok(_)))),
+            _ => false,
+        };
+        if reaches_a_server {
+            store.message_handing_over(m.id)?;
+        }
         let result = match m.channel.as_str() {
             "email" => match &smtp {
                 Some((cfg, Ok(secrets))) => arrears_delivery::send_email(cfg, secrets, &out),

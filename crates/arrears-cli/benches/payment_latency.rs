@@ -10,7 +10,9 @@
 //! latency percentiles, the daemon's CPU time per payment and its memory.
 //!
 //! `cargo bench -p arrears --bench payment_latency`; sizes and count from
-//! ARREARS_BENCH_CUSTOMERS, ARREARS_BENCH_ITEMS, ARREARS_BENCH_PAYMENTS.
+//! ARREARS_BENCH_CUSTOMERS, ARREARS_BENCH_ITEMS, ARREARS_BENCH_PAYMENTS; the days of
+//! full runs after them from ARREARS_BENCH_DAYS; the daemon's log filter from
+//! ARREARS_BENCH_LOG (e.g. `arrears_server::runner=debug` for where a run's time goes).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -117,7 +119,10 @@ fn main() {
         .args(["--as-of", &as_of.to_string()])
         .env("ARREARS_DB", &db)
         .env("ARREARS_RULES", &rules_dir)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("ARREARS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .expect("start arrears serve");

@@ -122,10 +122,12 @@ async fn run_once(
     let started = Instant::now();
     let res = tokio::task::spawn_blocking(move || {
         let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let locked = Instant::now();
         let loaded = me.rules();
         let tolerance = me.cfg.promise_tolerance_days;
         arrears_app::run::settle(&mut store, &loaded.set, as_of, tolerance)
             .map_err(|e| format!("judging promises and agreements: {e}"))?;
+        let settled = Instant::now();
         let mode = if full { RunMode::Full } else { RunMode::Auto };
         // The worklists in memory are the last run's: an incremental run balances
         // against them instead of reading every worklist row.
@@ -169,6 +171,14 @@ async fn run_once(
         .map_err(|e| format!("reading the worklists back: {e}"))?
         .with_run(sum.run_id);
         me.worklist.store(Arc::new(view));
+        // Where a run's time goes besides the run itself, for whoever tunes it.
+        tracing::debug!(
+            wait_ms = (locked - started).as_millis() as u64,
+            settle_ms = (settled - locked).as_millis() as u64,
+            run_ms = sum.duration_ms,
+            view_ms = (settled.elapsed().as_millis() as u64).saturating_sub(sum.duration_ms),
+            "run phases"
+        );
         me.publish(cause, sum.escalations);
         *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
         me.kpi_due.notify_one();

@@ -286,13 +286,20 @@ impl Store {
         Ok(OutboxPass { _lock: Some(lock) })
     }
 
-    /// Messages a pass left `sending` when its process died between taking them
-    /// and recording the outcome: the server may or may not have accepted them.
+    /// Messages a pass left `sending` when its process died between handing them to
+    /// the server and recording the outcome: the server may or may not have
+    /// accepted them.
     /// They become `unknown` (never sent again by the outbox: a reminder twice is
     /// worse than an operator checking the mail log) and the customer's history
     /// says so. Only call while holding [`Store::outbox_pass`].
     pub fn messages_interrupted(&mut self, _pass: &OutboxPass, now: DateTime<Utc>) -> Result<u32> {
         let tx = self.write_tx()?;
+        // Claimed but never handed over: nothing left the process, so they simply
+        // wait again.
+        tx.execute(
+            "UPDATE messages SET status = 'queued' WHERE status = 'claimed'",
+            [],
+        )?;
         let stuck: Vec<(i64, i64, String, String)> = {
             let mut st = tx.prepare(
                 "SELECT id, customer_id, channel, subject FROM messages WHERE status = 'sending' ORDER BY id",
@@ -524,11 +531,25 @@ impl Store {
 
     /// Takes a due message for sending; `false` when another pass took it first.
     /// A message is sent at most once: one left `sending` by a crash is not retried.
+    /// Claims a message for this pass: `claimed` until the moment it is handed to a
+    /// server (`sending`, [`Store::message_handing_over`]), so that a process killed
+    /// while it only checked or composed leaves a message that is safely sent later,
+    /// not one in doubt.
     pub fn reserve_message(&mut self, id: i64) -> Result<bool> {
         Ok(self.write_one(
-            "UPDATE messages SET status = 'sending' WHERE id = ?1 AND status IN ('queued', 'deferred')",
+            "UPDATE messages SET status = 'claimed' WHERE id = ?1 AND status IN ('queued', 'deferred')",
             [id],
         )? == 1)
+    }
+
+    /// The claimed message goes to the server now: from here until its outcome is
+    /// recorded, a death of the process leaves it in doubt.
+    pub fn message_handing_over(&mut self, id: i64) -> Result<()> {
+        self.write_one(
+            "UPDATE messages SET status = 'sending' WHERE id = ?1 AND status = 'claimed'",
+            [id],
+        )?;
+        Ok(())
     }
 
     /// Gives up on a message's channel and, in the same transaction, queues the next
@@ -688,7 +709,7 @@ impl Store {
     pub fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {
         self.write_one(
             "UPDATE messages SET status = 'deferred', next_attempt = ?2, defer_reason = ?3
-             WHERE id = ?1 AND status IN ('queued', 'deferred', 'sending')",
+             WHERE id = ?1 AND status IN ('queued', 'deferred', 'claimed', 'sending')",
             params![id, ts(until), reason],
         )?;
         Ok(())
@@ -822,7 +843,8 @@ mod tests {
     }
 
     /// What a killed pass left `sending` is found by the next pass, which holds the
-    /// pass lock, and marked in doubt with an event; it is not due again.
+    /// pass lock, and marked in doubt with an event; it is not due again. What it had
+    /// only claimed (checked, never handed to a server) waits again.
     #[test]
     fn a_message_a_killed_pass_left_sending_is_in_doubt_not_resent() {
         let dir = tempfile::tempdir().unwrap();
@@ -832,11 +854,15 @@ mod tests {
             .execute_batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
                  INSERT INTO messages(id, customer_id, channel, template, language, subject, text, status, next_attempt, created_at)
-                   VALUES (7, 1, 'email', 't', 'en', 'Reminder', 'text', 'queued', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+                   VALUES (7, 1, 'email', 't', 'en', 'Reminder', 'text', 'queued', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+                          (8, 1, 'email', 't', 'en', 'Notice', 'text', 'queued', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
             )
             .unwrap();
         let now: DateTime<Utc> = "2026-01-02T10:00:00Z".parse().unwrap();
         assert!(s.reserve_message(7).unwrap());
+        s.message_handing_over(7).unwrap();
+        assert!(s.reserve_message(8).unwrap());
+        assert!(!s.reserve_message(8).unwrap(), "claimed once");
         // The process that reserved it is gone; the next pass starts.
         let pass = s.outbox_pass().unwrap();
         let other = rusqlite::Connection::open(format!("{}.outbox-lock", path.display())).unwrap();
@@ -848,11 +874,19 @@ mod tests {
         drop(pass);
         other.execute_batch("BEGIN EXCLUSIVE; COMMIT").unwrap();
         let m = s.messages(None, 10).unwrap();
-        assert_eq!(m[0].status, "unknown");
-        assert!(m[0].last_error.as_deref().unwrap().contains("in doubt"));
-        assert!(
-            s.due_messages(now, 10).unwrap().is_empty(),
-            "not sent again"
+        let seven = m.iter().find(|m| m.id == 7).unwrap();
+        assert_eq!(seven.status, "unknown");
+        assert!(seven.last_error.as_deref().unwrap().contains("in doubt"));
+        let due: Vec<i64> = s
+            .due_messages(now, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(
+            due,
+            [8],
+            "the in-doubt one is not sent again, the claimed one is"
         );
         let events: i64 = s
             .conn
