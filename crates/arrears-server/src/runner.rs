@@ -53,6 +53,13 @@ impl RunRequest {
 /// into the next (a full request makes it full), so a burst of changes costs one run.
 pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRequest>) {
     let mut stop = shared.shutdown.clone();
+    let worker = match RunThread::start() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the run thread; no runs");
+            return;
+        }
+    };
     loop {
         let first = tokio::select! {
             r = rx.recv() => match r { Some(r) => r, None => return },
@@ -80,7 +87,7 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
         let cause = causes.join("; ");
         // The portfolio totals only go to someone waiting for the summary.
         let totals = batch.iter().any(|r| r.reply.is_some());
-        let result = run_once(&shared, full, as_of, cause.clone(), totals).await;
+        let result = run_once(&shared, &worker, full, as_of, cause.clone(), totals).await;
         match &result {
             Ok(sum) => {
                 tracing::info!(run = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated,
@@ -107,8 +114,48 @@ async fn changes_pending(shared: &Arc<Shared>) -> bool {
     .unwrap_or(true)
 }
 
+/// The one thread every run works on. A run allocates hundreds of megabytes at a
+/// million items and the allocator keeps what a thread freed for that thread's
+/// next use: runs that hopped between the blocking pool's threads left each one's
+/// high-water mark resident, and the daemon grew with every full run.
+struct RunThread {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl RunThread {
+    fn start() -> std::io::Result<RunThread> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("arrears-run".into())
+            .spawn(move || {
+                // Ends when the runner drops its sender (shutdown).
+                while let Ok(job) = rx.recv() {
+                    // A panicking run must not take the thread with it: its caller
+                    // sees the run fail, the next run works.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })?;
+        Ok(RunThread { jobs })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| "the run thread has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the run panicked; see the log".to_string())
+    }
+}
+
 async fn run_once(
     shared: &Arc<Shared>,
+    worker: &RunThread,
     full: bool,
     as_of: Option<NaiveDate>,
     cause: String,
@@ -120,72 +167,73 @@ async fn run_once(
     };
     let me = shared.clone();
     let started = Instant::now();
-    let res = tokio::task::spawn_blocking(move || {
-        let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let locked = Instant::now();
-        let loaded = me.rules();
-        let tolerance = me.cfg.promise_tolerance_days;
-        arrears_app::run::settle(&mut store, &loaded.set, as_of, tolerance)
-            .map_err(|e| format!("judging promises and agreements: {e}"))?;
-        let settled = Instant::now();
-        let mode = if full { RunMode::Full } else { RunMode::Auto };
-        // The worklists in memory are the last run's: an incremental run balances
-        // against them instead of reading every worklist row.
-        let before = me.worklist();
-        // Unless another process ran in between (`arrears run` next to the daemon):
-        // then the view is stale and is read again whole after this run.
-        let current = before.run_id().is_some()
-            && before.run_id()
-                == store
-                    .last_run()
-                    .map_err(|e| e.to_string())?
-                    .map(|(id, _, _)| id);
-        let mut resident = me.resident.lock().unwrap_or_else(|p| p.into_inner());
-        let sum = run_resident(
-            &mut store,
-            &loaded.set,
-            as_of,
-            mode,
-            &RunOptions {
-                totals,
-                loads: Some(before.as_ref()),
-            },
-            &mut resident,
-        )
-        .map_err(|e| e.to_string())?;
-        drop(resident);
-        // Watchers and pages see the new worklists before the KPI pass, which takes
-        // longer than the view at a million items.
-        // An incremental run rewrote the entries of the customers it touched only:
-        // the view keeps the rest and reads theirs, milliseconds instead of a second
-        // at a million items. A full run may have moved every entry: it hands them
-        // over, made from the portfolio in memory, and only the entries of customers
-        // it could not evaluate are kept from the view before.
-        let view = match (&sum.touched, &sum.entries) {
-            (Some(touched), _) if current => before.patched(&store, touched),
-            (None, Some((entries, kept))) if current || kept.is_empty() => {
-                Ok(super::WorklistView::from_run(entries, kept, &before))
+    let res = worker
+        .run(move || {
+            let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let locked = Instant::now();
+            let loaded = me.rules();
+            let tolerance = me.cfg.promise_tolerance_days;
+            arrears_app::run::settle(&mut store, &loaded.set, as_of, tolerance)
+                .map_err(|e| format!("judging promises and agreements: {e}"))?;
+            let settled = Instant::now();
+            let mode = if full { RunMode::Full } else { RunMode::Auto };
+            // The worklists in memory are the last run's: an incremental run balances
+            // against them instead of reading every worklist row.
+            let before = me.worklist();
+            // Unless another process ran in between (`arrears run` next to the daemon):
+            // then the view is stale and is read again whole after this run.
+            let current = before.run_id().is_some()
+                && before.run_id()
+                    == store
+                        .last_run()
+                        .map_err(|e| e.to_string())?
+                        .map(|(id, _, _)| id);
+            let mut resident = me.resident.lock().unwrap_or_else(|p| p.into_inner());
+            let sum = run_resident(
+                &mut store,
+                &loaded.set,
+                as_of,
+                mode,
+                &RunOptions {
+                    totals,
+                    loads: Some(before.as_ref()),
+                },
+                &mut resident,
+            )
+            .map_err(|e| e.to_string())?;
+            drop(resident);
+            // Watchers and pages see the new worklists before the KPI pass, which takes
+            // longer than the view at a million items.
+            // An incremental run rewrote the entries of the customers it touched only:
+            // the view keeps the rest and reads theirs, milliseconds instead of a second
+            // at a million items. A full run may have moved every entry: it hands them
+            // over, made from the portfolio in memory, and only the entries of customers
+            // it could not evaluate are kept from the view before.
+            let view = match (&sum.touched, &sum.entries) {
+                (Some(touched), _) if current => before.patched(&store, touched),
+                (None, Some((entries, kept))) if current || kept.is_empty() => {
+                    Ok(super::WorklistView::from_run(entries, kept, &before))
+                }
+                _ => super::WorklistView::load(&store),
             }
-            _ => super::WorklistView::load(&store),
-        }
-        .map_err(|e| format!("reading the worklists back: {e}"))?
-        .with_run(sum.run_id);
-        me.worklist.store(Arc::new(view));
-        // Where a run's time goes besides the run itself, for whoever tunes it.
-        tracing::debug!(
-            wait_ms = (locked - started).as_millis() as u64,
-            settle_ms = (settled - locked).as_millis() as u64,
-            run_ms = sum.duration_ms,
-            view_ms = (settled.elapsed().as_millis() as u64).saturating_sub(sum.duration_ms),
-            "run phases"
-        );
-        me.publish(cause, sum.escalations);
-        *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
-        me.kpi_due.notify_one();
-        Ok::<_, String>(sum)
-    })
-    .await
-    .map_err(|e| format!("run worker failed: {e}"))?;
+            .map_err(|e| format!("reading the worklists back: {e}"))?
+            .with_run(sum.run_id);
+            me.worklist.store(Arc::new(view));
+            // Where a run's time goes besides the run itself, for whoever tunes it.
+            tracing::debug!(
+                wait_ms = (locked - started).as_millis() as u64,
+                settle_ms = (settled - locked).as_millis() as u64,
+                run_ms = sum.duration_ms,
+                view_ms = (settled.elapsed().as_millis() as u64).saturating_sub(sum.duration_ms),
+                "run phases"
+            );
+            me.publish(cause, sum.escalations);
+            *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
+            me.kpi_due.notify_one();
+            Ok::<_, String>(sum)
+        })
+        .await
+        .map_err(|e| format!("run worker failed: {e}"))?;
     let secs = started.elapsed().as_secs_f64();
     match &res {
         Ok(sum) => {
