@@ -138,6 +138,15 @@ fn report(name: &str, p: &Phase, secs: f64) {
         p.late,
         p.errors
     );
+    if p.errors > 0 {
+        // An answer that is an error (a refused token, no reach) is fast and says
+        // nothing about pages: such figures must not be quoted.
+        println!(
+            "  {} of {} requests FAILED: the latencies above are not pages",
+            p.errors,
+            p.latencies.len()
+        );
+    }
 }
 
 fn main() {
@@ -171,7 +180,7 @@ fn main() {
     let cfg = dir.path().join("arrears.yaml");
     std::fs::write(
         &cfg,
-        "serve:\n  run_every: 0s\nauth:\n  tokens:\n    - { principal: bench, role: supervisor, token_env: ARREARS_BENCH_TOKEN }\n",
+        "serve:\n  run_every: 0s\nauth:\n  tokens:\n    - { principal: bench, role: supervisor, groups: ['*'], token_env: ARREARS_BENCH_TOKEN }\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
