@@ -59,6 +59,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// An item as the ERP would send it again: select [`ITEM`] and map with
+/// [`item_from_row`].
+const ITEM: &str = "SELECT i.source, i.external_id, c.company, c.code, i.document_no,
+        i.document_date, i.due_date, i.original_amount, i.open_amount, i.currency
+     FROM items i JOIN customers c ON c.id = i.customer_id";
+
+fn item_from_row(r: &rusqlite::Row) -> rusqlite::Result<ItemInput> {
+    let text = |i: usize| r.get::<_, String>(i);
+    let date =
+        |i: usize| -> rusqlite::Result<NaiveDate> { Ok(text(i)?.parse().expect("stored date")) };
+    let amount =
+        |i: usize| -> rusqlite::Result<Decimal> { Ok(text(i)?.parse().expect("stored amount")) };
+    Ok(ItemInput {
+        source: text(0)?,
+        external_id: text(1)?,
+        company: text(2)?,
+        customer: text(3)?,
+        document_no: text(4)?,
+        document_date: date(5)?,
+        due_date: date(6)?,
+        original_amount: amount(7)?,
+        open_amount: amount(8)?,
+        currency: Currency::parse(&text(9)?).expect("currency"),
+        hold: None,
+        original_document: None,
+    })
+}
+
 /// An open item to pay, and the customer whose entry the payment changes.
 struct Target {
     customer_id: i64,
@@ -182,36 +210,13 @@ fn main() {
         let mut targets = Vec::new();
         for &id in &followed {
             let row = store.test_connection().query_row(
-                "SELECT i.source, i.external_id, c.company, c.code, i.document_no,
-                        i.document_date, i.due_date, i.original_amount, i.open_amount, i.currency
-                 FROM items i JOIN customers c ON c.id = i.customer_id
-                 WHERE i.customer_id = ?1 AND i.status = 'open' AND i.hold_reason IS NULL
-                   AND i.original_document IS NULL AND CAST(i.open_amount AS REAL) >= 1000
-                 ORDER BY i.id LIMIT 1",
+                &format!(
+                    "{ITEM} WHERE i.customer_id = ?1 AND i.status = 'open' AND i.hold_reason IS NULL
+                       AND i.original_document IS NULL AND CAST(i.open_amount AS REAL) >= 1000
+                     ORDER BY i.id LIMIT 1"
+                ),
                 [id],
-                |r| {
-                    let text = |i: usize| r.get::<_, String>(i);
-                    let date = |i: usize| -> rusqlite::Result<NaiveDate> {
-                        Ok(text(i)?.parse().expect("stored date"))
-                    };
-                    let amount = |i: usize| -> rusqlite::Result<Decimal> {
-                        Ok(text(i)?.parse().expect("stored amount"))
-                    };
-                    Ok(ItemInput {
-                        source: text(0)?,
-                        external_id: text(1)?,
-                        company: text(2)?,
-                        customer: text(3)?,
-                        document_no: text(4)?,
-                        document_date: date(5)?,
-                        due_date: date(6)?,
-                        original_amount: amount(7)?,
-                        open_amount: amount(8)?,
-                        currency: Currency::parse(&text(9)?).expect("currency"),
-                        hold: None,
-                        original_document: None,
-                    })
-                },
+                item_from_row,
             );
             if let Ok(item) = row {
                 targets.push(Target {
@@ -286,6 +291,47 @@ fn main() {
             (cpu_after - cpu_before) * 1e3 / payments as f64,
             rss_before,
             rss_after
+        );
+
+        // 1 % of the items change at once (an ERP sync after a day of payments):
+        // from the commit until a run has loaded it and committed every derived
+        // result (the store then has no change pending).
+        let changed: Vec<ItemInput> = store
+            .test_connection()
+            .prepare(&format!(
+                "{ITEM} WHERE i.status = 'open' AND i.hold_reason IS NULL
+                   AND i.original_document IS NULL AND CAST(i.open_amount AS REAL) >= 1000
+                   AND i.id % 40 = 5 LIMIT {}",
+                items / 100
+            ))
+            .expect("prepare")
+            .query_map([], item_from_row)
+            .expect("query")
+            .map(|r| {
+                let mut it = r.expect("row");
+                it.open_amount -= Decimal::ONE;
+                it
+            })
+            .collect();
+        let (c0, _) = proc_figures(pid);
+        let t = Instant::now();
+        store
+            .ingest(&Batch {
+                items: changed.clone(),
+                ..Batch::default()
+            })
+            .expect("1% changed");
+        let committed = t.elapsed();
+        while store.changes_pending().expect("pending").is_some() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (c1, rss) = proc_figures(pid);
+        println!(
+            "{} items changed (1 %): ingest {:.0} ms, then every derived result committed after {:.0} ms; daemon CPU {:.0} ms, RSS {rss:.0} MiB",
+            changed.len(),
+            committed.as_secs_f64() * 1e3,
+            (t.elapsed() - committed).as_secs_f64() * 1e3,
+            (c1 - c0) * 1e3
         );
 
         // The following business days' full runs, as the scheduler starts them.
