@@ -224,7 +224,9 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             dunning_level: f.dunning.as_ref().map_or(0, |d| d.level),
             dunning_on: f.dunning.as_ref().and_then(|d| d.on),
             collector: None,
+            written: None,
         },
+        listed: None,
         changes: 0,
     })
 }

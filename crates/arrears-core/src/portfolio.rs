@@ -98,6 +98,9 @@ pub struct StoredState {
     pub dunning_level: usize,
     pub dunning_on: Option<NaiveDate>,
     pub collector: Option<String>,
+    /// The state row as the store holds it, with the date of the run that wrote it
+    /// (`None` before the customer's first run): a run writes only rows that differ.
+    pub written: Option<(StateOut, NaiveDate)>,
 }
 
 /// Everything a run needs about one customer.
@@ -111,6 +114,8 @@ pub struct RunInput {
     /// Latest resubmission date, if any.
     pub resubmission: Option<NaiveDate>,
     pub state: StoredState,
+    /// The customer's worklist entry as the store holds it.
+    pub listed: Option<WorklistOut>,
     /// The customer's change counter as loaded: the run clears it only if no write
     /// came in since, so a change committed while the run works is not forgotten.
     pub changes: i64,
@@ -124,6 +129,7 @@ pub struct NewCase {
     pub external_ref: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateOut {
     pub customer_id: i64,
     pub strategy: String,
@@ -137,7 +143,7 @@ pub struct StateOut {
     pub dunning_on: Option<NaiveDate>,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorklistOut {
     pub customer_id: i64,
     pub group: String,
@@ -180,4 +186,18 @@ pub struct RunOutput {
     pub kept: Vec<i64>,
     /// (item id, dunning level) of the items a decided step reminds.
     pub item_levels: Vec<(i64, usize)>,
+    /// `None`: `states` and `worklist` are every processed customer's rows and the
+    /// store replaces what it holds for them. `Some`: the run compared its rows
+    /// with what the store holds, and they are only those that differ.
+    pub delta: Option<Delta>,
+}
+
+/// What a run that wrote only changed rows also asks of the store.
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// Customers whose worklist entry goes.
+    pub unlisted: Vec<i64>,
+    /// Stamp every state row not in `RunOutput::kept` with the run's date: a full
+    /// run evaluated them all, and most rows differ only in that date.
+    pub restamp: bool,
 }

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use arrears_core::domain::Activity;
 use arrears_core::portfolio::{CaseRow, RunInput, RunOutput, StoredState};
+use chrono::NaiveDate;
 
 /// Every customer's run input as the store holds it after the run `run_id` wrote.
 #[derive(Debug, Default)]
@@ -97,7 +98,7 @@ impl Resident {
     /// Applies what the run `run_id` wrote: `new_case_ids` are the ids the store gave
     /// `out.new_cases`, in their order. Afterwards every customer the run processed
     /// reads as the store would load it.
-    pub fn apply(&mut self, out: &RunOutput, new_case_ids: &[i64], run_id: i64) {
+    pub fn apply(&mut self, out: &RunOutput, new_case_ids: &[i64], run_id: i64, as_of: NaiveDate) {
         self.run_id = run_id;
         let mut case_of_item: HashMap<i64, CaseRow> = HashMap::new();
         for (c, &id) in out.new_cases.iter().zip(new_case_ids) {
@@ -158,12 +159,45 @@ impl Resident {
                 }
             }
         }
+        let restamp = out.delta.as_ref().is_some_and(|d| d.restamp);
+        match &out.delta {
+            // The store replaced the processed customers' entries with the run's.
+            None => {
+                for (id, _) in &out.processed {
+                    if let Some(&k) = self.index.get(id) {
+                        self.inputs[k].listed = None;
+                    }
+                }
+            }
+            Some(d) => {
+                for id in &d.unlisted {
+                    if let Some(&k) = self.index.get(id) {
+                        self.inputs[k].listed = None;
+                    }
+                }
+            }
+        }
+        for w in &out.worklist {
+            if let Some(&k) = self.index.get(&w.customer_id) {
+                self.inputs[k].listed = Some(w.clone());
+            }
+        }
+        if restamp {
+            for (id, _) in &out.processed {
+                if let Some(&k) = self.index.get(id) {
+                    if let Some((_, on)) = &mut self.inputs[k].state.written {
+                        *on = as_of;
+                    }
+                }
+            }
+        }
         for s in &out.states {
             if let Some(&k) = self.index.get(&s.customer_id) {
                 self.inputs[k].state = StoredState {
                     dunning_level: s.dunning_level,
                     dunning_on: s.dunning_on,
                     collector: s.collector.clone(),
+                    written: Some((s.clone(), as_of)),
                 };
             }
         }
@@ -185,7 +219,6 @@ mod tests {
     use arrears_core::domain::Priority;
     use arrears_core::money::Currency;
     use arrears_core::portfolio::{CustomerRow, ItemRow, NewCase, StateOut};
-    use chrono::NaiveDate;
     use rust_decimal::Decimal;
 
     fn d(s: &str) -> NaiveDate {
@@ -208,6 +241,7 @@ mod tests {
             holds: vec![],
             resubmission: None,
             state: StoredState::default(),
+            listed: None,
             changes: 1,
         }
     }
@@ -276,7 +310,7 @@ mod tests {
             }],
             ..RunOutput::default()
         };
-        r.apply(&out, &[99], 4);
+        r.apply(&out, &[99], 4, d("2026-11-23"));
         assert_eq!(r.run_id(), 4);
         let one = &r.inputs()[0];
         let case = one.items[0].case.as_ref().unwrap();
@@ -296,6 +330,13 @@ mod tests {
         assert_eq!(two.items[0].dun_level, 2);
         assert_eq!(two.state.collector.as_deref(), Some("dara"));
         assert_eq!(two.state.dunning_level, 2);
+        assert_eq!(
+            two.state
+                .written
+                .as_ref()
+                .map(|(s, on)| (s.profile.as_str(), *on)),
+            Some(("p", d("2026-11-23")))
+        );
 
         // A customer written to again is taken from the store; a new one is added
         // in order.
@@ -312,7 +353,7 @@ mod tests {
             processed: vec![(1, 0)],
             ..RunOutput::default()
         };
-        r.apply(&out, &[], 2);
+        r.apply(&out, &[], 2, d("2026-11-23"));
         assert_eq!(r.inputs()[0].changes, 1);
     }
 }
