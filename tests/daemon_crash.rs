@@ -294,7 +294,7 @@ impl Probe {
         self.0
             .query_row(
                 "SELECT (SELECT COUNT(*) FROM runs),
-                        (SELECT seq FROM store_changes)
+                        (SELECT seq FROM sqlite_sequence WHERE name = 'changes')
                             > IFNULL((SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1), -1),
                         (SELECT COUNT(*) FROM escalations e WHERE e.status = 'pending' AND NOT EXISTS
                             (SELECT 1 FROM messages m WHERE m.escalation_id = e.id AND m.replaces IS NULL)),

@@ -248,18 +248,24 @@ fn run_with<S: PortfolioStore + ?Sized>(
     // and the rest from memory.
     let mut loaded = Vec::new();
     let mut changed: Vec<i64> = Vec::new();
-    if current {
-        let fresh = store.load_run_input(Scope::Dirty)?;
-        changed = fresh.iter().map(|i| i.customer.id).collect();
-        if let Some(Some(r)) = resident.as_deref_mut() {
-            r.replace(fresh);
+    // The change log since what is held; it must belong to the run held (another
+    // process may have run since `last_run` was read).
+    let feed = match resident.as_deref().and_then(Option::as_ref) {
+        Some(r) if current => {
+            Some(store.changes_since(r.seq())?).filter(|f| f.last_run == Some(r.run_id()))
         }
+        _ => None,
+    };
+    let current = feed.is_some();
+    if let (Some(feed), Some(Some(r))) = (feed, resident.as_deref_mut()) {
+        changed = follow_changes(store, r, feed)?;
     } else {
         // A caller keeping the portfolio gets all of it loaded (a cold start) even
         // when only the changed customers are evaluated.
         let all = !incremental || resident.is_some();
         loaded = store.load_run_input(if all { Scope::All } else { Scope::Dirty })?;
     }
+    let cursor = store.loaded_at().unwrap_or_default();
     let held = resident
         .as_deref()
         .and_then(Option::as_ref)
@@ -488,7 +494,7 @@ fn run_with<S: PortfolioStore + ?Sized>(
         match slot {
             Some(r) if current => r.apply(&out, &new_case_ids, run_id, as_of),
             _ => {
-                let mut r = Resident::new(loaded, run_id);
+                let mut r = Resident::new(loaded, run_id, cursor);
                 r.apply(&out, &new_case_ids, run_id, as_of);
                 *slot = Some(r);
             }
@@ -516,6 +522,54 @@ fn run_with<S: PortfolioStore + ?Sized>(
     sum.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(run_id = sum.run_id, mode = %sum.mode, customers = sum.customers_evaluated, ms = sum.duration_ms, "run finished");
     Ok(sum)
+}
+
+/// Brings the resident portfolio up to the change log's `feed` and returns the
+/// customers marked changed (those a run evaluates). A customer the log names only
+/// by items gets those items loaded again; any other changed customer (its data,
+/// promises, payments, or a change the log no longer holds: one a failed run left)
+/// is loaded whole. At a million items a 1 % change touched 40 % of the items'
+/// customers; reloading them whole was most of what it cost.
+fn follow_changes<S: PortfolioStore + ?Sized>(
+    store: &S,
+    r: &mut Resident,
+    feed: arrears_store::ChangesSince,
+) -> Result<Vec<i64>, RunError> {
+    let mut items_of: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut whole: HashSet<i64> = HashSet::new();
+    for (customer, item) in feed.entries {
+        match item {
+            Some(item) if !whole.contains(&customer) => {
+                items_of.entry(customer).or_default().push(item)
+            }
+            _ => {
+                whole.insert(customer);
+                items_of.remove(&customer);
+            }
+        }
+    }
+    let counters: HashMap<i64, i64> = feed.dirty.iter().copied().collect();
+    // Only a held customer marked changed is patched: the log and the counters are
+    // read together, so a customer with entries is marked.
+    items_of.retain(|c, _| counters.contains_key(c) && r.get(*c).is_some());
+    let reload: Vec<i64> = feed
+        .dirty
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| !items_of.contains_key(c))
+        .collect();
+    let asked: Vec<i64> = items_of.values().flatten().copied().collect();
+    let mut fresh: HashMap<i64, Vec<arrears_store::ItemRow>> = HashMap::new();
+    for (customer, item) in store.load_items(&asked)? {
+        fresh.entry(customer).or_default().push(item);
+    }
+    for (customer, items) in &items_of {
+        let rows = fresh.remove(customer).unwrap_or_default();
+        r.patch_items(*customer, items, rows, counters[customer]);
+    }
+    r.replace(store.load_run_input(Scope::Ids(&reload))?);
+    r.set_seq(feed.seq);
+    Ok(feed.dirty.iter().map(|(c, _)| *c).collect())
 }
 
 /// The worklist entries a run wrote, as [`Store::worklist_all`] reads them back:
@@ -762,7 +816,10 @@ mod tests {
             )
             .unwrap();
         s.test_connection()
-            .execute("UPDATE customers SET dirty = dirty + 1", [])
+            .execute(
+                "INSERT INTO changes(customer_id) SELECT id FROM customers",
+                [],
+            )
             .unwrap();
         for (day, mode) in [("2026-11-21", RunMode::Full), ("2026-11-21", RunMode::Auto)] {
             let sum = run(&mut s, &r, d(day), mode).unwrap();

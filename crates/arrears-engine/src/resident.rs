@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use arrears_core::domain::Activity;
-use arrears_core::portfolio::{CaseRow, RunInput, RunOutput, StoredState};
+use arrears_core::portfolio::{CaseRow, ItemRow, RunInput, RunOutput, StoredState};
 use chrono::NaiveDate;
 
 /// Every customer's run input as the store holds it after the run `run_id` wrote.
@@ -21,16 +21,19 @@ pub struct Resident {
     inputs: Vec<RunInput>,
     index: HashMap<i64, usize>,
     run_id: i64,
+    /// How far into the store's change log what is held reaches.
+    seq: i64,
 }
 
 impl Resident {
     /// From a load of the whole portfolio (`Scope::All`), before the run `run_id`
     /// wrote; [`Resident::apply`] that run's output next.
-    pub fn new(inputs: Vec<RunInput>, run_id: i64) -> Resident {
+    pub fn new(inputs: Vec<RunInput>, run_id: i64, seq: i64) -> Resident {
         let mut r = Resident {
             inputs,
             index: HashMap::new(),
             run_id,
+            seq,
         };
         r.inputs.sort_by_key(|i| i.customer.id);
         r.inputs.iter_mut().for_each(compact);
@@ -51,6 +54,15 @@ impl Resident {
     /// The run whose result this is: usable only while it is the store's latest.
     pub fn run_id(&self) -> i64 {
         self.run_id
+    }
+
+    /// The change log's position up to which what is held is read.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    pub fn set_seq(&mut self, seq: i64) {
+        self.seq = seq;
     }
 
     pub fn get(&self, customer_id: i64) -> Option<&RunInput> {
@@ -93,6 +105,33 @@ impl Resident {
             self.inputs.sort_by_key(|i| i.customer.id);
             self.reindex();
         }
+    }
+
+    /// Puts items freshly loaded in place of what is held for them: `asked` are the
+    /// items the change log named for `customer_id`, `fresh` those of them a load
+    /// still reads (the others are cleared and go), and `changes` the customer's
+    /// change counter now. Items stay in id order, as a load reads them. `false`
+    /// when the customer is not held (it is then loaded whole).
+    pub fn patch_items(
+        &mut self,
+        customer_id: i64,
+        asked: &[i64],
+        fresh: Vec<ItemRow>,
+        changes: i64,
+    ) -> bool {
+        let Some(&k) = self.index.get(&customer_id) else {
+            return false;
+        };
+        let input = &mut self.inputs[k];
+        let gone: HashSet<i64> = asked.iter().copied().collect();
+        input.items.retain(|i| !gone.contains(&i.id));
+        for item in fresh {
+            let at = input.items.partition_point(|i| i.id < item.id);
+            input.items.insert(at, item);
+        }
+        input.items.shrink_to_fit();
+        input.changes = changes;
+        true
     }
 
     /// Applies what the run `run_id` wrote: `new_case_ids` are the ids the store gave
@@ -218,7 +257,7 @@ mod tests {
     use super::*;
     use arrears_core::domain::Priority;
     use arrears_core::money::Currency;
-    use arrears_core::portfolio::{CustomerRow, ItemRow, NewCase, StateOut};
+    use arrears_core::portfolio::{CustomerRow, NewCase, StateOut};
     use rust_decimal::Decimal;
 
     fn d(s: &str) -> NaiveDate {
@@ -282,6 +321,7 @@ mod tests {
                 customer(1, vec![item(10, true, Some(5))]),
             ],
             3,
+            0,
         );
         assert_eq!(r.inputs()[0].customer.id, 1, "ordered by customer");
         let out = RunOutput {
@@ -348,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_counter_moved_by_a_write_during_the_run_is_not_cleared() {
-        let mut r = Resident::new(vec![customer(1, vec![])], 1);
+        let mut r = Resident::new(vec![customer(1, vec![])], 1, 0);
         let out = RunOutput {
             processed: vec![(1, 0)],
             ..RunOutput::default()

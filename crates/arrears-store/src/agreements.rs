@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::customer::{customer_event, mark_dirty};
+use super::customer::{customer_event, mark_changed};
 use super::{date, dec, Result, Store, StoreError};
 use arrears_core::domain::Role;
 use arrears_core::money::{Currency, Money, Rates};
@@ -581,7 +581,7 @@ impl Store {
                     "agreement broken",
                     &format!("agreement {id}: {reason}"),
                 )?;
-                mark_dirty(&tx, customer_id)?;
+                mark_changed(&tx, customer_id)?;
                 stats.broken += 1;
                 continue;
             }
@@ -738,7 +738,7 @@ fn activate(tx: &Connection, id: i64, on: NaiveDate, templates: Option<&Template
             items.len()
         ),
     )?;
-    mark_dirty(tx, customer_id)?;
+    mark_changed(tx, customer_id)?;
     if let Some(t) = templates {
         write_letter(tx, t, AgreementLetter::DebtRecognition, customer_id, id, on)?;
     }

@@ -1,6 +1,7 @@
 //! Case operations a collector performs. Each is one transaction, appends to the
 //! case history, re-applies the NAD rule at once and marks the customer for the next run.
 
+use crate::customer::mark_changed;
 use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
@@ -104,10 +105,7 @@ fn save_activity(tx: &Connection, id: i64, o: &Open, policy: &CasePolicy) -> Res
             days_to_complete = COALESCE(?5, days_to_complete), last_edited_on = ?6, completed_on = ?7, ptp_date = ?8, nad = ?9 WHERE id = ?1",
         params![id, kind, cat, sub, days, edited, done, ptp, n.to_string()],
     )?;
-    tx.execute(
-        "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
-        [o.customer_id],
-    )?;
+    mark_changed(tx, o.customer_id)?;
     Ok(())
 }
 
@@ -364,10 +362,7 @@ impl Store {
     ) -> Result<()> {
         let tx = self.write_tx()?;
         tx.execute("INSERT INTO resubmissions(customer_id, on_date, reason, actor) VALUES (?1, ?2, ?3, ?4)", params![customer_id, on_date.to_string(), reason, actor])?;
-        tx.execute(
-            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
-            [customer_id],
-        )?;
+        mark_changed(&tx, customer_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -393,10 +388,7 @@ impl Store {
                 on.to_string()
             ],
         )?;
-        tx.execute(
-            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
-            [customer_id],
-        )?;
+        mark_changed(&tx, customer_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -455,10 +447,7 @@ impl Store {
         for &c in std::iter::once(&case_id).chain(more) {
             event(&tx, c, on, "dispute", actor, reason)?;
         }
-        tx.execute(
-            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
-            [o.customer_id],
-        )?;
+        mark_changed(&tx, o.customer_id)?;
         tx.commit()?;
         Ok(id)
     }

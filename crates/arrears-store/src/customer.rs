@@ -336,10 +336,20 @@ pub(crate) fn insert_promise(
     Ok(id)
 }
 
-/// The customer's result may change: the next run evaluates it.
-pub(crate) fn mark_dirty(tx: &Connection, customer_id: i64) -> Result<()> {
-    tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?
+/// The customer's result may change: the next run evaluates it, and a resident
+/// portfolio loads it again whole (the change log's entry; its trigger moves the
+/// customer's change counter).
+pub(crate) fn mark_changed(tx: &Connection, customer_id: i64) -> Result<()> {
+    tx.prepare_cached("INSERT INTO changes(customer_id) VALUES (?1)")?
         .execute([customer_id])?;
+    Ok(())
+}
+
+/// Only this item of the customer changed (its amounts, dates, status or hold): a
+/// resident portfolio loads the item again, not the customer.
+pub(crate) fn mark_item_changed(tx: &Connection, customer_id: i64, item_id: i64) -> Result<()> {
+    tx.prepare_cached("INSERT INTO changes(customer_id, item_id) VALUES (?1, ?2)")?
+        .execute([customer_id, item_id])?;
     Ok(())
 }
 
@@ -740,7 +750,7 @@ impl Store {
                 ),
             )?;
         }
-        mark_dirty(&tx, customer_id)?;
+        mark_changed(&tx, customer_id)?;
         let view = promises(&tx, "p.id = ?1", [id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))?;
@@ -851,7 +861,7 @@ impl Store {
                         ),
                     )?;
                 }
-                mark_dirty(&tx, customer_id)?;
+                mark_changed(&tx, customer_id)?;
             }
         }
         tx.commit()?;
@@ -922,7 +932,7 @@ impl Store {
                 &format!("{resolution}: {meaning}"),
             )?;
         }
-        mark_dirty(&tx, customer_id)?;
+        mark_changed(&tx, customer_id)?;
         let view = disputes(&tx, "d.id = ?1", [dispute_id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
@@ -952,7 +962,7 @@ impl Store {
                 "customer {customer_id} has no hold active on {on}"
             )));
         }
-        mark_dirty(&tx, customer_id)?;
+        mark_changed(&tx, customer_id)?;
         tx.commit()?;
         Ok(n)
     }

@@ -1,5 +1,6 @@
 //! Idempotent ingest: the same (source, external id) seen twice updates, never duplicates.
 
+use crate::customer::{mark_changed, mark_item_changed};
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -98,15 +99,18 @@ impl Customers {
                 // rather than wiping an e-mail address or credit limit given earlier.
                 "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country), email = COALESCE(?4, email),
                     phone = COALESCE(?5, phone), language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
-                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency), dirty = dirty + 1
+                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency)
                  WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3) OR (?4 IS NOT NULL AND email IS NOT ?4)
                     OR (?5 IS NOT NULL AND phone IS NOT ?5) OR (?6 IS NOT NULL AND language IS NOT ?6)
                     OR (?7 IS NOT NULL AND timezone IS NOT ?7) OR (?8 IS NOT NULL AND credit_limit IS NOT ?8)
                     OR (?9 IS NOT NULL AND credit_currency IS NOT ?9))",
             )?
             .execute(params![id, c.name, c.country, c.email, c.phone, c.language, c.timezone, limit, cur])?;
-        if n > 0 && stats.customers_new == before {
-            stats.customers_updated += 1;
+        if n > 0 {
+            mark_changed(tx, id)?;
+            if stats.customers_new == before {
+                stats.customers_updated += 1;
+            }
         }
         Ok(())
     }
@@ -115,8 +119,8 @@ impl Customers {
 /// An open item that another item of its customer names as `original_document` was
 /// split or re-posted: it is `replaced`, so its debt is not counted a second time
 /// while the ERP has not yet sent its clearing (and stays so if the ERP re-sends it
-/// as open). Whichever of the two arrives first. Returns the customers touched.
-fn mark_replaced(tx: &Connection) -> Result<Vec<i64>> {
+/// as open). Whichever of the two arrives first. Returns the (customer, item) marked.
+fn mark_replaced(tx: &Connection) -> Result<Vec<(i64, i64)>> {
     Ok(tx
         .prepare_cached(
             "UPDATE items SET status = 'replaced'
@@ -124,9 +128,9 @@ fn mark_replaced(tx: &Connection) -> Result<Vec<i64>> {
                AND document_no IN (SELECT original_document FROM items WHERE original_document IS NOT NULL)
                AND EXISTS (SELECT 1 FROM items r WHERE r.original_document = items.document_no
                            AND r.customer_id = items.customer_id AND r.id <> items.id)
-             RETURNING customer_id",
+             RETURNING customer_id, id",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }
 
@@ -148,7 +152,10 @@ impl Store {
         let mut customers = Customers {
             ids: HashMap::new(),
         };
+        // What the batch changed, for the change log: customers as a whole (their
+        // data, payments, an item moved between them), and single items.
         let mut dirty: HashSet<i64> = HashSet::new();
+        let mut items_changed: HashSet<(i64, i64)> = HashSet::new();
 
         for c in &batch.customers {
             customers.upsert(&tx, c, &mut stats)?;
@@ -162,7 +169,7 @@ impl Store {
                  ON CONFLICT(source, external_id) DO NOTHING",
             )?;
             let mut prev = tx.prepare_cached(
-                "SELECT customer_id, status FROM items WHERE source = ?1 AND external_id = ?2",
+                "SELECT id, customer_id, status FROM items WHERE source = ?1 AND external_id = ?2",
             )?;
             let mut upd = tx.prepare_cached(
                 "UPDATE items SET customer_id = ?3, document_no = ?4, document_date = ?5, due_date = ?6,
@@ -202,28 +209,30 @@ impl Store {
                 ];
                 if ins.execute(p)? == 1 {
                     stats.items_new += 1;
-                    dirty.insert(cid);
+                    items_changed.insert((cid, tx.last_insert_rowid()));
                     continue;
                 }
-                let (old_cid, old_status): (i64, String) = prev
+                let (id, old_cid, old_status): (i64, i64, String) = prev
                     .query_row((&it.source, &it.external_id), |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?;
                 if upd.execute(p)? == 1 {
                     stats.items_updated += 1;
                     if status == "cleared" && old_status == "open" {
                         stats.items_cleared += 1;
                     }
-                    dirty.insert(cid);
-                    dirty.insert(old_cid);
+                    if old_cid == cid {
+                        items_changed.insert((cid, id));
+                    } else {
+                        dirty.insert(cid);
+                        dirty.insert(old_cid);
+                    }
                 } else {
                     stats.items_unchanged += 1;
                 }
             }
             if batch.items.iter().any(|i| i.original_document.is_some()) || stats.items_new > 0 {
-                for cid in mark_replaced(&tx)? {
-                    dirty.insert(cid);
-                }
+                items_changed.extend(mark_replaced(&tx)?);
             }
         }
 
@@ -247,7 +256,7 @@ impl Store {
                     tx.prepare_cached("UPDATE items SET status = 'cleared' WHERE id = ?1")?;
                 for (id, cid) in gone {
                     clear.execute([id])?;
-                    dirty.insert(cid);
+                    items_changed.insert((cid, id));
                     stats.items_cleared += 1;
                 }
             }
@@ -304,12 +313,17 @@ impl Store {
             }
         }
 
-        {
-            let mut st =
-                tx.prepare_cached("UPDATE customers SET dirty = dirty + 1 WHERE id = ?1")?;
-            for id in dirty {
-                st.execute([id])?;
-            }
+        for &id in &dirty {
+            mark_changed(&tx, id)?;
+        }
+        // Sorted, so the same batch always logs the same.
+        let mut items_changed: Vec<(i64, i64)> = items_changed
+            .into_iter()
+            .filter(|(cid, _)| !dirty.contains(cid))
+            .collect();
+        items_changed.sort_unstable_by_key(|&(_, id)| id);
+        for (cid, id) in items_changed {
+            mark_item_changed(&tx, cid, id)?;
         }
         tx.commit()?;
         Ok(stats)
@@ -408,6 +422,85 @@ mod tests {
             ),
             1
         );
+    }
+
+    /// Every write says in the change log what it changed, in its own transaction:
+    /// items by themselves when only they changed, the customer whole otherwise. A
+    /// run prunes what it read; the numbering goes on.
+    #[test]
+    fn writes_log_what_they_changed_and_a_run_prunes_what_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let batch = |items: Vec<ItemInput>| Batch {
+            items,
+            ..Batch::default()
+        };
+        s.ingest(&batch(vec![item("1", dec!(100)), item("2", dec!(100))]))
+            .unwrap();
+        let c1 = s.customer_id("C1").unwrap();
+        let id = |ext: &str| -> i64 {
+            s.conn
+                .query_row("SELECT id FROM items WHERE external_id = ?1", [ext], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        let (i1, i2) = (id("1"), id("2"));
+        let first = s.changes_since(0).unwrap();
+        // A new customer is changed whole; its new items are logged too.
+        assert_eq!(first.entries, [(c1, None), (c1, Some(i1)), (c1, Some(i2))]);
+        assert_eq!(first.dirty.iter().map(|d| d.0).collect::<Vec<_>>(), [c1]);
+
+        // A payment on one item: that item alone.
+        s.ingest(&batch(vec![item("1", dec!(60)), item("2", dec!(100))]))
+            .unwrap();
+        let next = s.changes_since(first.seq).unwrap();
+        assert_eq!(next.entries, [(c1, Some(i1))]);
+        // A customer's data or a payment row: the customer whole.
+        s.ingest(&Batch {
+            payments: vec![PaymentInput {
+                source: "erp".into(),
+                external_id: "p1".into(),
+                company: "ACME".into(),
+                customer: "C1".into(),
+                amount: dec!(40),
+                currency: Currency::parse("EUR").unwrap(),
+                value_date: "2026-10-05".parse().unwrap(),
+                reference: String::new(),
+                item_ref: Some("1".into()),
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        let after = s.changes_since(next.seq).unwrap();
+        assert_eq!(after.entries, [(c1, None)]);
+        assert_eq!(s.changes_pending().unwrap(), Some(after.seq));
+
+        // Only the log marks a customer changed: a write that would bypass it fails.
+        let bypass = s
+            .conn
+            .execute("UPDATE customers SET dirty = dirty + 1", [])
+            .unwrap_err();
+        assert!(bypass.to_string().contains("change log"), "{bypass}");
+
+        // A run that loaded everything prunes what it read and counts it as seen.
+        s.load_run_input(crate::Scope::All).unwrap();
+        s.write_run(
+            "2026-10-06".parse().unwrap(),
+            "h",
+            "full",
+            true,
+            &crate::RunOutput::default(),
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM changes"), 0);
+        assert_eq!(s.changes_pending().unwrap(), None);
+        s.ingest(&batch(vec![item("2", dec!(0))])).unwrap();
+        let cleared = s.changes_since(0).unwrap();
+        assert_eq!(cleared.entries, [(c1, Some(i2))]);
+        assert!(cleared.seq > after.seq, "numbering goes on after pruning");
+        assert_eq!(s.changes_pending().unwrap(), Some(cleared.seq));
     }
 
     #[test]

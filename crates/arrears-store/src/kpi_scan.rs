@@ -724,9 +724,12 @@ type Mark = (i64, i64, i64, i64, i64, i64);
 
 fn mark(c: &Connection) -> Result<Mark, StoreError> {
     Ok(c.query_row(
-        "SELECT (SELECT seq FROM store_changes), (SELECT IFNULL(MAX(id), 0) FROM items),
+        &format!(
+            "SELECT {}, (SELECT IFNULL(MAX(id), 0) FROM items),
                 (SELECT IFNULL(MAX(id), 0) FROM cases), (SELECT IFNULL(MAX(id), 0) FROM payments),
                 (SELECT IFNULL(MAX(id), 0) FROM audit), (SELECT IFNULL(MAX(id), 0) FROM runs)",
+            crate::run_io::CHANGE_SEQ
+        ),
         [],
         |r| {
             Ok((

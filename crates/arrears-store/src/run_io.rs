@@ -12,23 +12,51 @@ use arrears_core::domain::{Activity, Hold, Priority, PromiseStatus};
 use arrears_core::money::Currency;
 pub use arrears_core::portfolio::*;
 
+/// The change log's newest sequence number, even after its entries were pruned.
+pub(crate) const CHANGE_SEQ: &str = "(SELECT seq FROM sqlite_sequence WHERE name = 'changes')";
+
+/// See [`Store::changes_since`].
+#[derive(Debug, Default)]
+pub struct ChangesSince {
+    pub last_run: Option<i64>,
+    /// The log's newest entry.
+    pub seq: i64,
+    /// (customer, item) in the log's order; no item: the customer as a whole.
+    pub entries: Vec<(i64, Option<i64>)>,
+    /// (customer, change counter) of every customer marked changed, by id.
+    pub dirty: Vec<(i64, i64)>,
+}
+
+struct ItemFlags {
+    disputed: HashSet<i64>,
+    promised: HashMap<i64, ItemPromise>,
+}
+
 /// Which customers a load covers.
 #[derive(Debug, Clone, Copy)]
-pub enum Scope {
+pub enum Scope<'a> {
     All,
     /// Customers changed since the last run.
     Dirty,
     One(i64),
+    /// These customers. Unlike `All` and `Dirty`, such a load does not say up to
+    /// which change it read: the caller read the change log itself.
+    Ids(&'a [i64]),
 }
 
-impl Scope {
+impl Scope<'_> {
     fn filter(self, col: &str) -> String {
         match self {
             Scope::All => "1 = 1".into(),
             Scope::Dirty => format!("{col} IN (SELECT id FROM customers WHERE dirty <> 0)"),
             Scope::One(id) => format!("{col} = {id}"),
+            Scope::Ids(ids) => format!("{col} IN ({})", id_list(ids)),
         }
     }
+}
+
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Runs `sql` (customer id in column 0) and hands each row of a loaded customer to `f`
@@ -71,11 +99,11 @@ impl Store {
     /// Loads the run input for `scope`, ordered by customer id.
     pub fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
         let c = &self.conn;
-        if !matches!(scope, Scope::One(_)) {
+        if matches!(scope, Scope::All | Scope::Dirty) {
             // Read before the customers: a change committed in between is loaded
             // too and merely costs one more run, never a missed one.
             self.changes_at_load.set(Some(c.query_row(
-                "SELECT seq FROM store_changes",
+                &format!("SELECT {CHANGE_SEQ}"),
                 [],
                 |r| r.get(0),
             )?));
@@ -154,138 +182,21 @@ impl Store {
             }
         }
         lap("customers");
-        // Disputes and promises of the loaded customers' items only: unscoped, the
-        // planner walks every open item, the most an incremental run of one customer
-        // cost at a million items. A full run drives from the (few) dispute and
-        // promise rows instead.
-        let (disputed_sql, promised_sql) = match scope {
-            Scope::All => (
-                "SELECT di.item_id FROM dispute_items di CROSS JOIN disputes d ON d.id = di.dispute_id
-                 WHERE d.resolved_on IS NULL"
-                    .to_string(),
-                "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM promise_items pi
-                 CROSS JOIN promises p ON p.id = pi.promise_id
-                 CROSS JOIN items i ON i.id = pi.item_id AND i.status = 'open' ORDER BY p.id"
-                    .to_string(),
-            ),
-            _ => (
-                format!(
-                    "SELECT di.item_id FROM items i CROSS JOIN dispute_items di ON di.item_id = i.id
-                     JOIN disputes d ON d.id = di.dispute_id
-                     WHERE d.resolved_on IS NULL AND {}",
-                    scope.filter("i.customer_id")
-                ),
-                format!(
-                    "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM items i
-                     CROSS JOIN promise_items pi ON pi.item_id = i.id
-                     JOIN promises p ON p.id = pi.promise_id
-                     WHERE i.status = 'open' AND {} ORDER BY p.id",
-                    scope.filter("i.customer_id")
-                ),
-            ),
-        };
-        let disputed: HashSet<i64> = c
-            .prepare(&disputed_sql)?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut promised: HashMap<i64, ItemPromise> = HashMap::new();
-        {
-            let mut st = c.prepare(&promised_sql)?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let p = ItemPromise {
-                    by: date("promised_on", txt(r, 1)?)?,
-                    made: date("promises.created_on", txt(r, 2)?)?,
-                    open: txt(r, 3)? == "open",
-                };
-                promised.insert(r.get(0)?, p);
+        let flags = self.item_flags(match scope {
+            Scope::All => None,
+            _ => Some(scope.filter("i.customer_id")),
+        })?;
+        self.item_rows(&scope.filter("i.customer_id"), &flags, |cid, item| {
+            if let Some(&k) = index.get(&cid) {
+                out[k].items.push(item);
             }
-        }
-        // Items with their open case in one pass: an open item, or a cleared one whose
-        // case is still open (the run closes it).
-        let sql = format!(
-            "SELECT i.customer_id, i.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
-                    i.currency, i.hold_reason, i.hold_until, i.original_document, i.status,
-                    c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
-                    c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref, i.dun_level
-             FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
-             WHERE {} AND (i.status = 'open' OR c.id IS NOT NULL)",
-            scope.filter("i.customer_id")
-        );
-        per_customer(c, &sql, &index, |r, k| {
-            let id: i64 = r.get(1)?;
-            let hold = match r.get::<_, Option<String>>(8)? {
-                Some(reason) => Some(Hold {
-                    reason,
-                    until: opt_date("hold_until", r.get(9)?)?,
-                }),
-                None => None,
-            };
-            let case = match r.get::<_, Option<i64>>(12)? {
-                Some(case_id) => Some(CaseRow {
-                    id: case_id,
-                    nad: date("nad", txt(r, 13)?)?,
-                    priority: Priority::from_i64(r.get(14)?),
-                    assigned_to: r.get(15)?,
-                    activity: read_activity(r, 16)?,
-                    external_ref: r.get(23)?,
-                }),
-                None => None,
-            };
-            out[k].items.push(ItemRow {
-                id,
-                document_no: r.get(2)?,
-                document_date: date("document_date", txt(r, 3)?)?,
-                due_date: date("due_date", txt(r, 4)?)?,
-                original_amount: dec("original_amount", txt(r, 5)?)?,
-                open_amount: dec("open_amount", txt(r, 6)?)?,
-                currency: cur("currency", txt(r, 7)?)?,
-                hold,
-                original_document: r.get(10)?,
-                root_document: None,
-                open: txt(r, 11)? == "open",
-                replaced: txt(r, 11)? == "replaced",
-                dun_level: r.get::<_, i64>(24)?.max(0) as usize,
-                disputed: disputed.contains(&id),
-                promised: promised.get(&id).copied(),
-                case,
-            });
             Ok(())
         })?;
         lap("items");
-        // Few items are splits; each walks its chain back to the first invoice.
-        let mut parent = c.prepare_cached(
-            "SELECT original_document FROM items WHERE customer_id = ?1 AND document_no = ?2
-               AND original_document IS NOT NULL AND original_document <> document_no LIMIT 1",
-        )?;
         for input in &mut out {
             let cid = input.customer.id;
             for it in input.items.iter_mut() {
-                let Some(first) = it.original_document.clone() else {
-                    continue;
-                };
-                if it.case.is_some() || !it.open {
-                    continue;
-                }
-                let mut root = first;
-                let mut seen = vec![it.document_no.clone()];
-                // A chain longer than this is a data error (or a cycle); stop where it is.
-                while seen.len() < 64 && !seen.contains(&root) {
-                    let up: Option<String> = parent
-                        .query_row(params![cid, root], |r| r.get(0))
-                        .optional()?;
-                    match up {
-                        Some(u) => {
-                            seen.push(std::mem::replace(&mut root, u));
-                        }
-                        None => break,
-                    }
-                }
-                if seen.contains(&root) {
-                    // A cycle: the last document before it is as far back as we can go.
-                    root = seen.pop().unwrap_or(root);
-                }
-                it.root_document = Some(root);
+                self.resolve_root(cid, it)?;
             }
         }
         let filter = scope.filter("customer_id");
@@ -363,6 +274,168 @@ impl Store {
         Ok(out)
     }
 
+    /// Items by id, as [`Store::load_run_input`] would load them, with their customer:
+    /// an item it would not load (cleared, its case closed) is left out.
+    pub fn load_items(&self, ids: &[i64]) -> Result<Vec<(i64, ItemRow)>> {
+        let filter = format!("i.id IN ({})", id_list(ids));
+        let flags = self.item_flags(Some(filter.clone()))?;
+        let mut out = Vec::with_capacity(ids.len());
+        self.item_rows(&filter, &flags, |cid, item| {
+            out.push((cid, item));
+            Ok(())
+        })?;
+        for (cid, it) in &mut out {
+            self.resolve_root(*cid, it)?;
+        }
+        Ok(out)
+    }
+
+    /// The items under `filter` that are disputed, and the promise each is under.
+    /// Scoped to the items a load reads: unscoped, the planner walks every open
+    /// item, the most an incremental run of one customer cost at a million items. A
+    /// load of everything (`None`) drives from the (few) dispute and promise rows.
+    fn item_flags(&self, filter: Option<String>) -> Result<ItemFlags> {
+        let (disputed_sql, promised_sql) = match filter {
+            None => (
+                "SELECT di.item_id FROM dispute_items di CROSS JOIN disputes d ON d.id = di.dispute_id
+                 WHERE d.resolved_on IS NULL"
+                    .to_string(),
+                "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM promise_items pi
+                 CROSS JOIN promises p ON p.id = pi.promise_id
+                 CROSS JOIN items i ON i.id = pi.item_id AND i.status = 'open' ORDER BY p.id"
+                    .to_string(),
+            ),
+            Some(filter) => (
+                format!(
+                    "SELECT di.item_id FROM items i CROSS JOIN dispute_items di ON di.item_id = i.id
+                     JOIN disputes d ON d.id = di.dispute_id
+                     WHERE d.resolved_on IS NULL AND {filter}"
+                ),
+                format!(
+                    "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM items i
+                     CROSS JOIN promise_items pi ON pi.item_id = i.id
+                     JOIN promises p ON p.id = pi.promise_id
+                     WHERE i.status = 'open' AND {filter} ORDER BY p.id"
+                ),
+            ),
+        };
+        let c = &self.conn;
+        let disputed: HashSet<i64> = c
+            .prepare(&disputed_sql)?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut promised: HashMap<i64, ItemPromise> = HashMap::new();
+        let mut st = c.prepare(&promised_sql)?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let p = ItemPromise {
+                by: date("promised_on", txt(r, 1)?)?,
+                made: date("promises.created_on", txt(r, 2)?)?,
+                open: txt(r, 3)? == "open",
+            };
+            promised.insert(r.get(0)?, p);
+        }
+        Ok(ItemFlags { disputed, promised })
+    }
+
+    /// Hands `f` each item under `filter` with its open case, in one pass: an open
+    /// item, or a cleared one whose case is still open (the run closes it).
+    fn item_rows(
+        &self,
+        filter: &str,
+        flags: &ItemFlags,
+        mut f: impl FnMut(i64, ItemRow) -> Result<()>,
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT i.customer_id, i.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
+                    i.currency, i.hold_reason, i.hold_until, i.original_document, i.status,
+                    c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
+                    c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref, i.dun_level
+             FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+             WHERE {filter} AND (i.status = 'open' OR c.id IS NOT NULL)"
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(1)?;
+            let hold = match r.get::<_, Option<String>>(8)? {
+                Some(reason) => Some(Hold {
+                    reason,
+                    until: opt_date("hold_until", r.get(9)?)?,
+                }),
+                None => None,
+            };
+            let case = match r.get::<_, Option<i64>>(12)? {
+                Some(case_id) => Some(CaseRow {
+                    id: case_id,
+                    nad: date("nad", txt(r, 13)?)?,
+                    priority: Priority::from_i64(r.get(14)?),
+                    assigned_to: r.get(15)?,
+                    activity: read_activity(r, 16)?,
+                    external_ref: r.get(23)?,
+                }),
+                None => None,
+            };
+            f(
+                r.get(0)?,
+                ItemRow {
+                    id,
+                    document_no: r.get(2)?,
+                    document_date: date("document_date", txt(r, 3)?)?,
+                    due_date: date("due_date", txt(r, 4)?)?,
+                    original_amount: dec("original_amount", txt(r, 5)?)?,
+                    open_amount: dec("open_amount", txt(r, 6)?)?,
+                    currency: cur("currency", txt(r, 7)?)?,
+                    hold,
+                    original_document: r.get(10)?,
+                    root_document: None,
+                    open: txt(r, 11)? == "open",
+                    replaced: txt(r, 11)? == "replaced",
+                    dun_level: r.get::<_, i64>(24)?.max(0) as usize,
+                    disputed: flags.disputed.contains(&id),
+                    promised: flags.promised.get(&id).copied(),
+                    case,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A split or re-posted item that still needs a case walks its chain back to the
+    /// first invoice (few items are splits).
+    fn resolve_root(&self, cid: i64, it: &mut ItemRow) -> Result<()> {
+        let Some(first) = it.original_document.clone() else {
+            return Ok(());
+        };
+        if it.case.is_some() || !it.open {
+            return Ok(());
+        }
+        let mut parent = self.conn.prepare_cached(
+            "SELECT original_document FROM items WHERE customer_id = ?1 AND document_no = ?2
+               AND original_document IS NOT NULL AND original_document <> document_no LIMIT 1",
+        )?;
+        let mut root = first;
+        let mut seen = vec![it.document_no.clone()];
+        // A chain longer than this is a data error (or a cycle); stop where it is.
+        while seen.len() < 64 && !seen.contains(&root) {
+            let up: Option<String> = parent
+                .query_row(params![cid, root], |r| r.get(0))
+                .optional()?;
+            match up {
+                Some(u) => {
+                    seen.push(std::mem::replace(&mut root, u));
+                }
+                None => break,
+            }
+        }
+        if seen.contains(&root) {
+            // A cycle: the last document before it is as far back as we can go.
+            root = seen.pop().unwrap_or(root);
+        }
+        it.root_document = Some(root);
+        Ok(())
+    }
+
     /// The whole portfolio as it stands: what a run summary reports besides what the
     /// run itself changed.
     pub fn portfolio(&self) -> Result<Portfolio> {
@@ -424,11 +497,50 @@ impl Store {
     /// change has been.
     pub fn changes_pending(&self) -> Result<Option<i64>> {
         let (seq, seen): (i64, Option<i64>) = self.conn.query_row(
-            "SELECT seq, (SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1) FROM store_changes",
+            &format!(
+                "SELECT {CHANGE_SEQ}, (SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1)"
+            ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(seen.is_none_or(|s| seq > s).then_some(seq))
+    }
+
+    /// What the change log holds after `after`, read in one transaction with the
+    /// latest run and the customers marked changed. A load by [`Scope::Ids`] and
+    /// [`Store::load_items`] next is what a [`Scope::Dirty`] load would read, and the
+    /// run after it counts as having seen every change up to [`ChangesSince::seq`].
+    pub fn changes_since(&self, after: i64) -> Result<ChangesSince> {
+        let tx = self.conn.unchecked_transaction()?;
+        let (seq, last_run): (i64, Option<i64>) = tx.query_row(
+            &format!("SELECT {CHANGE_SEQ}, (SELECT MAX(id) FROM runs)"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let entries = tx
+            .prepare_cached(
+                "SELECT customer_id, item_id FROM changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+            )?
+            .query_map([after, seq], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let dirty = tx
+            .prepare_cached("SELECT id, dirty FROM customers WHERE dirty <> 0 ORDER BY id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.commit()?;
+        self.changes_at_load.set(Some(seq));
+        Ok(ChangesSince {
+            last_run,
+            seq,
+            entries,
+            dirty,
+        })
+    }
+
+    /// The change log's position the last load read up to ([`Scope::All`],
+    /// [`Scope::Dirty`], [`Store::changes_since`]), until the run's write.
+    pub fn loaded_at(&self) -> Option<i64> {
+        self.changes_at_load.get()
     }
 
     pub fn dirty_count(&self) -> Result<i64> {
@@ -461,11 +573,19 @@ impl Store {
         let tx = self.write_tx()?;
         let mut new_case_ids = Vec::with_capacity(out.new_cases.len());
         let d = as_of.to_string();
+        let seen = self.changes_at_load.take();
         tx.execute(
             "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![d, self.clock.now().to_rfc3339(), rules_hash, mode, summary_json, self.changes_at_load.take()],
+            params![d, self.clock.now().to_rfc3339(), rules_hash, mode, summary_json, seen],
         )?;
         let run_id = tx.last_insert_rowid();
+        // The entries this run read are done with: a reader behind it (a daemon's
+        // resident portfolio when another process ran) sees a newer run and loads
+        // everything again.
+        if let Some(seen) = seen {
+            tx.prepare_cached("DELETE FROM changes WHERE seq <= ?1")?
+                .execute([seen])?;
+        }
         if let Some(delta) = &out.delta {
             let mut st = tx.prepare_cached("DELETE FROM worklist WHERE customer_id = ?1")?;
             for id in &delta.unlisted {

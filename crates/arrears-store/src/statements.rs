@@ -3,6 +3,7 @@
 //! suggested, is `arrears_statements::matching`; here the candidates are loaded and
 //! the outcome recorded.
 
+use crate::customer::mark_changed;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
@@ -567,10 +568,7 @@ impl Store {
                             c.end_to_end_id.clone().unwrap_or_default(),
                         ],
                     )?;
-                    tx.execute(
-                        "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
-                        [customer],
-                    )?;
+                    mark_changed(&tx, customer)?;
                 }
                 let applied = c.applied + (c.unapplied - left);
                 tx.execute(
@@ -692,10 +690,7 @@ fn apply_credit(
                 t.end_to_end_id.clone().or_else(|| t.creditor_refs.first().cloned()).unwrap_or_default(),
             ],
         )?;
-        tx.execute(
-            "UPDATE customers SET dirty = dirty + 1 WHERE id = ?1",
-            [customer],
-        )?;
+        mark_changed(tx, customer)?;
     }
     Ok(out)
 }

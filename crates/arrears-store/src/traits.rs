@@ -45,10 +45,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::{
-    AgreementView, AuditRecord, AuditVerdict, CaseDetail, ContactProfile, CreditView, DisputeView,
-    Fee, ImportReport, JudgeStats, LetterItem, MatchOptions, MessageView, NewMessage, NewPromise,
-    OutboxPass, Owner, Portfolio, PromiseView, Proposal, Resolution, Result, RunInput, RunOutput,
-    Scope, SettleStats, StepToSend, Store, StoreError, Terms,
+    AgreementView, AuditRecord, AuditVerdict, CaseDetail, ChangesSince, ContactProfile, CreditView,
+    DisputeView, Fee, ImportReport, ItemRow, JudgeStats, LetterItem, MatchOptions, MessageView,
+    NewMessage, NewPromise, OutboxPass, Owner, Portfolio, PromiseView, Proposal, Resolution,
+    Result, RunInput, RunOutput, Scope, SettleStats, StepToSend, Store, StoreError, Terms,
 };
 use arrears_core::domain::Role;
 use arrears_rules::raw::AgreementsSection;
@@ -192,6 +192,14 @@ pub trait PortfolioStore {
     /// The latest run: its id, business date and rules hash.
     fn last_run(&self) -> Result<Option<(i64, NaiveDate, String)>>;
     fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>>;
+    /// Items by id as a load reads them, with their customer; items a load leaves
+    /// out (cleared, without an open case) are missing.
+    fn load_items(&self, ids: &[i64]) -> Result<Vec<(i64, ItemRow)>>;
+    /// The change log after `after`, with the latest run and the customers marked
+    /// changed, read together.
+    fn changes_since(&self, after: i64) -> Result<ChangesSince>;
+    /// Up to where in the change log the last load read.
+    fn loaded_at(&self) -> Option<i64>;
     /// Worklist entries of customers an incremental run does not reload: (group,
     /// collector, items, amount).
     fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>>;
@@ -512,6 +520,15 @@ impl PortfolioStore for Store {
     }
     fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
         Store::load_run_input(self, scope)
+    }
+    fn load_items(&self, ids: &[i64]) -> Result<Vec<(i64, ItemRow)>> {
+        Store::load_items(self, ids)
+    }
+    fn changes_since(&self, after: i64) -> Result<ChangesSince> {
+        Store::changes_since(self, after)
+    }
+    fn loaded_at(&self) -> Option<i64> {
+        Store::loaded_at(self)
     }
     fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>> {
         Store::worklist_loads_outside_dirty(self)
