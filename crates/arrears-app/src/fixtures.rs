@@ -13,7 +13,9 @@ use arrears_core::money::Currency;
 use arrears_engine::evaluate::evaluate;
 use arrears_rules::raw::{decimal, opt_decimal};
 use arrears_rules::RuleSet;
-use arrears_store::{CustomerRow, ItemRow, PaymentRow, PromiseRow, RunInput, StoredState};
+use arrears_store::{
+    CustomerRow, ItemRare, ItemRow, PaymentRow, PromiseRow, RunInput, StoredState,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,12 +163,14 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             original_amount: it.amount,
             open_amount: open,
             currency: cur(&it.currency)?,
-            hold: it.hold.clone().map(|reason| Hold {
-                reason,
-                until: it.hold_until,
-            }),
-            original_document: None,
-            root_document: None,
+            rare: ItemRare::boxed(
+                it.hold.clone().map(|reason| Hold {
+                    reason,
+                    until: it.hold_until,
+                }),
+                None,
+                None,
+            ),
             open: !open.is_zero(),
             replaced: false,
             dun_level: it

@@ -560,14 +560,18 @@ fn follow_changes<S: PortfolioStore + ?Sized>(
         .collect();
     let asked: Vec<i64> = items_of.values().flatten().copied().collect();
     let mut fresh: HashMap<i64, Vec<arrears_store::ItemRow>> = HashMap::new();
-    for (customer, item) in store.load_items(&asked)? {
-        fresh.entry(customer).or_default().push(item);
+    if !asked.is_empty() {
+        for (customer, item) in store.load_items(&asked)? {
+            fresh.entry(customer).or_default().push(item);
+        }
     }
     for (customer, items) in &items_of {
         let rows = fresh.remove(customer).unwrap_or_default();
         r.patch_items(*customer, items, rows, counters[customer]);
     }
-    r.replace(store.load_run_input(Scope::Ids(&reload))?);
+    if !reload.is_empty() {
+        r.replace(store.load_run_input(Scope::Ids(&reload))?);
+    }
     r.set_seq(feed.seq);
     Ok(feed.dirty.iter().map(|(c, _)| *c).collect())
 }

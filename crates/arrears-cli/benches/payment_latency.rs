@@ -3,7 +3,8 @@
 //! until a `WatchWorklist` stream carries the changed entry.
 //!
 //! Builds a synthetic portfolio (default 100k customers / 1M open items), runs it
-//! once, starts `arrears serve` (the release binary, as a child) with a 5 ms store
+//! once and composes its outbox backlog (a daemon that has been running has done
+//! so), starts `arrears serve` (the release binary, as a child) with a 5 ms store
 //! poll, opens one stream over the `general` group, then lowers the open amount of
 //! one item at a time (as an ERP sync does when an invoice is paid in part) for
 //! customers the stream follows, each waiting for its update. Prints the
@@ -11,7 +12,8 @@
 //!
 //! `cargo bench -p arrears --bench payment_latency`; sizes and count from
 //! ARREARS_BENCH_CUSTOMERS, ARREARS_BENCH_ITEMS, ARREARS_BENCH_PAYMENTS; the days of
-//! full runs after them from ARREARS_BENCH_DAYS; the daemon's log filter from
+//! full runs after them from ARREARS_BENCH_DAYS; the daemon's outbox interval from
+//! ARREARS_BENCH_OUTBOX_EVERY (default 60s; 0s turns it off); its log filter from
 //! ARREARS_BENCH_LOG (e.g. `arrears_server::runner=debug` for where a run's time goes).
 
 use std::io::{BufRead, BufReader};
@@ -33,6 +35,18 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// (user + system CPU seconds, resident MiB) of a process, from /proc.
+/// The daemon's peak resident memory so far (MiB).
+fn peak_rss(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 fn proc_figures(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which may hold spaces, closed by ')'.
@@ -127,15 +141,35 @@ fn main() {
             arrears::engine::run::RunMode::Full,
         )
         .expect("first run");
+        // The outbox composes the first run's backlog here, as a daemon that has been
+        // running would have: its first pass would otherwise overlap the payments
+        // (call tasks mark their customers changed: a run for each batch of them).
+        let now = as_of.and_hms_opt(10, 0, 0).unwrap().and_utc();
+        arrears::correspondence::compose(&mut store, &rules, now).expect("outbox pass");
+        arrears::engine::run::run(
+            &mut store,
+            &rules,
+            as_of,
+            arrears::engine::run::RunMode::Auto,
+        )
+        .expect("run after the outbox");
     }
     println!(
-        "portfolio generated and run once in {:.1} s",
+        "portfolio generated, run once, its outbox backlog composed and run again in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
     // No tokens: the local admin on loopback, who may follow any group.
     let cfg = dir.path().join("arrears.yaml");
-    std::fs::write(&cfg, "serve:\n  run_every: 0s\n  store_poll: 5ms\n").unwrap();
+    // ARREARS_BENCH_OUTBOX_EVERY=0s for a soak of full runs alone: with a fixed
+    // `--as-of`, the call tasks each day's outbox pass creates mark customers
+    // changed, and the run they cause is for the daemon's own date, not the day's.
+    let outbox_every = std::env::var("ARREARS_BENCH_OUTBOX_EVERY").unwrap_or_else(|_| "60s".into());
+    std::fs::write(
+        &cfg,
+        format!("serve:\n  run_every: 0s\n  store_poll: 5ms\n  outbox_every: {outbox_every}\n"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
         .args(["--config", cfg.to_str().unwrap(), "serve"])
         .args([
@@ -354,10 +388,11 @@ fn main() {
                 .and_then(|v| v.get("phases_ms").cloned())
                 .unwrap_or_default();
             println!(
-                "full run for {date}: {:.0} ms wall, {:.0} ms CPU, run {} ms {phases}, RSS {rss:.0} MiB",
+                "full run for {date}: {:.0} ms wall, {:.0} ms CPU, run {} ms {phases}, RSS {rss:.0} MiB, peak {:.0} MiB",
                 t.elapsed().as_secs_f64() * 1e3,
                 (c1 - c0) * 1e3,
-                sum.duration_ms
+                sum.duration_ms,
+                peak_rss(pid)
             );
         }
     });

@@ -176,7 +176,7 @@ pub fn evaluate(
         if it.disputed {
             f.disputed_items += 1;
         }
-        if customer_hold.is_some() || it.hold.as_ref().is_some_and(|h| h.active_on(as_of)) {
+        if customer_hold.is_some() || it.hold().is_some_and(|h| h.active_on(as_of)) {
             f.blocked_items += 1;
         }
     }
@@ -263,7 +263,7 @@ pub fn evaluate(
                     currency: i.currency.to_string(),
                     disputed: i.disputed,
                     blocked: customer_hold.is_some()
-                        || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
+                        || i.hold().is_some_and(|h| h.active_on(as_of)),
                 })
                 .collect(),
             promises: input
@@ -446,11 +446,7 @@ pub fn evaluate(
         .items
         .iter()
         .filter(|i| i.open && i.case.is_none())
-        .filter_map(|i| {
-            i.original_document
-                .as_deref()
-                .or(Some(i.document_no.as_str()))
-        })
+        .filter_map(|i| i.original_document().or(Some(i.document_no.as_str())))
         .collect();
     for (it, base) in input.items.iter().zip(&base_amounts) {
         let existing = it.case.as_ref();
@@ -539,9 +535,9 @@ pub fn evaluate(
                 nad,
                 priority: prio,
                 external_ref: it
-                    .root_document
-                    .clone()
-                    .or_else(|| it.original_document.clone()),
+                    .root_document()
+                    .or(it.original_document())
+                    .map(String::from),
             }),
         }
         if let Some(t) = trace.as_deref_mut() {
@@ -582,7 +578,7 @@ pub fn evaluate(
             level: i.dun_level,
             excluded: i.disputed
                 || customer_hold.is_some()
-                || i.hold.as_ref().is_some_and(|h| h.active_on(as_of)),
+                || i.hold().is_some_and(|h| h.active_on(as_of)),
         })
         .collect();
     let prev = DunState {

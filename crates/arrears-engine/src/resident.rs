@@ -11,6 +11,8 @@
 use std::collections::{HashMap, HashSet};
 
 use arrears_core::domain::Activity;
+#[cfg(test)]
+use arrears_core::portfolio::ItemRare;
 use arrears_core::portfolio::{CaseRow, ItemRow, RunInput, RunOutput, StoredState};
 use chrono::NaiveDate;
 
@@ -171,7 +173,7 @@ impl Resident {
                 if let Some(case) = case_of_item.remove(&item.id) {
                     // The store resolves a chain's first invoice only for items that
                     // still need a case.
-                    item.root_document = None;
+                    item.set_root_document(None);
                     item.case = Some(case);
                 }
                 if let Some(case) = &mut item.case {
@@ -294,9 +296,7 @@ mod tests {
             original_amount: Decimal::TEN,
             open_amount: Decimal::TEN,
             currency: Currency::parse("EUR").unwrap(),
-            hold: None,
-            original_document: None,
-            root_document: Some("INV-0".into()),
+            rare: ItemRare::boxed(None, None, Some("INV-0".into())),
             open,
             replaced: false,
             dun_level: 0,
@@ -366,7 +366,8 @@ mod tests {
             (new.id, new.priority, new.assigned_to.clone()),
             (99, Priority::High, None)
         );
-        assert_eq!(two.items[0].root_document, None);
+        assert_eq!(two.items[0].root_document(), None);
+        assert!(two.items[0].rare.is_none(), "nothing rare left to hold");
         assert_eq!(two.items[0].dun_level, 2);
         assert_eq!(two.state.collector.as_deref(), Some("dara"));
         assert_eq!(two.state.dunning_level, 2);

@@ -386,9 +386,7 @@ impl Store {
                     original_amount: dec("original_amount", txt(r, 5)?)?,
                     open_amount: dec("open_amount", txt(r, 6)?)?,
                     currency: cur("currency", txt(r, 7)?)?,
-                    hold,
-                    original_document: r.get(10)?,
-                    root_document: None,
+                    rare: ItemRare::boxed(hold, r.get(10)?, None),
                     open: txt(r, 11)? == "open",
                     replaced: txt(r, 11)? == "replaced",
                     dun_level: r.get::<_, i64>(24)?.max(0) as usize,
@@ -404,7 +402,7 @@ impl Store {
     /// A split or re-posted item that still needs a case walks its chain back to the
     /// first invoice (few items are splits).
     fn resolve_root(&self, cid: i64, it: &mut ItemRow) -> Result<()> {
-        let Some(first) = it.original_document.clone() else {
+        let Some(first) = it.original_document().map(String::from) else {
             return Ok(());
         };
         if it.case.is_some() || !it.open {
@@ -432,7 +430,7 @@ impl Store {
             // A cycle: the last document before it is as far back as we can go.
             root = seen.pop().unwrap_or(root);
         }
-        it.root_document = Some(root);
+        it.set_root_document(Some(root));
         Ok(())
     }
 
