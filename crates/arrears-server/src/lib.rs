@@ -201,7 +201,7 @@ impl Shared {
         if let Some(s) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(s);
         }
-        self.open_store()
+        self.open_store()?.for_short_reads()
     }
 
     /// A connection of its own (a long sync, the outbox), with the audit keys.

@@ -289,7 +289,7 @@ pub async fn poll_store(shared: Arc<Shared>) {
         return;
     }
     let me = shared.clone();
-    let conn = match tokio::task::spawn_blocking(move || me.open_store()).await {
+    let conn = match tokio::task::spawn_blocking(move || me.open_store()?.for_short_reads()).await {
         Ok(Ok(s)) => Arc::new(std::sync::Mutex::new(s)),
         _ => {
             tracing::error!(
