@@ -348,23 +348,6 @@ impl WorklistView {
             && q.currency.is_none();
         let scoped = self.lists(&q.scope);
         let size: u64 = scoped.iter().map(|l| l.map.len() as u64).sum();
-        type Walk<'a> = Box<dyn Iterator<Item = (Pos, &'a Arc<WorklistEntry>)> + 'a>;
-        // Without a filter a page is its first entries: walked in the trees, as
-        // many as it shows. A filter counts the whole list, which a vector walks
-        // several times faster: the list's flat copy, made on the first such page
-        // after a change. (Every page through the copy made each payment copy the
-        // whole list for the watch streams: 40 % of the daemon's CPU at 1M items.)
-        let mut lists: Vec<std::iter::Peekable<Walk>> = scoped
-            .into_iter()
-            .map(|l| {
-                let walk: Walk = if unfiltered {
-                    Box::new(l.map.iter().map(|(p, e)| (*p, e)))
-                } else {
-                    Box::new(l.flat().iter().map(|(p, e)| (*p, e)))
-                };
-                walk.peekable()
-            })
-            .collect();
         let currencies = self.currencies.get();
         let keep = |e: &WorklistEntry| {
             q.min_priority.is_none_or(|p| e.priority >= p)
@@ -378,18 +361,48 @@ impl WorklistView {
         };
         let mut total = 0u64;
         let mut page = Vec::new();
+        if unfiltered {
+            // Without a filter a page is its first entries: walked in the trees, as
+            // many as it shows. (Every page through the flat copy below made each
+            // payment copy the whole list for the watch streams: 40 % of the
+            // daemon's CPU at 1M items.)
+            let mut walks: Vec<_> = scoped.iter().map(|l| l.map.iter().peekable()).collect();
+            while page.len() < q.limit {
+                let mut best: Option<(usize, Pos)> = None;
+                for (k, w) in walks.iter_mut().enumerate() {
+                    if let Some((p, _)) = w.peek() {
+                        if best.is_none_or(|(_, b)| **p < b) {
+                            best = Some((k, **p));
+                        }
+                    }
+                }
+                let Some((b, _)) = best else { break };
+                let Some((_, e)) = walks[b].next() else { break };
+                if total as usize >= q.offset {
+                    page.push(&**e);
+                }
+                total += 1;
+            }
+            return (page, size);
+        }
+        // A filter counts the whole list, which a vector walks several times faster
+        // than the trees: the list's flat copy, made on the first such page after a
+        // change, walked by index.
+        let lists: Vec<&[(Pos, Arc<WorklistEntry>)]> = scoped.into_iter().map(List::flat).collect();
+        let mut heads = vec![0usize; lists.len()];
         loop {
             // The smallest head among the lists: a merge in worklist order.
             let mut best: Option<(usize, Pos)> = None;
-            for (k, l) in lists.iter_mut().enumerate() {
-                if let Some((p, _)) = l.peek() {
+            for (k, l) in lists.iter().enumerate() {
+                if let Some((p, _)) = l.get(heads[k]) {
                     if best.is_none_or(|(_, b)| *p < b) {
                         best = Some((k, *p));
                     }
                 }
             }
             let Some((b, _)) = best else { break };
-            let Some((_, e)) = lists[b].next() else { break };
+            let e = &lists[b][heads[b]].1;
+            heads[b] += 1;
             if !keep(e) {
                 continue;
             }
@@ -397,11 +410,6 @@ impl WorklistView {
                 page.push(&**e);
             }
             total += 1;
-            // Without a filter the size is known without walking the rest.
-            if unfiltered && page.len() >= q.limit {
-                total = size;
-                break;
-            }
         }
         (page, total)
     }
