@@ -2,7 +2,7 @@
 //! steps, build balanced worklists, and write everything in one transaction.
 //!
 //! Full vs incremental: when the last run had the same `as_of` and the same rules hash,
-//! only customers changed since (the `dirty` counter every write bumps) can have a
+//! only customers changed since (the change log every write appends to, which moves their `dirty` counter) can have a
 //! different result, so only they are evaluated; their worklist entries are re-balanced against the
 //! load the unchanged customers already give each collector. A run resets a counter only
 //! to zero from the value it loaded, so a write that lands while it works is not lost.
