@@ -87,10 +87,11 @@ pub struct Summary {
     /// its in-memory worklists for these customers instead of re-reading them all.
     #[serde(skip)]
     pub touched: Option<Vec<i64>>,
-    /// After a full run from the resident portfolio: the worklist entries it wrote,
-    /// as the store would read them back, and the customers it could not evaluate
-    /// (whose entries stay as they were). The daemon builds its worklist view from
-    /// these instead of reading every entry back from the store.
+    /// After a run from the resident portfolio: the worklist entries of the customers
+    /// it evaluated (every customer, after a full run), as the store would read them
+    /// back, and the customers it could not evaluate (whose entries stay as they
+    /// were). The daemon builds or patches its worklist view from these instead of
+    /// reading the entries back from the store.
     #[serde(skip)]
     pub entries: Option<(Vec<WorklistEntry>, Vec<i64>)>,
 }
@@ -147,6 +148,27 @@ pub trait KnownLoads {
     /// (group, collector, items, amount) summed per group and collector over the
     /// assigned entries of every customer but those in `skip`.
     fn loads_outside(&self, skip: &HashSet<i64>) -> Vec<(String, String, i64, Decimal)>;
+}
+
+/// What the portfolio held has listed, each entry as the store holds it.
+impl KnownLoads for Resident {
+    fn run_id(&self) -> Option<i64> {
+        Some(Resident::run_id(self))
+    }
+
+    fn loads_outside(&self, skip: &HashSet<i64>) -> Vec<(String, String, i64, Decimal)> {
+        let mut sums: HashMap<(&str, &str), (i64, Decimal)> = HashMap::new();
+        for w in self.inputs().iter().filter_map(|i| i.listed.as_ref()) {
+            if let (Some(c), false) = (&w.collector, skip.contains(&w.customer_id)) {
+                let e = sums.entry((&w.group, c)).or_default();
+                e.0 += w.items;
+                e.1 += w.amount;
+            }
+        }
+        sums.into_iter()
+            .map(|((g, c), (items, amount))| (g.to_string(), c.to_string(), items, amount))
+            .collect()
+    }
 }
 
 /// How a caller wants a run done; the default is what [`run_without_totals`] does.
@@ -438,7 +460,8 @@ fn run_with<S: PortfolioStore + ?Sized>(
     // Balance per group; in incremental runs against the load unchanged customers give.
     let mut loads: Vec<HashMap<String, Load>> = vec![HashMap::new(); rules.groups.len()];
     if incremental {
-        let outside = match known_loads {
+        // The portfolio held knows every customer's entry as written.
+        let outside = match known_loads.or(held.map(|r| r as &dyn KnownLoads)) {
             Some(k) => k.loads_outside(&inputs.iter().map(|i| i.customer.id).collect()),
             None => store.worklist_loads_outside_dirty()?,
         };
@@ -499,7 +522,9 @@ fn run_with<S: PortfolioStore + ?Sized>(
                 *slot = Some(r);
             }
         }
-        if let (Some(r), false) = (slot.as_ref(), incremental) {
+        // Both kinds of run: the daemon's view takes the entries from here instead
+        // of reading them back from the store.
+        if let Some(r) = slot.as_ref() {
             sum.entries = Some((
                 worklist_entries(r, &all_states, &all_worklist, as_of),
                 out.kept.clone(),
@@ -1141,6 +1166,28 @@ mod tests {
         assert_eq!(sum.mode, "incremental");
         assert!(sum.customers_evaluated >= 4, "{}", sum.customers_evaluated);
         check(&s, &res, "after payments, invoices, a promise, a dispute");
+        // The entries it made in memory for the customers it evaluated, and their
+        // open-item currencies, are what the store reads back.
+        let touched = sum.touched.clone().expect("an incremental run's customers");
+        let (mut made, kept) = sum.entries.clone().expect("an incremental run's entries");
+        assert!(kept.is_empty());
+        made.sort_by_key(|e| e.customer_id);
+        let mut stored = s.worklist_of(&touched).unwrap();
+        stored.sort_by_key(|e| e.customer_id);
+        assert!(!made.is_empty());
+        assert_eq!(made, stored);
+        let sorted = |m: HashMap<i64, Vec<String>>| {
+            m.into_iter()
+                .map(|(k, mut v)| {
+                    v.sort();
+                    (k, v)
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let held = sorted(res.as_ref().unwrap().open_currencies(&touched));
+        let kinds: HashSet<&String> = held.values().flatten().collect();
+        assert!(held.len() >= 3 && kinds.len() > 1, "{held:?}");
+        assert_eq!(held, sorted(s.open_currencies_of(&touched).unwrap()));
 
         // Promises judged, the next business day's full run, the outbox's call tasks.
         let later = d("2026-12-14");

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use arrears::domain::{Batch, ItemInput};
-use arrears::engine::run::{run, RunMode};
+use arrears::engine::run::{run, run_resident, RunMode, RunOptions};
 use arrears::money::Currency;
 use arrears::store::Store;
 use chrono::NaiveDate;
@@ -41,6 +41,53 @@ fn report(what: &str, items: usize, secs: f64) {
         items as f64 / secs,
         peak_rss_mib()
     );
+}
+
+/// This process's user + system CPU seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A batch halving the open amount of `n` open items (a partial payment each),
+/// picked by `round` so that rounds change other items.
+fn one_percent(store: &Store, n: usize, round: i64) -> Batch {
+    let conn = store.test_connection();
+    let mut st = conn
+        .prepare(
+            "SELECT i.source, i.external_id, c.company, c.code, i.document_no, i.document_date, i.due_date,
+                    i.original_amount, i.open_amount, i.currency
+             FROM items i JOIN customers c ON c.id = i.customer_id
+             WHERE i.status = 'open' AND i.id % 97 = ?2 LIMIT ?1",
+        )
+        .unwrap();
+    let rows = st
+        .query_map([n as i64, round], |r| {
+            let open: String = r.get(8)?;
+            let open: Decimal = open.parse().unwrap();
+            Ok(ItemInput {
+                source: r.get(0)?,
+                external_id: r.get(1)?,
+                company: r.get(2)?,
+                customer: r.get(3)?,
+                document_no: r.get(4)?,
+                document_date: r.get::<_, String>(5)?.parse().unwrap(),
+                due_date: r.get::<_, String>(6)?.parse().unwrap(),
+                original_amount: r.get::<_, String>(7)?.parse().unwrap(),
+                open_amount: (open / Decimal::TWO).round_dp(2),
+                currency: Currency::parse(&r.get::<_, String>(9)?).unwrap(),
+                hold: None,
+                original_document: None,
+            })
+        })
+        .unwrap();
+    Batch {
+        items: rows.map(Result::unwrap).collect(),
+        ..Batch::default()
+    }
 }
 
 fn main() {
@@ -105,40 +152,7 @@ fn main() {
 
     // Change 1% of the open items (a partial payment each) through the ingest path.
     let changed = items / 100;
-    let batch = {
-        let conn = store.test_connection();
-        let mut st = conn
-            .prepare(
-                "SELECT i.source, i.external_id, c.company, c.code, i.document_no, i.document_date, i.due_date,
-                        i.original_amount, i.open_amount, i.currency
-                 FROM items i JOIN customers c ON c.id = i.customer_id WHERE i.status = 'open' AND i.id % 97 = 0 LIMIT ?1",
-            )
-            .unwrap();
-        let rows = st
-            .query_map([changed as i64], |r| {
-                let open: String = r.get(8)?;
-                let open: Decimal = open.parse().unwrap();
-                Ok(ItemInput {
-                    source: r.get(0)?,
-                    external_id: r.get(1)?,
-                    company: r.get(2)?,
-                    customer: r.get(3)?,
-                    document_no: r.get(4)?,
-                    document_date: r.get::<_, String>(5)?.parse().unwrap(),
-                    due_date: r.get::<_, String>(6)?.parse().unwrap(),
-                    original_amount: r.get::<_, String>(7)?.parse().unwrap(),
-                    open_amount: (open / Decimal::TWO).round_dp(2),
-                    currency: Currency::parse(&r.get::<_, String>(9)?).unwrap(),
-                    hold: None,
-                    original_document: None,
-                })
-            })
-            .unwrap();
-        Batch {
-            items: rows.map(Result::unwrap).collect(),
-            ..Batch::default()
-        }
-    };
+    let batch = one_percent(&store, changed, 0);
     let n = batch.items.len();
     let t = Instant::now();
     store.ingest(&batch).expect("ingest");
@@ -160,6 +174,55 @@ fn main() {
         t.elapsed().as_secs_f64(),
     );
     println!("  phases (ms): {:?}", s.phases_ms);
+
+    // The daemon's way: the portfolio held in memory, a 1 % change read from the
+    // change log. Several rounds, each over other items, for medians and a profile.
+    let rounds = env_usize("ARREARS_BENCH_ROUNDS", 5);
+    let mut resident = None;
+    let t = Instant::now();
+    run_resident(
+        &mut store,
+        &rules,
+        next,
+        RunMode::Full,
+        &RunOptions::default(),
+        &mut resident,
+    )
+    .expect("run");
+    report(
+        "full run into memory (cold start)",
+        items,
+        t.elapsed().as_secs_f64(),
+    );
+    let mut took = Vec::new();
+    for round in 1..=rounds {
+        let batch = one_percent(&store, changed, round as i64);
+        store.ingest(&batch).expect("ingest");
+        let cpu = cpu_seconds();
+        let t = Instant::now();
+        let s = run_resident(
+            &mut store,
+            &rules,
+            next,
+            RunMode::Auto,
+            &RunOptions::default(),
+            &mut resident,
+        )
+        .expect("run");
+        let (wall, cpu) = (t.elapsed().as_secs_f64() * 1e3, (cpu_seconds() - cpu) * 1e3);
+        assert_eq!(s.mode, "incremental");
+        println!(
+            "  resident round {round}: {} items changed, {} customers: {wall:.0} ms (CPU {cpu:.0} ms), phases (ms) {:?}",
+            batch.items.len(),
+            s.customers_evaluated,
+            s.phases_ms
+        );
+        took.push(wall);
+    }
+    took.sort_by(f64::total_cmp);
+    if let Some(m) = took.get(took.len() / 2) {
+        println!("1 % changed, resident portfolio: median {m:.0} ms over {rounds} rounds");
+    }
     let size = std::fs::metadata(dir.path().join("bench.db"))
         .map(|m| m.len())
         .unwrap_or(0);

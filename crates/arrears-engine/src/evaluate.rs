@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::case::{self, days_between};
 use super::escalation::{self, DunItem, DunState, Outcome};
 use super::facts::Facts;
-use arrears_core::domain::{Priority, PromiseStatus};
+use arrears_core::domain::{Activity, Priority, PromiseStatus};
 use arrears_core::money::{check_bound, Money, MoneyError};
 use arrears_core::portfolio::RunInput;
 use arrears_rules::script::{
@@ -255,12 +255,12 @@ pub fn evaluate(
                 .filter(|(i, _)| i.open)
                 .map(|(i, base)| ItemData {
                     open_amount_base: *base,
-                    document_no: i.document_no.clone(),
-                    due_date: i.due_date.to_string(),
+                    document_no: i.document_no.as_str().into(),
+                    due_date: i.due_date,
                     days_overdue: days_between(i.due_date, as_of),
                     original_amount: i.original_amount,
                     open_amount: i.open_amount,
-                    currency: i.currency.to_string(),
+                    currency: i.currency,
                     disputed: i.disputed,
                     blocked: customer_hold.is_some()
                         || i.hold().is_some_and(|h| h.active_on(as_of)),
@@ -465,19 +465,22 @@ pub fn evaluate(
             }
             continue;
         }
-        let activity = existing
-            .map(|c| c.activity.clone())
-            .unwrap_or(arrears_core::domain::Activity::None);
+        let activity = existing.map_or(&Activity::None, |c| &c.activity);
         let (nad, nad_rule) = match it.promised {
             // A promise made since the last activity: follow up the day after it.
             Some(p) if activity.last_date().is_none_or(|d| p.made >= d) => {
                 (case::add_days(p.by, 1), case::NadRule::PromiseToPay)
             }
-            _ => case::nad(it.document_date, &activity, policy),
+            _ => case::nad(it.document_date, activity, policy),
         };
         let days = days_between(it.due_date, as_of);
         let (mut prio, prule) = case::priority(nad, as_of, *base, days, policy);
-        let mut prule_text = prule.describe(policy);
+        // Written out only for `explain`: a run evaluates every case of the portfolio.
+        let mut prule_text = if trace.is_some() {
+            prule.describe(policy)
+        } else {
+            String::new()
+        };
         if let Some(slot) = priority_slot {
             let v = view.get_or_insert_with(|| make_view(&f)).clone();
             let cv = CaseView {
@@ -493,11 +496,13 @@ pub fn evaluate(
             match slot.script.priority(&rules.engine, &cv, &v) {
                 Ok(Some(p)) => match Priority::parse(&p) {
                     Some(p) => {
-                        prule_text = format!(
-                            "script {} (ByDesign rule gave {})",
-                            slot.script.file,
-                            prio.as_str()
-                        );
+                        if trace.is_some() {
+                            prule_text = format!(
+                                "script {} (ByDesign rule gave {})",
+                                slot.script.file,
+                                prio.as_str()
+                            );
+                        }
                         prio = p;
                     }
                     None => script_errors.push(ScriptError {

@@ -87,6 +87,25 @@ impl Resident {
         self.inputs.iter().map(|i| i.items.len()).sum()
     }
 
+    /// The distinct currencies of each customer's open items, as
+    /// `Store::open_currencies_of` reads them (customers without any are left out).
+    pub fn open_currencies(&self, customers: &[i64]) -> HashMap<i64, Vec<String>> {
+        let mut out = HashMap::new();
+        for input in customers.iter().filter_map(|id| self.get(*id)) {
+            let mut list: Vec<String> = Vec::new();
+            for it in input.items.iter().filter(|i| i.open) {
+                let code = it.currency.to_string();
+                if !list.contains(&code) {
+                    list.push(code);
+                }
+            }
+            if !list.is_empty() {
+                out.insert(input.customer.id, list);
+            }
+        }
+        out
+    }
+
     /// Puts customers freshly loaded from the store in place of what is held for
     /// them (a write changed them since), adding new customers.
     pub fn replace(&mut self, fresh: Vec<RunInput>) {

@@ -404,16 +404,19 @@ fn is_over_budget(e: &rhai::EvalAltResult) -> bool {
         if t.clone().into_immutable_string().is_ok_and(|s| s == OVER_BUDGET))
 }
 
+/// One open item as a script sees it. Kept typed and cheap to clone: a script's
+/// `customer.items` copies every item of the customer, key accounts have thousands,
+/// and building the strings up front was most of what a score hook cost them.
 #[derive(Debug, Clone)]
 pub struct ItemData {
-    pub document_no: String,
-    pub due_date: String,
+    pub document_no: rhai::ImmutableString,
+    pub due_date: chrono::NaiveDate,
     pub days_overdue: i64,
     pub original_amount: Decimal,
     pub open_amount: Decimal,
     /// `open_amount` converted to the base currency with the rule set's rates.
     pub open_amount_base: Decimal,
-    pub currency: String,
+    pub currency: arrears_core::money::Currency,
     pub disputed: bool,
     pub blocked: bool,
 }
@@ -555,12 +558,12 @@ fn register_views(e: &mut Engine) {
         });
     e.register_type_with_name::<ItemData>("Item")
         .register_get("document_no", |i: &mut ItemData| i.document_no.clone())
-        .register_get("due_date", |i: &mut ItemData| i.due_date.clone())
+        .register_get("due_date", |i: &mut ItemData| i.due_date.to_string())
         .register_get("days_overdue", |i: &mut ItemData| i.days_overdue)
         .register_get("original_amount", |i: &mut ItemData| i.original_amount)
         .register_get("open_amount", |i: &mut ItemData| i.open_amount)
         .register_get("open_amount_base", |i: &mut ItemData| i.open_amount_base)
-        .register_get("currency", |i: &mut ItemData| i.currency.clone())
+        .register_get("currency", |i: &mut ItemData| i.currency.to_string())
         .register_get("disputed", |i: &mut ItemData| i.disputed)
         .register_get("blocked", |i: &mut ItemData| i.blocked);
     e.register_type_with_name::<PromiseData>("Promise")
@@ -612,12 +615,12 @@ mod tests {
             credit_limit: None,
             items: vec![ItemData {
                 document_no: "INV-1".into(),
-                due_date: "2026-10-01".into(),
+                due_date: "2026-10-01".parse().unwrap(),
                 days_overdue: 53,
                 original_amount: dec!(100.10),
                 open_amount: dec!(0.10),
                 open_amount_base: dec!(0.10),
-                currency: "EUR".into(),
+                currency: arrears_core::money::Currency::parse("EUR").unwrap(),
                 disputed: false,
                 blocked: false,
             }],

@@ -201,6 +201,14 @@ async fn run_once(
                 &mut resident,
             )
             .map_err(|e| e.to_string())?;
+            // A patch of a view that serves currency filters needs the touched
+            // customers' open-item currencies: from memory, like the entries.
+            let currencies = match (&sum.touched, resident.as_ref()) {
+                (Some(touched), Some(r)) if before.has_currencies() => {
+                    Some(r.open_currencies(touched))
+                }
+                _ => None,
+            };
             drop(resident);
             // Watchers and pages see the new worklists before the KPI pass, which takes
             // longer than the view at a million items.
@@ -210,6 +218,11 @@ async fn run_once(
             // over, made from the portfolio in memory, and only the entries of customers
             // it could not evaluate are kept from the view before.
             let view = match (&sum.touched, &sum.entries) {
+                (Some(touched), Some((entries, kept)))
+                    if current && (currencies.is_some() || !before.has_currencies()) =>
+                {
+                    Ok(before.patched_with(touched, entries, kept, currencies))
+                }
                 (Some(touched), _) if current => before.patched(&store, touched),
                 (None, Some((entries, kept))) if current || kept.is_empty() => {
                     Ok(super::WorklistView::from_run(entries, kept, &before))

@@ -219,6 +219,53 @@ impl WorklistView {
         Ok(v)
     }
 
+    /// [`WorklistView::patched`] with the touched customers' entries as the run made
+    /// them in memory: `entries` those it listed, `kept` the customers it could not
+    /// evaluate (their entries stay as this view holds them), and `currencies` the
+    /// touched customers' open-item currencies, needed only once a currency filter
+    /// has loaded them ([`WorklistView::has_currencies`]). Reading the entries back
+    /// from the store was 140 ms of a 1 % change at a million items.
+    pub fn patched_with(
+        &self,
+        touched: &[i64],
+        entries: &[WorklistEntry],
+        kept: &[i64],
+        currencies: Option<HashMap<i64, Vec<String>>>,
+    ) -> WorklistView {
+        let mut v = WorklistView {
+            currencies: OnceLock::new(),
+            ..self.clone()
+        };
+        for id in touched {
+            v.remove(*id);
+        }
+        for e in entries {
+            v.insert(Arc::new(e.clone()));
+        }
+        for id in kept {
+            if let Some(e) = self.by_customer.get(id).and_then(|p| self.all.get(p)) {
+                v.insert(e.clone());
+            }
+        }
+        v.generation = next_generation();
+        v.patch_of = Some((self.generation, Arc::new(touched.iter().copied().collect())));
+        if let (Some(old), Some(fresh)) = (self.currencies.get(), currencies) {
+            let mut map = old.clone();
+            for id in touched {
+                map.remove(id);
+            }
+            map.extend(fresh);
+            let _ = v.currencies.set(map);
+        }
+        v
+    }
+
+    /// Whether a currency filter has loaded the open-item currencies, which a
+    /// patch must then keep up to date.
+    pub fn has_currencies(&self) -> bool {
+        self.currencies.get().is_some()
+    }
+
     fn insert(&mut self, e: Arc<WorklistEntry>) {
         let pos = Pos::of(&e);
         if let Some(old) = self.by_customer.insert(e.customer_id, pos) {
@@ -636,12 +683,22 @@ mod tests {
         let patched = view.patched(&store, &touched).unwrap();
         let fresh = WorklistView::load(&store).unwrap();
         fresh.load_currencies(&store).unwrap();
+        // The same patch from entries and currencies a run made in memory.
+        let from_run = view.patched_with(
+            &touched,
+            &store.worklist_of(&touched).unwrap(),
+            &[],
+            Some(store.open_currencies_of(&touched).unwrap()),
+        );
 
         let plain = |v: &WorklistView| -> Vec<WorklistEntry> {
             v.entries().map(|e| (**e).clone()).collect()
         };
         assert_eq!(plain(&patched), plain(&fresh));
         assert_eq!(patched.currencies.get(), fresh.currencies.get());
+        assert_eq!(plain(&from_run), plain(&fresh));
+        assert_eq!(from_run.currencies.get(), fresh.currencies.get());
+        assert_eq!(from_run.loads, fresh.loads);
 
         // A stream's list over the patched view, derived from its list over the
         // view before, is the list a rebuild makes; entries of customers the patch
