@@ -1553,3 +1553,49 @@ async fn an_api_write_costs_one_run_even_when_the_poller_sees_its_commit() {
         "one run per write, none for the poller"
     );
 }
+
+/// Another process's commit wakes the daemon as it lands in the database's log:
+/// with an hour between polls, only that can bring the change to the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_commit_reaches_the_stream_without_waiting_for_the_poll() {
+    let dir = Daemon::prepare();
+    let cfg = dir.path().join("arrears.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("store_poll: 100ms"));
+    std::fs::write(&cfg, text.replace("store_poll: 100ms", "store_poll: 1h")).unwrap();
+    let csv = dir.path().join("items.csv");
+    let header = "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,open_amount,currency\n";
+    let line = |open: &str| {
+        format!(
+            "item,p1,ACME_DE,P1,Poll One GmbH,INV-P1,2026-08-01,2026-09-01,4000.00,{open},EUR\n"
+        )
+    };
+    std::fs::write(&csv, format!("{header}{}", line("4000.00"))).unwrap();
+    arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let d = Daemon::start(dir);
+    let ch = d.channel().await;
+    let mut wl = pb::worklists_client::WorklistsClient::with_interceptor(ch, with_token(SUP));
+    let mut stream = wl
+        .watch_worklist(pb::WatchWorklistRequest {
+            scope: group("general"),
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = wait_for(&mut stream, |m| {
+        m.upserted.iter().any(|e| e.customer == "ACME_DE/P1")
+    })
+    .await;
+    let p1 = first
+        .upserted
+        .iter()
+        .find(|e| e.customer == "ACME_DE/P1")
+        .unwrap()
+        .customer_id;
+
+    std::fs::write(&csv, format!("{header}{}", line("0"))).unwrap();
+    arrears(d.dir.path(), &["import", "csv", csv.to_str().unwrap()]);
+    let m = wait_for(&mut stream, |m| m.removed.contains(&p1)).await;
+    assert!(m.cause.contains("changed in the store"), "{}", m.cause);
+}

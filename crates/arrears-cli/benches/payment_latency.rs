@@ -13,7 +13,8 @@
 //! `cargo bench -p arrears --bench payment_latency`; sizes and count from
 //! ARREARS_BENCH_CUSTOMERS, ARREARS_BENCH_ITEMS, ARREARS_BENCH_PAYMENTS; the days of
 //! full runs after them from ARREARS_BENCH_DAYS; the daemon's outbox interval from
-//! ARREARS_BENCH_OUTBOX_EVERY (default 60s; 0s turns it off); its log filter from
+//! ARREARS_BENCH_OUTBOX_EVERY (default 60s; 0s turns it off); its store poll from
+//! ARREARS_BENCH_POLL (default 5ms); its log filter from
 //! ARREARS_BENCH_LOG (e.g. `arrears_server::runner=debug` for where a run's time goes).
 
 use std::io::{BufRead, BufReader};
@@ -165,9 +166,12 @@ fn main() {
     // `--as-of`, the call tasks each day's outbox pass creates mark customers
     // changed, and the run they cause is for the daemon's own date, not the day's.
     let outbox_every = std::env::var("ARREARS_BENCH_OUTBOX_EVERY").unwrap_or_else(|_| "60s".into());
+    // The daemon wakes on the database log's writes; the poll is the fallback.
+    // ARREARS_BENCH_POLL=1s measures with the default.
+    let poll = std::env::var("ARREARS_BENCH_POLL").unwrap_or_else(|_| "5ms".into());
     std::fs::write(
         &cfg,
-        format!("serve:\n  run_every: 0s\n  store_poll: 5ms\n  outbox_every: {outbox_every}\n"),
+        format!("serve:\n  run_every: 0s\n  store_poll: {poll}\n  outbox_every: {outbox_every}\n"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))

@@ -242,23 +242,28 @@ impl Shared {
 
     /// Runs `f` on the writer connection, then asks the runner to bring worklists up
     /// to date (an incremental run) and tell watchers, naming `cause`. The request is
-    /// for the change `f` committed: the store poller sees the same commit, and
-    /// whichever of the two reaches the runner second finds it loaded already.
+    /// for the change `f` committed: the store poller sees the same commit and asks
+    /// too, and the second request to reach the runner finds it loaded already. This
+    /// one is sent before the writer is let go, and the poller looks only while
+    /// holding the writer, so watchers hear `cause`, not the poller's "changed in
+    /// the store".
     pub async fn write<T: Send + 'static>(
         self: &Arc<Self>,
         cause: String,
         f: impl FnOnce(&mut Store, &RuleSet) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
         let me = self.clone();
-        let out = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
             let rules = me.rules();
-            f(&mut store, &rules.set)
+            let out = f(&mut store, &rules.set);
+            if out.is_ok() {
+                me.request_run(RunRequest::pending(cause));
+            }
+            out
         })
         .await
-        .map_err(|e| Status::internal(format!("worker failed: {e}")))??;
-        self.request_run(RunRequest::pending(cause));
-        Ok(out)
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
     }
 
     pub fn request_run(&self, r: RunRequest) {

@@ -311,27 +311,53 @@ pub async fn poll_store(shared: Arc<Shared>) {
             return;
         }
     };
+    // Other processes' commits wake the poller as they land in the write-ahead log,
+    // instead of waiting for the next tick (by default a second); the tick stays for
+    // file systems that do not report changes.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _watch = match watch_wal(&shared.db, wake.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "not watching the database file; polling only");
+            None
+        }
+    };
     let mut asked: Option<i64> = None;
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wake.notified() => {}
+        }
         let c = conn.clone();
+        let last = asked;
+        let me = shared.clone();
         let seen = tokio::task::spawn_blocking(move || {
+            // Holding the writer (see `Shared::write`): a write made through the
+            // daemon has asked for its run by the time this can see its commit.
+            let _writer = me.writer.lock().unwrap_or_else(|p| p.into_inner());
             let s = c.lock().unwrap_or_else(|p| p.into_inner());
-            Ok::<_, arrears_store::StoreError>((s.changes_pending()?, s.dirty_count()?))
+            // Counting the changed customers scans them all: only for a new change.
+            match s.changes_pending()? {
+                Some(seq) if last != Some(seq) => Ok(Some((seq, s.dirty_count()?))),
+                _ => Ok::<_, arrears_store::StoreError>(None),
+            }
         })
         .await;
         match seen {
-            Ok(Ok((Some(seq), dirty))) if asked != Some(seq) => {
+            Ok(Ok(Some((seq, dirty)))) => {
                 asked = Some(seq);
                 shared.request_run(RunRequest::pending(format!(
                     "{dirty} customer(s) changed in the store"
                 )));
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "store poller"),
             Err(e) => tracing::warn!(error = %e, "store poller failed"),
         }
+        // A long write (a full run, a big import) reports every page it writes: one
+        // look per millisecond at most.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         if let Ok(meta) = std::fs::metadata(&shared.db) {
             let wal = std::fs::metadata(shared.db.with_extension("db-wal"))
                 .map(|m| m.len())
@@ -339,6 +365,36 @@ pub async fn poll_store(shared: Arc<Shared>) {
             ::metrics::gauge!("arrears_store_size_bytes").set((meta.len() + wal) as f64);
         }
     }
+}
+
+/// Wakes `wake` whenever the database's write-ahead log is written to: by another
+/// process's commit as by the daemon's own (the poller then finds nothing new). The
+/// folder is watched, not the file, because SQLite may create the log again.
+fn watch_wal(
+    db: &std::path::Path,
+    wake: Arc<tokio::sync::Notify>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, Watcher};
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push("-wal");
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if matches!(ev.kind, EventKind::Modify(_) | EventKind::Create(_))
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                wake.notify_one();
+            }
+        }
+    })?;
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
 }
 
 /// Watches the rules folder; a change reloads it once the folder has been quiet for
