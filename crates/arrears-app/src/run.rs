@@ -177,6 +177,24 @@ pub struct RunOptions<'a> {
     /// Report the whole portfolio's totals in [`Summary::portfolio`].
     pub totals: bool,
     pub loads: Option<&'a dyn KnownLoads>,
+    /// Told what a run from the resident portfolio decided before it is written:
+    /// the daemon shows it to collectors while the store catches up. If the write
+    /// then fails, the store keeps what it had and the run reports the error.
+    pub decided: Option<&'a dyn Fn(&Decided)>,
+}
+
+/// What a run decided, before it is written (see [`RunOptions::decided`]).
+pub struct Decided<'a> {
+    /// The customers whose worklist entries may change; `None` for a full run.
+    pub touched: Option<&'a [i64]>,
+    /// The worklist entries of the customers evaluated, as the store will read them.
+    pub entries: &'a [WorklistEntry],
+    /// Customers that could not be evaluated: their entries stay as they were.
+    pub kept: &'a [i64],
+    /// Escalation steps decided (the outbox has work once they are written).
+    pub escalations: u64,
+    /// The portfolio the run read, as it was before the run.
+    pub resident: &'a Resident,
 }
 
 /// [`run`] with [`RunOptions`].
@@ -222,7 +240,7 @@ pub fn run_on<S: PortfolioStore + ?Sized>(
         mode,
         &RunOptions {
             totals: true,
-            loads: None,
+            ..RunOptions::default()
         },
         None,
     )
@@ -507,6 +525,32 @@ fn run_with<S: PortfolioStore + ?Sized>(
 
     laps.lap("balance");
     let (all_states, all_worklist) = keep_changed_rows(&mut out, &inputs, as_of, !incremental);
+    if incremental {
+        let mut touched: Vec<i64> = out.processed.iter().map(|(id, _)| *id).collect();
+        touched.extend(out.kept.iter().copied());
+        touched.extend(out.worklist.iter().map(|w| w.customer_id));
+        touched.sort_unstable();
+        touched.dedup();
+        sum.touched = Some(touched);
+    }
+    // The entries as the store will read them back, made from the portfolio held
+    // (the run changes none of what they show but the run's own results): the
+    // daemon's view takes them instead of reading them back, before the write when
+    // it asked to.
+    let mut entries = None;
+    if let Some(r) = held {
+        let made = worklist_entries(r, &all_states, &all_worklist, as_of);
+        if let Some(f) = options.decided {
+            f(&Decided {
+                touched: sum.touched.as_deref(),
+                entries: &made,
+                kept: &out.kept,
+                escalations: sum.escalations,
+                resident: r,
+            });
+        }
+        entries = Some(made);
+    }
     sum.phases_ms = laps.phases.clone();
     let json = serde_json::to_string(&sum).unwrap_or_default();
     let (run_id, new_case_ids) =
@@ -522,24 +566,13 @@ fn run_with<S: PortfolioStore + ?Sized>(
                 *slot = Some(r);
             }
         }
-        // Both kinds of run: the daemon's view takes the entries from here instead
-        // of reading them back from the store.
-        if let Some(r) = slot.as_ref() {
-            sum.entries = Some((
-                worklist_entries(r, &all_states, &all_worklist, as_of),
-                out.kept.clone(),
-            ));
+        // A cold start made the portfolio only now.
+        if let (None, Some(r)) = (&entries, slot.as_ref()) {
+            entries = Some(worklist_entries(r, &all_states, &all_worklist, as_of));
         }
+        sum.entries = entries.map(|e| (e, out.kept.clone()));
     }
     laps.lap("write");
-    if incremental {
-        let mut touched: Vec<i64> = out.processed.iter().map(|(id, _)| *id).collect();
-        touched.extend(out.kept.iter().copied());
-        touched.extend(out.worklist.iter().map(|w| w.customer_id));
-        touched.sort_unstable();
-        touched.dedup();
-        sum.touched = Some(touched);
-    }
     if options.totals {
         sum.portfolio = store.portfolio()?;
     }
@@ -1162,9 +1195,33 @@ mod tests {
         s.open_dispute(cases[1], "price", day, "t").unwrap();
         s.resubmit(c0, d("2026-12-01"), "call back", "t").unwrap();
         s.add_hold(c1, "legal", None, day).unwrap();
-        let sum = run_resident(&mut s, &r, day, RunMode::Auto, &opts, &mut res).unwrap();
+        // The daemon is told what the run decided before it is written: the entries
+        // the summary carries afterwards, while the store still holds the run before.
+        let earlier = s.last_run().unwrap().map(|l| l.0);
+        let reader = Store::open(&dir.path().join("a.db")).unwrap();
+        // (the latest run the store holds then, the entries, the customers touched)
+        type Told = (Option<i64>, Vec<WorklistEntry>, Option<Vec<i64>>);
+        let told: std::cell::RefCell<Vec<Told>> = Default::default();
+        let tell = |d: &Decided| {
+            told.borrow_mut().push((
+                reader.last_run().unwrap().map(|l| l.0),
+                d.entries.to_vec(),
+                d.touched.map(<[i64]>::to_vec),
+            ))
+        };
+        let hooked = RunOptions {
+            decided: Some(&tell),
+            ..opts
+        };
+        let sum = run_resident(&mut s, &r, day, RunMode::Auto, &hooked, &mut res).unwrap();
         assert_eq!(sum.mode, "incremental");
         assert!(sum.customers_evaluated >= 4, "{}", sum.customers_evaluated);
+        let told = told.into_inner();
+        assert_eq!(told.len(), 1, "told once");
+        assert_eq!(told[0].0, earlier, "before the write");
+        assert_ne!(Some(sum.run_id), earlier);
+        assert_eq!(Some(&told[0].1), sum.entries.as_ref().map(|e| &e.0));
+        assert_eq!(told[0].2, sum.touched);
         check(&s, &res, "after payments, invoices, a promise, a dispute");
         // The entries it made in memory for the customers it evaluated, and their
         // open-item currencies, are what the store reads back.
@@ -1447,8 +1504,8 @@ mod tests {
         let (_b, mut stale, first) = it.next().unwrap();
         let claimed = claim(Some(first - 1));
         let opts = RunOptions {
-            totals: false,
             loads: Some(&claimed),
+            ..RunOptions::default()
         };
         run_with_options(&mut stale, &r, d("2026-11-20"), RunMode::Incremental, &opts).unwrap();
         assert_eq!(collectors(&stale), expected, "stale loads are not used");
@@ -1456,8 +1513,8 @@ mod tests {
         let (_c, mut current, first) = it.next().unwrap();
         let claimed = claim(Some(first));
         let opts = RunOptions {
-            totals: false,
             loads: Some(&claimed),
+            ..RunOptions::default()
         };
         run_with_options(
             &mut current,

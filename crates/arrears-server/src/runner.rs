@@ -1,6 +1,7 @@
 //! The runner owns portfolio runs; the scheduler, the store poller and the rules
 //! watcher feed it requests.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
-use arrears_app::run::{run_resident, KnownLoads, RunMode, RunOptions, Summary};
+use arrears_app::run::{run_resident, Decided, KnownLoads, RunMode, RunOptions, Summary};
 
 pub struct RunRequest {
     pub mode: RunMode,
@@ -188,8 +189,36 @@ async fn run_once(
                         .last_run()
                         .map_err(|e| e.to_string())?
                         .map(|(id, _, _)| id);
+            // Collectors see what a run from the portfolio in memory decided while it
+            // is written (a tenth of a second for a 1 % change at a million items).
+            // An incremental run changed the entries of the customers it touched
+            // only: the view keeps the rest. A full run may have moved every entry;
+            // only those of customers it could not evaluate are kept from the view
+            // before.
+            let shown: RefCell<Option<Arc<super::WorklistView>>> = RefCell::new(None);
+            let show = |d: &Decided| {
+                let view = match d.touched {
+                    Some(touched) if current => before.patched_with(
+                        touched,
+                        d.entries,
+                        d.kept,
+                        before
+                            .has_currencies()
+                            .then(|| d.resident.open_currencies(touched)),
+                    ),
+                    None if current || d.kept.is_empty() => {
+                        super::WorklistView::from_run(d.entries, d.kept, &before)
+                    }
+                    _ => return,
+                };
+                let view = Arc::new(view);
+                me.worklist.store(view.clone());
+                // No steps yet for the outbox: they are not written.
+                me.publish(cause.clone(), 0);
+                *shown.borrow_mut() = Some(view);
+            };
             let mut resident = me.resident.lock().unwrap_or_else(|p| p.into_inner());
-            let sum = run_resident(
+            let ran = run_resident(
                 &mut store,
                 &loaded.set,
                 as_of,
@@ -197,34 +226,43 @@ async fn run_once(
                 &RunOptions {
                     totals,
                     loads: Some(before.as_ref()),
+                    decided: Some(&show),
                 },
                 &mut resident,
-            )
-            .map_err(|e| e.to_string())?;
-            // A patch of a view that serves currency filters needs the touched
-            // customers' open-item currencies: from memory, like the entries.
+            );
+            let shown = shown.into_inner();
+            let sum = match ran {
+                Ok(sum) => sum,
+                Err(e) => {
+                    if shown.is_some() {
+                        // What was shown was not written: back to what the store holds.
+                        if let Ok(v) = super::WorklistView::load(&store) {
+                            me.worklist.store(Arc::new(v));
+                            me.publish(format!("{cause}; not saved: {e}"), 0);
+                        }
+                    }
+                    return Err(e.to_string());
+                }
+            };
+            // A view not shown yet (a cold start, a stale view) is made now; one
+            // that serves currency filters needs the touched customers' open-item
+            // currencies, from memory like the entries.
             let currencies = match (&sum.touched, resident.as_ref()) {
-                (Some(touched), Some(r)) if before.has_currencies() => {
+                (Some(touched), Some(r)) if shown.is_none() && before.has_currencies() => {
                     Some(r.open_currencies(touched))
                 }
                 _ => None,
             };
             drop(resident);
-            // Watchers and pages see the new worklists before the KPI pass, which takes
-            // longer than the view at a million items.
-            // An incremental run rewrote the entries of the customers it touched only:
-            // the view keeps the rest and reads theirs, milliseconds instead of a second
-            // at a million items. A full run may have moved every entry: it hands them
-            // over, made from the portfolio in memory, and only the entries of customers
-            // it could not evaluate are kept from the view before.
-            let view = match (&sum.touched, &sum.entries) {
-                (Some(touched), Some((entries, kept)))
+            let view = match (&shown, &sum.touched, &sum.entries) {
+                (Some(v), _, _) => Ok((**v).clone()),
+                (None, Some(touched), Some((entries, kept)))
                     if current && (currencies.is_some() || !before.has_currencies()) =>
                 {
                     Ok(before.patched_with(touched, entries, kept, currencies))
                 }
-                (Some(touched), _) if current => before.patched(&store, touched),
-                (None, Some((entries, kept))) if current || kept.is_empty() => {
+                (None, Some(touched), _) if current => before.patched(&store, touched),
+                (None, None, Some((entries, kept))) if current || kept.is_empty() => {
                     Ok(super::WorklistView::from_run(entries, kept, &before))
                 }
                 _ => super::WorklistView::load(&store),
@@ -240,7 +278,11 @@ async fn run_once(
                 view_ms = (settled.elapsed().as_millis() as u64).saturating_sub(sum.duration_ms),
                 "run phases"
             );
-            me.publish(cause, sum.escalations);
+            // Watchers heard of a view shown before the write already; the outbox
+            // hears of the steps now that they are written.
+            if shown.is_none() || sum.escalations > 0 {
+                me.publish(cause, sum.escalations);
+            }
             *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
             me.kpi_due.notify_one();
             Ok::<_, String>(sum)
