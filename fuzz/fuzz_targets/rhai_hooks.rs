@@ -22,12 +22,12 @@ fn setup() -> &'static (Engine, tempfile::TempDir, CustomerView, CaseView) {
         let amount = Decimal::new(123_450, 2);
         let item = ItemData {
             document_no: "INV-1".into(),
-            due_date: "2026-10-01".into(),
+            due_date: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
             days_overdue: 53,
             original_amount: amount,
             open_amount: amount,
             open_amount_base: amount,
-            currency: "EUR".into(),
+            currency: Currency::parse("EUR").unwrap(),
             disputed: false,
             blocked: false,
         };

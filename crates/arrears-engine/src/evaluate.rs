@@ -465,7 +465,7 @@ pub fn evaluate(
             }
             continue;
         }
-        let activity = existing.map_or(&Activity::None, |c| &c.activity);
+        let activity = existing.map_or(&Activity::None, |c| c.activity());
         let (nad, nad_rule) = match it.promised {
             // A promise made since the last activity: follow up the day after it.
             Some(p) if activity.last_date().is_none_or(|d| p.made >= d) => {

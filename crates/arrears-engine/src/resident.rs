@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrears_core::domain::Activity;
 #[cfg(test)]
 use arrears_core::portfolio::ItemRare;
 use arrears_core::portfolio::{CaseRow, ItemRow, RunInput, RunOutput, StoredState};
@@ -169,7 +168,7 @@ impl Resident {
                     nad: c.nad,
                     priority: c.priority,
                     assigned_to: None,
-                    activity: Activity::None,
+                    activity: None,
                     external_ref: c.external_ref.clone(),
                 },
             );
@@ -326,7 +325,7 @@ mod tests {
                 nad: d("2026-10-05"),
                 priority: Priority::Low,
                 assigned_to: Some("chen".into()),
-                activity: Activity::None,
+                activity: None,
                 external_ref: None,
             }),
         }

@@ -135,8 +135,10 @@ pub struct WorklistView {
     /// run balances the changed customers against, less their own entries. Kept
     /// by difference as entries come and go.
     loads: HashMap<(String, String), (i64, Decimal)>,
-    /// The run that wrote these entries, once the daemon knows it.
-    run_id: Option<i64>,
+    /// The run that wrote these entries, once the daemon knows it: a view is shown
+    /// before its run is written (see the runner) and tagged in place afterwards,
+    /// so streams and caches keep recognising it.
+    run_id: OnceLock<i64>,
     /// Which view this is (unique in the process), and, for a patched view, the
     /// view it was patched from and the customers whose entries may differ from
     /// it: streams then redo only those customers' entries.
@@ -159,7 +161,7 @@ impl WorklistView {
         let run_id = store.last_run()?.map(|(id, _, _)| id);
         let mut v = WorklistView {
             generation: next_generation(),
-            run_id,
+            run_id: run_id.map(OnceLock::from).unwrap_or_default(),
             ..WorklistView::default()
         };
         for e in store.worklist_all()? {
@@ -234,6 +236,7 @@ impl WorklistView {
     ) -> WorklistView {
         let mut v = WorklistView {
             currencies: OnceLock::new(),
+            run_id: OnceLock::new(),
             ..self.clone()
         };
         for id in touched {
@@ -341,8 +344,13 @@ impl WorklistView {
 
     /// Tags the view with the run that wrote its entries (see [`KnownLoads`]).
     pub fn with_run(mut self, run_id: i64) -> WorklistView {
-        self.run_id = Some(run_id);
+        self.run_id = OnceLock::from(run_id);
         self
+    }
+
+    /// [`WorklistView::with_run`] for a view already shown; a no-op on one tagged.
+    pub fn tag_run(&self, run_id: i64) {
+        let _ = self.run_id.set(run_id);
     }
 
     pub fn len(&self) -> usize {
@@ -464,7 +472,7 @@ impl WorklistView {
 
 impl KnownLoads for WorklistView {
     fn run_id(&self) -> Option<i64> {
-        self.run_id
+        self.run_id.get().copied()
     }
 
     fn loads_outside(&self, skip: &HashSet<i64>) -> Vec<(String, String, i64, Decimal)> {

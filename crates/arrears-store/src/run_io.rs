@@ -395,7 +395,7 @@ impl Store {
                     nad: date("nad", txt(r, 13)?)?,
                     priority: Priority::from_i64(r.get(14)?),
                     assigned_to: r.get(15)?,
-                    activity: read_activity(r, 16)?,
+                    activity: CaseRow::boxed_activity(read_activity(r, 16)?),
                     external_ref: r.get(23)?,
                 }),
                 None => None,
