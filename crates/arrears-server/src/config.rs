@@ -48,7 +48,9 @@ pub struct ServeConfig {
     /// Fixed business date instead of the local date (demos, tests, back-dated reruns).
     pub as_of: Option<chrono::NaiveDate>,
     /// How often the daemon looks for changes other processes wrote to the store
-    /// (imports, connectors); a change triggers an incremental run.
+    /// (imports, connectors); a change triggers an incremental run. On Linux it
+    /// also looks whenever the database's write-ahead log is written to, so this is
+    /// the fallback; `0s` turns both off.
     #[serde(with = "humantime_serde_compat")]
     pub store_poll: std::time::Duration,
     /// Quiet time after the last change in the rules folder before it is reloaded.
