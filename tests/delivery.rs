@@ -717,11 +717,11 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
     let csv = cli.dir.path().join("items.csv");
     std::fs::write(
         &csv,
-        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency\n\
-         item,a1,ACME_DE,C1,Weber GmbH,INV-A1,2026-09-20,2026-10-20,500.00,EUR\n\
-         item,a2,ACME_DE,C1,Weber GmbH,INV-A2,2026-09-21,2026-10-21,250.00,EUR\n\
-         item,b1,ACME_DE,C2,Bounce AG,INV-B1,2026-09-20,2026-10-20,900.00,EUR\n\
-         item,c1,ACME_DE,C3,Papier KG,INV-C1,2026-09-20,2026-10-20,300.00,EUR\n",
+        "kind,external_id,company,customer,customer_name,document_no,document_date,due_date,amount,currency,country\n\
+         item,a1,ACME_DE,C1,Weber GmbH,INV-A1,2026-09-20,2026-10-20,500.00,EUR,DE\n\
+         item,a2,ACME_DE,C1,Weber GmbH,INV-A2,2026-09-21,2026-10-21,250.00,EUR,DE\n\
+         item,b1,ACME_DE,C2,Bounce AG,INV-B1,2026-09-20,2026-10-20,900.00,EUR,DE\n\
+         item,c1,ACME_DE,C3,Papier KG,INV-C1,2026-09-20,2026-10-20,300.00,EUR,DE\n",
     )
     .unwrap();
     cli.ok(&["import", "csv", csv.to_str().unwrap()]);
@@ -732,15 +732,22 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
         "--email",
         "buchhaltung@weber.example",
     ]);
+    // C2 and C3 have postal addresses, so their letters can go.
     cli.ok(&[
         "customer",
         "contact",
         "ACME_DE/C2",
         "--email",
         "bounce@bounce.example",
+        "--street",
+        "Ringstr. 4",
+        "--postal-code",
+        "50667",
+        "--city",
+        "Köln",
     ]);
-    // C3 has an address but opted out of e-mail: it is never used.
-    cli.ok(&[
+    // C3 opted out of e-mail: it is never used.
+    let out = cli.ok(&[
         "customer",
         "contact",
         "ACME_DE/C3",
@@ -748,7 +755,19 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
         "info@papier.example",
         "--opt-out",
         "email",
+        "--address",
+        "z. Hd. Buchhaltung",
+        "--street",
+        "Mühlweg 12",
+        "--postal-code",
+        "80331",
+        "--city",
+        "München",
     ]);
+    assert!(
+        out.contains("letters to: Papier KG, z. Hd. Buchhaltung, Mühlweg 12, 80331 München, DE"),
+        "{out}"
+    );
 
     // 10 days overdue (7 + 3 tolerance): the first reminder, both invoices in one e-mail.
     let s = cli.day("2026-10-30");
@@ -768,6 +787,16 @@ fn an_escalation_sequence_goes_out_by_real_email_with_resends_fallbacks_and_the_
         cli.count("SELECT COUNT(*) FROM documents WHERE kind = 'letter'"),
         2
     );
+    let to: String = cli
+        .db()
+        .query_row(
+            "SELECT m.recipient FROM messages m JOIN customers c ON c.id = m.customer_id
+             WHERE c.code = 'C2' AND m.channel = 'letter'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(to, "Bounce AG\nRingstr. 4\n50667 Köln\nDE");
     assert_eq!(
         cli.count(
             "SELECT COUNT(*) FROM customer_events WHERE kind = 'First payment reminder sent'"

@@ -115,10 +115,8 @@ fn recipient(p: &ContactProfile, channel: &str) -> Option<String> {
         "email" => p.email.clone(),
         "sms" => p.phone.clone(),
         "portal" => Some(format!("{}/{}", p.company, p.code)),
-        "letter" => Some(match &p.address {
-            Some(a) => format!("{}\n{a}", p.name),
-            None => p.name.clone(),
-        }),
+        // A letter needs an address the post can deliver to: never the bare name.
+        "letter" => p.postal_address(),
         _ => None,
     };
     v.filter(|s| !s.trim().is_empty())
@@ -268,7 +266,12 @@ fn compose_until<S: OutboxStore + CaseStore>(
                 country: p.country.clone(),
                 email: p.email.clone(),
                 phone: p.phone.clone(),
-                address: p.address.clone(),
+                // The whole address block when it is complete (what the letter is
+                // sent to), else whatever free text is on file.
+                address: p
+                    .postal_address()
+                    .and_then(|a| a.split_once('\n').map(|(_, rest)| rest.to_string()))
+                    .or_else(|| p.address.clone()),
             },
             company: company(rules, &p),
             level: Some(templates::Level {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::cases::Caller;
 use super::AppError;
-use arrears_store::{AuditLog, CaseStore, ContactProfile, ReachLookup};
+use arrears_store::{AuditLog, CaseStore, ContactProfile, ContactUpdate, ReachLookup};
 
 /// Puts the customer back on the worklist on `on` (until then, the next activity
 /// waits), for `reason`; `made` is the business date the resubmission was agreed on.
@@ -41,7 +41,11 @@ pub fn resubmit<S: CaseStore + ReachLookup + AuditLog>(
 pub struct ContactChange {
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// Free text above the street (c/o, building).
     pub address: Option<String>,
+    pub street: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
     pub do_not_contact: Option<bool>,
     /// The channels the customer refused; `Some(vec![])` clears them.
     pub opt_outs: Option<Vec<String>>,
@@ -50,6 +54,7 @@ pub struct ContactChange {
 fn contact_json(p: &ContactProfile) -> serde_json::Value {
     json!({
         "email": p.email, "phone": p.phone, "address": p.address,
+        "street": p.street, "postal_code": p.postal_code, "city": p.city,
         "do_not_contact": p.do_not_contact, "opt_outs": p.opt_outs,
     })
 }
@@ -77,11 +82,16 @@ pub fn set_contact<S: CaseStore + ReachLookup + AuditLog>(
         let before = contact_json(&st.contact_profile(id)?);
         let p = st.set_contact_preferences(
             id,
-            change.email.as_deref(),
-            change.phone.as_deref(),
-            change.address.as_deref(),
-            change.do_not_contact,
-            change.opt_outs.as_deref(),
+            &ContactUpdate {
+                email: change.email.as_deref(),
+                phone: change.phone.as_deref(),
+                address: change.address.as_deref(),
+                street: change.street.as_deref(),
+                postal_code: change.postal_code.as_deref(),
+                city: change.city.as_deref(),
+                do_not_contact: change.do_not_contact,
+                opt_outs: change.opt_outs.as_deref(),
+            },
         )?;
         let after = contact_json(&p);
         Ok((p, before, after))

@@ -677,7 +677,9 @@ mod tests {
 
     /// The whole chain: runs decide the final notice, the outbox delivers it (a letter
     /// stored for printing), and only after the waiting period the bureau lists the
-    /// item; before the outbox ran, the decided-but-unsent notice lists nothing.
+    /// item; before the outbox ran, the decided-but-unsent notice lists nothing. A
+    /// debtor without a postal address gets the same notice decided, but its letter
+    /// cannot go: it is never listed.
     #[test]
     fn a_listing_follows_a_delivered_final_notice_after_the_wait() {
         let rules = arrears_test_support::shipped_rules();
@@ -698,10 +700,39 @@ mod tests {
             hold: None,
             original_document: None,
         };
+        let n2 = ItemInput {
+            external_id: "n2".into(),
+            customer: "N2".into(),
+            document_no: "INV-N2".into(),
+            ..n1.clone()
+        };
+        let customer = |code: &str| CustomerInfo {
+            company: "ACME_DE".into(),
+            code: code.into(),
+            name: format!("Nord {code} GmbH"),
+            country: "DE".into(),
+            email: None,
+            phone: None,
+            language: None,
+            timezone: None,
+            credit_limit: None,
+        };
         s.ingest(&Batch {
-            items: vec![n1.clone()],
+            customers: vec![customer("N1"), customer("N2")],
+            items: vec![n1.clone(), n2],
             ..Batch::default()
         })
+        .unwrap();
+        let n1_id = s.customer_id("ACME_DE/N1").unwrap();
+        s.set_contact_preferences(
+            n1_id,
+            &arrears_store::ContactUpdate {
+                street: Some("Hafenstr. 1"),
+                postal_code: Some("20457"),
+                city: Some("Hamburg"),
+                ..Default::default()
+            },
+        )
         .unwrap();
         let day = |d: &str| -> chrono::NaiveDate { d.parse().unwrap() };
         let mut c = cfg(&url);
@@ -730,7 +761,21 @@ mod tests {
             "2026-10-20T10:00:00Z".parse().unwrap(),
         )
         .unwrap();
-        assert_eq!(st.sent, 1, "{st:?}");
+        assert_eq!(
+            (st.sent, st.failed),
+            (1, 1),
+            "N1's letter, not N2's: {st:?}"
+        );
+        let why: String = s
+            .test_connection()
+            .query_row(
+                "SELECT m.last_error FROM messages m JOIN customers c ON c.id = m.customer_id
+                 WHERE c.code = 'N2' AND m.channel = 'letter'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(why.contains("no letter address on file"), "{why}");
         sync(&mut s, "bureau", &c, day("2026-10-29")).unwrap();
         assert!(
             log.lock().unwrap().is_empty(),
@@ -738,8 +783,9 @@ mod tests {
         );
         sync(&mut s, "bureau", &c, day("2026-10-30")).unwrap();
         assert_eq!(*log.lock().unwrap(), vec!["POST INV-N1".to_string()]);
-        // Nothing new the next day: no second listing.
+        // Nothing new the next day: no second listing; N2, never noticed, never.
         sync(&mut s, "bureau", &c, day("2026-10-31")).unwrap();
+        sync(&mut s, "bureau", &c, day("2026-12-31")).unwrap();
         assert_eq!(log.lock().unwrap().len(), 1);
         let listed = s.active_bureau_listings("bureau").unwrap();
         assert_eq!(listed.len(), 1);

@@ -50,7 +50,7 @@ pub use demo_support::*;
 pub use ingest::IngestStats;
 pub use kpi_scan::{Completions, CurrencyFigures, KpiFigures, KpiScan, WorklistLoad};
 pub use outbox::{
-    ContactProfile, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
+    ContactProfile, ContactUpdate, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
 };
 pub use run_io::*;
 pub use statements::{
@@ -75,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v9.sql"),
     include_str!("schema_v10.sql"),
     include_str!("schema_v11.sql"),
+    include_str!("schema_v12.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

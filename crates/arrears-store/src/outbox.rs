@@ -38,11 +38,53 @@ pub struct ContactProfile {
     pub timezone: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// Free text printed above the street (a c/o line, a building); not enough for
+    /// a letter by itself.
     pub address: Option<String>,
+    pub street: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
     pub do_not_contact: bool,
     pub opt_outs: Vec<String>,
     /// The collection group the customer's worklist entry is in.
     pub group: Option<String>,
+}
+
+impl ContactProfile {
+    /// Where a letter goes: the name, the free-text line if any, the street, the
+    /// postal code and city, the country. `None` unless street, postal code, city
+    /// and country are all known: a letter to anything less is not delivered.
+    pub fn postal_address(&self) -> Option<String> {
+        fn known(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let (street, code, city) = (
+            known(&self.street)?,
+            known(&self.postal_code)?,
+            known(&self.city)?,
+        );
+        let country = Some(self.country.trim()).filter(|c| !c.is_empty())?;
+        let mut lines = vec![self.name.trim().to_string()];
+        lines.extend(known(&self.address).map(String::from));
+        lines.push(street.to_string());
+        lines.push(format!("{code} {city}"));
+        lines.push(country.to_string());
+        Some(lines.join("\n"))
+    }
+}
+
+/// A change of how a customer may be reached; `None` leaves a field as it is, and
+/// an empty text clears it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContactUpdate<'a> {
+    pub email: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub address: Option<&'a str>,
+    pub street: Option<&'a str>,
+    pub postal_code: Option<&'a str>,
+    pub city: Option<&'a str>,
+    pub do_not_contact: Option<bool>,
+    pub opt_outs: Option<&'a [String]>,
 }
 
 #[derive(Debug, Clone)]
@@ -373,7 +415,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT c.id, c.company, c.code, c.name, c.country, c.language, c.timezone, c.email, c.phone,
-                        c.address, c.do_not_contact, c.opt_outs, w.collection_group
+                        c.address, c.do_not_contact, c.opt_outs, w.collection_group, c.street, c.postal_code, c.city
                  FROM customers c LEFT JOIN worklist w ON w.customer_id = c.id WHERE c.id = ?1",
                 [customer_id],
                 |r| {
@@ -389,6 +431,9 @@ impl Store {
                         email: r.get(7)?,
                         phone: r.get(8)?,
                         address: r.get(9)?,
+                        street: r.get(13)?,
+                        postal_code: r.get(14)?,
+                        city: r.get(15)?,
                         do_not_contact: r.get(10)?,
                         opt_outs: opt_outs
                             .split(',')
@@ -404,28 +449,44 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("customer {customer_id}")))
     }
 
-    /// Sets how a customer may be reached; `None` leaves a field as it is.
+    /// Sets how a customer may be reached (see [`ContactUpdate`]).
     pub fn set_contact_preferences(
         &mut self,
         customer_id: i64,
-        email: Option<&str>,
-        phone: Option<&str>,
-        address: Option<&str>,
-        do_not_contact: Option<bool>,
-        opt_outs: Option<&[String]>,
+        change: &ContactUpdate,
     ) -> Result<ContactProfile> {
         let tx = self.write_tx()?;
+        // An empty text clears the field (NULL), so "not on file" reads one way.
+        fn text(v: Option<&str>) -> Option<Option<&str>> {
+            v.map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
+        }
         let n = tx.execute(
-            "UPDATE customers SET email = COALESCE(?2, email), phone = COALESCE(?3, phone),
-                address = COALESCE(?4, address), do_not_contact = COALESCE(?5, do_not_contact),
-                opt_outs = COALESCE(?6, opt_outs) WHERE id = ?1",
+            "UPDATE customers SET
+                email = CASE WHEN ?2 THEN ?3 ELSE email END,
+                phone = CASE WHEN ?4 THEN ?5 ELSE phone END,
+                address = CASE WHEN ?6 THEN ?7 ELSE address END,
+                street = CASE WHEN ?8 THEN ?9 ELSE street END,
+                postal_code = CASE WHEN ?10 THEN ?11 ELSE postal_code END,
+                city = CASE WHEN ?12 THEN ?13 ELSE city END,
+                do_not_contact = COALESCE(?14, do_not_contact),
+                opt_outs = COALESCE(?15, opt_outs)
+             WHERE id = ?1",
             params![
                 customer_id,
-                email,
-                phone,
-                address,
-                do_not_contact,
-                opt_outs.map(|o| o.join(","))
+                change.email.is_some(),
+                text(change.email).flatten(),
+                change.phone.is_some(),
+                text(change.phone).flatten(),
+                change.address.is_some(),
+                text(change.address).flatten(),
+                change.street.is_some(),
+                text(change.street).flatten(),
+                change.postal_code.is_some(),
+                text(change.postal_code).flatten(),
+                change.city.is_some(),
+                text(change.city).flatten(),
+                change.do_not_contact,
+                change.opt_outs.map(|o| o.join(","))
             ],
         )?;
         if n == 0 {

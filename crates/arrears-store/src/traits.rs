@@ -45,10 +45,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::{
-    AgreementView, AuditRecord, AuditVerdict, CaseDetail, ChangesSince, ContactProfile, CreditView,
-    DisputeView, Fee, ImportReport, ItemRow, JudgeStats, LetterItem, MatchOptions, MessageView,
-    NewMessage, NewPromise, OutboxPass, Owner, Portfolio, PromiseView, Proposal, Resolution,
-    Result, RunInput, RunOutput, Scope, SettleStats, StepToSend, Store, StoreError, Terms,
+    AgreementView, AuditRecord, AuditVerdict, CaseDetail, ChangesSince, ContactProfile,
+    ContactUpdate, CreditView, DisputeView, Fee, ImportReport, ItemRow, JudgeStats, LetterItem,
+    MatchOptions, MessageView, NewMessage, NewPromise, OutboxPass, Owner, Portfolio, PromiseView,
+    Proposal, Resolution, Result, RunInput, RunOutput, Scope, SettleStats, StepToSend, Store,
+    StoreError, Terms,
 };
 use arrears_core::domain::Role;
 use arrears_rules::raw::AgreementsSection;
@@ -115,15 +116,10 @@ pub trait CaseStore {
         actor: &str,
     ) -> Result<()>;
     fn contact_profile(&self, customer_id: i64) -> Result<ContactProfile>;
-    /// `None` leaves a field as it is.
     fn set_contact_preferences(
         &mut self,
         customer_id: i64,
-        email: Option<&str>,
-        phone: Option<&str>,
-        address: Option<&str>,
-        do_not_contact: Option<bool>,
-        opt_outs: Option<&[String]>,
+        change: &ContactUpdate,
     ) -> Result<ContactProfile>;
 }
 
@@ -419,21 +415,9 @@ impl CaseStore for Store {
     fn set_contact_preferences(
         &mut self,
         customer_id: i64,
-        email: Option<&str>,
-        phone: Option<&str>,
-        address: Option<&str>,
-        do_not_contact: Option<bool>,
-        opt_outs: Option<&[String]>,
+        change: &ContactUpdate,
     ) -> Result<ContactProfile> {
-        Store::set_contact_preferences(
-            self,
-            customer_id,
-            email,
-            phone,
-            address,
-            do_not_contact,
-            opt_outs,
-        )
+        Store::set_contact_preferences(self, customer_id, change)
     }
 }
 

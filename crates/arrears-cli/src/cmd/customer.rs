@@ -15,7 +15,7 @@ use crate::Env;
 pub enum CustomerCmd {
     /// Contact data and preferences: what the compliance guard and the channels use.
     #[command(
-        after_help = "Examples:\n  arrears customer contact ACME_DE/C000005 --email ap@example.com --opt-out sms\n  arrears customer contact ACME_DE/C000005 --do-not-contact true"
+        after_help = "Examples:\n  arrears customer contact ACME_DE/C000005 --email ap@example.com --opt-out sms\n  arrears customer contact ACME_DE/C000005 --street 'Hauptstr. 5' --postal-code 10115 --city Berlin\n  arrears customer contact ACME_DE/C000005 --do-not-contact true"
     )]
     Contact {
         /// COMPANY/CODE
@@ -26,9 +26,19 @@ pub enum CustomerCmd {
         /// Phone number for SMS and calls.
         #[arg(long)]
         phone: Option<String>,
-        /// Postal address for letters.
+        /// Free text printed above the street on letters (c/o, building).
         #[arg(long)]
         address: Option<String>,
+        /// Street and number. Letters go out only when street, postal code and
+        /// city are known (the country is the customer's).
+        #[arg(long)]
+        street: Option<String>,
+        /// Postal code of the letter address.
+        #[arg(long)]
+        postal_code: Option<String>,
+        /// City of the letter address.
+        #[arg(long)]
+        city: Option<String>,
         /// true: no contact at all (letters included) until set back to false.
         #[arg(long)]
         do_not_contact: Option<bool>,
@@ -46,6 +56,9 @@ pub fn local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
             email,
             phone,
             address,
+            street,
+            postal_code,
+            city,
             do_not_contact,
             opt_outs,
         } => {
@@ -53,6 +66,9 @@ pub fn local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
                 email,
                 phone,
                 address,
+                street,
+                postal_code,
+                city,
                 do_not_contact,
                 // `--opt-out none` clears them; no flag leaves them.
                 opt_outs: (!opt_outs.is_empty()).then(|| {
@@ -75,6 +91,7 @@ pub fn local(env: &Env, c: CustomerCmd) -> Result<ExitCode> {
                 p.do_not_contact,
                 p.opt_outs.join(", ")
             );
+            outln!("  {}", letters(&p.postal_address().unwrap_or_default()));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -86,6 +103,9 @@ pub async fn remote(r: &Remote, c: CustomerCmd) -> Result<ExitCode> {
         email,
         phone,
         address,
+        street,
+        postal_code,
+        city,
         do_not_contact,
         opt_outs,
     } = c;
@@ -95,6 +115,9 @@ pub async fn remote(r: &Remote, c: CustomerCmd) -> Result<ExitCode> {
             email: email.unwrap_or_default(),
             phone: phone.unwrap_or_default(),
             address: address.unwrap_or_default(),
+            street: street.unwrap_or_default(),
+            postal_code: postal_code.unwrap_or_default(),
+            city: city.unwrap_or_default(),
             do_not_contact: do_not_contact.map(|b| b.to_string()).unwrap_or_default(),
             set_opt_outs: !opt_outs.is_empty(),
             opt_outs: opt_outs.into_iter().filter(|o| o != "none").collect(),
@@ -110,5 +133,15 @@ pub async fn remote(r: &Remote, c: CustomerCmd) -> Result<ExitCode> {
         p.do_not_contact,
         p.opt_outs.join(", ")
     );
+    outln!("  {}", letters(&p.letter_address));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where letters go, on one line, or why none can.
+fn letters(block: &str) -> String {
+    if block.is_empty() {
+        "letters: none can be sent (street, postal code, city or country missing)".into()
+    } else {
+        format!("letters to: {}", block.replace('\n', ", "))
+    }
 }

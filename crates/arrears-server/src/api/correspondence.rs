@@ -45,6 +45,10 @@ fn prefs_to_pb(p: &ContactProfile) -> pb::ContactPreferences {
         opt_outs: p.opt_outs.clone(),
         language: p.language.clone().unwrap_or_default(),
         timezone: p.timezone.clone().unwrap_or_default(),
+        street: p.street.clone().unwrap_or_default(),
+        postal_code: p.postal_code.clone().unwrap_or_default(),
+        city: p.city.clone().unwrap_or_default(),
+        letter_address: p.postal_address().unwrap_or_default(),
     }
 }
 
@@ -143,6 +147,9 @@ impl pb::correspondence_server::Correspondence for Api {
                 email: text(&r.email),
                 phone: text(&r.phone),
                 address: text(&r.address),
+                street: text(&r.street),
+                postal_code: text(&r.postal_code),
+                city: text(&r.city),
                 do_not_contact: dnc,
                 opt_outs: r.set_opt_outs.then_some(r.opt_outs),
             };
