@@ -912,6 +912,9 @@ mod tests {
                 language: Some("de".into()),
                 timezone: None,
                 credit_limit: None,
+                street: None,
+                postal_code: None,
+                city: None,
             }],
             items: vec![ItemInput {
                 source: "erp".into(),

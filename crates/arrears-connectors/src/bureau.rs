@@ -422,6 +422,9 @@ mod tests {
                     language: None,
                     timezone: None,
                     credit_limit: None,
+                    street: None,
+                    postal_code: None,
+                    city: None,
                 })
                 .collect(),
             items: codes
@@ -716,6 +719,9 @@ mod tests {
             language: None,
             timezone: None,
             credit_limit: None,
+            street: None,
+            postal_code: None,
+            city: None,
         };
         s.ingest(&Batch {
             customers: vec![customer("N1"), customer("N2")],

@@ -349,6 +349,9 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
                 language: None,
                 timezone: None,
                 credit_limit: None,
+                street: None,
+                postal_code: None,
+                city: None,
             });
         }
         for i in &pb.items {

@@ -462,6 +462,9 @@ fn open_items(
                 language: None,
                 timezone: None,
                 credit_limit: None,
+                street: None,
+                postal_code: None,
+                city: None,
             });
         }
         let doc_date =

@@ -66,6 +66,10 @@ pub struct CustomerInfo {
     pub language: Option<String>,
     pub timezone: Option<String>,
     pub credit_limit: Option<(Decimal, Currency)>,
+    /// The postal address letters go to, in parts (the country is `country`).
+    pub street: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
 }
 
 /// An open (due) item as a source reports it; the natural key is (source, external_id).

@@ -575,6 +575,9 @@ impl Generator {
             language,
             timezone,
             credit_limit,
+            street: None,
+            postal_code: None,
+            city: None,
         });
         self.stats.customers += 1;
 

@@ -36,7 +36,8 @@
 //!   `document_date` (value date); optional `source`, `document_no` (payment
 //!   reference), `item_ref` (`external_id` of the paid item, same source).
 //! - `customer`: required `company`, `customer`, `customer_name`; optional `amount`
-//!   with `currency` (credit limit, both or neither), `country`, `email`, `phone`.
+//!   with `currency` (credit limit, both or neither), `country`, `email`, `phone`,
+//!   and the postal address letters go to: `street`, `postal_code`, `city`.
 //!   `source` is ignored: customers are keyed by company and code.
 //!
 //! A non-empty value in a column that does not apply to the row's kind is an error
@@ -59,7 +60,7 @@ use arrears_core::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
 use arrears_core::money::{check_amount, check_bound, parse_amount, Currency};
 
 /// Every column the importer knows, in documentation order.
-pub const COLUMNS: [&str; 19] = [
+pub const COLUMNS: [&str; 22] = [
     "kind",
     "source",
     "external_id",
@@ -79,6 +80,9 @@ pub const COLUMNS: [&str; 19] = [
     "country",
     "email",
     "phone",
+    "street",
+    "postal_code",
+    "city",
 ];
 
 /// Columns without which no row of any kind can be valid.
@@ -277,10 +281,13 @@ enum Col {
     Country,
     Email,
     Phone,
+    Street,
+    PostalCode,
+    City,
 }
 
 impl Col {
-    const ALL: [Col; 19] = [
+    const ALL: [Col; 22] = [
         Col::Kind,
         Col::Source,
         Col::ExternalId,
@@ -300,6 +307,9 @@ impl Col {
         Col::Country,
         Col::Email,
         Col::Phone,
+        Col::Street,
+        Col::PostalCode,
+        Col::City,
     ];
 
     fn name(self) -> &'static str {
@@ -335,7 +345,8 @@ impl Kind {
 
     fn uses(self, c: Col) -> bool {
         match self {
-            Kind::Item => c != Col::ItemRef,
+            // A postal address is the customer's, given once on its `customer` row.
+            Kind::Item => !matches!(c, Col::ItemRef | Col::Street | Col::PostalCode | Col::City),
             Kind::Payment => matches!(
                 c,
                 Col::Kind
@@ -363,17 +374,20 @@ impl Kind {
                     | Col::Country
                     | Col::Email
                     | Col::Phone
+                    | Col::Street
+                    | Col::PostalCode
+                    | Col::City
             ),
         }
     }
 }
 
 /// Where each known column sits in the file's records.
-struct Columns([Option<usize>; 19]);
+struct Columns([Option<usize>; COLUMNS.len()]);
 
 impl Columns {
     fn from_headers(path: &Path, headers: &StringRecord) -> Result<Columns, ImportError> {
-        let mut idx = [None; 19];
+        let mut idx = [None; COLUMNS.len()];
         let (mut unknown, mut duplicate) = (Vec::new(), Vec::new());
         let mut error_seen = false;
         for (i, h) in headers.iter().enumerate() {
@@ -609,6 +623,9 @@ fn parse_item(row: &mut Row, source: &str) -> Option<Entry> {
         language: None,
         timezone: None,
         credit_limit: None,
+        street: None,
+        postal_code: None,
+        city: None,
     });
     Some(Entry::Item(
         Box::new(ItemInput {
@@ -701,6 +718,9 @@ fn parse_customer(row: &mut Row) -> Option<Entry> {
         language: None,
         timezone: None,
         credit_limit: amount.zip(currency),
+        street: row.get(Col::Street).map(String::from),
+        postal_code: row.get(Col::PostalCode).map(String::from),
+        city: row.get(Col::City).map(String::from),
     }))
 }
 
@@ -1214,6 +1234,9 @@ mod tests {
                     ("country", "DE"),
                     ("email", "ap@alpha.example"),
                     ("phone", "+49 30 1234"),
+                    ("street", "Unter den Linden 1"),
+                    ("postal_code", "10117"),
+                    ("city", "Berlin"),
                 ]],
             ),
             ",".repeat(COLUMNS.len() - 1),
@@ -1238,6 +1261,9 @@ mod tests {
                     language: None,
                     timezone: None,
                     credit_limit: None,
+                    street: None,
+                    postal_code: None,
+                    city: None,
                 },
                 CustomerInfo {
                     company: "ACME_DE".into(),
@@ -1249,6 +1275,9 @@ mod tests {
                     language: None,
                     timezone: None,
                     credit_limit: Some((dec!(5000.00), eur())),
+                    street: Some("Unter den Linden 1".into()),
+                    postal_code: Some("10117".into()),
+                    city: Some("Berlin".into()),
                 },
             ]
         );
@@ -1738,6 +1767,31 @@ mod tests {
         ));
     }
 
+    /// A postal address belongs on the customer's own row: on an item row it would
+    /// have to agree across every item of the customer, and is refused instead.
+    #[test]
+    fn a_postal_address_on_an_item_row_is_refused_with_its_column() {
+        let dir = TempDir::new().unwrap();
+        let h = &COLUMNS;
+        let rows = vec![row(
+            h,
+            &[
+                ITEM,
+                &[
+                    ("external_id", "s1"),
+                    ("customer_name", "Alpha GmbH"),
+                    ("street", "Hauptstr. 1"),
+                ],
+            ],
+        )];
+        let p = parse_csv(&write(&dir, "street.csv", h, &rows), "csv").unwrap();
+        let messages: Vec<String> = p.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec!["line 2, column street: does not apply to item rows"]
+        );
+    }
+
     #[test]
     fn rejects_file_round_trips_and_can_be_imported_again() {
         let dir = TempDir::new().unwrap();
@@ -1779,11 +1833,11 @@ mod tests {
         assert_eq!(back[0].get(2), Some("b1"));
         assert_eq!(back[0].get(6), Some("INV \"7\",\nsplit"));
         assert_eq!(
-            back[0].get(19),
+            back[0].get(COLUMNS.len()),
             Some("line 2, column due_date: 2026-08-01 is before document_date 2026-09-01")
         );
         assert_eq!(
-            back[1].get(19),
+            back[1].get(COLUMNS.len()),
             Some(
                 "line 5, column currency: unknown currency code `EUX` (expected an ISO 4217 code such as EUR)"
             )
@@ -1810,7 +1864,7 @@ mod tests {
         assert_eq!(r2.headers().unwrap(), &expected_header);
         let back2: Vec<StringRecord> = r2.records().map(Result::unwrap).collect();
         assert_eq!(
-            back2[1].get(19),
+            back2[1].get(COLUMNS.len()),
             Some(
                 "line 4, column currency: unknown currency code `EUX` (expected an ISO 4217 code such as EUR)"
             )

@@ -1170,6 +1170,9 @@ mod tests {
                 language: Some("de".into()),
                 timezone: Some("Europe/Berlin".into()),
                 credit_limit: Some((dec!(5000), Currency::parse("EUR").unwrap())),
+                street: None,
+                postal_code: None,
+                city: None,
             }],
             items: vec![
                 item("1", "C1", "2026-10-01", dec!(100.00), "EUR"),

@@ -99,13 +99,28 @@ impl Customers {
                 // rather than wiping an e-mail address or credit limit given earlier.
                 "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country), email = COALESCE(?4, email),
                     phone = COALESCE(?5, phone), language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
-                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency)
+                    credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency),
+                    street = COALESCE(?10, street), postal_code = COALESCE(?11, postal_code), city = COALESCE(?12, city)
                  WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3) OR (?4 IS NOT NULL AND email IS NOT ?4)
                     OR (?5 IS NOT NULL AND phone IS NOT ?5) OR (?6 IS NOT NULL AND language IS NOT ?6)
                     OR (?7 IS NOT NULL AND timezone IS NOT ?7) OR (?8 IS NOT NULL AND credit_limit IS NOT ?8)
-                    OR (?9 IS NOT NULL AND credit_currency IS NOT ?9))",
+                    OR (?9 IS NOT NULL AND credit_currency IS NOT ?9) OR (?10 IS NOT NULL AND street IS NOT ?10)
+                    OR (?11 IS NOT NULL AND postal_code IS NOT ?11) OR (?12 IS NOT NULL AND city IS NOT ?12))",
             )?
-            .execute(params![id, c.name, c.country, c.email, c.phone, c.language, c.timezone, limit, cur])?;
+            .execute(params![
+                id,
+                c.name,
+                c.country,
+                c.email,
+                c.phone,
+                c.language,
+                c.timezone,
+                limit,
+                cur,
+                c.street,
+                c.postal_code,
+                c.city
+            ])?;
         if n > 0 {
             mark_changed(tx, id)?;
             if stats.customers_new == before {
@@ -575,6 +590,9 @@ mod tests {
             language: Some("en".into()),
             timezone: None,
             credit_limit: Some((dec!(5000), Currency::parse("GBP").unwrap())),
+            street: Some("1 Dock Road".into()),
+            postal_code: Some("E16 1AA".into()),
+            city: Some("London".into()),
         };
         s.ingest(&Batch {
             customers: vec![full.clone()],
@@ -587,7 +605,10 @@ mod tests {
             email: None,
             language: None,
             credit_limit: None,
-            ..full
+            street: None,
+            postal_code: None,
+            city: None,
+            ..full.clone()
         };
         let st = s
             .ingest(&Batch {
@@ -622,6 +643,26 @@ mod tests {
         assert_eq!(
             st.customers_updated, 0,
             "nothing new: no update, customer not marked dirty"
+        );
+        let id = s.customer_id("ACME/C1").unwrap();
+        let letter = s.contact_profile(id).unwrap().postal_address();
+        assert_eq!(
+            letter.as_deref(),
+            Some("Acme Limited\n1 Dock Road\nE16 1AA London\nGB"),
+            "the address parts a source sent are kept when it sends none"
+        );
+        // A move: the source sends a new city only; the rest stays.
+        s.ingest(&Batch {
+            customers: vec![CustomerInfo {
+                city: Some("Leeds".into()),
+                ..full
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.contact_profile(id).unwrap().city.as_deref(),
+            Some("Leeds")
         );
     }
 

@@ -737,6 +737,9 @@ mod tests {
             language: None,
             timezone: None,
             credit_limit: None,
+            street: None,
+            postal_code: None,
+            city: None,
         };
         let item = |c: &str, doc: &str, amount: Decimal, due: &str| ItemInput {
             source: "erp".into(),
