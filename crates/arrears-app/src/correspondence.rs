@@ -915,6 +915,7 @@ mod tests {
                 street: None,
                 postal_code: None,
                 city: None,
+                dunning: None,
             }],
             items: vec![ItemInput {
                 source: "erp".into(),

@@ -218,6 +218,7 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             name: f.name.clone(),
             country: f.customer.country.clone(),
             credit_limit,
+            dunning: None,
         },
         items,
         promises,

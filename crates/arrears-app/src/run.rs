@@ -1027,6 +1027,94 @@ mod tests {
         assert!(!who.contains(&c1));
     }
 
+    /// A customer the ERP has no dunning procedure for is not dunned: no step, its
+    /// dunning state unmoved, `explain` says why; it stays on the worklist. When the
+    /// ERP gives it a procedure, the ladder resumes.
+    #[test]
+    fn a_customer_the_erp_does_not_dun_is_not_dunned_but_still_worked() {
+        let (_d, mut s) = store(vec![
+            item("1", "C1", "2026-09-01", dec!(500), "EUR"),
+            item("2", "C2", "2026-09-01", dec!(500), "EUR"),
+        ]);
+        let info = |code: &str, dunning| arrears_core::domain::CustomerInfo {
+            company: "ACME_DE".into(),
+            code: code.into(),
+            name: format!("{code} GmbH"),
+            country: "DE".into(),
+            email: None,
+            phone: None,
+            language: None,
+            timezone: None,
+            credit_limit: None,
+            street: None,
+            postal_code: None,
+            city: None,
+            dunning,
+        };
+        use arrears_core::domain::ErpDunning;
+        s.ingest(&arrears_core::domain::Batch {
+            customers: vec![
+                info("C1", Some(ErpDunning::Excluded)),
+                info("C2", Some(ErpDunning::Procedure("Standard".into()))),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        let r = rules();
+        let c1 = s.customer_id("C1").unwrap();
+        run(&mut s, &r, d("2026-11-22"), RunMode::Auto).unwrap();
+        let stepped: Vec<i64> = s
+            .test_connection()
+            .prepare("SELECT DISTINCT customer_id FROM escalations")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stepped, vec![s.customer_id("C2").unwrap()]);
+        let listed: Vec<String> = s
+            .worklist_all()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.customer)
+            .collect();
+        assert!(listed.contains(&"C1".to_string()), "{listed:?}");
+        let input = s
+            .load_run_input(arrears_store::Scope::Ids(&[c1]))
+            .unwrap()
+            .remove(0);
+        assert_eq!(input.customer.dunning, Some(ErpDunning::Excluded));
+        assert_eq!(input.state.dunning_level, 0);
+        let ev = evaluate(&r, d("2026-11-22"), &input, true).unwrap();
+        let why = ev.escalation.why_not.unwrap_or_default();
+        assert!(why.contains("no dunning procedure"), "{why}");
+
+        // A source that does not say keeps the stored word; a procedure lifts it.
+        s.ingest(&arrears_core::domain::Batch {
+            customers: vec![info("C1", None)],
+            ..Default::default()
+        })
+        .unwrap();
+        let steps_of_c1 = |s: &Store| -> i64 {
+            s.test_connection()
+                .query_row(
+                    "SELECT COUNT(*) FROM escalations WHERE customer_id = ?1",
+                    [c1],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        run(&mut s, &r, d("2026-11-23"), RunMode::Auto).unwrap();
+        assert_eq!(steps_of_c1(&s), 0);
+        s.ingest(&arrears_core::domain::Batch {
+            customers: vec![info("C1", Some(ErpDunning::Procedure("Standard".into())))],
+            ..Default::default()
+        })
+        .unwrap();
+        run(&mut s, &r, d("2026-11-24"), RunMode::Auto).unwrap();
+        assert_eq!(steps_of_c1(&s), 1, "C1 is dunned once the ERP says so");
+    }
+
     #[test]
     fn resubmission_hides_until_its_date() {
         let (_d, mut s) = store(vec![item("1", "C1", "2026-09-01", dec!(500), "EUR")]);

@@ -425,6 +425,7 @@ mod tests {
                     street: None,
                     postal_code: None,
                     city: None,
+                    dunning: None,
                 })
                 .collect(),
             items: codes
@@ -722,6 +723,7 @@ mod tests {
             street: None,
             postal_code: None,
             city: None,
+            dunning: None,
         };
         s.ingest(&Batch {
             customers: vec![customer("N1"), customer("N2")],

@@ -352,6 +352,7 @@ pub fn to_batch(source: &str, batches: &[pb::PullBatch]) -> Result<Batch, String
                 street: None,
                 postal_code: None,
                 city: None,
+                dunning: None,
             });
         }
         for i in &pb.items {

@@ -465,6 +465,7 @@ fn open_items(
                 street: None,
                 postal_code: None,
                 city: None,
+                dunning: None,
             });
         }
         let doc_date =

@@ -70,6 +70,39 @@ pub struct CustomerInfo {
     pub street: Option<String>,
     pub postal_code: Option<String>,
     pub city: Option<String>,
+    /// What the ERP says of dunning the customer; `None`: it does not say.
+    pub dunning: Option<ErpDunning>,
+}
+
+/// What the ERP says of dunning a customer (Tryton: the party's dunning procedure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ErpDunning {
+    /// No procedure: the ERP does not dun this customer, and neither does Arrears.
+    /// Its cases and worklist entries stay; only the escalation ladder stops.
+    Excluded,
+    /// Dunned under this procedure (its name in the ERP).
+    Procedure(String),
+}
+
+impl ErpDunning {
+    /// As stored: `''` for [`ErpDunning::Excluded`], else the procedure's name.
+    pub fn stored(&self) -> &str {
+        match self {
+            ErpDunning::Excluded => "",
+            ErpDunning::Procedure(n) => n,
+        }
+    }
+
+    /// From [`ErpDunning::stored`]; `None` (NULL) is "the ERP does not say".
+    pub fn from_stored(v: Option<String>) -> Option<ErpDunning> {
+        v.map(|v| {
+            if v.is_empty() {
+                ErpDunning::Excluded
+            } else {
+                ErpDunning::Procedure(v)
+            }
+        })
+    }
 }
 
 /// An open (due) item as a source reports it; the natural key is (source, external_id).

@@ -26,6 +26,8 @@ pub struct CustomerRow {
     pub name: String,
     pub country: String,
     pub credit_limit: Option<(Decimal, Currency)>,
+    /// What the ERP says of dunning the customer (`None`: nothing).
+    pub dunning: Option<crate::domain::ErpDunning>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -578,6 +578,7 @@ impl Generator {
             street: None,
             postal_code: None,
             city: None,
+            dunning: None,
         });
         self.stats.customers += 1;
 

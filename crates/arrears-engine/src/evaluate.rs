@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::case::{self, days_between};
 use super::escalation::{self, DunItem, DunState, Outcome};
 use super::facts::Facts;
-use arrears_core::domain::{Activity, Priority, PromiseStatus};
+use arrears_core::domain::{Activity, ErpDunning, Priority, PromiseStatus};
 use arrears_core::money::{check_bound, Money, MoneyError};
 use arrears_core::portfolio::RunInput;
 use arrears_rules::script::{
@@ -618,6 +618,24 @@ pub fn evaluate(
         }
     });
     script_errors.extend(esc_err);
+    // The ERP does not dun this customer: neither does Arrears. What the ladder would
+    // have done stays visible to `explain`; the state does not move.
+    let outcome = if cust.dunning == Some(ErpDunning::Excluded) {
+        escalation::Outcome {
+            decision: None,
+            state: prev,
+            why_not: Some(match &outcome.decision {
+                Some(d) => format!(
+                    "not dunned: the ERP has no dunning procedure for this customer (the ladder would have sent level {})",
+                    d.level
+                ),
+                None => "not dunned: the ERP has no dunning procedure for this customer".into(),
+            }),
+            ..outcome
+        }
+    } else {
+        outcome
+    };
 
     // Worklist: work is due (a NAD reached) or a resubmission date has come; a future
     // resubmission keeps the customer off until then.

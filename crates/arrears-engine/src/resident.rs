@@ -293,6 +293,7 @@ mod tests {
                 name: String::new(),
                 country: String::new(),
                 credit_limit: None,
+                dunning: None,
             },
             items,
             promises: vec![],

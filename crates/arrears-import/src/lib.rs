@@ -626,6 +626,7 @@ fn parse_item(row: &mut Row, source: &str) -> Option<Entry> {
         street: None,
         postal_code: None,
         city: None,
+        dunning: None,
     });
     Some(Entry::Item(
         Box::new(ItemInput {
@@ -721,6 +722,7 @@ fn parse_customer(row: &mut Row) -> Option<Entry> {
         street: row.get(Col::Street).map(String::from),
         postal_code: row.get(Col::PostalCode).map(String::from),
         city: row.get(Col::City).map(String::from),
+        dunning: None,
     }))
 }
 
@@ -1264,6 +1266,7 @@ mod tests {
                     street: None,
                     postal_code: None,
                     city: None,
+                    dunning: None,
                 },
                 CustomerInfo {
                     company: "ACME_DE".into(),
@@ -1278,6 +1281,7 @@ mod tests {
                     street: Some("Unter den Linden 1".into()),
                     postal_code: Some("10117".into()),
                     city: Some("Berlin".into()),
+                    dunning: None,
                 },
             ]
         );

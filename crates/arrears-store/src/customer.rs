@@ -1173,6 +1173,7 @@ mod tests {
                 street: None,
                 postal_code: None,
                 city: None,
+                dunning: None,
             }],
             items: vec![
                 item("1", "C1", "2026-10-01", dec!(100.00), "EUR"),

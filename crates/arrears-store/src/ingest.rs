@@ -100,12 +100,14 @@ impl Customers {
                 "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country), email = COALESCE(?4, email),
                     phone = COALESCE(?5, phone), language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
                     credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency),
-                    street = COALESCE(?10, street), postal_code = COALESCE(?11, postal_code), city = COALESCE(?12, city)
+                    street = COALESCE(?10, street), postal_code = COALESCE(?11, postal_code), city = COALESCE(?12, city),
+                    dunning_procedure = COALESCE(?13, dunning_procedure)
                  WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3) OR (?4 IS NOT NULL AND email IS NOT ?4)
                     OR (?5 IS NOT NULL AND phone IS NOT ?5) OR (?6 IS NOT NULL AND language IS NOT ?6)
                     OR (?7 IS NOT NULL AND timezone IS NOT ?7) OR (?8 IS NOT NULL AND credit_limit IS NOT ?8)
                     OR (?9 IS NOT NULL AND credit_currency IS NOT ?9) OR (?10 IS NOT NULL AND street IS NOT ?10)
-                    OR (?11 IS NOT NULL AND postal_code IS NOT ?11) OR (?12 IS NOT NULL AND city IS NOT ?12))",
+                    OR (?11 IS NOT NULL AND postal_code IS NOT ?11) OR (?12 IS NOT NULL AND city IS NOT ?12)
+                    OR (?13 IS NOT NULL AND dunning_procedure IS NOT ?13))",
             )?
             .execute(params![
                 id,
@@ -119,7 +121,8 @@ impl Customers {
                 cur,
                 c.street,
                 c.postal_code,
-                c.city
+                c.city,
+                c.dunning.as_ref().map(|d| d.stored())
             ])?;
         if n > 0 {
             mark_changed(tx, id)?;
@@ -593,6 +596,7 @@ mod tests {
             street: Some("1 Dock Road".into()),
             postal_code: Some("E16 1AA".into()),
             city: Some("London".into()),
+            dunning: None,
         };
         s.ingest(&Batch {
             customers: vec![full.clone()],

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 
 use super::{date, dec, Result, Store, StoreError};
 
-use arrears_core::domain::{Activity, Hold, Priority, PromiseStatus};
+use arrears_core::domain::{Activity, ErpDunning, Hold, Priority, PromiseStatus};
 use arrears_core::money::Currency;
 pub use arrears_core::portfolio::*;
 
@@ -127,7 +127,8 @@ impl Store {
         {
             let mut st = c.prepare(&format!(
                 "SELECT id, company, code, name, country, credit_limit, credit_currency, s.dunning_level, s.dunning_on, s.collector, dirty,
-                        s.strategy, s.segment, s.profile, s.score, s.collection_group, s.priority, s.as_of
+                        s.strategy, s.segment, s.profile, s.score, s.collection_group, s.priority, s.as_of,
+                        dunning_procedure
                  FROM customers LEFT JOIN customer_state s ON s.customer_id = customers.id WHERE {} ORDER BY id",
                 scope.filter("id")
             ))?;
@@ -173,6 +174,7 @@ impl Store {
                         name: r.get(3)?,
                         country: r.get(4)?,
                         credit_limit: limit,
+                        dunning: ErpDunning::from_stored(r.get(18)?),
                     },
                     items: Vec::new(),
                     promises: Vec::new(),

@@ -740,6 +740,7 @@ mod tests {
             street: None,
             postal_code: None,
             city: None,
+            dunning: None,
         };
         let item = |c: &str, doc: &str, amount: Decimal, due: &str| ItemInput {
             source: "erp".into(),
