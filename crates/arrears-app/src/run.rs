@@ -1041,15 +1041,8 @@ mod tests {
             code: code.into(),
             name: format!("{code} GmbH"),
             country: "DE".into(),
-            email: None,
-            phone: None,
-            language: None,
-            timezone: None,
-            credit_limit: None,
-            street: None,
-            postal_code: None,
-            city: None,
             dunning,
+            ..Default::default()
         };
         use arrears_core::domain::ErpDunning;
         s.ingest(&arrears_core::domain::Batch {

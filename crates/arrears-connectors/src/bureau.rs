@@ -715,15 +715,7 @@ mod tests {
             code: code.into(),
             name: format!("Nord {code} GmbH"),
             country: "DE".into(),
-            email: None,
-            phone: None,
-            language: None,
-            timezone: None,
-            credit_limit: None,
-            street: None,
-            postal_code: None,
-            city: None,
-            dunning: None,
+            ..Default::default()
         };
         s.ingest(&Batch {
             customers: vec![customer("N1"), customer("N2")],

@@ -55,7 +55,7 @@ impl Hold {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CustomerInfo {
     pub company: String,
     pub code: String,

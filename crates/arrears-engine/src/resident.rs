@@ -130,17 +130,17 @@ impl Resident {
     /// Puts items freshly loaded in place of what is held for them: `asked` are the
     /// items the change log named for `customer_id`, `fresh` those of them a load
     /// still reads (the others are cleared and go), and `changes` the customer's
-    /// change counter now. Items stay in id order, as a load reads them. `false`
-    /// when the customer is not held (it is then loaded whole).
+    /// change counter now. Items stay in id order, as a load reads them. A customer
+    /// not held is left alone (the caller loads it whole).
     pub fn patch_items(
         &mut self,
         customer_id: i64,
         asked: &[i64],
         fresh: Vec<ItemRow>,
         changes: i64,
-    ) -> bool {
+    ) {
         let Some(&k) = self.index.get(&customer_id) else {
-            return false;
+            return;
         };
         let input = &mut self.inputs[k];
         let gone: HashSet<i64> = asked.iter().copied().collect();
@@ -151,7 +151,6 @@ impl Resident {
         }
         input.items.shrink_to_fit();
         input.changes = changes;
-        true
     }
 
     /// Applies what the run `run_id` wrote: `new_case_ids` are the ids the store gave
