@@ -268,10 +268,7 @@ fn compose_until<S: OutboxStore + CaseStore>(
                 phone: p.phone.clone(),
                 // The whole address block when it is complete (what the letter is
                 // sent to), else whatever free text is on file.
-                address: p
-                    .postal_address()
-                    .and_then(|a| a.split_once('\n').map(|(_, rest)| rest.to_string()))
-                    .or_else(|| p.address.clone()),
+                address: p.postal_block().or_else(|| p.address.clone()),
             },
             company: company(rules, &p),
             level: Some(templates::Level {

@@ -2,10 +2,11 @@
 //! steps, build balanced worklists, and write everything in one transaction.
 //!
 //! Full vs incremental: when the last run had the same `as_of` and the same rules hash,
-//! only customers changed since (the change log every write appends to, which moves their `dirty` counter) can have a
-//! different result, so only they are evaluated; their worklist entries are re-balanced against the
-//! load the unchanged customers already give each collector. A run resets a counter only
-//! to zero from the value it loaded, so a write that lands while it works is not lost.
+//! only customers changed since (the change log every write appends to, which moves
+//! their `dirty` counter) can have a different result, so only they are evaluated;
+//! their worklist entries are re-balanced against the load the unchanged customers
+//! already give each collector. A run resets a counter only to zero from the value it
+//! loaded, so a write that lands while it works is not lost.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -1056,15 +1057,10 @@ mod tests {
         let r = rules();
         let c1 = s.customer_id("C1").unwrap();
         run(&mut s, &r, d("2026-11-22"), RunMode::Auto).unwrap();
-        let stepped: Vec<i64> = s
-            .test_connection()
-            .prepare("SELECT DISTINCT customer_id FROM escalations")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(stepped, vec![s.customer_id("C2").unwrap()]);
+        assert_eq!(
+            ids(&s, "SELECT DISTINCT customer_id FROM escalations"),
+            vec![s.customer_id("C2").unwrap()]
+        );
         let listed: Vec<String> = s
             .worklist_all()
             .unwrap()

@@ -776,6 +776,18 @@ mod tests {
             )
             .unwrap();
         assert!(why.contains("no letter address on file"), "{why}");
+        // The final notice printed for N1 carries the address block it was sent to.
+        let printed: i64 = s
+            .test_connection()
+            .query_row(
+                "SELECT COUNT(*) FROM documents d JOIN customers c ON c.id = d.customer_id
+                 WHERE c.code = 'N1' AND d.kind = 'letter'
+                   AND d.html LIKE '%Hafenstr. 1%' AND d.html LIKE '%20457 Hamburg%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(printed, 1, "the final notice shows N1's address");
         sync(&mut s, "bureau", &c, day("2026-10-29")).unwrap();
         assert!(
             log.lock().unwrap().is_empty(),

@@ -197,19 +197,10 @@ async fn run_once(
             // before.
             let shown: RefCell<Option<Arc<super::WorklistView>>> = RefCell::new(None);
             let show = |d: &Decided| {
-                let view = match d.touched {
-                    Some(touched) if current => before.patched_with(
-                        touched,
-                        d.entries,
-                        d.kept,
-                        before
-                            .has_currencies()
-                            .then(|| d.resident.open_currencies(touched)),
-                    ),
-                    None if current || d.kept.is_empty() => {
-                        super::WorklistView::from_run(d.entries, d.kept, &before)
-                    }
-                    _ => return,
+                let Some(view) =
+                    view_after(&before, current, d.touched, d.entries, d.kept, d.resident)
+                else {
+                    return;
                 };
                 let view = Arc::new(view);
                 me.worklist.store(view.clone());
@@ -244,37 +235,27 @@ async fn run_once(
                     return Err(e.to_string());
                 }
             };
-            // A view not shown yet (a cold start, a stale view) is made now; one
-            // that serves currency filters needs the touched customers' open-item
-            // currencies, from memory like the entries.
-            let currencies = match (&sum.touched, resident.as_ref()) {
-                (Some(touched), Some(r)) if shown.is_none() && before.has_currencies() => {
-                    Some(r.open_currencies(touched))
-                }
-                _ => None,
-            };
-            drop(resident);
             match &shown {
                 // Tagged in place: streams and caches keep recognising the view.
                 Some(v) => v.tag_run(sum.run_id),
+                // Not shown yet (a cold start, a stale portfolio): made now, or read
+                // back when another process ran in between.
                 None => {
-                    let view = match (&sum.touched, &sum.entries) {
-                        (Some(touched), Some((entries, kept)))
-                            if current && (currencies.is_some() || !before.has_currencies()) =>
-                        {
-                            Ok(before.patched_with(touched, entries, kept, currencies))
+                    let made = match (&sum.entries, resident.as_ref()) {
+                        (Some((entries, kept)), Some(r)) => {
+                            view_after(&before, current, sum.touched.as_deref(), entries, kept, r)
                         }
-                        (Some(touched), _) if current => before.patched(&store, touched),
-                        (None, Some((entries, kept))) if current || kept.is_empty() => {
-                            Ok(super::WorklistView::from_run(entries, kept, &before))
-                        }
-                        _ => super::WorklistView::load(&store),
-                    }
-                    .map_err(|e| format!("reading the worklists back: {e}"))?
-                    .with_run(sum.run_id);
-                    me.worklist.store(Arc::new(view));
+                        _ => None,
+                    };
+                    let view = match made {
+                        Some(v) => v,
+                        None => super::WorklistView::load(&store)
+                            .map_err(|e| format!("reading the worklists back: {e}"))?,
+                    };
+                    me.worklist.store(Arc::new(view.with_run(sum.run_id)));
                 }
             }
+            drop(resident);
             // Where a run's time goes besides the run itself, for whoever tunes it.
             tracing::debug!(
                 wait_ms = (locked - started).as_millis() as u64,
@@ -332,6 +313,38 @@ pub async fn schedule(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         shared.request_run(RunRequest::auto("scheduled run".into()));
+    }
+}
+
+/// The view after a run, from what it decided: `before` patched with the entries of
+/// the customers an incremental run touched (`touched`), or the whole list a full
+/// run made, with the entries of the customers it could not evaluate (`kept`) kept
+/// from `before`. `None` when `before` is not the store's latest run's
+/// (`current`: another process ran in between) and the run cannot replace it
+/// whole: the store is read instead.
+fn view_after(
+    before: &super::WorklistView,
+    current: bool,
+    touched: Option<&[i64]>,
+    entries: &[arrears_store::WorklistEntry],
+    kept: &[i64],
+    resident: &arrears_engine::resident::Resident,
+) -> Option<super::WorklistView> {
+    match touched {
+        Some(touched) if current => Some(
+            before.patched_with(
+                touched,
+                entries,
+                kept,
+                before
+                    .has_currencies()
+                    .then(|| resident.open_currencies(touched)),
+            ),
+        ),
+        None if current || kept.is_empty() => {
+            Some(super::WorklistView::from_run(entries, kept, before))
+        }
+        _ => None,
     }
 }
 

@@ -51,10 +51,16 @@ pub struct ContactProfile {
 }
 
 impl ContactProfile {
-    /// Where a letter goes: the name, the free-text line if any, the street, the
-    /// postal code and city, the country. `None` unless street, postal code, city
-    /// and country are all known: a letter to anything less is not delivered.
+    /// Where a letter goes: the name, then [`ContactProfile::postal_block`]. `None`
+    /// unless street, postal code, city and country are all known: a letter to
+    /// anything less is not delivered.
     pub fn postal_address(&self) -> Option<String> {
+        Some(format!("{}\n{}", self.name.trim(), self.postal_block()?))
+    }
+
+    /// The address lines under the name: the free-text line if any, the street, the
+    /// postal code and city, the country (what a letter's template prints).
+    pub fn postal_block(&self) -> Option<String> {
         fn known(v: &Option<String>) -> Option<&str> {
             v.as_deref().map(str::trim).filter(|s| !s.is_empty())
         }
@@ -64,8 +70,7 @@ impl ContactProfile {
             known(&self.city)?,
         );
         let country = Some(self.country.trim()).filter(|c| !c.is_empty())?;
-        let mut lines = vec![self.name.trim().to_string()];
-        lines.extend(known(&self.address).map(String::from));
+        let mut lines: Vec<String> = known(&self.address).map(String::from).into_iter().collect();
         lines.push(street.to_string());
         lines.push(format!("{code} {city}"));
         lines.push(country.to_string());
@@ -457,8 +462,8 @@ impl Store {
     ) -> Result<ContactProfile> {
         let tx = self.write_tx()?;
         // An empty text clears the field (NULL), so "not on file" reads one way.
-        fn text(v: Option<&str>) -> Option<Option<&str>> {
-            v.map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
+        fn text(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|s| !s.is_empty())
         }
         let n = tx.execute(
             "UPDATE customers SET
@@ -474,17 +479,17 @@ impl Store {
             params![
                 customer_id,
                 change.email.is_some(),
-                text(change.email).flatten(),
+                text(change.email),
                 change.phone.is_some(),
-                text(change.phone).flatten(),
+                text(change.phone),
                 change.address.is_some(),
-                text(change.address).flatten(),
+                text(change.address),
                 change.street.is_some(),
-                text(change.street).flatten(),
+                text(change.street),
                 change.postal_code.is_some(),
-                text(change.postal_code).flatten(),
+                text(change.postal_code),
                 change.city.is_some(),
-                text(change.city).flatten(),
+                text(change.city),
                 change.do_not_contact,
                 change.opt_outs.map(|o| o.join(","))
             ],
