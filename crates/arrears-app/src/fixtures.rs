@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use arrears_core::domain::{Hold, PromiseStatus};
+use arrears_core::domain::{ErpDunning, Hold, PromiseStatus};
 use arrears_core::money::Currency;
 use arrears_engine::evaluate::evaluate;
 use arrears_rules::raw::{decimal, opt_decimal};
@@ -52,6 +52,9 @@ struct FxCustomer {
     #[serde(default, deserialize_with = "opt_decimal")]
     credit_limit: Option<Decimal>,
     credit_currency: Option<String>,
+    /// The customer's dunning procedure in the ERP, as a source stores it: "" for none
+    /// (not dunned); absent when the ERP says nothing.
+    dunning_procedure: Option<String>,
 }
 
 fn default_code() -> String {
@@ -121,6 +124,8 @@ struct Expect {
     #[serde(default, deserialize_with = "opt_decimal")]
     score: Option<Decimal>,
     priority: Option<String>,
+    /// Name of the escalation ladder the customer is dunned on.
+    ladder: Option<String>,
     /// Escalation level of the step taken on `as_of`; 0 = no step.
     step: Option<usize>,
     worklist: Option<bool>,
@@ -218,7 +223,7 @@ fn build(f: &Fixture) -> Result<RunInput, String> {
             name: f.name.clone(),
             country: f.customer.country.clone(),
             credit_limit,
-            dunning: None,
+            dunning: ErpDunning::from_stored(f.customer.dunning_procedure.clone()),
         },
         items,
         promises,
@@ -259,6 +264,7 @@ fn check(rules: &RuleSet, f: &Fixture) -> Vec<String> {
     cmp("profile", &f.expect.profile, &ev.profile);
     cmp("group", &f.expect.group, &rules.groups[ev.group].name);
     cmp("priority", &f.expect.priority, ev.priority.as_str());
+    cmp("ladder", &f.expect.ladder, &rules.ladders[ev.ladder].name);
     if let Some(s) = f.expect.score {
         if s != ev.facts.score {
             fails.push(format!("score: expected {s}, got {}", ev.facts.score));

@@ -400,7 +400,7 @@ fn run_with<S: PortfolioStore + ?Sized>(
         *sum.customers_by_profile
             .entry(ev.profile.clone())
             .or_default() += 1;
-        let ladder = &rules.ladders[strat.ladder];
+        let ladder = &rules.ladders[ev.ladder];
         if let Some(d) = &ev.escalation.decision {
             // Only levels that move are written: a resend or a big customer's new
             // invoice leaves most items where they were. The step lists its items in
@@ -1102,6 +1102,89 @@ mod tests {
         .unwrap();
         run(&mut s, &r, d("2026-11-24"), RunMode::Auto).unwrap();
         assert_eq!(steps_of_c1(&s), 1, "C1 is dunned once the ERP says so");
+    }
+
+    /// The ERP's dunning procedure picks the ladder: a listed one its ladder, an
+    /// unlisted one `erp_procedures.default`, and a customer the ERP says nothing
+    /// about stays on its strategy's. The escalation written and `explain` name it.
+    #[test]
+    fn the_erp_dunning_procedure_picks_the_ladder() {
+        let (_d, mut s) = store(vec![
+            item("1", "C1", "2026-09-01", dec!(500), "EUR"),
+            item("2", "C2", "2026-09-01", dec!(500), "EUR"),
+            item("3", "C3", "2026-09-01", dec!(500), "EUR"),
+        ]);
+        use arrears_core::domain::ErpDunning;
+        let info = |code: &str, procedure: &str| arrears_core::domain::CustomerInfo {
+            company: "ACME_DE".into(),
+            code: code.into(),
+            dunning: Some(ErpDunning::Procedure(procedure.into())),
+            ..Default::default()
+        };
+        s.ingest(&arrears_core::domain::Batch {
+            customers: vec![info("C1", "Soft"), info("C2", "Unlisted")],
+            ..Default::default()
+        })
+        .unwrap();
+        let mut r = rules();
+        let index = |r: &RuleSet, name: &str| r.ladders.iter().position(|l| l.name == name);
+        let us = index(&r, "us_standard").unwrap();
+        // A third ladder, told apart from `standard` by its level names and channel.
+        let mut gentle = r.ladders[index(&r, "standard").unwrap()].clone();
+        gentle.name = "gentle".into();
+        for l in &mut gentle.levels {
+            l.name = format!("gentle_{}", l.name);
+            l.channel = arrears_rules::Channel::Letter;
+        }
+        r.ladders.push(gentle);
+        r.erp_procedures.ladders.insert("Soft".into(), us);
+        r.erp_procedures.default = Some(r.ladders.len() - 1);
+
+        run(&mut s, &r, d("2026-11-22"), RunMode::Auto).unwrap();
+        let step_of = |code: &str| -> (String, String, String) {
+            s.test_connection()
+                .query_row(
+                    "SELECT e.ladder, e.level_name, e.channel FROM escalations e
+                     JOIN customers c ON c.id = e.customer_id WHERE c.code = ?1",
+                    [code],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap()
+        };
+        let step = |l: &str, n: &str, c: &str| (l.to_string(), n.to_string(), c.to_string());
+        // 82 days late: us_standard jumps to its collection call (45 + 2 days); the
+        // others climb one level per run, from their first overdue level.
+        assert_eq!(
+            step_of("C1"),
+            step("us_standard", "collection_call", "call_task")
+        );
+        assert_eq!(step_of("C2"), step("gentle", "gentle_reminder_1", "letter"));
+        assert_eq!(step_of("C3"), step("standard", "reminder_1", "email"));
+
+        let explain = |code: &str| {
+            let id = s.customer_id(code).unwrap();
+            let input = s
+                .load_run_input(arrears_store::Scope::Ids(&[id]))
+                .unwrap()
+                .remove(0);
+            let ev = evaluate(&r, d("2026-11-22"), &input, true).unwrap();
+            (
+                r.ladders[ev.ladder].name.clone(),
+                ev.trace.unwrap().ladder_why,
+            )
+        };
+        let (ladder, why) = explain("C1");
+        assert_eq!(ladder, "us_standard");
+        assert_eq!(why, "`us_standard` (ERP procedure `Soft`)");
+        let (ladder, why) = explain("C2");
+        assert_eq!(ladder, "gentle");
+        assert!(
+            why.contains("default") && why.contains("`Unlisted`"),
+            "{why}"
+        );
+        let (ladder, why) = explain("C3");
+        assert_eq!(ladder, "standard");
+        assert_eq!(why, "`standard` (strategy `b2b_default`)");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Outcome {
     pub group: String,
     pub priority: String,
     pub score: Decimal,
+    /// The escalation ladder: a new `erp_procedures` mapping moves customers between
+    /// ladders before any of them is due a step.
+    pub ladder: String,
     /// Escalation step taken on `as_of` ("level 3 `second_notice`"), or "none".
     pub step: String,
 }
@@ -51,7 +54,7 @@ pub struct Report {
 
 fn outcome(rules: &RuleSet, ev: &Eval) -> Outcome {
     let strat = &rules.strategies[ev.strategy];
-    let ladder = &rules.ladders[strat.ladder];
+    let ladder = &rules.ladders[ev.ladder];
     Outcome {
         strategy: strat.name.clone(),
         segment: ev.facts.segment.clone(),
@@ -59,6 +62,7 @@ fn outcome(rules: &RuleSet, ev: &Eval) -> Outcome {
         group: rules.groups[ev.group].name.clone(),
         priority: ev.priority.as_str().into(),
         score: ev.facts.score,
+        ladder: ladder.name.clone(),
         step: match &ev.escalation.decision {
             Some(d) => format!("level {} `{}`", d.level, ladder.levels[d.level - 1].name),
             None => "none".into(),
@@ -104,6 +108,7 @@ pub fn simulate<S: PortfolioStore + ?Sized>(
             ("profile", &before.profile, &after.profile),
             ("group", &before.group, &after.group),
             ("priority", &before.priority, &after.priority),
+            ("ladder", &before.ladder, &after.ladder),
             ("step", &before.step, &after.step),
         ] {
             if x != y {

@@ -382,8 +382,14 @@ pub fn explanation(e: &pb::Explanation) -> Result<()> {
         );
     }
     let esc: Value = serde_json::from_str(&e.escalation_why).unwrap_or_default();
+    // A daemon older than the ERP procedure mapping sends no ladder.
+    let ladder = t["ladder_why"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .map(|w| format!(" {w}"))
+        .unwrap_or_default();
     outln!(
-        "escalation ladder: the items' ages imply level {}; step {}",
+        "escalation ladder{ladder}: the items' ages imply level {}; step {}",
         int(&esc["reached"]),
         e.escalation
     );

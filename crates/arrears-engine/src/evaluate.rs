@@ -50,6 +50,8 @@ pub struct Trace {
     pub profile_why: String,
     pub route_why: String,
     pub cases: Vec<CaseTrace>,
+    /// Which ladder the customer is dunned on and why, e.g. "`soft` (ERP procedure `Soft`)".
+    pub ladder_why: String,
     pub escalation: Option<Outcome>,
     pub worklist_why: String,
 }
@@ -83,6 +85,9 @@ pub struct Eval {
     pub cases: Vec<CaseAction>,
     pub open_cases: usize,
     pub min_nad: Option<NaiveDate>,
+    /// Index into `RuleSet::ladders` of the ladder `escalation` was decided on: the
+    /// one the ERP's dunning procedure maps to, else the strategy's.
+    pub ladder: usize,
     pub escalation: Outcome,
     /// Worklist membership and why.
     pub on_worklist: Option<String>,
@@ -568,8 +573,30 @@ pub fn evaluate(
         });
     }
 
-    // Escalation.
-    let ladder = &rules.ladders[strat.ladder];
+    // Escalation, on the ladder the ERP's procedure stands for when the rules map it.
+    let erp = &rules.erp_procedures;
+    let (li, procedure, listed) = match &cust.dunning {
+        Some(ErpDunning::Procedure(p)) => match erp.ladders.get(p) {
+            Some(&l) => (l, Some(p), true),
+            None => (erp.default.unwrap_or(strat.ladder), Some(p), false),
+        },
+        Some(ErpDunning::Excluded) | None => (strat.ladder, None, false),
+    };
+    let ladder = &rules.ladders[li];
+    if let Some(t) = trace.as_deref_mut() {
+        t.ladder_why = match (procedure, listed, erp.default) {
+            (Some(p), true, _) => format!("`{}` (ERP procedure `{p}`)", ladder.name),
+            (Some(p), false, Some(_)) => format!(
+                "`{}` (erp_procedures default: ERP procedure `{p}` is not listed)",
+                ladder.name
+            ),
+            (Some(p), false, None) => format!(
+                "`{}` (strategy `{}`; ERP procedure `{p}` is not listed)",
+                ladder.name, strat.name
+            ),
+            (None, ..) => format!("`{}` (strategy `{}`)", ladder.name, strat.name),
+        };
+    }
     let dun: Vec<DunItem> = input
         .items
         .iter()
@@ -673,6 +700,7 @@ pub fn evaluate(
         cases: actions,
         open_cases,
         min_nad,
+        ladder: li,
         escalation: outcome,
         on_worklist,
         assigned,

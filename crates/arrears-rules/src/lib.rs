@@ -209,6 +209,17 @@ pub struct Ladder {
     pub levels: Vec<Level>,
 }
 
+/// The ladders the ERP's dunning procedures stand for (`erp_procedures`), so that a
+/// customer is dunned the way the ERP's own records say.
+#[derive(Debug, Clone, Default)]
+pub struct ErpProcedures {
+    /// Procedure name, exactly as the ERP spells it -> index into `RuleSet::ladders`.
+    pub ladders: HashMap<String, usize>,
+    /// Ladder of a procedure not listed; `None` leaves such a customer on its
+    /// strategy's ladder.
+    pub default: Option<usize>,
+}
+
 /// SAP's usual dunning interval.
 pub const DEFAULT_STEP_INTERVAL_DAYS: i64 = 14;
 
@@ -269,6 +280,9 @@ pub struct RuleSet {
     pub agreements: Option<raw::AgreementsSection>,
     /// Sender details per company for letters and messages.
     pub correspondence: raw::CorrespondenceSection,
+    /// The ERP's dunning procedures mapped to ladders; empty: every customer is
+    /// dunned on its strategy's ladder.
+    pub erp_procedures: ErpProcedures,
 }
 
 impl fmt::Debug for RuleSet {
@@ -374,6 +388,7 @@ const SECTIONS: &[&str] = &[
     "interest",
     "agreements",
     "correspondence",
+    "erp_procedures",
 ];
 
 /// What an error in a rule file leaves out: the list item it is in, or else the
@@ -575,6 +590,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let interest = section!(interest);
     let agreements = section!(agreements);
     let correspondence = section!(correspondence);
+    let erp_procedures = section!(erp_procedures);
     let src_of = |i: usize| &files[i].0;
     if let Some((i, p)) = &interest {
         if let Err(e) = p.validate() {
@@ -1154,6 +1170,41 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         });
     }
 
+    // erp_procedures
+    let mut erp = ErpProcedures::default();
+    if let Some((i, e)) = erp_procedures {
+        let src = src_of(i);
+        let ladder_of = |cx: &mut Ctx, what: &str, name: &str| {
+            let found = lads.iter().position(|l| l.name == name);
+            if found.is_none() && !broken.item("ladders", name) {
+                cx.err(
+                    src,
+                    Some(name),
+                    format!("{what} uses unknown ladder `{name}`"),
+                );
+            }
+            found
+        };
+        for (procedure, ladder) in e.ladders {
+            if procedure.is_empty() {
+                // The ERP's "no procedure" is a customer it does not dun, never a name.
+                cx.errors.push(RuleError {
+                    file: src.path.clone(),
+                    pos: src.find("\"\"").or_else(|| src.find("''")),
+                    message: "erp_procedures: an empty procedure name never matches: a customer the ERP has no procedure for is not dunned".into(),
+                });
+                continue;
+            }
+            let what = format!("ERP procedure `{procedure}`");
+            if let Some(l) = ladder_of(&mut cx, &what, &ladder) {
+                erp.ladders.insert(procedure, l);
+            }
+        }
+        if let Some(d) = e.default {
+            erp.default = ladder_of(&mut cx, "erp_procedures default", &d);
+        }
+    }
+
     // scripts
     let engine = script::build_engine();
     let mut slots = Vec::new();
@@ -1330,6 +1381,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         interest: interest.map(|x| x.1),
         agreements: agreements.map(|x| x.1),
         correspondence: correspondence.map(|x| x.1).unwrap_or_default(),
+        erp_procedures: erp,
     })
 }
 
@@ -1524,6 +1576,86 @@ mod tests {
         let r = load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
         assert!(r.strategies.len() >= 2 && !r.scripts.is_empty() && !r.categories.is_empty());
         assert_eq!(r.hash.len(), 16);
+        let standard = r.ladders.iter().position(|l| l.name == "standard");
+        assert_eq!(r.erp_procedures.ladders.get("Standard").copied(), standard);
+        assert_eq!(r.erp_procedures.default, None);
+    }
+
+    /// `erp_procedures` names ladders like a strategy does: a name that is no ladder
+    /// is an error at the name, for the map and for `default`; a misspelt key, or an
+    /// empty procedure name (the ERP's "not dunned"), is refused.
+    #[test]
+    fn erp_procedures_name_known_ladders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "escalation.yaml",
+            &[(
+                "    \"US Standard\": us_standard\n",
+                "    \"US Standard\": us_standrd\n  default: gentle\n",
+            )],
+        );
+        let errs = errors_of(dir.path());
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{got:#?}");
+        assert!(errs.iter().all(|e| e.file.ends_with("escalation.yaml")));
+        let at = |needle: &str| {
+            errs.iter()
+                .find(|e| e.message.contains(needle))
+                .unwrap_or_else(|| panic!("no `{needle}` in {got:#?}"))
+                .pos
+        };
+        assert_eq!(
+            at("ERP procedure `US Standard` uses unknown ladder `us_standrd`"),
+            Some(place(&text, "us_standrd"))
+        );
+        assert_eq!(
+            at("erp_procedures default uses unknown ladder `gentle`"),
+            Some(place(&text, "gentle"))
+        );
+        let r = dir.path().join("escalation.yaml");
+        assert!(got[0].starts_with(&format!(
+            "{}:{}:",
+            r.display(),
+            place(&text, "us_standrd").0
+        )));
+
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "escalation.yaml",
+            &[(
+                "  ladders:\n    \"Standard\"",
+                "  ladder:\n    \"Standard\"",
+            )],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let (line, _) = place(&text, "  ladder:\n    \"Standard\"");
+        assert_eq!(errs[0].pos, Some((line, 3)), "{}", errs[0]);
+        assert!(
+            errs[0]
+                .message
+                .starts_with("erp_procedures: unknown field `ladder`"),
+            "{}",
+            errs[0]
+        );
+
+        copy(dir.path());
+        let text = edit(
+            dir.path(),
+            "escalation.yaml",
+            &[("\"US Standard\": us_standard", "\"\": us_standard")],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].pos, Some(place(&text, "\"\": us_standard")));
+        assert!(
+            errs[0].message.contains("empty procedure name"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

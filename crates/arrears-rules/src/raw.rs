@@ -27,6 +27,18 @@ pub struct RuleFile {
     pub interest: Option<arrears_finance::InterestPolicy>,
     pub agreements: Option<AgreementsSection>,
     pub correspondence: Option<CorrespondenceSection>,
+    pub erp_procedures: Option<ErpProceduresSection>,
+}
+
+/// Which ladder a customer's dunning procedure in the ERP (its name there) stands for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErpProceduresSection {
+    /// ERP procedure name -> ladder name.
+    #[serde(default)]
+    pub ladders: BTreeMap<String, String>,
+    /// Ladder of a procedure not listed; absent = the strategy's ladder.
+    pub default: Option<String>,
 }
 
 /// What letters and messages say about the sender, per company code.

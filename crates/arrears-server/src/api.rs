@@ -1106,7 +1106,7 @@ pub fn explanation_to_pb(
     let ev = arrears_engine::evaluate::evaluate(rules, as_of, input, true)?;
     let t = ev.trace.as_deref().cloned().unwrap_or_default();
     let strat = &rules.strategies[ev.strategy];
-    let ladder = &rules.ladders[strat.ladder];
+    let ladder = &rules.ladders[ev.ladder];
     let escalation = match &ev.escalation.decision {
         Some(d) => format!(
             "level {} `{}` by {:?}",

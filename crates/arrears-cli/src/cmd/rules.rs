@@ -147,6 +147,7 @@ pub fn simulate(env: &Env, args: SimulateArgs) -> Result<ExitCode> {
                     "profile" => (&c.before.profile, &c.after.profile),
                     "group" => (&c.before.group, &c.after.group),
                     "priority" => (&c.before.priority, &c.after.priority),
+                    "ladder" => (&c.before.ladder, &c.after.ladder),
                     _ => (&c.before.step, &c.after.step),
                 };
                 format!("{f} {b} -> {a}")
