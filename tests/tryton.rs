@@ -1,8 +1,10 @@
 //! End-to-end with a real Tryton ERP: a Tryton 8.2 server on SQLite on loopback,
-//! set up by `tests/tryton/fixture.py` (company, chart, customers, posted
-//! invoices), pulled by the `tryton` connector; an invoice paid in Tryton then
-//! closes its case in Arrears. `.ci/run` installs Tryton into `.venv`;
-//! ARREARS_PYTHON names another interpreter that has it.
+//! set up by `tests/tryton/fixture.py` (company, chart, dunning procedure,
+//! customers with and without addresses and procedures, posted invoices, a blocked
+//! dunning), pulled by the `tryton` connector. What Tryton knows decides who is
+//! dunned and where letters go; an invoice paid in Tryton after a sync reaches
+//! Arrears through the next (incremental) sync and closes its case. `.ci/run`
+//! installs Tryton into `.venv`; ARREARS_PYTHON names another interpreter that has it.
 
 mod common;
 
@@ -77,8 +79,19 @@ impl Env {
         String::from_utf8(o.stdout).unwrap()
     }
     fn sql(&self, q: &str) -> i64 {
+        self.text(q).parse().unwrap()
+    }
+    /// One value of one row, as text ('' for NULL).
+    fn text(&self, q: &str) -> String {
         let c = rusqlite::Connection::open(self.dir.path().join("arrears.db")).unwrap();
-        c.query_row(q, [], |r| r.get(0)).unwrap()
+        c.query_row(q, [], |r| {
+            Ok(match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                v => v.as_str().unwrap_or_default().to_string(),
+            })
+        })
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
     }
 }
 
@@ -100,7 +113,7 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
     let setup = run_fixture(&["setup", "--dir", t]);
     let port = setup["port"].as_u64().expect("port");
     let invoices = setup["invoices"].as_array().expect("invoices").clone();
-    assert_eq!(invoices.len(), 3, "{setup}");
+    assert_eq!(invoices.len(), 5, "{setup}");
 
     let server = Server(
         Command::new(&py)
@@ -124,15 +137,16 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
         env.dir.path().join("arrears.yaml"),
         format!(
             "connectors:\n  - name: erp\n    kind: tryton\n    url: http://127.0.0.1:{port}\n    \
-             database: {}\n    user: admin\n    password_env: TRYTON_TEST_PASSWORD\n    company: ACME\n    every: 0s\n",
+             database: {}\n    user: admin\n    password_env: TRYTON_TEST_PASSWORD\n    company: ACME\n    every: 0s\n    \
+             overlap: 0s\n",
             setup["database"].as_str().unwrap()
         ),
     )
     .unwrap();
 
-    // First sync: every posted invoice is an open item of its customer.
+    // First sync (a full one): every posted invoice is an open item of its customer.
     let out = env.ok(&["sync", "erp"]);
-    assert!(out.contains("3 open lines"), "{out}");
+    assert!(out.contains("5 open lines"), "{out}");
     for inv in &invoices {
         let number = inv["number"].as_str().unwrap();
         let total = inv["total"].as_str().unwrap();
@@ -145,25 +159,109 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
             "invoice {inv}"
         );
     }
+    // What Tryton knows of each party: Alpha's invoice address (its second one),
+    // language and phone; Beta has no address; Gamma has no dunning procedure.
+    let customer = |name: &str, cols: &str| {
+        env.text(&format!(
+            "SELECT {cols} FROM customers WHERE name = '{name}'"
+        ))
+    };
+    let all = "street || '|' || postal_code || '|' || city || '|' || country || '|' || language \
+               || '|' || phone || '|' || dunning_procedure";
     assert_eq!(
-        env.sql("SELECT COUNT(*) FROM customers WHERE name IN ('Alpha GmbH', 'Beta AG')"),
-        2
+        customer("Alpha GmbH", all),
+        "Hauptstraße 1|10115|Berlin|DE|de|+49 30 1234567|Standard"
     );
+    assert_eq!(
+        customer(
+            "Beta AG",
+            "COALESCE(street, '-') || '|' || dunning_procedure"
+        ),
+        "-|Standard"
+    );
+    assert_eq!(
+        customer(
+            "Gamma SA",
+            "email || '|' || dunning_procedure || '|' || (dunning_procedure IS NULL)"
+        ),
+        "gamma@example.test||0",
+        "no procedure in Tryton: excluded, not unknown"
+    );
+    // The blocked dunning in Tryton is a hold here.
+    let blocked = setup["blocked"].as_str().unwrap();
+    assert_eq!(
+        env.text(&format!(
+            "SELECT hold_reason FROM items WHERE document_no = '{blocked}'"
+        )),
+        "dunning blocked in Tryton"
+    );
+
     env.ok(&["run", "--as-of", "2026-11-23"]);
     assert_eq!(
         env.sql("SELECT COUNT(*) FROM cases WHERE status = 'open'"),
-        3
+        5
+    );
+    // Gamma is not dunned, and `explain` says why; it stays on the worklists.
+    let gamma = format!("ACME/{}", invoices[4]["party_code"].as_str().unwrap());
+    let why = env.ok(&["explain", &gamma]);
+    assert!(
+        why.contains("not dunned: the ERP has no dunning procedure"),
+        "{why}"
+    );
+    assert_eq!(
+        env.sql("SELECT COUNT(*) FROM escalations e JOIN customers c ON c.id = e.customer_id WHERE c.name = 'Gamma SA'"),
+        0
+    );
+    // Alpha and Beta get their step. Neither has an e-mail address, so the e-mail
+    // falls back to a letter: Alpha's goes, in German, to its invoice address, and
+    // leaves out the blocked invoice; Beta's has no address and is never sent.
+    env.ok(&["outbox", "send", "--now", "2026-11-23T10:00:00Z"]);
+    let letter = |name: &str, col: &str| {
+        env.text(&format!(
+            "SELECT {col} FROM messages m JOIN customers c ON c.id = m.customer_id \
+             WHERE c.name = '{name}' AND m.channel = 'letter'"
+        ))
+    };
+    assert_eq!(letter("Alpha GmbH", "m.status"), "sent");
+    assert_eq!(
+        letter("Alpha GmbH", "m.recipient"),
+        "Alpha GmbH\nHauptstraße 1\n10115 Berlin\nDE"
+    );
+    assert_eq!(letter("Alpha GmbH", "m.language"), "de");
+    let body = letter("Alpha GmbH", "m.text");
+    assert!(body.contains("Sehr geehrte Damen und Herren"), "{body}");
+    assert!(
+        !body.contains(blocked),
+        "a blocked invoice is not dunned: {body}"
+    );
+    assert_eq!(letter("Beta AG", "m.status"), "failed");
+    assert!(letter("Beta AG", "m.last_error").contains("no letter address"));
+    assert_eq!(
+        env.sql(
+            "SELECT COUNT(*) FROM messages m JOIN customers c ON c.id = m.customer_id \
+                 WHERE c.name = 'Beta AG' AND m.status = 'sent'"
+        ),
+        0,
+        "nothing reached Beta"
     );
 
-    // The same again changes nothing.
+    // The same again: an incremental sync that changes nothing.
     let out = env.ok(&["sync", "erp"]);
-    assert!(out.contains("items new 0"), "{out}");
+    assert!(out.contains("changes since"), "{out}");
+    assert!(out.contains("items new 0 updated 0 cleared 0"), "{out}");
 
-    // Paid in Tryton: the next sync clears it, the next run closes its case.
+    // Paid in Tryton after that sync: the next (incremental) sync sees the line
+    // reconciled and clears it; the next run closes its case.
     let paid = invoices[0]["number"].as_str().unwrap().to_string();
     run_fixture(&["pay", "--dir", t, "--invoice", &paid]);
     let out = env.ok(&["sync", "erp"]);
-    assert!(out.contains("2 open lines"), "{out}");
+    // No overlap in this test: only what the payment wrote is read (the reconciled
+    // invoice line; the payment's own line is no item), and the newest line of the
+    // last sync again, the read being inclusive.
+    assert!(
+        out.contains("changes since") && out.contains("1 open lines, 1 reconciled"),
+        "{out}"
+    );
     assert!(out.contains("cleared 1"), "{out}");
     env.ok(&["run", "--as-of", "2026-11-24"]);
     let open_case = |doc: &str| {
@@ -181,7 +279,10 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
     let part = invoices[1]["number"].as_str().unwrap().to_string();
     let total: f64 = invoices[1]["total"].as_str().unwrap().parse().unwrap();
     run_fixture(&["pay", "--dir", t, "--invoice", &part, "--amount", "100"]);
-    env.ok(&["sync", "erp"]);
+    let out = env.ok(&["sync", "erp"]);
+    // The new payment line and the invoice's open line, read again to apply it
+    // (and the last payment's lines, the read being inclusive).
+    assert!(out.contains("2 open lines, 1 reconciled"), "{out}");
     assert_eq!(
         env.sql(&format!(
             "SELECT COUNT(*) FROM items WHERE document_no = '{part}' AND status = 'open' \
@@ -193,6 +294,16 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
     );
     env.ok(&["run", "--as-of", "2026-11-24"]);
     assert_eq!(open_case(&part), 1);
+
+    // A full snapshot when one is due (here: every sync) reads every open line.
+    let cfg = env.dir.path().join("arrears.yaml");
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, yaml.replace("overlap: 0s", "full_every: 0s")).unwrap();
+    let out = env.ok(&["sync", "erp"]);
+    assert!(
+        out.contains("5 open lines") && out.contains("cleared 0"),
+        "4 invoices and the partial payment: {out}"
+    );
 
     // Health: the connector saw a success, and its cursor is Tryton's write date.
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["connectors", "--json"])).unwrap();
@@ -212,7 +323,7 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
     );
     assert_eq!(
         env.sql("SELECT COUNT(*) FROM items WHERE status = 'open'"),
-        2,
+        4,
         "a failed sync clears nothing"
     );
 }

@@ -43,8 +43,30 @@ STATE_NAME = 'fixture.json'
 INVOICES = [
     ('Alpha GmbH', dt.date(2026, 9, 1), Decimal('100.00')),
     ('Alpha GmbH', dt.date(2026, 9, 15), Decimal('250.00')),
+    ('Alpha GmbH', dt.date(2026, 9, 20), Decimal('40.00')),
     ('Beta AG', dt.date(2026, 10, 1), Decimal('80.00')),
+    ('Gamma SA', dt.date(2026, 10, 5), Decimal('60.00')),
 ]
+# What each party is in Tryton: the parts the connector reads besides lines.
+# Alpha: dunned, German, two addresses (the invoice one is second), a phone.
+# Beta: dunned, no address (its default address stays empty), no e-mail.
+# Gamma: no dunning procedure (Tryton does not dun it), an e-mail.
+PARTIES = {
+    'Alpha GmbH': {
+        'procedure': True, 'lang': 'de', 'phone': '+49 30 1234567',
+        'addresses': [
+            {'street': 'Lagerweg 9', 'postal_code': '20095',
+                'city': 'Hamburg', 'invoice': False},
+            {'street': 'Hauptstraße 1', 'postal_code': '10115',
+                'city': 'Berlin', 'invoice': True},
+        ]},
+    'Beta AG': {'procedure': True, 'addresses': []},
+    'Gamma SA': {'procedure': False, 'email': 'gamma@example.test',
+        'addresses': []},
+}
+# Alpha's third invoice's dunning is blocked in Tryton (a dunning block).
+BLOCKED = 'INV/2026/0003'
+DUNNING_PROCEDURE = 'Standard'
 
 # Fields the connector reads from account.move.line.
 LINE_FIELDS = [
@@ -166,7 +188,7 @@ def cmd_setup(args):
     env = dict(os.environ, TRYTONPASSFILE=passfile, TRYTOND_CONFIG=conf)
     env.pop('TRYTOND_DATABASE_URI', None)
     cmd = [venv_script('trytond-admin'), '-c', conf, '-d', DB_NAME,
-        '-u', 'account_invoice', '--activate-dependencies']
+        '-u', 'account_invoice', 'account_dunning', '--activate-dependencies']
     log.info('running %s', ' '.join(cmd))
     # it asks for the admin e-mail on stdin: answer with an empty line
     subprocess.run(cmd, env=env, check=True, input=b'\n',
@@ -222,9 +244,32 @@ def cmd_setup(args):
     payment_term.save()
     lap('company_chart_fiscalyear_payment_term')
 
+    Procedure = Model.get('account.dunning.procedure')
+    procedure = Procedure(name=DUNNING_PROCEDURE)
+    for days in (5, 20):
+        level = procedure.levels.new()
+        level.overdue = dt.timedelta(days)
+    procedure.save()
+    Country = Model.get('country.country')
+    germany = Country(name='Germany', code='DE')
+    germany.save()
+    Lang = Model.get('ir.lang')
     parties = {}
     for name in dict.fromkeys(p for p, _, _ in INVOICES):
+        spec = PARTIES[name]
         party = Party(name=name)
+        party.dunning_procedure = procedure if spec['procedure'] else None
+        if spec.get('lang'):
+            party.lang, = Lang.find([('code', '=', spec['lang'])])
+        if spec['addresses']:
+            party.addresses.pop()
+        for a in spec['addresses']:
+            party.addresses.new(street_unstructured=a['street'],
+                postal_code=a['postal_code'], city=a['city'],
+                country=germany, invoice=a['invoice'])
+        for kind in ('phone', 'email'):
+            if spec.get(kind):
+                party.contact_mechanisms.new(type=kind, value=spec[kind])
         party.save()
         parties[name] = party
 
@@ -256,6 +301,12 @@ def cmd_setup(args):
                 'move_number': invoice.move.number,
                 'move_line_id': move_line.id,
                 })
+    # A blocked dunning on one line: Tryton's dunning block.
+    Dunning = Model.get('account.dunning')
+    blocked, = [r for r in result if r['number'] == BLOCKED]
+    dunning = Dunning(line=blocked['move_line_id'], procedure=procedure,
+        level=procedure.levels[0], blocked=True)
+    dunning.save()
     lap('parties_and_invoices')
     timings['total'] = round(time.monotonic() - t0, 2)
 
@@ -270,6 +321,9 @@ def cmd_setup(args):
             'currency': company.currency.code},
         'payment_term': payment_term.name,
         'invoices': result,
+        'parties': PARTIES,
+        'blocked': BLOCKED,
+        'dunning_procedure': DUNNING_PROCEDURE,
         'timings_s': timings,
         }
     with open(state_path, 'w') as fh:

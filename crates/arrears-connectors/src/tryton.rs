@@ -1,15 +1,24 @@
 //! Tryton ERP over its JSON-RPC API: customers and open receivable lines.
 //!
-//! Each sync reads every posted, unreconciled receivable line with a party (paged
+//! A full sync reads every posted, unreconciled receivable line with a party (paged
 //! by id) and stores them as open items of the source `tryton:<connector>` in one
 //! batch marked as a snapshot: a line that is no longer open in Tryton (paid and
-//! reconciled) is cleared here, and its case closes on the next run. The newest
-//! `write_date` seen is kept as the cursor, for health and lag.
+//! reconciled) is cleared here, and its case closes on the next run.
 //!
-//! Why a snapshot rather than only lines changed since the cursor: reconciling a
-//! payment in Tryton does not have to rewrite the invoice's receivable line, so a
-//! pull by `write_date` alone can miss that an item was paid. An open-line
-//! snapshot cannot.
+//! Between full syncs (`full_every`, default daily) a sync reads only what changed
+//! since the cursor: lines created or written since then, minus an `overlap`,
+//! because Tryton stamps a record with its transaction's start (PostgreSQL) or
+//! first write (SQLite), not its commit, so a long transaction can commit records
+//! older than the cursor. Reconciling a payment writes the invoice's line, so a
+//! paid item shows up as a written, reconciled line and is cleared; a partial
+//! payment is a new credit line, and every open line of its invoice is read again
+//! to recompute the invoice's open amount. Anything this misses (a line moved to
+//! another party, a cancelled move) the next full snapshot corrects.
+//!
+//! Per party it reads what decides who may be dunned and where to write: the
+//! dunning procedure (none: Tryton does not dun the party, and neither does
+//! Arrears), the invoice address (else the first), e-mail and phone (invoice ones
+//! first) and language; per line, whether Tryton's dunning of it is blocked.
 //!
 //! The password comes from an environment variable or a file and is never logged.
 
@@ -18,13 +27,13 @@ use std::time::Duration;
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 use base64::Engine as _;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::SyncStats;
-use arrears_core::domain::{Batch, CustomerInfo, ItemInput};
+use arrears_core::domain::{Batch, CustomerInfo, ErpDunning, Hold, ItemInput};
 use arrears_core::money::Currency;
 use arrears_store::Store;
 
@@ -45,6 +54,21 @@ pub struct TrytonConfig {
     /// Lines per request.
     #[serde(default = "default_page")]
     pub page_size: usize,
+    /// How often a sync reads every open line instead of what changed; `0s`: always.
+    #[serde(default = "default_full_every", with = "arrears_core::human_duration")]
+    pub full_every: Duration,
+    /// How far before the cursor a changed-lines read starts (Tryton's timestamps are
+    /// transaction starts, not commits).
+    #[serde(default = "default_overlap", with = "arrears_core::human_duration")]
+    pub overlap: Duration,
+}
+
+fn default_full_every() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+fn default_overlap() -> Duration {
+    Duration::from_secs(1_800)
 }
 
 fn default_timeout() -> Duration {
@@ -290,84 +314,510 @@ const FIELDS: &[&str] = &[
     // `move_origin.number` fails the whole read when one origin is not an invoice,
     // so invoice numbers are read separately by id.
     "move_origin",
+    "reconciliation",
     "write_date",
     "create_date",
     "company.currency.code",
 ];
 
-/// One sync: every open receivable line, as a snapshot of the source.
+/// Where the next sync starts, kept as the connector's cursor (JSON).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cursor {
+    /// The newest write or create date seen, in Tryton's clock.
+    changed: Option<String>,
+    /// When the last full snapshot was stored, in Arrears' clock.
+    full: Option<DateTime<Utc>>,
+}
+
+const STAMP: &str = "%Y-%m-%dT%H:%M:%S%.6f";
+
+fn stamp_value(t: NaiveDateTime) -> Value {
+    use chrono::{Datelike, Timelike};
+    json!({
+        "__class__": "datetime", "year": t.year(), "month": t.month(), "day": t.day(),
+        "hour": t.hour(), "minute": t.minute(), "second": t.second(),
+        "microsecond": t.nanosecond() / 1_000,
+    })
+}
+
+/// The newest `write_date`/`create_date` of some rows, kept in `newest`.
+fn note_stamps(rows: &[Value], newest: &mut Option<String>) {
+    for r in rows {
+        for k in ["write_date", "create_date"] {
+            if let Some(t) = datetime(&r[k]) {
+                if newest.as_ref().is_none_or(|c| &t > c) {
+                    *newest = Some(t);
+                }
+            }
+        }
+    }
+}
+
+/// Domain clause: created or written at or after `since`.
+fn since_clause(since: NaiveDateTime) -> Value {
+    let t = stamp_value(since);
+    json!(["OR", ["write_date", ">=", t], ["create_date", ">=", t]])
+}
+
+fn receivable_domain() -> Vec<Value> {
+    vec![
+        json!(["account.type.receivable", "=", true]),
+        json!(["move.state", "=", "posted"]),
+        json!(["party", "!=", null]),
+    ]
+}
+
+impl Client {
+    fn ctx(&self) -> Value {
+        self.context.clone()
+    }
+
+    /// Every record of `model` matching `domain`, paged by id rather than offset, so
+    /// records posted during the read cannot shift pages and be read twice or not at all.
+    fn search_all(
+        &mut self,
+        model: &str,
+        domain: &[Value],
+        fields: &[&str],
+    ) -> Result<Vec<Value>, TrytonError> {
+        let page = self.cfg.page_size.max(1);
+        let mut out = Vec::new();
+        let mut last_id = 0i64;
+        loop {
+            let mut d = domain.to_vec();
+            d.push(json!(["id", ">", last_id]));
+            let ctx = self.ctx();
+            let rows = self.call(
+                &format!("model.{model}.search_read"),
+                json!([d, 0, page, [["id", "ASC"]], fields, ctx]),
+            )?;
+            let rows = match rows {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            let n = rows.len();
+            for r in rows {
+                last_id = last_id.max(r["id"].as_i64().unwrap_or_default());
+                out.push(r);
+            }
+            if n < page {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Whether `model` has `field` here (a module that adds it may not be activated).
+    fn has_field(&mut self, model: &str, field: &str) -> Result<bool, TrytonError> {
+        let ctx = self.ctx();
+        let r = self.call(&format!("model.{model}.fields_get"), json!([[field], ctx]))?;
+        Ok(r.get(field).is_some())
+    }
+
+    /// The newest write or create date of any receivable line: where a full
+    /// snapshot leaves the cursor.
+    fn newest_line_stamp(&mut self) -> Result<Option<String>, TrytonError> {
+        let mut newest = None;
+        for k in ["write_date", "create_date"] {
+            let ctx = self.ctx();
+            let rows = self.call(
+                "model.account.move.line.search_read",
+                json!([
+                    [["account.type.receivable", "=", true], [k, "!=", null]],
+                    0,
+                    1,
+                    [[k, "DESC"]],
+                    [k],
+                    ctx
+                ]),
+            )?;
+            note_stamps(
+                rows.as_array().map(Vec::as_slice).unwrap_or_default(),
+                &mut newest,
+            );
+        }
+        Ok(newest)
+    }
+}
+
+/// One sync: every open line (a snapshot of the source) when a full sync is due,
+/// else the lines changed since the cursor.
 pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<SyncStats, String> {
     let source = format!("tryton:{connector}");
     let company = cfg.company.clone().unwrap_or_else(|| cfg.database.clone());
+    let now = store.clock().now();
+    // A cursor that does not parse (one from before the incremental pull) asks for
+    // a full sync.
+    let prev: Cursor = store
+        .connector_health(connector)
+        .map_err(|e| e.to_string())?
+        .and_then(|h| h.cursor)
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    let since = match (&prev.changed, prev.full) {
+        (Some(changed), Some(full))
+            if !cfg.full_every.is_zero()
+                && now.signed_duration_since(full).to_std().unwrap_or_default()
+                    < cfg.full_every =>
+        {
+            NaiveDateTime::parse_from_str(changed, STAMP)
+                .ok()
+                .map(|t| t - chrono::Duration::from_std(cfg.overlap).unwrap_or_default())
+        }
+        _ => None,
+    };
     let mut client = Client::new(cfg);
     client.login().map_err(|e| e.to_string())?;
-    let domain = json!([
-        ["account.type.receivable", "=", true],
-        ["reconciliation", "=", null],
-        ["move.state", "=", "posted"],
-        ["party", "!=", null],
-    ]);
-    let mut rows_all: Vec<Value> = Vec::new();
-    let mut cursor: Option<String> = None;
-    let mut last_id = 0i64;
-    loop {
-        // Paged by id rather than offset, so lines posted during the sync cannot
-        // shift pages and make one be read twice or not at all.
-        let mut d = domain.as_array().cloned().unwrap_or_default();
-        d.push(json!(["id", ">", last_id]));
-        let ctx = client.context.clone();
-        let rows = client
-            .call(
-                "model.account.move.line.search_read",
-                json!([d, 0, cfg.page_size, [["id", "ASC"]], FIELDS, ctx]),
-            )
-            .map_err(|e| e.to_string())?;
-        let rows = rows.as_array().cloned().unwrap_or_default();
-        let n = rows.len();
-        for r in rows {
-            last_id = last_id.max(r["id"].as_i64().unwrap_or_default());
-            for k in ["write_date", "create_date"] {
-                if let Some(t) = datetime(&r[k]) {
-                    if cursor.as_ref().is_none_or(|c| &t > c) {
-                        cursor = Some(t);
-                    }
-                }
-            }
-            rows_all.push(r);
-        }
-        if n < cfg.page_size {
-            break;
+    let pull = pull(&mut client, since).map_err(|e| e.to_string())?;
+    let numbers = invoice_numbers(
+        &mut client,
+        pull.open.iter().chain(&pull.reconciled),
+        cfg.page_size,
+    )?;
+    let (mut customers, mut items, skipped) =
+        open_items(&pull.open, &numbers, &source, &company).map_err(|e| e.to_string())?;
+    let pulled = pull.open.len() as u64;
+    // Lines reconciled since the cursor: their items are cleared.
+    let (paid_customers, paid, _) =
+        open_items(&pull.reconciled, &numbers, &source, &company).map_err(|e| e.to_string())?;
+    let reconciled = pull.reconciled.len() as u64;
+    for mut it in paid {
+        it.open_amount = Decimal::ZERO;
+        items.push(it);
+    }
+    for c in paid_customers {
+        if !customers.iter().any(|k| k.code == c.code) {
+            customers.push(c);
         }
     }
-    let numbers = invoice_numbers(&mut client, &rows_all, cfg.page_size)?;
-    let (customers, items, skipped) =
-        open_items(&rows_all, &numbers, &source, &company).map_err(|e| e.to_string())?;
-    let mut batch = Batch {
+    for it in &mut items {
+        if pull.blocked.contains(&it.external_id) {
+            it.hold = Some(Hold {
+                reason: "dunning blocked in Tryton".into(),
+                until: None,
+            });
+        }
+    }
+    let mut ids = pull.parties.clone();
+    ids.extend(
+        pull.open
+            .iter()
+            .chain(&pull.reconciled)
+            .filter_map(|r| r["party"].as_i64()),
+    );
+    let parties =
+        read_parties(&mut client, ids, &company, pull.dunning_module).map_err(|e| e.to_string())?;
+    for c in &mut customers {
+        if let Some(p) = parties.values().find(|p| p.code == c.code) {
+            *c = p.clone();
+        }
+    }
+    // A party whose data changed but who has no line in this pull: only one
+    // Arrears already knows (Tryton's suppliers and prospects are not customers).
+    for id in &pull.parties {
+        if let Some(p) = parties.get(id) {
+            if !customers.iter().any(|c| c.code == p.code)
+                && store
+                    .customer_id(&format!("{}/{}", p.company, p.code))
+                    .is_ok()
+            {
+                customers.push(p.clone());
+            }
+        }
+    }
+    let full = since.is_none();
+    let batch = Batch {
         customers,
         items,
+        snapshot_sources: if full {
+            vec![source.clone()]
+        } else {
+            Vec::new()
+        },
         ..Batch::default()
     };
-    batch.snapshot_sources = vec![source.clone()];
-    let pulled = batch.items.len() as u64;
     let stats = store
-        .audited(&format!("connector:{connector}"), "tryton.sync", &source, |st| {
-            let s = st.ingest(&batch)?;
-            let after = json!({
-                "open_lines": pulled, "items_new": s.items_new, "items_updated": s.items_updated,
-                "items_cleared": s.items_cleared, "customers_new": s.customers_new,
-            });
-            Ok::<_, arrears_store::StoreError>((s, json!(null), after))
-        })
+        .audited(
+            &format!("connector:{connector}"),
+            "tryton.sync",
+            &source,
+            |st| {
+                let s = st.ingest(&batch)?;
+                let after = json!({
+                    "mode": if full { "full" } else { "changes" },
+                    "open_lines": pulled, "reconciled_lines": reconciled,
+                    "items_new": s.items_new, "items_updated": s.items_updated,
+                    "items_cleared": s.items_cleared, "customers_new": s.customers_new,
+                    "customers_updated": s.customers_updated,
+                });
+                Ok::<_, arrears_store::StoreError>((s, json!(null), after))
+            },
+        )
         .map_err(|e| e.to_string())?;
+    let mut changed = prev.changed;
+    if let Some(t) = pull.newest {
+        if changed.as_ref().is_none_or(|c| &t > c) {
+            changed = Some(t);
+        }
+    }
+    let cursor = Cursor {
+        changed,
+        full: if full { Some(now) } else { prev.full },
+    };
+    let what = match since {
+        None => format!("{pulled} open lines"),
+        Some(t) => format!(
+            "changes since {}: {pulled} open lines, {reconciled} reconciled",
+            t.format("%Y-%m-%d %H:%M:%S")
+        ),
+    };
     Ok(SyncStats {
-        pulled,
+        pulled: pulled + reconciled,
         failed: 0,
-        cursor,
+        cursor: serde_json::to_string(&cursor).ok(),
         details: vec![format!(
-            "{source}: {pulled} open lines ({skipped} payments on account not applied); items new {} updated {} cleared {}; customers new {}",
-            stats.items_new, stats.items_updated, stats.items_cleared, stats.customers_new
+            "{source}: {what} ({skipped} payments on account not applied); items new {} updated {} cleared {}; customers new {} updated {}",
+            stats.items_new, stats.items_updated, stats.items_cleared, stats.customers_new, stats.customers_updated
         )],
     })
+}
+
+/// What one sync read from Tryton.
+#[derive(Default)]
+struct Pull {
+    /// Open lines: all of them (full), or those changed and every open line of an
+    /// invoice with a changed line (changes).
+    open: Vec<Value>,
+    /// Debit lines reconciled since the cursor (changes only).
+    reconciled: Vec<Value>,
+    /// Lines whose dunning Tryton has blocked.
+    blocked: std::collections::HashSet<String>,
+    /// Parties whose own data changed (changes only).
+    parties: Vec<i64>,
+    newest: Option<String>,
+    dunning_module: bool,
+}
+
+fn pull(client: &mut Client, since: Option<NaiveDateTime>) -> Result<Pull, TrytonError> {
+    const LINES: &str = "account.move.line";
+    let mut p = Pull {
+        dunning_module: client.has_field("party.party", "dunning_procedure")?,
+        ..Pull::default()
+    };
+    let mut open_domain = receivable_domain();
+    open_domain.push(json!(["reconciliation", "=", null]));
+    match since {
+        None => {
+            p.open = client.search_all(LINES, &open_domain, FIELDS)?;
+            // The cursor: where Tryton's clock stood, not the newest open line (which
+            // may be old while payments were reconciled since).
+            p.newest = client.newest_line_stamp()?;
+        }
+        Some(t) => {
+            let mut d = receivable_domain();
+            d.push(since_clause(t));
+            let mut changed = client.search_all(LINES, &d, FIELDS)?;
+            note_stamps(&changed, &mut p.newest);
+            if p.dunning_module {
+                // Blocking or unblocking a dunning writes the dunning, not the line.
+                let dunnings = client.search_all(
+                    "account.dunning",
+                    &[since_clause(t)],
+                    &["line", "write_date", "create_date"],
+                )?;
+                note_stamps(&dunnings, &mut p.newest);
+                let have: std::collections::HashSet<i64> =
+                    changed.iter().filter_map(|r| r["id"].as_i64()).collect();
+                let mut more: Vec<i64> = dunnings
+                    .iter()
+                    .filter_map(|r| r["line"].as_i64())
+                    .filter(|id| !have.contains(id))
+                    .collect();
+                more.sort_unstable();
+                more.dedup();
+                for chunk in more.chunks(client.cfg.page_size.max(1)) {
+                    let mut d = receivable_domain();
+                    d.push(json!(["id", "in", chunk]));
+                    changed.extend(client.search_all(LINES, &d, FIELDS)?);
+                }
+            }
+            // Every open line of an invoice with a changed line: a partial payment
+            // lowers the invoice's items, earliest due first, so all are recomputed.
+            let mut refs: Vec<&str> = changed
+                .iter()
+                .filter_map(|r| r["move_origin"].as_str())
+                .filter(|o| o.starts_with("account.invoice,"))
+                .collect();
+            refs.sort_unstable();
+            refs.dedup();
+            let mut seen: std::collections::HashSet<i64> = Default::default();
+            let mut siblings = Vec::new();
+            for chunk in refs.chunks(client.cfg.page_size.max(1)) {
+                let mut d = open_domain.clone();
+                d.push(json!(["move_origin", "in", chunk]));
+                siblings.extend(client.search_all(LINES, &d, FIELDS)?);
+            }
+            for r in changed.into_iter().chain(siblings) {
+                if !seen.insert(r["id"].as_i64().unwrap_or_default()) {
+                    continue;
+                }
+                if r["reconciliation"].is_null() {
+                    p.open.push(r);
+                } else if decimal(&r["debit"]) > decimal(&r["credit"]) {
+                    p.reconciled.push(r);
+                }
+            }
+            // Parties whose own record, addresses or contact mechanisms changed.
+            for model in ["party.party", "party.address", "party.contact_mechanism"] {
+                let party = if model == "party.party" {
+                    "id"
+                } else {
+                    "party"
+                };
+                let rows = client.search_all(
+                    model,
+                    &[since_clause(t)],
+                    &[party, "write_date", "create_date"],
+                )?;
+                note_stamps(&rows, &mut p.newest);
+                p.parties
+                    .extend(rows.iter().filter_map(|r| r[party].as_i64()));
+            }
+        }
+    }
+    if p.dunning_module {
+        let blocked = client.search_all(
+            "account.dunning",
+            &[
+                json!(["blocked", "=", true]),
+                json!(["line.reconciliation", "=", null]),
+            ],
+            &["line"],
+        )?;
+        p.blocked = blocked
+            .iter()
+            .filter_map(|r| r["line"].as_i64())
+            .map(|l| l.to_string())
+            .collect();
+    }
+    Ok(p)
+}
+
+/// Customers as Tryton keeps them, by party id: name, the dunning procedure (when
+/// the dunning module is active), the invoice address (else the first), e-mail
+/// and phone (invoice ones first, else the first) and language. What Tryton does
+/// not have is left `None`, so what Arrears knows stays.
+fn read_parties(
+    client: &mut Client,
+    mut ids: Vec<i64>,
+    company: &str,
+    dunning_module: bool,
+) -> Result<std::collections::HashMap<i64, CustomerInfo>, TrytonError> {
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let invoice_flag = client.has_field("party.address", "invoice")?;
+    let mut party_fields = vec!["id", "code", "rec_name", "lang.code"];
+    if dunning_module {
+        party_fields.push("dunning_procedure.rec_name");
+    }
+    let mut addr_fields = vec![
+        "party",
+        "street",
+        "postal_code",
+        "city",
+        "country.code",
+        "sequence",
+    ];
+    let mut mech_fields = vec!["party", "type", "value", "sequence"];
+    if invoice_flag {
+        addr_fields.push("invoice");
+        mech_fields.push("invoice");
+    }
+    let page = client.cfg.page_size.max(1);
+    for chunk in ids.chunks(page) {
+        let ctx = client.ctx();
+        let parties = client.call("model.party.party.read", json!([chunk, party_fields, ctx]))?;
+        let d = [json!(["party", "in", chunk])];
+        let addresses = client.search_all("party.address", &d, &addr_fields)?;
+        let mechanisms = client.search_all(
+            "party.contact_mechanism",
+            &[
+                d[0].clone(),
+                json!(["type", "in", ["email", "phone", "mobile"]]),
+            ],
+            &mech_fields,
+        )?;
+        for r in parties.as_array().into_iter().flatten() {
+            let Some(id) = r["id"].as_i64() else { continue };
+            let text = |v: &Value| {
+                v.as_str()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+            };
+            let code = text(&r["code"]).unwrap_or_else(|| format!("P{id}"));
+            let mut c = CustomerInfo {
+                company: company.to_string(),
+                name: text(&r["rec_name"]).unwrap_or_else(|| code.clone()),
+                code,
+                language: text(field(r, "lang.code")),
+                ..CustomerInfo::default()
+            };
+            if dunning_module {
+                c.dunning = Some(match text(field(r, "dunning_procedure.rec_name")) {
+                    Some(p) => ErpDunning::Procedure(p),
+                    None => ErpDunning::Excluded,
+                });
+            }
+            // Invoice address first, then Tryton's order (sequence, id).
+            let mine = |rows: &[Value]| -> Vec<Value> {
+                let mut v: Vec<Value> = rows
+                    .iter()
+                    .filter(|a| a["party"].as_i64() == Some(id))
+                    .cloned()
+                    .collect();
+                v.sort_by_key(|a| {
+                    (
+                        !a["invoice"]
+                            .as_bool()
+                            .unwrap_or(a["invoice"].as_i64() == Some(1)),
+                        a["sequence"].as_i64().unwrap_or(i64::MAX),
+                        a["id"].as_i64().unwrap_or_default(),
+                    )
+                });
+                v
+            };
+            // An address counts when it has a street or a city: Tryton gives every
+            // new party an empty one.
+            if let Some(a) = mine(&addresses)
+                .into_iter()
+                .find(|a| text(&a["street"]).is_some() || text(&a["city"]).is_some())
+            {
+                // All three parts together, so a partial address in Tryton never
+                // mixes with an older one here.
+                c.street = Some(text(&a["street"]).unwrap_or_default());
+                c.postal_code = Some(text(&a["postal_code"]).unwrap_or_default());
+                c.city = Some(text(&a["city"]).unwrap_or_default());
+                c.country = text(field(&a, "country.code")).unwrap_or_default();
+            }
+            let mechs = mine(&mechanisms);
+            let first = |kinds: &[&str]| {
+                kinds.iter().find_map(|k| {
+                    mechs
+                        .iter()
+                        .filter(|m| m["type"].as_str() == Some(k))
+                        .find_map(|m| text(&m["value"]))
+                })
+            };
+            c.email = first(&["email"]);
+            c.phone = first(&["phone", "mobile"]);
+            out.insert(id, c);
+        }
+    }
+    Ok(out)
 }
 
 /// The invoice id of a line's origin (`"account.invoice,12"`).
@@ -380,12 +830,12 @@ fn invoice_of(r: &Value) -> Option<i64> {
 }
 
 /// Invoice numbers by invoice id, for every invoice the lines come from.
-fn invoice_numbers(
+fn invoice_numbers<'a>(
     client: &mut Client,
-    rows: &[Value],
+    rows: impl Iterator<Item = &'a Value>,
     page: usize,
 ) -> Result<std::collections::HashMap<i64, String>, String> {
-    let mut ids: Vec<i64> = rows.iter().filter_map(invoice_of).collect();
+    let mut ids: Vec<i64> = rows.filter_map(invoice_of).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut out = std::collections::HashMap::new();
