@@ -25,7 +25,7 @@ use super::{parse_date, status, RunRequest, ServeError, Shared};
 use crate::app_status;
 use crate::config::TlsConfig;
 use arrears_app::{self as app, cases::Caller};
-use arrears_core::domain::Activity;
+use arrears_core::domain::{Activity, ErpDunning};
 use arrears_rules::{self as rules, RuleError};
 use arrears_store::{CaseDetail, Store};
 
@@ -706,6 +706,12 @@ pub fn customer_to_pb(v: &arrears_store::CustomerView) -> pb::Customer {
             Some((bureau, None, _, at)) => format!("unknown to {bureau} ({at})"),
             None => String::new(),
         },
+        erp_excluded: v.erp_dunning == Some(ErpDunning::Excluded),
+        erp_procedure: match &v.erp_dunning {
+            Some(ErpDunning::Procedure(p)) => p.clone(),
+            _ => String::new(),
+        },
+        letter_address: v.letter_address.clone().unwrap_or_default(),
     }
 }
 

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{date, dec, Result, Store, StoreError};
-use arrears_core::domain::{Priority, PromiseStatus};
+use arrears_core::domain::{ErpDunning, Priority, PromiseStatus};
 use arrears_engine::case::add_days;
 use arrears_engine::promise;
 
@@ -88,6 +88,11 @@ pub struct CustomerView {
     /// The latest credit bureau answer: (bureau, score, risk class, fetched at);
     /// score and class `None` when the bureau does not know the customer.
     pub bureau: Option<(String, Option<i64>, Option<String>, String)>,
+    /// What the ERP says of dunning the customer; `None`: it does not say.
+    pub erp_dunning: Option<ErpDunning>,
+    /// Where a letter goes (name and postal address); `None`: no letter can be
+    /// sent, the address is incomplete.
+    pub letter_address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -510,7 +515,15 @@ impl Store {
             }
         }
 
+        let profile_of = self.contact_profile(id)?;
+        let erp_dunning = ErpDunning::from_stored(c.query_row(
+            "SELECT dunning_procedure FROM customers WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?);
         Ok(CustomerView {
+            erp_dunning,
+            letter_address: profile_of.postal_address(),
             id,
             company,
             code,
@@ -1170,10 +1183,10 @@ mod tests {
                 language: Some("de".into()),
                 timezone: Some("Europe/Berlin".into()),
                 credit_limit: Some((dec!(5000), Currency::parse("EUR").unwrap())),
-                street: None,
-                postal_code: None,
-                city: None,
-                dunning: None,
+                street: Some("Hauptstr. 1".into()),
+                postal_code: Some("10115".into()),
+                city: Some("Berlin".into()),
+                dunning: Some(ErpDunning::Excluded),
             }],
             items: vec![
                 item("1", "C1", "2026-10-01", dec!(100.00), "EUR"),
@@ -1381,8 +1394,16 @@ mod tests {
             ]
         );
 
+        // Who may be dunned and where letters go, as the ERP said.
+        assert_eq!(v.erp_dunning, Some(ErpDunning::Excluded));
+        assert_eq!(
+            v.letter_address.as_deref(),
+            Some("Müller GmbH\nHauptstr. 1\n10115 Berlin\nDE")
+        );
+
         // C2 was never evaluated by a run: no state, and only its own data.
         let v2 = s.customer_view(c2, d("2026-11-15")).unwrap();
+        assert_eq!((v2.erp_dunning, v2.letter_address), (None, None));
         assert_eq!(
             (
                 v2.last_run_on,
