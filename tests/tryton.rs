@@ -138,7 +138,7 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
         format!(
             "connectors:\n  - name: erp\n    kind: tryton\n    url: http://127.0.0.1:{port}\n    \
              database: {}\n    user: admin\n    password_env: TRYTON_TEST_PASSWORD\n    company: ACME\n    every: 0s\n    \
-             overlap: 0s\n",
+             overlap: 0s\n    write_back: true\n",
             setup["database"].as_str().unwrap()
         ),
     )
@@ -245,10 +245,22 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
         "nothing reached Beta"
     );
 
-    // The same again: an incremental sync that changes nothing.
+    // The same again: an incremental sync that changes nothing here, and tells
+    // Tryton what was sent: a note on Alpha; Beta got nothing, so no note.
     let out = env.ok(&["sync", "erp"]);
     assert!(out.contains("changes since"), "{out}");
     assert!(out.contains("items new 0 updated 0 cleared 0"), "{out}");
+    assert!(out.contains("1 steps written back as notes"), "{out}");
+    let notes = run_fixture(&["notes", "--dir", t]);
+    let notes = notes.as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["party"], "Alpha GmbH");
+    let note = notes[0]["message"].as_str().unwrap();
+    assert!(
+        note.contains("sent by letter on 2026-11-23") && note.contains("INV/2026/0002"),
+        "{note}"
+    );
+    assert!(!note.contains(blocked), "{note}");
 
     // Paid in Tryton after that sync: the next (incremental) sync sees the line
     // reconciled and clears it; the next run closes its case.
@@ -303,6 +315,23 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
     assert!(
         out.contains("5 open lines") && out.contains("cleared 0"),
         "4 invoices and the partial payment: {out}"
+    );
+
+    // A cursor lost (a crash after the notes were written, before the cursor was
+    // stored): the next sync starts over, and still notes no step twice.
+    rusqlite::Connection::open(env.dir.path().join("arrears.db"))
+        .unwrap()
+        .execute("DELETE FROM connector_state", [])
+        .unwrap();
+    let out = env.ok(&["sync", "erp"]);
+    assert!(out.contains("0 steps written back"), "{out}");
+    // Every later sync left the notes as they were: each step is noted once.
+    assert_eq!(
+        run_fixture(&["notes", "--dir", t])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
 
     // Health: the connector saw a success, and its cursor is Tryton's write date.

@@ -61,6 +61,9 @@ pub struct TrytonConfig {
     /// transaction starts, not commits).
     #[serde(default = "default_overlap", with = "arrears_core::human_duration")]
     pub overlap: Duration,
+    /// Tell Tryton what Arrears did: a note on the party for each delivered step.
+    #[serde(default)]
+    pub write_back: bool,
 }
 
 fn default_full_every() -> Duration {
@@ -106,6 +109,10 @@ impl TrytonError {
         )
     }
 }
+
+/// Sessions by (url, database, user), kept between syncs.
+type Sessions = std::collections::BTreeMap<(String, String, String), (String, Value)>;
+static SESSIONS: std::sync::Mutex<Sessions> = std::sync::Mutex::new(Sessions::new());
 
 struct Client {
     cfg: TrytonConfig,
@@ -224,6 +231,35 @@ impl Client {
             .ok_or_else(|| err("reply has neither result nor error".into(), false))
     }
 
+    /// The session of an earlier sync of this process, if any, else a new login.
+    /// Tryton hashes the password on every login (≈ 0.1 s here, half of an
+    /// incremental sync) and rate-limits logins; an expired session is a 401, and
+    /// `call` logs in again.
+    fn resume(&mut self) -> Result<(), TrytonError> {
+        let key = self.session_key();
+        let kept = SESSIONS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        match kept {
+            Some((auth, context)) => {
+                self.auth = Some(auth);
+                self.context = context;
+                Ok(())
+            }
+            None => self.login(),
+        }
+    }
+
+    fn session_key(&self) -> (String, String, String) {
+        (
+            self.cfg.url.clone(),
+            self.cfg.database.clone(),
+            self.cfg.user.clone(),
+        )
+    }
+
     fn login(&mut self) -> Result<(), TrytonError> {
         self.auth = None;
         let password = self.password()?;
@@ -247,6 +283,12 @@ impl Client {
             .encode(format!("{}:{}:{}", self.cfg.user, uid, session));
         self.auth = Some(format!("Session {token}"));
         self.context = self.call("model.res.user.get_preferences", json!([true, {}]))?;
+        if let Some(auth) = &self.auth {
+            SESSIONS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(self.session_key(), (auth.clone(), self.context.clone()));
+        }
         Ok(())
     }
 }
@@ -327,6 +369,9 @@ struct Cursor {
     changed: Option<String>,
     /// When the last full snapshot was stored, in Arrears' clock.
     full: Option<DateTime<Utc>>,
+    /// Escalation steps up to this id are written back (or were never delivered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written: Option<i64>,
 }
 
 const STAMP: &str = "%Y-%m-%dT%H:%M:%S%.6f";
@@ -466,7 +511,7 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
         _ => None,
     };
     let mut client = Client::new(cfg);
-    client.login().map_err(|e| e.to_string())?;
+    client.resume().map_err(|e| e.to_string())?;
     let pull = pull(&mut client, since).map_err(|e| e.to_string())?;
     let numbers = invoice_numbers(
         &mut client,
@@ -553,6 +598,13 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
             },
         )
         .map_err(|e| e.to_string())?;
+    let (noted, written) = if cfg.write_back {
+        let (n, mark) = write_back(&mut client, store, &source, prev.written.unwrap_or(0))
+            .map_err(|e| format!("writing back to Tryton: {e}"))?;
+        (Some(n), Some(mark))
+    } else {
+        (None, prev.written)
+    };
     let mut changed = prev.changed;
     if let Some(t) = pull.newest {
         if changed.as_ref().is_none_or(|c| &t > c) {
@@ -562,6 +614,7 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
     let cursor = Cursor {
         changed,
         full: if full { Some(now) } else { prev.full },
+        written,
     };
     let what = match since {
         None => format!("{pulled} open lines"),
@@ -577,8 +630,92 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
         details: vec![format!(
             "{source}: {what} ({skipped} payments on account not applied); items new {} updated {} cleared {}; customers new {} updated {}",
             stats.items_new, stats.items_updated, stats.items_cleared, stats.customers_new, stats.customers_updated
-        )],
+        )]
+        .into_iter()
+        .chain(noted.map(|n| format!("{source}: {n} steps written back as notes")))
+        .collect(),
     })
+}
+
+/// The marker a note written back carries, so a step is never noted twice (a sync
+/// can fail after writing, before its cursor is stored).
+fn step_marker(id: i64) -> String {
+    format!("[arrears step #{id}]")
+}
+
+/// Tells Tryton what Arrears did: one note on the party per escalation step
+/// delivered since `after` (level, its name, the channel, the date, the invoices).
+/// Returns the notes written and where the next write-back starts.
+fn write_back(
+    client: &mut Client,
+    store: &Store,
+    source: &str,
+    after: i64,
+) -> Result<(usize, i64), String> {
+    let (steps, pending) = store
+        .delivered_steps(source, after, 1_000)
+        .map_err(|e| e.to_string())?;
+    // Below the first step still pending: it may be delivered after later ones.
+    let mut mark = steps.last().map_or(after, |s| s.id);
+    if let Some(p) = pending {
+        mark = mark.min(p - 1);
+    }
+    let mark = mark.max(after);
+    if steps.is_empty() {
+        return Ok((0, mark));
+    }
+    let mut codes: Vec<&str> = steps.iter().map(|s| s.customer.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let found = client
+        .search_all("party.party", &[json!(["code", "in", codes])], &["code"])
+        .map_err(|e| e.to_string())?;
+    let party_of = |code: &str| {
+        found
+            .iter()
+            .find(|p| p["code"].as_str() == Some(code))
+            .and_then(|p| p["id"].as_i64())
+            // A party without a code is `P<id>` here.
+            .or_else(|| code.strip_prefix('P').and_then(|n| n.parse().ok()))
+    };
+    let resources: Vec<String> = codes
+        .iter()
+        .filter_map(|c| party_of(c))
+        .map(|id| format!("party.party,{id}"))
+        .collect();
+    let noted = client
+        .search_all(
+            "ir.note",
+            &[
+                json!(["resource", "in", resources]),
+                json!(["message", "like", "%[arrears step #%"]),
+            ],
+            &["message"],
+        )
+        .map_err(|e| e.to_string())?;
+    let noted: String = noted.iter().filter_map(|n| n["message"].as_str()).collect();
+    let notes: Vec<Value> = steps
+        .iter()
+        .filter(|s| !noted.contains(&step_marker(s.id)))
+        .filter_map(|s| {
+            let party = party_of(&s.customer)?;
+            Some(json!({
+                "resource": format!("party.party,{party}"),
+                "message": format!(
+                    "Arrears: dunning level {} ({}) sent by {} on {}: {} {}",
+                    s.level, s.level_name, s.channel, s.as_of,
+                    s.documents.join(", "), step_marker(s.id)
+                ),
+            }))
+        })
+        .collect();
+    if !notes.is_empty() {
+        let ctx = client.ctx();
+        client
+            .call("model.ir.note.create", json!([notes, ctx]))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((notes.len(), mark))
 }
 
 /// What one sync read from Tryton.

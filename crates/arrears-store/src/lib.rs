@@ -50,7 +50,8 @@ pub use demo_support::*;
 pub use ingest::IngestStats;
 pub use kpi_scan::{Completions, CurrencyFigures, KpiFigures, KpiScan, WorklistLoad};
 pub use outbox::{
-    ContactProfile, ContactUpdate, Fee, LetterItem, MessageView, NewMessage, OutboxPass, StepToSend,
+    ContactProfile, ContactUpdate, DeliveredStep, Fee, LetterItem, MessageView, NewMessage,
+    OutboxPass, StepToSend,
 };
 pub use run_io::*;
 pub use statements::{

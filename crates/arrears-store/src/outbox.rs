@@ -154,6 +154,21 @@ pub struct MessageView {
     pub business_date: Option<String>,
 }
 
+/// An escalation step that reached the customer, as an ERP is told of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveredStep {
+    pub id: i64,
+    /// The customer's code.
+    pub customer: String,
+    pub as_of: NaiveDate,
+    pub level: usize,
+    pub level_name: String,
+    /// The channel that delivered it (a fallback's, if one was used).
+    pub channel: String,
+    /// The step's items of the source asked about, by document number.
+    pub documents: Vec<String>,
+}
+
 /// A fee to charge when a message goes out.
 #[derive(Debug, Clone)]
 pub struct Fee {
@@ -377,6 +392,69 @@ impl Store {
     /// Escalation steps still `pending` with no message made for them.
     pub fn steps_to_send(&self) -> Result<Vec<StepToSend>> {
         self.steps(STEPS_TO_SEND, [])
+    }
+
+    /// Escalation steps delivered to customers with items from `source`, with an id
+    /// above `after`, oldest first (at most `limit`): what a connector writes back
+    /// to its ERP. Also the first step above `after` still undecided (pending),
+    /// since a later step may be delivered before it: a writer keeps its mark
+    /// below that one.
+    pub fn delivered_steps(
+        &self,
+        source: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<DeliveredStep>, Option<i64>)> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT e.id, c.code, e.as_of, e.level, e.level_name,
+                    COALESCE((SELECT m.channel FROM messages m
+                              WHERE m.escalation_id = e.id AND m.status = 'sent'
+                              ORDER BY m.id DESC LIMIT 1), e.channel),
+                    e.items
+             FROM escalations e JOIN customers c ON c.id = e.customer_id
+             WHERE e.id > ?2 AND e.status = 'sent'
+               AND EXISTS (SELECT 1 FROM items i WHERE i.customer_id = e.customer_id AND i.source = ?1)
+             ORDER BY e.id LIMIT ?3",
+        )?;
+        let mut doc = self
+            .conn
+            .prepare_cached("SELECT document_no FROM items WHERE id = ?1 AND source = ?2")?;
+        let mut rows = st.query(params![source, after, limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let items: String = r.get(6)?;
+            let items: Vec<(i64, usize)> =
+                serde_json::from_str(&items).map_err(|_| StoreError::Corrupt {
+                    column: "escalations.items",
+                    value: items.clone(),
+                })?;
+            let mut documents = Vec::new();
+            for (id, _) in items {
+                if let Some(d) = doc
+                    .query_row(params![id, source], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    documents.push(d);
+                }
+            }
+            out.push(DeliveredStep {
+                id: r.get(0)?,
+                customer: r.get(1)?,
+                as_of: date("escalations.as_of", &r.get::<_, String>(2)?)?,
+                level: r.get::<_, i64>(3)? as usize,
+                level_name: r.get(4)?,
+                channel: r.get(5)?,
+                documents,
+            });
+        }
+        let pending = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(e.id) FROM escalations e WHERE e.id > ?2 AND e.status = 'pending'
+                   AND EXISTS (SELECT 1 FROM items i WHERE i.customer_id = e.customer_id AND i.source = ?1)",
+            )?
+            .query_row(params![source, after], |r| r.get(0))?;
+        Ok((out, pending))
     }
 
     pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
@@ -965,5 +1043,57 @@ mod tests {
         assert_eq!(events, 1);
         let pass = s.outbox_pass().unwrap();
         assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 0, "once");
+    }
+
+    /// Steps delivered to a source's customers come back with the channel that
+    /// delivered them and the source's documents; a pending step bounds how far a
+    /// writer may mark, since it may be delivered after later ones.
+    #[test]
+    fn delivered_steps_are_a_sources_sent_steps_with_the_first_pending_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'A', 'a'), (2, 'C', 'B', 'b'), (3, 'C', 'Z', 'z');
+                 INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date,
+                                   original_amount, open_amount, currency, status)
+                   VALUES (10, 'tryton:erp', '1', 1, 'INV-1', '2026-09-01', '2026-10-01', '5', '5', 'EUR', 'open'),
+                          (11, 'tryton:erp', '2', 2, 'INV-2', '2026-09-01', '2026-10-01', '5', '5', 'EUR', 'open'),
+                          (12, 'csv', 'x', 3, 'CSV-1', '2026-09-01', '2026-10-01', '5', '5', 'EUR', 'open');
+                 INSERT INTO escalations(id, customer_id, run_id, as_of, ladder, level, level_name, channel, template,
+                                         copy_manager, amount, items, reason, status)
+                   VALUES (1, 1, 1, '2026-11-01', 'standard', 1, 'reminder_1', 'email', 't', 0, '5', '[[10,1]]', 'r', 'sent'),
+                          (2, 2, 1, '2026-11-01', 'standard', 1, 'reminder_1', 'email', 't', 0, '5', '[[11,1]]', 'r', 'pending'),
+                          (3, 3, 1, '2026-11-01', 'standard', 1, 'reminder_1', 'email', 't', 0, '5', '[[12,1]]', 'r', 'sent'),
+                          (4, 1, 2, '2026-11-15', 'standard', 2, 'reminder_2', 'email', 't', 0, '5', '[[10,2]]', 'r', 'sent');
+                 INSERT INTO messages(id, customer_id, escalation_id, channel, template, language, subject, text, status,
+                                      next_attempt, created_at, replaces)
+                   VALUES (20, 1, 4, 'email', 't', 'en', 's', 't', 'failed', '2026-11-15T00:00:00Z', '2026-11-15T00:00:00Z', NULL),
+                          (21, 1, 4, 'letter', 't', 'en', 's', 't', 'sent', '2026-11-15T00:00:00Z', '2026-11-15T00:00:00Z', 20);",
+            )
+            .unwrap();
+        let (steps, pending) = s.delivered_steps("tryton:erp", 0, 10).unwrap();
+        let got: Vec<(i64, &str, &str, Vec<String>)> = steps
+            .iter()
+            .map(|d| {
+                (
+                    d.id,
+                    d.customer.as_str(),
+                    d.channel.as_str(),
+                    d.documents.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "A", "email", vec!["INV-1".to_string()]),
+                (4, "A", "letter", vec!["INV-1".to_string()]),
+            ]
+        );
+        assert_eq!(pending, Some(2));
+        let (steps, pending) = s.delivered_steps("tryton:erp", 2, 10).unwrap();
+        assert_eq!((steps.len(), pending), (1, None));
+        assert_eq!(s.delivered_steps("tryton:erp", 0, 1).unwrap().0.len(), 1);
     }
 }
