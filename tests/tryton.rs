@@ -307,6 +307,37 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
     env.ok(&["run", "--as-of", "2026-11-24"]);
     assert_eq!(open_case(&part), 1);
 
+    // A party changed in Tryton (an e-mail given, its addresses removed) and a
+    // blocked dunning deleted there: an incremental sync sees both. Letters then
+    // have nowhere to go, and the invoice is dunned again.
+    run_fixture(&[
+        "party",
+        "--dir",
+        t,
+        "--name",
+        "Alpha GmbH",
+        "--email",
+        "ap@alpha.example",
+        "--drop-addresses",
+    ]);
+    run_fixture(&["unblock", "--dir", t, "--invoice", blocked]);
+    let out = env.ok(&["sync", "erp"]);
+    assert!(out.contains("changes since"), "{out}");
+    assert_eq!(
+        customer(
+            "Alpha GmbH",
+            "email || '|' || COALESCE(street, '-') || '|' || COALESCE(city, '-')"
+        ),
+        "ap@alpha.example|-|-"
+    );
+    assert_eq!(
+        env.text(&format!(
+            "SELECT COALESCE(hold_reason, '-') FROM items WHERE document_no = '{blocked}'"
+        )),
+        "-",
+        "the block deleted in Tryton is lifted: {out}"
+    );
+
     // A full snapshot when one is due (here: every sync) reads every open line.
     let cfg = env.dir.path().join("arrears.yaml");
     let yaml = std::fs::read_to_string(&cfg).unwrap();
@@ -334,7 +365,15 @@ fn invoices_posted_in_tryton_open_cases_and_paying_one_closes_its_case() {
         1
     );
 
-    // Health: the connector saw a success, and its cursor is Tryton's write date.
+    // Health: the connector saw a success; its cursor holds Tryton's clock, when
+    // the last snapshot was stored and how far steps were written back.
+    assert_eq!(
+        env.sql(
+            "SELECT json_extract(cursor, '$.changed') > '2026' AND json_extract(cursor, '$.full') > '2026' \
+             AND json_extract(cursor, '$.written') > 0 FROM connector_state WHERE name = 'erp'"
+        ),
+        1
+    );
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["connectors", "--json"])).unwrap();
     let erp = &v[0];
     assert_eq!(erp["name"], "erp");

@@ -16,6 +16,13 @@ Subcommands (all print one JSON document on stdout, logs go to stderr):
                                   posted receivable lines, in moves of 100
   settle --dir DIR --count K      reconcile K open receivable lines with
                                   payment moves (what an incremental sync sees)
+  party --dir DIR --name NAME [--email E] [--drop-addresses]
+                                  change a party the way a user does in its
+                                  form (one write of the party; addresses are
+                                  archived)
+  unblock --dir DIR --invoice NUMBER
+                                  delete the blocked dunning of an invoice's
+                                  line (a deletion leaves no timestamp)
   notes --dir DIR                 the notes on parties (what Arrears wrote
                                   back), over JSON-RPC
   check --dir DIR                 JSON-RPC over HTTP (urllib only) against the
@@ -685,6 +692,42 @@ def cmd_check(args):
     emit(out)
 
 
+def cmd_party(args):
+    directory, conf, _ = paths(args.dir)
+    proteus_connect(conf)
+    from proteus import Model
+    Party = Model.get('party.party')
+    party, = Party.find([('name', '=', args.name)])
+    if args.email:
+        for m in party.contact_mechanisms:
+            if m.type == 'email':
+                m.value = args.email
+                break
+        else:
+            party.contact_mechanisms.new(type='email', value=args.email)
+    if args.drop_addresses:
+        # Archived in the party's form: Tryton does not let a party's address be
+        # taken away from it, and archiving is what its users do.
+        for a in party.addresses:
+            a.active = False
+    party.save()
+    emit({'party': party.rec_name, 'email': party.email,
+            'addresses': len([a for a in party.addresses if a.active])})
+
+
+def cmd_unblock(args):
+    directory, conf, _ = paths(args.dir)
+    proteus_connect(conf)
+    from proteus import Model
+    Invoice = Model.get('account.invoice')
+    Dunning = Model.get('account.dunning')
+    invoice, = Invoice.find([('number', '=', args.invoice)])
+    lines = [l.id for l in invoice.lines_to_pay]
+    dunnings = Dunning.find([('line', 'in', lines)])
+    Dunning.delete(dunnings)
+    emit({'invoice': invoice.number, 'deleted': len(dunnings)})
+
+
 def cmd_notes(args):
     directory, conf, _ = paths(args.dir)
     port = read_port(conf)
@@ -732,6 +775,14 @@ def main():
     s = sub.add_parser('settle')
     s.add_argument('--dir', required=True)
     s.add_argument('--count', type=int, default=10)
+    s = sub.add_parser('party')
+    s.add_argument('--dir', required=True)
+    s.add_argument('--name', required=True)
+    s.add_argument('--email')
+    s.add_argument('--drop-addresses', action='store_true')
+    s = sub.add_parser('unblock')
+    s.add_argument('--dir', required=True)
+    s.add_argument('--invoice', required=True)
     s = sub.add_parser('notes')
     s.add_argument('--dir', required=True)
     s = sub.add_parser('check')
@@ -746,6 +797,7 @@ def main():
     args = p.parse_args()
     {'setup': cmd_setup, 'serve': cmd_serve, 'pay': cmd_pay,
         'bulk': cmd_bulk, 'settle': cmd_settle, 'notes': cmd_notes,
+        'party': cmd_party, 'unblock': cmd_unblock,
         'check': cmd_check}[args.cmd](args)
 
 

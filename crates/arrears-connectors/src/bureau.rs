@@ -335,6 +335,7 @@ fn lookups(store: &mut Store, connector: &str, cfg: &BureauConfig) -> Result<Syn
             answers.len()
         )],
         cursor: None,
+        problem: None,
     })
 }
 

@@ -125,6 +125,9 @@ pub struct SyncStats {
     pub details: Vec<String>,
     /// Where the next sync starts (kept only when the data it covers is stored).
     pub cursor: Option<String>,
+    /// What failed although the data was stored (e.g. writing back to the ERP):
+    /// recorded as the connector's last error.
+    pub problem: Option<String>,
 }
 
 pub use arrears_store::Health;
@@ -143,7 +146,10 @@ pub fn record_sync(
             ok: true,
             pulled: s.pulled as i64,
             failed: s.failed as i64,
-            error: (s.failed > 0).then(|| format!("{} file(s) failed", s.failed)),
+            error: s
+                .problem
+                .clone()
+                .or_else(|| (s.failed > 0).then(|| format!("{} file(s) failed", s.failed))),
             cursor: s.cursor.as_deref(),
         },
         Err(e) => arrears_store::SyncOutcome {

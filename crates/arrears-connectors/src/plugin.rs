@@ -460,6 +460,7 @@ pub fn store_pull(
             s.payments_new
         )],
         cursor,
+        problem: None,
     })
 }
 

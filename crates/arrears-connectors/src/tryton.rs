@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use super::SyncStats;
 use arrears_core::domain::{Batch, CustomerInfo, ErpDunning, Hold, ItemInput};
 use arrears_core::money::Currency;
-use arrears_store::Store;
+use arrears_store::{DeliveredStep, Store};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -404,6 +404,18 @@ fn since_clause(since: NaiveDateTime) -> Value {
     json!(["OR", ["write_date", ">=", t], ["create_date", ">=", t]])
 }
 
+/// The same for lines, and the lines of moves written since: posting a move
+/// created earlier as a draft writes the move, not its lines.
+fn lines_since_clause(since: NaiveDateTime) -> Value {
+    let t = stamp_value(since);
+    json!([
+        "OR",
+        ["write_date", ">=", t],
+        ["create_date", ">=", t],
+        ["move.write_date", ">=", t]
+    ])
+}
+
 fn receivable_domain() -> Vec<Value> {
     vec![
         json!(["account.type.receivable", "=", true]),
@@ -512,7 +524,10 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
     };
     let mut client = Client::new(cfg);
     client.resume().map_err(|e| e.to_string())?;
-    let pull = pull(&mut client, since).map_err(|e| e.to_string())?;
+    let held = store
+        .held_items(&source, BLOCKED)
+        .map_err(|e| e.to_string())?;
+    let pull = pull(&mut client, since, &held).map_err(|e| e.to_string())?;
     let numbers = invoice_numbers(
         &mut client,
         pull.open.iter().chain(&pull.reconciled),
@@ -537,7 +552,7 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
     for it in &mut items {
         if pull.blocked.contains(&it.external_id) {
             it.hold = Some(Hold {
-                reason: "dunning blocked in Tryton".into(),
+                reason: BLOCKED.into(),
                 until: None,
             });
         }
@@ -569,6 +584,10 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
             }
         }
     }
+    let excluded = customers
+        .iter()
+        .filter(|c| c.dunning == Some(ErpDunning::Excluded))
+        .count();
     let full = since.is_none();
     let batch = Batch {
         customers,
@@ -598,14 +617,28 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
             },
         )
         .map_err(|e| e.to_string())?;
+    // Write-back: the data is stored whatever happens here; a failure is the
+    // sync's problem, and the steps not written are written next time.
+    let mut problem = None;
     let (noted, written) = if cfg.write_back {
-        let (n, mark) = write_back(&mut client, store, &source, prev.written.unwrap_or(0))
-            .map_err(|e| format!("writing back to Tryton: {e}"))?;
-        (Some(n), Some(mark))
+        // Switched on now: from the newest step on, not the whole past.
+        let after = match prev.written {
+            Some(w) => w,
+            None => store.last_escalation_id().map_err(|e| e.to_string())?,
+        };
+        match write_back(&mut client, store, &source, after) {
+            Ok((report, mark)) => (Some(report), Some(mark)),
+            Err(e) => {
+                problem = Some(format!("writing back to Tryton: {e}"));
+                (None, Some(after))
+            }
+        }
     } else {
         (None, prev.written)
     };
-    let mut changed = prev.changed;
+    // A full sync sets the cursor to Tryton's clock as it is, so a cursor once
+    // ahead of it (a clock put back, another database) does not hide changes.
+    let mut changed = if full { None } else { prev.changed };
     if let Some(t) = pull.newest {
         if changed.as_ref().is_none_or(|c| &t > c) {
             changed = Some(t);
@@ -632,8 +665,15 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
             stats.items_new, stats.items_updated, stats.items_cleared, stats.customers_new, stats.customers_updated
         )]
         .into_iter()
-        .chain(noted.map(|n| format!("{source}: {n} steps written back as notes")))
+        .chain((excluded > 0).then(|| {
+            format!(
+                "{source}: {excluded} customers have no dunning procedure in Tryton and are not dunned"
+            )
+        }))
+        .chain(noted)
+        .chain(problem.clone())
         .collect(),
+        problem,
     })
 }
 
@@ -644,38 +684,72 @@ fn step_marker(id: i64) -> String {
 }
 
 /// Tells Tryton what Arrears did: one note on the party per escalation step
-/// delivered since `after` (level, its name, the channel, the date, the invoices).
-/// Returns the notes written and where the next write-back starts.
+/// delivered since `after` (level, its name, the channel, the day it went out,
+/// the invoices). Returns a one-line report and where the next write-back starts.
 fn write_back(
     client: &mut Client,
     store: &Store,
     source: &str,
     after: i64,
-) -> Result<(usize, i64), String> {
-    let (steps, pending) = store
-        .delivered_steps(source, after, 1_000)
-        .map_err(|e| e.to_string())?;
-    // Below the first step still pending: it may be delivered after later ones.
-    let mut mark = steps.last().map_or(after, |s| s.id);
-    if let Some(p) = pending {
-        mark = mark.min(p - 1);
+) -> Result<(String, i64), String> {
+    const PAGE: usize = 1_000;
+    let mut scanned = after;
+    let mut first_pending = None;
+    let (mut written, mut unknown_party) = (0usize, 0usize);
+    loop {
+        let (steps, pending) = store
+            .delivered_steps(source, scanned, PAGE)
+            .map_err(|e| e.to_string())?;
+        if scanned == after {
+            first_pending = pending;
+        }
+        let Some(last) = steps.last().map(|s| s.id) else {
+            break;
+        };
+        let (w, u) = note_steps(client, &steps)?;
+        written += w;
+        unknown_party += u;
+        scanned = last;
+        if steps.len() < PAGE {
+            break;
+        }
     }
-    let mark = mark.max(after);
-    if steps.is_empty() {
-        return Ok((0, mark));
+    // Below the first step still on its way: it may be delivered after later ones.
+    let mark = first_pending
+        .map_or(scanned, |p| scanned.min(p - 1))
+        .max(after);
+    let mut report = format!("{source}: {written} steps written back as notes");
+    if unknown_party > 0 {
+        report.push_str(&format!(
+            "; {unknown_party} not written: their party is not found in Tryton"
+        ));
     }
+    Ok((report, mark))
+}
+
+/// Writes the notes of some steps, none twice: (written, steps whose party was
+/// not found).
+fn note_steps(client: &mut Client, steps: &[DeliveredStep]) -> Result<(usize, usize), String> {
     let mut codes: Vec<&str> = steps.iter().map(|s| s.customer.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
+    // Archived parties too: a note on an archived party is still where its
+    // history is looked up.
+    let mut ctx = client.ctx();
+    ctx["active_test"] = json!(false);
     let found = client
-        .search_all("party.party", &[json!(["code", "in", codes])], &["code"])
+        .call(
+            "model.party.party.search_read",
+            json!([[["code", "in", codes]], 0, null, null, ["code"], ctx]),
+        )
         .map_err(|e| e.to_string())?;
+    let found = found.as_array().cloned().unwrap_or_default();
     let party_of = |code: &str| {
         found
             .iter()
             .find(|p| p["code"].as_str() == Some(code))
             .and_then(|p| p["id"].as_i64())
-            // A party without a code is `P<id>` here.
+            // A party without a code is `P<id>` here (see `open_items`).
             .or_else(|| code.strip_prefix('P').and_then(|n| n.parse().ok()))
     };
     let resources: Vec<String> = codes
@@ -694,28 +768,33 @@ fn write_back(
         )
         .map_err(|e| e.to_string())?;
     let noted: String = noted.iter().filter_map(|n| n["message"].as_str()).collect();
-    let notes: Vec<Value> = steps
-        .iter()
-        .filter(|s| !noted.contains(&step_marker(s.id)))
-        .filter_map(|s| {
-            let party = party_of(&s.customer)?;
-            Some(json!({
-                "resource": format!("party.party,{party}"),
-                "message": format!(
-                    "Arrears: dunning level {} ({}) sent by {} on {}: {} {}",
-                    s.level, s.level_name, s.channel, s.as_of,
-                    s.documents.join(", "), step_marker(s.id)
-                ),
-            }))
-        })
-        .collect();
+    let mut unknown = 0;
+    let mut notes = Vec::new();
+    for s in steps {
+        // A step naming none of this source's invoices is not the ERP's business.
+        if s.documents.is_empty() || noted.contains(&step_marker(s.id)) {
+            continue;
+        }
+        let Some(party) = party_of(&s.customer) else {
+            unknown += 1;
+            continue;
+        };
+        notes.push(json!({
+            "resource": format!("party.party,{party}"),
+            "message": format!(
+                "Arrears: dunning level {} ({}) sent by {} on {}: {} {}",
+                s.level, s.level_name, s.channel, s.sent_on,
+                s.documents.join(", "), step_marker(s.id)
+            ),
+        }));
+    }
     if !notes.is_empty() {
         let ctx = client.ctx();
         client
             .call("model.ir.note.create", json!([notes, ctx]))
             .map_err(|e| e.to_string())?;
     }
-    Ok((notes.len(), mark))
+    Ok((notes.len(), unknown))
 }
 
 /// What one sync read from Tryton.
@@ -734,93 +813,22 @@ struct Pull {
     dunning_module: bool,
 }
 
-fn pull(client: &mut Client, since: Option<NaiveDateTime>) -> Result<Pull, TrytonError> {
+/// The hold a blocked Tryton dunning puts on its item.
+const BLOCKED: &str = "dunning blocked in Tryton";
+
+/// Reads from Tryton what one sync needs. `held`: the items on hold here for a
+/// blocked Tryton dunning, so a block Tryton no longer has (a dunning deleted
+/// leaves no timestamp) is lifted by an incremental sync too.
+fn pull(
+    client: &mut Client,
+    since: Option<NaiveDateTime>,
+    held: &[String],
+) -> Result<Pull, TrytonError> {
     const LINES: &str = "account.move.line";
     let mut p = Pull {
         dunning_module: client.has_field("party.party", "dunning_procedure")?,
         ..Pull::default()
     };
-    let mut open_domain = receivable_domain();
-    open_domain.push(json!(["reconciliation", "=", null]));
-    match since {
-        None => {
-            p.open = client.search_all(LINES, &open_domain, FIELDS)?;
-            // The cursor: where Tryton's clock stood, not the newest open line (which
-            // may be old while payments were reconciled since).
-            p.newest = client.newest_line_stamp()?;
-        }
-        Some(t) => {
-            let mut d = receivable_domain();
-            d.push(since_clause(t));
-            let mut changed = client.search_all(LINES, &d, FIELDS)?;
-            note_stamps(&changed, &mut p.newest);
-            if p.dunning_module {
-                // Blocking or unblocking a dunning writes the dunning, not the line.
-                let dunnings = client.search_all(
-                    "account.dunning",
-                    &[since_clause(t)],
-                    &["line", "write_date", "create_date"],
-                )?;
-                note_stamps(&dunnings, &mut p.newest);
-                let have: std::collections::HashSet<i64> =
-                    changed.iter().filter_map(|r| r["id"].as_i64()).collect();
-                let mut more: Vec<i64> = dunnings
-                    .iter()
-                    .filter_map(|r| r["line"].as_i64())
-                    .filter(|id| !have.contains(id))
-                    .collect();
-                more.sort_unstable();
-                more.dedup();
-                for chunk in more.chunks(client.cfg.page_size.max(1)) {
-                    let mut d = receivable_domain();
-                    d.push(json!(["id", "in", chunk]));
-                    changed.extend(client.search_all(LINES, &d, FIELDS)?);
-                }
-            }
-            // Every open line of an invoice with a changed line: a partial payment
-            // lowers the invoice's items, earliest due first, so all are recomputed.
-            let mut refs: Vec<&str> = changed
-                .iter()
-                .filter_map(|r| r["move_origin"].as_str())
-                .filter(|o| o.starts_with("account.invoice,"))
-                .collect();
-            refs.sort_unstable();
-            refs.dedup();
-            let mut seen: std::collections::HashSet<i64> = Default::default();
-            let mut siblings = Vec::new();
-            for chunk in refs.chunks(client.cfg.page_size.max(1)) {
-                let mut d = open_domain.clone();
-                d.push(json!(["move_origin", "in", chunk]));
-                siblings.extend(client.search_all(LINES, &d, FIELDS)?);
-            }
-            for r in changed.into_iter().chain(siblings) {
-                if !seen.insert(r["id"].as_i64().unwrap_or_default()) {
-                    continue;
-                }
-                if r["reconciliation"].is_null() {
-                    p.open.push(r);
-                } else if decimal(&r["debit"]) > decimal(&r["credit"]) {
-                    p.reconciled.push(r);
-                }
-            }
-            // Parties whose own record, addresses or contact mechanisms changed.
-            for model in ["party.party", "party.address", "party.contact_mechanism"] {
-                let party = if model == "party.party" {
-                    "id"
-                } else {
-                    "party"
-                };
-                let rows = client.search_all(
-                    model,
-                    &[since_clause(t)],
-                    &[party, "write_date", "create_date"],
-                )?;
-                note_stamps(&rows, &mut p.newest);
-                p.parties
-                    .extend(rows.iter().filter_map(|r| r[party].as_i64()));
-            }
-        }
-    }
     if p.dunning_module {
         let blocked = client.search_all(
             "account.dunning",
@@ -836,13 +844,97 @@ fn pull(client: &mut Client, since: Option<NaiveDateTime>) -> Result<Pull, Tryto
             .map(|l| l.to_string())
             .collect();
     }
+    let mut open_domain = receivable_domain();
+    open_domain.push(json!(["reconciliation", "=", null]));
+    let Some(t) = since else {
+        p.open = client.search_all(LINES, &open_domain, FIELDS)?;
+        // The cursor: where Tryton's clock stood, not the newest open line (which
+        // may be old while payments were reconciled since).
+        p.newest = client.newest_line_stamp()?;
+        return Ok(p);
+    };
+    let mut d = receivable_domain();
+    d.push(lines_since_clause(t));
+    let mut changed = client.search_all(LINES, &d, FIELDS)?;
+    note_stamps(&changed, &mut p.newest);
+    // Lines to read again although they were not written: blocking or unblocking
+    // a dunning writes the dunning, not the line; a deleted one writes nothing.
+    let mut more: Vec<i64> = held
+        .iter()
+        .filter(|h| !p.blocked.contains(*h))
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    if p.dunning_module {
+        let dunnings = client.search_all(
+            "account.dunning",
+            &[since_clause(t)],
+            &["line", "write_date", "create_date"],
+        )?;
+        note_stamps(&dunnings, &mut p.newest);
+        more.extend(dunnings.iter().filter_map(|r| r["line"].as_i64()));
+    }
+    let have: std::collections::HashSet<i64> =
+        changed.iter().filter_map(|r| r["id"].as_i64()).collect();
+    more.retain(|id| !have.contains(id));
+    more.sort_unstable();
+    more.dedup();
+    for chunk in more.chunks(client.cfg.page_size.max(1)) {
+        let mut d = receivable_domain();
+        d.push(json!(["id", "in", chunk]));
+        changed.extend(client.search_all(LINES, &d, FIELDS)?);
+    }
+    // Every open line of an invoice with a changed line: a partial payment
+    // lowers the invoice's items, earliest due first, so all are recomputed.
+    let mut refs: Vec<&str> = changed
+        .iter()
+        .filter_map(|r| r["move_origin"].as_str())
+        .filter(|o| o.starts_with("account.invoice,"))
+        .collect();
+    refs.sort_unstable();
+    refs.dedup();
+    let mut siblings = Vec::new();
+    for chunk in refs.chunks(client.cfg.page_size.max(1)) {
+        let mut d = open_domain.clone();
+        d.push(json!(["move_origin", "in", chunk]));
+        siblings.extend(client.search_all(LINES, &d, FIELDS)?);
+    }
+    let mut seen: std::collections::HashSet<i64> = Default::default();
+    for r in changed.into_iter().chain(siblings) {
+        if !seen.insert(r["id"].as_i64().unwrap_or_default()) {
+            continue;
+        }
+        if r["reconciliation"].is_null() {
+            p.open.push(r);
+        } else if decimal(&r["debit"]) > decimal(&r["credit"]) {
+            p.reconciled.push(r);
+        }
+    }
+    // Parties whose own record, addresses or contact mechanisms changed.
+    for model in ["party.party", "party.address", "party.contact_mechanism"] {
+        let party = if model == "party.party" {
+            "id"
+        } else {
+            "party"
+        };
+        let rows = client.search_all(
+            model,
+            &[since_clause(t)],
+            &[party, "write_date", "create_date"],
+        )?;
+        note_stamps(&rows, &mut p.newest);
+        p.parties
+            .extend(rows.iter().filter_map(|r| r[party].as_i64()));
+    }
     Ok(p)
 }
 
 /// Customers as Tryton keeps them, by party id: name, the dunning procedure (when
 /// the dunning module is active), the invoice address (else the first), e-mail
-/// and phone (invoice ones first, else the first) and language. What Tryton does
-/// not have is left `None`, so what Arrears knows stays.
+/// and phone (invoice ones first, else the first; a mobile before a landline, for
+/// text messages) and language. Tryton is the record of where its customers are
+/// reached: an address, e-mail or phone it does not have is cleared here too, so
+/// nothing goes to what its users removed. A language it does not have is left as
+/// Arrears knows it.
 fn read_parties(
     client: &mut Client,
     mut ids: Vec<i64>,
@@ -921,7 +1013,8 @@ fn read_parties(
                         !a["invoice"]
                             .as_bool()
                             .unwrap_or(a["invoice"].as_i64() == Some(1)),
-                        a["sequence"].as_i64().unwrap_or(i64::MAX),
+                        // Tryton orders an empty sequence first.
+                        a["sequence"].as_i64().unwrap_or(i64::MIN),
                         a["id"].as_i64().unwrap_or_default(),
                     )
                 });
@@ -929,6 +1022,9 @@ fn read_parties(
             };
             // An address counts when it has a street or a city: Tryton gives every
             // new party an empty one.
+            c.street = Some(String::new());
+            c.postal_code = Some(String::new());
+            c.city = Some(String::new());
             if let Some(a) = mine(&addresses)
                 .into_iter()
                 .find(|a| text(&a["street"]).is_some() || text(&a["city"]).is_some())
@@ -949,8 +1045,8 @@ fn read_parties(
                         .find_map(|m| text(&m["value"]))
                 })
             };
-            c.email = first(&["email"]);
-            c.phone = first(&["phone", "mobile"]);
+            c.email = Some(first(&["email"]).unwrap_or_default());
+            c.phone = Some(first(&["mobile", "phone"]).unwrap_or_default());
             out.insert(id, c);
         }
     }

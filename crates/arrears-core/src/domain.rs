@@ -67,6 +67,7 @@ pub struct CustomerInfo {
     pub timezone: Option<String>,
     pub credit_limit: Option<(Decimal, Currency)>,
     /// The postal address letters go to, in parts (the country is `country`).
+    /// For e-mail, phone and these: `None` keeps what is stored, `Some("")` clears it.
     pub street: Option<String>,
     pub postal_code: Option<String>,
     pub city: Option<String>,

@@ -95,18 +95,25 @@ impl Customers {
         };
         let n = tx
             .prepare_cached(
-                // A source that leaves a field empty does not know it: keep what is stored
-                // rather than wiping an e-mail address or credit limit given earlier.
-                "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country), email = COALESCE(?4, email),
-                    phone = COALESCE(?5, phone), language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
+                // A source that leaves a field out (NULL) does not know it: keep what is
+                // stored rather than wiping an e-mail address or credit limit given
+                // earlier. One that sends an empty contact field says there is none
+                // (an ERP whose party lost its e-mail or address): it is cleared.
+                "UPDATE customers SET name = ?2, country = COALESCE(NULLIF(?3, ''), country),
+                    email = CASE WHEN ?4 IS NULL THEN email ELSE NULLIF(?4, '') END,
+                    phone = CASE WHEN ?5 IS NULL THEN phone ELSE NULLIF(?5, '') END,
+                    language = COALESCE(?6, language), timezone = COALESCE(?7, timezone),
                     credit_limit = COALESCE(?8, credit_limit), credit_currency = COALESCE(?9, credit_currency),
-                    street = COALESCE(?10, street), postal_code = COALESCE(?11, postal_code), city = COALESCE(?12, city),
+                    street = CASE WHEN ?10 IS NULL THEN street ELSE NULLIF(?10, '') END,
+                    postal_code = CASE WHEN ?11 IS NULL THEN postal_code ELSE NULLIF(?11, '') END,
+                    city = CASE WHEN ?12 IS NULL THEN city ELSE NULLIF(?12, '') END,
                     dunning_procedure = COALESCE(?13, dunning_procedure)
-                 WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3) OR (?4 IS NOT NULL AND email IS NOT ?4)
-                    OR (?5 IS NOT NULL AND phone IS NOT ?5) OR (?6 IS NOT NULL AND language IS NOT ?6)
+                 WHERE id = ?1 AND (name IS NOT ?2 OR (?3 <> '' AND country IS NOT ?3)
+                    OR (?4 IS NOT NULL AND email IS NOT NULLIF(?4, ''))
+                    OR (?5 IS NOT NULL AND phone IS NOT NULLIF(?5, '')) OR (?6 IS NOT NULL AND language IS NOT ?6)
                     OR (?7 IS NOT NULL AND timezone IS NOT ?7) OR (?8 IS NOT NULL AND credit_limit IS NOT ?8)
-                    OR (?9 IS NOT NULL AND credit_currency IS NOT ?9) OR (?10 IS NOT NULL AND street IS NOT ?10)
-                    OR (?11 IS NOT NULL AND postal_code IS NOT ?11) OR (?12 IS NOT NULL AND city IS NOT ?12)
+                    OR (?9 IS NOT NULL AND credit_currency IS NOT ?9) OR (?10 IS NOT NULL AND street IS NOT NULLIF(?10, ''))
+                    OR (?11 IS NOT NULL AND postal_code IS NOT NULLIF(?11, '')) OR (?12 IS NOT NULL AND city IS NOT NULLIF(?12, ''))
                     OR (?13 IS NOT NULL AND dunning_procedure IS NOT ?13))",
             )?
             .execute(params![
@@ -659,7 +666,7 @@ mod tests {
         s.ingest(&Batch {
             customers: vec![CustomerInfo {
                 city: Some("Leeds".into()),
-                ..full
+                ..full.clone()
             }],
             ..Batch::default()
         })
@@ -668,6 +675,23 @@ mod tests {
             s.contact_profile(id).unwrap().city.as_deref(),
             Some("Leeds")
         );
+        // A source that says there is none (an empty text) clears: no letter and
+        // no e-mail go where the ERP's users removed them. Once, not every time.
+        let gone = CustomerInfo {
+            email: Some(String::new()),
+            street: Some(String::new()),
+            postal_code: Some(String::new()),
+            city: Some(String::new()),
+            ..full
+        };
+        let batch = Batch {
+            customers: vec![gone],
+            ..Batch::default()
+        };
+        assert_eq!(s.ingest(&batch).unwrap().customers_updated, 1);
+        let p = s.contact_profile(id).unwrap();
+        assert_eq!((p.postal_address(), p.email, p.street), (None, None, None));
+        assert_eq!(s.ingest(&batch).unwrap().customers_updated, 0);
     }
 
     #[test]

@@ -160,11 +160,14 @@ pub struct DeliveredStep {
     pub id: i64,
     /// The customer's code.
     pub customer: String,
+    /// The run's business day that took the step.
     pub as_of: NaiveDate,
     pub level: usize,
     pub level_name: String,
     /// The channel that delivered it (a fallback's, if one was used).
     pub channel: String,
+    /// When it was delivered (UTC day).
+    pub sent_on: NaiveDate,
     /// The step's items of the source asked about, by document number.
     pub documents: Vec<String>,
 }
@@ -394,11 +397,12 @@ impl Store {
         self.steps(STEPS_TO_SEND, [])
     }
 
-    /// Escalation steps delivered to customers with items from `source`, with an id
-    /// above `after`, oldest first (at most `limit`): what a connector writes back
-    /// to its ERP. Also the first step above `after` still undecided (pending),
-    /// since a later step may be delivered before it: a writer keeps its mark
-    /// below that one.
+    /// Escalation steps whose message reached customers with items from `source`,
+    /// with an id above `after`, oldest first (at most `limit`): what a connector
+    /// writes back to its ERP. Call tasks, which send nothing, are not among them.
+    /// Also the first step above `after` still on its way (pending, its delivery
+    /// not in doubt), since a later step may be delivered before it: a writer keeps
+    /// its mark below that one.
     pub fn delivered_steps(
         &self,
         source: &str,
@@ -406,12 +410,11 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<DeliveredStep>, Option<i64>)> {
         let mut st = self.conn.prepare_cached(
-            "SELECT e.id, c.code, e.as_of, e.level, e.level_name,
-                    COALESCE((SELECT m.channel FROM messages m
-                              WHERE m.escalation_id = e.id AND m.status = 'sent'
-                              ORDER BY m.id DESC LIMIT 1), e.channel),
-                    e.items
+            "SELECT e.id, c.code, e.as_of, e.level, e.level_name, m.channel, m.sent_at, e.items
              FROM escalations e JOIN customers c ON c.id = e.customer_id
+             JOIN messages m ON m.id = (SELECT m2.id FROM messages m2
+                                        WHERE m2.escalation_id = e.id AND m2.status = 'sent'
+                                        ORDER BY m2.id DESC LIMIT 1)
              WHERE e.id > ?2 AND e.status = 'sent'
                AND EXISTS (SELECT 1 FROM items i WHERE i.customer_id = e.customer_id AND i.source = ?1)
              ORDER BY e.id LIMIT ?3",
@@ -422,7 +425,7 @@ impl Store {
         let mut rows = st.query(params![source, after, limit as i64])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let items: String = r.get(6)?;
+            let items: String = r.get(7)?;
             let items: Vec<(i64, usize)> =
                 serde_json::from_str(&items).map_err(|_| StoreError::Corrupt {
                     column: "escalations.items",
@@ -437,6 +440,8 @@ impl Store {
                     documents.push(d);
                 }
             }
+            let sent_at: Option<String> = r.get(6)?;
+            let sent_at = sent_at.unwrap_or_default();
             out.push(DeliveredStep {
                 id: r.get(0)?,
                 customer: r.get(1)?,
@@ -444,6 +449,7 @@ impl Store {
                 level: r.get::<_, i64>(3)? as usize,
                 level_name: r.get(4)?,
                 channel: r.get(5)?,
+                sent_on: date("messages.sent_at", sent_at.get(..10).unwrap_or(&sent_at))?,
                 documents,
             });
         }
@@ -451,10 +457,33 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT MIN(e.id) FROM escalations e WHERE e.id > ?2 AND e.status = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id AND m.status = 'unknown')
                    AND EXISTS (SELECT 1 FROM items i WHERE i.customer_id = e.customer_id AND i.source = ?1)",
             )?
             .query_row(params![source, after], |r| r.get(0))?;
         Ok((out, pending))
+    }
+
+    /// The open items of `source` on hold for `reason`, by external id: what a
+    /// source checks against its own blocks, to lift the ones it no longer has.
+    pub fn held_items(&self, source: &str, reason: &str) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT external_id FROM items WHERE source = ?1 AND hold_reason = ?2 AND status = 'open'",
+        )?;
+        let ids = st
+            .query_map((source, reason), |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
+    /// The newest escalation step's id (0 when there is none): where a write-back
+    /// switched on starts, so the ERP is not flooded with the past.
+    pub fn last_escalation_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM escalations", [], |r| {
+                r.get(0)
+            })?)
     }
 
     pub fn escalation_step(&self, id: i64) -> Result<StepToSend> {
@@ -1066,34 +1095,61 @@ mod tests {
                           (2, 2, 1, '2026-11-01', 'standard', 1, 'reminder_1', 'email', 't', 0, '5', '[[11,1]]', 'r', 'pending'),
                           (3, 3, 1, '2026-11-01', 'standard', 1, 'reminder_1', 'email', 't', 0, '5', '[[12,1]]', 'r', 'sent'),
                           (4, 1, 2, '2026-11-15', 'standard', 2, 'reminder_2', 'email', 't', 0, '5', '[[10,2]]', 'r', 'sent');
+                 INSERT INTO escalations(id, customer_id, run_id, as_of, ladder, level, level_name, channel, template,
+                                         copy_manager, amount, items, reason, status)
+                   VALUES (5, 1, 3, '2026-11-20', 'standard', 3, 'call', 'call_task', 't', 0, '5', '[[10,3]]', 'r', 'sent');
                  INSERT INTO messages(id, customer_id, escalation_id, channel, template, language, subject, text, status,
-                                      next_attempt, created_at, replaces)
-                   VALUES (20, 1, 4, 'email', 't', 'en', 's', 't', 'failed', '2026-11-15T00:00:00Z', '2026-11-15T00:00:00Z', NULL),
-                          (21, 1, 4, 'letter', 't', 'en', 's', 't', 'sent', '2026-11-15T00:00:00Z', '2026-11-15T00:00:00Z', 20);",
+                                      next_attempt, created_at, replaces, sent_at)
+                   VALUES (19, 1, 1, 'email', 't', 'en', 's', 't', 'sent', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', NULL, '2026-11-02T09:00:00Z'),
+                          (20, 1, 4, 'email', 't', 'en', 's', 't', 'failed', '2026-11-15T00:00:00Z', '2026-11-15T00:00:00Z', NULL, NULL),
+                          (21, 1, 4, 'letter', 't', 'en', 's', 't', 'sent', '2026-11-15T00:00:00Z', '2026-11-15T00:00:00Z', 20, '2026-11-16T08:00:00Z'),
+                          (22, 2, 2, 'email', 't', 'en', 's', 't', 'queued', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', NULL, NULL);",
             )
             .unwrap();
         let (steps, pending) = s.delivered_steps("tryton:erp", 0, 10).unwrap();
-        let got: Vec<(i64, &str, &str, Vec<String>)> = steps
+        let got: Vec<(i64, &str, &str, String, Vec<String>)> = steps
             .iter()
             .map(|d| {
                 (
                     d.id,
                     d.customer.as_str(),
                     d.channel.as_str(),
+                    d.sent_on.to_string(),
                     d.documents.clone(),
                 )
             })
             .collect();
+        // Step 3 is another source's customer's, step 5 a call task: neither sent
+        // anything to tell the ERP of.
         assert_eq!(
             got,
             vec![
-                (1, "A", "email", vec!["INV-1".to_string()]),
-                (4, "A", "letter", vec!["INV-1".to_string()]),
+                (
+                    1,
+                    "A",
+                    "email",
+                    "2026-11-02".into(),
+                    vec!["INV-1".to_string()]
+                ),
+                (
+                    4,
+                    "A",
+                    "letter",
+                    "2026-11-16".into(),
+                    vec!["INV-1".to_string()]
+                ),
             ]
         );
         assert_eq!(pending, Some(2));
         let (steps, pending) = s.delivered_steps("tryton:erp", 2, 10).unwrap();
         assert_eq!((steps.len(), pending), (1, None));
+        // A step whose delivery is in doubt waits for a person, not for the outbox:
+        // it no longer holds a writer back.
+        s.conn
+            .execute("UPDATE messages SET status = 'unknown' WHERE id = 22", [])
+            .unwrap();
+        assert_eq!(s.delivered_steps("tryton:erp", 0, 10).unwrap().1, None);
+        assert_eq!(s.last_escalation_id().unwrap(), 5);
         assert_eq!(s.delivered_steps("tryton:erp", 0, 1).unwrap().0.len(), 1);
     }
 }
