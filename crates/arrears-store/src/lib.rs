@@ -14,6 +14,7 @@ mod demo_support;
 mod ingest;
 mod kpi_scan;
 mod outbox;
+pub mod pg;
 mod run_io;
 mod statements;
 mod traits;
@@ -118,6 +119,12 @@ pub enum StoreError {
     Audit(String),
     #[error("corrupt value in column {column}: `{value}`")]
     Corrupt { column: &'static str, value: String },
+    /// The database server cannot be reached (or the connection was lost); what was
+    /// committed before stays, trying again later is safe.
+    #[error("cannot reach the database {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("postgres: {0}")]
+    Postgres(String),
 }
 
 impl StoreError {
@@ -128,10 +135,11 @@ impl StoreError {
             StoreError::Invalid(_) => K::Invalid,
             StoreError::State(_) => K::State,
             StoreError::Denied(_) => K::Denied,
-            StoreError::Busy { .. } => K::Busy,
+            StoreError::Busy { .. } | StoreError::Unreachable { .. } => K::Busy,
             StoreError::Audit(_) => K::Audit,
             StoreError::NewerSchema { .. }
             | StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
             | StoreError::Io { .. }
             | StoreError::Corrupt { .. } => K::Internal,
         }

@@ -204,6 +204,9 @@ impl Store {
         };
         let sha = hex(&Sha256::digest(raw));
         // A savepoint, so the import can also run inside an audited transaction.
+        // A payment needs a day: the bank's value or booking date, else the day the
+        // statement came in.
+        let imported_on = self.clock.now().date_naive();
         let tx = self.write_tx()?;
         let seen: Option<i64> = tx
             .query_row(
@@ -284,6 +287,7 @@ impl Store {
                         &c.transaction,
                         c.note,
                         opts,
+                        imported_on,
                     )?;
                     report.credits += 1;
                     match outcome.status {
@@ -496,6 +500,7 @@ impl Store {
                 "a resolution needs a reason".into(),
             ));
         }
+        let today = self.clock.now().date_naive().to_string();
         let tx = self.write_tx()?;
         match how {
             Resolution::Dismiss => {
@@ -564,7 +569,8 @@ impl Store {
                             a.item_id,
                             a.amount.to_string(),
                             c.currency,
-                            c.value_date.clone().unwrap_or_default(),
+                            // The bank gave no date: the day it is resolved.
+                            c.value_date.clone().unwrap_or_else(|| today.clone()),
                             c.end_to_end_id.clone().unwrap_or_default(),
                         ],
                     )?;
@@ -596,6 +602,7 @@ fn apply_credit(
     t: &Transaction,
     note: Option<String>,
     opts: &MatchOptions,
+    imported_on: NaiveDate,
 ) -> Result<CreditOutcome> {
     let currency = t
         .currency
@@ -661,7 +668,7 @@ fn apply_credit(
     )?;
     let credit_id = tx.last_insert_rowid();
     let applied = matches!(out.status, CreditStatus::Matched | CreditStatus::Partial);
-    let value_date = e.value_date.or(e.booking_date);
+    let value_date = e.value_date.or(e.booking_date).unwrap_or(imported_on);
     for (n, a) in out.allocations.iter().enumerate() {
         tx.execute(
             "INSERT INTO credit_allocations(credit_id, item_id, amount, kind) VALUES (?1, ?2, ?3, ?4)",
@@ -686,7 +693,7 @@ fn apply_credit(
                 a.item_id,
                 a.amount.to_string(),
                 currency,
-                value_date.map(|d| d.to_string()).unwrap_or_default(),
+                value_date.to_string(),
                 t.end_to_end_id.clone().or_else(|| t.creditor_refs.first().cloned()).unwrap_or_default(),
             ],
         )?;
@@ -957,6 +964,37 @@ mod tests {
         assert_eq!(open(&s, "INV-1003"), (dec!(30.00), "open".into()));
         // Both files are kept as given.
         assert_eq!(count(&s, "SELECT COUNT(*) FROM statement_files"), 2);
+    }
+
+    /// camt.053 allows an entry without booking or value date: its payment is dated
+    /// the day the statement came in, never left without a date (which no reader
+    /// of payments could parse).
+    #[test]
+    fn a_credit_without_dates_pays_on_the_day_it_came_in() {
+        let (_dir, s) = setup();
+        let at = "2026-11-25T08:00:00Z".parse().unwrap();
+        let mut s = s.with_clock(std::sync::Arc::new(arrears_core::clock::FixedClock(at)));
+        let mut e = credit(
+            6,
+            dec!(60.00),
+            Transaction {
+                remittance: vec!["Invoice B-1".into()],
+                ..Transaction::default()
+            },
+        );
+        e.booking_date = None;
+        e.value_date = None;
+        let r = s
+            .import_statement("d.xml", b"d", &statement(vec![e]), &MatchOptions::default())
+            .unwrap();
+        assert_eq!(r.matched, 1, "{r:?}");
+        assert_eq!(
+            count(
+                &s,
+                "SELECT COUNT(*) FROM payments WHERE value_date = '2026-11-25'"
+            ),
+            1
+        );
     }
 
     #[test]
