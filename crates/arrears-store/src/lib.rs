@@ -10,6 +10,7 @@ mod bureau;
 mod cases;
 mod connector_state;
 mod customer;
+mod db;
 mod demo_support;
 mod ingest;
 mod kpi_scan;

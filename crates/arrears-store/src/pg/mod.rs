@@ -19,7 +19,10 @@
 pub mod testing;
 pub mod value;
 
+use std::cell::RefCell;
 use std::time::Duration;
+
+use crate::db::{Db, PgConn};
 
 pub use value::Value;
 
@@ -85,7 +88,7 @@ impl From<postgres::Error> for StoreError {
 }
 
 pub struct PgStore {
-    client: postgres::Client,
+    conn: RefCell<PgConn>,
     url: String,
 }
 
@@ -111,7 +114,10 @@ impl PgStore {
                 url: shown.clone(),
                 reason: e.to_string(),
             })?;
-        let mut store = PgStore { client, url: shown };
+        let mut store = PgStore {
+            conn: RefCell::new(PgConn::new(client)),
+            url: shown,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -121,8 +127,13 @@ impl PgStore {
         &self.url
     }
 
+    pub(crate) fn db(&self) -> Db<'_> {
+        Db::Pg(&self.conn)
+    }
+
     fn migrate(&mut self) -> Result<()> {
-        let mut tx = self.client.transaction()?;
+        let conn = self.conn.get_mut();
+        let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         let exists: bool = tx
             .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
@@ -155,17 +166,17 @@ impl PgStore {
         Ok(())
     }
 
-    pub fn schema_version(&mut self) -> Result<i64> {
-        Ok(self
-            .client
-            .query_one("SELECT version FROM schema_version", &[])?
-            .get(0))
+    pub fn schema_version(&self) -> Result<i64> {
+        self.db()
+            .row("SELECT version FROM schema_version", &[])?
+            .ok_or_else(|| StoreError::Postgres("schema_version is empty".into()))?
+            .get(0, "schema_version.version")
     }
 
-    /// The connection, for this crate's operations and its tests.
+    /// The connection, for this crate's tests.
     #[cfg(test)]
     pub(crate) fn client(&mut self) -> &mut postgres::Client {
-        &mut self.client
+        &mut self.conn.get_mut().client
     }
 }
 
