@@ -386,31 +386,7 @@ impl Store {
     }
 
     pub fn customer_id(&self, key: &str) -> Result<i64> {
-        // Accept "COMPANY/CODE", a bare code when unique, or the numeric id.
-        let found: Vec<i64> = if let Some((company, code)) = key.split_once('/') {
-            let mut st = self
-                .conn
-                .prepare_cached("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;
-            let ids = st
-                .query_map((company, code), |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            ids
-        } else {
-            let mut st = self.conn.prepare_cached(
-                "SELECT id FROM customers WHERE code = ?1 OR CAST(id AS TEXT) = ?1",
-            )?;
-            let ids = st
-                .query_map([key], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            ids
-        };
-        match found.as_slice() {
-            [id] => Ok(*id),
-            [] => Err(StoreError::NotFound(format!("customer `{key}`"))),
-            _ => Err(StoreError::Invalid(format!(
-                "customer code `{key}` exists in several companies; write COMPANY/{key}"
-            ))),
-        }
+        access::customer_id(&db::Db::Lite(&self.conn), key)
     }
 
     pub fn last_run(&self) -> Result<Option<(i64, NaiveDate, String)>> {
