@@ -96,9 +96,7 @@ impl Store {
     ) -> Result<()> {
         // In a write transaction: it waits for a run's write lock, where a bare
         // statement gives up after the busy timeout.
-        let tx = self.write_tx()?;
-        record(&Db::Lite(&tx), name, kind, at, o)?;
-        tx.commit()
+        Db::Lite(self.conn()).write(|db| record(db, name, kind, at, o))
     }
 }
 
@@ -114,7 +112,7 @@ impl PgStore {
         at: DateTime<Utc>,
         o: &SyncOutcome,
     ) -> Result<()> {
-        record(&self.db(), name, kind, at, o)
+        self.db().write(|db| record(db, name, kind, at, o))
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) enum Db<'a> {
 pub(crate) struct PgConn {
     pub(crate) client: postgres::Client,
     translated: HashMap<String, String>,
+    /// Open write transactions: 0 none, 1 a transaction, more its savepoints.
+    depth: usize,
 }
 
 impl PgConn {
@@ -39,6 +41,7 @@ impl PgConn {
         PgConn {
             client,
             translated: HashMap::new(),
+            depth: 0,
         }
     }
 
@@ -273,15 +276,143 @@ impl Db<'_> {
         }
     }
 
+    /// Runs `f` in a write transaction, committed when it returns `Ok` and rolled
+    /// back otherwise (a panic too). Inside another one it is a savepoint: its
+    /// failure undoes only its own writes, as on SQLite ([`crate::WriteTx`]).
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        match self {
+            Db::Lite(c) => {
+                let tx = super::begin_write(c)?;
+                let out = f(&Db::Lite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Db::Pg(cell) => {
+                let nested = {
+                    let mut c = cell.borrow_mut();
+                    let nested = c.depth > 0;
+                    c.client.batch_execute(if nested {
+                        "SAVEPOINT arrears_write"
+                    } else {
+                        "BEGIN"
+                    })?;
+                    c.depth += 1;
+                    nested
+                };
+                let guard = PgWrite {
+                    cell,
+                    nested,
+                    open: true,
+                };
+                let out = f(self)?;
+                guard.finish()?;
+                Ok(out)
+            }
+        }
+    }
+
     /// The first row of a query, if any.
     pub(crate) fn row(&self, sql: &str, args: &[&dyn Arg]) -> Result<Option<Row>> {
         Ok(self.rows(sql, args)?.into_iter().next())
     }
 }
 
+/// An open PostgreSQL write transaction: rolled back unless finished.
+struct PgWrite<'a> {
+    cell: &'a RefCell<PgConn>,
+    nested: bool,
+    open: bool,
+}
+
+impl PgWrite<'_> {
+    fn finish(mut self) -> Result<()> {
+        self.open = false;
+        let mut c = self.cell.borrow_mut();
+        c.depth -= 1;
+        c.client.batch_execute(if self.nested {
+            "RELEASE arrears_write"
+        } else {
+            "COMMIT"
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for PgWrite<'_> {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let Ok(mut c) = self.cell.try_borrow_mut() else {
+            return;
+        };
+        c.depth -= 1;
+        let sql = if self.nested {
+            "ROLLBACK TO arrears_write; RELEASE arrears_write"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(e) = c.client.batch_execute(sql) {
+            tracing::error!(error = %e, "rolling back a write transaction");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write commits whole or not at all; a nested one that fails undoes only
+    /// its own writes. The same on both databases.
+    fn writes_are_all_or_nothing(db: &Db) {
+        db.execute("CREATE TABLE t (v TEXT)", args![]).unwrap();
+        let count = || -> i64 {
+            db.row("SELECT COUNT(*) FROM t", args![])
+                .unwrap()
+                .unwrap()
+                .get(0, "count")
+                .unwrap()
+        };
+        let e = db
+            .write(|db| {
+                db.execute("INSERT INTO t VALUES (?1)", args!["a"])?;
+                Err::<(), _>(StoreError::Invalid("no".into()))
+            })
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)));
+        assert_eq!(count(), 0, "rolled back");
+        db.write(|db| {
+            db.execute("INSERT INTO t VALUES (?1)", args!["b"])?;
+            let inner = db.write(|db| {
+                db.execute("INSERT INTO t VALUES (?1)", args!["c"])?;
+                Err::<(), _>(StoreError::Invalid("inner".into()))
+            });
+            assert!(inner.is_err());
+            db.execute("INSERT INTO t VALUES (?1)", args!["d"])?;
+            Ok(())
+        })
+        .unwrap();
+        let got: Vec<String> = db
+            .rows("SELECT v FROM t ORDER BY v", args![])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0, "v").unwrap())
+            .collect();
+        assert_eq!(got, ["b", "d"]);
+    }
+
+    #[test]
+    fn writes_are_all_or_nothing_on_sqlite() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        writes_are_all_or_nothing(&Db::Lite(&c));
+    }
+
+    #[test]
+    fn writes_are_all_or_nothing_on_postgres() {
+        let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let s = crate::pg::PgStore::open(&pg.database("books").unwrap()).unwrap();
+        writes_are_all_or_nothing(&s.db());
+    }
 
     #[test]
     fn numbered_parameters_become_dollars_outside_quotes() {

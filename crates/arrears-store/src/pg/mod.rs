@@ -15,6 +15,7 @@
 //! version whole (no PostgreSQL store existed before it). Each later version adds a
 //! migration in both dialects; a test fails while one is missing.
 
+mod leader;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod value;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use crate::db::{Db, PgConn};
 
+pub use leader::Leadership;
 pub use value::Value;
 
 use super::{Result, StoreError, SCHEMA_VERSION};
@@ -98,22 +100,29 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// A connection named `application` (what `pg_stat_activity` shows), and the URL
+/// without its password.
+fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
+    let shown = redact(url);
+    let mut cfg: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("{shown}: {e}")))?;
+    cfg.connect_timeout(Duration::from_secs(10))
+        .application_name(application);
+    let client = cfg
+        .connect(postgres::NoTls)
+        .map_err(|e| StoreError::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok((client, shown))
+}
+
 impl PgStore {
     /// Connects and brings the schema to this build's version (creating it in an
     /// empty database); refuses a database whose schema is newer.
     pub fn open(url: &str) -> Result<PgStore> {
-        let shown = redact(url);
-        let mut cfg: postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("{shown}: {e}")))?;
-        cfg.connect_timeout(Duration::from_secs(10))
-            .application_name("arrears");
-        let client = cfg
-            .connect(postgres::NoTls)
-            .map_err(|e| StoreError::Unreachable {
-                url: shown.clone(),
-                reason: e.to_string(),
-            })?;
+        let (client, shown) = connect(url, "arrears")?;
         let mut store = PgStore {
             conn: RefCell::new(PgConn::new(client)),
             url: shown,

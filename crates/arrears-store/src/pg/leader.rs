@@ -1,0 +1,108 @@
+//! Which replica leads: the one whose session holds an advisory lock.
+//!
+//! Several daemons share one database; exactly one runs the scheduled runs, the
+//! connectors and the outbox. Rather than a consensus of our own, the leader is
+//! the replica holding PostgreSQL's session-level advisory lock on its own
+//! connection: the server grants it to one session at a time, and frees it when
+//! that session ends — the leader's process dies, its host is cut off (once the
+//! server notices the dead socket), or an operator terminates its backend. The
+//! others try again on their schedule; whoever tries first after that leads.
+//!
+//! Losing the session while alive is possible (a network cut): a leader asks
+//! [`Leadership::still_held`] before each piece of leader-only work and stops
+//! when it is no longer. What it was doing at that moment must be safe to find
+//! half-done by the next leader, which is why the outbox claims each message in
+//! the database before sending it.
+
+use std::time::Duration;
+
+use super::connect;
+use crate::Result;
+
+/// The lock's key: "ARREARS" and a version, so nothing else collides with it.
+const LEADER_LOCK: i64 = 0x4152_5245_4152_5302;
+
+/// The application name of the leader's session: `pg_stat_activity` shows who
+/// leads (with the replica's name after it).
+const APPLICATION: &str = "arrears-leader";
+
+pub struct Leadership {
+    client: postgres::Client,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership").finish_non_exhaustive()
+    }
+}
+
+impl Leadership {
+    /// Tries once to lead, as `replica` (a name for operators); `None` while
+    /// another session leads.
+    pub fn try_acquire(url: &str, replica: &str) -> Result<Option<Leadership>> {
+        let (mut client, _) = connect(url, &format!("{APPLICATION} {replica}"))?;
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?
+            .get(0);
+        Ok(got.then_some(Leadership { client }))
+    }
+
+    /// Whether this replica still leads: its session is alive (a session-level
+    /// lock lives as long as its session).
+    pub fn still_held(&mut self) -> bool {
+        self.client.is_valid(Duration::from_secs(5)).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::testing::PgCluster;
+
+    /// Tries as `name` until it leads, up to 10 s: a session that ended is gone
+    /// from the server a moment later.
+    fn lead_within(url: &str, name: &str) -> Leadership {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = Leadership::try_acquire(url, name).unwrap() {
+                return l;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never led after the leader's session ended"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn one_replica_leads_and_another_takes_over_when_its_session_ends() {
+        let pg = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = pg.database("books").unwrap();
+        let mut a = Leadership::try_acquire(&url, "a")
+            .unwrap()
+            .expect("the first replica leads");
+        assert!(Leadership::try_acquire(&url, "b").unwrap().is_none());
+        assert!(a.still_held());
+
+        // Its backend is terminated (a cut-off host, an operator): it no longer
+        // leads, and knows it; the next try of another replica leads.
+        let (mut admin, _) = connect(&url, "admin").unwrap();
+        let n: i64 = admin
+            .query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'arrears-leader a'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "operators see who leads");
+        assert!(!a.still_held());
+        // The backend exits shortly after the signal: a replica's next tries.
+        let b = lead_within(&url, "b");
+
+        // A leader that stops (its process exits) frees it at once.
+        drop(b);
+        lead_within(&url, "c");
+    }
+}
