@@ -15,6 +15,7 @@
 //! version whole (no PostgreSQL store existed before it). Each later version adds a
 //! migration in both dialects; a test fails while one is missing.
 
+mod feed;
 mod leader;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use crate::db::{Db, PgConn};
 
+pub use feed::ChangeListener;
 pub use leader::Leadership;
 pub use value::Value;
 
@@ -291,7 +293,7 @@ mod tests {
         assert_eq!(
             list(
                 "SELECT table_name::text, column_name::text FROM information_schema.columns
-                 WHERE table_schema = 'public' AND table_name <> 'schema_version'
+                 WHERE table_schema = 'public' AND table_name NOT IN ('schema_version', 'change_head')
                  ORDER BY table_name COLLATE \"C\", ordinal_position"
             ),
             columns
