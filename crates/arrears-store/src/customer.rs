@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Params};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::db::{args, Db};
 use super::{date, dec, Result, Store, StoreError};
 use arrears_core::domain::{ErpDunning, Priority, PromiseStatus};
 use arrears_engine::case::add_days;
@@ -345,16 +346,17 @@ pub(crate) fn insert_promise(
 /// portfolio loads it again whole (the change log's entry; its trigger moves the
 /// customer's change counter).
 pub(crate) fn mark_changed(tx: &Connection, customer_id: i64) -> Result<()> {
-    tx.prepare_cached("INSERT INTO changes(customer_id) VALUES (?1)")?
-        .execute([customer_id])?;
-    Ok(())
+    log_change(&Db::Lite(tx), customer_id, None)
 }
 
-/// Only this item of the customer changed (its amounts, dates, status or hold): a
-/// resident portfolio loads the item again, not the customer.
-pub(crate) fn mark_item_changed(tx: &Connection, customer_id: i64, item_id: i64) -> Result<()> {
-    tx.prepare_cached("INSERT INTO changes(customer_id, item_id) VALUES (?1, ?2)")?
-        .execute([customer_id, item_id])?;
+/// An entry in the change log: the customer as a whole (`item` `None`), or only one
+/// item of it (its amounts, dates, status or hold), which a resident portfolio then
+/// loads again rather than the customer. On either database.
+pub(crate) fn log_change(db: &Db, customer_id: i64, item: Option<i64>) -> Result<()> {
+    db.execute(
+        "INSERT INTO changes(customer_id, item_id) VALUES (?1, ?2)",
+        args![customer_id, item],
+    )?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rust_decimal::Decimal;
 
 use super::pg::Value;
@@ -28,10 +29,11 @@ pub(crate) enum Db<'a> {
     Pg(&'a RefCell<PgConn>),
 }
 
-/// A PostgreSQL connection and the statements translated for it.
+/// A PostgreSQL connection and the statements prepared on it (once each: a
+/// statement parsed per call would cost a round trip more every time).
 pub(crate) struct PgConn {
     pub(crate) client: postgres::Client,
-    translated: HashMap<String, String>,
+    prepared: HashMap<String, postgres::Statement>,
     /// Open write transactions: 0 none, 1 a transaction, more its savepoints.
     depth: usize,
 }
@@ -40,16 +42,22 @@ impl PgConn {
     pub(crate) fn new(client: postgres::Client) -> PgConn {
         PgConn {
             client,
-            translated: HashMap::new(),
+            prepared: HashMap::new(),
             depth: 0,
         }
     }
 
-    fn sql(&mut self, sql: &str) -> String {
-        self.translated
-            .entry(sql.to_string())
-            .or_insert_with(|| to_postgres(sql))
-            .clone()
+    fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let translated = to_postgres(sql);
+        let st = self
+            .client
+            .prepare(&translated)
+            .map_err(|e| in_statement(e, &translated))?;
+        self.prepared.insert(sql.to_string(), st.clone());
+        Ok(st)
     }
 }
 
@@ -77,64 +85,115 @@ pub(crate) fn to_postgres(sql: &str) -> String {
     out
 }
 
-/// An argument of a statement.
+/// An argument of a statement: as PostgreSQL gets it ([`Value`], converted to the
+/// column's type there) and as SQLite does (borrowed: a bulk import binds millions).
 pub(crate) trait Arg {
     fn value(&self) -> Value;
+    fn lite(&self) -> ToSqlOutput<'_>;
+}
+
+fn owned(v: rusqlite::types::Value) -> ToSqlOutput<'static> {
+    ToSqlOutput::Owned(v)
 }
 
 impl Arg for i64 {
     fn value(&self) -> Value {
         Value::Int(*self)
     }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        owned(rusqlite::types::Value::Integer(*self))
+    }
 }
 impl Arg for usize {
     fn value(&self) -> Value {
         Value::Int(*self as i64)
+    }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        owned(rusqlite::types::Value::Integer(*self as i64))
     }
 }
 impl Arg for bool {
     fn value(&self) -> Value {
         Value::Int(i64::from(*self))
     }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        owned(rusqlite::types::Value::Integer(i64::from(*self)))
+    }
 }
 impl Arg for f64 {
     fn value(&self) -> Value {
         Value::Real(*self)
+    }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        owned(rusqlite::types::Value::Real(*self))
     }
 }
 impl Arg for str {
     fn value(&self) -> Value {
         Value::Text(self.to_string())
     }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Text(self.as_bytes()))
+    }
 }
 impl Arg for String {
     fn value(&self) -> Value {
         Value::Text(self.clone())
+    }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        self.as_str().lite()
     }
 }
 impl Arg for Decimal {
     fn value(&self) -> Value {
         Value::Text(self.to_string())
     }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        owned(rusqlite::types::Value::Text(self.to_string()))
+    }
 }
 impl Arg for NaiveDate {
     fn value(&self) -> Value {
         Value::Text(self.to_string())
+    }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        owned(rusqlite::types::Value::Text(self.to_string()))
     }
 }
 impl Arg for [u8] {
     fn value(&self) -> Value {
         Value::Bytes(self.to_vec())
     }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Blob(self))
+    }
 }
 impl<T: Arg + ?Sized> Arg for &T {
     fn value(&self) -> Value {
         (**self).value()
     }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        (**self).lite()
+    }
 }
 impl<T: Arg> Arg for Option<T> {
     fn value(&self) -> Value {
         self.as_ref().map_or(Value::Null, Arg::value)
+    }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        match self {
+            Some(v) => v.lite(),
+            None => owned(rusqlite::types::Value::Null),
+        }
+    }
+}
+
+/// An argument bound on SQLite.
+struct LiteArg<'a>(&'a dyn Arg);
+
+impl rusqlite::ToSql for LiteArg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.0.lite())
     }
 }
 
@@ -145,17 +204,6 @@ macro_rules! args {
     };
 }
 pub(crate) use args;
-
-fn lite_value(v: Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as L;
-    match v {
-        Value::Null => L::Null,
-        Value::Int(i) => L::Integer(i),
-        Value::Real(f) => L::Real(f),
-        Value::Text(s) => L::Text(s),
-        Value::Bytes(b) => L::Blob(b),
-    }
-}
 
 /// A column value as the store reads it.
 pub(crate) trait Col: Sized {
@@ -218,19 +266,12 @@ impl Db<'_> {
     /// Runs one statement; the number of rows it changed.
     pub(crate) fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize> {
         match self {
-            Db::Lite(c) => {
-                let values: Vec<rusqlite::types::Value> =
-                    args.iter().map(|a| lite_value(a.value())).collect();
-                Ok(c.prepare_cached(sql)?
-                    .execute(rusqlite::params_from_iter(values))?)
-            }
+            Db::Lite(c) => Ok(c
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(args.iter().map(|a| LiteArg(*a))))?),
             Db::Pg(c) => {
-                let mut c = c.borrow_mut();
-                let sql = c.sql(sql);
-                let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    values.iter().map(|v| v as _).collect();
-                Ok(c.client.execute(sql.as_str(), &refs)? as usize)
+                let st = c.borrow_mut().prepare(sql)?;
+                pg_execute(c, &st, sql, args)
             }
         }
     }
@@ -238,42 +279,39 @@ impl Db<'_> {
     /// Every row of a query.
     pub(crate) fn rows(&self, sql: &str, args: &[&dyn Arg]) -> Result<Vec<Row>> {
         match self {
-            Db::Lite(c) => {
-                let values: Vec<rusqlite::types::Value> =
-                    args.iter().map(|a| lite_value(a.value())).collect();
-                let mut st = c.prepare_cached(sql)?;
-                let n = st.column_count();
-                let mut rows = st.query(rusqlite::params_from_iter(values))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    let mut row = Vec::with_capacity(n);
-                    for i in 0..n {
-                        use rusqlite::types::ValueRef as R;
-                        row.push(match r.get_ref(i)? {
-                            R::Null => Value::Null,
-                            R::Integer(i) => Value::Int(i),
-                            R::Real(f) => Value::Real(f),
-                            R::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                            R::Blob(b) => Value::Bytes(b.to_vec()),
-                        });
-                    }
-                    out.push(Row(row));
-                }
-                Ok(out)
-            }
+            Db::Lite(c) => lite_rows(&mut c.prepare_cached(sql)?, args),
             Db::Pg(c) => {
-                let mut c = c.borrow_mut();
-                let sql = c.sql(sql);
-                let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    values.iter().map(|v| v as _).collect();
-                let rows = c.client.query(sql.as_str(), &refs)?;
-                Ok(rows
-                    .iter()
-                    .map(|r| Row((0..r.len()).map(|i| r.get::<_, Value>(i)).collect()))
-                    .collect())
+                let st = c.borrow_mut().prepare(sql)?;
+                pg_rows(c, &st, sql, args)
             }
         }
+    }
+
+    /// A statement to run many times (a bulk import): prepared once.
+    pub(crate) fn prepare<'s>(&'s self, sql: &'s str) -> Result<Stmt<'s>> {
+        Ok(match self {
+            Db::Lite(c) => Stmt::Lite(c.prepare_cached(sql)?, c),
+            Db::Pg(c) => Stmt::Pg {
+                st: c.borrow_mut().prepare(sql)?,
+                cell: c,
+                sql,
+            },
+        })
+    }
+
+    /// An `INSERT` of a table with an `id`, to run with [`Stmt::insert`].
+    pub(crate) fn prepare_insert(&self, sql: &str) -> Result<Stmt<'_>> {
+        Ok(match self {
+            Db::Lite(c) => Stmt::Lite(c.prepare_cached(sql)?, c),
+            Db::Pg(c) => {
+                let sql = format!("{sql} RETURNING id");
+                Stmt::Pg {
+                    st: c.borrow_mut().prepare(&sql)?,
+                    cell: c,
+                    sql: "INSERT … RETURNING id",
+                }
+            }
+        })
     }
 
     /// Runs `f` in a write transaction, committed when it returns `Ok` and rolled
@@ -314,6 +352,116 @@ impl Db<'_> {
     /// The first row of a query, if any.
     pub(crate) fn row(&self, sql: &str, args: &[&dyn Arg]) -> Result<Option<Row>> {
         Ok(self.rows(sql, args)?.into_iter().next())
+    }
+}
+
+fn pg_execute(
+    c: &RefCell<PgConn>,
+    st: &postgres::Statement,
+    sql: &str,
+    args: &[&dyn Arg],
+) -> Result<usize> {
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+    Ok(c.borrow_mut()
+        .client
+        .execute(st, &refs)
+        .map_err(|e| in_statement(e, sql))? as usize)
+}
+
+fn pg_rows(
+    c: &RefCell<PgConn>,
+    st: &postgres::Statement,
+    sql: &str,
+    args: &[&dyn Arg],
+) -> Result<Vec<Row>> {
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+    let rows = c
+        .borrow_mut()
+        .client
+        .query(st, &refs)
+        .map_err(|e| in_statement(e, sql))?;
+    Ok(rows
+        .iter()
+        .map(|r| Row((0..r.len()).map(|i| r.get::<_, Value>(i)).collect()))
+        .collect())
+}
+
+fn lite_rows(st: &mut rusqlite::CachedStatement<'_>, args: &[&dyn Arg]) -> Result<Vec<Row>> {
+    let n = st.column_count();
+    let mut rows = st.query(rusqlite::params_from_iter(args.iter().map(|a| LiteArg(*a))))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut row = Vec::with_capacity(n);
+        for i in 0..n {
+            row.push(match r.get_ref(i)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::Int(i),
+                ValueRef::Real(f) => Value::Real(f),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+            });
+        }
+        out.push(Row(row));
+    }
+    Ok(out)
+}
+
+/// A prepared statement, run as often as needed.
+pub(crate) enum Stmt<'a> {
+    Lite(rusqlite::CachedStatement<'a>, &'a rusqlite::Connection),
+    Pg {
+        cell: &'a RefCell<PgConn>,
+        st: postgres::Statement,
+        sql: &'a str,
+    },
+}
+
+impl Stmt<'_> {
+    pub(crate) fn execute(&mut self, args: &[&dyn Arg]) -> Result<usize> {
+        match self {
+            Stmt::Lite(st, _) => {
+                Ok(st.execute(rusqlite::params_from_iter(args.iter().map(|a| LiteArg(*a))))?)
+            }
+            Stmt::Pg { cell, st, sql } => pg_execute(cell, st, sql, args),
+        }
+    }
+
+    /// Runs an insert prepared with [`Db::prepare_insert`]: the new row's id, or
+    /// `None` when it inserted nothing (`ON CONFLICT DO NOTHING`).
+    pub(crate) fn insert(&mut self, args: &[&dyn Arg]) -> Result<Option<i64>> {
+        match self {
+            // SQLite's RETURNING buffers its rows: the last row id is cheaper, and a
+            // bulk import inserts a million.
+            Stmt::Lite(..) => Ok((self.execute(args)? == 1).then(|| match self {
+                Stmt::Lite(_, c) => c.last_insert_rowid(),
+                Stmt::Pg { .. } => unreachable!(),
+            })),
+            Stmt::Pg { .. } => self.row(args)?.map(|r| r.get(0, "id")).transpose(),
+        }
+    }
+
+    /// The first row, if any.
+    pub(crate) fn row(&mut self, args: &[&dyn Arg]) -> Result<Option<Row>> {
+        Ok(match self {
+            Stmt::Lite(st, _) => lite_rows(st, args)?,
+            Stmt::Pg { cell, st, sql } => pg_rows(cell, st, sql, args)?,
+        }
+        .into_iter()
+        .next())
+    }
+}
+
+/// A PostgreSQL error, with the statement it came from (its start).
+fn in_statement(e: postgres::Error, sql: &str) -> StoreError {
+    match StoreError::from(e) {
+        StoreError::Postgres(m) => {
+            let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            let head: String = head.chars().take(120).collect();
+            StoreError::Postgres(format!("{m} in `{head}…`"))
+        }
+        other => other,
     }
 }
 
