@@ -188,6 +188,22 @@ impl<T: Arg> Arg for Option<T> {
     }
 }
 
+impl Arg for Value {
+    fn value(&self) -> Value {
+        self.clone()
+    }
+    fn lite(&self) -> ToSqlOutput<'_> {
+        use rusqlite::types::Value as L;
+        match self {
+            Value::Null => owned(L::Null),
+            Value::Int(i) => owned(L::Integer(*i)),
+            Value::Real(f) => owned(L::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        }
+    }
+}
+
 /// An argument bound on SQLite.
 struct LiteArg<'a>(&'a dyn Arg);
 
@@ -208,6 +224,22 @@ pub(crate) use args;
 /// A column value as the store reads it.
 pub(crate) trait Col: Sized {
     fn from_value(v: Value, column: &'static str) -> Result<Self>;
+
+    /// From SQLite's borrowed value: no owned value in between for the types a
+    /// large read is made of.
+    fn from_ref(v: ValueRef<'_>, column: &'static str) -> Result<Self> {
+        Self::from_value(owned_value(v), column)
+    }
+}
+
+fn owned_value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
 }
 
 fn corrupt(column: &'static str, v: &Value) -> StoreError {
@@ -229,6 +261,12 @@ impl Col for i64 {
             other => Err(corrupt(column, &other)),
         }
     }
+    fn from_ref(v: ValueRef<'_>, column: &'static str) -> Result<i64> {
+        match v {
+            ValueRef::Integer(i) => Ok(i),
+            other => Err(corrupt(column, &owned_value(other))),
+        }
+    }
 }
 impl Col for bool {
     fn from_value(v: Value, column: &'static str) -> Result<bool> {
@@ -242,12 +280,26 @@ impl Col for String {
             other => Err(corrupt(column, &other)),
         }
     }
+    fn from_ref(v: ValueRef<'_>, column: &'static str) -> Result<String> {
+        match v {
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(String::from)
+                .map_err(|_| corrupt(column, &owned_value(v))),
+            other => Err(corrupt(column, &owned_value(other))),
+        }
+    }
 }
 impl<T: Col> Col for Option<T> {
     fn from_value(v: Value, column: &'static str) -> Result<Option<T>> {
         match v {
             Value::Null => Ok(None),
             v => T::from_value(v, column).map(Some),
+        }
+    }
+    fn from_ref(v: ValueRef<'_>, column: &'static str) -> Result<Option<T>> {
+        match v {
+            ValueRef::Null => Ok(None),
+            v => T::from_ref(v, column).map(Some),
         }
     }
 }
@@ -262,7 +314,89 @@ impl Row {
     }
 }
 
+/// A row seen in passing by [`Db::each`]: read in place, nothing copied but what
+/// is kept.
+pub(crate) enum RowRef<'a, 's> {
+    Lite(&'a rusqlite::Row<'s>),
+    Pg(&'a postgres::Row),
+}
+
+impl RowRef<'_, '_> {
+    /// Column `i`; `column` names it in the error when its value has the wrong type.
+    pub(crate) fn get<T: Col>(&self, i: usize, column: &'static str) -> Result<T> {
+        match self {
+            RowRef::Lite(r) => T::from_ref(r.get_ref(i)?, column),
+            RowRef::Pg(r) => T::from_value(
+                r.try_get::<_, Value>(i)
+                    .map_err(|e| StoreError::Postgres(format!("{column}: {e}")))?,
+                column,
+            ),
+        }
+    }
+}
+
 impl Db<'_> {
+    /// Every row of a query, each handed to `f` in turn: for large reads (a
+    /// worklist, the portfolio), where a copy of every row would cost.
+    pub(crate) fn each(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut f: impl FnMut(&RowRef) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Db::Lite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let mut rows =
+                    st.query(rusqlite::params_from_iter(args.iter().map(|a| LiteArg(*a))))?;
+                while let Some(r) = rows.next()? {
+                    f(&RowRef::Lite(r))?;
+                }
+                Ok(())
+            }
+            Db::Pg(c) => {
+                let st = c.borrow_mut().prepare(sql)?;
+                let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    values.iter().map(|v| v as _).collect();
+                let rows = c
+                    .borrow_mut()
+                    .client
+                    .query(&st, &refs)
+                    .map_err(|e| in_statement(e, sql))?;
+                for r in &rows {
+                    f(&RowRef::Pg(r))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A list of values as one argument, for `IN` ([`Db::in_list`]).
+    pub(crate) fn json_list<T: serde::Serialize>(values: &[T]) -> String {
+        serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// `IN (…)` over a JSON list passed as parameter `param` (`?N`), its elements
+    /// of SQL type `ty` (`BIGINT`, `TEXT`): SQLite's `json_each`, PostgreSQL's
+    /// `jsonb_array_elements_text`.
+    pub(crate) fn in_list(&self, param: &str, ty: &str) -> String {
+        match self {
+            Db::Lite(_) => format!("(SELECT value FROM json_each({param}))"),
+            Db::Pg(_) => format!(
+                "(SELECT CAST(value AS {ty}) FROM jsonb_array_elements_text(CAST(CAST({param} AS TEXT) AS jsonb)) AS j(value))"
+            ),
+        }
+    }
+
+    /// An amount column as a number to order by: SQLite keeps amounts as text.
+    pub(crate) fn number(&self, column: &str) -> String {
+        match self {
+            Db::Lite(_) => format!("CAST({column} AS REAL)"),
+            Db::Pg(_) => column.to_string(),
+        }
+    }
+
     /// Runs one statement; the number of rows it changed.
     pub(crate) fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize> {
         match self {
@@ -395,13 +529,7 @@ fn lite_rows(st: &mut rusqlite::CachedStatement<'_>, args: &[&dyn Arg]) -> Resul
     while let Some(r) = rows.next()? {
         let mut row = Vec::with_capacity(n);
         for i in 0..n {
-            row.push(match r.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(i) => Value::Int(i),
-                ValueRef::Real(f) => Value::Real(f),
-                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
-            });
+            row.push(owned_value(r.get_ref(i)?));
         }
         out.push(Row(row));
     }

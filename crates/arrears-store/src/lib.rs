@@ -367,6 +367,11 @@ impl Store {
         &self.conn
     }
 
+    /// This store's database, for the operations written once for both ([`db`]).
+    pub(crate) fn db(&self) -> db::Db<'_> {
+        db::Db::Lite(&self.conn)
+    }
+
     /// A connection that serves short reads (API pages, the change poller): a
     /// small page cache, the operating system's file cache behind it. Each of the
     /// daemon's connections warmed up to the run's 64 MiB over days of KPI passes

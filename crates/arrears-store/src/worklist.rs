@@ -4,6 +4,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::db::{args, Arg, Db, RowRef};
+use super::pg::{PgStore, Value};
 use super::{date, dec, Result, Store};
 use arrears_core::domain::Priority;
 
@@ -54,167 +56,90 @@ pub enum WorklistScope {
     All,
 }
 
-impl Store {
-    /// "My worklist": assigned to `collector` plus unassigned entries of `groups`,
-    /// ordered by next activity due date, then priority (high first), then score.
-    pub fn worklist(
-        &self,
-        collector: &str,
-        groups: &[String],
-        limit: usize,
-    ) -> Result<Vec<WorklistEntry>> {
-        let q = WorklistQuery {
-            scope: WorklistScope::Collector {
-                id: collector.into(),
-                groups: groups.to_vec(),
-            },
-            limit,
-            ..WorklistQuery::default()
-        };
-        Ok(self.worklist_page(&q)?.0)
-    }
-
-    /// One page of a worklist and the number of entries in the whole filtered list.
-    pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
-        let (page, total) = self.worklist_query(q, true, None)?;
-        Ok((page, total.unwrap_or_default()))
-    }
-
-    /// Every worklist entry in worklist order (the daemon's in-memory view), without
-    /// the count a page needs.
-    pub fn worklist_all(&self) -> Result<Vec<WorklistEntry>> {
-        let q = WorklistQuery {
-            scope: WorklistScope::All,
-            limit: i64::MAX as usize,
-            ..WorklistQuery::default()
-        };
-        Ok(self.worklist_query(&q, false, None)?.0)
-    }
-
-    /// The entries of these customers only, in worklist order: what an incremental
-    /// run rewrote, for a reader that keeps the rest in memory.
-    pub fn worklist_of(&self, customers: &[i64]) -> Result<Vec<WorklistEntry>> {
-        let q = WorklistQuery {
-            scope: WorklistScope::All,
-            limit: i64::MAX as usize,
-            ..WorklistQuery::default()
-        };
-        Ok(self.worklist_query(&q, false, Some(customers))?.0)
-    }
-
-    fn worklist_query(
-        &self,
-        q: &WorklistQuery,
-        count: bool,
-        only: Option<&[i64]>,
-    ) -> Result<(Vec<WorklistEntry>, Option<u64>)> {
-        let mut cond: Vec<String> = Vec::new();
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let arg = |v: rusqlite::types::Value, args: &mut Vec<_>| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        use rusqlite::types::Value::{Integer, Text};
-        match &q.scope {
-            WorklistScope::Collector { id, groups } => {
-                let a = arg(Text(id.clone()), &mut args);
-                let g = arg(
-                    Text(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into())),
-                    &mut args,
-                );
-                cond.push(format!(
-                    "(w.collector = {a} OR (w.collector IS NULL AND w.collection_group IN (SELECT value FROM json_each({g}))))"
-                ));
-            }
-            WorklistScope::Group(g) => {
-                let a = arg(Text(g.clone()), &mut args);
-                cond.push(format!("w.collection_group = {a}"));
-            }
-            WorklistScope::All => {}
-        }
-        if let Some(p) = q.min_priority {
-            let a = arg(Integer(p as i64), &mut args);
-            cond.push(format!("w.priority >= {a}"));
-        }
-        if let Some(v) = &q.segment {
-            let a = arg(Text(v.clone()), &mut args);
-            cond.push(format!("s.segment = {a}"));
-        }
-        if let Some(v) = &q.company {
-            let a = arg(Text(v.clone()), &mut args);
-            cond.push(format!("c.company = {a}"));
-        }
-        if let Some(v) = &q.currency {
-            let a = arg(Text(v.clone()), &mut args);
+/// One page (or all) of a worklist, on either database; the count of the whole
+/// filtered list when `count`.
+pub(crate) fn worklist_query(
+    db: &Db,
+    q: &WorklistQuery,
+    count: bool,
+    only: Option<&[i64]>,
+) -> Result<(Vec<WorklistEntry>, Option<u64>)> {
+    let mut cond: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let arg = |v: Value, args: &mut Vec<_>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    match &q.scope {
+        WorklistScope::Collector { id, groups } => {
+            let a = arg(Value::Text(id.clone()), &mut args);
+            let g = arg(Value::Text(Db::json_list(groups)), &mut args);
             cond.push(format!(
-                "EXISTS (SELECT 1 FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open' AND i.currency = {a})"
+                "(w.collector = {a} OR (w.collector IS NULL AND w.collection_group IN {}))",
+                db.in_list(&g, "TEXT")
             ));
         }
-        if let Some(ids) = only {
-            let a = arg(
-                Text(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())),
-                &mut args,
-            );
-            cond.push(format!(
-                "w.customer_id IN (SELECT value FROM json_each({a}))"
-            ));
+        WorklistScope::Group(g) => {
+            let a = arg(Value::Text(g.clone()), &mut args);
+            cond.push(format!("w.collection_group = {a}"));
         }
-        let filter = if cond.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", cond.join(" AND "))
-        };
-        let from = "FROM worklist w JOIN customers c ON c.id = w.customer_id JOIN customer_state s ON s.customer_id = w.customer_id";
-        let total: Option<i64> = if count {
-            Some(self.conn.query_row(
-                &format!("SELECT COUNT(*) {from} {filter}"),
-                rusqlite::params_from_iter(args.iter()),
-                |r| r.get(0),
-            )?)
-        } else {
-            None
-        };
-        let lim = arg(Integer(q.limit as i64), &mut args);
-        let off = arg(Integer(q.offset as i64), &mut args);
-        let mut st = self.conn.prepare_cached(&format!(
+        WorklistScope::All => {}
+    }
+    if let Some(p) = q.min_priority {
+        let a = arg(Value::Int(p as i64), &mut args);
+        cond.push(format!("w.priority >= {a}"));
+    }
+    if let Some(v) = &q.segment {
+        let a = arg(Value::Text(v.clone()), &mut args);
+        cond.push(format!("s.segment = {a}"));
+    }
+    if let Some(v) = &q.company {
+        let a = arg(Value::Text(v.clone()), &mut args);
+        cond.push(format!("c.company = {a}"));
+    }
+    if let Some(v) = &q.currency {
+        let a = arg(Value::Text(v.clone()), &mut args);
+        cond.push(format!(
+            "EXISTS (SELECT 1 FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open' AND i.currency = {a})"
+        ));
+    }
+    if let Some(ids) = only {
+        let a = arg(Value::Text(Db::json_list(ids)), &mut args);
+        cond.push(format!("w.customer_id IN {}", db.in_list(&a, "BIGINT")));
+    }
+    let filter = if cond.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", cond.join(" AND "))
+    };
+    let from = "FROM worklist w JOIN customers c ON c.id = w.customer_id JOIN customer_state s ON s.customer_id = w.customer_id";
+    let refs: Vec<&dyn Arg> = args.iter().map(|v| v as &dyn Arg).collect();
+    let total: Option<i64> = if count {
+        Some(
+            db.row(&format!("SELECT COUNT(*) {from} {filter}"), &refs)?
+                .expect("a count")
+                .get(0, "count")?,
+        )
+    } else {
+        None
+    };
+    let lim = arg(Value::Int(q.limit.min(i64::MAX as usize) as i64), &mut args);
+    let off = arg(Value::Int(q.offset as i64), &mut args);
+    let refs: Vec<&dyn Arg> = args.iter().map(|v| v as &dyn Arg).collect();
+    let mut out = Vec::new();
+    db.each(
+        &format!(
             "SELECT c.code, c.name, c.company, w.collection_group, w.collector, w.nad, w.priority, w.score,
                     s.profile, s.segment, w.items, w.amount, w.reason, w.customer_id, s.as_of,
                     (SELECT MIN(i.due_date) FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open')
              {from} {filter}
-             ORDER BY w.nad, w.priority DESC, CAST(w.score AS REAL) DESC, c.id LIMIT {lim} OFFSET {off}"
-        ))?;
-        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok((
-                [r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, String>(7)?,
-                [r.get::<_, String>(8)?, r.get(9)?],
-                r.get::<_, i64>(10)?,
-                r.get::<_, String>(11)?,
-                r.get::<_, String>(12)?,
-                r.get::<_, i64>(13)?,
-                [r.get::<_, String>(14)?],
-                r.get::<_, Option<String>>(15)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (
-                [customer, customer_name, company, group],
-                collector,
-                nad,
-                prio,
-                score,
-                [profile, segment],
-                items,
-                amount,
-                reason,
-                customer_id,
-                [as_of],
-                oldest_due,
-            ) = r?;
+             ORDER BY w.nad, w.priority DESC, {} DESC, c.id LIMIT {lim} OFFSET {off}",
+            db.number("w.score")
+        ),
+        &refs,
+        |r| {
+            let oldest_due: Option<String> = r.get(15, "items.due_date")?;
+            let as_of: String = r.get(14, "customer_state.as_of")?;
             let days_overdue = match oldest_due {
                 Some(d) => (date("customer_state.as_of", &as_of)? - date("items.due_date", &d)?)
                     .num_days()
@@ -222,94 +147,277 @@ impl Store {
                 None => 0,
             };
             out.push(WorklistEntry {
-                customer_id,
-                customer,
-                customer_name,
-                company,
-                group,
-                collector,
-                nad: date("worklist.nad", &nad)?,
-                priority: Priority::from_i64(prio),
-                score: dec("worklist.score", &score)?,
-                profile,
-                segment,
-                items,
-                amount: dec("worklist.amount", &amount)?,
-                reason,
+                customer: r.get(0, "customers.code")?,
+                customer_name: r.get(1, "customers.name")?,
+                company: r.get(2, "customers.company")?,
+                group: r.get(3, "worklist.collection_group")?,
+                collector: r.get(4, "worklist.collector")?,
+                nad: date("worklist.nad", &r.get::<String>(5, "worklist.nad")?)?,
+                priority: Priority::from_i64(r.get(6, "worklist.priority")?),
+                score: dec("worklist.score", &r.get::<String>(7, "worklist.score")?)?,
+                profile: r.get(8, "customer_state.profile")?,
+                segment: r.get(9, "customer_state.segment")?,
+                items: r.get(10, "worklist.items")?,
+                amount: dec("worklist.amount", &r.get::<String>(11, "worklist.amount")?)?,
+                reason: r.get(12, "worklist.reason")?,
+                customer_id: r.get(13, "worklist.customer_id")?,
                 days_overdue,
             });
+            Ok(())
+        },
+    )?;
+    Ok((out, total.map(|t| t as u64)))
+}
+
+/// The currencies of each customer's open items (of `customers`, or of all).
+pub(crate) fn open_currencies(
+    db: &Db,
+    customers: Option<&[i64]>,
+) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+    let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
+    let mut add = |r: &RowRef| {
+        out.entry(r.get(0, "items.customer_id")?)
+            .or_default()
+            .push(r.get(1, "items.currency")?);
+        Ok(())
+    };
+    match customers {
+        Some(ids) => db.each(
+            &format!(
+                "SELECT DISTINCT customer_id, currency FROM items
+                 WHERE status = 'open' AND customer_id IN {}",
+                db.in_list("?1", "BIGINT")
+            ),
+            args![Db::json_list(ids)],
+            &mut add,
+        )?,
+        None => db.each(
+            "SELECT DISTINCT customer_id, currency FROM items WHERE status = 'open'",
+            args![],
+            &mut add,
+        )?,
+    }
+    Ok(out)
+}
+
+/// Case ids of a customer, open ones first, oldest due first.
+pub(crate) fn cases_of(db: &Db, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
+    db.rows(
+        "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id
+         WHERE c.customer_id = ?1 AND (?2 OR c.status = 'open')
+         ORDER BY c.status = 'open' DESC, i.due_date, c.id LIMIT 1000",
+        args![customer_id, include_closed],
+    )?
+    .iter()
+    .map(|r| r.get(0, "cases.id"))
+    .collect()
+}
+
+/// Open case ids of a customer, oldest due first (for `case` commands by customer).
+pub(crate) fn open_cases_of(
+    db: &Db,
+    customer_id: i64,
+) -> Result<Vec<(i64, String, NaiveDate, Priority)>> {
+    db.rows(
+        "SELECT c.id, i.document_no, c.nad, c.priority FROM cases c JOIN items i ON i.id = c.item_id
+         WHERE c.customer_id = ?1 AND c.status = 'open' ORDER BY i.due_date, c.id",
+        args![customer_id],
+    )?
+    .iter()
+    .map(|r| {
+        Ok((
+            r.get(0, "cases.id")?,
+            r.get(1, "items.document_no")?,
+            date("cases.nad", &r.get::<String>(2, "cases.nad")?)?,
+            Priority::from_i64(r.get(3, "cases.priority")?),
+        ))
+    })
+    .collect()
+}
+
+/// The worklist reads, on either database (a macro until the two stores are one
+/// type behind a backend).
+macro_rules! worklist_reads {
+    ($t:ty) => {
+        impl $t {
+            /// "My worklist": assigned to `collector` plus unassigned entries of
+            /// `groups`, ordered by next activity due date, then priority (high
+            /// first), then score.
+            pub fn worklist(
+                &self,
+                collector: &str,
+                groups: &[String],
+                limit: usize,
+            ) -> Result<Vec<WorklistEntry>> {
+                let q = WorklistQuery {
+                    scope: WorklistScope::Collector {
+                        id: collector.into(),
+                        groups: groups.to_vec(),
+                    },
+                    limit,
+                    ..WorklistQuery::default()
+                };
+                Ok(self.worklist_page(&q)?.0)
+            }
+
+            /// One page of a worklist and the number of entries in the whole
+            /// filtered list.
+            pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
+                let (page, total) = worklist_query(&self.db(), q, true, None)?;
+                Ok((page, total.unwrap_or_default()))
+            }
+
+            /// Every worklist entry in worklist order (the daemon's in-memory view),
+            /// without the count a page needs.
+            pub fn worklist_all(&self) -> Result<Vec<WorklistEntry>> {
+                let q = WorklistQuery {
+                    limit: usize::MAX,
+                    ..WorklistQuery::default()
+                };
+                Ok(worklist_query(&self.db(), &q, false, None)?.0)
+            }
+
+            /// The entries of these customers only, in worklist order: what an
+            /// incremental run rewrote, for a reader that keeps the rest in memory.
+            pub fn worklist_of(&self, customers: &[i64]) -> Result<Vec<WorklistEntry>> {
+                let q = WorklistQuery {
+                    limit: usize::MAX,
+                    ..WorklistQuery::default()
+                };
+                Ok(worklist_query(&self.db(), &q, false, Some(customers))?.0)
+            }
+
+            /// The currencies of each customer's open items, for a few customers
+            /// (the ones a run just changed).
+            pub fn open_currencies_of(
+                &self,
+                customers: &[i64],
+            ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+                open_currencies(&self.db(), Some(customers))
+            }
+
+            /// The currencies of each customer's open items.
+            pub fn open_currencies(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+                open_currencies(&self.db(), None)
+            }
+
+            /// Case ids of a customer, open ones first, oldest due first.
+            pub fn cases_of(&self, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
+                cases_of(&self.db(), customer_id, include_closed)
+            }
+
+            /// Open case ids of a customer, oldest due first (for `case` commands by
+            /// customer).
+            pub fn open_cases_of(
+                &self,
+                customer_id: i64,
+            ) -> Result<Vec<(i64, String, NaiveDate, Priority)>> {
+                open_cases_of(&self.db(), customer_id)
+            }
         }
-        Ok((out, total.map(|t| t as u64)))
+    };
+}
+
+worklist_reads!(Store);
+worklist_reads!(PgStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = "
+        INSERT INTO customers(id, company, code, name) VALUES
+            (1, 'A', 'C1', 'One'), (2, 'A', 'C2', 'Two'), (3, 'B', 'C3', 'Three'), (4, 'A', 'C4', 'Four');
+        INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group,
+                                   collector, priority, as_of) VALUES
+            (1, 's', 'smb', 'p', '10.5', 'general', 'emma', 2, '2026-11-23'),
+            (2, 's', 'key', 'p', '9.75', 'general', NULL, 2, '2026-11-23'),
+            (3, 's', 'smb', 'p', '80', 'us', 'chen', 3, '2026-11-23'),
+            (4, 's', 'smb', 'p', '100', 'general', 'dara', 1, '2026-11-23');
+        INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason) VALUES
+            (1, 'general', 'emma', '10.5', 2, '2026-11-23', 1, '100.00', 'r1'),
+            (2, 'general', NULL, '9.75', 2, '2026-11-23', 1, '50.50', 'r2'),
+            (3, 'us', 'chen', '80', 3, '2026-11-20', 1, '10.00', 'r3'),
+            (4, 'general', 'dara', '100', 1, '2026-11-23', 1, '5.00', 'r4');
+        INSERT INTO items(id, customer_id, document_no, document_date, due_date, currency,
+                          original_amount, open_amount, source, external_id) VALUES
+            (1, 1, 'D1', '2026-09-01', '2026-10-01', 'EUR', '100.00', '100.00', 't', '1'),
+            (2, 2, 'D2', '2026-09-01', '2026-11-01', 'USD', '50.50', '50.50', 't', '2'),
+            (3, 3, 'D3', '2026-09-01', '2026-11-30', 'EUR', '10.00', '10.00', 't', '3'),
+            (4, 4, 'D4', '2026-09-01', '2026-10-15', 'EUR', '5.00', '5.00', 't', '4');
+        INSERT INTO cases(id, item_id, customer_id, opened_on, nad, priority) VALUES
+            (10, 1, 1, '2026-10-08', '2026-11-23', 2);";
+
+    /// The same pages on either database: order (NAD, priority, score as a number),
+    /// scopes, filters, counts, days overdue.
+    fn pages(read: &dyn Fn(&WorklistQuery) -> (Vec<WorklistEntry>, u64)) -> Vec<String> {
+        let show = |(page, total): (Vec<WorklistEntry>, u64)| {
+            let ids: Vec<String> = page
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}:{}:{}:{}:{}",
+                        e.customer, e.score, e.amount, e.days_overdue, e.nad
+                    )
+                })
+                .collect();
+            format!("{total} {}", ids.join(" "))
+        };
+        let q = |scope: WorklistScope| WorklistQuery {
+            scope,
+            limit: 10,
+            ..WorklistQuery::default()
+        };
+        vec![
+            show(read(&q(WorklistScope::All))),
+            show(read(&q(WorklistScope::Collector {
+                id: "emma".into(),
+                groups: vec!["general".into()],
+            }))),
+            show(read(&q(WorklistScope::Group("us".into())))),
+            show(read(&WorklistQuery {
+                currency: Some("USD".into()),
+                ..q(WorklistScope::All)
+            })),
+            show(read(&WorklistQuery {
+                min_priority: Some(Priority::from_i64(2)),
+                company: Some("A".into()),
+                offset: 1,
+                limit: 1,
+                ..q(WorklistScope::All)
+            })),
+        ]
     }
 
-    /// The currencies of each customer's open items.
-    /// [`Store::open_currencies`] for a few customers (the ones a run just changed).
-    pub fn open_currencies_of(
-        &self,
-        customers: &[i64],
-    ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT DISTINCT customer_id, currency FROM items
-             WHERE status = 'open' AND customer_id IN (SELECT value FROM json_each(?1))",
-        )?;
-        let ids = serde_json::to_string(customers).unwrap_or_else(|_| "[]".into());
-        let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
-        let rows = st.query_map([ids], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-        for r in rows {
-            let (c, cur) = r?;
-            out.entry(c).or_default().push(cur);
-        }
-        Ok(out)
-    }
-
-    pub fn open_currencies(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT DISTINCT customer_id, currency FROM items WHERE status = 'open'")?;
-        let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-        for r in rows {
-            let (c, cur) = r?;
-            out.entry(c).or_default().push(cur);
-        }
-        Ok(out)
-    }
-
-    /// Case ids of a customer, open ones first, oldest due first.
-    pub fn cases_of(&self, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id
-             WHERE c.customer_id = ?1 AND (?2 OR c.status = 'open')
-             ORDER BY c.status = 'open' DESC, i.due_date, c.id LIMIT 1000",
-        )?;
-        let ids = st
-            .query_map(rusqlite::params![customer_id, include_closed], |r| r.get(0))?
-            .collect::<Result<Vec<i64>, _>>()?;
-        Ok(ids)
-    }
-
-    /// Open case ids of a customer, oldest due first (for `case` commands by customer).
-    pub fn open_cases_of(
-        &self,
-        customer_id: i64,
-    ) -> Result<Vec<(i64, String, NaiveDate, Priority)>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT c.id, i.document_no, c.nad, c.priority FROM cases c JOIN items i ON i.id = c.item_id
-             WHERE c.customer_id = ?1 AND c.status = 'open' ORDER BY i.due_date, c.id",
-        )?;
-        let rows = st.query_map([customer_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (id, doc, nad, p) = r?;
-            out.push((id, doc, date("cases.nad", &nad)?, Priority::from_i64(p)));
-        }
-        Ok(out)
+    #[test]
+    fn worklists_read_the_same_on_both_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let lite = Store::open(&dir.path().join("a.db")).unwrap();
+        lite.conn().execute_batch(FIXTURE).unwrap();
+        let want = pages(&|q| lite.worklist_page(q).unwrap());
+        assert_eq!(
+            want,
+            [
+                "4 C3:80:10.00:0:2026-11-20 C1:10.5:100.00:53:2026-11-23 C2:9.75:50.50:22:2026-11-23 C4:100:5.00:39:2026-11-23",
+                "2 C1:10.5:100.00:53:2026-11-23 C2:9.75:50.50:22:2026-11-23",
+                "1 C3:80:10.00:0:2026-11-20",
+                "1 C2:9.75:50.50:22:2026-11-23",
+                "2 C2:9.75:50.50:22:2026-11-23",
+            ]
+        );
+        let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut post = PgStore::open(&pg.database("books").unwrap()).unwrap();
+        post.client().batch_execute(FIXTURE).unwrap();
+        assert_eq!(pages(&|q| post.worklist_page(q).unwrap()), want);
+        assert_eq!(post.worklist_of(&[2, 3]).unwrap().len(), 2);
+        assert_eq!(
+            post.open_currencies_of(&[2]).unwrap(),
+            lite.open_currencies_of(&[2]).unwrap()
+        );
+        assert_eq!(post.cases_of(1, true).unwrap(), [10]);
+        assert_eq!(
+            post.open_cases_of(1).unwrap(),
+            lite.open_cases_of(1).unwrap()
+        );
     }
 }

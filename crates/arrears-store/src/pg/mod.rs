@@ -86,7 +86,11 @@ impl From<postgres::Error> for StoreError {
                 Some(d) => format!("{}: {} ({d})", db.severity(), db.message()),
                 None => format!("{}: {}", db.severity(), db.message()),
             }),
-            None => StoreError::Postgres(e.to_string()),
+            // Not the server's: the cause (a value that does not fit) is the source.
+            None => StoreError::Postgres(match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            }),
         }
     }
 }
