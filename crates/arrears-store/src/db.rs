@@ -36,6 +36,10 @@ pub(crate) struct PgConn {
     prepared: HashMap<String, postgres::Statement>,
     /// Open write transactions: 0 none, 1 a transaction, more its savepoints.
     depth: usize,
+    /// A statement failed inside the open write: PostgreSQL has aborted the
+    /// transaction (unlike SQLite, which undoes only that statement), so it cannot
+    /// commit, whatever the code around the statement made of the error.
+    failed: bool,
 }
 
 impl PgConn {
@@ -44,7 +48,18 @@ impl PgConn {
             client,
             prepared: HashMap::new(),
             depth: 0,
+            failed: false,
         }
+    }
+
+    /// A statement's result; a failure inside a write marks it failed.
+    fn check<T>(&mut self, r: std::result::Result<T, postgres::Error>, sql: &str) -> Result<T> {
+        r.map_err(|e| {
+            if self.depth > 0 {
+                self.failed = true;
+            }
+            in_statement(e, sql)
+        })
     }
 
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
@@ -52,10 +67,8 @@ impl PgConn {
             return Ok(st.clone());
         }
         let translated = to_postgres(sql);
-        let st = self
-            .client
-            .prepare(&translated)
-            .map_err(|e| in_statement(e, &translated))?;
+        let r = self.client.prepare(&translated);
+        let st = self.check(r, &translated)?;
         self.prepared.insert(sql.to_string(), st.clone());
         Ok(st)
     }
@@ -359,11 +372,11 @@ impl Db<'_> {
                 let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     values.iter().map(|v| v as _).collect();
-                let rows = c
-                    .borrow_mut()
-                    .client
-                    .query(&st, &refs)
-                    .map_err(|e| in_statement(e, sql))?;
+                let rows = {
+                    let mut c = c.borrow_mut();
+                    let r = c.client.query(&st, &refs);
+                    c.check(r, sql)?
+                };
                 for r in &rows {
                     f(&RowRef::Pg(r))?;
                 }
@@ -463,11 +476,22 @@ impl Db<'_> {
                 let nested = {
                     let mut c = cell.borrow_mut();
                     let nested = c.depth > 0;
-                    c.client.batch_execute(if nested {
+                    // Writers take the change log's head first, as SQLite's BEGIN
+                    // IMMEDIATE takes its write lock: one writer at a time, so two
+                    // never wait on each other's rows in opposite orders
+                    // (deadlock), and the log's numbers follow commit order.
+                    let begun = c.client.batch_execute(if nested {
                         "SAVEPOINT arrears_write"
                     } else {
-                        "BEGIN"
-                    })?;
+                        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT seq FROM change_head FOR UPDATE"
+                    });
+                    if let Err(e) = begun {
+                        if !nested {
+                            // The lock wait ran out inside the transaction just begun.
+                            let _ = c.client.batch_execute("ROLLBACK");
+                        }
+                        return Err(e.into());
+                    }
                     c.depth += 1;
                     nested
                 };
@@ -497,10 +521,9 @@ fn pg_execute(
 ) -> Result<usize> {
     let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
     let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-    Ok(c.borrow_mut()
-        .client
-        .execute(st, &refs)
-        .map_err(|e| in_statement(e, sql))? as usize)
+    let mut c = c.borrow_mut();
+    let r = c.client.execute(st, &refs);
+    Ok(c.check(r, sql)? as usize)
 }
 
 fn pg_rows(
@@ -511,15 +534,22 @@ fn pg_rows(
 ) -> Result<Vec<Row>> {
     let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
     let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-    let rows = c
-        .borrow_mut()
-        .client
-        .query(st, &refs)
-        .map_err(|e| in_statement(e, sql))?;
-    Ok(rows
-        .iter()
-        .map(|r| Row((0..r.len()).map(|i| r.get::<_, Value>(i)).collect()))
-        .collect())
+    let rows = {
+        let mut c = c.borrow_mut();
+        let r = c.client.query(st, &refs);
+        c.check(r, sql)?
+    };
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| {
+                    r.try_get::<_, Value>(i)
+                        .map_err(|e| StoreError::Postgres(format!("column {i}: {e}")))
+                })
+                .collect::<Result<Vec<Value>>>()
+                .map(Row)
+        })
+        .collect()
 }
 
 fn lite_rows(st: &mut rusqlite::CachedStatement<'_>, args: &[&dyn Arg]) -> Result<Vec<Row>> {
@@ -602,14 +632,26 @@ struct PgWrite<'a> {
 
 impl PgWrite<'_> {
     fn finish(mut self) -> Result<()> {
-        self.open = false;
         let mut c = self.cell.borrow_mut();
-        c.depth -= 1;
-        c.client.batch_execute(if self.nested {
+        if c.failed {
+            // Dropping rolls back (and, for a savepoint, makes the transaction
+            // around it usable again).
+            drop(c);
+            return Err(StoreError::Postgres(
+                "a statement failed inside this write; nothing of it was written".into(),
+            ));
+        }
+        let r = c.client.batch_execute(if self.nested {
             "RELEASE arrears_write"
         } else {
             "COMMIT"
-        })?;
+        });
+        if let Err(e) = r {
+            drop(c);
+            return Err(e.into());
+        }
+        self.open = false;
+        c.depth -= 1;
         Ok(())
     }
 }
@@ -620,6 +662,9 @@ impl Drop for PgWrite<'_> {
             return;
         }
         let Ok(mut c) = self.cell.try_borrow_mut() else {
+            tracing::error!(
+                "a write transaction could not be rolled back: its connection is in use"
+            );
             return;
         };
         c.depth -= 1;
@@ -628,8 +673,14 @@ impl Drop for PgWrite<'_> {
         } else {
             "ROLLBACK"
         };
-        if let Err(e) = c.client.batch_execute(sql) {
-            tracing::error!(error = %e, "rolling back a write transaction");
+        match c.client.batch_execute(sql) {
+            // Rolled back to the savepoint (or out of the transaction): what is
+            // around it can go on.
+            Ok(()) => c.failed = false,
+            Err(e) => tracing::error!(error = %e, "rolling back a write transaction"),
+        }
+        if c.depth == 0 {
+            c.failed = false;
         }
     }
 }
@@ -675,6 +726,45 @@ mod tests {
             .map(|r| r.get(0, "v").unwrap())
             .collect();
         assert_eq!(got, ["b", "d"]);
+    }
+
+    /// On PostgreSQL a failed statement aborts the transaction: a write whose code
+    /// swallowed such an error must not report success, and a savepoint that
+    /// failed leaves the write around it usable.
+    #[test]
+    fn a_swallowed_statement_error_never_commits_on_postgres() {
+        let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let s = crate::pg::PgStore::open(&pg.database("books").unwrap()).unwrap();
+        let db = s.db();
+        db.execute("CREATE TABLE t (v TEXT PRIMARY KEY)", args![])
+            .unwrap();
+        let e = db
+            .write(|db| {
+                db.execute("INSERT INTO t VALUES (?1)", args!["a"])?;
+                let dup = db.execute("INSERT INTO t VALUES (?1)", args!["a"]);
+                assert!(dup.is_err());
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("nothing of it was written"), "{e}");
+        db.write(|db| {
+            db.execute("INSERT INTO t VALUES (?1)", args!["b"])?;
+            let inner = db.write(|db| {
+                db.execute("INSERT INTO t VALUES (?1)", args!["b"])?;
+                Ok(())
+            });
+            assert!(inner.is_err(), "the duplicate fails");
+            db.execute("INSERT INTO t VALUES (?1)", args!["c"])?;
+            Ok(())
+        })
+        .unwrap();
+        let got: Vec<String> = db
+            .rows("SELECT v FROM t ORDER BY v", args![])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0, "v").unwrap())
+            .collect();
+        assert_eq!(got, ["b", "c"]);
     }
 
     #[test]

@@ -235,9 +235,12 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
             items_changed.insert((cid, id));
             continue;
         }
-        let prev = prev
-            .row(args![it.source, it.external_id])?
-            .expect("the item the insert ran into");
+        let prev = prev.row(args![it.source, it.external_id])?.ok_or_else(|| {
+            StoreError::State(format!(
+                "item {}/{} was neither inserted nor found (removed meanwhile?)",
+                it.source, it.external_id
+            ))
+        })?;
         let (id, old_cid, old_status): (i64, i64, String) = (
             prev.get(0, "items.id")?,
             prev.get(1, "items.customer_id")?,

@@ -185,14 +185,15 @@ pub(crate) fn open_currencies(
         Some(ids) => db.each(
             &format!(
                 "SELECT DISTINCT customer_id, currency FROM items
-                 WHERE status = 'open' AND customer_id IN {}",
+                 WHERE status = 'open' AND customer_id IN {} ORDER BY customer_id, currency",
                 db.in_list("?1", "BIGINT")
             ),
             args![Db::json_list(ids)],
             &mut add,
         )?,
         None => db.each(
-            "SELECT DISTINCT customer_id, currency FROM items WHERE status = 'open'",
+            "SELECT DISTINCT customer_id, currency FROM items WHERE status = 'open'
+             ORDER BY customer_id, currency",
             args![],
             &mut add,
         )?,

@@ -54,10 +54,21 @@ impl ChangeListener {
     /// Waits up to `timeout` for such a commit; `true` if one came (the wake-ups
     /// waiting behind it are taken too: one look at the log covers them).
     pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        let mut n = self.client.notifications();
-        let woken = n.timeout_iter(timeout).next()?.is_some();
-        if woken {
-            while n.iter().next()?.is_some() {}
+        let woken = {
+            let mut n = self.client.notifications();
+            let woken = n.timeout_iter(timeout).next()?.is_some();
+            if woken {
+                while n.iter().next()?.is_some() {}
+            }
+            woken
+        };
+        // A finished connection answers "nothing" at once, for ever: a caller
+        // waiting in a loop would spin and never hear a change again.
+        if !woken && self.client.is_closed() {
+            return Err(crate::StoreError::Unreachable {
+                url: "(the change listener's connection)".into(),
+                reason: "closed".into(),
+            });
         }
         Ok(woken)
     }

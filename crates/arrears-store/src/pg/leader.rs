@@ -44,13 +44,32 @@ impl Leadership {
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?
             .get(0);
-        Ok(got.then_some(Leadership { client }))
+        let mut l = Leadership { client };
+        // Asked of the server's lock table, not taken on the function's word: a
+        // proxy pooling transactions, or a database that only pretends to have
+        // advisory locks, would make every replica a leader.
+        Ok((got && l.holds()?).then_some(l))
     }
 
-    /// Whether this replica still leads: its session is alive (a session-level
-    /// lock lives as long as its session).
+    fn holds(&mut self) -> Result<bool> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                    AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 1)",
+                &[
+                    // oid columns: u32 on this side.
+                    &((LEADER_LOCK >> 32) as u32),
+                    &((LEADER_LOCK & 0xffff_ffff) as u32),
+                ],
+            )?
+            .get(0))
+    }
+
+    /// Whether this replica still leads: its session is alive and holds the lock.
+    /// A slow answer counts as no: better no leader for a moment than two.
     pub fn still_held(&mut self) -> bool {
-        self.client.is_valid(Duration::from_secs(5)).is_ok()
+        self.client.is_valid(Duration::from_secs(5)).is_ok() && self.holds().unwrap_or(false)
     }
 }
 

@@ -73,13 +73,47 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How long a statement waits for a lock another session holds (a writer waits for
+/// the one writing), as SQLite's writers wait for the write lock.
+const LOCK_WAIT_SECS: u64 = 30;
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
+        use postgres::error::SqlState;
         if e.is_closed() {
             return StoreError::Unreachable {
-                url: String::new(),
+                url: "(connection lost)".into(),
                 reason: e.to_string(),
             };
+        }
+        if let Some(code) = e.code() {
+            // Waited out, or chosen as a deadlock's victim: nothing was written,
+            // trying again is safe.
+            if [
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+            ]
+            .contains(code)
+            {
+                return StoreError::Busy {
+                    waited_secs: LOCK_WAIT_SECS,
+                };
+            }
+            // The connection failed, or the server is shutting down.
+            if code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+            {
+                return StoreError::Unreachable {
+                    url: "(connection lost)".into(),
+                    reason: e.to_string(),
+                };
+            }
         }
         match e.as_db_error() {
             Some(db) => StoreError::Postgres(match db.detail() {
@@ -113,10 +147,22 @@ fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
     let mut cfg: postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Invalid(format!("{shown}: {e}")))?;
+    // Keepalives: a peer that vanished (a cut-off replica, a dead server) is
+    // noticed in about a minute, not after the system's two hours.
     cfg.connect_timeout(Duration::from_secs(10))
-        .application_name(application);
-    let client = cfg
+        .application_name(application)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
+    let mut client = cfg
         .connect(postgres::NoTls)
+        .map_err(|e| StoreError::Unreachable {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
+    client
+        .batch_execute(&format!("SET lock_timeout = '{LOCK_WAIT_SECS}s'"))
         .map_err(|e| StoreError::Unreachable {
             url: shown.clone(),
             reason: e.to_string(),

@@ -583,8 +583,12 @@ CREATE INDEX promises_open_due ON promises(promised_on, id) WHERE status = 'open
 -- is the newest committed one. It starts where a fresh SQLite store starts (1;
 -- the first entry is 2); `arrears migrate` copies sqlite_sequence's value.
 -- Writers that append are serialised by that row, as SQLite serialises all writers.
-CREATE TABLE change_head (seq BIGINT NOT NULL);
-INSERT INTO change_head VALUES (1);
+-- One row, always (no number could be taken from none or two).
+CREATE TABLE change_head (
+    one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+    seq BIGINT NOT NULL
+);
+INSERT INTO change_head(seq) VALUES (1);
 CREATE TABLE changes (
     seq         BIGINT PRIMARY KEY,
     customer_id BIGINT NOT NULL,
