@@ -566,20 +566,25 @@ pub fn sync(store: &mut Store, connector: &str, cfg: &TrytonConfig) -> Result<Sy
     );
     let parties =
         read_parties(&mut client, ids, &company, pull.dunning_module).map_err(|e| e.to_string())?;
+    let by_code: std::collections::HashMap<&str, &CustomerInfo> =
+        parties.values().map(|p| (p.code.as_str(), p)).collect();
     for c in &mut customers {
-        if let Some(p) = parties.values().find(|p| p.code == c.code) {
-            *c = p.clone();
+        if let Some(p) = by_code.get(c.code.as_str()) {
+            *c = (*p).clone();
         }
     }
     // A party whose data changed but who has no line in this pull: only one
     // Arrears already knows (Tryton's suppliers and prospects are not customers).
+    let mut listed: std::collections::HashSet<String> =
+        customers.iter().map(|c| c.code.clone()).collect();
     for id in &pull.parties {
         if let Some(p) = parties.get(id) {
-            if !customers.iter().any(|c| c.code == p.code)
+            if !listed.contains(&p.code)
                 && store
                     .customer_id(&format!("{}/{}", p.company, p.code))
                     .is_ok()
             {
+                listed.insert(p.code.clone());
                 customers.push(p.clone());
             }
         }

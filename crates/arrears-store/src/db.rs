@@ -369,15 +369,7 @@ impl Db<'_> {
             }
             Db::Pg(c) => {
                 let st = c.borrow_mut().prepare(sql)?;
-                let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    values.iter().map(|v| v as _).collect();
-                let rows = {
-                    let mut c = c.borrow_mut();
-                    let r = c.client.query(&st, &refs);
-                    c.check(r, sql)?
-                };
-                for r in &rows {
+                for r in &pg_query(c, &st, sql, args)? {
                     f(&RowRef::Pg(r))?;
                 }
                 Ok(())
@@ -526,20 +518,27 @@ fn pg_execute(
     Ok(c.check(r, sql)? as usize)
 }
 
+fn pg_query(
+    c: &RefCell<PgConn>,
+    st: &postgres::Statement,
+    sql: &str,
+    args: &[&dyn Arg],
+) -> Result<Vec<postgres::Row>> {
+    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
+    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+    let mut c = c.borrow_mut();
+    let r = c.client.query(st, &refs);
+    c.check(r, sql)
+}
+
 fn pg_rows(
     c: &RefCell<PgConn>,
     st: &postgres::Statement,
     sql: &str,
     args: &[&dyn Arg],
 ) -> Result<Vec<Row>> {
-    let values: Vec<Value> = args.iter().map(|a| a.value()).collect();
-    let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-    let rows = {
-        let mut c = c.borrow_mut();
-        let r = c.client.query(st, &refs);
-        c.check(r, sql)?
-    };
-    rows.iter()
+    pg_query(c, st, sql, args)?
+        .iter()
         .map(|r| {
             (0..r.len())
                 .map(|i| {
