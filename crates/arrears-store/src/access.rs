@@ -2,8 +2,7 @@
 //! decides on. The decision itself is not made here (see `server::authz`).
 
 use super::db::{args, Db};
-use super::pg::PgStore;
-use super::{ReachLookup, Result, Store, StoreError};
+use super::{Result, Store, StoreError};
 
 /// The assignment of one customer (or of one of its cases).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,52 +105,30 @@ pub(crate) fn customer_id(db: &Db, key: &str) -> Result<i64> {
 
 impl Store {
     pub fn customer_owner(&self, customer_id: i64) -> Result<Owner> {
-        customer_owner(&Db::Lite(self.conn()), customer_id)
+        customer_owner(&self.db(), customer_id)
     }
 
     pub fn case_owner(&self, case_id: i64) -> Result<Owner> {
-        case_owner(&Db::Lite(self.conn()), case_id)
+        case_owner(&self.db(), case_id)
     }
 
     pub fn agreement_customer(&self, agreement_id: i64) -> Result<i64> {
-        customer_of(
-            &Db::Lite(self.conn()),
-            "agreements",
-            "agreement",
-            agreement_id,
-        )
+        customer_of(&self.db(), "agreements", "agreement", agreement_id)
     }
 
     pub fn dispute_customer(&self, dispute_id: i64) -> Result<i64> {
-        customer_of(&Db::Lite(self.conn()), "disputes", "dispute", dispute_id)
+        customer_of(&self.db(), "disputes", "dispute", dispute_id)
     }
 
     pub fn item_customer(&self, item_id: i64) -> Result<i64> {
-        customer_of(&Db::Lite(self.conn()), "items", "item", item_id)
-    }
-}
-
-impl ReachLookup for PgStore {
-    fn customer_id(&self, key: &str) -> Result<i64> {
-        customer_id(&self.db(), key)
-    }
-    fn customer_owner(&self, id: i64) -> Result<Owner> {
-        customer_owner(&self.db(), id)
-    }
-    fn case_owner(&self, id: i64) -> Result<Owner> {
-        case_owner(&self.db(), id)
-    }
-    fn agreement_customer(&self, id: i64) -> Result<i64> {
-        customer_of(&self.db(), "agreements", "agreement", id)
-    }
-    fn dispute_customer(&self, id: i64) -> Result<i64> {
-        customer_of(&self.db(), "disputes", "dispute", id)
+        customer_of(&self.db(), "items", "item", item_id)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ReachLookup;
 
     const FIXTURE: &str = "INSERT INTO customers(id, company, code, name) VALUES (1, 'A', 'C1', 'One'), (2, 'A', 'C2', 'Two');
          INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group,
@@ -191,15 +168,15 @@ mod tests {
     fn owners_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.conn().execute_batch(FIXTURE).unwrap();
+        s.conn().unwrap().execute_batch(FIXTURE).unwrap();
         owners_follow_the_run_and_hand_assignments(&s);
     }
 
     #[test]
     fn owners_on_postgres() {
         let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut s = PgStore::open(&pg.database("books").unwrap()).unwrap();
-        s.client().batch_execute(FIXTURE).unwrap();
+        let mut s = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
+        s.pg_client().batch_execute(FIXTURE).unwrap();
         owners_follow_the_run_and_hand_assignments(&s);
     }
 }

@@ -501,20 +501,20 @@ impl Store {
     }
 
     pub fn agreement(&self, id: i64) -> Result<AgreementView> {
-        agreement(&self.conn, id)
+        agreement(self.conn()?, id)
     }
 
     /// Agreements, newest first; of one customer when given.
     pub fn list_agreements(&self, customer_id: Option<i64>) -> Result<Vec<AgreementView>> {
         let ids: Vec<i64> = self
-            .conn
+            .conn()?
             .prepare(
                 "SELECT id FROM agreements WHERE ?1 IS NULL OR customer_id = ?1 ORDER BY id DESC",
             )?
             .query_map([customer_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         ids.into_iter()
-            .map(|id| agreement(&self.conn, id))
+            .map(|id| agreement(self.conn()?, id))
             .collect()
     }
 
@@ -619,7 +619,7 @@ impl Store {
         customer_id: Option<i64>,
         agreement_id: Option<i64>,
     ) -> Result<Vec<DocumentView>> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn()?.prepare(
             "SELECT id, agreement_id, kind, language, subject, text, html, created_on FROM documents
              WHERE (?1 IS NULL OR customer_id = ?1) AND (?2 IS NULL OR agreement_id = ?2) ORDER BY id DESC",
         )?;

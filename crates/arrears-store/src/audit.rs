@@ -489,10 +489,10 @@ impl Store {
         target: &str,
         f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
     ) -> std::result::Result<T, E> {
-        super::begin_immediate(&self.conn).map_err(&lift)?;
+        super::begin_immediate(self.conn().map_err(&lift)?).map_err(&lift)?;
         let res = f(self).and_then(|(t, before, after)| {
             let head = append_audit_on(
-                &self.conn,
+                self.conn().map_err(&lift)?,
                 &self.audit,
                 self.clock.now(),
                 principal,
@@ -506,7 +506,8 @@ impl Store {
         });
         match res {
             Ok((t, head)) => {
-                self.conn
+                self.conn()
+                    .map_err(&lift)?
                     .execute_batch("COMMIT")
                     .map_err(|e| lift(StoreError::from(e)))?;
                 self.anchor_committed(&head);
@@ -514,7 +515,9 @@ impl Store {
             }
             Err(e) => {
                 // The error that matters is the one that made us roll back.
-                let _ = self.conn.execute_batch("ROLLBACK");
+                if let Ok(c) = self.conn() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
                 Err(e)
             }
         }
@@ -552,7 +555,7 @@ impl Store {
     /// just ended. If that was a savepoint inside an outer transaction, nothing is
     /// committed yet: an anchor ahead of the database would read as truncation.
     pub(crate) fn anchor_committed(&self, head: &Head) {
-        if self.conn.is_autocommit() {
+        if !self.in_write() {
             self.audit.anchor(head);
         }
     }
@@ -560,12 +563,12 @@ impl Store {
     /// The id of the newest record (0: the log is empty).
     pub fn audit_head(&self) -> Result<i64> {
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))?)
     }
 
     pub fn audit_records(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let mut st = self.conn.prepare_cached(&format!(
+        let mut st = self.conn()?.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2"
         ))?;
         let rows = st.query_map(params![after_id, limit as i64], audit_row)?;
@@ -624,7 +627,7 @@ impl Store {
 
     fn audit_record_with_hash(&self, hash: &str) -> Result<Option<AuditRecord>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE hash = ?1 ORDER BY id LIMIT 1"),
                 [hash],
@@ -933,7 +936,7 @@ mod tests {
     fn a_failed_change_leaves_no_record_and_an_edited_record_is_found() {
         let mut log = Log::keyed(3);
         let err = log.store.audited("bob", "note", "case 9", |st| {
-            st.conn().execute(
+            st.conn().unwrap().execute(
                 "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
                 [],
             )?;
@@ -943,6 +946,7 @@ mod tests {
         let n: i64 = log
             .store
             .conn()
+            .unwrap()
             .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0, "the change rolled back with its failure");
@@ -952,6 +956,7 @@ mod tests {
         assert!(log
             .store
             .conn()
+            .unwrap()
             .execute("UPDATE audit SET principal = 'eve' WHERE id = 2", [])
             .is_err());
 
@@ -1096,7 +1101,7 @@ mod tests {
         let err = log
             .store
             .audited("bob", "note", "case 1", |st| {
-                st.conn().execute(
+                st.conn().unwrap().execute(
                     "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
                     [],
                 )?;
@@ -1111,6 +1116,7 @@ mod tests {
         let customers: i64 = log
             .store
             .conn()
+            .unwrap()
             .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
             .unwrap();
         assert_eq!((customers, log.store.audit_head().unwrap()), (0, 2));

@@ -95,7 +95,7 @@ impl Store {
         stale_before: &str,
         limit: usize,
     ) -> Result<Vec<BureauLookup>> {
-        let mut st = self.conn().prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT c.id, c.company, c.code, c.name, c.country FROM customers c
              LEFT JOIN bureau_scores b ON b.customer_id = c.id
              WHERE EXISTS (SELECT 1 FROM items i WHERE i.customer_id = c.id AND i.status = 'open')
@@ -127,7 +127,7 @@ impl Store {
     ) -> Result<()> {
         let known = answers.iter().filter(|(_, r)| r.is_some()).count();
         self.audited(principal, "bureau.scores", bureau, |st| {
-            let mut w = st.conn().prepare_cached(
+            let mut w = st.conn()?.prepare_cached(
                 "INSERT INTO bureau_scores(customer_id, bureau, score, risk_class, fetched_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(customer_id) DO UPDATE SET bureau = excluded.bureau, score = excluded.score,
@@ -150,7 +150,7 @@ impl Store {
     /// The items covered by escalations at level `level_name` that were sent, each
     /// with the earliest business date of such a notice.
     pub fn sent_notices(&self, level_name: &str) -> Result<HashMap<i64, NaiveDate>> {
-        let mut st = self.conn().prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT as_of, items FROM escalations WHERE level_name = ?1 AND status = 'sent'",
         )?;
         let rows = st.query_map([level_name], |r| {
@@ -180,7 +180,7 @@ impl Store {
         bureau: &str,
         as_of: NaiveDate,
     ) -> Result<Vec<BureauCandidate>> {
-        let mut st = self.conn().prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT i.id, cu.company, cu.code, i.document_no, i.open_amount, i.currency, i.due_date
              FROM items i JOIN customers cu ON cu.id = i.customer_id
              WHERE i.status = 'open' AND i.due_date < ?1
@@ -222,7 +222,7 @@ impl Store {
 
     /// The listings `bureau` holds now, oldest first, with their items' state.
     pub fn active_bureau_listings(&self, bureau: &str) -> Result<Vec<ActiveListing>> {
-        let mut st = self.conn().prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT l.id, l.item_id, l.listing_ref, i.status = 'open',
                     EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
                             WHERE di.item_id = i.id AND d.resolved_on IS NULL)
@@ -244,7 +244,7 @@ impl Store {
 
     /// Every listing of `item_id`, at any bureau, oldest first.
     pub fn item_bureau_listings(&self, item_id: i64) -> Result<Vec<ListingRecord>> {
-        let mut st = self.conn().prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT item_id, bureau, listing_ref, listed_on, removed_on, reason
              FROM bureau_listings WHERE item_id = ?1 ORDER BY id",
         )?;
@@ -286,7 +286,7 @@ impl Store {
         on: NaiveDate,
     ) -> Result<()> {
         self.audited(principal, "bureau.list", listing_ref, |st| {
-            st.conn().execute(
+            st.conn()?.execute(
                 "INSERT INTO bureau_listings(item_id, bureau, listing_ref, listed_on) VALUES (?1, ?2, ?3, ?4)",
                 params![item.item_id, bureau, listing_ref, on.to_string()],
             )?;
@@ -310,7 +310,7 @@ impl Store {
     ) -> Result<()> {
         let listing_ref = listing.listing_ref.as_str();
         self.audited(principal, "bureau.remove", listing_ref, |st| {
-            st.conn().execute(
+            st.conn()?.execute(
                 "UPDATE bureau_listings SET removed_on = ?2, reason = ?3 WHERE id = ?1",
                 params![listing.id, on.to_string(), why.as_str()],
             )?;
@@ -335,7 +335,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).unwrap();
-        s.conn().execute_batch(
+        s.conn().unwrap().execute_batch(
             "INSERT INTO customers(id, company, code, name, country) VALUES
                 (1, 'ACME', 'A', 'A Ltd', 'DE'), (2, 'ACME', 'B', 'B Ltd', 'AT'), (3, 'ACME', 'C', 'C Ltd', 'DE');
              INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date,
@@ -358,7 +358,7 @@ mod tests {
     }
 
     fn notice(s: &Store, customer: i64, level: &str, on: &str, items: &str, status: &str) {
-        s.conn()
+        s.conn().unwrap()
             .execute(
                 "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel,
                      template, copy_manager, amount, items, reason, status)
@@ -441,6 +441,7 @@ mod tests {
         }
         // Item 1 is paid, item 3's dispute is opened again.
         s.conn()
+            .unwrap()
             .execute_batch(
                 "UPDATE items SET status = 'cleared', open_amount = '0' WHERE id = 1;
                  UPDATE disputes SET resolved_on = NULL WHERE id = 2;",

@@ -131,7 +131,7 @@ fn touch(o: &mut Open, on: NaiveDate) {
 impl Store {
     pub fn case_detail(&self, id: i64) -> Result<CaseDetail> {
         let mut d = self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT c.id, c.status, cu.code, cu.name, cu.company, i.document_no, c.external_ref, i.document_date, i.due_date,
                         i.original_amount, i.open_amount, i.currency, c.opened_on, c.closed_on, c.close_reason, c.nad, c.priority,
@@ -183,7 +183,7 @@ impl Store {
             activity: d.9?,
             history: Vec::new(),
         };
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT on_date, kind, actor, detail FROM case_events WHERE case_id = ?1 ORDER BY id",
         )?;
         let rows = st.query_map([id], |r| {
@@ -454,7 +454,7 @@ impl Store {
 
     /// The open case of a document (latest if several), for CLI look-ups by invoice number.
     pub fn case_by_document(&self, document_no: &str) -> Result<i64> {
-        self.conn
+        self.conn()?
             .query_row(
                 "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id WHERE i.document_no = ?1 ORDER BY c.status = 'open' DESC, c.id DESC LIMIT 1",
                 [document_no],

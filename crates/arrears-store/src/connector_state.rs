@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::db::{args, Db};
-use super::pg::PgStore;
 use super::{Result, Store};
 
 /// A connector's health as the store keeps it.
@@ -82,7 +81,7 @@ pub(crate) fn record(
 
 impl Store {
     pub fn connector_health(&self, name: &str) -> Result<Option<Health>> {
-        health(&Db::Lite(self.conn()), name)
+        health(&self.db(), name)
     }
 
     /// Records the outcome of one sync of connector `name` (of `kind`) that started
@@ -96,22 +95,6 @@ impl Store {
     ) -> Result<()> {
         // In a write transaction: it waits for a run's write lock, where a bare
         // statement gives up after the busy timeout.
-        Db::Lite(self.conn()).write(|db| record(db, name, kind, at, o))
-    }
-}
-
-impl PgStore {
-    pub fn connector_health(&self, name: &str) -> Result<Option<Health>> {
-        health(&self.db(), name)
-    }
-
-    pub fn record_sync(
-        &self,
-        name: &str,
-        kind: &str,
-        at: DateTime<Utc>,
-        o: &SyncOutcome,
-    ) -> Result<()> {
         self.db().write(|db| record(db, name, kind, at, o))
     }
 }
@@ -184,7 +167,7 @@ mod tests {
     #[test]
     fn health_adds_up_on_postgres() {
         let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let s = PgStore::open(&pg.database("books").unwrap()).unwrap();
+        let s = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
         health_adds_up(&|at, o| s.record_sync("erp", "tryton", at, o), &|| {
             s.connector_health("erp")
         });

@@ -391,7 +391,7 @@ const CONTACTS_SQL: &str = "
 impl Store {
     /// The 360° view of customer `id`; days overdue are counted to `as_of`.
     pub fn customer_view(&self, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
-        let c = &self.conn;
+        let c = self.conn()?;
         type Master = (
             [String; 4],
             [Option<String>; 6],
@@ -565,8 +565,8 @@ impl Store {
 
     /// All promises of a customer, newest first.
     pub fn list_promises(&self, customer_id: i64) -> Result<Vec<PromiseView>> {
-        require(&self.conn, "customers", "customer", customer_id)?;
-        promises(&self.conn, "p.customer_id = ?1", [customer_id])
+        require(self.conn()?, "customers", "customer", customer_id)?;
+        promises(self.conn()?, "p.customer_id = ?1", [customer_id])
     }
 
     /// Disputes of a customer, newest first; resolved ones only with `include_resolved`.
@@ -575,9 +575,9 @@ impl Store {
         customer_id: i64,
         include_resolved: bool,
     ) -> Result<Vec<DisputeView>> {
-        require(&self.conn, "customers", "customer", customer_id)?;
+        require(self.conn()?, "customers", "customer", customer_id)?;
         disputes(
-            &self.conn,
+            self.conn()?,
             "d.customer_id = ?1 AND (?2 OR d.resolved_on IS NULL)",
             params![customer_id, include_resolved],
         )
@@ -592,7 +592,7 @@ impl Store {
         oldest: usize,
         keep: &mut dyn FnMut(i64) -> Result<bool>,
     ) -> Result<DisputeAgeing> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn()?.prepare(
             "SELECT d.id, d.opened_on, i.currency, i.open_amount, d.customer_id FROM disputes d
              JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
              WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
@@ -634,21 +634,22 @@ impl Store {
             }
         }
         for (id, _) in seen.iter().take(oldest) {
-            out.oldest.extend(disputes(&self.conn, "d.id = ?1", [id])?);
+            out.oldest
+                .extend(disputes(self.conn()?, "d.id = ?1", [id])?);
         }
         Ok(out)
     }
 
     /// Promises recorded on a case, newest first.
     pub fn case_promises(&self, case_id: i64) -> Result<Vec<PromiseView>> {
-        require(&self.conn, "cases", "case", case_id)?;
-        promises(&self.conn, "p.case_id = ?1", [case_id])
+        require(self.conn()?, "cases", "case", case_id)?;
+        promises(self.conn()?, "p.case_id = ?1", [case_id])
     }
 
     /// Disputes opened from a case, resolved ones included, newest first.
     pub fn case_disputes(&self, case_id: i64) -> Result<Vec<DisputeView>> {
-        require(&self.conn, "cases", "case", case_id)?;
-        disputes(&self.conn, "d.case_id = ?1", [case_id])
+        require(self.conn()?, "cases", "case", case_id)?;
+        disputes(self.conn()?, "d.case_id = ?1", [case_id])
     }
 
     /// Records a promise to pay `amount` (in the item's currency) by `promised_on`, agreed
@@ -957,7 +958,7 @@ impl Store {
 
     /// One dispute, open or resolved.
     pub fn dispute(&self, dispute_id: i64) -> Result<DisputeView> {
-        disputes(&self.conn, "d.id = ?1", [dispute_id])?
+        disputes(self.conn()?, "d.id = ?1", [dispute_id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
     }
@@ -966,7 +967,7 @@ impl Store {
     /// the day before, so its items are dunned again from the next run on. The holds
     /// stay on record with their shortened end. Returns how many were lifted.
     pub fn lift_holds(&mut self, customer_id: i64, on: NaiveDate) -> Result<usize> {
-        require(&self.conn, "customers", "customer", customer_id)?;
+        require(self.conn()?, "customers", "customer", customer_id)?;
         let tx = self.write_tx()?;
         let n = tx.execute(
             "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
@@ -988,7 +989,7 @@ impl Store {
         customer_id: i64,
         on: NaiveDate,
     ) -> Result<Vec<(String, Option<NaiveDate>)>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT reason, until FROM holds WHERE customer_id = ?1 AND (until IS NULL OR until >= ?2) ORDER BY id",
         )?;
         let rows = st.query_map(params![customer_id, on.to_string()], |r| {
@@ -1060,7 +1061,8 @@ mod tests {
     /// The case a run would open for the item with external id `ext`.
     fn new_case(s: &Store, ext: &str, on: NaiveDate) -> NewCase {
         let (item_id, customer_id) = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row(
                 "SELECT id, customer_id FROM items WHERE external_id = ?1",
                 [ext],
@@ -1077,7 +1079,7 @@ mod tests {
     }
 
     fn case_of(s: &Store, ext: &str) -> i64 {
-        s.conn
+        s.conn().unwrap()
             .query_row(
                 "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id WHERE i.external_id = ?1 AND c.status = 'open'",
                 [ext],
@@ -1129,7 +1131,8 @@ mod tests {
     }
 
     fn dirty_counter(s: &Store, customer: i64) -> i64 {
-        s.conn
+        s.conn()
+            .unwrap()
             .query_row(
                 "SELECT dirty FROM customers WHERE id = ?1",
                 [customer],
@@ -1139,7 +1142,7 @@ mod tests {
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     fn invalid_naming(r: Result<impl std::fmt::Debug>, word: &str) {
@@ -1588,10 +1591,10 @@ mod tests {
             ..Batch::default()
         });
         let case = open_cases(&mut s, &["1"], "2026-11-01")[0];
-        s.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        s.conn().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
         s.create_promise(&np(case, dec!(10), d("2026-11-20"), d("2026-11-10")), "ben")
             .unwrap();
-        s.conn.execute_batch("ROLLBACK").unwrap();
+        s.conn().unwrap().execute_batch("ROLLBACK").unwrap();
         assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
         assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), 0);
     }
@@ -1664,7 +1667,8 @@ mod tests {
                 .unwrap();
         }
         // A promise recorded without a case (as the demo generator and older data have).
-        s.conn
+        s.conn()
+            .unwrap()
             .execute(
                 "INSERT INTO promises(customer_id, amount, currency, promised_on, created_on)
                  VALUES (?1, '50', 'EUR', '2026-11-02', '2026-11-01')",

@@ -10,8 +10,7 @@
 //! date's text DATE ([`crate::pg::Value`]), and they read back as the same text.
 //!
 //! Modules move onto this one at a time: a moved one is a set of functions over
-//! [`Db`], called by the SQLite [`crate::Store`] and the [`crate::pg::PgStore`]
-//! alike, and its tests run on both.
+//! [`Db`], called by [`crate::Store`] on either database, and its tests run on both.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -50,6 +49,10 @@ impl PgConn {
             depth: 0,
             failed: false,
         }
+    }
+
+    pub(crate) fn in_write(&self) -> bool {
+        self.depth > 0
     }
 
     /// A statement's result; a failure inside a write marks it failed.
@@ -499,6 +502,48 @@ impl Db<'_> {
         }
     }
 
+    /// Runs `f` on one snapshot of the database: reads that belong together
+    /// (the change log's head and the entries up to it) see the same commits.
+    /// Inside a write it is that write's view.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        match self {
+            Db::Lite(c) => {
+                if !c.is_autocommit() {
+                    return f(self);
+                }
+                // Deferred: the snapshot is taken at the first read.
+                let tx = c.unchecked_transaction()?;
+                let out = f(self)?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Db::Pg(cell) => {
+                if cell.borrow().depth > 0 {
+                    return f(self);
+                }
+                cell.borrow_mut()
+                    .client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                let out = f(self);
+                let end = cell.borrow_mut().client.batch_execute(match out {
+                    Ok(_) => "COMMIT",
+                    Err(_) => "ROLLBACK",
+                });
+                let out = out?;
+                end?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The change log's newest number, even after its entries were pruned.
+    pub(crate) fn change_seq(&self) -> &'static str {
+        match self {
+            Db::Lite(_) => crate::run_io::CHANGE_SEQ,
+            Db::Pg(_) => "(SELECT seq FROM change_head)",
+        }
+    }
+
     /// The first row of a query, if any.
     pub(crate) fn row(&self, sql: &str, args: &[&dyn Arg]) -> Result<Option<Row>> {
         Ok(self.rows(sql, args)?.into_iter().next())
@@ -733,7 +778,7 @@ mod tests {
     #[test]
     fn a_swallowed_statement_error_never_commits_on_postgres() {
         let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let s = crate::pg::PgStore::open(&pg.database("books").unwrap()).unwrap();
+        let s = crate::Store::open_postgres(&pg.database("books").unwrap()).unwrap();
         let db = s.db();
         db.execute("CREATE TABLE t (v TEXT PRIMARY KEY)", args![])
             .unwrap();
@@ -775,7 +820,7 @@ mod tests {
     #[test]
     fn writes_are_all_or_nothing_on_postgres() {
         let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let s = crate::pg::PgStore::open(&pg.database("books").unwrap()).unwrap();
+        let s = crate::Store::open_postgres(&pg.database("books").unwrap()).unwrap();
         writes_are_all_or_nothing(&s.db());
     }
 

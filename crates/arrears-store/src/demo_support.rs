@@ -62,7 +62,7 @@ pub struct PastRecords<'a> {
 impl Store {
     /// Whether any item came from `source`.
     pub fn has_items_from(&self, source: &str) -> Result<bool> {
-        Ok(self.conn().query_row(
+        Ok(self.conn()?.query_row(
             "SELECT EXISTS(SELECT 1 FROM items WHERE source = ?1)",
             [source],
             |r| r.get(0),
@@ -145,7 +145,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).unwrap();
-        s.conn()
+        s.conn().unwrap()
             .execute_batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'ACME', 'A', 'A Ltd');
                  INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date,
@@ -158,7 +158,7 @@ mod tests {
     }
 
     fn rows(s: &Store, sql: &str) -> Vec<String> {
-        let mut st = s.conn().prepare(sql).unwrap();
+        let mut st = s.conn().unwrap().prepare(sql).unwrap();
         let n = st.column_count();
         st.query_map([], |r| {
             (0..n)

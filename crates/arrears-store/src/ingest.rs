@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::customer::log_change;
 use super::db::{args, Db};
-use super::pg::PgStore;
 use super::{Result, Store, StoreError};
 use arrears_core::domain::{Batch, CustomerInfo};
 use arrears_core::money::check_amount;
@@ -363,7 +362,8 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
 impl Store {
     /// Whether an item with this idempotency key was ever imported.
     pub fn item_exists(&self, source: &str, external_id: &str) -> Result<bool> {
-        Ok(Db::Lite(self.conn())
+        Ok(self
+            .db()
             .row(
                 "SELECT 1 FROM items WHERE source = ?1 AND external_id = ?2",
                 args![source, external_id],
@@ -371,13 +371,6 @@ impl Store {
             .is_some())
     }
 
-    /// Writes a batch in one transaction. Either everything in it is stored or nothing is.
-    pub fn ingest(&mut self, batch: &Batch) -> Result<IngestStats> {
-        ingest(&Db::Lite(self.conn()), batch)
-    }
-}
-
-impl PgStore {
     /// Writes a batch in one transaction. Either everything in it is stored or nothing is.
     pub fn ingest(&mut self, batch: &Batch) -> Result<IngestStats> {
         ingest(&self.db(), batch)
@@ -409,7 +402,7 @@ mod tests {
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     /// The backstop behind every source (connectors and plugins have no CSV parser in
@@ -493,7 +486,8 @@ mod tests {
             .unwrap();
         let c1 = s.customer_id("C1").unwrap();
         let id = |ext: &str| -> i64 {
-            s.conn
+            s.conn()
+                .unwrap()
                 .query_row("SELECT id FROM items WHERE external_id = ?1", [ext], |r| {
                     r.get(0)
                 })
@@ -532,7 +526,8 @@ mod tests {
 
         // Only the log marks a customer changed: a write that would bypass it fails.
         let bypass = s
-            .conn
+            .conn()
+            .unwrap()
             .execute("UPDATE customers SET dirty = dirty + 1", [])
             .unwrap_err();
         assert!(bypass.to_string().contains("change log"), "{bypass}");
@@ -658,7 +653,8 @@ mod tests {
             .unwrap();
         assert_eq!(st.customers_updated, 1);
         let row: (String, String, Option<String>, Option<String>) = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row(
                 "SELECT name, country, email, credit_limit FROM customers",
                 [],
@@ -733,7 +729,7 @@ mod tests {
         })
         .unwrap();
         // A trigger standing in for any mid-batch failure (disk full, constraint, crash).
-        s.conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'boom'); END;").unwrap();
+        s.conn().unwrap().execute_batch("CREATE TRIGGER boom BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'boom'); END;").unwrap();
         let pay = PaymentInput {
             source: "bank".into(),
             external_id: "p1".into(),
@@ -795,7 +791,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut lite = Store::open(&dir.path().join("a.db")).unwrap();
         let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut post = PgStore::open(&pg.database("books").unwrap()).unwrap();
+        let mut post = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
         let read = |db: &Db, sql: &str| -> Vec<String> {
             db.rows(sql, args![])
                 .unwrap()
@@ -808,7 +804,7 @@ mod tests {
             let b = post.ingest(batch).unwrap();
             assert_eq!(a, b);
         }
-        let want = read(&Db::Lite(lite.conn()), rows);
+        let want = read(&Db::Lite(lite.conn().unwrap()), rows);
         assert_eq!(
             want,
             [
@@ -822,7 +818,10 @@ mod tests {
         // existing row still takes a number), SQLite's do not.
         let log = "SELECT c.customer_id || ':' || COALESCE(i.external_id, '-')
                    FROM changes c LEFT JOIN items i ON i.id = c.item_id ORDER BY c.seq";
-        assert_eq!(read(&post.db(), log), read(&Db::Lite(lite.conn()), log));
+        assert_eq!(
+            read(&post.db(), log),
+            read(&Db::Lite(lite.conn().unwrap()), log)
+        );
         let limit = "SELECT credit_limit || ' ' || (SELECT amount FROM payments) FROM customers";
         assert_eq!(read(&post.db(), limit), ["5000.00 59.50"]);
         // A batch that fails leaves nothing behind there either.

@@ -803,7 +803,7 @@ impl Store {
                 )));
             }
         }
-        let conn = &self.conn;
+        let conn = self.conn()?;
         let as_of = scan.as_of;
         let today = day_of(as_of);
         let cei_start = as_of
@@ -1038,8 +1038,8 @@ mod tests {
             c.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
                 .unwrap()
         };
-        let before = read_connections(s.conn(), 1);
-        let snap = ReadSnapshot::begin(s.conn()).unwrap();
+        let before = read_connections(s.conn().unwrap(), 1);
+        let snap = ReadSnapshot::begin(s.conn().unwrap()).unwrap();
         // Another process imports a customer while the pass runs.
         let other = Connection::open(&path).unwrap();
         other
@@ -1048,8 +1048,8 @@ mod tests {
                 [],
             )
             .unwrap();
-        assert_eq!(count(s.conn()), 0, "the pass keeps its snapshot");
-        let after = read_connections(s.conn(), 1);
+        assert_eq!(count(s.conn().unwrap()), 0, "the pass keeps its snapshot");
+        let after = read_connections(s.conn().unwrap(), 1);
         assert_eq!(
             same_snapshot(&snap, after).len(),
             0,
@@ -1059,12 +1059,15 @@ mod tests {
         assert_eq!(same_snapshot(&snap, before).len(), 0);
         drop(snap);
         assert_eq!(
-            count(s.conn()),
+            count(s.conn().unwrap()),
             1,
             "the read transaction ended with the pass"
         );
-        let snap = ReadSnapshot::begin(s.conn()).unwrap();
-        assert_eq!(same_snapshot(&snap, read_connections(s.conn(), 2)).len(), 2);
+        let snap = ReadSnapshot::begin(s.conn().unwrap()).unwrap();
+        assert_eq!(
+            same_snapshot(&snap, read_connections(s.conn().unwrap(), 2)).len(),
+            2
+        );
     }
 
     const AS_OF: &str = "2026-06-30";
@@ -1136,7 +1139,7 @@ mod tests {
 
     /// Inserts a case of item `item_ext`; `closed` = Some(date) closes it as cleared then.
     fn case(s: &Store, item_ext: &str, opened: &str, closed: Option<&str>, priority: i64) -> i64 {
-        s.conn()
+        s.conn().unwrap()
             .execute(
                 "INSERT INTO cases(item_id, customer_id, status, opened_on, closed_on, close_reason, nad, priority)
                  SELECT id, customer_id, ?2, ?3, ?4, ?5, ?3, ?6 FROM items WHERE external_id = ?1",
@@ -1150,7 +1153,7 @@ mod tests {
                 ],
             )
             .unwrap();
-        s.conn().last_insert_rowid()
+        s.conn().unwrap().last_insert_rowid()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1164,7 +1167,7 @@ mod tests {
         created_on: &str,
         status: &str,
     ) {
-        s.conn()
+        s.conn().unwrap()
             .execute(
                 "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, status)
                  SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM customers WHERE company = ?1 AND code = 'C1'",
@@ -1389,7 +1392,7 @@ mod tests {
     #[test]
     fn amounts_beyond_the_bound_are_named_not_a_panic() {
         let (_dir, s) = store(acme(), vec![]);
-        s.conn()
+        s.conn().unwrap()
             .execute(
                 "UPDATE items SET original_amount = '50000000000000000000000000000', open_amount = '50000000000000000000000000000'",
                 [],
@@ -1891,7 +1894,7 @@ mod tests {
         // After as_of: not counted.
         s.complete_activity(k3, d("2026-07-01"), "bob", None, &policy)
             .unwrap();
-        s.conn()
+        s.conn().unwrap()
             .execute_batch(
                 "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
                  SELECT id, 'g', CASE code WHEN 'C3' THEN NULL ELSE 'alice' END, '1', 2, '2026-06-30', 1,
@@ -1952,7 +1955,7 @@ mod tests {
             ..scan(NaiveDate::MIN)
         };
         assert!(matches!(s.kpi_figures(&early), Err(StoreError::Invalid(_))));
-        s.conn()
+        s.conn().unwrap()
             .execute_batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
                  INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
@@ -1976,6 +1979,7 @@ mod tests {
         let (_dir, s) = store(vec![], vec![]);
         let parse = |text: &str| {
             s.conn()
+                .unwrap()
                 .query_row("SELECT ?1", [text], |r| {
                     Ok((amount(r, 0, "t").ok(), day(r, 0, "t").ok()))
                 })

@@ -126,6 +126,9 @@ pub enum StoreError {
     Unreachable { url: String, reason: String },
     #[error("postgres: {0}")]
     Postgres(String),
+    /// An operation not yet written for PostgreSQL (issue 15 moves them one by one).
+    #[error("this operation is not available on PostgreSQL yet ({0})")]
+    NotOnPostgres(String),
 }
 
 impl StoreError {
@@ -141,6 +144,7 @@ impl StoreError {
             StoreError::NewerSchema { .. }
             | StoreError::Sqlite(_)
             | StoreError::Postgres(_)
+            | StoreError::NotOnPostgres(_)
             | StoreError::Io { .. }
             | StoreError::Corrupt { .. } => K::Internal,
         }
@@ -270,8 +274,20 @@ pub(crate) fn begin_immediate(conn: &Connection) -> Result<()> {
     }
 }
 
+/// The database a store speaks to.
+enum Backend {
+    /// The embedded default: one file.
+    Lite(Connection),
+    /// A PostgreSQL server ([`pg`]): several daemons can share it.
+    /// Boxed: its client and statement cache are large, and stores move.
+    Pg(Box<std::cell::RefCell<db::PgConn>>),
+}
+
 pub struct Store {
-    conn: Connection,
+    backend: Backend,
+    /// Where the database is, as it may be shown: a file's path, or a URL without
+    /// its password.
+    location: String,
     /// The store's change counter as a portfolio load found it; the run writing its
     /// results records it, so that only later changes call for another run.
     changes_at_load: std::cell::Cell<Option<i64>>,
@@ -281,7 +297,25 @@ pub struct Store {
     clock: std::sync::Arc<dyn arrears_core::clock::Clock>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
+    /// Opens the database `at` names: a `postgres://` (or `postgresql://`) URL, or
+    /// an SQLite file, as a path or `sqlite:PATH`.
+    pub fn open_at(at: &str) -> Result<Store> {
+        if at.starts_with("postgres://") || at.starts_with("postgresql://") {
+            Store::open_postgres(at)
+        } else {
+            Store::open(Path::new(at.strip_prefix("sqlite:").unwrap_or(at)))
+        }
+    }
+
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -304,7 +338,8 @@ impl Store {
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut store = Store {
-            conn,
+            backend: Backend::Lite(conn),
+            location: path.display().to_string(),
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
             clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
@@ -316,7 +351,7 @@ impl Store {
     fn migrate(&mut self, path: &str, migrations: &[&str]) -> Result<()> {
         let supported = migrations.len() as i64;
         let found: i64 = self
-            .conn
+            .conn()?
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > supported {
             return Err(StoreError::NewerSchema {
@@ -344,7 +379,7 @@ impl Store {
 
     /// See [`WriteTx`]: every write of more than one statement goes through this.
     pub fn write_tx(&self) -> Result<WriteTx<'_>> {
-        begin_write(&self.conn)
+        begin_write(self.conn()?)
     }
 
     /// One statement in its own write transaction: it waits for the write lock as
@@ -358,18 +393,48 @@ impl Store {
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+        match &self.backend {
+            Backend::Lite(c) => Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?),
+            Backend::Pg(_) => pg::schema_version(&self.db()),
+        }
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
+    /// Where the database is: a file's path, or a URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether this store is on PostgreSQL (several daemons may share it).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
+    /// The SQLite connection, for the operations not yet written for both
+    /// databases; on PostgreSQL such an operation is refused, naming where it is.
+    #[track_caller]
+    pub(crate) fn conn(&self) -> Result<&Connection> {
+        match &self.backend {
+            Backend::Lite(c) => Ok(c),
+            Backend::Pg(_) => Err(StoreError::NotOnPostgres(
+                std::panic::Location::caller().to_string(),
+            )),
+        }
+    }
+
+    /// Whether a write transaction is open on this store's connection.
+    pub(crate) fn in_write(&self) -> bool {
+        match &self.backend {
+            Backend::Lite(c) => !c.is_autocommit(),
+            Backend::Pg(c) => c.borrow().in_write(),
+        }
     }
 
     /// This store's database, for the operations written once for both ([`db`]).
     pub(crate) fn db(&self) -> db::Db<'_> {
-        db::Db::Lite(&self.conn)
+        match &self.backend {
+            Backend::Lite(c) => db::Db::Lite(c),
+            Backend::Pg(c) => db::Db::Pg(c),
+        }
     }
 
     /// A connection that serves short reads (API pages, the change poller): a
@@ -377,7 +442,9 @@ impl Store {
     /// daemon's connections warmed up to the run's 64 MiB over days of KPI passes
     /// and pages, half a gigabyte with its read pool.
     pub fn for_short_reads(self) -> Result<Store> {
-        self.conn.pragma_update(None, "cache_size", -4_096)?;
+        if let Backend::Lite(c) = &self.backend {
+            c.pragma_update(None, "cache_size", -4_096)?;
+        }
         Ok(self)
     }
 
@@ -387,16 +454,16 @@ impl Store {
     /// is its methods, so a second backend can replace it.
     #[cfg(feature = "testing")]
     pub fn test_connection(&self) -> &Connection {
-        &self.conn
+        self.conn().expect("an SQLite store")
     }
 
     pub fn customer_id(&self, key: &str) -> Result<i64> {
-        access::customer_id(&db::Db::Lite(&self.conn), key)
+        access::customer_id(&self.db(), key)
     }
 
     pub fn last_run(&self) -> Result<Option<(i64, NaiveDate, String)>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT id, as_of, rules_hash FROM runs ORDER BY id DESC LIMIT 1",
                 [],
@@ -448,14 +515,16 @@ mod tests {
         let path = dir.path().join("a.db");
         // A database as version 1 of arrears left it.
         let mut old = Store {
-            conn: Connection::open(&path).unwrap(),
+            backend: Backend::Lite(Connection::open(&path).unwrap()),
+            location: "a.db".into(),
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
             clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
         };
         old.migrate("a.db", &MIGRATIONS[..1]).unwrap();
         assert_eq!(old.schema_version().unwrap(), 1);
-        old.conn
+        old.conn()
+            .unwrap()
             .execute(
                 "INSERT INTO customers(company, code, name) VALUES ('C', 'X', 'kept')",
                 [],
@@ -465,7 +534,8 @@ mod tests {
         let mut s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let name: String = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row("SELECT name FROM customers", [], |r| r.get(0))
             .unwrap();
         assert_eq!(name, "kept");
@@ -485,13 +555,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
         let mut old = Store {
-            conn: Connection::open(&path).unwrap(),
+            backend: Backend::Lite(Connection::open(&path).unwrap()),
+            location: "a.db".into(),
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
             clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
         };
         old.migrate("a.db", &MIGRATIONS[..6]).unwrap();
-        old.conn.execute_batch(
+        old.conn().unwrap().execute_batch(
             "INSERT INTO customers(id, company, code, name, dirty) VALUES (1, 'C', 'X', 'x', 0);
              INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency, original_document)
                VALUES (1, 's', 'a', 1, 'INV-1', '2026-01-01', '2026-01-31', '10', '10', 'EUR', NULL),
@@ -506,7 +577,8 @@ mod tests {
         drop(old);
         let s = Store::open(&path).unwrap();
         let rows: Vec<(i64, String)> = s
-            .conn
+            .conn()
+            .unwrap()
             .prepare("SELECT dun_level, status FROM items ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -520,7 +592,8 @@ mod tests {
             "levels capped by their step, cancelled steps ignored"
         );
         let dirty: i64 = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row("SELECT dirty FROM customers", [], |r| r.get(0))
             .unwrap();
         assert!(dirty > 0, "the customer is evaluated again");
@@ -534,13 +607,15 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let mode: String = s
-            .conn
+            .conn()
+            .unwrap()
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
         // A run's connection caches 64 MiB of pages; one for short reads 4 MiB.
         let cache = |s: &Store| -> i64 {
-            s.conn
+            s.conn()
+                .unwrap()
                 .pragma_query_value(None, "cache_size", |r| r.get(0))
                 .unwrap()
         };
@@ -552,7 +627,7 @@ mod tests {
     fn case_history_is_append_only() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.conn.execute_batch(
+        s.conn().unwrap().execute_batch(
             "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
              INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
                VALUES (1, 's', 'e', 1, 'D', '2026-01-01', '2026-01-31', '1', '1', 'EUR');
@@ -560,9 +635,14 @@ mod tests {
              INSERT INTO case_events(case_id, on_date, kind, actor) VALUES (1, '2026-02-01', 'opened', 'run');",
         ).unwrap();
         assert!(s
-            .conn
+            .conn()
+            .unwrap()
             .execute("UPDATE case_events SET kind = 'x'", [])
             .is_err());
-        assert!(s.conn.execute("DELETE FROM case_events", []).is_err());
+        assert!(s
+            .conn()
+            .unwrap()
+            .execute("DELETE FROM case_events", [])
+            .is_err());
     }
 }

@@ -336,7 +336,7 @@ impl Store {
     /// Waits (up to [`super::LOCK_WAIT`]) until no other outbox pass runs, in this
     /// process or another, and holds that until dropped.
     pub fn outbox_pass(&self) -> Result<OutboxPass> {
-        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+        let Some(path) = self.conn()?.path().filter(|p| !p.is_empty()) else {
             return Ok(OutboxPass { _lock: None });
         };
         let lock = rusqlite::Connection::open(format!("{path}.outbox-lock"))?;
@@ -409,7 +409,7 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<DeliveredStep>, Option<i64>)> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT e.id, c.code, e.as_of, e.level, e.level_name, m.channel, m.sent_at, e.items
              FROM escalations e JOIN customers c ON c.id = e.customer_id
              JOIN messages m ON m.id = (SELECT m2.id FROM messages m2
@@ -420,7 +420,7 @@ impl Store {
              ORDER BY e.id LIMIT ?3",
         )?;
         let mut doc = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT document_no FROM items WHERE id = ?1 AND source = ?2")?;
         let mut rows = st.query(params![source, after, limit as i64])?;
         let mut out = Vec::new();
@@ -454,7 +454,7 @@ impl Store {
             });
         }
         let pending = self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT MIN(e.id) FROM escalations e WHERE e.id > ?2 AND e.status = 'pending'
                    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.escalation_id = e.id AND m.status = 'unknown')
@@ -467,7 +467,7 @@ impl Store {
     /// The open items of `source` on hold for `reason`, by external id: what a
     /// source checks against its own blocks, to lift the ones it no longer has.
     pub fn held_items(&self, source: &str, reason: &str) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT external_id FROM items WHERE source = ?1 AND hold_reason = ?2 AND status = 'open'",
         )?;
         let ids = st
@@ -480,7 +480,7 @@ impl Store {
     /// switched on starts, so the ERP is not flooded with the past.
     pub fn last_escalation_id(&self) -> Result<i64> {
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT COALESCE(MAX(id), 0) FROM escalations", [], |r| {
                 r.get(0)
             })?)
@@ -493,7 +493,7 @@ impl Store {
     }
 
     fn steps(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<StepToSend>> {
-        let mut st = self.conn.prepare_cached(&format!(
+        let mut st = self.conn()?.prepare_cached(&format!(
             "SELECT e.id, e.customer_id, e.as_of, e.ladder, e.level, e.level_name, e.channel, e.template,
                     e.copy_manager, e.items
              FROM escalations e WHERE {filter} ORDER BY e.id"
@@ -524,7 +524,7 @@ impl Store {
     }
 
     pub fn contact_profile(&self, customer_id: i64) -> Result<ContactProfile> {
-        self.conn
+        self.conn()?
             .query_row(
                 "SELECT c.id, c.company, c.code, c.name, c.country, c.language, c.timezone, c.email, c.phone,
                         c.address, c.do_not_contact, c.opt_outs, w.collection_group, c.street, c.postal_code, c.city
@@ -613,7 +613,7 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             let row = self
-                .conn
+                .conn()?
                 .prepare_cached(
                     "SELECT document_no, document_date, due_date, original_amount, open_amount, currency, status,
                         EXISTS(SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
@@ -640,7 +640,7 @@ impl Store {
                 continue;
             };
             let mut payments = Vec::new();
-            let mut st = self.conn.prepare_cached(PAYMENTS_OF_ITEM)?;
+            let mut st = self.conn()?.prepare_cached(PAYMENTS_OF_ITEM)?;
             let mut rows = st.query([id])?;
             while let Some(r) = rows.next()? {
                 payments.push((
@@ -650,7 +650,7 @@ impl Store {
             }
             let mut fees = Vec::new();
             let mut st = self
-                .conn
+                .conn()?
                 .prepare_cached("SELECT ladder, level, amount FROM fees WHERE item_id = ?1")?;
             let mut rows = st.query([id])?;
             while let Some(r) = rows.next()? {
@@ -810,7 +810,7 @@ impl Store {
 
     /// Messages to attempt now: queued or deferred, due by `now`, oldest first.
     pub fn due_messages(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<MessageView>> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn()?.prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN customers cu ON cu.id = m.customer_id
              WHERE m.status IN ('queued', 'deferred') AND m.next_attempt <= ?1 ORDER BY m.next_attempt, m.id LIMIT ?2"
         ))?;
@@ -820,7 +820,7 @@ impl Store {
 
     /// Messages queued or deferred: the outbox's backlog.
     pub fn messages_waiting(&self) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn()?.query_row(
             "SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'deferred')",
             [],
             |r| r.get(0),
@@ -829,7 +829,7 @@ impl Store {
 
     /// Messages of a customer (or all), newest first.
     pub fn messages(&self, customer_id: Option<i64>, limit: usize) -> Result<Vec<MessageView>> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn()?.prepare(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN customers cu ON cu.id = m.customer_id
              WHERE ?1 IS NULL OR m.customer_id = ?1 ORDER BY m.id DESC LIMIT ?2"
         ))?;
@@ -843,7 +843,7 @@ impl Store {
         customer_id: i64,
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT channel, sent_at FROM messages WHERE customer_id = ?1 AND status = 'sent' AND sent_at >= ?2",
         )?;
         let mut rows = st.query(params![customer_id, ts(since)])?;
@@ -913,7 +913,7 @@ impl Store {
         let mut out = Vec::new();
         let mut next = Some(id);
         while let Some(m) = next {
-            let (ch, rep): (String, Option<i64>) = self.conn.query_row(
+            let (ch, rep): (String, Option<i64>) = self.conn()?.query_row(
                 "SELECT channel, replaces FROM messages WHERE id = ?1",
                 [m],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -970,7 +970,7 @@ impl Store {
     /// The customer's oldest open case, where a call task lands.
     pub fn oldest_open_case(&self, customer_id: i64) -> Result<Option<i64>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id
                  WHERE c.customer_id = ?1 AND c.status = 'open' ORDER BY i.due_date, c.id LIMIT 1",
@@ -987,7 +987,8 @@ mod tests {
 
     fn plan(s: &Store, sql: &str) -> String {
         let mut st = s
-            .conn
+            .conn()
+            .unwrap()
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap();
         let rows = st
@@ -1023,7 +1024,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
         let mut s = Store::open(&path).unwrap();
-        s.conn
+        s.conn().unwrap()
             .execute_batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
                  INSERT INTO messages(id, customer_id, channel, template, language, subject, text, status, next_attempt, created_at)
@@ -1062,7 +1063,8 @@ mod tests {
             "the in-doubt one is not sent again, the claimed one is"
         );
         let events: i64 = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row(
                 "SELECT COUNT(*) FROM customer_events WHERE kind = 'Reminder delivery in doubt'",
                 [],
@@ -1081,7 +1083,7 @@ mod tests {
     fn delivered_steps_are_a_sources_sent_steps_with_the_first_pending_one() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.conn
+        s.conn().unwrap()
             .execute_batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'A', 'a'), (2, 'C', 'B', 'b'), (3, 'C', 'Z', 'z');
                  INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date,
@@ -1145,7 +1147,8 @@ mod tests {
         assert_eq!((steps.len(), pending), (1, None));
         // A step whose delivery is in doubt waits for a person, not for the outbox:
         // it no longer holds a writer back.
-        s.conn
+        s.conn()
+            .unwrap()
             .execute("UPDATE messages SET status = 'unknown' WHERE id = 22", [])
             .unwrap();
         assert_eq!(s.delivered_steps("tryton:erp", 0, 10).unwrap().1, None);

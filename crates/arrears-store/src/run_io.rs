@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
 
+use super::db::args;
 use super::{date, dec, Result, Store, StoreError};
 
 use arrears_core::domain::{Activity, ErpDunning, Hold, Priority, PromiseStatus};
@@ -107,7 +108,7 @@ fn opt_date(column: &'static str, s: Option<String>) -> Result<Option<NaiveDate>
 impl Store {
     /// Loads the run input for `scope`, ordered by customer id.
     pub fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
-        let c = &self.conn;
+        let c = self.conn()?;
         if matches!(scope, Scope::All | Scope::Dirty) {
             // Read before the customers: a change committed in between is loaded
             // too and merely costs one more run, never a missed one.
@@ -345,7 +346,7 @@ impl Store {
                 ),
             ),
         };
-        let c = &self.conn;
+        let c = self.conn()?;
         let disputed: HashSet<i64> = c
             .prepare(&disputed_sql)?
             .query_map([], |r| r.get(0))?
@@ -380,7 +381,7 @@ impl Store {
              FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
              WHERE {filter} AND (i.status = 'open' OR c.id IS NOT NULL)"
         );
-        let mut st = self.conn.prepare(&sql)?;
+        let mut st = self.conn()?.prepare(&sql)?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(1)?;
@@ -434,7 +435,7 @@ impl Store {
         if it.case.is_some() || !it.open {
             return Ok(());
         }
-        let mut parent = self.conn.prepare_cached(
+        let mut parent = self.conn()?.prepare_cached(
             "SELECT original_document FROM items WHERE customer_id = ?1 AND document_no = ?2
                AND original_document IS NOT NULL AND original_document <> document_no LIMIT 1",
         )?;
@@ -465,7 +466,7 @@ impl Store {
     pub fn portfolio(&self) -> Result<Portfolio> {
         let mut p = Portfolio {
             customers: self
-                .conn
+                .conn()?
                 .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get::<_, i64>(0))?
                 as u64,
             ..Portfolio::default()
@@ -473,7 +474,7 @@ impl Store {
         for q in [Priority::High, Priority::Medium, Priority::Low] {
             p.open_cases_by_priority.insert(q.as_str().into(), 0);
         }
-        let mut st = self.conn.prepare(
+        let mut st = self.conn()?.prepare(
             "SELECT priority, COUNT(*) FROM cases WHERE status = 'open' GROUP BY priority",
         )?;
         let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
@@ -484,7 +485,7 @@ impl Store {
                 .entry(Priority::from_i64(q).as_str().into())
                 .or_default() += n as u64;
         }
-        let (entries, unassigned) = self.conn.query_row(
+        let (entries, unassigned) = self.conn()?.query_row(
             "SELECT COUNT(*), COUNT(*) - COUNT(collector) FROM worklist",
             [],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
@@ -496,7 +497,7 @@ impl Store {
 
     /// Loads of collectors from worklist rows of customers outside `scope` (incremental runs).
     pub fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn()?.prepare(
             "SELECT collection_group, collector, items, amount FROM worklist
              WHERE collector IS NOT NULL AND customer_id NOT IN (SELECT id FROM customers WHERE dirty <> 0)",
         )?;
@@ -520,13 +521,18 @@ impl Store {
     /// load of the latest run, i.e. a change no run has looked at; `None` when every
     /// change has been.
     pub fn changes_pending(&self) -> Result<Option<i64>> {
-        let (seq, seen): (i64, Option<i64>) = self.conn.query_row(
-            &format!(
-                "SELECT {CHANGE_SEQ}, (SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1)"
-            ),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let db = self.db();
+        let r = db
+            .row(
+                &format!(
+                    "SELECT {}, (SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1)",
+                    db.change_seq()
+                ),
+                args![],
+            )?
+            .expect("a row");
+        let seq: i64 = r.get(0, "change log head")?;
+        let seen: Option<i64> = r.get(1, "runs.changes_seen")?;
         Ok(seen.is_none_or(|s| seq > s).then_some(seq))
     }
 
@@ -535,30 +541,41 @@ impl Store {
     /// [`Store::load_items`] next is what a [`Scope::Dirty`] load would read, and the
     /// run after it counts as having seen every change up to [`ChangesSince::seq`].
     pub fn changes_since(&self, after: i64) -> Result<ChangesSince> {
-        let tx = self.conn.unchecked_transaction()?;
-        let (seq, last_run): (i64, Option<i64>) = tx.query_row(
-            &format!("SELECT {CHANGE_SEQ}, (SELECT MAX(id) FROM runs)"),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let entries = tx
-            .prepare_cached(
+        let out = self.db().read(|db| {
+            let r = db
+                .row(
+                    &format!("SELECT {}, (SELECT MAX(id) FROM runs)", db.change_seq()),
+                    args![],
+                )?
+                .expect("a row");
+            let seq: i64 = r.get(0, "change log head")?;
+            let mut entries = Vec::new();
+            db.each(
                 "SELECT customer_id, item_id FROM changes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
-            )?
-            .query_map([after, seq], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let dirty = tx
-            .prepare_cached("SELECT id, dirty FROM customers WHERE dirty <> 0 ORDER BY id")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        tx.commit()?;
-        self.changes_at_load.set(Some(seq));
-        Ok(ChangesSince {
-            last_run,
-            seq,
-            entries,
-            dirty,
-        })
+                args![after, seq],
+                |r| {
+                    entries.push((r.get(0, "changes.customer_id")?, r.get(1, "changes.item_id")?));
+                    Ok(())
+                },
+            )?;
+            let mut dirty = Vec::new();
+            db.each(
+                "SELECT id, dirty FROM customers WHERE dirty <> 0 ORDER BY id",
+                args![],
+                |r| {
+                    dirty.push((r.get(0, "customers.id")?, r.get(1, "customers.dirty")?));
+                    Ok(())
+                },
+            )?;
+            Ok(ChangesSince {
+                last_run: r.get(1, "runs.id")?,
+                seq,
+                entries,
+                dirty,
+            })
+        })?;
+        self.changes_at_load.set(Some(out.seq));
+        Ok(out)
     }
 
     /// The change log's position the last load read up to ([`Scope::All`],
@@ -568,11 +585,10 @@ impl Store {
     }
 
     pub fn dirty_count(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM customers WHERE dirty <> 0", [], |r| {
-                r.get(0)
-            })?)
+        self.db()
+            .row("SELECT COUNT(*) FROM customers WHERE dirty <> 0", args![])?
+            .expect("a row")
+            .get(0, "count")
     }
 
     /// Writes a run's results in one transaction and returns the run id and the ids
@@ -773,7 +789,7 @@ impl Store {
 
     pub fn run_summary(&self, run_id: i64) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT summary FROM runs WHERE id = ?1", [run_id], |r| {
                 r.get(0)
             })

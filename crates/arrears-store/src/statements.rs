@@ -361,7 +361,7 @@ impl Store {
     }
 
     fn credits(&self, id: Option<i64>, review_only: bool, limit: usize) -> Result<Vec<CreditView>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT c.id, f.name, c.line, s.account, c.amount, c.currency, c.value_date, c.status, c.method,
                     c.confidence, c.customer_id, c.applied, c.unapplied, c.end_to_end_id, c.refs,
                     c.remittance, c.debtor_name, c.note
@@ -413,7 +413,7 @@ impl Store {
                 (end_to_end_id, refs, remittance),
                 (debtor_name, note),
             ) = r?;
-            let mut a = self.conn.prepare_cached(
+            let mut a = self.conn()?.prepare_cached(
                 "SELECT i.document_no, a.amount, a.kind FROM credit_allocations a
                  JOIN items i ON i.id = a.item_id WHERE a.credit_id = ?1 ORDER BY i.due_date, i.id",
             )?;
@@ -457,7 +457,7 @@ impl Store {
 
     /// The open item with this document number (the CLI names items so).
     pub fn open_item_by_document(&self, document_no: &str) -> Result<i64> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.conn()?.prepare_cached(
             "SELECT id FROM items WHERE document_no = ?1 AND status = 'open' LIMIT 2",
         )?;
         let ids = st
@@ -814,7 +814,8 @@ mod tests {
 
     fn open(s: &Store, doc: &str) -> (Decimal, String) {
         let (a, st): (String, String) = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row(
                 "SELECT open_amount, status FROM items WHERE document_no = ?1",
                 [doc],
@@ -825,7 +826,7 @@ mod tests {
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     fn file() -> StatementFile {
@@ -1039,7 +1040,8 @@ mod tests {
         assert_eq!(suggested.allocations[0].0, "B-2");
         assert_eq!(suggested.allocations[0].2, "suggested");
         let b2: i64 = s
-            .conn
+            .conn()
+            .unwrap()
             .query_row("SELECT id FROM items WHERE document_no = 'B-2'", [], |r| {
                 r.get(0)
             })

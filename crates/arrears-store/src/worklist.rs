@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::db::{args, Arg, Db, RowRef};
-use super::pg::{PgStore, Value};
+use super::pg::Value;
 use super::{date, dec, Result, Store};
 use arrears_core::domain::Priority;
 
@@ -236,91 +236,82 @@ pub(crate) fn open_cases_of(
     .collect()
 }
 
-/// The worklist reads, on either database (a macro until the two stores are one
-/// type behind a backend).
-macro_rules! worklist_reads {
-    ($t:ty) => {
-        impl $t {
-            /// "My worklist": assigned to `collector` plus unassigned entries of
-            /// `groups`, ordered by next activity due date, then priority (high
-            /// first), then score.
-            pub fn worklist(
-                &self,
-                collector: &str,
-                groups: &[String],
-                limit: usize,
-            ) -> Result<Vec<WorklistEntry>> {
-                let q = WorklistQuery {
-                    scope: WorklistScope::Collector {
-                        id: collector.into(),
-                        groups: groups.to_vec(),
-                    },
-                    limit,
-                    ..WorklistQuery::default()
-                };
-                Ok(self.worklist_page(&q)?.0)
-            }
+impl Store {
+    /// "My worklist": assigned to `collector` plus unassigned entries of
+    /// `groups`, ordered by next activity due date, then priority (high
+    /// first), then score.
+    pub fn worklist(
+        &self,
+        collector: &str,
+        groups: &[String],
+        limit: usize,
+    ) -> Result<Vec<WorklistEntry>> {
+        let q = WorklistQuery {
+            scope: WorklistScope::Collector {
+                id: collector.into(),
+                groups: groups.to_vec(),
+            },
+            limit,
+            ..WorklistQuery::default()
+        };
+        Ok(self.worklist_page(&q)?.0)
+    }
 
-            /// One page of a worklist and the number of entries in the whole
-            /// filtered list.
-            pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
-                let (page, total) = worklist_query(&self.db(), q, true, None)?;
-                Ok((page, total.unwrap_or_default()))
-            }
+    /// One page of a worklist and the number of entries in the whole
+    /// filtered list.
+    pub fn worklist_page(&self, q: &WorklistQuery) -> Result<(Vec<WorklistEntry>, u64)> {
+        let (page, total) = worklist_query(&self.db(), q, true, None)?;
+        Ok((page, total.unwrap_or_default()))
+    }
 
-            /// Every worklist entry in worklist order (the daemon's in-memory view),
-            /// without the count a page needs.
-            pub fn worklist_all(&self) -> Result<Vec<WorklistEntry>> {
-                let q = WorklistQuery {
-                    limit: usize::MAX,
-                    ..WorklistQuery::default()
-                };
-                Ok(worklist_query(&self.db(), &q, false, None)?.0)
-            }
+    /// Every worklist entry in worklist order (the daemon's in-memory view),
+    /// without the count a page needs.
+    pub fn worklist_all(&self) -> Result<Vec<WorklistEntry>> {
+        let q = WorklistQuery {
+            limit: usize::MAX,
+            ..WorklistQuery::default()
+        };
+        Ok(worklist_query(&self.db(), &q, false, None)?.0)
+    }
 
-            /// The entries of these customers only, in worklist order: what an
-            /// incremental run rewrote, for a reader that keeps the rest in memory.
-            pub fn worklist_of(&self, customers: &[i64]) -> Result<Vec<WorklistEntry>> {
-                let q = WorklistQuery {
-                    limit: usize::MAX,
-                    ..WorklistQuery::default()
-                };
-                Ok(worklist_query(&self.db(), &q, false, Some(customers))?.0)
-            }
+    /// The entries of these customers only, in worklist order: what an
+    /// incremental run rewrote, for a reader that keeps the rest in memory.
+    pub fn worklist_of(&self, customers: &[i64]) -> Result<Vec<WorklistEntry>> {
+        let q = WorklistQuery {
+            limit: usize::MAX,
+            ..WorklistQuery::default()
+        };
+        Ok(worklist_query(&self.db(), &q, false, Some(customers))?.0)
+    }
 
-            /// The currencies of each customer's open items, for a few customers
-            /// (the ones a run just changed).
-            pub fn open_currencies_of(
-                &self,
-                customers: &[i64],
-            ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
-                open_currencies(&self.db(), Some(customers))
-            }
+    /// The currencies of each customer's open items, for a few customers
+    /// (the ones a run just changed).
+    pub fn open_currencies_of(
+        &self,
+        customers: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        open_currencies(&self.db(), Some(customers))
+    }
 
-            /// The currencies of each customer's open items.
-            pub fn open_currencies(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
-                open_currencies(&self.db(), None)
-            }
+    /// The currencies of each customer's open items.
+    pub fn open_currencies(&self) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        open_currencies(&self.db(), None)
+    }
 
-            /// Case ids of a customer, open ones first, oldest due first.
-            pub fn cases_of(&self, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
-                cases_of(&self.db(), customer_id, include_closed)
-            }
+    /// Case ids of a customer, open ones first, oldest due first.
+    pub fn cases_of(&self, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
+        cases_of(&self.db(), customer_id, include_closed)
+    }
 
-            /// Open case ids of a customer, oldest due first (for `case` commands by
-            /// customer).
-            pub fn open_cases_of(
-                &self,
-                customer_id: i64,
-            ) -> Result<Vec<(i64, String, NaiveDate, Priority)>> {
-                open_cases_of(&self.db(), customer_id)
-            }
-        }
-    };
+    /// Open case ids of a customer, oldest due first (for `case` commands by
+    /// customer).
+    pub fn open_cases_of(
+        &self,
+        customer_id: i64,
+    ) -> Result<Vec<(i64, String, NaiveDate, Priority)>> {
+        open_cases_of(&self.db(), customer_id)
+    }
 }
-
-worklist_reads!(Store);
-worklist_reads!(PgStore);
 
 #[cfg(test)]
 mod tests {
@@ -394,7 +385,7 @@ mod tests {
     fn worklists_read_the_same_on_both_databases() {
         let dir = tempfile::tempdir().unwrap();
         let lite = Store::open(&dir.path().join("a.db")).unwrap();
-        lite.conn().execute_batch(FIXTURE).unwrap();
+        lite.conn().unwrap().execute_batch(FIXTURE).unwrap();
         let want = pages(&|q| lite.worklist_page(q).unwrap());
         assert_eq!(
             want,
@@ -407,8 +398,8 @@ mod tests {
             ]
         );
         let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut post = PgStore::open(&pg.database("books").unwrap()).unwrap();
-        post.client().batch_execute(FIXTURE).unwrap();
+        let mut post = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
+        post.pg_client().batch_execute(FIXTURE).unwrap();
         assert_eq!(pages(&|q| post.worklist_page(q).unwrap()), want);
         assert_eq!(post.worklist_of(&[2, 3]).unwrap().len(), 2);
         assert_eq!(

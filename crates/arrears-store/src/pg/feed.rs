@@ -12,32 +12,8 @@ use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::{connect, PgStore};
-use crate::db::args;
-use crate::{ChangeFeed, Result};
-
-impl ChangeFeed for PgStore {
-    fn changes_pending(&self) -> Result<Option<i64>> {
-        let r = self
-            .db()
-            .row(
-                "SELECT (SELECT seq FROM change_head),
-                        (SELECT changes_seen FROM runs ORDER BY id DESC LIMIT 1)",
-                args![],
-            )?
-            .expect("a row");
-        let seq: i64 = r.get(0, "change_head.seq")?;
-        let seen: Option<i64> = r.get(1, "runs.changes_seen")?;
-        Ok(seen.is_none_or(|s| seq > s).then_some(seq))
-    }
-
-    fn dirty_count(&self) -> Result<i64> {
-        self.db()
-            .row("SELECT COUNT(*) FROM customers WHERE dirty <> 0", args![])?
-            .expect("a row")
-            .get(0, "count")
-    }
-}
+use super::connect;
+use crate::Result;
 
 /// A connection that hears of every commit that appended to the change log.
 pub struct ChangeListener {
@@ -77,13 +53,14 @@ impl ChangeListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::args;
     use crate::pg::testing::PgCluster;
 
     #[test]
     fn a_commit_that_changes_wakes_a_listener_and_shows_as_pending() {
         let pg = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
         let url = pg.database("books").unwrap();
-        let s = PgStore::open(&url).unwrap();
+        let s = crate::Store::open_postgres(&url).unwrap();
         let mut l = ChangeListener::open(&url).unwrap();
         assert_eq!(
             s.changes_pending().unwrap(),
@@ -119,7 +96,7 @@ mod tests {
     fn entries_become_visible_in_their_order() {
         let pg = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
         let url = pg.database("books").unwrap();
-        let first = PgStore::open(&url).unwrap();
+        let first = crate::Store::open_postgres(&url).unwrap();
         let db = first.db();
         let (tx, rx) = std::sync::mpsc::channel();
         let out = db.write(|db| {
@@ -127,7 +104,7 @@ mod tests {
             let url = url.clone();
             let tx = tx.clone();
             let second = std::thread::spawn(move || {
-                let s = PgStore::open(&url).unwrap();
+                let s = crate::Store::open_postgres(&url).unwrap();
                 s.db()
                     .execute("INSERT INTO changes(customer_id) VALUES (2)", args![])
                     .unwrap();

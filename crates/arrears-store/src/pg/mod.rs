@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::db::{Db, PgConn};
+use crate::{Backend, Store};
 
 pub use feed::ChangeListener;
 pub use leader::Leadership;
@@ -129,17 +130,6 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
-pub struct PgStore {
-    conn: RefCell<PgConn>,
-    url: String,
-}
-
-impl std::fmt::Debug for PgStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("url", &self.url).finish()
-    }
-}
-
 /// A connection named `application` (what `pg_stat_activity` shows), and the URL
 /// without its password.
 fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
@@ -170,75 +160,71 @@ fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
     Ok((client, shown))
 }
 
-impl PgStore {
-    /// Connects and brings the schema to this build's version (creating it in an
-    /// empty database); refuses a database whose schema is newer.
-    pub fn open(url: &str) -> Result<PgStore> {
+impl Store {
+    /// Connects to the PostgreSQL database at `url` and brings its schema to this
+    /// build's version (creating it in an empty database); refuses a database
+    /// whose schema is newer.
+    pub fn open_postgres(url: &str) -> Result<Store> {
         let (client, shown) = connect(url, "arrears")?;
-        let mut store = PgStore {
-            conn: RefCell::new(PgConn::new(client)),
-            url: shown,
-        };
-        store.migrate()?;
-        Ok(store)
+        let mut conn = PgConn::new(client);
+        migrate(&mut conn, &shown)?;
+        Ok(Store {
+            backend: Backend::Pg(Box::new(RefCell::new(conn))),
+            location: shown,
+            changes_at_load: std::cell::Cell::new(None),
+            audit: Default::default(),
+            clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
+        })
     }
 
-    /// The URL, without its password.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub(crate) fn db(&self) -> Db<'_> {
-        Db::Pg(&self.conn)
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        let conn = self.conn.get_mut();
-        let mut tx = conn.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-        let exists: bool = tx
-            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
-            .get(0);
-        let found: i64 = if exists {
-            tx.query_one("SELECT version FROM schema_version", &[])?
-                .get(0)
-        } else {
-            0
-        };
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: self.url.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if found == 0 {
-            tx.batch_execute(BASELINE_SQL)?;
-        }
-        let from = found.max(BASELINE);
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let version = BASELINE + 1 + i as i64;
-            if version > from {
-                tx.batch_execute(sql)?;
-                tx.execute("UPDATE schema_version SET version = $1", &[&version])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn schema_version(&self) -> Result<i64> {
-        self.db()
-            .row("SELECT version FROM schema_version", &[])?
-            .ok_or_else(|| StoreError::Postgres("schema_version is empty".into()))?
-            .get(0, "schema_version.version")
-    }
-
-    /// The connection, for this crate's tests.
+    /// The PostgreSQL connection, for this crate's tests.
     #[cfg(test)]
-    pub(crate) fn client(&mut self) -> &mut postgres::Client {
-        &mut self.conn.get_mut().client
+    pub(crate) fn pg_client(&mut self) -> &mut postgres::Client {
+        match &mut self.backend {
+            Backend::Pg(c) => &mut c.get_mut().client,
+            Backend::Lite(_) => panic!("a PostgreSQL store"),
+        }
     }
+}
+
+fn migrate(conn: &mut PgConn, shown: &str) -> Result<()> {
+    let mut tx = conn.client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
+        .get(0);
+    let found: i64 = if exists {
+        tx.query_one("SELECT version FROM schema_version", &[])?
+            .get(0)
+    } else {
+        0
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: shown.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == 0 {
+        tx.batch_execute(BASELINE_SQL)?;
+    }
+    let from = found.max(BASELINE);
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = BASELINE + 1 + i as i64;
+        if version > from {
+            tx.batch_execute(sql)?;
+            tx.execute("UPDATE schema_version SET version = $1", &[&version])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(crate) fn schema_version(db: &Db) -> Result<i64> {
+    db.row("SELECT version FROM schema_version", &[])?
+        .ok_or_else(|| StoreError::Postgres("schema_version is empty".into()))?
+        .get(0, "schema_version.version")
 }
 
 /// Every version has its PostgreSQL migration.
@@ -262,7 +248,7 @@ mod tests {
             .port();
         // Nothing listens there once the listener is gone.
         let url = format!("postgres://arrears:s3cret@127.0.0.1:{port}/books");
-        let e = PgStore::open(&url).unwrap_err();
+        let e = Store::open_postgres(&url).unwrap_err();
         let text = e.to_string();
         assert!(
             text.starts_with(&format!(
@@ -279,30 +265,30 @@ mod tests {
     fn the_schema_is_made_once_and_a_newer_one_is_refused() {
         let pg = cluster();
         let url = pg.database("books").unwrap();
-        let mut s = PgStore::open(&url).unwrap();
+        let mut s = Store::open_postgres(&url).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        s.client()
+        s.pg_client()
             .execute(
                 "INSERT INTO customers(company, code, name) VALUES ('C', 'X', 'x')",
                 &[],
             )
             .unwrap();
         drop(s);
-        let mut s = PgStore::open(&url).unwrap();
+        let mut s = Store::open_postgres(&url).unwrap();
         let n: i64 = s
-            .client()
+            .pg_client()
             .query_one("SELECT COUNT(*) FROM customers", &[])
             .unwrap()
             .get(0);
         assert_eq!(n, 1, "opening again keeps the data");
-        s.client()
+        s.pg_client()
             .execute(
                 "UPDATE schema_version SET version = $1",
                 &[&(SCHEMA_VERSION + 1)],
             )
             .unwrap();
         drop(s);
-        let e = PgStore::open(&url).unwrap_err().to_string();
+        let e = Store::open_postgres(&url).unwrap_err().to_string();
         assert!(e.contains("newer than this build"), "{e}");
         assert!(e.contains(&pg.url("books")), "{e}");
     }
@@ -314,7 +300,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lite = crate::Store::open(&dir.path().join("a.db")).unwrap();
         let list = |sql: &str| -> Vec<(String, String)> {
-            lite.conn
+            lite.conn()
+                .unwrap()
                 .prepare(sql)
                 .unwrap()
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -331,9 +318,9 @@ mod tests {
              WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%' ORDER BY tbl_name, name",
         );
         let pg = cluster();
-        let mut s = PgStore::open(&pg.database("books").unwrap()).unwrap();
+        let mut s = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
         let mut list = |sql: &str| -> Vec<(String, String)> {
-            s.client()
+            s.pg_client()
                 .query(sql, &[])
                 .unwrap()
                 .iter()
@@ -364,8 +351,8 @@ mod tests {
     #[test]
     fn values_cross_exactly_in_the_columns_types() {
         let pg = cluster();
-        let mut s = PgStore::open(&pg.database("books").unwrap()).unwrap();
-        let c = s.client();
+        let mut s = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
+        let c = s.pg_client();
         c.batch_execute("CREATE TABLE t (a NUMERIC, d DATE, n BIGINT, f BOOLEAN, s TEXT, b BYTEA)")
             .unwrap();
         let row = [
