@@ -6,6 +6,7 @@
 //! debt-recognition letter. A missed instalment breaks the agreement (the remaining
 //! instalments fall due at once); the last one paid ends it with an acquittance.
 
+use crate::db::Db;
 use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
@@ -367,7 +368,7 @@ impl Store {
                 p.installments
             ),
         };
-        customer_event(&tx, customer_id, p.on, "agreement", &event)?;
+        customer_event(&Db::Lite(&tx), customer_id, p.on, "agreement", &event)?;
         if needs.is_none() {
             activate(&tx, id, p.on, terms.templates)?;
             tx.execute(
@@ -489,7 +490,7 @@ impl Store {
             |r| r.get(0),
         )?;
         customer_event(
-            &tx,
+            &Db::Lite(&tx),
             customer_id,
             on,
             "agreement",
@@ -575,13 +576,13 @@ impl Store {
                     )?;
                 }
                 customer_event(
-                    &tx,
+                    &Db::Lite(&tx),
                     customer_id,
                     as_of,
                     "agreement broken",
                     &format!("agreement {id}: {reason}"),
                 )?;
-                mark_changed(&tx, customer_id)?;
+                mark_changed(&Db::Lite(&tx), customer_id)?;
                 stats.broken += 1;
                 continue;
             }
@@ -597,7 +598,7 @@ impl Store {
                     params![id, as_of.to_string()],
                 )?;
                 customer_event(
-                    &tx,
+                    &Db::Lite(&tx),
                     customer_id,
                     as_of,
                     "agreement paid",
@@ -729,7 +730,7 @@ fn activate(tx: &Connection, id: i64, on: NaiveDate, templates: Option<&Template
         [id],
     )?;
     customer_event(
-        tx,
+        &Db::Lite(tx),
         customer_id,
         on,
         "agreement",
@@ -738,7 +739,7 @@ fn activate(tx: &Connection, id: i64, on: NaiveDate, templates: Option<&Template
             items.len()
         ),
     )?;
-    mark_changed(tx, customer_id)?;
+    mark_changed(&Db::Lite(tx), customer_id)?;
     if let Some(t) = templates {
         write_letter(tx, t, AgreementLetter::DebtRecognition, customer_id, id, on)?;
     }

@@ -2,6 +2,7 @@
 //! case history, re-applies the NAD rule at once and marks the customer for the next run.
 
 use crate::customer::mark_changed;
+use crate::db::{Db, RowRef};
 use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
@@ -58,7 +59,7 @@ fn open_case(tx: &Connection, id: i64) -> Result<Open> {
                     c.last_edited_on, c.completed_on, c.ptp_date, c.status
              FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
             [id],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, read_activity(r, 2), r.get::<_, String>(9)?)),
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, read_activity(&RowRef::Lite(r), 2), r.get::<_, String>(9)?)),
         )
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("case {id}")))?;
@@ -105,7 +106,7 @@ fn save_activity(tx: &Connection, id: i64, o: &Open, policy: &CasePolicy) -> Res
             days_to_complete = COALESCE(?5, days_to_complete), last_edited_on = ?6, completed_on = ?7, ptp_date = ?8, nad = ?9 WHERE id = ?1",
         params![id, kind, cat, sub, days, edited, done, ptp, n.to_string()],
     )?;
-    mark_changed(tx, o.customer_id)?;
+    mark_changed(&Db::Lite(tx), o.customer_id)?;
     Ok(())
 }
 
@@ -149,7 +150,7 @@ impl Store {
                         r.get::<_, Option<String>>(6)?,
                         [r.get::<_, String>(7)?, r.get::<_, String>(8)?, r.get::<_, String>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?, r.get::<_, String>(12)?],
                         (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?, r.get::<_, String>(15)?, r.get::<_, i64>(16)?, r.get::<_, Option<String>>(17)?),
-                        read_activity(r, 18),
+                        read_activity(&RowRef::Lite(r), 18),
                     ))
                 },
             )
@@ -326,7 +327,7 @@ impl Store {
                 )));
             }
             super::customer::insert_promise(
-                &tx,
+                &Db::Lite(&tx),
                 o.customer_id,
                 id,
                 &[item],
@@ -362,7 +363,7 @@ impl Store {
     ) -> Result<()> {
         let tx = self.write_tx()?;
         tx.execute("INSERT INTO resubmissions(customer_id, on_date, reason, actor) VALUES (?1, ?2, ?3, ?4)", params![customer_id, on_date.to_string(), reason, actor])?;
-        mark_changed(&tx, customer_id)?;
+        mark_changed(&Db::Lite(&tx), customer_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -388,7 +389,7 @@ impl Store {
                 on.to_string()
             ],
         )?;
-        mark_changed(&tx, customer_id)?;
+        mark_changed(&Db::Lite(&tx), customer_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -447,7 +448,7 @@ impl Store {
         for &c in std::iter::once(&case_id).chain(more) {
             event(&tx, c, on, "dispute", actor, reason)?;
         }
-        mark_changed(&tx, o.customer_id)?;
+        mark_changed(&Db::Lite(&tx), o.customer_id)?;
         tx.commit()?;
         Ok(id)
     }

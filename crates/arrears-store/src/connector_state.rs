@@ -155,21 +155,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn health_adds_up_on_sqlite() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("a.db")).unwrap();
+    crate::on_both!(health_is_kept_per_connector, |s| {
         health_adds_up(&|at, o| s.record_sync("erp", "tryton", at, o), &|| {
             s.connector_health("erp")
         });
-    }
-
-    #[test]
-    fn health_adds_up_on_postgres() {
-        let pg = crate::pg::testing::PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-        let s = Store::open_postgres(&pg.database("books").unwrap()).unwrap();
-        health_adds_up(&|at, o| s.record_sync("erp", "tryton", at, o), &|| {
-            s.connector_health("erp")
-        });
-    }
+    });
 }

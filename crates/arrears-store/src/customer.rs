@@ -308,7 +308,7 @@ fn case_event(
 /// Records a promise with the items it covers (the first case is the one it was made on).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn insert_promise(
-    tx: &Connection,
+    db: &Db,
     customer_id: i64,
     case_id: i64,
     items: &[i64],
@@ -319,25 +319,25 @@ pub(crate) fn insert_promise(
     channel: Option<&str>,
     contact: Option<&str>,
 ) -> Result<i64> {
-    tx.execute(
-        "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, channel, contact)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    let id = db
+        .prepare_insert(
+            "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, channel, contact)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .insert(args![
             customer_id,
             case_id,
-            amount.to_string(),
+            amount,
             currency,
-            promised_on.to_string(),
-            on.to_string(),
+            promised_on,
+            on,
             channel,
             contact
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    let mut st =
-        tx.prepare_cached("INSERT INTO promise_items(promise_id, item_id) VALUES (?1, ?2)")?;
+        ])?
+        .expect("a promise is inserted");
+    let mut st = db.prepare("INSERT INTO promise_items(promise_id, item_id) VALUES (?1, ?2)")?;
     for item in items {
-        st.execute([id, *item])?;
+        st.execute(args![id, *item])?;
     }
     Ok(id)
 }
@@ -345,8 +345,8 @@ pub(crate) fn insert_promise(
 /// The customer's result may change: the next run evaluates it, and a resident
 /// portfolio loads it again whole (the change log's entry; its trigger moves the
 /// customer's change counter).
-pub(crate) fn mark_changed(tx: &Connection, customer_id: i64) -> Result<()> {
-    log_change(&Db::Lite(tx), customer_id, None)
+pub(crate) fn mark_changed(db: &Db, customer_id: i64) -> Result<()> {
+    log_change(db, customer_id, None)
 }
 
 /// An entry in the change log: the customer as a whole (`item` `None`), or only one
@@ -362,16 +362,16 @@ pub(crate) fn log_change(db: &Db, customer_id: i64, item: Option<i64>) -> Result
 
 /// An entry in the customer's contact history.
 pub(crate) fn customer_event(
-    tx: &Connection,
+    db: &Db,
     customer_id: i64,
     on: NaiveDate,
     kind: &str,
     detail: &str,
 ) -> Result<()> {
-    tx.prepare_cached(
+    db.execute(
         "INSERT INTO customer_events(customer_id, on_date, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![customer_id, on.to_string(), kind, detail])?;
+        args![customer_id, on, kind, detail],
+    )?;
     Ok(())
 }
 
@@ -730,7 +730,7 @@ impl Store {
             )));
         }
         let id = insert_promise(
-            &tx,
+            &Db::Lite(&tx),
             customer_id,
             p.case_ids[0],
             &items,
@@ -766,7 +766,7 @@ impl Store {
                 ),
             )?;
         }
-        mark_changed(&tx, customer_id)?;
+        mark_changed(&Db::Lite(&tx), customer_id)?;
         let view = promises(&tx, "p.id = ?1", [id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))?;
@@ -877,7 +877,7 @@ impl Store {
                         ),
                     )?;
                 }
-                mark_changed(&tx, customer_id)?;
+                mark_changed(&Db::Lite(&tx), customer_id)?;
             }
         }
         tx.commit()?;
@@ -948,7 +948,7 @@ impl Store {
                 &format!("{resolution}: {meaning}"),
             )?;
         }
-        mark_changed(&tx, customer_id)?;
+        mark_changed(&Db::Lite(&tx), customer_id)?;
         let view = disputes(&tx, "d.id = ?1", [dispute_id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
@@ -978,7 +978,7 @@ impl Store {
                 "customer {customer_id} has no hold active on {on}"
             )));
         }
-        mark_changed(&tx, customer_id)?;
+        mark_changed(&Db::Lite(&tx), customer_id)?;
         tx.commit()?;
         Ok(n)
     }

@@ -544,6 +544,15 @@ impl Db<'_> {
         }
     }
 
+    /// Several statements, no arguments (a test's fixture).
+    #[cfg(test)]
+    pub(crate) fn batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Db::Lite(c) => Ok(c.execute_batch(sql)?),
+            Db::Pg(c) => Ok(c.borrow_mut().client.batch_execute(sql)?),
+        }
+    }
+
     /// The first row of a query, if any.
     pub(crate) fn row(&self, sql: &str, args: &[&dyn Arg]) -> Result<Option<Row>> {
         Ok(self.rows(sql, args)?.into_iter().next())

@@ -492,6 +492,34 @@ fn parse_date_or_epoch(s: &str) -> NaiveDate {
     s.parse().unwrap_or(NaiveDate::MIN)
 }
 
+/// A store test on both databases: `on_both!(name, |s| { … })` defines
+/// `name::sqlite` and `name::postgres`, each handing the body a fresh `&mut Store`.
+#[cfg(test)]
+macro_rules! on_both {
+    ($name:ident, |$s:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($s: &mut $crate::Store) $body
+
+            #[test]
+            fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let mut s = $crate::Store::open(&dir.path().join("t.db")).unwrap();
+                body(&mut s)
+            }
+
+            #[test]
+            fn postgres() {
+                body(&mut $crate::pg::testing::store())
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use on_both;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! on one channel, and only a delivery that succeeded marks the step `sent`, records
 //! the customer event and charges the level's fees (once per item and level).
 
+use crate::db::Db;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
@@ -268,7 +269,7 @@ fn record_sent(
         )?;
     }
     if let Some((kind, detail)) = event {
-        customer_event(tx, customer_id, now.date_naive(), kind, detail)?;
+        customer_event(&Db::Lite(tx), customer_id, now.date_naive(), kind, detail)?;
     }
     Ok(head)
 }
@@ -381,7 +382,7 @@ impl Store {
                 ],
             )?;
             customer_event(
-                &tx,
+                &Db::Lite(&tx),
                 *customer,
                 now.date_naive(),
                 "Reminder delivery in doubt",
@@ -758,7 +759,7 @@ impl Store {
                     )?;
                 }
                 if let Some((kind, detail)) = give_up_event {
-                    customer_event(&tx, customer_id, now.date_naive(), kind, detail)?;
+                    customer_event(&Db::Lite(&tx), customer_id, now.date_naive(), kind, detail)?;
                 }
             }
         }
@@ -802,7 +803,7 @@ impl Store {
             params![escalation_id, status],
         )?;
         if let Some((kind, detail)) = event {
-            customer_event(&tx, customer_id, on, kind, detail)?;
+            customer_event(&Db::Lite(&tx), customer_id, on, kind, detail)?;
         }
         tx.commit()?;
         Ok(())

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
 
-use super::db::args;
+use super::db::{args, RowRef};
 use super::{date, dec, Result, Store, StoreError};
 
 use arrears_core::domain::{Activity, ErpDunning, Hold, Priority, PromiseStatus};
@@ -398,7 +398,7 @@ impl Store {
                     nad: date("nad", txt(r, 13)?)?,
                     priority: Priority::from_i64(r.get(14)?),
                     assigned_to: r.get(15)?,
-                    activity: CaseRow::boxed_activity(read_activity(r, 16)?),
+                    activity: CaseRow::boxed_activity(read_activity(&RowRef::Lite(r), 16)?),
                     external_ref: r.get(23)?,
                 }),
                 None => None,
@@ -797,23 +797,23 @@ impl Store {
     }
 }
 
-pub(crate) fn read_activity(r: &rusqlite::Row, base: usize) -> Result<Activity> {
-    Ok(match txt(r, base)? {
+pub(crate) fn read_activity(r: &RowRef, base: usize) -> Result<Activity> {
+    let text = |i: usize, column: &'static str| -> Result<String> {
+        Ok(r.get::<Option<String>>(base + i, column)?
+            .unwrap_or_default())
+    };
+    Ok(match text(0, "cases.activity")?.as_str() {
         "open" => Activity::Open {
-            category: r.get::<_, Option<String>>(base + 1)?.unwrap_or_default(),
-            subcategory: r.get::<_, Option<String>>(base + 2)?.unwrap_or_default(),
-            days_to_complete: r.get::<_, Option<i64>>(base + 3)?.unwrap_or(0),
-            last_edited_on: date(
-                "last_edited_on",
-                &r.get::<_, Option<String>>(base + 4)?.unwrap_or_default(),
-            )?,
+            category: text(1, "cases.activity_category")?,
+            subcategory: text(2, "cases.activity_subcategory")?,
+            days_to_complete: r
+                .get::<Option<i64>>(base + 3, "cases.activity_days")?
+                .unwrap_or(0),
+            last_edited_on: date("last_edited_on", &text(4, "last_edited_on")?)?,
         },
         "completed" => Activity::Completed {
-            on: date(
-                "completed_on",
-                &r.get::<_, Option<String>>(base + 5)?.unwrap_or_default(),
-            )?,
-            ptp: opt_date("ptp_date", r.get(base + 6)?)?,
+            on: date("completed_on", &text(5, "completed_on")?)?,
+            ptp: opt_date("ptp_date", r.get(base + 6, "ptp_date")?)?,
         },
         _ => Activity::None,
     })

@@ -4,6 +4,7 @@
 //! the outcome recorded.
 
 use crate::customer::mark_changed;
+use crate::db::Db;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
@@ -574,7 +575,7 @@ impl Store {
                             c.end_to_end_id.clone().unwrap_or_default(),
                         ],
                     )?;
-                    mark_changed(&tx, customer)?;
+                    mark_changed(&Db::Lite(&tx), customer)?;
                 }
                 let applied = c.applied + (c.unapplied - left);
                 tx.execute(
@@ -697,7 +698,7 @@ fn apply_credit(
                 t.end_to_end_id.clone().or_else(|| t.creditor_refs.first().cloned()).unwrap_or_default(),
             ],
         )?;
-        mark_changed(tx, customer)?;
+        mark_changed(&Db::Lite(tx), customer)?;
     }
     Ok(out)
 }

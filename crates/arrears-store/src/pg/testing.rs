@@ -149,6 +149,52 @@ impl PgCluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// One cluster for the whole test process, started at first use: a store test
+    /// run on both databases then costs a database, not a cluster (`initdb` is a
+    /// second or two). A watcher stops and removes it when the process ends,
+    /// however it ends (a static is never dropped).
+    pub fn shared() -> &'static PgCluster {
+        static SHARED: std::sync::OnceLock<PgCluster> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let c = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+            let stop = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
+                pid = std::process::id(),
+                stop = format!(
+                    "{} '{}' -D '{}' -m immediate stop",
+                    c.owner
+                        .map(|u| format!("runuser -u {u} --"))
+                        .unwrap_or_default(),
+                    c.bin.join("pg_ctl").display(),
+                    c.data().display()
+                ),
+                dir = c.dir.path().display()
+            );
+            Command::new("sh")
+                .args(["-c", &stop])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("the shared cluster's watcher starts");
+            c
+        })
+    }
+
+    /// A new database with a name of its own, and its URL.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.database(&format!("t{n}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// A store on a new database of the process's shared cluster.
+pub fn store() -> crate::Store {
+    crate::Store::open_postgres(&PgCluster::shared().fresh_database())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(c: &mut Command, what: &str) -> Result<(), String> {
