@@ -41,7 +41,7 @@ struct Global {
     /// Settings file (YAML); every key has a default, so it is optional.
     #[arg(long, global = true, env = "ARREARS_CONFIG")]
     config: Option<PathBuf>,
-    /// SQLite database [default: <data dir>/arrears/arrears.db]
+    /// Database: an SQLite file, or a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB) that several daemons can share [default: <data dir>/arrears/arrears.db]
     #[arg(long, global = true, env = "ARREARS_DB")]
     db: Option<PathBuf>,
     /// Rules folder [default: ./rules, else the rules shipped with the source]
@@ -217,7 +217,7 @@ impl Env {
     /// exist is an error (a forgotten `--db` would otherwise create an empty one and
     /// report "0 entries").
     fn store(&self) -> Result<Store> {
-        if !self.db.exists() {
+        if !self.is_postgres() && !self.db.exists() {
             bail!(
                 "no database at {}{}; give --db PATH (or ARREARS_DB), or fill one with \
                  `arrears import csv` or `arrears demo`",
@@ -243,10 +243,24 @@ impl Env {
             );
         }
         let audit = arrears::store::AuditSetup::from_config(&self.cfg.audit)?;
-        Ok(Store::open(&self.db)
-            .with_context(|| format!("opening database {}", self.db.display()))?
+        Ok(Store::open_at(&self.db_at())
+            .with_context(|| format!("opening database {}", self.shown_db()))?
             .with_audit(std::sync::Arc::new(audit))
             .with_clock(std::sync::Arc::new(CLOCK)))
+    }
+
+    /// The database as given: a path, or a PostgreSQL URL.
+    fn db_at(&self) -> String {
+        self.db.to_string_lossy().into_owned()
+    }
+
+    fn is_postgres(&self) -> bool {
+        arrears::store::is_postgres_url(&self.db_at())
+    }
+
+    /// The database as it may be shown: a URL without its password.
+    fn shown_db(&self) -> String {
+        arrears::store::shown_location(&self.db_at())
     }
 
     fn rules(&self) -> Result<RuleSet> {

@@ -74,6 +74,12 @@ pub fn handles(list: &[ConnectorConfig]) -> Connectors {
 /// Asks `name` to sync now and waits for that sync's result.
 pub async fn sync_now(shared: &Arc<Shared>, name: &str) -> Option<Result<SyncStats, String>> {
     let h = shared.connectors.get(name)?.clone();
+    if !shared.lead.leads() {
+        return Some(Err(format!(
+            "this replica ({}) follows: connectors sync on the leader; ask the leader",
+            shared.lead.name
+        )));
+    }
     let (tx, rx) = oneshot::channel();
     h.waiting.lock().await.push(tx);
     h.now.notify_one();
@@ -165,6 +171,7 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
                 tokio::select! {
                     _ = &mut scheduled => break,
                     _ = h.now.notified() => break,
+                    _ = shared.lead.became.notified() => break,
                     _ = health.tick(), if host.is_some() => {
                         if let Some(host) = host.as_mut() {
                             // A failed check stops the plugin; the next pull starts it again.
@@ -190,6 +197,11 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
             }
         }
         first = false;
+        // One replica syncs each connector, the leader: two would race for its
+        // cursor.
+        if !shared.lead.leads() {
+            continue;
+        }
         let waiting: Vec<_> = std::mem::take(&mut *h.waiting.lock().await);
         let result = match host.as_mut() {
             Some(host) => plugin_sync(&shared, &h.cfg, host).await,

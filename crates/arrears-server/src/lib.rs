@@ -18,6 +18,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 mod connectors;
+mod leader;
 mod limits;
 pub mod metric_catalog;
 mod metrics;
@@ -147,6 +148,8 @@ pub struct Shared {
     pub audit: Arc<arrears_store::AuditSetup>,
     /// The clock the binary chose: business dates by default and record stamps.
     pub clock: Arc<dyn Clock>,
+    /// Whether this replica leads (runs, connectors, the outbox); always on SQLite.
+    pub lead: leader::Lead,
 }
 
 const MAX_READERS: usize = 8;
@@ -206,7 +209,7 @@ impl Shared {
 
     /// A connection of its own (a long sync, the outbox), with the audit keys.
     pub fn open_store(&self) -> Result<Store, StoreError> {
-        Ok(Store::open(&self.db)?
+        Ok(Store::open_at(&self.db.to_string_lossy())?
             .with_audit(self.audit.clone())
             .with_clock(self.clock.clone()))
     }
@@ -466,7 +469,9 @@ pub async fn run_with(
     arrears_connectors::validate(&opts.connectors).map_err(ServeError::Connectors)?;
     let audit = Arc::new(arrears_store::AuditSetup::from_config(&opts.audit)?);
     audit.check_anchor()?;
-    let writer = Store::open(&opts.db)?
+    let db_at = opts.db.to_string_lossy().into_owned();
+    let postgres = arrears_store::is_postgres_url(&db_at);
+    let writer = Store::open_at(&db_at)?
         .with_audit(audit.clone())
         .with_clock(opts.clock.clone());
     // Serve the worklists of the last run from the first request on; the start-up
@@ -533,11 +538,23 @@ pub async fn run_with(
         delivery: opts.delivery.clone(),
         audit,
         clock: opts.clock.clone(),
+        lead: if postgres {
+            leader::Lead::replica(leader::replica_name())
+        } else {
+            leader::Lead::sole()
+        },
     });
     ::metrics::gauge!("arrears_rules_valid").set(1.0);
 
     let runner = tokio::spawn(runner::run_loop(shared.clone(), runs_rx));
-    shared.request_run(RunRequest::auto("daemon started".into()));
+    if postgres {
+        // The leader's first run comes when it leads; a follower shows the
+        // worklists the leader's last run left.
+        tracing::info!(replica = %shared.lead.name, "one of several replicas: it leads once it holds the database's leader lock");
+        tokio::spawn(leader::keep(shared.clone(), db_at.clone()));
+    } else {
+        shared.request_run(RunRequest::auto("daemon started".into()));
+    }
     let background = vec![
         tokio::spawn(runner::schedule(shared.clone())),
         tokio::spawn(runner::poll_store(shared.clone())),
@@ -574,7 +591,7 @@ pub async fn run_with(
     };
     say(format!("grpc listening on {grpc_addr}"));
     say(format!("metrics listening on {metrics_addr}"));
-    tracing::info!(%grpc_addr, %metrics_addr, db = %opts.db.display(), rules = %opts.rules_dir.display(), "arrears serving");
+    tracing::info!(%grpc_addr, %metrics_addr, db = %arrears_store::shown_location(&opts.db.to_string_lossy()), rules = %opts.rules_dir.display(), "arrears serving");
 
     let mut stop = shared.shutdown.clone();
     let signal = async move {

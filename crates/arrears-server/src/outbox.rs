@@ -38,7 +38,13 @@ pub async fn work(shared: Arc<Shared>) {
                 // Lagged: some of the runs missed may have decided steps.
                 _ => {}
             },
+            _ = shared.lead.became.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+        // One replica sends: the leader (a second pass would wait for the first's
+        // lock anyway, holding a connection for nothing).
+        if !shared.lead.leads() {
+            continue;
         }
         let me = shared.clone();
         let mut st = match store.take() {

@@ -86,6 +86,19 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
             }
         }
         let cause = causes.join("; ");
+        if !shared.lead.leads() {
+            follow(&shared).await;
+            for r in batch {
+                if let Some(tx) = r.reply {
+                    let _ = tx.send(Err(format!(
+                        "this replica ({}) follows: portfolio runs are the leader's; ask the leader, \
+                         or wait for its next run",
+                        shared.lead.name
+                    )));
+                }
+            }
+            continue;
+        }
         // The portfolio totals only go to someone waiting for the summary.
         let totals = batch.iter().any(|r| r.reply.is_some());
         let result = run_once(&shared, &worker, full, as_of, cause.clone(), totals).await;
@@ -101,6 +114,34 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
                 let _ = tx.send(result.clone());
             }
         }
+    }
+}
+
+/// A follower's worklists after the leader's run: read from the store when the
+/// store's latest run is not the one shown.
+async fn follow(shared: &Arc<Shared>) {
+    let me = shared.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((run, as_of, _)) = store.last_run()? else {
+            return Ok(());
+        };
+        if me.worklist().run_id() == Some(run) {
+            return Ok(());
+        }
+        let view = super::WorklistView::load(&store)?.with_run(run);
+        me.worklist.store(Arc::new(view));
+        drop(store);
+        me.publish(format!("run {run} of the leader"), 0);
+        *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
+        me.kpi_due.notify_one();
+        Ok::<_, arrears_store::StoreError>(())
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "following the leader's run"),
+        Err(e) => tracing::warn!(error = %e, "following the leader's run failed"),
     }
 }
 
@@ -374,11 +415,17 @@ pub async fn poll_store(shared: Arc<Shared>) {
     // Other processes' commits wake the poller as they land in the write-ahead log,
     // instead of waiting for the next tick (by default a second); the tick stays for
     // file systems and systems that do not report changes.
-    let mut watch = match WalWatch::new(&shared.db) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "not watching the database file; polling only");
-            None
+    let at = shared.db.to_string_lossy().into_owned();
+    let postgres = arrears_store::is_postgres_url(&at);
+    let mut watch = if postgres {
+        Some(Watch::Listen(listen(at)))
+    } else {
+        match WalWatch::new(&shared.db) {
+            Ok(w) => Some(Watch::Wal(w)),
+            Err(e) => {
+                tracing::warn!(error = %e, "not watching the database file; polling only");
+                None
+            }
         }
     };
     let mut asked: Option<i64> = None;
@@ -413,6 +460,12 @@ pub async fn poll_store(shared: Arc<Shared>) {
             // daemon has asked for its run by the time this can see its commit.
             let _writer = me.writer.lock().unwrap_or_else(|p| p.into_inner());
             let s = c.lock().unwrap_or_else(|p| p.into_inner());
+            // A follower looks for the leader's runs, not for changes: the leader
+            // runs for those.
+            if !me.lead.leads() {
+                let last = s.last_run()?.map(|(id, _, _)| id);
+                return Ok((last.is_some() && last != me.worklist().run_id()).then_some((-1, 0)));
+            }
             // Counting the changed customers scans them all: only for a new change.
             match s.changes_pending()? {
                 Some(seq) if last != Some(seq) => Ok(Some((seq, s.dirty_count()?))),
@@ -422,6 +475,9 @@ pub async fn poll_store(shared: Arc<Shared>) {
         .await;
         again = false;
         match seen {
+            Ok(Ok(Some((-1, _)))) => {
+                shared.request_run(RunRequest::auto("the leader's run".into()));
+            }
             Ok(Ok(Some((seq, dirty)))) => {
                 tracing::debug!(seq, dirty, woken, "store poller: a change to run for");
                 asked = Some(seq);
@@ -433,6 +489,9 @@ pub async fn poll_store(shared: Arc<Shared>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "store poller"),
             Err(e) => tracing::warn!(error = %e, "store poller failed"),
         }
+        if postgres {
+            continue;
+        }
         if let Ok(meta) = std::fs::metadata(&shared.db) {
             let wal = std::fs::metadata(shared.db.with_extension("db-wal"))
                 .map(|m| m.len())
@@ -440,6 +499,69 @@ pub async fn poll_store(shared: Arc<Shared>) {
             ::metrics::gauge!("arrears_store_size_bytes").set((meta.len() + wal) as f64);
         }
     }
+}
+
+/// What wakes the store poller before its tick.
+enum Watch {
+    /// SQLite: writes to the write-ahead log.
+    Wal(WalWatch),
+    /// PostgreSQL: the commits that appended to the change log, whichever replica
+    /// or process made them (LISTEN/NOTIFY).
+    Listen(mpsc::Receiver<()>),
+}
+
+impl Watch {
+    async fn written(&mut self) -> std::io::Result<()> {
+        match self {
+            Watch::Wal(w) => w.written().await,
+            Watch::Listen(rx) => rx.recv().await.ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the listener stopped")
+            }),
+        }
+    }
+}
+
+/// Listens for the change log's commits on a connection of its own, on a thread
+/// of its own (the client blocks); each wake-up is handed to the poller, which
+/// reads the log itself. A lost connection is opened again with back-off, and the
+/// poller is woken once it is back: what was committed meanwhile is in the log.
+fn listen(url: String) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("arrears-listen".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(250);
+            while !tx.is_closed() {
+                let mut l = match arrears_store::pg::ChangeListener::open(&url) {
+                    Ok(l) => {
+                        backoff = Duration::from_millis(250);
+                        // Whatever was committed while no one listened.
+                        let _ = tx.try_send(());
+                        l
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "change listener");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                };
+                loop {
+                    match l.wait(Duration::from_secs(1)) {
+                        // Full: a wake-up already waits, which covers this one.
+                        Ok(true) => drop(tx.try_send(())),
+                        Ok(false) if tx.is_closed() => return,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "change listener lost its connection");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .expect("a thread for the change listener");
+    rx
 }
 
 /// Reports writes to the database's write-ahead log: another process's commits as

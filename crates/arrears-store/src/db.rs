@@ -607,6 +607,16 @@ impl Db<'_> {
         }
     }
 
+    /// Wakes the other replicas' change listeners when this write commits (a run
+    /// written: followers read its worklists). Nothing to do on SQLite, where the
+    /// daemon watches its file.
+    pub(crate) fn notify_changes(&self) -> Result<()> {
+        if let Db::Pg(_) = self {
+            self.row("SELECT pg_notify('arrears_changes', '')", args![])?;
+        }
+        Ok(())
+    }
+
     /// The change log's newest number, even after its entries were pruned.
     pub(crate) fn change_seq(&self) -> &'static str {
         match self {

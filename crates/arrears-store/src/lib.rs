@@ -305,11 +305,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Whether `at` names a PostgreSQL database (a `postgres://` or `postgresql://`
+/// URL) rather than an SQLite file.
+pub fn is_postgres_url(at: &str) -> bool {
+    at.starts_with("postgres://") || at.starts_with("postgresql://")
+}
+
+/// Where `at` is, as it may be shown in logs and errors: a URL without its password.
+pub fn shown_location(at: &str) -> String {
+    if is_postgres_url(at) {
+        pg::redact(at)
+    } else {
+        at.strip_prefix("sqlite:").unwrap_or(at).to_string()
+    }
+}
+
 impl Store {
     /// Opens the database `at` names: a `postgres://` (or `postgresql://`) URL, or
     /// an SQLite file, as a path or `sqlite:PATH`.
     pub fn open_at(at: &str) -> Result<Store> {
-        if at.starts_with("postgres://") || at.starts_with("postgresql://") {
+        if is_postgres_url(at) {
             Store::open_postgres(at)
         } else {
             Store::open(Path::new(at.strip_prefix("sqlite:").unwrap_or(at)))

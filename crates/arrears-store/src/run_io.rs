@@ -779,6 +779,7 @@ impl Store {
                 }
             }
             lap("change counters");
+            tx.notify_changes()?;
             Ok((run_id, new_case_ids))
         })?;
         lap("commit");

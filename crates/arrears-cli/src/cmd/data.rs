@@ -95,7 +95,7 @@ pub fn demo(env: &Env, args: DemoArgs) -> Result<ExitCode> {
     pb.finish_and_clear();
     outln!(
         "demo portfolio written to {}: {}",
-        env.db.display(),
+        env.shown_db(),
         serde_json::to_string(&stats)?
     );
     Ok(ExitCode::SUCCESS)

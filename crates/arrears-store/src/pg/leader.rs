@@ -44,18 +44,33 @@ impl Leadership {
     /// Tries once to lead, as `replica` (a name for operators); `None` while
     /// another session leads.
     pub fn try_acquire(url: &str, replica: &str) -> Result<Option<Leadership>> {
-        let (mut client, _) = connect(url, &format!("{APPLICATION} {replica}"))?;
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?
-            .get(0);
-        let mut l = Leadership {
+        let mut l = Leadership::session(url, replica)?;
+        Ok(l.try_lead()?.then_some(l))
+    }
+
+    /// A session that may try to lead, as `replica`, as often as it likes
+    /// ([`Leadership::try_lead`]) without a connection per try.
+    pub fn session(url: &str, replica: &str) -> Result<Leadership> {
+        let (client, _) = connect(url, &format!("{APPLICATION} {replica}"))?;
+        Ok(Leadership {
             client,
             key: LEADER_LOCK,
-        };
-        // Asked of the server's lock table, not taken on the function's word: a
-        // proxy pooling transactions, or a database that only pretends to have
-        // advisory locks, would make every replica a leader.
-        Ok((got && l.holds()?).then_some(l))
+        })
+    }
+
+    /// Takes the lock if it is free; whether this session holds it now. Asked of
+    /// the server's lock table, not taken on the function's word: a proxy pooling
+    /// transactions, or a database that only pretends to have advisory locks, would
+    /// make every replica a leader.
+    pub fn try_lead(&mut self) -> Result<bool> {
+        if self.holds()? {
+            return Ok(true);
+        }
+        let got: bool = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&self.key])?
+            .get(0);
+        Ok(got && self.holds()?)
     }
 
     /// Waits for the lock `key` on a session of its own named `application`, up
