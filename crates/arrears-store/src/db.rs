@@ -339,6 +339,20 @@ pub(crate) enum RowRef<'a, 's> {
 }
 
 impl RowRef<'_, '_> {
+    /// A text column without a copy where the database allows (SQLite): the
+    /// portfolio load reads millions of dates and amounts only to parse them.
+    pub(crate) fn str(&self, i: usize, column: &'static str) -> Result<std::borrow::Cow<'_, str>> {
+        match self {
+            RowRef::Lite(r) => match r.get_ref(i)? {
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(std::borrow::Cow::Borrowed)
+                    .map_err(|_| corrupt(column, &owned_value(ValueRef::Text(t)))),
+                other => Err(corrupt(column, &owned_value(other))),
+            },
+            RowRef::Pg(_) => Ok(std::borrow::Cow::Owned(self.get::<String>(i, column)?)),
+        }
+    }
+
     /// Column `i`; `column` names it in the error when its value has the wrong type.
     pub(crate) fn get<T: Col>(&self, i: usize, column: &'static str) -> Result<T> {
         match self {
