@@ -7,12 +7,12 @@
 //! them.
 
 use chrono::NaiveDate;
-use rusqlite::params;
 use rust_decimal::Decimal;
 
 use arrears_core::domain::PromiseStatus;
 
-use super::{Result, Store};
+use super::db::args;
+use super::{Result, Store, StoreError};
 
 /// A promise to pay as it stands today; customers by company and code.
 #[derive(Debug, Clone)]
@@ -62,91 +62,100 @@ pub struct PastRecords<'a> {
 impl Store {
     /// Whether any item came from `source`.
     pub fn has_items_from(&self, source: &str) -> Result<bool> {
-        Ok(self.conn()?.query_row(
-            "SELECT EXISTS(SELECT 1 FROM items WHERE source = ?1)",
-            [source],
-            |r| r.get(0),
-        )?)
+        self.db()
+            .row(
+                "SELECT EXISTS(SELECT 1 FROM items WHERE source = ?1)",
+                args![source],
+            )?
+            .expect("EXISTS gives a row")
+            .get(0, "exists")
     }
 
     /// Writes `records` in one transaction, in the order given (so their ids follow
     /// it): promises, then disputes with their items, then holds. A customer or
     /// item not in the store fails the whole write.
     pub fn write_past_records(&mut self, records: &PastRecords) -> Result<()> {
-        let tx = self.write_tx()?;
-        {
+        self.db().write(|db| {
             let mut customer_id =
-                tx.prepare("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;
+                db.prepare("SELECT id FROM customers WHERE company = ?1 AND code = ?2")?;
             let mut item_id =
-                tx.prepare("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
-            let mut promise = tx.prepare(
+                db.prepare("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
+            let mut promise = db.prepare(
                 "INSERT INTO promises(customer_id, amount, currency, promised_on, created_on, status, judged_on)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            let mut dispute = tx.prepare(
+            let mut dispute = db.prepare_insert(
                 "INSERT INTO disputes(customer_id, reason, opened_on, resolved_on, resolution)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut dispute_item =
-                tx.prepare("INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)")?;
-            let mut hold = tx.prepare(
+                db.prepare("INSERT INTO dispute_items(dispute_id, item_id) VALUES (?1, ?2)")?;
+            let mut hold = db.prepare(
                 "INSERT INTO holds(customer_id, reason, until, created_on) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            let mut cid = |company: &str, code: &str| -> rusqlite::Result<i64> {
-                customer_id.query_row((company, code), |r| r.get(0))
+            let mut cid = |company: &str, code: &str| -> Result<i64> {
+                customer_id
+                    .row(args![company, code])?
+                    .ok_or_else(|| StoreError::NotFound(format!("customer {company}/{code}")))?
+                    .get(0, "customers.id")
             };
 
             for p in &records.promises {
-                promise.execute(params![
+                promise.execute(args![
                     cid(p.company, p.customer)?,
-                    p.amount.to_string(),
+                    p.amount,
                     p.currency,
-                    p.promised_on.to_string(),
-                    p.created_on.to_string(),
+                    p.promised_on,
+                    p.created_on,
                     p.status.as_str(),
-                    p.judged_on.map(|d| d.to_string()),
+                    p.judged_on,
                 ])?;
             }
             for d in &records.disputes {
-                dispute.execute(params![
-                    cid(d.company, d.customer)?,
-                    d.reason,
-                    d.opened_on.to_string(),
-                    d.resolved.map(|r| r.0.to_string()),
-                    d.resolved.map(|r| r.1),
-                ])?;
-                let id = tx.last_insert_rowid();
+                let id = dispute
+                    .insert(args![
+                        cid(d.company, d.customer)?,
+                        d.reason,
+                        d.opened_on,
+                        d.resolved.map(|r| r.0),
+                        d.resolved.map(|r| r.1),
+                    ])?
+                    .expect("a dispute is inserted");
                 for ext in d.items {
-                    let item: i64 = item_id.query_row((records.source, ext), |r| r.get(0))?;
-                    dispute_item.execute([id, item])?;
+                    let item: i64 = item_id
+                        .row(args![records.source, ext])?
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!("item {}/{ext}", records.source))
+                        })?
+                        .get(0, "items.id")?;
+                    dispute_item.execute(args![id, item])?;
                 }
             }
             for h in &records.holds {
-                hold.execute(params![
+                hold.execute(args![
                     cid(h.company, h.customer)?,
                     h.reason,
-                    h.until.map(|d| d.to_string()),
-                    h.created_on.to_string(),
+                    h.until,
+                    h.created_on,
                 ])?;
             }
-        }
-        tx.commit()
+            Ok(())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::Value;
 
     fn day(d: &str) -> NaiveDate {
         d.parse().unwrap()
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
-        s.conn().unwrap()
-            .execute_batch(
+    fn fill(s: &Store) {
+        s.db()
+            .batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'ACME', 'A', 'A Ltd');
                  INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date,
                                    original_amount, open_amount, currency)
@@ -154,36 +163,31 @@ mod tests {
                           (2, 'erp', 'd2', 1, 'INV-2', '2026-08-01', '2026-09-01', '10', '10', 'EUR');",
             )
             .unwrap();
-        (dir, s)
     }
 
-    fn rows(s: &Store, sql: &str) -> Vec<String> {
-        let mut st = s.conn().unwrap().prepare(sql).unwrap();
-        let n = st.column_count();
-        st.query_map([], |r| {
-            (0..n)
-                .map(|i| {
-                    r.get::<_, rusqlite::types::Value>(i)
-                        .map(|v| format!("{v:?}"))
-                })
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map(|v| v.join("|"))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    /// Each row of `sql`'s `n` columns, as the values read.
+    fn rows(s: &Store, sql: &str, n: usize) -> Vec<String> {
+        s.db()
+            .rows(sql, args![])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (0..n)
+                    .map(|i| format!("{:?}", r.get::<Value>(i, "column").unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
     }
 
-    #[test]
-    fn items_from_a_source_are_seen() {
-        let (_d, s) = store();
+    crate::on_both!(items_from_a_source_are_seen, |s| {
+        fill(s);
         assert!(s.has_items_from("demo").unwrap());
         assert!(!s.has_items_from("tryton").unwrap());
-    }
+    });
 
-    #[test]
-    fn past_records_are_written_as_given() {
-        let (_d, mut s) = store();
+    crate::on_both!(past_records_are_written_as_given, |s| {
+        fill(s);
         let items = ["d1".to_string()];
         s.write_past_records(&PastRecords {
             source: "demo",
@@ -225,32 +229,32 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            rows(&s, "SELECT customer_id, amount, currency, promised_on, created_on, status, judged_on FROM promises"),
-            vec!["Integer(1)|Text(\"12.30\")|Text(\"EUR\")|Text(\"2026-10-01\")|Text(\"2026-09-20\")|Text(\"partially_kept\")|Text(\"2026-10-04\")"]
+            rows(s, "SELECT customer_id, amount, currency, promised_on, created_on, status, judged_on FROM promises", 7),
+            vec!["Int(1)|Text(\"12.30\")|Text(\"EUR\")|Text(\"2026-10-01\")|Text(\"2026-09-20\")|Text(\"partially_kept\")|Text(\"2026-10-04\")"]
         );
         assert_eq!(
-            rows(&s, "SELECT id, reason, opened_on, resolved_on, resolution FROM disputes ORDER BY id"),
+            rows(s, "SELECT id, reason, opened_on, resolved_on, resolution FROM disputes ORDER BY id", 5),
             vec![
-                "Integer(1)|Text(\"wrong VAT\")|Text(\"2026-09-10\")|Text(\"2026-09-12\")|Text(\"customer withdrew\")",
-                "Integer(2)|Text(\"damaged\")|Text(\"2026-10-10\")|Null|Null",
+                "Int(1)|Text(\"wrong VAT\")|Text(\"2026-09-10\")|Text(\"2026-09-12\")|Text(\"customer withdrew\")",
+                "Int(2)|Text(\"damaged\")|Text(\"2026-10-10\")|Null|Null",
             ]
         );
         assert_eq!(
-            rows(&s, "SELECT dispute_id, item_id FROM dispute_items"),
-            vec!["Integer(1)|Integer(1)"]
+            rows(s, "SELECT dispute_id, item_id FROM dispute_items", 2),
+            vec!["Int(1)|Int(1)"]
         );
         assert_eq!(
             rows(
-                &s,
-                "SELECT customer_id, reason, until, created_on FROM holds"
+                s,
+                "SELECT customer_id, reason, until, created_on FROM holds",
+                4
             ),
-            vec!["Integer(1)|Text(\"insolvency\")|Null|Text(\"2026-11-01\")"]
+            vec!["Int(1)|Text(\"insolvency\")|Null|Text(\"2026-11-01\")"]
         );
-    }
+    });
 
-    #[test]
-    fn an_unknown_customer_or_item_writes_nothing() {
-        let (_d, mut s) = store();
+    crate::on_both!(an_unknown_customer_or_item_writes_nothing, |s| {
+        fill(s);
         let hold = PastHold {
             company: "ACME",
             customer: "A",
@@ -271,22 +275,36 @@ mod tests {
             customer: "NOPE",
             ..hold.clone()
         };
-        for records in [
-            PastRecords {
-                source: "demo",
-                holds: vec![hold.clone(), unknown],
-                ..PastRecords::default()
-            },
-            PastRecords {
-                source: "demo",
-                disputes: vec![bad_dispute],
-                holds: vec![hold.clone()],
-                ..PastRecords::default()
-            },
+        for (records, why) in [
+            (
+                PastRecords {
+                    source: "demo",
+                    holds: vec![hold.clone(), unknown],
+                    ..PastRecords::default()
+                },
+                "customer ACME/NOPE not found",
+            ),
+            (
+                PastRecords {
+                    source: "demo",
+                    disputes: vec![bad_dispute],
+                    holds: vec![hold.clone()],
+                    ..PastRecords::default()
+                },
+                "item demo/d2 not found",
+            ),
         ] {
-            assert!(s.write_past_records(&records).is_err());
-            assert!(rows(&s, "SELECT id FROM holds").is_empty());
-            assert!(rows(&s, "SELECT id FROM disputes").is_empty());
+            assert_eq!(s.write_past_records(&records).unwrap_err().to_string(), why);
+            assert!(rows(s, "SELECT id FROM holds", 1).is_empty());
+            assert!(rows(s, "SELECT id FROM disputes", 1).is_empty());
         }
-    }
+        // The store writes on after the failed ones.
+        s.write_past_records(&PastRecords {
+            source: "demo",
+            holds: vec![hold],
+            ..PastRecords::default()
+        })
+        .unwrap();
+        assert_eq!(rows(s, "SELECT customer_id FROM holds", 1), ["Int(1)"]);
+    });
 }
