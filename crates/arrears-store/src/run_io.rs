@@ -308,39 +308,42 @@ impl Store {
     /// promise rows: probing the items table for each of 10k changed items cost
     /// 45 ms at a million items.
     fn item_flags(&self, scope: FlagScope) -> Result<ItemFlags> {
+        // CROSS JOIN fixes SQLite's join order (it starts from the few dispute and
+        // promise rows); the join conditions are in WHERE, where PostgreSQL wants
+        // them after a CROSS JOIN.
         let (disputed_sql, promised_sql) = match scope {
             FlagScope::All => (
-                "SELECT di.item_id FROM dispute_items di CROSS JOIN disputes d ON d.id = di.dispute_id
-                 WHERE d.resolved_on IS NULL"
+                "SELECT di.item_id FROM dispute_items di CROSS JOIN disputes d
+                 WHERE d.id = di.dispute_id AND d.resolved_on IS NULL"
                     .to_string(),
                 "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM promise_items pi
-                 CROSS JOIN promises p ON p.id = pi.promise_id
-                 CROSS JOIN items i ON i.id = pi.item_id AND i.status = 'open' ORDER BY p.id"
+                 CROSS JOIN promises p CROSS JOIN items i
+                 WHERE p.id = pi.promise_id AND i.id = pi.item_id AND i.status = 'open' ORDER BY p.id"
                     .to_string(),
             ),
             FlagScope::Items(list) => (
                 format!(
-                    "SELECT di.item_id FROM dispute_items di CROSS JOIN disputes d ON d.id = di.dispute_id
-                     WHERE d.resolved_on IS NULL AND di.item_id IN ({list})"
+                    "SELECT di.item_id FROM dispute_items di CROSS JOIN disputes d
+                     WHERE d.id = di.dispute_id AND d.resolved_on IS NULL AND di.item_id IN ({list})"
                 ),
                 format!(
                     "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM promise_items pi
-                     CROSS JOIN promises p ON p.id = pi.promise_id
-                     CROSS JOIN items i ON i.id = pi.item_id AND i.status = 'open'
-                     WHERE pi.item_id IN ({list}) ORDER BY p.id"
+                     CROSS JOIN promises p CROSS JOIN items i
+                     WHERE p.id = pi.promise_id AND i.id = pi.item_id AND i.status = 'open'
+                       AND pi.item_id IN ({list}) ORDER BY p.id"
                 ),
             ),
             FlagScope::Customers(filter) => (
                 format!(
-                    "SELECT di.item_id FROM items i CROSS JOIN dispute_items di ON di.item_id = i.id
+                    "SELECT di.item_id FROM items i CROSS JOIN dispute_items di
                      JOIN disputes d ON d.id = di.dispute_id
-                     WHERE d.resolved_on IS NULL AND {filter}"
+                     WHERE di.item_id = i.id AND d.resolved_on IS NULL AND {filter}"
                 ),
                 format!(
                     "SELECT pi.item_id, p.promised_on, p.created_on, p.status FROM items i
-                     CROSS JOIN promise_items pi ON pi.item_id = i.id
+                     CROSS JOIN promise_items pi
                      JOIN promises p ON p.id = pi.promise_id
-                     WHERE i.status = 'open' AND {filter} ORDER BY p.id"
+                     WHERE pi.item_id = i.id AND i.status = 'open' AND {filter} ORDER BY p.id"
                 ),
             ),
         };
