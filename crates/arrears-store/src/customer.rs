@@ -4,13 +4,14 @@
 //! that a caller may wrap it together with its audit record), appends to the case history
 //! when there is a case, and marks the customer for the next run.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension, Params};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::db::{args, Db};
-use super::{date, dec, Result, Store, StoreError};
+use super::db::{args, Arg, Db};
+use super::{date, dec, ContactProfile, Result, Store, StoreError};
 use arrears_core::domain::{ErpDunning, Priority, PromiseStatus};
 use arrears_engine::case::add_days;
 use arrears_engine::promise;
@@ -212,96 +213,126 @@ fn promise_status(s: &str) -> Result<PromiseStatus> {
     Ok(st)
 }
 
-fn promises(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<PromiseView>> {
-    let mut st = c.prepare_cached(&format!(
-        "SELECT p.id, cu.company || '/' || cu.code, p.case_id, p.amount, p.currency, p.promised_on, p.created_on,
-                p.status, p.judged_on, p.channel, p.contact, p.paid, p.paid_on,
-                (SELECT group_concat(i.document_no, ', ') FROM promise_items pi JOIN items i ON i.id = pi.item_id
-                 WHERE pi.promise_id = p.id)
-         FROM promises p JOIN customers cu ON cu.id = p.customer_id
-         WHERE {filter} ORDER BY p.created_on DESC, p.id DESC"
-    ))?;
-    let mut rows = st.query(args)?;
+fn promises(db: &Db, filter: &str, args: &[&dyn Arg]) -> Result<Vec<PromiseView>> {
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(PromiseView {
-            id: r.get(0)?,
-            customer: r.get(1)?,
-            case_id: r.get(2)?,
-            amount: dec("promises.amount", &r.get::<_, String>(3)?)?,
-            currency: r.get(4)?,
-            promised_on: date("promised_on", &r.get::<_, String>(5)?)?,
-            created_on: date("promises.created_on", &r.get::<_, String>(6)?)?,
-            status: promise_status(&r.get::<_, String>(7)?)?,
-            judged_on: opt_date("judged_on", r.get(8)?)?,
-            channel: r.get(9)?,
-            contact: r.get(10)?,
-            paid: r
-                .get::<_, Option<String>>(11)?
-                .map(|a| dec("promises.paid", &a))
-                .transpose()?,
-            paid_on: opt_date("promises.paid_on", r.get(12)?)?,
-            documents: r
-                .get::<_, Option<String>>(13)?
-                .map(|d| d.split(", ").map(str::to_string).collect())
-                .unwrap_or_default(),
-        });
+    db.each(
+        &format!(
+            "SELECT p.id, cu.company || '/' || cu.code, p.case_id, p.amount, p.currency, p.promised_on, p.created_on,
+                    p.status, p.judged_on, p.channel, p.contact, p.paid, p.paid_on
+             FROM promises p JOIN customers cu ON cu.id = p.customer_id
+             WHERE {filter} ORDER BY p.created_on DESC, p.id DESC"
+        ),
+        args,
+        |r| {
+            out.push(PromiseView {
+                id: r.get(0, "promises.id")?,
+                customer: r.get(1, "customers.code")?,
+                case_id: r.get(2, "promises.case_id")?,
+                amount: dec("promises.amount", &r.get::<String>(3, "promises.amount")?)?,
+                currency: r.get(4, "promises.currency")?,
+                promised_on: date("promised_on", &r.get::<String>(5, "promised_on")?)?,
+                created_on: date(
+                    "promises.created_on",
+                    &r.get::<String>(6, "promises.created_on")?,
+                )?,
+                status: promise_status(&r.get::<String>(7, "promises.status")?)?,
+                judged_on: opt_date("judged_on", r.get(8, "judged_on")?)?,
+                channel: r.get(9, "promises.channel")?,
+                contact: r.get(10, "promises.contact")?,
+                paid: opt_dec("promises.paid", r.get(11, "promises.paid")?)?,
+                paid_on: opt_date("promises.paid_on", r.get(12, "promises.paid_on")?)?,
+                documents: Vec::new(),
+            });
+            Ok(())
+        },
+    )?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    // The promised items' documents of all the promises in one read, joined here:
+    // GROUP_CONCAT is SQLite's alone. In item order, as SQLite's GROUP_CONCAT over
+    // the (promise, item) key gave them.
+    let ids: Vec<i64> = out.iter().map(|p| p.id).collect();
+    let mut documents: HashMap<i64, Vec<String>> = HashMap::new();
+    db.each(
+        &format!(
+            "SELECT pi.promise_id, i.document_no FROM promise_items pi JOIN items i ON i.id = pi.item_id
+             WHERE pi.promise_id IN {} ORDER BY pi.promise_id, pi.item_id",
+            db.in_list("?1", "BIGINT")
+        ),
+        args![Db::json_list(&ids)],
+        |r| {
+            documents
+                .entry(r.get(0, "promise_items.promise_id")?)
+                .or_default()
+                .push(r.get(1, "items.document_no")?);
+            Ok(())
+        },
+    )?;
+    for p in &mut out {
+        p.documents = documents.remove(&p.id).unwrap_or_default();
     }
     Ok(out)
 }
 
-fn disputes(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<DisputeView>> {
-    let mut st = c.prepare_cached(&format!(
-        "SELECT d.id, cu.company || '/' || cu.code, d.case_id, d.reason, d.opened_on, d.resolved_on, d.resolution
-         FROM disputes d JOIN customers cu ON cu.id = d.customer_id
-         WHERE {filter} ORDER BY d.opened_on DESC, d.id DESC"
-    ))?;
-    let mut rows = st.query(args)?;
+fn disputes(db: &Db, filter: &str, args: &[&dyn Arg]) -> Result<Vec<DisputeView>> {
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(DisputeView {
-            id: r.get(0)?,
-            customer: r.get(1)?,
-            case_id: r.get(2)?,
-            reason: r.get(3)?,
-            opened_on: date("disputes.opened_on", &r.get::<_, String>(4)?)?,
-            resolved_on: opt_date("disputes.resolved_on", r.get(5)?)?,
-            resolution: r.get(6)?,
-            documents: Vec::new(),
-        });
-    }
-    let mut docs = c.prepare_cached(
-        "SELECT i.document_no FROM dispute_items di JOIN items i ON i.id = di.item_id
-         WHERE di.dispute_id = ?1 ORDER BY i.document_no, i.id",
+    db.each(
+        &format!(
+            "SELECT d.id, cu.company || '/' || cu.code, d.case_id, d.reason, d.opened_on, d.resolved_on, d.resolution
+             FROM disputes d JOIN customers cu ON cu.id = d.customer_id
+             WHERE {filter} ORDER BY d.opened_on DESC, d.id DESC"
+        ),
+        args,
+        |r| {
+            out.push(DisputeView {
+                id: r.get(0, "disputes.id")?,
+                customer: r.get(1, "customers.code")?,
+                case_id: r.get(2, "disputes.case_id")?,
+                reason: r.get(3, "disputes.reason")?,
+                opened_on: date(
+                    "disputes.opened_on",
+                    &r.get::<String>(4, "disputes.opened_on")?,
+                )?,
+                resolved_on: opt_date("disputes.resolved_on", r.get(5, "disputes.resolved_on")?)?,
+                resolution: r.get(6, "disputes.resolution")?,
+                documents: Vec::new(),
+            });
+            Ok(())
+        },
     )?;
     for d in &mut out {
-        d.documents = docs
-            .query_map([d.id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        d.documents = db
+            .rows(
+                "SELECT i.document_no FROM dispute_items di JOIN items i ON i.id = di.item_id
+                 WHERE di.dispute_id = ?1 ORDER BY i.document_no, i.id",
+                args![d.id],
+            )?
+            .iter()
+            .map(|r| r.get(0, "items.document_no"))
+            .collect::<Result<_>>()?;
     }
     Ok(out)
 }
 
-fn require(c: &Connection, table: &str, what: &str, id: i64) -> Result<()> {
-    let found = c
-        .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?
-        .query_row([id], |_| Ok(()))
-        .optional()?;
-    found.ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
+fn require(db: &Db, table: &str, what: &str, id: i64) -> Result<()> {
+    db.row(&format!("SELECT 1 FROM {table} WHERE id = ?1"), args![id])?
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
 }
 
 fn case_event(
-    tx: &Connection,
+    db: &Db,
     case_id: i64,
     on: NaiveDate,
     kind: &str,
     actor: &str,
     detail: &str,
 ) -> Result<()> {
-    tx.prepare_cached(
+    db.execute(
         "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![case_id, on.to_string(), kind, actor, detail])?;
+        args![case_id, on, kind, actor, detail],
+    )?;
     Ok(())
 }
 
@@ -386,187 +417,446 @@ const CONTACTS_SQL: &str = "
         UNION ALL
         SELECT as_of, 'reminder', 'system', 'level ' || level || ' ' || level_name || ' by ' || channel || ' (' || status || ')', NULL, 2, id
           FROM escalations WHERE customer_id = ?1
-    ) ORDER BY on_date DESC, src, rid DESC LIMIT ?2";
+    ) AS h ORDER BY on_date DESC, src, rid DESC LIMIT ?2";
+
+/// The 360° view of customer `id` on one snapshot of `db`.
+fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
+    let m = db
+        .row(
+            "SELECT cu.company, cu.code, cu.name, cu.country, cu.email, cu.phone, cu.language, cu.timezone,
+                    cu.credit_limit, cu.credit_currency,
+                    s.customer_id IS NOT NULL, s.strategy, s.segment, s.profile, s.score, s.collection_group,
+                    s.collector, s.priority, s.dunning_level, s.dunning_on, s.as_of,
+                    cu.address, cu.street, cu.postal_code, cu.city, cu.dunning_procedure
+             FROM customers cu LEFT JOIN customer_state s ON s.customer_id = cu.id WHERE cu.id = ?1",
+            args![id],
+        )?
+        .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
+    let run: bool = m.get(10, "customer_state.customer_id")?;
+    let (strategy, segment, profile, score, collection_group) = if run {
+        (
+            Some(m.get(11, "customer_state.strategy")?),
+            Some(m.get(12, "customer_state.segment")?),
+            Some(m.get(13, "customer_state.profile")?),
+            Some(dec(
+                "customer_state.score",
+                &m.get::<String>(14, "customer_state.score")?,
+            )?),
+            Some(m.get(15, "customer_state.collection_group")?),
+        )
+    } else {
+        (None, None, None, None, None)
+    };
+    let (collector, priority, dunning_level, dunning_on, last_run_on) = if run {
+        (
+            m.get(16, "customer_state.collector")?,
+            Some(Priority::from_i64(m.get(17, "customer_state.priority")?)),
+            Some(m.get(18, "customer_state.dunning_level")?),
+            opt_date("dunning_on", m.get(19, "dunning_on")?)?,
+            Some(date(
+                "customer_state.as_of",
+                &m.get::<String>(20, "customer_state.as_of")?,
+            )?),
+        )
+    } else {
+        (None, None, None, None, None)
+    };
+    let name: String = m.get(2, "customers.name")?;
+    let country: String = m.get(3, "customers.country")?;
+    // Where a letter goes, from the same row (what the outbox's contact profile
+    // makes of these columns).
+    let letter_address = ContactProfile {
+        name: name.clone(),
+        country: country.clone(),
+        address: m.get(21, "customers.address")?,
+        street: m.get(22, "customers.street")?,
+        postal_code: m.get(23, "customers.postal_code")?,
+        city: m.get(24, "customers.city")?,
+        ..ContactProfile::default()
+    }
+    .postal_address();
+
+    let mut items = Vec::new();
+    db.each(
+        "SELECT i.id, c.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
+                i.currency, i.status,
+                EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                        WHERE di.item_id = i.id AND d.resolved_on IS NULL),
+                i.hold_reason, i.hold_until
+         FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+         WHERE i.customer_id = ?1 AND i.status = 'open' ORDER BY i.due_date, i.id",
+        args![id],
+        |r| {
+            let due_date = date("due_date", &r.get::<String>(4, "due_date")?)?;
+            items.push(ItemView {
+                id: r.get(0, "items.id")?,
+                case_id: r.get(1, "cases.id")?,
+                document_no: r.get(2, "items.document_no")?,
+                document_date: date("document_date", &r.get::<String>(3, "document_date")?)?,
+                due_date,
+                original_amount: dec(
+                    "original_amount",
+                    &r.get::<String>(5, "original_amount")?,
+                )?,
+                open_amount: dec("open_amount", &r.get::<String>(6, "open_amount")?)?,
+                currency: r.get(7, "items.currency")?,
+                status: r.get(8, "items.status")?,
+                days_overdue: (as_of - due_date).num_days().max(0),
+                disputed: r.get(9, "disputed")?,
+                hold_reason: r.get(10, "items.hold_reason")?,
+                hold_until: opt_date("hold_until", r.get(11, "hold_until")?)?,
+            });
+            Ok(())
+        },
+    )?;
+
+    let mut payments = Vec::new();
+    db.each(
+        "SELECT value_date, amount, currency, reference FROM payments WHERE customer_id = ?1
+         ORDER BY value_date DESC, id DESC LIMIT ?2",
+        args![id, VIEW_LIMIT as i64],
+        |r| {
+            payments.push(PaymentView {
+                value_date: date("value_date", &r.get::<String>(0, "value_date")?)?,
+                amount: dec("payments.amount", &r.get::<String>(1, "payments.amount")?)?,
+                currency: r.get(2, "payments.currency")?,
+                reference: r.get(3, "payments.reference")?,
+            });
+            Ok(())
+        },
+    )?;
+
+    let mut contacts = Vec::new();
+    db.each(CONTACTS_SQL, args![id, VIEW_LIMIT as i64], |r| {
+        contacts.push(ContactView {
+            on: date("contact date", &r.get::<String>(0, "contact date")?)?,
+            kind: r.get(1, "contact kind")?,
+            actor: r.get(2, "contact actor")?,
+            detail: r.get(3, "contact detail")?,
+            case_id: r.get(4, "contact case_id")?,
+        });
+        Ok(())
+    })?;
+
+    let bureau = db
+        .row(
+            "SELECT bureau, score, risk_class, fetched_at FROM bureau_scores WHERE customer_id = ?1",
+            args![id],
+        )?
+        .map(|r| -> Result<_> {
+            Ok((
+                r.get(0, "bureau_scores.bureau")?,
+                r.get(1, "bureau_scores.score")?,
+                r.get(2, "bureau_scores.risk_class")?,
+                r.get(3, "bureau_scores.fetched_at")?,
+            ))
+        })
+        .transpose()?;
+    Ok(CustomerView {
+        erp_dunning: ErpDunning::from_stored(m.get(25, "customers.dunning_procedure")?),
+        letter_address,
+        id,
+        company: m.get(0, "customers.company")?,
+        code: m.get(1, "customers.code")?,
+        name,
+        country,
+        email: m.get(4, "customers.email")?,
+        phone: m.get(5, "customers.phone")?,
+        language: m.get(6, "customers.language")?,
+        timezone: m.get(7, "customers.timezone")?,
+        credit_limit: opt_dec("credit_limit", m.get(8, "credit_limit")?)?,
+        credit_currency: m.get(9, "customers.credit_currency")?,
+        as_of,
+        last_run_on,
+        strategy,
+        segment,
+        profile,
+        score,
+        collection_group,
+        collector,
+        priority,
+        dunning_level,
+        dunning_on,
+        items,
+        payments,
+        promises: promises(db, "p.customer_id = ?1", args![id])?,
+        disputes: disputes(db, "d.customer_id = ?1", args![id])?,
+        contacts,
+        bureau,
+    })
+}
+
+/// A promise to pay on the items of one or more open cases of one customer (see
+/// [`Store::create_promise`]), inside the write `db` is in.
+fn create_promise(db: &Db, p: &NewPromise, actor: &str) -> Result<PromiseView> {
+    let mut customer: Option<(i64, String)> = None;
+    let mut open_total = Decimal::ZERO;
+    let mut items = Vec::with_capacity(p.case_ids.len());
+    for &case_id in &p.case_ids {
+        let r = db
+            .row(
+                "SELECT c.customer_id, c.status, i.id, i.open_amount, i.currency
+                 FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
+                args![case_id],
+            )?
+            .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
+        let customer_id: i64 = r.get(0, "cases.customer_id")?;
+        let status: String = r.get(1, "cases.status")?;
+        let item_id: i64 = r.get(2, "items.id")?;
+        let open: String = r.get(3, "open_amount")?;
+        let currency: String = r.get(4, "items.currency")?;
+        if status != "open" {
+            return Err(StoreError::State(format!(
+                "case {case_id} is closed; a promise needs open cases"
+            )));
+        }
+        match &customer {
+            None => customer = Some((customer_id, currency)),
+            Some((c, _)) if *c != customer_id => {
+                return Err(StoreError::Invalid(format!(
+                    "case {case_id} belongs to another customer; a promise covers one customer's items"
+                )))
+            }
+            Some((_, cur)) if *cur != currency => {
+                return Err(StoreError::Invalid(format!(
+                    "case {case_id} is in {currency}, the others in {cur}; a promise is in one currency"
+                )))
+            }
+            Some(_) => {}
+        }
+        if items.contains(&item_id) {
+            return Err(StoreError::Invalid(format!(
+                "case {case_id} is named twice"
+            )));
+        }
+        items.push(item_id);
+        open_total += dec("open_amount", &open)?;
+    }
+    let Some((customer_id, currency)) = customer else {
+        unreachable!("at least one case was read")
+    };
+    if p.promised_on < p.on {
+        return Err(StoreError::Invalid(format!(
+            "promised_on {} lies before the day the promise is made ({})",
+            p.promised_on, p.on
+        )));
+    }
+    if p.amount <= Decimal::ZERO {
+        return Err(StoreError::Invalid(format!(
+            "amount must be positive, got {}",
+            p.amount
+        )));
+    }
+    if let Ok(cur) = arrears_core::money::Currency::parse(&currency) {
+        arrears_core::money::check_amount(p.amount, cur)
+            .map_err(|e| StoreError::Invalid(format!("amount: {e}")))?;
+    }
+    if p.amount > open_total {
+        return Err(StoreError::Invalid(format!(
+            "amount {} exceeds the open amount {open_total} {currency} of the promised items",
+            p.amount
+        )));
+    }
+    let id = insert_promise(
+        db,
+        customer_id,
+        p.case_ids[0],
+        &items,
+        p.amount,
+        &currency,
+        p.promised_on,
+        p.on,
+        p.channel.as_deref(),
+        p.contact.as_deref(),
+    )?;
+    let cases = if p.case_ids.len() > 1 {
+        let ids: Vec<String> = p.case_ids.iter().map(|c| c.to_string()).collect();
+        format!(" covering cases {}", ids.join(", "))
+    } else {
+        String::new()
+    };
+    let by = match (&p.channel, &p.contact) {
+        (Some(ch), Some(who)) => format!(" ({who}, by {ch})"),
+        (Some(ch), None) => format!(" (by {ch})"),
+        (None, Some(who)) => format!(" ({who})"),
+        (None, None) => String::new(),
+    };
+    for &case_id in &p.case_ids {
+        case_event(
+            db,
+            case_id,
+            p.on,
+            "promise",
+            actor,
+            &format!(
+                "promise to pay {} {currency} by {}{cases}{by}",
+                p.amount, p.promised_on
+            ),
+        )?;
+    }
+    mark_changed(db, customer_id)?;
+    promises(db, "p.id = ?1", args![id])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))
+}
+
+/// Judges the promises due on `as_of` (see [`Store::judge_promises`]), inside the
+/// write `db` is in.
+fn judge_promises(db: &Db, as_of: NaiveDate, tolerance: promise::Tolerance) -> Result<JudgeStats> {
+    let due = db.rows(
+        "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
+         WHERE status = 'open' AND promised_on < ?1 ORDER BY promised_on, id",
+        args![tolerance.cutoff(as_of)],
+    )?;
+    let mut stats = JudgeStats::default();
+    for r in &due {
+        let id: i64 = r.get(0, "promises.id")?;
+        let customer_id: i64 = r.get(1, "promises.customer_id")?;
+        let case_id: Option<i64> = r.get(2, "promises.case_id")?;
+        let currency: String = r.get(4, "promises.currency")?;
+        let p = promise::Promise {
+            amount: dec("promises.amount", &r.get::<String>(3, "promises.amount")?)?,
+            promised_on: date("promised_on", &r.get::<String>(5, "promised_on")?)?,
+            created_on: date(
+                "promises.created_on",
+                &r.get::<String>(6, "promises.created_on")?,
+            )?,
+        };
+        let (from, to) = p.window(tolerance);
+        // Loaded per promise, after the earlier ones recorded what they took.
+        let mut payments = Vec::new();
+        for r in db.rows(
+            "SELECT amount, value_date, id FROM payments WHERE customer_id = ?1 AND currency = ?2
+             AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date, id",
+            args![customer_id, currency, from, to],
+        )? {
+            let payment: i64 = r.get(2, "payments.id")?;
+            let mut left = dec("payments.amount", &r.get::<String>(0, "payments.amount")?)?;
+            for u in db.rows(
+                "SELECT amount FROM promise_payments WHERE payment_id = ?1",
+                args![payment],
+            )? {
+                left -= dec(
+                    "promise_payments.amount",
+                    &u.get::<String>(0, "promise_payments.amount")?,
+                )?;
+            }
+            payments.push(promise::Payment {
+                id: payment,
+                value_date: date(
+                    "payments.value_date",
+                    &r.get::<String>(1, "payments.value_date")?,
+                )?,
+                left,
+            });
+        }
+        let Some(v) = promise::judge(&p, &payments, as_of, tolerance) else {
+            continue;
+        };
+        for (payment, take) in &v.taken {
+            db.execute(
+                "INSERT INTO promise_payments(promise_id, payment_id, amount) VALUES (?1, ?2, ?3)",
+                args![id, *payment, *take],
+            )?;
+        }
+        match v.status {
+            PromiseStatus::Kept => stats.kept += 1,
+            PromiseStatus::PartiallyKept => stats.partial += 1,
+            PromiseStatus::Broken => stats.broken += 1,
+            PromiseStatus::Open => {}
+        }
+        stats.judged += 1;
+        db.execute(
+            "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
+            args![id, v.status.as_str(), as_of, v.paid, v.paid_on],
+        )?;
+        if let Some(case_id) = case_id {
+            case_event(
+                db,
+                case_id,
+                as_of,
+                "promise_judged",
+                "system",
+                &format!(
+                    "{}: paid {} of {} {currency} promised by {} ({from} to {to})",
+                    v.status.as_str(),
+                    v.paid,
+                    p.amount,
+                    p.promised_on
+                ),
+            )?;
+        }
+        mark_changed(db, customer_id)?;
+    }
+    Ok(stats)
+}
+
+/// Resolves an open dispute (see [`Store::resolve_dispute`]), inside the write
+/// `db` is in.
+fn resolve_dispute(
+    db: &Db,
+    dispute_id: i64,
+    resolution: &str,
+    meaning: &str,
+    on: NaiveDate,
+    actor: &str,
+) -> Result<DisputeView> {
+    let r = db
+        .row(
+            "SELECT customer_id, case_id, opened_on, resolved_on, resolution FROM disputes WHERE id = ?1",
+            args![dispute_id],
+        )?
+        .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
+    let customer_id: i64 = r.get(0, "disputes.customer_id")?;
+    let case_id: Option<i64> = r.get(1, "disputes.case_id")?;
+    let opened_on: String = r.get(2, "disputes.opened_on")?;
+    let resolved_on: Option<String> = r.get(3, "disputes.resolved_on")?;
+    let previous: Option<String> = r.get(4, "disputes.resolution")?;
+    if let Some(when) = resolved_on {
+        return Err(StoreError::State(format!(
+            "dispute {dispute_id} is already resolved ({} on {when})",
+            previous.unwrap_or_default()
+        )));
+    }
+    let opened_on = date("disputes.opened_on", &opened_on)?;
+    if on < opened_on {
+        return Err(StoreError::Invalid(format!(
+            "resolution date {on} lies before the dispute was opened ({opened_on})"
+        )));
+    }
+    db.execute(
+        "UPDATE disputes SET resolved_on = ?2, resolution = ?3 WHERE id = ?1 AND resolved_on IS NULL",
+        args![dispute_id, on, resolution],
+    )?;
+    if let Some(case_id) = case_id {
+        case_event(
+            db,
+            case_id,
+            on,
+            "dispute_resolved",
+            actor,
+            &format!("{resolution}: {meaning}"),
+        )?;
+    }
+    mark_changed(db, customer_id)?;
+    disputes(db, "d.id = ?1", args![dispute_id])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
+}
 
 impl Store {
-    /// The 360° view of customer `id`; days overdue are counted to `as_of`.
+    /// The 360° view of customer `id`; days overdue are counted to `as_of`. Read on
+    /// one snapshot, so that its parts agree (an item's dispute flag and the
+    /// disputes listed).
     pub fn customer_view(&self, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
-        let c = self.conn()?;
-        type Master = (
-            [String; 4],
-            [Option<String>; 6],
-            Option<(String, String, String, String, String)>,
-            Option<(Option<String>, i64, i64, Option<String>, String)>,
-        );
-        let m: Master = c
-            .query_row(
-                "SELECT cu.company, cu.code, cu.name, cu.country, cu.email, cu.phone, cu.language, cu.timezone,
-                        cu.credit_limit, cu.credit_currency,
-                        s.customer_id IS NOT NULL, s.strategy, s.segment, s.profile, s.score, s.collection_group,
-                        s.collector, s.priority, s.dunning_level, s.dunning_on, s.as_of
-                 FROM customers cu LEFT JOIN customer_state s ON s.customer_id = cu.id WHERE cu.id = ?1",
-                [id],
-                |r| {
-                    let run = r.get::<_, bool>(10)?;
-                    Ok((
-                        [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
-                        [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
-                        if run {
-                            Some((r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?))
-                        } else {
-                            None
-                        },
-                        if run {
-                            Some((r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?))
-                        } else {
-                            None
-                        },
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
-        let (
-            [company, code, name, country],
-            [email, phone, language, timezone, limit, limit_cur],
-            s1,
-            s2,
-        ) = m;
-        let (strategy, segment, profile, score, collection_group) = match s1 {
-            Some((a, b, p, s, g)) => (
-                Some(a),
-                Some(b),
-                Some(p),
-                Some(dec("customer_state.score", &s)?),
-                Some(g),
-            ),
-            None => (None, None, None, None, None),
-        };
-        let (collector, priority, dunning_level, dunning_on, last_run_on) = match s2 {
-            Some((col, p, l, on, run)) => (
-                col,
-                Some(Priority::from_i64(p)),
-                Some(l),
-                opt_date("dunning_on", on)?,
-                Some(date("customer_state.as_of", &run)?),
-            ),
-            None => (None, None, None, None, None),
-        };
-
-        let mut items = Vec::new();
-        {
-            let mut st = c.prepare_cached(
-                "SELECT i.id, c.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
-                        i.currency, i.status,
-                        EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
-                                WHERE di.item_id = i.id AND d.resolved_on IS NULL),
-                        i.hold_reason, i.hold_until
-                 FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
-                 WHERE i.customer_id = ?1 AND i.status = 'open' ORDER BY i.due_date, i.id",
-            )?;
-            let mut rows = st.query([id])?;
-            while let Some(r) = rows.next()? {
-                let due_date = date("due_date", &r.get::<_, String>(4)?)?;
-                items.push(ItemView {
-                    id: r.get(0)?,
-                    case_id: r.get(1)?,
-                    document_no: r.get(2)?,
-                    document_date: date("document_date", &r.get::<_, String>(3)?)?,
-                    due_date,
-                    original_amount: dec("original_amount", &r.get::<_, String>(5)?)?,
-                    open_amount: dec("open_amount", &r.get::<_, String>(6)?)?,
-                    currency: r.get(7)?,
-                    status: r.get(8)?,
-                    days_overdue: (as_of - due_date).num_days().max(0),
-                    disputed: r.get(9)?,
-                    hold_reason: r.get(10)?,
-                    hold_until: opt_date("hold_until", r.get(11)?)?,
-                });
-            }
-        }
-
-        let mut payments = Vec::new();
-        {
-            let mut st = c.prepare_cached(
-                "SELECT value_date, amount, currency, reference FROM payments WHERE customer_id = ?1
-                 ORDER BY value_date DESC, id DESC LIMIT ?2",
-            )?;
-            let mut rows = st.query(params![id, VIEW_LIMIT as i64])?;
-            while let Some(r) = rows.next()? {
-                payments.push(PaymentView {
-                    value_date: date("value_date", &r.get::<_, String>(0)?)?,
-                    amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
-                    currency: r.get(2)?,
-                    reference: r.get(3)?,
-                });
-            }
-        }
-
-        let mut contacts = Vec::new();
-        {
-            let mut st = c.prepare_cached(CONTACTS_SQL)?;
-            let mut rows = st.query(params![id, VIEW_LIMIT as i64])?;
-            while let Some(r) = rows.next()? {
-                contacts.push(ContactView {
-                    on: date("contact date", &r.get::<_, String>(0)?)?,
-                    kind: r.get(1)?,
-                    actor: r.get(2)?,
-                    detail: r.get(3)?,
-                    case_id: r.get(4)?,
-                });
-            }
-        }
-
-        let profile_of = self.contact_profile(id)?;
-        let erp_dunning = ErpDunning::from_stored(c.query_row(
-            "SELECT dunning_procedure FROM customers WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )?);
-        Ok(CustomerView {
-            erp_dunning,
-            letter_address: profile_of.postal_address(),
-            id,
-            company,
-            code,
-            name,
-            country,
-            email,
-            phone,
-            language,
-            timezone,
-            credit_limit: opt_dec("credit_limit", limit)?,
-            credit_currency: limit_cur,
-            as_of,
-            last_run_on,
-            strategy,
-            segment,
-            profile,
-            score,
-            collection_group,
-            collector,
-            priority,
-            dunning_level,
-            dunning_on,
-            items,
-            payments,
-            promises: promises(c, "p.customer_id = ?1", [id])?,
-            disputes: disputes(c, "d.customer_id = ?1", [id])?,
-            contacts,
-            bureau: c
-                .query_row(
-                    "SELECT bureau, score, risk_class, fetched_at FROM bureau_scores WHERE customer_id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?,
-        })
+        self.db().read(|db| customer_view(db, id, as_of))
     }
 
     /// All promises of a customer, newest first.
     pub fn list_promises(&self, customer_id: i64) -> Result<Vec<PromiseView>> {
-        require(self.conn()?, "customers", "customer", customer_id)?;
-        promises(self.conn()?, "p.customer_id = ?1", [customer_id])
+        let db = self.db();
+        require(&db, "customers", "customer", customer_id)?;
+        promises(&db, "p.customer_id = ?1", args![customer_id])
     }
 
     /// Disputes of a customer, newest first; resolved ones only with `include_resolved`.
@@ -575,11 +865,12 @@ impl Store {
         customer_id: i64,
         include_resolved: bool,
     ) -> Result<Vec<DisputeView>> {
-        require(self.conn()?, "customers", "customer", customer_id)?;
+        let db = self.db();
+        require(&db, "customers", "customer", customer_id)?;
         disputes(
-            self.conn()?,
-            "d.customer_id = ?1 AND (?2 OR d.resolved_on IS NULL)",
-            params![customer_id, include_resolved],
+            &db,
+            "d.customer_id = ?1 AND (?2 <> 0 OR d.resolved_on IS NULL)",
+            args![customer_id, include_resolved],
         )
     }
 
@@ -592,12 +883,7 @@ impl Store {
         oldest: usize,
         keep: &mut dyn FnMut(i64) -> Result<bool>,
     ) -> Result<DisputeAgeing> {
-        let mut st = self.conn()?.prepare(
-            "SELECT d.id, d.opened_on, i.currency, i.open_amount, d.customer_id FROM disputes d
-             JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
-             WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
-        )?;
-        let mut rows = st.query([])?;
+        let db = self.db();
         let mut out = DisputeAgeing {
             buckets: AGEING_BUCKETS
                 .iter()
@@ -610,46 +896,60 @@ impl Store {
             oldest: Vec::new(),
         };
         let mut seen: Vec<(i64, usize)> = Vec::new();
-        while let Some(r) = rows.next()? {
-            if !keep(r.get(4)?)? {
-                continue;
-            }
-            let id: i64 = r.get(0)?;
-            let opened = date("disputes.opened_on", &r.get::<_, String>(1)?)?;
-            let age = (as_of - opened).num_days().max(0);
-            let k = AGEING_BUCKETS
-                .iter()
-                .position(|(_, max)| age <= *max)
-                .unwrap_or(AGEING_BUCKETS.len() - 1);
-            let b = &mut out.buckets[k];
-            if !seen.iter().any(|(d, _)| *d == id) {
-                seen.push((id, k));
-                b.disputes += 1;
-            }
-            let currency: String = r.get(2)?;
-            let amount = dec("items.open_amount", &r.get::<_, String>(3)?)?;
-            match b.amounts.iter_mut().find(|(c, _)| *c == currency) {
-                Some(x) => x.1 += amount,
-                None => b.amounts.push((currency, amount)),
-            }
-        }
+        db.each(
+            "SELECT d.id, d.opened_on, i.currency, i.open_amount, d.customer_id FROM disputes d
+             JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
+             WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
+            args![],
+            |r| {
+                if !keep(r.get(4, "disputes.customer_id")?)? {
+                    return Ok(());
+                }
+                let id: i64 = r.get(0, "disputes.id")?;
+                let opened = date(
+                    "disputes.opened_on",
+                    &r.get::<String>(1, "disputes.opened_on")?,
+                )?;
+                let age = (as_of - opened).num_days().max(0);
+                let k = AGEING_BUCKETS
+                    .iter()
+                    .position(|(_, max)| age <= *max)
+                    .unwrap_or(AGEING_BUCKETS.len() - 1);
+                let b = &mut out.buckets[k];
+                if !seen.iter().any(|(d, _)| *d == id) {
+                    seen.push((id, k));
+                    b.disputes += 1;
+                }
+                let currency: String = r.get(2, "items.currency")?;
+                let amount = dec(
+                    "items.open_amount",
+                    &r.get::<String>(3, "items.open_amount")?,
+                )?;
+                match b.amounts.iter_mut().find(|(c, _)| *c == currency) {
+                    Some(x) => x.1 += amount,
+                    None => b.amounts.push((currency, amount)),
+                }
+                Ok(())
+            },
+        )?;
         for (id, _) in seen.iter().take(oldest) {
-            out.oldest
-                .extend(disputes(self.conn()?, "d.id = ?1", [id])?);
+            out.oldest.extend(disputes(&db, "d.id = ?1", args![*id])?);
         }
         Ok(out)
     }
 
     /// Promises recorded on a case, newest first.
     pub fn case_promises(&self, case_id: i64) -> Result<Vec<PromiseView>> {
-        require(self.conn()?, "cases", "case", case_id)?;
-        promises(self.conn()?, "p.case_id = ?1", [case_id])
+        let db = self.db();
+        require(&db, "cases", "case", case_id)?;
+        promises(&db, "p.case_id = ?1", args![case_id])
     }
 
     /// Disputes opened from a case, resolved ones included, newest first.
     pub fn case_disputes(&self, case_id: i64) -> Result<Vec<DisputeView>> {
-        require(self.conn()?, "cases", "case", case_id)?;
-        disputes(self.conn()?, "d.case_id = ?1", [case_id])
+        let db = self.db();
+        require(&db, "cases", "case", case_id)?;
+        disputes(&db, "d.case_id = ?1", args![case_id])
     }
 
     /// Records a promise to pay `amount` (in the item's currency) by `promised_on`, agreed
@@ -663,115 +963,7 @@ impl Store {
                 "case_ids: a promise needs at least one case".into(),
             ));
         }
-        let tx = self.write_tx()?;
-        let mut customer: Option<(i64, String)> = None;
-        let mut open_total = Decimal::ZERO;
-        let mut items = Vec::with_capacity(p.case_ids.len());
-        for &case_id in &p.case_ids {
-            let (customer_id, status, item_id, open, currency): (i64, String, i64, String, String) =
-                tx.query_row(
-                    "SELECT c.customer_id, c.status, i.id, i.open_amount, i.currency
-                     FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
-                    [case_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
-            if status != "open" {
-                return Err(StoreError::State(format!(
-                    "case {case_id} is closed; a promise needs open cases"
-                )));
-            }
-            match &customer {
-                None => customer = Some((customer_id, currency)),
-                Some((c, _)) if *c != customer_id => {
-                    return Err(StoreError::Invalid(format!(
-                        "case {case_id} belongs to another customer; a promise covers one customer's items"
-                    )))
-                }
-                Some((_, cur)) if *cur != currency => {
-                    return Err(StoreError::Invalid(format!(
-                        "case {case_id} is in {currency}, the others in {cur}; a promise is in one currency"
-                    )))
-                }
-                Some(_) => {}
-            }
-            if items.contains(&item_id) {
-                return Err(StoreError::Invalid(format!(
-                    "case {case_id} is named twice"
-                )));
-            }
-            items.push(item_id);
-            open_total += dec("open_amount", &open)?;
-        }
-        let Some((customer_id, currency)) = customer else {
-            unreachable!("at least one case was read")
-        };
-        if p.promised_on < p.on {
-            return Err(StoreError::Invalid(format!(
-                "promised_on {} lies before the day the promise is made ({})",
-                p.promised_on, p.on
-            )));
-        }
-        if p.amount <= Decimal::ZERO {
-            return Err(StoreError::Invalid(format!(
-                "amount must be positive, got {}",
-                p.amount
-            )));
-        }
-        if let Ok(cur) = arrears_core::money::Currency::parse(&currency) {
-            arrears_core::money::check_amount(p.amount, cur)
-                .map_err(|e| StoreError::Invalid(format!("amount: {e}")))?;
-        }
-        if p.amount > open_total {
-            return Err(StoreError::Invalid(format!(
-                "amount {} exceeds the open amount {open_total} {currency} of the promised items",
-                p.amount
-            )));
-        }
-        let id = insert_promise(
-            &Db::Lite(&tx),
-            customer_id,
-            p.case_ids[0],
-            &items,
-            p.amount,
-            &currency,
-            p.promised_on,
-            p.on,
-            p.channel.as_deref(),
-            p.contact.as_deref(),
-        )?;
-        let cases = if p.case_ids.len() > 1 {
-            let ids: Vec<String> = p.case_ids.iter().map(|c| c.to_string()).collect();
-            format!(" covering cases {}", ids.join(", "))
-        } else {
-            String::new()
-        };
-        let by = match (&p.channel, &p.contact) {
-            (Some(ch), Some(who)) => format!(" ({who}, by {ch})"),
-            (Some(ch), None) => format!(" (by {ch})"),
-            (None, Some(who)) => format!(" ({who})"),
-            (None, None) => String::new(),
-        };
-        for &case_id in &p.case_ids {
-            case_event(
-                &tx,
-                case_id,
-                p.on,
-                "promise",
-                actor,
-                &format!(
-                    "promise to pay {} {currency} by {}{cases}{by}",
-                    p.amount, p.promised_on
-                ),
-            )?;
-        }
-        mark_changed(&Db::Lite(&tx), customer_id)?;
-        let view = promises(&tx, "p.id = ?1", [id])?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))?;
-        tx.commit()?;
-        Ok(view)
+        self.db().write(|db| create_promise(db, p, actor))
     }
 
     /// Judges every open promise whose date plus `tolerance_days` lies before `as_of`
@@ -780,108 +972,7 @@ impl Store {
     pub fn judge_promises(&mut self, as_of: NaiveDate, tolerance_days: i64) -> Result<JudgeStats> {
         let tolerance = promise::Tolerance::days(tolerance_days)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let tx = self.write_tx()?;
-        type Due = (i64, i64, Option<i64>, String, String, String, String);
-        let due: Vec<Due> = tx
-            .prepare(
-                "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
-                 WHERE status = 'open' AND promised_on < ?1 ORDER BY promised_on, id",
-            )?
-            .query_map([tolerance.cutoff(as_of).to_string()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut stats = JudgeStats::default();
-        {
-            let mut pay = tx.prepare_cached(
-                "SELECT amount, value_date, id FROM payments WHERE customer_id = ?1 AND currency = ?2
-                 AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date, id",
-            )?;
-            let mut used =
-                tx.prepare_cached("SELECT amount FROM promise_payments WHERE payment_id = ?1")?;
-            let mut alloc = tx.prepare_cached(
-                "INSERT INTO promise_payments(promise_id, payment_id, amount) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut upd = tx.prepare_cached(
-                "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
-            )?;
-            for (id, customer_id, case_id, amount, currency, promised_on, created_on) in due {
-                let p = promise::Promise {
-                    amount: dec("promises.amount", &amount)?,
-                    promised_on: date("promised_on", &promised_on)?,
-                    created_on: date("promises.created_on", &created_on)?,
-                };
-                let (from, to) = p.window(tolerance);
-                // Loaded per promise, after the earlier ones recorded what they took.
-                let mut payments = Vec::new();
-                let mut rows = pay.query(params![
-                    customer_id,
-                    currency,
-                    from.to_string(),
-                    to.to_string()
-                ])?;
-                while let Some(r) = rows.next()? {
-                    let payment: i64 = r.get(2)?;
-                    let mut left = dec("payments.amount", &r.get::<_, String>(0)?)?;
-                    for u in used.query_map([payment], |r| r.get::<_, String>(0))? {
-                        left -= dec("promise_payments.amount", &u?)?;
-                    }
-                    payments.push(promise::Payment {
-                        id: payment,
-                        value_date: date("payments.value_date", &r.get::<_, String>(1)?)?,
-                        left,
-                    });
-                }
-                drop(rows);
-                let Some(v) = promise::judge(&p, &payments, as_of, tolerance) else {
-                    continue;
-                };
-                for (payment, take) in &v.taken {
-                    alloc.execute(params![id, payment, take.to_string()])?;
-                }
-                match v.status {
-                    PromiseStatus::Kept => stats.kept += 1,
-                    PromiseStatus::PartiallyKept => stats.partial += 1,
-                    PromiseStatus::Broken => stats.broken += 1,
-                    PromiseStatus::Open => {}
-                }
-                stats.judged += 1;
-                upd.execute(params![
-                    id,
-                    v.status.as_str(),
-                    as_of.to_string(),
-                    v.paid.to_string(),
-                    v.paid_on.map(|d| d.to_string())
-                ])?;
-                if let Some(case_id) = case_id {
-                    case_event(
-                        &tx,
-                        case_id,
-                        as_of,
-                        "promise_judged",
-                        "system",
-                        &format!(
-                            "{}: paid {} of {} {currency} promised by {} ({from} to {to})",
-                            v.status.as_str(),
-                            v.paid,
-                            p.amount,
-                            p.promised_on
-                        ),
-                    )?;
-                }
-                mark_changed(&Db::Lite(&tx), customer_id)?;
-            }
-        }
-        tx.commit()?;
-        Ok(stats)
+        self.db().write(|db| judge_promises(db, as_of, tolerance))
     }
 
     /// Resolves a dispute as `valid` (credit note expected), `invalid` (back to
@@ -907,58 +998,13 @@ impl Store {
                         .join(", ")
                 ))
             })?;
-        let tx = self.write_tx()?;
-        let (customer_id, case_id, opened_on, resolved_on, previous): (
-            i64,
-            Option<i64>,
-            String,
-            Option<String>,
-            Option<String>,
-        ) = tx
-            .query_row(
-                "SELECT customer_id, case_id, opened_on, resolved_on, resolution FROM disputes WHERE id = ?1",
-                [dispute_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
-        if let Some(when) = resolved_on {
-            return Err(StoreError::State(format!(
-                "dispute {dispute_id} is already resolved ({} on {when})",
-                previous.unwrap_or_default()
-            )));
-        }
-        let opened_on = date("disputes.opened_on", &opened_on)?;
-        if on < opened_on {
-            return Err(StoreError::Invalid(format!(
-                "resolution date {on} lies before the dispute was opened ({opened_on})"
-            )));
-        }
-        tx.execute(
-            "UPDATE disputes SET resolved_on = ?2, resolution = ?3 WHERE id = ?1 AND resolved_on IS NULL",
-            params![dispute_id, on.to_string(), resolution],
-        )?;
-        if let Some(case_id) = case_id {
-            case_event(
-                &tx,
-                case_id,
-                on,
-                "dispute_resolved",
-                actor,
-                &format!("{resolution}: {meaning}"),
-            )?;
-        }
-        mark_changed(&Db::Lite(&tx), customer_id)?;
-        let view = disputes(&tx, "d.id = ?1", [dispute_id])?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
-        tx.commit()?;
-        Ok(view)
+        self.db()
+            .write(|db| resolve_dispute(db, dispute_id, resolution, meaning, on, actor))
     }
 
     /// One dispute, open or resolved.
     pub fn dispute(&self, dispute_id: i64) -> Result<DisputeView> {
-        disputes(self.conn()?, "d.id = ?1", [dispute_id])?
+        disputes(&self.db(), "d.id = ?1", args![dispute_id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
     }
@@ -967,20 +1013,21 @@ impl Store {
     /// the day before, so its items are dunned again from the next run on. The holds
     /// stay on record with their shortened end. Returns how many were lifted.
     pub fn lift_holds(&mut self, customer_id: i64, on: NaiveDate) -> Result<usize> {
-        require(self.conn()?, "customers", "customer", customer_id)?;
-        let tx = self.write_tx()?;
-        let n = tx.execute(
-            "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
-            params![customer_id, add_days(on, -1).to_string(), on.to_string()],
-        )?;
-        if n == 0 {
-            return Err(StoreError::State(format!(
-                "customer {customer_id} has no hold active on {on}"
-            )));
-        }
-        mark_changed(&Db::Lite(&tx), customer_id)?;
-        tx.commit()?;
-        Ok(n)
+        let db = self.db();
+        require(&db, "customers", "customer", customer_id)?;
+        db.write(|db| {
+            let n = db.execute(
+                "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
+                args![customer_id, add_days(on, -1), on],
+            )?;
+            if n == 0 {
+                return Err(StoreError::State(format!(
+                    "customer {customer_id} has no hold active on {on}"
+                )));
+            }
+            mark_changed(db, customer_id)?;
+            Ok(n)
+        })
     }
 
     /// The customer's holds active on `on`: (reason, last day or none).
@@ -989,18 +1036,19 @@ impl Store {
         customer_id: i64,
         on: NaiveDate,
     ) -> Result<Vec<(String, Option<NaiveDate>)>> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT reason, until FROM holds WHERE customer_id = ?1 AND (until IS NULL OR until >= ?2) ORDER BY id",
-        )?;
-        let rows = st.query_map(params![customer_id, on.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (reason, until) = r?;
-            out.push((reason, opt_date("holds.until", until)?));
-        }
-        Ok(out)
+        self.db()
+            .rows(
+                "SELECT reason, until FROM holds WHERE customer_id = ?1 AND (until IS NULL OR until >= ?2) ORDER BY id",
+                args![customer_id, on],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0, "holds.reason")?,
+                    opt_date("holds.until", r.get(1, "holds.until")?)?,
+                ))
+            })
+            .collect()
     }
 }
 
