@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 /// The SQLite driver, for tests that read or plant rows directly (`testing` only).
 #[cfg(feature = "testing")]
@@ -462,15 +462,19 @@ impl Store {
     }
 
     pub fn last_run(&self) -> Result<Option<(i64, NaiveDate, String)>> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.db()
+            .row(
                 "SELECT id, as_of, rules_hash FROM runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?)),
-            )
-            .optional()?
-            .map(|(id, d, h)| (id, parse_date_or_epoch(&d), h)))
+                db::args![],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get(0, "runs.id")?,
+                    parse_date_or_epoch(&r.get::<String>(1, "runs.as_of")?),
+                    r.get(2, "runs.rules_hash")?,
+                ))
+            })
+            .transpose()
     }
 }
 

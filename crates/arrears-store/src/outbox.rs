@@ -229,7 +229,7 @@ fn record_sent(
     )?;
     // What went out to whom is part of the record auditors follow.
     let head = super::audit::append_audit_on(
-        tx,
+        &Db::Lite(tx),
         audit,
         now,
         "outbox",
