@@ -1852,8 +1852,7 @@ mod tests {
             ids.iter().map(|&c| dirty(s, c)).collect::<Vec<_>>(),
             vec![true, true, true, false, true]
         );
-        let last = last_event;
-        let e = last(s, cases[0]);
+        let e = last_event(s, cases[0]);
         assert_eq!(
             (e.on, e.kind.as_str(), e.actor.as_str(), e.detail.as_str()),
             (
@@ -1863,13 +1862,13 @@ mod tests {
                 "kept: paid 100 of 100 EUR promised by 2026-11-10 (2026-11-01 to 2026-11-13)"
             )
         );
-        assert!(last(s, cases[1])
+        assert!(last_event(s, cases[1])
             .detail
             .starts_with("partially_kept: paid 50 of 200 EUR"));
-        assert!(last(s, cases[2])
+        assert!(last_event(s, cases[2])
             .detail
             .starts_with("broken: paid 0 of 80 EUR"));
-        assert_eq!(last(s, cases[3]).kind, "promise");
+        assert_eq!(last_event(s, cases[3]).kind, "promise");
         let events = count(s, "SELECT COUNT(*) FROM case_events");
 
         // Idempotent: judging again the same day changes nothing.
