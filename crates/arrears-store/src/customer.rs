@@ -4,13 +4,14 @@
 //! that a caller may wrap it together with its audit record), appends to the case history
 //! when there is a case, and marks the customer for the next run.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension, Params};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::db::{args, Db};
-use super::{date, dec, Result, Store, StoreError};
+use super::db::{args, Arg, Db};
+use super::{date, dec, ContactProfile, Result, Store, StoreError};
 use arrears_core::domain::{ErpDunning, Priority, PromiseStatus};
 use arrears_engine::case::add_days;
 use arrears_engine::promise;
@@ -212,96 +213,126 @@ fn promise_status(s: &str) -> Result<PromiseStatus> {
     Ok(st)
 }
 
-fn promises(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<PromiseView>> {
-    let mut st = c.prepare_cached(&format!(
-        "SELECT p.id, cu.company || '/' || cu.code, p.case_id, p.amount, p.currency, p.promised_on, p.created_on,
-                p.status, p.judged_on, p.channel, p.contact, p.paid, p.paid_on,
-                (SELECT group_concat(i.document_no, ', ') FROM promise_items pi JOIN items i ON i.id = pi.item_id
-                 WHERE pi.promise_id = p.id)
-         FROM promises p JOIN customers cu ON cu.id = p.customer_id
-         WHERE {filter} ORDER BY p.created_on DESC, p.id DESC"
-    ))?;
-    let mut rows = st.query(args)?;
+fn promises(db: &Db, filter: &str, args: &[&dyn Arg]) -> Result<Vec<PromiseView>> {
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(PromiseView {
-            id: r.get(0)?,
-            customer: r.get(1)?,
-            case_id: r.get(2)?,
-            amount: dec("promises.amount", &r.get::<_, String>(3)?)?,
-            currency: r.get(4)?,
-            promised_on: date("promised_on", &r.get::<_, String>(5)?)?,
-            created_on: date("promises.created_on", &r.get::<_, String>(6)?)?,
-            status: promise_status(&r.get::<_, String>(7)?)?,
-            judged_on: opt_date("judged_on", r.get(8)?)?,
-            channel: r.get(9)?,
-            contact: r.get(10)?,
-            paid: r
-                .get::<_, Option<String>>(11)?
-                .map(|a| dec("promises.paid", &a))
-                .transpose()?,
-            paid_on: opt_date("promises.paid_on", r.get(12)?)?,
-            documents: r
-                .get::<_, Option<String>>(13)?
-                .map(|d| d.split(", ").map(str::to_string).collect())
-                .unwrap_or_default(),
-        });
+    db.each(
+        &format!(
+            "SELECT p.id, cu.company || '/' || cu.code, p.case_id, p.amount, p.currency, p.promised_on, p.created_on,
+                    p.status, p.judged_on, p.channel, p.contact, p.paid, p.paid_on
+             FROM promises p JOIN customers cu ON cu.id = p.customer_id
+             WHERE {filter} ORDER BY p.created_on DESC, p.id DESC"
+        ),
+        args,
+        |r| {
+            out.push(PromiseView {
+                id: r.get(0, "promises.id")?,
+                customer: r.get(1, "customers.code")?,
+                case_id: r.get(2, "promises.case_id")?,
+                amount: dec("promises.amount", &r.get::<String>(3, "promises.amount")?)?,
+                currency: r.get(4, "promises.currency")?,
+                promised_on: date("promised_on", &r.get::<String>(5, "promised_on")?)?,
+                created_on: date(
+                    "promises.created_on",
+                    &r.get::<String>(6, "promises.created_on")?,
+                )?,
+                status: promise_status(&r.get::<String>(7, "promises.status")?)?,
+                judged_on: opt_date("judged_on", r.get(8, "judged_on")?)?,
+                channel: r.get(9, "promises.channel")?,
+                contact: r.get(10, "promises.contact")?,
+                paid: opt_dec("promises.paid", r.get(11, "promises.paid")?)?,
+                paid_on: opt_date("promises.paid_on", r.get(12, "promises.paid_on")?)?,
+                documents: Vec::new(),
+            });
+            Ok(())
+        },
+    )?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    // The promised items' documents of all the promises in one read, joined here:
+    // GROUP_CONCAT is SQLite's alone. In item order, as SQLite's GROUP_CONCAT over
+    // the (promise, item) key gave them.
+    let ids: Vec<i64> = out.iter().map(|p| p.id).collect();
+    let mut documents: HashMap<i64, Vec<String>> = HashMap::new();
+    db.each(
+        &format!(
+            "SELECT pi.promise_id, i.document_no FROM promise_items pi JOIN items i ON i.id = pi.item_id
+             WHERE pi.promise_id IN {} ORDER BY pi.promise_id, pi.item_id",
+            db.in_list("?1", "BIGINT")
+        ),
+        args![Db::json_list(&ids)],
+        |r| {
+            documents
+                .entry(r.get(0, "promise_items.promise_id")?)
+                .or_default()
+                .push(r.get(1, "items.document_no")?);
+            Ok(())
+        },
+    )?;
+    for p in &mut out {
+        p.documents = documents.remove(&p.id).unwrap_or_default();
     }
     Ok(out)
 }
 
-fn disputes(c: &Connection, filter: &str, args: impl Params) -> Result<Vec<DisputeView>> {
-    let mut st = c.prepare_cached(&format!(
-        "SELECT d.id, cu.company || '/' || cu.code, d.case_id, d.reason, d.opened_on, d.resolved_on, d.resolution
-         FROM disputes d JOIN customers cu ON cu.id = d.customer_id
-         WHERE {filter} ORDER BY d.opened_on DESC, d.id DESC"
-    ))?;
-    let mut rows = st.query(args)?;
+fn disputes(db: &Db, filter: &str, args: &[&dyn Arg]) -> Result<Vec<DisputeView>> {
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(DisputeView {
-            id: r.get(0)?,
-            customer: r.get(1)?,
-            case_id: r.get(2)?,
-            reason: r.get(3)?,
-            opened_on: date("disputes.opened_on", &r.get::<_, String>(4)?)?,
-            resolved_on: opt_date("disputes.resolved_on", r.get(5)?)?,
-            resolution: r.get(6)?,
-            documents: Vec::new(),
-        });
-    }
-    let mut docs = c.prepare_cached(
-        "SELECT i.document_no FROM dispute_items di JOIN items i ON i.id = di.item_id
-         WHERE di.dispute_id = ?1 ORDER BY i.document_no, i.id",
+    db.each(
+        &format!(
+            "SELECT d.id, cu.company || '/' || cu.code, d.case_id, d.reason, d.opened_on, d.resolved_on, d.resolution
+             FROM disputes d JOIN customers cu ON cu.id = d.customer_id
+             WHERE {filter} ORDER BY d.opened_on DESC, d.id DESC"
+        ),
+        args,
+        |r| {
+            out.push(DisputeView {
+                id: r.get(0, "disputes.id")?,
+                customer: r.get(1, "customers.code")?,
+                case_id: r.get(2, "disputes.case_id")?,
+                reason: r.get(3, "disputes.reason")?,
+                opened_on: date(
+                    "disputes.opened_on",
+                    &r.get::<String>(4, "disputes.opened_on")?,
+                )?,
+                resolved_on: opt_date("disputes.resolved_on", r.get(5, "disputes.resolved_on")?)?,
+                resolution: r.get(6, "disputes.resolution")?,
+                documents: Vec::new(),
+            });
+            Ok(())
+        },
     )?;
     for d in &mut out {
-        d.documents = docs
-            .query_map([d.id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        d.documents = db
+            .rows(
+                "SELECT i.document_no FROM dispute_items di JOIN items i ON i.id = di.item_id
+                 WHERE di.dispute_id = ?1 ORDER BY i.document_no, i.id",
+                args![d.id],
+            )?
+            .iter()
+            .map(|r| r.get(0, "items.document_no"))
+            .collect::<Result<_>>()?;
     }
     Ok(out)
 }
 
-fn require(c: &Connection, table: &str, what: &str, id: i64) -> Result<()> {
-    let found = c
-        .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?
-        .query_row([id], |_| Ok(()))
-        .optional()?;
-    found.ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
+fn require(db: &Db, table: &str, what: &str, id: i64) -> Result<()> {
+    db.row(&format!("SELECT 1 FROM {table} WHERE id = ?1"), args![id])?
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))
 }
 
 fn case_event(
-    tx: &Connection,
+    db: &Db,
     case_id: i64,
     on: NaiveDate,
     kind: &str,
     actor: &str,
     detail: &str,
 ) -> Result<()> {
-    tx.prepare_cached(
+    db.execute(
         "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![case_id, on.to_string(), kind, actor, detail])?;
+        args![case_id, on, kind, actor, detail],
+    )?;
     Ok(())
 }
 
@@ -386,187 +417,446 @@ const CONTACTS_SQL: &str = "
         UNION ALL
         SELECT as_of, 'reminder', 'system', 'level ' || level || ' ' || level_name || ' by ' || channel || ' (' || status || ')', NULL, 2, id
           FROM escalations WHERE customer_id = ?1
-    ) ORDER BY on_date DESC, src, rid DESC LIMIT ?2";
+    ) AS h ORDER BY on_date DESC, src, rid DESC LIMIT ?2";
+
+/// The 360° view of customer `id` on one snapshot of `db`.
+fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
+    let m = db
+        .row(
+            "SELECT cu.company, cu.code, cu.name, cu.country, cu.email, cu.phone, cu.language, cu.timezone,
+                    cu.credit_limit, cu.credit_currency,
+                    s.customer_id IS NOT NULL, s.strategy, s.segment, s.profile, s.score, s.collection_group,
+                    s.collector, s.priority, s.dunning_level, s.dunning_on, s.as_of,
+                    cu.address, cu.street, cu.postal_code, cu.city, cu.dunning_procedure
+             FROM customers cu LEFT JOIN customer_state s ON s.customer_id = cu.id WHERE cu.id = ?1",
+            args![id],
+        )?
+        .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
+    let run: bool = m.get(10, "customer_state.customer_id")?;
+    let (strategy, segment, profile, score, collection_group) = if run {
+        (
+            Some(m.get(11, "customer_state.strategy")?),
+            Some(m.get(12, "customer_state.segment")?),
+            Some(m.get(13, "customer_state.profile")?),
+            Some(dec(
+                "customer_state.score",
+                &m.get::<String>(14, "customer_state.score")?,
+            )?),
+            Some(m.get(15, "customer_state.collection_group")?),
+        )
+    } else {
+        (None, None, None, None, None)
+    };
+    let (collector, priority, dunning_level, dunning_on, last_run_on) = if run {
+        (
+            m.get(16, "customer_state.collector")?,
+            Some(Priority::from_i64(m.get(17, "customer_state.priority")?)),
+            Some(m.get(18, "customer_state.dunning_level")?),
+            opt_date("dunning_on", m.get(19, "dunning_on")?)?,
+            Some(date(
+                "customer_state.as_of",
+                &m.get::<String>(20, "customer_state.as_of")?,
+            )?),
+        )
+    } else {
+        (None, None, None, None, None)
+    };
+    let name: String = m.get(2, "customers.name")?;
+    let country: String = m.get(3, "customers.country")?;
+    // Where a letter goes, from the same row (what the outbox's contact profile
+    // makes of these columns).
+    let letter_address = ContactProfile {
+        name: name.clone(),
+        country: country.clone(),
+        address: m.get(21, "customers.address")?,
+        street: m.get(22, "customers.street")?,
+        postal_code: m.get(23, "customers.postal_code")?,
+        city: m.get(24, "customers.city")?,
+        ..ContactProfile::default()
+    }
+    .postal_address();
+
+    let mut items = Vec::new();
+    db.each(
+        "SELECT i.id, c.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
+                i.currency, i.status,
+                EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
+                        WHERE di.item_id = i.id AND d.resolved_on IS NULL),
+                i.hold_reason, i.hold_until
+         FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
+         WHERE i.customer_id = ?1 AND i.status = 'open' ORDER BY i.due_date, i.id",
+        args![id],
+        |r| {
+            let due_date = date("due_date", &r.get::<String>(4, "due_date")?)?;
+            items.push(ItemView {
+                id: r.get(0, "items.id")?,
+                case_id: r.get(1, "cases.id")?,
+                document_no: r.get(2, "items.document_no")?,
+                document_date: date("document_date", &r.get::<String>(3, "document_date")?)?,
+                due_date,
+                original_amount: dec(
+                    "original_amount",
+                    &r.get::<String>(5, "original_amount")?,
+                )?,
+                open_amount: dec("open_amount", &r.get::<String>(6, "open_amount")?)?,
+                currency: r.get(7, "items.currency")?,
+                status: r.get(8, "items.status")?,
+                days_overdue: (as_of - due_date).num_days().max(0),
+                disputed: r.get(9, "disputed")?,
+                hold_reason: r.get(10, "items.hold_reason")?,
+                hold_until: opt_date("hold_until", r.get(11, "hold_until")?)?,
+            });
+            Ok(())
+        },
+    )?;
+
+    let mut payments = Vec::new();
+    db.each(
+        "SELECT value_date, amount, currency, reference FROM payments WHERE customer_id = ?1
+         ORDER BY value_date DESC, id DESC LIMIT ?2",
+        args![id, VIEW_LIMIT as i64],
+        |r| {
+            payments.push(PaymentView {
+                value_date: date("value_date", &r.get::<String>(0, "value_date")?)?,
+                amount: dec("payments.amount", &r.get::<String>(1, "payments.amount")?)?,
+                currency: r.get(2, "payments.currency")?,
+                reference: r.get(3, "payments.reference")?,
+            });
+            Ok(())
+        },
+    )?;
+
+    let mut contacts = Vec::new();
+    db.each(CONTACTS_SQL, args![id, VIEW_LIMIT as i64], |r| {
+        contacts.push(ContactView {
+            on: date("contact date", &r.get::<String>(0, "contact date")?)?,
+            kind: r.get(1, "contact kind")?,
+            actor: r.get(2, "contact actor")?,
+            detail: r.get(3, "contact detail")?,
+            case_id: r.get(4, "contact case_id")?,
+        });
+        Ok(())
+    })?;
+
+    let bureau = db
+        .row(
+            "SELECT bureau, score, risk_class, fetched_at FROM bureau_scores WHERE customer_id = ?1",
+            args![id],
+        )?
+        .map(|r| -> Result<_> {
+            Ok((
+                r.get(0, "bureau_scores.bureau")?,
+                r.get(1, "bureau_scores.score")?,
+                r.get(2, "bureau_scores.risk_class")?,
+                r.get(3, "bureau_scores.fetched_at")?,
+            ))
+        })
+        .transpose()?;
+    Ok(CustomerView {
+        erp_dunning: ErpDunning::from_stored(m.get(25, "customers.dunning_procedure")?),
+        letter_address,
+        id,
+        company: m.get(0, "customers.company")?,
+        code: m.get(1, "customers.code")?,
+        name,
+        country,
+        email: m.get(4, "customers.email")?,
+        phone: m.get(5, "customers.phone")?,
+        language: m.get(6, "customers.language")?,
+        timezone: m.get(7, "customers.timezone")?,
+        credit_limit: opt_dec("credit_limit", m.get(8, "credit_limit")?)?,
+        credit_currency: m.get(9, "customers.credit_currency")?,
+        as_of,
+        last_run_on,
+        strategy,
+        segment,
+        profile,
+        score,
+        collection_group,
+        collector,
+        priority,
+        dunning_level,
+        dunning_on,
+        items,
+        payments,
+        promises: promises(db, "p.customer_id = ?1", args![id])?,
+        disputes: disputes(db, "d.customer_id = ?1", args![id])?,
+        contacts,
+        bureau,
+    })
+}
+
+/// A promise to pay on the items of one or more open cases of one customer (see
+/// [`Store::create_promise`]), inside the write `db` is in.
+fn create_promise(db: &Db, p: &NewPromise, actor: &str) -> Result<PromiseView> {
+    let mut customer: Option<(i64, String)> = None;
+    let mut open_total = Decimal::ZERO;
+    let mut items = Vec::with_capacity(p.case_ids.len());
+    for &case_id in &p.case_ids {
+        let r = db
+            .row(
+                "SELECT c.customer_id, c.status, i.id, i.open_amount, i.currency
+                 FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
+                args![case_id],
+            )?
+            .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
+        let customer_id: i64 = r.get(0, "cases.customer_id")?;
+        let status: String = r.get(1, "cases.status")?;
+        let item_id: i64 = r.get(2, "items.id")?;
+        let open: String = r.get(3, "open_amount")?;
+        let currency: String = r.get(4, "items.currency")?;
+        if status != "open" {
+            return Err(StoreError::State(format!(
+                "case {case_id} is closed; a promise needs open cases"
+            )));
+        }
+        match &customer {
+            None => customer = Some((customer_id, currency)),
+            Some((c, _)) if *c != customer_id => {
+                return Err(StoreError::Invalid(format!(
+                    "case {case_id} belongs to another customer; a promise covers one customer's items"
+                )))
+            }
+            Some((_, cur)) if *cur != currency => {
+                return Err(StoreError::Invalid(format!(
+                    "case {case_id} is in {currency}, the others in {cur}; a promise is in one currency"
+                )))
+            }
+            Some(_) => {}
+        }
+        if items.contains(&item_id) {
+            return Err(StoreError::Invalid(format!(
+                "case {case_id} is named twice"
+            )));
+        }
+        items.push(item_id);
+        open_total += dec("open_amount", &open)?;
+    }
+    let Some((customer_id, currency)) = customer else {
+        unreachable!("at least one case was read")
+    };
+    if p.promised_on < p.on {
+        return Err(StoreError::Invalid(format!(
+            "promised_on {} lies before the day the promise is made ({})",
+            p.promised_on, p.on
+        )));
+    }
+    if p.amount <= Decimal::ZERO {
+        return Err(StoreError::Invalid(format!(
+            "amount must be positive, got {}",
+            p.amount
+        )));
+    }
+    if let Ok(cur) = arrears_core::money::Currency::parse(&currency) {
+        arrears_core::money::check_amount(p.amount, cur)
+            .map_err(|e| StoreError::Invalid(format!("amount: {e}")))?;
+    }
+    if p.amount > open_total {
+        return Err(StoreError::Invalid(format!(
+            "amount {} exceeds the open amount {open_total} {currency} of the promised items",
+            p.amount
+        )));
+    }
+    let id = insert_promise(
+        db,
+        customer_id,
+        p.case_ids[0],
+        &items,
+        p.amount,
+        &currency,
+        p.promised_on,
+        p.on,
+        p.channel.as_deref(),
+        p.contact.as_deref(),
+    )?;
+    let cases = if p.case_ids.len() > 1 {
+        let ids: Vec<String> = p.case_ids.iter().map(|c| c.to_string()).collect();
+        format!(" covering cases {}", ids.join(", "))
+    } else {
+        String::new()
+    };
+    let by = match (&p.channel, &p.contact) {
+        (Some(ch), Some(who)) => format!(" ({who}, by {ch})"),
+        (Some(ch), None) => format!(" (by {ch})"),
+        (None, Some(who)) => format!(" ({who})"),
+        (None, None) => String::new(),
+    };
+    for &case_id in &p.case_ids {
+        case_event(
+            db,
+            case_id,
+            p.on,
+            "promise",
+            actor,
+            &format!(
+                "promise to pay {} {currency} by {}{cases}{by}",
+                p.amount, p.promised_on
+            ),
+        )?;
+    }
+    mark_changed(db, customer_id)?;
+    promises(db, "p.id = ?1", args![id])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))
+}
+
+/// Judges the promises due on `as_of` (see [`Store::judge_promises`]), inside the
+/// write `db` is in.
+fn judge_promises(db: &Db, as_of: NaiveDate, tolerance: promise::Tolerance) -> Result<JudgeStats> {
+    let due = db.rows(
+        "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
+         WHERE status = 'open' AND promised_on < ?1 ORDER BY promised_on, id",
+        args![tolerance.cutoff(as_of)],
+    )?;
+    let mut stats = JudgeStats::default();
+    for r in &due {
+        let id: i64 = r.get(0, "promises.id")?;
+        let customer_id: i64 = r.get(1, "promises.customer_id")?;
+        let case_id: Option<i64> = r.get(2, "promises.case_id")?;
+        let currency: String = r.get(4, "promises.currency")?;
+        let p = promise::Promise {
+            amount: dec("promises.amount", &r.get::<String>(3, "promises.amount")?)?,
+            promised_on: date("promised_on", &r.get::<String>(5, "promised_on")?)?,
+            created_on: date(
+                "promises.created_on",
+                &r.get::<String>(6, "promises.created_on")?,
+            )?,
+        };
+        let (from, to) = p.window(tolerance);
+        // Loaded per promise, after the earlier ones recorded what they took.
+        let mut payments = Vec::new();
+        for r in db.rows(
+            "SELECT amount, value_date, id FROM payments WHERE customer_id = ?1 AND currency = ?2
+             AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date, id",
+            args![customer_id, currency, from, to],
+        )? {
+            let payment: i64 = r.get(2, "payments.id")?;
+            let mut left = dec("payments.amount", &r.get::<String>(0, "payments.amount")?)?;
+            for u in db.rows(
+                "SELECT amount FROM promise_payments WHERE payment_id = ?1",
+                args![payment],
+            )? {
+                left -= dec(
+                    "promise_payments.amount",
+                    &u.get::<String>(0, "promise_payments.amount")?,
+                )?;
+            }
+            payments.push(promise::Payment {
+                id: payment,
+                value_date: date(
+                    "payments.value_date",
+                    &r.get::<String>(1, "payments.value_date")?,
+                )?,
+                left,
+            });
+        }
+        let Some(v) = promise::judge(&p, &payments, as_of, tolerance) else {
+            continue;
+        };
+        for (payment, take) in &v.taken {
+            db.execute(
+                "INSERT INTO promise_payments(promise_id, payment_id, amount) VALUES (?1, ?2, ?3)",
+                args![id, *payment, *take],
+            )?;
+        }
+        match v.status {
+            PromiseStatus::Kept => stats.kept += 1,
+            PromiseStatus::PartiallyKept => stats.partial += 1,
+            PromiseStatus::Broken => stats.broken += 1,
+            PromiseStatus::Open => {}
+        }
+        stats.judged += 1;
+        db.execute(
+            "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
+            args![id, v.status.as_str(), as_of, v.paid, v.paid_on],
+        )?;
+        if let Some(case_id) = case_id {
+            case_event(
+                db,
+                case_id,
+                as_of,
+                "promise_judged",
+                "system",
+                &format!(
+                    "{}: paid {} of {} {currency} promised by {} ({from} to {to})",
+                    v.status.as_str(),
+                    v.paid,
+                    p.amount,
+                    p.promised_on
+                ),
+            )?;
+        }
+        mark_changed(db, customer_id)?;
+    }
+    Ok(stats)
+}
+
+/// Resolves an open dispute (see [`Store::resolve_dispute`]), inside the write
+/// `db` is in.
+fn resolve_dispute(
+    db: &Db,
+    dispute_id: i64,
+    resolution: &str,
+    meaning: &str,
+    on: NaiveDate,
+    actor: &str,
+) -> Result<DisputeView> {
+    let r = db
+        .row(
+            "SELECT customer_id, case_id, opened_on, resolved_on, resolution FROM disputes WHERE id = ?1",
+            args![dispute_id],
+        )?
+        .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
+    let customer_id: i64 = r.get(0, "disputes.customer_id")?;
+    let case_id: Option<i64> = r.get(1, "disputes.case_id")?;
+    let opened_on: String = r.get(2, "disputes.opened_on")?;
+    let resolved_on: Option<String> = r.get(3, "disputes.resolved_on")?;
+    let previous: Option<String> = r.get(4, "disputes.resolution")?;
+    if let Some(when) = resolved_on {
+        return Err(StoreError::State(format!(
+            "dispute {dispute_id} is already resolved ({} on {when})",
+            previous.unwrap_or_default()
+        )));
+    }
+    let opened_on = date("disputes.opened_on", &opened_on)?;
+    if on < opened_on {
+        return Err(StoreError::Invalid(format!(
+            "resolution date {on} lies before the dispute was opened ({opened_on})"
+        )));
+    }
+    db.execute(
+        "UPDATE disputes SET resolved_on = ?2, resolution = ?3 WHERE id = ?1 AND resolved_on IS NULL",
+        args![dispute_id, on, resolution],
+    )?;
+    if let Some(case_id) = case_id {
+        case_event(
+            db,
+            case_id,
+            on,
+            "dispute_resolved",
+            actor,
+            &format!("{resolution}: {meaning}"),
+        )?;
+    }
+    mark_changed(db, customer_id)?;
+    disputes(db, "d.id = ?1", args![dispute_id])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
+}
 
 impl Store {
-    /// The 360° view of customer `id`; days overdue are counted to `as_of`.
+    /// The 360° view of customer `id`; days overdue are counted to `as_of`. Read on
+    /// one snapshot, so that its parts agree (an item's dispute flag and the
+    /// disputes listed).
     pub fn customer_view(&self, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
-        let c = self.conn()?;
-        type Master = (
-            [String; 4],
-            [Option<String>; 6],
-            Option<(String, String, String, String, String)>,
-            Option<(Option<String>, i64, i64, Option<String>, String)>,
-        );
-        let m: Master = c
-            .query_row(
-                "SELECT cu.company, cu.code, cu.name, cu.country, cu.email, cu.phone, cu.language, cu.timezone,
-                        cu.credit_limit, cu.credit_currency,
-                        s.customer_id IS NOT NULL, s.strategy, s.segment, s.profile, s.score, s.collection_group,
-                        s.collector, s.priority, s.dunning_level, s.dunning_on, s.as_of
-                 FROM customers cu LEFT JOIN customer_state s ON s.customer_id = cu.id WHERE cu.id = ?1",
-                [id],
-                |r| {
-                    let run = r.get::<_, bool>(10)?;
-                    Ok((
-                        [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
-                        [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
-                        if run {
-                            Some((r.get(11)?, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?))
-                        } else {
-                            None
-                        },
-                        if run {
-                            Some((r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?))
-                        } else {
-                            None
-                        },
-                    ))
-                },
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("customer {id}")))?;
-        let (
-            [company, code, name, country],
-            [email, phone, language, timezone, limit, limit_cur],
-            s1,
-            s2,
-        ) = m;
-        let (strategy, segment, profile, score, collection_group) = match s1 {
-            Some((a, b, p, s, g)) => (
-                Some(a),
-                Some(b),
-                Some(p),
-                Some(dec("customer_state.score", &s)?),
-                Some(g),
-            ),
-            None => (None, None, None, None, None),
-        };
-        let (collector, priority, dunning_level, dunning_on, last_run_on) = match s2 {
-            Some((col, p, l, on, run)) => (
-                col,
-                Some(Priority::from_i64(p)),
-                Some(l),
-                opt_date("dunning_on", on)?,
-                Some(date("customer_state.as_of", &run)?),
-            ),
-            None => (None, None, None, None, None),
-        };
-
-        let mut items = Vec::new();
-        {
-            let mut st = c.prepare_cached(
-                "SELECT i.id, c.id, i.document_no, i.document_date, i.due_date, i.original_amount, i.open_amount,
-                        i.currency, i.status,
-                        EXISTS (SELECT 1 FROM dispute_items di JOIN disputes d ON d.id = di.dispute_id
-                                WHERE di.item_id = i.id AND d.resolved_on IS NULL),
-                        i.hold_reason, i.hold_until
-                 FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
-                 WHERE i.customer_id = ?1 AND i.status = 'open' ORDER BY i.due_date, i.id",
-            )?;
-            let mut rows = st.query([id])?;
-            while let Some(r) = rows.next()? {
-                let due_date = date("due_date", &r.get::<_, String>(4)?)?;
-                items.push(ItemView {
-                    id: r.get(0)?,
-                    case_id: r.get(1)?,
-                    document_no: r.get(2)?,
-                    document_date: date("document_date", &r.get::<_, String>(3)?)?,
-                    due_date,
-                    original_amount: dec("original_amount", &r.get::<_, String>(5)?)?,
-                    open_amount: dec("open_amount", &r.get::<_, String>(6)?)?,
-                    currency: r.get(7)?,
-                    status: r.get(8)?,
-                    days_overdue: (as_of - due_date).num_days().max(0),
-                    disputed: r.get(9)?,
-                    hold_reason: r.get(10)?,
-                    hold_until: opt_date("hold_until", r.get(11)?)?,
-                });
-            }
-        }
-
-        let mut payments = Vec::new();
-        {
-            let mut st = c.prepare_cached(
-                "SELECT value_date, amount, currency, reference FROM payments WHERE customer_id = ?1
-                 ORDER BY value_date DESC, id DESC LIMIT ?2",
-            )?;
-            let mut rows = st.query(params![id, VIEW_LIMIT as i64])?;
-            while let Some(r) = rows.next()? {
-                payments.push(PaymentView {
-                    value_date: date("value_date", &r.get::<_, String>(0)?)?,
-                    amount: dec("payments.amount", &r.get::<_, String>(1)?)?,
-                    currency: r.get(2)?,
-                    reference: r.get(3)?,
-                });
-            }
-        }
-
-        let mut contacts = Vec::new();
-        {
-            let mut st = c.prepare_cached(CONTACTS_SQL)?;
-            let mut rows = st.query(params![id, VIEW_LIMIT as i64])?;
-            while let Some(r) = rows.next()? {
-                contacts.push(ContactView {
-                    on: date("contact date", &r.get::<_, String>(0)?)?,
-                    kind: r.get(1)?,
-                    actor: r.get(2)?,
-                    detail: r.get(3)?,
-                    case_id: r.get(4)?,
-                });
-            }
-        }
-
-        let profile_of = self.contact_profile(id)?;
-        let erp_dunning = ErpDunning::from_stored(c.query_row(
-            "SELECT dunning_procedure FROM customers WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )?);
-        Ok(CustomerView {
-            erp_dunning,
-            letter_address: profile_of.postal_address(),
-            id,
-            company,
-            code,
-            name,
-            country,
-            email,
-            phone,
-            language,
-            timezone,
-            credit_limit: opt_dec("credit_limit", limit)?,
-            credit_currency: limit_cur,
-            as_of,
-            last_run_on,
-            strategy,
-            segment,
-            profile,
-            score,
-            collection_group,
-            collector,
-            priority,
-            dunning_level,
-            dunning_on,
-            items,
-            payments,
-            promises: promises(c, "p.customer_id = ?1", [id])?,
-            disputes: disputes(c, "d.customer_id = ?1", [id])?,
-            contacts,
-            bureau: c
-                .query_row(
-                    "SELECT bureau, score, risk_class, fetched_at FROM bureau_scores WHERE customer_id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?,
-        })
+        self.db().read(|db| customer_view(db, id, as_of))
     }
 
     /// All promises of a customer, newest first.
     pub fn list_promises(&self, customer_id: i64) -> Result<Vec<PromiseView>> {
-        require(self.conn()?, "customers", "customer", customer_id)?;
-        promises(self.conn()?, "p.customer_id = ?1", [customer_id])
+        let db = self.db();
+        require(&db, "customers", "customer", customer_id)?;
+        promises(&db, "p.customer_id = ?1", args![customer_id])
     }
 
     /// Disputes of a customer, newest first; resolved ones only with `include_resolved`.
@@ -575,11 +865,12 @@ impl Store {
         customer_id: i64,
         include_resolved: bool,
     ) -> Result<Vec<DisputeView>> {
-        require(self.conn()?, "customers", "customer", customer_id)?;
+        let db = self.db();
+        require(&db, "customers", "customer", customer_id)?;
         disputes(
-            self.conn()?,
-            "d.customer_id = ?1 AND (?2 OR d.resolved_on IS NULL)",
-            params![customer_id, include_resolved],
+            &db,
+            "d.customer_id = ?1 AND (?2 <> 0 OR d.resolved_on IS NULL)",
+            args![customer_id, include_resolved],
         )
     }
 
@@ -592,12 +883,7 @@ impl Store {
         oldest: usize,
         keep: &mut dyn FnMut(i64) -> Result<bool>,
     ) -> Result<DisputeAgeing> {
-        let mut st = self.conn()?.prepare(
-            "SELECT d.id, d.opened_on, i.currency, i.open_amount, d.customer_id FROM disputes d
-             JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
-             WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
-        )?;
-        let mut rows = st.query([])?;
+        let db = self.db();
         let mut out = DisputeAgeing {
             buckets: AGEING_BUCKETS
                 .iter()
@@ -610,46 +896,60 @@ impl Store {
             oldest: Vec::new(),
         };
         let mut seen: Vec<(i64, usize)> = Vec::new();
-        while let Some(r) = rows.next()? {
-            if !keep(r.get(4)?)? {
-                continue;
-            }
-            let id: i64 = r.get(0)?;
-            let opened = date("disputes.opened_on", &r.get::<_, String>(1)?)?;
-            let age = (as_of - opened).num_days().max(0);
-            let k = AGEING_BUCKETS
-                .iter()
-                .position(|(_, max)| age <= *max)
-                .unwrap_or(AGEING_BUCKETS.len() - 1);
-            let b = &mut out.buckets[k];
-            if !seen.iter().any(|(d, _)| *d == id) {
-                seen.push((id, k));
-                b.disputes += 1;
-            }
-            let currency: String = r.get(2)?;
-            let amount = dec("items.open_amount", &r.get::<_, String>(3)?)?;
-            match b.amounts.iter_mut().find(|(c, _)| *c == currency) {
-                Some(x) => x.1 += amount,
-                None => b.amounts.push((currency, amount)),
-            }
-        }
+        db.each(
+            "SELECT d.id, d.opened_on, i.currency, i.open_amount, d.customer_id FROM disputes d
+             JOIN dispute_items di ON di.dispute_id = d.id JOIN items i ON i.id = di.item_id
+             WHERE d.resolved_on IS NULL AND i.status = 'open' ORDER BY d.opened_on, d.id",
+            args![],
+            |r| {
+                if !keep(r.get(4, "disputes.customer_id")?)? {
+                    return Ok(());
+                }
+                let id: i64 = r.get(0, "disputes.id")?;
+                let opened = date(
+                    "disputes.opened_on",
+                    &r.get::<String>(1, "disputes.opened_on")?,
+                )?;
+                let age = (as_of - opened).num_days().max(0);
+                let k = AGEING_BUCKETS
+                    .iter()
+                    .position(|(_, max)| age <= *max)
+                    .unwrap_or(AGEING_BUCKETS.len() - 1);
+                let b = &mut out.buckets[k];
+                if !seen.iter().any(|(d, _)| *d == id) {
+                    seen.push((id, k));
+                    b.disputes += 1;
+                }
+                let currency: String = r.get(2, "items.currency")?;
+                let amount = dec(
+                    "items.open_amount",
+                    &r.get::<String>(3, "items.open_amount")?,
+                )?;
+                match b.amounts.iter_mut().find(|(c, _)| *c == currency) {
+                    Some(x) => x.1 += amount,
+                    None => b.amounts.push((currency, amount)),
+                }
+                Ok(())
+            },
+        )?;
         for (id, _) in seen.iter().take(oldest) {
-            out.oldest
-                .extend(disputes(self.conn()?, "d.id = ?1", [id])?);
+            out.oldest.extend(disputes(&db, "d.id = ?1", args![*id])?);
         }
         Ok(out)
     }
 
     /// Promises recorded on a case, newest first.
     pub fn case_promises(&self, case_id: i64) -> Result<Vec<PromiseView>> {
-        require(self.conn()?, "cases", "case", case_id)?;
-        promises(self.conn()?, "p.case_id = ?1", [case_id])
+        let db = self.db();
+        require(&db, "cases", "case", case_id)?;
+        promises(&db, "p.case_id = ?1", args![case_id])
     }
 
     /// Disputes opened from a case, resolved ones included, newest first.
     pub fn case_disputes(&self, case_id: i64) -> Result<Vec<DisputeView>> {
-        require(self.conn()?, "cases", "case", case_id)?;
-        disputes(self.conn()?, "d.case_id = ?1", [case_id])
+        let db = self.db();
+        require(&db, "cases", "case", case_id)?;
+        disputes(&db, "d.case_id = ?1", args![case_id])
     }
 
     /// Records a promise to pay `amount` (in the item's currency) by `promised_on`, agreed
@@ -663,115 +963,7 @@ impl Store {
                 "case_ids: a promise needs at least one case".into(),
             ));
         }
-        let tx = self.write_tx()?;
-        let mut customer: Option<(i64, String)> = None;
-        let mut open_total = Decimal::ZERO;
-        let mut items = Vec::with_capacity(p.case_ids.len());
-        for &case_id in &p.case_ids {
-            let (customer_id, status, item_id, open, currency): (i64, String, i64, String, String) =
-                tx.query_row(
-                    "SELECT c.customer_id, c.status, i.id, i.open_amount, i.currency
-                     FROM cases c JOIN items i ON i.id = c.item_id WHERE c.id = ?1",
-                    [case_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("case {case_id}")))?;
-            if status != "open" {
-                return Err(StoreError::State(format!(
-                    "case {case_id} is closed; a promise needs open cases"
-                )));
-            }
-            match &customer {
-                None => customer = Some((customer_id, currency)),
-                Some((c, _)) if *c != customer_id => {
-                    return Err(StoreError::Invalid(format!(
-                        "case {case_id} belongs to another customer; a promise covers one customer's items"
-                    )))
-                }
-                Some((_, cur)) if *cur != currency => {
-                    return Err(StoreError::Invalid(format!(
-                        "case {case_id} is in {currency}, the others in {cur}; a promise is in one currency"
-                    )))
-                }
-                Some(_) => {}
-            }
-            if items.contains(&item_id) {
-                return Err(StoreError::Invalid(format!(
-                    "case {case_id} is named twice"
-                )));
-            }
-            items.push(item_id);
-            open_total += dec("open_amount", &open)?;
-        }
-        let Some((customer_id, currency)) = customer else {
-            unreachable!("at least one case was read")
-        };
-        if p.promised_on < p.on {
-            return Err(StoreError::Invalid(format!(
-                "promised_on {} lies before the day the promise is made ({})",
-                p.promised_on, p.on
-            )));
-        }
-        if p.amount <= Decimal::ZERO {
-            return Err(StoreError::Invalid(format!(
-                "amount must be positive, got {}",
-                p.amount
-            )));
-        }
-        if let Ok(cur) = arrears_core::money::Currency::parse(&currency) {
-            arrears_core::money::check_amount(p.amount, cur)
-                .map_err(|e| StoreError::Invalid(format!("amount: {e}")))?;
-        }
-        if p.amount > open_total {
-            return Err(StoreError::Invalid(format!(
-                "amount {} exceeds the open amount {open_total} {currency} of the promised items",
-                p.amount
-            )));
-        }
-        let id = insert_promise(
-            &Db::Lite(&tx),
-            customer_id,
-            p.case_ids[0],
-            &items,
-            p.amount,
-            &currency,
-            p.promised_on,
-            p.on,
-            p.channel.as_deref(),
-            p.contact.as_deref(),
-        )?;
-        let cases = if p.case_ids.len() > 1 {
-            let ids: Vec<String> = p.case_ids.iter().map(|c| c.to_string()).collect();
-            format!(" covering cases {}", ids.join(", "))
-        } else {
-            String::new()
-        };
-        let by = match (&p.channel, &p.contact) {
-            (Some(ch), Some(who)) => format!(" ({who}, by {ch})"),
-            (Some(ch), None) => format!(" (by {ch})"),
-            (None, Some(who)) => format!(" ({who})"),
-            (None, None) => String::new(),
-        };
-        for &case_id in &p.case_ids {
-            case_event(
-                &tx,
-                case_id,
-                p.on,
-                "promise",
-                actor,
-                &format!(
-                    "promise to pay {} {currency} by {}{cases}{by}",
-                    p.amount, p.promised_on
-                ),
-            )?;
-        }
-        mark_changed(&Db::Lite(&tx), customer_id)?;
-        let view = promises(&tx, "p.id = ?1", [id])?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(format!("promise {id}")))?;
-        tx.commit()?;
-        Ok(view)
+        self.db().write(|db| create_promise(db, p, actor))
     }
 
     /// Judges every open promise whose date plus `tolerance_days` lies before `as_of`
@@ -780,108 +972,7 @@ impl Store {
     pub fn judge_promises(&mut self, as_of: NaiveDate, tolerance_days: i64) -> Result<JudgeStats> {
         let tolerance = promise::Tolerance::days(tolerance_days)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let tx = self.write_tx()?;
-        type Due = (i64, i64, Option<i64>, String, String, String, String);
-        let due: Vec<Due> = tx
-            .prepare(
-                "SELECT id, customer_id, case_id, amount, currency, promised_on, created_on FROM promises
-                 WHERE status = 'open' AND promised_on < ?1 ORDER BY promised_on, id",
-            )?
-            .query_map([tolerance.cutoff(as_of).to_string()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut stats = JudgeStats::default();
-        {
-            let mut pay = tx.prepare_cached(
-                "SELECT amount, value_date, id FROM payments WHERE customer_id = ?1 AND currency = ?2
-                 AND value_date >= ?3 AND value_date <= ?4 ORDER BY value_date, id",
-            )?;
-            let mut used =
-                tx.prepare_cached("SELECT amount FROM promise_payments WHERE payment_id = ?1")?;
-            let mut alloc = tx.prepare_cached(
-                "INSERT INTO promise_payments(promise_id, payment_id, amount) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut upd = tx.prepare_cached(
-                "UPDATE promises SET status = ?2, judged_on = ?3, paid = ?4, paid_on = ?5 WHERE id = ?1 AND status = 'open'",
-            )?;
-            for (id, customer_id, case_id, amount, currency, promised_on, created_on) in due {
-                let p = promise::Promise {
-                    amount: dec("promises.amount", &amount)?,
-                    promised_on: date("promised_on", &promised_on)?,
-                    created_on: date("promises.created_on", &created_on)?,
-                };
-                let (from, to) = p.window(tolerance);
-                // Loaded per promise, after the earlier ones recorded what they took.
-                let mut payments = Vec::new();
-                let mut rows = pay.query(params![
-                    customer_id,
-                    currency,
-                    from.to_string(),
-                    to.to_string()
-                ])?;
-                while let Some(r) = rows.next()? {
-                    let payment: i64 = r.get(2)?;
-                    let mut left = dec("payments.amount", &r.get::<_, String>(0)?)?;
-                    for u in used.query_map([payment], |r| r.get::<_, String>(0))? {
-                        left -= dec("promise_payments.amount", &u?)?;
-                    }
-                    payments.push(promise::Payment {
-                        id: payment,
-                        value_date: date("payments.value_date", &r.get::<_, String>(1)?)?,
-                        left,
-                    });
-                }
-                drop(rows);
-                let Some(v) = promise::judge(&p, &payments, as_of, tolerance) else {
-                    continue;
-                };
-                for (payment, take) in &v.taken {
-                    alloc.execute(params![id, payment, take.to_string()])?;
-                }
-                match v.status {
-                    PromiseStatus::Kept => stats.kept += 1,
-                    PromiseStatus::PartiallyKept => stats.partial += 1,
-                    PromiseStatus::Broken => stats.broken += 1,
-                    PromiseStatus::Open => {}
-                }
-                stats.judged += 1;
-                upd.execute(params![
-                    id,
-                    v.status.as_str(),
-                    as_of.to_string(),
-                    v.paid.to_string(),
-                    v.paid_on.map(|d| d.to_string())
-                ])?;
-                if let Some(case_id) = case_id {
-                    case_event(
-                        &tx,
-                        case_id,
-                        as_of,
-                        "promise_judged",
-                        "system",
-                        &format!(
-                            "{}: paid {} of {} {currency} promised by {} ({from} to {to})",
-                            v.status.as_str(),
-                            v.paid,
-                            p.amount,
-                            p.promised_on
-                        ),
-                    )?;
-                }
-                mark_changed(&Db::Lite(&tx), customer_id)?;
-            }
-        }
-        tx.commit()?;
-        Ok(stats)
+        self.db().write(|db| judge_promises(db, as_of, tolerance))
     }
 
     /// Resolves a dispute as `valid` (credit note expected), `invalid` (back to
@@ -907,58 +998,13 @@ impl Store {
                         .join(", ")
                 ))
             })?;
-        let tx = self.write_tx()?;
-        let (customer_id, case_id, opened_on, resolved_on, previous): (
-            i64,
-            Option<i64>,
-            String,
-            Option<String>,
-            Option<String>,
-        ) = tx
-            .query_row(
-                "SELECT customer_id, case_id, opened_on, resolved_on, resolution FROM disputes WHERE id = ?1",
-                [dispute_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
-        if let Some(when) = resolved_on {
-            return Err(StoreError::State(format!(
-                "dispute {dispute_id} is already resolved ({} on {when})",
-                previous.unwrap_or_default()
-            )));
-        }
-        let opened_on = date("disputes.opened_on", &opened_on)?;
-        if on < opened_on {
-            return Err(StoreError::Invalid(format!(
-                "resolution date {on} lies before the dispute was opened ({opened_on})"
-            )));
-        }
-        tx.execute(
-            "UPDATE disputes SET resolved_on = ?2, resolution = ?3 WHERE id = ?1 AND resolved_on IS NULL",
-            params![dispute_id, on.to_string(), resolution],
-        )?;
-        if let Some(case_id) = case_id {
-            case_event(
-                &tx,
-                case_id,
-                on,
-                "dispute_resolved",
-                actor,
-                &format!("{resolution}: {meaning}"),
-            )?;
-        }
-        mark_changed(&Db::Lite(&tx), customer_id)?;
-        let view = disputes(&tx, "d.id = ?1", [dispute_id])?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))?;
-        tx.commit()?;
-        Ok(view)
+        self.db()
+            .write(|db| resolve_dispute(db, dispute_id, resolution, meaning, on, actor))
     }
 
     /// One dispute, open or resolved.
     pub fn dispute(&self, dispute_id: i64) -> Result<DisputeView> {
-        disputes(self.conn()?, "d.id = ?1", [dispute_id])?
+        disputes(&self.db(), "d.id = ?1", args![dispute_id])?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("dispute {dispute_id}")))
     }
@@ -967,20 +1013,21 @@ impl Store {
     /// the day before, so its items are dunned again from the next run on. The holds
     /// stay on record with their shortened end. Returns how many were lifted.
     pub fn lift_holds(&mut self, customer_id: i64, on: NaiveDate) -> Result<usize> {
-        require(self.conn()?, "customers", "customer", customer_id)?;
-        let tx = self.write_tx()?;
-        let n = tx.execute(
-            "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
-            params![customer_id, add_days(on, -1).to_string(), on.to_string()],
-        )?;
-        if n == 0 {
-            return Err(StoreError::State(format!(
-                "customer {customer_id} has no hold active on {on}"
-            )));
-        }
-        mark_changed(&Db::Lite(&tx), customer_id)?;
-        tx.commit()?;
-        Ok(n)
+        let db = self.db();
+        require(&db, "customers", "customer", customer_id)?;
+        db.write(|db| {
+            let n = db.execute(
+                "UPDATE holds SET until = ?2 WHERE customer_id = ?1 AND (until IS NULL OR until >= ?3)",
+                args![customer_id, add_days(on, -1), on],
+            )?;
+            if n == 0 {
+                return Err(StoreError::State(format!(
+                    "customer {customer_id} has no hold active on {on}"
+                )));
+            }
+            mark_changed(db, customer_id)?;
+            Ok(n)
+        })
     }
 
     /// The customer's holds active on `on`: (reason, last day or none).
@@ -989,25 +1036,26 @@ impl Store {
         customer_id: i64,
         on: NaiveDate,
     ) -> Result<Vec<(String, Option<NaiveDate>)>> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT reason, until FROM holds WHERE customer_id = ?1 AND (until IS NULL OR until >= ?2) ORDER BY id",
-        )?;
-        let rows = st.query_map(params![customer_id, on.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (reason, until) = r?;
-            out.push((reason, opt_date("holds.until", until)?));
-        }
-        Ok(out)
+        self.db()
+            .rows(
+                "SELECT reason, until FROM holds WHERE customer_id = ?1 AND (until IS NULL OR until >= ?2) ORDER BY id",
+                args![customer_id, on],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0, "holds.reason")?,
+                    opt_date("holds.until", r.get(1, "holds.until")?)?,
+                ))
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EscalationOut, NewCase, RunOutput, Scope, StateOut};
+    use crate::{CaseEvent, Scope};
     use arrears_core::domain::{Batch, CustomerInfo, Hold, ItemInput, PaymentInput};
     use arrears_core::money::Currency;
     use rust_decimal_macros::dec;
@@ -1047,48 +1095,82 @@ mod tests {
         }
     }
 
-    fn store(batch: Batch) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+    fn fill(s: &mut Store, batch: Batch) {
         s.ingest(&batch).unwrap();
-        (dir, s)
     }
 
     fn cust(s: &Store, code: &str) -> i64 {
         s.customer_id(&format!("ACME/{code}")).unwrap()
     }
 
-    /// The case a run would open for the item with external id `ext`.
-    fn new_case(s: &Store, ext: &str, on: NaiveDate) -> NewCase {
-        let (item_id, customer_id) = s
-            .conn()
+    /// Opens a case on each item (by external id) as a run on `on` would; returns
+    /// their ids in order. In SQL: the run's writer is another module's.
+    fn open_cases(s: &mut Store, exts: &[&str], on: &str) -> Vec<i64> {
+        let db = s.db();
+        exts.iter()
+            .map(|e| {
+                let r = db
+                    .row(
+                        "SELECT id, customer_id FROM items WHERE external_id = ?1",
+                        args![*e],
+                    )
+                    .unwrap()
+                    .unwrap();
+                let (item, customer): (i64, i64) =
+                    (r.get(0, "id").unwrap(), r.get(1, "customer_id").unwrap());
+                db.prepare_insert(
+                    "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority)
+                     VALUES (?1, ?2, 'open', ?3, ?3, ?4)",
+                )
+                .unwrap()
+                .insert(args![item, customer, d(on), Priority::Low as i64])
+                .unwrap()
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Closes a case as a run on `on` would.
+    fn close_case(s: &mut Store, case: i64, on: &str) {
+        let db = s.db();
+        db.execute(
+            "UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = 'cleared' WHERE id = ?1",
+            args![case, d(on)],
+        )
+        .unwrap();
+        case_event(&db, case, d(on), "closed", "run", "cleared").unwrap();
+    }
+
+    /// A dispute opened from `case` over its item and those of `more`, as the
+    /// cases module records one.
+    fn dispute(s: &mut Store, case: i64, more: &[i64], reason: &str, on: &str, actor: &str) -> i64 {
+        let db = s.db();
+        let customer: i64 = db
+            .row("SELECT customer_id FROM cases WHERE id = ?1", args![case])
             .unwrap()
-            .query_row(
-                "SELECT id, customer_id FROM items WHERE external_id = ?1",
-                [ext],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+            .unwrap()
+            .get(0, "customer_id")
+            .unwrap();
+        let id = db
+            .prepare_insert(
+                "INSERT INTO disputes(customer_id, case_id, reason, opened_on) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .unwrap()
+            .insert(args![customer, case, reason, d(on)])
+            .unwrap()
+            .unwrap();
+        for &c in std::iter::once(&case).chain(more) {
+            db.execute(
+                "INSERT INTO dispute_items(dispute_id, item_id) SELECT ?1, item_id FROM cases WHERE id = ?2",
+                args![id, c],
             )
             .unwrap();
-        NewCase {
-            item_id,
-            customer_id,
-            nad: on,
-            priority: Priority::Low,
-            external_ref: None,
+            case_event(&db, c, d(on), "dispute", actor, reason).unwrap();
         }
+        mark_changed(&db, customer).unwrap();
+        id
     }
 
-    fn case_of(s: &Store, ext: &str) -> i64 {
-        s.conn().unwrap()
-            .query_row(
-                "SELECT c.id FROM cases c JOIN items i ON i.id = c.item_id WHERE i.external_id = ?1 AND c.status = 'open'",
-                [ext],
-                |r| r.get(0),
-            )
-            .unwrap()
-    }
-
-    /// Opens cases for the items as a run on `on` would; returns their ids in order.
     fn np(case: i64, amount: Decimal, by: NaiveDate, on: NaiveDate) -> NewPromise {
         NewPromise {
             case_ids: vec![case],
@@ -1100,49 +1182,56 @@ mod tests {
         }
     }
 
-    fn open_cases(s: &mut Store, exts: &[&str], on: &str) -> Vec<i64> {
-        let out = RunOutput {
-            new_cases: exts.iter().map(|e| new_case(s, e, d(on))).collect(),
-            ..RunOutput::default()
-        };
-        s.write_run(d(on), "test", "test", false, &out, "{}")
-            .unwrap();
-        exts.iter().map(|e| case_of(s, e)).collect()
-    }
-
-    /// A run that evaluated `customers` and changed nothing: clears their dirty flag.
+    /// As a run that evaluated `customers` leaves them: not dirty.
     fn settle(s: &mut Store, customers: &[i64]) {
-        let out = RunOutput {
-            processed: customers
-                .iter()
-                .map(|&c| (c, dirty_counter(s, c)))
-                .collect(),
-            ..RunOutput::default()
-        };
-        s.write_run(d("2026-01-01"), "test", "test", false, &out, "{}")
-            .unwrap();
         for &c in customers {
+            s.db()
+                .execute("UPDATE customers SET dirty = 0 WHERE id = ?1", args![c])
+                .unwrap();
             assert!(!dirty(s, c));
         }
     }
 
     fn dirty(s: &Store, customer: i64) -> bool {
-        dirty_counter(s, customer) != 0
-    }
-
-    fn dirty_counter(s: &Store, customer: i64) -> i64 {
-        s.conn()
+        let n: i64 = s
+            .db()
+            .row("SELECT dirty FROM customers WHERE id = ?1", args![customer])
             .unwrap()
-            .query_row(
-                "SELECT dirty FROM customers WHERE id = ?1",
-                [customer],
-                |r| r.get(0),
-            )
             .unwrap()
+            .get(0, "dirty")
+            .unwrap();
+        n != 0
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        s.db()
+            .row(sql, args![])
+            .unwrap()
+            .unwrap()
+            .get(0, "count")
+            .unwrap()
+    }
+
+    /// A case's history, oldest first (as the case's detail shows it).
+    fn history(s: &Store, case: i64) -> Vec<CaseEvent> {
+        s.db()
+            .rows(
+                "SELECT on_date, kind, actor, detail FROM case_events WHERE case_id = ?1 ORDER BY id",
+                args![case],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| CaseEvent {
+                on: d(&r.get::<String>(0, "on_date").unwrap()),
+                kind: r.get(1, "kind").unwrap(),
+                actor: r.get(2, "actor").unwrap(),
+                detail: r.get(3, "detail").unwrap(),
+            })
+            .collect()
+    }
+
+    fn last_event(s: &Store, case: i64) -> CaseEvent {
+        history(s, case).pop().unwrap()
     }
 
     fn invalid_naming(r: Result<impl std::fmt::Debug>, word: &str) {
@@ -1159,332 +1248,355 @@ mod tests {
         }
     }
 
+    /// Whether the engine's input has the item as disputed; the customer view must
+    /// agree.
     fn item_disputed(s: &Store, customer: i64, doc: &str) -> bool {
         let input = s.load_run_input(Scope::One(customer)).unwrap();
-        input[0]
+        let engine = input[0]
             .items
             .iter()
             .find(|i| i.document_no == doc)
             .unwrap()
-            .disputed
-    }
-
-    #[test]
-    fn customer_view_gathers_master_data_state_items_payments_and_contacts() {
-        let mut held = item("2", "C1", "2026-12-01", dec!(40), "EUR");
-        held.original_amount = dec!(50);
-        held.hold = Some(Hold {
-            reason: "awaiting PO".into(),
-            until: Some(d("2026-11-30")),
-        });
-        let (_dir, mut s) = store(Batch {
-            customers: vec![CustomerInfo {
-                company: "ACME".into(),
-                code: "C1".into(),
-                name: "Müller GmbH".into(),
-                country: "DE".into(),
-                email: Some("ap@mueller.example".into()),
-                phone: Some("+49 30 1234".into()),
-                language: Some("de".into()),
-                timezone: Some("Europe/Berlin".into()),
-                credit_limit: Some((dec!(5000), Currency::parse("EUR").unwrap())),
-                street: Some("Hauptstr. 1".into()),
-                postal_code: Some("10115".into()),
-                city: Some("Berlin".into()),
-                dunning: Some(ErpDunning::Excluded),
-            }],
-            items: vec![
-                item("1", "C1", "2026-10-01", dec!(100.00), "EUR"),
-                held,
-                item("3", "C1", "2026-09-15", dec!(0), "EUR"),
-                item("5", "C1", "2026-11-14", dec!(10), "EUR"),
-                item("4", "C2", "2026-10-01", dec!(70), "EUR"),
-            ],
-            payments: vec![
-                payment("p1", "C1", dec!(30), "EUR", "2026-10-20"),
-                payment("p2", "C1", dec!(20.50), "EUR", "2026-11-03"),
-                payment("p3", "C1", dec!(10), "USD", "2026-10-25"),
-                payment("p4", "C2", dec!(5), "EUR", "2026-11-04"),
-            ],
-            ..Batch::default()
-        });
-        let (c1, c2) = (cust(&s, "C1"), cust(&s, "C2"));
-        let out = RunOutput {
-            new_cases: ["1", "2", "4"]
-                .iter()
-                .map(|e| new_case(&s, e, d("2026-11-01")))
-                .collect(),
-            states: vec![StateOut {
-                customer_id: c1,
-                strategy: "standard".into(),
-                segment: "B2B".into(),
-                profile: "slow payer".into(),
-                score: dec!(42.5),
-                group: "DE-1".into(),
-                collector: Some("anna".into()),
-                priority: Priority::High,
-                dunning_level: 1,
-                dunning_on: Some(d("2026-11-01")),
-            }],
-            escalations: vec![EscalationOut {
-                customer_id: c1,
-                ladder: "standard".into(),
-                level: 1,
-                level_name: "first reminder".into(),
-                channel: "email".into(),
-                template: "reminder1".into(),
-                copy_manager: false,
-                amount: dec!(100),
-                items: "[]".into(),
-                reason: "overdue".into(),
-            }],
-            ..RunOutput::default()
-        };
-        s.write_run(d("2026-11-01"), "test", "test", false, &out, "{}")
-            .unwrap();
-        let (case1, case2, case4) = (case_of(&s, "1"), case_of(&s, "2"), case_of(&s, "4"));
-        let dispute = s
-            .open_dispute(case1, "goods damaged", d("2026-11-05"), "anna")
-            .unwrap();
-        s.open_dispute(case4, "price difference", d("2026-11-06"), "carl")
-            .unwrap();
-        let promise = s
-            .create_promise(
-                &np(case2, dec!(30), d("2026-11-20"), d("2026-11-10")),
-                "ben",
-            )
-            .unwrap();
-
-        let v = s.customer_view(c1, d("2026-11-15")).unwrap();
-        assert_eq!(
-            (
-                v.id,
-                v.company.as_str(),
-                v.code.as_str(),
-                v.name.as_str(),
-                v.country.as_str()
-            ),
-            (c1, "ACME", "C1", "Müller GmbH", "DE")
-        );
-        assert_eq!(v.email.as_deref(), Some("ap@mueller.example"));
-        assert_eq!(v.phone.as_deref(), Some("+49 30 1234"));
-        assert_eq!(v.language.as_deref(), Some("de"));
-        assert_eq!(v.timezone.as_deref(), Some("Europe/Berlin"));
-        assert_eq!(v.credit_limit, Some(dec!(5000)));
-        assert_eq!(v.credit_currency.as_deref(), Some("EUR"));
-        assert_eq!(v.as_of, d("2026-11-15"));
-        assert_eq!(v.last_run_on, Some(d("2026-11-01")));
-        assert_eq!(v.strategy.as_deref(), Some("standard"));
-        assert_eq!(v.segment.as_deref(), Some("B2B"));
-        assert_eq!(v.profile.as_deref(), Some("slow payer"));
-        assert_eq!(v.score, Some(dec!(42.5)));
-        assert_eq!(v.collection_group.as_deref(), Some("DE-1"));
-        assert_eq!(v.collector.as_deref(), Some("anna"));
-        assert_eq!(v.priority, Some(Priority::High));
-        assert_eq!(v.dunning_level, Some(1));
-        assert_eq!(v.dunning_on, Some(d("2026-11-01")));
-
-        // Open items only (INV-3 was cleared at zero), oldest due first; C2's item is not here.
-        let rows: Vec<_> = v
+            .disputed;
+        let shown = s
+            .customer_view(customer, d("2026-11-20"))
+            .unwrap()
             .items
             .iter()
-            .map(|i| {
-                (
-                    i.document_no.as_str(),
-                    i.case_id,
-                    i.days_overdue,
-                    i.disputed,
-                    i.original_amount,
-                    i.open_amount,
-                    i.status.as_str(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            rows,
-            vec![
-                // 2026-10-01 → 2026-11-15: 30 days of October + 15 = 45
-                ("INV-1", Some(case1), 45, true, dec!(100), dec!(100), "open"),
-                ("INV-5", None, 1, false, dec!(10), dec!(10), "open"),
-                ("INV-2", Some(case2), 0, false, dec!(50), dec!(40), "open"),
-            ]
-        );
-        let inv2 = &v.items[2];
-        assert_eq!(inv2.hold_reason.as_deref(), Some("awaiting PO"));
-        assert_eq!(inv2.hold_until, Some(d("2026-11-30")));
-        assert_eq!(inv2.document_date, d("2026-09-01"));
-        assert_eq!(inv2.due_date, d("2026-12-01"));
-        assert_eq!(inv2.currency, "EUR");
-        assert_eq!(v.items[0].hold_reason, None);
+            .find(|i| i.document_no == doc)
+            .unwrap()
+            .disputed;
+        assert_eq!(engine, shown, "the engine's input and the view agree");
+        engine
+    }
 
-        let pv = |on: &str, amount: Decimal, cur: &str, r: &str| PaymentView {
-            value_date: d(on),
-            amount,
-            currency: cur.into(),
-            reference: r.into(),
-        };
-        assert_eq!(
-            v.payments,
-            vec![
-                pv("2026-11-03", dec!(20.50), "EUR", "REF-p2"),
-                pv("2026-10-25", dec!(10), "USD", "REF-p3"),
-                pv("2026-10-20", dec!(30), "EUR", "REF-p1"),
-            ]
-        );
-        assert_eq!(
-            v.promises,
-            vec![PromiseView {
-                id: promise.id,
-                customer: "ACME/C1".into(),
-                case_id: Some(case2),
-                amount: dec!(30),
-                currency: "EUR".into(),
-                promised_on: d("2026-11-20"),
-                created_on: d("2026-11-10"),
-                status: PromiseStatus::Open,
-                judged_on: None,
-                channel: None,
-                contact: None,
-                documents: vec!["INV-2".into()],
-                paid: None,
-                paid_on: None,
-            }]
-        );
-        assert_eq!(
-            v.disputes,
-            vec![DisputeView {
-                id: dispute,
-                customer: "ACME/C1".into(),
-                case_id: Some(case1),
-                reason: "goods damaged".into(),
-                opened_on: d("2026-11-05"),
-                resolved_on: None,
-                resolution: None,
-                documents: vec!["INV-1".into()],
-            }]
-        );
-        let cv =
-            |on: &str, kind: &str, actor: &str, detail: &str, case_id: Option<i64>| ContactView {
-                on: d(on),
-                kind: kind.into(),
-                actor: actor.into(),
-                detail: detail.into(),
-                case_id,
+    crate::on_both!(
+        customer_view_gathers_master_data_state_items_payments_and_contacts,
+        |s| {
+            let mut held = item("2", "C1", "2026-12-01", dec!(40), "EUR");
+            held.original_amount = dec!(50);
+            held.hold = Some(Hold {
+                reason: "awaiting PO".into(),
+                until: Some(d("2026-11-30")),
+            });
+            fill(
+                s,
+                Batch {
+                    customers: vec![CustomerInfo {
+                        company: "ACME".into(),
+                        code: "C1".into(),
+                        name: "Müller GmbH".into(),
+                        country: "DE".into(),
+                        email: Some("ap@mueller.example".into()),
+                        phone: Some("+49 30 1234".into()),
+                        language: Some("de".into()),
+                        timezone: Some("Europe/Berlin".into()),
+                        credit_limit: Some((dec!(5000), Currency::parse("EUR").unwrap())),
+                        street: Some("Hauptstr. 1".into()),
+                        postal_code: Some("10115".into()),
+                        city: Some("Berlin".into()),
+                        dunning: Some(ErpDunning::Excluded),
+                    }],
+                    items: vec![
+                        item("1", "C1", "2026-10-01", dec!(100.00), "EUR"),
+                        held,
+                        item("3", "C1", "2026-09-15", dec!(0), "EUR"),
+                        item("5", "C1", "2026-11-14", dec!(10), "EUR"),
+                        item("4", "C2", "2026-10-01", dec!(70), "EUR"),
+                    ],
+                    payments: vec![
+                        payment("p1", "C1", dec!(30), "EUR", "2026-10-20"),
+                        payment("p2", "C1", dec!(20.50), "EUR", "2026-11-03"),
+                        payment("p3", "C1", dec!(10), "USD", "2026-10-25"),
+                        payment("p4", "C2", dec!(5), "EUR", "2026-11-04"),
+                    ],
+                    ..Batch::default()
+                },
+            );
+            let (c1, c2) = (cust(s, "C1"), cust(s, "C2"));
+            let [case1, case2, case4] = open_cases(s, &["1", "2", "4"], "2026-11-01")[..] else {
+                unreachable!()
             };
-        assert_eq!(
-            v.contacts,
-            vec![
-                cv(
-                    "2026-11-10",
-                    "promise",
-                    "ben",
-                    "promise to pay 30 EUR by 2026-11-20",
-                    Some(case2)
-                ),
-                cv(
-                    "2026-11-05",
-                    "dispute",
-                    "anna",
-                    "goods damaged",
-                    Some(case1)
-                ),
-                // Decided, not delivered: the step's event comes with the delivery.
-                cv(
-                    "2026-11-01",
-                    "reminder",
-                    "system",
-                    "level 1 first reminder by email (pending)",
-                    None
-                ),
-            ]
-        );
-
-        // Who may be dunned and where letters go, as the ERP said.
-        assert_eq!(v.erp_dunning, Some(ErpDunning::Excluded));
-        assert_eq!(
-            v.letter_address.as_deref(),
-            Some("Müller GmbH\nHauptstr. 1\n10115 Berlin\nDE")
-        );
-
-        // C2 was never evaluated by a run: no state, and only its own data.
-        let v2 = s.customer_view(c2, d("2026-11-15")).unwrap();
-        assert_eq!((v2.erp_dunning, v2.letter_address), (None, None));
-        assert_eq!(
-            (
-                v2.last_run_on,
-                v2.strategy.as_deref(),
-                v2.score,
-                v2.priority,
-                v2.dunning_level
-            ),
-            (None, None, None, None, None)
-        );
-        assert_eq!(v2.credit_limit, None);
-        assert_eq!(v2.items.len(), 1);
-        assert_eq!(v2.payments.len(), 1);
-        assert!(v2.promises.is_empty());
-        assert_eq!(v2.disputes[0].reason, "price difference");
-        assert_eq!(v2.contacts.len(), 1);
-        assert_eq!(v2.contacts[0].actor, "carl");
-
-        assert!(matches!(
-            s.customer_view(9999, d("2026-11-15")),
-            Err(StoreError::NotFound(_))
-        ));
-        // The view serialises (the API and CLI print it as JSON).
-        let json = serde_json::to_value(&v).unwrap();
-        assert_eq!(json["promises"][0]["status"], "open");
-        assert_eq!(json["items"][0]["days_overdue"], 45);
-    }
-
-    #[test]
-    fn customer_view_keeps_the_newest_200_payments_and_contacts() {
-        let start = d("2026-01-01");
-        let (_dir, mut s) = store(Batch {
-            items: vec![item("1", "C1", "2025-12-01", dec!(1000), "EUR")],
-            payments: (0..205)
-                .map(|i| {
-                    let on = add_days(start, i).to_string();
-                    payment(&format!("p{i}"), "C1", Decimal::from(i + 1), "EUR", &on)
-                })
-                .collect(),
-            ..Batch::default()
-        });
-        let case = open_cases(&mut s, &["1"], "2026-01-01")[0];
-        for i in 0..201 {
-            let on = add_days(start, i);
-            s.create_promise(&np(case, dec!(1), on, on), "ben").unwrap();
-        }
-        let v = s.customer_view(cust(&s, "C1"), d("2026-12-31")).unwrap();
-        assert_eq!(v.payments.len(), 200);
-        assert_eq!(v.payments[0].value_date, add_days(start, 204));
-        assert_eq!(v.payments[0].amount, dec!(205));
-        assert_eq!(v.payments[199].value_date, add_days(start, 5));
-        assert_eq!(v.contacts.len(), 200);
-        assert_eq!(v.contacts[0].on, add_days(start, 200));
-        assert_eq!(v.contacts[199].on, add_days(start, 1));
-        assert_eq!(v.promises.len(), 201, "promises are not capped");
-        assert_eq!(v.promises[0].created_on, add_days(start, 200));
-    }
-
-    #[test]
-    fn create_promise_refuses_bad_input_and_writes_nothing() {
-        let (_dir, mut s) = store(Batch {
-            items: vec![
-                item("1", "C1", "2026-10-01", dec!(100), "EUR"),
-                item("2", "C1", "2026-10-01", dec!(100), "EUR"),
-            ],
-            ..Batch::default()
-        });
-        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
-        let (case, closed) = (cases[0], cases[1]);
-        let closing = RunOutput {
-            closed: vec![(closed, "cleared".into())],
-            ..RunOutput::default()
-        };
-        s.write_run(d("2026-11-02"), "test", "test", false, &closing, "{}")
+            // What a run on 11-01 decided for C1 (its writer is another module's).
+            s.db()
+            .execute(
+                "INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group,
+                                            collector, priority, dunning_level, dunning_on, as_of)
+                 VALUES (?1, 'standard', 'B2B', 'slow payer', ?2, 'DE-1', 'anna', ?3, 1, ?4, ?4)",
+                args![c1, dec!(42.5), Priority::High as i64, d("2026-11-01")],
+            )
             .unwrap();
-        let before = count(&s, "SELECT COUNT(*) FROM case_events");
+            s.db()
+            .execute(
+                "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel,
+                                         template, copy_manager, amount, items, reason)
+                 VALUES (?1, 1, ?2, 'standard', 1, 'first reminder', 'email', 'reminder1', 0, ?3, '[]', 'overdue')",
+                args![c1, d("2026-11-01"), dec!(100)],
+            )
+            .unwrap();
+            s.db()
+                .execute(
+                    "INSERT INTO bureau_scores(customer_id, bureau, score, risk_class, fetched_at)
+                 VALUES (?1, 'creditreform', 250, 'B', '2026-10-30T08:00:00+00:00')",
+                    args![c1],
+                )
+                .unwrap();
+            let d1 = dispute(s, case1, &[], "goods damaged", "2026-11-05", "anna");
+            dispute(s, case4, &[], "price difference", "2026-11-06", "carl");
+            // A customer event (the outbox's and the ERP's entries) on the day of the
+            // reminder: after the cases' events of that day, before the reminder.
+            customer_event(&s.db(), c1, d("2026-11-01"), "address_changed", "street").unwrap();
+            let promise = s
+                .create_promise(
+                    &np(case2, dec!(30), d("2026-11-20"), d("2026-11-10")),
+                    "ben",
+                )
+                .unwrap();
+
+            let v = s.customer_view(c1, d("2026-11-15")).unwrap();
+            assert_eq!(
+                (
+                    v.id,
+                    v.company.as_str(),
+                    v.code.as_str(),
+                    v.name.as_str(),
+                    v.country.as_str()
+                ),
+                (c1, "ACME", "C1", "Müller GmbH", "DE")
+            );
+            assert_eq!(v.email.as_deref(), Some("ap@mueller.example"));
+            assert_eq!(v.phone.as_deref(), Some("+49 30 1234"));
+            assert_eq!(v.language.as_deref(), Some("de"));
+            assert_eq!(v.timezone.as_deref(), Some("Europe/Berlin"));
+            assert_eq!(v.credit_limit, Some(dec!(5000)));
+            assert_eq!(v.credit_currency.as_deref(), Some("EUR"));
+            assert_eq!(v.as_of, d("2026-11-15"));
+            assert_eq!(v.last_run_on, Some(d("2026-11-01")));
+            assert_eq!(v.strategy.as_deref(), Some("standard"));
+            assert_eq!(v.segment.as_deref(), Some("B2B"));
+            assert_eq!(v.profile.as_deref(), Some("slow payer"));
+            assert_eq!(v.score, Some(dec!(42.5)));
+            assert_eq!(v.collection_group.as_deref(), Some("DE-1"));
+            assert_eq!(v.collector.as_deref(), Some("anna"));
+            assert_eq!(v.priority, Some(Priority::High));
+            assert_eq!(v.dunning_level, Some(1));
+            assert_eq!(v.dunning_on, Some(d("2026-11-01")));
+
+            // Open items only (INV-3 was cleared at zero), oldest due first; C2's item is not here.
+            let rows: Vec<_> = v
+                .items
+                .iter()
+                .map(|i| {
+                    (
+                        i.document_no.as_str(),
+                        i.case_id,
+                        i.days_overdue,
+                        i.disputed,
+                        i.original_amount,
+                        i.open_amount,
+                        i.status.as_str(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                rows,
+                vec![
+                    // 2026-10-01 → 2026-11-15: 30 days of October + 15 = 45
+                    ("INV-1", Some(case1), 45, true, dec!(100), dec!(100), "open"),
+                    ("INV-5", None, 1, false, dec!(10), dec!(10), "open"),
+                    ("INV-2", Some(case2), 0, false, dec!(50), dec!(40), "open"),
+                ]
+            );
+            let inv2 = &v.items[2];
+            assert_eq!(inv2.hold_reason.as_deref(), Some("awaiting PO"));
+            assert_eq!(inv2.hold_until, Some(d("2026-11-30")));
+            assert_eq!(inv2.document_date, d("2026-09-01"));
+            assert_eq!(inv2.due_date, d("2026-12-01"));
+            assert_eq!(inv2.currency, "EUR");
+            assert_eq!(v.items[0].hold_reason, None);
+
+            let pv = |on: &str, amount: Decimal, cur: &str, r: &str| PaymentView {
+                value_date: d(on),
+                amount,
+                currency: cur.into(),
+                reference: r.into(),
+            };
+            assert_eq!(
+                v.payments,
+                vec![
+                    pv("2026-11-03", dec!(20.50), "EUR", "REF-p2"),
+                    pv("2026-10-25", dec!(10), "USD", "REF-p3"),
+                    pv("2026-10-20", dec!(30), "EUR", "REF-p1"),
+                ]
+            );
+            assert_eq!(
+                v.promises,
+                vec![PromiseView {
+                    id: promise.id,
+                    customer: "ACME/C1".into(),
+                    case_id: Some(case2),
+                    amount: dec!(30),
+                    currency: "EUR".into(),
+                    promised_on: d("2026-11-20"),
+                    created_on: d("2026-11-10"),
+                    status: PromiseStatus::Open,
+                    judged_on: None,
+                    channel: None,
+                    contact: None,
+                    documents: vec!["INV-2".into()],
+                    paid: None,
+                    paid_on: None,
+                }]
+            );
+            assert_eq!(
+                v.disputes,
+                vec![DisputeView {
+                    id: d1,
+                    customer: "ACME/C1".into(),
+                    case_id: Some(case1),
+                    reason: "goods damaged".into(),
+                    opened_on: d("2026-11-05"),
+                    resolved_on: None,
+                    resolution: None,
+                    documents: vec!["INV-1".into()],
+                }]
+            );
+            let cv = |on: &str, kind: &str, actor: &str, detail: &str, case_id: Option<i64>| {
+                ContactView {
+                    on: d(on),
+                    kind: kind.into(),
+                    actor: actor.into(),
+                    detail: detail.into(),
+                    case_id,
+                }
+            };
+            assert_eq!(
+                v.contacts,
+                vec![
+                    cv(
+                        "2026-11-10",
+                        "promise",
+                        "ben",
+                        "promise to pay 30 EUR by 2026-11-20",
+                        Some(case2)
+                    ),
+                    cv(
+                        "2026-11-05",
+                        "dispute",
+                        "anna",
+                        "goods damaged",
+                        Some(case1)
+                    ),
+                    cv("2026-11-01", "address_changed", "system", "street", None),
+                    // Decided, not delivered: the step's event comes with the delivery.
+                    cv(
+                        "2026-11-01",
+                        "reminder",
+                        "system",
+                        "level 1 first reminder by email (pending)",
+                        None
+                    ),
+                ]
+            );
+
+            assert_eq!(
+                v.bureau,
+                Some((
+                    "creditreform".into(),
+                    Some(250),
+                    Some("B".into()),
+                    "2026-10-30T08:00:00+00:00".into()
+                ))
+            );
+            // Who may be dunned and where letters go, as the ERP said.
+            assert_eq!(v.erp_dunning, Some(ErpDunning::Excluded));
+            assert_eq!(
+                v.letter_address.as_deref(),
+                Some("Müller GmbH\nHauptstr. 1\n10115 Berlin\nDE")
+            );
+
+            // C2 was never evaluated by a run: no state, and only its own data.
+            let v2 = s.customer_view(c2, d("2026-11-15")).unwrap();
+            assert_eq!((v2.erp_dunning, v2.letter_address), (None, None));
+            assert_eq!(
+                (
+                    v2.last_run_on,
+                    v2.strategy.as_deref(),
+                    v2.score,
+                    v2.priority,
+                    v2.dunning_level
+                ),
+                (None, None, None, None, None)
+            );
+            assert_eq!((v2.credit_limit, v2.bureau), (None, None));
+            assert_eq!(v2.items.len(), 1);
+            assert_eq!(v2.payments.len(), 1);
+            assert!(v2.promises.is_empty());
+            assert_eq!(v2.disputes[0].reason, "price difference");
+            assert_eq!(v2.contacts.len(), 1);
+            assert_eq!(v2.contacts[0].actor, "carl");
+
+            assert!(matches!(
+                s.customer_view(9999, d("2026-11-15")),
+                Err(StoreError::NotFound(_))
+            ));
+            // The view serialises (the API and CLI print it as JSON).
+            let json = serde_json::to_value(&v).unwrap();
+            assert_eq!(json["promises"][0]["status"], "open");
+            assert_eq!(json["items"][0]["days_overdue"], 45);
+        }
+    );
+
+    crate::on_both!(
+        customer_view_keeps_the_newest_200_payments_and_contacts,
+        |s| {
+            let start = d("2026-01-01");
+            fill(
+                s,
+                Batch {
+                    items: vec![item("1", "C1", "2025-12-01", dec!(1000), "EUR")],
+                    payments: (0..205)
+                        .map(|i| {
+                            let on = add_days(start, i).to_string();
+                            payment(&format!("p{i}"), "C1", Decimal::from(i + 1), "EUR", &on)
+                        })
+                        .collect(),
+                    ..Batch::default()
+                },
+            );
+            let case = open_cases(s, &["1"], "2026-01-01")[0];
+            for i in 0..201 {
+                let on = add_days(start, i);
+                s.create_promise(&np(case, dec!(1), on, on), "ben").unwrap();
+            }
+            let v = s.customer_view(cust(s, "C1"), d("2026-12-31")).unwrap();
+            assert_eq!(v.payments.len(), 200);
+            assert_eq!(v.payments[0].value_date, add_days(start, 204));
+            assert_eq!(v.payments[0].amount, dec!(205));
+            assert_eq!(v.payments[199].value_date, add_days(start, 5));
+            assert_eq!(v.contacts.len(), 200);
+            assert_eq!(v.contacts[0].on, add_days(start, 200));
+            assert_eq!(v.contacts[199].on, add_days(start, 1));
+            assert_eq!(v.promises.len(), 201, "promises are not capped");
+            assert_eq!(v.promises[0].created_on, add_days(start, 200));
+        }
+    );
+
+    crate::on_both!(create_promise_refuses_bad_input_and_writes_nothing, |s| {
+        fill(
+            s,
+            Batch {
+                items: vec![
+                    item("1", "C1", "2026-10-01", dec!(100), "EUR"),
+                    item("2", "C1", "2026-10-01", dec!(100), "EUR"),
+                ],
+                ..Batch::default()
+            },
+        );
+        let cases = open_cases(s, &["1", "2"], "2026-11-01");
+        let (case, closed) = (cases[0], cases[1]);
+        close_case(s, closed, "2026-11-02");
+        let before = count(s, "SELECT COUNT(*) FROM case_events");
         let on = d("2026-11-10");
 
         invalid_naming(
@@ -1511,108 +1623,135 @@ mod tests {
             s.create_promise(&np(9999, dec!(10), d("2026-11-20"), on), "ben"),
             Err(StoreError::NotFound(_))
         ));
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), before);
-    }
+        assert_eq!(count(s, "SELECT COUNT(*) FROM promises"), 0);
+        assert_eq!(count(s, "SELECT COUNT(*) FROM case_events"), before);
+    });
 
-    #[test]
-    fn create_promise_records_in_the_item_currency_with_history_and_dirty_flag() {
-        let (_dir, mut s) = store(Batch {
-            items: vec![
-                item("1", "C1", "2026-10-01", dec!(100), "USD"),
-                item("2", "C1", "2026-10-01", dec!(100), "USD"),
-            ],
-            ..Batch::default()
-        });
-        let c1 = cust(&s, "C1");
-        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
-        settle(&mut s, &[c1]);
-        // The whole open amount, promised for the same day, is allowed.
-        let p = s
-            .create_promise(
-                &np(cases[0], dec!(100), d("2026-11-10"), d("2026-11-10")),
-                "ben",
-            )
-            .unwrap();
-        assert_eq!(
-            (
-                p.customer.as_str(),
-                p.case_id,
-                p.amount,
-                p.currency.as_str()
-            ),
-            ("ACME/C1", Some(cases[0]), dec!(100), "USD")
-        );
-        assert_eq!(
-            (p.promised_on, p.created_on),
-            (d("2026-11-10"), d("2026-11-10"))
-        );
-        assert_eq!((p.status, p.judged_on), (PromiseStatus::Open, None));
-        assert!(dirty(&s, c1));
-        let h = s.case_detail(cases[0]).unwrap().history;
-        let last = h.last().unwrap();
-        assert_eq!(
-            (
-                last.on,
-                last.kind.as_str(),
-                last.actor.as_str(),
-                last.detail.as_str()
-            ),
-            (
-                d("2026-11-10"),
-                "promise",
-                "ben",
-                "promise to pay 100 USD by 2026-11-10"
-            )
-        );
-        let q = s
-            .create_promise(
-                &np(cases[1], dec!(20), d("2026-11-30"), d("2026-11-12")),
-                "ben",
-            )
-            .unwrap();
-        assert_eq!(s.case_promises(cases[0]).unwrap(), vec![p.clone()]);
-        assert_eq!(s.case_promises(cases[1]).unwrap(), vec![q.clone()]);
-        assert_eq!(s.list_promises(c1).unwrap(), vec![q, p]);
-        assert!(matches!(
-            s.list_promises(9999),
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            s.case_promises(9999),
-            Err(StoreError::NotFound(_))
-        ));
-    }
+    crate::on_both!(
+        create_promise_records_in_the_item_currency_with_history_and_dirty_flag,
+        |s| {
+            fill(
+                s,
+                Batch {
+                    items: vec![
+                        item("1", "C1", "2026-10-01", dec!(100), "USD"),
+                        item("2", "C1", "2026-10-01", dec!(100), "USD"),
+                    ],
+                    ..Batch::default()
+                },
+            );
+            let c1 = cust(s, "C1");
+            let cases = open_cases(s, &["1", "2"], "2026-11-01");
+            settle(s, &[c1]);
+            // The whole open amount, promised for the same day, is allowed.
+            let p = s
+                .create_promise(
+                    &np(cases[0], dec!(100), d("2026-11-10"), d("2026-11-10")),
+                    "ben",
+                )
+                .unwrap();
+            assert_eq!(
+                (
+                    p.customer.as_str(),
+                    p.case_id,
+                    p.amount,
+                    p.currency.as_str()
+                ),
+                ("ACME/C1", Some(cases[0]), dec!(100), "USD")
+            );
+            assert_eq!(
+                (p.promised_on, p.created_on),
+                (d("2026-11-10"), d("2026-11-10"))
+            );
+            assert_eq!((p.status, p.judged_on), (PromiseStatus::Open, None));
+            assert!(dirty(s, c1));
+            let last = last_event(s, cases[0]);
+            assert_eq!(
+                (
+                    last.on,
+                    last.kind.as_str(),
+                    last.actor.as_str(),
+                    last.detail.as_str()
+                ),
+                (
+                    d("2026-11-10"),
+                    "promise",
+                    "ben",
+                    "promise to pay 100 USD by 2026-11-10"
+                )
+            );
+            let q = s
+                .create_promise(
+                    &np(cases[1], dec!(20), d("2026-11-30"), d("2026-11-12")),
+                    "ben",
+                )
+                .unwrap();
+            assert_eq!(s.case_promises(cases[0]).unwrap(), vec![p.clone()]);
+            assert_eq!(s.case_promises(cases[1]).unwrap(), vec![q.clone()]);
+            assert_eq!(s.list_promises(c1).unwrap(), vec![q, p]);
+            assert!(matches!(
+                s.list_promises(9999),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                s.case_promises(9999),
+                Err(StoreError::NotFound(_))
+            ));
+        }
+    );
 
-    #[test]
-    fn a_promise_made_inside_a_callers_transaction_rolls_back_with_it() {
-        let (_dir, mut s) = store(Batch {
-            items: vec![item("1", "C1", "2026-10-01", dec!(100), "EUR")],
-            ..Batch::default()
-        });
-        let case = open_cases(&mut s, &["1"], "2026-11-01")[0];
-        s.conn().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
-        s.create_promise(&np(case, dec!(10), d("2026-11-20"), d("2026-11-10")), "ben")
-            .unwrap();
-        s.conn().unwrap().execute_batch("ROLLBACK").unwrap();
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM promises"), 0);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), 0);
-    }
+    crate::on_both!(
+        a_promise_made_inside_a_callers_transaction_rolls_back_with_it,
+        |s| {
+            fill(
+                s,
+                Batch {
+                    items: vec![item("1", "C1", "2026-10-01", dec!(100), "EUR")],
+                    ..Batch::default()
+                },
+            );
+            let case = open_cases(s, &["1"], "2026-11-01")[0];
+            // A caller that records the promise together with its audit record, and
+            // then fails: the promise goes with the rest.
+            let failed: Result<()> = s.audited("ben", "promise.create", "case", |st| {
+                st.create_promise(&np(case, dec!(10), d("2026-11-20"), d("2026-11-10")), "ben")?;
+                Err(StoreError::Invalid("the caller gives up".into()))
+            });
+            assert!(matches!(failed, Err(StoreError::Invalid(_))), "{failed:?}");
+            assert_eq!(count(s, "SELECT COUNT(*) FROM promises"), 0);
+            assert_eq!(count(s, "SELECT COUNT(*) FROM case_events"), 0);
+            assert_eq!(count(s, "SELECT COUNT(*) FROM audit"), 0);
+            // And one that succeeds commits both.
+            let p = s
+                .audited("ben", "promise.create", "case", |st| {
+                    let p = st.create_promise(
+                        &np(case, dec!(10), d("2026-11-20"), d("2026-11-10")),
+                        "ben",
+                    )?;
+                    Ok::<_, StoreError>((p, serde_json::Value::Null, serde_json::json!("made")))
+                })
+                .unwrap();
+            assert_eq!(s.case_promises(case).unwrap(), vec![p]);
+            assert_eq!(count(s, "SELECT COUNT(*) FROM audit"), 1);
+        }
+    );
 
-    /// A payment counts once across a customer's promises: one transfer of 100 keeps
-    /// the earlier of two promises of 100, and the later one is broken.
-    #[test]
-    fn one_payment_keeps_one_promise_not_two() {
-        let (_dir, mut s) = store(Batch {
-            items: vec![
-                item("1", "C1", "2026-10-01", dec!(100), "EUR"),
-                item("2", "C1", "2026-10-01", dec!(100), "EUR"),
-            ],
-            payments: vec![payment("a", "C1", dec!(100), "EUR", "2026-11-05")],
-            ..Batch::default()
-        });
-        let c1 = cust(&s, "C1");
-        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
+    // A payment counts once across a customer's promises: one transfer of 100 keeps
+    // the earlier of two promises of 100, and the later one is broken.
+    crate::on_both!(one_payment_keeps_one_promise_not_two, |s| {
+        fill(
+            s,
+            Batch {
+                items: vec![
+                    item("1", "C1", "2026-10-01", dec!(100), "EUR"),
+                    item("2", "C1", "2026-10-01", dec!(100), "EUR"),
+                ],
+                payments: vec![payment("a", "C1", dec!(100), "EUR", "2026-11-05")],
+                ..Batch::default()
+            },
+        );
+        let c1 = cust(s, "C1");
+        let cases = open_cases(s, &["1", "2"], "2026-11-01");
         s.create_promise(
             &np(cases[0], dec!(100), d("2026-11-06"), d("2026-11-01")),
             "ben",
@@ -1631,31 +1770,33 @@ mod tests {
             list.iter().map(|p| p.status).collect::<Vec<_>>(),
             vec![PromiseStatus::Kept, PromiseStatus::Broken]
         );
-    }
+    });
 
-    #[test]
-    fn judge_promises_keeps_partially_keeps_and_breaks_once() {
-        let (_dir, mut s) = store(Batch {
-            items: ["1", "2", "3", "4", "5"]
-                .iter()
-                .map(|n| item(n, &format!("C{n}"), "2026-10-01", dec!(500), "EUR"))
-                .collect(),
-            payments: vec![
-                // C1: 60 + 40 (on the last day of the tolerance) = 100 → kept
-                payment("a", "C1", dec!(60), "EUR", "2026-11-05"),
-                payment("b", "C1", dec!(40), "EUR", "2026-11-13"),
-                // C2: only the 50 paid on the day of the promise counts → partially kept
-                payment("c", "C2", dec!(50), "EUR", "2026-11-01"),
-                payment("d", "C2", dec!(500), "EUR", "2026-10-31"),
-                payment("e", "C2", dec!(500), "USD", "2026-11-05"),
-                payment("f", "C2", dec!(500), "EUR", "2026-11-14"),
-                // C3: nothing → broken. C4: paid in full, judged a day later.
-                payment("g", "C4", dec!(70), "EUR", "2026-11-12"),
-            ],
-            ..Batch::default()
-        });
-        let ids: Vec<i64> = (1..=5).map(|n| cust(&s, &format!("C{n}"))).collect();
-        let cases = open_cases(&mut s, &["1", "2", "3", "4"], "2026-11-01");
+    crate::on_both!(judge_promises_keeps_partially_keeps_and_breaks_once, |s| {
+        fill(
+            s,
+            Batch {
+                items: ["1", "2", "3", "4", "5"]
+                    .iter()
+                    .map(|n| item(n, &format!("C{n}"), "2026-10-01", dec!(500), "EUR"))
+                    .collect(),
+                payments: vec![
+                    // C1: 60 + 40 (on the last day of the tolerance) = 100 → kept
+                    payment("a", "C1", dec!(60), "EUR", "2026-11-05"),
+                    payment("b", "C1", dec!(40), "EUR", "2026-11-13"),
+                    // C2: only the 50 paid on the day of the promise counts → partially kept
+                    payment("c", "C2", dec!(50), "EUR", "2026-11-01"),
+                    payment("d", "C2", dec!(500), "EUR", "2026-10-31"),
+                    payment("e", "C2", dec!(500), "USD", "2026-11-05"),
+                    payment("f", "C2", dec!(500), "EUR", "2026-11-14"),
+                    // C3: nothing → broken. C4: paid in full, judged a day later.
+                    payment("g", "C4", dec!(70), "EUR", "2026-11-12"),
+                ],
+                ..Batch::default()
+            },
+        );
+        let ids: Vec<i64> = (1..=5).map(|n| cust(s, &format!("C{n}"))).collect();
+        let cases = open_cases(s, &["1", "2", "3", "4"], "2026-11-01");
         let made = d("2026-11-01");
         for (case, amount, by) in [
             (cases[0], dec!(100), "2026-11-10"),
@@ -1667,15 +1808,14 @@ mod tests {
                 .unwrap();
         }
         // A promise recorded without a case (as the demo generator and older data have).
-        s.conn()
-            .unwrap()
+        s.db()
             .execute(
                 "INSERT INTO promises(customer_id, amount, currency, promised_on, created_on)
                  VALUES (?1, '50', 'EUR', '2026-11-02', '2026-11-01')",
-                [ids[4]],
+                args![ids[4]],
             )
             .unwrap();
-        settle(&mut s, &ids);
+        settle(s, &ids);
 
         // Tolerance 3: the 11-10 promises run to 11-13 and are judged on 11-14; the
         // 11-11 one runs to 11-14 and waits.
@@ -1694,26 +1834,25 @@ mod tests {
             (p.status, p.judged_on)
         };
         let judged = Some(d("2026-11-14"));
-        assert_eq!(status(&s, 0), (PromiseStatus::Kept, judged));
-        assert_eq!(status(&s, 1), (PromiseStatus::PartiallyKept, judged));
-        assert_eq!(status(&s, 2), (PromiseStatus::Broken, judged));
-        assert_eq!(status(&s, 3), (PromiseStatus::Open, None));
-        assert_eq!(status(&s, 4), (PromiseStatus::Broken, judged));
+        assert_eq!(status(s, 0), (PromiseStatus::Kept, judged));
+        assert_eq!(status(s, 1), (PromiseStatus::PartiallyKept, judged));
+        assert_eq!(status(s, 2), (PromiseStatus::Broken, judged));
+        assert_eq!(status(s, 3), (PromiseStatus::Open, None));
+        assert_eq!(status(s, 4), (PromiseStatus::Broken, judged));
         // What was counted, and the day it reached the promise (C1: 60 on 11-05, the
         // remaining 40 on 11-13) or the last counted payment (C2).
         let paid = |s: &Store, i: usize| {
             let p = s.list_promises(ids[i]).unwrap().pop().unwrap();
             (p.paid, p.paid_on)
         };
-        assert_eq!(paid(&s, 0), (Some(dec!(100)), Some(d("2026-11-13"))));
-        assert_eq!(paid(&s, 1), (Some(dec!(50)), Some(d("2026-11-01"))));
-        assert_eq!(paid(&s, 2), (Some(dec!(0)), None));
+        assert_eq!(paid(s, 0), (Some(dec!(100)), Some(d("2026-11-13"))));
+        assert_eq!(paid(s, 1), (Some(dec!(50)), Some(d("2026-11-01"))));
+        assert_eq!(paid(s, 2), (Some(dec!(0)), None));
         assert_eq!(
-            ids.iter().map(|&c| dirty(&s, c)).collect::<Vec<_>>(),
+            ids.iter().map(|&c| dirty(s, c)).collect::<Vec<_>>(),
             vec![true, true, true, false, true]
         );
-        let last = |s: &Store, case: i64| s.case_detail(case).unwrap().history.pop().unwrap();
-        let e = last(&s, cases[0]);
+        let e = last_event(s, cases[0]);
         assert_eq!(
             (e.on, e.kind.as_str(), e.actor.as_str(), e.detail.as_str()),
             (
@@ -1723,23 +1862,23 @@ mod tests {
                 "kept: paid 100 of 100 EUR promised by 2026-11-10 (2026-11-01 to 2026-11-13)"
             )
         );
-        assert!(last(&s, cases[1])
+        assert!(last_event(s, cases[1])
             .detail
             .starts_with("partially_kept: paid 50 of 200 EUR"));
-        assert!(last(&s, cases[2])
+        assert!(last_event(s, cases[2])
             .detail
             .starts_with("broken: paid 0 of 80 EUR"));
-        assert_eq!(last(&s, cases[3]).kind, "promise");
-        let events = count(&s, "SELECT COUNT(*) FROM case_events");
+        assert_eq!(last_event(s, cases[3]).kind, "promise");
+        let events = count(s, "SELECT COUNT(*) FROM case_events");
 
         // Idempotent: judging again the same day changes nothing.
-        settle(&mut s, &ids);
+        settle(s, &ids);
         assert_eq!(
             s.judge_promises(d("2026-11-14"), 3).unwrap(),
             JudgeStats::default()
         );
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), events);
-        assert!(ids.iter().all(|&c| !dirty(&s, c)));
+        assert_eq!(count(s, "SELECT COUNT(*) FROM case_events"), events);
+        assert!(ids.iter().all(|&c| !dirty(s, c)));
 
         let st = s.judge_promises(d("2026-11-15"), 3).unwrap();
         assert_eq!(
@@ -1751,92 +1890,108 @@ mod tests {
                 broken: 0
             }
         );
-        assert_eq!(status(&s, 3), (PromiseStatus::Kept, Some(d("2026-11-15"))));
-        assert_eq!(status(&s, 0), (PromiseStatus::Kept, judged), "judged once");
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM case_events"), events + 1);
+        assert_eq!(status(s, 3), (PromiseStatus::Kept, Some(d("2026-11-15"))));
+        assert_eq!(status(s, 0), (PromiseStatus::Kept, judged), "judged once");
+        assert_eq!(count(s, "SELECT COUNT(*) FROM case_events"), events + 1);
 
         invalid_naming(s.judge_promises(d("2026-11-15"), -1), "tolerance_days");
-    }
+    });
 
-    #[test]
-    fn dispute_ageing_buckets_open_disputes_by_age_with_amounts() {
-        let (_dir, mut s) = store(Batch {
-            items: vec![
-                item("1", "C1", "2026-08-01", dec!(100), "EUR"),
-                item("2", "C1", "2026-08-01", dec!(50), "EUR"),
-                item("3", "C2", "2026-08-01", dec!(70), "USD"),
-                item("4", "C3", "2026-08-01", dec!(30), "EUR"),
-                item("5", "C4", "2026-08-01", dec!(10), "EUR"),
-            ],
-            ..Batch::default()
-        });
-        let cases = open_cases(&mut s, &["1", "2", "3", "4", "5"], "2026-08-02");
-        // One dispute over two items, 100 days old; 45 and 30 days; one resolved.
-        s.open_dispute_on(
-            cases[0],
-            &[cases[1]],
-            "wrong prices",
-            d("2026-08-15"),
-            "anna",
-        )
-        .unwrap();
-        s.open_dispute(cases[2], "not delivered", d("2026-10-09"), "anna")
-            .unwrap();
-        s.open_dispute(cases[3], "damaged", d("2026-10-24"), "anna")
-            .unwrap();
-        let gone = s
-            .open_dispute(cases[4], "duplicate", d("2026-11-01"), "anna")
-            .unwrap();
-        s.resolve_dispute(gone, "invalid", d("2026-11-02"), "ben")
-            .unwrap();
-        assert!(
-            s.open_dispute_on(cases[0], &[cases[2]], "x", d("2026-11-01"), "anna")
-                .is_err(),
-            "one customer per dispute"
-        );
+    crate::on_both!(
+        dispute_ageing_buckets_open_disputes_by_age_with_amounts,
+        |s| {
+            fill(
+                s,
+                Batch {
+                    items: vec![
+                        item("1", "C1", "2026-08-01", dec!(100), "EUR"),
+                        item("2", "C1", "2026-08-01", dec!(50), "EUR"),
+                        item("3", "C2", "2026-08-01", dec!(70), "USD"),
+                        item("4", "C3", "2026-08-01", dec!(30), "EUR"),
+                        item("5", "C4", "2026-08-01", dec!(10), "EUR"),
+                    ],
+                    ..Batch::default()
+                },
+            );
+            let cases = open_cases(s, &["1", "2", "3", "4", "5"], "2026-08-02");
+            // One dispute over two items, 100 days old; 45 and 30 days; one resolved.
+            dispute(
+                s,
+                cases[0],
+                &[cases[1]],
+                "wrong prices",
+                "2026-08-15",
+                "anna",
+            );
+            dispute(s, cases[2], &[], "not delivered", "2026-10-09", "anna");
+            dispute(s, cases[3], &[], "damaged", "2026-10-24", "anna");
+            let gone = dispute(s, cases[4], &[], "duplicate", "2026-11-01", "anna");
+            s.resolve_dispute(gone, "invalid", d("2026-11-02"), "ben")
+                .unwrap();
+            assert!(
+                s.open_dispute_on(cases[0], &[cases[2]], "x", d("2026-11-01"), "anna")
+                    .is_err(),
+                "one customer per dispute"
+            );
 
-        let a = s
-            .dispute_ageing(d("2026-11-23"), 2, &mut |_| Ok(true))
-            .unwrap();
-        let row = |b: &AgeingBucket| (b.bucket.clone(), b.disputes, b.amounts.clone());
-        assert_eq!(
-            a.buckets.iter().map(row).collect::<Vec<_>>(),
-            vec![
-                ("0-30".into(), 1, vec![("EUR".into(), dec!(30))]),
-                ("31-60".into(), 1, vec![("USD".into(), dec!(70))]),
-                ("61-90".into(), 0, vec![]),
-                ("over_90".into(), 1, vec![("EUR".into(), dec!(150))]),
-            ]
-        );
-        assert_eq!(
-            a.oldest
-                .iter()
-                .map(|d| d.reason.as_str())
-                .collect::<Vec<_>>(),
-            vec!["wrong prices", "not delivered"]
-        );
-        assert_eq!(a.oldest[0].documents.len(), 2);
-    }
+            let a = s
+                .dispute_ageing(d("2026-11-23"), 2, &mut |_| Ok(true))
+                .unwrap();
+            let row = |b: &AgeingBucket| (b.bucket.clone(), b.disputes, b.amounts.clone());
+            assert_eq!(
+                a.buckets.iter().map(row).collect::<Vec<_>>(),
+                vec![
+                    ("0-30".into(), 1, vec![("EUR".into(), dec!(30))]),
+                    ("31-60".into(), 1, vec![("USD".into(), dec!(70))]),
+                    ("61-90".into(), 0, vec![]),
+                    ("over_90".into(), 1, vec![("EUR".into(), dec!(150))]),
+                ]
+            );
+            assert_eq!(
+                a.oldest
+                    .iter()
+                    .map(|d| d.reason.as_str())
+                    .collect::<Vec<_>>(),
+                vec!["wrong prices", "not delivered"]
+            );
+            assert_eq!(a.oldest[0].documents, ["INV-1", "INV-2"]);
+            // Only the customers the reader may see.
+            let c2 = cust(s, "C2");
+            let mine = s
+                .dispute_ageing(d("2026-11-23"), 5, &mut |c| Ok(c == c2))
+                .unwrap();
+            assert_eq!(
+                mine.buckets.iter().map(|b| b.disputes).collect::<Vec<_>>(),
+                [0, 1, 0, 0]
+            );
+            assert_eq!(mine.buckets[1].amounts, [("USD".to_string(), dec!(70))]);
+            assert_eq!(
+                mine.oldest
+                    .iter()
+                    .map(|d| d.customer.as_str())
+                    .collect::<Vec<_>>(),
+                ["ACME/C2"]
+            );
+        }
+    );
 
-    #[test]
-    fn resolving_a_dispute_returns_its_items_to_collection() {
-        let (_dir, mut s) = store(Batch {
-            items: vec![
-                item("1", "C1", "2026-10-01", dec!(100), "EUR"),
-                item("2", "C1", "2026-10-01", dec!(50), "EUR"),
-            ],
-            ..Batch::default()
-        });
-        let c1 = cust(&s, "C1");
-        let cases = open_cases(&mut s, &["1", "2"], "2026-11-01");
-        let d1 = s
-            .open_dispute(cases[0], "goods damaged", d("2026-11-05"), "anna")
-            .unwrap();
-        let d2 = s
-            .open_dispute(cases[1], "price difference", d("2026-11-06"), "anna")
-            .unwrap();
-        assert!(item_disputed(&s, c1, "INV-1") && item_disputed(&s, c1, "INV-2"));
-        settle(&mut s, &[c1]);
+    crate::on_both!(resolving_a_dispute_returns_its_items_to_collection, |s| {
+        fill(
+            s,
+            Batch {
+                items: vec![
+                    item("1", "C1", "2026-10-01", dec!(100), "EUR"),
+                    item("2", "C1", "2026-10-01", dec!(50), "EUR"),
+                ],
+                ..Batch::default()
+            },
+        );
+        let c1 = cust(s, "C1");
+        let cases = open_cases(s, &["1", "2"], "2026-11-01");
+        let d1 = dispute(s, cases[0], &[], "goods damaged", "2026-11-05", "anna");
+        let d2 = dispute(s, cases[1], &[], "price difference", "2026-11-06", "anna");
+        assert!(item_disputed(s, c1, "INV-1") && item_disputed(s, c1, "INV-2"));
+        settle(s, &[c1]);
 
         invalid_naming(
             s.resolve_dispute(d1, "credit note", d("2026-11-20"), "anna"),
@@ -1850,7 +2005,7 @@ mod tests {
             s.resolve_dispute(9999, "valid", d("2026-11-20"), "anna"),
             Err(StoreError::NotFound(_))
         ));
-        assert!(!dirty(&s, c1), "refusals change nothing");
+        assert!(!dirty(s, c1), "refusals change nothing");
         assert_eq!(s.list_disputes(c1, false).unwrap().len(), 2);
 
         let v = s
@@ -1867,8 +2022,8 @@ mod tests {
             documents: vec!["INV-1".into()],
         };
         assert_eq!(v, resolved);
-        assert!(dirty(&s, c1));
-        let e = s.case_detail(cases[0]).unwrap().history.pop().unwrap();
+        assert!(dirty(s, c1));
+        let e = last_event(s, cases[0]);
         assert_eq!(
             (e.on, e.kind.as_str(), e.actor.as_str(), e.detail.as_str()),
             (
@@ -1879,8 +2034,8 @@ mod tests {
             )
         );
         // The engine's input and the view agree: INV-1 is back in collection, INV-2 not.
-        assert!(!item_disputed(&s, c1, "INV-1"));
-        assert!(item_disputed(&s, c1, "INV-2"));
+        assert!(!item_disputed(s, c1, "INV-1"));
+        assert!(item_disputed(s, c1, "INV-2"));
         let view = s.customer_view(c1, d("2026-11-20")).unwrap();
         assert_eq!(
             view.items
@@ -1912,7 +2067,145 @@ mod tests {
             .resolve_dispute(d2, "write_off", d("2026-11-21"), "carl")
             .unwrap();
         assert_eq!(w.resolution.as_deref(), Some("write_off"));
-        assert!(!item_disputed(&s, c1, "INV-2"));
+        assert!(!item_disputed(s, c1, "INV-2"));
         assert!(s.list_disputes(c1, false).unwrap().is_empty());
-    }
+    });
+
+    // One promise over several cases: their items' documents (joined in Rust, in
+    // item order), an event on each case naming the others, and the refusals of
+    // cases that do not belong together.
+    crate::on_both!(
+        a_promise_covers_the_items_of_several_cases_of_one_customer,
+        |s| {
+            fill(
+                s,
+                Batch {
+                    items: vec![
+                        item("1", "C1", "2026-10-01", dec!(100.50), "EUR"),
+                        item("2", "C1", "2026-10-02", dec!(20), "EUR"),
+                        item("3", "C1", "2026-10-03", dec!(30), "USD"),
+                        item("4", "C2", "2026-10-04", dec!(40), "EUR"),
+                    ],
+                    ..Batch::default()
+                },
+            );
+            let c1 = cust(s, "C1");
+            let cases = open_cases(s, &["2", "1", "3", "4"], "2026-11-01");
+            let on = d("2026-11-10");
+            let many = |ids: &[i64], amount: Decimal| NewPromise {
+                case_ids: ids.to_vec(),
+                amount,
+                promised_on: d("2026-11-30"),
+                on,
+                channel: Some("phone".into()),
+                contact: Some("Mrs Kim".into()),
+            };
+            invalid_naming(
+                s.create_promise(&many(&[cases[0], cases[3]], dec!(10)), "ben"),
+                "another customer",
+            );
+            invalid_naming(
+                s.create_promise(&many(&[cases[0], cases[2]], dec!(10)), "ben"),
+                "one currency",
+            );
+            invalid_naming(
+                s.create_promise(&many(&[cases[0], cases[0]], dec!(10)), "ben"),
+                "named twice",
+            );
+            invalid_naming(
+                s.create_promise(&many(&[cases[0], cases[1]], dec!(120.51)), "ben"),
+                "exceeds the open amount 120.50 EUR",
+            );
+            invalid_naming(
+                s.create_promise(&many(&[], dec!(10)), "ben"),
+                "at least one case",
+            );
+            assert_eq!(count(s, "SELECT COUNT(*) FROM promises"), 0);
+
+            let p = s
+                .create_promise(&many(&[cases[0], cases[1]], dec!(120.50)), "ben")
+                .unwrap();
+            assert_eq!(
+                (p.case_id, p.amount, p.currency.as_str()),
+                (Some(cases[0]), dec!(120.50), "EUR")
+            );
+            assert_eq!(p.amount.to_string(), "120.50", "the amount keeps its scale");
+            assert_eq!(
+                (p.channel.as_deref(), p.contact.as_deref()),
+                (Some("phone"), Some("Mrs Kim"))
+            );
+            // Item 1 was ingested first: its document comes first.
+            assert_eq!(p.documents, ["INV-1", "INV-2"]);
+            let detail = format!(
+                "promise to pay 120.50 EUR by 2026-11-30 covering cases {}, {} (Mrs Kim, by phone)",
+                cases[0], cases[1]
+            );
+            for case in [cases[0], cases[1]] {
+                let e = last_event(s, case);
+                assert_eq!(
+                    (e.on, e.kind.as_str(), e.actor.as_str(), e.detail.as_str()),
+                    (on, "promise", "ben", detail.as_str())
+                );
+            }
+            // Listed with its documents wherever it shows, and only on its first case.
+            assert_eq!(s.list_promises(c1).unwrap(), vec![p.clone()]);
+            assert_eq!(s.case_promises(cases[0]).unwrap(), vec![p.clone()]);
+            assert!(s.case_promises(cases[1]).unwrap().is_empty());
+            assert_eq!(s.customer_view(c1, on).unwrap().promises, vec![p]);
+        }
+    );
+
+    // Holds on the whole customer: which are active on a day (no end, or an end
+    // on or after it), and lifting them ends each the day before.
+    crate::on_both!(holds_active_on_a_day_are_listed_and_lifted, |s| {
+        fill(
+            s,
+            Batch {
+                items: vec![
+                    item("1", "C1", "2026-10-01", dec!(10), "EUR"),
+                    item("2", "C2", "2026-10-01", dec!(10), "EUR"),
+                ],
+                ..Batch::default()
+            },
+        );
+        let (c1, c2) = (cust(s, "C1"), cust(s, "C2"));
+        s.db()
+            .batch(&format!(
+                "INSERT INTO holds(customer_id, reason, until, created_on) VALUES
+                    ({c1}, 'open ended', NULL, '2026-10-01'),
+                    ({c1}, 'ends that day', '2026-11-10', '2026-10-01'),
+                    ({c1}, 'ended the day before', '2026-11-09', '2026-10-01'),
+                    ({c2}, 'another customer', NULL, '2026-10-01');"
+            ))
+            .unwrap();
+        let on = d("2026-11-10");
+        assert_eq!(
+            s.active_holds(c1, on).unwrap(),
+            vec![
+                ("open ended".to_string(), None),
+                ("ends that day".to_string(), Some(on))
+            ]
+        );
+        settle(s, &[c1, c2]);
+        assert_eq!(s.lift_holds(c1, on).unwrap(), 2);
+        assert!(s.active_holds(c1, on).unwrap().is_empty());
+        assert_eq!(
+            s.active_holds(c1, d("2026-11-09")).unwrap(),
+            vec![
+                ("open ended".to_string(), Some(d("2026-11-09"))),
+                ("ends that day".to_string(), Some(d("2026-11-09"))),
+                ("ended the day before".to_string(), Some(d("2026-11-09"))),
+            ],
+            "kept on record, ending the day before"
+        );
+        assert!(dirty(s, c1) && !dirty(s, c2));
+        assert_eq!(s.active_holds(c2, on).unwrap().len(), 1, "untouched");
+        settle(s, &[c1]);
+        state_naming(s.lift_holds(c1, on), "no hold active on 2026-11-10");
+        assert!(!dirty(s, c1), "a refusal changes nothing");
+        assert!(matches!(
+            s.lift_holds(9999, on),
+            Err(StoreError::NotFound(_))
+        ));
+    });
 }
