@@ -158,21 +158,23 @@ impl PgCluster {
         static SHARED: std::sync::OnceLock<PgCluster> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| {
             let c = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
-            let stop = format!(
-                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
+            let pg_ctl = format!(
+                "{} '{}' -D '{}' -m immediate stop",
+                c.owner
+                    .map(|u| format!("runuser -u {u} --"))
+                    .unwrap_or_default(),
+                c.bin.join("pg_ctl").display(),
+                c.data().display()
+            );
+            let watcher = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {pg_ctl}; rm -rf '{dir}'",
                 pid = std::process::id(),
-                stop = format!(
-                    "{} '{}' -D '{}' -m immediate stop",
-                    c.owner
-                        .map(|u| format!("runuser -u {u} --"))
-                        .unwrap_or_default(),
-                    c.bin.join("pg_ctl").display(),
-                    c.data().display()
-                ),
                 dir = c.dir.path().display()
             );
+            // Not waited for: it outlives this process on purpose (init reaps it).
+            #[allow(clippy::zombie_processes)]
             Command::new("sh")
-                .args(["-c", &stop])
+                .args(["-c", &watcher])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
