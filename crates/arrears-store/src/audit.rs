@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::digest::Update;
 use sha2::Sha256;
 
+use super::db::{args, Db, Row};
 use super::{Result, Store, StoreError};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -47,18 +47,18 @@ pub struct AuditRecord {
 const AUDIT_COLUMNS: &str =
     "id, at, principal, action, target, before, after, prev_hash, hash, key_id";
 
-fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRecord> {
+fn audit_row(r: &Row) -> Result<AuditRecord> {
     Ok(AuditRecord {
-        id: r.get(0)?,
-        at: r.get(1)?,
-        principal: r.get(2)?,
-        action: r.get(3)?,
-        target: r.get(4)?,
-        before: r.get(5)?,
-        after: r.get(6)?,
-        prev_hash: r.get(7)?,
-        hash: r.get(8)?,
-        key_id: r.get(9)?,
+        id: r.get(0, "audit.id")?,
+        at: r.get(1, "audit.at")?,
+        principal: r.get(2, "audit.principal")?,
+        action: r.get(3, "audit.action")?,
+        target: r.get(4, "audit.target")?,
+        before: r.get(5, "audit.before")?,
+        after: r.get(6, "audit.after")?,
+        prev_hash: r.get(7, "audit.prev_hash")?,
+        hash: r.get(8, "audit.hash")?,
+        key_id: r.get(9, "audit.key_id")?,
     })
 }
 
@@ -489,10 +489,10 @@ impl Store {
         target: &str,
         f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
     ) -> std::result::Result<T, E> {
-        super::begin_immediate(self.conn().map_err(&lift)?).map_err(&lift)?;
+        let begun = self.db().begin().map_err(&lift)?;
         let res = f(self).and_then(|(t, before, after)| {
             let head = append_audit_on(
-                self.conn().map_err(&lift)?,
+                &self.db(),
                 &self.audit,
                 self.clock.now(),
                 principal,
@@ -506,17 +506,14 @@ impl Store {
         });
         match res {
             Ok((t, head)) => {
-                self.conn()
-                    .map_err(&lift)?
-                    .execute_batch("COMMIT")
-                    .map_err(|e| lift(StoreError::from(e)))?;
+                self.db().finish(begun, true).map_err(&lift)?;
                 self.anchor_committed(&head);
                 Ok(t)
             }
             Err(e) => {
                 // The error that matters is the one that made us roll back.
-                if let Ok(c) = self.conn() {
-                    let _ = c.execute_batch("ROLLBACK");
+                if let Err(r) = self.db().finish(begun, false) {
+                    tracing::error!(error = %r, "rolling back an audited write");
                 }
                 Err(e)
             }
@@ -534,19 +531,19 @@ impl Store {
         before: &serde_json::Value,
         after: &serde_json::Value,
     ) -> Result<i64> {
-        let tx = self.write_tx()?;
         let now = self.clock.now();
-        let head = append_audit_on(
-            &tx,
-            &self.audit,
-            now,
-            principal,
-            action,
-            target,
-            before,
-            after,
-        )?;
-        tx.commit()?;
+        let head = self.db().write(|db| {
+            append_audit_on(
+                db,
+                &self.audit,
+                now,
+                principal,
+                action,
+                target,
+                before,
+                after,
+            )
+        })?;
         self.anchor_committed(&head);
         Ok(head.id)
     }
@@ -562,17 +559,21 @@ impl Store {
 
     /// The id of the newest record (0: the log is empty).
     pub fn audit_head(&self) -> Result<i64> {
-        Ok(self
-            .conn()?
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))?)
+        self.db()
+            .row("SELECT COALESCE(MAX(id), 0) FROM audit", args![])?
+            .expect("a row")
+            .get(0, "audit.id")
     }
 
     pub fn audit_records(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let mut st = self.conn()?.prepare_cached(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2"
-        ))?;
-        let rows = st.query_map(params![after_id, limit as i64], audit_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db()
+            .rows(
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2"),
+                args![after_id, limit],
+            )?
+            .iter()
+            .map(audit_row)
+            .collect()
     }
 
     /// The digest `r` should carry if it were record `id` after `prev`; None when its
@@ -626,14 +627,14 @@ impl Store {
     }
 
     fn audit_record_with_hash(&self, hash: &str) -> Result<Option<AuditRecord>> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.db()
+            .row(
                 &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE hash = ?1 ORDER BY id LIMIT 1"),
-                [hash],
-                audit_row,
-            )
-            .optional()?)
+                args![hash],
+            )?
+            .as_ref()
+            .map(audit_row)
+            .transpose()
     }
 
     /// Checks the whole chain with the configured keys and, given an anchor file, the
@@ -739,7 +740,7 @@ impl Store {
 // only rename them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn append_audit_on(
-    conn: &rusqlite::Connection,
+    db: &Db,
     setup: &AuditSetup,
     now: chrono::DateTime<chrono::Utc>,
     principal: &str,
@@ -748,13 +749,14 @@ pub(crate) fn append_audit_on(
     before: &serde_json::Value,
     after: &serde_json::Value,
 ) -> Result<Head> {
-    let newest: Option<AuditRecord> = conn
-        .query_row(
+    let newest: Option<AuditRecord> = db
+        .row(
             &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id DESC LIMIT 1"),
-            [],
-            audit_row,
-        )
-        .optional()?;
+            args![],
+        )?
+        .as_ref()
+        .map(audit_row)
+        .transpose()?;
     if let Some(n) = newest.as_ref().filter(|n| !n.key_id.is_empty()) {
         if setup.signing.is_none() {
             return Err(StoreError::Audit(format!(
@@ -790,10 +792,10 @@ pub(crate) fn append_audit_on(
         ),
         None => ("", chain_hash(&prev, id, fields)),
     };
-    conn.execute(
+    db.execute(
         "INSERT INTO audit(id, at, principal, action, target, before, after, prev_hash, hash, key_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![id, at, principal, action, target, b, a, prev, hash, key_id],
+        args![id, at, principal, action, target, b, a, prev, hash, key_id],
     )?;
     Ok(Head { id, hash, at })
 }
@@ -828,33 +830,100 @@ pub struct RetiredKeyConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_are_stamped_by_the_stores_clock_not_the_system_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let at: chrono::DateTime<chrono::Utc> = "2031-05-06T07:08:09.123Z".parse().unwrap();
-        let mut s = Store::open(&dir.path().join("a.db"))
+    /// A test on both databases: `both!(name, |pg| { … })`, `pg` saying which.
+    macro_rules! both {
+        ($name:ident, |$pg:ident| $body:block) => {
+            mod $name {
+                use super::*;
+
+                fn body($pg: bool) $body
+
+                #[test]
+                fn sqlite() {
+                    body(false)
+                }
+
+                #[test]
+                fn postgres() {
+                    body(true)
+                }
+            }
+        };
+    }
+
+    /// A new store on SQLite (in `dir`) or on a database of the test cluster.
+    fn new_store(dir: &Path, pg: bool) -> Store {
+        if pg {
+            crate::pg::testing::store()
+        } else {
+            Store::open(&dir.join("a.db")).unwrap()
+        }
+    }
+
+    fn count(s: &Store, table: &str) -> i64 {
+        s.db()
+            .row(&format!("SELECT COUNT(*) FROM {table}"), args![])
             .unwrap()
-            .with_clock(Arc::new(arrears_core::clock::FixedClock(at)));
-        s.audited("alice", "note", "case 1", |_| {
-            Ok::<_, StoreError>(((), serde_json::json!(null), serde_json::json!(1)))
-        })
-        .unwrap();
-        let id = s
-            .append_audit(
-                "bob",
-                "note",
-                "case 2",
-                &serde_json::json!(null),
-                &serde_json::json!(2),
-            )
+            .unwrap()
+            .get(0, "count")
+            .unwrap()
+    }
+
+    both!(
+        records_are_stamped_by_the_stores_clock_not_the_system_time,
+        |pg| {
+            let dir = tempfile::tempdir().unwrap();
+            let at: chrono::DateTime<chrono::Utc> = "2031-05-06T07:08:09.123Z".parse().unwrap();
+            let mut s =
+                new_store(dir.path(), pg).with_clock(Arc::new(arrears_core::clock::FixedClock(at)));
+            s.audited("alice", "note", "case 1", |_| {
+                Ok::<_, StoreError>(((), serde_json::json!(null), serde_json::json!(1)))
+            })
             .unwrap();
-        let recs = s.audit_records(0, 10).unwrap();
-        assert_eq!(recs.len(), 2);
-        assert_eq!(recs[1].id, id);
-        assert!(
-            recs.iter().all(|r| r.at == "2031-05-06T07:08:09.123Z"),
-            "{recs:?}"
-        );
+            let id = s
+                .append_audit(
+                    "bob",
+                    "note",
+                    "case 2",
+                    &serde_json::json!(null),
+                    &serde_json::json!(2),
+                )
+                .unwrap();
+            let recs = s.audit_records(0, 10).unwrap();
+            assert_eq!(recs.len(), 2);
+            assert_eq!(recs[1].id, id);
+            assert!(
+                recs.iter().all(|r| r.at == "2031-05-06T07:08:09.123Z"),
+                "{recs:?}"
+            );
+        }
+    );
+
+    /// The chain is the same on both databases: the same records, written at the
+    /// same times with the same key, carry the same MACs, so a log copied from one
+    /// to the other verifies, and an anchor made on one vouches for the other.
+    #[test]
+    fn the_chain_is_the_same_on_both_databases() {
+        let write = |pg: bool| -> Vec<AuditRecord> {
+            let dir = tempfile::tempdir().unwrap();
+            let at: chrono::DateTime<chrono::Utc> = "2031-05-06T07:08:09.123Z".parse().unwrap();
+            let mut s =
+                new_store(dir.path(), pg).with_clock(Arc::new(arrears_core::clock::FixedClock(at)));
+            s.append_audit("old", "x", "y", &json!(1), &json!({"amount": "10.50"}))
+                .unwrap();
+            s.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+            for i in 0..3 {
+                s.audited("alice", "note", &format!("case {i}"), |_| {
+                    Ok::<_, StoreError>(((), json!({"n": i}), json!("Müller €")))
+                })
+                .unwrap();
+            }
+            assert_eq!(s.verify_audit(None).unwrap().problem, None);
+            s.audit_records(0, 10).unwrap()
+        };
+        let lite = write(false);
+        assert_eq!(lite.len(), 4);
+        assert_eq!(write(true), lite);
     }
     use serde_json::json;
 
@@ -867,13 +936,12 @@ mod tests {
     }
 
     impl Log {
-        /// A log of `n` records written with key `k1`, anchored.
-        fn keyed(n: usize) -> Log {
+        /// A log of `n` records written with key `k1`, anchored; on PostgreSQL
+        /// with `pg`.
+        fn keyed(n: usize, pg: bool) -> Log {
             let dir = tempfile::tempdir().unwrap();
             let setup = AuditSetup::with_key("k1", K1).anchored_to(&dir.path().join("anchor"));
-            let store = Store::open(&dir.path().join("a.db"))
-                .unwrap()
-                .with_audit(Arc::new(setup));
+            let store = new_store(dir.path(), pg).with_audit(Arc::new(setup));
             let mut log = Log { dir, store };
             log.write(n);
             log
@@ -893,14 +961,23 @@ mod tests {
             self.dir.path().join("anchor")
         }
 
-        /// A connection of someone with write access to the file, past the triggers.
-        fn raw(&self) -> rusqlite::Connection {
-            let c = rusqlite::Connection::open(self.dir.path().join("a.db")).unwrap();
-            c.execute_batch(
-                "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
-            )
-            .unwrap();
-            c
+        /// A connection of someone with write access to the database, past the
+        /// triggers.
+        fn raw(&self) -> Store {
+            let s = Store::open_at(self.store.location()).unwrap();
+            s.db()
+                .batch(if s.is_postgres() {
+                    "DROP TRIGGER IF EXISTS audit_no_update ON audit;
+                     DROP TRIGGER IF EXISTS audit_no_delete ON audit;"
+                } else {
+                    "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;"
+                })
+                .unwrap();
+            s
+        }
+
+        fn tamper(&self, sql: &str) {
+            self.raw().db().batch(sql).unwrap();
         }
 
         fn problem(&self, anchor: bool) -> Option<(i64, AuditProblem)> {
@@ -922,67 +999,56 @@ mod tests {
                 let mut fields = r.fields();
                 fields[5] = after;
                 let hash = link(&prev, r.id, fields);
-                raw.execute(
-                    "UPDATE audit SET after = ?2, prev_hash = ?3, hash = ?4, key_id = ?5 WHERE id = ?1",
-                    params![r.id, after, prev, hash, key_id],
-                )
-                .unwrap();
+                raw.db()
+                    .execute(
+                        "UPDATE audit SET after = ?2, prev_hash = ?3, hash = ?4, key_id = ?5 WHERE id = ?1",
+                        args![r.id, after, prev, hash, key_id],
+                    )
+                    .unwrap();
                 prev = hash;
             }
         }
     }
 
-    #[test]
-    fn a_failed_change_leaves_no_record_and_an_edited_record_is_found() {
-        let mut log = Log::keyed(3);
-        let err = log.store.audited("bob", "note", "case 9", |st| {
-            st.conn().unwrap().execute(
-                "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
-                [],
-            )?;
-            Err::<((), _, _), _>(StoreError::Invalid("no".into()))
-        });
-        assert!(err.is_err());
-        let n: i64 = log
-            .store
-            .conn()
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0, "the change rolled back with its failure");
-        let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
-        assert_eq!((v.records, v.problem, v.anchored), (3, None, Some(3)));
-        assert_eq!(v.keyed.get("k1"), Some(&3));
-        assert!(log
-            .store
-            .conn()
-            .unwrap()
-            .execute("UPDATE audit SET principal = 'eve' WHERE id = 2", [])
-            .is_err());
+    both!(
+        a_failed_change_leaves_no_record_and_an_edited_record_is_found,
+        |pg| {
+            let mut log = Log::keyed(3, pg);
+            let err = log.store.audited("bob", "note", "case 9", |st| {
+                st.db().execute(
+                    "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
+                    args![],
+                )?;
+                Err::<((), _, _), _>(StoreError::Invalid("no".into()))
+            });
+            assert!(err.is_err());
+            let n = count(&log.store, "customers");
+            assert_eq!(n, 0, "the change rolled back with its failure");
+            let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
+            assert_eq!((v.records, v.problem, v.anchored), (3, None, Some(3)));
+            assert_eq!(v.keyed.get("k1"), Some(&3));
+            assert!(log
+                .store
+                .db()
+                .execute("UPDATE audit SET principal = 'eve' WHERE id = 2", args![])
+                .is_err());
 
-        log.raw()
-            .execute("UPDATE audit SET after = '{\"n\":99}' WHERE id = 2", [])
-            .unwrap();
-        assert_eq!(log.problem(false), Some((2, AuditProblem::Edited)));
-    }
+            log.tamper("UPDATE audit SET after = '{\"n\":99}' WHERE id = 2");
+            assert_eq!(log.problem(false), Some((2, AuditProblem::Edited)));
+        }
+    );
 
-    #[test]
-    fn a_record_deleted_from_the_middle_is_named() {
-        let log = Log::keyed(5);
-        log.raw()
-            .execute("DELETE FROM audit WHERE id = 3", [])
-            .unwrap();
+    both!(a_record_deleted_from_the_middle_is_named, |pg| {
+        let log = Log::keyed(5, pg);
+        log.tamper("DELETE FROM audit WHERE id = 3");
         let (id, p) = log.problem(false).unwrap();
         assert_eq!((id, &p), (3, &AuditProblem::Missing { last: 3, next: 4 }));
         assert!(p.to_string().contains("deleted from the middle"), "{p}");
-    }
+    });
 
-    #[test]
-    fn a_deleted_tail_shows_only_against_the_anchor() {
-        let log = Log::keyed(5);
-        log.raw()
-            .execute("DELETE FROM audit WHERE id >= 4", [])
-            .unwrap();
+    both!(a_deleted_tail_shows_only_against_the_anchor, |pg| {
+        let log = Log::keyed(5, pg);
+        log.tamper("DELETE FROM audit WHERE id >= 4");
         assert_eq!(log.problem(false), None, "a chain alone cannot show it");
         let (id, p) = log.problem(true).unwrap();
         assert_eq!(
@@ -998,88 +1064,84 @@ mod tests {
         assert!(p
             .to_string()
             .contains("anchor says record 5 exists, the log ends at 3"));
-    }
+    });
 
-    #[test]
-    fn an_anchor_behind_the_log_is_no_problem_but_one_with_another_mac_is() {
-        let mut log = Log::keyed(2);
-        // A crash between the commit and the anchor write: the anchor lags.
-        log.store
-            .set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
-        log.write(2);
-        let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
-        assert_eq!((v.problem, v.anchored, v.last_id), (None, Some(2), 4));
-        // A torn last line (a crash mid-write) is not the anchor's fault either.
-        let mut text = std::fs::read_to_string(log.anchor()).unwrap();
-        text.push_str("3 abc");
-        std::fs::write(log.anchor(), &text).unwrap();
-        assert_eq!(log.problem(true), None);
-        // The anchor says record 2 had another MAC: the log was rewritten.
-        let bad = format!("2 {} 2026-01-01T00:00:00Z\n", "0".repeat(64));
-        std::fs::write(log.anchor(), text.replace("3 abc", &bad)).unwrap();
-        assert_eq!(
-            log.problem(true),
-            Some((
-                2,
-                AuditProblem::AnchorMismatch {
-                    line: 3,
-                    last_good: Some(1)
-                }
-            ))
-        );
-    }
+    both!(
+        an_anchor_behind_the_log_is_no_problem_but_one_with_another_mac_is,
+        |pg| {
+            let mut log = Log::keyed(2, pg);
+            // A crash between the commit and the anchor write: the anchor lags.
+            log.store
+                .set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+            log.write(2);
+            let v = log.store.verify_audit(Some(&log.anchor())).unwrap();
+            assert_eq!((v.problem, v.anchored, v.last_id), (None, Some(2), 4));
+            // A torn last line (a crash mid-write) is not the anchor's fault either.
+            let mut text = std::fs::read_to_string(log.anchor()).unwrap();
+            text.push_str("3 abc");
+            std::fs::write(log.anchor(), &text).unwrap();
+            assert_eq!(log.problem(true), None);
+            // The anchor says record 2 had another MAC: the log was rewritten.
+            let bad = format!("2 {} 2026-01-01T00:00:00Z\n", "0".repeat(64));
+            std::fs::write(log.anchor(), text.replace("3 abc", &bad)).unwrap();
+            assert_eq!(
+                log.problem(true),
+                Some((
+                    2,
+                    AuditProblem::AnchorMismatch {
+                        line: 3,
+                        last_good: Some(1)
+                    }
+                ))
+            );
+        }
+    );
 
-    #[test]
-    fn reordered_records_are_named() {
-        let log = Log::keyed(5);
-        let raw = log.raw();
-        raw.execute_batch(
+    both!(reordered_records_are_named, |pg| {
+        let log = Log::keyed(5, pg);
+        log.tamper(
             "UPDATE audit SET id = 100 WHERE id = 2;
              UPDATE audit SET id = 2 WHERE id = 4;
              UPDATE audit SET id = 4 WHERE id = 100;",
-        )
-        .unwrap();
+        );
         let (id, p) = log.problem(false).unwrap();
         assert_eq!((id, &p), (2, &AuditProblem::Reordered { holds: 4 }));
         assert!(p.to_string().contains("reordered"), "{p}");
         // Neighbours swapped: the moved record's predecessor moved too.
-        let log = Log::keyed(5);
-        log.raw()
-            .execute_batch(
-                "UPDATE audit SET id = 100 WHERE id = 3;
-                 UPDATE audit SET id = 3 WHERE id = 4;
-                 UPDATE audit SET id = 4 WHERE id = 100;",
-            )
-            .unwrap();
+        let log = Log::keyed(5, pg);
+        log.tamper(
+            "UPDATE audit SET id = 100 WHERE id = 3;
+             UPDATE audit SET id = 3 WHERE id = 4;
+             UPDATE audit SET id = 4 WHERE id = 100;",
+        );
         assert_eq!(
             log.problem(false),
             Some((3, AuditProblem::Reordered { holds: 4 }))
         );
-    }
+    });
 
-    #[test]
-    fn a_chain_recomputed_without_the_key_is_found() {
+    both!(a_chain_recomputed_without_the_key_is_found, |pg| {
         // Plain SHA-256, key ids left alone: the MACs do not match.
-        let log = Log::keyed(5);
+        let log = Log::keyed(5, pg);
         log.rewrite(3, "k1", chain_hash);
         assert_eq!(log.problem(false), Some((3, AuditProblem::Edited)));
 
         // Plain SHA-256 and the key ids cleared: a downgrade after record 2.
-        let log = Log::keyed(5);
+        let log = Log::keyed(5, pg);
         log.rewrite(3, "", chain_hash);
         let (id, p) = log.problem(false).unwrap();
         assert_eq!((id, &p), (3, &AuditProblem::Downgraded { after: 2 }));
         assert!(p.to_string().contains("downgrade"), "{p}");
 
         // A MAC under another key of the same name.
-        let log = Log::keyed(5);
+        let log = Log::keyed(5, pg);
         let wrong = b"not the key, but long enough to pass for one";
         log.rewrite(3, "k1", |p, id, f| keyed_mac(wrong, "k1", p, id, f));
         assert_eq!(log.problem(false), Some((3, AuditProblem::Edited)));
 
         // The whole log rewritten unkeyed looks like a log from before keying: only
         // the anchor, which holds the real MACs, shows it.
-        let log = Log::keyed(5);
+        let log = Log::keyed(5, pg);
         log.rewrite(1, "", chain_hash);
         assert_eq!(log.problem(false), None);
         assert_eq!(
@@ -1092,18 +1154,17 @@ mod tests {
                 }
             ))
         );
-    }
+    });
 
-    #[test]
-    fn a_writer_without_the_key_is_refused_on_a_keyed_log() {
-        let mut log = Log::keyed(2);
+    both!(a_writer_without_the_key_is_refused_on_a_keyed_log, |pg| {
+        let mut log = Log::keyed(2, pg);
         log.store.set_audit(Arc::new(AuditSetup::default()));
         let err = log
             .store
             .audited("bob", "note", "case 1", |st| {
-                st.conn().unwrap().execute(
+                st.db().execute(
                     "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
-                    [],
+                    args![],
                 )?;
                 Ok::<_, StoreError>(((), json!(null), json!(1)))
             })
@@ -1113,12 +1174,7 @@ mod tests {
             err.contains("audit.key_file") && err.contains("nothing was written"),
             "{err}"
         );
-        let customers: i64 = log
-            .store
-            .conn()
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
-            .unwrap();
+        let customers = count(&log.store, "customers");
         assert_eq!((customers, log.store.audit_head().unwrap()), (0, 2));
         let err = log
             .store
@@ -1136,72 +1192,75 @@ mod tests {
             .to_string();
         assert!(err.contains("does not verify with audit key `k1`"), "{err}");
         assert_eq!(log.store.audit_head().unwrap(), 2);
-    }
+    });
 
-    #[test]
-    fn after_a_rotation_old_records_verify_with_the_retired_key() {
-        let mut log = Log::keyed(2);
-        let anchor = log.anchor();
-        log.store.set_audit(Arc::new(
-            AuditSetup::with_key("k2", K2)
-                .retire("k1", K1)
-                .anchored_to(&anchor),
-        ));
-        log.write(2);
-        let v = log.store.verify_audit(Some(&anchor)).unwrap();
-        assert_eq!(v.problem, None);
-        assert_eq!(
-            v.keyed,
-            BTreeMap::from([("k1".to_string(), 2), ("k2".to_string(), 2)])
-        );
-        // Without the retired key the old records cannot be vouched for.
-        log.store
-            .set_audit(Arc::new(AuditSetup::with_key("k2", K2)));
-        assert_eq!(
-            log.problem(false),
-            Some((
-                1,
-                AuditProblem::UnknownKey {
-                    key_id: "k1".into()
-                }
-            ))
-        );
-        // A writer still on the old key (a stale config) is refused.
-        log.store
-            .set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
-        let err = log
-            .store
-            .append_audit("bob", "x", "y", &json!(1), &json!(2))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("carries key `k2`, which this config does not know"),
-            "{err}"
-        );
-    }
+    both!(
+        after_a_rotation_old_records_verify_with_the_retired_key,
+        |pg| {
+            let mut log = Log::keyed(2, pg);
+            let anchor = log.anchor();
+            log.store.set_audit(Arc::new(
+                AuditSetup::with_key("k2", K2)
+                    .retire("k1", K1)
+                    .anchored_to(&anchor),
+            ));
+            log.write(2);
+            let v = log.store.verify_audit(Some(&anchor)).unwrap();
+            assert_eq!(v.problem, None);
+            assert_eq!(
+                v.keyed,
+                BTreeMap::from([("k1".to_string(), 2), ("k2".to_string(), 2)])
+            );
+            // Without the retired key the old records cannot be vouched for.
+            log.store
+                .set_audit(Arc::new(AuditSetup::with_key("k2", K2)));
+            assert_eq!(
+                log.problem(false),
+                Some((
+                    1,
+                    AuditProblem::UnknownKey {
+                        key_id: "k1".into()
+                    }
+                ))
+            );
+            // A writer still on the old key (a stale config) is refused.
+            log.store
+                .set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+            let err = log
+                .store
+                .append_audit("bob", "x", "y", &json!(1), &json!(2))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("carries key `k2`, which this config does not know"),
+                "{err}"
+            );
+        }
+    );
 
-    #[test]
-    fn a_log_from_before_keying_verifies_and_keying_continues_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
-        s.append_audit("old", "x", "y", &json!(1), &json!(2))
-            .unwrap();
-        s.append_audit("old", "x", "y", &json!(2), &json!(3))
-            .unwrap();
-        s.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
-        s.append_audit("new", "x", "y", &json!(3), &json!(4))
-            .unwrap();
-        let v = s.verify_audit(None).unwrap();
-        assert_eq!((v.records, v.problem), (3, None));
-        assert_eq!(v.keyed.get("k1"), Some(&1));
-        let r = s.audit_records(0, 10).unwrap();
-        assert_eq!((r[1].key_id.as_str(), r[2].key_id.as_str()), ("", "k1"));
-        assert_eq!(r[2].prev_hash, r[1].hash);
-    }
+    both!(
+        a_log_from_before_keying_verifies_and_keying_continues_it,
+        |pg| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = new_store(dir.path(), pg);
+            s.append_audit("old", "x", "y", &json!(1), &json!(2))
+                .unwrap();
+            s.append_audit("old", "x", "y", &json!(2), &json!(3))
+                .unwrap();
+            s.set_audit(Arc::new(AuditSetup::with_key("k1", K1)));
+            s.append_audit("new", "x", "y", &json!(3), &json!(4))
+                .unwrap();
+            let v = s.verify_audit(None).unwrap();
+            assert_eq!((v.records, v.problem), (3, None));
+            assert_eq!(v.keyed.get("k1"), Some(&1));
+            let r = s.audit_records(0, 10).unwrap();
+            assert_eq!((r[1].key_id.as_str(), r[2].key_id.as_str()), ("", "k1"));
+            assert_eq!(r[2].prev_hash, r[1].hash);
+        }
+    );
 
-    #[test]
-    fn the_anchor_file_is_owner_only_and_only_appended_to() {
-        let log = Log::keyed(2);
+    both!(the_anchor_file_is_owner_only_and_only_appended_to, |pg| {
+        let log = Log::keyed(2, pg);
         let text = std::fs::read_to_string(log.anchor()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let recs = log.store.audit_records(0, 10).unwrap();
@@ -1218,7 +1277,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-    }
+    });
 
     #[test]
     fn the_config_is_checked_field_by_field() {

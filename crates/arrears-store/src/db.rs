@@ -23,6 +23,7 @@ use super::pg::Value;
 use super::{Result, StoreError};
 
 /// A connection to one of the two databases.
+#[derive(Clone, Copy)]
 pub(crate) enum Db<'a> {
     Lite(&'a rusqlite::Connection),
     Pg(&'a RefCell<PgConn>),
@@ -338,6 +339,20 @@ pub(crate) enum RowRef<'a, 's> {
 }
 
 impl RowRef<'_, '_> {
+    /// A text column without a copy where the database allows (SQLite): the
+    /// portfolio load reads millions of dates and amounts only to parse them.
+    pub(crate) fn str(&self, i: usize, column: &'static str) -> Result<std::borrow::Cow<'_, str>> {
+        match self {
+            RowRef::Lite(r) => match r.get_ref(i)? {
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(std::borrow::Cow::Borrowed)
+                    .map_err(|_| corrupt(column, &owned_value(ValueRef::Text(t)))),
+                other => Err(corrupt(column, &owned_value(other))),
+            },
+            RowRef::Pg(_) => Ok(std::borrow::Cow::Owned(self.get::<String>(i, column)?)),
+        }
+    }
+
     /// Column `i`; `column` names it in the error when its value has the wrong type.
     pub(crate) fn get<T: Col>(&self, i: usize, column: &'static str) -> Result<T> {
         match self {
@@ -460,44 +475,100 @@ impl Db<'_> {
     /// back otherwise (a panic too). Inside another one it is a savepoint: its
     /// failure undoes only its own writes, as on SQLite ([`crate::WriteTx`]).
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        let guard = OpenWrite {
+            db: *self,
+            begun: Some(self.begin()?),
+        };
+        let out = f(self)?;
+        guard.commit()?;
+        Ok(out)
+    }
+
+    /// Opens a write transaction, or a savepoint inside one; [`Db::finish`] ends
+    /// it. For a caller that cannot keep a borrow of the connection meanwhile
+    /// ([`crate::Store::audited`] hands the store itself on); everyone else uses
+    /// [`Db::write`].
+    pub(crate) fn begin(&self) -> Result<Begun> {
         match self {
             Db::Lite(c) => {
-                let tx = super::begin_write(c)?;
-                let out = f(&Db::Lite(&tx))?;
-                tx.commit()?;
-                Ok(out)
+                let nested = !c.is_autocommit();
+                if nested {
+                    c.execute_batch("SAVEPOINT arrears_write")?;
+                } else {
+                    super::begin_immediate(c)?;
+                }
+                Ok(Begun { nested })
             }
             Db::Pg(cell) => {
-                let nested = {
-                    let mut c = cell.borrow_mut();
-                    let nested = c.depth > 0;
-                    // Writers take the change log's head first, as SQLite's BEGIN
-                    // IMMEDIATE takes its write lock: one writer at a time, so two
-                    // never wait on each other's rows in opposite orders
-                    // (deadlock), and the log's numbers follow commit order.
-                    let begun = c.client.batch_execute(if nested {
-                        "SAVEPOINT arrears_write"
-                    } else {
-                        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT seq FROM change_head FOR UPDATE"
-                    });
-                    if let Err(e) = begun {
-                        if !nested {
-                            // The lock wait ran out inside the transaction just begun.
-                            let _ = c.client.batch_execute("ROLLBACK");
-                        }
-                        return Err(e.into());
+                let mut c = cell.borrow_mut();
+                let nested = c.depth > 0;
+                // Writers take the change log's head first, as SQLite's BEGIN
+                // IMMEDIATE takes its write lock: one writer at a time, so two never
+                // wait on each other's rows in opposite orders (deadlock), and the
+                // log's numbers follow commit order.
+                let begun = c.client.batch_execute(if nested {
+                    "SAVEPOINT arrears_write"
+                } else {
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT seq FROM change_head FOR UPDATE"
+                });
+                if let Err(e) = begun {
+                    if !nested {
+                        // The lock wait ran out inside the transaction just begun.
+                        let _ = c.client.batch_execute("ROLLBACK");
                     }
-                    c.depth += 1;
-                    nested
+                    return Err(e.into());
+                }
+                c.depth += 1;
+                Ok(Begun { nested })
+            }
+        }
+    }
+
+    /// Ends what [`Db::begin`] opened: commits (releases the savepoint) or rolls
+    /// back. On PostgreSQL a statement that failed inside makes the commit fail
+    /// and roll back: the transaction is aborted whatever the code made of it.
+    pub(crate) fn finish(&self, begun: Begun, commit: bool) -> Result<()> {
+        let nested = begun.nested;
+        match self {
+            Db::Lite(c) => {
+                let sql = match (commit, nested) {
+                    (true, true) => "RELEASE arrears_write",
+                    (true, false) => "COMMIT",
+                    (false, true) => "ROLLBACK TO arrears_write; RELEASE arrears_write",
+                    (false, false) => "ROLLBACK",
                 };
-                let guard = PgWrite {
-                    cell,
-                    nested,
-                    open: true,
+                Ok(c.execute_batch(sql)?)
+            }
+            Db::Pg(cell) => {
+                let Ok(mut c) = cell.try_borrow_mut() else {
+                    return Err(StoreError::Postgres(
+                        "a write transaction could not be ended: its connection is in use".into(),
+                    ));
                 };
-                let out = f(self)?;
-                guard.finish()?;
-                Ok(out)
+                if commit && c.failed {
+                    drop(c);
+                    self.finish(begun, false)?;
+                    return Err(StoreError::Postgres(
+                        "a statement failed inside this write; nothing of it was written".into(),
+                    ));
+                }
+                c.depth -= 1;
+                let sql = match (commit, nested) {
+                    (true, true) => "RELEASE arrears_write",
+                    (true, false) => "COMMIT",
+                    (false, true) => "ROLLBACK TO arrears_write; RELEASE arrears_write",
+                    (false, false) => "ROLLBACK",
+                };
+                let r = c.client.batch_execute(sql);
+                if !commit && r.is_ok() {
+                    // Rolled back to the savepoint (or out of the transaction): what
+                    // is around it can go on.
+                    c.failed = false;
+                }
+                if c.depth == 0 {
+                    c.failed = false;
+                }
+                Ok(r?)
             }
         }
     }
@@ -676,64 +747,32 @@ fn in_statement(e: postgres::Error, sql: &str) -> StoreError {
     }
 }
 
-/// An open PostgreSQL write transaction: rolled back unless finished.
-struct PgWrite<'a> {
-    cell: &'a RefCell<PgConn>,
+/// What [`Db::begin`] opened.
+#[must_use = "a write is ended with Db::finish"]
+pub(crate) struct Begun {
     nested: bool,
-    open: bool,
 }
 
-impl PgWrite<'_> {
-    fn finish(mut self) -> Result<()> {
-        let mut c = self.cell.borrow_mut();
-        if c.failed {
-            // Dropping rolls back (and, for a savepoint, makes the transaction
-            // around it usable again).
-            drop(c);
-            return Err(StoreError::Postgres(
-                "a statement failed inside this write; nothing of it was written".into(),
-            ));
-        }
-        let r = c.client.batch_execute(if self.nested {
-            "RELEASE arrears_write"
-        } else {
-            "COMMIT"
-        });
-        if let Err(e) = r {
-            drop(c);
-            return Err(e.into());
-        }
-        self.open = false;
-        c.depth -= 1;
-        Ok(())
+/// A write of [`Db::write`]: rolled back unless committed (an error returned
+/// early, a panic).
+struct OpenWrite<'a> {
+    db: Db<'a>,
+    begun: Option<Begun>,
+}
+
+impl OpenWrite<'_> {
+    fn commit(mut self) -> Result<()> {
+        let begun = self.begun.take().expect("open");
+        self.db.finish(begun, true)
     }
 }
 
-impl Drop for PgWrite<'_> {
+impl Drop for OpenWrite<'_> {
     fn drop(&mut self) {
-        if !self.open {
-            return;
-        }
-        let Ok(mut c) = self.cell.try_borrow_mut() else {
-            tracing::error!(
-                "a write transaction could not be rolled back: its connection is in use"
-            );
-            return;
-        };
-        c.depth -= 1;
-        let sql = if self.nested {
-            "ROLLBACK TO arrears_write; RELEASE arrears_write"
-        } else {
-            "ROLLBACK"
-        };
-        match c.client.batch_execute(sql) {
-            // Rolled back to the savepoint (or out of the transaction): what is
-            // around it can go on.
-            Ok(()) => c.failed = false,
-            Err(e) => tracing::error!(error = %e, "rolling back a write transaction"),
-        }
-        if c.depth == 0 {
-            c.failed = false;
+        if let Some(begun) = self.begun.take() {
+            if let Err(e) = self.db.finish(begun, false) {
+                tracing::error!(error = %e, "rolling back a write transaction");
+            }
         }
     }
 }

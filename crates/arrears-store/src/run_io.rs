@@ -3,10 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
-use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
 
-use super::db::{args, RowRef};
+use super::db::{args, Db, Row, RowRef};
 use super::{date, dec, Result, Store, StoreError};
 
 use arrears_core::domain::{Activity, ErpDunning, Hold, Priority, PromiseStatus};
@@ -51,6 +50,7 @@ impl Scope<'_> {
             Scope::All => "1 = 1".into(),
             Scope::Dirty => format!("{col} IN (SELECT id FROM customers WHERE dirty <> 0)"),
             Scope::One(id) => format!("{col} = {id}"),
+            Scope::Ids([]) => "1 = 0".into(),
             Scope::Ids(ids) => format!("{col} IN ({})", id_list(ids)),
         }
     }
@@ -72,25 +72,16 @@ fn id_list(ids: &[i64]) -> String {
 /// Runs `sql` (customer id in column 0) and hands each row of a loaded customer to `f`
 /// with that customer's index in the output.
 fn per_customer(
-    c: &rusqlite::Connection,
+    db: &Db,
     sql: &str,
     index: &HashMap<i64, usize>,
-    mut f: impl FnMut(&rusqlite::Row, usize) -> Result<()>,
+    mut f: impl FnMut(&RowRef, usize) -> Result<()>,
 ) -> Result<()> {
-    let mut st = c.prepare(sql)?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        if let Some(&k) = index.get(&r.get::<_, i64>(0)?) {
+    db.each(sql, args![], |r| {
+        if let Some(&k) = index.get(&r.get::<i64>(0, "customer_id")?) {
             f(r, k)?;
         }
-    }
-    Ok(())
-}
-
-/// Borrows a TEXT column without allocating: the load loops read millions of them.
-fn txt<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a str> {
-    r.get_ref(i)?.as_str().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        Ok(())
     })
 }
 
@@ -108,15 +99,15 @@ fn opt_date(column: &'static str, s: Option<String>) -> Result<Option<NaiveDate>
 impl Store {
     /// Loads the run input for `scope`, ordered by customer id.
     pub fn load_run_input(&self, scope: Scope) -> Result<Vec<RunInput>> {
-        let c = self.conn()?;
+        let c = &self.db();
         if matches!(scope, Scope::All | Scope::Dirty) {
             // Read before the customers: a change committed in between is loaded
             // too and merely costs one more run, never a missed one.
-            self.changes_at_load.set(Some(c.query_row(
-                &format!("SELECT {CHANGE_SEQ}"),
-                [],
-                |r| r.get(0),
-            )?));
+            self.changes_at_load.set(Some(
+                c.row(&format!("SELECT {}", c.change_seq()), args![])?
+                    .expect("a row")
+                    .get(0, "change log head")?,
+            ));
         }
         let mut t = std::time::Instant::now();
         let mut lap = |what: &str| {
@@ -125,40 +116,42 @@ impl Store {
         };
         let mut out: Vec<RunInput> = Vec::new();
         let mut index: HashMap<i64, usize> = HashMap::new();
-        {
-            let mut st = c.prepare(&format!(
+        c.each(
+            &format!(
                 "SELECT id, company, code, name, country, credit_limit, credit_currency, s.dunning_level, s.dunning_on, s.collector, dirty,
                         s.strategy, s.segment, s.profile, s.score, s.collection_group, s.priority, s.as_of,
                         dunning_procedure
                  FROM customers LEFT JOIN customer_state s ON s.customer_id = customers.id WHERE {} ORDER BY id",
                 scope.filter("id")
-            ))?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let id: i64 = r.get(0)?;
+            ),
+            args![],
+            |r| {
+                let id: i64 = r.get(0, "customers.id")?;
                 let limit = match (
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
+                    r.get::<Option<String>>(5, "customers.credit_limit")?,
+                    r.get::<Option<String>>(6, "customers.credit_currency")?,
                 ) {
                     (Some(a), Some(c)) => {
                         Some((dec("credit_limit", &a)?, cur("credit_currency", &c)?))
                     }
                     _ => None,
                 };
-                let dunning_level = r.get::<_, Option<i64>>(7)?.unwrap_or(0) as usize;
-                let dunning_on = opt_date("dunning_on", r.get(8)?)?;
-                let collector: Option<String> = r.get(9)?;
-                let written = match r.get::<_, Option<String>>(17)? {
+                let dunning_level = r
+                    .get::<Option<i64>>(7, "customer_state.dunning_level")?
+                    .unwrap_or(0) as usize;
+                let dunning_on = opt_date("dunning_on", r.get(8, "customer_state.dunning_on")?)?;
+                let collector: Option<String> = r.get(9, "customer_state.collector")?;
+                let written = match r.get::<Option<String>>(17, "customer_state.as_of")? {
                     Some(on) => Some((
                         StateOut {
                             customer_id: id,
-                            strategy: r.get(11)?,
-                            segment: r.get(12)?,
-                            profile: r.get(13)?,
-                            score: dec("customer_state.score", txt(r, 14)?)?,
-                            group: r.get(15)?,
+                            strategy: r.get(11, "customer_state.strategy")?,
+                            segment: r.get(12, "customer_state.segment")?,
+                            profile: r.get(13, "customer_state.profile")?,
+                            score: dec("customer_state.score", &r.str(14, "customer_state.score")?)?,
+                            group: r.get(15, "customer_state.collection_group")?,
                             collector: collector.clone(),
-                            priority: Priority::from_i64(r.get(16)?),
+                            priority: Priority::from_i64(r.get(16, "customer_state.priority")?),
                             dunning_level,
                             dunning_on,
                         },
@@ -170,12 +163,12 @@ impl Store {
                 out.push(RunInput {
                     customer: CustomerRow {
                         id,
-                        company: r.get(1)?,
-                        code: r.get(2)?,
-                        name: r.get(3)?,
-                        country: r.get(4)?,
+                        company: r.get(1, "customers.company")?,
+                        code: r.get(2, "customers.code")?,
+                        name: r.get(3, "customers.name")?,
+                        country: r.get(4, "customers.country")?,
                         credit_limit: limit,
-                        dunning: ErpDunning::from_stored(r.get(18)?),
+                        dunning: ErpDunning::from_stored(r.get(18, "customers.dunning_procedure")?),
                     },
                     items: Vec::new(),
                     promises: Vec::new(),
@@ -189,10 +182,11 @@ impl Store {
                         written,
                     },
                     listed: None,
-                    changes: r.get(10)?,
+                    changes: r.get(10, "customers.dirty")?,
                 });
-            }
-        }
+                Ok(())
+            },
+        )?;
         lap("customers");
         let flags = self.item_flags(match scope {
             Scope::All => FlagScope::All,
@@ -218,12 +212,12 @@ impl Store {
             &index,
             |r, k| {
                 out[k].promises.push(PromiseRow {
-                    amount: dec("promises.amount", txt(r, 1)?)?,
-                    currency: cur("promises.currency", txt(r, 2)?)?,
-                    promised_on: date("promised_on", txt(r, 3)?)?,
-                    status: PromiseStatus::parse(txt(r, 4)?),
-                    judged_on: opt_date("promises.judged_on", r.get(5)?)?,
-                    paid_on: opt_date("promises.paid_on", r.get(6)?)?,
+                    amount: dec("promises.amount", &r.str(1, "promises.amount")?)?,
+                    currency: cur("promises.currency", &r.str(2, "promises.currency")?)?,
+                    promised_on: date("promised_on", &r.str(3, "promises.promised_on")?)?,
+                    status: PromiseStatus::parse(&r.str(4, "promises.status")?),
+                    judged_on: opt_date("promises.judged_on", r.get(5, "promises.judged_on")?)?,
+                    paid_on: opt_date("promises.paid_on", r.get(6, "promises.paid_on")?)?,
                 });
                 Ok(())
             },
@@ -234,9 +228,9 @@ impl Store {
             &index,
             |r, k| {
                 out[k].payments.push(PaymentRow {
-                    amount: dec("payments.amount", txt(r, 1)?)?,
-                    currency: cur("payments.currency", txt(r, 2)?)?,
-                    value_date: date("value_date", txt(r, 3)?)?,
+                    amount: dec("payments.amount", &r.str(1, "payments.amount")?)?,
+                    currency: cur("payments.currency", &r.str(2, "payments.currency")?)?,
+                    value_date: date("value_date", &r.str(3, "payments.value_date")?)?,
                 });
                 Ok(())
             },
@@ -248,8 +242,8 @@ impl Store {
             &index,
             |r, k| {
                 out[k].holds.push(Hold {
-                    reason: r.get(1)?,
-                    until: opt_date("holds.until", r.get(2)?)?,
+                    reason: r.get(1, "holds.reason")?,
+                    until: opt_date("holds.until", r.get(2, "holds.until")?)?,
                 });
                 Ok(())
             },
@@ -259,7 +253,8 @@ impl Store {
             &format!("SELECT customer_id, MAX(on_date) FROM resubmissions WHERE {filter} GROUP BY customer_id"),
             &index,
             |r, k| {
-                out[k].resubmission = opt_date("resubmissions.on_date", r.get(1)?)?;
+                out[k].resubmission =
+                    opt_date("resubmissions.on_date", r.get(1, "resubmissions.on_date")?)?;
                 Ok(())
             },
         )?;
@@ -269,15 +264,15 @@ impl Store {
             &index,
             |r, k| {
                 out[k].listed = Some(WorklistOut {
-                    customer_id: r.get(0)?,
-                    group: r.get(1)?,
-                    collector: r.get(2)?,
-                    score: dec("worklist.score", txt(r, 3)?)?,
-                    priority: Priority::from_i64(r.get(4)?),
-                    nad: date("worklist.nad", txt(r, 5)?)?,
-                    items: r.get(6)?,
-                    amount: dec("worklist.amount", txt(r, 7)?)?,
-                    reason: r.get(8)?,
+                    customer_id: r.get(0, "worklist.customer_id")?,
+                    group: r.get(1, "worklist.collection_group")?,
+                    collector: r.get(2, "worklist.collector")?,
+                    score: dec("worklist.score", &r.str(3, "worklist.score")?)?,
+                    priority: Priority::from_i64(r.get(4, "worklist.priority")?),
+                    nad: date("worklist.nad", &r.str(5, "worklist.nad")?)?,
+                    items: r.get(6, "worklist.items")?,
+                    amount: dec("worklist.amount", &r.str(7, "worklist.amount")?)?,
+                    reason: r.get(8, "worklist.reason")?,
                 });
                 Ok(())
             },
@@ -289,6 +284,9 @@ impl Store {
     /// Items by id, as [`Store::load_run_input`] would load them, with their customer:
     /// an item it would not load (cleared, its case closed) is left out.
     pub fn load_items(&self, ids: &[i64]) -> Result<Vec<(i64, ItemRow)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let list = id_list(ids);
         let filter = format!("i.id IN ({list})");
         let flags = self.item_flags(FlagScope::Items(&list))?;
@@ -346,22 +344,22 @@ impl Store {
                 ),
             ),
         };
-        let c = self.conn()?;
-        let disputed: HashSet<i64> = c
-            .prepare(&disputed_sql)?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let db = self.db();
+        let mut disputed: HashSet<i64> = HashSet::new();
+        db.each(&disputed_sql, args![], |r| {
+            disputed.insert(r.get(0, "dispute_items.item_id")?);
+            Ok(())
+        })?;
         let mut promised: HashMap<i64, ItemPromise> = HashMap::new();
-        let mut st = c.prepare(&promised_sql)?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
+        db.each(&promised_sql, args![], |r| {
             let p = ItemPromise {
-                by: date("promised_on", txt(r, 1)?)?,
-                made: date("promises.created_on", txt(r, 2)?)?,
-                open: txt(r, 3)? == "open",
+                by: date("promised_on", &r.str(1, "promises.promised_on")?)?,
+                made: date("promises.created_on", &r.str(2, "promises.created_on")?)?,
+                open: r.str(3, "promises.status")? == "open",
             };
-            promised.insert(r.get(0)?, p);
-        }
+            promised.insert(r.get(0, "promise_items.item_id")?, p);
+            Ok(())
+        })?;
         Ok(ItemFlags { disputed, promised })
     }
 
@@ -381,49 +379,47 @@ impl Store {
              FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
              WHERE {filter} AND (i.status = 'open' OR c.id IS NOT NULL)"
         );
-        let mut st = self.conn()?.prepare(&sql)?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(1)?;
-            let hold = match r.get::<_, Option<String>>(8)? {
+        self.db().each(&sql, args![], |r| {
+            let id: i64 = r.get(1, "items.id")?;
+            let hold = match r.get::<Option<String>>(8, "items.hold_reason")? {
                 Some(reason) => Some(Hold {
                     reason,
-                    until: opt_date("hold_until", r.get(9)?)?,
+                    until: opt_date("hold_until", r.get(9, "items.hold_until")?)?,
                 }),
                 None => None,
             };
-            let case = match r.get::<_, Option<i64>>(12)? {
+            let case = match r.get::<Option<i64>>(12, "cases.id")? {
                 Some(case_id) => Some(CaseRow {
                     id: case_id,
-                    nad: date("nad", txt(r, 13)?)?,
-                    priority: Priority::from_i64(r.get(14)?),
-                    assigned_to: r.get(15)?,
-                    activity: CaseRow::boxed_activity(read_activity(&RowRef::Lite(r), 16)?),
-                    external_ref: r.get(23)?,
+                    nad: date("nad", &r.str(13, "cases.nad")?)?,
+                    priority: Priority::from_i64(r.get(14, "cases.priority")?),
+                    assigned_to: r.get(15, "cases.assigned_to")?,
+                    activity: CaseRow::boxed_activity(read_activity(r, 16)?),
+                    external_ref: r.get(23, "cases.external_ref")?,
                 }),
                 None => None,
             };
+            let status = r.str(11, "items.status")?;
             f(
-                r.get(0)?,
+                r.get(0, "items.customer_id")?,
                 ItemRow {
                     id,
-                    document_no: r.get(2)?,
-                    document_date: date("document_date", txt(r, 3)?)?,
-                    due_date: date("due_date", txt(r, 4)?)?,
-                    original_amount: dec("original_amount", txt(r, 5)?)?,
-                    open_amount: dec("open_amount", txt(r, 6)?)?,
-                    currency: cur("currency", txt(r, 7)?)?,
-                    rare: ItemRare::boxed(hold, r.get(10)?, None),
-                    open: txt(r, 11)? == "open",
-                    replaced: txt(r, 11)? == "replaced",
-                    dun_level: r.get::<_, i64>(24)?.max(0) as usize,
+                    document_no: r.get(2, "items.document_no")?,
+                    document_date: date("document_date", &r.str(3, "items.document_date")?)?,
+                    due_date: date("due_date", &r.str(4, "items.due_date")?)?,
+                    original_amount: dec("original_amount", &r.str(5, "items.original_amount")?)?,
+                    open_amount: dec("open_amount", &r.str(6, "items.open_amount")?)?,
+                    currency: cur("currency", &r.str(7, "items.currency")?)?,
+                    rare: ItemRare::boxed(hold, r.get(10, "items.original_document")?, None),
+                    open: status == "open",
+                    replaced: status == "replaced",
+                    dun_level: r.get::<i64>(24, "items.dun_level")?.max(0) as usize,
                     disputed: flags.disputed.contains(&id),
                     promised: flags.promised.get(&id).copied(),
                     case,
                 },
-            )?;
-        }
-        Ok(())
+            )
+        })
     }
 
     /// A split or re-posted item that still needs a case walks its chain back to the
@@ -435,7 +431,8 @@ impl Store {
         if it.case.is_some() || !it.open {
             return Ok(());
         }
-        let mut parent = self.conn()?.prepare_cached(
+        let db = self.db();
+        let mut parent = db.prepare(
             "SELECT original_document FROM items WHERE customer_id = ?1 AND document_no = ?2
                AND original_document IS NOT NULL AND original_document <> document_no LIMIT 1",
         )?;
@@ -444,8 +441,9 @@ impl Store {
         // A chain longer than this is a data error (or a cycle); stop where it is.
         while seen.len() < 64 && !seen.contains(&root) {
             let up: Option<String> = parent
-                .query_row(params![cid, root], |r| r.get(0))
-                .optional()?;
+                .row(args![cid, root])?
+                .map(|r| r.get(0, "items.original_document"))
+                .transpose()?;
             match up {
                 Some(u) => {
                     seen.push(std::mem::replace(&mut root, u));
@@ -464,32 +462,27 @@ impl Store {
     /// The whole portfolio as it stands: what a run summary reports besides what the
     /// run itself changed.
     pub fn portfolio(&self) -> Result<Portfolio> {
+        let db = self.db();
+        let count = |sql: &str| -> Result<Row> { Ok(db.row(sql, args![])?.expect("a row")) };
         let mut p = Portfolio {
-            customers: self
-                .conn()?
-                .query_row("SELECT COUNT(*) FROM customers", [], |r| r.get::<_, i64>(0))?
-                as u64,
+            customers: count("SELECT COUNT(*) FROM customers")?.get::<i64>(0, "count")? as u64,
             ..Portfolio::default()
         };
         for q in [Priority::High, Priority::Medium, Priority::Low] {
             p.open_cases_by_priority.insert(q.as_str().into(), 0);
         }
-        let mut st = self.conn()?.prepare(
+        for r in db.rows(
             "SELECT priority, COUNT(*) FROM cases WHERE status = 'open' GROUP BY priority",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-        for r in rows {
-            let (q, n) = r?;
+            args![],
+        )? {
+            let (q, n): (i64, i64) = (r.get(0, "cases.priority")?, r.get(1, "count")?);
             p.open_cases += n as u64;
             *p.open_cases_by_priority
                 .entry(Priority::from_i64(q).as_str().into())
                 .or_default() += n as u64;
         }
-        let (entries, unassigned) = self.conn()?.query_row(
-            "SELECT COUNT(*), COUNT(*) - COUNT(collector) FROM worklist",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-        )?;
+        let r = count("SELECT COUNT(*), COUNT(*) - COUNT(collector) FROM worklist")?;
+        let (entries, unassigned): (i64, i64) = (r.get(0, "count")?, r.get(1, "count")?);
         p.worklist_entries = entries as u64;
         p.worklist_unassigned = unassigned as u64;
         Ok(p)
@@ -497,23 +490,21 @@ impl Store {
 
     /// Loads of collectors from worklist rows of customers outside `scope` (incremental runs).
     pub fn worklist_loads_outside_dirty(&self) -> Result<Vec<(String, String, i64, Decimal)>> {
-        let mut st = self.conn()?.prepare(
+        let mut out = Vec::new();
+        self.db().each(
             "SELECT collection_group, collector, items, amount FROM worklist
              WHERE collector IS NOT NULL AND customer_id NOT IN (SELECT id FROM customers WHERE dirty <> 0)",
+            args![],
+            |r| {
+                out.push((
+                    r.get(0, "worklist.collection_group")?,
+                    r.get(1, "worklist.collector")?,
+                    r.get(2, "worklist.items")?,
+                    dec("worklist.amount", &r.str(3, "worklist.amount")?)?,
+                ));
+                Ok(())
+            },
         )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (g, c, i, a) = r?;
-            out.push((g, c, i, dec("worklist.amount", &a)?));
-        }
         Ok(out)
     }
 
@@ -610,190 +601,196 @@ impl Store {
             laps.push((what, t.elapsed().as_millis() as u64));
             t = std::time::Instant::now();
         };
-        let tx = self.write_tx()?;
-        let mut new_case_ids = Vec::with_capacity(out.new_cases.len());
-        let d = as_of.to_string();
         let seen = self.changes_at_load.take();
-        tx.execute(
-            "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![d, self.clock.now().to_rfc3339(), rules_hash, mode, summary_json, seen],
-        )?;
-        let run_id = tx.last_insert_rowid();
-        // The entries this run read are done with: a reader behind it (a daemon's
-        // resident portfolio when another process ran) sees a newer run and loads
-        // everything again.
-        if let Some(seen) = seen {
-            tx.prepare_cached("DELETE FROM changes WHERE seq <= ?1")?
-                .execute([seen])?;
-        }
-        if let Some(delta) = &out.delta {
-            let mut st = tx.prepare_cached("DELETE FROM worklist WHERE customer_id = ?1")?;
-            for id in &delta.unlisted {
-                st.execute([id])?;
+        let started_at = self.clock.now().to_rfc3339();
+        let db = self.db();
+        let written = db.write(|tx| {
+            let mut new_case_ids = Vec::with_capacity(out.new_cases.len());
+            let d = as_of;
+            let run_id = tx
+                .prepare_insert(
+                    "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .insert(args![d, started_at, rules_hash, mode, summary_json, seen])?
+                .expect("a run is inserted");
+            // The entries this run read are done with: a reader behind it (a daemon's
+            // resident portfolio when another process ran) sees a newer run and loads
+            // everything again.
+            if let Some(seen) = seen {
+                tx.execute("DELETE FROM changes WHERE seq <= ?1", args![seen])?;
             }
-            if delta.restamp {
-                let kept = serde_json::to_string(&out.kept).unwrap_or_else(|_| "[]".into());
+            if let Some(delta) = &out.delta {
+                let mut st = tx.prepare("DELETE FROM worklist WHERE customer_id = ?1")?;
+                for id in &delta.unlisted {
+                    st.execute(args![*id])?;
+                }
+                if delta.restamp {
+                    let kept = Db::json_list(&out.kept);
+                    tx.execute(
+                        &format!(
+                            "UPDATE customer_state SET as_of = ?1 WHERE as_of <> ?1
+                               AND customer_id NOT IN {}",
+                            tx.in_list("?2", "BIGINT")
+                        ),
+                        args![d, kept],
+                    )?;
+                }
+            } else if full {
+                let kept = Db::json_list(&out.kept);
                 tx.execute(
-                    "UPDATE customer_state SET as_of = ?1 WHERE as_of <> ?1
-                       AND customer_id NOT IN (SELECT value FROM json_each(?2))",
-                    params![d, kept],
+                    &format!(
+                        "DELETE FROM worklist WHERE customer_id NOT IN {}",
+                        tx.in_list("?1", "BIGINT")
+                    ),
+                    args![kept],
                 )?;
+            } else {
+                let mut st = tx.prepare("DELETE FROM worklist WHERE customer_id = ?1")?;
+                for (id, _) in &out.processed {
+                    st.execute(args![*id])?;
+                }
             }
-        } else if full {
-            let kept = serde_json::to_string(&out.kept).unwrap_or_else(|_| "[]".into());
-            tx.execute(
-                "DELETE FROM worklist WHERE customer_id NOT IN (SELECT value FROM json_each(?1))",
-                [kept],
-            )?;
-        } else {
-            let mut st = tx.prepare_cached("DELETE FROM worklist WHERE customer_id = ?1")?;
-            for (id, _) in &out.processed {
-                st.execute([id])?;
+            lap("worklist removals and restamp");
+            {
+                let mut st = tx.prepare_insert(
+                    "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority, external_ref) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6)",
+                )?;
+                let mut ev = tx.prepare("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'opened', 'run', ?3)")?;
+                for c in &out.new_cases {
+                    let id = st
+                        .insert(args![
+                            c.item_id,
+                            c.customer_id,
+                            d,
+                            c.nad,
+                            c.priority as i64,
+                            c.external_ref
+                        ])?
+                        .expect("a case is inserted");
+                    new_case_ids.push(id);
+                    // Back-fill and plain openings need no event row (the case row records them);
+                    // a case replacing a split/re-posted item says where it came from.
+                    if let Some(r) = &c.external_ref {
+                        ev.execute(args![id, d, format!("replaces {r}")])?;
+                    }
+                }
             }
-        }
-        lap("worklist removals and restamp");
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority, external_ref) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6)",
-            )?;
-            let mut ev = tx.prepare_cached("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'opened', 'run', ?3)")?;
-            for c in &out.new_cases {
-                st.execute(params![
-                    c.item_id,
-                    c.customer_id,
-                    d,
-                    c.nad.to_string(),
-                    c.priority as i64,
-                    c.external_ref
-                ])?;
-                new_case_ids.push(tx.last_insert_rowid());
-                // Back-fill and plain openings need no event row (the case row records them);
-                // a case replacing a split/re-posted item says where it came from.
-                if let Some(r) = &c.external_ref {
-                    ev.execute(params![
-                        new_case_ids[new_case_ids.len() - 1],
-                        d,
-                        format!("replaces {r}")
+            lap("cases opened");
+            {
+                let mut st = tx.prepare("UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1")?;
+                for (id, nad, p) in &out.case_updates {
+                    st.execute(args![*id, *nad, *p as i64])?;
+                }
+            }
+            lap("cases updated");
+            {
+                let mut st = tx.prepare("UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = ?3 WHERE id = ?1 AND status = 'open'")?;
+                let mut ev = tx.prepare("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'closed', 'run', ?3)")?;
+                for (id, reason) in &out.closed {
+                    st.execute(args![*id, d, reason])?;
+                    ev.execute(args![*id, d, reason])?;
+                }
+            }
+            lap("cases closed");
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group, collector, priority, dunning_level, dunning_on, as_of)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(customer_id) DO UPDATE SET strategy = excluded.strategy, segment = excluded.segment,
+                        profile = excluded.profile, score = excluded.score, collection_group = excluded.collection_group,
+                        collector = excluded.collector, priority = excluded.priority, dunning_level = excluded.dunning_level,
+                        dunning_on = excluded.dunning_on, as_of = excluded.as_of",
+                )?;
+                for s in &out.states {
+                    st.execute(args![
+                        s.customer_id,
+                        s.strategy,
+                        s.segment,
+                        s.profile,
+                        s.score,
+                        s.group,
+                        s.collector,
+                        s.priority as i64,
+                        s.dunning_level,
+                        s.dunning_on,
+                        d
                     ])?;
                 }
             }
-        }
-        lap("cases opened");
-        {
-            let mut st =
-                tx.prepare_cached("UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1")?;
-            for (id, nad, p) in &out.case_updates {
-                st.execute(params![id, nad.to_string(), *p as i64])?;
+            lap("states");
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(customer_id) DO UPDATE SET collection_group = excluded.collection_group,
+                        collector = excluded.collector, score = excluded.score, priority = excluded.priority,
+                        nad = excluded.nad, items = excluded.items, amount = excluded.amount, reason = excluded.reason",
+                )?;
+                for w in &out.worklist {
+                    st.execute(args![
+                        w.customer_id,
+                        w.group,
+                        w.collector,
+                        w.score,
+                        w.priority as i64,
+                        w.nad,
+                        w.items,
+                        w.amount,
+                        w.reason
+                    ])?;
+                }
             }
-        }
-        lap("cases updated");
-        {
-            let mut st = tx.prepare_cached("UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = ?3 WHERE id = ?1 AND status = 'open'")?;
-            let mut ev = tx.prepare_cached("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'closed', 'run', ?3)")?;
-            for (id, reason) in &out.closed {
-                st.execute(params![id, d, reason])?;
-                ev.execute(params![id, d, reason])?;
+            lap("worklist");
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(customer_id, as_of) DO NOTHING",
+                )?;
+                let mut lv = tx.prepare("UPDATE items SET dun_level = ?2 WHERE id = ?1")?;
+                for (id, level) in &out.item_levels {
+                    lv.execute(args![*id, *level])?;
+                }
+                // The step's event ("Claim for non-payment") is recorded by the outbox
+                // when the message is delivered, not here where it is only decided.
+                for e in &out.escalations {
+                    st.execute(args![
+                        e.customer_id,
+                        run_id,
+                        d,
+                        e.ladder,
+                        e.level,
+                        e.level_name,
+                        e.channel,
+                        e.template,
+                        e.copy_manager,
+                        e.amount,
+                        e.items,
+                        e.reason
+                    ])?;
+                }
             }
-        }
-        lap("cases closed");
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group, collector, priority, dunning_level, dunning_on, as_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT(customer_id) DO UPDATE SET strategy = ?2, segment = ?3, profile = ?4, score = ?5, collection_group = ?6,
-                    collector = ?7, priority = ?8, dunning_level = ?9, dunning_on = ?10, as_of = ?11",
-            )?;
-            for s in &out.states {
-                st.execute(params![
-                    s.customer_id,
-                    s.strategy,
-                    s.segment,
-                    s.profile,
-                    s.score.to_string(),
-                    s.group,
-                    s.collector,
-                    s.priority as i64,
-                    s.dunning_level as i64,
-                    s.dunning_on.map(|x| x.to_string()),
-                    d
-                ])?;
+            lap("escalation steps");
+            {
+                let mut st = tx.prepare("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = ?2")?;
+                // A counter already at zero needs no write: in a full run that is nearly
+                // every customer.
+                for (id, seen) in out.processed.iter().filter(|(_, seen)| *seen != 0) {
+                    st.execute(args![*id, *seen])?;
+                }
             }
-        }
-        lap("states");
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(customer_id) DO UPDATE SET collection_group = ?2, collector = ?3, score = ?4,
-                    priority = ?5, nad = ?6, items = ?7, amount = ?8, reason = ?9",
-            )?;
-            for w in &out.worklist {
-                st.execute(params![
-                    w.customer_id,
-                    w.group,
-                    w.collector,
-                    w.score.to_string(),
-                    w.priority as i64,
-                    w.nad.to_string(),
-                    w.items,
-                    w.amount.to_string(),
-                    w.reason
-                ])?;
-            }
-        }
-        lap("worklist");
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(customer_id, as_of) DO NOTHING",
-            )?;
-            let mut lv = tx.prepare_cached("UPDATE items SET dun_level = ?2 WHERE id = ?1")?;
-            for (id, level) in &out.item_levels {
-                lv.execute([*id, *level as i64])?;
-            }
-            // The step's event ("Claim for non-payment") is recorded by the outbox
-            // when the message is delivered, not here where it is only decided.
-            for e in &out.escalations {
-                st.execute(params![
-                    e.customer_id,
-                    run_id,
-                    d,
-                    e.ladder,
-                    e.level as i64,
-                    e.level_name,
-                    e.channel,
-                    e.template,
-                    e.copy_manager,
-                    e.amount.to_string(),
-                    e.items,
-                    e.reason
-                ])?;
-            }
-        }
-        lap("escalation steps");
-        {
-            let mut st =
-                tx.prepare_cached("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = ?2")?;
-            // A counter already at zero needs no write: in a full run that is nearly
-            // every customer.
-            for (id, seen) in out.processed.iter().filter(|(_, seen)| *seen != 0) {
-                st.execute([id, seen])?;
-            }
-        }
-        lap("change counters");
-        tx.commit()?;
+            lap("change counters");
+            Ok((run_id, new_case_ids))
+        })?;
         lap("commit");
         tracing::debug!(?laps, "write phases");
-        Ok((run_id, new_case_ids))
+        Ok(written)
     }
 
     pub fn run_summary(&self, run_id: i64) -> Result<Option<String>> {
-        Ok(self
-            .conn()?
-            .query_row("SELECT summary FROM runs WHERE id = ?1", [run_id], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        self.db()
+            .row("SELECT summary FROM runs WHERE id = ?1", args![run_id])?
+            .map(|r| r.get(0, "runs.summary"))
+            .transpose()
     }
 }
 

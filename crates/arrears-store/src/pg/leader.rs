@@ -26,8 +26,12 @@ const LEADER_LOCK: i64 = 0x4152_5245_4152_5302;
 /// leads (with the replica's name after it).
 const APPLICATION: &str = "arrears-leader";
 
+/// The lock an outbox pass holds (one pass at a time, whichever replica).
+pub const OUTBOX_LOCK: i64 = 0x4152_5245_4152_5303;
+
 pub struct Leadership {
     client: postgres::Client,
+    key: i64,
 }
 
 impl std::fmt::Debug for Leadership {
@@ -44,11 +48,30 @@ impl Leadership {
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?
             .get(0);
-        let mut l = Leadership { client };
+        let mut l = Leadership {
+            client,
+            key: LEADER_LOCK,
+        };
         // Asked of the server's lock table, not taken on the function's word: a
         // proxy pooling transactions, or a database that only pretends to have
         // advisory locks, would make every replica a leader.
         Ok((got && l.holds()?).then_some(l))
+    }
+
+    /// Waits for the lock `key` on a session of its own named `application`, up
+    /// to the session's lock timeout (then `Busy`): a lock only one process holds
+    /// at a time, freed when it is dropped or its process dies.
+    pub fn wait_for(url: &str, key: i64, application: &str) -> Result<Leadership> {
+        let (mut client, _) = connect(url, application)?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&key])?;
+        let mut l = Leadership { client, key };
+        if !l.holds()? {
+            return Err(crate::StoreError::Postgres(format!(
+                "advisory lock {key:#x} granted but not held: a pooler between us and \
+                 the database? connect to PostgreSQL directly"
+            )));
+        }
+        Ok(l)
     }
 
     fn holds(&mut self) -> Result<bool> {
@@ -59,8 +82,8 @@ impl Leadership {
                     AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 1)",
                 &[
                     // oid columns: u32 on this side.
-                    &((LEADER_LOCK >> 32) as u32),
-                    &((LEADER_LOCK & 0xffff_ffff) as u32),
+                    &((self.key >> 32) as u32),
+                    &((self.key & 0xffff_ffff) as u32),
                 ],
             )?
             .get(0))

@@ -28,7 +28,7 @@ use crate::db::{Db, PgConn};
 use crate::{Backend, Store};
 
 pub use feed::ChangeListener;
-pub use leader::Leadership;
+pub use leader::{Leadership, OUTBOX_LOCK};
 pub use value::Value;
 
 use super::{Result, StoreError, SCHEMA_VERSION};
@@ -132,7 +132,7 @@ impl From<postgres::Error> for StoreError {
 
 /// A connection named `application` (what `pg_stat_activity` shows), and the URL
 /// without its password.
-fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
+pub(crate) fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
     let shown = redact(url);
     let mut cfg: postgres::Config = url
         .parse()
@@ -169,7 +169,10 @@ impl Store {
         let mut conn = PgConn::new(client);
         migrate(&mut conn, &shown)?;
         Ok(Store {
-            backend: Backend::Pg(Box::new(RefCell::new(conn))),
+            backend: Backend::Pg(Box::new(PgBackend {
+                conn: RefCell::new(conn),
+                url: url.to_string(),
+            })),
             location: shown,
             changes_at_load: std::cell::Cell::new(None),
             audit: Default::default(),
@@ -181,8 +184,26 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn pg_client(&mut self) -> &mut postgres::Client {
         match &mut self.backend {
-            Backend::Pg(c) => &mut c.get_mut().client,
+            Backend::Pg(b) => &mut b.conn.get_mut().client,
             Backend::Lite(_) => panic!("a PostgreSQL store"),
+        }
+    }
+}
+
+/// A PostgreSQL store's connection, and its URL for the sessions of its own a
+/// lock needs (kept whole: it may carry the password).
+pub(crate) struct PgBackend {
+    pub(crate) conn: RefCell<PgConn>,
+    pub(crate) url: String,
+}
+
+impl Store {
+    /// The database's URL as given (with its password): for the sessions of its
+    /// own a lock or a listener needs.
+    pub(crate) fn pg_url(&self) -> Result<String> {
+        match &self.backend {
+            Backend::Pg(b) => Ok(b.url.clone()),
+            Backend::Lite(_) => Err(StoreError::Invalid("not a PostgreSQL store".into())),
         }
     }
 }
