@@ -1257,4 +1257,37 @@ mod tests {
         );
         assert_eq!(open(s, "INV-3001"), (dec!(0), "cleared".into()));
     });
+
+    // The audited import lands with its audit record; an audited write that fails
+    // after importing leaves neither the import nor a record (the import is a
+    // savepoint inside the audited transaction).
+    crate::on_both!(an_audited_import_lands_with_its_record_or_not_at_all, |s| {
+        setup(s);
+        let f = file();
+        let failed: Result<()> = s.audited("alice", "statement.import", "b.xml", |st| {
+            st.import_statement("b.xml", b"file one", &f, &MatchOptions::default())?;
+            Err(StoreError::Invalid("changed my mind".into()))
+        });
+        assert!(matches!(failed, Err(StoreError::Invalid(_))));
+        assert_eq!(count(s, "SELECT COUNT(*) FROM statement_files"), 0);
+        assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 0);
+        assert_eq!(open(s, "1245"), (dec!(120.00), "open".into()));
+        assert!(s.audit_records(0, 10).unwrap().is_empty());
+        let r = s
+            .import_statement_as("alice", "a.xml", b"file one", &f, &MatchOptions::default())
+            .unwrap();
+        assert_eq!((r.credits, r.matched), (6, 2));
+        assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 4);
+        let log = s.audit_records(0, 10).unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (
+                log[0].principal.as_str(),
+                log[0].action.as_str(),
+                log[0].target.as_str()
+            ),
+            ("alice", "statement.import", "a.xml")
+        );
+        assert!(log[0].after.contains("\"matched\":2"), "{}", log[0].after);
+    });
 }
