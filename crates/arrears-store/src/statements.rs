@@ -4,11 +4,10 @@
 //! the outcome recorded.
 
 use crate::customer::mark_changed;
-use crate::db::Db;
+use crate::db::{args, Arg, Db};
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -82,87 +81,93 @@ fn hex(b: &[u8]) -> String {
     })
 }
 
-fn items_by_document(tx: &Connection, docs: &[String], currency: &str) -> Result<Vec<Candidate>> {
+fn items_by_document(db: &Db, docs: &[String], currency: &str) -> Result<Vec<Candidate>> {
     if docs.is_empty() {
         return Ok(vec![]);
     }
-    let json = serde_json::to_string(docs).unwrap_or_else(|_| "[]".into());
-    let mut st = tx.prepare_cached(
-        "SELECT id, customer_id, document_no, open_amount FROM items
-         WHERE status = 'open' AND currency = ?2
-           AND UPPER(document_no) IN (SELECT value FROM json_each(?1))
-         ORDER BY due_date, id",
-    )?;
-    let rows = st.query_map(params![json, currency], row_open)?;
-    rows.map(|r| r.map_err(Into::into).and_then(finish_open))
+    candidates(
+        db,
+        &format!(
+            "SELECT id, customer_id, document_no, open_amount FROM items
+             WHERE status = 'open' AND currency = ?2
+               AND UPPER(document_no) IN {}
+             ORDER BY due_date, id",
+            db.in_list("?1", "TEXT")
+        ),
+        args![Db::json_list(docs), currency],
+    )
+}
+
+/// Open items as matching sees them: `id, customer_id, document_no, open_amount`.
+fn candidates(db: &Db, sql: &str, args: &[&dyn Arg]) -> Result<Vec<Candidate>> {
+    db.rows(sql, args)?
+        .iter()
+        .map(|r| {
+            Ok(Candidate {
+                id: r.get(0, "items.id")?,
+                customer_id: r.get(1, "items.customer_id")?,
+                document_no: r.get(2, "items.document_no")?,
+                open: dec(
+                    "items.open_amount",
+                    &r.get::<String>(3, "items.open_amount")?,
+                )?,
+            })
+        })
         .collect()
 }
 
-type RawOpen = (i64, i64, String, String);
-
-fn row_open(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOpen> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-fn finish_open((id, customer_id, document_no, open): RawOpen) -> Result<Candidate> {
-    Ok(Candidate {
-        id,
-        customer_id,
-        document_no,
-        open: dec("items.open_amount", &open)?,
-    })
-}
-
 /// The open items of one currency, for `matching::find`.
-struct Items<'a> {
-    tx: &'a Connection,
+struct Items<'a, 'c> {
+    db: &'a Db<'c>,
     currency: &'a str,
 }
 
-impl Lookup for Items<'_> {
+impl Lookup for Items<'_, '_> {
     type Error = StoreError;
 
     fn by_documents(&mut self, docs: &[String]) -> Result<Vec<Candidate>> {
-        items_by_document(self.tx, docs, self.currency)
+        items_by_document(self.db, docs, self.currency)
     }
 
     fn customers_named(&mut self, name: &str) -> Result<Vec<i64>> {
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT id FROM customers WHERE name = ?1 COLLATE NOCASE LIMIT 2")?;
-        let ids = st
-            .query_map([name], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
-        Ok(ids)
+        // Case folded as SQLite's NOCASE does (ASCII letters): PostgreSQL's lower()
+        // does so under the C locale, and its index on lower(name) serves it.
+        let sql = match self.db {
+            Db::Lite(_) => "SELECT id FROM customers WHERE name = ?1 COLLATE NOCASE LIMIT 2",
+            Db::Pg(_) => "SELECT id FROM customers WHERE lower(name) = lower(?1) LIMIT 2",
+        };
+        self.db
+            .rows(sql, args![name])?
+            .iter()
+            .map(|r| r.get(0, "customers.id"))
+            .collect()
     }
 
     fn open_items(&mut self, customer_id: i64) -> Result<Vec<Candidate>> {
-        let mut st = self.tx.prepare_cached(
+        candidates(
+            self.db,
             "SELECT id, customer_id, document_no, open_amount FROM items
              WHERE status = 'open' AND customer_id = ?1 AND currency = ?2 ORDER BY due_date, id",
-        )?;
-        let open = st
-            .query_map(params![customer_id, self.currency], row_open)?
-            .map(|r| r.map_err(Into::into).and_then(finish_open))
-            .collect();
-        open
+            args![customer_id, self.currency],
+        )
     }
 
     fn with_open_amount(&mut self, amount: Decimal) -> Result<Vec<Candidate>> {
-        let mut st = self.tx.prepare_cached(
-            "SELECT id, customer_id, document_no, open_amount FROM items
-             WHERE status = 'open' AND currency = ?2 AND open_amount = ?1 ORDER BY due_date, id LIMIT 2",
-        )?;
-        let same = st
-            .query_map(params![amount.to_string(), self.currency], row_open)?
-            .map(|r| r.map_err(Into::into).and_then(finish_open))
-            .collect();
-        same
+        // The amount as written, as SQLite compares its text: the same items on
+        // both databases (PostgreSQL's NUMERIC keeps the scale it was given).
+        let open = match self.db {
+            Db::Lite(_) => "open_amount",
+            Db::Pg(_) => "CAST(open_amount AS TEXT)",
+        };
+        candidates(
+            self.db,
+            &format!(
+                "SELECT id, customer_id, document_no, open_amount FROM items
+                 WHERE status = 'open' AND currency = ?2 AND {open} = ?1 ORDER BY due_date, id LIMIT 2"
+            ),
+            args![amount.to_string(), self.currency],
+        )
     }
-}
-
-fn opt_date(d: Option<NaiveDate>) -> Option<String> {
-    d.map(|d| d.to_string())
 }
 
 impl Store {
@@ -208,116 +213,127 @@ impl Store {
         // A payment needs a day: the bank's value or booking date, else the day the
         // statement came in.
         let imported_on = self.clock.now().date_naive();
-        let tx = self.write_tx()?;
-        let seen: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM statement_files WHERE sha256 = ?1",
-                [&sha],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if seen.is_some() {
-            report.duplicate_file = true;
-            report.duplicate_statements = file.statements.len();
-            return Ok(report);
-        }
-        tx.execute(
-            "INSERT INTO statement_files(name, sha256, format, version, imported_at, content)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                name,
-                sha,
-                file.format.to_string(),
-                file.version,
-                self.clock.now().to_rfc3339(),
-                raw
-            ],
-        )?;
-        let file_id = tx.last_insert_rowid();
-        for s in &file.statements {
-            let key = content_key(s);
-            let dup: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM statements WHERE content_key = ?1",
-                    [&key],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if dup.is_some() {
-                report.duplicate_statements += 1;
-                continue;
+        let imported_at = self.clock.now().to_rfc3339();
+        self.db().write(|db| {
+            if db
+                .row(
+                    "SELECT id FROM statement_files WHERE sha256 = ?1",
+                    args![sha],
+                )?
+                .is_some()
+            {
+                report.duplicate_file = true;
+                report.duplicate_statements = file.statements.len();
+                return Ok(report);
             }
-            tx.execute(
-                "INSERT INTO statements(file_id, content_key, statement_ref, sequence, account, currency, opening, closing)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    file_id,
-                    key,
-                    s.id,
-                    s.sequence,
-                    s.account,
-                    s.currency,
-                    s.opening.as_ref().map(|b| format!("{} {} {}", b.date, b.amount, b.currency)),
-                    s.closing.as_ref().map(|b| format!("{} {} {}", b.date, b.amount, b.currency)),
+            let file_id = inserted(
+                db,
+                "INSERT INTO statement_files(name, sha256, format, version, imported_at, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                args![
+                    name,
+                    sha,
+                    file.format.to_string(),
+                    file.version,
+                    imported_at,
+                    raw
                 ],
             )?;
-            let statement_id = tx.last_insert_rowid();
-            for (entry_no, e) in s.entries.iter().enumerate() {
-                if !e.credit {
-                    report.debits += 1;
+            for s in &file.statements {
+                let key = content_key(s);
+                if db
+                    .row(
+                        "SELECT id FROM statements WHERE content_key = ?1",
+                        args![key],
+                    )?
+                    .is_some()
+                {
+                    report.duplicate_statements += 1;
                     continue;
                 }
-                let booked = e
-                    .status
-                    .as_deref()
-                    .is_none_or(|s| s.eq_ignore_ascii_case("BOOK"));
-                if e.reversal || !booked {
-                    report.skipped += 1;
-                    continue;
-                }
-                for c in matching::credits_of(e) {
-                    let outcome = apply_credit(
-                        &tx,
-                        statement_id,
-                        &s.account,
-                        &key,
-                        e,
-                        entry_no as u32 + 1,
-                        c.tx_no,
-                        c.amount,
-                        &c.transaction,
-                        c.note,
-                        opts,
-                        imported_on,
-                    )?;
-                    report.credits += 1;
-                    match outcome.status {
-                        CreditStatus::Matched => report.matched += 1,
-                        CreditStatus::Partial => report.partial += 1,
-                        CreditStatus::Review => report.review += 1,
-                        CreditStatus::Unmatched => report.unmatched += 1,
+                let balance = |b: &Option<arrears_statements::Balance>| {
+                    b.as_ref()
+                        .map(|b| format!("{} {} {}", b.date, b.amount, b.currency))
+                };
+                let statement_id = inserted(
+                    db,
+                    "INSERT INTO statements(file_id, content_key, statement_ref, sequence, account, currency, opening, closing)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    args![
+                        file_id,
+                        key,
+                        s.id,
+                        s.sequence,
+                        s.account,
+                        s.currency,
+                        balance(&s.opening),
+                        balance(&s.closing),
+                    ],
+                )?;
+                for (entry_no, e) in s.entries.iter().enumerate() {
+                    if !e.credit {
+                        report.debits += 1;
+                        continue;
                     }
-                    if matches!(
-                        outcome.status,
-                        CreditStatus::Matched | CreditStatus::Partial
-                    ) {
-                        let applied: Decimal = outcome.allocations.iter().map(|a| a.amount).sum();
-                        match report
-                            .applied
-                            .iter_mut()
-                            .find(|(c, _)| *c == outcome.currency)
-                        {
-                            Some((_, v)) => *v += applied,
-                            None => report.applied.push((outcome.currency.clone(), applied)),
+                    let booked = e
+                        .status
+                        .as_deref()
+                        .is_none_or(|s| s.eq_ignore_ascii_case("BOOK"));
+                    if e.reversal || !booked {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    for c in matching::credits_of(e) {
+                        let outcome = apply_credit(
+                            db,
+                            statement_id,
+                            &s.account,
+                            &key,
+                            e,
+                            entry_no as u32 + 1,
+                            c.tx_no,
+                            c.amount,
+                            &c.transaction,
+                            c.note,
+                            opts,
+                            imported_on,
+                        )?;
+                        report.credits += 1;
+                        match outcome.status {
+                            CreditStatus::Matched => report.matched += 1,
+                            CreditStatus::Partial => report.partial += 1,
+                            CreditStatus::Review => report.review += 1,
+                            CreditStatus::Unmatched => report.unmatched += 1,
                         }
+                        if matches!(
+                            outcome.status,
+                            CreditStatus::Matched | CreditStatus::Partial
+                        ) {
+                            let applied: Decimal =
+                                outcome.allocations.iter().map(|a| a.amount).sum();
+                            match report
+                                .applied
+                                .iter_mut()
+                                .find(|(c, _)| *c == outcome.currency)
+                            {
+                                Some((_, v)) => *v += applied,
+                                None => report.applied.push((outcome.currency.clone(), applied)),
+                            }
+                        }
+                        report.outcomes.push(outcome);
                     }
-                    report.outcomes.push(outcome);
                 }
             }
-        }
-        tx.commit()?;
-        Ok(report)
+            Ok(report)
+        })
     }
+}
+
+/// Runs an insert of a table with an `id`: the new row's id.
+fn inserted(db: &Db, sql: &str, args: &[&dyn Arg]) -> Result<i64> {
+    db.prepare_insert(sql)?
+        .insert(args)?
+        .ok_or_else(|| StoreError::State(format!("nothing inserted by `{sql}`")))
 }
 
 /// A credit as recorded, for the review queue and reports.
@@ -362,94 +378,65 @@ impl Store {
     }
 
     fn credits(&self, id: Option<i64>, review_only: bool, limit: usize) -> Result<Vec<CreditView>> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT c.id, f.name, c.line, s.account, c.amount, c.currency, c.value_date, c.status, c.method,
-                    c.confidence, c.customer_id, c.applied, c.unapplied, c.end_to_end_id, c.refs,
-                    c.remittance, c.debtor_name, c.note
-             FROM statement_credits c JOIN statements s ON s.id = c.statement_id
-             JOIN statement_files f ON f.id = s.file_id
-             WHERE (?3 IS NULL OR c.id = ?3)
-               AND (NOT ?1 OR c.status IN ('review', 'unmatched')
-                    OR (c.status IN ('matched', 'partial') AND CAST(c.unapplied AS REAL) > 0))
-             ORDER BY c.id DESC LIMIT ?2",
+        let db = self.db();
+        let rows = db.rows(
+            &format!(
+                "SELECT c.id, f.name, c.line, s.account, c.amount, c.currency, c.value_date, c.status, c.method,
+                        c.confidence, c.customer_id, c.applied, c.unapplied, c.end_to_end_id, c.refs,
+                        c.remittance, c.debtor_name, c.note
+                 FROM statement_credits c JOIN statements s ON s.id = c.statement_id
+                 JOIN statement_files f ON f.id = s.file_id
+                 WHERE (CAST(?3 AS BIGINT) IS NULL OR c.id = ?3)
+                   AND (?1 = 0 OR c.status IN ('review', 'unmatched')
+                        OR (c.status IN ('matched', 'partial') AND {} > 0))
+                 ORDER BY c.id DESC LIMIT ?2",
+                db.number("c.unapplied")
+            ),
+            args![review_only, limit as i64, id],
         )?;
-        let rows = st.query_map(params![review_only, limit as i64, id], |r| {
-            Ok((
-                (
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, String>(3)?,
-                ),
-                (
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ),
-                (
-                    r.get::<_, String>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                ),
-                (
-                    r.get::<_, Option<i64>>(10)?,
-                    r.get::<_, String>(11)?,
-                    r.get::<_, String>(12)?,
-                ),
-                (
-                    r.get::<_, Option<String>>(13)?,
-                    r.get::<_, String>(14)?,
-                    r.get::<_, String>(15)?,
-                ),
-                (r.get::<_, Option<String>>(16)?, r.get::<_, String>(17)?),
-            ))
-        })?;
         let mut out = Vec::new();
         for r in rows {
-            let (
-                (id, file, line, account),
-                (amount, currency, value_date),
-                (status, method, confidence),
-                (customer_id, applied, unapplied),
-                (end_to_end_id, refs, remittance),
-                (debtor_name, note),
-            ) = r?;
-            let mut a = self.conn()?.prepare_cached(
-                "SELECT i.document_no, a.amount, a.kind FROM credit_allocations a
-                 JOIN items i ON i.id = a.item_id WHERE a.credit_id = ?1 ORDER BY i.due_date, i.id",
-            )?;
-            let allocations = a
-                .query_map([id], |r| {
+            let id: i64 = r.get(0, "statement_credits.id")?;
+            let allocations = db
+                .rows(
+                    "SELECT i.document_no, a.amount, a.kind FROM credit_allocations a
+                     JOIN items i ON i.id = a.item_id WHERE a.credit_id = ?1 ORDER BY i.due_date, i.id",
+                    args![id],
+                )?
+                .iter()
+                .map(|a| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
+                        a.get(0, "items.document_no")?,
+                        dec(
+                            "credit_allocations.amount",
+                            &a.get::<String>(1, "credit_allocations.amount")?,
+                        )?,
+                        a.get(2, "credit_allocations.kind")?,
                     ))
-                })?
-                .map(|r| {
-                    let (d, amt, k) = r?;
-                    Ok((d, dec("credit_allocations.amount", &amt)?, k))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let amount = |i: usize, column: &'static str| -> Result<Decimal> {
+                dec(column, &r.get::<String>(i, column)?)
+            };
             out.push(CreditView {
                 id,
-                file,
-                line,
-                account,
-                amount: dec("statement_credits.amount", &amount)?,
-                currency,
-                value_date,
-                status,
-                method,
-                confidence,
-                customer_id,
-                applied: dec("statement_credits.applied", &applied)?,
-                unapplied: dec("statement_credits.unapplied", &unapplied)?,
-                end_to_end_id,
-                refs,
-                remittance,
-                debtor_name,
-                note,
+                file: r.get(1, "statement_files.name")?,
+                line: line_no(r.get(2, "statement_credits.line")?)?,
+                account: r.get(3, "statements.account")?,
+                amount: amount(4, "statement_credits.amount")?,
+                currency: r.get(5, "statement_credits.currency")?,
+                value_date: r.get(6, "statement_credits.value_date")?,
+                status: r.get(7, "statement_credits.status")?,
+                method: r.get(8, "statement_credits.method")?,
+                confidence: r.get(9, "statement_credits.confidence")?,
+                customer_id: r.get(10, "statement_credits.customer_id")?,
+                applied: amount(11, "statement_credits.applied")?,
+                unapplied: amount(12, "statement_credits.unapplied")?,
+                end_to_end_id: r.get(13, "statement_credits.end_to_end_id")?,
+                refs: r.get(14, "statement_credits.refs")?,
+                remittance: r.get(15, "statement_credits.remittance")?,
+                debtor_name: r.get(16, "statement_credits.debtor_name")?,
+                note: r.get(17, "statement_credits.note")?,
                 allocations,
             });
         }
@@ -458,12 +445,15 @@ impl Store {
 
     /// The open item with this document number (the CLI names items so).
     pub fn open_item_by_document(&self, document_no: &str) -> Result<i64> {
-        let mut st = self.conn()?.prepare_cached(
-            "SELECT id FROM items WHERE document_no = ?1 AND status = 'open' LIMIT 2",
-        )?;
-        let ids = st
-            .query_map([document_no], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        let ids = self
+            .db()
+            .rows(
+                "SELECT id FROM items WHERE document_no = ?1 AND status = 'open' LIMIT 2",
+                args![document_no],
+            )?
+            .iter()
+            .map(|r| r.get(0, "items.id"))
+            .collect::<Result<Vec<i64>>>()?;
         match ids.as_slice() {
             [id] => Ok(*id),
             [] => Err(super::StoreError::NotFound(format!(
@@ -501,98 +491,136 @@ impl Store {
                 "a resolution needs a reason".into(),
             ));
         }
-        let today = self.clock.now().date_naive().to_string();
-        let tx = self.write_tx()?;
-        match how {
-            Resolution::Dismiss => {
-                tx.execute(
-                    "UPDATE statement_credits SET status = 'dismissed', note = ?2 WHERE id = ?1",
-                    params![id, reason],
-                )?;
-            }
-            Resolution::Apply(items) => {
-                if items.is_empty() {
-                    return Err(super::StoreError::Invalid("name at least one item".into()));
-                }
-                let mut open = Vec::new();
-                for item in items {
-                    let row: Option<(i64, String, String, String, String)> = tx
-                        .query_row(
-                            "SELECT customer_id, document_no, open_amount, currency, status FROM items WHERE id = ?1",
-                            [item],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                        )
-                        .optional()?;
-                    let (customer_id, document_no, amount, currency, status) =
-                        row.ok_or_else(|| super::StoreError::NotFound(format!("item {item}")))?;
-                    if currency != c.currency {
-                        return Err(super::StoreError::Invalid(format!(
-                            "item {document_no} is in {currency}, the credit in {}",
-                            c.currency
-                        )));
-                    }
-                    if status != "open" {
-                        return Err(super::StoreError::State(format!(
-                            "item {document_no} is not open"
-                        )));
-                    }
-                    open.push(Candidate {
-                        id: *item,
-                        customer_id,
-                        document_no,
-                        open: dec("items.open_amount", &amount)?,
-                    });
-                }
-                let (allocs, left) = matching::allocate(&open, c.unapplied);
-                tx.execute(
-                    "DELETE FROM credit_allocations WHERE credit_id = ?1 AND kind = 'suggested'",
-                    [id],
-                )?;
-                for (n, a) in allocs.iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO credit_allocations(credit_id, item_id, amount, kind) VALUES (?1, ?2, ?3, 'applied')
-                         ON CONFLICT(credit_id, item_id) DO UPDATE SET amount = amount + excluded.amount, kind = 'applied'",
-                        params![id, a.item_id, a.amount.to_string()],
+        let today = self.clock.now().date_naive();
+        self.db().write(|db| {
+            match how {
+                Resolution::Dismiss => {
+                    db.execute(
+                        "UPDATE statement_credits SET status = 'dismissed', note = ?2 WHERE id = ?1",
+                        args![id, reason],
                     )?;
-                    apply_to_item(&tx, a.item_id, a.amount)?;
-                    let customer = open
-                        .iter()
-                        .find(|o| o.id == a.item_id)
-                        .map(|o| o.customer_id)
-                        .unwrap_or_default();
-                    tx.execute(
-                        "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            format!("bank:{}", c.account),
-                            format!("credit:{id}:resolved:{n}:{}", a.item_id),
-                            customer,
-                            a.item_id,
-                            a.amount.to_string(),
-                            c.currency,
-                            // The bank gave no date: the day it is resolved.
-                            c.value_date.clone().unwrap_or_else(|| today.clone()),
-                            c.end_to_end_id.clone().unwrap_or_default(),
-                        ],
-                    )?;
-                    mark_changed(&Db::Lite(&tx), customer)?;
                 }
-                let applied = c.applied + (c.unapplied - left);
-                tx.execute(
-                    "UPDATE statement_credits SET status = 'resolved', applied = ?2, unapplied = ?3,
-                         customer_id = COALESCE(customer_id, ?4), note = ?5 WHERE id = ?1",
-                    params![id, applied.to_string(), left.to_string(), open.first().map(|o| o.customer_id), reason],
-                )?;
+                Resolution::Apply(items) => {
+                    if items.is_empty() {
+                        return Err(super::StoreError::Invalid("name at least one item".into()));
+                    }
+                    let mut open = Vec::new();
+                    for item in items {
+                        let r = db
+                            .row(
+                                "SELECT customer_id, document_no, open_amount, currency, status FROM items WHERE id = ?1",
+                                args![item],
+                            )?
+                            .ok_or_else(|| super::StoreError::NotFound(format!("item {item}")))?;
+                        let document_no: String = r.get(1, "items.document_no")?;
+                        let currency: String = r.get(3, "items.currency")?;
+                        if currency != c.currency {
+                            return Err(super::StoreError::Invalid(format!(
+                                "item {document_no} is in {currency}, the credit in {}",
+                                c.currency
+                            )));
+                        }
+                        if r.get::<String>(4, "items.status")? != "open" {
+                            return Err(super::StoreError::State(format!(
+                                "item {document_no} is not open"
+                            )));
+                        }
+                        open.push(Candidate {
+                            id: *item,
+                            customer_id: r.get(0, "items.customer_id")?,
+                            document_no,
+                            open: dec(
+                                "items.open_amount",
+                                &r.get::<String>(2, "items.open_amount")?,
+                            )?,
+                        });
+                    }
+                    let (allocs, left) = matching::allocate(&open, c.unapplied);
+                    db.execute(
+                        "DELETE FROM credit_allocations WHERE credit_id = ?1 AND kind = 'suggested'",
+                        args![id],
+                    )?;
+                    for (n, a) in allocs.iter().enumerate() {
+                        allocate_applied(db, id, a.item_id, a.amount)?;
+                        apply_to_item(db, a.item_id, a.amount)?;
+                        let customer = open
+                            .iter()
+                            .find(|o| o.id == a.item_id)
+                            .map(|o| o.customer_id)
+                            .unwrap_or_default();
+                        // The bank gave no date: the day it is resolved.
+                        let value_date = c.value_date.clone().unwrap_or_else(|| today.to_string());
+                        db.execute(
+                            "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            args![
+                                format!("bank:{}", c.account),
+                                format!("credit:{id}:resolved:{n}:{}", a.item_id),
+                                customer,
+                                a.item_id,
+                                a.amount,
+                                c.currency,
+                                value_date,
+                                c.end_to_end_id.clone().unwrap_or_default(),
+                            ],
+                        )?;
+                        mark_changed(db, customer)?;
+                    }
+                    let applied = c.applied + (c.unapplied - left);
+                    db.execute(
+                        "UPDATE statement_credits SET status = 'resolved', applied = ?2, unapplied = ?3,
+                             customer_id = COALESCE(customer_id, ?4), note = ?5 WHERE id = ?1",
+                        args![id, applied, left, open.first().map(|o| o.customer_id), reason],
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         self.credit(id)
     }
 }
 
+/// Records `amount` of credit `credit_id` as applied to `item_id`, added to what
+/// the credit applied to it before. The sum is exact: SQLite would add the two
+/// amounts' text as floating point numbers.
+fn allocate_applied(db: &Db, credit_id: i64, item_id: i64, amount: Decimal) -> Result<()> {
+    let before = db.row(
+        "SELECT amount FROM credit_allocations WHERE credit_id = ?1 AND item_id = ?2",
+        args![credit_id, item_id],
+    )?;
+    match before {
+        Some(r) => {
+            let before = dec(
+                "credit_allocations.amount",
+                &r.get::<String>(0, "credit_allocations.amount")?,
+            )?;
+            db.execute(
+                "UPDATE credit_allocations SET amount = ?3, kind = 'applied'
+                 WHERE credit_id = ?1 AND item_id = ?2",
+                args![credit_id, item_id, before + amount],
+            )?;
+        }
+        None => {
+            db.execute(
+                "INSERT INTO credit_allocations(credit_id, item_id, amount, kind) VALUES (?1, ?2, ?3, 'applied')",
+                args![credit_id, item_id, amount],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A credit's line number as stored.
+fn line_no(v: i64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt {
+        column: "statement_credits.line",
+        value: v.to_string(),
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn apply_credit(
-    tx: &Connection,
+    db: &Db,
     statement_id: i64,
     account: &str,
     key: &str,
@@ -612,7 +640,7 @@ fn apply_credit(
         .unwrap_or_else(|| e.currency.clone());
     let found = matching::find(
         &mut Items {
-            tx,
+            db,
             currency: &currency,
         },
         t,
@@ -639,20 +667,21 @@ fn apply_credit(
         .as_ref()
         .and_then(|f| f.items.first())
         .map(|o| o.customer_id);
-    tx.execute(
+    let credit_id = inserted(
+        db,
         "INSERT INTO statement_credits(statement_id, line, entry_no, tx_no, amount, currency, booking_date,
              value_date, end_to_end_id, refs, remittance, debtor_name, debtor_account, status, method,
              confidence, customer_id, applied, unapplied, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-        params![
+        args![
             statement_id,
-            e.line,
-            entry_no,
-            tx_no,
-            amount.to_string(),
+            i64::from(e.line),
+            i64::from(entry_no),
+            i64::from(tx_no),
+            amount,
             currency,
-            opt_date(e.booking_date),
-            opt_date(e.value_date),
+            e.booking_date,
+            e.value_date,
             t.end_to_end_id,
             t.creditor_refs.join(" "),
             t.remittance.join("\n"),
@@ -660,62 +689,65 @@ fn apply_credit(
             t.debtor_account,
             out.status.as_str(),
             out.method,
-            out.confidence.map(|c| c.to_string()),
+            out.confidence,
             customer_id,
-            (amount - out.unapplied).to_string(),
-            out.unapplied.to_string(),
+            amount - out.unapplied,
+            out.unapplied,
             out.note,
         ],
     )?;
-    let credit_id = tx.last_insert_rowid();
     let applied = matches!(out.status, CreditStatus::Matched | CreditStatus::Partial);
     let value_date = e.value_date.or(e.booking_date).unwrap_or(imported_on);
     for (n, a) in out.allocations.iter().enumerate() {
-        tx.execute(
+        db.execute(
             "INSERT INTO credit_allocations(credit_id, item_id, amount, kind) VALUES (?1, ?2, ?3, ?4)",
-            params![credit_id, a.item_id, a.amount.to_string(), if applied { "applied" } else { "suggested" }],
+            args![credit_id, a.item_id, a.amount, if applied { "applied" } else { "suggested" }],
         )?;
         if !applied {
             continue;
         }
-        apply_to_item(tx, a.item_id, a.amount)?;
-        let customer: i64 = tx.query_row(
-            "SELECT customer_id FROM items WHERE id = ?1",
-            [a.item_id],
-            |r| r.get(0),
-        )?;
-        tx.execute(
+        apply_to_item(db, a.item_id, a.amount)?;
+        let customer: i64 = db
+            .row(
+                "SELECT customer_id FROM items WHERE id = ?1",
+                args![a.item_id],
+            )?
+            .ok_or_else(|| StoreError::NotFound(format!("item {}", a.item_id)))?
+            .get(0, "items.customer_id")?;
+        db.execute(
             "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+            args![
                 format!("bank:{account}"),
                 format!("{key}:{entry_no}:{tx_no}:{n}"),
                 customer,
                 a.item_id,
-                a.amount.to_string(),
+                a.amount,
                 currency,
-                value_date.to_string(),
+                value_date,
                 t.end_to_end_id.clone().or_else(|| t.creditor_refs.first().cloned()).unwrap_or_default(),
             ],
         )?;
-        mark_changed(&Db::Lite(tx), customer)?;
+        mark_changed(db, customer)?;
     }
     Ok(out)
 }
 
 /// Lowers an item's open amount; at zero the item is cleared (its case closes on
 /// the next run).
-fn apply_to_item(tx: &Connection, item_id: i64, amount: Decimal) -> Result<()> {
-    let open: String = tx.query_row(
-        "SELECT open_amount FROM items WHERE id = ?1",
-        [item_id],
-        |r| r.get(0),
-    )?;
+fn apply_to_item(db: &Db, item_id: i64, amount: Decimal) -> Result<()> {
+    let open: String = db
+        .row(
+            "SELECT open_amount FROM items WHERE id = ?1",
+            args![item_id],
+        )?
+        .ok_or_else(|| StoreError::NotFound(format!("item {item_id}")))?
+        .get(0, "items.open_amount")?;
     let left = dec("items.open_amount", &open)? - amount;
     let left = left.max(Decimal::ZERO);
-    tx.execute(
-        "UPDATE items SET open_amount = ?2, status = CASE WHEN ?3 THEN 'cleared' ELSE status END WHERE id = ?1",
-        params![item_id, left.to_string(), left == Decimal::ZERO],
+    db.execute(
+        "UPDATE items SET open_amount = ?2, status = CASE WHEN ?3 <> 0 THEN 'cleared' ELSE status END WHERE id = ?1",
+        args![item_id, left, left == Decimal::ZERO],
     )?;
     Ok(())
 }
@@ -732,9 +764,24 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn setup() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("t.db")).unwrap();
+    fn item(c: &str, doc: &str, amount: Decimal, due: &str) -> ItemInput {
+        ItemInput {
+            source: "erp".into(),
+            external_id: doc.into(),
+            company: "ACME".into(),
+            customer: c.into(),
+            document_no: doc.into(),
+            document_date: d("2026-09-01"),
+            due_date: d(due),
+            original_amount: amount,
+            open_amount: amount,
+            currency: Currency::parse("EUR").unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    fn setup(s: &mut Store) {
         let customer = |code: &str, name: &str| CustomerInfo {
             company: "ACME".into(),
             code: code.into(),
@@ -750,20 +797,6 @@ mod tests {
             city: None,
             dunning: None,
         };
-        let item = |c: &str, doc: &str, amount: Decimal, due: &str| ItemInput {
-            source: "erp".into(),
-            external_id: doc.into(),
-            company: "ACME".into(),
-            customer: c.into(),
-            document_no: doc.into(),
-            document_date: d("2026-09-01"),
-            due_date: d(due),
-            original_amount: amount,
-            open_amount: amount,
-            currency: Currency::parse("EUR").unwrap(),
-            hold: None,
-            original_document: None,
-        };
         s.ingest(&Batch {
             customers: vec![customer("M1", "Muster GmbH"), customer("B1", "Beta AG")],
             items: vec![
@@ -777,7 +810,6 @@ mod tests {
             ..Batch::default()
         })
         .unwrap();
-        (dir, s)
     }
 
     fn credit(line: u32, amount: Decimal, t: Transaction) -> Entry {
@@ -814,20 +846,27 @@ mod tests {
     }
 
     fn open(s: &Store, doc: &str) -> (Decimal, String) {
-        let (a, st): (String, String) = s
-            .conn()
-            .unwrap()
-            .query_row(
+        let r = s
+            .db()
+            .row(
                 "SELECT open_amount, status FROM items WHERE document_no = ?1",
-                [doc],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                args![doc],
             )
+            .unwrap()
             .unwrap();
-        (a.parse().unwrap(), st)
+        (
+            r.get::<String>(0, "open_amount").unwrap().parse().unwrap(),
+            r.get(1, "status").unwrap(),
+        )
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        s.db()
+            .row(sql, args![])
+            .unwrap()
+            .unwrap()
+            .get(0, "count")
+            .unwrap()
     }
 
     fn file() -> StatementFile {
@@ -895,87 +934,94 @@ mod tests {
         ])
     }
 
-    #[test]
-    fn credits_are_matched_by_reference_text_e2e_and_payer_and_applied_once() {
-        let (_dir, mut s) = setup();
-        let f = file();
-        let r = s
-            .import_statement("a.xml", b"file one", &f, &MatchOptions::default())
-            .unwrap();
-        let by_line = |l: u32| r.outcomes.iter().find(|o| o.line == l).unwrap();
-        assert_eq!(
-            (
-                r.credits,
-                r.matched,
-                r.partial,
-                r.review,
-                r.unmatched,
-                r.debits,
-                r.skipped
+    crate::on_both!(
+        credits_are_matched_by_reference_text_e2e_and_payer_and_applied_once,
+        |s| {
+            setup(s);
+            let f = file();
+            let r = s
+                .import_statement("a.xml", b"file one", &f, &MatchOptions::default())
+                .unwrap();
+            let by_line = |l: u32| r.outcomes.iter().find(|o| o.line == l).unwrap();
+            assert_eq!(
+                (
+                    r.credits,
+                    r.matched,
+                    r.partial,
+                    r.review,
+                    r.unmatched,
+                    r.debits,
+                    r.skipped
+                ),
+                (6, 2, 2, 1, 1, 1, 1)
+            );
+            assert_eq!(by_line(10).method, Some("reference"));
+            assert_eq!(open(s, "1245"), (dec!(0), "cleared".into()));
+            assert_eq!(by_line(20).method, Some("invoice_number"));
+            assert_eq!(open(s, "INV-1002"), (dec!(0), "cleared".into()));
+            assert_eq!(by_line(30).status, CreditStatus::Partial);
+            assert_eq!(open(s, "INV-1003"), (dec!(30.00), "open".into()));
+            assert_eq!(by_line(40).method, Some("end_to_end_id"));
+            assert_eq!(by_line(40).unapplied, dec!(24.50));
+            assert_eq!(open(s, "INV-2001"), (dec!(0), "cleared".into()));
+            assert_eq!(by_line(50).status, CreditStatus::Review);
+            assert_eq!(by_line(50).allocations[0].document_no, "B-2");
+            assert_eq!(
+                open(s, "B-2"),
+                (dec!(40.00), "open".into()),
+                "suggestion only"
+            );
+            assert_eq!(
+                open(s, "B-1"),
+                (dec!(60.00), "open".into()),
+                "reversal ignored"
+            );
+            assert_eq!(by_line(60).status, CreditStatus::Unmatched);
+            assert_eq!(r.applied, vec![("EUR".to_string(), dec!(495.50))]);
+            assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 4);
+            assert_eq!(
+            count(
+                s,
+                &format!(
+                    "SELECT COUNT(*) FROM statement_credits WHERE status IN ('review','unmatched') OR {} > 0",
+                    s.db().number("unapplied")
+                )
             ),
-            (6, 2, 2, 1, 1, 1, 1)
-        );
-        assert_eq!(by_line(10).method, Some("reference"));
-        assert_eq!(open(&s, "1245"), (dec!(0), "cleared".into()));
-        assert_eq!(by_line(20).method, Some("invoice_number"));
-        assert_eq!(open(&s, "INV-1002"), (dec!(0), "cleared".into()));
-        assert_eq!(by_line(30).status, CreditStatus::Partial);
-        assert_eq!(open(&s, "INV-1003"), (dec!(30.00), "open".into()));
-        assert_eq!(by_line(40).method, Some("end_to_end_id"));
-        assert_eq!(by_line(40).unapplied, dec!(24.50));
-        assert_eq!(open(&s, "INV-2001"), (dec!(0), "cleared".into()));
-        assert_eq!(by_line(50).status, CreditStatus::Review);
-        assert_eq!(by_line(50).allocations[0].document_no, "B-2");
-        assert_eq!(
-            open(&s, "B-2"),
-            (dec!(40.00), "open".into()),
-            "suggestion only"
-        );
-        assert_eq!(
-            open(&s, "B-1"),
-            (dec!(60.00), "open".into()),
-            "reversal ignored"
-        );
-        assert_eq!(by_line(60).status, CreditStatus::Unmatched);
-        assert_eq!(r.applied, vec![("EUR".to_string(), dec!(495.50))]);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 4);
-        assert_eq!(
-            count(&s, "SELECT COUNT(*) FROM statement_credits WHERE status IN ('review','unmatched') OR CAST(unapplied AS REAL) > 0"),
             3,
             "the review queue: the suggestion, the unmatched credit, the overpayment"
         );
-        assert_eq!(
-            count(
-                &s,
-                "SELECT COUNT(*) FROM customers WHERE code = 'M1' AND dirty <> 0"
-            ),
-            1
-        );
+            assert_eq!(
+                count(
+                    s,
+                    "SELECT COUNT(*) FROM customers WHERE code = 'M1' AND dirty <> 0"
+                ),
+                1
+            );
 
-        // The same file again: nothing happens.
-        let again = s
-            .import_statement("a.xml", b"file one", &f, &MatchOptions::default())
-            .unwrap();
-        assert!(again.duplicate_file);
-        // The same statement inside another file: skipped, nothing paid twice.
-        let other = s
-            .import_statement("b.xml", b"file two", &f, &MatchOptions::default())
-            .unwrap();
-        assert_eq!((other.duplicate_statements, other.credits), (1, 0));
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 4);
-        assert_eq!(open(&s, "INV-1003"), (dec!(30.00), "open".into()));
-        // Both files are kept as given.
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM statement_files"), 2);
-    }
+            // The same file again: nothing happens.
+            let again = s
+                .import_statement("a.xml", b"file one", &f, &MatchOptions::default())
+                .unwrap();
+            assert!(again.duplicate_file);
+            // The same statement inside another file: skipped, nothing paid twice.
+            let other = s
+                .import_statement("b.xml", b"file two", &f, &MatchOptions::default())
+                .unwrap();
+            assert_eq!((other.duplicate_statements, other.credits), (1, 0));
+            assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 4);
+            assert_eq!(open(s, "INV-1003"), (dec!(30.00), "open".into()));
+            // Both files are kept as given.
+            assert_eq!(count(s, "SELECT COUNT(*) FROM statement_files"), 2);
+        }
+    );
 
-    /// camt.053 allows an entry without booking or value date: its payment is dated
-    /// the day the statement came in, never left without a date (which no reader
-    /// of payments could parse).
-    #[test]
-    fn a_credit_without_dates_pays_on_the_day_it_came_in() {
-        let (_dir, s) = setup();
+    // camt.053 allows an entry without booking or value date: its payment is dated
+    // the day the statement came in, never left without a date (which no reader
+    // of payments could parse).
+    crate::on_both!(a_credit_without_dates_pays_on_the_day_it_came_in, |s| {
+        setup(s);
         let at = "2026-11-25T08:00:00Z".parse().unwrap();
-        let mut s = s.with_clock(std::sync::Arc::new(arrears_core::clock::FixedClock(at)));
+        s.clock = std::sync::Arc::new(arrears_core::clock::FixedClock(at));
         let mut e = credit(
             6,
             dec!(60.00),
@@ -992,16 +1038,15 @@ mod tests {
         assert_eq!(r.matched, 1, "{r:?}");
         assert_eq!(
             count(
-                &s,
+                s,
                 "SELECT COUNT(*) FROM payments WHERE value_date = '2026-11-25'"
             ),
             1
         );
-    }
+    });
 
-    #[test]
-    fn a_lower_threshold_applies_payer_and_amount_matches() {
-        let (_dir, mut s) = setup();
+    crate::on_both!(a_lower_threshold_applies_payer_and_amount_matches, |s| {
+        setup(s);
         let f = statement(vec![credit(
             5,
             dec!(100.00),
@@ -1025,13 +1070,12 @@ mod tests {
             (o.status, o.method),
             (CreditStatus::Matched, Some("payer_and_balance"))
         );
-        assert_eq!(open(&s, "B-1").1, "cleared");
-        assert_eq!(open(&s, "B-2").1, "cleared");
-    }
+        assert_eq!(open(s, "B-1").1, "cleared");
+        assert_eq!(open(s, "B-2").1, "cleared");
+    });
 
-    #[test]
-    fn the_review_queue_is_settled_by_applying_or_dismissing() {
-        let (_dir, mut s) = setup();
+    crate::on_both!(the_review_queue_is_settled_by_applying_or_dismissing, |s| {
+        setup(s);
         s.import_statement("a.xml", b"file one", &file(), &MatchOptions::default())
             .unwrap();
         let queue = s.list_credits(true, 100).unwrap();
@@ -1040,13 +1084,11 @@ mod tests {
         let suggested = queue.iter().find(|c| c.line == 50).unwrap();
         assert_eq!(suggested.allocations[0].0, "B-2");
         assert_eq!(suggested.allocations[0].2, "suggested");
-        let b2: i64 = s
-            .conn()
-            .unwrap()
-            .query_row("SELECT id FROM items WHERE document_no = 'B-2'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let b2 = s.open_item_by_document("B-2").unwrap();
+        assert!(matches!(
+            s.open_item_by_document("1245"),
+            Err(crate::StoreError::NotFound(_))
+        ));
 
         assert!(matches!(
             s.resolve_credit(suggested.id, &Resolution::Apply(vec![b2]), " "),
@@ -1063,7 +1105,7 @@ mod tests {
             (done.status.as_str(), done.applied, done.unapplied),
             ("resolved", dec!(40.00), dec!(0))
         );
-        assert_eq!(open(&s, "B-2"), (dec!(0), "cleared".into()));
+        assert_eq!(open(s, "B-2"), (dec!(0), "cleared".into()));
         assert!(matches!(
             s.resolve_credit(suggested.id, &Resolution::Apply(vec![b2]), "again"),
             Err(crate::StoreError::State(_))
@@ -1082,12 +1124,11 @@ mod tests {
             .map(|c| c.line)
             .collect();
         assert_eq!(lines, vec![40], "only the overpayment is left");
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM payments"), 5);
-    }
+        assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 5);
+    });
 
-    #[test]
-    fn money_a_batch_does_not_detail_is_one_more_credit() {
-        let (_dir, mut s) = setup();
+    crate::on_both!(money_a_batch_does_not_detail_is_one_more_credit, |s| {
+        setup(s);
         let mut e = credit(7, dec!(200.00), Transaction::default());
         e.transactions = vec![
             Transaction {
@@ -1118,5 +1159,135 @@ mod tests {
             "{:?}",
             r.outcomes[1]
         );
-    }
+    });
+
+    // A credit applied to an item again (the ERP still shows it open) adds to
+    // what it applied before, exactly: SQLite would add the amounts' text as
+    // floating point numbers, losing the scale (0.10 + 0.20 = 0.3) and digits
+    // past the fifteenth (12345678901234.56 + 0.10 = 12345678901234.7).
+    crate::on_both!(an_amount_applied_again_adds_up_exactly, |s| {
+        setup(s);
+        let small = item("M1", "INV-3001", dec!(0.10), "2026-10-01");
+        let big = item("M1", "INV-3002", dec!(12345678901234.56), "2026-10-02");
+        s.ingest(&Batch {
+            items: vec![small.clone(), big.clone()],
+            ..Batch::default()
+        })
+        .unwrap();
+        let by_e2e = |line: u32, amount: Decimal, doc: &str| {
+            credit(
+                line,
+                amount,
+                Transaction {
+                    end_to_end_id: Some(doc.into()),
+                    ..Transaction::default()
+                },
+            )
+        };
+        let r = s
+            .import_statement(
+                "x.xml",
+                b"x",
+                &statement(vec![
+                    by_e2e(1, dec!(0.30), "INV-3001"),
+                    by_e2e(2, dec!(12345678901234.66), "INV-3002"),
+                ]),
+                &MatchOptions::default(),
+            )
+            .unwrap();
+        let unapplied: Vec<Decimal> = r.outcomes.iter().map(|o| o.unapplied).collect();
+        assert_eq!(unapplied, vec![dec!(0.20), dec!(0.10)], "{r:?}");
+        // The ERP has not booked the payments yet: the items are open again.
+        let reopened = |mut i: ItemInput, open: Decimal| {
+            i.open_amount = open;
+            i
+        };
+        s.ingest(&Batch {
+            items: vec![reopened(small, dec!(0.20)), reopened(big, dec!(0.10))],
+            ..Batch::default()
+        })
+        .unwrap();
+        for o in &r.outcomes {
+            let c = s
+                .list_credits(true, 100)
+                .unwrap()
+                .into_iter()
+                .find(|c| c.line == o.line)
+                .unwrap();
+            let item = o.allocations[0].item_id;
+            s.resolve_credit(c.id, &Resolution::Apply(vec![item]), "paid twice")
+                .unwrap();
+        }
+        let stored: Vec<String> = s
+            .db()
+            .rows(
+                "SELECT a.amount FROM credit_allocations a JOIN items i ON i.id = a.item_id
+                 WHERE i.document_no IN ('INV-3001', 'INV-3002') ORDER BY i.document_no",
+                args![],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0, "amount").unwrap())
+            .collect();
+        assert_eq!(stored, ["0.30", "12345678901234.66"]);
+        let views: Vec<(u32, Decimal, Decimal, String)> = s
+            .list_credits(false, 2)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c.line,
+                    c.applied,
+                    c.unapplied,
+                    c.allocations[0].1.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            views,
+            vec![
+                (
+                    2,
+                    dec!(12345678901234.66),
+                    dec!(0),
+                    "12345678901234.66".into()
+                ),
+                (1, dec!(0.30), dec!(0), "0.30".into()),
+            ]
+        );
+        assert_eq!(open(s, "INV-3001"), (dec!(0), "cleared".into()));
+    });
+
+    // The audited import lands with its audit record; an audited write that fails
+    // after importing leaves neither the import nor a record (the import is a
+    // savepoint inside the audited transaction).
+    crate::on_both!(an_audited_import_lands_with_its_record_or_not_at_all, |s| {
+        setup(s);
+        let f = file();
+        let failed: Result<()> = s.audited("alice", "statement.import", "b.xml", |st| {
+            st.import_statement("b.xml", b"file one", &f, &MatchOptions::default())?;
+            Err(StoreError::Invalid("changed my mind".into()))
+        });
+        assert!(matches!(failed, Err(StoreError::Invalid(_))));
+        assert_eq!(count(s, "SELECT COUNT(*) FROM statement_files"), 0);
+        assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 0);
+        assert_eq!(open(s, "1245"), (dec!(120.00), "open".into()));
+        assert!(s.audit_records(0, 10).unwrap().is_empty());
+        let r = s
+            .import_statement_as("alice", "a.xml", b"file one", &f, &MatchOptions::default())
+            .unwrap();
+        assert_eq!((r.credits, r.matched), (6, 2));
+        assert_eq!(count(s, "SELECT COUNT(*) FROM payments"), 4);
+        let log = s.audit_records(0, 10).unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (
+                log[0].principal.as_str(),
+                log[0].action.as_str(),
+                log[0].target.as_str()
+            ),
+            ("alice", "statement.import", "a.xml")
+        );
+        assert!(log[0].after.contains("\"matched\":2"), "{}", log[0].after);
+    });
 }
