@@ -405,15 +405,6 @@ impl Store {
         self.db().write(|db| db.execute(sql, args))
     }
 
-    // Until the last module is written for both databases.
-    #[allow(dead_code)]
-    pub(crate) fn write_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
-        let tx = self.write_tx()?;
-        let n = tx.execute(sql, params)?;
-        tx.commit()?;
-        Ok(n)
-    }
-
     pub fn schema_version(&self) -> Result<i64> {
         match &self.backend {
             Backend::Lite(c) => Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?),
