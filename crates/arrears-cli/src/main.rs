@@ -80,6 +80,12 @@ enum Cmd {
     /// Import data from files.
     #[command(subcommand)]
     Import(cmd::data::ImportCmd),
+    /// Copy an SQLite store into an empty PostgreSQL database (to run several daemons
+    /// on it); every row with its id, checked by counts and the audit chain.
+    #[command(
+        after_help = "Example:\n  arrears migrate --from sqlite:arrears.db --to postgres://arrears:secret@db.internal:5432/arrears"
+    )]
+    Migrate(cmd::migrate::MigrateArgs),
     /// The configured connectors (config `connectors:`) and their health.
     #[command(
         after_help = "Examples:\n  arrears --config arrears.yaml connectors\n  arrears --remote http://127.0.0.1:50051 connectors --json"
@@ -323,6 +329,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Test(a) => cmd::rules::test(&env, a),
         Cmd::Demo(a) => cmd::data::demo(&env, a),
         Cmd::Import(c) => cmd::data::import(&env, c),
+        Cmd::Migrate(a) => cmd::migrate::migrate(&env, a),
         Cmd::Connectors(a) => cmd::connectors::connectors(&env, a),
         Cmd::Sync(a) => cmd::connectors::sync(&env, a),
         Cmd::Audit(c) => cmd::audit::local(&env, c),

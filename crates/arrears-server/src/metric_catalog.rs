@@ -251,6 +251,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Outbox delivery outcomes by `result` (sent, deferred, retried, fell_back, failed, held, delivery_off, in_doubt), as a count of messages.",
     ),
     def(
+        "arrears_leader",
+        Gauge,
+        None,
+        "1 while this replica leads (runs portfolios, connectors and the outbox), 0 while it follows; only daemons sharing a PostgreSQL database export it.",
+    ),
+    def(
         "arrears_messages_waiting",
         Gauge,
         Some(Unit::Count),

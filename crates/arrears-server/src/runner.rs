@@ -421,7 +421,7 @@ pub async fn poll_store(shared: Arc<Shared>) {
         Some(Watch::Listen(listen(at)))
     } else {
         match WalWatch::new(&shared.db) {
-            Ok(w) => Some(Watch::Wal(w)),
+            Ok(w) => Some(Watch::Wal(Box::new(w))),
             Err(e) => {
                 tracing::warn!(error = %e, "not watching the database file; polling only");
                 None
@@ -503,8 +503,8 @@ pub async fn poll_store(shared: Arc<Shared>) {
 
 /// What wakes the store poller before its tick.
 enum Watch {
-    /// SQLite: writes to the write-ahead log.
-    Wal(WalWatch),
+    /// SQLite: writes to the write-ahead log (boxed: its event buffer is 4 KiB).
+    Wal(Box<WalWatch>),
     /// PostgreSQL: the commits that appended to the change log, whichever replica
     /// or process made them (LISTEN/NOTIFY).
     Listen(mpsc::Receiver<()>),

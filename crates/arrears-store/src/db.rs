@@ -612,7 +612,7 @@ impl Db<'_> {
     /// daemon watches its file.
     pub(crate) fn notify_changes(&self) -> Result<()> {
         if let Db::Pg(_) = self {
-            self.row("SELECT pg_notify('arrears_changes', '')", args![])?;
+            self.execute("SELECT pg_notify('arrears_changes', '')", args![])?;
         }
         Ok(())
     }
@@ -677,8 +677,19 @@ fn pg_rows(
         .map(|r| {
             (0..r.len())
                 .map(|i| {
-                    r.try_get::<_, Value>(i)
-                        .map_err(|e| StoreError::Postgres(format!("column {i}: {e}")))
+                    r.try_get::<_, Value>(i).map_err(|e| {
+                        let cause = std::error::Error::source(&e)
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default();
+                        StoreError::Postgres(format!(
+                            "column {i} ({}) of `{}`: {e}{cause}",
+                            r.columns()[i].type_(),
+                            sql.split_whitespace()
+                                .take(12)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ))
+                    })
                 })
                 .collect::<Result<Vec<Value>>>()
                 .map(Row)

@@ -208,7 +208,7 @@ impl Store {
         let filter = scope.filter("customer_id");
         per_customer(
             c,
-            &format!("SELECT customer_id, amount, currency, promised_on, status, judged_on, paid_on FROM promises WHERE {filter} ORDER BY promised_on"),
+            &format!("SELECT customer_id, amount, currency, promised_on, status, judged_on, paid_on FROM promises WHERE {filter} ORDER BY promised_on, id"),
             &index,
             |r, k| {
                 out[k].promises.push(PromiseRow {
@@ -224,7 +224,7 @@ impl Store {
         )?;
         per_customer(
             c,
-            &format!("SELECT customer_id, amount, currency, value_date FROM payments WHERE {filter} ORDER BY value_date"),
+            &format!("SELECT customer_id, amount, currency, value_date FROM payments WHERE {filter} ORDER BY value_date, id"),
             &index,
             |r, k| {
                 out[k].payments.push(PaymentRow {
@@ -238,7 +238,7 @@ impl Store {
         lap("promises and payments");
         per_customer(
             c,
-            &format!("SELECT customer_id, reason, until FROM holds WHERE {filter}"),
+            &format!("SELECT customer_id, reason, until FROM holds WHERE {filter} ORDER BY id"),
             &index,
             |r, k| {
                 out[k].holds.push(Hold {
@@ -380,7 +380,8 @@ impl Store {
                     c.id, c.nad, c.priority, c.assigned_to, c.activity, c.category, c.subcategory, c.days_to_complete,
                     c.last_edited_on, c.completed_on, c.ptp_date, c.external_ref, i.dun_level
              FROM items i LEFT JOIN cases c ON c.item_id = i.id AND c.status = 'open'
-             WHERE {filter} AND (i.status = 'open' OR c.id IS NOT NULL)"
+             WHERE {filter} AND (i.status = 'open' OR c.id IS NOT NULL)
+             ORDER BY i.id"
         );
         self.db().each(&sql, args![], |r| {
             let id: i64 = r.get(1, "items.id")?;

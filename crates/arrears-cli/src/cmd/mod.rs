@@ -13,6 +13,7 @@ pub mod credits;
 pub mod customer;
 pub mod data;
 pub mod dispute;
+pub mod migrate;
 pub mod outbox;
 pub mod promise;
 pub mod rules;

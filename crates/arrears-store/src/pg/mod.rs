@@ -15,6 +15,7 @@
 //! version whole (no PostgreSQL store existed before it). Each later version adds a
 //! migration in both dialects; a test fails while one is missing.
 
+pub mod copy;
 mod feed;
 mod leader;
 #[cfg(any(test, feature = "testing"))]

@@ -1,0 +1,211 @@
+//! `arrears migrate`: an SQLite store copied whole into an empty PostgreSQL one,
+//! for users who started embedded and grew.
+//!
+//! Lossless: every row of every table with its id, in one transaction (the target
+//! is either the whole copy or untouched), amounts and dates converted to NUMERIC
+//! and DATE and checked on the way ([`super::Value`] refuses text that is not an
+//! exact decimal or a date, naming it). Afterwards each table's row count is
+//! compared, the change log's head and every id sequence are moved past the copied
+//! rows, and the audit chain is verified on the copy: its records hash the same on
+//! both databases, so a chain that verified before verifies after.
+
+use crate::db::{Arg, Db};
+use crate::pg::Value;
+use crate::{AuditVerdict, Result, Store, StoreError};
+
+/// Every table of the store, parents before the tables that refer to them (the
+/// PostgreSQL schema's order); `schema_version` and `change_head` are
+/// PostgreSQL's own.
+pub const TABLES: &[&str] = &[
+    "customers",
+    "items",
+    "payments",
+    "cases",
+    "case_events",
+    "promises",
+    "disputes",
+    "dispute_items",
+    "holds",
+    "resubmissions",
+    "customer_state",
+    "worklist",
+    "escalations",
+    "customer_events",
+    "runs",
+    "audit",
+    "statement_files",
+    "statements",
+    "statement_credits",
+    "credit_allocations",
+    "connector_state",
+    "bureau_scores",
+    "bureau_listings",
+    "promise_items",
+    "agreements",
+    "agreement_items",
+    "agreement_installments",
+    "documents",
+    "messages",
+    "fees",
+    "promise_payments",
+    "changes",
+];
+
+/// Rows per INSERT: one round trip per batch rather than per row, well under
+/// PostgreSQL's 65,535 parameters at the widest table.
+const BATCH: usize = 500;
+
+/// What a copy did.
+#[derive(Debug, Clone, Default)]
+pub struct CopyReport {
+    /// (table, rows copied), in copy order; the counts were checked on both sides.
+    pub tables: Vec<(String, u64)>,
+    pub rows: u64,
+    /// The audit chain verified on the copy.
+    pub audit: AuditVerdict,
+}
+
+/// Copies `from` (SQLite) into `to` (PostgreSQL, empty), and checks the copy.
+/// `progress` hears of each table as it is done.
+pub fn copy(from: &Store, to: &Store, progress: &dyn Fn(&str, u64)) -> Result<CopyReport> {
+    let src = from.conn()?;
+    if !to.is_postgres() {
+        return Err(StoreError::Invalid(
+            "the target of a copy is a PostgreSQL database (postgres://…)".into(),
+        ));
+    }
+    let db = to.db();
+    for t in TABLES {
+        let n: i64 = db
+            .row(&format!("SELECT COUNT(*) FROM {t}"), &[])?
+            .expect("a row")
+            .get(0, "count")?;
+        if n > 0 {
+            return Err(StoreError::State(format!(
+                "the target database is not empty ({t} has {n} rows); copy into a new, empty database"
+            )));
+        }
+    }
+    // One snapshot of the source: a writer meanwhile cannot tear the copy.
+    let snapshot = src.unchecked_transaction()?;
+    let mut report = CopyReport::default();
+    db.write(|db| {
+        let Db::Pg(cell) = db else { unreachable!() };
+        // The triggers refuse what a copy must do (write the append-only tables
+        // as they are, number the change log as the source did); foreign keys
+        // and every other constraint stay checked.
+        for t in TABLES {
+            cell.borrow_mut()
+                .client
+                .batch_execute(&format!("ALTER TABLE {t} DISABLE TRIGGER USER"))?;
+        }
+        for t in TABLES {
+            let n = copy_table(&snapshot, db, t)?;
+            progress(t, n);
+            report.tables.push((t.to_string(), n));
+            report.rows += n;
+        }
+        for t in TABLES {
+            cell.borrow_mut()
+                .client
+                .batch_execute(&format!("ALTER TABLE {t} ENABLE TRIGGER USER"))?;
+        }
+        // Ids continue after the copied ones.
+        for t in TABLES {
+            let has_identity: bool = db
+                .row(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_schema = current_schema() AND table_name = ?1
+                          AND column_name = 'id' AND is_identity = 'YES')",
+                    &[&t.to_string() as &dyn Arg],
+                )?
+                .expect("a row")
+                .get(0, "identity")?;
+            if has_identity {
+                db.row(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence('{t}', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM {t}"
+                    ),
+                    &[],
+                )?;
+            }
+        }
+        // The change log's head where the source's was, even past pruned entries:
+        // what a run has seen stays comparable.
+        let head: i64 = snapshot.query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)",
+            [],
+            |r| r.get(0),
+        )?;
+        db.execute("UPDATE change_head SET seq = ?1", &[&head as &dyn Arg])?;
+        // Counted again on both sides inside the copy's transaction.
+        for (t, n) in &report.tables {
+            let there: i64 = db
+                .row(&format!("SELECT COUNT(*) FROM {t}"), &[])?
+                .expect("a row")
+                .get(0, "count")?;
+            if there as u64 != *n {
+                return Err(StoreError::State(format!(
+                    "{t}: {n} rows read, {there} in the copy; nothing was written"
+                )));
+            }
+        }
+        Ok(())
+    })?;
+    drop(snapshot);
+    report.audit = to.verify_audit(None)?;
+    Ok(report)
+}
+
+/// Copies one table's rows in id order (rowid order for the few without one).
+fn copy_table(src: &rusqlite::Connection, db: &Db, table: &str) -> Result<u64> {
+    let mut st = src.prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))?;
+    let columns: Vec<String> = st.column_names().iter().map(|c| c.to_string()).collect();
+    let width = columns.len();
+    let mut rows = st.query([])?;
+    let mut batch: Vec<Value> = Vec::with_capacity(BATCH * width);
+    let mut n = 0u64;
+    let flush = |batch: &mut Vec<Value>| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let count = batch.len() / width;
+        let values: Vec<String> = (0..count)
+            .map(|r| {
+                let cells: Vec<String> = (0..width)
+                    .map(|c| format!("?{}", r * width + c + 1))
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {}",
+            columns.join(", "),
+            values.join(", ")
+        );
+        let args: Vec<&dyn Arg> = batch.iter().map(|v| v as &dyn Arg).collect();
+        db.execute(&sql, &args)
+            .map_err(|e| StoreError::Invalid(format!("copying {table}: {e}")))?;
+        batch.clear();
+        Ok(())
+    };
+    while let Some(r) = rows.next()? {
+        for i in 0..width {
+            batch.push(match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => Value::Null,
+                rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
+                rusqlite::types::ValueRef::Real(v) => Value::Real(v),
+                rusqlite::types::ValueRef::Text(t) => {
+                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                }
+                rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+            });
+        }
+        n += 1;
+        if batch.len() >= BATCH * width {
+            flush(&mut batch)?;
+        }
+    }
+    flush(&mut batch)?;
+    Ok(n)
+}
