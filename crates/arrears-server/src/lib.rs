@@ -471,12 +471,18 @@ pub async fn run_with(
     audit.check_anchor()?;
     let db_at = opts.db.to_string_lossy().into_owned();
     let postgres = arrears_store::is_postgres_url(&db_at);
-    let writer = Store::open_at(&db_at)?
-        .with_audit(audit.clone())
-        .with_clock(opts.clock.clone());
     // Serve the worklists of the last run from the first request on; the start-up
-    // run replaces them.
-    let view = WorklistView::load(&writer)?;
+    // run replaces them. On a blocking thread: PostgreSQL's client blocks.
+    let (writer, view) = {
+        let (at, audit, clock) = (db_at.clone(), audit.clone(), opts.clock.clone());
+        tokio::task::spawn_blocking(move || -> Result<(Store, WorklistView), StoreError> {
+            let writer = Store::open_at(&at)?.with_audit(audit).with_clock(clock);
+            let view = WorklistView::load(&writer)?;
+            Ok((writer, view))
+        })
+        .await
+        .map_err(|e| ServeError::Store(StoreError::Invalid(format!("opening the store: {e}"))))??
+    };
     let prom = match recorder {
         Metrics::Global => metrics::install()?,
         Metrics::Local(handle) => {

@@ -24,10 +24,17 @@ pub async fn work(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The queue's size is known before the first pass: export it at once, so the
     // gauge exists from start-up rather than after the first tick.
-    let mut store: Option<Store> = shared.open_store().ok();
-    if let Some(n) = store.as_ref().and_then(|s| s.messages_waiting().ok()) {
-        gauge!("arrears_messages_waiting").set(n as f64);
-    }
+    let me = shared.clone();
+    let mut store: Option<Store> = tokio::task::spawn_blocking(move || {
+        let s = me.open_store().ok()?;
+        if let Ok(n) = s.messages_waiting() {
+            gauge!("arrears_messages_waiting").set(n as f64);
+        }
+        Some(s)
+    })
+    .await
+    .ok()
+    .flatten();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
