@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use arrears::domain::{Batch, ItemInput};
 use arrears::engine::run::{run, run_resident, RunMode, RunOptions};
-use arrears::money::Currency;
 use arrears::store::Store;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -53,39 +52,41 @@ fn cpu_seconds() -> f64 {
 }
 
 /// A batch halving the open amount of `n` open items (a partial payment each),
-/// picked by `round` so that rounds change other items.
+/// picked by `round` so that rounds change other items. Read through the store's
+/// own load, so it works on either database; the demo's external ids follow from
+/// the company and the document number's sequence.
 fn one_percent(store: &Store, n: usize, round: i64) -> Batch {
-    let conn = store.test_connection();
-    let mut st = conn
-        .prepare(
-            "SELECT i.source, i.external_id, c.company, c.code, i.document_no, i.document_date, i.due_date,
-                    i.original_amount, i.open_amount, i.currency
-             FROM items i JOIN customers c ON c.id = i.customer_id
-             WHERE i.status = 'open' AND i.id % 97 = ?2 LIMIT ?1",
-        )
-        .unwrap();
-    let rows = st
-        .query_map([n as i64, round], |r| {
-            let open: String = r.get(8)?;
-            let open: Decimal = open.parse().unwrap();
-            Ok(ItemInput {
-                source: r.get(0)?,
-                external_id: r.get(1)?,
-                company: r.get(2)?,
-                customer: r.get(3)?,
-                document_no: r.get(4)?,
-                document_date: r.get::<_, String>(5)?.parse().unwrap(),
-                due_date: r.get::<_, String>(6)?.parse().unwrap(),
-                original_amount: r.get::<_, String>(7)?.parse().unwrap(),
-                open_amount: (open / Decimal::TWO).round_dp(2),
-                currency: Currency::parse(&r.get::<_, String>(9)?).unwrap(),
+    let inputs = store
+        .load_run_input(arrears::store::Scope::All)
+        .expect("load");
+    let mut items = Vec::with_capacity(n);
+    'all: for c in &inputs {
+        for i in &c.items {
+            if items.len() == n {
+                break 'all;
+            }
+            if !i.open || i.id % 97 != round {
+                continue;
+            }
+            let seq: u64 = i.document_no.rsplit('-').next().unwrap().parse().unwrap();
+            items.push(ItemInput {
+                source: arrears::demo::SOURCE.into(),
+                external_id: format!("{}-{seq:07}", c.customer.company),
+                company: c.customer.company.clone(),
+                customer: c.customer.code.clone(),
+                document_no: i.document_no.clone(),
+                document_date: i.document_date,
+                due_date: i.due_date,
+                original_amount: i.original_amount,
+                open_amount: (i.open_amount / Decimal::TWO).round_dp(2),
+                currency: i.currency,
                 hold: None,
                 original_document: None,
-            })
-        })
-        .unwrap();
+            });
+        }
+    }
     Batch {
-        items: rows.map(Result::unwrap).collect(),
+        items,
         ..Batch::default()
     }
 }
@@ -101,7 +102,12 @@ fn main() {
     let customers = env_usize("ARREARS_BENCH_CUSTOMERS", 100_000);
     let items = env_usize("ARREARS_BENCH_ITEMS", 1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Store::open(&dir.path().join("bench.db")).expect("open store");
+    // ARREARS_BENCH_DB=postgres://…: the same on an (empty) PostgreSQL database.
+    let mut store = match std::env::var("ARREARS_BENCH_DB") {
+        Ok(url) => Store::open_at(&url).expect("open store"),
+        Err(_) => Store::open(&dir.path().join("bench.db")).expect("open store"),
+    };
+    println!("database: {}", store.location());
     let rules_dir = std::env::var_os("ARREARS_BENCH_RULES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| arrears_test_support::repo_root().join("rules"));
@@ -223,7 +229,7 @@ fn main() {
     if let Some(m) = took.get(took.len() / 2) {
         println!("1 % changed, resident portfolio: median {m:.0} ms over {rounds} rounds");
     }
-    let size = std::fs::metadata(dir.path().join("bench.db"))
+    let size = std::fs::metadata(dir.path().join("bench.db")) // SQLite only
         .map(|m| m.len())
         .unwrap_or(0);
     println!("database size {:.0} MiB", size as f64 / 1048576.0);

@@ -33,6 +33,9 @@ pub(crate) enum Db<'a> {
 /// statement parsed per call would cost a round trip more every time).
 pub(crate) struct PgConn {
     pub(crate) client: postgres::Client,
+    /// Where to connect again when the connection was lost (it may carry the
+    /// password; never shown).
+    url: String,
     prepared: HashMap<String, postgres::Statement>,
     /// Open write transactions: 0 none, 1 a transaction, more its savepoints.
     depth: usize,
@@ -43,9 +46,10 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    pub(crate) fn new(client: postgres::Client) -> PgConn {
+    pub(crate) fn new(client: postgres::Client, url: String) -> PgConn {
         PgConn {
             client,
+            url,
             prepared: HashMap::new(),
             depth: 0,
             failed: false,
@@ -66,7 +70,24 @@ impl PgConn {
         })
     }
 
+    /// A connection found closed (the server restarted, a network cut, the
+    /// backend terminated) is opened again before the next statement, outside a
+    /// transaction: the call that found it lost failed (UNAVAILABLE), the next
+    /// one works. Inside a transaction the loss stands until it ends.
+    fn live(&mut self) -> Result<()> {
+        if !self.client.is_closed() || self.depth > 0 {
+            return Ok(());
+        }
+        let (client, shown) = crate::pg::connect(&self.url, "arrears")?;
+        tracing::warn!(db = %shown, "the database connection was lost; connected again");
+        self.client = client;
+        self.prepared.clear();
+        self.failed = false;
+        Ok(())
+    }
+
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement> {
+        self.live()?;
         if let Some(st) = self.prepared.get(sql) {
             return Ok(st.clone());
         }
@@ -501,6 +522,7 @@ impl Db<'_> {
             }
             Db::Pg(cell) => {
                 let mut c = cell.borrow_mut();
+                c.live()?;
                 let nested = c.depth > 0;
                 // Writers take the change log's head first, as SQLite's BEGIN
                 // IMMEDIATE takes its write lock: one writer at a time, so two never
@@ -592,6 +614,7 @@ impl Db<'_> {
                 if cell.borrow().depth > 0 {
                     return f(self);
                 }
+                cell.borrow_mut().live()?;
                 cell.borrow_mut()
                     .client
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;

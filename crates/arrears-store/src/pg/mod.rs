@@ -167,7 +167,7 @@ impl Store {
     /// whose schema is newer.
     pub fn open_postgres(url: &str) -> Result<Store> {
         let (client, shown) = connect(url, "arrears")?;
-        let mut conn = PgConn::new(client);
+        let mut conn = PgConn::new(client, url.to_string());
         migrate(&mut conn, &shown)?;
         Ok(Store {
             backend: Backend::Pg(Box::new(PgBackend {
@@ -280,6 +280,46 @@ mod tests {
         );
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(e.kind(), arrears_core::error::ErrorKind::Busy);
+    }
+
+    /// A lost connection (here: its backend terminated, as a server restart or a
+    /// network cut would) fails the call that finds it as UNAVAILABLE, and the
+    /// next call connects again; what was committed before stays.
+    #[test]
+    fn a_lost_connection_is_made_again_by_the_next_call() {
+        let url = super::testing::PgCluster::shared().fresh_database();
+        let s = Store::open_postgres(&url).unwrap();
+        s.record_sync(
+            "erp",
+            "tryton",
+            chrono::Utc::now(),
+            &crate::SyncOutcome::default(),
+        )
+        .unwrap();
+        let (mut admin, _) = connect(&url, "admin").unwrap();
+        let n: i64 = admin
+            .query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = 'arrears' AND datname = current_database()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        match s.connector_health("erp") {
+            Ok(h) => assert!(h.is_some()),
+            Err(e) => assert_eq!(e.kind(), arrears_core::error::ErrorKind::Busy, "{e}"),
+        }
+        let h = s.connector_health("erp").unwrap().expect("kept");
+        assert_eq!(h.kind, "tryton");
+        s.record_sync(
+            "erp",
+            "tryton",
+            chrono::Utc::now(),
+            &crate::SyncOutcome::default(),
+        )
+        .unwrap();
     }
 
     /// The schema is made once, opened again as it is, and a newer one is refused.
