@@ -197,8 +197,21 @@ fn day_of(d: NaiveDate) -> i64 {
     i64::from(d.num_days_from_ce())
 }
 
+/// An INTEGER column, on SQLite read in place: the scans read millions, and
+/// [`RowRef::get`] is not inlined there.
+#[inline]
+fn int(r: &RowRef, i: usize, column: &'static str) -> Result<i64, StoreError> {
+    if let RowRef::Lite(row) = r {
+        if let rusqlite::types::ValueRef::Integer(v) = row.get_ref(i)? {
+            return Ok(v);
+        }
+    }
+    r.get(i, column)
+}
+
 /// A TEXT column: borrowed on SQLite (no allocation per row); PostgreSQL's text (an
 /// amount's NUMERIC and a DATE come as the same text the store writes on SQLite).
+#[inline]
 fn txt<'a>(r: &'a RowRef, i: usize, column: &'static str) -> Result<Cow<'a, str>, StoreError> {
     match r {
         RowRef::Lite(row) => Ok(Cow::Borrowed(row.get_ref(i)?.as_str().map_err(|e| {
@@ -210,6 +223,7 @@ fn txt<'a>(r: &'a RowRef, i: usize, column: &'static str) -> Result<Cow<'a, str>
 
 /// A TEXT column's bytes (on SQLite borrowed, and no UTF-8 check: the callers compare or
 /// parse ASCII).
+#[inline]
 fn bytes<'a>(r: &'a RowRef, i: usize, column: &'static str) -> Result<Cow<'a, [u8]>, StoreError> {
     match r {
         RowRef::Lite(row) => Ok(Cow::Borrowed(row.get_ref(i)?.as_bytes().map_err(|e| {
@@ -358,7 +372,7 @@ impl Companies {
                 }
             };
             last = Some(id);
-            out.of_customer.insert(r.get(0, "customers.id")?, id);
+            out.of_customer.insert(int(r, 0, "customers.id")?, id);
             Ok(())
         })?;
         Ok(out)
@@ -557,7 +571,7 @@ impl Paid {
                     }
                 };
                 out.rows.push((
-                    r.get(0, "payments.item_id")?,
+                    int(r, 0, "payments.item_id")?,
                     cur,
                     amount(r, 2, "payments.amount")?,
                 ));
@@ -623,8 +637,8 @@ fn scan_cases(
         cases,
         part,
         |r| {
-            let code: i64 = r.get(1, "case flags")?;
-            flags.set(r.get(0, "cases.item_id")?, code as u8);
+            let code = int(r, 1, "case flags")?;
+            flags.set(int(r, 0, "cases.item_id")?, code as u8);
             Ok(())
         },
     )?;
@@ -662,9 +676,9 @@ fn scan_items(db: &Db, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreErr
         s.items,
         ids,
         |r| {
-            let packed: i64 = r.get(0, "items.id")?;
+            let packed = int(r, 0, "items.id")?;
             let (id, open, replacement) = (packed >> 2, packed & 1 == 1, packed & 2 == 2);
-            let customer: i64 = r.get(1, "items.customer_id")?;
+            let customer = int(r, 1, "items.customer_id")?;
             let (cur, slot) = match last {
                 Some((c, cur, slot))
                     if c == customer
