@@ -57,7 +57,8 @@ pub struct KpiScan {
     /// Inclusive upper bounds, in days past due, of the first five aging buckets
     /// (ascending); the sixth holds the rest.
     pub aging_bounds: [i64; 5],
-    /// How many ways to split the item and case scans; `None` picks by size and cores.
+    /// How many ways to split the item and case scans on SQLite; `None` picks by size
+    /// and cores. PostgreSQL reads them on one connection whatever this says.
     pub parts: Option<usize>,
 }
 
@@ -71,7 +72,8 @@ pub struct KpiFigures {
     pub worklist: Vec<WorklistLoad>,
     /// The completed activities per actor, by name.
     pub completions: Vec<Completions>,
-    /// How many ways the item and case scans were split (each on its own connection).
+    /// How many ways the item and case scans were split (each on its own connection);
+    /// always 1 on PostgreSQL.
     pub parts: usize,
 }
 
