@@ -4,19 +4,26 @@
 //! owns the definitions this pass is parameterised with ([`KpiScan`]); `docs/KPIS.md`
 //! writes them out for finance readers.
 //!
-//! Money is summed exactly in Rust over streamed rows (amounts are TEXT in the store;
-//! SQLite's `SUM` would go through floating point): integer mantissas, turned into
-//! `Decimal` once per total. SQL does the filtering, the joins and the integer counts,
-//! which are exact.
+//! Money is summed exactly in Rust over streamed rows (amounts are TEXT in SQLite, whose
+//! `SUM` would go through floating point; NUMERIC on PostgreSQL, read back as the same
+//! text): integer mantissas, turned into `Decimal` once per total. SQL does the
+//! filtering, the joins and the integer counts, which are exact. The pass is written
+//! once for both databases ([`Db`]) and gives the same figures on both.
 //!
 //! Cost: one sequential pass over each of items, cases, customers, linked payments dated
 //! up to the CEI start, promises, worklist and the `completed` case events; only the
 //! payments are sorted. O(rows) time; memory O(customers + one byte per item id per
 //! part + linked payments + companies × currencies × months of history). The item and
-//! case scans dominate (SQLite decoding the rows, more than the arithmetic), so from
-//! 100,000 items on they are split by id range over one read-only connection per core
-//! (at most 4) and the partial totals merged; the result is the same as in one pass.
+//! case scans dominate (SQLite decoding the rows, more than the arithmetic), so on
+//! SQLite from 100,000 items on they are split by id range over one read-only connection
+//! per core (at most 4) and the partial totals merged; the result is the same as in one
+//! pass. On PostgreSQL the pass reads on the store's one connection in one REPEATABLE
+//! READ snapshot: splitting it would take connections of its own per pass, sharing an
+//! exported snapshot, and the server already works beside the client decoding the rows.
+//! Its client holds a query's whole result in memory, so there the large scans are read
+//! in id windows of about [`PG_WINDOW_ROWS`] rows each.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use arrears_core::domain::{Priority, PromiseStatus};
@@ -24,7 +31,13 @@ use chrono::{Datelike, NaiveDate};
 use rusqlite::{Connection, OpenFlags};
 use rust_decimal::Decimal;
 
+use crate::db::{args, Arg, Db, RowRef};
 use crate::{date, dec, Result, Store, StoreError};
+
+/// About how many rows of a large scan one PostgreSQL query returns (see the module's
+/// header): a few megabytes of client memory at a time. The tests' small ledgers are
+/// read in several windows too.
+const PG_WINDOW_ROWS: i64 = if cfg!(test) { 100 } else { 50_000 };
 
 /// What a KPI pass adds up, and how. The day counts are the KPI definitions' (see
 /// `arrears-kpi`); the store only applies them.
@@ -44,7 +57,8 @@ pub struct KpiScan {
     /// Inclusive upper bounds, in days past due, of the first five aging buckets
     /// (ascending); the sixth holds the rest.
     pub aging_bounds: [i64; 5],
-    /// How many ways to split the item and case scans; `None` picks by size and cores.
+    /// How many ways to split the item and case scans on SQLite; `None` picks by size
+    /// and cores. PostgreSQL reads them on one connection whatever this says.
     pub parts: Option<usize>,
 }
 
@@ -58,7 +72,8 @@ pub struct KpiFigures {
     pub worklist: Vec<WorklistLoad>,
     /// The completed activities per actor, by name.
     pub completions: Vec<Completions>,
-    /// How many ways the item and case scans were split (each on its own connection).
+    /// How many ways the item and case scans were split (each on its own connection);
+    /// always 1 on PostgreSQL.
     pub parts: usize,
 }
 
@@ -117,8 +132,8 @@ pub struct Completions {
 
 /// Day number of the ISO date in column `i`: a fast path for `YYYY-MM-DD` (millions of
 /// rows), the store's own parser (and its error) for anything else.
-fn day(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<i64, StoreError> {
-    let b = bytes(r, i)?;
+fn day(r: &RowRef, i: usize, column: &'static str) -> Result<i64, StoreError> {
+    let b = bytes(r, i, column)?;
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
         let num = |r: std::ops::Range<usize>| {
             b[r].iter().try_fold(0u32, |acc, &c| {
@@ -131,17 +146,19 @@ fn day(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<i64, StoreEr
             }
         }
     }
-    Ok(i64::from(date(column, txt(r, i)?)?.num_days_from_ce()))
+    Ok(i64::from(
+        date(column, &txt(r, i, column)?)?.num_days_from_ce(),
+    ))
 }
 
 /// The exact decimal amount in column `i`: a fast path for plain `[-]digits[.digits]` of
 /// up to 18 digits (what the store writes), the store's own parser for anything else.
 /// Both give the same value and scale.
-fn amount(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<Decimal, StoreError> {
-    let b = bytes(r, i)?;
+fn amount(r: &RowRef, i: usize, column: &'static str) -> Result<Decimal, StoreError> {
+    let b = bytes(r, i, column)?;
     let (negative, digits) = match b.split_first() {
         Some((b'-', rest)) => (true, rest),
-        _ => (false, b),
+        _ => (false, &b[..]),
     };
     let mut mantissa: i64 = 0;
     let mut count = 0u32;
@@ -168,7 +185,7 @@ fn amount(r: &rusqlite::Row, i: usize, column: &'static str) -> Result<Decimal, 
         let m = if negative { -mantissa } else { mantissa };
         Decimal::new(m, scale.unwrap_or(0))
     } else {
-        dec(column, txt(r, i)?)?
+        dec(column, &txt(r, i, column)?)?
     };
     // Amounts beyond the bound (stored before there was one) could overflow the sums:
     // named as corrupt instead of stopping the KPI task with a panic.
@@ -182,18 +199,48 @@ fn day_of(d: NaiveDate) -> i64 {
     i64::from(d.num_days_from_ce())
 }
 
-/// Borrows a TEXT column without allocating.
-fn txt<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a str> {
-    r.get_ref(i)?.as_str().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
+/// An INTEGER column, on SQLite read in place: the scans read millions, and
+/// [`RowRef::get`] is not inlined there.
+#[inline]
+fn int(r: &RowRef, i: usize, column: &'static str) -> Result<i64, StoreError> {
+    if let RowRef::Lite(row) = r {
+        if let rusqlite::types::ValueRef::Integer(v) = row.get_ref(i)? {
+            return Ok(v);
+        }
+    }
+    r.get(i, column)
 }
 
-/// Borrows a TEXT column's bytes (no UTF-8 check: the callers compare or parse ASCII).
-fn bytes<'a>(r: &'a rusqlite::Row, i: usize) -> rusqlite::Result<&'a [u8]> {
-    r.get_ref(i)?.as_bytes().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
+/// A TEXT column: borrowed on SQLite (no allocation per row); PostgreSQL's text (an
+/// amount's NUMERIC and a DATE come as the same text the store writes on SQLite).
+#[inline]
+fn txt<'a>(r: &'a RowRef, i: usize, column: &'static str) -> Result<Cow<'a, str>, StoreError> {
+    match r {
+        RowRef::Lite(row) => Ok(Cow::Borrowed(row.get_ref(i)?.as_str().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })?)),
+        RowRef::Pg(_) => Ok(Cow::Owned(r.get::<String>(i, column)?)),
+    }
+}
+
+/// A TEXT column's bytes (on SQLite borrowed, and no UTF-8 check: the callers compare or
+/// parse ASCII).
+#[inline]
+fn bytes<'a>(r: &'a RowRef, i: usize, column: &'static str) -> Result<Cow<'a, [u8]>, StoreError> {
+    match r {
+        RowRef::Lite(row) => Ok(Cow::Borrowed(row.get_ref(i)?.as_bytes().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })?)),
+        RowRef::Pg(_) => Ok(Cow::Owned(r.get::<String>(i, column)?.into_bytes())),
+    }
+}
+
+/// Whether column `i` is NULL (on SQLite without reading it as anything).
+fn is_null(r: &RowRef, i: usize, column: &'static str) -> Result<bool, StoreError> {
+    match r {
+        RowRef::Lite(row) => Ok(row.get_ref(i)? == rusqlite::types::ValueRef::Null),
+        RowRef::Pg(_) => Ok(r.get::<crate::pg::Value>(i, column)? == crate::pg::Value::Null),
+    }
 }
 
 fn priority_index(p: Priority) -> usize {
@@ -306,18 +353,16 @@ struct Companies {
 }
 
 impl Companies {
-    fn load(conn: &Connection) -> Result<Companies, StoreError> {
+    fn load(db: &Db) -> Result<Companies, StoreError> {
         let mut out = Companies::default();
-        let mut st = conn.prepare("SELECT id, company FROM customers")?;
-        let mut rows = st.query([])?;
         let mut last: Option<u32> = None;
-        while let Some(r) = rows.next()? {
-            let name = bytes(r, 1)?;
+        db.each("SELECT id, company FROM customers", args![], |r| {
+            let name = bytes(r, 1, "customers.company")?;
             let id = match last {
-                Some(i) if out.names[i as usize].as_bytes() == name => i,
+                Some(i) if out.names[i as usize].as_bytes() == &name[..] => i,
                 _ => {
-                    let name = txt(r, 1)?;
-                    match out.ids.get(name) {
+                    let name = txt(r, 1, "customers.company")?;
+                    match out.ids.get(&name[..]) {
                         Some(&i) => i,
                         None => {
                             let i = out.names.len() as u32;
@@ -329,8 +374,9 @@ impl Companies {
                 }
             };
             last = Some(id);
-            out.of_customer.insert(r.get(0)?, id);
-        }
+            out.of_customer.insert(int(r, 0, "customers.id")?, id);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -462,16 +508,26 @@ struct IdRange {
 }
 
 impl IdRange {
-    fn of(conn: &Connection, table: &str) -> Result<IdRange, StoreError> {
+    fn of(db: &Db, table: &str) -> Result<IdRange, StoreError> {
         // Three statements: each uses SQLite's shortcut, together they would scan.
         let one = |sql: String| -> Result<Option<i64>, StoreError> {
-            Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+            match db.row(&sql, args![])? {
+                Some(r) => r.get(0, "id"),
+                None => Ok(None),
+            }
         };
         let lo = one(format!("SELECT MIN(id) FROM {table}"))?.unwrap_or(0);
         let hi = one(format!("SELECT MAX(id) FROM {table}"))?.map_or(lo, |m| m.saturating_add(1));
         let count = one(format!("SELECT COUNT(*) FROM {table}"))?.unwrap_or(0);
         Ok(IdRange { lo, hi, count })
     }
+
+    /// Everything: for a query that reads a whole table on SQLite.
+    const ALL: IdRange = IdRange {
+        lo: i64::MIN,
+        hi: i64::MAX,
+        count: 0,
+    };
 
     /// `n` consecutive parts of about equal length.
     fn split(&self, n: usize) -> Vec<(i64, i64)> {
@@ -494,28 +550,36 @@ struct Paid {
 }
 
 impl Paid {
-    fn load(conn: &Connection, start: &str) -> Result<Paid, StoreError> {
-        let mut st = conn.prepare(
-            "SELECT item_id, currency, amount FROM payments
-             WHERE item_id IS NOT NULL AND value_date <= ?1",
-        )?;
-        let mut rows = st.query([start])?;
+    /// `ids`: the payments' ids, to read in windows on PostgreSQL.
+    fn load(db: &Db, start: &str, ids: &IdRange) -> Result<Paid, StoreError> {
         let mut out = Paid {
             currencies: Vec::new(),
             rows: Vec::new(),
         };
-        while let Some(r) = rows.next()? {
-            let code = txt(r, 1)?;
-            let cur = match out.currencies.iter().position(|c| c == code) {
-                Some(i) => i as u32,
-                None => {
-                    out.currencies.push(code.to_string());
-                    (out.currencies.len() - 1) as u32
-                }
-            };
-            out.rows
-                .push((r.get(0)?, cur, amount(r, 2, "payments.amount")?));
-        }
+        each_window(
+            db,
+            "SELECT item_id, currency, amount FROM payments
+             WHERE item_id IS NOT NULL AND value_date <= ?1 AND id >= ?2 AND id < ?3",
+            args![start],
+            ids,
+            (ids.lo, ids.hi),
+            |r| {
+                let code = txt(r, 1, "payments.currency")?;
+                let cur = match out.currencies.iter().position(|c| *c == code) {
+                    Some(i) => i as u32,
+                    None => {
+                        out.currencies.push(code.to_string());
+                        (out.currencies.len() - 1) as u32
+                    }
+                };
+                out.rows.push((
+                    int(r, 0, "payments.item_id")?,
+                    cur,
+                    amount(r, 2, "payments.amount")?,
+                ));
+                Ok(())
+            },
+        )?;
         out.rows.sort_unstable_by_key(|p| p.0);
         Ok(out)
     }
@@ -528,29 +592,58 @@ impl Paid {
     }
 }
 
-/// The cases with ids in `lo..hi`: the priority of each item's open case, and whether the
+/// Runs `sql` over the rows with ids in `part` (a part of `table`'s ids), its last two
+/// parameters a window's `lo..hi`: one window on SQLite, which hands rows over as it
+/// reads them; on PostgreSQL, whose client holds a whole result, windows of about
+/// [`PG_WINDOW_ROWS`] rows, in id order.
+fn each_window(
+    db: &Db,
+    sql: &str,
+    args: &[&dyn Arg],
+    table: &IdRange,
+    (lo, hi): (i64, i64),
+    mut f: impl FnMut(&RowRef) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let windows = match db {
+        Db::Lite(_) => 1,
+        Db::Pg(_) => (table.count / PG_WINDOW_ROWS + 1) as usize,
+    };
+    for (a, b) in (IdRange { lo, hi, count: 0 }).split(windows) {
+        let mut all = args.to_vec();
+        all.extend([&a as &dyn Arg, &b]);
+        db.each(sql, &all, &mut f)?;
+    }
+    Ok(())
+}
+
+/// The cases with ids in `part`: the priority of each item's open case, and whether the
 /// item had a case closed by `start` / a case open on `start`.
 fn scan_cases(
-    conn: &Connection,
+    db: &Db,
     start: &str,
-    (lo, hi): (i64, i64),
+    part: (i64, i64),
+    cases: &IdRange,
     items: &IdRange,
 ) -> Result<ItemFlags, StoreError> {
     let mut flags = ItemFlags::new(items);
     // One integer per case keeps the row narrow: open-case priority × 4 + state on `start`.
-    let mut st = conn.prepare(
+    each_window(
+        db,
         "SELECT item_id,
                 CASE WHEN status = 'open' THEN (CASE priority WHEN 3 THEN 3 WHEN 2 THEN 2 ELSE 1 END) ELSE 0 END * 4
                 + CASE WHEN opened_on > ?1 THEN 0
                        WHEN status = 'closed' AND closed_on <= ?1 THEN 1
                        ELSE 2 END
          FROM cases WHERE id >= ?2 AND id < ?3",
+        args![start],
+        cases,
+        part,
+        |r| {
+            let code = int(r, 1, "case flags")?;
+            flags.set(int(r, 0, "cases.item_id")?, code as u8);
+            Ok(())
+        },
     )?;
-    let mut rows = st.query(rusqlite::params![start, lo, hi])?;
-    while let Some(r) = rows.next()? {
-        let code: i64 = r.get(1)?;
-        flags.set(r.get(0)?, code as u8);
-    }
     Ok(flags)
 }
 
@@ -558,6 +651,7 @@ fn scan_cases(
 struct ItemScan<'a> {
     today: i64,
     scan: &'a KpiScan,
+    items: &'a IdRange,
     companies: &'a Companies,
     flags: &'a ItemFlags,
     paid: &'a Paid,
@@ -565,117 +659,124 @@ struct ItemScan<'a> {
 
 /// The items with ids in `lo..hi`: receivables, aging, credit sales, beginning
 /// receivables of the CEI, cash due soon, open cases.
-fn scan_items(conn: &Connection, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreError> {
+fn scan_items(db: &Db, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreError> {
     let (today, opts) = (s.today, s.scan);
     let mut totals = Totals::default();
-    let mut st = conn.prepare(
-        // Two flags ride in the id's low bits (one column fewer per row): bit 0 open,
-        // bit 1 a replacement (split / re-posting) of another document. In id order
-        // (free for a rowid table) so the sorted payments merge in.
-        "SELECT id * 4 + 2 * (original_document IS NOT NULL) + (status = 'open'), customer_id,
-                currency, document_date, due_date, original_amount, open_amount
-         FROM items WHERE id >= ?1 AND id < ?2 ORDER BY id",
-    )?;
-    let mut rows = st.query([ids.0, ids.1])?;
     let mut pay = s.paid.within(ids).iter().peekable();
     // Consecutive items mostly share customer and currency: skip the look-ups then.
     let mut last: Option<(i64, u32, usize)> = None;
-    while let Some(r) = rows.next()? {
-        let packed: i64 = r.get(0)?;
-        let (id, open, replacement) = (packed >> 2, packed & 1 == 1, packed & 2 == 2);
-        let customer: i64 = r.get(1)?;
-        let (cur, slot) = match last {
-            Some((c, cur, slot))
-                if c == customer && totals.currencies[cur as usize].as_bytes() == bytes(r, 2)? =>
-            {
-                (cur, slot)
-            }
-            _ => {
-                let company = s.companies.of("items.customer_id", customer)?;
-                let cur = totals.currency(txt(r, 2)?);
-                let slot = totals.slot(company, cur);
-                last = Some((customer, cur, slot));
-                (cur, slot)
-            }
-        };
-        let mut paid_before = Decimal::ZERO;
-        while let Some(p) = pay.next_if(|p| p.0 <= id) {
-            if p.0 == id && s.paid.currencies[p.1 as usize] == totals.currencies[cur as usize] {
-                paid_before += p.2;
-            }
-        }
-        let a = &mut totals.rows[slot].1;
-        let f = s.flags.get(id);
-        let prio = f >> PRIORITY_SHIFT;
-        if prio > 0 {
-            a.open_cases[priority_index(Priority::from_i64(i64::from(prio)))] += 1;
-        }
-        let age = today - day(r, 3, "items.document_date")?;
-        if age < 0 {
-            // Dated after as_of: neither a sale nor a receivable yet.
-            continue;
-        }
-        let original = amount(r, 5, "items.original_amount")?;
-        // A replacement re-books a sale already counted with the document it replaces.
-        if !replacement {
-            let k = (age / opts.period_days) as usize;
-            if a.periods.len() <= k {
-                a.periods.resize(k + 1, Sum::default());
-            }
-            a.periods[k].add(original);
-            if age < opts.dso_window_days {
-                a.sales_dso.add(original);
-            }
-        }
-        if age < opts.cei_window_days {
-            if !replacement {
-                a.sales_cei.add(original);
-            }
-        } else if f & CLOSED_BY_START == 0 || f & OPEN_AT_START != 0 {
-            let rest = if paid_before.is_zero() {
-                original
-            } else {
-                original - paid_before
+    each_window(
+        db,
+        // Two flags ride in the id's low bits (one column fewer per row): bit 0 open,
+        // bit 1 a replacement (split / re-posting) of another document. In id order
+        // (free for a rowid table) so the sorted payments merge in.
+        "SELECT id * 4 + CASE WHEN original_document IS NULL THEN 0 ELSE 2 END
+                       + CASE WHEN status = 'open' THEN 1 ELSE 0 END,
+                customer_id, currency, document_date, due_date, original_amount, open_amount
+         FROM items WHERE id >= ?1 AND id < ?2 ORDER BY id",
+        args![],
+        s.items,
+        ids,
+        |r| {
+            let packed = int(r, 0, "items.id")?;
+            let (id, open, replacement) = (packed >> 2, packed & 1 == 1, packed & 2 == 2);
+            let customer = int(r, 1, "items.customer_id")?;
+            let (cur, slot) = match last {
+                Some((c, cur, slot))
+                    if c == customer
+                        && totals.currencies[cur as usize].as_bytes()
+                            == &bytes(r, 2, "items.currency")?[..] =>
+                {
+                    (cur, slot)
+                }
+                _ => {
+                    let company = s.companies.of("items.customer_id", customer)?;
+                    let cur = totals.currency(&txt(r, 2, "items.currency")?);
+                    let slot = totals.slot(company, cur);
+                    last = Some((customer, cur, slot));
+                    (cur, slot)
+                }
             };
-            // Overpaid by the start: nothing was open (no balance of the other sign).
-            if rest.is_sign_negative() == original.is_sign_negative() {
-                a.beginning.add(rest);
+            let mut paid_before = Decimal::ZERO;
+            while let Some(p) = pay.next_if(|p| p.0 <= id) {
+                if p.0 == id && s.paid.currencies[p.1 as usize] == totals.currencies[cur as usize] {
+                    paid_before += p.2;
+                }
             }
-        }
-        if open {
-            let open = amount(r, 6, "items.open_amount")?;
-            let past_due = today - day(r, 4, "items.due_date")?;
-            a.receivables.add(open);
-            let bucket = opts
-                .aging_bounds
-                .iter()
-                .position(|&b| past_due <= b)
-                .unwrap_or(5);
-            a.aging[bucket].add(open);
-            if past_due > 0 {
-                a.overdue.add(open);
+            let a = &mut totals.rows[slot].1;
+            let f = s.flags.get(id);
+            let prio = f >> PRIORITY_SHIFT;
+            if prio > 0 {
+                a.open_cases[priority_index(Priority::from_i64(i64::from(prio)))] += 1;
             }
-            if (1 - opts.soon_days..=0).contains(&past_due) {
-                a.due_7d.add(open);
+            let age = today - day(r, 3, "items.document_date")?;
+            if age < 0 {
+                // Dated after as_of: neither a sale nor a receivable yet.
+                return Ok(());
             }
-        }
-    }
+            let original = amount(r, 5, "items.original_amount")?;
+            // A replacement re-books a sale already counted with the document it replaces.
+            if !replacement {
+                let k = (age / opts.period_days) as usize;
+                if a.periods.len() <= k {
+                    a.periods.resize(k + 1, Sum::default());
+                }
+                a.periods[k].add(original);
+                if age < opts.dso_window_days {
+                    a.sales_dso.add(original);
+                }
+            }
+            if age < opts.cei_window_days {
+                if !replacement {
+                    a.sales_cei.add(original);
+                }
+            } else if f & CLOSED_BY_START == 0 || f & OPEN_AT_START != 0 {
+                let rest = if paid_before.is_zero() {
+                    original
+                } else {
+                    original - paid_before
+                };
+                // Overpaid by the start: nothing was open (no balance of the other sign).
+                if rest.is_sign_negative() == original.is_sign_negative() {
+                    a.beginning.add(rest);
+                }
+            }
+            if open {
+                let open = amount(r, 6, "items.open_amount")?;
+                let past_due = today - day(r, 4, "items.due_date")?;
+                a.receivables.add(open);
+                let bucket = opts
+                    .aging_bounds
+                    .iter()
+                    .position(|&b| past_due <= b)
+                    .unwrap_or(5);
+                a.aging[bucket].add(open);
+                if past_due > 0 {
+                    a.overdue.add(open);
+                }
+                if (1 - opts.soon_days..=0).contains(&past_due) {
+                    a.due_7d.add(open);
+                }
+            }
+            Ok(())
+        },
+    )?;
     Ok(totals)
 }
 
 /// Runs `job` for parts `0..1 + extra.len()`: part 0 on `main` in this thread, each other
-/// part on its own read connection in its own thread.
+/// part on its own read connection (SQLite's) in its own thread.
 fn fan_out<T: Send>(
-    main: &Connection,
+    main: &Db,
     extra: &mut [Connection],
-    job: impl Fn(&Connection, usize) -> Result<T, StoreError> + Sync,
+    job: impl Fn(&Db, usize) -> Result<T, StoreError> + Sync,
 ) -> Result<Vec<T>, StoreError> {
     let job = &job;
     std::thread::scope(|s| {
         let handles: Vec<_> = extra
             .iter_mut()
             .enumerate()
-            .map(|(i, conn)| s.spawn(move || job(conn, i + 1)))
+            .map(|(i, conn)| s.spawn(move || job(&Db::Lite(conn), i + 1)))
             .collect();
         let first = job(main, 0);
         let mut out = vec![first?];
@@ -709,19 +810,13 @@ fn read_connections(conn: &Connection, n: usize) -> Vec<Connection> {
         .collect()
 }
 
-/// A read transaction on the store's connection for the length of a KPI pass (none
-/// when the caller already holds one: its snapshot is the one to use).
-struct ReadSnapshot<'c> {
-    conn: &'c Connection,
-    began: bool,
-    mark: Mark,
-}
-
 /// What every write that can change a KPI moves: the change counter imports and API
 /// writes bump, and the newest ids of the tables that only grow. Two read transactions
 /// with the same mark see the same data, short of a write that touches none of these.
 type Mark = (i64, i64, i64, i64, i64, i64);
 
+/// The mark of what SQLite connection `c` sees (the first read of a read transaction
+/// fixes its snapshot, WAL).
 fn mark(c: &Connection) -> Result<Mark, StoreError> {
     Ok(c.query_row(
         &format!(
@@ -744,42 +839,13 @@ fn mark(c: &Connection) -> Result<Mark, StoreError> {
     )?)
 }
 
-impl<'c> ReadSnapshot<'c> {
-    fn begin(conn: &'c Connection) -> Result<ReadSnapshot<'c>, StoreError> {
-        let began = conn.is_autocommit();
-        if began {
-            conn.execute_batch("BEGIN DEFERRED")?;
-        }
-        // The first read fixes the snapshot (WAL).
-        match mark(conn) {
-            Ok(mark) => Ok(ReadSnapshot { conn, began, mark }),
-            Err(e) => {
-                if began {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Drop for ReadSnapshot<'_> {
-    fn drop(&mut self) {
-        if self.began {
-            // Nothing was written: ending the read transaction cannot lose anything.
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
-}
-
-/// The extra read connections whose own read transaction sees `main`'s data; one that
-/// opened after a commit is closed, and the work is split fewer ways.
-fn same_snapshot(main: &ReadSnapshot, extra: Vec<Connection>) -> Vec<Connection> {
+/// The extra read connections whose own read transaction sees the data of the main
+/// connection's (its `main` mark); one that opened after a commit is closed, and the
+/// work is split fewer ways. Each keeps its read transaction until it is dropped.
+fn same_snapshot(main: Mark, extra: Vec<Connection>) -> Vec<Connection> {
     extra
         .into_iter()
-        .filter(|c| {
-            c.execute_batch("BEGIN DEFERRED").is_ok() && mark(c).is_ok_and(|m| m == main.mark)
-        })
+        .filter(|c| c.execute_batch("BEGIN DEFERRED").is_ok() && mark(c).is_ok_and(|m| m == main))
         .collect()
 }
 
@@ -803,106 +869,123 @@ impl Store {
                 )));
             }
         }
-        let conn = self.conn()?;
         let as_of = scan.as_of;
-        let today = day_of(as_of);
         let cei_start = as_of
             .checked_sub_days(chrono::Days::new(scan.cei_window_days as u64))
             .ok_or_else(|| StoreError::Invalid(format!("no CEI start before {as_of}")))?
             .to_string();
-        let as_of_s = as_of.to_string();
-
-        let mut t = std::time::Instant::now();
-        let mut lap = |what: &str| {
-            tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "kpi");
-            t = std::time::Instant::now();
-        };
         // One snapshot for every read of the pass: an import committing in between would
         // otherwise leave items whose customer was not loaded.
-        let snapshot = ReadSnapshot::begin(conn)?;
-        let companies = Companies::load(conn)?;
-        let paid = Paid::load(conn, &cei_start)?;
-        let item_ids = IdRange::of(conn, "items")?;
-        let case_ids = IdRange::of(conn, "cases")?;
-        lap("customers and payments");
-
-        // The item and case scans are most of the work: split by id over read connections,
-        // each kept only if its snapshot is the main connection's (see `same_snapshot`).
-        let parts = scan.parts.unwrap_or(if item_ids.count < 100_000 {
-            1
-        } else {
-            default_parts()
-        });
-        let mut extra = same_snapshot(&snapshot, read_connections(conn, parts.saturating_sub(1)));
-        let n = 1 + extra.len();
-        let case_parts = case_ids.split(n);
-        let mut flags = fan_out(conn, &mut extra, |c, k| {
-            scan_cases(c, &cei_start, case_parts[k], &item_ids)
-        })?;
-        let mut all = flags.remove(0);
-        for f in flags {
-            all.merge(f);
-        }
-        let flags = all;
-        lap("cases");
-        let item_scan = ItemScan {
-            today,
-            scan,
-            companies: &companies,
-            flags: &flags,
-            paid: &paid,
-        };
-        let item_parts = item_ids.split(n);
-        let mut parts_totals = fan_out(conn, &mut extra, |c, k| {
-            scan_items(c, &item_scan, item_parts[k])
-        })?;
-        let mut table = parts_totals.remove(0);
-        for t in parts_totals {
-            table.merge(t);
-        }
-        drop(extra);
-        lap("items");
-
-        promises(conn, scan, &as_of_s, &companies, &mut table)?;
-        lap("promises");
-        let (worklist, completions) = collectors(conn, &as_of_s)?;
-        lap("collectors");
-        drop(snapshot);
-
-        let mut rows: Vec<CurrencyFigures> = table
-            .rows
-            .into_iter()
-            .map(|((company, currency), a)| CurrencyFigures {
-                company: companies.names[company as usize].clone(),
-                currency: table.currencies[currency as usize].clone(),
-                receivables: a.receivables.value(),
-                overdue: a.overdue.value(),
-                aging: a.aging.map(Sum::value),
-                sales_by_period: a.periods.iter().map(|p| p.value()).collect(),
-                sales_in_dso_window: a.sales_dso.value(),
-                sales_in_cei_window: a.sales_cei.value(),
-                beginning_receivables: a.beginning.value(),
-                due_soon: a.due_7d.value(),
-                promised_soon: a.promised_7d,
-                open_cases: a.open_cases,
-                promises_kept: a.kept,
-                promises_partial: a.partial,
-                promises_broken: a.broken,
-            })
-            .collect();
-        rows.sort_by(|a, b| (&a.company, &a.currency).cmp(&(&b.company, &b.currency)));
-        Ok(KpiFigures {
-            rows,
-            worklist,
-            completions,
-            parts: n,
-        })
+        self.db().read(|db| figures(db, scan, &cei_start))
     }
+}
+
+/// The pass itself, inside its snapshot.
+fn figures(db: &Db, scan: &KpiScan, cei_start: &str) -> Result<KpiFigures> {
+    let as_of = scan.as_of;
+    let today = day_of(as_of);
+    let as_of_s = as_of.to_string();
+
+    let mut t = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        tracing::debug!(what, ms = t.elapsed().as_millis() as u64, "kpi");
+        t = std::time::Instant::now();
+    };
+    // On SQLite the first read, which fixes the snapshot: the read connections the scans
+    // are split over are kept only if theirs is the same (see `same_snapshot`).
+    let snapshot = match db {
+        Db::Lite(c) => Some((*c, mark(c)?)),
+        Db::Pg(_) => None,
+    };
+    let companies = Companies::load(db)?;
+    let payment_ids = match db {
+        Db::Lite(_) => IdRange::ALL,
+        Db::Pg(_) => IdRange::of(db, "payments")?,
+    };
+    let paid = Paid::load(db, cei_start, &payment_ids)?;
+    let item_ids = IdRange::of(db, "items")?;
+    let case_ids = IdRange::of(db, "cases")?;
+    lap("customers and payments");
+
+    // The item and case scans are most of the work: on SQLite split by id over read
+    // connections; on PostgreSQL read on this one (see the module's header).
+    let parts = scan.parts.unwrap_or(if item_ids.count < 100_000 {
+        1
+    } else {
+        default_parts()
+    });
+    let mut extra = match snapshot {
+        Some((c, mark)) => same_snapshot(mark, read_connections(c, parts.saturating_sub(1))),
+        None => Vec::new(),
+    };
+    let n = 1 + extra.len();
+    let case_parts = case_ids.split(n);
+    let mut flags = fan_out(db, &mut extra, |db, k| {
+        scan_cases(db, cei_start, case_parts[k], &case_ids, &item_ids)
+    })?;
+    let mut all = flags.remove(0);
+    for f in flags {
+        all.merge(f);
+    }
+    let flags = all;
+    lap("cases");
+    let item_scan = ItemScan {
+        today,
+        scan,
+        items: &item_ids,
+        companies: &companies,
+        flags: &flags,
+        paid: &paid,
+    };
+    let item_parts = item_ids.split(n);
+    let mut parts_totals = fan_out(db, &mut extra, |db, k| {
+        scan_items(db, &item_scan, item_parts[k])
+    })?;
+    let mut table = parts_totals.remove(0);
+    for t in parts_totals {
+        table.merge(t);
+    }
+    drop(extra);
+    lap("items");
+
+    promises(db, scan, &as_of_s, &companies, &mut table)?;
+    lap("promises");
+    let (worklist, completions) = collectors(db, &as_of_s)?;
+    lap("collectors");
+
+    let mut rows: Vec<CurrencyFigures> = table
+        .rows
+        .into_iter()
+        .map(|((company, currency), a)| CurrencyFigures {
+            company: companies.names[company as usize].clone(),
+            currency: table.currencies[currency as usize].clone(),
+            receivables: a.receivables.value(),
+            overdue: a.overdue.value(),
+            aging: a.aging.map(Sum::value),
+            sales_by_period: a.periods.iter().map(|p| p.value()).collect(),
+            sales_in_dso_window: a.sales_dso.value(),
+            sales_in_cei_window: a.sales_cei.value(),
+            beginning_receivables: a.beginning.value(),
+            due_soon: a.due_7d.value(),
+            promised_soon: a.promised_7d,
+            open_cases: a.open_cases,
+            promises_kept: a.kept,
+            promises_partial: a.partial,
+            promises_broken: a.broken,
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.company, &a.currency).cmp(&(&b.company, &b.currency)));
+    Ok(KpiFigures {
+        rows,
+        worklist,
+        completions,
+        parts: n,
+    })
 }
 
 /// Promises: judgement counts, and open promises falling due within the soon window.
 fn promises(
-    conn: &Connection,
+    db: &Db,
     scan: &KpiScan,
     as_of: &str,
     companies: &Companies,
@@ -910,59 +993,61 @@ fn promises(
 ) -> Result<()> {
     let today = day_of(scan.as_of);
     let soon = scan.soon_days;
-    let mut st = conn.prepare(
+    // Promises on one item: capped at its open amount, so two promises for the same
+    // money are not counted twice.
+    let mut per_item: HashMap<i64, (u32, String, Decimal, Decimal)> = HashMap::new();
+    db.each(
         "SELECT p.customer_id, p.currency, p.amount, p.promised_on, p.status,
                 c.item_id, i.status = 'open', i.currency, i.open_amount, i.document_date, i.due_date
          FROM promises p LEFT JOIN cases c ON c.id = p.case_id LEFT JOIN items i ON i.id = c.item_id
          WHERE p.created_on <= ?1",
+        args![as_of],
+        |r| {
+            let company =
+                companies.of("promises.customer_id", r.get(0, "promises.customer_id")?)?;
+            let currency = txt(r, 1, "promises.currency")?;
+            let status = PromiseStatus::parse(&txt(r, 4, "promises.status")?);
+            let a = table.acc(company, &currency);
+            match status {
+                PromiseStatus::Kept => a.kept += 1,
+                PromiseStatus::PartiallyKept => a.partial += 1,
+                PromiseStatus::Broken => a.broken += 1,
+                PromiseStatus::Open => {}
+            }
+            if status != PromiseStatus::Open {
+                return Ok(());
+            }
+            let until = day(r, 3, "promises.promised_on")? - today;
+            if !(0..soon).contains(&until) {
+                return Ok(());
+            }
+            let promised = amount(r, 2, "promises.amount")?;
+            let Some(item) = r.get::<Option<i64>>(5, "cases.item_id")? else {
+                a.promised_7d += promised;
+                return Ok(());
+            };
+            if r.get::<Option<bool>>(6, "items.status")? != Some(true) {
+                // The item is no longer open: its money has come in (or it is gone).
+                return Ok(());
+            }
+            let item_open = amount(r, 8, "items.open_amount")?;
+            let counted_as_due = day(r, 9, "items.document_date")? <= today
+                && (0..soon).contains(&(day(r, 10, "items.due_date")? - today));
+            if counted_as_due {
+                return Ok(());
+            }
+            let cap = if txt(r, 7, "items.currency")? == currency {
+                item_open
+            } else {
+                Decimal::MAX
+            };
+            per_item
+                .entry(item)
+                .or_insert_with(|| (company, currency.to_string(), Decimal::ZERO, cap))
+                .2 += promised;
+            Ok(())
+        },
     )?;
-    let mut rows = st.query([as_of])?;
-    // Promises on one item: capped at its open amount, so two promises for the same
-    // money are not counted twice.
-    let mut per_item: HashMap<i64, (u32, String, Decimal, Decimal)> = HashMap::new();
-    while let Some(r) = rows.next()? {
-        let company = companies.of("promises.customer_id", r.get(0)?)?;
-        let currency = txt(r, 1)?;
-        let status = PromiseStatus::parse(txt(r, 4)?);
-        let a = table.acc(company, currency);
-        match status {
-            PromiseStatus::Kept => a.kept += 1,
-            PromiseStatus::PartiallyKept => a.partial += 1,
-            PromiseStatus::Broken => a.broken += 1,
-            PromiseStatus::Open => {}
-        }
-        if status != PromiseStatus::Open {
-            continue;
-        }
-        let until = day(r, 3, "promises.promised_on")? - today;
-        if !(0..soon).contains(&until) {
-            continue;
-        }
-        let promised = amount(r, 2, "promises.amount")?;
-        let Some(item) = r.get::<_, Option<i64>>(5)? else {
-            a.promised_7d += promised;
-            continue;
-        };
-        if r.get::<_, Option<bool>>(6)? != Some(true) {
-            // The item is no longer open: its money has come in (or it is gone).
-            continue;
-        }
-        let item_open = amount(r, 8, "items.open_amount")?;
-        let counted_as_due = day(r, 9, "items.document_date")? <= today
-            && (0..soon).contains(&(day(r, 10, "items.due_date")? - today));
-        if counted_as_due {
-            continue;
-        }
-        let cap = if txt(r, 7)? == currency {
-            item_open
-        } else {
-            Decimal::MAX
-        };
-        per_item
-            .entry(item)
-            .or_insert_with(|| (company, currency.to_string(), Decimal::ZERO, cap))
-            .2 += promised;
-    }
     for (company, currency, promised, cap) in per_item.into_values() {
         table.acc(company, &currency).promised_7d += promised.min(cap).max(Decimal::ZERO);
     }
@@ -970,27 +1055,23 @@ fn promises(
 }
 
 /// The worklist per collector and the completed activities per actor, each by name.
-fn collectors(conn: &Connection, as_of: &str) -> Result<(Vec<WorklistLoad>, Vec<Completions>)> {
+fn collectors(db: &Db, as_of: &str) -> Result<(Vec<WorklistLoad>, Vec<Completions>)> {
     let mut assigned: BTreeMap<String, (i64, Decimal)> = BTreeMap::new();
     let mut unassigned: Option<(i64, Decimal)> = None;
-    {
-        let mut st = conn.prepare("SELECT collector, amount FROM worklist")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let e = match r.get_ref(0)? {
-                rusqlite::types::ValueRef::Null => unassigned.get_or_insert_default(),
-                _ => {
-                    let name = txt(r, 0)?;
-                    if !assigned.contains_key(name) {
-                        assigned.insert(name.to_string(), Default::default());
-                    }
-                    assigned.get_mut(name).expect("inserted above")
-                }
-            };
-            e.0 += 1;
-            e.1 += amount(r, 1, "worklist.amount")?;
-        }
-    }
+    db.each("SELECT collector, amount FROM worklist", args![], |r| {
+        let e = if is_null(r, 0, "worklist.collector")? {
+            unassigned.get_or_insert_default()
+        } else {
+            let name = txt(r, 0, "worklist.collector")?;
+            if !assigned.contains_key(&name[..]) {
+                assigned.insert(name.to_string(), Default::default());
+            }
+            assigned.get_mut(&name[..]).expect("inserted above")
+        };
+        e.0 += 1;
+        e.1 += amount(r, 1, "worklist.amount")?;
+        Ok(())
+    })?;
     let worklist = unassigned
         .map(|e| (None, e))
         .into_iter()
@@ -1002,22 +1083,23 @@ fn collectors(conn: &Connection, as_of: &str) -> Result<(Vec<WorklistLoad>, Vec<
         })
         .collect();
     let mut completions = Vec::new();
-    {
-        // `complete_activity` writes kind `completed` with the collector as actor, and
-        // the detail `promise to pay {amount} by {date}` when a promise was taken.
-        let mut st = conn.prepare(
-            "SELECT actor, COUNT(*), SUM(detail LIKE 'promise to pay %') FROM case_events
-             WHERE kind = 'completed' AND on_date <= ?1 GROUP BY actor ORDER BY actor",
-        )?;
-        let mut rows = st.query([as_of])?;
-        while let Some(r) = rows.next()? {
+    // `complete_activity` writes kind `completed` with the collector as actor, and the
+    // detail `promise to pay {amount} by {date}` when a promise was taken. LOWER: SQLite's
+    // LIKE ignores ASCII case, PostgreSQL's does not.
+    db.each(
+        "SELECT actor, COUNT(*), COUNT(CASE WHEN LOWER(detail) LIKE 'promise to pay %' THEN 1 END)
+         FROM case_events
+         WHERE kind = 'completed' AND on_date <= ?1 GROUP BY actor ORDER BY actor",
+        args![as_of],
+        |r| {
             completions.push(Completions {
-                actor: txt(r, 0)?.to_string(),
-                completed: r.get(1)?,
-                promises_taken: r.get(2)?,
+                actor: txt(r, 0, "case_events.actor")?.into_owned(),
+                completed: r.get(1, "completions")?,
+                promises_taken: r.get(2, "promises taken")?,
             });
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok((worklist, completions))
 }
 
@@ -1029,45 +1111,52 @@ mod tests {
     use arrears_rules::{CasePolicy, Subcategory};
     use rust_decimal_macros::dec;
 
+    /// SQLite only: the read connections a pass is split over must see its snapshot.
     #[test]
     fn a_pass_reads_one_snapshot_and_drops_connections_that_see_another() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snap.db");
         let s = Store::open(&path).unwrap();
+        let Db::Lite(conn) = s.db() else {
+            unreachable!("an SQLite store")
+        };
         let count = |c: &Connection| -> i64 {
             c.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))
                 .unwrap()
         };
-        let before = read_connections(s.conn().unwrap(), 1);
-        let snap = ReadSnapshot::begin(s.conn().unwrap()).unwrap();
-        // Another process imports a customer while the pass runs.
-        let other = Connection::open(&path).unwrap();
-        other
-            .execute(
-                "INSERT INTO customers(company, code, name) VALUES ('A', 'NEW', 'New')",
-                [],
-            )
+        let before = read_connections(conn, 1);
+        s.db()
+            .read(|_| {
+                // The pass's first read fixes its snapshot.
+                let snap = mark(conn)?;
+                // Another process imports a customer while the pass runs.
+                let other = Connection::open(&path).unwrap();
+                other
+                    .execute(
+                        "INSERT INTO customers(company, code, name) VALUES ('A', 'NEW', 'New')",
+                        [],
+                    )
+                    .unwrap();
+                assert_eq!(count(conn), 0, "the pass keeps its snapshot");
+                let after = read_connections(conn, 1);
+                assert_eq!(
+                    same_snapshot(snap, after).len(),
+                    0,
+                    "opened after the commit"
+                );
+                // A connection opened before the commit but reading after it is dropped too.
+                assert_eq!(same_snapshot(snap, before).len(), 0);
+                Ok(())
+            })
             .unwrap();
-        assert_eq!(count(s.conn().unwrap()), 0, "the pass keeps its snapshot");
-        let after = read_connections(s.conn().unwrap(), 1);
-        assert_eq!(
-            same_snapshot(&snap, after).len(),
-            0,
-            "opened after the commit"
-        );
-        // A connection opened before the commit but reading after it is dropped too.
-        assert_eq!(same_snapshot(&snap, before).len(), 0);
-        drop(snap);
-        assert_eq!(
-            count(s.conn().unwrap()),
-            1,
-            "the read transaction ended with the pass"
-        );
-        let snap = ReadSnapshot::begin(s.conn().unwrap()).unwrap();
-        assert_eq!(
-            same_snapshot(&snap, read_connections(s.conn().unwrap(), 2)).len(),
-            2
-        );
+        assert_eq!(count(conn), 1, "the read transaction ended with the pass");
+        s.db()
+            .read(|_| {
+                let snap = mark(conn)?;
+                assert_eq!(same_snapshot(snap, read_connections(conn, 2)).len(), 2);
+                Ok(())
+            })
+            .unwrap();
     }
 
     const AS_OF: &str = "2026-06-30";
@@ -1125,35 +1214,34 @@ mod tests {
         }
     }
 
-    fn store(items: Vec<ItemInput>, payments: Vec<PaymentInput>) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("kpi.db")).unwrap();
+    fn plant(s: &mut Store, items: Vec<ItemInput>, payments: Vec<PaymentInput>) {
         s.ingest(&Batch {
             items,
             payments,
             ..Batch::default()
         })
         .unwrap();
-        (dir, s)
     }
 
     /// Inserts a case of item `item_ext`; `closed` = Some(date) closes it as cleared then.
     fn case(s: &Store, item_ext: &str, opened: &str, closed: Option<&str>, priority: i64) -> i64 {
-        s.conn().unwrap()
-            .execute(
+        s.db()
+            .prepare_insert(
                 "INSERT INTO cases(item_id, customer_id, status, opened_on, closed_on, close_reason, nad, priority)
-                 SELECT id, customer_id, ?2, ?3, ?4, ?5, ?3, ?6 FROM items WHERE external_id = ?1",
-                rusqlite::params![
-                    item_ext,
-                    if closed.is_some() { "closed" } else { "open" },
-                    opened,
-                    closed,
-                    closed.map(|_| "cleared"),
-                    priority
-                ],
+                 VALUES ((SELECT id FROM items WHERE external_id = ?1),
+                         (SELECT customer_id FROM items WHERE external_id = ?1), ?2, ?3, ?4, ?5, ?3, ?6)",
             )
-            .unwrap();
-        s.conn().unwrap().last_insert_rowid()
+            .unwrap()
+            .insert(args![
+                item_ext,
+                if closed.is_some() { "closed" } else { "open" },
+                opened,
+                closed,
+                closed.map(|_| "cleared"),
+                priority
+            ])
+            .unwrap()
+            .expect("a case")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1167,11 +1255,11 @@ mod tests {
         created_on: &str,
         status: &str,
     ) {
-        s.conn().unwrap()
+        s.db()
             .execute(
                 "INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, status)
-                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM customers WHERE company = ?1 AND code = 'C1'",
-                rusqlite::params![company, case_id, amount, cur, promised_on, created_on, status],
+                 VALUES ((SELECT id FROM customers WHERE company = ?1 AND code = 'C1'), ?2, ?3, ?4, ?5, ?6, ?7)",
+                args![company, case_id, amount, cur, promised_on, created_on, status],
             )
             .unwrap();
     }
@@ -1317,13 +1405,12 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn receivables_aging_and_sales_by_hand() {
-        let (_dir, s) = store(acme(), vec![]);
-        case(&s, "B", "2026-06-15", None, 2);
-        case(&s, "D", "2026-04-01", None, 3);
-        case(&s, "U", "2026-06-12", None, 3);
-        let f = figures(&s);
+    crate::on_both!(receivables_aging_and_sales_by_hand, |s| {
+        plant(s, acme(), vec![]);
+        case(s, "B", "2026-06-15", None, 2);
+        case(s, "D", "2026-04-01", None, 3);
+        case(s, "U", "2026-06-12", None, 3);
+        let f = figures(s);
         assert_eq!(
             f.rows
                 .iter()
@@ -1385,17 +1472,15 @@ mod tests {
         assert_eq!(usd.sales_in_cei_window, dec!(10));
         assert_eq!(usd.beginning_receivables, dec!(0));
         assert_eq!(usd.open_cases, [1, 0, 0]);
-    }
+    });
 
-    /// A stored amount beyond the bound (from before there was one) is an error that
-    /// names it, not a panic of the KPI task.
-    #[test]
-    fn amounts_beyond_the_bound_are_named_not_a_panic() {
-        let (_dir, s) = store(acme(), vec![]);
-        s.conn().unwrap()
-            .execute(
+    // A stored amount beyond the bound (from before there was one) is an error that
+    // names it, not a panic of the KPI task.
+    crate::on_both!(amounts_beyond_the_bound_are_named_not_a_panic, |s| {
+        plant(s, acme(), vec![]);
+        s.db()
+            .batch(
                 "UPDATE items SET original_amount = '50000000000000000000000000000', open_amount = '50000000000000000000000000000'",
-                [],
             )
             .unwrap();
         let err = s.kpi_figures(&scan(d("2026-11-23"))).unwrap_err();
@@ -1404,10 +1489,9 @@ mod tests {
             err.to_string().contains("50000000000000000000000000000"),
             "{err}"
         );
-    }
+    });
 
-    #[test]
-    fn a_split_document_is_one_sale() {
+    crate::on_both!(a_split_document_is_one_sale, |s| {
         let original = item(
             "SPLIT",
             "C1",
@@ -1422,7 +1506,8 @@ mod tests {
             original_document: Some("INV-S0".into()),
             ..item("SPLIT", "C1", ext, "2026-06-15", due, amount, amount, "EUR")
         };
-        let (_dir, s) = store(
+        plant(
+            s,
             vec![
                 original,
                 part("S1", "2026-06-20", dec!(60)),
@@ -1430,8 +1515,8 @@ mod tests {
             ],
             vec![],
         );
-        case(&s, "S0", "2026-06-02", Some("2026-06-16"), 2);
-        let split = figures(&s);
+        case(s, "S0", "2026-06-02", Some("2026-06-16"), 2);
+        let split = figures(s);
         let split = row(&split, "SPLIT", "EUR");
         assert_eq!(split.receivables, dec!(100));
         // A replacement re-books a sale already counted: 100, not 200.
@@ -1441,11 +1526,11 @@ mod tests {
         // S1 is 10 days past due, S2 not yet due.
         assert_eq!(split.aging[..2], [dec!(40), dec!(60)]);
         assert_eq!(split.beginning_receivables, dec!(0));
-    }
+    });
 
-    #[test]
-    fn old_sales_fall_in_old_periods_and_outside_the_windows() {
-        let (_dir, s) = store(
+    crate::on_both!(old_sales_fall_in_old_periods_and_outside_the_windows, |s| {
+        plant(
+            s,
             vec![
                 // age 545 days: period 18
                 item(
@@ -1472,7 +1557,7 @@ mod tests {
             ],
             vec![],
         );
-        let f = figures(&s);
+        let f = figures(s);
         let old = row(&f, "OLD", "EUR");
         assert_eq!(old.sales_in_dso_window, dec!(0));
         // Age 545 days: 18 empty periods, then the 100 sold.
@@ -1489,10 +1574,9 @@ mod tests {
         assert_eq!(fees.receivables, dec!(150));
         assert_eq!(fees.sales_in_dso_window, dec!(100));
         assert_eq!(fees.sales_by_period, [dec!(100)]);
-    }
+    });
 
-    #[test]
-    fn cei_reconstructs_the_beginning_receivables() {
+    crate::on_both!(cei_reconstructs_the_beginning_receivables, |s| {
         let items = vec![
             // paid 600 after the start: all 1000 were open on the start
             item(
@@ -1624,13 +1708,13 @@ mod tests {
             pay("BETA", "y5", "P9", dec!(30), "USD", "2026-05-28"),
             pay("BETA", "y6", "P10", dec!(70), "EUR", "2026-05-10"),
         ];
-        let (_dir, s) = store(items, payments);
-        case(&s, "P3", "2026-05-02", Some("2026-05-15"), 2);
-        case(&s, "P4", "2026-05-06", Some("2026-06-10"), 2);
-        case(&s, "P5", "2026-04-01", Some("2026-04-10"), 1);
-        case(&s, "P5", "2026-04-20", None, 3);
-        case(&s, "P7", "2026-06-11", None, 2);
-        let f = figures(&s);
+        plant(s, items, payments);
+        case(s, "P3", "2026-05-02", Some("2026-05-15"), 2);
+        case(s, "P4", "2026-05-06", Some("2026-06-10"), 2);
+        case(s, "P5", "2026-04-01", Some("2026-04-10"), 1);
+        case(s, "P5", "2026-04-20", None, 3);
+        case(s, "P7", "2026-06-11", None, 2);
+        let f = figures(s);
         let b = row(&f, "BETA", "EUR");
         // Beginning 1000 + 400 + 200 + 100 + 80 + 90 = 1870; sales 600 + 400 = 1000;
         // ending 400 + 400 + 100 + 600 + 80 = 1580, of it current 600.
@@ -1653,10 +1737,9 @@ mod tests {
         // the period: P1 1000 + P2 500 + P6 250 + P7 600 + P8 400 + P9 80 + P10 50 = 2880.
         assert_eq!(w.beginning_receivables, dec!(690));
         assert_eq!(w.sales_in_cei_window, dec!(2880));
-    }
+    });
 
-    #[test]
-    fn promises_and_expected_cash() {
+    crate::on_both!(promises_and_expected_cash, |s| {
         let items = vec![
             // due on the last day of the 7 (as_of + 6)
             item(
@@ -1711,13 +1794,13 @@ mod tests {
                 "EUR",
             ),
         ];
-        let (_dir, s) = store(items, vec![]);
-        let c3 = case(&s, "Q3", "2026-06-01", None, 1);
-        let c4 = case(&s, "Q4", "2026-06-02", None, 2);
-        let c5 = case(&s, "Q5", "2026-06-01", Some("2026-06-20"), 2);
+        plant(s, items, vec![]);
+        let c3 = case(s, "Q3", "2026-06-01", None, 1);
+        let c4 = case(s, "Q4", "2026-06-02", None, 2);
+        let c5 = case(s, "Q5", "2026-06-01", Some("2026-06-20"), 2);
         // Two promises on Q3 (120 + 250) are capped at its open 300.
         promise(
-            &s,
+            s,
             "GAMMA",
             Some(c3),
             "120",
@@ -1727,7 +1810,7 @@ mod tests {
             "open",
         );
         promise(
-            &s,
+            s,
             "GAMMA",
             Some(c3),
             "250",
@@ -1738,7 +1821,7 @@ mod tests {
         );
         // Q4 is already counted by its due date.
         promise(
-            &s,
+            s,
             "GAMMA",
             Some(c4),
             "50",
@@ -1749,7 +1832,7 @@ mod tests {
         );
         // Q5 is paid: its promise brings nothing more.
         promise(
-            &s,
+            s,
             "GAMMA",
             Some(c5),
             "80",
@@ -1760,7 +1843,7 @@ mod tests {
         );
         // Without a case: in the window, after it, already past (not yet judged).
         promise(
-            &s,
+            s,
             "GAMMA",
             None,
             "40",
@@ -1770,7 +1853,7 @@ mod tests {
             "open",
         );
         promise(
-            &s,
+            s,
             "GAMMA",
             None,
             "60",
@@ -1780,7 +1863,7 @@ mod tests {
             "open",
         );
         promise(
-            &s,
+            s,
             "GAMMA",
             None,
             "70",
@@ -1791,7 +1874,7 @@ mod tests {
         );
         for status in ["kept", "kept", "kept", "kept", "partially_kept", "broken"] {
             promise(
-                &s,
+                s,
                 "GAMMA",
                 None,
                 "10",
@@ -1803,7 +1886,7 @@ mod tests {
         }
         // Made after as_of: not counted.
         promise(
-            &s,
+            s,
             "GAMMA",
             None,
             "10",
@@ -1812,7 +1895,7 @@ mod tests {
             "2026-07-01",
             "kept",
         );
-        let f = figures(&s);
+        let f = figures(s);
         let g = row(&f, "GAMMA", "EUR");
         assert_eq!(
             (g.promises_kept, g.promises_partial, g.promises_broken),
@@ -1822,10 +1905,9 @@ mod tests {
         assert_eq!(g.due_soon, dec!(150));
         assert_eq!(g.promised_soon, dec!(340));
         assert_eq!(g.open_cases, [0, 1, 1]);
-    }
+    });
 
-    #[test]
-    fn collectors_from_the_worklist_and_the_case_history() {
+    crate::on_both!(collectors_from_the_worklist_and_the_case_history, |s| {
         let items = vec![
             item(
                 "ACME",
@@ -1858,10 +1940,10 @@ mod tests {
                 "EUR",
             ),
         ];
-        let (_dir, mut s) = store(items, vec![]);
-        let k1 = case(&s, "K1", "2026-06-01", None, 2);
-        let k2 = case(&s, "K2", "2026-06-01", None, 2);
-        let k3 = case(&s, "K3", "2026-06-01", None, 2);
+        plant(s, items, vec![]);
+        let k1 = case(s, "K1", "2026-06-01", None, 2);
+        let k2 = case(s, "K2", "2026-06-01", None, 2);
+        let k3 = case(s, "K3", "2026-06-01", None, 2);
         let policy = CasePolicy {
             initial_nad_days: 3,
             high_amount: dec!(10000),
@@ -1894,15 +1976,20 @@ mod tests {
         // After as_of: not counted.
         s.complete_activity(k3, d("2026-07-01"), "bob", None, &policy)
             .unwrap();
-        s.conn().unwrap()
-            .execute_batch(
-                "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
-                 SELECT id, 'g', CASE code WHEN 'C3' THEN NULL ELSE 'alice' END, '1', 2, '2026-06-30', 1,
-                        CASE code WHEN 'C1' THEN '100.50' WHEN 'C2' THEN '200.25' ELSE '50' END, 'due'
-                 FROM customers;",
-            )
-            .unwrap();
-        let f = figures(&s);
+        for (code, collector, amount) in [
+            ("C1", Some("alice"), dec!(100.50)),
+            ("C2", Some("alice"), dec!(200.25)),
+            ("C3", None, dec!(50)),
+        ] {
+            s.db()
+                .execute(
+                    "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                     VALUES ((SELECT id FROM customers WHERE code = ?1), 'g', ?2, ?3, 2, ?4, 1, ?5, 'due')",
+                    args![code, collector, dec!(1), d("2026-06-30"), amount],
+                )
+                .unwrap();
+        }
+        let f = figures(s);
         let worklist: Vec<(Option<&str>, i64, Decimal)> = f
             .worklist
             .iter()
@@ -1922,12 +2009,11 @@ mod tests {
         let acme = row(&f, "ACME", "EUR");
         assert_eq!(acme.promised_soon, dec!(200));
         assert_eq!(acme.open_cases, [0, 3, 0]);
-    }
+    });
 
-    #[test]
-    fn an_empty_store_has_no_rows_and_bad_input_is_refused() {
-        let (_dir, s) = store(vec![], vec![]);
-        let f = figures(&s);
+    crate::on_both!(an_empty_store_has_no_rows_and_bad_input_is_refused, |s| {
+        plant(s, vec![], vec![]);
+        let f = figures(s);
         assert!(f.rows.is_empty() && f.worklist.is_empty() && f.completions.is_empty());
         assert_eq!(f.parts, 1);
         for bad in [
@@ -1955,8 +2041,15 @@ mod tests {
             ..scan(NaiveDate::MIN)
         };
         assert!(matches!(s.kpi_figures(&early), Err(StoreError::Invalid(_))));
-        s.conn().unwrap()
-            .execute_batch(
+    });
+
+    /// SQLite only: PostgreSQL's DATE column cannot hold a date that does not exist.
+    #[test]
+    fn a_corrupt_date_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("kpi.db")).unwrap();
+        s.db()
+            .batch(
                 "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
                  INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date, original_amount, open_amount, currency)
                    VALUES ('s', 'e', 1, 'D', '2026-13-01', '2026-01-31', '1', '1', 'EUR');",
@@ -1973,17 +2066,19 @@ mod tests {
         }
     }
 
-    /// The fast paths must agree exactly with the store's parsers and `Decimal` addition.
-    #[test]
-    fn fast_parsing_and_summing_match_decimal() {
-        let (_dir, s) = store(vec![], vec![]);
+    // The fast paths must agree exactly with the store's parsers and `Decimal` addition.
+    crate::on_both!(fast_parsing_and_summing_match_decimal, |s| {
+        plant(s, vec![], vec![]);
+        // The same parsers over SQLite's borrowed text and PostgreSQL's.
         let parse = |text: &str| {
-            s.conn()
-                .unwrap()
-                .query_row("SELECT ?1", [text], |r| {
-                    Ok((amount(r, 0, "t").ok(), day(r, 0, "t").ok()))
+            let mut out = None;
+            s.db()
+                .each("SELECT CAST(?1 AS TEXT)", args![text], |r| {
+                    out = Some((amount(r, 0, "t").ok(), day(r, 0, "t").ok()));
+                    Ok(())
                 })
-                .unwrap()
+                .unwrap();
+            out.expect("a row")
         };
         for text in [
             "0",
@@ -2042,5 +2137,171 @@ mod tests {
             plain += a;
             assert_eq!(sum.value(), plain);
         }
+    });
+
+    /// Items, payments, cases, promises, the worklist and completions of one portfolio,
+    /// the same on either database. Most amounts are 0.10, which a floating-point sum
+    /// gets wrong; a few carry other scales (10.50, 3.1), which the figures keep.
+    fn portfolio(s: &mut Store) {
+        let as_of = d(AS_OF);
+        let mut items = Vec::new();
+        let mut payments = Vec::new();
+        for k in 0..1000u64 {
+            let doc = as_of - chrono::Days::new(k % 300);
+            let ext = format!("T{k}");
+            let mut it = item(
+                "ACME",
+                &format!("C{}", k % 10),
+                &ext,
+                &doc.to_string(),
+                &(doc + chrono::Days::new(30)).to_string(),
+                dec!(0.10),
+                if k % 4 == 0 { dec!(0.00) } else { dec!(0.10) },
+                "EUR",
+            );
+            if k % 50 == 1 {
+                it.original_document = Some("INV-T0".into());
+            }
+            items.push(it);
+            if k % 5 == 0 {
+                payments.push(PaymentInput {
+                    customer: format!("C{}", k % 10),
+                    ..pay(
+                        "ACME",
+                        &format!("Y{k}"),
+                        &ext,
+                        dec!(0.10),
+                        "EUR",
+                        "2026-05-01",
+                    )
+                });
+            }
+        }
+        for (k, amount) in [dec!(10.50), dec!(3.1), dec!(0.10), dec!(7)]
+            .iter()
+            .enumerate()
+        {
+            items.push(item(
+                "BETA",
+                "C1",
+                &format!("U{k}"),
+                "2026-06-01",
+                "2026-06-20",
+                *amount,
+                *amount,
+                "USD",
+            ));
+        }
+        plant(s, items, payments);
+        let mut cases = Vec::new();
+        for k in (0..1000).step_by(3) {
+            let closed = (k % 2 == 0).then_some("2026-05-20");
+            cases.push(case(s, &format!("T{k}"), "2026-05-01", closed, 1 + k % 3));
+        }
+        for (n, &c) in cases.iter().enumerate().take(40) {
+            promise(
+                s,
+                "ACME",
+                Some(c),
+                "0.10",
+                "EUR",
+                "2026-07-02",
+                "2026-06-20",
+                ["open", "kept", "broken", "partially_kept"][n % 4],
+            );
+            let detail = if n % 3 == 0 {
+                "promise to pay 0.10 by 2026-07-02"
+            } else {
+                "called"
+            };
+            s.db()
+                .execute(
+                    "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'completed', ?3, ?4)",
+                    args![c, d("2026-06-20"), ["alice", "bob", "Carol"][n % 3], detail],
+                )
+                .unwrap();
+        }
+        for k in 0..10 {
+            s.db()
+                .execute(
+                    "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                     VALUES ((SELECT id FROM customers WHERE company = 'ACME' AND code = ?1), 'g', ?2, ?3, 2, ?4, 1, ?5, 'due')",
+                    args![
+                        format!("C{k}"),
+                        (k % 3 != 0).then_some("alice"),
+                        dec!(1),
+                        d("2026-06-30"),
+                        dec!(0.10)
+                    ],
+                )
+                .unwrap();
+        }
+    }
+
+    /// One portfolio gives the same figures, to the last digit and scale, on SQLite split
+    /// three ways and on PostgreSQL (in one connection, read in windows), and they are
+    /// the exact sums, not floating-point ones.
+    #[test]
+    fn both_databases_give_the_same_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lite = Store::open(&dir.path().join("kpi.db")).unwrap();
+        let mut pg = crate::pg::testing::store();
+        portfolio(&mut lite);
+        portfolio(&mut pg);
+        let three = KpiScan {
+            parts: Some(3),
+            ..scan(d(AS_OF))
+        };
+        let a = lite.kpi_figures(&three).unwrap();
+        let b = pg.kpi_figures(&three).unwrap();
+        assert_eq!(
+            (a.parts, b.parts),
+            (3, 1),
+            "PostgreSQL reads in one connection"
+        );
+        // Debug shows each amount's scale too, which `==` on `Decimal` ignores.
+        let shown = |f: &KpiFigures| format!("{:?}", (&f.rows, &f.worklist, &f.completions));
+        assert_eq!(shown(&a), shown(&b));
+        assert_eq!(
+            (&a.rows, &a.worklist, &a.completions),
+            (&b.rows, &b.worklist, &b.completions)
+        );
+
+        let acme = row(&b, "ACME", "EUR");
+        // 750 open items of 0.10: a floating-point sum is not 75.
+        assert_ne!((0..750).map(|_| 0.1f64).sum::<f64>(), 75.0);
+        assert_eq!(acme.receivables.to_string(), "75.00");
+        // 980 sales (20 replacements left out), all within 300 days.
+        assert_eq!(acme.sales_by_period.iter().sum::<Decimal>(), dec!(98.00));
+        let usd = row(&b, "BETA", "USD");
+        assert_eq!(usd.receivables.to_string(), "20.70");
+        assert_eq!(usd.aging[1].to_string(), "20.70");
+        assert_eq!(
+            (
+                acme.promises_kept,
+                acme.promises_partial,
+                acme.promises_broken
+            ),
+            (10, 10, 10)
+        );
+        let worklist: Vec<(Option<&str>, i64, String)> = b
+            .worklist
+            .iter()
+            .map(|w| (w.collector.as_deref(), w.entries, w.amount.to_string()))
+            .collect();
+        assert_eq!(
+            worklist,
+            [(None, 4, "0.40".into()), (Some("alice"), 6, "0.60".into())]
+        );
+        // By name, bytewise ("Carol" before "alice"); a promise taken in every third.
+        let completions: Vec<(&str, i64, i64)> = b
+            .completions
+            .iter()
+            .map(|c| (c.actor.as_str(), c.completed, c.promises_taken))
+            .collect();
+        assert_eq!(
+            completions,
+            [("Carol", 13, 0), ("alice", 14, 14), ("bob", 13, 0)]
+        );
     }
 }
