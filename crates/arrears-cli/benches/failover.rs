@@ -120,7 +120,8 @@ fn main() {
         .unwrap();
     assert!(demo.status.success(), "{demo:?}");
     let store = Store::open_postgres(&url).unwrap();
-    let case = store.oldest_open_case(1).unwrap().expect("an open case");
+    // A case to write notes on, once the first leader's run has opened them.
+    let mut case = None;
 
     let mut replicas: Vec<Replica> = (0..3).map(|_| start(&cfg, &url, &rules)).collect();
     let mut took = Vec::new();
@@ -134,6 +135,12 @@ fn main() {
         let sent = sink.delivered().len();
         wait_until("e-mails going out", Duration::from_secs(60), || {
             sink.delivered().len() > sent + 3
+        });
+        let case = *case.get_or_insert_with(|| {
+            store
+                .oldest_open_case(1)
+                .unwrap()
+                .expect("an open case after the run")
         });
         let follower = &replicas[(leader + 1) % replicas.len()];
         let note = arrears()
@@ -171,7 +178,7 @@ fn main() {
     }
     let twice = got.values().filter(|n| **n > 1).count();
     let in_doubt = messages.iter().filter(|m| m.status == "unknown").count();
-    let found = format!("{:?}", store.case_detail(case).unwrap())
+    let found = format!("{:?}", store.case_detail(case.unwrap()).unwrap())
         .matches("written before kill")
         .count();
     for mut r in replicas {
