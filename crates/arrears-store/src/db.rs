@@ -630,6 +630,96 @@ impl Db<'_> {
         }
     }
 
+    /// Many rows written by one statement each: `row_sql` (numbered arguments in
+    /// the order of `rows`' values) once per row on SQLite, where a prepared
+    /// statement costs microseconds. On PostgreSQL every statement is a round trip
+    /// (≈ 70 µs here, 14 s for a back-fill's 194,000 cases), so the rows go into
+    /// a temporary table `bulk` shaped like `like`'s `columns` with one binary
+    /// COPY, and `then` (SQL over `bulk`) writes them all at once.
+    pub(crate) fn many(
+        &self,
+        row_sql: &str,
+        like: &str,
+        columns: &[&str],
+        then: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<()> {
+        match self {
+            Db::Lite(_) => {
+                let mut st = self.prepare(row_sql)?;
+                for r in rows {
+                    let args: Vec<&dyn Arg> = r.iter().map(|v| v as &dyn Arg).collect();
+                    st.execute(&args)?;
+                }
+                Ok(())
+            }
+            Db::Pg(cell) => {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let cols = columns.join(", ");
+                self.batch_pg(&format!(
+                    "DROP TABLE IF EXISTS bulk; CREATE TEMP TABLE bulk AS SELECT {cols} FROM {like} WITH NO DATA"
+                ))?;
+                // Not from the statement cache: `bulk` is a new table each time.
+                let types: Vec<postgres::types::Type> = {
+                    let mut c = cell.borrow_mut();
+                    let r = c.client.prepare(&format!("SELECT {cols} FROM bulk"));
+                    let st = c.check(r, "SELECT … FROM bulk")?;
+                    st.columns().iter().map(|c| c.type_().clone()).collect()
+                };
+                {
+                    let mut c = cell.borrow_mut();
+                    let r = (|| {
+                        let w = c
+                            .client
+                            .copy_in(&format!("COPY bulk ({cols}) FROM STDIN (FORMAT binary)"))?;
+                        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(w, &types);
+                        for r in rows {
+                            let vals: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                                r.iter().map(|v| v as _).collect();
+                            w.write(&vals)?;
+                        }
+                        w.finish()
+                    })();
+                    c.check(r, "COPY bulk")?;
+                }
+                self.execute(then, &[])?;
+                self.batch_pg("DROP TABLE bulk")
+            }
+        }
+    }
+
+    /// `n` new ids of `table` on PostgreSQL (its identity's next values), for rows
+    /// written with [`Db::many`] whose ids the caller needs; `None` on SQLite,
+    /// whose inserts report their ids one by one.
+    pub(crate) fn next_ids(&self, table: &str, n: usize) -> Result<Option<Vec<i64>>> {
+        match self {
+            Db::Lite(_) => Ok(None),
+            Db::Pg(_) => self
+                .rows(
+                    &format!(
+                        "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?1)"
+                    ),
+                    args![n],
+                )?
+                .iter()
+                .map(|r| r.get(0, "id"))
+                .collect::<Result<Vec<i64>>>()
+                .map(Some),
+        }
+    }
+
+    /// Statements without arguments on PostgreSQL, inside the current write.
+    fn batch_pg(&self, sql: &str) -> Result<()> {
+        if let Db::Pg(cell) = self {
+            let mut c = cell.borrow_mut();
+            let r = c.client.batch_execute(sql);
+            c.check(r, sql)?;
+        }
+        Ok(())
+    }
+
     /// Wakes the other replicas' change listeners when this write commits (a run
     /// written: followers read its worklists). Nothing to do on SQLite, where the
     /// daemon watches its file.

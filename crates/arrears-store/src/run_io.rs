@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::db::{args, Db, Row, RowRef};
+use super::db::{args, Arg, Db, Row, RowRef};
+use super::pg::Value;
 use super::{date, dec, Result, Store, StoreError};
 
 use arrears_core::domain::{Activity, ErpDunning, Hold, Priority, PromiseStatus};
@@ -623,11 +624,20 @@ impl Store {
             if let Some(seen) = seen {
                 tx.execute("DELETE FROM changes WHERE seq <= ?1", args![seen])?;
             }
+            // Each step writes its rows with one statement per row on SQLite and
+            // all at once on PostgreSQL (`Db::many`).
+            let unlist = |ids: &mut dyn Iterator<Item = i64>| -> Result<()> {
+                let rows: Vec<Vec<Value>> = ids.map(|id| vec![id.value()]).collect();
+                tx.many(
+                    "DELETE FROM worklist WHERE customer_id = ?1",
+                    "worklist",
+                    &["customer_id"],
+                    "DELETE FROM worklist USING bulk WHERE worklist.customer_id = bulk.customer_id",
+                    &rows,
+                )
+            };
             if let Some(delta) = &out.delta {
-                let mut st = tx.prepare("DELETE FROM worklist WHERE customer_id = ?1")?;
-                for id in &delta.unlisted {
-                    st.execute(args![*id])?;
-                }
+                unlist(&mut delta.unlisted.iter().copied())?;
                 if delta.restamp {
                     let kept = Db::json_list(&out.kept);
                     tx.execute(
@@ -649,139 +659,267 @@ impl Store {
                     args![kept],
                 )?;
             } else {
-                let mut st = tx.prepare("DELETE FROM worklist WHERE customer_id = ?1")?;
-                for (id, _) in &out.processed {
-                    st.execute(args![*id])?;
-                }
+                unlist(&mut out.processed.iter().map(|(id, _)| *id))?;
             }
             lap("worklist removals and restamp");
-            {
-                let mut st = tx.prepare_insert(
-                    "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority, external_ref) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6)",
-                )?;
-                let mut ev = tx.prepare("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'opened', 'run', ?3)")?;
-                for c in &out.new_cases {
-                    let id = st
-                        .insert(args![
-                            c.item_id,
-                            c.customer_id,
-                            d,
-                            c.nad,
-                            c.priority as i64,
-                            c.external_ref
-                        ])?
-                        .expect("a case is inserted");
-                    new_case_ids.push(id);
-                    // Back-fill and plain openings need no event row (the case row records them);
-                    // a case replacing a split/re-posted item says where it came from.
-                    if let Some(r) = &c.external_ref {
-                        ev.execute(args![id, d, format!("replaces {r}")])?;
+            // A case replacing a split/re-posted item says where it came from;
+            // back-fill and plain openings need no event row (the case row records
+            // them).
+            let replaces = |ids: &[i64]| -> Vec<Vec<Value>> {
+                out.new_cases
+                    .iter()
+                    .zip(ids)
+                    .filter_map(|(c, id)| {
+                        let r = c.external_ref.as_ref()?;
+                        Some(vec![id.value(), d.value(), format!("replaces {r}").value()])
+                    })
+                    .collect()
+            };
+            let opened_event = (
+                "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'opened', 'run', ?3)",
+                "INSERT INTO case_events(case_id, on_date, kind, actor, detail)
+                 SELECT case_id, on_date, 'opened', 'run', detail FROM bulk",
+            );
+            match tx.next_ids("cases", out.new_cases.len())? {
+                // PostgreSQL: the ids first, then every case at once.
+                Some(ids) => {
+                    let rows: Vec<Vec<Value>> = out
+                        .new_cases
+                        .iter()
+                        .zip(&ids)
+                        .map(|(c, id)| {
+                            vec![
+                                id.value(),
+                                c.item_id.value(),
+                                c.customer_id.value(),
+                                d.value(),
+                                c.nad.value(),
+                                (c.priority as i64).value(),
+                                c.external_ref.value(),
+                            ]
+                        })
+                        .collect();
+                    tx.many(
+                        "",
+                        "cases",
+                        &["id", "item_id", "customer_id", "opened_on", "nad", "priority", "external_ref"],
+                        "INSERT INTO cases(id, item_id, customer_id, status, opened_on, nad, priority, external_ref)
+                         SELECT id, item_id, customer_id, 'open', opened_on, nad, priority, external_ref FROM bulk ORDER BY id",
+                        &rows,
+                    )?;
+                    tx.many(
+                        opened_event.0,
+                        "case_events",
+                        &["case_id", "on_date", "detail"],
+                        opened_event.1,
+                        &replaces(&ids),
+                    )?;
+                    new_case_ids = ids;
+                }
+                None => {
+                    let mut st = tx.prepare_insert(
+                        "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority, external_ref) VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6)",
+                    )?;
+                    for c in &out.new_cases {
+                        let id = st
+                            .insert(args![
+                                c.item_id,
+                                c.customer_id,
+                                d,
+                                c.nad,
+                                c.priority as i64,
+                                c.external_ref
+                            ])?
+                            .expect("a case is inserted");
+                        new_case_ids.push(id);
                     }
+                    tx.many(opened_event.0, "", &[], "", &replaces(&new_case_ids))?;
                 }
             }
             lap("cases opened");
-            {
-                let mut st = tx.prepare("UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1")?;
-                for (id, nad, p) in &out.case_updates {
-                    st.execute(args![*id, *nad, *p as i64])?;
-                }
-            }
+            let rows: Vec<Vec<Value>> = out
+                .case_updates
+                .iter()
+                .map(|(id, nad, p)| vec![id.value(), nad.value(), (*p as i64).value()])
+                .collect();
+            tx.many(
+                "UPDATE cases SET nad = ?2, priority = ?3 WHERE id = ?1",
+                "cases",
+                &["id", "nad", "priority"],
+                "UPDATE cases SET nad = bulk.nad, priority = bulk.priority FROM bulk WHERE cases.id = bulk.id",
+                &rows,
+            )?;
             lap("cases updated");
-            {
-                let mut st = tx.prepare("UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = ?3 WHERE id = ?1 AND status = 'open'")?;
-                let mut ev = tx.prepare("INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'closed', 'run', ?3)")?;
-                for (id, reason) in &out.closed {
-                    st.execute(args![*id, d, reason])?;
-                    ev.execute(args![*id, d, reason])?;
-                }
-            }
+            let rows: Vec<Vec<Value>> = out
+                .closed
+                .iter()
+                .map(|(id, reason)| vec![id.value(), d.value(), reason.value()])
+                .collect();
+            tx.many(
+                "UPDATE cases SET status = 'closed', closed_on = ?2, close_reason = ?3 WHERE id = ?1 AND status = 'open'",
+                "cases",
+                &["id", "closed_on", "close_reason"],
+                "UPDATE cases SET status = 'closed', closed_on = bulk.closed_on, close_reason = bulk.close_reason
+                 FROM bulk WHERE cases.id = bulk.id AND cases.status = 'open'",
+                &rows,
+            )?;
+            tx.many(
+                "INSERT INTO case_events(case_id, on_date, kind, actor, detail) VALUES (?1, ?2, 'closed', 'run', ?3)",
+                "case_events",
+                &["case_id", "on_date", "detail"],
+                "INSERT INTO case_events(case_id, on_date, kind, actor, detail)
+                 SELECT case_id, on_date, 'closed', 'run', detail FROM bulk",
+                &rows,
+            )?;
             lap("cases closed");
-            {
-                let mut st = tx.prepare(
-                    "INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group, collector, priority, dunning_level, dunning_on, as_of)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT(customer_id) DO UPDATE SET strategy = excluded.strategy, segment = excluded.segment,
-                        profile = excluded.profile, score = excluded.score, collection_group = excluded.collection_group,
-                        collector = excluded.collector, priority = excluded.priority, dunning_level = excluded.dunning_level,
-                        dunning_on = excluded.dunning_on, as_of = excluded.as_of",
-                )?;
-                for s in &out.states {
-                    st.execute(args![
-                        s.customer_id,
-                        s.strategy,
-                        s.segment,
-                        s.profile,
-                        s.score,
-                        s.group,
-                        s.collector,
-                        s.priority as i64,
-                        s.dunning_level,
-                        s.dunning_on,
-                        d
-                    ])?;
-                }
-            }
+            const STATE: &[&str] = &[
+                "customer_id", "strategy", "segment", "profile", "score", "collection_group",
+                "collector", "priority", "dunning_level", "dunning_on", "as_of",
+            ];
+            let rows: Vec<Vec<Value>> = out
+                .states
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.customer_id.value(),
+                        s.strategy.value(),
+                        s.segment.value(),
+                        s.profile.value(),
+                        s.score.value(),
+                        s.group.value(),
+                        s.collector.value(),
+                        (s.priority as i64).value(),
+                        s.dunning_level.value(),
+                        s.dunning_on.value(),
+                        d.value(),
+                    ]
+                })
+                .collect();
+            let state_set = "ON CONFLICT(customer_id) DO UPDATE SET strategy = excluded.strategy, segment = excluded.segment,
+                    profile = excluded.profile, score = excluded.score, collection_group = excluded.collection_group,
+                    collector = excluded.collector, priority = excluded.priority, dunning_level = excluded.dunning_level,
+                    dunning_on = excluded.dunning_on, as_of = excluded.as_of";
+            tx.many(
+                &format!(
+                    "INSERT INTO customer_state({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) {state_set}",
+                    STATE.join(", ")
+                ),
+                "customer_state",
+                STATE,
+                &format!(
+                    "INSERT INTO customer_state({cols}) SELECT {cols} FROM bulk {state_set}",
+                    cols = STATE.join(", ")
+                ),
+                &rows,
+            )?;
             lap("states");
-            {
-                let mut st = tx.prepare(
-                    "INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(customer_id) DO UPDATE SET collection_group = excluded.collection_group,
-                        collector = excluded.collector, score = excluded.score, priority = excluded.priority,
-                        nad = excluded.nad, items = excluded.items, amount = excluded.amount, reason = excluded.reason",
-                )?;
-                for w in &out.worklist {
-                    st.execute(args![
-                        w.customer_id,
-                        w.group,
-                        w.collector,
-                        w.score,
-                        w.priority as i64,
-                        w.nad,
-                        w.items,
-                        w.amount,
-                        w.reason
-                    ])?;
-                }
-            }
+            const LISTED: &[&str] = &[
+                "customer_id", "collection_group", "collector", "score", "priority", "nad", "items",
+                "amount", "reason",
+            ];
+            let rows: Vec<Vec<Value>> = out
+                .worklist
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.customer_id.value(),
+                        w.group.value(),
+                        w.collector.value(),
+                        w.score.value(),
+                        (w.priority as i64).value(),
+                        w.nad.value(),
+                        w.items.value(),
+                        w.amount.value(),
+                        w.reason.value(),
+                    ]
+                })
+                .collect();
+            let listed_set = "ON CONFLICT(customer_id) DO UPDATE SET collection_group = excluded.collection_group,
+                    collector = excluded.collector, score = excluded.score, priority = excluded.priority,
+                    nad = excluded.nad, items = excluded.items, amount = excluded.amount, reason = excluded.reason";
+            tx.many(
+                &format!(
+                    "INSERT INTO worklist({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {listed_set}",
+                    LISTED.join(", ")
+                ),
+                "worklist",
+                LISTED,
+                &format!(
+                    "INSERT INTO worklist({cols}) SELECT {cols} FROM bulk {listed_set}",
+                    cols = LISTED.join(", ")
+                ),
+                &rows,
+            )?;
             lap("worklist");
-            {
-                let mut st = tx.prepare(
-                    "INSERT INTO escalations(customer_id, run_id, as_of, ladder, level, level_name, channel, template, copy_manager, amount, items, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(customer_id, as_of) DO NOTHING",
-                )?;
-                let mut lv = tx.prepare("UPDATE items SET dun_level = ?2 WHERE id = ?1")?;
-                for (id, level) in &out.item_levels {
-                    lv.execute(args![*id, *level])?;
-                }
-                // The step's event ("Claim for non-payment") is recorded by the outbox
-                // when the message is delivered, not here where it is only decided.
-                for e in &out.escalations {
-                    st.execute(args![
-                        e.customer_id,
-                        run_id,
-                        d,
-                        e.ladder,
-                        e.level,
-                        e.level_name,
-                        e.channel,
-                        e.template,
-                        e.copy_manager,
-                        e.amount,
-                        e.items,
-                        e.reason
-                    ])?;
-                }
-            }
+            let rows: Vec<Vec<Value>> = out
+                .item_levels
+                .iter()
+                .map(|(id, level)| vec![id.value(), level.value()])
+                .collect();
+            tx.many(
+                "UPDATE items SET dun_level = ?2 WHERE id = ?1",
+                "items",
+                &["id", "dun_level"],
+                "UPDATE items SET dun_level = bulk.dun_level FROM bulk WHERE items.id = bulk.id",
+                &rows,
+            )?;
+            // The step's event ("Claim for non-payment") is recorded by the outbox
+            // when the message is delivered, not here where it is only decided.
+            const STEP: &[&str] = &[
+                "customer_id", "run_id", "as_of", "ladder", "level", "level_name", "channel",
+                "template", "copy_manager", "amount", "items", "reason",
+            ];
+            let rows: Vec<Vec<Value>> = out
+                .escalations
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.customer_id.value(),
+                        run_id.value(),
+                        d.value(),
+                        e.ladder.value(),
+                        e.level.value(),
+                        e.level_name.value(),
+                        e.channel.value(),
+                        e.template.value(),
+                        e.copy_manager.value(),
+                        e.amount.value(),
+                        e.items.value(),
+                        e.reason.value(),
+                    ]
+                })
+                .collect();
+            tx.many(
+                &format!(
+                    "INSERT INTO escalations({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(customer_id, as_of) DO NOTHING",
+                    STEP.join(", ")
+                ),
+                "escalations",
+                STEP,
+                &format!(
+                    "INSERT INTO escalations({cols}) SELECT {cols} FROM bulk ORDER BY customer_id
+                     ON CONFLICT(customer_id, as_of) DO NOTHING",
+                    cols = STEP.join(", ")
+                ),
+                &rows,
+            )?;
             lap("escalation steps");
-            {
-                let mut st = tx.prepare("UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = ?2")?;
-                // A counter already at zero needs no write: in a full run that is nearly
-                // every customer.
-                for (id, seen) in out.processed.iter().filter(|(_, seen)| *seen != 0) {
-                    st.execute(args![*id, *seen])?;
-                }
-            }
+            // A counter already at zero needs no write: in a full run that is nearly
+            // every customer.
+            let rows: Vec<Vec<Value>> = out
+                .processed
+                .iter()
+                .filter(|(_, seen)| *seen != 0)
+                .map(|(id, seen)| vec![id.value(), seen.value()])
+                .collect();
+            tx.many(
+                "UPDATE customers SET dirty = 0 WHERE id = ?1 AND dirty = ?2",
+                "customers",
+                &["id", "dirty"],
+                "UPDATE customers SET dirty = 0 FROM bulk WHERE customers.id = bulk.id AND customers.dirty = bulk.dirty",
+                &rows,
+            )?;
             lap("change counters");
             tx.notify_changes()?;
             Ok((run_id, new_case_ids))
