@@ -334,10 +334,7 @@ impl Store {
                     subject: r.get(4, "documents.subject")?,
                     text: r.get(5, "documents.text")?,
                     html: r.get(6, "documents.html")?,
-                    created_on: date(
-                        "documents.created_on",
-                        &r.get::<String>(7, "documents.created_on")?,
-                    )?,
+                    created_on: r.date(7, "documents.created_on")?,
                 })
             })
             .collect()
@@ -403,14 +400,8 @@ fn settle(
             )?;
             for r in ahead {
                 let item: i64 = r.get(0, "items.id")?;
-                let open = dec(
-                    "items.open_amount",
-                    &r.get::<String>(1, "items.open_amount")?,
-                )?;
-                let unearned = dec(
-                    "agreement_installments.interest",
-                    &r.get::<String>(2, "agreement_installments.interest")?,
-                )?;
+                let open = r.dec(1, "items.open_amount")?;
+                let unearned = r.dec(2, "agreement_installments.interest")?;
                 let left = agreement::due_at_once(open, unearned);
                 let status = if left.is_zero() { "cleared" } else { "open" };
                 db.execute(
@@ -525,12 +516,9 @@ fn propose(
                 "{doc} is disputed; settle the dispute before renegotiating it"
             )));
         }
-        let original = dec(
-            "original_amount",
-            &r.get::<String>(5, "items.original_amount")?,
-        )?;
-        let open = dec("open_amount", &r.get::<String>(6, "items.open_amount")?)?;
-        let due = date("due_date", &r.get::<String>(4, "items.due_date")?)?;
+        let original = r.dec(5, "items.original_amount")?;
+        let open = r.dec(6, "items.open_amount")?;
+        let due = r.date(4, "items.due_date")?;
         let pays = db
             .rows(
                 "SELECT value_date, amount FROM payments WHERE item_id = ?1 AND currency = ?2 ORDER BY value_date",
@@ -539,8 +527,8 @@ fn propose(
             .iter()
             .map(|r| {
                 Ok(Payment {
-                    date: date("value_date", &r.get::<String>(0, "payments.value_date")?)?,
-                    amount: dec("payments.amount", &r.get::<String>(1, "payments.amount")?)?,
+                    date: r.date(0, "payments.value_date")?,
+                    amount: r.dec(1, "payments.amount")?,
                 })
             })
             .collect::<Result<Vec<Payment>>>()?;

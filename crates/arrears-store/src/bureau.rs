@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::db::args;
-use super::{date, dec, Result, Store, StoreError};
+use super::{date, Result, Store, StoreError};
 
 /// A customer to look up at the bureau.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,10 +159,7 @@ impl Store {
             "SELECT as_of, items FROM escalations WHERE level_name = ?1 AND status = 'sent'",
             args![level_name],
             |r| {
-                let on = date(
-                    "escalations.as_of",
-                    &r.get::<String>(0, "escalations.as_of")?,
-                )?;
+                let on = r.date(0, "escalations.as_of")?;
                 let items: String = r.get(1, "escalations.items")?;
                 // An unreadable item list covers nothing: it cannot prove a notice, and
                 // one such row must not stop every other listing.
@@ -208,12 +205,9 @@ impl Store {
                     company: r.get(1, "customers.company")?,
                     customer: r.get(2, "customers.code")?,
                     document_no: r.get(3, "items.document_no")?,
-                    open_amount: dec(
-                        "items.open_amount",
-                        &r.get::<String>(4, "items.open_amount")?,
-                    )?,
+                    open_amount: r.dec(4, "items.open_amount")?,
                     currency: r.get(5, "items.currency")?,
-                    due_date: date("items.due_date", &r.get::<String>(6, "items.due_date")?)?,
+                    due_date: r.date(6, "items.due_date")?,
                 })
             })
             .collect()
@@ -258,10 +252,7 @@ impl Store {
                     item_id: r.get(0, "bureau_listings.item_id")?,
                     bureau: r.get(1, "bureau_listings.bureau")?,
                     listing_ref: r.get(2, "bureau_listings.listing_ref")?,
-                    listed_on: date(
-                        "bureau_listings.listed_on",
-                        &r.get::<String>(3, "bureau_listings.listed_on")?,
-                    )?,
+                    listed_on: r.date(3, "bureau_listings.listed_on")?,
                     removed_on: r
                         .get::<Option<String>>(4, "bureau_listings.removed_on")?
                         .map(|d| date("bureau_listings.removed_on", &d))

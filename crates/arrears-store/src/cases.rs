@@ -177,10 +177,7 @@ impl Store {
             .iter()
             .map(|r| {
                 Ok(CaseEvent {
-                    on: date(
-                        "case_events.on_date",
-                        &r.get::<String>(0, "case_events.on_date")?,
-                    )?,
+                    on: r.date(0, "case_events.on_date")?,
                     kind: r.get(1, "case_events.kind")?,
                     actor: r.get(2, "case_events.actor")?,
                     detail: r.get(3, "case_events.detail")?,

@@ -228,13 +228,10 @@ fn promises(db: &Db, filter: &str, args: &[&dyn Arg]) -> Result<Vec<PromiseView>
                 id: r.get(0, "promises.id")?,
                 customer: r.get(1, "customers.code")?,
                 case_id: r.get(2, "promises.case_id")?,
-                amount: dec("promises.amount", &r.get::<String>(3, "promises.amount")?)?,
+                amount: r.dec(3, "promises.amount")?,
                 currency: r.get(4, "promises.currency")?,
-                promised_on: date("promised_on", &r.get::<String>(5, "promised_on")?)?,
-                created_on: date(
-                    "promises.created_on",
-                    &r.get::<String>(6, "promises.created_on")?,
-                )?,
+                promised_on: r.date(5, "promised_on")?,
+                created_on: r.date(6, "promises.created_on")?,
                 status: promise_status(&r.get::<String>(7, "promises.status")?)?,
                 judged_on: opt_date("judged_on", r.get(8, "judged_on")?)?,
                 channel: r.get(9, "promises.channel")?,
@@ -290,10 +287,7 @@ fn disputes(db: &Db, filter: &str, args: &[&dyn Arg]) -> Result<Vec<DisputeView>
                 customer: r.get(1, "customers.code")?,
                 case_id: r.get(2, "disputes.case_id")?,
                 reason: r.get(3, "disputes.reason")?,
-                opened_on: date(
-                    "disputes.opened_on",
-                    &r.get::<String>(4, "disputes.opened_on")?,
-                )?,
+                opened_on: r.date(4, "disputes.opened_on")?,
                 resolved_on: opt_date("disputes.resolved_on", r.get(5, "disputes.resolved_on")?)?,
                 resolution: r.get(6, "disputes.resolution")?,
                 documents: Vec::new(),
@@ -438,10 +432,7 @@ fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
             Some(m.get(11, "customer_state.strategy")?),
             Some(m.get(12, "customer_state.segment")?),
             Some(m.get(13, "customer_state.profile")?),
-            Some(dec(
-                "customer_state.score",
-                &m.get::<String>(14, "customer_state.score")?,
-            )?),
+            Some(m.dec(14, "customer_state.score")?),
             Some(m.get(15, "customer_state.collection_group")?),
         )
     } else {
@@ -453,10 +444,7 @@ fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
             Some(Priority::from_i64(m.get(17, "customer_state.priority")?)),
             Some(m.get(18, "customer_state.dunning_level")?),
             opt_date("dunning_on", m.get(19, "dunning_on")?)?,
-            Some(date(
-                "customer_state.as_of",
-                &m.get::<String>(20, "customer_state.as_of")?,
-            )?),
+            Some(m.date(20, "customer_state.as_of")?),
         )
     } else {
         (None, None, None, None, None)
@@ -487,18 +475,15 @@ fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
          WHERE i.customer_id = ?1 AND i.status = 'open' ORDER BY i.due_date, i.id",
         args![id],
         |r| {
-            let due_date = date("due_date", &r.get::<String>(4, "due_date")?)?;
+            let due_date = r.date(4, "due_date")?;
             items.push(ItemView {
                 id: r.get(0, "items.id")?,
                 case_id: r.get(1, "cases.id")?,
                 document_no: r.get(2, "items.document_no")?,
-                document_date: date("document_date", &r.get::<String>(3, "document_date")?)?,
+                document_date: r.date(3, "document_date")?,
                 due_date,
-                original_amount: dec(
-                    "original_amount",
-                    &r.get::<String>(5, "original_amount")?,
-                )?,
-                open_amount: dec("open_amount", &r.get::<String>(6, "open_amount")?)?,
+                original_amount: r.dec(5, "original_amount")?,
+                open_amount: r.dec(6, "open_amount")?,
                 currency: r.get(7, "items.currency")?,
                 status: r.get(8, "items.status")?,
                 days_overdue: (as_of - due_date).num_days().max(0),
@@ -517,8 +502,8 @@ fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
         args![id, VIEW_LIMIT as i64],
         |r| {
             payments.push(PaymentView {
-                value_date: date("value_date", &r.get::<String>(0, "value_date")?)?,
-                amount: dec("payments.amount", &r.get::<String>(1, "payments.amount")?)?,
+                value_date: r.date(0, "value_date")?,
+                amount: r.dec(1, "payments.amount")?,
                 currency: r.get(2, "payments.currency")?,
                 reference: r.get(3, "payments.reference")?,
             });
@@ -529,7 +514,7 @@ fn customer_view(db: &Db, id: i64, as_of: NaiveDate) -> Result<CustomerView> {
     let mut contacts = Vec::new();
     db.each(CONTACTS_SQL, args![id, VIEW_LIMIT as i64], |r| {
         contacts.push(ContactView {
-            on: date("contact date", &r.get::<String>(0, "contact date")?)?,
+            on: r.date(0, "contact date")?,
             kind: r.get(1, "contact kind")?,
             actor: r.get(2, "contact actor")?,
             detail: r.get(3, "contact detail")?,
@@ -715,12 +700,9 @@ fn judge_promises(db: &Db, as_of: NaiveDate, tolerance: promise::Tolerance) -> R
         let case_id: Option<i64> = r.get(2, "promises.case_id")?;
         let currency: String = r.get(4, "promises.currency")?;
         let p = promise::Promise {
-            amount: dec("promises.amount", &r.get::<String>(3, "promises.amount")?)?,
-            promised_on: date("promised_on", &r.get::<String>(5, "promised_on")?)?,
-            created_on: date(
-                "promises.created_on",
-                &r.get::<String>(6, "promises.created_on")?,
-            )?,
+            amount: r.dec(3, "promises.amount")?,
+            promised_on: r.date(5, "promised_on")?,
+            created_on: r.date(6, "promises.created_on")?,
         };
         let (from, to) = p.window(tolerance);
         // Loaded per promise, after the earlier ones recorded what they took.
@@ -731,22 +713,16 @@ fn judge_promises(db: &Db, as_of: NaiveDate, tolerance: promise::Tolerance) -> R
             args![customer_id, currency, from, to],
         )? {
             let payment: i64 = r.get(2, "payments.id")?;
-            let mut left = dec("payments.amount", &r.get::<String>(0, "payments.amount")?)?;
+            let mut left = r.dec(0, "payments.amount")?;
             for u in db.rows(
                 "SELECT amount FROM promise_payments WHERE payment_id = ?1",
                 args![payment],
             )? {
-                left -= dec(
-                    "promise_payments.amount",
-                    &u.get::<String>(0, "promise_payments.amount")?,
-                )?;
+                left -= u.dec(0, "promise_payments.amount")?;
             }
             payments.push(promise::Payment {
                 id: payment,
-                value_date: date(
-                    "payments.value_date",
-                    &r.get::<String>(1, "payments.value_date")?,
-                )?,
+                value_date: r.date(1, "payments.value_date")?,
                 left,
             });
         }
@@ -906,10 +882,7 @@ impl Store {
                     return Ok(());
                 }
                 let id: i64 = r.get(0, "disputes.id")?;
-                let opened = date(
-                    "disputes.opened_on",
-                    &r.get::<String>(1, "disputes.opened_on")?,
-                )?;
+                let opened = r.date(1, "disputes.opened_on")?;
                 let age = (as_of - opened).num_days().max(0);
                 let k = AGEING_BUCKETS
                     .iter()
@@ -921,10 +894,7 @@ impl Store {
                     b.disputes += 1;
                 }
                 let currency: String = r.get(2, "items.currency")?;
-                let amount = dec(
-                    "items.open_amount",
-                    &r.get::<String>(3, "items.open_amount")?,
-                )?;
+                let amount = r.dec(3, "items.open_amount")?;
                 match b.amounts.iter_mut().find(|(c, _)| *c == currency) {
                     Some(x) => x.1 += amount,
                     None => b.amounts.push((currency, amount)),

@@ -350,6 +350,16 @@ impl Row {
     pub(crate) fn get<T: Col>(&self, i: usize, column: &'static str) -> Result<T> {
         T::from_value(self.0.get(i).cloned().unwrap_or(Value::Null), column)
     }
+
+    /// A business day (`YYYY-MM-DD` text on SQLite, DATE on PostgreSQL).
+    pub(crate) fn date(&self, i: usize, column: &'static str) -> Result<NaiveDate> {
+        crate::date(column, &self.get::<String>(i, column)?)
+    }
+
+    /// An exact amount (text on SQLite, NUMERIC on PostgreSQL).
+    pub(crate) fn dec(&self, i: usize, column: &'static str) -> Result<Decimal> {
+        crate::dec(column, &self.get::<String>(i, column)?)
+    }
 }
 
 /// A row seen in passing by [`Db::each`]: read in place, nothing copied but what
@@ -360,6 +370,16 @@ pub(crate) enum RowRef<'a, 's> {
 }
 
 impl RowRef<'_, '_> {
+    /// A business day (`YYYY-MM-DD` text on SQLite, DATE on PostgreSQL).
+    pub(crate) fn date(&self, i: usize, column: &'static str) -> Result<NaiveDate> {
+        crate::date(column, &self.str(i, column)?)
+    }
+
+    /// An exact amount (text on SQLite, NUMERIC on PostgreSQL).
+    pub(crate) fn dec(&self, i: usize, column: &'static str) -> Result<Decimal> {
+        crate::dec(column, &self.str(i, column)?)
+    }
+
     /// A text column without a copy where the database allows (SQLite): the
     /// portfolio load reads millions of dates and amounts only to parse them.
     pub(crate) fn str(&self, i: usize, column: &'static str) -> Result<std::borrow::Cow<'_, str>> {

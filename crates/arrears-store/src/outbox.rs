@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::customer::customer_event;
-use super::{date, dec, Result, Store, StoreError};
+use super::{date, Result, Store, StoreError};
 
 /// An escalation step no message was made for yet.
 #[derive(Debug, Clone)]
@@ -458,10 +458,7 @@ impl Store {
             out.push(DeliveredStep {
                 id: r.get(0, "escalations.id")?,
                 customer: r.get(1, "customers.code")?,
-                as_of: date(
-                    "escalations.as_of",
-                    &r.get::<String>(2, "escalations.as_of")?,
-                )?,
+                as_of: r.date(2, "escalations.as_of")?,
                 level: r.get::<i64>(3, "escalations.level")? as usize,
                 level_name: r.get(4, "escalations.level_name")?,
                 channel: r.get(5, "messages.channel")?,
@@ -522,7 +519,7 @@ impl Store {
                 out.push(StepToSend {
                     id: r.get(0, "escalations.id")?,
                     customer_id: r.get(1, "escalations.customer_id")?,
-                    as_of: date("escalations.as_of", &r.str(2, "escalations.as_of")?)?,
+                    as_of: r.date(2, "escalations.as_of")?,
                     ladder: r.get(3, "escalations.ladder")?,
                     level: r.get::<i64>(4, "escalations.level")? as usize,
                     level_name: r.get(5, "escalations.level_name")?,
@@ -637,11 +634,8 @@ impl Store {
             let mut payments = Vec::new();
             for p in db.rows(PAYMENTS_OF_ITEM, args![id])? {
                 payments.push((
-                    date(
-                        "payments.value_date",
-                        &p.get::<String>(0, "payments.value_date")?,
-                    )?,
-                    dec("payments.amount", &p.get::<String>(1, "payments.amount")?)?,
+                    p.date(0, "payments.value_date")?,
+                    p.dec(1, "payments.amount")?,
                 ));
             }
             let mut fees = Vec::new();
@@ -652,20 +646,17 @@ impl Store {
                 fees.push((
                     f.get::<String>(0, "fees.ladder")?,
                     f.get::<i64>(1, "fees.level")? as usize,
-                    dec("fees.amount", &f.get::<String>(2, "fees.amount")?)?,
+                    f.dec(2, "fees.amount")?,
                 ));
             }
             let status: String = r.get(6, "items.status")?;
             out.push(LetterItem {
                 id,
                 document_no: r.get(0, "items.document_no")?,
-                document_date: date("document_date", &r.get::<String>(1, "items.document_date")?)?,
-                due_date: date("due_date", &r.get::<String>(2, "items.due_date")?)?,
-                original_amount: dec(
-                    "original_amount",
-                    &r.get::<String>(3, "items.original_amount")?,
-                )?,
-                open_amount: dec("open_amount", &r.get::<String>(4, "items.open_amount")?)?,
+                document_date: r.date(1, "items.document_date")?,
+                due_date: r.date(2, "items.due_date")?,
+                original_amount: r.dec(3, "items.original_amount")?,
+                open_amount: r.dec(4, "items.open_amount")?,
                 currency: r.get(5, "items.currency")?,
                 open: status == "open",
                 disputed: r.get(7, "disputed")?,

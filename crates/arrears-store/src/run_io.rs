@@ -149,7 +149,7 @@ impl Store {
                             strategy: r.get(11, "customer_state.strategy")?,
                             segment: r.get(12, "customer_state.segment")?,
                             profile: r.get(13, "customer_state.profile")?,
-                            score: dec("customer_state.score", &r.str(14, "customer_state.score")?)?,
+                            score: r.dec(14, "customer_state.score")?,
                             group: r.get(15, "customer_state.collection_group")?,
                             collector: collector.clone(),
                             priority: Priority::from_i64(r.get(16, "customer_state.priority")?),
@@ -213,9 +213,9 @@ impl Store {
             &index,
             |r, k| {
                 out[k].promises.push(PromiseRow {
-                    amount: dec("promises.amount", &r.str(1, "promises.amount")?)?,
+                    amount: r.dec(1, "promises.amount")?,
                     currency: cur("promises.currency", &r.str(2, "promises.currency")?)?,
-                    promised_on: date("promised_on", &r.str(3, "promises.promised_on")?)?,
+                    promised_on: r.date(3, "promises.promised_on")?,
                     status: PromiseStatus::parse(&r.str(4, "promises.status")?),
                     judged_on: opt_date("promises.judged_on", r.get(5, "promises.judged_on")?)?,
                     paid_on: opt_date("promises.paid_on", r.get(6, "promises.paid_on")?)?,
@@ -229,9 +229,9 @@ impl Store {
             &index,
             |r, k| {
                 out[k].payments.push(PaymentRow {
-                    amount: dec("payments.amount", &r.str(1, "payments.amount")?)?,
+                    amount: r.dec(1, "payments.amount")?,
                     currency: cur("payments.currency", &r.str(2, "payments.currency")?)?,
-                    value_date: date("value_date", &r.str(3, "payments.value_date")?)?,
+                    value_date: r.date(3, "payments.value_date")?,
                 });
                 Ok(())
             },
@@ -268,11 +268,11 @@ impl Store {
                     customer_id: r.get(0, "worklist.customer_id")?,
                     group: r.get(1, "worklist.collection_group")?,
                     collector: r.get(2, "worklist.collector")?,
-                    score: dec("worklist.score", &r.str(3, "worklist.score")?)?,
+                    score: r.dec(3, "worklist.score")?,
                     priority: Priority::from_i64(r.get(4, "worklist.priority")?),
-                    nad: date("worklist.nad", &r.str(5, "worklist.nad")?)?,
+                    nad: r.date(5, "worklist.nad")?,
                     items: r.get(6, "worklist.items")?,
-                    amount: dec("worklist.amount", &r.str(7, "worklist.amount")?)?,
+                    amount: r.dec(7, "worklist.amount")?,
                     reason: r.get(8, "worklist.reason")?,
                 });
                 Ok(())
@@ -357,8 +357,8 @@ impl Store {
         let mut promised: HashMap<i64, ItemPromise> = HashMap::new();
         db.each(&promised_sql, args![], |r| {
             let p = ItemPromise {
-                by: date("promised_on", &r.str(1, "promises.promised_on")?)?,
-                made: date("promises.created_on", &r.str(2, "promises.created_on")?)?,
+                by: r.date(1, "promises.promised_on")?,
+                made: r.date(2, "promises.created_on")?,
                 open: r.str(3, "promises.status")? == "open",
             };
             promised.insert(r.get(0, "promise_items.item_id")?, p);
@@ -396,7 +396,7 @@ impl Store {
             let case = match r.get::<Option<i64>>(12, "cases.id")? {
                 Some(case_id) => Some(CaseRow {
                     id: case_id,
-                    nad: date("nad", &r.str(13, "cases.nad")?)?,
+                    nad: r.date(13, "cases.nad")?,
                     priority: Priority::from_i64(r.get(14, "cases.priority")?),
                     assigned_to: r.get(15, "cases.assigned_to")?,
                     activity: CaseRow::boxed_activity(read_activity(r, 16)?),
@@ -410,10 +410,10 @@ impl Store {
                 ItemRow {
                     id,
                     document_no: r.get(2, "items.document_no")?,
-                    document_date: date("document_date", &r.str(3, "items.document_date")?)?,
-                    due_date: date("due_date", &r.str(4, "items.due_date")?)?,
-                    original_amount: dec("original_amount", &r.str(5, "items.original_amount")?)?,
-                    open_amount: dec("open_amount", &r.str(6, "items.open_amount")?)?,
+                    document_date: r.date(3, "items.document_date")?,
+                    due_date: r.date(4, "items.due_date")?,
+                    original_amount: r.dec(5, "items.original_amount")?,
+                    open_amount: r.dec(6, "items.open_amount")?,
                     currency: cur("currency", &r.str(7, "items.currency")?)?,
                     rare: ItemRare::boxed(hold, r.get(10, "items.original_document")?, None),
                     open: status == "open",
@@ -505,7 +505,7 @@ impl Store {
                     r.get(0, "worklist.collection_group")?,
                     r.get(1, "worklist.collector")?,
                     r.get(2, "worklist.items")?,
-                    dec("worklist.amount", &r.str(3, "worklist.amount")?)?,
+                    r.dec(3, "worklist.amount")?,
                 ));
                 Ok(())
             },

@@ -107,10 +107,7 @@ fn candidates(db: &Db, sql: &str, args: &[&dyn Arg]) -> Result<Vec<Candidate>> {
                 id: r.get(0, "items.id")?,
                 customer_id: r.get(1, "items.customer_id")?,
                 document_no: r.get(2, "items.document_no")?,
-                open: dec(
-                    "items.open_amount",
-                    &r.get::<String>(3, "items.open_amount")?,
-                )?,
+                open: r.dec(3, "items.open_amount")?,
             })
         })
         .collect()
@@ -407,10 +404,7 @@ impl Store {
                 .map(|a| {
                     Ok((
                         a.get(0, "items.document_no")?,
-                        dec(
-                            "credit_allocations.amount",
-                            &a.get::<String>(1, "credit_allocations.amount")?,
-                        )?,
+                        a.dec(1, "credit_allocations.amount")?,
                         a.get(2, "credit_allocations.kind")?,
                     ))
                 })
@@ -529,10 +523,7 @@ impl Store {
                             id: *item,
                             customer_id: r.get(0, "items.customer_id")?,
                             document_no,
-                            open: dec(
-                                "items.open_amount",
-                                &r.get::<String>(2, "items.open_amount")?,
-                            )?,
+                            open: r.dec(2, "items.open_amount")?,
                         });
                     }
                     let (allocs, left) = matching::allocate(&open, c.unapplied);
@@ -590,10 +581,7 @@ fn allocate_applied(db: &Db, credit_id: i64, item_id: i64, amount: Decimal) -> R
     )?;
     match before {
         Some(r) => {
-            let before = dec(
-                "credit_allocations.amount",
-                &r.get::<String>(0, "credit_allocations.amount")?,
-            )?;
+            let before = r.dec(0, "credit_allocations.amount")?;
             db.execute(
                 "UPDATE credit_allocations SET amount = ?3, kind = 'applied'
                  WHERE credit_id = ?1 AND item_id = ?2",

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::db::{args, Arg, Db, RowRef};
 use super::pg::Value;
-use super::{date, dec, Result, Store};
+use super::{date, Result, Store};
 use arrears_core::domain::Priority;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,13 +152,13 @@ pub(crate) fn worklist_query(
                 company: r.get(2, "customers.company")?,
                 group: r.get(3, "worklist.collection_group")?,
                 collector: r.get(4, "worklist.collector")?,
-                nad: date("worklist.nad", &r.get::<String>(5, "worklist.nad")?)?,
+                nad: r.date(5, "worklist.nad")?,
                 priority: Priority::from_i64(r.get(6, "worklist.priority")?),
-                score: dec("worklist.score", &r.get::<String>(7, "worklist.score")?)?,
+                score: r.dec(7, "worklist.score")?,
                 profile: r.get(8, "customer_state.profile")?,
                 segment: r.get(9, "customer_state.segment")?,
                 items: r.get(10, "worklist.items")?,
-                amount: dec("worklist.amount", &r.get::<String>(11, "worklist.amount")?)?,
+                amount: r.dec(11, "worklist.amount")?,
                 reason: r.get(12, "worklist.reason")?,
                 customer_id: r.get(13, "worklist.customer_id")?,
                 days_overdue,
@@ -229,7 +229,7 @@ pub(crate) fn open_cases_of(
         Ok((
             r.get(0, "cases.id")?,
             r.get(1, "items.document_no")?,
-            date("cases.nad", &r.get::<String>(2, "cases.nad")?)?,
+            r.date(2, "cases.nad")?,
             Priority::from_i64(r.get(3, "cases.priority")?),
         ))
     })
