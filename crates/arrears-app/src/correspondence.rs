@@ -538,8 +538,15 @@ fn deliver_once<S: OutboxStore + CaseStore>(
             "sms" | "portal" => matches!(&hook, Some((_, Ok(_)))),
             _ => false,
         };
-        if reaches_a_server {
-            store.message_handing_over(m.id)?;
+        // Only the pass whose claim still stands hands it over: a pass whose lock
+        // was lost (its session ended while it composed) may find its claim taken
+        // by the next pass, which then sends it; this one leaves it.
+        if reaches_a_server && !store.message_handing_over(m.id)? {
+            tracing::warn!(
+                message = m.id,
+                "another outbox pass took this message over; not sending it here"
+            );
+            continue;
         }
         let result = match m.channel.as_str() {
             "email" => match &smtp {

@@ -198,8 +198,15 @@ async fn run(shared: Arc<Shared>, h: Arc<Handle>) {
         }
         first = false;
         // One replica syncs each connector, the leader: two would race for its
-        // cursor.
+        // cursor. A sync asked for just before this replica stopped leading is
+        // answered, not left waiting.
         if !shared.lead.leads() {
+            for w in std::mem::take(&mut *h.waiting.lock().await) {
+                let _ = w.send(Err(format!(
+                    "this replica ({}) no longer leads: connectors sync on the leader; ask the leader",
+                    shared.lead.name
+                )));
+            }
             continue;
         }
         let waiting: Vec<_> = std::mem::take(&mut *h.waiting.lock().await);

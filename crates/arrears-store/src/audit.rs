@@ -490,20 +490,33 @@ impl Store {
         f: impl FnOnce(&mut Store) -> std::result::Result<(T, serde_json::Value, serde_json::Value), E>,
     ) -> std::result::Result<T, E> {
         let begun = self.db().begin().map_err(&lift)?;
-        let res = f(self).and_then(|(t, before, after)| {
-            let head = append_audit_on(
-                &self.db(),
-                &self.audit,
-                self.clock.now(),
-                principal,
-                action,
-                target,
-                &before,
-                &after,
-            )
-            .map_err(&lift)?;
-            Ok((t, head))
-        });
+        // A panic inside must not leave the transaction open: every later write
+        // of this store would nest in it and never commit.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(self).and_then(|(t, before, after)| {
+                let head = append_audit_on(
+                    &self.db(),
+                    &self.audit,
+                    self.clock.now(),
+                    principal,
+                    action,
+                    target,
+                    &before,
+                    &after,
+                )
+                .map_err(&lift)?;
+                Ok((t, head))
+            })
+        }));
+        let res = match ran {
+            Ok(r) => r,
+            Err(panic) => {
+                if let Err(r) = self.db().finish(begun, false) {
+                    tracing::error!(error = %r, "rolling back an audited write after a panic");
+                }
+                std::panic::resume_unwind(panic);
+            }
+        };
         match res {
             Ok((t, head)) => {
                 self.db().finish(begun, true).map_err(&lift)?;
@@ -896,6 +909,41 @@ mod tests {
                 recs.iter().all(|r| r.at == "2031-05-06T07:08:09.123Z"),
                 "{recs:?}"
             );
+        }
+    );
+
+    // A panic inside an audited write rolls it back and leaves no transaction
+    // open: the store's next write commits on its own (seen from another
+    // connection), not nested in a transaction that never ends.
+    both!(
+        a_panic_inside_an_audited_write_leaves_no_transaction_open,
+        |pg| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = new_store(dir.path(), pg);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = s.audited("bob", "note", "x", |st| {
+                    st.db().execute(
+                        "INSERT INTO customers(company, code, name) VALUES ('X', 'Y', 'Z')",
+                        args![],
+                    )?;
+                    if st.is_postgres() || !st.is_postgres() {
+                        panic!("boom");
+                    }
+                    Ok::<_, StoreError>(((), json!(null), json!(null)))
+                });
+            }));
+            assert!(r.is_err());
+            assert!(!s.in_write());
+            s.append_audit("alice", "note", "y", &json!(1), &json!(2))
+                .unwrap();
+            let other = Store::open_at(&if pg {
+                s.pg_url().unwrap()
+            } else {
+                s.location().to_string()
+            })
+            .unwrap();
+            assert_eq!(count(&other, "customers"), 0, "rolled back");
+            assert_eq!(count(&other, "audit"), 1, "the next write committed");
         }
     );
 

@@ -703,13 +703,15 @@ impl Store {
     }
 
     /// The claimed message goes to the server now: from here until its outcome is
-    /// recorded, a death of the process leaves it in doubt.
-    pub fn message_handing_over(&mut self, id: i64) -> Result<()> {
-        self.write_stmt(
+    /// recorded, a death of the process leaves it in doubt. `false` when it is no
+    /// longer claimed: a pass whose lock went (on PostgreSQL its lock's session can
+    /// end while the pass runs) lost it to the next pass, and must not send it.
+    /// Only one pass can move a message from claimed to sending.
+    pub fn message_handing_over(&mut self, id: i64) -> Result<bool> {
+        Ok(self.write_stmt(
             "UPDATE messages SET status = 'sending' WHERE id = ?1 AND status = 'claimed'",
             args![id],
-        )?;
-        Ok(())
+        )? == 1)
     }
 
     /// Gives up on a message's channel and, in the same transaction, queues the next
@@ -1102,6 +1104,29 @@ mod tests {
             assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 0, "once");
         }
     );
+
+    // Two passes that both believe they hold a message (the first's lock went
+    // while it composed; the next put the message back and claimed it): only one
+    // of them can hand it to a server, so it goes out once.
+    crate::on_both!(a_message_is_handed_over_by_one_pass_only, |s| {
+        s.db()
+            .batch(
+                "INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
+                 INSERT INTO messages(id, customer_id, channel, template, language, subject, text, status, next_attempt, created_at)
+                   VALUES (7, 1, 'email', 't', 'en', 'Reminder', 'text', 'queued', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        let now: DateTime<Utc> = "2026-01-02T10:00:00Z".parse().unwrap();
+        assert!(s.reserve_message(7).unwrap(), "the first pass claims it");
+        let pass = s.outbox_pass().unwrap();
+        assert_eq!(s.messages_interrupted(&pass, now).unwrap(), 0);
+        assert!(
+            s.reserve_message(7).unwrap(),
+            "the next pass claims it again"
+        );
+        assert!(s.message_handing_over(7).unwrap(), "one hands it over");
+        assert!(!s.message_handing_over(7).unwrap(), "the other may not");
+    });
 
     // Steps delivered to a source's customers come back with the channel that
     // delivered them and the source's documents; a pending step bounds how far a

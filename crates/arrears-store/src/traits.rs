@@ -248,8 +248,10 @@ pub trait OutboxStore {
     fn due_messages(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<MessageView>>;
     /// Claims the message for one attempt; `false` when another pass has it.
     fn reserve_message(&mut self, id: i64) -> Result<bool>;
-    /// Marks a claimed message as being handed to a server, just before it is.
-    fn message_handing_over(&mut self, id: i64) -> Result<()>;
+    /// Marks a claimed message as being handed to a server, just before it is;
+    /// `false` when the claim is no longer there (another pass took it over), and
+    /// then it must not be sent.
+    fn message_handing_over(&mut self, id: i64) -> Result<bool>;
     fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()>;
     fn message_retry(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()>;
     fn message_held(&mut self, id: i64, next: DateTime<Utc>, error: &str) -> Result<()>;
@@ -580,7 +582,7 @@ impl OutboxStore for Store {
     fn reserve_message(&mut self, id: i64) -> Result<bool> {
         Store::reserve_message(self, id)
     }
-    fn message_handing_over(&mut self, id: i64) -> Result<()> {
+    fn message_handing_over(&mut self, id: i64) -> Result<bool> {
         Store::message_handing_over(self, id)
     }
     fn message_deferred(&mut self, id: i64, until: DateTime<Utc>, reason: &str) -> Result<()> {

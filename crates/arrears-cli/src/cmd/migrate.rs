@@ -42,22 +42,11 @@ pub fn migrate(env: &Env, a: MigrateArgs) -> Result<ExitCode> {
     let to = arrears::store::Store::open_postgres(&a.to)
         .with_context(|| format!("opening {shown}"))?
         .with_audit(audit);
-    let before = from.verify_audit(None)?;
+    // The copy checks its audit chain against the source's before it commits.
     let report = arrears::store::pg::copy::copy(&from, &to, &|table, rows| {
         errln!("{table}: {rows} rows");
     })
     .with_context(|| format!("copying {path} into {shown}; nothing was written there"))?;
-    // The copy hashes as the source did: the same verdict, record for record.
-    if report.audit.records != before.records || report.audit.problem != before.problem {
-        bail!(
-            "the audit chain reads differently after the copy ({} records, {:?}; the source: {} records, {:?}); \
-             the copy in {shown} should not be used",
-            report.audit.records,
-            report.audit.problem,
-            before.records,
-            before.problem
-        );
-    }
     if a.json {
         outln!(
             "{}",

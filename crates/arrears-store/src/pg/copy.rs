@@ -88,6 +88,7 @@ pub fn copy(from: &Store, to: &Store, progress: &dyn Fn(&str, u64)) -> Result<Co
     }
     // One snapshot of the source: a writer meanwhile cannot tear the copy.
     let snapshot = src.unchecked_transaction()?;
+    let expected = from.verify_audit(None)?;
     let mut report = CopyReport::default();
     db.write(|db| {
         let Db::Pg(cell) = db else { unreachable!() };
@@ -150,10 +151,19 @@ pub fn copy(from: &Store, to: &Store, progress: &dyn Fn(&str, u64)) -> Result<Co
                 )));
             }
         }
+        // The chain verified on the copy, before it commits: its records hash as
+        // they did in the source, so the verdict must be the source's.
+        report.audit = to.verify_audit(None)?;
+        if report.audit.records != expected.records || report.audit.problem != expected.problem {
+            return Err(StoreError::Audit(format!(
+                "the audit chain reads differently in the copy ({} records, {:?}) than in the source \
+                 ({} records, {:?}); nothing was written",
+                report.audit.records, report.audit.problem, expected.records, expected.problem
+            )));
+        }
         Ok(())
     })?;
     drop(snapshot);
-    report.audit = to.verify_audit(None)?;
     Ok(report)
 }
 
@@ -190,13 +200,20 @@ fn copy_table(src: &rusqlite::Connection, db: &Db, table: &str) -> Result<u64> {
         Ok(())
     };
     while let Some(r) = rows.next()? {
-        for i in 0..width {
+        for (i, column) in columns.iter().enumerate() {
             batch.push(match r.get_ref(i)? {
                 rusqlite::types::ValueRef::Null => Value::Null,
                 rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
                 rusqlite::types::ValueRef::Real(v) => Value::Real(v),
+                // Lossless or not at all: PostgreSQL text must be UTF-8.
                 rusqlite::types::ValueRef::Text(t) => {
-                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                    Value::Text(String::from_utf8(t.to_vec()).map_err(|_| {
+                        StoreError::Invalid(format!(
+                            "{table}, row {}: column {} is not UTF-8 text; nothing was written",
+                            n + 1,
+                            column
+                        ))
+                    })?)
                 }
                 rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
             });
