@@ -673,41 +673,57 @@ impl Db<'_> {
                 }
                 Ok(())
             }
-            Db::Pg(cell) => {
+            Db::Pg(_) => {
                 if rows.is_empty() {
                     return Ok(());
                 }
-                let cols = columns.join(", ");
-                self.batch_pg(&format!(
-                    "DROP TABLE IF EXISTS bulk; CREATE TEMP TABLE bulk AS SELECT {cols} FROM {like} WITH NO DATA"
-                ))?;
-                // Not from the statement cache: `bulk` is a new table each time.
-                let types: Vec<postgres::types::Type> = {
-                    let mut c = cell.borrow_mut();
-                    let r = c.client.prepare(&format!("SELECT {cols} FROM bulk"));
-                    let st = c.check(r, "SELECT … FROM bulk")?;
-                    st.columns().iter().map(|c| c.type_().clone()).collect()
-                };
-                {
-                    let mut c = cell.borrow_mut();
-                    let r = (|| {
-                        let w = c
-                            .client
-                            .copy_in(&format!("COPY bulk ({cols}) FROM STDIN (FORMAT binary)"))?;
-                        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(w, &types);
-                        for r in rows {
-                            let vals: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                                r.iter().map(|v| v as _).collect();
-                            w.write(&vals)?;
-                        }
-                        w.finish()
-                    })();
-                    c.check(r, "COPY bulk")?;
-                }
-                self.execute(then, &[])?;
-                self.batch_pg("DROP TABLE bulk")
+                self.with_bulk(like, columns, rows, |db| db.execute(then, &[]).map(drop))
             }
         }
+    }
+
+    /// PostgreSQL: `rows` in a temporary table `bulk` shaped like `like`'s
+    /// `columns` (one binary COPY), for `f` to read or write from; dropped after.
+    pub(crate) fn with_bulk<T>(
+        &self,
+        like: &str,
+        columns: &[&str],
+        rows: &[Vec<Value>],
+        f: impl FnOnce(&Db) -> Result<T>,
+    ) -> Result<T> {
+        let Db::Pg(cell) = self else {
+            return Err(StoreError::Invalid("a bulk table is PostgreSQL's".into()));
+        };
+        let cols = columns.join(", ");
+        self.batch_pg(&format!(
+            "DROP TABLE IF EXISTS bulk; CREATE TEMP TABLE bulk AS SELECT {cols} FROM {like} WITH NO DATA"
+        ))?;
+        // Not from the statement cache: `bulk` is a new table each time.
+        let types: Vec<postgres::types::Type> = {
+            let mut c = cell.borrow_mut();
+            let r = c.client.prepare(&format!("SELECT {cols} FROM bulk"));
+            let st = c.check(r, "SELECT … FROM bulk")?;
+            st.columns().iter().map(|c| c.type_().clone()).collect()
+        };
+        {
+            let mut c = cell.borrow_mut();
+            let r = (|| {
+                let w = c
+                    .client
+                    .copy_in(&format!("COPY bulk ({cols}) FROM STDIN (FORMAT binary)"))?;
+                let mut w = postgres::binary_copy::BinaryCopyInWriter::new(w, &types);
+                for r in rows {
+                    let vals: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                        r.iter().map(|v| v as _).collect();
+                    w.write(&vals)?;
+                }
+                w.finish()
+            })();
+            c.check(r, "COPY bulk")?;
+        }
+        let out = f(self)?;
+        self.batch_pg("DROP TABLE bulk")?;
+        Ok(out)
     }
 
     /// `n` new ids of `table` on PostgreSQL (its identity's next values), for rows

@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::customer::log_change;
-use super::db::{args, Db};
+use super::db::{args, Arg, Db};
+use super::pg::Value;
 use super::{Result, Store, StoreError};
-use arrears_core::domain::{Batch, CustomerInfo};
+use arrears_core::domain::{Batch, CustomerInfo, ItemInput, PaymentInput};
 use arrears_core::money::check_amount;
 
 /// Every source (CSV, ERP connectors, plugins) lands here: amounts beyond the bound or
@@ -180,7 +181,107 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     for c in &batch.customers {
         customers.upsert(db, c, &mut stats)?;
     }
+    if in_bulk(db, batch.items.iter().map(|i| (&i.source, &i.external_id))) {
+        items_in_bulk(
+            db,
+            batch,
+            &mut customers,
+            &mut stats,
+            &mut dirty,
+            &mut items_changed,
+        )?;
+    } else {
+        items_one_by_one(
+            db,
+            batch,
+            &mut customers,
+            &mut stats,
+            &mut dirty,
+            &mut items_changed,
+        )?;
+    }
+    if batch.items.iter().any(|i| i.original_document.is_some()) || stats.items_new > 0 {
+        items_changed.extend(mark_replaced(db)?);
+    }
 
+    if !batch.snapshot_sources.is_empty() {
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS seen(source TEXT, external_id TEXT, PRIMARY KEY(source, external_id))",
+            args![],
+        )?;
+        db.execute("DELETE FROM seen", args![])?;
+        let mut seen = db.prepare("INSERT INTO seen VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
+        for it in &batch.items {
+            seen.execute(args![it.source, it.external_id])?;
+        }
+        for src in &batch.snapshot_sources {
+            let gone = db.rows(
+                "SELECT id, customer_id FROM items i WHERE source = ?1 AND status = 'open'
+                 AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.source = i.source AND s.external_id = i.external_id)",
+                args![src],
+            )?;
+            for r in gone {
+                let (id, cid): (i64, i64) = (r.get(0, "items.id")?, r.get(1, "items.customer_id")?);
+                db.execute(
+                    "UPDATE items SET status = 'cleared' WHERE id = ?1",
+                    args![id],
+                )?;
+                items_changed.insert((cid, id));
+                stats.items_cleared += 1;
+            }
+        }
+        db.execute("DELETE FROM seen", args![])?;
+    }
+
+    if in_bulk(
+        db,
+        batch.payments.iter().map(|p| (&p.source, &p.external_id)),
+    ) {
+        payments_in_bulk(db, batch, &mut customers, &mut stats, &mut dirty)?;
+    } else {
+        payments_one_by_one(db, batch, &mut customers, &mut stats, &mut dirty)?;
+    }
+
+    // Sorted, so the same batch always logs the same.
+    let mut whole: Vec<i64> = dirty.iter().copied().collect();
+    whole.sort_unstable();
+    for id in whole {
+        log_change(db, id, None)?;
+    }
+    let mut items_changed: Vec<(i64, i64)> = items_changed
+        .into_iter()
+        .filter(|(cid, _)| !dirty.contains(cid))
+        .collect();
+    items_changed.sort_unstable_by_key(|&(_, id)| id);
+    for (cid, id) in items_changed {
+        log_change(db, cid, Some(id))?;
+    }
+    Ok(stats)
+}
+
+/// Whether rows with these keys go in bulk: on PostgreSQL, from a few dozen rows
+/// on, when no key repeats (one statement per row costs a round trip there, and
+/// a batch that names an item twice means "insert, then update" in its order,
+/// which the row-by-row path keeps).
+fn in_bulk<'a>(db: &Db, keys: impl ExactSizeIterator<Item = (&'a String, &'a String)>) -> bool {
+    if !matches!(db, Db::Pg(_)) || keys.len() < BULK_FROM {
+        return false;
+    }
+    let mut seen = HashSet::new();
+    keys.into_iter().all(|k| seen.insert(k))
+}
+
+/// From this many rows a batch is written in bulk on PostgreSQL.
+const BULK_FROM: usize = 64;
+
+fn items_one_by_one(
+    db: &Db,
+    batch: &Batch,
+    customers: &mut Customers,
+    stats: &mut IngestStats,
+    dirty: &mut HashSet<i64>,
+    items_changed: &mut HashSet<(i64, i64)>,
+) -> Result<()> {
     // Prepared once: a bulk import runs them a million times.
     let mut ins = db.prepare_insert(
         "INSERT INTO items(source, external_id, customer_id, document_no, document_date, due_date,
@@ -204,7 +305,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
             OR status IS DISTINCT FROM (CASE WHEN status IN ('agreement', 'replaced') AND ?13 = 'open' THEN status ELSE ?13 END))",
     )?;
     for it in &batch.items {
-        let cid = customers.id(db, &it.company, &it.customer, &mut stats)?;
+        let cid = customers.id(db, &it.company, &it.customer, stats)?;
         let status = if it.open_amount.is_zero() {
             "cleared"
         } else {
@@ -261,39 +362,181 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
             stats.items_unchanged += 1;
         }
     }
-    if batch.items.iter().any(|i| i.original_document.is_some()) || stats.items_new > 0 {
-        items_changed.extend(mark_replaced(db)?);
-    }
+    Ok(())
+}
 
-    if !batch.snapshot_sources.is_empty() {
+/// The status an item of the batch is written with.
+fn item_status(it: &ItemInput) -> &'static str {
+    if it.open_amount.is_zero() {
+        "cleared"
+    } else {
+        "open"
+    }
+}
+
+/// [`items_one_by_one`] on PostgreSQL for a large batch: the existing items read
+/// at once, new ones given their ids in the batch's order (as one by one), then
+/// every row written by one INSERT and one UPDATE from a temporary table. The
+/// same rows, counts and change log as one by one.
+fn items_in_bulk(
+    db: &Db,
+    batch: &Batch,
+    customers: &mut Customers,
+    stats: &mut IngestStats,
+    dirty: &mut HashSet<i64>,
+    items_changed: &mut HashSet<(i64, i64)>,
+) -> Result<()> {
+    let cids: Vec<i64> = batch
+        .items
+        .iter()
+        .map(|it| customers.id(db, &it.company, &it.customer, stats))
+        .collect::<Result<_>>()?;
+    let keys: Vec<Vec<Value>> = batch
+        .items
+        .iter()
+        .map(|it| vec![it.source.value(), it.external_id.value()])
+        .collect();
+    // (source, external id) → (id, customer, status) before the batch.
+    let old: HashMap<(String, String), (i64, i64, String)> =
+        db.with_bulk("items", &["source", "external_id"], &keys, |db| {
+            db.rows(
+                "SELECT i.source, i.external_id, i.id, i.customer_id, i.status
+                 FROM bulk b JOIN items i ON i.source = b.source AND i.external_id = b.external_id",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    (r.get(0, "items.source")?, r.get(1, "items.external_id")?),
+                    (
+                        r.get(2, "items.id")?,
+                        r.get(3, "items.customer_id")?,
+                        r.get(4, "items.status")?,
+                    ),
+                ))
+            })
+            .collect()
+        })?;
+    let key = |it: &ItemInput| (it.source.clone(), it.external_id.clone());
+    let new = batch
+        .items
+        .iter()
+        .filter(|it| !old.contains_key(&key(it)))
+        .count();
+    let mut fresh = db.next_ids("items", new)?.unwrap_or_default().into_iter();
+    const COLUMNS: &[&str] = &[
+        "id",
+        "source",
+        "external_id",
+        "customer_id",
+        "document_no",
+        "document_date",
+        "due_date",
+        "original_amount",
+        "open_amount",
+        "currency",
+        "hold_reason",
+        "hold_until",
+        "original_document",
+        "status",
+    ];
+    let mut rows = Vec::with_capacity(batch.items.len());
+    for (it, cid) in batch.items.iter().zip(&cids) {
+        let id = match old.get(&key(it)) {
+            Some((id, _, _)) => *id,
+            None => {
+                let id = fresh.next().expect("an id for each new item");
+                stats.items_new += 1;
+                items_changed.insert((*cid, id));
+                id
+            }
+        };
+        let (hr, hu) = match &it.hold {
+            Some(h) => (Some(h.reason.as_str()), h.until),
+            None => (None, None),
+        };
+        rows.push(vec![
+            id.value(),
+            it.source.value(),
+            it.external_id.value(),
+            cid.value(),
+            it.document_no.value(),
+            it.document_date.value(),
+            it.due_date.value(),
+            it.original_amount.value(),
+            it.open_amount.value(),
+            it.currency.as_str().value(),
+            hr.value(),
+            hu.value(),
+            it.original_document.value(),
+            item_status(it).value(),
+        ]);
+    }
+    let updated = db.with_bulk("items", COLUMNS, &rows, |db| {
+        let cols = COLUMNS.join(", ");
         db.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS seen(source TEXT, external_id TEXT, PRIMARY KEY(source, external_id))",
+            &format!(
+                "INSERT INTO items({cols}) SELECT {cols} FROM bulk b
+                 WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.id = b.id) ORDER BY b.id"
+            ),
             args![],
         )?;
-        db.execute("DELETE FROM seen", args![])?;
-        let mut seen = db.prepare("INSERT INTO seen VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
-        for it in &batch.items {
-            seen.execute(args![it.source, it.external_id])?;
+        // As one by one: an item in an agreement or replaced keeps that status
+        // when the ERP sends it as open again.
+        db.rows(
+            "UPDATE items SET customer_id = b.customer_id, document_no = b.document_no,
+                document_date = b.document_date, due_date = b.due_date,
+                original_amount = b.original_amount, open_amount = b.open_amount, currency = b.currency,
+                hold_reason = b.hold_reason, hold_until = b.hold_until, original_document = b.original_document,
+                status = CASE WHEN items.status IN ('agreement', 'replaced') AND b.status = 'open'
+                              THEN items.status ELSE b.status END
+             FROM bulk b
+             WHERE items.id = b.id AND (items.customer_id IS DISTINCT FROM b.customer_id
+                OR items.document_no IS DISTINCT FROM b.document_no
+                OR items.document_date IS DISTINCT FROM b.document_date
+                OR items.due_date IS DISTINCT FROM b.due_date
+                OR items.original_amount IS DISTINCT FROM b.original_amount
+                OR items.open_amount IS DISTINCT FROM b.open_amount
+                OR items.currency IS DISTINCT FROM b.currency
+                OR items.hold_reason IS DISTINCT FROM b.hold_reason
+                OR items.hold_until IS DISTINCT FROM b.hold_until
+                OR items.original_document IS DISTINCT FROM b.original_document
+                OR items.status IS DISTINCT FROM (CASE WHEN items.status IN ('agreement', 'replaced')
+                    AND b.status = 'open' THEN items.status ELSE b.status END))
+             RETURNING items.id, b.customer_id, b.status",
+            args![],
+        )
+    })?;
+    let old_by_id: HashMap<i64, &(i64, i64, String)> = old.values().map(|o| (o.0, o)).collect();
+    for r in &updated {
+        let (id, cid, status): (i64, i64, String) = (
+            r.get(0, "items.id")?,
+            r.get(1, "items.customer_id")?,
+            r.get(2, "items.status")?,
+        );
+        let (_, old_cid, old_status) = old_by_id[&id];
+        stats.items_updated += 1;
+        if status == "cleared" && old_status == "open" {
+            stats.items_cleared += 1;
         }
-        for src in &batch.snapshot_sources {
-            let gone = db.rows(
-                "SELECT id, customer_id FROM items i WHERE source = ?1 AND status = 'open'
-                 AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.source = i.source AND s.external_id = i.external_id)",
-                args![src],
-            )?;
-            for r in gone {
-                let (id, cid): (i64, i64) = (r.get(0, "items.id")?, r.get(1, "items.customer_id")?);
-                db.execute(
-                    "UPDATE items SET status = 'cleared' WHERE id = ?1",
-                    args![id],
-                )?;
-                items_changed.insert((cid, id));
-                stats.items_cleared += 1;
-            }
+        if *old_cid == cid {
+            items_changed.insert((cid, id));
+        } else {
+            dirty.insert(cid);
+            dirty.insert(*old_cid);
         }
-        db.execute("DELETE FROM seen", args![])?;
     }
+    stats.items_unchanged += (old.len() - updated.len()) as u64;
+    Ok(())
+}
 
+fn payments_one_by_one(
+    db: &Db,
+    batch: &Batch,
+    customers: &mut Customers,
+    stats: &mut IngestStats,
+    dirty: &mut HashSet<i64>,
+) -> Result<()> {
     let mut item_id = db.prepare("SELECT id FROM items WHERE source = ?1 AND external_id = ?2")?;
     let mut pay_ins = db.prepare(
         "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
@@ -306,7 +549,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
             OR value_date IS DISTINCT FROM ?7 OR reference IS DISTINCT FROM ?8)",
     )?;
     for p in &batch.payments {
-        let cid = customers.id(db, &p.company, &p.customer, &mut stats)?;
+        let cid = customers.id(db, &p.company, &p.customer, stats)?;
         let iid: Option<i64> = match &p.item_ref {
             Some(r) => Some(
                 item_id
@@ -342,21 +585,147 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
         }
     }
 
-    // Sorted, so the same batch always logs the same.
-    let mut whole: Vec<i64> = dirty.iter().copied().collect();
-    whole.sort_unstable();
-    for id in whole {
-        log_change(db, id, None)?;
-    }
-    let mut items_changed: Vec<(i64, i64)> = items_changed
-        .into_iter()
-        .filter(|(cid, _)| !dirty.contains(cid))
+    Ok(())
+}
+
+/// [`payments_one_by_one`] on PostgreSQL for a large batch, as [`items_in_bulk`].
+fn payments_in_bulk(
+    db: &Db,
+    batch: &Batch,
+    customers: &mut Customers,
+    stats: &mut IngestStats,
+    dirty: &mut HashSet<i64>,
+) -> Result<()> {
+    let cids: Vec<i64> = batch
+        .payments
+        .iter()
+        .map(|p| customers.id(db, &p.company, &p.customer, stats))
+        .collect::<Result<_>>()?;
+    let refs: Vec<Vec<Value>> = batch
+        .payments
+        .iter()
+        .filter_map(|p| Some(vec![p.source.value(), p.item_ref.as_ref()?.value()]))
         .collect();
-    items_changed.sort_unstable_by_key(|&(_, id)| id);
-    for (cid, id) in items_changed {
-        log_change(db, cid, Some(id))?;
+    let items: HashMap<(String, String), i64> = if refs.is_empty() {
+        HashMap::new()
+    } else {
+        db.with_bulk("items", &["source", "external_id"], &refs, |db| {
+            db.rows(
+                "SELECT DISTINCT i.source, i.external_id, i.id
+                 FROM bulk b JOIN items i ON i.source = b.source AND i.external_id = b.external_id",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    (r.get(0, "items.source")?, r.get(1, "items.external_id")?),
+                    r.get(2, "items.id")?,
+                ))
+            })
+            .collect()
+        })?
+    };
+    let keys: Vec<Vec<Value>> = batch
+        .payments
+        .iter()
+        .map(|p| vec![p.source.value(), p.external_id.value()])
+        .collect();
+    let old: HashMap<(String, String), i64> =
+        db.with_bulk("payments", &["source", "external_id"], &keys, |db| {
+            db.rows(
+                "SELECT p.source, p.external_id, p.id
+                 FROM bulk b JOIN payments p ON p.source = b.source AND p.external_id = b.external_id",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    (r.get(0, "payments.source")?, r.get(1, "payments.external_id")?),
+                    r.get(2, "payments.id")?,
+                ))
+            })
+            .collect()
+        })?;
+    let key = |p: &PaymentInput| (p.source.clone(), p.external_id.clone());
+    let new = batch
+        .payments
+        .iter()
+        .filter(|p| !old.contains_key(&key(p)))
+        .count();
+    let mut fresh = db
+        .next_ids("payments", new)?
+        .unwrap_or_default()
+        .into_iter();
+    const COLUMNS: &[&str] = &[
+        "id",
+        "source",
+        "external_id",
+        "customer_id",
+        "item_id",
+        "amount",
+        "currency",
+        "value_date",
+        "reference",
+    ];
+    let mut rows = Vec::with_capacity(batch.payments.len());
+    for (p, cid) in batch.payments.iter().zip(&cids) {
+        let iid: Option<i64> = match &p.item_ref {
+            Some(r) => Some(*items.get(&(p.source.clone(), r.clone())).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "payment {}/{}: item_ref `{r}` matches no item of source `{}`",
+                    p.source, p.external_id, p.source
+                ))
+            })?),
+            None => None,
+        };
+        let id = match old.get(&key(p)) {
+            Some(id) => *id,
+            None => {
+                stats.payments_new += 1;
+                dirty.insert(*cid);
+                fresh.next().expect("an id for each new payment")
+            }
+        };
+        rows.push(vec![
+            id.value(),
+            p.source.value(),
+            p.external_id.value(),
+            cid.value(),
+            iid.value(),
+            p.amount.value(),
+            p.currency.as_str().value(),
+            p.value_date.value(),
+            p.reference.value(),
+        ]);
     }
-    Ok(stats)
+    let updated = db.with_bulk("payments", COLUMNS, &rows, |db| {
+        let cols = COLUMNS.join(", ");
+        db.execute(
+            &format!(
+                "INSERT INTO payments({cols}) SELECT {cols} FROM bulk b
+                 WHERE NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = b.id) ORDER BY b.id"
+            ),
+            args![],
+        )?;
+        db.rows(
+            "UPDATE payments SET customer_id = b.customer_id, item_id = b.item_id, amount = b.amount,
+                currency = b.currency, value_date = b.value_date, reference = b.reference
+             FROM bulk b
+             WHERE payments.id = b.id AND (payments.customer_id IS DISTINCT FROM b.customer_id
+                OR payments.item_id IS DISTINCT FROM b.item_id OR payments.amount IS DISTINCT FROM b.amount
+                OR payments.currency IS DISTINCT FROM b.currency
+                OR payments.value_date IS DISTINCT FROM b.value_date
+                OR payments.reference IS DISTINCT FROM b.reference)
+             RETURNING b.customer_id",
+            args![],
+        )
+    })?;
+    for r in &updated {
+        stats.payments_updated += 1;
+        dirty.insert(r.get(0, "payments.customer_id")?);
+    }
+    stats.payments_unchanged += (old.len() - updated.len()) as u64;
+    Ok(())
 }
 
 impl Store {
@@ -830,5 +1199,124 @@ mod tests {
         bad.items.push(item("4", dec!(1.00)));
         assert!(post.ingest(&bad).is_err());
         assert_eq!(read(&post.db(), rows).len(), 3);
+    }
+
+    /// Large batches go in bulk on PostgreSQL: the same rows (ids included), the
+    /// same counts and the same change log as SQLite's one statement per row, for
+    /// new items and payments, changed ones (cleared, moved to another customer,
+    /// kept in an agreement), unchanged ones, a snapshot, and a bad reference.
+    #[test]
+    fn a_large_batch_lands_the_same_in_bulk_on_postgres() {
+        let items = |round: u32| -> Vec<ItemInput> {
+            (0..150u32)
+                .map(|n| {
+                    let mut it = item(&n.to_string(), dec!(100.00));
+                    it.customer = format!("C{}", n % 5);
+                    if round > 0 && n % 7 == 0 {
+                        it.open_amount = dec!(0.10) * rust_decimal::Decimal::from(n + 1);
+                    }
+                    if round > 0 && n % 11 == 0 {
+                        it.open_amount = dec!(0);
+                    }
+                    if round > 0 && n == 3 {
+                        it.customer = "C9".into();
+                    }
+                    it
+                })
+                .collect()
+        };
+        let payments = |round: u32| -> Vec<PaymentInput> {
+            (0..80u32)
+                .map(|n| PaymentInput {
+                    source: "erp".into(),
+                    external_id: format!("p{n}"),
+                    company: "ACME".into(),
+                    customer: format!("C{}", n % 5),
+                    amount: if round > 0 && n % 9 == 0 {
+                        dec!(0.30)
+                    } else {
+                        dec!(12.50)
+                    },
+                    currency: Currency::parse("EUR").unwrap(),
+                    value_date: "2026-10-20".parse().unwrap(),
+                    reference: format!("INV-{n}"),
+                    item_ref: (n % 2 == 0).then(|| n.to_string()),
+                })
+                .collect()
+        };
+        let first = Batch {
+            items: items(0),
+            payments: payments(0),
+            ..Batch::default()
+        };
+        let mut second = Batch {
+            items: items(1),
+            payments: payments(1),
+            ..Batch::default()
+        };
+        second.items.truncate(140);
+        second.snapshot_sources = vec!["erp".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let mut lite = Store::open(&dir.path().join("a.db")).unwrap();
+        let mut post = crate::pg::testing::store();
+        let read = |db: &Db, sql: &str| -> Vec<String> {
+            db.rows(sql, args![])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0, "row").unwrap())
+                .collect()
+        };
+        let tables = [
+            "SELECT id || ' ' || external_id || ' ' || customer_id || ' ' || status || ' ' || open_amount
+             || ' ' || document_date FROM items ORDER BY id",
+            "SELECT id || ' ' || external_id || ' ' || customer_id || ' ' || COALESCE(item_id, 0) || ' '
+             || amount FROM payments ORDER BY id",
+            "SELECT customer_id || ':' || COALESCE(item_id, 0) FROM changes ORDER BY seq",
+            "SELECT id || ' ' || company || '/' || code FROM customers ORDER BY id",
+        ];
+        let same = |lite: &Store, post: &Store, what: &str| {
+            for t in tables {
+                assert_eq!(read(&post.db(), t), read(&lite.db(), t), "{what}: {t}");
+            }
+        };
+        for (batch, what) in [(&first, "new"), (&first, "the same again")] {
+            let a = lite.ingest(batch).unwrap();
+            let b = post.ingest(batch).unwrap();
+            assert_eq!(b, a, "{what}");
+            same(&lite, &post, what);
+        }
+        // An item in an agreement stays so when the ERP sends it as open again.
+        for s in [&lite, &post] {
+            s.db()
+                .execute(
+                    "UPDATE items SET status = 'agreement' WHERE external_id = '5'",
+                    args![],
+                )
+                .unwrap();
+        }
+        let a = lite.ingest(&second).unwrap();
+        let b = post.ingest(&second).unwrap();
+        assert_eq!(b, a, "changed");
+        assert!(
+            a.items_updated > 20 && a.items_cleared > 10 && a.payments_updated > 5,
+            "{a:?}"
+        );
+        same(&lite, &post, "changed");
+        assert_eq!(
+            read(
+                &post.db(),
+                "SELECT status FROM items WHERE external_id = '5'"
+            ),
+            ["agreement"]
+        );
+        // A reference to no item fails the batch, with the same words, writing nothing.
+        let mut bad = second.clone();
+        bad.payments[10].item_ref = Some("nope".into());
+        let (a, b) = (
+            lite.ingest(&bad).unwrap_err(),
+            post.ingest(&bad).unwrap_err(),
+        );
+        assert_eq!(b.to_string(), a.to_string());
+        same(&lite, &post, "after the bad batch");
     }
 }
