@@ -242,20 +242,33 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
         payments_one_by_one(db, batch, &mut customers, &mut stats, &mut dirty)?;
     }
 
-    // Sorted, so the same batch always logs the same.
+    // Sorted, so the same batch always logs the same: customers as a whole by
+    // id, then single items by id.
     let mut whole: Vec<i64> = dirty.iter().copied().collect();
     whole.sort_unstable();
-    for id in whole {
-        log_change(db, id, None)?;
-    }
     let mut items_changed: Vec<(i64, i64)> = items_changed
         .into_iter()
         .filter(|(cid, _)| !dirty.contains(cid))
         .collect();
     items_changed.sort_unstable_by_key(|&(_, id)| id);
-    for (cid, id) in items_changed {
-        log_change(db, cid, Some(id))?;
-    }
+    let entries: Vec<Vec<Value>> = whole
+        .iter()
+        .map(|id| vec![id.value(), Value::Null])
+        .chain(
+            items_changed
+                .iter()
+                .map(|(cid, id)| vec![cid.value(), id.value()]),
+        )
+        .collect();
+    // The numbering trigger numbers them in the order they are inserted.
+    db.many(
+        "INSERT INTO changes(customer_id, item_id) VALUES (?1, ?2)",
+        "changes",
+        &["customer_id", "item_id"],
+        "INSERT INTO changes(customer_id, item_id) SELECT customer_id, item_id FROM bulk
+         ORDER BY item_id IS NOT NULL, COALESCE(item_id, customer_id)",
+        &entries,
+    )?;
     Ok(stats)
 }
 
