@@ -117,6 +117,19 @@ async fn worklist(d: &Daemon) -> BTreeMap<i64, String> {
     }
 }
 
+/// What the standard health service says of `arrears.leader` on a replica.
+async fn leads_by_health(d: &Daemon) -> bool {
+    let mut h = tonic_health::pb::health_client::HealthClient::new(d.channel().await);
+    let s = h
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: arrears::server::LEADER_HEALTH.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    s.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+}
+
 async fn note(d: &Daemon, case_id: i64, text: &str) {
     let mut c = pb::cases_client::CasesClient::with_interceptor(d.channel().await, with_token(SUP));
     c.add_note(pb::AddNoteRequest {
@@ -179,6 +192,13 @@ fn a_killed_leader_is_replaced_and_nothing_is_lost_or_sent_twice() {
         replicas.iter().filter(|d| leads(d)).count() == 1
     });
     let leader = replicas.iter().position(leads).unwrap();
+    // The health service says the same as the metric (it follows within 100 ms).
+    wait_until("health saying who leads", Duration::from_secs(5), || {
+        replicas
+            .iter()
+            .enumerate()
+            .all(|(i, d)| rt.block_on(leads_by_health(d)) == (i == leader))
+    });
     // Streams on every replica from the start: the followers' must converge too.
     let streams: Vec<_> = replicas.iter().map(|d| follow(&rt, d)).collect();
 
@@ -232,6 +252,17 @@ fn a_killed_leader_is_replaced_and_nothing_is_lost_or_sent_twice() {
     );
     drop(old);
     assert_eq!(replicas.iter().filter(|d| leads(d)).count(), 1);
+    let now = replicas.iter().position(leads).unwrap();
+    wait_until(
+        "health saying who leads now",
+        Duration::from_secs(5),
+        || {
+            replicas
+                .iter()
+                .enumerate()
+                .all(|(i, d)| rt.block_on(leads_by_health(d)) == (i == now))
+        },
+    );
 
     for (d, case) in replicas.iter().zip(&cases) {
         rt.block_on(note(

@@ -34,6 +34,9 @@ pub struct Api {
     shared: Arc<Shared>,
 }
 
+/// The health service's name for "this replica leads".
+pub const LEADER_HEALTH: &str = "arrears.leader";
+
 pub fn router(
     shared: Arc<Shared>,
     tls: Option<&TlsConfig>,
@@ -61,6 +64,7 @@ pub fn router(
         "arrears.v1.Explain",
         "arrears.v1.Admin",
     ];
+    let me = shared.clone();
     tokio::spawn(async move {
         for n in names {
             health_reporter
@@ -70,6 +74,31 @@ pub fn router(
         health_reporter
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
+        // `arrears.leader`: SERVING on the replica that runs portfolios,
+        // connectors and the outbox, NOT_SERVING on the others (a load balancer
+        // or an operator asks the standard health service which one leads).
+        let mut stop = me.shutdown.clone();
+        let mut said = None;
+        loop {
+            let leads = me.lead.leads();
+            if said != Some(leads) {
+                health_reporter
+                    .set_service_status(
+                        LEADER_HEALTH,
+                        if leads {
+                            tonic_health::ServingStatus::Serving
+                        } else {
+                            tonic_health::ServingStatus::NotServing
+                        },
+                    )
+                    .await;
+                said = Some(leads);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
     });
     let mut builder = Server::builder();
     if let Some(t) = tls {
