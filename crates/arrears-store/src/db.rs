@@ -9,8 +9,8 @@
 //! store's own few types; on PostgreSQL an amount's text becomes NUMERIC and a
 //! date's text DATE ([`crate::pg::Value`]), and they read back as the same text.
 //!
-//! Modules move onto this one at a time: a moved one is a set of functions over
-//! [`Db`], called by [`crate::Store`] on either database, and its tests run on both.
+//! Every store module is a set of functions over [`Db`], called by
+//! [`crate::Store`] on either database, and its tests run on both (`on_both!`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -514,7 +514,7 @@ impl Db<'_> {
 
     /// Runs `f` in a write transaction, committed when it returns `Ok` and rolled
     /// back otherwise (a panic too). Inside another one it is a savepoint: its
-    /// failure undoes only its own writes, as on SQLite ([`crate::WriteTx`]).
+    /// failure undoes only its own writes.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         let guard = OpenWrite {
             db: *self,
@@ -572,15 +572,7 @@ impl Db<'_> {
     pub(crate) fn finish(&self, begun: Begun, commit: bool) -> Result<()> {
         let nested = begun.nested;
         match self {
-            Db::Lite(c) => {
-                let sql = match (commit, nested) {
-                    (true, true) => "RELEASE arrears_write",
-                    (true, false) => "COMMIT",
-                    (false, true) => "ROLLBACK TO arrears_write; RELEASE arrears_write",
-                    (false, false) => "ROLLBACK",
-                };
-                Ok(c.execute_batch(sql)?)
-            }
+            Db::Lite(c) => Ok(c.execute_batch(end_sql(commit, nested))?),
             Db::Pg(cell) => {
                 let Ok(mut c) = cell.try_borrow_mut() else {
                     return Err(StoreError::Postgres(
@@ -595,13 +587,7 @@ impl Db<'_> {
                     ));
                 }
                 c.depth -= 1;
-                let sql = match (commit, nested) {
-                    (true, true) => "RELEASE arrears_write",
-                    (true, false) => "COMMIT",
-                    (false, true) => "ROLLBACK TO arrears_write; RELEASE arrears_write",
-                    (false, false) => "ROLLBACK",
-                };
-                let r = c.client.batch_execute(sql);
+                let r = c.client.batch_execute(end_sql(commit, nested));
                 if !commit && r.is_ok() {
                     // Rolled back to the savepoint (or out of the transaction): what
                     // is around it can go on.
@@ -914,6 +900,16 @@ fn in_statement(e: postgres::Error, sql: &str) -> StoreError {
             StoreError::Postgres(format!("{m} in `{head}…`"))
         }
         other => other,
+    }
+}
+
+/// What ends a write [`Db::begin`] opened, on either database.
+fn end_sql(commit: bool, nested: bool) -> &'static str {
+    match (commit, nested) {
+        (true, true) => "RELEASE arrears_write",
+        (true, false) => "COMMIT",
+        (false, true) => "ROLLBACK TO arrears_write; RELEASE arrears_write",
+        (false, false) => "ROLLBACK",
     }
 }
 

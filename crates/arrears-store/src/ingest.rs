@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::customer::log_change;
-use super::db::{args, Arg, Db};
+use super::db::{args, Arg, Db, Row};
 use super::pg::Value;
 use super::{Result, Store, StoreError};
 use arrears_core::domain::{Batch, CustomerInfo, ItemInput, PaymentInput};
@@ -284,6 +284,34 @@ fn in_bulk<'a>(db: &Db, keys: impl ExactSizeIterator<Item = (&'a String, &'a Str
     keys.into_iter().all(|k| seen.insert(k))
 }
 
+/// The rows of `table` with these (source, external id) keys, read at once: each
+/// key with what `read` makes of the row `SELECT t.source, t.external_id,
+/// {columns}` (PostgreSQL; the keys go in by a temporary table).
+fn by_key<'a, T>(
+    db: &Db,
+    table: &str,
+    keys: impl Iterator<Item = (&'a String, &'a String)>,
+    columns: &str,
+    read: impl Fn(&Row) -> Result<T>,
+) -> Result<HashMap<(String, String), T>> {
+    let keys: Vec<Vec<Value>> = keys.map(|(s, e)| vec![s.value(), e.value()]).collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    db.with_bulk(table, &["source", "external_id"], &keys, |db| {
+        db.rows(
+            &format!(
+                "SELECT DISTINCT t.source, t.external_id, {columns}
+                 FROM bulk b JOIN {table} t ON t.source = b.source AND t.external_id = b.external_id"
+            ),
+            args![],
+        )?
+        .iter()
+        .map(|r| Ok(((r.get(0, "source")?, r.get(1, "external_id")?), read(r)?)))
+        .collect()
+    })
+}
+
 /// From this many rows a batch is written in bulk on PostgreSQL.
 const BULK_FROM: usize = 64;
 
@@ -404,32 +432,20 @@ fn items_in_bulk(
         .iter()
         .map(|it| customers.id(db, &it.company, &it.customer, stats))
         .collect::<Result<_>>()?;
-    let keys: Vec<Vec<Value>> = batch
-        .items
-        .iter()
-        .map(|it| vec![it.source.value(), it.external_id.value()])
-        .collect();
     // (source, external id) → (id, customer, status) before the batch.
-    let old: HashMap<(String, String), (i64, i64, String)> =
-        db.with_bulk("items", &["source", "external_id"], &keys, |db| {
-            db.rows(
-                "SELECT i.source, i.external_id, i.id, i.customer_id, i.status
-                 FROM bulk b JOIN items i ON i.source = b.source AND i.external_id = b.external_id",
-                args![],
-            )?
-            .iter()
-            .map(|r| {
-                Ok((
-                    (r.get(0, "items.source")?, r.get(1, "items.external_id")?),
-                    (
-                        r.get(2, "items.id")?,
-                        r.get(3, "items.customer_id")?,
-                        r.get(4, "items.status")?,
-                    ),
-                ))
-            })
-            .collect()
-        })?;
+    let old: HashMap<(String, String), (i64, i64, String)> = by_key(
+        db,
+        "items",
+        batch.items.iter().map(|it| (&it.source, &it.external_id)),
+        "t.id, t.customer_id, t.status",
+        |r| {
+            Ok((
+                r.get(2, "items.id")?,
+                r.get(3, "items.customer_id")?,
+                r.get(4, "items.status")?,
+            ))
+        },
+    )?;
     let key = |it: &ItemInput| (it.source.clone(), it.external_id.clone());
     let new = batch
         .items
@@ -614,51 +630,23 @@ fn payments_in_bulk(
         .iter()
         .map(|p| customers.id(db, &p.company, &p.customer, stats))
         .collect::<Result<_>>()?;
-    let refs: Vec<Vec<Value>> = batch
-        .payments
-        .iter()
-        .filter_map(|p| Some(vec![p.source.value(), p.item_ref.as_ref()?.value()]))
-        .collect();
-    let items: HashMap<(String, String), i64> = if refs.is_empty() {
-        HashMap::new()
-    } else {
-        db.with_bulk("items", &["source", "external_id"], &refs, |db| {
-            db.rows(
-                "SELECT DISTINCT i.source, i.external_id, i.id
-                 FROM bulk b JOIN items i ON i.source = b.source AND i.external_id = b.external_id",
-                args![],
-            )?
+    let items: HashMap<(String, String), i64> = by_key(
+        db,
+        "items",
+        batch
+            .payments
             .iter()
-            .map(|r| {
-                Ok((
-                    (r.get(0, "items.source")?, r.get(1, "items.external_id")?),
-                    r.get(2, "items.id")?,
-                ))
-            })
-            .collect()
-        })?
-    };
-    let keys: Vec<Vec<Value>> = batch
-        .payments
-        .iter()
-        .map(|p| vec![p.source.value(), p.external_id.value()])
-        .collect();
-    let old: HashMap<(String, String), i64> =
-        db.with_bulk("payments", &["source", "external_id"], &keys, |db| {
-            db.rows(
-                "SELECT p.source, p.external_id, p.id
-                 FROM bulk b JOIN payments p ON p.source = b.source AND p.external_id = b.external_id",
-                args![],
-            )?
-            .iter()
-            .map(|r| {
-                Ok((
-                    (r.get(0, "payments.source")?, r.get(1, "payments.external_id")?),
-                    r.get(2, "payments.id")?,
-                ))
-            })
-            .collect()
-        })?;
+            .filter_map(|p| Some((&p.source, p.item_ref.as_ref()?))),
+        "t.id",
+        |r| r.get(2, "items.id"),
+    )?;
+    let old: HashMap<(String, String), i64> = by_key(
+        db,
+        "payments",
+        batch.payments.iter().map(|p| (&p.source, &p.external_id)),
+        "t.id",
+        |r| r.get(2, "payments.id"),
+    )?;
     let key = |p: &PaymentInput| (p.source.clone(), p.external_id.clone());
     let new = batch
         .payments

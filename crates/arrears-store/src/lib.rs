@@ -1,5 +1,6 @@
-//! The SQLite store: schema migrations, idempotent ingest, case operations and the
-//! loading/writing a portfolio run needs.
+//! The store, on SQLite (the embedded default) or PostgreSQL ([`pg`]): schema
+//! migrations, idempotent ingest, case operations and the loading/writing a
+//! portfolio run needs, each written once over [`db::Db`].
 //!
 //! Every public write runs in one transaction: a batch lands whole or not at all.
 
@@ -126,8 +127,9 @@ pub enum StoreError {
     Unreachable { url: String, reason: String },
     #[error("postgres: {0}")]
     Postgres(String),
-    /// An operation not yet written for PostgreSQL (issue 15 moves them one by one).
-    #[error("this operation is not available on PostgreSQL yet ({0})")]
+    /// Something only SQLite has, called on a PostgreSQL store (a mistake in the
+    /// code: the error names where).
+    #[error("this operation is SQLite's, not available on PostgreSQL ({0})")]
     NotOnPostgres(String),
 }
 
@@ -183,75 +185,13 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// A write transaction (or, inside one, a savepoint): rolled back on drop unless
-/// committed. Derefs to the connection.
-///
-/// A top-level one is `BEGIN IMMEDIATE`: it takes the write lock before its first
-/// read. A deferred transaction that reads and then writes cannot wait for the lock
-/// (SQLite returns SQLITE_BUSY at once rather than deadlock, or SQLITE_BUSY_SNAPSHOT
-/// when another connection committed after the read), so every write that reads
-/// first would fail under load instead of waiting.
-pub struct WriteTx<'a> {
-    conn: &'a Connection,
-    nested: bool,
-    open: bool,
-}
-
-impl std::ops::Deref for WriteTx<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn
-    }
-}
-
-impl WriteTx<'_> {
-    pub fn commit(mut self) -> Result<()> {
-        self.conn.execute_batch(if self.nested {
-            "RELEASE arrears_write"
-        } else {
-            "COMMIT"
-        })?;
-        self.open = false;
-        Ok(())
-    }
-}
-
-impl Drop for WriteTx<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            let sql = if self.nested {
-                "ROLLBACK TO arrears_write; RELEASE arrears_write"
-            } else {
-                "ROLLBACK"
-            };
-            if let Err(e) = self.conn.execute_batch(sql) {
-                tracing::error!(error = %e, "rolling back a write transaction");
-            }
-        }
-    }
-}
-
-/// Starts a write transaction on `conn`, waiting up to [`LOCK_WAIT`] for the write
-/// lock; inside a transaction already open, a savepoint.
-pub(crate) fn begin_write(conn: &Connection) -> Result<WriteTx<'_>> {
-    if !conn.is_autocommit() {
-        conn.execute_batch("SAVEPOINT arrears_write")?;
-        return Ok(WriteTx {
-            conn,
-            nested: true,
-            open: true,
-        });
-    }
-    begin_immediate(conn)?;
-    Ok(WriteTx {
-        conn,
-        nested: false,
-        open: true,
-    })
-}
-
 /// `BEGIN IMMEDIATE`, retried while another connection holds the write lock, up to
-/// [`LOCK_WAIT`].
+/// [`LOCK_WAIT`]: every SQLite write starts so ([`db::Db::begin`]). It takes the
+/// write lock before its first read. A deferred transaction that reads and then
+/// writes cannot wait for the lock (SQLite returns SQLITE_BUSY at once rather than
+/// deadlock, or SQLITE_BUSY_SNAPSHOT when another connection committed after the
+/// read), so every write that reads first would fail under load instead of
+/// waiting.
 pub(crate) fn begin_immediate(conn: &Connection) -> Result<()> {
     let started = Instant::now();
     loop {
@@ -379,28 +319,26 @@ impl Store {
         // the database at the last complete version. The version is read again under
         // the write lock: another process opening the file may have migrated it.
         for (i, m) in migrations.iter().enumerate().skip(found as usize) {
-            let tx = self.write_tx()?;
-            let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if now > i as i64 {
-                continue;
+            let applied = self.db().write(|_| {
+                let c = self.conn()?;
+                let now: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                if now > i as i64 {
+                    return Ok(false);
+                }
+                c.execute_batch(m)?;
+                c.pragma_update(None, "user_version", (i + 1) as i64)?;
+                Ok(true)
+            })?;
+            if applied {
+                tracing::info!(version = i + 1, "applied schema migration");
             }
-            tx.execute_batch(m)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-            tracing::info!(version = i + 1, "applied schema migration");
         }
         Ok(())
     }
 
-    /// See [`WriteTx`]: every write of more than one statement goes through this.
-    pub fn write_tx(&self) -> Result<WriteTx<'_>> {
-        begin_write(self.conn()?)
-    }
-
-    /// One statement in its own write transaction: it waits for the write lock as
-    /// long as a [`WriteTx`] does, where a bare statement gives up after the busy
-    /// timeout while a run holds the lock.
-    /// One statement in its own write transaction, on either database.
+    /// One statement in its own write transaction, on either database: it waits
+    /// for the write lock as long as any write does, where a bare statement gives
+    /// up after the busy timeout while a run holds the lock.
     pub(crate) fn write_stmt(&self, sql: &str, args: &[&dyn db::Arg]) -> Result<usize> {
         self.db().write(|db| db.execute(sql, args))
     }
@@ -422,8 +360,9 @@ impl Store {
         matches!(self.backend, Backend::Pg(_))
     }
 
-    /// The SQLite connection, for the operations not yet written for both
-    /// databases; on PostgreSQL such an operation is refused, naming where it is.
+    /// The SQLite connection, for what only SQLite has (its migrations, the
+    /// outbox's lock file, the KPI pass's extra read connections) and for tests; on
+    /// PostgreSQL a call is refused, naming where it is.
     #[track_caller]
     pub(crate) fn conn(&self) -> Result<&Connection> {
         match &self.backend {

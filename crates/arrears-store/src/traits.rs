@@ -1,7 +1,6 @@
-//! What the application needs from a store, as traits — so that a second backend
-//! (PostgreSQL, issue 15) is added by implementing them, not by rewriting the use
-//! cases. [`Store`] (SQLite) implements every one by calling its own methods; no SQL
-//! lives here.
+//! What the application needs from a store, as traits: the use cases are written
+//! against them, not against a database. [`Store`] implements every one by calling
+//! its own methods, on SQLite or PostgreSQL alike; no SQL lives here.
 //!
 //! The traits follow what the application does, not the tables:
 //! - [`ReachLookup`]: whose a customer, case, agreement or dispute is — what checking
@@ -24,19 +23,17 @@
 //! # Transactions
 //!
 //! A use case checks the caller's reach, reads the "before", changes and records the
-//! audit entry in one transaction. [`AuditLog::audited`] keeps the shape the SQLite
-//! store has: it opens the transaction, hands the closure the store itself (`&mut
+//! audit entry in one transaction. [`AuditLog::audited`] opens the transaction, hands the closure the store itself (`&mut
 //! Self`) — now inside that transaction — and commits with the audit record or rolls
 //! everything back. Writes made inside the closure that open a transaction of their
-//! own nest in it (SQLite: a savepoint).
+//! own nest in it (a savepoint).
 //!
-//! A second backend keeps that shape by holding its transaction state in its store
-//! value: a PostgreSQL store owning one client would `BEGIN` on it, pass `self` on,
-//! and `COMMIT`/`ROLLBACK` after — its other methods use the same client and so run
-//! inside. We chose `&mut Self` over an associated `Tx<'a>` type (a borrowed
+//! The store holds its transaction state in itself: it `BEGIN`s on its one
+//! connection, passes `self` on, and `COMMIT`s or `ROLLBACK`s after — its other
+//! methods use the same connection and so run inside. We chose `&mut Self` over an associated `Tx<'a>` type (a borrowed
 //! transaction handle implementing the other traits) because every use case would
 //! then need higher-ranked bounds on it (`for<'a> S::Tx<'a>: CaseStore + …`) for no
-//! gain the SQLite store could use. The closure is generic, so `audited` has
+//! gain a store with one connection could use. The closure is generic, so `audited` has
 //! `where Self: Sized`: the traits stay usable as `dyn` for everything else.
 
 use std::path::Path;

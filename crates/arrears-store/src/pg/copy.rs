@@ -51,9 +51,8 @@ pub const TABLES: &[&str] = &[
     "changes",
 ];
 
-/// Rows per INSERT: one round trip per batch rather than per row, well under
-/// PostgreSQL's 65,535 parameters at the widest table.
-const BATCH: usize = 500;
+/// Rows per COPY: few round trips, bounded memory for a table of millions.
+const BATCH: usize = 20_000;
 
 /// What a copy did.
 #[derive(Debug, Clone, Default)]
@@ -171,37 +170,25 @@ pub fn copy(from: &Store, to: &Store, progress: &dyn Fn(&str, u64)) -> Result<Co
 fn copy_table(src: &rusqlite::Connection, db: &Db, table: &str) -> Result<u64> {
     let mut st = src.prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))?;
     let columns: Vec<String> = st.column_names().iter().map(|c| c.to_string()).collect();
-    let width = columns.len();
-    let mut rows = st.query([])?;
-    let mut batch: Vec<Value> = Vec::with_capacity(BATCH * width);
-    let mut n = 0u64;
-    let flush = |batch: &mut Vec<Value>| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let count = batch.len() / width;
-        let values: Vec<String> = (0..count)
-            .map(|r| {
-                let cells: Vec<String> = (0..width)
-                    .map(|c| format!("?{}", r * width + c + 1))
-                    .collect();
-                format!("({})", cells.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {}",
-            columns.join(", "),
-            values.join(", ")
-        );
-        let args: Vec<&dyn Arg> = batch.iter().map(|v| v as &dyn Arg).collect();
-        db.execute(&sql, &args)
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let into = format!(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM bulk",
+        cols = names.join(", ")
+    );
+    // Binary COPY through the same bulk path a run's writes take (`Db::many`).
+    let flush = |batch: &mut Vec<Vec<Value>>| -> Result<()> {
+        db.many("", table, &names, &into, batch)
             .map_err(|e| StoreError::Invalid(format!("copying {table}: {e}")))?;
         batch.clear();
         Ok(())
     };
+    let mut rows = st.query([])?;
+    let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH);
+    let mut n = 0u64;
     while let Some(r) = rows.next()? {
+        let mut row = Vec::with_capacity(columns.len());
         for (i, column) in columns.iter().enumerate() {
-            batch.push(match r.get_ref(i)? {
+            row.push(match r.get_ref(i)? {
                 rusqlite::types::ValueRef::Null => Value::Null,
                 rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
                 rusqlite::types::ValueRef::Real(v) => Value::Real(v),
@@ -218,8 +205,9 @@ fn copy_table(src: &rusqlite::Connection, db: &Db, table: &str) -> Result<u64> {
                 rusqlite::types::ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
             });
         }
+        batch.push(row);
         n += 1;
-        if batch.len() >= BATCH * width {
+        if batch.len() >= BATCH {
             flush(&mut batch)?;
         }
     }

@@ -1,9 +1,10 @@
 //! The PostgreSQL store (issue 15), selected by a `postgres://` URL.
 //!
-//! Built in steps. This one opens the database, names it without its password when
-//! it cannot be reached, creates or checks the schema, and carries values across
-//! exactly ([`Value`]: amounts as NUMERIC, business dates as DATE). The store's
-//! operations follow on the same connection.
+//! Here: opening the database (named without its password when it cannot be
+//! reached), creating or checking the schema, carrying values across exactly
+//! ([`Value`]: amounts as NUMERIC, business dates as DATE), the change listener,
+//! the leader lock, the test cluster and `arrears migrate` ([`copy`]). The store's
+//! operations themselves are the same code as on SQLite ([`crate::db`]).
 //!
 //! Why the synchronous `postgres` client (the blocking face of `tokio-postgres`,
 //! same project): the store traits are synchronous and the daemon already calls the
