@@ -464,21 +464,26 @@ pub async fn poll_store(shared: Arc<Shared>) {
             // runs for those.
             if !me.lead.leads() {
                 let last = s.last_run()?.map(|(id, _, _)| id);
-                return Ok((last.is_some() && last != me.worklist().run_id()).then_some((-1, 0)));
+                return Ok(
+                    (last.is_some() && last != me.worklist().run_id()).then_some(Seen::LeadersRun)
+                );
             }
             // Counting the changed customers scans them all: only for a new change.
             match s.changes_pending()? {
-                Some(seq) if last != Some(seq) => Ok(Some((seq, s.dirty_count()?))),
+                Some(seq) if last != Some(seq) => Ok(Some(Seen::Change {
+                    seq,
+                    dirty: s.dirty_count()?,
+                })),
                 _ => Ok::<_, arrears_store::StoreError>(None),
             }
         })
         .await;
         again = false;
         match seen {
-            Ok(Ok(Some((-1, _)))) => {
+            Ok(Ok(Some(Seen::LeadersRun))) => {
                 shared.request_run(RunRequest::auto("the leader's run".into()));
             }
-            Ok(Ok(Some((seq, dirty)))) => {
+            Ok(Ok(Some(Seen::Change { seq, dirty }))) => {
                 tracing::debug!(seq, dirty, woken, "store poller: a change to run for");
                 asked = Some(seq);
                 shared.request_run(RunRequest::pending(format!(
@@ -499,6 +504,14 @@ pub async fn poll_store(shared: Arc<Shared>) {
             ::metrics::gauge!("arrears_store_size_bytes").set((meta.len() + wal) as f64);
         }
     }
+}
+
+/// What the store poller found to do.
+enum Seen {
+    /// A change no run has looked at (the leader, or the only daemon): run.
+    Change { seq: i64, dirty: i64 },
+    /// A follower: the leader's newer run, whose worklists to read.
+    LeadersRun,
 }
 
 /// What wakes the store poller before its tick.
