@@ -532,6 +532,7 @@ fn run_with<S: PortfolioStore + ?Sized>(
         touched.extend(out.worklist.iter().map(|w| w.customer_id));
         touched.sort_unstable();
         touched.dedup();
+        out.touched = Some(touched.clone());
         sum.touched = Some(touched);
     }
     // The entries as the store will read them back, made from the portfolio held

@@ -251,6 +251,10 @@ pub struct RunOutput {
     /// store replaces what it holds for them. `Some`: the run compared its rows
     /// with what the store holds, and they are only those that differ.
     pub delta: Option<Delta>,
+    /// After an incremental run: the customers whose worklist entries it may have
+    /// rewritten (the run's row keeps them, so a replica that follows can read
+    /// just those entries again). `None` after a full run: every entry may differ.
+    pub touched: Option<Vec<i64>>,
 }
 
 /// What a run that wrote only changed rows also asks of the store.

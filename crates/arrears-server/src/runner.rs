@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{ServeError, Shared};
 use arrears_app::run::{run_resident, Decided, KnownLoads, RunMode, RunOptions, Summary};
+use arrears_store::WorklistSince;
 
 pub struct RunRequest {
     pub mode: RunMode,
@@ -117,21 +118,49 @@ pub async fn run_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<RunRe
     }
 }
 
-/// A follower's worklists after the leader's run: read from the store when the
-/// store's latest run is not the one shown.
+/// A follower's worklists after the leader's runs: the entries those runs may
+/// have rewritten read from the store and patched into the view shown, or every
+/// entry after a full run (or when the view is too far behind).
 async fn follow(shared: &Arc<Shared>) {
     let me = shared.clone();
     let done = tokio::task::spawn_blocking(move || {
         let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((run, as_of, _)) = store.last_run()? else {
-            return Ok(());
-        };
-        if me.worklist().run_id() == Some(run) {
-            return Ok(());
-        }
-        let view = super::WorklistView::load(&store)?.with_run(run);
-        me.worklist.store(Arc::new(view));
+        let shown = me.worklist();
+        let started = Instant::now();
+        let (view, run, as_of, patched) =
+            match store.worklist_since(shown.run_id(), shown.has_currencies())? {
+                WorklistSince::Same => return Ok(()),
+                WorklistSince::Patch {
+                    run_id,
+                    as_of,
+                    touched,
+                    entries,
+                    currencies,
+                } => (
+                    shown.patched_with(&touched, &entries, &[], currencies),
+                    run_id,
+                    as_of,
+                    true,
+                ),
+                WorklistSince::Whole {
+                    run_id,
+                    as_of,
+                    entries,
+                } => (
+                    super::WorklistView::from_entries(entries),
+                    run_id,
+                    as_of,
+                    false,
+                ),
+            };
         drop(store);
+        me.worklist.store(Arc::new(view.with_run(run)));
+        tracing::debug!(
+            run,
+            patched,
+            ms = started.elapsed().as_millis() as u64,
+            "followed the leader's run"
+        );
         me.publish(format!("run {run} of the leader"), 0);
         *me.kpi_as_of.lock().unwrap_or_else(|p| p.into_inner()) = Some(as_of);
         me.kpi_due.notify_one();

@@ -159,15 +159,23 @@ impl WorklistView {
         // The run is read first: a run another process commits in between makes
         // the tag older than the entries, never newer, so they are read again.
         let run_id = store.last_run()?.map(|(id, _, _)| id);
+        let v = WorklistView::from_entries(store.worklist_all()?);
+        Ok(match run_id {
+            Some(id) => v.with_run(id),
+            None => v,
+        })
+    }
+
+    /// A view of these entries, not yet tagged with a run.
+    pub fn from_entries(entries: Vec<WorklistEntry>) -> WorklistView {
         let mut v = WorklistView {
             generation: next_generation(),
-            run_id: run_id.map(OnceLock::from).unwrap_or_default(),
             ..WorklistView::default()
         };
-        for e in store.worklist_all()? {
+        for e in entries {
             v.insert(Arc::new(e));
         }
-        Ok(v)
+        v
     }
 
     /// The view after a full run: the `entries` it wrote, and for the customers it
@@ -750,5 +758,152 @@ mod tests {
             assert_eq!(ta, tb, "{q:?}");
             assert_eq!(a.into_iter().cloned().collect::<Vec<_>>(), b, "{q:?}");
         }
+    }
+
+    /// A replica that follows reads only the entries the leader's runs since its
+    /// view may have rewritten, over several runs at once, and the patched view is
+    /// what a reload reads; after a full run it reads every entry.
+    fn a_follower_patches_its_view_to_what_a_reload_reads(store: &mut Store) {
+        use arrears_app::run::KnownLoads;
+        use arrears_core::domain::{Batch, ItemInput};
+        use arrears_core::money::Currency;
+        use arrears_store::WorklistSince;
+        use rust_decimal_macros::dec;
+
+        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        arrears_demo::generate(
+            store,
+            &arrears_demo::DemoOptions {
+                customers: 300,
+                items: 3000,
+                seed: 11,
+                as_of,
+            },
+            None,
+        )
+        .unwrap();
+        let rules = arrears_test_support::shipped_rules();
+        run(store, &rules, as_of, RunMode::Full).unwrap();
+        let shown = WorklistView::load(store).unwrap();
+        shown.load_currencies(store).unwrap();
+        let first = shown.run_id().expect("tagged");
+        assert!(matches!(
+            store.worklist_since(Some(first), true).unwrap(),
+            WorklistSince::Same
+        ));
+        let some: Vec<Arc<WorklistEntry>> = shown.entries().step_by(29).take(3).cloned().collect();
+        assert_eq!(some.len(), 3);
+
+        // Two runs the follower misses: one customer owes more in a new currency,
+        // a new customer appears; then one customer is put off.
+        let item = |n: usize, company: &str, customer: &str, cur: &str| ItemInput {
+            source: "follow".into(),
+            external_id: format!("f{n}"),
+            company: company.into(),
+            customer: customer.into(),
+            document_no: format!("F-{n}"),
+            document_date: arrears_test_support::d("2026-06-01"),
+            due_date: arrears_test_support::d("2026-07-01"),
+            original_amount: dec!(30000),
+            open_amount: dec!(30000),
+            currency: Currency::parse(cur).unwrap(),
+            hold: None,
+            original_document: None,
+        };
+        store
+            .ingest(&Batch {
+                items: vec![
+                    item(1, &some[0].company, &some[0].customer, "USD"),
+                    item(2, "ACME_DE", "FOLLOW-NEW", "EUR"),
+                ],
+                ..Batch::default()
+            })
+            .unwrap();
+        let a = run(store, &rules, as_of, RunMode::Auto).unwrap();
+        store
+            .resubmit(
+                some[1].customer_id,
+                arrears_test_support::d("2026-12-20"),
+                "call back",
+                "test",
+            )
+            .unwrap();
+        let b = run(store, &rules, as_of, RunMode::Auto).unwrap();
+        assert!(b.run_id > a.run_id && a.run_id > first);
+
+        let fresh = WorklistView::load(store).unwrap();
+        fresh.load_currencies(store).unwrap();
+        let plain = |v: &WorklistView| -> Vec<WorklistEntry> {
+            v.entries().map(|e| (**e).clone()).collect()
+        };
+        let WorklistSince::Patch {
+            run_id,
+            as_of: run_as_of,
+            touched,
+            entries,
+            currencies,
+        } = store.worklist_since(Some(first), true).unwrap()
+        else {
+            panic!("two incremental runs are read as a patch");
+        };
+        assert_eq!((run_id, run_as_of), (b.run_id, as_of));
+        let mut both: Vec<i64> = a.touched.clone().unwrap();
+        both.extend(b.touched.clone().unwrap());
+        both.sort_unstable();
+        both.dedup();
+        assert_eq!(touched, both, "the union of both runs' customers");
+        assert!(touched.len() < shown.len() / 4, "{} touched", touched.len());
+        let patched = shown.patched_with(&touched, &entries, &[], currencies);
+        assert_eq!(plain(&patched), plain(&fresh));
+        assert_eq!(patched.currencies.get(), fresh.currencies.get());
+        assert_eq!(patched.loads, fresh.loads);
+        assert_ne!(
+            plain(&patched),
+            plain(&shown),
+            "the runs changed the worklist"
+        );
+        assert!(patched.entries().any(|e| e.customer == "FOLLOW-NEW"));
+        assert!(!patched
+            .entries()
+            .any(|e| e.customer_id == some[1].customer_id));
+        // Only the second run missed: its customers alone.
+        let WorklistSince::Patch { touched, .. } =
+            store.worklist_since(Some(a.run_id), false).unwrap()
+        else {
+            panic!("one incremental run is read as a patch");
+        };
+        assert_eq!(Some(touched), b.touched);
+
+        // A full run (the next business day) may move every entry.
+        let next = as_of.succ_opt().unwrap();
+        let full = run(store, &rules, next, RunMode::Full).unwrap();
+        match store.worklist_since(Some(b.run_id), false).unwrap() {
+            WorklistSince::Whole {
+                run_id,
+                as_of,
+                entries,
+            } => {
+                assert_eq!((run_id, as_of), (full.run_id, next));
+                assert_eq!(entries, store.worklist_all().unwrap());
+            }
+            other => panic!("after a full run every entry is read, not {other:?}"),
+        }
+        // A view that was never tagged with a run reads everything.
+        assert!(matches!(
+            store.worklist_since(None, false).unwrap(),
+            WorklistSince::Whole { .. }
+        ));
+    }
+
+    #[test]
+    fn a_follower_patches_its_view_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        a_follower_patches_its_view_to_what_a_reload_reads(&mut store);
+    }
+
+    #[test]
+    fn a_follower_patches_its_view_on_postgres() {
+        a_follower_patches_its_view_to_what_a_reload_reads(&mut arrears_store::pg::testing::store());
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct PgConn {
     /// transaction (unlike SQLite, which undoes only that statement), so it cannot
     /// commit, whatever the code around the statement made of the error.
     failed: bool,
+    /// A read snapshot is open ([`Db::read`]): a read inside it reads in it.
+    reading: bool,
 }
 
 impl PgConn {
@@ -52,6 +54,7 @@ impl PgConn {
             url,
             prepared: HashMap::new(),
             depth: 0,
+            reading: false,
             failed: false,
         }
     }
@@ -75,7 +78,7 @@ impl PgConn {
     /// transaction: the call that found it lost failed (UNAVAILABLE), the next
     /// one works. Inside a transaction the loss stands until it ends.
     fn live(&mut self) -> Result<()> {
-        if !self.client.is_closed() || self.depth > 0 {
+        if !self.client.is_closed() || self.depth > 0 || self.reading {
             return Ok(());
         }
         let (client, shown) = crate::pg::connect(&self.url, "arrears")?;
@@ -617,14 +620,16 @@ impl Db<'_> {
                 Ok(out)
             }
             Db::Pg(cell) => {
-                if cell.borrow().depth > 0 {
+                if cell.borrow().depth > 0 || cell.borrow().reading {
                     return f(self);
                 }
                 cell.borrow_mut().live()?;
                 cell.borrow_mut()
                     .client
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                cell.borrow_mut().reading = true;
                 let out = f(self);
+                cell.borrow_mut().reading = false;
                 let end = cell.borrow_mut().client.batch_execute(match out {
                     Ok(_) => "COMMIT",
                     Err(_) => "ROLLBACK",

@@ -64,7 +64,7 @@ pub use traits::{
     AgreementStore, AuditLog, CaseStore, ChangeFeed, DisputeStore, OutboxStore, PortfolioStore,
     PromiseStore, ReachLookup, StatementStore,
 };
-pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope};
+pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope, WorklistSince};
 
 /// Migrations in order; the database's `user_version` is how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -80,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v10.sql"),
     include_str!("schema_v11.sql"),
     include_str!("schema_v12.sql"),
+    include_str!("schema_v13.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

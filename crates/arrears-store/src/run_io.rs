@@ -9,6 +9,11 @@ use super::db::{args, Arg, Db, Row, RowRef};
 use super::pg::Value;
 use super::{date, dec, Result, Store, StoreError};
 
+/// How many of the latest runs keep the list of customers they touched
+/// (`runs.touched`): a replica at most this many runs behind reads only their
+/// entries again.
+pub(crate) const RUNS_KEEPING_TOUCHED: i64 = 64;
+
 use arrears_core::domain::{Activity, ErpDunning, Hold, Priority, PromiseStatus};
 use arrears_core::money::Currency;
 pub use arrears_core::portfolio::*;
@@ -612,12 +617,23 @@ impl Store {
         let written = db.write(|tx| {
             let mut new_case_ids = Vec::with_capacity(out.new_cases.len());
             let d = as_of;
+            let touched = out.touched.as_deref().map(Db::json_list);
             let run_id = tx
                 .prepare_insert(
-                    "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO runs(as_of, started_at, rules_hash, mode, summary, changes_seen, touched)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .insert(args![d, started_at, rules_hash, mode, summary_json, seen])?
+                .insert(args![d, started_at, rules_hash, mode, summary_json, seen, touched])?
                 .expect("a run is inserted");
+            // Only a replica a few runs behind reads the lists (a farther one reads
+            // every entry); the range keeps this to the few rows it can clear.
+            tx.execute(
+                "UPDATE runs SET touched = NULL WHERE id > ?1 AND id <= ?2 AND touched IS NOT NULL",
+                args![
+                    run_id - RUNS_KEEPING_TOUCHED - 1000,
+                    run_id - RUNS_KEEPING_TOUCHED
+                ],
+            )?;
             // The entries this run read are done with: a reader behind it (a daemon's
             // resident portfolio when another process ran) sees a newer run and loads
             // everything again.

@@ -1,12 +1,14 @@
 //! Reading worklists back for collectors.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::db::{args, Arg, Db, RowRef};
 use super::pg::Value;
-use super::{date, Result, Store};
+use super::{date, Result, Store, StoreError};
 use arrears_core::domain::Priority;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -236,6 +238,30 @@ pub(crate) fn open_cases_of(
     .collect()
 }
 
+/// What a reader that shows the worklists as a run left them reads to show the
+/// latest run's ([`Store::worklist_since`]).
+#[derive(Debug)]
+pub enum WorklistSince {
+    /// The run shown is the latest.
+    Same,
+    /// Every run since was incremental and still names the customers whose entries
+    /// it may have rewritten (`touched`): their entries now (`entries`; a customer
+    /// without one has none any more), and their open-item currencies when asked.
+    Patch {
+        run_id: i64,
+        as_of: NaiveDate,
+        touched: Vec<i64>,
+        entries: Vec<WorklistEntry>,
+        currencies: Option<HashMap<i64, Vec<String>>>,
+    },
+    /// A full run since, or one too far back to name its customers: every entry.
+    Whole {
+        run_id: i64,
+        as_of: NaiveDate,
+        entries: Vec<WorklistEntry>,
+    },
+}
+
 impl Store {
     /// "My worklist": assigned to `collector` plus unassigned entries of
     /// `groups`, ordered by next activity due date, then priority (high
@@ -282,6 +308,69 @@ impl Store {
             ..WorklistQuery::default()
         };
         Ok(worklist_query(&self.db(), &q, false, Some(customers))?.0)
+    }
+
+    /// The worklists as the latest run left them, for a reader that shows them
+    /// as run `shown` left them (a replica following the leader): only the
+    /// entries the runs since may have rewritten when they all say which, else
+    /// every entry. Read in one snapshot, so the run and its entries agree.
+    pub fn worklist_since(&self, shown: Option<i64>, currencies: bool) -> Result<WorklistSince> {
+        self.db().read(|db| {
+            let mut runs: Vec<(i64, String, Option<String>)> = Vec::new();
+            db.each(
+                "SELECT id, as_of, touched FROM runs WHERE id > ?1 ORDER BY id",
+                args![shown.unwrap_or(i64::MIN)],
+                |r| {
+                    runs.push((
+                        r.get(0, "runs.id")?,
+                        r.get(1, "runs.as_of")?,
+                        r.get(2, "runs.touched")?,
+                    ));
+                    Ok(())
+                },
+            )?;
+            let Some((run_id, as_of, _)) = runs.last() else {
+                return Ok(WorklistSince::Same);
+            };
+            let (run_id, as_of) = (*run_id, date("runs.as_of", as_of)?);
+            let all = WorklistQuery {
+                limit: usize::MAX,
+                ..WorklistQuery::default()
+            };
+            let mut touched: Vec<i64> = Vec::new();
+            for (id, _, list) in &runs {
+                let ids = match (shown, list) {
+                    (Some(_), Some(list)) => {
+                        serde_json::from_str::<Vec<i64>>(list).map_err(|e| {
+                            StoreError::Invalid(format!("runs.touched of run {id}: {e}"))
+                        })?
+                    }
+                    _ => {
+                        return Ok(WorklistSince::Whole {
+                            run_id,
+                            as_of,
+                            entries: worklist_query(db, &all, false, None)?.0,
+                        })
+                    }
+                };
+                touched.extend(ids);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            let entries = worklist_query(db, &all, false, Some(&touched))?.0;
+            let currencies = if currencies {
+                Some(open_currencies(db, Some(&touched))?)
+            } else {
+                None
+            };
+            Ok(WorklistSince::Patch {
+                run_id,
+                as_of,
+                touched,
+                entries,
+                currencies,
+            })
+        })
     }
 
     /// The currencies of each customer's open items, for a few customers
@@ -412,4 +501,49 @@ mod tests {
             lite.open_cases_of(1).unwrap()
         );
     }
+
+    // Only the latest runs keep their lists: a reader further behind than those
+    // reads every entry, one within them only the entries named since.
+    crate::on_both!(only_the_latest_runs_keep_whom_they_touched, |s| {
+        let as_of: NaiveDate = "2026-11-23".parse().unwrap();
+        let mut ids = Vec::new();
+        for n in 0..(crate::run_io::RUNS_KEEPING_TOUCHED + 6) {
+            let out = crate::RunOutput {
+                touched: Some(vec![n, n + 1]),
+                ..Default::default()
+            };
+            ids.push(
+                s.write_run(as_of, "h", "incremental", false, &out, "{}")
+                    .unwrap()
+                    .0,
+            );
+        }
+        let kept: i64 = s
+            .db()
+            .row(
+                "SELECT COUNT(*) FROM runs WHERE touched IS NOT NULL",
+                args![],
+            )
+            .unwrap()
+            .unwrap()
+            .get(0, "count")
+            .unwrap();
+        assert_eq!(kept, crate::run_io::RUNS_KEEPING_TOUCHED);
+        match s.worklist_since(Some(ids[2]), false).unwrap() {
+            WorklistSince::Whole { run_id, .. } => assert_eq!(run_id, *ids.last().unwrap()),
+            other => panic!("too far behind: every entry, not {other:?}"),
+        }
+        let behind = ids.len() - 3;
+        match s.worklist_since(Some(ids[behind]), false).unwrap() {
+            WorklistSince::Patch { touched, .. } => {
+                let from = behind as i64 + 1;
+                assert_eq!(touched, (from..=from + 2).collect::<Vec<_>>());
+            }
+            other => panic!("a few runs behind: a patch, not {other:?}"),
+        }
+        assert!(matches!(
+            s.worklist_since(ids.last().copied(), false).unwrap(),
+            WorklistSince::Same
+        ));
+    });
 }

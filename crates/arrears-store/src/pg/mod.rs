@@ -39,7 +39,7 @@ use super::{Result, StoreError, SCHEMA_VERSION};
 const BASELINE: i64 = 12;
 const BASELINE_SQL: &str = include_str!("schema_v12.sql");
 /// Migrations after the baseline, version `BASELINE + 1` first.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v13.sql")];
 
 /// The advisory lock migrations hold: replicas starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x4152_5245_4152_5301;
@@ -169,7 +169,7 @@ impl Store {
     pub fn open_postgres(url: &str) -> Result<Store> {
         let (client, shown) = connect(url, "arrears")?;
         let mut conn = PgConn::new(client, url.to_string());
-        migrate(&mut conn, &shown)?;
+        migrate(&mut conn, &shown, MIGRATIONS)?;
         Ok(Store {
             backend: Backend::Pg(Box::new(PgBackend {
                 conn: RefCell::new(conn),
@@ -210,7 +210,11 @@ impl Store {
     }
 }
 
-fn migrate(conn: &mut PgConn, shown: &str) -> Result<()> {
+/// Brings the schema to the baseline plus `migrations` (this build's: all of
+/// [`MIGRATIONS`]) in one transaction: a failing migration leaves the database
+/// at the version it had.
+fn migrate(conn: &mut PgConn, shown: &str, migrations: &[&str]) -> Result<()> {
+    let supported = BASELINE + migrations.len() as i64;
     let mut tx = conn.client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     let exists: bool = tx
@@ -222,18 +226,18 @@ fn migrate(conn: &mut PgConn, shown: &str) -> Result<()> {
     } else {
         0
     };
-    if found > SCHEMA_VERSION {
+    if found > supported {
         return Err(StoreError::NewerSchema {
             path: shown.to_string(),
             found,
-            supported: SCHEMA_VERSION,
+            supported,
         });
     }
     if found == 0 {
         tx.batch_execute(BASELINE_SQL)?;
     }
     let from = found.max(BASELINE);
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
+    for (i, sql) in migrations.iter().enumerate() {
         let version = BASELINE + 1 + i as i64;
         if version > from {
             tx.batch_execute(sql)?;
@@ -354,6 +358,49 @@ mod tests {
         let e = Store::open_postgres(&url).unwrap_err().to_string();
         assert!(e.contains("newer than this build"), "{e}");
         assert!(e.contains(&pg.url("books")), "{e}");
+    }
+
+    /// A database at every earlier version (from the baseline on) is brought
+    /// forward keeping its rows; a failing migration leaves it as it was.
+    #[test]
+    fn an_older_schema_migrates_forward_keeping_its_data() {
+        for at in 0..=MIGRATIONS.len() {
+            let url = super::testing::PgCluster::shared().fresh_database();
+            let (client, shown) = connect(&url, "arrears").unwrap();
+            let mut conn = PgConn::new(client, url.clone());
+            migrate(&mut conn, &shown, &MIGRATIONS[..at]).unwrap();
+            conn.client
+                .batch_execute(
+                    "INSERT INTO customers(company, code, name) VALUES ('C', 'X', 'kept');
+                     INSERT INTO runs(as_of, started_at, rules_hash, mode, summary)
+                       VALUES ('2026-11-23', 't', 'h', 'full', '{}')",
+                )
+                .unwrap();
+            let mut bad = MIGRATIONS.to_vec();
+            bad.push("ALTER TABLE nowhere ADD COLUMN x TEXT;");
+            assert!(migrate(&mut conn, &shown, &bad).is_err());
+            let version: i64 = conn
+                .client
+                .query_one("SELECT version FROM schema_version", &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(version, BASELINE + at as i64, "left as it was");
+            drop(conn);
+
+            let mut s = Store::open_postgres(&url).unwrap();
+            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "from {at}");
+            let name: String = s
+                .pg_client()
+                .query_one("SELECT name FROM customers", &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(name, "kept");
+            let (run, _, _) = s.last_run().unwrap().expect("the run kept");
+            assert!(matches!(
+                s.worklist_since(Some(run - 1), false).unwrap(),
+                crate::WorklistSince::Whole { .. }
+            ));
+        }
     }
 
     /// PostgreSQL's schema has SQLite's tables, columns (in the same order) and
