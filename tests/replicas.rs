@@ -396,4 +396,16 @@ fn a_killed_leader_is_replaced_and_nothing_is_lost_or_sent_twice() {
         }
     }
     assert!(converged, "the replicas' worklists never converged: {last}");
+
+    // A SIGTERM stops a replica cleanly, leader or follower: its tasks end holding
+    // PostgreSQL sessions, which once aborted the process as they closed.
+    for mut d in replicas {
+        let (status, _) = d.terminate();
+        assert!(
+            status.success(),
+            "{} ended with {status}:\n{}",
+            d.grpc,
+            d.log()
+        );
+    }
 }

@@ -16,6 +16,11 @@
 //! ARREARS_BENCH_OUTBOX_EVERY (default 60s; 0s turns it off); its store poll from
 //! ARREARS_BENCH_POLL (default 5ms); its log filter from
 //! ARREARS_BENCH_LOG (e.g. `arrears_server::runner=debug` for where a run's time goes).
+//!
+//! ARREARS_BENCH_DB=postgres://… (an empty database): the portfolio is made and run
+//! on SQLite as above, copied across with `arrears migrate`'s copy, and two daemons
+//! serve it: the leader, which runs, and a follower replica, whose stream is timed.
+//! Payments are still chosen from the SQLite file (the copy keeps every id).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -159,6 +164,26 @@ fn main() {
         "portfolio generated, run once, its outbox backlog composed and run again in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    // Where the daemons work, and where payments are written.
+    let pg_url = std::env::var("ARREARS_BENCH_DB").ok();
+    let served = match &pg_url {
+        Some(url) => {
+            let t = Instant::now();
+            let from = arrears::store::Store::open(&db).expect("open store");
+            let to = arrears::store::Store::open_at(url).expect("open the PostgreSQL store");
+            let report =
+                arrears_store::pg::copy::copy(&from, &to, &|_, _| {}).expect("copy to PostgreSQL");
+            println!(
+                "copied to {} ({} rows) in {:.1} s",
+                to.location(),
+                report.rows,
+                t.elapsed().as_secs_f64()
+            );
+            url.clone()
+        }
+        None => db.display().to_string(),
+    };
+    let open_served = || arrears::store::Store::open_at(&served).expect("open store");
 
     // No tokens: the local admin on loopback, who may follow any group.
     let cfg = dir.path().join("arrears.yaml");
@@ -174,40 +199,42 @@ fn main() {
         format!("serve:\n  run_every: 0s\n  store_poll: {poll}\n  outbox_every: {outbox_every}\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
-        .args(["--config", cfg.to_str().unwrap(), "serve"])
-        .args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--as-of", &as_of.to_string()])
-        .env("ARREARS_DB", &db)
-        .env("ARREARS_RULES", &rules_dir)
-        .env(
-            "RUST_LOG",
-            std::env::var("ARREARS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start arrears serve");
-    let pid = child.id();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let l = lines.next().expect("daemon exited").expect("stdout");
-        if let Some(a) = l.strip_prefix("grpc listening on ") {
-            break format!("http://{a}");
-        }
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arrears"))
+            .args(["--config", cfg.to_str().unwrap(), "serve"])
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--as-of", &as_of.to_string()])
+            .env("ARREARS_DB", &served)
+            .env("ARREARS_RULES", &rules_dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("ARREARS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start arrears serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let l = lines.next().expect("daemon exited").expect("stdout");
+            if let Some(a) = l.strip_prefix("grpc listening on ") {
+                break format!("http://{a}");
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        (child.id(), child, addr)
     };
-    std::thread::spawn(move || lines.for_each(drop));
-
+    let (pid, mut child, addr) = start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let mut follower = rt.block_on(async {
         let ch = tonic::transport::Channel::from_shared(addr)
             .unwrap()
             .connect()
@@ -231,7 +258,39 @@ fn main() {
             t0.elapsed().as_secs_f64() * 1e3,
             (cpu1 - cpu0) * 1e3
         );
-        let mut stream = pb::worklists_client::WorklistsClient::new(ch)
+        // On PostgreSQL the stream is a follower's, started once the first daemon
+        // leads: the payment goes to the database, the leader runs for it, and the
+        // follower reads what the run wrote.
+        let mut follower = None;
+        let watched = match &pg_url {
+            None => ch,
+            Some(_) => {
+                let leads = tonic_health::pb::HealthCheckRequest {
+                    service: arrears::server::LEADER_HEALTH.into(),
+                };
+                let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+                while health.check(leads.clone()).await.expect("health").into_inner().status
+                    != tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let t = Instant::now();
+                let (fpid, fchild, faddr) = start();
+                let fch = tonic::transport::Channel::from_shared(faddr)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("connect to the follower");
+                let (cpu, rss) = proc_figures(fpid);
+                println!(
+                    "follower serving after {:.0} ms ({cpu:.1} s CPU), RSS {rss:.0} MiB",
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+                follower = Some((fpid, fchild));
+                fch
+            }
+        };
+        let mut stream = pb::worklists_client::WorklistsClient::new(watched)
             .watch_worklist(pb::WatchWorklistRequest {
                 scope: Some(pb::WorklistScope {
                     scope: Some(pb::worklist_scope::Scope::Group("general".into())),
@@ -272,10 +331,16 @@ fn main() {
             followed.len(),
             targets.len()
         );
-        drop(store);
-        let mut store = arrears::store::Store::open(&db).expect("open store");
+        // Items are chosen from the SQLite file, payments written where the daemons work.
+        let lite = store;
+        // The PostgreSQL client blocks on a runtime of its own: not on this one's
+        // threads, so every call to it is made in place of a worker.
+        use tokio::task::block_in_place as blocking;
+        let mut store = blocking(open_served);
+        let follower_cpu = || follower.as_ref().map(|(p, _)| proc_figures(*p).0);
 
         let (cpu_before, rss_before) = proc_figures(pid);
+        let fcpu_before = follower_cpu();
         let started = Instant::now();
         let mut latencies = Vec::with_capacity(payments);
         let mut timeouts = 0;
@@ -291,7 +356,7 @@ fn main() {
             };
             let customer_id = t.customer_id;
             let t0 = Instant::now();
-            store.ingest(&batch).expect("payment");
+            blocking(|| store.ingest(&batch)).expect("payment");
             let seen = tokio::time::timeout(Duration::from_secs(30), async {
                 loop {
                     let u = stream.message().await.expect("stream").expect("open");
@@ -330,11 +395,17 @@ fn main() {
             rss_before,
             rss_after
         );
+        if let (Some(a), Some(b)) = (fcpu_before, follower_cpu()) {
+            println!(
+                "  follower CPU {:.1} ms per payment",
+                (b - a) * 1e3 / payments as f64
+            );
+        }
 
         // 1 % of the items change at once (an ERP sync after a day of payments):
         // from the commit until a run has loaded it and committed every derived
         // result (the store then has no change pending).
-        let changed: Vec<ItemInput> = store
+        let changed: Vec<ItemInput> = lite
             .test_connection()
             .prepare(&format!(
                 "{ITEM} WHERE i.status = 'open' AND i.hold_reason IS NULL
@@ -354,39 +425,50 @@ fn main() {
         // The log is checkpointed after the measurement, not by the commit: the
         // clock then starts at the commit, and the daemon's run does not share the
         // core with this process's checkpoint (200 ms of a 1 % ingest).
-        store
-            .test_connection()
-            .execute_batch("PRAGMA wal_autocheckpoint = 0")
-            .expect("no checkpoint");
+        if !store.is_postgres() {
+            store
+                .test_connection()
+                .execute_batch("PRAGMA wal_autocheckpoint = 0")
+                .expect("no checkpoint");
+        }
         let (c0, _) = proc_figures(pid);
         let t = Instant::now();
-        store
-            .ingest(&Batch {
+        blocking(|| {
+            store.ingest(&Batch {
                 items: changed.clone(),
                 ..Batch::default()
             })
-            .expect("1% changed");
+        })
+        .expect("1% changed");
         let committed = t.elapsed();
         eprintln!("1 % committed at {}", chrono::Utc::now());
         // The stream hears of it (collectors see it) before it is all written.
         let shown = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 let u = stream.message().await.expect("stream").expect("open");
-                if u.cause.contains("changed in the store") {
+                // A follower hears of it as its leader's run.
+                if u.cause.contains("changed in the store") || u.cause.contains("of the leader") {
                     return t.elapsed();
                 }
             }
         })
         .await
         .expect("the 1 % change on the stream");
-        while store.changes_pending().expect("pending").is_some() {
+        while blocking(|| store.changes_pending())
+            .expect("pending")
+            .is_some()
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let (c1, rss) = proc_figures(pid);
-        store
-            .test_connection()
-            .execute_batch("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(PASSIVE)")
-            .expect("checkpoint");
+        if !store.is_postgres() {
+            store
+                .test_connection()
+                .execute_batch(
+                    "PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(PASSIVE)",
+                )
+                .expect("checkpoint");
+        }
         println!(
             "{} items changed (1 %): ingest {:.0} ms, then on the stream after {:.0} ms, every derived result committed after {:.0} ms; daemon CPU {:.0} ms, RSS {rss:.0} MiB",
             changed.len(),
@@ -423,9 +505,15 @@ fn main() {
                 peak_rss(pid)
             );
         }
+        blocking(move || drop(store));
+        follower
     });
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    for (pid, child) in
+        std::iter::once((pid, &mut child)).chain(follower.as_mut().map(|(p, c)| (*p, c)))
+    {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let _ = child.wait();
+    }
 }

@@ -32,7 +32,7 @@ pub(crate) enum Db<'a> {
 /// A PostgreSQL connection and the statements prepared on it (once each: a
 /// statement parsed per call would cost a round trip more every time).
 pub(crate) struct PgConn {
-    pub(crate) client: postgres::Client,
+    pub(crate) client: crate::pg::Session,
     /// Where to connect again when the connection was lost (it may carry the
     /// password; never shown).
     url: String,
@@ -48,7 +48,7 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    pub(crate) fn new(client: postgres::Client, url: String) -> PgConn {
+    pub(crate) fn new(client: crate::pg::Session, url: String) -> PgConn {
         PgConn {
             client,
             url,

@@ -17,7 +17,7 @@ use crate::Result;
 
 /// A connection that hears of every commit that appended to the change log.
 pub struct ChangeListener {
-    client: postgres::Client,
+    client: super::Session,
 }
 
 impl ChangeListener {

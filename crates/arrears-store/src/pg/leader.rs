@@ -30,7 +30,7 @@ const APPLICATION: &str = "arrears-leader";
 pub const OUTBOX_LOCK: i64 = 0x4152_5245_4152_5303;
 
 pub struct Leadership {
-    client: postgres::Client,
+    client: super::Session,
     key: i64,
 }
 

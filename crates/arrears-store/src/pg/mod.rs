@@ -132,9 +132,43 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+/// A PostgreSQL session that may be dropped on any thread. Closing the blocking
+/// client blocks on its own runtime, which panics on a thread that drives async
+/// tasks: the daemon's tasks end holding stores, lock sessions and listeners, and
+/// a SIGTERM aborted the daemon. There it is closed on a thread of its own.
+pub(crate) struct Session(Option<postgres::Client>);
+
+impl std::ops::Deref for Session {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0
+            .as_ref()
+            .expect("a session is only emptied when dropped")
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0
+            .as_mut()
+            .expect("a session is only emptied when dropped")
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("arrears-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
 /// A connection named `application` (what `pg_stat_activity` shows), and the URL
 /// without its password.
-pub(crate) fn connect(url: &str, application: &str) -> Result<(postgres::Client, String)> {
+pub(crate) fn connect(url: &str, application: &str) -> Result<(Session, String)> {
     let shown = redact(url);
     let mut cfg: postgres::Config = url
         .parse()
@@ -159,7 +193,7 @@ pub(crate) fn connect(url: &str, application: &str) -> Result<(postgres::Client,
             url: shown.clone(),
             reason: e.to_string(),
         })?;
-    Ok((client, shown))
+    Ok((Session(Some(client)), shown))
 }
 
 impl Store {
@@ -186,7 +220,7 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn pg_client(&mut self) -> &mut postgres::Client {
         match &mut self.backend {
-            Backend::Pg(b) => &mut b.conn.get_mut().client,
+            Backend::Pg(b) => &mut *b.conn.get_mut().client,
             Backend::Lite(_) => panic!("a PostgreSQL store"),
         }
     }
@@ -325,6 +359,47 @@ mod tests {
             &crate::SyncOutcome::default(),
         )
         .unwrap();
+    }
+
+    /// The daemon's tasks end holding stores, lock sessions and listeners: dropped
+    /// on an async thread they close (a SIGTERM used to abort the daemon there).
+    #[test]
+    fn sessions_dropped_on_an_async_thread_close() {
+        let url = super::testing::PgCluster::shared().fresh_database();
+        let store = Store::open_postgres(&url).unwrap();
+        let lead = super::Leadership::try_acquire(&url, "closing")
+            .unwrap()
+            .expect("leads");
+        let listener = super::ChangeListener::open(&url).unwrap();
+        let (mut admin, _) = connect(&url, "admin").unwrap();
+        let sessions = |admin: &mut Session| -> i64 {
+            admin
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name <> 'admin'",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(sessions(&mut admin), 3);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            drop(store);
+            drop(lead);
+            drop(listener);
+        });
+        let t = std::time::Instant::now();
+        while sessions(&mut admin) > 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "sessions left open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The lock went with its session.
+        assert!(super::Leadership::try_acquire(&url, "next")
+            .unwrap()
+            .is_some());
     }
 
     /// The schema is made once, opened again as it is, and a newer one is refused.
