@@ -240,6 +240,23 @@ fn main() {
             .connect()
             .await
             .expect("connect");
+        // On PostgreSQL the daemon runs once it leads (it tries every half second).
+        if pg_url.is_some() {
+            let leads = tonic_health::pb::HealthCheckRequest {
+                service: arrears::server::LEADER_HEALTH.into(),
+            };
+            let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+            // Unknown (not registered yet) until the daemon has tried once.
+            while health
+                .check(leads.clone())
+                .await
+                .map(|r| r.into_inner().status)
+                .ok()
+                != Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         // The start-up run first, so it does not land in the first measurement. It
         // loads the whole portfolio into the daemon (its cold start).
         let (cpu0, _) = proc_figures(pid);
@@ -265,15 +282,6 @@ fn main() {
         let watched = match &pg_url {
             None => ch,
             Some(_) => {
-                let leads = tonic_health::pb::HealthCheckRequest {
-                    service: arrears::server::LEADER_HEALTH.into(),
-                };
-                let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-                while health.check(leads.clone()).await.expect("health").into_inner().status
-                    != tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
                 let t = Instant::now();
                 let (fpid, fchild, faddr) = start();
                 let fch = tonic::transport::Channel::from_shared(faddr)

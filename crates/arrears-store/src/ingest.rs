@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::customer::log_change;
 use super::db::{args, Arg, Db, Row};
 use super::pg::Value;
 use super::{Result, Store, StoreError};
@@ -82,7 +81,13 @@ impl Customers {
         Ok(id)
     }
 
-    fn upsert(&mut self, db: &Db, c: &CustomerInfo, stats: &mut IngestStats) -> Result<()> {
+    fn upsert(
+        &mut self,
+        db: &Db,
+        c: &CustomerInfo,
+        stats: &mut IngestStats,
+        dirty: &mut HashSet<i64>,
+    ) -> Result<()> {
         let before = stats.customers_new;
         let id = self.id(db, &c.company, &c.code, stats)?;
         let (limit, cur) = match &c.credit_limit {
@@ -133,8 +138,168 @@ impl Customers {
             ],
         )?;
         if n > 0 {
-            log_change(db, id, None)?;
+            dirty.insert(id);
             if stats.customers_new == before {
+                stats.customers_updated += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every customer the batch names, found or created at once (PostgreSQL, a
+    /// large batch), with the ids one by one would give the new ones: in the
+    /// order the batch first names them (its customers, items, then payments).
+    fn resolve_in_bulk(
+        &mut self,
+        db: &Db,
+        batch: &Batch,
+        stats: &mut IngestStats,
+    ) -> Result<HashSet<i64>> {
+        let mut seen = HashSet::new();
+        let keys: Vec<(&String, &String)> = batch
+            .customers
+            .iter()
+            .map(|c| (&c.company, &c.code))
+            .chain(batch.items.iter().map(|i| (&i.company, &i.customer)))
+            .chain(batch.payments.iter().map(|p| (&p.company, &p.customer)))
+            .filter(|k| seen.insert(*k))
+            .collect();
+        let rows: Vec<Vec<Value>> = keys
+            .iter()
+            .map(|(c, k)| vec![c.value(), k.value()])
+            .collect();
+        let found: HashMap<(String, String), i64> =
+            db.with_bulk("customers", &["company", "code"], &rows, |db| {
+                db.rows(
+                    "SELECT c.company, c.code, c.id
+                     FROM bulk b JOIN customers c ON c.company = b.company AND c.code = b.code",
+                    args![],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        (r.get(0, "customers.company")?, r.get(1, "customers.code")?),
+                        r.get(2, "customers.id")?,
+                    ))
+                })
+                .collect()
+            })?;
+        let missing: Vec<(String, String)> = keys
+            .iter()
+            .map(|(c, k)| ((*c).clone(), (*k).clone()))
+            .filter(|k| !found.contains_key(k))
+            .collect();
+        let ids = db.next_ids("customers", missing.len())?.unwrap_or_default();
+        let new_rows: Vec<Vec<Value>> = missing
+            .iter()
+            .zip(&ids)
+            .map(|((c, k), id)| vec![id.value(), c.value(), k.value(), k.value()])
+            .collect();
+        // In id order: the log entry each new customer gets is numbered in it.
+        db.many(
+            "",
+            "customers",
+            &["id", "company", "code", "name"],
+            "INSERT INTO customers(id, company, code, name)
+             SELECT id, company, code, name FROM bulk ORDER BY id",
+            &new_rows,
+        )?;
+        stats.customers_new += missing.len() as u64;
+        self.ids.extend(found);
+        self.ids
+            .extend(missing.into_iter().zip(ids.iter().copied()));
+        Ok(ids.into_iter().collect())
+    }
+
+    /// [`Customers::upsert`] for every customer of the batch at once (PostgreSQL,
+    /// a batch that names each once), after [`Customers::resolve_in_bulk`], which
+    /// made `created`.
+    fn upsert_in_bulk(
+        &mut self,
+        db: &Db,
+        batch: &Batch,
+        created: &HashSet<i64>,
+        stats: &mut IngestStats,
+        dirty: &mut HashSet<i64>,
+    ) -> Result<()> {
+        let mut rows: Vec<Vec<Value>> = Vec::with_capacity(batch.customers.len());
+        for c in &batch.customers {
+            let id = self.id(db, &c.company, &c.code, stats)?;
+            let (limit, cur) = match &c.credit_limit {
+                Some((a, cur)) => (Some(a.to_string()), Some(cur.to_string())),
+                None => (None, None),
+            };
+            rows.push(vec![
+                id.value(),
+                c.name.value(),
+                c.country.value(),
+                c.email.value(),
+                c.phone.value(),
+                c.language.value(),
+                c.timezone.value(),
+                limit.value(),
+                cur.value(),
+                c.street.value(),
+                c.postal_code.value(),
+                c.city.value(),
+                c.dunning.as_ref().map(|d| d.stored()).value(),
+            ]);
+        }
+        // What `upsert` does per row, over the batch's rows in `bulk`.
+        let changed: Vec<i64> = db.with_bulk(
+            "customers",
+            &[
+                "id",
+                "name",
+                "country",
+                "email",
+                "phone",
+                "language",
+                "timezone",
+                "credit_limit",
+                "credit_currency",
+                "street",
+                "postal_code",
+                "city",
+                "dunning_procedure",
+            ],
+            &rows,
+            |db| {
+                db.rows(
+                    "UPDATE customers c SET name = b.name, country = COALESCE(NULLIF(b.country, ''), c.country),
+                        email = CASE WHEN b.email IS NULL THEN c.email ELSE NULLIF(b.email, '') END,
+                        phone = CASE WHEN b.phone IS NULL THEN c.phone ELSE NULLIF(b.phone, '') END,
+                        language = COALESCE(b.language, c.language), timezone = COALESCE(b.timezone, c.timezone),
+                        credit_limit = COALESCE(b.credit_limit, c.credit_limit),
+                        credit_currency = COALESCE(b.credit_currency, c.credit_currency),
+                        street = CASE WHEN b.street IS NULL THEN c.street ELSE NULLIF(b.street, '') END,
+                        postal_code = CASE WHEN b.postal_code IS NULL THEN c.postal_code ELSE NULLIF(b.postal_code, '') END,
+                        city = CASE WHEN b.city IS NULL THEN c.city ELSE NULLIF(b.city, '') END,
+                        dunning_procedure = COALESCE(b.dunning_procedure, c.dunning_procedure)
+                     FROM bulk b
+                     WHERE c.id = b.id AND (c.name IS DISTINCT FROM b.name
+                        OR (b.country <> '' AND c.country IS DISTINCT FROM b.country)
+                        OR (b.email IS NOT NULL AND c.email IS DISTINCT FROM NULLIF(b.email, ''))
+                        OR (b.phone IS NOT NULL AND c.phone IS DISTINCT FROM NULLIF(b.phone, ''))
+                        OR (b.language IS NOT NULL AND c.language IS DISTINCT FROM b.language)
+                        OR (b.timezone IS NOT NULL AND c.timezone IS DISTINCT FROM b.timezone)
+                        OR (b.credit_limit IS NOT NULL AND c.credit_limit IS DISTINCT FROM b.credit_limit)
+                        OR (b.credit_currency IS NOT NULL AND c.credit_currency IS DISTINCT FROM b.credit_currency)
+                        OR (b.street IS NOT NULL AND c.street IS DISTINCT FROM NULLIF(b.street, ''))
+                        OR (b.postal_code IS NOT NULL AND c.postal_code IS DISTINCT FROM NULLIF(b.postal_code, ''))
+                        OR (b.city IS NOT NULL AND c.city IS DISTINCT FROM NULLIF(b.city, ''))
+                        OR (b.dunning_procedure IS NOT NULL AND c.dunning_procedure IS DISTINCT FROM b.dunning_procedure))
+                     RETURNING c.id",
+                    args![],
+                )?
+                .iter()
+                .map(|r| r.get(0, "customers.id"))
+                .collect()
+            },
+        )?;
+        for id in changed {
+            dirty.insert(id);
+            if !created.contains(&id) {
                 stats.customers_updated += 1;
             }
         }
@@ -178,10 +343,28 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     let mut dirty: HashSet<i64> = HashSet::new();
     let mut items_changed: HashSet<(i64, i64)> = HashSet::new();
 
-    for c in &batch.customers {
-        customers.upsert(db, c, &mut stats)?;
+    // A large batch on PostgreSQL finds and creates its customers at once, and
+    // writes their data at once when it names each once.
+    let rows = batch.customers.len() + batch.items.len() + batch.payments.len();
+    if matches!(db, Db::Pg(_)) && rows >= BULK_FROM {
+        let created = customers.resolve_in_bulk(db, batch, &mut stats)?;
+        if in_bulk(db, batch.customers.iter().map(|c| (&c.company, &c.code)), 1) {
+            customers.upsert_in_bulk(db, batch, &created, &mut stats, &mut dirty)?;
+        } else {
+            for c in &batch.customers {
+                customers.upsert(db, c, &mut stats, &mut dirty)?;
+            }
+        }
+    } else {
+        for c in &batch.customers {
+            customers.upsert(db, c, &mut stats, &mut dirty)?;
+        }
     }
-    if in_bulk(db, batch.items.iter().map(|i| (&i.source, &i.external_id))) {
+    if in_bulk(
+        db,
+        batch.items.iter().map(|i| (&i.source, &i.external_id)),
+        BULK_FROM,
+    ) {
         items_in_bulk(
             db,
             batch,
@@ -236,6 +419,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     if in_bulk(
         db,
         batch.payments.iter().map(|p| (&p.source, &p.external_id)),
+        BULK_FROM,
     ) {
         payments_in_bulk(db, batch, &mut customers, &mut stats, &mut dirty)?;
     } else {
@@ -272,12 +456,16 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     Ok(stats)
 }
 
-/// Whether rows with these keys go in bulk: on PostgreSQL, from a few dozen rows
-/// on, when no key repeats (one statement per row costs a round trip there, and
-/// a batch that names an item twice means "insert, then update" in its order,
-/// which the row-by-row path keeps).
-fn in_bulk<'a>(db: &Db, keys: impl ExactSizeIterator<Item = (&'a String, &'a String)>) -> bool {
-    if !matches!(db, Db::Pg(_)) || keys.len() < BULK_FROM {
+/// Whether rows with these keys go in bulk: on PostgreSQL, from `from` rows on
+/// (a few dozen: one statement per row costs a round trip there), when no key
+/// repeats (a batch that names an item twice means "insert, then update" in its
+/// order, which the row-by-row path keeps).
+fn in_bulk<'a>(
+    db: &Db,
+    keys: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+    from: usize,
+) -> bool {
+    if !matches!(db, Db::Pg(_)) || keys.len() < from {
         return false;
     }
     let mut seen = HashSet::new();
@@ -1245,12 +1433,44 @@ mod tests {
                 })
                 .collect()
         };
+        // Customers' data: new ones, ones the items name too, and in the second
+        // round changed, cleared and left-out fields.
+        let customers = |round: u32| -> Vec<CustomerInfo> {
+            (0..70u32)
+                .map(|n| CustomerInfo {
+                    company: "ACME".into(),
+                    code: format!("C{n}"),
+                    name: format!("Customer {n}"),
+                    country: if round > 0 && n % 4 == 0 {
+                        String::new()
+                    } else {
+                        "DE".into()
+                    },
+                    email: match (round, n % 3) {
+                        (0, _) => Some(format!("c{n}@example.com")),
+                        (_, 0) => Some(String::new()),
+                        (_, 1) => None,
+                        _ => Some(format!("new{n}@example.com")),
+                    },
+                    credit_limit: (n % 5 == 0).then(|| {
+                        (
+                            dec!(5000.00) + rust_decimal::Decimal::from(round),
+                            Currency::parse("EUR").unwrap(),
+                        )
+                    }),
+                    city: (round > 0 && n % 6 == 0).then(|| "Köln".to_string()),
+                    ..CustomerInfo::default()
+                })
+                .collect()
+        };
         let first = Batch {
+            customers: customers(0),
             items: items(0),
             payments: payments(0),
             ..Batch::default()
         };
         let mut second = Batch {
+            customers: customers(1),
             items: items(1),
             payments: payments(1),
             ..Batch::default()
@@ -1273,7 +1493,9 @@ mod tests {
             "SELECT id || ' ' || external_id || ' ' || customer_id || ' ' || COALESCE(item_id, 0) || ' '
              || amount FROM payments ORDER BY id",
             "SELECT customer_id || ':' || COALESCE(item_id, 0) FROM changes ORDER BY seq",
-            "SELECT id || ' ' || company || '/' || code FROM customers ORDER BY id",
+            "SELECT id || ' ' || company || '/' || code || ' ' || name || ' ' || country || ' '
+             || COALESCE(email, '-') || ' ' || COALESCE(CAST(credit_limit AS TEXT), '-') || ' '
+             || COALESCE(city, '-') || ' ' || dirty FROM customers ORDER BY id",
         ];
         let same = |lite: &Store, post: &Store, what: &str| {
             for t in tables {
