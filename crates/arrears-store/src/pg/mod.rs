@@ -204,6 +204,23 @@ impl Store {
         let (client, shown) = connect(url, "arrears")?;
         let mut conn = PgConn::new(client, url.to_string());
         migrate(&mut conn, &shown, MIGRATIONS)?;
+        // Lists ordered by code or name sort byte by byte on SQLite; under a
+        // language's collation the same command would list in another order.
+        let collation: String = conn
+            .client
+            .query_one(
+                "SELECT datcollate::text FROM pg_database WHERE datname = current_database()",
+                &[],
+            )?
+            .get(0);
+        if !matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8") {
+            tracing::warn!(
+                db = %shown,
+                %collation,
+                "the database sorts text by a language's rules, not byte by byte as SQLite does; \
+                 create it with --locale=C --template=template0"
+            );
+        }
         Ok(Store {
             backend: Backend::Pg(Box::new(PgBackend {
                 conn: RefCell::new(conn),
@@ -220,7 +237,7 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn pg_client(&mut self) -> &mut postgres::Client {
         match &mut self.backend {
-            Backend::Pg(b) => &mut *b.conn.get_mut().client,
+            Backend::Pg(b) => &mut b.conn.get_mut().client,
             Backend::Lite(_) => panic!("a PostgreSQL store"),
         }
     }
