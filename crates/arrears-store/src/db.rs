@@ -632,8 +632,23 @@ impl Db<'_> {
                     .client
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
                 cell.borrow_mut().reading = true;
+                // A panic in `f` (the run thread survives one) must not leave the
+                // snapshot open: every later read would see it, frozen.
+                struct Reading<'a>(&'a RefCell<PgConn>);
+                impl Drop for Reading<'_> {
+                    fn drop(&mut self) {
+                        if let Ok(mut c) = self.0.try_borrow_mut() {
+                            if c.reading {
+                                c.reading = false;
+                                let _ = c.client.batch_execute("ROLLBACK");
+                            }
+                        }
+                    }
+                }
+                let guard = Reading(cell);
                 let out = f(self);
                 cell.borrow_mut().reading = false;
+                drop(guard);
                 let end = cell.borrow_mut().client.batch_execute(match out {
                     Ok(_) => "COMMIT",
                     Err(_) => "ROLLBACK",

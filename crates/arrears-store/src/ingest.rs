@@ -54,6 +54,9 @@ pub struct IngestStats {
 
 struct Customers {
     ids: HashMap<(String, String), i64>,
+    /// Those this batch created: their data written in the same batch is not an
+    /// update.
+    created: HashSet<i64>,
 }
 
 impl Customers {
@@ -69,12 +72,14 @@ impl Customers {
             Some(r) => r.get(0, "customers.id")?,
             None => {
                 stats.customers_new += 1;
-                db.row(
+                let id = db.row(
                     "INSERT INTO customers(company, code, name) VALUES (?1, ?2, ?2) RETURNING id",
                     args![company, code],
                 )?
                 .expect("an inserted row")
-                .get(0, "customers.id")?
+                .get(0, "customers.id")?;
+                self.created.insert(id);
+                id
             }
         };
         self.ids.insert((company.to_string(), code.to_string()), id);
@@ -88,7 +93,6 @@ impl Customers {
         stats: &mut IngestStats,
         dirty: &mut HashSet<i64>,
     ) -> Result<()> {
-        let before = stats.customers_new;
         let id = self.id(db, &c.company, &c.code, stats)?;
         let (limit, cur) = match &c.credit_limit {
             Some((a, cur)) => (Some(a.to_string()), Some(cur.to_string())),
@@ -139,7 +143,7 @@ impl Customers {
         )?;
         if n > 0 {
             dirty.insert(id);
-            if stats.customers_new == before {
+            if !self.created.contains(&id) {
                 stats.customers_updated += 1;
             }
         }
@@ -149,12 +153,7 @@ impl Customers {
     /// Every customer the batch names, found or created at once (PostgreSQL, a
     /// large batch), with the ids one by one would give the new ones: in the
     /// order the batch first names them (its customers, items, then payments).
-    fn resolve_in_bulk(
-        &mut self,
-        db: &Db,
-        batch: &Batch,
-        stats: &mut IngestStats,
-    ) -> Result<HashSet<i64>> {
+    fn resolve_in_bulk(&mut self, db: &Db, batch: &Batch, stats: &mut IngestStats) -> Result<()> {
         let mut seen = HashSet::new();
         let keys: Vec<(&String, &String)> = batch
             .customers
@@ -208,17 +207,16 @@ impl Customers {
         self.ids.extend(found);
         self.ids
             .extend(missing.into_iter().zip(ids.iter().copied()));
-        Ok(ids.into_iter().collect())
+        self.created.extend(ids);
+        Ok(())
     }
 
     /// [`Customers::upsert`] for every customer of the batch at once (PostgreSQL,
-    /// a batch that names each once), after [`Customers::resolve_in_bulk`], which
-    /// made `created`.
+    /// a batch that names each once), after [`Customers::resolve_in_bulk`].
     fn upsert_in_bulk(
         &mut self,
         db: &Db,
         batch: &Batch,
-        created: &HashSet<i64>,
         stats: &mut IngestStats,
         dirty: &mut HashSet<i64>,
     ) -> Result<()> {
@@ -299,7 +297,7 @@ impl Customers {
         )?;
         for id in changed {
             dirty.insert(id);
-            if !created.contains(&id) {
+            if !self.created.contains(&id) {
                 stats.customers_updated += 1;
             }
         }
@@ -337,6 +335,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     let mut stats = IngestStats::default();
     let mut customers = Customers {
         ids: HashMap::new(),
+        created: HashSet::new(),
     };
     // What the batch changed, for the change log: customers as a whole (their
     // data, payments, an item moved between them), and single items.
@@ -347,9 +346,9 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     // writes their data at once when it names each once.
     let rows = batch.customers.len() + batch.items.len() + batch.payments.len();
     if matches!(db, Db::Pg(_)) && rows >= BULK_FROM {
-        let created = customers.resolve_in_bulk(db, batch, &mut stats)?;
+        customers.resolve_in_bulk(db, batch, &mut stats)?;
         if in_bulk(db, batch.customers.iter().map(|c| (&c.company, &c.code)), 1) {
-            customers.upsert_in_bulk(db, batch, &created, &mut stats, &mut dirty)?;
+            customers.upsert_in_bulk(db, batch, &mut stats, &mut dirty)?;
         } else {
             for c in &batch.customers {
                 customers.upsert(db, c, &mut stats, &mut dirty)?;

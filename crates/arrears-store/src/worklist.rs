@@ -329,7 +329,37 @@ impl Store {
                     Ok(())
                 },
             )?;
+            // A view of a run the store does not hold (a restored database, a
+            // standby that lagged) is read again whole.
+            let known = match shown {
+                Some(id) => db
+                    .row("SELECT 1 FROM runs WHERE id = ?1", args![id])?
+                    .is_some(),
+                None => false,
+            };
             let Some((run_id, as_of, _)) = runs.last() else {
+                if shown.is_some() && !known {
+                    let latest = db.row(
+                        "SELECT id, as_of FROM runs ORDER BY id DESC LIMIT 1",
+                        args![],
+                    )?;
+                    if let Some(r) = latest {
+                        return Ok(WorklistSince::Whole {
+                            run_id: r.get(0, "runs.id")?,
+                            as_of: date("runs.as_of", &r.get::<String>(1, "runs.as_of")?)?,
+                            entries: worklist_query(
+                                db,
+                                &WorklistQuery {
+                                    limit: usize::MAX,
+                                    ..WorklistQuery::default()
+                                },
+                                false,
+                                None,
+                            )?
+                            .0,
+                        });
+                    }
+                }
                 return Ok(WorklistSince::Same);
             };
             let (run_id, as_of) = (*run_id, date("runs.as_of", as_of)?);
@@ -339,12 +369,10 @@ impl Store {
             };
             let mut touched: Vec<i64> = Vec::new();
             for (id, _, list) in &runs {
-                let ids = match (shown, list) {
-                    (Some(_), Some(list)) => {
-                        serde_json::from_str::<Vec<i64>>(list).map_err(|e| {
-                            StoreError::Invalid(format!("runs.touched of run {id}: {e}"))
-                        })?
-                    }
+                let ids = match (known, list) {
+                    (true, Some(list)) => serde_json::from_str::<Vec<i64>>(list).map_err(|e| {
+                        StoreError::Invalid(format!("runs.touched of run {id}: {e}"))
+                    })?,
                     _ => {
                         return Ok(WorklistSince::Whole {
                             run_id,
@@ -545,5 +573,21 @@ mod tests {
             s.worklist_since(ids.last().copied(), false).unwrap(),
             WorklistSince::Same
         ));
+        // A view of runs this store never held (a restored database) reads
+        // everything, behind the latest run or past it.
+        s.db()
+            .execute("DELETE FROM runs WHERE id = ?1", args![ids[behind]])
+            .unwrap();
+        assert!(matches!(
+            s.worklist_since(Some(ids[behind]), false).unwrap(),
+            WorklistSince::Whole { .. }
+        ));
+        match s
+            .worklist_since(Some(ids.last().unwrap() + 5), false)
+            .unwrap()
+        {
+            WorklistSince::Whole { run_id, .. } => assert_eq!(run_id, *ids.last().unwrap()),
+            other => panic!("a view past the store's runs: every entry, not {other:?}"),
+        }
     });
 }

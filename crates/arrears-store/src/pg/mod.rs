@@ -158,10 +158,28 @@ impl std::ops::DerefMut for Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let Some(client) = self.0.take() else { return };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let _ = std::thread::Builder::new()
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        // One thread closes them all; without it (it could not be started) the
+        // client is left for the process's end to close, never dropped here.
+        type Closer = Option<std::sync::mpsc::Sender<postgres::Client>>;
+        static CLOSER: std::sync::OnceLock<Closer> = std::sync::OnceLock::new();
+        let closer = CLOSER.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<postgres::Client>();
+            std::thread::Builder::new()
                 .name("arrears-pg-close".into())
-                .spawn(move || drop(client));
+                .spawn(move || rx.into_iter().for_each(drop))
+                .ok()
+                .map(|_| tx)
+        });
+        match closer {
+            Some(tx) => {
+                if let Err(std::sync::mpsc::SendError(c)) = tx.send(client) {
+                    std::mem::forget(c);
+                }
+            }
+            None => std::mem::forget(client),
         }
     }
 }
@@ -206,20 +224,24 @@ impl Store {
         migrate(&mut conn, &shown, MIGRATIONS)?;
         // Lists ordered by code or name sort byte by byte on SQLite; under a
         // language's collation the same command would list in another order.
-        let collation: String = conn
-            .client
-            .query_one(
-                "SELECT datcollate::text FROM pg_database WHERE datname = current_database()",
-                &[],
-            )?
-            .get(0);
-        if !matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8") {
-            tracing::warn!(
-                db = %shown,
-                %collation,
-                "the database sorts text by a language's rules, not byte by byte as SQLite does; \
-                 create it with --locale=C --template=template0"
-            );
+        // (Before PostgreSQL 15 there is no `datlocprovider`: no warning.)
+        let locale = conn.client.query_one(
+            "SELECT datcollate::text, datlocprovider::text FROM pg_database
+             WHERE datname = current_database()",
+            &[],
+        );
+        if let Ok(row) = locale {
+            let (collation, provider): (String, String) = (row.get(0), row.get(1));
+            // 'i': ICU, whose collations follow a language whatever datcollate says.
+            let bytewise = matches!(collation.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8");
+            if provider == "i" || !bytewise {
+                tracing::warn!(
+                    db = %shown,
+                    %collation,
+                    "the database sorts text by a language's rules, not byte by byte as SQLite \
+                     does; create it with --locale=C --template=template0"
+                );
+            }
         }
         Ok(Store {
             backend: Backend::Pg(Box::new(PgBackend {
