@@ -60,6 +60,11 @@ fn free_port() -> u16 {
 impl PgCluster {
     /// Initialises and starts a cluster; an error says what is missing or failed.
     pub fn start() -> Result<PgCluster, String> {
+        PgCluster::start_on(free_port())
+    }
+
+    /// [`PgCluster::start`] trying `port` first.
+    fn start_on(port: u16) -> Result<PgCluster, String> {
         let bin = bin_dir().ok_or(
             "PostgreSQL is not installed (no initdb in ARREARS_PG_BIN, /usr/lib/postgresql/*/bin \
              or pg_config --bindir): .ci/run installs Debian's `postgresql` package",
@@ -74,8 +79,7 @@ impl PgCluster {
                 "chown",
             )?;
         }
-        let port = free_port();
-        let c = PgCluster {
+        let mut c = PgCluster {
             dir,
             bin,
             owner,
@@ -90,24 +94,37 @@ impl PgCluster {
                 .args(["--locale", "C"]),
             "initdb",
         )?;
-        // Durability off: a test cluster is thrown away, and fsync is most of the
-        // time of a write-heavy test on a shared disk.
-        let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off",
-            c.dir.path().display()
-        );
-        run(
-            c.command("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .args(["-o", &opts, "-l"])
-                .arg(c.dir.path().join("server.log"))
-                .args(["-w", "-t", "60", "start"]),
-            "pg_ctl start",
-        )
-        .map_err(|e| format!("{e}\n{}", c.log()))?;
-        Ok(c)
+        // The port was free when asked for, but another process (a test binary
+        // starting its own cluster) may take it before the server binds it: then
+        // another port.
+        let mut attempt = 1;
+        loop {
+            // Durability off: a test cluster is thrown away, and fsync is most of
+            // the time of a write-heavy test on a shared disk.
+            let opts = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
+                 -c full_page_writes=off",
+                c.port,
+                c.dir.path().display()
+            );
+            let started = run(
+                c.command("pg_ctl")
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-o", &opts, "-l"])
+                    .arg(c.dir.path().join("server.log"))
+                    .args(["-w", "-t", "60", "start"]),
+                "pg_ctl start",
+            );
+            match started {
+                Ok(()) => return Ok(c),
+                Err(_) if attempt < 5 && c.log().contains("already in use") => {
+                    attempt += 1;
+                    c.port = free_port();
+                }
+                Err(e) => return Err(format!("{e}\n{}", c.log())),
+            }
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -221,5 +238,23 @@ impl Drop for PgCluster {
             .arg(&data)
             .args(["-m", "immediate", "stop"])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port taken between asking for it and the server binding it (another
+    /// test binary's cluster) costs a retry on another port, not a failed test.
+    #[test]
+    fn a_taken_port_is_replaced_by_another() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let c = PgCluster::start_on(port).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(c.port, port);
+        assert!(c.log().contains("already in use"), "{}", c.log());
+        let url = c.database("t").unwrap();
+        crate::Store::open_postgres(&url).unwrap();
     }
 }
