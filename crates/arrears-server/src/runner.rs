@@ -127,37 +127,39 @@ async fn follow(shared: &Arc<Shared>) {
         let store = me.writer.lock().unwrap_or_else(|p| p.into_inner());
         let shown = me.worklist();
         let started = Instant::now();
-        let (view, run, as_of, patched) =
-            match store.worklist_since(shown.run_id(), shown.has_currencies())? {
-                WorklistSince::Same => return Ok(()),
-                WorklistSince::Patch {
-                    run_id,
-                    as_of,
-                    touched,
-                    entries,
-                    currencies,
-                } => (
-                    shown.patched_with(&touched, &entries, &[], currencies),
-                    run_id,
-                    as_of,
-                    true,
-                ),
-                WorklistSince::Whole {
-                    run_id,
-                    as_of,
-                    entries,
-                } => (
-                    super::WorklistView::from_entries(entries),
-                    run_id,
-                    as_of,
-                    false,
-                ),
-            };
+        let since = store.worklist_since(shown.run_id(), shown.has_currencies())?;
+        let read_ms = started.elapsed().as_millis() as u64;
+        let (view, run, as_of, patched) = match since {
+            WorklistSince::Same => return Ok(()),
+            WorklistSince::Patch {
+                run_id,
+                as_of,
+                touched,
+                entries,
+                currencies,
+            } => (
+                shown.patched_with(&touched, &entries, &[], currencies),
+                run_id,
+                as_of,
+                true,
+            ),
+            WorklistSince::Whole {
+                run_id,
+                as_of,
+                entries,
+            } => (
+                super::WorklistView::from_entries(entries),
+                run_id,
+                as_of,
+                false,
+            ),
+        };
         drop(store);
         me.worklist.store(Arc::new(view.with_run(run)));
         tracing::debug!(
             run,
             patched,
+            read_ms,
             ms = started.elapsed().as_millis() as u64,
             "followed the leader's run"
         );
