@@ -125,8 +125,17 @@ pub(crate) fn worklist_query(
     } else {
         None
     };
-    let lim = arg(Value::Int(q.limit.min(i64::MAX as usize) as i64), &mut args);
-    let off = arg(Value::Int(q.offset as i64), &mut args);
+    // Every entry (the daemon's view, a follower's patch): no LIMIT at all. With a
+    // LIMIT parameter PostgreSQL's generic plan, chosen once the statement has
+    // run a few times, plans for a few rows of the whole worklist: 3 ms instead
+    // of 0.1 ms for a follower's one changed customer at a million items.
+    let page = if q.limit == usize::MAX && q.offset == 0 {
+        String::new()
+    } else {
+        let lim = arg(Value::Int(q.limit.min(i64::MAX as usize) as i64), &mut args);
+        let off = arg(Value::Int(q.offset as i64), &mut args);
+        format!("LIMIT {lim} OFFSET {off}")
+    };
     let refs: Vec<&dyn Arg> = args.iter().map(|v| v as &dyn Arg).collect();
     let mut out = Vec::new();
     db.each(
@@ -135,7 +144,7 @@ pub(crate) fn worklist_query(
                     s.profile, s.segment, w.items, w.amount, w.reason, w.customer_id, s.as_of,
                     (SELECT MIN(i.due_date) FROM items i WHERE i.customer_id = w.customer_id AND i.status = 'open')
              {from} {filter}
-             ORDER BY w.nad, w.priority DESC, {} DESC, c.id LIMIT {lim} OFFSET {off}",
+             ORDER BY w.nad, w.priority DESC, {} DESC, c.id {page}",
             db.number("w.score")
         ),
         &refs,
