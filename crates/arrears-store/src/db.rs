@@ -677,33 +677,25 @@ impl Db<'_> {
         then: &str,
         rows: &[Vec<Value>],
     ) -> Result<()> {
-        match self {
-            Db::Lite(_) => {
-                let mut st = self.prepare(row_sql)?;
-                for r in rows {
-                    let args: Vec<&dyn Arg> = r.iter().map(|v| v as &dyn Arg).collect();
-                    st.execute(&args)?;
-                }
-                Ok(())
-            }
-            Db::Pg(_) => {
-                if rows.is_empty() {
-                    return Ok(());
-                }
-                // A temporary table costs four round trips and catalog work: for a
-                // handful of rows (a payment's run writes one or two per step)
-                // one prepared statement per row is quicker.
-                if rows.len() <= FEW_ROWS && !row_sql.is_empty() {
-                    let mut st = self.prepare(row_sql)?;
-                    for r in rows {
-                        let args: Vec<&dyn Arg> = r.iter().map(|v| v as &dyn Arg).collect();
-                        st.execute(&args)?;
-                    }
-                    return Ok(());
-                }
-                self.with_bulk(like, columns, rows, |db| db.execute(then, &[]).map(drop))
-            }
+        if rows.is_empty() {
+            return Ok(());
         }
+        // On PostgreSQL a temporary table costs four round trips and catalog
+        // work: for a handful of rows (a payment's run writes one or two per
+        // step) one prepared statement per row is quicker there too.
+        let per_row = match self {
+            Db::Lite(_) => true,
+            Db::Pg(_) => rows.len() <= FEW_ROWS && !row_sql.is_empty(),
+        };
+        if !per_row {
+            return self.with_bulk(like, columns, rows, |db| db.execute(then, &[]).map(drop));
+        }
+        let mut st = self.prepare(row_sql)?;
+        for r in rows {
+            let args: Vec<&dyn Arg> = r.iter().map(|v| v as &dyn Arg).collect();
+            st.execute(&args)?;
+        }
+        Ok(())
     }
 
     /// PostgreSQL: `rows` in a temporary table `bulk` shaped like `like`'s

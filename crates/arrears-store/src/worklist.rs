@@ -212,6 +212,36 @@ pub(crate) fn open_currencies(
     Ok(out)
 }
 
+/// The customers the runs after run `shown` may have rewritten the entries of,
+/// sorted: `None` when the store does not hold run `shown` (a restored database,
+/// a standby that lagged) or a run since names none (a full run, or one whose
+/// list was cleared).
+fn touched_since(db: &Db, shown: i64) -> Result<Option<Vec<i64>>> {
+    let mut runs: Vec<(i64, Option<String>)> = Vec::new();
+    db.each(
+        "SELECT id, touched FROM runs WHERE id >= ?1 ORDER BY id",
+        args![shown],
+        |r| {
+            runs.push((r.get(0, "runs.id")?, r.get(1, "runs.touched")?));
+            Ok(())
+        },
+    )?;
+    if runs.first().map(|(id, _)| *id) != Some(shown) {
+        return Ok(None);
+    }
+    let mut touched: Vec<i64> = Vec::new();
+    for (id, list) in &runs[1..] {
+        let Some(list) = list else { return Ok(None) };
+        touched.extend(
+            serde_json::from_str::<Vec<i64>>(list)
+                .map_err(|e| StoreError::Invalid(format!("runs.touched of run {id}: {e}")))?,
+        );
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    Ok(Some(touched))
+}
+
 /// Case ids of a customer, open ones first, oldest due first.
 pub(crate) fn cases_of(db: &Db, customer_id: i64, include_closed: bool) -> Result<Vec<i64>> {
     db.rows(
@@ -325,75 +355,32 @@ impl Store {
     /// every entry. Read in one snapshot, so the run and its entries agree.
     pub fn worklist_since(&self, shown: Option<i64>, currencies: bool) -> Result<WorklistSince> {
         self.db().read(|db| {
-            let mut runs: Vec<(i64, String, Option<String>)> = Vec::new();
-            db.each(
-                "SELECT id, as_of, touched FROM runs WHERE id > ?1 ORDER BY id",
-                args![shown.unwrap_or(i64::MIN)],
-                |r| {
-                    runs.push((
-                        r.get(0, "runs.id")?,
-                        r.get(1, "runs.as_of")?,
-                        r.get(2, "runs.touched")?,
-                    ));
-                    Ok(())
-                },
-            )?;
-            // A view of a run the store does not hold (a restored database, a
-            // standby that lagged) is read again whole.
-            let known = match shown {
-                Some(id) => db
-                    .row("SELECT 1 FROM runs WHERE id = ?1", args![id])?
-                    .is_some(),
-                None => false,
-            };
-            let Some((run_id, as_of, _)) = runs.last() else {
-                if shown.is_some() && !known {
-                    let latest = db.row(
-                        "SELECT id, as_of FROM runs ORDER BY id DESC LIMIT 1",
-                        args![],
-                    )?;
-                    if let Some(r) = latest {
-                        return Ok(WorklistSince::Whole {
-                            run_id: r.get(0, "runs.id")?,
-                            as_of: date("runs.as_of", &r.get::<String>(1, "runs.as_of")?)?,
-                            entries: worklist_query(
-                                db,
-                                &WorklistQuery {
-                                    limit: usize::MAX,
-                                    ..WorklistQuery::default()
-                                },
-                                false,
-                                None,
-                            )?
-                            .0,
-                        });
-                    }
-                }
+            let Some(latest) = db.row(
+                "SELECT id, as_of FROM runs ORDER BY id DESC LIMIT 1",
+                args![],
+            )?
+            else {
                 return Ok(WorklistSince::Same);
             };
-            let (run_id, as_of) = (*run_id, date("runs.as_of", as_of)?);
+            let (run_id, as_of) = (latest.get(0, "runs.id")?, latest.date(1, "runs.as_of")?);
+            if shown == Some(run_id) {
+                return Ok(WorklistSince::Same);
+            }
+            let touched = match shown {
+                Some(shown) => touched_since(db, shown)?,
+                None => None,
+            };
             let all = WorklistQuery {
                 limit: usize::MAX,
                 ..WorklistQuery::default()
             };
-            let mut touched: Vec<i64> = Vec::new();
-            for (id, _, list) in &runs {
-                let ids = match (known, list) {
-                    (true, Some(list)) => serde_json::from_str::<Vec<i64>>(list).map_err(|e| {
-                        StoreError::Invalid(format!("runs.touched of run {id}: {e}"))
-                    })?,
-                    _ => {
-                        return Ok(WorklistSince::Whole {
-                            run_id,
-                            as_of,
-                            entries: worklist_query(db, &all, false, None)?.0,
-                        })
-                    }
-                };
-                touched.extend(ids);
-            }
-            touched.sort_unstable();
-            touched.dedup();
+            let Some(touched) = touched else {
+                return Ok(WorklistSince::Whole {
+                    run_id,
+                    as_of,
+                    entries: worklist_query(db, &all, false, None)?.0,
+                });
+            };
             let entries = worklist_query(db, &all, false, Some(&touched))?.0;
             let currencies = if currencies {
                 Some(open_currencies(db, Some(&touched))?)
