@@ -484,25 +484,60 @@ mod tests {
     use arrears_app::run::{run, RunMode};
     use arrears_core::domain::Priority;
 
-    /// The view must answer every query exactly as the store does.
-    #[test]
-    fn pages_match_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+    /// A demo portfolio of `customers` (ten items each) run once in full with
+    /// the shipped rules: the business day and the rules.
+    fn demo_run(
+        store: &mut Store,
+        customers: usize,
+        seed: u64,
+    ) -> (chrono::NaiveDate, arrears_rules::RuleSet) {
         let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
         arrears_demo::generate(
-            &mut store,
+            store,
             &arrears_demo::DemoOptions {
-                customers: 400,
-                items: 4000,
-                seed: 7,
+                customers,
+                items: customers * 10,
+                seed,
                 as_of,
             },
             None,
         )
         .unwrap();
         let rules = arrears_test_support::shipped_rules();
-        run(&mut store, &rules, as_of, RunMode::Full).unwrap();
+        run(store, &rules, as_of, RunMode::Full).unwrap();
+        (as_of, rules)
+    }
+
+    /// An item `customer` owes since July, numbered `n`.
+    fn owed(
+        n: usize,
+        company: &str,
+        customer: &str,
+        currency: &str,
+        amount: Decimal,
+    ) -> arrears_core::domain::ItemInput {
+        arrears_core::domain::ItemInput {
+            source: "test".into(),
+            external_id: format!("t{n}"),
+            company: company.into(),
+            customer: customer.into(),
+            document_no: format!("T-{n}"),
+            document_date: arrears_test_support::d("2026-06-01"),
+            due_date: arrears_test_support::d("2026-07-01"),
+            original_amount: amount,
+            open_amount: amount,
+            currency: arrears_core::money::Currency::parse(currency).unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    /// The view must answer every query exactly as the store does.
+    #[test]
+    fn pages_match_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_, rules) = demo_run(&mut store, 400, 7);
         // Some unassigned work, so the collector scope has two lists to merge.
         store
             .test_connection()
@@ -570,25 +605,11 @@ mod tests {
     #[test]
     fn an_incremental_run_patches_the_view_to_what_a_reload_reads() {
         use arrears_core::domain::{Batch, ItemInput};
-        use arrears_core::money::Currency;
         use rust_decimal_macros::dec;
 
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("t.db")).unwrap();
-        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        arrears_demo::generate(
-            &mut store,
-            &arrears_demo::DemoOptions {
-                customers: 400,
-                items: 4000,
-                seed: 7,
-                as_of,
-            },
-            None,
-        )
-        .unwrap();
-        let rules = arrears_test_support::shipped_rules();
-        run(&mut store, &rules, as_of, RunMode::Full).unwrap();
+        let (as_of, rules) = demo_run(&mut store, 400, 7);
         let view = WorklistView::load(&store).unwrap();
         view.load_currencies(&store).unwrap();
         let some: Vec<Arc<WorklistEntry>> = view.entries().step_by(37).take(4).cloned().collect();
@@ -596,19 +617,8 @@ mod tests {
 
         // Three customers owe more, in a currency they had not owed in; one new
         // customer appears; one customer is put off until next month.
-        let item = |n: usize, company: &str, customer: &str, cur: &str| ItemInput {
-            source: "patch".into(),
-            external_id: format!("p{n}"),
-            company: company.into(),
-            customer: customer.into(),
-            document_no: format!("P-{n}"),
-            document_date: arrears_test_support::d("2026-06-01"),
-            due_date: arrears_test_support::d("2026-07-01"),
-            original_amount: dec!(25000),
-            open_amount: dec!(25000),
-            currency: Currency::parse(cur).unwrap(),
-            hold: None,
-            original_document: None,
+        let item = |n: usize, company: &str, customer: &str, cur: &str| {
+            owed(n, company, customer, cur, dec!(25000))
         };
         let mut items: Vec<ItemInput> = some[..3]
             .iter()
@@ -765,25 +775,11 @@ mod tests {
     /// what a reload reads; after a full run it reads every entry.
     fn a_follower_patches_its_view_to_what_a_reload_reads(store: &mut Store) {
         use arrears_app::run::KnownLoads;
-        use arrears_core::domain::{Batch, ItemInput};
-        use arrears_core::money::Currency;
+        use arrears_core::domain::Batch;
         use arrears_store::WorklistSince;
         use rust_decimal_macros::dec;
 
-        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        arrears_demo::generate(
-            store,
-            &arrears_demo::DemoOptions {
-                customers: 300,
-                items: 3000,
-                seed: 11,
-                as_of,
-            },
-            None,
-        )
-        .unwrap();
-        let rules = arrears_test_support::shipped_rules();
-        run(store, &rules, as_of, RunMode::Full).unwrap();
+        let (as_of, rules) = demo_run(store, 300, 11);
         let shown = WorklistView::load(store).unwrap();
         shown.load_currencies(store).unwrap();
         let first = shown.run_id().expect("tagged");
@@ -796,19 +792,8 @@ mod tests {
 
         // Two runs the follower misses: one customer owes more in a new currency,
         // a new customer appears; then one customer is put off.
-        let item = |n: usize, company: &str, customer: &str, cur: &str| ItemInput {
-            source: "follow".into(),
-            external_id: format!("f{n}"),
-            company: company.into(),
-            customer: customer.into(),
-            document_no: format!("F-{n}"),
-            document_date: arrears_test_support::d("2026-06-01"),
-            due_date: arrears_test_support::d("2026-07-01"),
-            original_amount: dec!(30000),
-            open_amount: dec!(30000),
-            currency: Currency::parse(cur).unwrap(),
-            hold: None,
-            original_document: None,
+        let item = |n: usize, company: &str, customer: &str, cur: &str| {
+            owed(n, company, customer, cur, dec!(30000))
         };
         store
             .ingest(&Batch {
