@@ -977,6 +977,38 @@ impl Drop for OpenWrite<'_> {
 mod tests {
     use super::*;
 
+    /// A read that panicked (the run thread survives a panicking run) leaves no
+    /// snapshot open: the next read sees what was committed since.
+    #[test]
+    fn a_panic_inside_a_read_leaves_no_snapshot_open() {
+        let url = crate::pg::testing::PgCluster::shared().fresh_database();
+        let s = crate::Store::open_postgres(&url).unwrap();
+        let other = crate::Store::open_postgres(&url).unwrap();
+        let count = |s: &crate::Store| -> i64 {
+            s.db()
+                .read(|db| {
+                    db.row("SELECT COUNT(*) FROM customers", args![])?
+                        .expect("a row")
+                        .get(0, "count")
+                })
+                .unwrap()
+        };
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.db().read(|db| -> Result<()> {
+                db.row("SELECT 1", args![])?;
+                panic!("a bug inside a read")
+            })
+        }));
+        assert!(panicked.is_err());
+        other
+            .write_stmt(
+                "INSERT INTO customers(company, code, name) VALUES ('C', 'X', 'x')",
+                args![],
+            )
+            .unwrap();
+        assert_eq!(count(&s), 1);
+    }
+
     /// A write commits whole or not at all; a nested one that fails undoes only
     /// its own writes. The same on both databases.
     fn writes_are_all_or_nothing(db: &Db) {

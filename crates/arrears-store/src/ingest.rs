@@ -935,7 +935,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrears_core::domain::{ItemInput, PaymentInput};
     use arrears_core::money::Currency;
