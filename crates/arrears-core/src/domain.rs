@@ -147,6 +147,10 @@ pub struct Batch {
     /// Sources for which `items` is the complete list of open items: any other open
     /// item of these sources has disappeared and is cleared.
     pub snapshot_sources: Vec<String>,
+    /// The business day the data describes (an ERP sync's day, an import's
+    /// `--as-of`): what the batch changes is dated by it in the items' history.
+    /// `None`: the store clock's day.
+    pub as_of: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +179,62 @@ impl PromiseStatus {
             "broken" => PromiseStatus::Broken,
             _ => PromiseStatus::Open,
         }
+    }
+}
+
+/// Why an item's open amount or status changed, as its history records it (and
+/// `cleared_by` once it left collection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeCause {
+    /// A payment allocated to the item (a bank statement, or an ERP batch that
+    /// links a payment to it).
+    Payment,
+    /// A credit note set against it.
+    Credit,
+    /// Written off at the end of the collection process.
+    WriteOff,
+    /// Taken into a payment agreement, or changed by one (a broken agreement's
+    /// unearned interest dropped).
+    Agreement,
+    /// Split or re-posted: replaced by other documents.
+    Replaced,
+    /// The ERP reported the new amount or status without saying why.
+    Erp,
+    /// It disappeared from a full snapshot of its source.
+    Snapshot,
+    /// State found when the history began (schema version 14), dated by what
+    /// the store held: the closing of its case, its last linked payment.
+    BeforeHistory,
+}
+
+impl ChangeCause {
+    pub const ALL: [ChangeCause; 8] = [
+        ChangeCause::Payment,
+        ChangeCause::Credit,
+        ChangeCause::WriteOff,
+        ChangeCause::Agreement,
+        ChangeCause::Replaced,
+        ChangeCause::Erp,
+        ChangeCause::Snapshot,
+        ChangeCause::BeforeHistory,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeCause::Payment => "payment",
+            ChangeCause::Credit => "credit",
+            ChangeCause::WriteOff => "write_off",
+            ChangeCause::Agreement => "agreement",
+            ChangeCause::Replaced => "replaced",
+            ChangeCause::Erp => "erp",
+            ChangeCause::Snapshot => "snapshot",
+            ChangeCause::BeforeHistory => "before_history",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeCause> {
+        ChangeCause::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 

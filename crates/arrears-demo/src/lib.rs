@@ -816,6 +816,7 @@ impl Generator {
             items,
             payments,
             snapshot_sources: Vec::new(),
+            as_of: None,
         };
         Ok(())
     }

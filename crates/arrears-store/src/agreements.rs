@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::customer::{customer_event, mark_changed};
 use super::{date, dec, Result, Store, StoreError};
-use arrears_core::domain::Role;
+use arrears_core::domain::{ChangeCause, Role};
 use arrears_core::money::{Currency, Money, Rates};
 use arrears_engine::case::add_days;
 use arrears_finance::{
@@ -408,6 +408,7 @@ fn settle(
                     "UPDATE items SET due_date = ?2, open_amount = ?3, status = ?4 WHERE id = ?1",
                     args![item, as_of, left, status],
                 )?;
+                crate::history::note(db, as_of, ChangeCause::Agreement, &[item])?;
             }
             customer_event(
                 db,
@@ -700,6 +701,7 @@ fn activate(db: &Db, id: i64, on: NaiveDate, templates: Option<&Templates>) -> R
             "UPDATE items SET status = 'agreement' WHERE id = ?1",
             args![item_id],
         )?;
+        crate::history::note(db, on, ChangeCause::Agreement, &[item_id])?;
         let cases: Vec<i64> = db
             .rows(
                 "SELECT id FROM cases WHERE item_id = ?1 AND status = 'open'",
@@ -1226,6 +1228,27 @@ mod tests {
                     (agr(3).as_str(), "open"),
                 ]
             );
+            // INV-1 and INV-2 left collection into the agreement on its day.
+            for doc in ["INV-1", "INV-2"] {
+                let id: i64 = s
+                    .db()
+                    .row("SELECT id FROM items WHERE document_no = ?1", args![doc])
+                    .unwrap()
+                    .unwrap()
+                    .get(0, "items.id")
+                    .unwrap();
+                let h = s.item_history(id).unwrap();
+                let last = h.last().expect("a history");
+                assert_eq!(
+                    (last.on, last.status.as_str(), last.cause),
+                    (d("2026-10-01"), "agreement", ChangeCause::Agreement),
+                    "{doc}"
+                );
+                assert_eq!(
+                    s.item_clearing(id).unwrap().map(|c| (c.on, c.by)),
+                    Some((d("2026-10-01"), ChangeCause::Agreement))
+                );
+            }
             // Each instalment item carries the instalment's amount with its scale.
             for (l, i) in a.schedule.iter().zip(&items[3..]) {
                 assert_eq!(i.1, l.amount.to_string());
@@ -1480,6 +1503,28 @@ mod tests {
             assert_eq!(
                 (due_now.1.parse::<Decimal>().unwrap(), due_now.3.as_str()),
                 (last.amount - last.interest, "2026-11-20")
+            );
+            let due_now_id: i64 = s
+                .db()
+                .row(
+                    "SELECT id FROM items WHERE document_no = ?1",
+                    args![due_now.0],
+                )
+                .unwrap()
+                .unwrap()
+                .get(0, "items.id")
+                .unwrap();
+            let h = s.item_history(due_now_id).unwrap();
+            assert_eq!(
+                h.iter()
+                    .map(|h| (h.on, h.open_amount, h.cause))
+                    .collect::<Vec<_>>(),
+                [(
+                    d("2026-11-20"),
+                    last.amount - last.interest,
+                    ChangeCause::Agreement
+                )],
+                "the unearned interest dropped the day it broke"
             );
             assert_eq!(
                 now[now.len() - 2].3,

@@ -460,6 +460,16 @@ impl Db<'_> {
         }
     }
 
+    /// Parameter `param` typed as `ty` where the statement alone does not say
+    /// (a value selected into an INSERT): PostgreSQL needs the type to bind it,
+    /// SQLite keeps dates and amounts as the text they are.
+    pub(crate) fn typed(&self, param: &str, ty: &str) -> String {
+        match self {
+            Db::Lite(_) => param.to_string(),
+            Db::Pg(_) => format!("CAST({param} AS {ty})"),
+        }
+    }
+
     /// An amount column as a number to order by: SQLite keeps amounts as text.
     pub(crate) fn number(&self, column: &str) -> String {
         match self {

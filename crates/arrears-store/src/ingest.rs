@@ -5,10 +5,12 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::db::{args, Arg, Db, Row};
+use super::history;
 use super::pg::Value;
 use super::{Result, Store, StoreError};
-use arrears_core::domain::{Batch, CustomerInfo, ItemInput, PaymentInput};
+use arrears_core::domain::{Batch, ChangeCause, CustomerInfo, ItemInput, PaymentInput};
 use arrears_core::money::check_amount;
+use chrono::NaiveDate;
 
 /// Every source (CSV, ERP connectors, plugins) lands here: amounts beyond the bound or
 /// with more decimals than their currency are refused before anything is written.
@@ -326,12 +328,13 @@ fn mark_replaced(db: &Db) -> Result<Vec<(i64, i64)>> {
 
 /// Writes a batch in one transaction (inside another one: a savepoint), on either
 /// database. Either everything in it is stored or nothing is.
-pub(crate) fn ingest(db: &Db, batch: &Batch) -> Result<IngestStats> {
+/// What it changes is dated `batch.as_of`, else `today`, in the items' history.
+pub(crate) fn ingest(db: &Db, batch: &Batch, today: NaiveDate) -> Result<IngestStats> {
     check_amounts(batch)?;
-    db.write(|db| ingest_in(db, batch))
+    db.write(|db| ingest_in(db, batch, batch.as_of.unwrap_or(today)))
 }
 
-fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
+fn ingest_in(db: &Db, batch: &Batch, day: NaiveDate) -> Result<IngestStats> {
     let mut stats = IngestStats::default();
     let mut customers = Customers {
         ids: HashMap::new(),
@@ -341,6 +344,8 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     // data, payments, an item moved between them), and single items.
     let mut dirty: HashSet<i64> = HashSet::new();
     let mut items_changed: HashSet<(i64, i64)> = HashSet::new();
+    // The items the batch wrote (id, index in the batch), for their history.
+    let mut written: Vec<(i64, usize)> = Vec::new();
 
     // A large batch on PostgreSQL finds and creates its customers at once, and
     // writes their data at once when it names each once.
@@ -371,6 +376,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
             &mut stats,
             &mut dirty,
             &mut items_changed,
+            &mut written,
         )?;
     } else {
         items_one_by_one(
@@ -380,11 +386,16 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
             &mut stats,
             &mut dirty,
             &mut items_changed,
+            &mut written,
         )?;
     }
+    let mut replaced = Vec::new();
     if batch.items.iter().any(|i| i.original_document.is_some()) || stats.items_new > 0 {
-        items_changed.extend(mark_replaced(db)?);
+        let r = mark_replaced(db)?;
+        replaced = r.iter().map(|&(_, id)| id).collect();
+        items_changed.extend(r);
     }
+    let mut gone_ids = Vec::new();
 
     if !batch.snapshot_sources.is_empty() {
         db.execute(
@@ -409,6 +420,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
                     args![id],
                 )?;
                 items_changed.insert((cid, id));
+                gone_ids.push(id);
                 stats.items_cleared += 1;
             }
         }
@@ -424,6 +436,7 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
     } else {
         payments_one_by_one(db, batch, &mut customers, &mut stats, &mut dirty)?;
     }
+    note_history(db, batch, day, &written, &replaced, &gone_ids)?;
 
     // Sorted, so the same batch always logs the same: customers as a whole by
     // id, then single items by id.
@@ -453,6 +466,64 @@ fn ingest_in(db: &Db, batch: &Batch) -> Result<IngestStats> {
         &entries,
     )?;
     Ok(stats)
+}
+
+/// The history of the items a batch changed: an item the batch links a payment
+/// to changed by that payment, on its value date (the latest, when several);
+/// any other by the ERP, on the batch's day.
+fn note_history(
+    db: &Db,
+    batch: &Batch,
+    day: NaiveDate,
+    written: &[(i64, usize)],
+    replaced: &[i64],
+    gone: &[i64],
+) -> Result<()> {
+    let mut paid_on: HashMap<(&str, &str), NaiveDate> = HashMap::new();
+    for p in &batch.payments {
+        if let Some(item) = &p.item_ref {
+            let on = paid_on
+                .entry((p.source.as_str(), item.as_str()))
+                .or_insert(p.value_date);
+            *on = (*on).max(p.value_date);
+        }
+    }
+    let changes: Vec<(i64, NaiveDate, ChangeCause)> = written
+        .iter()
+        .map(|&(id, at)| {
+            let it = &batch.items[at];
+            match paid_on.get(&(it.source.as_str(), it.external_id.as_str())) {
+                Some(&on) => (id, on.min(day), ChangeCause::Payment),
+                None => (id, day, ChangeCause::Erp),
+            }
+        })
+        .collect();
+    history::note_each(db, &changes)?;
+    // Replaced from the day its replacement is dated, if earlier: its sale moved
+    // to the replacement then.
+    let replaced_on = if replaced.is_empty() {
+        Vec::new()
+    } else {
+        db.rows(
+            &format!(
+                "SELECT i.id, MIN(r.document_date) FROM items i
+                 JOIN items r ON r.original_document = i.document_no
+                             AND r.customer_id = i.customer_id AND r.id <> i.id
+                 WHERE i.id IN {} GROUP BY i.id",
+                db.in_list("?1", "BIGINT")
+            ),
+            args![Db::json_list(replaced)],
+        )?
+        .iter()
+        .map(|r| {
+            let on = r.date(1, "items.document_date")?;
+            Ok((r.get(0, "items.id")?, on.min(day), ChangeCause::Replaced))
+        })
+        .collect::<Result<Vec<_>>>()?
+    };
+    history::note_each(db, &replaced_on)?;
+    history::note(db, day, ChangeCause::Snapshot, gone)?;
+    Ok(())
 }
 
 /// Whether rows with these keys go in bulk: on PostgreSQL, from `from` rows on
@@ -509,6 +580,7 @@ fn items_one_by_one(
     stats: &mut IngestStats,
     dirty: &mut HashSet<i64>,
     items_changed: &mut HashSet<(i64, i64)>,
+    written: &mut Vec<(i64, usize)>,
 ) -> Result<()> {
     // Prepared once: a bulk import runs them a million times.
     let mut ins = db.prepare_insert(
@@ -532,7 +604,7 @@ fn items_one_by_one(
             OR original_document IS DISTINCT FROM ?12
             OR status IS DISTINCT FROM (CASE WHEN status IN ('agreement', 'replaced') AND ?13 = 'open' THEN status ELSE ?13 END))",
     )?;
-    for it in &batch.items {
+    for (at, it) in batch.items.iter().enumerate() {
         let cid = customers.id(db, &it.company, &it.customer, stats)?;
         let status = if it.open_amount.is_zero() {
             "cleared"
@@ -561,6 +633,7 @@ fn items_one_by_one(
         if let Some(id) = ins.insert(a)? {
             stats.items_new += 1;
             items_changed.insert((cid, id));
+            written.push((id, at));
             continue;
         }
         let prev = prev.row(args![it.source, it.external_id])?.ok_or_else(|| {
@@ -576,6 +649,7 @@ fn items_one_by_one(
         );
         let n = upd.execute(a)?;
         if n == 1 {
+            written.push((id, at));
             stats.items_updated += 1;
             if status == "cleared" && old_status == "open" {
                 stats.items_cleared += 1;
@@ -613,6 +687,7 @@ fn items_in_bulk(
     stats: &mut IngestStats,
     dirty: &mut HashSet<i64>,
     items_changed: &mut HashSet<(i64, i64)>,
+    written: &mut Vec<(i64, usize)>,
 ) -> Result<()> {
     let cids: Vec<i64> = batch
         .items
@@ -657,13 +732,18 @@ fn items_in_bulk(
         "status",
     ];
     let mut rows = Vec::with_capacity(batch.items.len());
-    for (it, cid) in batch.items.iter().zip(&cids) {
+    let mut at_of: HashMap<i64, usize> = HashMap::new();
+    for (at, (it, cid)) in batch.items.iter().zip(&cids).enumerate() {
         let id = match old.get(&key(it)) {
-            Some((id, _, _)) => *id,
+            Some((id, _, _)) => {
+                at_of.insert(*id, at);
+                *id
+            }
             None => {
                 let id = fresh.next().expect("an id for each new item");
                 stats.items_new += 1;
                 items_changed.insert((*cid, id));
+                written.push((id, at));
                 id
             }
         };
@@ -731,6 +811,7 @@ fn items_in_bulk(
             r.get(2, "items.status")?,
         );
         let (_, old_cid, old_status) = old_by_id[&id];
+        written.push((id, at_of[&id]));
         stats.items_updated += 1;
         if status == "cleared" && old_status == "open" {
             stats.items_cleared += 1;
@@ -930,7 +1011,7 @@ impl Store {
 
     /// Writes a batch in one transaction. Either everything in it is stored or nothing is.
     pub fn ingest(&mut self, batch: &Batch) -> Result<IngestStats> {
-        ingest(&self.db(), batch)
+        ingest(&self.db(), batch, self.clock.today())
     }
 }
 

@@ -10,10 +10,11 @@
 //! filtering, the joins and the integer counts, which are exact. The pass is written
 //! once for both databases ([`Db`]) and gives the same figures on both.
 //!
-//! Cost: one sequential pass over each of items, cases, customers, linked payments dated
-//! up to the CEI start, promises, worklist and the `completed` case events; only the
-//! payments are sorted. O(rows) time; memory O(customers + one byte per item id per
-//! part + linked payments + companies × currencies × months of history). The item and
+//! Cost: one sequential pass over each of items, open cases, customers, the items'
+//! history rows dated up to the CEI start, promises, worklist and the `completed` case
+//! events; only those history rows are sorted. O(rows) time; memory O(customers + one
+//! byte per item id per part + history rows + companies × currencies × months of
+//! history). The item and
 //! case scans dominate (SQLite decoding the rows, more than the arithmetic), so on
 //! SQLite from 100,000 items on they are split by id range over one read-only connection
 //! per core (at most 4) and the partial totals merged; the result is the same as in one
@@ -94,9 +95,8 @@ pub struct CurrencyFigures {
     pub sales_by_period: Vec<Decimal>,
     pub sales_in_dso_window: Decimal,
     pub sales_in_cei_window: Decimal,
-    /// Reconstructed open amount on the CEI start of the items dated before it: the
-    /// original amount less linked payments valued by then, unless a case of the item
-    /// was closed by then (and none open on it); overpaid items count nothing.
+    /// Open amount on the CEI start of the items dated by then, from their history
+    /// (an item without a change by then at its original amount).
     pub beginning_receivables: Decimal,
     /// Open amount of the items due within the soon window.
     pub due_soon: Decimal,
@@ -433,12 +433,8 @@ impl Totals {
     }
 }
 
-/// Per item: a case of it was closed on or before the CEI start.
-const CLOSED_BY_START: u8 = 1;
-/// Per item: a case of it was open on the CEI start (opened by then, closed after or not yet).
-const OPEN_AT_START: u8 = 2;
-/// Per item: bits 2–3 hold the priority of its open case (1 low, 2 medium, 3 high).
-const PRIORITY_SHIFT: u8 = 2;
+/// Per item: the priority of its open case (1 low, 2 medium, 3 high), 0 without one.
+const PRIORITY_SHIFT: u8 = 0;
 
 /// A byte of case facts per item id: a vector indexed by id (item ids are SQLite rowids,
 /// dense in practice), a map if the ids are too sparse for that.
@@ -542,50 +538,47 @@ impl IdRange {
     }
 }
 
-/// Payments linked to an item (`payments.item_id`) with a value date on or before the
-/// CEI start: (item id, interned currency, amount), sorted by item id.
-struct Paid {
-    currencies: Vec<String>,
-    rows: Vec<(i64, u32, Decimal)>,
+/// Each item's open amount on the CEI start, from its history, for the items that
+/// had changed by then: (item id, amount; zero once it was no longer open), sorted
+/// by item id. An item without a row was still as born: open at its original amount.
+struct OnStart {
+    rows: Vec<(i64, Decimal)>,
 }
 
-impl Paid {
-    /// `ids`: the payments' ids, to read in windows on PostgreSQL.
-    fn load(db: &Db, start: &str, ids: &IdRange) -> Result<Paid, StoreError> {
-        let mut out = Paid {
-            currencies: Vec::new(),
-            rows: Vec::new(),
-        };
+impl OnStart {
+    /// `ids`: the history's ids, to read in windows on PostgreSQL.
+    fn load(db: &Db, start: &str, ids: &IdRange) -> Result<OnStart, StoreError> {
+        // (item, row id, amount): the latest row written by the start wins.
+        let mut all: Vec<(i64, i64, Decimal)> = Vec::new();
         each_window(
             db,
-            "SELECT item_id, currency, amount FROM payments
-             WHERE item_id IS NOT NULL AND value_date <= ?1 AND id >= ?2 AND id < ?3",
+            "SELECT item_id, id, CASE WHEN status = 'open' THEN open_amount ELSE '0' END
+             FROM item_history WHERE on_date <= ?1 AND id >= ?2 AND id < ?3",
             args![start],
             ids,
             (ids.lo, ids.hi),
             |r| {
-                let code = txt(r, 1, "payments.currency")?;
-                let cur = match out.currencies.iter().position(|c| *c == code) {
-                    Some(i) => i as u32,
-                    None => {
-                        out.currencies.push(code.to_string());
-                        (out.currencies.len() - 1) as u32
-                    }
-                };
-                out.rows.push((
-                    int(r, 0, "payments.item_id")?,
-                    cur,
-                    amount(r, 2, "payments.amount")?,
+                all.push((
+                    int(r, 0, "item_history.item_id")?,
+                    int(r, 1, "item_history.id")?,
+                    amount(r, 2, "item_history.open_amount")?,
                 ));
                 Ok(())
             },
         )?;
-        out.rows.sort_unstable_by_key(|p| p.0);
-        Ok(out)
+        all.sort_unstable_by_key(|&(item, id, _)| (item, id));
+        let mut rows: Vec<(i64, Decimal)> = Vec::with_capacity(all.len());
+        for (item, _, amount) in all {
+            match rows.last_mut() {
+                Some(last) if last.0 == item => last.1 = amount,
+                _ => rows.push((item, amount)),
+            }
+        }
+        Ok(OnStart { rows })
     }
 
-    /// The payments of items with ids in `lo..hi`.
-    fn within(&self, (lo, hi): (i64, i64)) -> &[(i64, u32, Decimal)] {
+    /// The rows of items with ids in `lo..hi`.
+    fn within(&self, (lo, hi): (i64, i64)) -> &[(i64, Decimal)] {
         let a = self.rows.partition_point(|p| p.0 < lo);
         let b = self.rows.partition_point(|p| p.0 < hi);
         &self.rows[a..b]
@@ -616,31 +609,24 @@ fn each_window(
     Ok(())
 }
 
-/// The cases with ids in `part`: the priority of each item's open case, and whether the
-/// item had a case closed by `start` / a case open on `start`.
+/// The cases with ids in `part`: the priority of each item's open case.
 fn scan_cases(
     db: &Db,
-    start: &str,
     part: (i64, i64),
     cases: &IdRange,
     items: &IdRange,
 ) -> Result<ItemFlags, StoreError> {
     let mut flags = ItemFlags::new(items);
-    // One integer per case keeps the row narrow: open-case priority × 4 + state on `start`.
     each_window(
         db,
-        "SELECT item_id,
-                CASE WHEN status = 'open' THEN (CASE priority WHEN 3 THEN 3 WHEN 2 THEN 2 ELSE 1 END) ELSE 0 END * 4
-                + CASE WHEN opened_on > ?1 THEN 0
-                       WHEN status = 'closed' AND closed_on <= ?1 THEN 1
-                       ELSE 2 END
-         FROM cases WHERE id >= ?2 AND id < ?3",
-        args![start],
+        "SELECT item_id, CASE priority WHEN 3 THEN 3 WHEN 2 THEN 2 ELSE 1 END
+         FROM cases WHERE status = 'open' AND id >= ?1 AND id < ?2",
+        args![],
         cases,
         part,
         |r| {
-            let code = int(r, 1, "case flags")?;
-            flags.set(int(r, 0, "cases.item_id")?, code as u8);
+            let code = int(r, 1, "case priority")?;
+            flags.set(int(r, 0, "cases.item_id")?, (code as u8) << PRIORITY_SHIFT);
             Ok(())
         },
     )?;
@@ -654,7 +640,7 @@ struct ItemScan<'a> {
     items: &'a IdRange,
     companies: &'a Companies,
     flags: &'a ItemFlags,
-    paid: &'a Paid,
+    on_start: &'a OnStart,
 }
 
 /// The items with ids in `lo..hi`: receivables, aging, credit sales, beginning
@@ -662,14 +648,14 @@ struct ItemScan<'a> {
 fn scan_items(db: &Db, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreError> {
     let (today, opts) = (s.today, s.scan);
     let mut totals = Totals::default();
-    let mut pay = s.paid.within(ids).iter().peekable();
+    let mut then = s.on_start.within(ids).iter().peekable();
     // Consecutive items mostly share customer and currency: skip the look-ups then.
     let mut last: Option<(i64, u32, usize)> = None;
     each_window(
         db,
         // Two flags ride in the id's low bits (one column fewer per row): bit 0 open,
         // bit 1 a replacement (split / re-posting) of another document. In id order
-        // (free for a rowid table) so the sorted payments merge in.
+        // (free for a rowid table) so the sorted states on the CEI start merge in.
         "SELECT id * 4 + CASE WHEN original_document IS NULL THEN 0 ELSE 2 END
                        + CASE WHEN status = 'open' THEN 1 ELSE 0 END,
                 customer_id, currency, document_date, due_date, original_amount, open_amount
@@ -681,28 +667,24 @@ fn scan_items(db: &Db, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreErr
             let packed = int(r, 0, "items.id")?;
             let (id, open, replacement) = (packed >> 2, packed & 1 == 1, packed & 2 == 2);
             let customer = int(r, 1, "items.customer_id")?;
-            let (cur, slot) = match last {
+            let slot = match last {
                 Some((c, cur, slot))
                     if c == customer
                         && totals.currencies[cur as usize].as_bytes()
                             == &bytes(r, 2, "items.currency")?[..] =>
                 {
-                    (cur, slot)
+                    slot
                 }
                 _ => {
                     let company = s.companies.of("items.customer_id", customer)?;
                     let cur = totals.currency(&txt(r, 2, "items.currency")?);
                     let slot = totals.slot(company, cur);
                     last = Some((customer, cur, slot));
-                    (cur, slot)
+                    slot
                 }
             };
-            let mut paid_before = Decimal::ZERO;
-            while let Some(p) = pay.next_if(|p| p.0 <= id) {
-                if p.0 == id && s.paid.currencies[p.1 as usize] == totals.currencies[cur as usize] {
-                    paid_before += p.2;
-                }
-            }
+            while then.next_if(|p| p.0 < id).is_some() {}
+            let on_start = then.next_if(|p| p.0 == id).map(|p| p.1);
             let a = &mut totals.rows[slot].1;
             let f = s.flags.get(id);
             let prio = f >> PRIORITY_SHIFT;
@@ -730,16 +712,8 @@ fn scan_items(db: &Db, s: &ItemScan, ids: (i64, i64)) -> Result<Totals, StoreErr
                 if !replacement {
                     a.sales_cei.add(original);
                 }
-            } else if f & CLOSED_BY_START == 0 || f & OPEN_AT_START != 0 {
-                let rest = if paid_before.is_zero() {
-                    original
-                } else {
-                    original - paid_before
-                };
-                // Overpaid by the start: nothing was open (no balance of the other sign).
-                if rest.is_sign_negative() == original.is_sign_negative() {
-                    a.beginning.add(rest);
-                }
+            } else {
+                a.beginning.add(on_start.unwrap_or(original));
             }
             if open {
                 let open = amount(r, 6, "items.open_amount")?;
@@ -898,14 +872,14 @@ fn figures(db: &Db, scan: &KpiScan, cei_start: &str) -> Result<KpiFigures> {
         Db::Pg(_) => None,
     };
     let companies = Companies::load(db)?;
-    let payment_ids = match db {
+    let history_ids = match db {
         Db::Lite(_) => IdRange::ALL,
-        Db::Pg(_) => IdRange::of(db, "payments")?,
+        Db::Pg(_) => IdRange::of(db, "item_history")?,
     };
-    let paid = Paid::load(db, cei_start, &payment_ids)?;
+    let on_start = OnStart::load(db, cei_start, &history_ids)?;
     let item_ids = IdRange::of(db, "items")?;
     let case_ids = IdRange::of(db, "cases")?;
-    lap("customers and payments");
+    lap("customers and item history");
 
     // The item and case scans are most of the work: on SQLite split by id over read
     // connections; on PostgreSQL read on this one (see the module's header).
@@ -921,7 +895,7 @@ fn figures(db: &Db, scan: &KpiScan, cei_start: &str) -> Result<KpiFigures> {
     let n = 1 + extra.len();
     let case_parts = case_ids.split(n);
     let mut flags = fan_out(db, &mut extra, |db, k| {
-        scan_cases(db, cei_start, case_parts[k], &case_ids, &item_ids)
+        scan_cases(db, case_parts[k], &case_ids, &item_ids)
     })?;
     let mut all = flags.remove(0);
     for f in flags {
@@ -935,7 +909,7 @@ fn figures(db: &Db, scan: &KpiScan, cei_start: &str) -> Result<KpiFigures> {
         items: &item_ids,
         companies: &companies,
         flags: &flags,
-        paid: &paid,
+        on_start: &on_start,
     };
     let item_parts = item_ids.split(n);
     let mut parts_totals = fan_out(db, &mut extra, |db, k| {
@@ -1576,156 +1550,118 @@ mod tests {
         assert_eq!(fees.sales_by_period, [dec!(100)]);
     });
 
-    crate::on_both!(cei_reconstructs_the_beginning_receivables, |s| {
-        let items = vec![
-            // paid 600 after the start: all 1000 were open on the start
-            item(
-                "BETA",
-                "C1",
-                "P1",
-                "2026-05-01",
-                "2026-05-31",
-                dec!(1000),
-                dec!(400),
-                "EUR",
-            ),
-            // 100 paid before the start: 400 open on the start
-            item(
-                "BETA",
-                "C1",
-                "P2",
-                "2026-05-10",
-                "2026-06-09",
-                dec!(500),
-                dec!(400),
-                "EUR",
-            ),
-            // case closed as cleared before the start: gone
-            item(
-                "BETA",
-                "C1",
-                "P3",
-                "2026-04-01",
-                "2026-05-01",
-                dec!(300),
-                dec!(0),
-                "EUR",
-            ),
-            // case closed as cleared after the start: open on the start
-            item(
-                "BETA",
-                "C1",
-                "P4",
-                "2026-04-05",
-                "2026-05-05",
-                dec!(200),
-                dec!(0),
-                "EUR",
-            ),
-            // cleared, then reopened with a new case before the start: open on the start
-            item(
-                "BETA",
-                "C1",
-                "P5",
-                "2026-03-01",
-                "2026-03-31",
-                dec!(100),
-                dec!(100),
-                "EUR",
-            ),
-            // fully paid before the start
-            item(
-                "BETA",
-                "C1",
-                "P6",
-                "2026-05-20",
-                "2026-06-19",
-                dec!(250),
-                dec!(0),
-                "EUR",
-            ),
-            // sales of the period
-            item(
-                "BETA",
-                "C1",
-                "P7",
-                "2026-06-10",
-                "2026-07-10",
-                dec!(600),
-                dec!(600),
-                "EUR",
-            ),
-            item(
-                "BETA",
-                "C1",
-                "P8",
-                "2026-06-05",
-                "2026-06-25",
-                dec!(400),
-                dec!(0),
-                "EUR",
-            ),
-            // a payment in another currency does not count against it
-            item(
-                "BETA",
-                "C1",
-                "P9",
-                "2026-05-25",
-                "2026-06-24",
-                dec!(80),
-                dec!(80),
-                "EUR",
-            ),
-            // overpaid before the start: nothing open (not −20)
-            item(
-                "BETA",
-                "C1",
-                "P10",
-                "2026-05-01",
-                "2026-05-31",
-                dec!(50),
-                dec!(0),
-                "EUR",
-            ),
-            // cleared without any case or linked payment: no date for the clearing, so
-            // counted as open on the start (the documented overstatement)
-            item(
-                "BETA",
-                "C1",
-                "P11",
-                "2026-04-01",
-                "2026-05-01",
-                dec!(90),
-                dec!(0),
-                "EUR",
-            ),
+    /// A batch of what the ERP knew on `on`.
+    fn learn(s: &mut Store, on: &str, items: Vec<ItemInput>, payments: Vec<PaymentInput>) {
+        s.ingest(&Batch {
+            items,
+            payments,
+            as_of: Some(d(on)),
+            ..Batch::default()
+        })
+        .unwrap();
+    }
+
+    crate::on_both!(cei_beginning_receivables_come_from_the_items_history, |s| {
+        // (document, document date, due date, original amount)
+        let docs = [
+            ("P1", "2026-05-01", "2026-05-31", dec!(1000)),
+            ("P2", "2026-05-10", "2026-06-09", dec!(500)),
+            ("P3", "2026-04-01", "2026-05-01", dec!(300)),
+            ("P4", "2026-04-05", "2026-05-05", dec!(200)),
+            ("P5", "2026-03-01", "2026-03-31", dec!(100)),
+            ("P6", "2026-05-20", "2026-06-19", dec!(250)),
+            ("P7", "2026-06-10", "2026-07-10", dec!(600)),
+            ("P8", "2026-06-05", "2026-06-25", dec!(400)),
+            ("P9", "2026-05-25", "2026-06-24", dec!(80)),
+            ("P10", "2026-05-01", "2026-05-31", dec!(50)),
+            ("P11", "2026-04-01", "2026-05-01", dec!(90)),
         ];
-        let payments = vec![
-            pay("BETA", "y1", "P1", dec!(600), "EUR", "2026-06-15"),
-            pay("BETA", "y2", "P2", dec!(100), "EUR", "2026-05-20"),
-            pay("BETA", "y3", "P6", dec!(250), "EUR", "2026-05-30"),
-            pay("BETA", "y4", "P8", dec!(400), "EUR", "2026-06-20"),
-            pay("BETA", "y5", "P9", dec!(30), "USD", "2026-05-28"),
-            pay("BETA", "y6", "P10", dec!(70), "EUR", "2026-05-10"),
-        ];
-        plant(s, items, payments);
-        case(s, "P3", "2026-05-02", Some("2026-05-15"), 2);
-        case(s, "P4", "2026-05-06", Some("2026-06-10"), 2);
-        case(s, "P5", "2026-04-01", Some("2026-04-10"), 1);
+        let open = |ext: &str, left: Decimal| {
+            let &(_, doc, due, original) = docs.iter().find(|x| x.0 == ext).unwrap();
+            item("BETA", "C1", ext, doc, due, original, left, "EUR")
+        };
+        let born = |ext: &str| {
+            let original = docs.iter().find(|x| x.0 == ext).unwrap().3;
+            open(ext, original)
+        };
+        // What the ERP reported, day by day; a payment it links is dated by its
+        // value date, anything else by the day it was reported.
+        learn(
+            s,
+            "2026-04-01",
+            ["P3", "P4", "P5", "P11"].map(born).to_vec(),
+            vec![],
+        );
+        learn(s, "2026-05-01", vec![born("P1"), born("P10")], vec![]);
+        learn(
+            s,
+            "2026-05-10",
+            vec![born("P2"), open("P10", dec!(0))],
+            vec![pay("BETA", "y6", "P10", dec!(50), "EUR", "2026-05-10")],
+        );
+        learn(s, "2026-05-15", vec![open("P3", dec!(0))], vec![]);
+        learn(
+            s,
+            "2026-05-20",
+            vec![open("P2", dec!(400)), born("P6")],
+            vec![pay("BETA", "y2", "P2", dec!(100), "EUR", "2026-05-18")],
+        );
+        learn(
+            s,
+            "2026-05-25",
+            vec![born("P9"), open("P5", dec!(0))],
+            vec![],
+        );
+        // P5 open again (a payment returned).
+        learn(
+            s,
+            "2026-05-30",
+            vec![open("P6", dec!(0)), born("P5")],
+            vec![pay("BETA", "y3", "P6", dec!(250), "EUR", "2026-05-30")],
+        );
+        learn(s, "2026-06-05", vec![born("P8")], vec![]);
+        learn(
+            s,
+            "2026-06-10",
+            vec![born("P7"), open("P4", dec!(0))],
+            vec![],
+        );
+        learn(
+            s,
+            "2026-06-15",
+            vec![open("P1", dec!(400))],
+            vec![pay("BETA", "y1", "P1", dec!(600), "EUR", "2026-06-14")],
+        );
+        learn(
+            s,
+            "2026-06-20",
+            vec![open("P8", dec!(0))],
+            vec![pay("BETA", "y4", "P8", dec!(400), "EUR", "2026-06-20")],
+        );
+        // Learned late: P11 was paid before the start.
+        learn(
+            s,
+            "2026-06-25",
+            vec![open("P11", dec!(0))],
+            vec![pay("BETA", "y7", "P11", dec!(90), "EUR", "2026-05-28")],
+        );
         case(s, "P5", "2026-04-20", None, 3);
         case(s, "P7", "2026-06-11", None, 2);
         let f = figures(s);
         let b = row(&f, "BETA", "EUR");
-        // Beginning 1000 + 400 + 200 + 100 + 80 + 90 = 1870; sales 600 + 400 = 1000;
-        // ending 400 + 400 + 100 + 600 + 80 = 1580, of it current 600.
-        assert_eq!(b.beginning_receivables, dec!(1870));
+        // On the start (2026-05-31), of the documents dated by then: P1 1000 (paid
+        // after), P2 400, P3 0 (cleared 05-15), P4 200 (cleared 06-10), P5 100
+        // (cleared 05-25, open again 05-30), P6 0, P9 80, P10 0, P11 0 (paid 05-28,
+        // learned 06-25) = 1780. Sales 600 + 400 = 1000; ending 400 + 400 + 100 + 600
+        // + 80 = 1580, of it current 600.
+        assert_eq!(b.beginning_receivables, dec!(1780));
         assert_eq!(b.sales_in_cei_window, dec!(1000));
         assert_eq!(b.receivables, dec!(1580));
         assert_eq!(b.aging[0], dec!(600));
-        // P5's second case is high, P7's medium.
         assert_eq!(b.open_cases, [1, 1, 0]);
-        // A 61-day window starts on 2026-04-30, before P3's case was closed (05-15) and
-        // before any payment: P3 now counts as open on the start.
+        // A 61-day window starts on 2026-04-30, before any change: each document
+        // dated by then at its original amount, P3 300 + P4 200 + P5 100 + P11 90 =
+        // 690; sales P1 1000 + P2 500 + P6 250 + P7 600 + P8 400 + P9 80 + P10 50 = 2880.
         let wide = s
             .kpi_figures(&KpiScan {
                 cei_window_days: 61,
@@ -1733,10 +1669,18 @@ mod tests {
             })
             .unwrap();
         let w = row(&wide, "BETA", "EUR");
-        // Beginning (documents ≤ 04-30): P3 300 + P4 200 + P5 100 + P11 90 = 690; sales of
-        // the period: P1 1000 + P2 500 + P6 250 + P7 600 + P8 400 + P9 80 + P10 50 = 2880.
         assert_eq!(w.beginning_receivables, dec!(690));
         assert_eq!(w.sales_in_cei_window, dec!(2880));
+        // A 36-day window from 2026-05-25: P1 1000 + P2 400 (paid 05-18) + P4 200
+        // + P5 0 (cleared that day) + P6 250 + P9 80 (dated that day) + P11 90 (paid
+        // 05-28, after it) = 2020.
+        let w = s
+            .kpi_figures(&KpiScan {
+                cei_window_days: 36,
+                ..scan(d(AS_OF))
+            })
+            .unwrap();
+        assert_eq!(row(&w, "BETA", "EUR").beginning_receivables, dec!(2020));
     });
 
     crate::on_both!(promises_and_expected_cash, |s| {

@@ -13,6 +13,7 @@ mod connector_state;
 mod customer;
 mod db;
 mod demo_support;
+mod history;
 mod ingest;
 mod kpi_scan;
 mod outbox;
@@ -50,6 +51,7 @@ pub use customer::{
     NewPromise, PaymentView, PromiseView, DISPUTE_RESOLUTIONS, VIEW_LIMIT,
 };
 pub use demo_support::*;
+pub use history::{Clearing, HistoryEntry};
 pub use ingest::IngestStats;
 pub use kpi_scan::{Completions, CurrencyFigures, KpiFigures, KpiScan, WorklistLoad};
 pub use outbox::{
@@ -81,6 +83,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v11.sql"),
     include_str!("schema_v12.sql"),
     include_str!("schema_v13.sql"),
+    include_str!("schema_v14.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -531,6 +534,90 @@ mod tests {
         bad.push("ALTER TABLE nowhere ADD COLUMN x TEXT;");
         assert!(s.migrate("a.db", &bad).is_err());
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    /// Items as a version-13 store held them, to seed version 14's history from:
+    /// 1 cleared with its case closed, 2 part-paid by two linked payments, 3 as
+    /// born, 4 cleared with neither case nor payment, 5 taken into an agreement.
+    #[cfg(test)]
+    pub(crate) const BEFORE_HISTORY: &str = "
+        INSERT INTO customers(id, company, code, name) VALUES (1, 'C', 'X', 'x');
+        INSERT INTO items(id, source, external_id, customer_id, document_no, document_date, due_date,
+                          original_amount, open_amount, currency, status)
+          VALUES (1, 's', 'a', 1, 'INV-1', '2026-01-01', '2026-01-31', '25', '0', 'EUR', 'cleared'),
+                 (2, 's', 'b', 1, 'INV-2', '2026-01-02', '2026-01-31', '25', '10', 'EUR', 'open'),
+                 (3, 's', 'c', 1, 'INV-3', '2026-01-02', '2026-01-31', '25', '25', 'EUR', 'open'),
+                 (4, 's', 'd', 1, 'INV-4', '2026-01-03', '2026-01-31', '25', '0', 'EUR', 'cleared'),
+                 (5, 's', 'e', 1, 'INV-5', '2026-01-04', '2026-01-31', '25', '25', 'EUR', 'agreement');
+        INSERT INTO cases(item_id, customer_id, status, opened_on, closed_on, close_reason, nad, priority)
+          VALUES (1, 1, 'closed', '2026-02-01', '2026-02-10', 'cleared', '2026-02-01', 1),
+                 (5, 1, 'closed', '2026-02-01', '2026-03-01', 'replaced by agreement 1', '2026-02-01', 1);
+        INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date)
+          VALUES ('s', 'p1', 1, 2, '5', 'EUR', '2026-02-01'), ('s', 'p2', 1, 2, '10', 'EUR', '2026-02-05');";
+
+    /// What version 14 makes of [`BEFORE_HISTORY`].
+    #[cfg(test)]
+    pub(crate) fn assert_history_seeded(s: &Store) {
+        use arrears_core::domain::ChangeCause::BeforeHistory;
+        let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+        let seeded: Vec<_> = (1..=5)
+            .map(|id| {
+                s.item_history(id)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.on, h.open_amount, h.status, h.cause))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let row = |on: &str, open: i64, status: &str| {
+            vec![(
+                day(on),
+                rust_decimal::Decimal::from(open),
+                status.to_string(),
+                BeforeHistory,
+            )]
+        };
+        assert_eq!(
+            seeded,
+            [
+                row("2026-02-10", 0, "cleared"),
+                row("2026-02-05", 10, "open"),
+                vec![],
+                row("2026-01-03", 0, "cleared"),
+                row("2026-03-01", 25, "agreement"),
+            ]
+        );
+        let cleared: Vec<_> = (1..=5)
+            .map(|id| s.item_clearing(id).unwrap().map(|c| (c.on, c.by)))
+            .collect();
+        assert_eq!(
+            cleared,
+            [
+                Some((day("2026-02-10"), BeforeHistory)),
+                None,
+                None,
+                Some((day("2026-01-03"), BeforeHistory)),
+                Some((day("2026-03-01"), BeforeHistory)),
+            ]
+        );
+    }
+
+    #[test]
+    fn version_14_seeds_the_items_history_from_what_the_store_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let mut old = Store {
+            backend: Backend::Lite(Connection::open(&path).unwrap()),
+            location: "a.db".into(),
+            changes_at_load: std::cell::Cell::new(None),
+            audit: Default::default(),
+            clock: std::sync::Arc::new(arrears_core::clock::SystemClock),
+        };
+        old.migrate("a.db", &MIGRATIONS[..13]).unwrap();
+        old.conn().unwrap().execute_batch(BEFORE_HISTORY).unwrap();
+        drop(old);
+        let s = Store::open(&path).unwrap();
+        assert_history_seeded(&s);
     }
 
     /// Version 7 seeds each item's dunning level from the steps already decided and

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{dec, Result, Store, StoreError};
+use arrears_core::domain::ChangeCause;
 use arrears_statements::matching::{self, Candidate, Lookup};
 use arrears_statements::{Entry, Statement, StatementFile, Transaction};
 
@@ -531,16 +532,20 @@ impl Store {
                         "DELETE FROM credit_allocations WHERE credit_id = ?1 AND kind = 'suggested'",
                         args![id],
                     )?;
+                    // The bank gave no date: the day it is resolved.
+                    let paid_on = match &c.value_date {
+                        Some(v) => crate::date("statement_credits.value_date", v)?,
+                        None => today,
+                    };
                     for (n, a) in allocs.iter().enumerate() {
                         allocate_applied(db, id, a.item_id, a.amount)?;
-                        apply_to_item(db, a.item_id, a.amount)?;
+                        apply_to_item(db, a.item_id, a.amount, paid_on)?;
                         let customer = open
                             .iter()
                             .find(|o| o.id == a.item_id)
                             .map(|o| o.customer_id)
                             .unwrap_or_default();
-                        // The bank gave no date: the day it is resolved.
-                        let value_date = c.value_date.clone().unwrap_or_else(|| today.to_string());
+                        let value_date = paid_on.to_string();
                         db.execute(
                             "INSERT INTO payments(source, external_id, customer_id, item_id, amount, currency, value_date, reference)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -694,7 +699,7 @@ fn apply_credit(
         if !applied {
             continue;
         }
-        apply_to_item(db, a.item_id, a.amount)?;
+        apply_to_item(db, a.item_id, a.amount, value_date)?;
         let customer: i64 = db
             .row(
                 "SELECT customer_id FROM items WHERE id = ?1",
@@ -721,9 +726,9 @@ fn apply_credit(
     Ok(out)
 }
 
-/// Lowers an item's open amount; at zero the item is cleared (its case closes on
-/// the next run).
-fn apply_to_item(db: &Db, item_id: i64, amount: Decimal) -> Result<()> {
+/// Lowers an item's open amount by a payment of `on`; at zero the item is
+/// cleared (its case closes on the next run).
+fn apply_to_item(db: &Db, item_id: i64, amount: Decimal, on: NaiveDate) -> Result<()> {
     let open: String = db
         .row(
             "SELECT open_amount FROM items WHERE id = ?1",
@@ -737,6 +742,7 @@ fn apply_to_item(db: &Db, item_id: i64, amount: Decimal) -> Result<()> {
         "UPDATE items SET open_amount = ?2, status = CASE WHEN ?3 <> 0 THEN 'cleared' ELSE status END WHERE id = ?1",
         args![item_id, left, left == Decimal::ZERO],
     )?;
+    crate::history::note(db, on, ChangeCause::Payment, &[item_id])?;
     Ok(())
 }
 
@@ -1031,6 +1037,13 @@ mod tests {
             ),
             1
         );
+        assert_eq!(
+            count(
+                s,
+                "SELECT COUNT(*) FROM item_history WHERE on_date = '2026-11-25' AND cause = 'payment'"
+            ),
+            1
+        );
     });
 
     crate::on_both!(a_lower_threshold_applies_payer_and_amount_matches, |s| {
@@ -1060,6 +1073,29 @@ mod tests {
         );
         assert_eq!(open(s, "B-1").1, "cleared");
         assert_eq!(open(s, "B-2").1, "cleared");
+        // Cleared by the payment, on its value date.
+        let b1 = s.open_item_by_document("B-1");
+        assert!(b1.is_err(), "no longer open");
+        let id: i64 = s
+            .db()
+            .row("SELECT id FROM items WHERE document_no = 'B-1'", args![])
+            .unwrap()
+            .unwrap()
+            .get(0, "items.id")
+            .unwrap();
+        let h = s.item_history(id).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            (h[0].on, h[0].open_amount, h[0].cause),
+            (d("2026-11-20"), dec!(0), ChangeCause::Payment)
+        );
+        assert_eq!(
+            s.item_clearing(id).unwrap(),
+            Some(crate::Clearing {
+                on: d("2026-11-20"),
+                by: ChangeCause::Payment
+            })
+        );
     });
 
     crate::on_both!(the_review_queue_is_settled_by_applying_or_dismissing, |s| {

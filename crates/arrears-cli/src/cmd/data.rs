@@ -45,6 +45,11 @@ pub enum ImportCmd {
         /// The file lists all open items of its sources: items missing from it are cleared.
         #[arg(long)]
         snapshot: bool,
+        /// The business day the file describes: what it changes is dated by it in
+        /// the items' history (a payment row's item by the payment's value date)
+        /// [default: today]
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
     },
     /// Import bank statements (camt.053, camt.054, MT940; detected from the content):
     /// credits are matched to open items and clear them; the rest wait for review.
@@ -108,7 +113,8 @@ pub fn import(env: &Env, c: ImportCmd) -> Result<ExitCode> {
             source,
             skip_invalid,
             snapshot,
-        } => import_csv(env, &file, &source, skip_invalid, snapshot),
+            as_of,
+        } => import_csv(env, &file, &source, skip_invalid, snapshot, as_of),
         ImportCmd::Statement {
             files,
             encoding,
@@ -124,8 +130,10 @@ fn import_csv(
     source: &str,
     skip_invalid: bool,
     snapshot: bool,
+    as_of: Option<chrono::NaiveDate>,
 ) -> Result<ExitCode> {
     let mut parsed = arrears::import::parse_csv(file, source)?;
+    parsed.batch.as_of = as_of;
     let mut store = env.create_store()?;
     parsed.refuse_unknown_item_refs(|s, e| store.item_exists(s, e))?;
     let bad = parsed.rejected.len();

@@ -49,6 +49,7 @@ pub const TABLES: &[&str] = &[
     "fees",
     "promise_payments",
     "changes",
+    "item_history",
 ];
 
 /// Rows per COPY: few round trips, bounded memory for a table of millions.

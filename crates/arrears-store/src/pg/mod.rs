@@ -39,7 +39,10 @@ use super::{Result, StoreError, SCHEMA_VERSION};
 const BASELINE: i64 = 12;
 const BASELINE_SQL: &str = include_str!("schema_v12.sql");
 /// Migrations after the baseline, version `BASELINE + 1` first.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v13.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v13.sql"),
+    include_str!("schema_v14.sql"),
+];
 
 /// The advisory lock migrations hold: replicas starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x4152_5245_4152_5301;
@@ -515,6 +518,20 @@ mod tests {
                 crate::WorklistSince::Whole { .. }
             ));
         }
+    }
+
+    #[test]
+    fn version_14_seeds_the_items_history_from_what_the_store_held() {
+        let url = super::testing::PgCluster::shared().fresh_database();
+        let (client, shown) = connect(&url, "arrears").unwrap();
+        let mut conn = PgConn::new(client, url.clone());
+        migrate(&mut conn, &shown, &MIGRATIONS[..1]).unwrap();
+        conn.client
+            .batch_execute(crate::tests::BEFORE_HISTORY)
+            .unwrap();
+        drop(conn);
+        let s = Store::open_postgres(&url).unwrap();
+        crate::tests::assert_history_seeded(&s);
     }
 
     /// PostgreSQL's schema has SQLite's tables, columns (in the same order) and
