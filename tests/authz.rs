@@ -202,6 +202,8 @@ const SPEC: &[(&str, Role, Kind, bool)] = &[
         Kind::Portfolio,
         false,
     ),
+    // Everyone may ask; the rows are cut to the caller's reach.
+    ("Reports/RunReport", Role::Collector, Kind::Portfolio, true),
 ];
 
 /// One customer with its work: a case to act on, a disputed case, an agreement.
@@ -525,6 +527,15 @@ async fn call(
         "Connectors/SyncConnector" => client!(connectors_client::ConnectorsClient)
             .sync_connector(pb::SyncConnectorRequest {
                 name: "none".into(),
+            })
+            .await
+            .map(drop),
+        "Reports/RunReport" => client!(reports_client::ReportsClient)
+            .run_report(pb::RunReportRequest {
+                report: "open-items".into(),
+                to: on,
+                by: vec!["collector".into(), "customer".into()],
+                ..Default::default()
             })
             .await
             .map(drop),

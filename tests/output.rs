@@ -127,6 +127,63 @@ fn the_database_and_the_daemon_print_the_same_text() {
         assert!(!l.contains("Some(") && !l.contains(" {\n"), "{l}");
     }
 
+    // The reports: the same tables both ways (the supervisor reaches every group,
+    // as the database's admin does).
+    for args in [
+        &["report", "open-items", "--to", AS_OF][..],
+        &[
+            "report",
+            "conversion",
+            "--from",
+            "2026-01-01",
+            "--to",
+            AS_OF,
+            "--by",
+            "company,segment",
+        ],
+        &[
+            "report",
+            "promises",
+            "--from",
+            "2025-01-01",
+            "--to",
+            AS_OF,
+            "--by",
+            "collector",
+            "--csv",
+        ],
+        &["report", "open-items", "--to", AS_OF, "--json"],
+    ] {
+        let l = ok(local(db), args);
+        let r = ok(remote(&d), args);
+        assert_eq!(l, r, "arrears {args:?}\nlocal:\n{l}\nremote:\n{r}");
+        assert!(l.lines().count() > 2, "{l}");
+    }
+    // A collector's report holds their own customers only.
+    let mut chen = remote(&d);
+    chen.env("ARREARS_TOKEN", CHEN);
+    let args = [
+        "report",
+        "open-items",
+        "--to",
+        AS_OF,
+        "--by",
+        "collector",
+        "--csv",
+    ];
+    let mine = ok(chen, &args);
+    let all = ok(local(db), &args);
+    let rows = |s: &str| -> Vec<String> { s.lines().skip(1).map(String::from).collect() };
+    assert!(!rows(&mine).is_empty(), "{mine}");
+    assert_eq!(
+        rows(&mine),
+        rows(&all)
+            .into_iter()
+            .filter(|r| r.starts_with("chen,"))
+            .collect::<Vec<_>>()
+    );
+    assert!(rows(&all).len() > rows(&mine).len(), "{all}");
+
     // The remote JSON is JSON, not a debug dump.
     for args in [
         &["case", "show", "1", "--json"][..],

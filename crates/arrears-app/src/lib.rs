@@ -12,6 +12,7 @@ pub mod customers;
 pub mod disputes;
 pub mod fixtures;
 pub mod promises;
+pub mod reports;
 pub mod run;
 pub mod simulate;
 

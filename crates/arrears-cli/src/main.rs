@@ -137,6 +137,12 @@ enum Cmd {
     /// Payment agreements: propose, approve, reject, show, letters.
     #[command(subcommand)]
     Agreement(cmd::agreement::AgreementCmd),
+    /// A collections report over a period (conversion, open-items, promises), grouped
+    /// and filtered by company, group, collector, segment or customer.
+    #[command(
+        after_help = "Examples:\n  arrears report conversion --from 2026-10-01 --to 2026-10-31 --within 30\n  arrears report open-items --to 2026-11-30 --by group,collector --csv\n  arrears report promises --by collector,segment --json"
+    )]
+    Report(cmd::report::ReportArgs),
     /// Why a customer has its segment, score, priority and escalation step.
     #[command(
         after_help = "Examples:\n  arrears explain ACME_DE/C000005 --as-of 2026-11-23\n  arrears --remote http://127.0.0.1:50051 explain ACME_DE/C000005 --json"
@@ -343,6 +349,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Customer(c) => cmd::customer::local(&env, c),
         Cmd::Dispute(c) => cmd::dispute::local(&env, c),
         Cmd::Agreement(c) => cmd::agreement::local(&env, c),
+        Cmd::Report(a) => cmd::report::local(&env, a),
         Cmd::Explain(a) => cmd::run::explain(&env, a),
         Cmd::Resubmit(a) => cmd::cases::resubmit(&env, a),
         Cmd::Hold(a) => cmd::cases::hold(&env, a),
@@ -371,6 +378,7 @@ async fn remote_main(
         Cmd::Dispute(c) => cmd::dispute::remote(&r, c).await,
         Cmd::Outbox(c) => cmd::outbox::remote(&r, c).await,
         Cmd::Customer(c) => cmd::customer::remote(&r, c).await,
+        Cmd::Report(a) => cmd::report::remote(&r, a).await,
         _ => Err(cmd::local_only()),
     }
 }

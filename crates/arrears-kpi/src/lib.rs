@@ -99,16 +99,17 @@ pub struct CollectorKpis {
     pub promises_taken: i64,
 }
 
-/// Days reported with 1 decimal, ratios with 4; half away from zero ("commercial rounding").
+/// Days reported with 1 decimal, ratios with 4; half away from zero ("commercial rounding"),
+/// here and in the collections reports.
 const ROUNDING: RoundingStrategy = RoundingStrategy::MidpointAwayFromZero;
 
-fn round_days(x: Decimal) -> Decimal {
+pub fn round_days(x: Decimal) -> Decimal {
     let mut r = x.round_dp_with_strategy(1, ROUNDING);
     r.rescale(1);
     r
 }
 
-fn round_ratio(x: Decimal) -> Decimal {
+pub fn round_ratio(x: Decimal) -> Decimal {
     let mut r = x.round_dp_with_strategy(4, ROUNDING);
     r.rescale(4);
     r

@@ -4,8 +4,10 @@
 
 mod agreements;
 mod correspondence;
+mod reports;
 pub use agreements::{agreement_to_pb, plan_kind};
 pub use correspondence::message_to_pb;
+pub use reports::report_to_pb;
 
 use std::sync::Arc;
 
@@ -134,6 +136,7 @@ pub fn router(
             ),
         )
         .add_service(pb::connectors_server::ConnectorsServer::new(api.clone()))
+        .add_service(pb::reports_server::ReportsServer::new(api.clone()))
         .add_service(pb::agreements_server::AgreementsServer::new(api.clone()))
         .add_service(pb::correspondence_server::CorrespondenceServer::new(
             api.clone(),

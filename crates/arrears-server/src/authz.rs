@@ -82,6 +82,8 @@ pub const METHODS: &[(&str, Floor)] = &[
     ("arrears.v1.Statements/ResolveCredit", S),
     ("arrears.v1.Connectors/ListConnectors", C),
     ("arrears.v1.Connectors/SyncConnector", S),
+    // Cut to the caller's reach inside.
+    ("arrears.v1.Reports/RunReport", C),
 ];
 
 /// The floor of a request path (`/package.Service/Method`).

@@ -18,6 +18,7 @@ mod ingest;
 mod kpi_scan;
 mod outbox;
 pub mod pg;
+mod report_facts;
 mod run_io;
 mod statements;
 mod traits;
@@ -58,6 +59,7 @@ pub use outbox::{
     ContactProfile, ContactUpdate, DeliveredStep, Fee, LetterItem, MessageView, NewMessage,
     OutboxPass, StepToSend,
 };
+pub use report_facts::{open_on, CaseFact, CustomerDims, OpenItemFact, PromiseFact, StateChange};
 pub use run_io::*;
 pub use statements::{
     Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,

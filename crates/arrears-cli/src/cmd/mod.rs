@@ -16,6 +16,7 @@ pub mod dispute;
 pub mod migrate;
 pub mod outbox;
 pub mod promise;
+pub mod report;
 pub mod rules;
 pub mod run;
 pub mod serve;

@@ -1,0 +1,1093 @@
+//! The collections reports: each over a period, grouped by company, collection
+//! group, collector, segment or customer (and always by currency: amounts are never
+//! added across currencies), filtered on any of those, and cut to what the caller
+//! reaches. The same tables go to the command line (`arrears report`) and the API
+//! (`Reports`). `docs/REPORTS.md` defines every column.
+//!
+//! A customer is grouped where the latest run routed it (group, collector,
+//! segment): a report over a past period regroups its figures when the routing
+//! changes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use arrears_core::domain::ChangeCause;
+use arrears_kpi::{round_days, round_ratio};
+use arrears_store::{CustomerDims, Owner, Store};
+
+use crate::access::Reach;
+use crate::AppError;
+
+/// The reports there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportKind {
+    /// Cases opened in the period: how many were collected in full within N days,
+    /// and the average days to the first payment.
+    Conversion,
+    /// Items open on the period's last day, by days past due.
+    OpenItems,
+    /// Promises made in the period: kept, partially kept, broken, amounts
+    /// promised and received, delay.
+    Promises,
+}
+
+impl ReportKind {
+    pub const ALL: [ReportKind; 3] = [
+        ReportKind::Conversion,
+        ReportKind::OpenItems,
+        ReportKind::Promises,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::Conversion => "conversion",
+            ReportKind::OpenItems => "open-items",
+            ReportKind::Promises => "promises",
+        }
+    }
+
+    /// What each report groups by when the request does not say.
+    pub fn default_by(self) -> Vec<Dim> {
+        match self {
+            ReportKind::OpenItems => vec![Dim::Group, Dim::Collector, Dim::Customer],
+            ReportKind::Conversion | ReportKind::Promises => vec![Dim::Company],
+        }
+    }
+}
+
+fn names<T: fmt::Display>(all: impl IntoIterator<Item = T>) -> String {
+    all.into_iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for ReportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReportKind {
+    type Err = AppError;
+
+    fn from_str(s: &str) -> Result<ReportKind, AppError> {
+        ReportKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                AppError::invalid(format!(
+                    "report: `{s}` is not a report; the reports are {}",
+                    names(ReportKind::ALL)
+                ))
+            })
+    }
+}
+
+/// What a report can group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dim {
+    Company,
+    Group,
+    Collector,
+    Segment,
+    Customer,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 5] = [
+        Dim::Company,
+        Dim::Group,
+        Dim::Collector,
+        Dim::Segment,
+        Dim::Customer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::Company => "company",
+            Dim::Group => "group",
+            Dim::Collector => "collector",
+            Dim::Segment => "segment",
+            Dim::Customer => "customer",
+        }
+    }
+
+    /// The customer's value; a customer no run has routed yet is in no group and
+    /// segment, and unassigned.
+    fn of(self, c: &CustomerDims) -> String {
+        match self {
+            Dim::Company => c.company.clone(),
+            Dim::Group => c.group.clone().unwrap_or_else(|| "(none)".into()),
+            Dim::Collector => c.collector.clone().unwrap_or_else(|| "unassigned".into()),
+            Dim::Segment => c.segment.clone().unwrap_or_else(|| "(none)".into()),
+            Dim::Customer => format!("{}/{}", c.company, c.code),
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Dim {
+    type Err = AppError;
+
+    fn from_str(s: &str) -> Result<Dim, AppError> {
+        Dim::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| {
+                AppError::invalid(format!(
+                    "by: `{s}` is not something to group by; use {}",
+                    names(Dim::ALL)
+                ))
+            })
+    }
+}
+
+/// Only the customers with these values (each `None`: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub company: Option<String>,
+    pub group: Option<String>,
+    pub collector: Option<String>,
+    pub segment: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, c: &CustomerDims) -> bool {
+        let is = |want: &Option<String>, dim: Dim| want.as_ref().is_none_or(|w| *w == dim.of(c));
+        is(&self.company, Dim::Company)
+            && is(&self.group, Dim::Group)
+            && is(&self.collector, Dim::Collector)
+            && is(&self.segment, Dim::Segment)
+    }
+}
+
+/// A report asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub kind: ReportKind,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub by: Vec<Dim>,
+    pub filter: Filter,
+    /// Conversion: a case counts as converted when its item was collected in full
+    /// within this many days of the case's opening.
+    pub within_days: i64,
+}
+
+/// The conversion window when a request does not give one.
+pub const WITHIN_DAYS: i64 = 30;
+
+impl Request {
+    /// A request checked: `from` not after `to`, no dimension twice, a window of
+    /// at least one day.
+    pub fn new(
+        kind: ReportKind,
+        from: NaiveDate,
+        to: NaiveDate,
+        by: Option<Vec<Dim>>,
+        filter: Filter,
+        within_days: Option<i64>,
+    ) -> Result<Request, AppError> {
+        if from > to {
+            return Err(AppError::invalid(format!(
+                "from: {from} is after to ({to}); a period runs from its first day to its last"
+            )));
+        }
+        let by = by.unwrap_or_else(|| kind.default_by());
+        for (i, d) in by.iter().enumerate() {
+            if by[..i].contains(d) {
+                return Err(AppError::invalid(format!("by: `{d}` is named twice")));
+            }
+        }
+        let within_days = within_days.unwrap_or(WITHIN_DAYS);
+        if within_days < 1 {
+            return Err(AppError::invalid(format!(
+                "within: {within_days} days; a conversion window is at least 1 day"
+            )));
+        }
+        Ok(Request {
+            kind,
+            from,
+            to,
+            by,
+            filter,
+            within_days,
+        })
+    }
+}
+
+/// The days of a period when a request names only its last: 30.
+pub const PERIOD_DAYS: u64 = 30;
+
+impl Request {
+    /// A request from its fronts' words (the command line's options, the API's
+    /// fields): names parsed, `from` by default the 30 days up to `to`.
+    pub fn parse(
+        report: &str,
+        from: Option<NaiveDate>,
+        to: NaiveDate,
+        by: &[String],
+        filter: Filter,
+        within_days: Option<i64>,
+    ) -> Result<Request, AppError> {
+        let kind: ReportKind = report.parse()?;
+        let by = if by.is_empty() {
+            None
+        } else {
+            Some(
+                by.iter()
+                    .map(|b| b.parse())
+                    .collect::<Result<Vec<Dim>, _>>()?,
+            )
+        };
+        let from = match from {
+            Some(f) => f,
+            None => to
+                .checked_sub_days(chrono::Days::new(PERIOD_DAYS - 1))
+                .ok_or_else(|| AppError::invalid(format!("to: no period ends on {to}")))?,
+        };
+        Request::new(kind, from, to, by, filter, within_days)
+    }
+}
+
+/// What a column holds, for a front to format and align it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    Text,
+    Count,
+    Amount,
+    /// 4 decimals.
+    Ratio,
+    /// 1 decimal.
+    Days,
+}
+
+impl ColumnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::Text => "text",
+            ColumnKind::Count => "count",
+            ColumnKind::Amount => "amount",
+            ColumnKind::Ratio => "ratio",
+            ColumnKind::Days => "days",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+/// One value of a row; `None` where a figure is undefined (a rate over nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Cell {
+    Text(String),
+    Count(u64),
+    Amount(Decimal),
+    Figure(Option<Decimal>),
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Text(s) => f.write_str(s),
+            Cell::Count(n) => write!(f, "{n}"),
+            Cell::Amount(a) => write!(f, "{a}"),
+            Cell::Figure(Some(x)) => write!(f, "{x}"),
+            Cell::Figure(None) => Ok(()),
+        }
+    }
+}
+
+/// A report's result: its columns, then rows sorted by the grouping columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub report: ReportKind,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    /// The value of column `name` in row `row`.
+    pub fn cell(&self, row: usize, name: &str) -> Option<&Cell> {
+        let i = self.columns.iter().position(|c| c.name == name)?;
+        self.rows.get(row)?.get(i)
+    }
+
+    /// The row whose grouping columns (in order) are `key`.
+    pub fn row(&self, key: &[&str]) -> Option<usize> {
+        self.rows.iter().position(|r| {
+            key.iter()
+                .zip(r)
+                .all(|(k, c)| matches!(c, Cell::Text(t) if t == k))
+        })
+    }
+}
+
+/// A ratio `n / d` to 4 decimals; undefined over nothing.
+fn ratio(n: Decimal, d: Decimal) -> Cell {
+    Cell::Figure((!d.is_zero()).then(|| round_ratio(n / d)))
+}
+
+/// An average of day counts to 1 decimal; undefined over nothing.
+fn average_days(sum: i64, n: u64) -> Cell {
+    Cell::Figure((n > 0).then(|| round_days(Decimal::from(sum) / Decimal::from(n))))
+}
+
+/// Runs a report for `reach`: customers it does not reach are left out.
+pub fn run(store: &Store, reach: &Reach, req: &Request) -> Result<Table, AppError> {
+    let customers = store.report_customers()?;
+    let seen = |id: i64| -> Option<&CustomerDims> {
+        let c = customers.get(&id)?;
+        let owner = Owner {
+            customer_id: id,
+            customer: format!("{}/{}", c.company, c.code),
+            group: c.group.clone(),
+            collector: c.collector.clone(),
+            assignees: Vec::new(),
+        };
+        (req.filter.keeps(c) && reach.allows(&owner)).then_some(c)
+    };
+    let key = |c: &CustomerDims, currency: &str| -> Vec<String> {
+        req.by
+            .iter()
+            .map(|d| d.of(c))
+            .chain([currency.to_string()])
+            .collect()
+    };
+    let (measures, rows) = match req.kind {
+        ReportKind::Conversion => conversion(store, req, &seen, &key)?,
+        ReportKind::OpenItems => open_items(store, req, &seen, &key)?,
+        ReportKind::Promises => promises(store, req, &seen, &key)?,
+    };
+    let columns = req
+        .by
+        .iter()
+        .map(|d| d.as_str())
+        .chain(["currency"])
+        .map(|name| Column {
+            name: name.into(),
+            kind: ColumnKind::Text,
+        })
+        .chain(measures)
+        .collect();
+    Ok(Table {
+        report: req.kind,
+        from: req.from,
+        to: req.to,
+        columns,
+        rows: rows
+            .into_iter()
+            .map(|(k, mut cells)| {
+                let mut row: Vec<Cell> = k.into_iter().map(Cell::Text).collect();
+                row.append(&mut cells);
+                row
+            })
+            .collect(),
+    })
+}
+
+type Rows = BTreeMap<Vec<String>, Vec<Cell>>;
+
+fn columns(list: &[(&str, ColumnKind)]) -> Vec<Column> {
+    list.iter()
+        .map(|&(name, kind)| Column {
+            name: name.into(),
+            kind,
+        })
+        .collect()
+}
+
+/// How an item leaves collection as collected: paid, or cleared by the ERP
+/// (which says an item is paid without saying how) or gone from its open items.
+/// A credit note, a write-off, an agreement or a re-posting is not collected.
+fn collected(cause: ChangeCause) -> bool {
+    matches!(
+        cause,
+        ChangeCause::Payment | ChangeCause::Erp | ChangeCause::Snapshot
+    )
+}
+
+fn conversion<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    #[derive(Default)]
+    struct Acc {
+        opened: u64,
+        open_amount: Decimal,
+        converted: u64,
+        collected: Decimal,
+        first_paid: u64,
+        days_to_first: i64,
+    }
+    let mut acc: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for case in store.cases_opened(req.from, req.to)? {
+        let Some(c) = seen(case.customer_id) else {
+            continue;
+        };
+        let a = acc.entry(key(c, &case.currency)).or_default();
+        let at_open = case.open_on(case.opened_on);
+        a.opened += 1;
+        a.open_amount += at_open;
+        // Changes from the opening day on, in the order of their days.
+        let mut later: Vec<_> = case
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, ch)| ch.on >= case.opened_on)
+            .collect();
+        later.sort_by_key(|(i, ch)| (ch.on, *i));
+        let mut was = at_open;
+        let mut first = None;
+        let mut done = None;
+        for (_, ch) in later {
+            if first.is_none() && ch.open.abs() < was.abs() && collected(ch.cause) {
+                first = Some(ch.on);
+            }
+            if ch.open.is_zero() && collected(ch.cause) && done.is_none() {
+                done = Some(ch.on);
+            }
+            was = ch.open;
+        }
+        if let Some(on) = first {
+            a.first_paid += 1;
+            a.days_to_first += (on - case.opened_on).num_days();
+        }
+        if done.is_some_and(|on| (on - case.opened_on).num_days() <= req.within_days) {
+            a.converted += 1;
+            a.collected += at_open;
+        }
+    }
+    let measures = columns(&[
+        ("cases_opened", ColumnKind::Count),
+        ("open_at_opening", ColumnKind::Amount),
+        ("collected_in_full", ColumnKind::Count),
+        ("collected_amount", ColumnKind::Amount),
+        ("conversion_rate", ColumnKind::Ratio),
+        ("cases_with_a_payment", ColumnKind::Count),
+        ("avg_days_to_first_payment", ColumnKind::Days),
+    ]);
+    let rows = acc
+        .into_iter()
+        .map(|(k, a)| {
+            (
+                k,
+                vec![
+                    Cell::Count(a.opened),
+                    Cell::Amount(a.open_amount),
+                    Cell::Count(a.converted),
+                    Cell::Amount(a.collected),
+                    ratio(Decimal::from(a.converted), Decimal::from(a.opened)),
+                    Cell::Count(a.first_paid),
+                    average_days(a.days_to_first, a.first_paid),
+                ],
+            )
+        })
+        .collect();
+    Ok((measures, rows))
+}
+
+/// Days past due at which the aging buckets end (as the KPIs' aging).
+const AGING: [(i64, &str); 5] = [
+    (0, "current"),
+    (30, "1_30"),
+    (60, "31_60"),
+    (90, "61_90"),
+    (180, "91_180"),
+];
+
+fn open_items<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    #[derive(Default)]
+    struct Acc {
+        items: u64,
+        open: Decimal,
+        overdue: Decimal,
+        buckets: [Decimal; 6],
+    }
+    let mut acc: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for it in store.open_items_on(req.to)? {
+        let Some(c) = seen(it.customer_id) else {
+            continue;
+        };
+        let a = acc.entry(key(c, &it.currency)).or_default();
+        let past_due = (req.to - it.due_date).num_days();
+        a.items += 1;
+        a.open += it.open;
+        if past_due > 0 {
+            a.overdue += it.open;
+        }
+        let b = AGING
+            .iter()
+            .position(|&(end, _)| past_due <= end)
+            .unwrap_or(AGING.len());
+        a.buckets[b] += it.open;
+    }
+    let mut list = vec![
+        ("items", ColumnKind::Count),
+        ("open", ColumnKind::Amount),
+        ("overdue", ColumnKind::Amount),
+    ];
+    list.extend(AGING.iter().map(|&(_, name)| (name, ColumnKind::Amount)));
+    list.push(("over_180", ColumnKind::Amount));
+    let rows = acc
+        .into_iter()
+        .map(|(k, a)| {
+            let mut cells = vec![
+                Cell::Count(a.items),
+                Cell::Amount(a.open),
+                Cell::Amount(a.overdue),
+            ];
+            cells.extend(a.buckets.into_iter().map(Cell::Amount));
+            (k, cells)
+        })
+        .collect();
+    Ok((columns(&list), rows))
+}
+
+fn promises<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    #[derive(Default)]
+    struct Acc {
+        made: u64,
+        promised: Decimal,
+        kept: u64,
+        partial: u64,
+        broken: u64,
+        open: u64,
+        received: Decimal,
+        paid: u64,
+        delay: i64,
+    }
+    let mut acc: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for p in store.promises_made(req.from, req.to)? {
+        let Some(c) = seen(p.customer_id) else {
+            continue;
+        };
+        let a = acc.entry(key(c, &p.currency)).or_default();
+        a.made += 1;
+        a.promised += p.amount;
+        match p.status.as_str() {
+            "kept" => a.kept += 1,
+            "partially_kept" => a.partial += 1,
+            "broken" => a.broken += 1,
+            _ => a.open += 1,
+        }
+        if p.status != "open" {
+            a.received += p.paid.unwrap_or_default();
+            if let Some(on) = p.paid_on {
+                a.paid += 1;
+                a.delay += (on - p.promised_on).num_days();
+            }
+        }
+    }
+    let measures = columns(&[
+        ("made", ColumnKind::Count),
+        ("promised", ColumnKind::Amount),
+        ("kept", ColumnKind::Count),
+        ("partially_kept", ColumnKind::Count),
+        ("broken", ColumnKind::Count),
+        ("open", ColumnKind::Count),
+        ("received", ColumnKind::Amount),
+        ("kept_rate", ColumnKind::Ratio),
+        ("avg_delay_days", ColumnKind::Days),
+    ]);
+    let rows = acc
+        .into_iter()
+        .map(|(k, a)| {
+            let judged = a.kept + a.partial + a.broken;
+            (
+                k,
+                vec![
+                    Cell::Count(a.made),
+                    Cell::Amount(a.promised),
+                    Cell::Count(a.kept),
+                    Cell::Count(a.partial),
+                    Cell::Count(a.broken),
+                    Cell::Count(a.open),
+                    Cell::Amount(a.received),
+                    ratio(Decimal::from(a.kept), Decimal::from(judged)),
+                    average_days(a.delay, a.paid),
+                ],
+            )
+        })
+        .collect();
+    Ok((measures, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Principal;
+    use crate::run::{run as run_portfolio, RunMode};
+    use arrears_core::domain::{Batch, ItemInput, PaymentInput, Role};
+    use arrears_core::money::Currency;
+    use arrears_store::NewPromise;
+    use arrears_test_support::d;
+    use rust_decimal_macros::dec;
+
+    fn item(ext: &str, customer: &str, amount: Decimal, cur: &str, open: Decimal) -> ItemInput {
+        ItemInput {
+            source: "t".into(),
+            external_id: ext.into(),
+            company: "ACME_DE".into(),
+            customer: customer.into(),
+            document_no: format!("INV-{ext}"),
+            document_date: d("2026-08-01"),
+            due_date: d("2026-09-01"),
+            original_amount: amount,
+            open_amount: open,
+            currency: Currency::parse(cur).unwrap(),
+            hold: None,
+            original_document: None,
+        }
+    }
+
+    fn payment(
+        ext: &str,
+        customer: &str,
+        item: Option<&str>,
+        amount: Decimal,
+        on: &str,
+    ) -> PaymentInput {
+        PaymentInput {
+            source: "t".into(),
+            external_id: ext.into(),
+            company: "ACME_DE".into(),
+            customer: customer.into(),
+            amount,
+            currency: Currency::parse("EUR").unwrap(),
+            value_date: d(on),
+            reference: String::new(),
+            item_ref: item.map(String::from),
+        }
+    }
+
+    fn learn(
+        s: &mut Store,
+        on: &str,
+        items: Vec<ItemInput>,
+        payments: Vec<PaymentInput>,
+        snapshot: bool,
+    ) {
+        s.ingest(&Batch {
+            items,
+            payments,
+            snapshot_sources: if snapshot { vec!["t".into()] } else { vec![] },
+            as_of: Some(d(on)),
+            ..Batch::default()
+        })
+        .unwrap();
+    }
+
+    fn admin() -> Reach {
+        Reach::everything(&Principal {
+            name: "root".into(),
+            role: Role::Admin,
+            groups: vec![],
+        })
+    }
+
+    fn report(
+        s: &Store,
+        kind: ReportKind,
+        from: &str,
+        to: &str,
+        by: &[Dim],
+        within: Option<i64>,
+    ) -> Table {
+        let req = Request::new(
+            kind,
+            d(from),
+            d(to),
+            Some(by.to_vec()),
+            Filter::default(),
+            within,
+        )
+        .unwrap();
+        run(s, &admin(), &req).unwrap()
+    }
+
+    fn amount(t: &Table, row: usize, col: &str) -> Decimal {
+        match t.cell(row, col) {
+            Some(Cell::Amount(a)) => *a,
+            other => panic!("{col}: {other:?}"),
+        }
+    }
+
+    fn count(t: &Table, row: usize, col: &str) -> u64 {
+        match t.cell(row, col) {
+            Some(Cell::Count(n)) => *n,
+            other => panic!("{col}: {other:?}"),
+        }
+    }
+
+    fn figure(t: &Table, row: usize, col: &str) -> Option<Decimal> {
+        match t.cell(row, col) {
+            Some(Cell::Figure(x)) => *x,
+            other => panic!("{col}: {other:?}"),
+        }
+    }
+
+    /// Four items due 2026-09-01, their cases opened by a run on 2026-09-10:
+    /// I1 (C1, 100 EUR) paid in full, value 09-14; I2 (C1, 200 EUR) 50 paid on
+    /// 09-20 by the ERP, the rest on 10-20; I3 (C2, 300 EUR) never paid; I4 (C2,
+    /// 50 USD) gone from a full snapshot on 09-25.
+    fn ledger() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let i1 = |open| item("1", "C1", dec!(100), "EUR", open);
+        let i2 = |open| item("2", "C1", dec!(200), "EUR", open);
+        let i3 = || item("3", "C2", dec!(300), "EUR", dec!(300));
+        let i4 = || item("4", "C2", dec!(50), "USD", dec!(50));
+        learn(
+            &mut s,
+            "2026-08-01",
+            vec![i1(dec!(100)), i2(dec!(200)), i3(), i4()],
+            vec![],
+            false,
+        );
+        run_portfolio(
+            &mut s,
+            &arrears_test_support::shipped_rules(),
+            d("2026-09-10"),
+            RunMode::Full,
+        )
+        .unwrap();
+        learn(
+            &mut s,
+            "2026-09-15",
+            vec![i1(dec!(0))],
+            vec![payment("p1", "C1", Some("1"), dec!(100), "2026-09-14")],
+            false,
+        );
+        learn(&mut s, "2026-09-20", vec![i2(dec!(150))], vec![], false);
+        learn(
+            &mut s,
+            "2026-09-25",
+            vec![i2(dec!(150)), i3()],
+            vec![],
+            true,
+        );
+        learn(&mut s, "2026-10-20", vec![i2(dec!(0))], vec![], false);
+        (dir, s)
+    }
+
+    #[test]
+    fn conversion_counts_cases_collected_in_full_within_the_window() {
+        let (_d, s) = ledger();
+        let t = report(
+            &s,
+            ReportKind::Conversion,
+            "2026-09-01",
+            "2026-09-30",
+            &[Dim::Company],
+            None,
+        );
+        let eur = t.row(&["ACME_DE", "EUR"]).expect("an EUR row");
+        // Three cases, 600 open when opened; within 30 days only I1 (100) was
+        // collected in full (I2 on day 40); first payments on day 4 (I1) and day
+        // 10 (I2): 7.0 days on average.
+        assert_eq!(count(&t, eur, "cases_opened"), 3);
+        assert_eq!(amount(&t, eur, "open_at_opening"), dec!(600));
+        assert_eq!(count(&t, eur, "collected_in_full"), 1);
+        assert_eq!(amount(&t, eur, "collected_amount"), dec!(100));
+        assert_eq!(figure(&t, eur, "conversion_rate"), Some(dec!(0.3333)));
+        assert_eq!(count(&t, eur, "cases_with_a_payment"), 2);
+        assert_eq!(
+            figure(&t, eur, "avg_days_to_first_payment"),
+            Some(dec!(7.0))
+        );
+        let usd = t.row(&["ACME_DE", "USD"]).expect("a USD row");
+        // I4 left the ERP's open items on day 15.
+        assert_eq!(count(&t, usd, "collected_in_full"), 1);
+        assert_eq!(figure(&t, usd, "conversion_rate"), Some(dec!(1.0000)));
+        assert_eq!(
+            figure(&t, usd, "avg_days_to_first_payment"),
+            Some(dec!(15.0))
+        );
+        // Within 45 days I2 counts too: 2 of 3, 300 collected.
+        let t = report(
+            &s,
+            ReportKind::Conversion,
+            "2026-09-01",
+            "2026-09-30",
+            &[Dim::Company],
+            Some(45),
+        );
+        let eur = t.row(&["ACME_DE", "EUR"]).unwrap();
+        assert_eq!(count(&t, eur, "collected_in_full"), 2);
+        assert_eq!(amount(&t, eur, "collected_amount"), dec!(300));
+        assert_eq!(figure(&t, eur, "conversion_rate"), Some(dec!(0.6667)));
+        // No case was opened in October.
+        let t = report(
+            &s,
+            ReportKind::Conversion,
+            "2026-10-01",
+            "2026-10-31",
+            &[Dim::Company],
+            None,
+        );
+        assert!(t.rows.is_empty());
+    }
+
+    #[test]
+    fn open_items_are_read_as_they_stood_on_the_last_day() {
+        let (_d, s) = ledger();
+        let by = [Dim::Customer];
+        // 2026-09-12: everything open, 11 days past due.
+        let t = report(
+            &s,
+            ReportKind::OpenItems,
+            "2026-09-12",
+            "2026-09-12",
+            &by,
+            None,
+        );
+        let c1 = t.row(&["ACME_DE/C1", "EUR"]).unwrap();
+        assert_eq!(
+            (count(&t, c1, "items"), amount(&t, c1, "open")),
+            (2, dec!(300))
+        );
+        assert_eq!(amount(&t, c1, "1_30"), dec!(300));
+        let c2 = t.row(&["ACME_DE/C2", "USD"]).unwrap();
+        assert_eq!(amount(&t, c2, "open"), dec!(50));
+        // 2026-09-30: I1 paid, I2 down to 150, I4 gone; 29 days past due.
+        let t = report(
+            &s,
+            ReportKind::OpenItems,
+            "2026-09-01",
+            "2026-09-30",
+            &by,
+            None,
+        );
+        let c1 = t.row(&["ACME_DE/C1", "EUR"]).unwrap();
+        assert_eq!(
+            (count(&t, c1, "items"), amount(&t, c1, "open")),
+            (1, dec!(150))
+        );
+        assert_eq!(amount(&t, c1, "overdue"), dec!(150));
+        assert!(t.row(&["ACME_DE/C2", "USD"]).is_none());
+        // 2026-10-25: only I3, 54 days past due.
+        let t = report(
+            &s,
+            ReportKind::OpenItems,
+            "2026-10-25",
+            "2026-10-25",
+            &[Dim::Company],
+            None,
+        );
+        assert_eq!(t.rows.len(), 1);
+        let r = t.row(&["ACME_DE", "EUR"]).unwrap();
+        assert_eq!(amount(&t, r, "open"), dec!(300));
+        assert_eq!(amount(&t, r, "31_60"), dec!(300));
+        assert_eq!(amount(&t, r, "1_30"), dec!(0));
+        // The buckets add up to the open amount.
+        let buckets: Decimal = ["current", "1_30", "31_60", "61_90", "91_180", "over_180"]
+            .iter()
+            .map(|b| amount(&t, r, b))
+            .sum();
+        assert_eq!(buckets, amount(&t, r, "open"));
+    }
+
+    #[test]
+    fn promises_are_counted_by_their_judgement_with_amounts_and_delay() {
+        let (_d, mut s) = ledger();
+        let cases = s.cases_opened(d("2026-09-10"), d("2026-09-10")).unwrap();
+        let c2 = s.customer_id("ACME_DE/C2").unwrap();
+        // I3, 300 EUR open.
+        let i3 = cases
+            .iter()
+            .find(|c| c.customer_id == c2 && c.currency == "EUR")
+            .unwrap()
+            .case_id;
+        let promise = |s: &mut Store, case: i64, amount, on: &str, by: &str| {
+            s.create_promise(
+                &NewPromise {
+                    case_ids: vec![case],
+                    amount,
+                    promised_on: d(by),
+                    on: d(on),
+                    channel: None,
+                    contact: None,
+                },
+                "alice",
+            )
+            .unwrap();
+        };
+        // 100 by 09-20 (paid 09-19: kept, a day early); 80 by 09-15 (nothing in
+        // 09-13 ..= 09-18: broken); 120 by 09-30 (50 on 10-02, within the 3 days'
+        // tolerance: partially kept, 2 days late); 10 made on 10-05, outside the
+        // period.
+        promise(&mut s, i3, dec!(100), "2026-09-12", "2026-09-20");
+        promise(&mut s, i3, dec!(80), "2026-09-13", "2026-09-15");
+        promise(&mut s, i3, dec!(120), "2026-09-21", "2026-09-30");
+        promise(&mut s, i3, dec!(10), "2026-10-05", "2026-10-30");
+        learn(
+            &mut s,
+            "2026-10-02",
+            vec![],
+            vec![
+                payment("q1", "C2", None, dec!(100), "2026-09-19"),
+                payment("q2", "C2", None, dec!(50), "2026-10-02"),
+            ],
+            false,
+        );
+        s.judge_promises(d("2026-10-10"), 3).unwrap();
+        let t = report(
+            &s,
+            ReportKind::Promises,
+            "2026-09-01",
+            "2026-09-30",
+            &[Dim::Company],
+            None,
+        );
+        assert_eq!(t.rows.len(), 1);
+        let r = t.row(&["ACME_DE", "EUR"]).unwrap();
+        assert_eq!(count(&t, r, "made"), 3);
+        assert_eq!(amount(&t, r, "promised"), dec!(300));
+        let judged: Vec<u64> = ["kept", "partially_kept", "broken", "open"]
+            .iter()
+            .map(|c| count(&t, r, c))
+            .collect();
+        assert_eq!(judged, [1, 1, 1, 0]);
+        assert_eq!(amount(&t, r, "received"), dec!(150));
+        assert_eq!(figure(&t, r, "kept_rate"), Some(dec!(0.3333)));
+        // (−1 + 2) / 2 days.
+        assert_eq!(figure(&t, r, "avg_delay_days"), Some(dec!(0.5)));
+        // Over two months the one made in October is still open.
+        let t = report(
+            &s,
+            ReportKind::Promises,
+            "2026-09-01",
+            "2026-10-31",
+            &[Dim::Customer],
+            None,
+        );
+        let c2 = t.row(&["ACME_DE/C2", "EUR"]).unwrap();
+        assert_eq!((count(&t, c2, "made"), count(&t, c2, "open")), (4, 1));
+        assert_eq!(figure(&t, c2, "kept_rate"), Some(dec!(0.3333)));
+    }
+
+    #[test]
+    fn a_report_is_cut_to_the_callers_reach_and_filters() {
+        let (_d, s) = ledger();
+        let dims = s.report_customers().unwrap();
+        let c1 = &dims[&s.customer_id("ACME_DE/C1").unwrap()];
+        let collector = c1.collector.clone().expect("the run gave C1 a collector");
+        let me = Reach::of(
+            &Principal {
+                name: collector.clone(),
+                role: Role::Collector,
+                groups: vec![],
+            },
+            &arrears_test_support::shipped_rules(),
+        );
+        let req = Request::new(
+            ReportKind::OpenItems,
+            d("2026-09-12"),
+            d("2026-09-12"),
+            Some(vec![Dim::Collector, Dim::Customer]),
+            Filter::default(),
+            None,
+        )
+        .unwrap();
+        let mine = run(&s, &me, &req).unwrap();
+        assert!(!mine.rows.is_empty());
+        for r in 0..mine.rows.len() {
+            assert_eq!(
+                mine.cell(r, "collector"),
+                Some(&Cell::Text(collector.clone()))
+            );
+        }
+        let all = run(&s, &admin(), &req).unwrap();
+        let filtered = run(
+            &s,
+            &admin(),
+            &Request {
+                filter: Filter {
+                    collector: Some(collector.clone()),
+                    ..Filter::default()
+                },
+                ..req.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(filtered.rows, mine.rows);
+        let expected = all
+            .rows
+            .iter()
+            .filter(|r| r[0] == Cell::Text(collector.clone()))
+            .count();
+        assert_eq!(mine.rows.len(), expected);
+    }
+
+    #[test]
+    fn bad_requests_name_their_field() {
+        let msg = |r: Result<Request, AppError>| r.unwrap_err().to_string();
+        assert_eq!(
+            "forecast".parse::<ReportKind>().unwrap_err().to_string(),
+            "report: `forecast` is not a report; the reports are conversion, open-items, promises"
+        );
+        assert!("region"
+            .parse::<Dim>()
+            .unwrap_err()
+            .to_string()
+            .starts_with("by: `region`"));
+        let kind = ReportKind::Promises;
+        assert_eq!(
+            msg(Request::new(kind, d("2026-10-02"), d("2026-10-01"), None, Filter::default(), None)),
+            "from: 2026-10-02 is after to (2026-10-01); a period runs from its first day to its last"
+        );
+        assert_eq!(
+            msg(Request::new(
+                kind,
+                d("2026-10-01"),
+                d("2026-10-01"),
+                Some(vec![Dim::Company, Dim::Company]),
+                Filter::default(),
+                None
+            )),
+            "by: `company` is named twice"
+        );
+        assert!(msg(Request::new(
+            kind,
+            d("2026-10-01"),
+            d("2026-10-01"),
+            None,
+            Filter::default(),
+            Some(0)
+        ))
+        .starts_with("within: 0 days"));
+    }
+}

@@ -1,0 +1,259 @@
+//! The rows the collections reports are computed from (`arrears_app::reports`):
+//! what the store holds, read in one snapshot, with no arithmetic beyond picking
+//! each item's state on a day from its history.
+
+use std::collections::HashMap;
+
+use arrears_core::domain::ChangeCause;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::db::{args, Db, Row};
+use crate::{Result, Store, StoreError};
+
+/// A customer as the reports group it: its company and code, and where the
+/// latest run routed it (`None` before any run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerDims {
+    pub company: String,
+    pub code: String,
+    pub name: String,
+    pub group: Option<String>,
+    pub collector: Option<String>,
+    pub segment: Option<String>,
+}
+
+/// One change of an item's state: the day, its open amount from then on (zero
+/// once it is no longer open) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub on: NaiveDate,
+    pub open: Decimal,
+    pub cause: ChangeCause,
+}
+
+/// A case with its item: opened on a day, and the item's changes in the order
+/// they were written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseFact {
+    pub case_id: i64,
+    pub customer_id: i64,
+    pub opened_on: NaiveDate,
+    pub currency: String,
+    pub document_date: NaiveDate,
+    pub original_amount: Decimal,
+    pub changes: Vec<StateChange>,
+}
+
+impl CaseFact {
+    /// The item's open amount on `day` (the latest change written among those
+    /// dated by then; as born without one).
+    pub fn open_on(&self, day: NaiveDate) -> Decimal {
+        open_on(self.original_amount, &self.changes, day)
+    }
+}
+
+/// An item's open amount on `day` from its changes in written order.
+pub fn open_on(original: Decimal, changes: &[StateChange], day: NaiveDate) -> Decimal {
+    changes
+        .iter()
+        .rev()
+        .find(|c| c.on <= day)
+        .map_or(original, |c| c.open)
+}
+
+/// An item open on a day, with what it owed that day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenItemFact {
+    pub item_id: i64,
+    pub customer_id: i64,
+    pub currency: String,
+    pub due_date: NaiveDate,
+    pub open: Decimal,
+}
+
+/// A promise to pay as stored, with its judgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromiseFact {
+    pub id: i64,
+    pub customer_id: i64,
+    pub currency: String,
+    pub amount: Decimal,
+    pub created_on: NaiveDate,
+    pub promised_on: NaiveDate,
+    /// open, kept, partially_kept, broken
+    pub status: String,
+    pub paid: Option<Decimal>,
+    pub paid_on: Option<NaiveDate>,
+}
+
+fn opt_date(r: &Row, i: usize, column: &'static str) -> Result<Option<NaiveDate>> {
+    r.get::<Option<String>>(i, column)?
+        .map(|s| crate::date(column, &s))
+        .transpose()
+}
+
+fn opt_dec(r: &Row, i: usize, column: &'static str) -> Result<Option<Decimal>> {
+    r.get::<Option<String>>(i, column)?
+        .map(|s| crate::dec(column, &s))
+        .transpose()
+}
+
+fn cause(s: &str) -> Result<ChangeCause> {
+    ChangeCause::parse(s).ok_or_else(|| {
+        StoreError::Invalid(format!("item_history.cause: `{s}` is not a known cause"))
+    })
+}
+
+/// Each item's changes (`item_id, on_date, open_amount, status, cause` rows in
+/// written order) grouped by item.
+fn changes_by_item(rows: Vec<Row>) -> Result<HashMap<i64, Vec<StateChange>>> {
+    let mut out: HashMap<i64, Vec<StateChange>> = HashMap::new();
+    for r in rows {
+        let status: String = r.get(3, "item_history.status")?;
+        let open = if status == "open" {
+            r.dec(2, "item_history.open_amount")?
+        } else {
+            Decimal::ZERO
+        };
+        out.entry(r.get(0, "item_history.item_id")?)
+            .or_default()
+            .push(StateChange {
+                on: r.date(1, "item_history.on_date")?,
+                open,
+                cause: cause(&r.get::<String>(4, "item_history.cause")?)?,
+            });
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Every customer's grouping, by id.
+    pub fn report_customers(&self) -> Result<HashMap<i64, CustomerDims>> {
+        self.db().read(customers)
+    }
+
+    /// The cases opened from `from` to `to` (both included), with their items'
+    /// history.
+    pub fn cases_opened(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<CaseFact>> {
+        self.db().read(|db| {
+            let mut changes = changes_by_item(db.rows(
+                "SELECT h.item_id, h.on_date, h.open_amount, h.status, h.cause FROM item_history h
+                 WHERE h.item_id IN (SELECT item_id FROM cases WHERE opened_on >= ?1 AND opened_on <= ?2)
+                 ORDER BY h.id",
+                args![from, to],
+            )?)?;
+            db.rows(
+                "SELECT k.id, k.customer_id, k.opened_on, i.id, i.currency, i.document_date, i.original_amount
+                 FROM cases k JOIN items i ON i.id = k.item_id
+                 WHERE k.opened_on >= ?1 AND k.opened_on <= ?2 ORDER BY k.id",
+                args![from, to],
+            )?
+            .iter()
+            .map(|r| {
+                let item: i64 = r.get(3, "items.id")?;
+                Ok(CaseFact {
+                    case_id: r.get(0, "cases.id")?,
+                    customer_id: r.get(1, "cases.customer_id")?,
+                    opened_on: r.date(2, "cases.opened_on")?,
+                    currency: r.get(4, "items.currency")?,
+                    document_date: r.date(5, "items.document_date")?,
+                    original_amount: r.dec(6, "items.original_amount")?,
+                    changes: changes.remove(&item).unwrap_or_default(),
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// The items open on `day` (dated by then, with an open amount that day other
+    /// than zero), with what each owed that day.
+    pub fn open_items_on(&self, day: NaiveDate) -> Result<Vec<OpenItemFact>> {
+        // An item that left collection by `day` and never came back has its
+        // `cleared_on` by then: only the others are read.
+        const CANDIDATES: &str =
+            "i.document_date <= ?1 AND (i.cleared_on IS NULL OR i.cleared_on > ?1)";
+        self.db().read(|db| {
+            let changes = changes_by_item(db.rows(
+                &format!(
+                    "SELECT h.item_id, h.on_date, h.open_amount, h.status, h.cause
+                     FROM item_history h JOIN items i ON i.id = h.item_id
+                     WHERE {CANDIDATES} ORDER BY h.id"
+                ),
+                args![day],
+            )?)?;
+            let mut out = Vec::new();
+            for r in db.rows(
+                &format!(
+                    "SELECT i.id, i.customer_id, i.currency, i.due_date, i.original_amount
+                     FROM items i WHERE {CANDIDATES} ORDER BY i.id"
+                ),
+                args![day],
+            )? {
+                let id: i64 = r.get(0, "items.id")?;
+                let original = r.dec(4, "items.original_amount")?;
+                let open = open_on(original, changes.get(&id).map_or(&[][..], |c| &c[..]), day);
+                if open.is_zero() {
+                    continue;
+                }
+                out.push(OpenItemFact {
+                    item_id: id,
+                    customer_id: r.get(1, "items.customer_id")?,
+                    currency: r.get(2, "items.currency")?,
+                    due_date: r.date(3, "items.due_date")?,
+                    open,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The promises made from `from` to `to` (both included).
+    pub fn promises_made(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<PromiseFact>> {
+        self.db().read(|db| {
+            db.rows(
+                "SELECT id, customer_id, currency, amount, created_on, promised_on, status, paid, paid_on
+                 FROM promises WHERE created_on >= ?1 AND created_on <= ?2 ORDER BY id",
+                args![from, to],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PromiseFact {
+                    id: r.get(0, "promises.id")?,
+                    customer_id: r.get(1, "promises.customer_id")?,
+                    currency: r.get(2, "promises.currency")?,
+                    amount: r.dec(3, "promises.amount")?,
+                    created_on: r.date(4, "promises.created_on")?,
+                    promised_on: r.date(5, "promises.promised_on")?,
+                    status: r.get(6, "promises.status")?,
+                    paid: opt_dec(r, 7, "promises.paid")?,
+                    paid_on: opt_date(r, 8, "promises.paid_on")?,
+                })
+            })
+            .collect()
+        })
+    }
+}
+
+fn customers(db: &Db) -> Result<HashMap<i64, CustomerDims>> {
+    db.rows(
+        "SELECT c.id, c.company, c.code, c.name, s.collection_group, s.collector, s.segment
+         FROM customers c LEFT JOIN customer_state s ON s.customer_id = c.id",
+        args![],
+    )?
+    .iter()
+    .map(|r| {
+        Ok((
+            r.get(0, "customers.id")?,
+            CustomerDims {
+                company: r.get(1, "customers.company")?,
+                code: r.get(2, "customers.code")?,
+                name: r.get(3, "customers.name")?,
+                group: r.get(4, "customer_state.collection_group")?,
+                collector: r.get(5, "customer_state.collector")?,
+                segment: r.get(6, "customer_state.segment")?,
+            },
+        ))
+    })
+    .collect()
+}
