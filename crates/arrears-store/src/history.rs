@@ -26,7 +26,6 @@ pub(crate) fn note(db: &Db, on: NaiveDate, cause: ChangeCause, items: &[i64]) ->
     }
     let list = Db::json_list(items);
     let ids = db.in_list("?1", "BIGINT");
-    let day = db.typed("?2", "DATE");
     // The text of an amount keeps its scale on SQLite ("100" and "100.00"): SQL
     // finds the rows whose text differs, Rust keeps those whose value does.
     let mut rows = Vec::new();
@@ -55,6 +54,13 @@ pub(crate) fn note(db: &Db, on: NaiveDate, cause: ChangeCause, items: &[i64]) ->
             ]);
         }
     }
+    insert(db, &rows)?;
+    set_cleared(db, on, cause, items)?;
+    Ok(rows.len())
+}
+
+/// History rows (item id, day, open amount, status, cause), in the order given.
+fn insert(db: &Db, rows: &[Vec<crate::pg::Value>]) -> Result<()> {
     const COLUMNS: [&str; 5] = ["item_id", "on_date", "open_amount", "status", "cause"];
     db.many(
         "INSERT INTO item_history(item_id, on_date, open_amount, status, cause) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -62,8 +68,15 @@ pub(crate) fn note(db: &Db, on: NaiveDate, cause: ChangeCause, items: &[i64]) ->
         &COLUMNS,
         "INSERT INTO item_history(item_id, on_date, open_amount, status, cause)
          SELECT item_id, on_date, open_amount, status, cause FROM bulk ORDER BY item_id",
-        &rows,
-    )?;
+        rows,
+    )
+}
+
+/// `cleared_on`/`cleared_by` of `items` as their status now says: set (to `on`,
+/// `cause`) when one left collection, emptied when one is open again.
+fn set_cleared(db: &Db, on: NaiveDate, cause: ChangeCause, items: &[i64]) -> Result<()> {
+    let ids = db.in_list("?1", "BIGINT");
+    let day = db.typed("?2", "DATE");
     db.execute(
         &format!(
             "UPDATE items SET cleared_on = CASE WHEN status = 'open' THEN NULL ELSE {day} END,
@@ -71,8 +84,44 @@ pub(crate) fn note(db: &Db, on: NaiveDate, cause: ChangeCause, items: &[i64]) ->
              WHERE id IN {ids}
                AND CASE WHEN status = 'open' THEN cleared_on IS NOT NULL ELSE cleared_on IS NULL END"
         ),
-        args![list, on, cause.as_str()],
+        args![Db::json_list(items), on, cause.as_str()],
     )?;
+    Ok(())
+}
+
+/// The first history rows of items a batch has just created and that were not as
+/// born (item id, day, open amount, status, cause): written from what the batch
+/// says, since their history is empty and nothing needs reading.
+pub(crate) fn note_new(
+    db: &Db,
+    items: &[(i64, NaiveDate, Decimal, &str, ChangeCause)],
+) -> Result<usize> {
+    let rows: Vec<Vec<crate::pg::Value>> = items
+        .iter()
+        .map(|&(id, on, open, status, cause)| {
+            vec![
+                id.value(),
+                on.value(),
+                open.value(),
+                status.value(),
+                cause.as_str().value(),
+            ]
+        })
+        .collect();
+    insert(db, &rows)?;
+    let mut cleared: BTreeMap<(NaiveDate, &str), (ChangeCause, Vec<i64>)> = BTreeMap::new();
+    for &(id, on, _, status, cause) in items {
+        if status != "open" {
+            cleared
+                .entry((on, cause.as_str()))
+                .or_insert_with(|| (cause, Vec::new()))
+                .1
+                .push(id);
+        }
+    }
+    for ((on, _), (cause, ids)) in cleared {
+        set_cleared(db, on, cause, &ids)?;
+    }
     Ok(rows.len())
 }
 

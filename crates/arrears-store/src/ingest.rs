@@ -344,8 +344,8 @@ fn ingest_in(db: &Db, batch: &Batch, day: NaiveDate) -> Result<IngestStats> {
     // data, payments, an item moved between them), and single items.
     let mut dirty: HashSet<i64> = HashSet::new();
     let mut items_changed: HashSet<(i64, i64)> = HashSet::new();
-    // The items the batch wrote (id, index in the batch), for their history.
-    let mut written: Vec<(i64, usize)> = Vec::new();
+    // The items the batch wrote (id, index in the batch, created), for their history.
+    let mut written: Vec<(i64, usize, bool)> = Vec::new();
 
     // A large batch on PostgreSQL finds and creates its customers at once, and
     // writes their data at once when it names each once.
@@ -475,7 +475,7 @@ fn note_history(
     db: &Db,
     batch: &Batch,
     day: NaiveDate,
-    written: &[(i64, usize)],
+    written: &[(i64, usize, bool)],
     replaced: &[i64],
     gone: &[i64],
 ) -> Result<()> {
@@ -488,16 +488,25 @@ fn note_history(
             *on = (*on).max(p.value_date);
         }
     }
-    let changes: Vec<(i64, NaiveDate, ChangeCause)> = written
-        .iter()
-        .map(|&(id, at)| {
-            let it = &batch.items[at];
-            match paid_on.get(&(it.source.as_str(), it.external_id.as_str())) {
-                Some(&on) => (id, on.min(day), ChangeCause::Payment),
-                None => (id, day, ChangeCause::Erp),
-            }
-        })
-        .collect();
+    let dated = |it: &ItemInput| match paid_on.get(&(it.source.as_str(), it.external_id.as_str())) {
+        Some(&on) => (on.min(day), ChangeCause::Payment),
+        None => (day, ChangeCause::Erp),
+    };
+    let mut changes = Vec::new();
+    let mut created = Vec::new();
+    for &(id, at, new) in written {
+        let it = &batch.items[at];
+        let (on, cause) = dated(it);
+        if !new {
+            changes.push((id, on, cause));
+            continue;
+        }
+        let status = item_status(it);
+        if status != "open" || it.open_amount != it.original_amount {
+            created.push((id, on, it.open_amount, status, cause));
+        }
+    }
+    history::note_new(db, &created)?;
     history::note_each(db, &changes)?;
     // Replaced from the day its replacement is dated, if earlier: its sale moved
     // to the replacement then.
@@ -580,7 +589,7 @@ fn items_one_by_one(
     stats: &mut IngestStats,
     dirty: &mut HashSet<i64>,
     items_changed: &mut HashSet<(i64, i64)>,
-    written: &mut Vec<(i64, usize)>,
+    written: &mut Vec<(i64, usize, bool)>,
 ) -> Result<()> {
     // Prepared once: a bulk import runs them a million times.
     let mut ins = db.prepare_insert(
@@ -633,7 +642,7 @@ fn items_one_by_one(
         if let Some(id) = ins.insert(a)? {
             stats.items_new += 1;
             items_changed.insert((cid, id));
-            written.push((id, at));
+            written.push((id, at, true));
             continue;
         }
         let prev = prev.row(args![it.source, it.external_id])?.ok_or_else(|| {
@@ -649,7 +658,7 @@ fn items_one_by_one(
         );
         let n = upd.execute(a)?;
         if n == 1 {
-            written.push((id, at));
+            written.push((id, at, false));
             stats.items_updated += 1;
             if status == "cleared" && old_status == "open" {
                 stats.items_cleared += 1;
@@ -687,7 +696,7 @@ fn items_in_bulk(
     stats: &mut IngestStats,
     dirty: &mut HashSet<i64>,
     items_changed: &mut HashSet<(i64, i64)>,
-    written: &mut Vec<(i64, usize)>,
+    written: &mut Vec<(i64, usize, bool)>,
 ) -> Result<()> {
     let cids: Vec<i64> = batch
         .items
@@ -743,7 +752,7 @@ fn items_in_bulk(
                 let id = fresh.next().expect("an id for each new item");
                 stats.items_new += 1;
                 items_changed.insert((*cid, id));
-                written.push((id, at));
+                written.push((id, at, true));
                 id
             }
         };
@@ -811,7 +820,7 @@ fn items_in_bulk(
             r.get(2, "items.status")?,
         );
         let (_, old_cid, old_status) = old_by_id[&id];
-        written.push((id, at_of[&id]));
+        written.push((id, at_of[&id], false));
         stats.items_updated += 1;
         if status == "cleared" && old_status == "open" {
             stats.items_cleared += 1;
