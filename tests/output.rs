@@ -159,6 +159,20 @@ fn the_database_and_the_daemon_print_the_same_text() {
         assert_eq!(l, r, "arrears {args:?}\nlocal:\n{l}\nremote:\n{r}");
         assert!(l.lines().count() > 2, "{l}");
     }
+    // The commission settlement reads the rules on both sides.
+    let args = [
+        "report",
+        "commission",
+        "--from",
+        "2025-01-01",
+        "--to",
+        AS_OF,
+        "--json",
+    ];
+    let l = ok(local(db), &args);
+    assert_eq!(l, ok(remote(&d), &args));
+    let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+    assert_eq!(v["columns"][0]["name"], "collector", "{l}");
     // A collector's report holds their own customers only.
     let mut chen = remote(&d);
     chen.env("ARREARS_TOKEN", CHEN);

@@ -17,8 +17,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use arrears_core::domain::ChangeCause;
+use arrears_core::money::round_minor;
+use arrears_finance::commission::{banded, AttributionRule, CommissionPolicy};
 use arrears_kpi::{round_days, round_ratio};
-use arrears_store::{CustomerDims, Owner, Store};
+use arrears_store::{open_on, CustomerDims, Owner, Store};
 
 use crate::access::Reach;
 use crate::AppError;
@@ -35,13 +37,17 @@ pub enum ReportKind {
     /// Promises made in the period: kept, partially kept, broken, amounts
     /// promised and received, delay.
     Promises,
+    /// What each collector collected in the period and the commission it earns
+    /// under `rules/commission.yaml`: the settlement.
+    Commission,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 3] = [
+    pub const ALL: [ReportKind; 4] = [
         ReportKind::Conversion,
         ReportKind::OpenItems,
         ReportKind::Promises,
+        ReportKind::Commission,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +55,7 @@ impl ReportKind {
             ReportKind::Conversion => "conversion",
             ReportKind::OpenItems => "open-items",
             ReportKind::Promises => "promises",
+            ReportKind::Commission => "commission",
         }
     }
 
@@ -57,6 +64,7 @@ impl ReportKind {
         match self {
             ReportKind::OpenItems => vec![Dim::Group, Dim::Collector, Dim::Customer],
             ReportKind::Conversion | ReportKind::Promises => vec![Dim::Company],
+            ReportKind::Commission => vec![Dim::Collector],
         }
     }
 }
@@ -185,6 +193,9 @@ pub struct Request {
     /// Conversion: a case counts as converted when its item was collected in full
     /// within this many days of the case's opening.
     pub within_days: i64,
+    /// Commission: the rules' policy (`rules/commission.yaml`), set by the front
+    /// from the rules it runs with.
+    pub commission: Option<CommissionPolicy>,
 }
 
 /// The conversion window when a request does not give one.
@@ -206,6 +217,12 @@ impl Request {
                 "from: {from} is after to ({to}); a period runs from its first day to its last"
             )));
         }
+        if kind == ReportKind::Commission && by.as_ref().is_some_and(|b| b[..] != [Dim::Collector])
+        {
+            return Err(AppError::invalid(
+                "by: the commission report is settled per collector (and currency); filter with --company, --group or --segment",
+            ));
+        }
         let by = by.unwrap_or_else(|| kind.default_by());
         for (i, d) in by.iter().enumerate() {
             if by[..i].contains(d) {
@@ -225,6 +242,7 @@ impl Request {
             by,
             filter,
             within_days,
+            commission: None,
         })
     }
 }
@@ -378,6 +396,7 @@ pub fn run(store: &Store, reach: &Reach, req: &Request) -> Result<Table, AppErro
         ReportKind::Conversion => conversion(store, req, &seen, &key)?,
         ReportKind::OpenItems => open_items(store, req, &seen, &key)?,
         ReportKind::Promises => promises(store, req, &seen, &key)?,
+        ReportKind::Commission => commission(store, req, &seen, &key)?,
     };
     let columns = req
         .by
@@ -644,6 +663,150 @@ fn promises<'a>(
         .collect();
     Ok((measures, rows))
 }
+
+/// The part of a payment its item owed again within `days` after it arrived: the
+/// largest rise of the item's open amount over what it owed on the value date,
+/// at most the payment.
+fn reversed(p: &arrears_store::PaymentFact, days: u32) -> Decimal {
+    let after = open_on(p.item_original, &p.item_changes, p.value_date);
+    let until = p.value_date + chrono::Days::new(u64::from(days));
+    let highest = p
+        .item_changes
+        .iter()
+        .filter(|c| c.on > p.value_date && c.on <= until)
+        .map(|c| c.open)
+        .fold(after, Decimal::max);
+    (highest - after).clamp(Decimal::ZERO, p.amount.max(Decimal::ZERO))
+}
+
+fn commission<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    let policy = req.commission.as_ref().ok_or_else(|| {
+        AppError::invalid(
+            "commission: the rules have no `commission` section (see rules/commission.yaml)",
+        )
+    })?;
+    // Whom each payment is credited to: the latest completed activity on the
+    // customer's cases in the window before it, or the case's / customer's collector.
+    let window = u64::from(policy.attribution.within_days);
+    let mut contacts: std::collections::HashMap<i64, Vec<(NaiveDate, i64, String)>> =
+        std::collections::HashMap::new();
+    if policy.attribution.rule == AttributionRule::LastContact {
+        let since = req
+            .from
+            .checked_sub_days(chrono::Days::new(window))
+            .unwrap_or(NaiveDate::MIN);
+        for c in store.contacts_made(since, req.to)? {
+            contacts
+                .entry(c.customer_id)
+                .or_default()
+                .push((c.on, c.event_id, c.actor));
+        }
+        for list in contacts.values_mut() {
+            list.sort();
+        }
+    }
+    #[derive(Default)]
+    struct Line {
+        payments: u64,
+        collected: Decimal,
+        reversed: Decimal,
+    }
+    // (collector row key, segment) → what the collector's payments of that
+    // segment add up to: each segment is banded on its own.
+    let mut lines: BTreeMap<(Vec<String>, Option<String>), Line> = BTreeMap::new();
+    for p in store.payments_collected(req.from, req.to)? {
+        let Some(c) = seen(p.customer_id) else {
+            continue;
+        };
+        let who = match policy.attribution.rule {
+            AttributionRule::LastContact => {
+                let earliest = p
+                    .value_date
+                    .checked_sub_days(chrono::Days::new(window))
+                    .unwrap_or(NaiveDate::MIN);
+                contacts.get(&p.customer_id).and_then(|list| {
+                    list.iter()
+                        .rev()
+                        .find(|(on, _, _)| *on <= p.value_date && *on >= earliest)
+                        .map(|(_, _, actor)| actor.clone())
+                })
+            }
+            AttributionRule::Assigned => p.assigned_to.clone().or_else(|| c.collector.clone()),
+        };
+        let mut k = key(c, &p.currency);
+        k[0] = who.unwrap_or_else(|| UNATTRIBUTED.into());
+        let line = lines.entry((k, c.segment.clone())).or_default();
+        line.payments += 1;
+        line.collected += p.amount;
+        line.reversed += reversed(&p, policy.clawback_days);
+    }
+    #[derive(Default)]
+    struct Acc {
+        payments: u64,
+        collected: Decimal,
+        reversed: Decimal,
+        commission: Decimal,
+    }
+    let mut acc: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for ((k, segment), l) in lines {
+        let currency = k.last().cloned().unwrap_or_default();
+        let earned = if k[0] == UNATTRIBUTED {
+            Decimal::ZERO
+        } else {
+            banded(
+                policy.tiers_of(segment.as_deref()),
+                l.collected - l.reversed,
+            )
+        };
+        let earned = round_minor(earned, &currency);
+        let a = acc.entry(k).or_default();
+        a.payments += l.payments;
+        a.collected += l.collected;
+        a.reversed += l.reversed;
+        a.commission += earned;
+    }
+    let measures = columns(&[
+        ("payments", ColumnKind::Count),
+        ("collected", ColumnKind::Amount),
+        ("reversed", ColumnKind::Amount),
+        ("commissionable", ColumnKind::Amount),
+        ("commission", ColumnKind::Amount),
+        ("over_cap", ColumnKind::Amount),
+        ("due", ColumnKind::Amount),
+    ]);
+    let rows = acc
+        .into_iter()
+        .map(|(k, a)| {
+            let currency = k.last().map_or("", |c| c.as_str());
+            let due = round_minor(
+                policy.cap.map_or(a.commission, |cap| a.commission.min(cap)),
+                currency,
+            );
+            (
+                k,
+                vec![
+                    Cell::Count(a.payments),
+                    Cell::Amount(a.collected),
+                    Cell::Amount(a.reversed),
+                    Cell::Amount(a.collected - a.reversed),
+                    Cell::Amount(a.commission),
+                    Cell::Amount(a.commission - due),
+                    Cell::Amount(due),
+                ],
+            )
+        })
+        .collect();
+    Ok((measures, rows))
+}
+
+/// The collector of payments no one is credited with: they are listed, and earn
+/// nothing.
+pub const UNATTRIBUTED: &str = "(unattributed)";
 
 #[cfg(test)]
 mod tests {
@@ -1057,7 +1220,7 @@ mod tests {
         let msg = |r: Result<Request, AppError>| r.unwrap_err().to_string();
         assert_eq!(
             "forecast".parse::<ReportKind>().unwrap_err().to_string(),
-            "report: `forecast` is not a report; the reports are conversion, open-items, promises"
+            "report: `forecast` is not a report; the reports are conversion, open-items, promises, commission"
         );
         assert!("region"
             .parse::<Dim>()
@@ -1089,5 +1252,255 @@ mod tests {
             Some(0)
         ))
         .starts_with("within: 0 days"));
+    }
+
+    /// Collectors' payments in September 2026 (docs/REPORTS.md, "commission"):
+    /// alice worked C1 on 09-12 and the key account C3 on 09-20; bob worked C2 on
+    /// 09-15 and C1 on 10-05; nobody worked C4.
+    fn commission_ledger() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let rules = arrears_test_support::shipped_rules();
+        let a1 = |open| item("A1", "C1", dec!(1000), "EUR", open);
+        let a2 = |open| item("A2", "C1", dec!(2000.55), "EUR", open);
+        let b1 = |open| item("B1", "C2", dec!(500), "EUR", open);
+        let b2 = |open| item("B2", "C2", dec!(300), "USD", open);
+        let x1 = |open| item("X1", "C3", dec!(150000), "EUR", open);
+        let y1 = |open| item("Y1", "C4", dec!(400), "EUR", open);
+        learn(
+            &mut s,
+            "2026-08-01",
+            vec![
+                a1(dec!(1000)),
+                a2(dec!(2000.55)),
+                b1(dec!(500)),
+                b2(dec!(300)),
+                x1(dec!(150000)),
+                y1(dec!(400)),
+            ],
+            vec![],
+            false,
+        );
+        run_portfolio(&mut s, &rules, d("2026-09-10"), RunMode::Full).unwrap();
+        let cases = s.cases_opened(d("2026-09-10"), d("2026-09-10")).unwrap();
+        let case = |customer: &str, original: Decimal| {
+            let c = s.customer_id(&format!("ACME_DE/{customer}")).unwrap();
+            cases
+                .iter()
+                .find(|k| k.customer_id == c && k.original_amount == original)
+                .unwrap()
+                .case_id
+        };
+        let sub = rules
+            .subcategory("negotiation", "promise_follow_up")
+            .unwrap()
+            .clone();
+        let worked = [
+            (case("C1", dec!(1000)), "2026-09-12", "alice"),
+            (case("C2", dec!(500)), "2026-09-15", "bob"),
+            (case("C3", dec!(150000)), "2026-09-20", "alice"),
+            (case("C1", dec!(2000.55)), "2026-10-05", "bob"),
+        ];
+        for (id, on, who) in worked {
+            s.set_activity(id, "negotiation", &sub, d("2026-09-10"), who, &rules.cases)
+                .unwrap();
+            s.complete_activity(id, d(on), who, None, &rules.cases)
+                .unwrap();
+        }
+        let pay = |ext: &str, customer: &str, item: &str, amount, on: &str, cur: &str| {
+            let mut p = payment(ext, customer, Some(item), amount, on);
+            p.currency = Currency::parse(cur).unwrap();
+            p
+        };
+        learn(
+            &mut s,
+            "2026-09-14",
+            vec![a1(dec!(0))],
+            vec![pay("p1", "C1", "A1", dec!(1000), "2026-09-14", "EUR")],
+            false,
+        );
+        learn(
+            &mut s,
+            "2026-09-16",
+            vec![b1(dec!(0))],
+            vec![pay("p2", "C2", "B1", dec!(500), "2026-09-16", "EUR")],
+            false,
+        );
+        learn(
+            &mut s,
+            "2026-09-17",
+            vec![b2(dec!(0))],
+            vec![pay("p3", "C2", "B2", dec!(300), "2026-09-17", "USD")],
+            false,
+        );
+        learn(
+            &mut s,
+            "2026-09-18",
+            vec![y1(dec!(0))],
+            vec![pay("p4", "C4", "Y1", dec!(400), "2026-09-18", "EUR")],
+            false,
+        );
+        learn(
+            &mut s,
+            "2026-09-22",
+            vec![x1(dec!(50000))],
+            vec![pay("p5", "C3", "X1", dec!(100000), "2026-09-22", "EUR")],
+            false,
+        );
+        learn(
+            &mut s,
+            "2026-09-25",
+            vec![a2(dec!(500))],
+            vec![pay("p6", "C1", "A2", dec!(1500.55), "2026-09-25", "EUR")],
+            false,
+        );
+        // B1's payment came back: open again on 10-01.
+        learn(&mut s, "2026-10-01", vec![b1(dec!(500))], vec![], false);
+        learn(
+            &mut s,
+            "2026-10-08",
+            vec![a2(dec!(0))],
+            vec![pay("p7", "C1", "A2", dec!(500), "2026-10-08", "EUR")],
+            false,
+        );
+        (dir, s)
+    }
+
+    fn policy(cap: &str) -> CommissionPolicy {
+        serde_yaml::from_str(&format!(
+            "attribution: {{ rule: last_contact, within_days: 15 }}
+tiers: [ {{ from: '0', rate: '1' }}, {{ from: '1000', rate: '2' }} ]
+segments: {{ key_account: [ {{ from: '0', rate: '0.5' }} ] }}
+cap: '{cap}'
+clawback_days: 60"
+        ))
+        .unwrap()
+    }
+
+    fn commission_report(s: &Store, from: &str, to: &str, p: CommissionPolicy) -> Table {
+        let mut req = Request::parse(
+            "commission",
+            Some(d(from)),
+            d(to),
+            &[],
+            Filter::default(),
+            None,
+        )
+        .unwrap();
+        req.commission = Some(p);
+        run(s, &admin(), &req).unwrap()
+    }
+
+    #[test]
+    fn the_commission_settlement_sums_the_collected_amounts_times_the_rates() {
+        let (_d, s) = commission_ledger();
+        let dims = s.report_customers().unwrap();
+        let segment = |c: &str| {
+            dims[&s.customer_id(&format!("ACME_DE/{c}")).unwrap()]
+                .segment
+                .clone()
+        };
+        assert_eq!(
+            segment("C3").as_deref(),
+            Some("key_account"),
+            "the key account"
+        );
+        assert_ne!(segment("C1").as_deref(), Some("key_account"));
+        let t = commission_report(&s, "2026-09-01", "2026-09-30", policy("520"));
+        let keys: Vec<String> = t
+            .rows
+            .iter()
+            .map(|r| format!("{}/{}", r[0], r[1]))
+            .collect();
+        assert_eq!(
+            keys,
+            ["(unattributed)/EUR", "alice/EUR", "bob/EUR", "bob/USD"]
+        );
+        // alice: C1's 1000 (09-14, worked 09-12) and 1500.55 (09-25, 13 days after
+        // 09-12) banded together: 1000 × 1 % + 1500.55 × 2 % = 40.011 → 40.01; the
+        // key account's 100000 at 0.5 % = 500.00; 540.01 in all, 20.01 over the cap.
+        let alice = t.row(&["alice", "EUR"]).unwrap();
+        assert_eq!(count(&t, alice, "payments"), 3);
+        assert_eq!(amount(&t, alice, "collected"), dec!(102500.55));
+        let expected = (dec!(1000) * dec!(0.01) + dec!(1500.55) * dec!(0.02)).round_dp(2)
+            + dec!(100000) * dec!(0.005);
+        assert_eq!(amount(&t, alice, "commission"), expected);
+        assert_eq!(expected, dec!(540.01));
+        assert_eq!(amount(&t, alice, "over_cap"), expected - dec!(520));
+        assert_eq!(amount(&t, alice, "due"), dec!(520));
+        // bob's 500 came back within 60 days: nothing to earn on it.
+        let bob = t.row(&["bob", "EUR"]).unwrap();
+        assert_eq!(
+            (amount(&t, bob, "collected"), amount(&t, bob, "reversed")),
+            (dec!(500), dec!(500))
+        );
+        assert_eq!(amount(&t, bob, "due"), dec!(0));
+        let usd = t.row(&["bob", "USD"]).unwrap();
+        assert_eq!(amount(&t, usd, "due"), dec!(300) * dec!(0.01));
+        // C4's payment: listed, earning nothing.
+        let none = t.row(&["(unattributed)", "EUR"]).unwrap();
+        assert_eq!(
+            (amount(&t, none, "collected"), amount(&t, none, "due")),
+            (dec!(400), dec!(0))
+        );
+        // Every collected euro is on one row.
+        let collected: Decimal = ["(unattributed)", "alice", "bob"]
+            .iter()
+            .map(|c| amount(&t, t.row(&[c, "EUR"]).unwrap(), "collected"))
+            .sum();
+        assert_eq!(
+            collected,
+            dec!(1000) + dec!(500) + dec!(400) + dec!(100000) + dec!(1500.55)
+        );
+        // October: A2's last 500 arrived three days after bob worked C1.
+        let t = commission_report(&s, "2026-10-01", "2026-10-31", policy("520"));
+        let bob = t.row(&["bob", "EUR"]).unwrap();
+        assert_eq!(
+            (amount(&t, bob, "collected"), amount(&t, bob, "due")),
+            (dec!(500), dec!(5.00))
+        );
+        // Credited to the collector the run gave each customer instead: C4's
+        // payment goes to C4's collector.
+        let mut assigned = policy("1000000");
+        assigned.attribution.rule = AttributionRule::Assigned;
+        let t = commission_report(&s, "2026-09-01", "2026-09-30", assigned);
+        let c4 = dims[&s.customer_id("ACME_DE/C4").unwrap()]
+            .collector
+            .clone()
+            .expect("routed");
+        let row = t.row(&[&c4, "EUR"]).unwrap();
+        assert!(amount(&t, row, "collected") >= dec!(400));
+        let total: u64 = (0..t.rows.len()).map(|r| count(&t, r, "payments")).sum();
+        assert_eq!(total, 6);
+    }
+
+    #[test]
+    fn a_commission_report_needs_the_rules_and_settles_per_collector() {
+        let (_d, s) = ledger();
+        let req = Request::parse(
+            "commission",
+            None,
+            d("2026-09-30"),
+            &[],
+            Filter::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            run(&s, &admin(), &req).unwrap_err().to_string(),
+            "commission: the rules have no `commission` section (see rules/commission.yaml)"
+        );
+        let by = ["company".to_string()];
+        assert!(Request::parse(
+            "commission",
+            None,
+            d("2026-09-30"),
+            &by,
+            Filter::default(),
+            None
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("by: the commission report is settled per collector"));
     }
 }

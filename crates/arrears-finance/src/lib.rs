@@ -39,6 +39,7 @@
 //! takes the whole remaining balance, so the principal sums to the debt exactly.
 
 pub mod agreement;
+pub mod commission;
 
 use std::fmt;
 
@@ -70,6 +71,8 @@ pub enum FinanceError {
     Policy { field: String, reason: String },
     #[error("`{field}` {reason}")]
     Input { field: String, reason: String },
+    #[error("commission: `{field}` {reason}")]
+    Commission { field: String, reason: String },
     /// Valid inputs whose rounding would break a schedule invariant.
     #[error("no valid schedule: {reason}")]
     Schedule { reason: String },
@@ -79,7 +82,9 @@ impl FinanceError {
     /// The field the error is about, if it is about one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            FinanceError::Policy { field, .. } | FinanceError::Input { field, .. } => Some(field),
+            FinanceError::Policy { field, .. }
+            | FinanceError::Input { field, .. }
+            | FinanceError::Commission { field, .. } => Some(field),
             FinanceError::Schedule { .. } => None,
         }
     }

@@ -278,6 +278,8 @@ pub struct RuleSet {
     /// Interest and fine policy for renegotiations.
     pub interest: Option<arrears_finance::InterestPolicy>,
     pub agreements: Option<raw::AgreementsSection>,
+    /// Collector commission (rules/commission.yaml): the `commission` report.
+    pub commission: Option<arrears_finance::commission::CommissionPolicy>,
     /// Sender details per company for letters and messages.
     pub correspondence: raw::CorrespondenceSection,
     /// The ERP's dunning procedures mapped to ladders; empty: every customer is
@@ -389,6 +391,7 @@ const SECTIONS: &[&str] = &[
     "agreements",
     "correspondence",
     "erp_procedures",
+    "commission",
 ];
 
 /// What an error in a rule file leaves out: the list item it is in, or else the
@@ -591,7 +594,23 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let agreements = section!(agreements);
     let correspondence = section!(correspondence);
     let erp_procedures = section!(erp_procedures);
+    let commission = section!(commission);
     let src_of = |i: usize| &files[i].0;
+    if let Some((i, c)) = &commission {
+        if let Err(e) = c.validate() {
+            // The key to point at: the last name in the field's path.
+            let needle = e.field().map(|f| {
+                f.rsplit('.')
+                    .next()
+                    .unwrap_or(f)
+                    .split('[')
+                    .next()
+                    .unwrap_or(f)
+                    .to_string()
+            });
+            cx.err(src_of(*i), needle.as_deref(), e.to_string());
+        }
+    }
     if let Some((i, p)) = &interest {
         if let Err(e) = p.validate() {
             let needle = e
@@ -1380,6 +1399,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         templates,
         interest: interest.map(|x| x.1),
         agreements: agreements.map(|x| x.1),
+        commission: commission.map(|x| x.1),
         correspondence: correspondence.map(|x| x.1).unwrap_or_default(),
         erp_procedures: erp,
     })
@@ -1584,6 +1604,43 @@ mod tests {
     /// `erp_procedures` names ladders like a strategy does: a name that is no ladder
     /// is an error at the name, for the map and for `default`; a misspelt key, or an
     /// empty procedure name (the ERP's "not dunned"), is refused.
+    #[test]
+    fn a_commission_table_with_overlapping_tiers_or_a_negative_rate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        edit(
+            dir.path(),
+            "commission.yaml",
+            &[(
+                "{ from: \"150000\", rate: \"2\" }",
+                "{ from: \"50000\", rate: \"2\" }",
+            )],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].file.ends_with("commission.yaml"));
+        assert_eq!(
+            errs[0].message,
+            "commission: `tiers[2].from` tiers overlap: 50000 is not above the tier before it (50000)"
+        );
+        copy(dir.path());
+        edit(
+            dir.path(),
+            "commission.yaml",
+            &[(
+                "{ from: \"0\", rate: \"0.5\" }",
+                "{ from: \"0\", rate: \"-0.5\" }",
+            )],
+        );
+        let errs = errors_of(dir.path());
+        assert_eq!(
+            errs[0].message,
+            "commission: `segments.key_account[0].rate` a percentage from 0 to 100 (got -0.5)"
+        );
+        let r = load(&shipped()).unwrap();
+        assert_eq!(r.commission.expect("shipped").tiers.len(), 3);
+    }
+
     #[test]
     fn erp_procedures_name_known_ladders_only() {
         let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,8 @@ pub struct RuleFile {
     pub agreements: Option<AgreementsSection>,
     pub correspondence: Option<CorrespondenceSection>,
     pub erp_procedures: Option<ErpProceduresSection>,
+    /// Collector commission: attribution, tiers, cap, clawback.
+    pub commission: Option<arrears_finance::commission::CommissionPolicy>,
 }
 
 /// Which ladder a customer's dunning procedure in the ERP (its name there) stands for.

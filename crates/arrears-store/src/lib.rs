@@ -59,7 +59,10 @@ pub use outbox::{
     ContactProfile, ContactUpdate, DeliveredStep, Fee, LetterItem, MessageView, NewMessage,
     OutboxPass, StepToSend,
 };
-pub use report_facts::{open_on, CaseFact, CustomerDims, OpenItemFact, PromiseFact, StateChange};
+pub use report_facts::{
+    open_on, CaseFact, ContactFact, CustomerDims, OpenItemFact, PaymentFact, PromiseFact,
+    StateChange,
+};
 pub use run_io::*;
 pub use statements::{
     Allocation, CreditOutcome, CreditStatus, CreditView, ImportReport, MatchOptions, Resolution,

@@ -87,6 +87,31 @@ pub struct PromiseFact {
     pub paid_on: Option<NaiveDate>,
 }
 
+/// A payment linked to an item that was in collection when it arrived (a case of
+/// the item opened on or before its value date), with the item's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentFact {
+    pub id: i64,
+    pub customer_id: i64,
+    pub item_id: i64,
+    pub amount: Decimal,
+    pub currency: String,
+    pub value_date: NaiveDate,
+    /// The collector that case was assigned to by hand, if any.
+    pub assigned_to: Option<String>,
+    pub item_original: Decimal,
+    pub item_changes: Vec<StateChange>,
+}
+
+/// A completed activity: someone worked one of the customer's cases that day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactFact {
+    pub event_id: i64,
+    pub customer_id: i64,
+    pub on: NaiveDate,
+    pub actor: String,
+}
+
 fn opt_date(r: &Row, i: usize, column: &'static str) -> Result<Option<NaiveDate>> {
     r.get::<Option<String>>(i, column)?
         .map(|s| crate::date(column, &s))
@@ -228,6 +253,75 @@ impl Store {
                     status: r.get(6, "promises.status")?,
                     paid: opt_dec(r, 7, "promises.paid")?,
                     paid_on: opt_date(r, 8, "promises.paid_on")?,
+                })
+            })
+            .collect()
+        })
+    }
+}
+
+impl Store {
+    /// The payments with a value date from `from` to `to` on items in collection
+    /// then.
+    pub fn payments_collected(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<PaymentFact>> {
+        const COLLECTED: &str = "p.item_id IS NOT NULL AND p.value_date >= ?1 AND p.value_date <= ?2
+             AND EXISTS (SELECT 1 FROM cases k WHERE k.item_id = p.item_id AND k.opened_on <= p.value_date)";
+        self.db().read(|db| {
+            let changes = changes_by_item(db.rows(
+                &format!(
+                    "SELECT h.item_id, h.on_date, h.open_amount, h.status, h.cause FROM item_history h
+                     WHERE h.item_id IN (SELECT p.item_id FROM payments p WHERE {COLLECTED})
+                     ORDER BY h.id"
+                ),
+                args![from, to],
+            )?)?;
+            let rows = db.rows(
+                &format!(
+                    "SELECT p.id, p.customer_id, p.item_id, p.amount, p.currency, p.value_date,
+                            (SELECT k.assigned_to FROM cases k WHERE k.item_id = p.item_id
+                               AND k.opened_on <= p.value_date ORDER BY k.id DESC LIMIT 1),
+                            i.original_amount
+                     FROM payments p JOIN items i ON i.id = p.item_id
+                     WHERE {COLLECTED} ORDER BY p.id"
+                ),
+                args![from, to],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let item: i64 = r.get(2, "payments.item_id")?;
+                    Ok(PaymentFact {
+                        id: r.get(0, "payments.id")?,
+                        customer_id: r.get(1, "payments.customer_id")?,
+                        item_id: item,
+                        amount: r.dec(3, "payments.amount")?,
+                        currency: r.get(4, "payments.currency")?,
+                        value_date: r.date(5, "payments.value_date")?,
+                        assigned_to: r.get(6, "cases.assigned_to")?,
+                        item_original: r.dec(7, "items.original_amount")?,
+                        // Several payments of one item share its history.
+                        item_changes: changes.get(&item).cloned().unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The activities completed from `from` to `to`, by whom.
+    pub fn contacts_made(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<ContactFact>> {
+        self.db().read(|db| {
+            db.rows(
+                "SELECT e.id, k.customer_id, e.on_date, e.actor FROM case_events e
+                 JOIN cases k ON k.id = e.case_id
+                 WHERE e.kind = 'completed' AND e.on_date >= ?1 AND e.on_date <= ?2 ORDER BY e.id",
+                args![from, to],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ContactFact {
+                    event_id: r.get(0, "case_events.id")?,
+                    customer_id: r.get(1, "cases.customer_id")?,
+                    on: r.date(2, "case_events.on_date")?,
+                    actor: r.get(3, "case_events.actor")?,
                 })
             })
             .collect()

@@ -16,7 +16,7 @@ use crate::{today, Env};
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// The report: conversion, open-items, promises (docs/REPORTS.md).
+    /// The report: conversion, open-items, promises, commission (docs/REPORTS.md).
     name: String,
     /// The period's first day [default: 29 days before --to].
     #[arg(long)]
@@ -65,7 +65,7 @@ impl ReportArgs {
 
 pub fn local(env: &Env, a: ReportArgs) -> Result<ExitCode> {
     let store = env.store()?;
-    let req = reports::Request::parse(
+    let mut req = reports::Request::parse(
         &a.name,
         a.from,
         a.to.unwrap_or_else(today),
@@ -73,6 +73,9 @@ pub fn local(env: &Env, a: ReportArgs) -> Result<ExitCode> {
         a.filter(),
         a.within,
     )?;
+    if req.kind == reports::ReportKind::Commission {
+        req.commission = env.rules()?.commission;
+    }
     let table = reports::run(&store, &Reach::everything(&local_user()), &req)?;
     print(&arrears::server::report_to_pb(&table), &a)
 }

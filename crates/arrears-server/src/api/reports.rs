@@ -53,7 +53,7 @@ impl pb::reports_server::Reports for Api {
             } else {
                 Some(parse_date("from", &r.from)?)
             };
-            let request = reports::Request::parse(
+            let mut request = reports::Request::parse(
                 &r.report,
                 from,
                 to,
@@ -70,6 +70,7 @@ impl pb::reports_server::Reports for Api {
             let table = self
                 .shared
                 .read(move |store, rules| {
+                    request.commission = rules.commission.clone();
                     reports::run(store, &Reach::of(&who, rules), &request).map_err(app_status)
                 })
                 .await?;
