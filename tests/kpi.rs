@@ -20,6 +20,7 @@ fn portfolio(dir: &Path, as_of: NaiveDate) -> Store {
             items: 4_000,
             seed: 7,
             as_of,
+            history_days: 0,
         },
         None,
     )

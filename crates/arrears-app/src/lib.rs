@@ -11,6 +11,7 @@ pub mod correspondence;
 pub mod customers;
 pub mod disputes;
 pub mod fixtures;
+pub mod forecast;
 pub mod promises;
 pub mod reports;
 pub mod run;

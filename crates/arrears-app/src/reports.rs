@@ -40,14 +40,20 @@ pub enum ReportKind {
     /// What each collector collected in the period and the commission it earns
     /// under `rules/commission.yaml`: the settlement.
     Commission,
+    /// Expected incoming payments by day after `to`.
+    Forecast,
+    /// The forecast made on past days, week by week, against what came in.
+    ForecastBacktest,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 4] = [
+    pub const ALL: [ReportKind; 6] = [
         ReportKind::Conversion,
         ReportKind::OpenItems,
         ReportKind::Promises,
         ReportKind::Commission,
+        ReportKind::Forecast,
+        ReportKind::ForecastBacktest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +62,8 @@ impl ReportKind {
             ReportKind::OpenItems => "open-items",
             ReportKind::Promises => "promises",
             ReportKind::Commission => "commission",
+            ReportKind::Forecast => "forecast",
+            ReportKind::ForecastBacktest => "forecast-backtest",
         }
     }
 
@@ -63,7 +71,10 @@ impl ReportKind {
     pub fn default_by(self) -> Vec<Dim> {
         match self {
             ReportKind::OpenItems => vec![Dim::Group, Dim::Collector, Dim::Customer],
-            ReportKind::Conversion | ReportKind::Promises => vec![Dim::Company],
+            ReportKind::Conversion
+            | ReportKind::Promises
+            | ReportKind::Forecast
+            | ReportKind::ForecastBacktest => vec![Dim::Company],
             ReportKind::Commission => vec![Dim::Collector],
         }
     }
@@ -200,6 +211,13 @@ pub struct Request {
 
 /// The conversion window when a request does not give one.
 pub const WITHIN_DAYS: i64 = 30;
+/// How far the forecast looks ahead when a request does not say.
+pub const FORECAST_DAYS: i64 = 90;
+/// How far each back-tested forecast looks ahead: 13 weeks.
+pub const BACKTEST_DAYS: i64 = 91;
+/// How many weekly forecasts a back-test replays when `--from` is not given.
+pub const BACKTEST_ORIGINS: i64 = 26;
+pub const MAX_WITHIN_DAYS: i64 = 3660;
 
 impl Request {
     /// A request checked: `from` not after `to`, no dimension twice, a window of
@@ -229,10 +247,14 @@ impl Request {
                 return Err(AppError::invalid(format!("by: `{d}` is named twice")));
             }
         }
-        let within_days = within_days.unwrap_or(WITHIN_DAYS);
-        if within_days < 1 {
+        let within_days = within_days.unwrap_or(match kind {
+            ReportKind::Forecast => FORECAST_DAYS,
+            ReportKind::ForecastBacktest => BACKTEST_DAYS,
+            _ => WITHIN_DAYS,
+        });
+        if !(1..=MAX_WITHIN_DAYS).contains(&within_days) {
             return Err(AppError::invalid(format!(
-                "within: {within_days} days; a conversion window is at least 1 day"
+                "within: {within_days} days; a window is 1 to {MAX_WITHIN_DAYS} days"
             )));
         }
         Ok(Request {
@@ -271,10 +293,17 @@ impl Request {
                     .collect::<Result<Vec<Dim>, _>>()?,
             )
         };
+        let back = match kind {
+            // The last forecast whose 13 weeks are all past, and 25 weeks before it.
+            ReportKind::ForecastBacktest => {
+                (within_days.unwrap_or(BACKTEST_DAYS) + 7 * (BACKTEST_ORIGINS - 1)).max(0) as u64
+            }
+            _ => PERIOD_DAYS - 1,
+        };
         let from = match from {
             Some(f) => f,
             None => to
-                .checked_sub_days(chrono::Days::new(PERIOD_DAYS - 1))
+                .checked_sub_days(chrono::Days::new(back))
                 .ok_or_else(|| AppError::invalid(format!("to: no period ends on {to}")))?,
         };
         Request::new(kind, from, to, by, filter, within_days)
@@ -397,6 +426,8 @@ pub fn run(store: &Store, reach: &Reach, req: &Request) -> Result<Table, AppErro
         ReportKind::OpenItems => open_items(store, req, &seen, &key)?,
         ReportKind::Promises => promises(store, req, &seen, &key)?,
         ReportKind::Commission => commission(store, req, &seen, &key)?,
+        ReportKind::Forecast => forecast_report(store, req, &seen, &key)?,
+        ReportKind::ForecastBacktest => backtest_report(store, req, &seen, &key)?,
     };
     let columns = req
         .by
@@ -801,6 +832,162 @@ fn commission<'a>(
             )
         })
         .collect();
+    Ok((measures, rows))
+}
+
+/// Items, promises and each customer's company.
+type BookFacts = (
+    Vec<arrears_store::ItemLife>,
+    Vec<arrears_store::PromiseLife>,
+    std::collections::HashMap<i64, String>,
+);
+
+/// The book as the caller may see it: items and promises of the customers it
+/// reaches, from a year before `since` on (the behaviour's look-back).
+fn book_facts<'a>(
+    store: &Store,
+    since: NaiveDate,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+) -> Result<BookFacts, AppError> {
+    let lookback = since
+        .checked_sub_days(chrono::Days::new(crate::forecast::LOOKBACK_DAYS as u64))
+        .unwrap_or(NaiveDate::MIN);
+    let mut company = std::collections::HashMap::new();
+    let mut keep = |customer: i64| match seen(customer) {
+        Some(c) => {
+            company.insert(customer, c.company.clone());
+            true
+        }
+        None => false,
+    };
+    let items: Vec<_> = store
+        .item_lives(lookback)?
+        .into_iter()
+        .filter(|i| keep(i.customer_id))
+        .collect();
+    let promises: Vec<_> = store
+        .promise_lives(lookback)?
+        .into_iter()
+        .filter(|p| keep(p.customer_id))
+        .collect();
+    Ok((items, promises, company))
+}
+
+/// The forecast's rows are by company and currency: other groupings are refused.
+fn forecast_groups(req: &Request) -> Result<(), AppError> {
+    if req.by[..] != [Dim::Company] {
+        return Err(AppError::invalid(format!(
+            "by: the {} report is by company (and currency); filter with --group, --collector or --segment",
+            req.kind
+        )));
+    }
+    Ok(())
+}
+
+fn forecast_report<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    _key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    forecast_groups(req)?;
+    let (items, promises, company) = book_facts(store, req.to, seen)?;
+    let book = crate::forecast::Book::new(&items, &promises, &company);
+    let mut rows = Rows::new();
+    for ((co, currency), days) in book.forecast(req.to, req.within_days) {
+        let mut total = Decimal::ZERO;
+        for (k, amount) in days.into_iter().enumerate() {
+            let day = req.to + chrono::Days::new(k as u64 + 1);
+            let amount = round_minor(amount, &currency);
+            total += amount;
+            rows.insert(
+                vec![co.clone(), currency.clone(), day.to_string()],
+                vec![Cell::Amount(amount), Cell::Amount(total)],
+            );
+        }
+    }
+    let measures = columns(&[
+        ("day", ColumnKind::Text),
+        ("expected", ColumnKind::Amount),
+        ("cumulative", ColumnKind::Amount),
+    ]);
+    Ok((measures, rows))
+}
+
+fn backtest_report<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    _key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    forecast_groups(req)?;
+    let horizon = req.within_days;
+    let weeks = (horizon / 7).max(1);
+    let (items, promises, company) = book_facts(store, req.from, seen)?;
+    let book = crate::forecast::Book::new(&items, &promises, &company);
+    #[derive(Default)]
+    struct Week {
+        origins: u64,
+        forecast: Decimal,
+        actual: Decimal,
+        errors: Decimal,
+        measured: u64,
+    }
+    let mut acc: BTreeMap<(String, String, i64), Week> = BTreeMap::new();
+    let mut origin = req.from;
+    let last = req.to - chrono::Days::new(horizon as u64);
+    while origin <= last {
+        let f = book.forecast(origin, horizon);
+        let a = book.actual(origin, horizon);
+        let keys: std::collections::BTreeSet<&(String, String)> =
+            f.keys().chain(a.keys()).collect();
+        for k in keys {
+            let week_sum = |d: Option<&Vec<Decimal>>, w: i64| -> Decimal {
+                d.map_or(Decimal::ZERO, |v| {
+                    v.iter().skip((7 * w) as usize).take(7).sum()
+                })
+            };
+            for w in 0..weeks {
+                let (fw, aw) = (week_sum(f.get(k), w), week_sum(a.get(k), w));
+                let e = acc.entry((k.0.clone(), k.1.clone(), w + 1)).or_default();
+                e.origins += 1;
+                e.forecast += fw;
+                e.actual += aw;
+                if aw > Decimal::ZERO {
+                    e.errors += (fw - aw).abs() / aw;
+                    e.measured += 1;
+                }
+            }
+        }
+        origin = origin + chrono::Days::new(7);
+    }
+    let rows = acc
+        .into_iter()
+        .map(|((co, currency, w), e)| {
+            let n = Decimal::from(e.origins.max(1));
+            (
+                vec![co, currency.clone(), format!("{w:02}")],
+                vec![
+                    Cell::Count(e.origins),
+                    Cell::Amount(round_minor(e.forecast / n, &currency)),
+                    Cell::Amount(round_minor(e.actual / n, &currency)),
+                    ratio(e.errors, Decimal::from(e.measured)),
+                    Cell::Figure(
+                        (e.actual > Decimal::ZERO)
+                            .then(|| round_ratio(e.forecast / e.actual - Decimal::ONE)),
+                    ),
+                ],
+            )
+        })
+        .collect();
+    let measures = columns(&[
+        ("week", ColumnKind::Text),
+        ("forecasts", ColumnKind::Count),
+        ("avg_forecast", ColumnKind::Amount),
+        ("avg_actual", ColumnKind::Amount),
+        ("mape", ColumnKind::Ratio),
+        ("bias", ColumnKind::Ratio),
+    ]);
     Ok((measures, rows))
 }
 
@@ -1219,8 +1406,8 @@ mod tests {
     fn bad_requests_name_their_field() {
         let msg = |r: Result<Request, AppError>| r.unwrap_err().to_string();
         assert_eq!(
-            "forecast".parse::<ReportKind>().unwrap_err().to_string(),
-            "report: `forecast` is not a report; the reports are conversion, open-items, promises, commission"
+            "forecasts".parse::<ReportKind>().unwrap_err().to_string(),
+            "report: `forecasts` is not a report; the reports are conversion, open-items, promises, commission, forecast, forecast-backtest"
         );
         assert!("region"
             .parse::<Dim>()
@@ -1502,5 +1689,64 @@ clawback_days: 60"
         .unwrap_err()
         .to_string()
         .starts_with("by: the commission report is settled per collector"));
+    }
+
+    #[test]
+    fn the_forecast_report_lists_each_day_and_its_running_total() {
+        let (_d, s) = ledger();
+        let req = Request::parse(
+            "forecast",
+            None,
+            d("2026-09-12"),
+            &[],
+            Filter::default(),
+            Some(30),
+        )
+        .unwrap();
+        let t = run(&s, &admin(), &req).unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["company", "currency", "day", "expected", "cumulative"]
+        );
+        let eur: Vec<usize> = (0..t.rows.len())
+            .filter(|&r| t.rows[r][1] == Cell::Text("EUR".into()))
+            .collect();
+        assert_eq!(eur.len(), 30);
+        assert_eq!(t.rows[eur[0]][2], Cell::Text("2026-09-13".into()));
+        let mut total = Decimal::ZERO;
+        for &r in &eur {
+            total += amount(&t, r, "expected");
+            assert_eq!(amount(&t, r, "cumulative"), total);
+        }
+        // A back-test from weekly forecasts of 2 weeks: 2 rows per currency.
+        let req = Request::parse(
+            "forecast-backtest",
+            Some(d("2026-09-12")),
+            d("2026-10-31"),
+            &[],
+            Filter::default(),
+            Some(14),
+        )
+        .unwrap();
+        let t = run(&s, &admin(), &req).unwrap();
+        let r = t.row(&["ACME_DE", "EUR", "01"]).expect("week 1");
+        // Forecasts on 09-12, 09-19, ... 10-17: 6 of them.
+        assert_eq!(count(&t, r, "forecasts"), 6);
+        assert!(t.row(&["ACME_DE", "EUR", "02"]).is_some());
+        assert!(t.row(&["ACME_DE", "EUR", "03"]).is_none());
+        let by = ["collector".to_string()];
+        assert!(Request::parse(
+            "forecast",
+            None,
+            d("2026-09-12"),
+            &by,
+            Filter::default(),
+            None
+        )
+        .and_then(|req| run(&s, &admin(), &req))
+        .unwrap_err()
+        .to_string()
+        .starts_with("by: the forecast report is by company"));
     }
 }

@@ -1277,6 +1277,7 @@ mod tests {
                 items: 3000,
                 seed: 3,
                 as_of: day,
+                history_days: 0,
             },
             None,
         )
@@ -1491,6 +1492,7 @@ mod tests {
                 items: 3000,
                 seed: 5,
                 as_of: day,
+                history_days: 0,
             },
             None,
         )

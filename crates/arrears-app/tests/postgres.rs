@@ -76,6 +76,7 @@ fn a_portfolio_decides_the_same_on_sqlite_and_postgres() {
                 items: 1500,
                 seed: 11,
                 as_of,
+                history_days: 0,
             },
             None,
         )
@@ -177,6 +178,7 @@ fn a_copied_store_goes_on_as_the_original() {
             items: 800,
             seed: 5,
             as_of,
+            history_days: 0,
         },
         None,
     )

@@ -170,6 +170,7 @@ fn main() {
                 items,
                 seed: 1,
                 as_of,
+                history_days: 0,
             },
             None,
         )

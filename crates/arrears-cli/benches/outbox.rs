@@ -208,6 +208,7 @@ fn main() {
                 items,
                 seed: 1,
                 as_of,
+                history_days: 0,
             },
             None,
         )

@@ -36,6 +36,10 @@ pub struct DemoOptions {
     pub seed: u64,
     /// The day the portfolio is "taken": every date is relative to it.
     pub as_of: NaiveDate,
+    /// Days of paid history before `as_of`: invoices each customer paid (or not)
+    /// as that customer pays, so the cash forecast has behaviour to learn from and
+    /// a past to be tested on. 0: none.
+    pub history_days: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -395,6 +399,7 @@ struct NewHold {
 struct Generator {
     rng: StdRng,
     as_of: NaiveDate,
+    history_days: u32,
     currencies: Vec<Currency>,
     shares: [u32; COMPANIES.len()],
     doc_seq: [u64; COMPANIES.len()],
@@ -447,6 +452,7 @@ impl Generator {
         Ok(Generator {
             rng: StdRng::seed_from_u64(opts.seed),
             as_of: opts.as_of,
+            history_days: opts.history_days,
             currencies,
             shares: COMPANIES.map(|c| c.share),
             doc_seq: [0; COMPANIES.len()],
@@ -590,6 +596,9 @@ impl Generator {
         for _ in 0..items {
             open_total += self.item(ci, currency, &code, terms, size);
         }
+        if self.history_days > 0 {
+            self.paid_history(ci, currency, &code, terms, size, items);
+        }
         self.customer_disputes(ci, &code, first);
         if open_total > 0 && self.rng.random_bool(0.05) {
             self.customer_promises(ci, &code, open_total);
@@ -609,6 +618,70 @@ impl Generator {
                 until,
                 created_on,
             });
+        }
+    }
+
+    /// The customer's past invoices over `history_days`, about twice as many as
+    /// its open items, paid as this customer pays: a delay of its own after the due
+    /// date (some pay early, a few very late) and a share it never pays. An invoice
+    /// whose payment day is still ahead is open.
+    fn paid_history(
+        &mut self,
+        ci: usize,
+        currency: Currency,
+        customer: &str,
+        terms: i64,
+        size: f64,
+        items: usize,
+    ) {
+        let co = &COMPANIES[ci];
+        let delay = (8.0 + 12.0 * self.normal()).max(-5.0);
+        let unpaid = match self.weighted(&[70, 25, 5]) {
+            0 => 0.0,
+            1 => self.rng.random_range(0.01..0.1),
+            _ => self.rng.random_range(0.2..0.5),
+        };
+        let days = i64::from(self.history_days);
+        for _ in 0..(2 * items).max(2) {
+            self.doc_seq[ci] += 1;
+            let seq = self.doc_seq[ci];
+            let document_date = add_days(self.as_of, -self.rng.random_range(1..=days));
+            let due_date = add_days(document_date, terms);
+            let amount = self.amount_cents(size);
+            let external_id = format!("{}-H{seq:07}", co.code);
+            let document_no = format!("INV-{}-{}-H{seq:06}", co.tag, document_date.year());
+            let paid_on = add_days(due_date, (delay + 5.0 * self.normal()).round() as i64);
+            let paid = paid_on <= self.as_of && !self.rng.random_bool(unpaid);
+            if paid {
+                self.batch.payments.push(PaymentInput {
+                    source: SOURCE.to_string(),
+                    external_id: format!("PAY-{external_id}"),
+                    company: co.code.to_string(),
+                    customer: customer.to_string(),
+                    amount: cents(amount),
+                    currency,
+                    value_date: paid_on.max(document_date),
+                    reference: document_no.clone(),
+                    item_ref: Some(external_id.clone()),
+                });
+                self.stats.payments += 1;
+                self.stats.items_cleared += 1;
+            }
+            self.batch.items.push(ItemInput {
+                source: SOURCE.to_string(),
+                external_id,
+                company: co.code.to_string(),
+                customer: customer.to_string(),
+                document_no,
+                document_date,
+                due_date,
+                original_amount: cents(amount),
+                open_amount: if paid { Decimal::ZERO } else { cents(amount) },
+                currency,
+                hold: None,
+                original_document: None,
+            });
+            self.stats.items += 1;
         }
     }
 
@@ -883,6 +956,7 @@ mod tests {
             items,
             seed,
             as_of: as_of(),
+            history_days: 0,
         }
     }
 

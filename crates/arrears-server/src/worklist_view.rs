@@ -499,6 +499,7 @@ mod tests {
                 items: customers * 10,
                 seed,
                 as_of,
+                history_days: 0,
             },
             None,
         )

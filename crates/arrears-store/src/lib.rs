@@ -60,8 +60,8 @@ pub use outbox::{
     OutboxPass, StepToSend,
 };
 pub use report_facts::{
-    open_on, CaseFact, ContactFact, CustomerDims, OpenItemFact, PaymentFact, PromiseFact,
-    StateChange,
+    open_on, CaseFact, ContactFact, CustomerDims, ItemLife, OpenItemFact, PaymentFact, PromiseFact,
+    PromiseLife, StateChange,
 };
 pub use run_io::*;
 pub use statements::{

@@ -112,6 +112,43 @@ pub struct ContactFact {
     pub actor: String,
 }
 
+/// An item with its whole history: what the cash forecast learns from and
+/// replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemLife {
+    pub id: i64,
+    pub customer_id: i64,
+    pub currency: String,
+    pub document_date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub original: Decimal,
+    pub changes: Vec<StateChange>,
+}
+
+impl ItemLife {
+    /// What it owed on `day`: nothing before its document date.
+    pub fn open_on(&self, day: NaiveDate) -> Decimal {
+        if day < self.document_date {
+            return Decimal::ZERO;
+        }
+        open_on(self.original, &self.changes, day)
+    }
+}
+
+/// A promise with the items it covers and when it was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromiseLife {
+    pub customer_id: i64,
+    pub currency: String,
+    pub amount: Decimal,
+    pub created_on: NaiveDate,
+    pub promised_on: NaiveDate,
+    /// open, kept, partially_kept, broken
+    pub status: String,
+    pub judged_on: Option<NaiveDate>,
+    pub items: Vec<i64>,
+}
+
 fn opt_date(r: &Row, i: usize, column: &'static str) -> Result<Option<NaiveDate>> {
     r.get::<Option<String>>(i, column)?
         .map(|s| crate::date(column, &s))
@@ -322,6 +359,82 @@ impl Store {
                     customer_id: r.get(1, "cases.customer_id")?,
                     on: r.date(2, "case_events.on_date")?,
                     actor: r.get(3, "case_events.actor")?,
+                })
+            })
+            .collect()
+        })
+    }
+}
+
+impl Store {
+    /// Every item still in collection on `since` or later (and every item dated
+    /// since), with its history; in id order.
+    pub fn item_lives(&self, since: NaiveDate) -> Result<Vec<ItemLife>> {
+        const WHICH: &str = "(i.cleared_on IS NULL OR i.cleared_on >= ?1 OR i.document_date >= ?1)";
+        self.db().read(|db| {
+            let mut changes = changes_by_item(db.rows(
+                &format!(
+                    "SELECT h.item_id, h.on_date, h.open_amount, h.status, h.cause
+                     FROM item_history h JOIN items i ON i.id = h.item_id WHERE {WHICH} ORDER BY h.id"
+                ),
+                args![since],
+            )?)?;
+            db.rows(
+                &format!(
+                    "SELECT i.id, i.customer_id, i.currency, i.document_date, i.due_date, i.original_amount
+                     FROM items i WHERE {WHICH} ORDER BY i.id"
+                ),
+                args![since],
+            )?
+            .iter()
+            .map(|r| {
+                let id: i64 = r.get(0, "items.id")?;
+                Ok(ItemLife {
+                    id,
+                    customer_id: r.get(1, "items.customer_id")?,
+                    currency: r.get(2, "items.currency")?,
+                    document_date: r.date(3, "items.document_date")?,
+                    due_date: r.date(4, "items.due_date")?,
+                    original: r.dec(5, "items.original_amount")?,
+                    changes: changes.remove(&id).unwrap_or_default(),
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// Every promise made on or after `since`, with its items.
+    pub fn promise_lives(&self, since: NaiveDate) -> Result<Vec<PromiseLife>> {
+        self.db().read(|db| {
+            let mut items: HashMap<i64, Vec<i64>> = HashMap::new();
+            for r in db.rows(
+                "SELECT pi.promise_id, pi.item_id FROM promise_items pi
+                 JOIN promises p ON p.id = pi.promise_id WHERE p.created_on >= ?1
+                 ORDER BY pi.promise_id, pi.item_id",
+                args![since],
+            )? {
+                items
+                    .entry(r.get(0, "promise_items.promise_id")?)
+                    .or_default()
+                    .push(r.get(1, "promise_items.item_id")?);
+            }
+            db.rows(
+                "SELECT id, customer_id, currency, amount, created_on, promised_on, status, judged_on
+                 FROM promises WHERE created_on >= ?1 ORDER BY id",
+                args![since],
+            )?
+            .iter()
+            .map(|r| {
+                let id: i64 = r.get(0, "promises.id")?;
+                Ok(PromiseLife {
+                    customer_id: r.get(1, "promises.customer_id")?,
+                    currency: r.get(2, "promises.currency")?,
+                    amount: r.dec(3, "promises.amount")?,
+                    created_on: r.date(4, "promises.created_on")?,
+                    promised_on: r.date(5, "promises.promised_on")?,
+                    status: r.get(6, "promises.status")?,
+                    judged_on: opt_date(r, 7, "promises.judged_on")?,
+                    items: items.remove(&id).unwrap_or_default(),
                 })
             })
             .collect()

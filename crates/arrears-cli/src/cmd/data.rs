@@ -24,6 +24,10 @@ pub struct DemoArgs {
     /// Date the portfolio is built around [default: today]
     #[arg(long)]
     as_of: Option<NaiveDate>,
+    /// Days of paid history before --as-of: past invoices each customer paid as it
+    /// pays (for the cash forecast and its back-test) [default: none].
+    #[arg(long, default_value_t = 0, value_name = "DAYS")]
+    history_days: u32,
 }
 
 #[derive(Subcommand)]
@@ -80,9 +84,11 @@ pub fn demo(env: &Env, args: DemoArgs) -> Result<ExitCode> {
         items,
         seed,
         as_of,
+        history_days,
     } = args;
     let mut store = env.create_store()?;
-    let pb = indicatif::ProgressBar::new(items as u64);
+    // The paid history adds about two past invoices per open one.
+    let pb = indicatif::ProgressBar::new(items as u64 * if history_days > 0 { 3 } else { 1 });
     pb.set_style(
         indicatif::ProgressStyle::with_template(
             "{msg} [{bar:40}] {pos}/{len} items ({per_sec}, eta {eta})",
@@ -95,6 +101,7 @@ pub fn demo(env: &Env, args: DemoArgs) -> Result<ExitCode> {
         items,
         seed,
         as_of: as_of.unwrap_or_else(today),
+        history_days,
     };
     let stats = arrears::demo::generate(&mut store, &opts, Some(&pb))?;
     pb.finish_and_clear();
