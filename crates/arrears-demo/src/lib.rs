@@ -400,6 +400,9 @@ struct Generator {
     rng: StdRng,
     as_of: NaiveDate,
     history_days: u32,
+    /// With a paid history: the current customer's delay after the due date
+    /// (days) and the share of invoices it never pays.
+    pays: Option<(f64, f64)>,
     currencies: Vec<Currency>,
     shares: [u32; COMPANIES.len()],
     doc_seq: [u64; COMPANIES.len()],
@@ -453,6 +456,7 @@ impl Generator {
             rng: StdRng::seed_from_u64(opts.seed),
             as_of: opts.as_of,
             history_days: opts.history_days,
+            pays: None,
             currencies,
             shares: COMPANIES.map(|c| c.share),
             doc_seq: [0; COMPANIES.len()],
@@ -593,6 +597,15 @@ impl Generator {
         let size = co.scale * (0.4 * self.normal()).exp();
         let first = self.batch.items.len();
         let mut open_total = 0;
+        if self.history_days > 0 {
+            let delay = (8.0 + 12.0 * self.normal()).max(-5.0);
+            let unpaid = match self.weighted(&[70, 25, 5]) {
+                0 => 0.0,
+                1 => self.rng.random_range(0.01..0.1),
+                _ => self.rng.random_range(0.2..0.5),
+            };
+            self.pays = Some((delay, unpaid));
+        }
         for _ in 0..items {
             open_total += self.item(ci, currency, &code, terms, size);
         }
@@ -635,12 +648,7 @@ impl Generator {
         items: usize,
     ) {
         let co = &COMPANIES[ci];
-        let delay = (8.0 + 12.0 * self.normal()).max(-5.0);
-        let unpaid = match self.weighted(&[70, 25, 5]) {
-            0 => 0.0,
-            1 => self.rng.random_range(0.01..0.1),
-            _ => self.rng.random_range(0.2..0.5),
-        };
+        let (delay, unpaid) = self.pays.unwrap_or((0.0, 0.0));
         let days = i64::from(self.history_days);
         for _ in 0..(2 * items).max(2) {
             self.doc_seq[ci] += 1;
@@ -724,9 +732,14 @@ impl Generator {
         let document_no = format!("INV-{}-{}-{seq:06}", co.tag, document_date.year());
 
         // Partial payments only land on overdue items, about three quarters of the book,
-        // so 26% of those makes about 20% overall.
+        // so 26% of those makes about 20% overall. With a paid history the book
+        // follows the customer's habits instead: paid in full on its day, or not.
         let roll = self.unit();
-        let paid = if roll < 0.03 {
+        let paid = if let Some((delay, unpaid)) = self.pays {
+            let on = add_days(due_date, (delay + 5.0 * self.normal()).round() as i64);
+            (on <= self.as_of && !self.rng.random_bool(unpaid))
+                .then(|| (amount, on.max(document_date)))
+        } else if roll < 0.03 {
             Some((amount, self.days_between(document_date, self.as_of)))
         } else if roll < 0.29 && due_date <= self.as_of {
             let share = self.rng.random_range(0.1..0.9);
