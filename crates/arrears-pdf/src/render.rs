@@ -209,83 +209,76 @@ pub fn render(letter: &Letter, created: NaiveDate) -> Result<Vec<u8>, PdfError> 
 // ---------------------------------------------------------------------------
 
 fn check_glyphs(letter: &Letter, fonts: &Fonts) -> Result<(), PdfError> {
-    let check = |text: &str, place: &dyn Fn() -> String| -> Result<(), PdfError> {
-        match text
+    let mut all = vec![("the title".to_string(), letter.title.as_str())];
+    texts(&letter.blocks, "", &mut all);
+    for (place, text) in all {
+        let missing = text
             .chars()
-            .find(|c| !matches!(c, '\n' | '\u{ad}') && !fonts.regular.glyphs.contains_key(c))
-        {
-            Some(ch) => Err(PdfError::MissingGlyph {
+            .find(|c| !matches!(c, '\n' | '\u{ad}') && !fonts.regular.glyphs.contains_key(c));
+        if let Some(ch) = missing {
+            return Err(PdfError::MissingGlyph {
                 ch,
-                place: place(),
+                place,
                 text: text.chars().take(80).collect(),
-            }),
-            None => Ok(()),
+            });
         }
+    }
+    Ok(())
+}
+
+/// Every text of `blocks` with where it is, in words a reader of the letter
+/// would use.
+fn texts<'a>(blocks: &'a [Block], path: &str, out: &mut Vec<(String, &'a str)>) {
+    let runs = |rs: &'a [Run], place: &str, out: &mut Vec<(String, &'a str)>| {
+        out.extend(rs.iter().map(|r| (place.to_string(), r.text.as_str())));
     };
-    let runs = |rs: &[Run], place: &dyn Fn() -> String| -> Result<(), PdfError> {
-        rs.iter().try_for_each(|r| check(&r.text, place))
-    };
-    fn walk(
-        blocks: &[Block],
-        path: &str,
-        check: &dyn Fn(&str, &dyn Fn() -> String) -> Result<(), PdfError>,
-        runs: &dyn Fn(&[Run], &dyn Fn() -> String) -> Result<(), PdfError>,
-    ) -> Result<(), PdfError> {
-        for (i, b) in blocks.iter().enumerate() {
-            let n = i + 1;
-            match b {
-                Block::Head {
-                    return_line,
-                    recipient,
-                    sender,
-                } => {
-                    check(return_line, &|| "the return address".into())?;
-                    for l in recipient {
-                        runs(l, &|| "the recipient's address".into())?;
-                    }
-                    for l in sender {
-                        runs(l, &|| "the sender's letterhead".into())?;
-                    }
-                }
-                Block::Meta(lines) => {
-                    for l in lines {
-                        check(l, &|| "the reference lines".into())?;
-                    }
-                }
-                Block::Title(t) | Block::Heading(t) => check(t, &|| format!("{path}heading {n}"))?,
-                Block::Paragraph(r) => runs(r, &|| format!("{path}paragraph {n}"))?,
-                Block::Table(t) => {
-                    for (ri, row) in t.rows.iter().enumerate() {
-                        for (ci, c) in row.cells.iter().enumerate() {
-                            check(&c.text, &|| {
-                                format!("{path}table {n}, row {}, cell {}", ri + 1, ci + 1)
-                            })?;
-                        }
-                    }
-                }
-                Block::Boxed(inner) | Block::KeepTogether(inner) => {
-                    walk(inner, &format!("{path}block {n}: "), check, runs)?
-                }
-                Block::Columns(cols) => {
-                    for col in cols {
-                        for l in col {
-                            runs(l, &|| format!("{path}columns {n}"))?;
-                        }
-                    }
-                }
-                Block::Signatures(cols) => {
-                    for col in cols {
-                        for c in col {
-                            check(c, &|| format!("{path}signatures {n}"))?;
-                        }
+    for (i, b) in blocks.iter().enumerate() {
+        let n = i + 1;
+        match b {
+            Block::Head {
+                return_line,
+                recipient,
+                sender,
+            } => {
+                out.push(("the return address".into(), return_line));
+                recipient
+                    .iter()
+                    .for_each(|l| runs(l, "the recipient's address", out));
+                sender
+                    .iter()
+                    .for_each(|l| runs(l, "the sender's letterhead", out));
+            }
+            Block::Meta(lines) => out.extend(
+                lines
+                    .iter()
+                    .map(|l| ("the reference lines".into(), l.as_str())),
+            ),
+            Block::Title(t) | Block::Heading(t) => out.push((format!("{path}heading {n}"), t)),
+            Block::Paragraph(r) => runs(r, &format!("{path}paragraph {n}"), out),
+            Block::Table(t) => {
+                for (ri, row) in t.rows.iter().enumerate() {
+                    for (ci, c) in row.cells.iter().enumerate() {
+                        out.push((
+                            format!("{path}table {n}, row {}, cell {}", ri + 1, ci + 1),
+                            &c.text,
+                        ));
                     }
                 }
             }
+            Block::Boxed(inner) | Block::KeepTogether(inner) => {
+                texts(inner, &format!("{path}block {n}: "), out)
+            }
+            Block::Columns(cols) => cols
+                .iter()
+                .flatten()
+                .for_each(|l| runs(l, &format!("{path}columns {n}"), out)),
+            Block::Signatures(cols) => out.extend(
+                cols.iter()
+                    .flatten()
+                    .map(|c| (format!("{path}signatures {n}"), c.as_str())),
+            ),
         }
-        Ok(())
     }
-    check(&letter.title, &|| "the title".into())?;
-    walk(&letter.blocks, "", &check, &runs)
 }
 
 // ---------------------------------------------------------------------------

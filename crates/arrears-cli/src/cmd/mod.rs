@@ -128,7 +128,9 @@ pub fn letter_pdf(
     language: &str,
     created: chrono::NaiveDate,
 ) -> Result<Vec<u8>> {
-    Ok(match html {
+    // The outbox keeps a letter without an html block as its text in a <pre>;
+    // set from the text it gets its subject as a title.
+    Ok(match html.filter(|h| h.contains("<body")) {
         Some(h) => arrears_pdf::from_html(h, created)?,
         None => arrears_pdf::from_text(subject, text, language, created)?,
     })
