@@ -102,9 +102,10 @@ pub enum AgreementCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write an agreement's letter (debt recognition, acquittance) as print-ready HTML.
+    /// Write an agreement's letter (debt recognition, acquittance) as print-ready
+    /// HTML, or as PDF/A with --pdf.
     #[command(
-        after_help = "Examples:\n  arrears agreement letter 3 --out agreement-3.html\n  arrears agreement letter 3 --kind acquittance"
+        after_help = "Examples:\n  arrears agreement letter 3 --out agreement-3.html\n  arrears agreement letter 3 --pdf agreement-3.pdf\n  arrears agreement letter 3 --kind acquittance"
     )]
     Letter {
         /// Agreement id (see `agreement list`).
@@ -112,9 +113,12 @@ pub enum AgreementCmd {
         /// Which letter: debt_recognition or acquittance.
         #[arg(long, default_value = "debt_recognition")]
         kind: String,
-        /// File to write [default: standard output]
+        /// HTML file to write [default: standard output, unless --pdf]
         #[arg(long)]
         out: Option<PathBuf>,
+        /// PDF file to write: the same letter laid out on A4.
+        #[arg(long)]
+        pdf: Option<PathBuf>,
     },
 }
 
@@ -302,13 +306,26 @@ pub fn local(env: &Env, c: AgreementCmd) -> Result<ExitCode> {
                 .collect();
             print_agreements(&list, customer.as_deref(), json)?;
         }
-        AgreementCmd::Letter { id, kind, out } => {
+        AgreementCmd::Letter { id, kind, out, pdf } => {
             let docs = store.documents(None, Some(id))?;
             let d = docs
                 .iter()
                 .find(|d| d.kind == kind)
                 .with_context(|| format!("agreement {id} has no {kind} letter"))?;
-            write_letter(d.html.as_deref().unwrap_or(&d.text), out)?;
+            if let Some(path) = &pdf {
+                let bytes = super::letter_pdf(
+                    d.html.as_deref(),
+                    &d.subject,
+                    &d.text,
+                    &d.language,
+                    d.created_on,
+                )
+                .with_context(|| format!("agreement {id}'s {kind} letter as PDF"))?;
+                super::write_file(path, &bytes)?;
+            }
+            if pdf.is_none() || out.is_some() {
+                write_letter(d.html.as_deref().unwrap_or(&d.text), out)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -389,7 +406,7 @@ pub async fn remote(r: &Remote, c: AgreementCmd) -> Result<ExitCode> {
                 .agreements;
             print_agreements(&list, customer.as_deref(), json)?;
         }
-        AgreementCmd::Letter { id, kind, out } => {
+        AgreementCmd::Letter { id, kind, out, pdf } => {
             let docs = client
                 .list_documents(pb::ListDocumentsRequest {
                     customer: String::new(),
@@ -403,7 +420,19 @@ pub async fn remote(r: &Remote, c: AgreementCmd) -> Result<ExitCode> {
                 .iter()
                 .find(|d| d.kind == kind)
                 .with_context(|| format!("agreement {id} has no {kind} letter"))?;
-            write_letter(if d.html.is_empty() { &d.text } else { &d.html }, out)?;
+            let html = (!d.html.is_empty()).then_some(d.html.as_str());
+            if let Some(path) = &pdf {
+                let created = d
+                    .created_on
+                    .parse()
+                    .with_context(|| format!("the server's created_on {:?}", d.created_on))?;
+                let bytes = super::letter_pdf(html, &d.subject, &d.text, &d.language, created)
+                    .with_context(|| format!("agreement {id}'s {kind} letter as PDF"))?;
+                super::write_file(path, &bytes)?;
+            }
+            if pdf.is_none() || out.is_some() {
+                write_letter(html.unwrap_or(&d.text), out)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -118,3 +118,27 @@ fn os_user() -> &'static str {
         }
     })
 }
+
+/// A stored letter as PDF: from its HTML when its template has an html block,
+/// else from its subject and text.
+pub fn letter_pdf(
+    html: Option<&str>,
+    subject: &str,
+    text: &str,
+    language: &str,
+    created: chrono::NaiveDate,
+) -> Result<Vec<u8>> {
+    // The outbox keeps a letter without an html block as its text in a <pre>;
+    // set from the text it gets its subject as a title.
+    Ok(match html.filter(|h| h.contains("<body")) {
+        Some(h) => arrears_pdf::from_html(h, created)?,
+        None => arrears_pdf::from_text(subject, text, language, created)?,
+    })
+}
+
+/// Writes `bytes` to `path` and says so on stderr.
+pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    errln!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,8 +1,9 @@
 //! `arrears outbox …`: messages to customers and one delivery pass.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use arrears::server::{message_to_pb, pb};
 use clap::Subcommand;
 
@@ -26,6 +27,22 @@ pub enum OutboxCmd {
         /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
+    },
+    /// The postal reminders delivered to a customer (stored for printing), newest
+    /// first; with --pdf each is written there as PDF/A, `letter-<id>.pdf`.
+    #[command(
+        after_help = "Examples:\n  arrears outbox letters --customer ACME_DE/C000005\n  arrears outbox letters --customer ACME_DE/C000005 --since 2026-11-01 --pdf print/"
+    )]
+    Letters {
+        /// COMPANY/CODE
+        #[arg(long)]
+        customer: String,
+        /// Only letters written on or after this day.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Folder to write the PDFs to (made if missing).
+        #[arg(long, value_name = "DIR")]
+        pdf: Option<PathBuf>,
     },
     /// One pass: turn new escalation steps into messages and deliver what is due
     /// (the daemon does this by itself after every run and every minute).
@@ -61,6 +78,27 @@ pub fn local(env: &Env, c: OutboxCmd) -> Result<ExitCode> {
                 let list: Vec<pb::Message> = list.iter().map(message_to_pb).collect();
                 print::messages(&list, customer.as_deref());
             }
+        }
+        OutboxCmd::Letters {
+            customer,
+            since,
+            pdf,
+        } => {
+            let id = store.customer_id(&customer)?;
+            let letters: Vec<Letter> = store
+                .documents(Some(id), None)?
+                .into_iter()
+                .map(|d| Letter {
+                    id: d.id,
+                    kind: d.kind,
+                    language: d.language,
+                    subject: d.subject,
+                    text: d.text,
+                    html: d.html,
+                    created_on: d.created_on,
+                })
+                .collect();
+            letters_out(&customer, letters, since, pdf.as_deref())?;
         }
         OutboxCmd::Send { now, json } => {
             let rules = env.rules()?;
@@ -107,6 +145,40 @@ pub async fn remote(r: &Remote, c: OutboxCmd) -> Result<ExitCode> {
                 print::messages(&list, customer.as_deref());
             }
         }
+        OutboxCmd::Letters {
+            customer,
+            since,
+            pdf,
+        } => {
+            let docs = r
+                .agreements()
+                .list_documents(pb::ListDocumentsRequest {
+                    customer: customer.clone(),
+                    agreement_id: 0,
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .documents;
+            let mut letters = Vec::new();
+            for d in docs {
+                letters.push(Letter {
+                    id: d.id,
+                    created_on: d.created_on.parse().with_context(|| {
+                        format!(
+                            "document {}: the server's created_on {:?}",
+                            d.id, d.created_on
+                        )
+                    })?,
+                    kind: d.kind,
+                    language: d.language,
+                    subject: d.subject,
+                    text: d.text,
+                    html: (!d.html.is_empty()).then_some(d.html),
+                });
+            }
+            letters_out(&customer, letters, since, pdf.as_deref())?;
+        }
         OutboxCmd::Send { now, json } => {
             if now.is_some() {
                 anyhow::bail!("--now is for the database; a daemon sends as of its own clock");
@@ -127,4 +199,63 @@ pub async fn remote(r: &Remote, c: OutboxCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stored document, from the database or the daemon.
+struct Letter {
+    id: i64,
+    kind: String,
+    language: String,
+    subject: String,
+    text: String,
+    html: Option<String>,
+    created_on: chrono::NaiveDate,
+}
+
+/// Lists the customer's postal letters and writes them as PDF. Agreement letters
+/// are left to `agreement letter`, which names them by agreement.
+fn letters_out(
+    customer: &str,
+    letters: Vec<Letter>,
+    since: Option<chrono::NaiveDate>,
+    pdf: Option<&Path>,
+) -> Result<()> {
+    let letters: Vec<Letter> = letters
+        .into_iter()
+        .filter(|l| l.kind == "letter" && since.is_none_or(|s| l.created_on >= s))
+        .collect();
+    if letters.is_empty() {
+        errln!(
+            "{customer}: no postal letters{}",
+            match since {
+                Some(s) => format!(" since {s}"),
+                None => String::new(),
+            }
+        );
+        return Ok(());
+    }
+    if let Some(dir) = pdf {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for l in &letters {
+        outln!(
+            "{:>8}  {}  {:<5}  {}",
+            l.id,
+            l.created_on,
+            l.language,
+            l.subject
+        );
+        if let Some(dir) = pdf {
+            let bytes = super::letter_pdf(
+                l.html.as_deref(),
+                &l.subject,
+                &l.text,
+                &l.language,
+                l.created_on,
+            )
+            .with_context(|| format!("letter {} as PDF", l.id))?;
+            super::write_file(&dir.join(format!("letter-{}.pdf", l.id)), &bytes)?;
+        }
+    }
+    Ok(())
 }
