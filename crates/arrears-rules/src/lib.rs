@@ -194,6 +194,8 @@ pub struct Level {
     pub fallback: Vec<Channel>,
     /// (category, subcategory) a call task assigns.
     pub activity: Option<(String, String)>,
+    /// The write-off reason this (last) level proposes its items for.
+    pub propose_write_off: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +285,8 @@ pub struct RuleSet {
     /// The ERP's dunning procedures mapped to ladders; empty: every customer is
     /// dunned on its strategy's ladder.
     pub erp_procedures: ErpProcedures,
+    /// Write-off limits and reasons; without it nothing can be written off.
+    pub write_off: Option<raw::WriteOffSection>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -389,6 +393,7 @@ const SECTIONS: &[&str] = &[
     "agreements",
     "correspondence",
     "erp_procedures",
+    "write_off",
 ];
 
 /// What an error in a rule file leaves out: the list item it is in, or else the
@@ -591,6 +596,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let agreements = section!(agreements);
     let correspondence = section!(correspondence);
     let erp_procedures = section!(erp_procedures);
+    let write_off = section!(write_off);
     let src_of = |i: usize| &files[i].0;
     if let Some((i, p)) = &interest {
         if let Err(e) = p.validate() {
@@ -642,6 +648,31 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                         "agreements.limits.{}.discount_percent: 0 to 100",
                         role.as_str()
                     ),
+                );
+            }
+        }
+    }
+
+    if let Some((i, w)) = &write_off {
+        let src = src_of(*i);
+        for (role, l) in &w.limits {
+            if l.amount.is_some_and(|a| a < Decimal::ZERO) {
+                cx.err(
+                    src,
+                    Some(role.as_str()),
+                    format!(
+                        "write_off.limits.{}.amount must not be negative",
+                        role.as_str()
+                    ),
+                );
+            }
+        }
+        for r in &w.reasons {
+            if r.trim().is_empty() || r.trim() != r {
+                cx.err(
+                    src,
+                    Some("reasons"),
+                    format!("write_off.reasons: `{r}` must be a non-empty word without surrounding spaces"),
                 );
             }
         }
@@ -992,10 +1023,25 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     }
                     (None, _) => None,
                 };
+                if let Some(r) = &lv.propose_write_off {
+                    match &write_off {
+                        None => cx.err(
+                            src,
+                            Some(r),
+                            format!("level `{}`: propose_write_off needs a `write_off` section (limits)", lv.name),
+                        ),
+                        Some((_, w)) => {
+                            if let Err(e) = w.check_reason(r) {
+                                cx.err(src, Some(r), format!("level `{}`: propose_write_off {e}", lv.name));
+                            }
+                        }
+                    }
+                }
                 levels.push(Level {
                     fee,
                     fallback,
                     activity,
+                    propose_write_off: lv.propose_write_off,
                     event: lv.event.unwrap_or_else(|| format!("Reminder: {}", lv.name)),
                     name: lv.name,
                     overdue_days: lv.overdue_days,
@@ -1012,6 +1058,21 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     Some(&l.name),
                     format!("ladder `{}` has no levels", l.name),
                 );
+            }
+            // A write-off ends the collection process: an item proposed for it at a
+            // middle level would still climb the ladder while it waits.
+            let before_last = levels.len().saturating_sub(1);
+            for lv in &levels[..before_last] {
+                if let Some(r) = &lv.propose_write_off {
+                    cx.err(
+                        src,
+                        Some(r),
+                        format!(
+                            "level `{}`: propose_write_off is for the last level of ladder `{}`",
+                            lv.name, l.name
+                        ),
+                    );
+                }
             }
             lads.push(Ladder {
                 name: l.name,
@@ -1382,6 +1443,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         agreements: agreements.map(|x| x.1),
         correspondence: correspondence.map(|x| x.1).unwrap_or_default(),
         erp_procedures: erp,
+        write_off: write_off.map(|x| x.1),
     })
 }
 
