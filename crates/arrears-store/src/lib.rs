@@ -67,7 +67,7 @@ pub use statements::{
 };
 pub use traits::{
     AgreementStore, AuditLog, CaseStore, ChangeFeed, DisputeStore, OutboxStore, PortfolioStore,
-    PromiseStore, ReachLookup, StatementStore,
+    PromiseStore, ReachLookup, StatementStore, WriteOffStore,
 };
 pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope, WorklistSince};
 pub use writeoffs::{Proposer, WriteOffTerms, WriteOffView, WRITE_OFF_TERMS_MISSING};

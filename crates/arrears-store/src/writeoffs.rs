@@ -44,6 +44,9 @@ pub struct WriteOffView {
     /// COMPANY/CODE
     pub customer: String,
     pub item_id: i64,
+    /// Where the item came from and its id there: what the ERP finds it by.
+    pub source: String,
+    pub external_id: String,
     pub document_no: String,
     /// The item's latest case, when it has one.
     pub case_id: Option<i64>,
@@ -519,7 +522,8 @@ fn write_off(db: &Db, id: i64) -> Result<WriteOffView> {
             "SELECT w.id, cu.company || '/' || cu.code, w.item_id, i.document_no,
                     (SELECT MAX(c.id) FROM cases c WHERE c.item_id = w.item_id),
                     w.status, w.amount, w.currency, w.reason, w.proposed_by, w.proposed_on,
-                    w.needs_approval, w.decided_by, w.decided_on, w.decision_note, w.reported_on
+                    w.needs_approval, w.decided_by, w.decided_on, w.decision_note, w.reported_on,
+                    i.source, i.external_id
              FROM write_offs w JOIN items i ON i.id = w.item_id JOIN customers cu ON cu.id = w.customer_id
              WHERE w.id = ?1",
             args![id],
@@ -551,6 +555,8 @@ fn view(r: &Row) -> Result<WriteOffView> {
         decided_on: od(13, "write_offs.decided_on")?,
         decision_note: r.get(14, "write_offs.decision_note")?,
         reported_on: od(15, "write_offs.reported_on")?,
+        source: r.get(16, "items.source")?,
+        external_id: r.get(17, "items.external_id")?,
     })
 }
 
