@@ -134,14 +134,9 @@ fn the_last_step_proposes_a_person_approves_and_the_item_leaves_collection() {
     let receivables: Decimal = k.rows.iter().map(|r| r.receivables).sum();
     assert_eq!(receivables, dec!(700));
 
-    // The ERP export carries it once.
-    let (csv, rows) = crate::writeoffs::export(
-        &mut s,
-        &Caller::local_admin(&sam, "sam"),
-        d("2026-11-25"),
-        true,
-    )
-    .unwrap();
+    // The ERP export carries it until the ERP took it.
+    let sam_caller = Caller::local_admin(&sam, "sam");
+    let (csv, rows) = crate::writeoffs::export(&mut s, &sam_caller, d("2026-11-25"), &[]).unwrap();
     assert_eq!(rows.len(), 1);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], crate::writeoffs::EXPORT_COLUMNS.join(","));
@@ -154,13 +149,18 @@ fn the_last_step_proposes_a_person_approves_and_the_item_leaves_collection() {
             w.case_id.unwrap()
         )
     );
-    let (again, rows) = crate::writeoffs::export(
-        &mut s,
-        &Caller::local_admin(&sam, "sam"),
-        d("2026-11-26"),
-        true,
-    )
-    .unwrap();
+    let (again, _) = crate::writeoffs::export(&mut s, &sam_caller, d("2026-11-25"), &[]).unwrap();
+    assert_eq!(again, csv);
+    let (after, rows) =
+        crate::writeoffs::export(&mut s, &sam_caller, d("2026-11-26"), &[w.id]).unwrap();
     assert!(rows.is_empty());
-    assert_eq!(again.lines().count(), 1);
+    assert_eq!(after.lines().count(), 1);
+    assert_eq!(
+        s.write_off(w.id).unwrap().reported_on,
+        Some(d("2026-11-26"))
+    );
+    assert_eq!(
+        s.audit_records(0, 100).unwrap().last().unwrap().action,
+        "write_off.reported"
+    );
 }

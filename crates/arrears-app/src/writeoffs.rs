@@ -136,29 +136,30 @@ pub fn list<S: WriteOffStore + ReachLookup>(
     caller.reach.filter(store, all, |w| &w.customer)
 }
 
-/// The carried-out write-offs not reported to the ERP yet, as CSV ([`EXPORT_COLUMNS`]),
-/// marked reported on `on` in the same audited transaction when `mark`. The
-/// write-off id makes a row the ERP has seen recognisable, should a file be read
-/// twice.
+/// The carried-out write-offs not reported to the ERP yet, as CSV
+/// ([`EXPORT_COLUMNS`]), after marking `reported` (ids an earlier export returned and
+/// the ERP took) reported on `on`, audited. Two steps, so that a file that could not
+/// be written, or an answer lost on the way, loses nothing: the caller marks only
+/// what it has safely handed over, and an export before that repeats it.
 pub fn export<S: WriteOffStore + AuditLog>(
     store: &mut S,
     caller: &Caller,
     on: NaiveDate,
-    mark: bool,
+    reported: &[i64],
 ) -> Result<(String, Vec<WriteOffView>), AppError> {
-    let who = caller.principal;
-    store.audited(&who.name, "write_off.export", "erp", |st| {
-        let rows = st.write_offs_to_report()?;
-        if mark {
-            let ids: Vec<i64> = rows.iter().map(|w| w.id).collect();
-            st.mark_write_offs_reported(&ids, on)?;
-        }
-        let after = json!({
-            "write_offs": rows.iter().map(|w| w.id).collect::<Vec<_>>(),
-            "marked_on": mark.then_some(on),
-        });
-        Ok(((csv(&rows), rows), json!(null), after))
-    })
+    if !reported.is_empty() {
+        let who = caller.principal;
+        store.audited(&who.name, "write_off.reported", "erp", |st| {
+            let n = st.mark_write_offs_reported(reported, on)?;
+            Ok::<_, AppError>((
+                (),
+                json!(null),
+                json!({"write_offs": reported, "marked": n, "on": on}),
+            ))
+        })?;
+    }
+    let rows = store.write_offs_to_report()?;
+    Ok((csv(&rows), rows))
 }
 
 fn reach<S: WriteOffStore + ReachLookup>(
