@@ -223,7 +223,12 @@ const SPEC: &[(&str, Role, Kind, bool)] = &[
         false,
     ),
     ("WriteOffs/GetWriteOff", Role::Collector, Kind::Owned, true),
-    ("WriteOffs/ListWriteOffs", Role::Collector, Kind::Owned, true),
+    (
+        "WriteOffs/ListWriteOffs",
+        Role::Collector,
+        Kind::Owned,
+        true,
+    ),
     (
         "WriteOffs/ExportWriteOffs",
         Role::Supervisor,

@@ -1762,6 +1762,80 @@ mod tests {
     }
 
     #[test]
+    fn write_off_rules_are_checked_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let esc = dir.path().join("escalation.yaml");
+        let text = std::fs::read_to_string(&esc).unwrap();
+        // The shipped last level proposes: it loads, with the reason.
+        let ok = text.replacen(
+            "# propose_write_off: uncollectible",
+            "propose_write_off: uncollectible",
+            1,
+        );
+        std::fs::write(&esc, &ok).unwrap();
+        let r = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let std = r.ladders.iter().find(|l| l.name == "standard").unwrap();
+        assert_eq!(
+            std.levels.last().unwrap().propose_write_off.as_deref(),
+            Some("uncollectible")
+        );
+        assert!(std.levels[..std.levels.len() - 1]
+            .iter()
+            .all(|l| l.propose_write_off.is_none()));
+        // On a middle level, with a reason not listed; a negative limit.
+        let bad = ok
+            .replacen(
+                "propose_write_off: uncollectible",
+                "propose_write_off: bored",
+                1,
+            )
+            .replacen(
+                "        event: First payment reminder sent\n",
+                "        event: First payment reminder sent\n        propose_write_off: uncollectible\n",
+                1,
+            );
+        std::fs::write(&esc, &bad).unwrap();
+        let agr = dir.path().join("agreements.yaml");
+        let a = std::fs::read_to_string(&agr).unwrap().replacen(
+            "amount: \"2000\"",
+            "amount: \"-1\"",
+            1,
+        );
+        std::fs::write(&agr, &a).unwrap();
+        let msgs: Vec<String> = load(dir.path())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let has = |needle: &str| {
+            assert!(
+                msgs.iter().any(|m| m.contains(needle)),
+                "no `{needle}` in {msgs:#?}"
+            )
+        };
+        has("level `reminder_1`: propose_write_off is for the last level of ladder `standard`");
+        has("level `call`: propose_write_off reason: `bored` is not one of the write-off reasons");
+        has("write_off.limits.supervisor.amount must not be negative");
+        // Without a `write_off` section nothing can approve: refused.
+        let none = a[..a.find("\nwrite_off:").unwrap()].to_string();
+        std::fs::write(&agr, none).unwrap();
+        std::fs::write(&esc, &ok).unwrap();
+        let msgs: Vec<String> = load(dir.path())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("propose_write_off needs a `write_off` section")),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
     fn a_section_defined_twice_or_an_unknown_currency_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         copy(dir.path());
