@@ -204,6 +204,37 @@ const SPEC: &[(&str, Role, Kind, bool)] = &[
     ),
     // Everyone may ask; the rows are cut to the caller's reach.
     ("Reports/RunReport", Role::Collector, Kind::Portfolio, true),
+    (
+        "WriteOffs/ProposeWriteOff",
+        Role::Collector,
+        Kind::Owned,
+        false,
+    ),
+    (
+        "WriteOffs/ApproveWriteOff",
+        Role::Collector,
+        Kind::Owned,
+        false,
+    ),
+    (
+        "WriteOffs/RejectWriteOff",
+        Role::Supervisor,
+        Kind::Owned,
+        false,
+    ),
+    ("WriteOffs/GetWriteOff", Role::Collector, Kind::Owned, true),
+    (
+        "WriteOffs/ListWriteOffs",
+        Role::Collector,
+        Kind::Owned,
+        true,
+    ),
+    (
+        "WriteOffs/ExportWriteOffs",
+        Role::Supervisor,
+        Kind::Portfolio,
+        true,
+    ),
 ];
 
 /// One customer with its work: a case to act on, a disputed case, an agreement.
@@ -216,6 +247,7 @@ struct Target {
     item: i64,
     dispute: i64,
     agreement: i64,
+    write_off: i64,
 }
 
 fn bearer(
@@ -539,6 +571,45 @@ async fn call(
             })
             .await
             .map(drop),
+        "WriteOffs/ProposeWriteOff" => client!(write_offs_client::WriteOffsClient)
+            .propose_write_off(pb::ProposeWriteOffRequest {
+                case_id: t.case,
+                reason: "uncollectible".into(),
+                on,
+            })
+            .await
+            .map(drop),
+        "WriteOffs/ApproveWriteOff" => client!(write_offs_client::WriteOffsClient)
+            .approve_write_off(pb::DecideWriteOffRequest {
+                id: t.write_off,
+                note: "matrix".into(),
+                on,
+            })
+            .await
+            .map(drop),
+        "WriteOffs/RejectWriteOff" => client!(write_offs_client::WriteOffsClient)
+            .reject_write_off(pb::DecideWriteOffRequest {
+                id: t.write_off,
+                note: "matrix".into(),
+                on,
+            })
+            .await
+            .map(drop),
+        "WriteOffs/GetWriteOff" => client!(write_offs_client::WriteOffsClient)
+            .get_write_off(pb::GetWriteOffRequest { id: t.write_off })
+            .await
+            .map(drop),
+        "WriteOffs/ListWriteOffs" => client!(write_offs_client::WriteOffsClient)
+            .list_write_offs(pb::ListWriteOffsRequest {
+                customer: t.customer.clone(),
+                status: String::new(),
+            })
+            .await
+            .map(drop),
+        "WriteOffs/ExportWriteOffs" => client!(write_offs_client::WriteOffsClient)
+            .export_write_offs(pb::ExportWriteOffsRequest { reported: vec![] })
+            .await
+            .map(drop),
         other => panic!("the matrix has no request for {other}: add one to tests/authz.rs"),
     }
 }
@@ -614,7 +685,9 @@ async fn every_method_by_every_role_on_own_and_others_resources() {
          item,a3,ACME_DE,A1,Alpha GmbH,INV-A3,2026-08-01,2026-09-01,700.00,EUR\n\
          item,b1,ACME_DE,B1,Beta AG,INV-B1,2026-08-01,2026-09-01,120000.00,EUR\n\
          item,b2,ACME_DE,B1,Beta AG,INV-B2,2026-08-01,2026-09-01,30000.00,EUR\n\
-         item,b3,ACME_DE,B1,Beta AG,INV-B3,2026-08-01,2026-09-01,7000.00,EUR\n",
+         item,b3,ACME_DE,B1,Beta AG,INV-B3,2026-08-01,2026-09-01,7000.00,EUR\n\
+         item,a4,ACME_DE,A1,Alpha GmbH,INV-A4,2026-08-01,2026-09-01,300.00,EUR\n\
+         item,b4,ACME_DE,B1,Beta AG,INV-B4,2026-08-01,2026-09-01,400.00,EUR\n",
     )
     .unwrap();
     arrears(dir.path(), &["import", "csv", csv.to_str().unwrap()]);
@@ -631,7 +704,7 @@ async fn every_method_by_every_role_on_own_and_others_resources() {
             "SELECT COUNT(*) FROM cases WHERE status = 'open' AND ?1 <> ''",
             "x",
         );
-        if n == 6 {
+        if n == 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -644,7 +717,7 @@ async fn every_method_by_every_role_on_own_and_others_resources() {
         ("ACME_DE/A1", "A", "general", "chen"),
         ("ACME_DE/B1", "B", "key_accounts", "alice"),
     ] {
-        let cases: Vec<i64> = (1..=3)
+        let cases: Vec<i64> = (1..=4)
             .map(|n| case_of(&db, &format!("INV-{p}{n}")))
             .collect();
         let mut c = pb::cases_client::CasesClient::with_interceptor(ch.clone(), bearer(admin));
@@ -689,6 +762,19 @@ async fn every_method_by_every_role_on_own_and_others_resources() {
                 .unwrap()
                 .into_inner()
                 .id;
+        // Carried out at once (an admin has no limit): approving or rejecting it
+        // meets a state refusal, never a permission one.
+        let write_off =
+            pb::write_offs_client::WriteOffsClient::with_interceptor(ch.clone(), bearer(admin))
+                .propose_write_off(pb::ProposeWriteOffRequest {
+                    case_id: cases[3],
+                    reason: "uncollectible".into(),
+                    on: AS_OF.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .id;
         targets.push(Target {
             customer: customer.into(),
             group: group.into(),
@@ -701,6 +787,7 @@ async fn every_method_by_every_role_on_own_and_others_resources() {
             ),
             dispute,
             agreement,
+            write_off,
         });
     }
     let statement = std::fs::read(

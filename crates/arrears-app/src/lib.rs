@@ -16,9 +16,12 @@ pub mod promises;
 pub mod reports;
 pub mod run;
 pub mod simulate;
+pub mod writeoffs;
 
 #[cfg(test)]
 mod agreement_runs;
+#[cfg(test)]
+mod writeoff_runs;
 
 use arrears_core::error::ErrorKind;
 

@@ -22,7 +22,7 @@ use arrears_engine::worklist::{balance, Candidate, Load};
 use arrears_rules::{collectors_by_id, RuleSet};
 use arrears_store::{
     AgreementStore, Delta, EscalationOut, NewCase, PortfolioStore, PromiseStore, RunInput,
-    RunOutput, Scope, StateOut, Store, StoreError, WorklistEntry, WorklistOut,
+    RunOutput, Scope, StateOut, Store, StoreError, WorklistEntry, WorklistOut, WriteOffStore,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -763,7 +763,8 @@ fn count_priorities(out: &RunOutput, inputs: &[&RunInput], sum: &mut Summary) {
 
 /// What happens to the store on the business date before the run looks at it:
 /// promises past their date (+ tolerance) are judged, agreements with a missed
-/// instalment break and paid-up ones end.
+/// instalment break and paid-up ones end, and the items a ladder's last level with
+/// `propose_write_off` reached are proposed for write-off.
 ///
 /// Concrete for the reason [`run`] is; [`settle_on`] is the same on any store.
 pub fn settle(
@@ -776,7 +777,7 @@ pub fn settle(
 }
 
 /// [`settle`] on any store.
-pub fn settle_on<S: PromiseStore + AgreementStore + ?Sized>(
+pub fn settle_on<S: PromiseStore + AgreementStore + WriteOffStore + ?Sized>(
     store: &mut S,
     rules: &RuleSet,
     as_of: NaiveDate,
@@ -785,6 +786,13 @@ pub fn settle_on<S: PromiseStore + AgreementStore + ?Sized>(
     store.judge_promises(as_of, promise_tolerance_days)?;
     if let Some(terms) = &rules.agreements {
         store.settle_agreements(as_of, terms, rules.templates.as_deref())?;
+    }
+    // From the steps earlier runs took (the escalation rows), so an item is proposed
+    // on the run after the one that took it to the last level: the step itself is
+    // decided inside the run, and its write is the run's single transaction.
+    let proposed = store.propose_ladder_write_offs(as_of, rules)?;
+    if proposed > 0 {
+        tracing::info!(proposed, "write-offs proposed by ladders' last levels");
     }
     Ok(())
 }

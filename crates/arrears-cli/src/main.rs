@@ -47,7 +47,7 @@ struct Global {
     /// Rules folder [default: ./rules, else the rules shipped with the source]
     #[arg(long, global = true, env = "ARREARS_RULES")]
     rules: Option<PathBuf>,
-    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing/resolve, outbox, customer contact)
+    /// Talk to a running daemon instead of the database (worklist, case show/note/assign, run, explain, connectors, sync, promise, agreement, dispute ageing/resolve, outbox, customer contact, report, writeoff)
     #[arg(long, global = true, env = "ARREARS_REMOTE")]
     remote: Option<String>,
     /// File holding the API token for --remote, readable by its owner only (chmod 600) [default: the ARREARS_TOKEN environment variable]
@@ -159,6 +159,10 @@ enum Cmd {
         after_help = "Examples:\n  arrears hold ACME_DE/C000005 --reason \"insolvency filing\" --until 2026-12-31\n  arrears hold ACME_DE/C000005 --lift --reason \"filing withdrawn\""
     )]
     Hold(cmd::cases::HoldArgs),
+    /// Write-offs at the end of the collection process: propose, approve, reject,
+    /// list, and the export that reports them to the ERP.
+    #[command(subcommand)]
+    Writeoff(cmd::writeoff::WriteoffCmd),
 }
 
 /// The binary's clock: the system's. Everything below gets it passed down (the
@@ -353,6 +357,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Explain(a) => cmd::run::explain(&env, a),
         Cmd::Resubmit(a) => cmd::cases::resubmit(&env, a),
         Cmd::Hold(a) => cmd::cases::hold(&env, a),
+        Cmd::Writeoff(c) => cmd::writeoff::local(&env, c),
     }
 }
 
@@ -379,6 +384,7 @@ async fn remote_main(
         Cmd::Outbox(c) => cmd::outbox::remote(&r, c).await,
         Cmd::Customer(c) => cmd::customer::remote(&r, c).await,
         Cmd::Report(a) => cmd::report::remote(&r, a).await,
+        Cmd::Writeoff(c) => cmd::writeoff::remote(&r, c).await,
         _ => Err(cmd::local_only()),
     }
 }

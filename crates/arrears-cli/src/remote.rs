@@ -86,6 +86,11 @@ impl Remote {
     ) -> pb::connectors_client::ConnectorsClient<InterceptedService<Channel, Auth>> {
         pb::connectors_client::ConnectorsClient::new(self.auth())
     }
+    pub fn write_offs(
+        &self,
+    ) -> pb::write_offs_client::WriteOffsClient<InterceptedService<Channel, Auth>> {
+        pb::write_offs_client::WriteOffsClient::new(self.auth())
+    }
 }
 
 /// A status as the user should read it: code and the server's message.

@@ -283,6 +283,7 @@ mod tests {
             fee: Decimal::ZERO,
             fallback: vec![],
             activity: None,
+            propose_write_off: None,
         };
         Ladder {
             name: "t".into(),

@@ -194,6 +194,8 @@ pub struct Level {
     pub fallback: Vec<Channel>,
     /// (category, subcategory) a call task assigns.
     pub activity: Option<(String, String)>,
+    /// The write-off reason this (last) level proposes its items for.
+    pub propose_write_off: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +287,8 @@ pub struct RuleSet {
     /// The ERP's dunning procedures mapped to ladders; empty: every customer is
     /// dunned on its strategy's ladder.
     pub erp_procedures: ErpProcedures,
+    /// Write-off limits and reasons; without it nothing can be written off.
+    pub write_off: Option<raw::WriteOffSection>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -392,6 +396,7 @@ const SECTIONS: &[&str] = &[
     "correspondence",
     "erp_procedures",
     "commission",
+    "write_off",
 ];
 
 /// What an error in a rule file leaves out: the list item it is in, or else the
@@ -595,6 +600,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
     let correspondence = section!(correspondence);
     let erp_procedures = section!(erp_procedures);
     let commission = section!(commission);
+    let write_off = section!(write_off);
     let src_of = |i: usize| &files[i].0;
     if let Some((i, c)) = &commission {
         if let Err(e) = c.validate() {
@@ -661,6 +667,31 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                         "agreements.limits.{}.discount_percent: 0 to 100",
                         role.as_str()
                     ),
+                );
+            }
+        }
+    }
+
+    if let Some((i, w)) = &write_off {
+        let src = src_of(*i);
+        for (role, l) in &w.limits {
+            if l.amount.is_some_and(|a| a < Decimal::ZERO) {
+                cx.err(
+                    src,
+                    Some(role.as_str()),
+                    format!(
+                        "write_off.limits.{}.amount must not be negative",
+                        role.as_str()
+                    ),
+                );
+            }
+        }
+        for r in &w.reasons {
+            if r.trim().is_empty() || r.trim() != r {
+                cx.err(
+                    src,
+                    Some("reasons"),
+                    format!("write_off.reasons: `{r}` must be a non-empty word without surrounding spaces"),
                 );
             }
         }
@@ -1011,10 +1042,25 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     }
                     (None, _) => None,
                 };
+                if let Some(r) = &lv.propose_write_off {
+                    match &write_off {
+                        None => cx.err(
+                            src,
+                            Some(r),
+                            format!("level `{}`: propose_write_off needs a `write_off` section (limits)", lv.name),
+                        ),
+                        Some((_, w)) => {
+                            if let Err(e) = w.check_reason(r) {
+                                cx.err(src, Some(r), format!("level `{}`: propose_write_off {e}", lv.name));
+                            }
+                        }
+                    }
+                }
                 levels.push(Level {
                     fee,
                     fallback,
                     activity,
+                    propose_write_off: lv.propose_write_off,
                     event: lv.event.unwrap_or_else(|| format!("Reminder: {}", lv.name)),
                     name: lv.name,
                     overdue_days: lv.overdue_days,
@@ -1031,6 +1077,21 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
                     Some(&l.name),
                     format!("ladder `{}` has no levels", l.name),
                 );
+            }
+            // A write-off ends the collection process: an item proposed for it at a
+            // middle level would still climb the ladder while it waits.
+            let before_last = levels.len().saturating_sub(1);
+            for lv in &levels[..before_last] {
+                if let Some(r) = &lv.propose_write_off {
+                    cx.err(
+                        src,
+                        Some(r),
+                        format!(
+                            "level `{}`: propose_write_off is for the last level of ladder `{}`",
+                            lv.name, l.name
+                        ),
+                    );
+                }
             }
             lads.push(Ladder {
                 name: l.name,
@@ -1402,6 +1463,7 @@ pub fn load(dir: &Path) -> Result<RuleSet, RuleErrors> {
         commission: commission.map(|x| x.1),
         correspondence: correspondence.map(|x| x.1).unwrap_or_default(),
         erp_procedures: erp,
+        write_off: write_off.map(|x| x.1),
     })
 }
 
@@ -1754,6 +1816,80 @@ mod tests {
         );
         assert!(find("unknown group `genral`")
             .contains(&format!("strategies.yaml:{}:", line_of(&st, "genral"))));
+    }
+
+    #[test]
+    fn write_off_rules_are_checked_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        copy(dir.path());
+        let esc = dir.path().join("escalation.yaml");
+        let text = std::fs::read_to_string(&esc).unwrap();
+        // The shipped last level proposes: it loads, with the reason.
+        let ok = text.replacen(
+            "# propose_write_off: uncollectible",
+            "propose_write_off: uncollectible",
+            1,
+        );
+        std::fs::write(&esc, &ok).unwrap();
+        let r = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let std = r.ladders.iter().find(|l| l.name == "standard").unwrap();
+        assert_eq!(
+            std.levels.last().unwrap().propose_write_off.as_deref(),
+            Some("uncollectible")
+        );
+        assert!(std.levels[..std.levels.len() - 1]
+            .iter()
+            .all(|l| l.propose_write_off.is_none()));
+        // On a middle level, with a reason not listed; a negative limit.
+        let bad = ok
+            .replacen(
+                "propose_write_off: uncollectible",
+                "propose_write_off: bored",
+                1,
+            )
+            .replacen(
+                "        event: First payment reminder sent\n",
+                "        event: First payment reminder sent\n        propose_write_off: uncollectible\n",
+                1,
+            );
+        std::fs::write(&esc, &bad).unwrap();
+        let agr = dir.path().join("agreements.yaml");
+        let a = std::fs::read_to_string(&agr).unwrap().replacen(
+            "amount: \"2000\"",
+            "amount: \"-1\"",
+            1,
+        );
+        std::fs::write(&agr, &a).unwrap();
+        let msgs: Vec<String> = load(dir.path())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let has = |needle: &str| {
+            assert!(
+                msgs.iter().any(|m| m.contains(needle)),
+                "no `{needle}` in {msgs:#?}"
+            )
+        };
+        has("level `reminder_1`: propose_write_off is for the last level of ladder `standard`");
+        has("level `call`: propose_write_off reason: `bored` is not one of the write-off reasons");
+        has("write_off.limits.supervisor.amount must not be negative");
+        // Without a `write_off` section nothing can approve: refused.
+        let none = a[..a.find("\nwrite_off:").unwrap()].to_string();
+        std::fs::write(&agr, none).unwrap();
+        std::fs::write(&esc, &ok).unwrap();
+        let msgs: Vec<String> = load(dir.path())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("propose_write_off needs a `write_off` section")),
+            "{msgs:#?}"
+        );
     }
 
     #[test]

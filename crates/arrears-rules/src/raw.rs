@@ -30,6 +30,7 @@ pub struct RuleFile {
     pub erp_procedures: Option<ErpProceduresSection>,
     /// Collector commission: attribution, tiers, cap, clawback.
     pub commission: Option<arrears_finance::commission::CommissionPolicy>,
+    pub write_off: Option<WriteOffSection>,
 }
 
 /// Which ladder a customer's dunning procedure in the ERP (its name there) stands for.
@@ -112,6 +113,62 @@ impl AgreementsSection {
 
 fn default_first_due_within() -> i64 {
     30
+}
+
+/// Write-offs at the end of the collection process: who may write off how much.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOffSection {
+    /// What each role may write off without anyone's approval, per item. A role not
+    /// listed can propose but never approve.
+    pub limits: BTreeMap<arrears_core::domain::Role, WriteOffLimit>,
+    /// The reasons a write-off may give; empty = any text.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOffLimit {
+    /// Largest open amount of the item (base currency); absent = no limit.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    pub amount: Option<Decimal>,
+}
+
+impl WriteOffSection {
+    /// Why `role` may not write off `amount_base` (base currency) on its own; `None`
+    /// when its limits cover it.
+    pub fn exceeded(
+        &self,
+        role: arrears_core::domain::Role,
+        amount_base: Decimal,
+    ) -> Option<String> {
+        match self.limits.get(&role) {
+            None => Some(format!(
+                "the {} role has no write-off limits",
+                role.as_str()
+            )),
+            Some(WriteOffLimit { amount: Some(max) }) if amount_base > *max => {
+                Some(format!("amount {amount_base} (base currency) above {max}"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Checks `reason` against `reasons`, naming the field when it fails.
+    pub fn check_reason(&self, reason: &str) -> Result<(), String> {
+        let r = reason.trim();
+        if r.is_empty() {
+            return Err("reason: say why the item is written off".into());
+        }
+        if !self.reasons.is_empty() && !self.reasons.iter().any(|x| x == r) {
+            return Err(format!(
+                "reason: `{r}` is not one of the write-off reasons ({})",
+                self.reasons.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +382,9 @@ pub struct Level {
     pub fallback: Option<Vec<String>>,
     /// For `call_task`: the activity the call becomes on the customer's oldest case.
     pub activity: Option<String>,
+    /// Last level only: the items this step reminds are also proposed for write-off,
+    /// with this reason; a person whose `write_off.limits` cover them approves.
+    pub propose_write_off: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

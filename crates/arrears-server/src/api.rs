@@ -5,9 +5,11 @@
 mod agreements;
 mod correspondence;
 mod reports;
+mod writeoffs;
 pub use agreements::{agreement_to_pb, plan_kind};
 pub use correspondence::message_to_pb;
 pub use reports::report_to_pb;
+pub use writeoffs::write_off_to_pb;
 
 use std::sync::Arc;
 
@@ -137,6 +139,7 @@ pub fn router(
         )
         .add_service(pb::connectors_server::ConnectorsServer::new(api.clone()))
         .add_service(pb::reports_server::ReportsServer::new(api.clone()))
+        .add_service(pb::write_offs_server::WriteOffsServer::new(api.clone()))
         .add_service(pb::agreements_server::AgreementsServer::new(api.clone()))
         .add_service(pb::correspondence_server::CorrespondenceServer::new(
             api.clone(),

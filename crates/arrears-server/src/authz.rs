@@ -84,6 +84,14 @@ pub const METHODS: &[(&str, Floor)] = &[
     ("arrears.v1.Connectors/SyncConnector", S),
     // Cut to the caller's reach inside.
     ("arrears.v1.Reports/RunReport", C),
+    // Collectors propose and approve within their limits (decided inside), like
+    // agreements; the export marks what the ERP was given, for the whole portfolio.
+    ("arrears.v1.WriteOffs/ProposeWriteOff", C),
+    ("arrears.v1.WriteOffs/ApproveWriteOff", C),
+    ("arrears.v1.WriteOffs/RejectWriteOff", S),
+    ("arrears.v1.WriteOffs/GetWriteOff", C),
+    ("arrears.v1.WriteOffs/ListWriteOffs", C),
+    ("arrears.v1.WriteOffs/ExportWriteOffs", S),
 ];
 
 /// The floor of a request path (`/package.Service/Method`).

@@ -42,6 +42,7 @@ use crate::config::ServeConfig;
 pub use api::connector_health;
 pub use api::message_to_pb;
 pub use api::report_to_pb;
+pub use api::write_off_to_pb;
 pub use api::LEADER_HEALTH;
 pub use api::{agreement_to_pb, dispute_ageing_to_pb, dispute_to_pb, plan_kind};
 pub use api::{case_to_pb, customer_to_pb, explanation_to_pb, promise_to_pb, summary_to_pb};

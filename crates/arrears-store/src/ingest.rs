@@ -604,14 +604,14 @@ fn items_one_by_one(
     let mut upd = db.prepare(
         "UPDATE items SET customer_id = ?3, document_no = ?4, document_date = ?5, due_date = ?6,
             original_amount = ?7, open_amount = ?8, currency = ?9, hold_reason = ?10, hold_until = ?11,
-            original_document = ?12, status = CASE WHEN status IN ('agreement', 'replaced') AND ?13 = 'open' THEN status ELSE ?13 END
+            original_document = ?12, status = CASE WHEN status IN ('agreement', 'replaced', 'written_off') AND ?13 = 'open' THEN status ELSE ?13 END
          WHERE source = ?1 AND external_id = ?2 AND (customer_id IS DISTINCT FROM ?3
             OR document_no IS DISTINCT FROM ?4 OR document_date IS DISTINCT FROM ?5
             OR due_date IS DISTINCT FROM ?6 OR original_amount IS DISTINCT FROM ?7
             OR open_amount IS DISTINCT FROM ?8 OR currency IS DISTINCT FROM ?9
             OR hold_reason IS DISTINCT FROM ?10 OR hold_until IS DISTINCT FROM ?11
             OR original_document IS DISTINCT FROM ?12
-            OR status IS DISTINCT FROM (CASE WHEN status IN ('agreement', 'replaced') AND ?13 = 'open' THEN status ELSE ?13 END))",
+            OR status IS DISTINCT FROM (CASE WHEN status IN ('agreement', 'replaced', 'written_off') AND ?13 = 'open' THEN status ELSE ?13 END))",
     )?;
     for (at, it) in batch.items.iter().enumerate() {
         let cid = customers.id(db, &it.company, &it.customer, stats)?;
@@ -786,14 +786,14 @@ fn items_in_bulk(
             ),
             args![],
         )?;
-        // As one by one: an item in an agreement or replaced keeps that status
+        // As one by one: an item in an agreement, replaced or written off keeps that status
         // when the ERP sends it as open again.
         db.rows(
             "UPDATE items SET customer_id = b.customer_id, document_no = b.document_no,
                 document_date = b.document_date, due_date = b.due_date,
                 original_amount = b.original_amount, open_amount = b.open_amount, currency = b.currency,
                 hold_reason = b.hold_reason, hold_until = b.hold_until, original_document = b.original_document,
-                status = CASE WHEN items.status IN ('agreement', 'replaced') AND b.status = 'open'
+                status = CASE WHEN items.status IN ('agreement', 'replaced', 'written_off') AND b.status = 'open'
                               THEN items.status ELSE b.status END
              FROM bulk b
              WHERE items.id = b.id AND (items.customer_id IS DISTINCT FROM b.customer_id
@@ -806,7 +806,7 @@ fn items_in_bulk(
                 OR items.hold_reason IS DISTINCT FROM b.hold_reason
                 OR items.hold_until IS DISTINCT FROM b.hold_until
                 OR items.original_document IS DISTINCT FROM b.original_document
-                OR items.status IS DISTINCT FROM (CASE WHEN items.status IN ('agreement', 'replaced')
+                OR items.status IS DISTINCT FROM (CASE WHEN items.status IN ('agreement', 'replaced', 'written_off')
                     AND b.status = 'open' THEN items.status ELSE b.status END))
              RETURNING items.id, b.customer_id, b.status",
             args![],

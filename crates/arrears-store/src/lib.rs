@@ -23,6 +23,7 @@ mod run_io;
 mod statements;
 mod traits;
 mod worklist;
+mod writeoffs;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,9 +70,10 @@ pub use statements::{
 };
 pub use traits::{
     AgreementStore, AuditLog, CaseStore, ChangeFeed, DisputeStore, OutboxStore, PortfolioStore,
-    PromiseStore, ReachLookup, StatementStore,
+    PromiseStore, ReachLookup, StatementStore, WriteOffStore,
 };
 pub use worklist::{WorklistEntry, WorklistQuery, WorklistScope, WorklistSince};
+pub use writeoffs::{Proposer, WriteOffTerms, WriteOffView, WRITE_OFF_TERMS_MISSING};
 
 /// Migrations in order; the database's `user_version` is how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -89,6 +91,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v12.sql"),
     include_str!("schema_v13.sql"),
     include_str!("schema_v14.sql"),
+    include_str!("schema_v15.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -12,7 +12,8 @@
 //! - [`ChangeFeed`]: the markers the daemon polls to know a run has work;
 //! - [`OutboxStore`]: the escalation steps to compose and the messages to deliver;
 //! - [`StatementStore`]: bank statements and the credits they bring;
-//! - [`AuditLog`]: the audited write, the log and its verification.
+//! - [`AuditLog`]: the audited write, the log and its verification;
+//! - [`WriteOffStore`]: write-offs at the end of the collection process.
 //!
 //! Every method keeps the signature of the [`Store`] method it stands for and returns
 //! the store's own types and [`StoreError`], so a use case written against the traits
@@ -46,7 +47,7 @@ use super::{
     ContactUpdate, CreditView, DisputeView, Fee, ImportReport, ItemRow, JudgeStats, LetterItem,
     MatchOptions, MessageView, NewMessage, NewPromise, OutboxPass, Owner, Portfolio, PromiseView,
     Proposal, Resolution, Result, RunInput, RunOutput, Scope, SettleStats, StepToSend, Store,
-    StoreError, Terms,
+    StoreError, Terms, WriteOffTerms, WriteOffView,
 };
 use arrears_core::domain::Role;
 use arrears_rules::raw::AgreementsSection;
@@ -688,5 +689,109 @@ impl AuditLog for Store {
     }
     fn verify_audit(&self, anchor: Option<&Path>) -> Result<AuditVerdict> {
         Store::verify_audit(self, anchor)
+    }
+}
+
+/// Write-offs at the end of the collection process: proposed, approved, rejected,
+/// proposed by a ladder's last level, and reported to the ERP.
+pub trait WriteOffStore {
+    fn propose_write_off(
+        &mut self,
+        case_id: i64,
+        reason: &str,
+        on: NaiveDate,
+        who: &str,
+        role: Role,
+        terms: &WriteOffTerms,
+    ) -> Result<WriteOffView>;
+    fn approve_write_off(
+        &mut self,
+        id: i64,
+        who: &str,
+        role: Role,
+        note: &str,
+        on: NaiveDate,
+        terms: &WriteOffTerms,
+    ) -> Result<WriteOffView>;
+    fn reject_write_off(
+        &mut self,
+        id: i64,
+        who: &str,
+        reason: &str,
+        on: NaiveDate,
+    ) -> Result<WriteOffView>;
+    fn write_off(&self, id: i64) -> Result<WriteOffView>;
+    fn write_off_customer(&self, id: i64) -> Result<i64>;
+    fn list_write_offs(
+        &self,
+        customer_id: Option<i64>,
+        status: Option<&str>,
+    ) -> Result<Vec<WriteOffView>>;
+    fn propose_ladder_write_offs(
+        &mut self,
+        as_of: NaiveDate,
+        rules: &arrears_rules::RuleSet,
+    ) -> Result<u32>;
+    fn write_offs_to_report(&self) -> Result<Vec<WriteOffView>>;
+    fn mark_write_offs_reported(&mut self, ids: &[i64], on: NaiveDate) -> Result<u32>;
+}
+
+impl WriteOffStore for Store {
+    fn propose_write_off(
+        &mut self,
+        case_id: i64,
+        reason: &str,
+        on: NaiveDate,
+        who: &str,
+        role: Role,
+        terms: &WriteOffTerms,
+    ) -> Result<WriteOffView> {
+        Store::propose_write_off(self, case_id, reason, on, who, role, terms)
+    }
+    fn approve_write_off(
+        &mut self,
+        id: i64,
+        who: &str,
+        role: Role,
+        note: &str,
+        on: NaiveDate,
+        terms: &WriteOffTerms,
+    ) -> Result<WriteOffView> {
+        Store::approve_write_off(self, id, who, role, note, on, terms)
+    }
+    fn reject_write_off(
+        &mut self,
+        id: i64,
+        who: &str,
+        reason: &str,
+        on: NaiveDate,
+    ) -> Result<WriteOffView> {
+        Store::reject_write_off(self, id, who, reason, on)
+    }
+    fn write_off(&self, id: i64) -> Result<WriteOffView> {
+        Store::write_off(self, id)
+    }
+    fn write_off_customer(&self, id: i64) -> Result<i64> {
+        Store::write_off_customer(self, id)
+    }
+    fn list_write_offs(
+        &self,
+        customer_id: Option<i64>,
+        status: Option<&str>,
+    ) -> Result<Vec<WriteOffView>> {
+        Store::list_write_offs(self, customer_id, status)
+    }
+    fn propose_ladder_write_offs(
+        &mut self,
+        as_of: NaiveDate,
+        rules: &arrears_rules::RuleSet,
+    ) -> Result<u32> {
+        Store::propose_ladder_write_offs(self, as_of, rules)
+    }
+    fn write_offs_to_report(&self) -> Result<Vec<WriteOffView>> {
+        Store::write_offs_to_report(self)
+    }
+    fn mark_write_offs_reported(&mut self, ids: &[i64], on: NaiveDate) -> Result<u32> {
+        Store::mark_write_offs_reported(self, ids, on)
     }
 }

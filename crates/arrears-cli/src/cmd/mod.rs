@@ -20,6 +20,7 @@ pub mod report;
 pub mod rules;
 pub mod run;
 pub mod serve;
+pub mod writeoff;
 
 use anyhow::{bail, Context, Result};
 use arrears::app;

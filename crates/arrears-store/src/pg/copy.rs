@@ -50,6 +50,7 @@ pub const TABLES: &[&str] = &[
     "promise_payments",
     "changes",
     "item_history",
+    "write_offs",
 ];
 
 /// Rows per COPY: few round trips, bounded memory for a table of millions.

@@ -42,6 +42,7 @@ const BASELINE_SQL: &str = include_str!("schema_v12.sql");
 const MIGRATIONS: &[&str] = &[
     include_str!("schema_v13.sql"),
     include_str!("schema_v14.sql"),
+    include_str!("schema_v15.sql"),
 ];
 
 /// The advisory lock migrations hold: replicas starting together migrate once.
