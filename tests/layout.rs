@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "arrears-statements",
         "arrears-import",
         "arrears-delivery",
+        "arrears-pdf",
     ],
     &["arrears-rules"],
     &["arrears-engine"],

@@ -40,6 +40,12 @@ pub enum ReportKind {
     /// What each collector collected in the period and the commission it earns
     /// under `rules/commission.yaml`: the settlement.
     Commission,
+    /// The latest worklist by priority: entries, amount, due, worked in the
+    /// period, due and not worked.
+    Worklist,
+    /// Contacts in the period by channel: messages by delivery, activities by
+    /// whether they took a promise.
+    Contacts,
     /// Expected incoming payments by day after `to`.
     Forecast,
     /// The forecast made on past days, week by week, against what came in.
@@ -47,7 +53,9 @@ pub enum ReportKind {
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 6] = [
+    pub const ALL: [ReportKind; 8] = [
+        ReportKind::Worklist,
+        ReportKind::Contacts,
         ReportKind::Conversion,
         ReportKind::OpenItems,
         ReportKind::Promises,
@@ -62,6 +70,8 @@ impl ReportKind {
             ReportKind::OpenItems => "open-items",
             ReportKind::Promises => "promises",
             ReportKind::Commission => "commission",
+            ReportKind::Worklist => "worklist",
+            ReportKind::Contacts => "contacts",
             ReportKind::Forecast => "forecast",
             ReportKind::ForecastBacktest => "forecast-backtest",
         }
@@ -76,6 +86,7 @@ impl ReportKind {
             | ReportKind::Forecast
             | ReportKind::ForecastBacktest => vec![Dim::Company],
             ReportKind::Commission => vec![Dim::Collector],
+            ReportKind::Worklist | ReportKind::Contacts => vec![Dim::Group, Dim::Collector],
         }
     }
 }
@@ -207,6 +218,21 @@ pub struct Request {
     /// Commission: the rules' policy (`rules/commission.yaml`), set by the front
     /// from the rules it runs with.
     pub commission: Option<CommissionPolicy>,
+    /// The rules' base currency, the worklist's amounts' (set by the front).
+    pub base_currency: Option<String>,
+}
+
+impl Request {
+    /// Whether the report reads the rules (the front loads them then).
+    pub fn needs_rules(&self) -> bool {
+        matches!(self.kind, ReportKind::Commission | ReportKind::Worklist)
+    }
+
+    /// What the report takes from the rules it runs with.
+    pub fn use_rules(&mut self, rules: &arrears_rules::RuleSet) {
+        self.commission = rules.commission.clone();
+        self.base_currency = Some(rules.rates.base.as_str().to_string());
+    }
 }
 
 /// The conversion window when a request does not give one.
@@ -265,6 +291,7 @@ impl Request {
             filter,
             within_days,
             commission: None,
+            base_currency: None,
         })
     }
 }
@@ -426,14 +453,20 @@ pub fn run(store: &Store, reach: &Reach, req: &Request) -> Result<Table, AppErro
         ReportKind::OpenItems => open_items(store, req, &seen, &key)?,
         ReportKind::Promises => promises(store, req, &seen, &key)?,
         ReportKind::Commission => commission(store, req, &seen, &key)?,
+        ReportKind::Worklist => worklist(store, req, &seen, &key)?,
+        ReportKind::Contacts => contacts(store, req, &seen, &key)?,
         ReportKind::Forecast => forecast_report(store, req, &seen, &key)?,
         ReportKind::ForecastBacktest => backtest_report(store, req, &seen, &key)?,
+    };
+    let split = match req.kind {
+        ReportKind::Contacts => "channel",
+        _ => "currency",
     };
     let columns = req
         .by
         .iter()
         .map(|d| d.as_str())
-        .chain(["currency"])
+        .chain([split])
         .map(|name| Column {
             name: name.into(),
             kind: ColumnKind::Text,
@@ -828,6 +861,140 @@ fn commission<'a>(
                     Cell::Amount(a.commission),
                     Cell::Amount(a.commission - due),
                     Cell::Amount(due),
+                ],
+            )
+        })
+        .collect();
+    Ok((measures, rows))
+}
+
+fn worklist<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    #[derive(Default)]
+    struct Acc {
+        entries: u64,
+        amount: Decimal,
+        due: u64,
+        worked: u64,
+        left: u64,
+        left_amount: Decimal,
+    }
+    let base = req.base_currency.clone().unwrap_or_else(|| "base".into());
+    let mut acc: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for w in store.worklist_facts(req.from, req.to)? {
+        let Some(c) = seen(w.customer_id) else {
+            continue;
+        };
+        let mut k = key(c, &base);
+        k.push(
+            arrears_core::domain::Priority::from_i64(w.priority)
+                .as_str()
+                .to_string(),
+        );
+        let a = acc.entry(k).or_default();
+        a.entries += 1;
+        a.amount += w.amount;
+        a.worked += u64::from(w.worked);
+        if w.nad <= req.to {
+            a.due += 1;
+            if !w.worked {
+                a.left += 1;
+                a.left_amount += w.amount;
+            }
+        }
+    }
+    let measures = columns(&[
+        ("priority", ColumnKind::Text),
+        ("entries", ColumnKind::Count),
+        ("amount", ColumnKind::Amount),
+        ("due", ColumnKind::Count),
+        ("worked", ColumnKind::Count),
+        ("due_not_worked", ColumnKind::Count),
+        ("due_not_worked_amount", ColumnKind::Amount),
+        ("worked_rate", ColumnKind::Ratio),
+    ]);
+    let rows = acc
+        .into_iter()
+        .map(|(k, a)| {
+            (
+                k,
+                vec![
+                    Cell::Count(a.entries),
+                    Cell::Amount(a.amount),
+                    Cell::Count(a.due),
+                    Cell::Count(a.worked),
+                    Cell::Count(a.left),
+                    Cell::Amount(a.left_amount),
+                    ratio(Decimal::from(a.worked), Decimal::from(a.entries)),
+                ],
+            )
+        })
+        .collect();
+    Ok((measures, rows))
+}
+
+fn contacts<'a>(
+    store: &Store,
+    req: &Request,
+    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
+    key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
+) -> Result<(Vec<Column>, Rows), AppError> {
+    #[derive(Default)]
+    struct Acc {
+        contacts: u64,
+        reached: u64,
+        failed: u64,
+        pending: u64,
+        promises: u64,
+    }
+    let mut acc: BTreeMap<Vec<String>, Acc> = BTreeMap::new();
+    for m in store.contacts_between(req.from, req.to)? {
+        let Some(c) = seen(m.customer_id) else {
+            continue;
+        };
+        // Contacts carry no currency: the column says which channel instead.
+        let mut k = key(c, "");
+        k.pop();
+        k.push(m.channel.clone());
+        let a = acc.entry(k).or_default();
+        a.contacts += 1;
+        match m.status.as_str() {
+            "sent" | "completed" => a.reached += 1,
+            "promise" => {
+                a.reached += 1;
+                a.promises += 1;
+            }
+            "failed" | "cancelled" => a.failed += 1,
+            _ => a.pending += 1,
+        }
+    }
+    let measures = columns(&[
+        ("contacts", ColumnKind::Count),
+        ("reached", ColumnKind::Count),
+        ("not_reached", ColumnKind::Count),
+        ("pending", ColumnKind::Count),
+        ("promises", ColumnKind::Count),
+        ("reach_rate", ColumnKind::Ratio),
+    ]);
+    let rows = acc
+        .into_iter()
+        .map(|(k, a)| {
+            (
+                k,
+                vec![
+                    Cell::Count(a.contacts),
+                    Cell::Count(a.reached),
+                    Cell::Count(a.failed),
+                    Cell::Count(a.pending),
+                    Cell::Count(a.promises),
+                    ratio(
+                        Decimal::from(a.reached),
+                        Decimal::from(a.reached + a.failed),
+                    ),
                 ],
             )
         })
@@ -1407,7 +1574,7 @@ mod tests {
         let msg = |r: Result<Request, AppError>| r.unwrap_err().to_string();
         assert_eq!(
             "forecasts".parse::<ReportKind>().unwrap_err().to_string(),
-            "report: `forecasts` is not a report; the reports are conversion, open-items, promises, commission, forecast, forecast-backtest"
+            "report: `forecasts` is not a report; the reports are worklist, contacts, conversion, open-items, promises, commission, forecast, forecast-backtest"
         );
         assert!("region"
             .parse::<Dim>()
@@ -1748,5 +1915,140 @@ clawback_days: 60"
         .unwrap_err()
         .to_string()
         .starts_with("by: the forecast report is by company"));
+    }
+
+    #[test]
+    fn the_worklist_report_counts_entries_worked_and_left_by_priority() {
+        let (_d, mut s) = ledger();
+        let rules = arrears_test_support::shipped_rules();
+        // After the run of 09-10 both customers are on the worklist; alice works
+        // C1's cases on 09-11.
+        let cases = s.cases_opened(d("2026-09-10"), d("2026-09-10")).unwrap();
+        let c1 = s.customer_id("ACME_DE/C1").unwrap();
+        let sub = rules
+            .subcategory("negotiation", "promise_follow_up")
+            .unwrap()
+            .clone();
+        let case = cases.iter().find(|c| c.customer_id == c1).unwrap().case_id;
+        s.set_activity(
+            case,
+            "negotiation",
+            &sub,
+            d("2026-09-11"),
+            "alice",
+            &rules.cases,
+        )
+        .unwrap();
+        let mut req = Request::parse(
+            "worklist",
+            Some(d("2026-09-11")),
+            d("2026-09-11"),
+            &["customer".to_string()],
+            Filter::default(),
+            None,
+        )
+        .unwrap();
+        req.use_rules(&rules);
+        let t = run(&s, &admin(), &req).unwrap();
+        let base = rules.rates.base.as_str();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(&names[..3], ["customer", "currency", "priority"]);
+        let (entries, _) = s
+            .worklist_page(&arrears_store::WorklistQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        let mine: Vec<_> = entries.iter().filter(|e| e.customer_id == c1).collect();
+        assert_eq!(mine.len(), 1);
+        let prio = mine[0].priority.as_str();
+        let r = t.row(&["ACME_DE/C1", base, prio]).expect("C1's row");
+        assert_eq!(count(&t, r, "entries"), 1);
+        assert_eq!(amount(&t, r, "amount"), mine[0].amount);
+        assert_eq!(count(&t, r, "worked"), 1);
+        assert_eq!(count(&t, r, "due_not_worked"), 0);
+        let total: u64 = (0..t.rows.len()).map(|r| count(&t, r, "entries")).sum();
+        assert_eq!(total as usize, entries.len());
+        let worked: u64 = (0..t.rows.len()).map(|r| count(&t, r, "worked")).sum();
+        assert_eq!(worked, 1, "only C1 was worked");
+        // The next day nobody worked anything.
+        let req = Request {
+            from: d("2026-09-12"),
+            to: d("2026-09-12"),
+            ..req
+        };
+        let t = run(&s, &admin(), &req).unwrap();
+        let worked: u64 = (0..t.rows.len()).map(|r| count(&t, r, "worked")).sum();
+        assert_eq!(worked, 0);
+    }
+
+    #[test]
+    fn the_contacts_report_counts_activities_and_promises_by_channel() {
+        let (_d, mut s) = ledger();
+        let rules = arrears_test_support::shipped_rules();
+        let cases = s.cases_opened(d("2026-09-10"), d("2026-09-10")).unwrap();
+        let sub = rules
+            .subcategory("negotiation", "promise_follow_up")
+            .unwrap()
+            .clone();
+        let c2 = s.customer_id("ACME_DE/C2").unwrap();
+        let eur: Vec<i64> = cases
+            .iter()
+            .filter(|c| c.customer_id == c2 && c.currency == "EUR")
+            .map(|c| c.case_id)
+            .collect();
+        let usd = cases
+            .iter()
+            .find(|c| c.customer_id == c2 && c.currency == "USD")
+            .unwrap()
+            .case_id;
+        // Two calls with C2: one took a promise, one did not.
+        for (case, ptp) in [(eur[0], Some((d("2026-09-30"), dec!(100)))), (usd, None)] {
+            s.set_activity(
+                case,
+                "negotiation",
+                &sub,
+                d("2026-09-11"),
+                "bob",
+                &rules.cases,
+            )
+            .unwrap();
+            s.complete_activity(case, d("2026-09-12"), "bob", ptp, &rules.cases)
+                .unwrap();
+        }
+        let req = Request::parse(
+            "contacts",
+            Some(d("2026-09-01")),
+            d("2026-09-30"),
+            &["customer".to_string()],
+            Filter::default(),
+            None,
+        )
+        .unwrap();
+        let t = run(&s, &admin(), &req).unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(&names[..2], ["customer", "channel"]);
+        let r = t.row(&["ACME_DE/C2", "activity"]).expect("C2's activities");
+        assert_eq!(
+            (
+                count(&t, r, "contacts"),
+                count(&t, r, "reached"),
+                count(&t, r, "promises")
+            ),
+            (2, 2, 1)
+        );
+        assert_eq!(figure(&t, r, "reach_rate"), Some(dec!(1.0000)));
+        // Nothing in October.
+        let t = run(
+            &s,
+            &admin(),
+            &Request {
+                from: d("2026-10-01"),
+                to: d("2026-10-31"),
+                ..req
+            },
+        )
+        .unwrap();
+        assert!(t.row(&["ACME_DE/C2", "activity"]).is_none());
     }
 }

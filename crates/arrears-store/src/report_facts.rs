@@ -149,6 +149,29 @@ pub struct PromiseLife {
     pub items: Vec<i64>,
 }
 
+/// A customer's entry on the latest worklist, and whether anyone worked the
+/// customer's cases in the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorklistFact {
+    pub customer_id: i64,
+    pub priority: i64,
+    pub nad: NaiveDate,
+    /// In the rules' base currency.
+    pub amount: Decimal,
+    pub worked: bool,
+}
+
+/// A contact with a customer: a message (its channel and delivery status) or an
+/// activity a person completed (channel `activity`; `promise` when it took one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactMade {
+    pub customer_id: i64,
+    pub channel: String,
+    /// Messages: queued, deferred, sending, sent, failed, cancelled. Activities:
+    /// completed, promise.
+    pub status: String,
+}
+
 fn opt_date(r: &Row, i: usize, column: &'static str) -> Result<Option<NaiveDate>> {
     r.get::<Option<String>>(i, column)?
         .map(|s| crate::date(column, &s))
@@ -438,6 +461,76 @@ impl Store {
                 })
             })
             .collect()
+        })
+    }
+}
+
+/// Case events a person makes when working a case (not a run's, a connector's).
+const WORK: &str = "e.kind IN ('completed', 'note', 'activity')";
+
+impl Store {
+    /// The latest worklist, each entry with whether its customer's cases were
+    /// worked (an activity set or completed, a note) from `from` to `to`.
+    pub fn worklist_facts(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<WorklistFact>> {
+        self.db().read(|db| {
+            db.rows(
+                &format!(
+                    "SELECT w.customer_id, w.priority, w.nad, w.amount,
+                            EXISTS (SELECT 1 FROM cases k JOIN case_events e ON e.case_id = k.id
+                                    WHERE k.customer_id = w.customer_id AND {WORK}
+                                      AND e.on_date >= ?1 AND e.on_date <= ?2)
+                     FROM worklist w ORDER BY w.customer_id"
+                ),
+                args![from, to],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(WorklistFact {
+                    customer_id: r.get(0, "worklist.customer_id")?,
+                    priority: r.get(1, "worklist.priority")?,
+                    nad: r.date(2, "worklist.nad")?,
+                    amount: r.dec(3, "worklist.amount")?,
+                    worked: r.get(4, "worked")?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// The messages made and the activities completed from `from` to `to`.
+    pub fn contacts_between(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<ContactMade>> {
+        self.db().read(|db| {
+            let mut out = Vec::new();
+            // created_at is RFC 3339: its first ten characters are the day (UTC).
+            for r in db.rows(
+                "SELECT customer_id, channel, status FROM messages
+                 WHERE replaces IS NULL AND substr(created_at, 1, 10) >= ?1 AND substr(created_at, 1, 10) <= ?2
+                 ORDER BY id",
+                args![from.to_string(), to.to_string()],
+            )? {
+                out.push(ContactMade {
+                    customer_id: r.get(0, "messages.customer_id")?,
+                    channel: r.get(1, "messages.channel")?,
+                    status: r.get(2, "messages.status")?,
+                });
+            }
+            for r in db.rows(
+                "SELECT k.customer_id, e.detail FROM case_events e JOIN cases k ON k.id = e.case_id
+                 WHERE e.kind = 'completed' AND e.on_date >= ?1 AND e.on_date <= ?2 ORDER BY e.id",
+                args![from, to],
+            )? {
+                let detail: String = r.get(1, "case_events.detail")?;
+                out.push(ContactMade {
+                    customer_id: r.get(0, "cases.customer_id")?,
+                    channel: "activity".into(),
+                    status: if detail.starts_with("promise to pay") {
+                        "promise".into()
+                    } else {
+                        "completed".into()
+                    },
+                });
+            }
+            Ok(out)
         })
     }
 }

@@ -16,7 +16,8 @@ use crate::{today, Env};
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// The report: conversion, open-items, promises, commission (docs/REPORTS.md).
+    /// The report: worklist, contacts, conversion, open-items, promises, commission,
+    /// forecast, forecast-backtest (docs/REPORTS.md).
     name: String,
     /// The period's first day [default: 29 days before --to].
     #[arg(long)]
@@ -41,7 +42,8 @@ pub struct ReportArgs {
     #[arg(long)]
     segment: Option<String>,
     /// conversion: collected in full within this many days of the case's opening
-    /// [default: 30].
+    /// [default: 30]; forecast: days ahead [default: 90]; forecast-backtest: days
+    /// each past forecast looks ahead [default: 91, 13 weeks].
     #[arg(long, value_name = "DAYS")]
     within: Option<i64>,
     /// Print JSON instead of a table (for scripts).
@@ -73,8 +75,8 @@ pub fn local(env: &Env, a: ReportArgs) -> Result<ExitCode> {
         a.filter(),
         a.within,
     )?;
-    if req.kind == reports::ReportKind::Commission {
-        req.commission = env.rules()?.commission;
+    if req.needs_rules() {
+        req.use_rules(&env.rules()?);
     }
     let table = reports::run(&store, &Reach::everything(&local_user()), &req)?;
     print(&arrears::server::report_to_pb(&table), &a)

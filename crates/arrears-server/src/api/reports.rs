@@ -70,7 +70,7 @@ impl pb::reports_server::Reports for Api {
             let table = self
                 .shared
                 .read(move |store, rules| {
-                    request.commission = rules.commission.clone();
+                    request.use_rules(rules);
                     reports::run(store, &Reach::of(&who, rules), &request).map_err(app_status)
                 })
                 .await?;
