@@ -17,9 +17,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use arrears_core::domain::ChangeCause;
-use arrears_core::money::round_minor;
+use arrears_core::money::{round_minor, round_to};
 use arrears_finance::commission::{banded, AttributionRule, CommissionPolicy};
-use arrears_kpi::{round_days, round_ratio};
 use arrears_store::{open_on, CustomerDims, Owner, Store};
 
 use crate::access::Reach;
@@ -417,6 +416,15 @@ impl Table {
     }
 }
 
+/// Ratios to 4 decimals and day counts to 1, half away from zero, as the KPIs.
+fn round_ratio(x: Decimal) -> Decimal {
+    round_to(x, 4)
+}
+
+fn round_days(x: Decimal) -> Decimal {
+    round_to(x, 1)
+}
+
 /// A ratio `n / d` to 4 decimals; undefined over nothing.
 fn ratio(n: Decimal, d: Decimal) -> Cell {
     Cell::Figure((!d.is_zero()).then(|| round_ratio(n / d)))
@@ -473,10 +481,20 @@ pub fn run(store: &Store, reach: &Reach, req: &Request) -> Result<Table, AppErro
         })
         .chain(measures)
         .collect();
+    // The days the table is about: a forecast's are ahead of `to`; open items
+    // are those of `to` alone.
+    let (from, to) = match req.kind {
+        ReportKind::Forecast => (
+            req.to + chrono::Days::new(1),
+            req.to + chrono::Days::new(req.within_days as u64),
+        ),
+        ReportKind::OpenItems => (req.to, req.to),
+        _ => (req.from, req.to),
+    };
     Ok(Table {
         report: req.kind,
-        from: req.from,
-        to: req.to,
+        from,
+        to,
         columns,
         rows: rows
             .into_iter()

@@ -99,17 +99,16 @@ pub struct CollectorKpis {
     pub promises_taken: i64,
 }
 
-/// Days reported with 1 decimal, ratios with 4; half away from zero ("commercial rounding"),
-/// here and in the collections reports.
+/// Days reported with 1 decimal, ratios with 4; half away from zero ("commercial rounding").
 const ROUNDING: RoundingStrategy = RoundingStrategy::MidpointAwayFromZero;
 
-pub fn round_days(x: Decimal) -> Decimal {
+fn round_days(x: Decimal) -> Decimal {
     let mut r = x.round_dp_with_strategy(1, ROUNDING);
     r.rescale(1);
     r
 }
 
-pub fn round_ratio(x: Decimal) -> Decimal {
+fn round_ratio(x: Decimal) -> Decimal {
     let mut r = x.round_dp_with_strategy(4, ROUNDING);
     r.rescale(4);
     r
