@@ -63,6 +63,12 @@ pub struct ServeConfig {
     /// at most this often (after the latest run) instead of after each run.
     #[serde(with = "humantime_serde_compat")]
     pub kpi_interval: std::time::Duration,
+    /// Least time between two passes of the collections analysis gauges (cash
+    /// forecast, conversion, promise effectiveness): a forecast reads a year of the
+    /// book, seconds at a million items. Done with the first KPI pass, then with the
+    /// first one this long after the last.
+    #[serde(with = "humantime_serde_compat")]
+    pub analysis_interval: std::time::Duration,
     /// How often the outbox looks for messages due (it also runs after every run);
     /// `0s` turns sending off.
     #[serde(with = "humantime_serde_compat")]
@@ -110,6 +116,7 @@ impl Default for ServeConfig {
             reload_debounce: std::time::Duration::from_millis(300),
             promise_tolerance_days: 3,
             kpi_interval: std::time::Duration::from_secs(10),
+            analysis_interval: std::time::Duration::from_secs(3600),
             outbox_every: std::time::Duration::from_secs(60),
             tls: None,
             limits: ServeLimits::default(),

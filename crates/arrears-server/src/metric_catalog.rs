@@ -40,6 +40,38 @@ const fn def(name: &'static str, kind: Kind, unit: Option<Unit>, help: &'static 
 use Kind::{Counter, Gauge, Histogram};
 
 pub const CATALOG: &[MetricDef] = &[
+    // Collections analysis, recomputed with a KPI pass at most once per
+    // serve.analysis_interval (docs/REPORTS.md).
+    def(
+        "arrears_forecast_amount",
+        Gauge,
+        None,
+        "Cash expected to come in over the next `horizon` (7d, 30d, 90d) per company, as an amount in the currency of the `currency` label (the forecast report).",
+    ),
+    def(
+        "arrears_collected_7d_amount",
+        Gauge,
+        None,
+        "Cash that came in over the last 7 days per company (open amounts lowered by payments or the ERP), as an amount in the currency of the `currency` label.",
+    ),
+    def(
+        "arrears_conversion_ratio",
+        Gauge,
+        None,
+        "Of the cases opened in the last 30 days, the share collected in full so far (0..1).",
+    ),
+    def(
+        "arrears_first_payment_days",
+        Gauge,
+        None,
+        "Average days from opening to first payment of the cases opened in the last 30 days that had one, per company and currency. In days, not seconds: a finance KPI quoted in days. NaN when no such case was paid yet.",
+    ),
+    def(
+        "arrears_promise_received_ratio",
+        Gauge,
+        None,
+        "Of the amounts promised in the last 90 days, the share the judged promises brought in (0..1).",
+    ),
     // Finance KPIs, recomputed after runs (at most once per serve.kpi_interval).
     def(
         "arrears_receivables_amount",

@@ -74,6 +74,7 @@ pub async fn upkeep(shared: Arc<Shared>, handle: PrometheusHandle) {
 /// Runs that finish during a pass or the pause after it are folded into one more pass.
 pub async fn kpis(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
+    let mut analysed: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = shared.kpi_due.notified() => {}
@@ -94,6 +95,20 @@ pub async fn kpis(shared: Arc<Shared>) {
             }
             took = started.elapsed();
             tracing::debug!(ms = took.as_millis() as u64, "KPI pass");
+            if analysed.is_none_or(|t| t.elapsed() >= shared.cfg.analysis_interval) {
+                let started = Instant::now();
+                let done = shared
+                    .read(move |store, rules| {
+                        export_analysis(store, rules, as_of);
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "analysis pass");
+                }
+                analysed = Some(Instant::now());
+                tracing::debug!(ms = started.elapsed().as_millis() as u64, "analysis pass");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(kpi_pause(shared.cfg.kpi_interval, took)) => {}
@@ -169,27 +184,157 @@ impl Export {
         self.seen.entry(name).or_default().insert(labels);
     }
 
-    fn finish(self) {
+    /// Retires the series of `names` the last pass of the same kind set and this one
+    /// did not; the other pass's metrics are left as they are.
+    fn finish(self, names: &[&'static str]) {
         let mut last = EXPORTED.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, sets) in last.take().unwrap_or_default() {
-            let gone = if name.ends_with("_days") || name.ends_with("_ratio") {
-                f64::NAN
-            } else {
-                0.0
-            };
-            let now = self.seen.get(name);
-            for labels in sets {
-                if !now.is_some_and(|n| n.contains(&labels)) {
-                    gauge!(name, &labels).set(gone);
-                }
+        let all = last.get_or_insert_with(HashMap::new);
+        for name in names {
+            let before = all.remove(name).unwrap_or_default();
+            let now = self.seen.get(name).cloned().unwrap_or_default();
+            for labels in before.difference(&now) {
+                gauge!(*name, labels).set(retired(name));
             }
+            all.insert(name, now);
         }
-        *last = Some(self.seen);
     }
 }
 
+/// What a retired series shows: 0 for amounts and counts, NaN (undefined) for days
+/// and ratios.
+fn retired(name: &str) -> f64 {
+    if name.ends_with("_days") || name.ends_with("_ratio") {
+        f64::NAN
+    } else {
+        0.0
+    }
+}
+
+/// The gauges of the KPI pass.
+const KPI_GAUGES: &[&str] = &[
+    "arrears_receivables_amount",
+    "arrears_overdue_amount",
+    "arrears_expected_cash_7d_amount",
+    "arrears_aging_amount",
+    "arrears_dso_days",
+    "arrears_average_days_delinquent_days",
+    "arrears_cei_ratio",
+    "arrears_promise_kept_ratio",
+    "arrears_promises",
+    "arrears_open_cases",
+    "arrears_worklist_entries",
+    "arrears_worklist_amount",
+    "arrears_activities_completed",
+    "arrears_promises_taken",
+];
+
 fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// The collections analysis gauges: the cash forecast (7, 30 and 90 days ahead),
+/// what came in over the last 7 days, conversion and days to first payment of the
+/// cases opened in the last 30 days, and what promises made in the last 90 days
+/// brought in. The same reports as `arrears report`, over everything.
+pub fn export_analysis(store: &Store, rules: &RuleSet, as_of: NaiveDate) {
+    use arrears_app::reports::{self, Cell, Filter, Request, Table};
+    let who = arrears_app::access::Principal {
+        name: "metrics".into(),
+        role: crate::config::Role::Admin,
+        groups: Vec::new(),
+    };
+    let reach = arrears_app::access::Reach::everything(&who);
+    let table = |kind: &str, back: u64, within: Option<i64>| -> Option<Table> {
+        let from = as_of.checked_sub_days(chrono::Days::new(back))?;
+        let mut req = Request::parse(kind, Some(from), as_of, &[], Filter::default(), within)
+            .map_err(|e| tracing::error!(error = %e, kind, "analysis request"))
+            .ok()?;
+        req.use_rules(rules);
+        reports::run(store, &reach, &req)
+            .map_err(|e| tracing::error!(error = %e, kind, "analysis report"))
+            .ok()
+    };
+    let num = |t: &Table, r: usize, col: &str| -> f64 {
+        match t.cell(r, col) {
+            Some(Cell::Amount(a)) => f(*a),
+            Some(Cell::Count(n)) => *n as f64,
+            Some(Cell::Figure(Some(x))) => f(*x),
+            _ => f64::NAN,
+        }
+    };
+    let text = |t: &Table, r: usize, col: &str| -> String {
+        match t.cell(r, col) {
+            Some(Cell::Text(s)) => s.clone(),
+            _ => String::new(),
+        }
+    };
+    let mut x = Export::default();
+    let labels = |t: &Table, r: usize| -> Labels {
+        vec![
+            ("company", text(t, r, "company")),
+            ("currency", text(t, r, "currency")),
+        ]
+    };
+    if let Some(t) = table("forecast", 0, Some(90)) {
+        for r in 0..t.rows.len() {
+            let Ok(day) = text(&t, r, "day").parse::<NaiveDate>() else {
+                continue;
+            };
+            let horizon = match (day - as_of).num_days() {
+                7 => "7d",
+                30 => "30d",
+                90 => "90d",
+                _ => continue,
+            };
+            let mut l = labels(&t, r);
+            l.push(("horizon", horizon.into()));
+            x.set("arrears_forecast_amount", l, num(&t, r, "cumulative"));
+        }
+    }
+    // What came in over the 7 days up to as_of: the last week of a one-week
+    // back-test made 7 days ago.
+    if let Some(t) = table("forecast-backtest", 7, Some(7)) {
+        for r in 0..t.rows.len() {
+            x.set(
+                "arrears_collected_7d_amount",
+                labels(&t, r),
+                num(&t, r, "avg_actual"),
+            );
+        }
+    }
+    if let Some(t) = table("conversion", 29, Some(30)) {
+        for r in 0..t.rows.len() {
+            x.set(
+                "arrears_conversion_ratio",
+                labels(&t, r),
+                num(&t, r, "conversion_rate"),
+            );
+            x.set(
+                "arrears_first_payment_days",
+                labels(&t, r),
+                num(&t, r, "avg_days_to_first_payment"),
+            );
+        }
+    }
+    if let Some(t) = table("promises", 89, None) {
+        for r in 0..t.rows.len() {
+            let promised = num(&t, r, "promised");
+            let received = num(&t, r, "received");
+            let ratio = if promised > 0.0 {
+                received / promised
+            } else {
+                f64::NAN
+            };
+            x.set("arrears_promise_received_ratio", labels(&t, r), ratio);
+        }
+    }
+    x.finish(&[
+        "arrears_forecast_amount",
+        "arrears_collected_7d_amount",
+        "arrears_conversion_ratio",
+        "arrears_first_payment_days",
+        "arrears_promise_received_ratio",
+    ]);
 }
 
 /// Recomputes the finance KPIs and sets their gauges. A failure is logged, never fatal:
@@ -270,7 +415,7 @@ pub fn export_kpis(store: &Store, _rules: &RuleSet, as_of: NaiveDate) {
         );
         x.set("arrears_promises_taken", l, c.promises_taken as f64);
     }
-    x.finish();
+    x.finish(KPI_GAUGES);
 }
 
 #[cfg(test)]
