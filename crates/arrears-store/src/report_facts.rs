@@ -557,3 +557,149 @@ fn customers(db: &Db) -> Result<HashMap<i64, CustomerDims>> {
     })
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::tests::item;
+    use arrears_core::domain::{Batch, PaymentInput};
+    use arrears_core::money::Currency;
+    use rust_decimal_macros::dec;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    /// Items 1–3 of customer C1 (ACME), dated 2026-09-01, due 2026-10-01: 1 paid
+    /// by a linked payment on 10-05 (learned 10-06), 2 lowered by the ERP on 10-10,
+    /// 3 gone from a snapshot on 10-20; each with a case opened on 10-02. Alice
+    /// completed an activity on 10-03; a promise of 30 by 10-15, kept; a message
+    /// sent; the worklist and the customer's routing.
+    fn book(s: &mut Store) {
+        let learn = |s: &mut Store, on: &str, items, payments, snapshot: bool| {
+            s.ingest(&Batch {
+                items,
+                payments,
+                snapshot_sources: if snapshot { vec!["erp".into()] } else { vec![] },
+                as_of: Some(d(on)),
+                ..Batch::default()
+            })
+            .unwrap();
+        };
+        let pay = PaymentInput {
+            source: "erp".into(),
+            external_id: "p1".into(),
+            company: "ACME".into(),
+            customer: "C1".into(),
+            amount: dec!(100.00),
+            currency: Currency::parse("EUR").unwrap(),
+            value_date: d("2026-10-05"),
+            reference: String::new(),
+            item_ref: Some("1".into()),
+        };
+        learn(
+            s,
+            "2026-09-01",
+            vec![
+                item("1", dec!(100.00)),
+                item("2", dec!(100.00)),
+                item("3", dec!(100.00)),
+            ],
+            vec![],
+            false,
+        );
+        learn(s, "2026-10-06", vec![item("1", dec!(0))], vec![pay], false);
+        learn(s, "2026-10-10", vec![item("2", dec!(40.00))], vec![], false);
+        learn(s, "2026-10-20", vec![item("2", dec!(40.00))], vec![], true);
+        s.db()
+            .batch(
+                "INSERT INTO cases(item_id, customer_id, status, opened_on, nad, priority, assigned_to)
+                   SELECT id, customer_id, 'open', '2026-10-02', '2026-10-02', 2, 'bob' FROM items ORDER BY id;
+                 INSERT INTO case_events(case_id, on_date, kind, actor, detail)
+                   VALUES (1, '2026-10-03', 'completed', 'alice', 'promise to pay 30.00 by 2026-10-15'),
+                          (2, '2026-10-04', 'note', 'alice', 'called');
+                 INSERT INTO promises(customer_id, case_id, amount, currency, promised_on, created_on, status, judged_on, paid, paid_on)
+                   VALUES (1, 2, '30.00', 'EUR', '2026-10-15', '2026-10-03', 'kept', '2026-10-19', '30.00', '2026-10-10');
+                 INSERT INTO promise_items(promise_id, item_id) VALUES (1, 2);
+                 INSERT INTO messages(customer_id, channel, template, language, subject, text, status, next_attempt, created_at)
+                   VALUES (1, 'email', 'reminder_1', 'en', 's', 't', 'sent', '2026-10-08T09:00:00Z', '2026-10-08T08:00:00Z');
+                 INSERT INTO customer_state(customer_id, strategy, segment, profile, score, collection_group, collector, priority, as_of)
+                   VALUES (1, 'b2b', 'standard', 'routine', '10', 'general', 'alice', 2, '2026-10-20');
+                 INSERT INTO worklist(customer_id, collection_group, collector, score, priority, nad, items, amount, reason)
+                   VALUES (1, 'general', 'alice', '10', 3, '2026-10-21', 1, '40.00', 'overdue');",
+            )
+            .unwrap();
+    }
+
+    /// Every read of the reports, as text (Debug shows each amount's scale).
+    fn facts(s: &Store) -> Vec<String> {
+        let (from, to) = (d("2026-09-01"), d("2026-10-31"));
+        vec![
+            format!("{:?}", {
+                let mut c: Vec<_> = s.report_customers().unwrap().into_iter().collect();
+                c.sort_by_key(|x| x.0);
+                c
+            }),
+            format!("{:?}", s.cases_opened(from, to).unwrap()),
+            format!("{:?}", s.open_items_on(d("2026-10-08")).unwrap()),
+            format!("{:?}", s.open_items_on(to).unwrap()),
+            format!("{:?}", s.promises_made(from, to).unwrap()),
+            format!("{:?}", s.payments_collected(from, to).unwrap()),
+            format!("{:?}", s.contacts_made(from, to).unwrap()),
+            format!("{:?}", s.item_lives(from).unwrap()),
+            format!("{:?}", s.promise_lives(from).unwrap()),
+            format!(
+                "{:?}",
+                s.worklist_facts(d("2026-10-04"), d("2026-10-04")).unwrap()
+            ),
+            format!("{:?}", s.contacts_between(from, to).unwrap()),
+        ]
+    }
+
+    #[test]
+    fn the_reports_read_the_same_on_both_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lite = Store::open(&dir.path().join("r.db")).unwrap();
+        let mut pg = crate::pg::testing::store();
+        book(&mut lite);
+        book(&mut pg);
+        let (a, b) = (facts(&lite), facts(&pg));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y);
+        }
+        // And what they read: on 10-08 item 1 was paid (10-05), 2 and 3 still whole.
+        let open: Vec<(i64, Decimal)> = lite
+            .open_items_on(d("2026-10-08"))
+            .unwrap()
+            .iter()
+            .map(|o| (o.item_id, o.open))
+            .collect();
+        assert_eq!(open, [(2, dec!(100.00)), (3, dec!(100.00))]);
+        // On 10-31: item 2's 40.00 (item 3 gone on 10-20).
+        let open = lite.open_items_on(d("2026-10-31")).unwrap();
+        assert_eq!((open.len(), open[0].open), (1, dec!(40.00)));
+        let paid = lite
+            .payments_collected(d("2026-10-01"), d("2026-10-31"))
+            .unwrap();
+        assert_eq!(
+            (paid.len(), paid[0].assigned_to.as_deref()),
+            (1, Some("bob"))
+        );
+        let w = lite
+            .worklist_facts(d("2026-10-04"), d("2026-10-04"))
+            .unwrap();
+        assert!(w[0].worked, "a note on 10-04");
+        let w = lite
+            .worklist_facts(d("2026-10-05"), d("2026-10-05"))
+            .unwrap();
+        assert!(!w[0].worked);
+        let c = lite
+            .contacts_between(d("2026-10-01"), d("2026-10-31"))
+            .unwrap();
+        let kinds: Vec<(&str, &str)> = c
+            .iter()
+            .map(|c| (c.channel.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(kinds, [("email", "sent"), ("activity", "promise")]);
+    }
+}
