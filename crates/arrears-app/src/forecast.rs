@@ -178,12 +178,17 @@ impl<'a> Book<'a> {
                 continue;
             }
             let t = by_customer.entry(it.customer_id).or_default();
+            // Only items old enough to tell: among recent ones only the early
+            // payments are in yet, which would make every customer look punctual.
+            if it.due_date > settled_by {
+                continue;
+            }
             let paid: Vec<_> = paid.iter().filter(|(d, _)| *d <= on).collect();
             for (d, a) in &paid {
                 t.delay_weight += *a;
                 t.delay_sum += *a * Decimal::from((*d - it.due_date).num_days());
             }
-            if it.due_date <= settled_by && it.original > Decimal::ZERO {
+            if it.original > Decimal::ZERO {
                 t.settled_items += 1;
                 t.due += it.original;
                 t.paid += paid.iter().map(|p| p.1).sum::<Decimal>();
@@ -309,13 +314,8 @@ impl<'a> Book<'a> {
             if !open {
                 continue;
             }
-            let b = behaviour(p.customer_id);
-            add(
-                self.company_of(p.customer_id),
-                &p.currency,
-                p.promised_on,
-                p.amount * b.kept,
-            );
+            // What the promise still stands for: what its items owe that day, up
+            // to the promised amount (part may have come in already).
             let mut left = p.amount;
             for id in &p.items {
                 let owed = open_on.get(id).map_or(Decimal::ZERO, |i| i.open_on(on));
@@ -324,6 +324,13 @@ impl<'a> Book<'a> {
                 *c += take;
                 left -= take;
             }
+            let b = behaviour(p.customer_id);
+            add(
+                self.company_of(p.customer_id),
+                &p.currency,
+                p.promised_on,
+                (p.amount - left) * b.kept,
+            );
         }
         let flows = self.flows(on, horizon);
         for it in self.items {
@@ -337,8 +344,11 @@ impl<'a> Book<'a> {
             let b = behaviour(it.customer_id);
             let expected = it.due_date + chrono::Duration::days(b.delay_days);
             let company = self.company_of(it.customer_id);
-            if expected > on {
-                add(company, &it.currency, expected, owed * b.share_paid);
+            // Not late while the customer's habit or the due date is still ahead
+            // (an early payer's habit may already have passed).
+            if expected > on || it.due_date >= on {
+                let day = expected.max(on + chrono::Duration::days(1));
+                add(company, &it.currency, day, owed * b.share_paid);
                 continue;
             }
             // Later than the customer usually pays: month by month, at the rate
@@ -518,5 +528,48 @@ mod tests {
         let eur = &a[&("ACME".to_string(), "EUR".to_string())];
         assert_eq!(eur[14], dec!(100));
         assert_eq!(eur.iter().sum::<Decimal>(), dec!(100));
+    }
+
+    /// A promise of 1000 on an item of which 600 came in: at most 400 can follow.
+    #[test]
+    fn a_promise_stands_for_no_more_than_its_items_owe() {
+        let items = vec![paid(
+            item(1, 1, -60, -29, dec!(1000)),
+            -5,
+            dec!(400),
+            ChangeCause::Payment,
+        )];
+        let promises = vec![PromiseLife {
+            customer_id: 1,
+            currency: "EUR".into(),
+            amount: dec!(1000),
+            created_on: day(-10),
+            promised_on: day(10),
+            status: "open".into(),
+            judged_on: None,
+            items: vec![1],
+        }];
+        let company: HashMap<i64, String> = [(1, "X".to_string())].into();
+        let f = Book::new(&items, &promises, &company).forecast(day(0), 90);
+        let total: Decimal = f.values().flatten().sum();
+        // The promise, at the default kept rate of ½: 200.
+        assert_eq!(total, dec!(200));
+    }
+
+    /// An early payer's invoice not yet due is expected, not "late".
+    #[test]
+    fn an_early_payers_invoice_not_yet_due_is_expected_on_a_day() {
+        let mut items = Vec::new();
+        for (n, doc) in [(1, -300), (2, -250), (3, -200)] {
+            let it = item(n, 1, doc, doc + 30, dec!(100));
+            items.push(paid(it, doc + 25, dec!(0), ChangeCause::Payment));
+        }
+        // Due in 3 days; the customer pays 5 days early.
+        items.push(item(4, 1, -27, 3, dec!(100)));
+        let company: HashMap<i64, String> = [(1, "X".to_string())].into();
+        let f = Book::new(&items, &[], &company).forecast(day(0), 20);
+        let x = &f[&("X".to_string(), "EUR".to_string())];
+        assert_eq!(x[0], dec!(100), "tomorrow, in full");
+        assert_eq!(x.iter().sum::<Decimal>(), dec!(100));
     }
 }

@@ -567,7 +567,7 @@ fn conversion<'a>(
             if first.is_none() && ch.open.abs() < was.abs() && collected(ch.cause) {
                 first = Some(ch.on);
             }
-            if ch.open.is_zero() && collected(ch.cause) && done.is_none() {
+            if ch.open.is_zero() && !was.is_zero() && collected(ch.cause) && done.is_none() {
                 done = Some(ch.on);
             }
             was = ch.open;
@@ -749,7 +749,7 @@ fn promises<'a>(
 /// The part of a payment its item owed again within `days` after it arrived: the
 /// largest rise of the item's open amount over what it owed on the value date,
 /// at most the payment.
-fn reversed(p: &arrears_store::PaymentFact, days: u32) -> Decimal {
+fn rise_after(p: &arrears_store::PaymentFact, days: u32) -> Decimal {
     let after = open_on(p.item_original, &p.item_changes, p.value_date);
     let until = p.value_date + chrono::Days::new(u64::from(days));
     let highest = p
@@ -759,6 +759,33 @@ fn reversed(p: &arrears_store::PaymentFact, days: u32) -> Decimal {
         .map(|c| c.open)
         .fold(after, Decimal::max);
     (highest - after).clamp(Decimal::ZERO, p.amount.max(Decimal::ZERO))
+}
+
+/// What came back of each payment (by payment id): an item's return is counted
+/// once, however many of its payments it follows, and taken from its latest
+/// payments first.
+fn reversals(
+    payments: &[arrears_store::PaymentFact],
+    days: u32,
+) -> std::collections::HashMap<i64, Decimal> {
+    let mut by_item: BTreeMap<i64, Vec<&arrears_store::PaymentFact>> = BTreeMap::new();
+    for p in payments {
+        by_item.entry(p.item_id).or_default().push(p);
+    }
+    let mut out = std::collections::HashMap::new();
+    for list in by_item.values_mut() {
+        let mut left = list
+            .iter()
+            .map(|p| rise_after(p, days))
+            .fold(Decimal::ZERO, Decimal::max);
+        list.sort_by_key(|p| std::cmp::Reverse((p.value_date, p.id)));
+        for p in list.iter() {
+            let take = left.min(p.amount.max(Decimal::ZERO));
+            out.insert(p.id, take);
+            left -= take;
+        }
+    }
+    out
 }
 
 fn commission<'a>(
@@ -801,10 +828,18 @@ fn commission<'a>(
     // (collector row key, segment) → what the collector's payments of that
     // segment add up to: each segment is banded on its own.
     let mut lines: BTreeMap<(Vec<String>, Option<String>), Line> = BTreeMap::new();
-    for p in store.payments_collected(req.from, req.to)? {
-        let Some(c) = seen(p.customer_id) else {
+    let payments = store.payments_collected(req.from, req.to)?;
+    let back = reversals(&payments, policy.clawback_days);
+    // A settlement is a collector's whole period: every payment credited to them
+    // is banded, whoever asks and however filtered; the filters and the caller's
+    // reach choose whose settlements are shown.
+    let everyone = store.report_customers()?;
+    let mut shown: std::collections::HashSet<Vec<String>> = std::collections::HashSet::new();
+    for p in payments {
+        let Some(c) = everyone.get(&p.customer_id) else {
             continue;
         };
+        let visible = seen(p.customer_id).is_some();
         let who = match policy.attribution.rule {
             AttributionRule::LastContact => {
                 let earliest = p
@@ -822,10 +857,19 @@ fn commission<'a>(
         };
         let mut k = key(c, &p.currency);
         k[0] = who.unwrap_or_else(|| UNATTRIBUTED.into());
-        let line = lines.entry((k, c.segment.clone())).or_default();
+        if visible {
+            shown.insert(k.clone());
+        }
+        // Only a segment with a scale of its own is banded apart; every other
+        // segment's money is banded together on the default tiers.
+        let scale = c
+            .segment
+            .clone()
+            .filter(|seg| policy.segments.contains_key(seg));
+        let line = lines.entry((k, scale)).or_default();
         line.payments += 1;
         line.collected += p.amount;
-        line.reversed += reversed(&p, policy.clawback_days);
+        line.reversed += back.get(&p.id).copied().unwrap_or_default();
     }
     #[derive(Default)]
     struct Acc {
@@ -863,6 +907,7 @@ fn commission<'a>(
     ]);
     let rows = acc
         .into_iter()
+        .filter(|(k, _)| shown.contains(k))
         .map(|(k, a)| {
             let currency = k.last().map_or("", |c| c.as_str());
             let due = round_minor(
@@ -1824,6 +1869,23 @@ clawback_days: 60"
             collected,
             dec!(1000) + dec!(500) + dec!(400) + dec!(100000) + dec!(1500.55)
         );
+        // A filter picks whose settlements are shown, not which payments are in
+        // them: alice, who worked the key account, is settled in full.
+        let mut req = Request::parse(
+            "commission",
+            Some(d("2026-09-01")),
+            d("2026-09-30"),
+            &[],
+            Filter {
+                segment: Some("key_account".into()),
+                ..Filter::default()
+            },
+            None,
+        )
+        .unwrap();
+        req.commission = Some(policy("520"));
+        let only = run(&s, &admin(), &req).unwrap();
+        assert_eq!(only.rows, vec![t.rows[alice].clone()]);
         // October: A2's last 500 arrived three days after bob worked C1.
         let t = commission_report(&s, "2026-10-01", "2026-10-31", policy("520"));
         let bob = t.row(&["bob", "EUR"]).unwrap();
@@ -2068,5 +2130,152 @@ clawback_days: 60"
         )
         .unwrap();
         assert!(t.row(&["ACME_DE/C2", "activity"]).is_none());
+    }
+
+    /// Two customers in segments without a scale of their own are banded together.
+    #[test]
+    fn segments_on_the_default_tiers_are_banded_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let rules = arrears_test_support::shipped_rules();
+        let a = |open| item("A", "C1", dec!(3000), "EUR", open);
+        let b = |open| item("B", "C2", dec!(6000), "EUR", open);
+        learn(
+            &mut s,
+            "2026-08-01",
+            vec![a(dec!(3000)), b(dec!(6000))],
+            vec![],
+            false,
+        );
+        run_portfolio(&mut s, &rules, d("2026-09-10"), RunMode::Full).unwrap();
+        let sub = rules
+            .subcategory("negotiation", "promise_follow_up")
+            .unwrap()
+            .clone();
+        for k in s.cases_opened(d("2026-09-10"), d("2026-09-10")).unwrap() {
+            s.set_activity(
+                k.case_id,
+                "negotiation",
+                &sub,
+                d("2026-09-10"),
+                "alice",
+                &rules.cases,
+            )
+            .unwrap();
+            s.complete_activity(k.case_id, d("2026-09-12"), "alice", None, &rules.cases)
+                .unwrap();
+        }
+        learn(
+            &mut s,
+            "2026-09-14",
+            vec![a(dec!(0)), b(dec!(0))],
+            vec![
+                payment("p1", "C1", Some("A"), dec!(3000), "2026-09-14"),
+                payment("p2", "C2", Some("B"), dec!(6000), "2026-09-14"),
+            ],
+            false,
+        );
+        let mut p = policy("1000000");
+        p.segments.clear();
+        let t = commission_report(&s, "2026-09-01", "2026-09-30", p);
+        let r = t.row(&["alice", "EUR"]).unwrap();
+        // 1000 × 1 % + 8000 × 2 %, whatever segments C1 and C2 are in.
+        assert_eq!(amount(&t, r, "commission"), dec!(170.00));
+    }
+
+    /// One return after two payments of an item is clawed back once.
+    #[test]
+    fn a_return_is_clawed_back_once_per_item() {
+        let ch = |on: &str, open| arrears_store::StateChange {
+            on: d(on),
+            open,
+            cause: ChangeCause::Payment,
+        };
+        let changes = vec![ch("2026-09-14", dec!(0)), ch("2026-09-20", dec!(50))];
+        let p = |id| arrears_store::PaymentFact {
+            id,
+            customer_id: 1,
+            item_id: 1,
+            amount: dec!(50),
+            currency: "EUR".into(),
+            value_date: d("2026-09-14"),
+            assigned_to: None,
+            item_original: dec!(100),
+            item_changes: changes.clone(),
+        };
+        let back = reversals(&[p(1), p(2)], 60);
+        assert_eq!(back.values().copied().sum::<Decimal>(), dec!(50));
+        assert_eq!(back[&2], dec!(50), "the latest payment first");
+    }
+
+    /// An item cleared and reopened has two cases, each with the item's history.
+    #[test]
+    fn a_reopened_items_second_case_keeps_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let rules = arrears_test_support::shipped_rules();
+        let a = |open| item("A", "C1", dec!(3000), "EUR", open);
+        learn(&mut s, "2026-08-01", vec![a(dec!(3000))], vec![], false);
+        run_portfolio(&mut s, &rules, d("2026-09-02"), RunMode::Full).unwrap();
+        learn(&mut s, "2026-09-03", vec![a(dec!(0))], vec![], false);
+        run_portfolio(&mut s, &rules, d("2026-09-04"), RunMode::Full).unwrap();
+        learn(&mut s, "2026-09-05", vec![a(dec!(3000))], vec![], false);
+        run_portfolio(&mut s, &rules, d("2026-09-06"), RunMode::Full).unwrap();
+        let cases = s.cases_opened(d("2026-09-01"), d("2026-09-30")).unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[0].changes, cases[1].changes);
+        assert_eq!(cases[1].open_on(cases[1].opened_on), dec!(3000));
+    }
+
+    /// A split original is replaced, not collected: whether the ERP clears it in
+    /// the batch that brings its replacement or later.
+    #[test]
+    fn a_replaced_original_is_not_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("a.db")).unwrap();
+        let rules = arrears_test_support::shipped_rules();
+        let a = |open| item("A", "C1", dec!(3000), "EUR", open);
+        let b = |open| item("B", "C1", dec!(3000), "EUR", open);
+        learn(
+            &mut s,
+            "2026-08-01",
+            vec![a(dec!(3000)), b(dec!(3000))],
+            vec![],
+            false,
+        );
+        run_portfolio(&mut s, &rules, d("2026-09-02"), RunMode::Full).unwrap();
+        let part = |ext: &str, of: &str, on: &str| {
+            let mut p = item(ext, "C1", dec!(3000), "EUR", dec!(3000));
+            p.original_document = Some(format!("INV-{of}"));
+            p.document_date = d(on);
+            p
+        };
+        learn(
+            &mut s,
+            "2026-09-05",
+            vec![part("A-1", "A", "2026-09-05")],
+            vec![],
+            false,
+        );
+        learn(&mut s, "2026-09-07", vec![a(dec!(0))], vec![], false);
+        learn(
+            &mut s,
+            "2026-09-06",
+            vec![b(dec!(0)), part("B-1", "B", "2026-09-06")],
+            vec![],
+            false,
+        );
+        let req = Request::new(
+            ReportKind::Conversion,
+            d("2026-09-01"),
+            d("2026-09-30"),
+            None,
+            Filter::default(),
+            None,
+        )
+        .unwrap();
+        let t = run(&s, &admin(), &req).unwrap();
+        assert_eq!(count(&t, 0, "cases_opened"), 2);
+        assert_eq!(count(&t, 0, "collected_in_full"), 0);
     }
 }

@@ -65,6 +65,9 @@ pub struct CommissionPolicy {
     pub clawback_days: u32,
 }
 
+/// Ten years: longer windows are a typo, and would reach past any calendar.
+const MAX_DAYS: u32 = 3660;
+
 fn err<T>(field: String, reason: impl Into<String>) -> Result<T, FinanceError> {
     Err(FinanceError::Commission {
         field,
@@ -120,6 +123,17 @@ impl CommissionPolicy {
         check_tiers("tiers", &self.tiers)?;
         for (segment, tiers) in &self.segments {
             check_tiers(&format!("segments.{segment}"), tiers)?;
+        }
+        for (field, days) in [
+            ("clawback_days", self.clawback_days),
+            ("attribution.within_days", self.attribution.within_days),
+        ] {
+            if days > MAX_DAYS {
+                return err(
+                    field.into(),
+                    format!("at most {MAX_DAYS} days (got {days})"),
+                );
+            }
         }
         if let Some(cap) = self.cap {
             if cap < Decimal::ZERO || cap > crate::max_amount() {

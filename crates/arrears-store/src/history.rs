@@ -421,4 +421,23 @@ mod tests {
             .unwrap();
         assert_eq!(n, 34 * 2);
     });
+
+    crate::on_both!(
+        an_original_the_erp_clears_beside_its_replacement_was_replaced,
+        |s| {
+            learn(s, "2026-10-01", vec![item("2", dec!(100))], vec![]);
+            let mut part = item("2-A", dec!(100));
+            part.document_date = d("2026-10-03");
+            part.original_document = Some("INV-2".into());
+            learn(s, "2026-10-04", vec![item("2", dec!(0)), part], vec![]);
+            assert_eq!(
+                rows(s, "2"),
+                vec![row("2026-10-03", dec!(0), "cleared", ChangeCause::Replaced)]
+            );
+            assert_eq!(
+                s.item_clearing(id(s, "2")).unwrap().map(|c| c.by),
+                Some(ChangeCause::Replaced)
+            );
+        }
+    );
 }

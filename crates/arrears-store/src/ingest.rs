@@ -488,9 +488,30 @@ fn note_history(
             *on = (*on).max(p.value_date);
         }
     }
-    let dated = |it: &ItemInput| match paid_on.get(&(it.source.as_str(), it.external_id.as_str())) {
-        Some(&on) => (on.min(day), ChangeCause::Payment),
-        None => (day, ChangeCause::Erp),
+    // Originals this batch brings a replacement for (a split, a re-posting): an
+    // original the ERP clears in the same batch was replaced, not paid.
+    let mut replacing: HashMap<(&str, &str, &str), NaiveDate> = HashMap::new();
+    for it in &batch.items {
+        if let Some(original) = &it.original_document {
+            let on = replacing
+                .entry((it.company.as_str(), it.customer.as_str(), original.as_str()))
+                .or_insert(it.document_date);
+            *on = (*on).min(it.document_date);
+        }
+    }
+    let dated = |it: &ItemInput| {
+        let original = (
+            it.company.as_str(),
+            it.customer.as_str(),
+            it.document_no.as_str(),
+        );
+        if let Some(&on) = replacing.get(&original) {
+            return (on.min(day), ChangeCause::Replaced);
+        }
+        match paid_on.get(&(it.source.as_str(), it.external_id.as_str())) {
+            Some(&on) => (on.min(day), ChangeCause::Payment),
+            None => (day, ChangeCause::Erp),
+        }
     };
     let mut changes = Vec::new();
     let mut created = Vec::new();

@@ -222,7 +222,7 @@ impl Store {
     /// history.
     pub fn cases_opened(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<CaseFact>> {
         self.db().read(|db| {
-            let mut changes = changes_by_item(db.rows(
+            let changes = changes_by_item(db.rows(
                 "SELECT h.item_id, h.on_date, h.open_amount, h.status, h.cause FROM item_history h
                  WHERE h.item_id IN (SELECT item_id FROM cases WHERE opened_on >= ?1 AND opened_on <= ?2)
                  ORDER BY h.id",
@@ -244,7 +244,8 @@ impl Store {
                     currency: r.get(4, "items.currency")?,
                     document_date: r.date(5, "items.document_date")?,
                     original_amount: r.dec(6, "items.original_amount")?,
-                    changes: changes.remove(&item).unwrap_or_default(),
+                    // An item cleared and reopened has a case for each time.
+                    changes: changes.get(&item).cloned().unwrap_or_default(),
                 })
             })
             .collect()

@@ -532,8 +532,17 @@ impl Store {
                         "DELETE FROM credit_allocations WHERE credit_id = ?1 AND kind = 'suggested'",
                         args![id],
                     )?;
-                    // The bank gave no date: the day it is resolved.
-                    let paid_on = match &c.value_date {
+                    // Its value date, else its booking date (as on import); the bank
+                    // gave neither: the day it is resolved.
+                    let booked: Option<String> = db
+                        .row(
+                            "SELECT booking_date FROM statement_credits WHERE id = ?1",
+                            args![id],
+                        )?
+                        .map(|r| r.get(0, "statement_credits.booking_date"))
+                        .transpose()?
+                        .flatten();
+                    let paid_on = match c.value_date.as_ref().or(booked.as_ref()) {
                         Some(v) => crate::date("statement_credits.value_date", v)?,
                         None => today,
                     };
