@@ -146,6 +146,41 @@ impl Flow {
     }
 }
 
+/// Items and promises of the customers kept, and each kept customer's company.
+pub type Facts = (Vec<ItemLife>, Vec<PromiseLife>, HashMap<i64, String>);
+
+/// The book for forecasts made from `since` on: the items and promises of a year
+/// before it (the habits' look-back) on, of the customers `company` keeps (it
+/// names their company, `None` leaves one out).
+pub fn facts(
+    store: &arrears_store::Store,
+    since: NaiveDate,
+    company: impl Fn(i64) -> Option<String>,
+) -> Result<Facts, arrears_store::StoreError> {
+    let lookback = since
+        .checked_sub_days(chrono::Days::new(LOOKBACK_DAYS as u64))
+        .unwrap_or(NaiveDate::MIN);
+    let mut companies = HashMap::new();
+    let mut keep = |customer: i64| match company(customer) {
+        Some(c) => {
+            companies.insert(customer, c);
+            true
+        }
+        None => false,
+    };
+    let items: Vec<_> = store
+        .item_lives(lookback)?
+        .into_iter()
+        .filter(|i| keep(i.customer_id))
+        .collect();
+    let promises: Vec<_> = store
+        .promise_lives(lookback)?
+        .into_iter()
+        .filter(|p| keep(p.customer_id))
+        .collect();
+    Ok((items, promises, companies))
+}
+
 /// (company, currency) → expected amount for each day `on + 1 ..= on + horizon`.
 pub type Daily = BTreeMap<(String, String), Vec<Decimal>>;
 

@@ -460,7 +460,7 @@ pub fn run(store: &Store, reach: &Reach, req: &Request) -> Result<Table, AppErro
         ReportKind::Conversion => conversion(store, req, &seen, &key)?,
         ReportKind::OpenItems => open_items(store, req, &seen, &key)?,
         ReportKind::Promises => promises(store, req, &seen, &key)?,
-        ReportKind::Commission => commission(store, req, &seen, &key)?,
+        ReportKind::Commission => commission(store, req, &customers, &seen, &key)?,
         ReportKind::Worklist => worklist(store, req, &seen, &key)?,
         ReportKind::Contacts => contacts(store, req, &seen, &key)?,
         ReportKind::Forecast => forecast_report(store, req, &seen, &key)?,
@@ -791,6 +791,7 @@ fn reversals(
 fn commission<'a>(
     store: &Store,
     req: &Request,
+    everyone: &std::collections::HashMap<i64, CustomerDims>,
     seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
     key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
 ) -> Result<(Vec<Column>, Rows), AppError> {
@@ -833,7 +834,6 @@ fn commission<'a>(
     // A settlement is a collector's whole period: every payment credited to them
     // is banded, whoever asks and however filtered; the filters and the caller's
     // reach choose whose settlements are shown.
-    let everyone = store.report_customers()?;
     let mut shown: std::collections::HashSet<Vec<String>> = std::collections::HashSet::new();
     for p in payments {
         let Some(c) = everyone.get(&p.customer_id) else {
@@ -1065,44 +1065,6 @@ fn contacts<'a>(
     Ok((measures, rows))
 }
 
-/// Items, promises and each customer's company.
-type BookFacts = (
-    Vec<arrears_store::ItemLife>,
-    Vec<arrears_store::PromiseLife>,
-    std::collections::HashMap<i64, String>,
-);
-
-/// The book as the caller may see it: items and promises of the customers it
-/// reaches, from a year before `since` on (the behaviour's look-back).
-fn book_facts<'a>(
-    store: &Store,
-    since: NaiveDate,
-    seen: &dyn Fn(i64) -> Option<&'a CustomerDims>,
-) -> Result<BookFacts, AppError> {
-    let lookback = since
-        .checked_sub_days(chrono::Days::new(crate::forecast::LOOKBACK_DAYS as u64))
-        .unwrap_or(NaiveDate::MIN);
-    let mut company = std::collections::HashMap::new();
-    let mut keep = |customer: i64| match seen(customer) {
-        Some(c) => {
-            company.insert(customer, c.company.clone());
-            true
-        }
-        None => false,
-    };
-    let items: Vec<_> = store
-        .item_lives(lookback)?
-        .into_iter()
-        .filter(|i| keep(i.customer_id))
-        .collect();
-    let promises: Vec<_> = store
-        .promise_lives(lookback)?
-        .into_iter()
-        .filter(|p| keep(p.customer_id))
-        .collect();
-    Ok((items, promises, company))
-}
-
 /// The forecast's rows are by company and currency: other groupings are refused.
 fn forecast_groups(req: &Request) -> Result<(), AppError> {
     if req.by[..] != [Dim::Company] {
@@ -1121,7 +1083,8 @@ fn forecast_report<'a>(
     _key: &dyn Fn(&CustomerDims, &str) -> Vec<String>,
 ) -> Result<(Vec<Column>, Rows), AppError> {
     forecast_groups(req)?;
-    let (items, promises, company) = book_facts(store, req.to, seen)?;
+    let (items, promises, company) =
+        crate::forecast::facts(store, req.to, |c| seen(c).map(|d| d.company.clone()))?;
     let book = crate::forecast::Book::new(&items, &promises, &company);
     let mut rows = Rows::new();
     for ((co, currency), days) in book.forecast(req.to, req.within_days) {
@@ -1153,7 +1116,8 @@ fn backtest_report<'a>(
     forecast_groups(req)?;
     let horizon = req.within_days;
     let weeks = (horizon / 7).max(1);
-    let (items, promises, company) = book_facts(store, req.from, seen)?;
+    let (items, promises, company) =
+        crate::forecast::facts(store, req.from, |c| seen(c).map(|d| d.company.clone()))?;
     let book = crate::forecast::Book::new(&items, &promises, &company);
     #[derive(Default)]
     struct Week {

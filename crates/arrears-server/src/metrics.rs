@@ -275,32 +275,35 @@ pub fn export_analysis(store: &Store, rules: &RuleSet, as_of: NaiveDate) {
             ("currency", text(t, r, "currency")),
         ]
     };
-    if let Some(t) = table("forecast", 0, Some(90)) {
-        for r in 0..t.rows.len() {
-            let Ok(day) = text(&t, r, "day").parse::<NaiveDate>() else {
-                continue;
+    // The forecast and what came in over the last 7 days, from one read of the
+    // book (the largest read of the pass).
+    let book = store.report_customers().and_then(|c| {
+        arrears_app::forecast::facts(store, as_of, |id| c.get(&id).map(|d| d.company.clone()))
+    });
+    match book {
+        Ok((items, promises, company)) => {
+            let book = arrears_app::forecast::Book::new(&items, &promises, &company);
+            let labels = |(co, cur): &(String, String)| -> Labels {
+                vec![("company", co.clone()), ("currency", cur.clone())]
             };
-            let horizon = match (day - as_of).num_days() {
-                7 => "7d",
-                30 => "30d",
-                90 => "90d",
-                _ => continue,
-            };
-            let mut l = labels(&t, r);
-            l.push(("horizon", horizon.into()));
-            x.set("arrears_forecast_amount", l, num(&t, r, "cumulative"));
+            for (k, days) in book.forecast(as_of, 90) {
+                for (horizon, n) in [("7d", 7), ("30d", 30), ("90d", 90)] {
+                    let mut l = labels(&k);
+                    l.push(("horizon", horizon.into()));
+                    x.set("arrears_forecast_amount", l, f(days.iter().take(n).sum()));
+                }
+            }
+            if let Some(week) = as_of.checked_sub_days(chrono::Days::new(7)) {
+                for (k, days) in book.actual(week, 7) {
+                    x.set(
+                        "arrears_collected_7d_amount",
+                        labels(&k),
+                        f(days.iter().sum()),
+                    );
+                }
+            }
         }
-    }
-    // What came in over the 7 days up to as_of: the last week of a one-week
-    // back-test made 7 days ago.
-    if let Some(t) = table("forecast-backtest", 7, Some(7)) {
-        for r in 0..t.rows.len() {
-            x.set(
-                "arrears_collected_7d_amount",
-                labels(&t, r),
-                num(&t, r, "avg_actual"),
-            );
-        }
+        Err(e) => tracing::error!(error = %e, "analysis: reading the book"),
     }
     if let Some(t) = table("conversion", 29, Some(30)) {
         for r in 0..t.rows.len() {

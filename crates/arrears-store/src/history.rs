@@ -158,7 +158,7 @@ pub struct Clearing {
     pub by: ChangeCause,
 }
 
-fn cause(column: &'static str, s: &str) -> Result<ChangeCause> {
+pub(crate) fn cause(column: &'static str, s: &str) -> Result<ChangeCause> {
     ChangeCause::parse(s).ok_or_else(|| {
         StoreError::Invalid(format!("{column}: `{s}` is not a known cause of change"))
     })

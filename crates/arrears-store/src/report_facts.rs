@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::db::{args, Db, Row};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// A customer as the reports group it: its company and code, and where the
 /// latest run routed it (`None` before any run).
@@ -184,12 +184,6 @@ fn opt_dec(r: &Row, i: usize, column: &'static str) -> Result<Option<Decimal>> {
         .transpose()
 }
 
-fn cause(s: &str) -> Result<ChangeCause> {
-    ChangeCause::parse(s).ok_or_else(|| {
-        StoreError::Invalid(format!("item_history.cause: `{s}` is not a known cause"))
-    })
-}
-
 /// Each item's changes (`item_id, on_date, open_amount, status, cause` rows in
 /// written order) grouped by item.
 fn changes_by_item(rows: Vec<Row>) -> Result<HashMap<i64, Vec<StateChange>>> {
@@ -206,7 +200,10 @@ fn changes_by_item(rows: Vec<Row>) -> Result<HashMap<i64, Vec<StateChange>>> {
             .push(StateChange {
                 on: r.date(1, "item_history.on_date")?,
                 open,
-                cause: cause(&r.get::<String>(4, "item_history.cause")?)?,
+                cause: crate::history::cause(
+                    "item_history.cause",
+                    &r.get::<String>(4, "item_history.cause")?,
+                )?,
             });
     }
     Ok(out)
